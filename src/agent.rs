@@ -1,0 +1,441 @@
+//! The running agent: a poller that turns each kubelet summary into series and encoded
+//! requests, and a sender task that pushes them, joined by a bounded queue.
+//!
+//! ```text
+//! interval ─► Poller::poll ─► encode_batches ─► queue (bounded) ─► sender ─► receiver
+//!             fetch, parse, convert, dedupe, stale, up/scrape_*
+//! ```
+//!
+//! One request is in flight at a time, so every series reaches the receiver in timestamp order.
+//! A failed push is logged (when failures start and when they end) and its samples counted as
+//! dropped; the poller never waits for the receiver. Durable retries belong to the buffer and
+//! sender of a later change, not to this loop.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::config::{Config, ConfigError, Mode};
+use crate::convert::{self, Labels, Sample};
+use crate::kubelet::client::{ClientError, KubeletClient};
+use crate::kubelet::{summary, ScrapeError};
+use crate::remote_write::encode::{encode_batches, time_series};
+use crate::remote_write::proto::v1::TimeSeries;
+use crate::remote_write::{
+    CommonLabels, EncodedRequest, RemoteWriteClient, SendError, STALE_NAN_BITS,
+};
+use crate::series::{Admit, SeriesTracker};
+use crate::telemetry::{Episode, Stats};
+
+/// Requests waiting for the sender. When the receiver is slower than the kubelet the newest
+/// requests are dropped and counted; a durable buffer replaces this queue later.
+const QUEUE_REQUESTS: usize = 64;
+/// How long a shutdown waits for queued requests to go out.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Everything that was attempted worked (or the agent was asked to stop).
+    Ok,
+    /// `--once` / `--dry-run`: the poll or a push failed.
+    Failed,
+}
+
+/// Runs the agent until `shutdown` is cancelled (or after one poll for `--once` and
+/// `--dry-run`). Dry-run output goes to `out`.
+pub async fn run(
+    config: Config,
+    shutdown: CancellationToken,
+    stats: Arc<Stats>,
+    out: &mut (dyn std::io::Write + Send),
+) -> Result<Outcome, RunError> {
+    let mut poller = Poller::new(&config, stats.clone()).map_err(|e| {
+        let flag = match e {
+            ClientError::Build(_) => "--kubelet-url",
+            _ => "--kubelet-ca-file",
+        };
+        ConfigError {
+            flag,
+            reason: error_chain(&e),
+        }
+    })?;
+    if config.mode == Mode::DryRun {
+        let poll = poller.poll().await;
+        let text = crate::text::render(&poll.series);
+        if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+            warn!(error = %e, "cannot write dry-run output");
+            return Ok(Outcome::Failed);
+        }
+        return Ok(if poll.error.is_some() {
+            Outcome::Failed
+        } else {
+            Outcome::Ok
+        });
+    }
+    let Some(remote) = &config.remote else {
+        return Err(ConfigError {
+            flag: "--remote-url",
+            reason: "required unless --dry-run".into(),
+        }
+        .into());
+    };
+    let client = RemoteWriteClient::new(remote.url.clone(), remote.timeout, &remote.headers)
+        .map_err(|e| ConfigError {
+            flag: "--remote-url",
+            reason: error_chain(&e),
+        })?;
+    info!(
+        kubelet = %poller.kubelet_display(),
+        remote = client.display_url(),
+        interval = ?config.interval,
+        "kubelet-push started"
+    );
+    let (tx, rx) = mpsc::channel(QUEUE_REQUESTS);
+    let stop_sending = CancellationToken::new();
+    let mut sender = tokio::spawn(send_loop(client, rx, stats.clone(), stop_sending.clone()));
+
+    let mut poll_failed = false;
+    let mut queue_full = Episode::default();
+    let mut ticker = tokio::time::interval(config.interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = ticker.tick() => {}
+        }
+        let poll = poller.poll().await;
+        poll_failed |= poll.error.is_some();
+        let requests = match encode_batches(poll.series, config.max_samples_per_send) {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(error = %e, "cannot compress a remote write request; poll dropped");
+                poll_failed = true;
+                Vec::new()
+            }
+        };
+        for request in requests {
+            Stats::add(&stats.samples_queued, request.samples);
+            let samples = request.samples;
+            match tx.try_send(request) {
+                Ok(()) => {
+                    if let Some((n, _)) = queue_full.recover() {
+                        info!(dropped_requests = n, "send queue has room again");
+                    }
+                }
+                Err(_) => {
+                    Stats::add(&stats.samples_dropped, samples);
+                    if queue_full.fail() {
+                        warn!(
+                            capacity = QUEUE_REQUESTS,
+                            "send queue full (receiver too slow); dropping new requests"
+                        );
+                    }
+                }
+            }
+        }
+        if config.mode == Mode::Once {
+            break;
+        }
+    }
+
+    // Stop polling; give what is queued a bounded time to go out.
+    drop(tx);
+    let report = match tokio::time::timeout(DRAIN_TIMEOUT, &mut sender).await {
+        Ok(joined) => joined.unwrap_or_default(),
+        Err(_) => {
+            warn!(timeout = ?DRAIN_TIMEOUT, "queued requests not sent before shutdown; dropping them");
+            stop_sending.cancel();
+            sender.await.unwrap_or_default()
+        }
+    };
+    info!(
+        polls_ok = Stats::get(&stats.polls_ok),
+        polls_failed = Stats::get(&stats.polls_failed),
+        samples_sent = Stats::get(&stats.samples_sent),
+        samples_dropped = Stats::get(&stats.samples_dropped),
+        "kubelet-push stopped"
+    );
+    let failed = config.mode == Mode::Once && (poll_failed || report.failed_requests > 0);
+    Ok(if failed { Outcome::Failed } else { Outcome::Ok })
+}
+
+/// What the sender did, for `--once`'s exit code.
+#[derive(Debug, Default)]
+struct SendReport {
+    failed_requests: u64,
+}
+
+async fn send_loop(
+    client: RemoteWriteClient,
+    mut rx: mpsc::Receiver<EncodedRequest>,
+    stats: Arc<Stats>,
+    stop: CancellationToken,
+) -> SendReport {
+    let mut report = SendReport::default();
+    let mut failing = Episode::default();
+    // The status of the last failure logged, so a change of failure kind is logged too.
+    let mut logged: Option<Option<u16>> = None;
+    while let Some(request) = rx.recv().await {
+        let samples = request.samples;
+        let result = tokio::select! {
+            r = client.send(request.body) => r,
+            _ = stop.cancelled() => {
+                let mut dropped = samples;
+                while let Ok(r) = rx.try_recv() {
+                    dropped += r.samples;
+                }
+                Stats::add(&stats.samples_dropped, dropped);
+                report.failed_requests += 1;
+                break;
+            }
+        };
+        match result {
+            Ok(()) => {
+                Stats::add(&stats.requests_ok, 1);
+                Stats::add(&stats.samples_sent, samples);
+                if let Some((n, took)) = failing.recover() {
+                    info!(failed_requests = n, after = ?Duration::from_secs(took.as_secs()), "remote write recovered");
+                    logged = None;
+                }
+            }
+            Err(error) => {
+                Stats::add(&stats.requests_failed, 1);
+                Stats::add(&stats.samples_dropped, samples);
+                report.failed_requests += 1;
+                let first = failing.fail();
+                let status = error.status().map(|s| s.as_u16());
+                if first || logged != Some(status) {
+                    logged = Some(status);
+                    match &error {
+                        SendError::Permanent { .. } => {
+                            warn!(%error, samples, "remote write rejected by the receiver; samples dropped")
+                        }
+                        SendError::Retryable { .. } => {
+                            warn!(%error, samples, "remote write failed; samples dropped (retries come with the durable buffer)")
+                        }
+                    }
+                } else {
+                    debug!(%error, samples, "remote write failed again");
+                }
+            }
+        }
+    }
+    report
+}
+
+/// The series of one poll, and its error when it failed.
+pub struct PollOutput {
+    pub series: Vec<TimeSeries>,
+    pub error: Option<ScrapeError>,
+}
+
+/// Owns everything that lives from one poll to the next.
+pub struct Poller {
+    kubelet: KubeletClient,
+    kubelet_display: String,
+    tracker: SeriesTracker,
+    job: String,
+    node_override: Option<String>,
+    external_labels: Vec<(String, String)>,
+    /// The node name the common labels were built for, and those labels.
+    common: Option<(String, CommonLabels)>,
+    max_stats_age_ms: i64,
+    /// Size of the last poll, so the next one allocates once.
+    capacity_hint: usize,
+    kubelet_failing: Episode,
+    stats: Arc<Stats>,
+}
+
+impl Poller {
+    pub fn new(config: &Config, stats: Arc<Stats>) -> Result<Self, ClientError> {
+        let kubelet_display = match &config.kubelet.source {
+            crate::kubelet::client::Source::Http(u) => crate::kubelet::client::redact(u),
+            crate::kubelet::client::Source::File(p) => format!("file://{}", p.display()),
+        };
+        Ok(Poller {
+            kubelet: KubeletClient::new(config.kubelet.clone())?,
+            kubelet_display,
+            tracker: SeriesTracker::new(),
+            job: config.job.clone(),
+            node_override: config.node_name.clone(),
+            external_labels: config.external_labels.clone(),
+            common: None,
+            max_stats_age_ms: i64::try_from(config.max_stats_age.as_millis()).unwrap_or(i64::MAX),
+            capacity_hint: 0,
+            kubelet_failing: Episode::default(),
+            stats,
+        })
+    }
+
+    pub fn kubelet_display(&self) -> &str {
+        &self.kubelet_display
+    }
+
+    /// Polls the kubelet once. Always returns the per-poll series (`up` is 0 on failure); a
+    /// failed poll marks nothing stale.
+    pub async fn poll(&mut self) -> PollOutput {
+        let started = Instant::now();
+        let poll_time_ms = unix_ms(SystemTime::now());
+        let fetched = self.kubelet.fetch().await;
+        let mut series = Vec::with_capacity(self.capacity_hint);
+        self.tracker.begin_poll();
+        let result = match fetched {
+            Ok(bytes) => self.convert(&bytes, poll_time_ms, &mut series),
+            Err(e) => Err(e),
+        };
+        let scraped = *result.as_ref().unwrap_or(&0);
+        let up = if result.is_ok() { 1.0 } else { 0.0 };
+        let duration = started.elapsed().as_secs_f64();
+        let common = self.common_labels(None).clone();
+        for (name, value) in [
+            ("up", up),
+            ("scrape_duration_seconds", duration),
+            ("scrape_samples_scraped", scraped as f64),
+        ] {
+            let sample = Sample {
+                name,
+                labels: Labels::new(),
+                value,
+                timestamp_ms: poll_time_ms,
+            };
+            if self.tracker.admit(&sample) == Admit::Send {
+                series.push(time_series(name, [], &common, value, poll_time_ms));
+            }
+        }
+        let error = match result {
+            Ok(_) => {
+                // Only a successful poll may declare series gone.
+                self.tracker.finish_poll(poll_time_ms, |name, labels, ts| {
+                    let labels = labels.iter().map(|(n, v)| (*n, &**v));
+                    series.push(time_series(
+                        name,
+                        labels,
+                        &common,
+                        f64::from_bits(STALE_NAN_BITS),
+                        ts,
+                    ));
+                });
+                Stats::add(&self.stats.polls_ok, 1);
+                Stats::add(&self.stats.samples_scraped, scraped);
+                if let Some((n, took)) = self.kubelet_failing.recover() {
+                    info!(failed_polls = n, after = ?Duration::from_secs(took.as_secs()), "kubelet is answering again");
+                }
+                None
+            }
+            Err(e) => {
+                Stats::add(&self.stats.polls_failed, 1);
+                if self.kubelet_failing.fail() {
+                    warn!(kubelet = %self.kubelet_display, error = %error_chain(&e), "kubelet poll failed; pushing up=0 until it recovers");
+                } else {
+                    debug!(error = %error_chain(&e), "kubelet poll failed again");
+                }
+                Some(e)
+            }
+        };
+        self.capacity_hint = self.capacity_hint.max(series.len());
+        PollOutput { series, error }
+    }
+
+    /// Parses and converts one summary, admitting its samples through the tracker. Returns
+    /// the number of distinct series the summary produced.
+    fn convert(
+        &mut self,
+        bytes: &[u8],
+        poll_time_ms: i64,
+        out: &mut Vec<TimeSeries>,
+    ) -> Result<usize, ScrapeError> {
+        let summary = summary::parse(bytes).map_err(ScrapeError::Parse)?;
+        let mut samples = Vec::with_capacity(self.capacity_hint);
+        convert::convert(&summary, poll_time_ms, self.max_stats_age_ms, &mut samples);
+        let node = summary.node.as_ref().and_then(|n| n.node_name.as_deref());
+        let common = self.common_labels(node).clone();
+        let mut distinct = 0;
+        for sample in &samples {
+            match self.tracker.admit(sample) {
+                Admit::Send => {
+                    distinct += 1;
+                    let labels = sample.labels.as_slice().iter().copied();
+                    out.push(time_series(
+                        sample.name,
+                        labels,
+                        &common,
+                        sample.value,
+                        sample.timestamp_ms,
+                    ));
+                }
+                Admit::NotNewer => distinct += 1,
+                Admit::Duplicate => {}
+            }
+        }
+        Ok(distinct)
+    }
+
+    /// The common labels for this poll. `--node-name` wins over the summary's `nodeName`; with
+    /// neither, the last known name, then the host name. A change forgets every series, since
+    /// none sent so far carries the new labels.
+    fn common_labels(&mut self, summary_node: Option<&str>) -> &CommonLabels {
+        let node = match (&self.node_override, summary_node, &self.common) {
+            (Some(n), _, _) => n.clone(),
+            (None, Some(n), _) if !n.is_empty() => n.to_owned(),
+            (None, _, Some((known, _))) => known.clone(),
+            (None, _, None) => host_name(),
+        };
+        if self.common.as_ref().is_none_or(|(known, _)| *known != node) {
+            if self.common.is_some() {
+                info!(node = %node, "node name changed; series start afresh");
+                self.tracker.clear();
+            }
+            let labels = CommonLabels::new(&self.job, &node, &self.external_labels);
+            self.common = Some((node, labels));
+        }
+        match &self.common {
+            Some((_, labels)) => labels,
+            None => unreachable!("common labels were set above"),
+        }
+    }
+}
+
+fn unix_ms(t: SystemTime) -> i64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// The host name, for the node label when the kubelet has never answered and no
+/// `--node-name` is set.
+fn host_name() -> String {
+    #[cfg(windows)]
+    let name = std::env::var("COMPUTERNAME").ok();
+    #[cfg(not(windows))]
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok());
+    name.map(|n| n.trim().to_owned())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// An error and its sources on one line: `a: b: c`.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !s.ends_with(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        source = cause.source();
+    }
+    s
+}

@@ -1,0 +1,361 @@
+//! Raw flags → a validated [`Config`], once, at start-up. Every problem becomes a
+//! [`ConfigError`] naming the flag, which `main` turns into exit code 64; nothing is left to
+//! fail mid-run.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use reqwest::header::{HeaderName, HeaderValue};
+
+use crate::cli::AgentArgs;
+use crate::kubelet::client::{KubeletSettings, Source};
+use crate::remote_write::client::PROTOCOL_HEADERS;
+
+/// Where a pod finds its service-account credentials; used when no token or CA file is given.
+const SA_TOKEN: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
+const SA_CA: &str = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt";
+
+/// Label names our metrics use themselves; a `--label` with one of them would collide.
+const RESERVED_LABELS: [&str; 15] = [
+    "job",
+    "instance",
+    "node",
+    "namespace",
+    "pod",
+    "container",
+    "interface",
+    "volume",
+    "persistentvolumeclaim",
+    "system_container",
+    "failure_type",
+    "scope",
+    "make",
+    "model",
+    "acc_id",
+];
+
+#[derive(Debug, thiserror::Error)]
+#[error("{flag}: {reason}")]
+pub struct ConfigError {
+    pub flag: &'static str,
+    pub reason: String,
+}
+
+fn err(flag: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        flag,
+        reason: reason.into(),
+    }
+}
+
+/// What one run does after a poll.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Poll every interval and push, until shut down.
+    Run,
+    /// Poll and push once; fail when either fails.
+    Once,
+    /// Poll once and print the samples instead of pushing.
+    DryRun,
+}
+
+#[derive(Debug, Clone)]
+pub struct RemoteSettings {
+    pub url: reqwest::Url,
+    pub timeout: Duration,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub kubelet: KubeletSettings,
+    /// `None` only in dry-run mode.
+    pub remote: Option<RemoteSettings>,
+    pub mode: Mode,
+    pub interval: Duration,
+    pub job: String,
+    /// Overrides the summary's `nodeName` for the `node` and `instance` labels.
+    pub node_name: Option<String>,
+    pub external_labels: Vec<(String, String)>,
+    pub max_stats_age: Duration,
+    pub max_samples_per_send: usize,
+}
+
+impl Config {
+    /// Validates `args`. `remote_required` is false for the demo, which brings its own
+    /// receiver.
+    pub fn from_args(args: &AgentArgs, remote_required: bool) -> Result<Self, ConfigError> {
+        let source = parse_kubelet_url(&args.kubelet_url)?;
+        let mode = match (args.dry_run, args.once) {
+            (true, _) => Mode::DryRun,
+            (false, true) => Mode::Once,
+            (false, false) => Mode::Run,
+        };
+        let remote = match (&args.remote_url, mode) {
+            (_, Mode::DryRun) => None,
+            (Some(url), _) => Some(RemoteSettings {
+                url: parse_remote_url(url)?,
+                timeout: args.remote_timeout,
+                headers: parse_headers(&args.remote_headers)?,
+            }),
+            (None, _) if remote_required => return Err(err(
+                "--remote-url",
+                "required (or KUBELET_PUSH_REMOTE_URL); use --dry-run to print instead of pushing",
+            )),
+            (None, _) => None,
+        };
+        if args.job.is_empty() {
+            return Err(err("--job", "must not be empty"));
+        }
+        if args.node_name.as_deref() == Some("") {
+            return Err(err("--node-name", "must not be empty"));
+        }
+        if args.max_samples_per_send == 0 {
+            return Err(err("--max-samples-per-send", "must be at least 1"));
+        }
+        let token_file = match &args.kubelet_token_file {
+            Some(p) => Some(readable("--kubelet-token-file", p)?),
+            None => existing(SA_TOKEN),
+        };
+        let ca_file = match &args.kubelet_ca_file {
+            Some(p) => Some(readable("--kubelet-ca-file", p)?),
+            None => existing(SA_CA),
+        };
+        Ok(Config {
+            kubelet: KubeletSettings {
+                source,
+                timeout: args.kubelet_timeout,
+                token_file,
+                ca_file,
+                insecure_skip_verify: args.kubelet_insecure_skip_verify,
+            },
+            remote,
+            mode,
+            interval: args.interval.unwrap_or(Duration::from_secs(10)),
+            job: args.job.clone(),
+            node_name: args.node_name.clone(),
+            external_labels: parse_labels(&args.labels)?,
+            max_stats_age: args.max_stats_age,
+            max_samples_per_send: args.max_samples_per_send,
+        })
+    }
+}
+
+fn existing(path: &str) -> Option<PathBuf> {
+    Path::new(path).is_file().then(|| PathBuf::from(path))
+}
+
+fn readable(flag: &'static str, path: &Path) -> Result<PathBuf, ConfigError> {
+    std::fs::File::open(path)
+        .map_err(|e| err(flag, format!("cannot read {}: {e}", path.display())))?;
+    Ok(path.to_path_buf())
+}
+
+/// `file://PATH` takes PATH literally (relative or absolute, any platform), because a
+/// captured summary is usually a relative path typed by hand.
+fn parse_kubelet_url(s: &str) -> Result<Source, ConfigError> {
+    const FLAG: &str = "--kubelet-url";
+    if let Some(path) = s.strip_prefix("file://") {
+        if path.is_empty() {
+            return Err(err(FLAG, "file:// needs a path, e.g. file://summary.json"));
+        }
+        return Ok(Source::File(PathBuf::from(path)));
+    }
+    let url = reqwest::Url::parse(s).map_err(|e| err(FLAG, format!("{s:?} is not a URL: {e}")))?;
+    match url.scheme() {
+        "http" | "https" if url.host().is_some() => Ok(Source::Http(url)),
+        "http" | "https" => Err(err(FLAG, format!("{s:?} has no host"))),
+        other => Err(err(
+            FLAG,
+            format!("scheme {other:?} is not http, https or file"),
+        )),
+    }
+}
+
+fn parse_remote_url(s: &str) -> Result<reqwest::Url, ConfigError> {
+    const FLAG: &str = "--remote-url";
+    let url = reqwest::Url::parse(s).map_err(|e| err(FLAG, format!("not a URL: {e}")))?;
+    match url.scheme() {
+        "http" | "https" if url.host().is_some() => Ok(url),
+        "http" | "https" => Err(err(FLAG, "the URL has no host")),
+        other => Err(err(FLAG, format!("scheme {other:?} is not http or https"))),
+    }
+}
+
+fn split_pair<'a>(flag: &'static str, s: &'a str) -> Result<(&'a str, &'a str), ConfigError> {
+    s.split_once('=')
+        .ok_or_else(|| err(flag, format!("{s:?} is not NAME=VALUE")))
+}
+
+fn parse_labels(raw: &[String]) -> Result<Vec<(String, String)>, ConfigError> {
+    const FLAG: &str = "--label";
+    let mut out: Vec<(String, String)> = Vec::new();
+    for item in raw {
+        let (name, value) = split_pair(FLAG, item)?;
+        let valid_name = name
+            .bytes()
+            .enumerate()
+            .all(|(i, b)| b == b'_' || b.is_ascii_alphabetic() || (i > 0 && b.is_ascii_digit()));
+        if name.is_empty() || !valid_name {
+            return Err(err(
+                FLAG,
+                format!("{name:?} is not a valid label name ([a-zA-Z_][a-zA-Z0-9_]*)"),
+            ));
+        }
+        if name.starts_with("__") {
+            return Err(err(
+                FLAG,
+                format!("{name:?}: names starting with __ are reserved"),
+            ));
+        }
+        if RESERVED_LABELS.contains(&name) {
+            let hint = match name {
+                "job" => "; use --job",
+                "node" | "instance" => "; use --node-name",
+                _ => "",
+            };
+            return Err(err(
+                FLAG,
+                format!("{name:?} is set by kubelet-push itself{hint}"),
+            ));
+        }
+        if value.is_empty() {
+            return Err(err(FLAG, format!("{name:?} has an empty value")));
+        }
+        if out.iter().any(|(n, _)| n == name) {
+            return Err(err(FLAG, format!("{name:?} is given twice")));
+        }
+        out.push((name.to_owned(), value.to_owned()));
+    }
+    Ok(out)
+}
+
+fn parse_headers(raw: &[String]) -> Result<Vec<(HeaderName, HeaderValue)>, ConfigError> {
+    const FLAG: &str = "--remote-header";
+    let mut out = Vec::new();
+    for item in raw {
+        let (name, value) = split_pair(FLAG, item)?;
+        let name = name.trim();
+        let header = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| err(FLAG, format!("{name:?} is not a valid header name")))?;
+        if PROTOCOL_HEADERS.contains(&header.as_str()) {
+            return Err(err(
+                FLAG,
+                format!("{name} is set by the Remote Write protocol and cannot be overridden"),
+            ));
+        }
+        // The value may be a credential: never echo it.
+        let mut value = HeaderValue::from_str(value.trim()).map_err(|_| {
+            err(
+                FLAG,
+                format!("the value of {name} is not a valid header value"),
+            )
+        })?;
+        value.set_sensitive(true);
+        out.push((header, value));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn config(args: &[&str]) -> Result<Config, ConfigError> {
+        let cli = crate::cli::Cli::try_parse_from(
+            std::iter::once("kubelet-push").chain(args.iter().copied()),
+        )
+        .expect("flags parse");
+        Config::from_args(&cli.agent, true)
+    }
+
+    #[test]
+    fn defaults() {
+        let c = config(&["--remote-url", "http://127.0.0.1:9090/api/v1/write"]).unwrap();
+        assert_eq!(c.interval, Duration::from_secs(10));
+        assert_eq!(c.max_stats_age, Duration::from_secs(120));
+        assert_eq!(c.job, "kubelet");
+        assert_eq!(c.mode, Mode::Run);
+        assert_eq!(c.max_samples_per_send, 2000);
+        match &c.kubelet.source {
+            Source::Http(u) => assert_eq!(u.as_str(), "https://127.0.0.1:10250/"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn remote_url_is_required_unless_dry_run() {
+        let e = config(&[]).unwrap_err();
+        assert_eq!(e.flag, "--remote-url");
+        let c = config(&["--dry-run", "--kubelet-url", "file://x.json"]).unwrap();
+        assert_eq!(c.mode, Mode::DryRun);
+        assert!(c.remote.is_none());
+        match c.kubelet.source {
+            Source::File(p) => assert_eq!(p, PathBuf::from("x.json")),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_values_name_their_flag() {
+        let r = ["--remote-url", "http://127.0.0.1:1/w"];
+        let cases: &[(&[&str], &str)] = &[
+            (&["--kubelet-url", "ftp://x"], "--kubelet-url"),
+            (&["--kubelet-url", "file://"], "--kubelet-url"),
+            (&["--label", "novalue"], "--label"),
+            (&["--label", "1abc=x"], "--label"),
+            (&["--label", "pod=x"], "--label"),
+            (&["--label", "job=x"], "--label"),
+            (&["--label", "__x=y"], "--label"),
+            (&["--label", "a=x", "--label", "a=y"], "--label"),
+            (&["--label", "a="], "--label"),
+            (
+                &["--remote-header", "Content-Type=text/plain"],
+                "--remote-header",
+            ),
+            (&["--remote-header", "user-agent=x"], "--remote-header"),
+            (&["--remote-header", "bad header=x"], "--remote-header"),
+            (&["--max-samples-per-send", "0"], "--max-samples-per-send"),
+            (&["--job", ""], "--job"),
+            (
+                &["--kubelet-token-file", "/nonexistent/token"],
+                "--kubelet-token-file",
+            ),
+        ];
+        for (extra, flag) in cases {
+            let mut args: Vec<&str> = r.to_vec();
+            args.extend_from_slice(extra);
+            let e = config(&args).expect_err(&format!("{extra:?} should be rejected"));
+            assert_eq!(e.flag, *flag, "{extra:?}: {e}");
+        }
+        let e = config(&["--remote-url", "localhost:9090"]).unwrap_err();
+        assert_eq!(e.flag, "--remote-url");
+    }
+
+    #[test]
+    fn labels_and_headers_parse() {
+        let c = config(&[
+            "--remote-url",
+            "http://127.0.0.1:1/w",
+            "--label",
+            "cluster=prod",
+            "--label",
+            "Region=eu-west",
+            "--remote-header",
+            "X-Scope-OrgID=team-a",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.external_labels,
+            vec![
+                ("cluster".into(), "prod".into()),
+                ("Region".into(), "eu-west".into())
+            ]
+        );
+        let h = &c.remote.unwrap().headers;
+        assert_eq!(h[0].0.as_str(), "x-scope-orgid");
+        assert_eq!(h[0].1.to_str().unwrap(), "team-a");
+        assert!(h[0].1.is_sensitive());
+    }
+}

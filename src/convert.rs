@@ -1,0 +1,576 @@
+//! Summary → samples: every metric of METRICS.md, with its labels, units and timestamps.
+//!
+//! Pure: no I/O, no clock. The caller passes the poll time (used only when the summary carries
+//! no `time` at all) and `--max-stats-age`. Samples borrow their label values from the summary,
+//! so converting allocates nothing but the output vector, which the caller reuses between polls.
+//!
+//! Not here: the common labels (`job`, `instance`, `node`, `--label`) are added by the encoder,
+//! duplicate label sets and repeated timestamps are filtered by `series`, and the per-poll
+//! `up` / `scrape_*` series are made by the agent.
+//!
+//! Timestamp rule (DESIGN.md "Samples"): a sample carries its section's `time` when that is
+//! within `max_stats_age` of the newest `time` anywhere in the summary; otherwise, and for
+//! values with no section time (start times, process counts, accelerators), it carries that
+//! newest time. Real kubelets report volume stats hours old and the Windows kubelet has stamped
+//! pod CPU with the container's start time; receivers reject such samples and, in Prometheus's
+//! case, the whole request with them.
+
+use crate::kubelet::summary::{
+    ContainerStats, CpuStats, FsStats, IoStats, MemoryStats, NetworkStats, PodStats, PsiStats,
+    Summary, Time, VolumeStats,
+};
+
+/// The most metric-specific labels any sample has (accelerators: namespace, pod, container,
+/// make, model, acc_id).
+pub const MAX_LABELS: usize = 6;
+
+/// A metric's own labels, in no particular order. A fixed array keeps a sample free of heap
+/// allocations.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Labels<'s> {
+    pairs: [(&'static str, &'s str); MAX_LABELS],
+    len: u8,
+}
+
+impl<'s> Labels<'s> {
+    pub const EMPTY: Labels<'static> = Labels {
+        pairs: [("", ""); MAX_LABELS],
+        len: 0,
+    };
+
+    pub fn new() -> Self {
+        Labels {
+            pairs: [("", ""); MAX_LABELS],
+            len: 0,
+        }
+    }
+
+    /// Adds a label. Panics past `MAX_LABELS`, which only a change to this module can cause.
+    #[must_use]
+    pub fn with(mut self, name: &'static str, value: &'s str) -> Self {
+        self.pairs[usize::from(self.len)] = (name, value);
+        self.len += 1;
+        self
+    }
+
+    pub fn as_slice(&self) -> &[(&'static str, &'s str)] {
+        &self.pairs[..usize::from(self.len)]
+    }
+}
+
+impl Default for Labels<'_> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// One value of one series, before the common labels are added.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Sample<'s> {
+    pub name: &'static str,
+    pub labels: Labels<'s>,
+    pub value: f64,
+    /// Milliseconds since the Unix epoch.
+    pub timestamp_ms: i64,
+}
+
+/// The newest `time` of any section in the summary, the reference for the timestamp rule.
+pub fn newest_time(summary: &Summary<'_>) -> Option<i64> {
+    let mut newest: Option<Time> = None;
+    let mut see = |t: Option<Time>| {
+        if t > newest {
+            newest = t;
+        }
+    };
+    let see_container = |c: &ContainerStats<'_>, see: &mut dyn FnMut(Option<Time>)| {
+        see(c.cpu.as_ref().and_then(|x| x.time));
+        see(c.memory.as_ref().and_then(|x| x.time));
+        see(c.swap.as_ref().and_then(|x| x.time));
+        see(c.io.as_ref().and_then(|x| x.time));
+        see(c.rootfs.as_ref().and_then(|x| x.time));
+        see(c.logs.as_ref().and_then(|x| x.time));
+    };
+    if let Some(node) = &summary.node {
+        see(node.cpu.as_ref().and_then(|x| x.time));
+        see(node.memory.as_ref().and_then(|x| x.time));
+        see(node.swap.as_ref().and_then(|x| x.time));
+        see(node.io.as_ref().and_then(|x| x.time));
+        see(node.network.as_ref().and_then(|x| x.time));
+        see(node.fs.as_ref().and_then(|x| x.time));
+        see(node.rlimit.as_ref().and_then(|x| x.time));
+        if let Some(rt) = &node.runtime {
+            see(rt.image_fs.as_ref().and_then(|x| x.time));
+            see(rt.container_fs.as_ref().and_then(|x| x.time));
+        }
+        for c in node.system_containers.iter().flatten() {
+            see_container(c, &mut see);
+        }
+    }
+    for pod in summary.pods.iter().flatten() {
+        see(pod.cpu.as_ref().and_then(|x| x.time));
+        see(pod.memory.as_ref().and_then(|x| x.time));
+        see(pod.swap.as_ref().and_then(|x| x.time));
+        see(pod.io.as_ref().and_then(|x| x.time));
+        see(pod.network.as_ref().and_then(|x| x.time));
+        see(pod.ephemeral_storage.as_ref().and_then(|x| x.time));
+        for v in pod.volumes.iter().flatten() {
+            see(v.time);
+        }
+        for c in pod.containers.iter().flatten() {
+            see_container(c, &mut see);
+        }
+    }
+    newest.map(|t| t.0)
+}
+
+/// Converts `summary` into samples appended to `out`. Returns the reference time used (the
+/// newest section time, or `poll_time_ms` when the summary has none).
+pub fn convert<'s>(
+    summary: &'s Summary<'_>,
+    poll_time_ms: i64,
+    max_stats_age_ms: i64,
+    out: &mut Vec<Sample<'s>>,
+) -> i64 {
+    let reference = newest_time(summary).unwrap_or(poll_time_ms);
+    let mut e = Emitter {
+        out,
+        reference,
+        max_age: max_stats_age_ms,
+    };
+    if let Some(node) = &summary.node {
+        let l = Labels::new();
+        e.cpu(Level::Node, l, node.cpu.as_ref());
+        if let Some(m) = &node.memory {
+            let t = m.time;
+            e.push("node_memory_working_set_bytes", l, m.working_set_bytes, t);
+            e.push("node_memory_usage_bytes", l, m.usage_bytes, t);
+            e.push("node_memory_available_bytes", l, m.available_bytes, t);
+            e.push("node_memory_rss_bytes", l, m.rss_bytes, t);
+            e.push("node_memory_page_faults_total", l, m.page_faults, t);
+            e.push(
+                "node_memory_major_page_faults_total",
+                l,
+                m.major_page_faults,
+                t,
+            );
+            e.psi(&PSI_NAMES[Level::Node as usize][1], l, m.psi.as_ref(), t);
+        }
+        if let Some(s) = &node.swap {
+            e.push("node_swap_usage_bytes", l, s.swap_usage_bytes, s.time);
+            e.push(
+                "node_swap_available_bytes",
+                l,
+                s.swap_available_bytes,
+                s.time,
+            );
+        }
+        e.io(Level::Node, l, node.io.as_ref());
+        e.fs(&NODE_FS, l, node.fs.as_ref());
+        if let Some(rt) = &node.runtime {
+            e.fs(&NODE_IMAGEFS, l, rt.image_fs.as_ref());
+            e.fs(&NODE_CONTAINERFS, l, rt.container_fs.as_ref());
+        }
+        e.network(&NODE_NET, l, node.network.as_ref());
+        if let Some(r) = &node.rlimit {
+            e.push("node_processes", l, r.curproc, r.time);
+            e.push("node_processes_limit", l, r.maxpid, r.time);
+        }
+        e.push("node_start_time_seconds", l, seconds(node.start_time), None);
+        for sc in node.system_containers.iter().flatten() {
+            let Some(name) = sc.name.as_deref() else {
+                continue;
+            };
+            let l = Labels::new().with("system_container", name);
+            if let Some(c) = &sc.cpu {
+                let v = c.usage_core_nano_seconds.map(|v| v / 1e9);
+                e.push(
+                    "node_system_container_cpu_usage_seconds_total",
+                    l,
+                    v,
+                    c.time,
+                );
+            }
+            if let Some(m) = &sc.memory {
+                let name = "node_system_container_memory_working_set_bytes";
+                e.push(name, l, m.working_set_bytes, m.time);
+            }
+        }
+    }
+    for pod in summary.pods.iter().flatten() {
+        e.pod(pod);
+    }
+    reference
+}
+
+#[derive(Clone, Copy)]
+enum Level {
+    Node = 0,
+    Pod = 1,
+    Container = 2,
+}
+
+const CPU_NAMES: [&str; 3] = [
+    "node_cpu_usage_seconds_total",
+    "pod_cpu_usage_seconds_total",
+    "container_cpu_usage_seconds_total",
+];
+
+/// `{level}_pressure_{cpu,memory,io}_{waiting,stalled}_seconds_total`, spelled out so the names
+/// stay `&'static str` and greppable.
+const PSI_NAMES: [[[&str; 2]; 3]; 3] = [
+    [
+        [
+            "node_pressure_cpu_waiting_seconds_total",
+            "node_pressure_cpu_stalled_seconds_total",
+        ],
+        [
+            "node_pressure_memory_waiting_seconds_total",
+            "node_pressure_memory_stalled_seconds_total",
+        ],
+        [
+            "node_pressure_io_waiting_seconds_total",
+            "node_pressure_io_stalled_seconds_total",
+        ],
+    ],
+    [
+        [
+            "pod_pressure_cpu_waiting_seconds_total",
+            "pod_pressure_cpu_stalled_seconds_total",
+        ],
+        [
+            "pod_pressure_memory_waiting_seconds_total",
+            "pod_pressure_memory_stalled_seconds_total",
+        ],
+        [
+            "pod_pressure_io_waiting_seconds_total",
+            "pod_pressure_io_stalled_seconds_total",
+        ],
+    ],
+    [
+        [
+            "container_pressure_cpu_waiting_seconds_total",
+            "container_pressure_cpu_stalled_seconds_total",
+        ],
+        [
+            "container_pressure_memory_waiting_seconds_total",
+            "container_pressure_memory_stalled_seconds_total",
+        ],
+        [
+            "container_pressure_io_waiting_seconds_total",
+            "container_pressure_io_stalled_seconds_total",
+        ],
+    ],
+];
+
+/// Names of the six filesystem gauges of one filesystem:
+/// available, capacity, used bytes; inodes, inodes free, inodes used.
+type FsNames = [&'static str; 6];
+
+const NODE_FS: FsNames = [
+    "node_fs_available_bytes",
+    "node_fs_capacity_bytes",
+    "node_fs_used_bytes",
+    "node_fs_inodes",
+    "node_fs_inodes_free",
+    "node_fs_inodes_used",
+];
+const NODE_IMAGEFS: FsNames = [
+    "node_imagefs_available_bytes",
+    "node_imagefs_capacity_bytes",
+    "node_imagefs_used_bytes",
+    "node_imagefs_inodes",
+    "node_imagefs_inodes_free",
+    "node_imagefs_inodes_used",
+];
+const NODE_CONTAINERFS: FsNames = [
+    "node_containerfs_available_bytes",
+    "node_containerfs_capacity_bytes",
+    "node_containerfs_used_bytes",
+    "node_containerfs_inodes",
+    "node_containerfs_inodes_free",
+    "node_containerfs_inodes_used",
+];
+const POD_VOLUME: FsNames = [
+    "pod_volume_available_bytes",
+    "pod_volume_capacity_bytes",
+    "pod_volume_used_bytes",
+    "pod_volume_inodes",
+    "pod_volume_inodes_free",
+    "pod_volume_inodes_used",
+];
+const PVC_VOLUME: FsNames = [
+    "kubelet_volume_stats_available_bytes",
+    "kubelet_volume_stats_capacity_bytes",
+    "kubelet_volume_stats_used_bytes",
+    "kubelet_volume_stats_inodes",
+    "kubelet_volume_stats_inodes_free",
+    "kubelet_volume_stats_inodes_used",
+];
+
+/// Receive bytes, transmit bytes, receive errors, transmit errors.
+type NetNames = [&'static str; 4];
+
+const NODE_NET: NetNames = [
+    "node_network_receive_bytes_total",
+    "node_network_transmit_bytes_total",
+    "node_network_receive_errors_total",
+    "node_network_transmit_errors_total",
+];
+const POD_NET: NetNames = [
+    "container_network_receive_bytes_total",
+    "container_network_transmit_bytes_total",
+    "container_network_receive_errors_total",
+    "container_network_transmit_errors_total",
+];
+
+fn seconds(t: Option<Time>) -> Option<f64> {
+    t.map(|t| t.0 as f64 / 1e3)
+}
+
+struct Emitter<'o, 's> {
+    out: &'o mut Vec<Sample<'s>>,
+    reference: i64,
+    max_age: i64,
+}
+
+impl<'s> Emitter<'_, 's> {
+    fn timestamp(&self, time: Option<Time>) -> i64 {
+        match time {
+            Some(Time(t)) if self.reference - t <= self.max_age => t,
+            _ => self.reference,
+        }
+    }
+
+    /// Emits one sample when the summary had the value; a missing value is no sample.
+    fn push(&mut self, name: &'static str, labels: Labels<'s>, v: Option<f64>, t: Option<Time>) {
+        if let Some(value) = v {
+            let timestamp_ms = self.timestamp(t);
+            self.out.push(Sample {
+                name,
+                labels,
+                value,
+                timestamp_ms,
+            });
+        }
+    }
+
+    /// CPU is reported in core-nanoseconds; Prometheus counts seconds.
+    fn cpu(&mut self, level: Level, l: Labels<'s>, cpu: Option<&CpuStats>) {
+        let Some(c) = cpu else { return };
+        let name = CPU_NAMES[level as usize];
+        self.push(name, l, c.usage_core_nano_seconds.map(|v| v / 1e9), c.time);
+        self.psi(&PSI_NAMES[level as usize][0], l, c.psi.as_ref(), c.time);
+    }
+
+    fn io(&mut self, level: Level, l: Labels<'s>, io: Option<&IoStats>) {
+        if let Some(io) = io {
+            self.psi(&PSI_NAMES[level as usize][2], l, io.psi.as_ref(), io.time);
+        }
+    }
+
+    /// PSI totals are microseconds; `some` is time waiting, `full` time fully stalled.
+    fn psi(
+        &mut self,
+        names: &[&'static str; 2],
+        l: Labels<'s>,
+        p: Option<&PsiStats>,
+        t: Option<Time>,
+    ) {
+        let Some(p) = p else { return };
+        let secs = |d: &Option<crate::kubelet::summary::PsiData>| {
+            d.as_ref().and_then(|d| d.total).map(|v| v / 1e6)
+        };
+        self.push(names[0], l, secs(&p.some), t);
+        self.push(names[1], l, secs(&p.full), t);
+    }
+
+    fn fs(&mut self, names: &FsNames, l: Labels<'s>, fs: Option<&FsStats>) {
+        let Some(f) = fs else { return };
+        let t = f.time;
+        self.push(names[0], l, f.available_bytes, t);
+        self.push(names[1], l, f.capacity_bytes, t);
+        self.push(names[2], l, f.used_bytes, t);
+        self.push(names[3], l, f.inodes, t);
+        self.push(names[4], l, f.inodes_free, t);
+        self.push(names[5], l, f.inodes_used, t);
+    }
+
+    fn volume(&mut self, names: &FsNames, l: Labels<'s>, v: &VolumeStats<'_>) {
+        let t = v.time;
+        self.push(names[0], l, v.available_bytes, t);
+        self.push(names[1], l, v.capacity_bytes, t);
+        self.push(names[2], l, v.used_bytes, t);
+        self.push(names[3], l, v.inodes, t);
+        self.push(names[4], l, v.inodes_free, t);
+        self.push(names[5], l, v.inodes_used, t);
+    }
+
+    /// Legacy kubelets only have the inline default interface; newer ones list `interfaces`,
+    /// where an unnamed entry repeats a named one unless it is the only entry.
+    fn network(&mut self, names: &NetNames, l: Labels<'s>, net: Option<&'s NetworkStats<'_>>) {
+        let Some(n) = net else { return };
+        let t = n.time;
+        match n.interfaces.as_deref() {
+            Some(list) if !list.is_empty() => {
+                let sole = list.len() == 1;
+                for i in list {
+                    let name = i.name.as_deref().unwrap_or("");
+                    if name.is_empty() && !sole {
+                        continue;
+                    }
+                    let l = l.with("interface", name);
+                    self.push(names[0], l, i.rx_bytes, t);
+                    self.push(names[1], l, i.tx_bytes, t);
+                    self.push(names[2], l, i.rx_errors, t);
+                    self.push(names[3], l, i.tx_errors, t);
+                }
+            }
+            _ => {
+                let l = l.with("interface", n.name.as_deref().unwrap_or(""));
+                self.push(names[0], l, n.rx_bytes, t);
+                self.push(names[1], l, n.tx_bytes, t);
+                self.push(names[2], l, n.rx_errors, t);
+                self.push(names[3], l, n.tx_errors, t);
+            }
+        }
+    }
+
+    fn pod(&mut self, pod: &'s PodStats<'_>) {
+        let Some(pod_ref) = &pod.pod_ref else { return };
+        // A pod without a name cannot be told apart from its neighbours.
+        let Some(name) = pod_ref.name.as_deref().filter(|n| !n.is_empty()) else {
+            return;
+        };
+        let namespace = pod_ref.namespace.as_deref().unwrap_or("");
+        let l = Labels::new().with("namespace", namespace).with("pod", name);
+        self.cpu(Level::Pod, l, pod.cpu.as_ref());
+        if let Some(m) = &pod.memory {
+            self.push(
+                "pod_memory_working_set_bytes",
+                l,
+                m.working_set_bytes,
+                m.time,
+            );
+            self.push("pod_memory_usage_bytes", l, m.usage_bytes, m.time);
+            self.push("pod_memory_rss_bytes", l, m.rss_bytes, m.time);
+            self.psi(
+                &PSI_NAMES[Level::Pod as usize][1],
+                l,
+                m.psi.as_ref(),
+                m.time,
+            );
+        }
+        self.io(Level::Pod, l, pod.io.as_ref());
+        if let Some(s) = &pod.swap {
+            self.push("pod_swap_usage_bytes", l, s.swap_usage_bytes, s.time);
+        }
+        self.push("pod_start_time_seconds", l, seconds(pod.start_time), None);
+        self.network(&POD_NET, l, pod.network.as_ref());
+        if let Some(es) = &pod.ephemeral_storage {
+            self.push(
+                "pod_ephemeral_storage_used_bytes",
+                l,
+                es.used_bytes,
+                es.time,
+            );
+            self.push(
+                "pod_ephemeral_storage_inodes_used",
+                l,
+                es.inodes_used,
+                es.time,
+            );
+        }
+        for v in pod.volumes.iter().flatten() {
+            if let Some(vname) = v.name.as_deref() {
+                self.volume(&POD_VOLUME, l.with("volume", vname), v);
+            }
+            if let Some(pvc) = &v.pvc_ref {
+                if let Some(claim) = pvc.name.as_deref().filter(|n| !n.is_empty()) {
+                    let ns = pvc.namespace.as_deref().unwrap_or(namespace);
+                    let pl = Labels::new()
+                        .with("namespace", ns)
+                        .with("persistentvolumeclaim", claim);
+                    self.volume(&PVC_VOLUME, pl, v);
+                }
+            }
+        }
+        if let Some(ps) = &pod.process_stats {
+            self.push("pod_processes", l, ps.process_count, None);
+        }
+        for c in pod.containers.iter().flatten() {
+            if let Some(cname) = c.name.as_deref() {
+                self.container(l.with("container", cname), c);
+            }
+        }
+    }
+
+    fn container(&mut self, l: Labels<'s>, c: &'s ContainerStats<'_>) {
+        self.cpu(Level::Container, l, c.cpu.as_ref());
+        if let Some(m) = &c.memory {
+            self.memory_container(l, m);
+        }
+        self.io(Level::Container, l, c.io.as_ref());
+        if let Some(s) = &c.swap {
+            self.push("container_swap_usage_bytes", l, s.swap_usage_bytes, s.time);
+        }
+        self.push(
+            "container_start_time_seconds",
+            l,
+            seconds(c.start_time),
+            None,
+        );
+        if let Some(r) = &c.rootfs {
+            self.push("container_fs_usage_bytes", l, r.used_bytes, r.time);
+            self.push("container_fs_limit_bytes", l, r.capacity_bytes, r.time);
+            self.push("container_fs_inodes_free", l, r.inodes_free, r.time);
+            self.push("container_fs_inodes_total", l, r.inodes, r.time);
+        }
+        if let Some(logs) = &c.logs {
+            self.push("container_logs_usage_bytes", l, logs.used_bytes, logs.time);
+        }
+        for a in c.accelerators.iter().flatten() {
+            let al = l
+                .with("make", a.make.as_deref().unwrap_or(""))
+                .with("model", a.model.as_deref().unwrap_or(""))
+                .with("acc_id", a.id.as_deref().unwrap_or(""));
+            self.push(
+                "container_accelerator_memory_used_bytes",
+                al,
+                a.memory_used,
+                None,
+            );
+            self.push(
+                "container_accelerator_memory_total_bytes",
+                al,
+                a.memory_total,
+                None,
+            );
+            self.push("container_accelerator_duty_cycle", al, a.duty_cycle, None);
+        }
+    }
+
+    fn memory_container(&mut self, l: Labels<'s>, m: &MemoryStats) {
+        let t = m.time;
+        self.push(
+            "container_memory_working_set_bytes",
+            l,
+            m.working_set_bytes,
+            t,
+        );
+        self.push("container_memory_usage_bytes", l, m.usage_bytes, t);
+        self.push("container_memory_rss", l, m.rss_bytes, t);
+        let faults = "container_memory_failures_total";
+        let minor = l.with("failure_type", "pgfault").with("scope", "container");
+        self.push(faults, minor, m.page_faults, t);
+        let major = l
+            .with("failure_type", "pgmajfault")
+            .with("scope", "container");
+        self.push(faults, major, m.major_page_faults, t);
+        self.psi(
+            &PSI_NAMES[Level::Container as usize][1],
+            l,
+            m.psi.as_ref(),
+            t,
+        );
+    }
+}

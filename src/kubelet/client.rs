@@ -1,0 +1,272 @@
+//! Fetches one summary: `GET <kubelet-url>/stats/summary` over HTTP(S), or a captured file for
+//! `file://` URLs. Returns the raw bytes; parsing is the caller's (the bytes must outlive the
+//! borrowed summary).
+//!
+//! Every failure kind has its own error, worded for an operator reading one log line: the
+//! kubelet refused the connection, timed out, answered a status, sent too much, or the token
+//! file is unreadable. The bearer token is re-read on every request because projected
+//! service-account tokens rotate about hourly.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+
+/// Largest summary accepted. A 110-pod node sends about 2 MiB; this leaves ample room while
+/// keeping a misbehaving endpoint from exhausting the node's memory.
+pub const MAX_SUMMARY_BYTES: usize = 64 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScrapeError {
+    #[error("kubelet did not answer within {0:?} (--kubelet-timeout)")]
+    Timeout(Duration),
+    #[error("cannot connect to the kubelet at {url}")]
+    Connect {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("kubelet request failed")]
+    Request(#[source] reqwest::Error),
+    #[error("kubelet answered {status}: {body}")]
+    Status { status: StatusCode, body: String },
+    #[error("summary is larger than {MAX_SUMMARY_BYTES} bytes")]
+    TooLarge,
+    #[error("cannot read the kubelet token file {path}")]
+    Token {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read captured summary {path}")]
+    File {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("summary is not valid JSON for the Summary API")]
+    Parse(#[source] serde_json::Error),
+}
+
+/// Where the summary comes from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// Base URL of the kubelet; `/stats/summary` is appended.
+    Http(reqwest::Url),
+    /// A captured summary document.
+    File(PathBuf),
+}
+
+/// Settings for [`KubeletClient::new`], already validated by `config`.
+#[derive(Debug, Clone)]
+pub struct KubeletSettings {
+    pub source: Source,
+    pub timeout: Duration,
+    pub token_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
+    pub insecure_skip_verify: bool,
+}
+
+pub struct KubeletClient {
+    settings: KubeletSettings,
+    http: reqwest::Client,
+    summary_url: Option<reqwest::Url>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot read --kubelet-ca-file {path}")]
+    CaFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("--kubelet-ca-file {path} holds no PEM certificate")]
+    CaPem {
+        path: PathBuf,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("cannot build the kubelet HTTP client")]
+    Build(#[source] reqwest::Error),
+}
+
+impl KubeletClient {
+    pub fn new(settings: KubeletSettings) -> Result<Self, ClientError> {
+        crate::http::install_crypto_provider();
+        let mut builder = reqwest::Client::builder()
+            .user_agent(crate::remote_write::user_agent())
+            .timeout(settings.timeout)
+            .connect_timeout(settings.timeout)
+            // The kubelet is local; a proxy from the environment would only get in the way.
+            .no_proxy();
+        if let Some(path) = &settings.ca_file {
+            let pem = std::fs::read(path).map_err(|source| ClientError::CaFile {
+                path: path.clone(),
+                source,
+            })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|source| {
+                ClientError::CaPem {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
+            builder = builder.tls_certs_only(certs);
+        }
+        if settings.insecure_skip_verify {
+            builder = builder.tls_danger_accept_invalid_certs(true);
+        }
+        let http = builder.build().map_err(ClientError::Build)?;
+        let summary_url = match &settings.source {
+            Source::Http(base) => Some(summary_url(base)),
+            Source::File(_) => None,
+        };
+        Ok(KubeletClient {
+            settings,
+            http,
+            summary_url,
+        })
+    }
+
+    /// Fetches the summary's bytes.
+    pub async fn fetch(&self) -> Result<Vec<u8>, ScrapeError> {
+        match (&self.settings.source, &self.summary_url) {
+            (Source::File(path), _) => {
+                let bytes = tokio::fs::read(path)
+                    .await
+                    .map_err(|source| ScrapeError::File {
+                        path: path.clone(),
+                        source,
+                    })?;
+                if bytes.len() > MAX_SUMMARY_BYTES {
+                    return Err(ScrapeError::TooLarge);
+                }
+                Ok(bytes)
+            }
+            (Source::Http(_), Some(url)) => self.fetch_http(url.clone()).await,
+            (Source::Http(base), None) => self.fetch_http(summary_url(base)).await,
+        }
+    }
+
+    async fn fetch_http(&self, url: reqwest::Url) -> Result<Vec<u8>, ScrapeError> {
+        let mut request = self
+            .http
+            .get(url.clone())
+            .header("Accept", "application/json");
+        if let Some(path) = &self.settings.token_file {
+            let token =
+                tokio::fs::read_to_string(path)
+                    .await
+                    .map_err(|source| ScrapeError::Token {
+                        path: path.clone(),
+                        source,
+                    })?;
+            request = request.bearer_auth(token.trim());
+        }
+        let timeout = self.settings.timeout;
+        let classify = |e: reqwest::Error| {
+            if e.is_timeout() {
+                ScrapeError::Timeout(timeout)
+            } else if e.is_connect() {
+                ScrapeError::Connect {
+                    url: redact(&url),
+                    source: e,
+                }
+            } else {
+                ScrapeError::Request(e)
+            }
+        };
+        let mut response = request.send().await.map_err(classify)?;
+        let status = response.status();
+        if !status.is_success() {
+            let body = response.text().await.unwrap_or_default();
+            return Err(ScrapeError::Status {
+                status,
+                body: first_line(&body),
+            });
+        }
+        if response
+            .content_length()
+            .is_some_and(|n| n > MAX_SUMMARY_BYTES as u64)
+        {
+            return Err(ScrapeError::TooLarge);
+        }
+        let mut bytes = Vec::with_capacity(response.content_length().unwrap_or(0) as usize);
+        while let Some(chunk) = response.chunk().await.map_err(classify)? {
+            if bytes.len() + chunk.len() > MAX_SUMMARY_BYTES {
+                return Err(ScrapeError::TooLarge);
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(bytes)
+    }
+}
+
+fn summary_url(base: &reqwest::Url) -> reqwest::Url {
+    let mut url = base.clone();
+    let path = format!("{}/stats/summary", base.path().trim_end_matches('/'));
+    url.set_path(&path);
+    url
+}
+
+/// A URL fit for logs: no userinfo, no query (either may carry credentials).
+pub fn redact(url: &reqwest::Url) -> String {
+    let mut u = url.clone();
+    if !u.username().is_empty() || u.password().is_some() {
+        let _ = u.set_username("redacted");
+        let _ = u.set_password(None);
+    }
+    if u.query().is_some() {
+        u.set_query(Some("redacted"));
+    }
+    u.to_string()
+}
+
+/// The first line of an error body, bounded, so one log line stays one line.
+pub fn first_line(body: &str) -> String {
+    let line = body.trim().lines().next().unwrap_or("");
+    let mut out: String = line.chars().take(200).collect();
+    if out.len() < line.len() {
+        out.push('…');
+    }
+    if out.is_empty() {
+        out.push_str("(empty body)");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_url_appends_the_path() {
+        let u = |s: &str| summary_url(&reqwest::Url::parse(s).unwrap()).to_string();
+        assert_eq!(
+            u("https://127.0.0.1:10250"),
+            "https://127.0.0.1:10250/stats/summary"
+        );
+        assert_eq!(u("https://h:10250/"), "https://h:10250/stats/summary");
+        assert_eq!(
+            u("https://apiserver/api/v1/nodes/n1/proxy/"),
+            "https://apiserver/api/v1/nodes/n1/proxy/stats/summary"
+        );
+    }
+
+    #[test]
+    fn redact_hides_credentials() {
+        let u = reqwest::Url::parse("https://user:secret@host/x?token=abc").unwrap();
+        let r = redact(&u);
+        assert!(
+            !r.contains("secret") && !r.contains("abc") && !r.contains("user"),
+            "{r}"
+        );
+    }
+
+    #[test]
+    fn first_line_is_bounded() {
+        assert_eq!(first_line("oops\nmore"), "oops");
+        assert_eq!(first_line(""), "(empty body)");
+        assert_eq!(first_line(&"x".repeat(500)).chars().count(), 201);
+    }
+}

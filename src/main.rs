@@ -1,0 +1,82 @@
+//! The binary: parse flags, set up logging and signals, run, map the result to an exit code
+//! (0 clean, 64 bad flags or configuration, 1 runtime failure).
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use kubelet_push::cli::{Cli, Command, LogFormat};
+use kubelet_push::{Config, Outcome, RunError};
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+/// EX_USAGE from sysexits.h.
+const EXIT_USAGE: u8 = 64;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    if let Err(e) = init_logging(cli.agent.log_format, &cli.agent.log_level) {
+        eprintln!("error: --log-level: {e}");
+        return ExitCode::from(EXIT_USAGE);
+    }
+    let demo = matches!(cli.command, Some(Command::Demo(_)));
+    let config = match Config::from_args(&cli.agent, !demo) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        let shutdown = CancellationToken::new();
+        kubelet_push::signal::cancel_on_shutdown(shutdown.clone());
+        match cli.command {
+            Some(Command::Demo(args)) => kubelet_push::demo::run(config, args, shutdown).await,
+            None => {
+                let stats = Arc::new(kubelet_push::telemetry::Stats::default());
+                let mut stdout = std::io::stdout();
+                kubelet_push::run(config, shutdown, stats, &mut stdout).await
+            }
+        }
+    });
+    match result {
+        Ok(Outcome::Ok) => ExitCode::SUCCESS,
+        Ok(Outcome::Failed) => ExitCode::FAILURE,
+        Err(RunError::Config(e)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
+fn init_logging(format: LogFormat, level: &str) -> Result<(), String> {
+    let filter = EnvFilter::try_new(level).map_err(|e| format!("{level:?}: {e}"))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+    Ok(())
+}
