@@ -1,0 +1,154 @@
+//! `--dry-run` on every captured summary, compared with a reviewed golden file.
+//!
+//! The golden files are the contract for METRICS.md on real kubelet output: a change to any
+//! metric shows up here as a diff to review. Regenerate with `KUBELET_PUSH_BLESS=1 cargo test
+//! golden` and read the diff before committing it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+fn fixtures() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/summaries");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("fixtures directory")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    files
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// The per-poll series carry the wall-clock poll time and a measured duration; everything
+/// else comes from the summary. Replace the two moving parts after checking they are sane.
+fn normalize(output: &str, before_ms: i64, after_ms: i64) -> String {
+    let mut out = String::new();
+    for line in output.lines() {
+        let is_poll_series = ["up{", "scrape_duration_seconds{", "scrape_samples_scraped{"]
+            .iter()
+            .any(|p| line.starts_with(p));
+        if !is_poll_series {
+            out.push_str(line);
+            out.push('\n');
+            continue;
+        }
+        let (rest, ts) = line.rsplit_once(' ').expect("timestamp");
+        let ts: i64 = ts.parse().expect("numeric timestamp");
+        assert!(
+            (before_ms..=after_ms).contains(&ts),
+            "poll time {ts} outside the run: {line}"
+        );
+        let (series, value) = rest.rsplit_once(' ').expect("value");
+        if series.starts_with("scrape_duration_seconds{") {
+            let v: f64 = value.parse().expect("numeric duration");
+            assert!(v > 0.0 && v < 60.0, "{line}");
+            out.push_str(&format!("{series} <duration> <poll-time>\n"));
+        } else {
+            out.push_str(&format!("{series} {value} <poll-time>\n"));
+        }
+    }
+    out
+}
+
+#[test]
+fn dry_run_matches_golden_files() {
+    let bless = std::env::var_os("KUBELET_PUSH_BLESS").is_some();
+    let golden_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    let mut failures = Vec::new();
+    let files = fixtures();
+    assert!(
+        files.len() >= 11,
+        "expected every shared fixture, found {}",
+        files.len()
+    );
+    for fixture in files {
+        let stem = fixture.file_stem().unwrap().to_string_lossy().into_owned();
+        let before = now_ms();
+        let output = Command::new(env!("CARGO_BIN_EXE_kubelet-push"))
+            .arg("--dry-run")
+            .arg(format!("--kubelet-url=file://{}", fixture.display()))
+            .env_remove("KUBELET_PUSH_NODE_NAME")
+            .output()
+            .expect("run kubelet-push");
+        let after = now_ms();
+        assert!(
+            output.status.success(),
+            "{stem}: exit {:?}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let text = normalize(
+            &String::from_utf8(output.stdout).expect("utf-8"),
+            before,
+            after,
+        );
+        assert!(
+            text.contains("up{") && text.contains(" 1 <poll-time>"),
+            "{stem}: no up 1"
+        );
+        let golden = golden_dir.join(format!("{stem}.prom"));
+        if bless {
+            std::fs::write(&golden, &text).unwrap();
+            continue;
+        }
+        let expected = std::fs::read_to_string(&golden).unwrap_or_else(|e| {
+            panic!("{}: {e} (run with KUBELET_PUSH_BLESS=1)", golden.display())
+        });
+        if expected != text {
+            let diff: Vec<String> = expected
+                .lines()
+                .zip(text.lines())
+                .filter(|(a, b)| a != b)
+                .take(5)
+                .map(|(a, b)| format!("  golden: {a}\n  actual: {b}"))
+                .collect();
+            failures.push(format!(
+                "{stem}: {} golden lines, {} actual\n{}",
+                expected.lines().count(),
+                text.lines().count(),
+                diff.join("\n")
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "golden mismatches:\n{}",
+        failures.join("\n")
+    );
+}
+
+/// The shared fixtures are copied here so the tests stand alone; a fixture added to (or
+/// changed in) `../shared` must be copied too, or it would silently go untested.
+#[test]
+fn fixture_copies_match_shared() {
+    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/summaries");
+    let Ok(entries) = std::fs::read_dir(&shared) else {
+        // Outside the project's workspace there is no shared/ to compare with.
+        eprintln!("no {} to compare with", shared.display());
+        return;
+    };
+    let local = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/summaries");
+    for entry in entries {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap();
+        let ours = std::fs::read(local.join(name)).unwrap_or_else(|_| {
+            panic!(
+                "{} is not copied into tests/fixtures/summaries",
+                name.to_string_lossy()
+            )
+        });
+        assert_eq!(
+            ours,
+            std::fs::read(&path).unwrap(),
+            "{} differs from shared",
+            name.to_string_lossy()
+        );
+    }
+}
