@@ -574,3 +574,129 @@ impl<'s> Emitter<'_, 's> {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kubelet::summary::parse;
+
+    fn run(doc: &str, max_age_ms: i64) -> Vec<(String, i64, f64)> {
+        let s = parse(doc.as_bytes()).unwrap();
+        let mut out = Vec::new();
+        convert(&s, 999_999_999_000, max_age_ms, &mut out);
+        out.iter()
+            .map(|s| {
+                let labels: Vec<String> = s
+                    .labels
+                    .as_slice()
+                    .iter()
+                    .map(|(n, v)| format!("{n}={v}"))
+                    .collect();
+                (
+                    format!("{}{{{}}}", s.name, labels.join(",")),
+                    s.timestamp_ms,
+                    s.value,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn timestamp_rule_uses_own_time_up_to_max_age() {
+        let doc = r#"{"node":{"nodeName":"n",
+            "cpu":{"time":"2020-01-01T00:02:00Z","usageCoreNanoSeconds":1500000000},
+            "memory":{"time":"2020-01-01T00:00:00Z","workingSetBytes":7},
+            "fs":{"time":"2020-01-01T00:00:00Z","usedBytes":1},
+            "startTime":"2019-12-31T00:00:00Z"}}"#;
+        let newest = 1_577_836_920_000; // 00:02:00
+        let at_limit = run(doc, 120_000);
+        assert!(at_limit.contains(&(
+            "node_memory_working_set_bytes{}".into(),
+            newest - 120_000,
+            7.0
+        )));
+        let past_limit = run(doc, 119_999);
+        assert!(past_limit.contains(&("node_memory_working_set_bytes{}".into(), newest, 7.0)));
+        assert!(past_limit.contains(&("node_cpu_usage_seconds_total{}".into(), newest, 1.5)));
+        assert!(past_limit.contains(&(
+            "node_start_time_seconds{}".into(),
+            newest,
+            1_577_750_400.0
+        )));
+    }
+
+    #[test]
+    fn summary_without_times_uses_poll_time() {
+        let out = run(r#"{"node":{"fs":{"usedBytes":5}}}"#, 120_000);
+        assert_eq!(
+            out,
+            vec![("node_fs_used_bytes{}".into(), 999_999_999_000, 5.0)]
+        );
+    }
+
+    #[test]
+    fn missing_values_produce_no_samples() {
+        let doc = r#"{"node":{"cpu":{"time":"2020-01-01T00:00:00Z"},"memory":null,"network":{"time":"2020-01-01T00:00:00Z","interfaces":[]}},
+            "pods":[{"podRef":{"namespace":"ns"}},{"podRef":{"name":"p","namespace":"ns"},"containers":[{"name":"c"}]}]}"#;
+        assert!(run(doc, 120_000).is_empty());
+    }
+
+    #[test]
+    fn unnamed_interface_kept_only_when_alone() {
+        let alone = r#"{"node":{"network":{"time":"2020-01-01T00:00:00Z","interfaces":[{"name":"","rxBytes":3}]}}}"#;
+        let out = run(alone, 120_000);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].0, "node_network_receive_bytes_total{interface=}");
+        let crowd = r#"{"node":{"network":{"time":"2020-01-01T00:00:00Z","name":"","rxBytes":9,
+            "interfaces":[{"name":"","rxBytes":3},{"name":"eth0","rxBytes":3}]}}}"#;
+        let out = run(crowd, 120_000);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].0, "node_network_receive_bytes_total{interface=eth0}");
+    }
+
+    #[test]
+    fn accelerators_and_memory_failures() {
+        let doc = r#"{"pods":[{"podRef":{"name":"p","namespace":"ns"},"containers":[{"name":"c",
+            "memory":{"time":"2020-01-01T00:00:00Z","pageFaults":10,"majorPageFaults":2},
+            "accelerators":[{"make":"nvidia","model":"tesla-t4","id":"GPU-1","memoryTotal":16,"memoryUsed":4,"dutyCycle":37}]}]}]}"#;
+        let out = run(doc, 120_000);
+        let names: Vec<&str> = out.iter().map(|o| o.0.as_str()).collect();
+        assert_eq!(
+            names,
+            vec![
+                "container_memory_failures_total{namespace=ns,pod=p,container=c,failure_type=pgfault,scope=container}",
+                "container_memory_failures_total{namespace=ns,pod=p,container=c,failure_type=pgmajfault,scope=container}",
+                "container_accelerator_memory_used_bytes{namespace=ns,pod=p,container=c,make=nvidia,model=tesla-t4,acc_id=GPU-1}",
+                "container_accelerator_memory_total_bytes{namespace=ns,pod=p,container=c,make=nvidia,model=tesla-t4,acc_id=GPU-1}",
+                "container_accelerator_duty_cycle{namespace=ns,pod=p,container=c,make=nvidia,model=tesla-t4,acc_id=GPU-1}",
+            ]
+        );
+        assert_eq!(
+            out.iter().map(|o| o.2).collect::<Vec<_>>(),
+            vec![10.0, 2.0, 4.0, 16.0, 37.0]
+        );
+    }
+
+    #[test]
+    fn pvc_series_carry_the_claim_not_the_pod() {
+        let doc = r#"{"pods":[{"podRef":{"name":"p","namespace":"ns"},"volume":[
+            {"time":"2020-01-01T00:00:00Z","name":"data","usedBytes":5,"pvcRef":{"name":"claim","namespace":"other"}}]}]}"#;
+        let out = run(doc, 120_000);
+        let names: Vec<&str> = out.iter().map(|o| o.0.as_str()).collect();
+        assert_eq!(
+            names,
+            vec![
+                "pod_volume_used_bytes{namespace=ns,pod=p,volume=data}",
+                "kubelet_volume_stats_used_bytes{namespace=other,persistentvolumeclaim=claim}",
+            ]
+        );
+    }
+
+    #[test]
+    fn newest_time_spans_every_section() {
+        let doc = r#"{"node":{"cpu":{"time":"2020-01-01T00:00:00Z"}},
+            "pods":[{"podRef":{"name":"p"},"volume":[{"time":"2021-01-01T00:00:00Z","name":"v"}]}]}"#;
+        let s = parse(doc.as_bytes()).unwrap();
+        assert_eq!(newest_time(&s), Some(1_609_459_200_000));
+    }
+}
