@@ -1,0 +1,1527 @@
+//! A simulated Windows kubelet for the `demo` command and for tests. This module owns the
+//! fake node (its pods, their deterministic counters and gauges, pod turnover), rendering that
+//! state as a `/stats/summary` document with the field names of the kubelet's Go types
+//! (`k8s.io/kubelet/pkg/apis/stats/v1alpha1`), and a loopback HTTP server that serves it with
+//! injectable faults. It does not own parsing the summary, TLS, or authentication: the server
+//! records the `Authorization` header it was sent but never checks it.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use serde::Serialize;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+const NODE_NAME: &str = "demo-win-node";
+const MIB: u64 = 1024 * 1024;
+const GIB: u64 = 1024 * MIB;
+const NODE_MEMORY: u64 = 16 * GIB;
+/// The commit limit on Windows is physical memory plus the page file.
+const NODE_PAGEFILE: u64 = 4 * GIB;
+/// What a 128 GB managed OS disk shows as capacity once formatted.
+const NODE_DISK: u64 = 136_912_564_224;
+const PVC_CAPACITY: u64 = 10 * GIB;
+/// The kubelet rotates container logs, so their size is bounded.
+const LOG_CAP: u64 = 10 * MIB;
+/// Alphabet of Kubernetes' `rand.SafeEncodeString`, used for pod-template hashes and name
+/// suffixes; without vowels so generated names never spell words.
+const SAFE_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+const LIFETIME_SECS: (u64, u64) = (20, 120);
+
+/// splitmix64: small, well distributed, and no dependency, which is all a simulator needs.
+#[derive(Debug, Clone)]
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Inclusive range; the modulo bias is irrelevant at these sizes.
+    fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next_u64() % (hi - lo + 1)
+    }
+
+    fn safe_string(&mut self, len: usize) -> String {
+        (0..len)
+            .map(|_| {
+                let i = (self.next_u64() % SAFE_ALPHABET.len() as u64) as usize;
+                char::from(SAFE_ALPHABET[i])
+            })
+            .collect()
+    }
+
+    fn hex(&mut self, len: usize) -> String {
+        (0..len)
+            .map(|_| char::from(b"0123456789abcdef"[(self.next_u64() % 16) as usize]))
+            .collect()
+    }
+
+    fn guid(&mut self) -> String {
+        format!(
+            "{}-{}-{}-{}-{}",
+            self.hex(8),
+            self.hex(4),
+            self.hex(4),
+            self.hex(4),
+            self.hex(12)
+        )
+    }
+}
+
+/// A generator keyed by several values, so every pod incarnation's parameters depend only on
+/// (seed, slot, generation) and not on how often or in which order `summary_json` was called.
+fn keyed(parts: &[u64]) -> SplitMix64 {
+    let mut g = SplitMix64(0x6B75_6265_6C65_7421);
+    for p in parts {
+        g.0 ^= *p;
+        g.next_u64();
+    }
+    g
+}
+
+/// A deterministic gauge: a triangle wave of `pct` percent amplitude around `base`. Integer
+/// only so the output is bit-identical on every platform.
+fn wobble(base: u64, pct: u64, t: u64, period: u64, phase: u64) -> u64 {
+    let half = (period / 2).max(1);
+    let p = (t.wrapping_add(phase)) % (2 * half);
+    let tri = if p < half { p } else { 2 * half - p };
+    let amp = u128::from(base) * u128::from(pct) / 100;
+    let v = u128::from(base) - amp + 2 * amp * u128::from(tri) / u128::from(half);
+    u64::try_from(v).unwrap_or(u64::MAX)
+}
+
+/// The time a cached stat was last refreshed: monotonic in `now`, which is what keeps counters
+/// from going backwards even though different sections lag by different amounts.
+fn cached(now: u64, period: u64, phase: u64) -> u64 {
+    let phase = phase % period.max(1);
+    match now.checked_sub(phase) {
+        Some(n) => n / period.max(1) * period.max(1) + phase,
+        None => 0,
+    }
+}
+
+fn unix_secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Howard Hinnant's `civil_from_days`: days since 1970-01-01 to (year, month, day).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// Formats like Go's `metav1.Time` marshals: RFC 3339, UTC, whole seconds.
+fn rfc3339(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    Deployment,
+    DaemonSet,
+}
+
+#[derive(Debug)]
+struct Workload {
+    namespace: &'static str,
+    name: &'static str,
+    kind: Kind,
+    containers: &'static [&'static str],
+    pvc: Option<&'static str>,
+    millicores: (u64, u64),
+    memory_mib: (u64, u64),
+}
+
+const WORKLOADS: &[Workload] = &[
+    Workload {
+        namespace: "kube-system",
+        name: "kube-proxy-windows",
+        kind: Kind::DaemonSet,
+        containers: &["kube-proxy"],
+        pvc: None,
+        millicores: (10, 60),
+        memory_mib: (30, 60),
+    },
+    Workload {
+        namespace: "shop",
+        name: "web",
+        kind: Kind::Deployment,
+        containers: &["web"],
+        pvc: None,
+        millicores: (50, 400),
+        memory_mib: (150, 400),
+    },
+    Workload {
+        namespace: "kube-system",
+        name: "calico-node-windows",
+        kind: Kind::DaemonSet,
+        containers: &["felix", "node"],
+        pvc: None,
+        millicores: (40, 200),
+        memory_mib: (60, 140),
+    },
+    Workload {
+        namespace: "default",
+        name: "iis-web",
+        kind: Kind::Deployment,
+        containers: &["iis"],
+        pvc: None,
+        millicores: (20, 300),
+        memory_mib: (120, 300),
+    },
+    Workload {
+        namespace: "shop",
+        name: "checkout-api",
+        kind: Kind::Deployment,
+        containers: &["api", "fluent-bit"],
+        pvc: None,
+        millicores: (60, 800),
+        memory_mib: (200, 500),
+    },
+    Workload {
+        namespace: "shop",
+        name: "catalog",
+        kind: Kind::Deployment,
+        containers: &["catalog"],
+        pvc: Some("catalog-cache"),
+        millicores: (30, 300),
+        memory_mib: (180, 450),
+    },
+    Workload {
+        namespace: "monitoring",
+        name: "windows-exporter",
+        kind: Kind::DaemonSet,
+        containers: &["windows-exporter"],
+        pvc: None,
+        millicores: (10, 50),
+        memory_mib: (25, 50),
+    },
+    Workload {
+        namespace: "shop",
+        name: "orders-worker",
+        kind: Kind::Deployment,
+        containers: &["worker"],
+        pvc: Some("orders-spool"),
+        millicores: (20, 500),
+        memory_mib: (100, 250),
+    },
+    Workload {
+        namespace: "kube-system",
+        name: "csi-smb-node-win",
+        kind: Kind::DaemonSet,
+        containers: &["node-driver-registrar", "smb"],
+        pvc: None,
+        millicores: (10, 40),
+        memory_mib: (40, 90),
+    },
+    Workload {
+        namespace: "default",
+        name: "aspnet-sample",
+        kind: Kind::Deployment,
+        containers: &["aspnet"],
+        pvc: None,
+        millicores: (20, 250),
+        memory_mib: (150, 350),
+    },
+];
+
+/// A node runs one pod of each DaemonSet, so slots beyond the table are extra replicas of
+/// Deployments.
+fn workload_for_slot(slot: usize) -> usize {
+    if slot < WORKLOADS.len() {
+        return slot;
+    }
+    let deployments: Vec<usize> = (0..WORKLOADS.len())
+        .filter(|&i| WORKLOADS[i].kind == Kind::Deployment)
+        .collect();
+    deployments[(slot - WORKLOADS.len()) % deployments.len()]
+}
+
+#[derive(Debug, Clone)]
+struct ContainerSpec {
+    name: &'static str,
+    start: u64,
+    nanocores: u64,
+    working_set: u64,
+    rootfs: u64,
+    log_rate: u64,
+    phase: u64,
+}
+
+impl ContainerSpec {
+    fn cpu_ns(&self, t: u64) -> u64 {
+        self.nanocores.saturating_mul(t.saturating_sub(self.start))
+    }
+
+    fn nanocores_at(&self, t: u64) -> u64 {
+        if t < self.start {
+            return 0;
+        }
+        wobble(self.nanocores, 15, t, 23, self.phase)
+    }
+
+    fn working_set_at(&self, t: u64) -> u64 {
+        wobble(self.working_set, 8, t, 61, self.phase)
+    }
+
+    /// Windows reports commit charge as usage; it is always above the working set.
+    fn usage_at(&self, t: u64) -> u64 {
+        let ws = self.working_set_at(t);
+        ws + ws / 8
+    }
+
+    fn rootfs_at(&self, t: u64) -> u64 {
+        wobble(self.rootfs, 2, t, 97, self.phase)
+    }
+
+    fn logs_at(&self, t: u64) -> u64 {
+        (4096 + self.log_rate.saturating_mul(t.saturating_sub(self.start))).min(LOG_CAP)
+    }
+}
+
+/// One incarnation of a pod: everything needed to compute its stats at any time.
+#[derive(Debug, Clone)]
+struct PodSpec {
+    workload: usize,
+    name: String,
+    uid: String,
+    start: u64,
+    lifetime: u64,
+    interface: String,
+    api_volume: String,
+    containers: Vec<ContainerSpec>,
+    rx_rate: u64,
+    tx_rate: u64,
+    pvc_used: u64,
+    phase: u64,
+}
+
+impl PodSpec {
+    fn new(seed: u64, slot: usize, generation: u64, start: u64, rs_hash: &str) -> Self {
+        let workload = workload_for_slot(slot);
+        let w = &WORKLOADS[workload];
+        let mut g = keyed(&[seed, slot as u64, generation]);
+        let name = match w.kind {
+            Kind::Deployment => format!("{}-{}-{}", w.name, rs_hash, g.safe_string(5)),
+            Kind::DaemonSet => format!("{}-{}", w.name, g.safe_string(5)),
+        };
+        let uid = format!(
+            "{}-{}-4{}-{}{}-{}",
+            g.hex(8),
+            g.hex(4),
+            g.hex(3),
+            char::from(b"89ab"[(g.next_u64() % 4) as usize]),
+            g.hex(3),
+            g.hex(12)
+        );
+        let phase = g.next_u64() % 1000;
+        let millicores = g.range(w.millicores.0, w.millicores.1);
+        let memory = g.range(w.memory_mib.0, w.memory_mib.1) * MIB;
+        let n = w.containers.len() as u64;
+        // The first container is the workload; sidecars get a small share.
+        let containers = w
+            .containers
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let share = if n == 1 {
+                    100
+                } else if i == 0 {
+                    80
+                } else {
+                    20 / (n - 1)
+                };
+                ContainerSpec {
+                    name,
+                    start: start + 1 + i as u64,
+                    nanocores: millicores * 1_000_000 * share / 100,
+                    working_set: memory * share / 100,
+                    rootfs: g.range(40, 300) * MIB,
+                    log_rate: g.range(20, 2000),
+                    phase: g.next_u64() % 1000,
+                }
+            })
+            .collect();
+        PodSpec {
+            workload,
+            name,
+            uid,
+            start,
+            lifetime: g.range(LIFETIME_SECS.0, LIFETIME_SECS.1),
+            interface: g.guid(),
+            api_volume: format!("kube-api-access-{}", g.safe_string(5)),
+            containers,
+            rx_rate: g.range(200, 200_000),
+            tx_rate: g.range(200, 150_000),
+            pvc_used: w.pvc.map_or(0, |_| g.range(100, 4000) * MIB),
+            phase,
+        }
+    }
+
+    fn end(&self) -> u64 {
+        self.start + self.lifetime
+    }
+
+    /// Clamps a cache refresh time so no section predates the pod or postdates `now`.
+    fn at(&self, refreshed: u64, now: u64) -> u64 {
+        refreshed.max(self.start).min(now)
+    }
+
+    fn cpu_ns(&self, t: u64) -> u64 {
+        self.containers.iter().map(|c| c.cpu_ns(t)).sum()
+    }
+
+    fn nanocores_at(&self, t: u64) -> u64 {
+        self.containers.iter().map(|c| c.nanocores_at(t)).sum()
+    }
+
+    fn working_set_at(&self, t: u64) -> u64 {
+        self.containers.iter().map(|c| c.working_set_at(t)).sum()
+    }
+
+    fn usage_at(&self, t: u64) -> u64 {
+        self.containers.iter().map(|c| c.usage_at(t)).sum()
+    }
+
+    fn rx(&self, t: u64) -> u64 {
+        self.rx_rate.saturating_mul(t.saturating_sub(self.start))
+    }
+
+    fn tx(&self, t: u64) -> u64 {
+        self.tx_rate.saturating_mul(t.saturating_sub(self.start))
+    }
+
+    fn disk_at(&self, t: u64) -> u64 {
+        self.containers
+            .iter()
+            .map(|c| c.rootfs_at(t) + c.logs_at(t))
+            .sum()
+    }
+}
+
+/// Counters of pods that were replaced, so node totals keep growing across turnover.
+#[derive(Debug, Clone, Default)]
+struct Retired {
+    cpu_ns: u64,
+    rx: u64,
+    tx: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Slot {
+    rs_hash: String,
+    generation: u64,
+    pod: PodSpec,
+    retired: Retired,
+}
+
+#[derive(Debug, Clone)]
+struct NodeSpec {
+    overhead_nanocores: u64,
+    system_working_set: u64,
+    os_disk_used: u64,
+    images_used: u64,
+    rx_rate: u64,
+    tx_rate: u64,
+    secondary_rx_rate: u64,
+    secondary_tx_rate: u64,
+    page_fault_rate: u64,
+}
+
+/// One simulated Windows node whose stats are a pure function of the seed, the start time and
+/// the time asked for, so two instances with the same inputs produce identical documents.
+#[derive(Debug, Clone)]
+pub struct SimulatedKubelet {
+    seed: u64,
+    started: u64,
+    node: NodeSpec,
+    slots: Vec<Slot>,
+}
+
+impl SimulatedKubelet {
+    /// A node that booted at `started` running `pods` pods.
+    pub fn new(pods: usize, seed: u64, started: SystemTime) -> Self {
+        let started = unix_secs(started);
+        let mut g = keyed(&[seed, u64::MAX]);
+        let node = NodeSpec {
+            overhead_nanocores: g.range(150, 350) * 1_000_000,
+            system_working_set: g.range(2200, 2800) * MIB,
+            os_disk_used: g.range(28, 36) * GIB,
+            images_used: g.range(9, 16) * GIB,
+            rx_rate: g.range(2_000, 20_000),
+            tx_rate: g.range(1_000, 15_000),
+            secondary_rx_rate: g.range(50, 500),
+            secondary_tx_rate: g.range(50, 500),
+            page_fault_rate: g.range(500, 5000),
+        };
+        let slots = (0..pods)
+            .map(|slot| Self::first_generation(seed, started, slot))
+            .collect();
+        SimulatedKubelet {
+            seed,
+            started,
+            node,
+            slots,
+        }
+    }
+
+    fn first_generation(seed: u64, started: u64, slot: usize) -> Slot {
+        let w = workload_for_slot(slot);
+        // Replicas of one Deployment share their ReplicaSet's hash, as in a real cluster.
+        let rs_hash = keyed(&[seed, w as u64, 0x5253]).safe_string(9);
+        Slot {
+            pod: PodSpec::new(seed, slot, 0, started, &rs_hash),
+            rs_hash,
+            generation: 0,
+            retired: Retired::default(),
+        }
+    }
+
+    pub fn node_name(&self) -> &str {
+        NODE_NAME
+    }
+
+    pub fn pod_count(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Brings every slot to the pod incarnation alive at `now`. Going back in time replays
+    /// from the start, which keeps the output a function of `now` alone.
+    fn advance(&mut self, now: u64) {
+        for i in 0..self.slots.len() {
+            if now < self.slots[i].pod.start && self.slots[i].generation > 0 {
+                self.slots[i] = Self::first_generation(self.seed, self.started, i);
+            }
+            let slot = &mut self.slots[i];
+            while now >= slot.pod.end() {
+                let end = slot.pod.end();
+                slot.retired.cpu_ns += slot.pod.cpu_ns(end);
+                slot.retired.rx += slot.pod.rx(end);
+                slot.retired.tx += slot.pod.tx(end);
+                slot.generation += 1;
+                slot.pod = PodSpec::new(self.seed, i, slot.generation, end, &slot.rs_hash);
+            }
+        }
+    }
+
+    /// The `/stats/summary` document as the kubelet would answer it at `now`.
+    pub fn summary_json(&mut self, now: SystemTime) -> String {
+        let now = unix_secs(now);
+        self.advance(now);
+        let node = self.node_stats(now);
+        let disk_free = node.fs.available_bytes;
+        let summary = Summary {
+            pods: self
+                .slots
+                .iter()
+                .map(|s| pod_stats(&s.pod, now, disk_free))
+                .collect(),
+            node,
+        };
+        // Every field is a string or an integer, so serialization cannot fail; an empty object
+        // keeps the signature infallible without a panic path.
+        serde_json::to_string(&summary).unwrap_or_else(|_| String::from("{}"))
+    }
+
+    fn node_stats(&self, now: u64) -> NodeStats {
+        let n = &self.node;
+        let up = |t: u64| t.saturating_sub(self.started);
+        let t_cpu = now;
+        let t_net = cached(now, 2, 1);
+        let t_fs = cached(now, 3, 0);
+
+        let pods_cpu: u64 = self
+            .slots
+            .iter()
+            .map(|s| s.retired.cpu_ns + s.pod.cpu_ns(t_cpu))
+            .sum();
+        let pods_nanocores: u64 = self.slots.iter().map(|s| s.pod.nanocores_at(t_cpu)).sum();
+        let pods_ws: u64 = self.slots.iter().map(|s| s.pod.working_set_at(t_cpu)).sum();
+        let pods_usage: u64 = self.slots.iter().map(|s| s.pod.usage_at(t_cpu)).sum();
+        let node_cpu = n.overhead_nanocores.saturating_mul(up(t_cpu)) + pods_cpu;
+        let node_nanocores = wobble(n.overhead_nanocores, 20, t_cpu, 17, 0) + pods_nanocores;
+        let working_set =
+            (wobble(n.system_working_set, 3, t_cpu, 83, 0) + pods_ws).min(NODE_MEMORY);
+        let commit = working_set + working_set / 5;
+
+        let pods_rx: u64 = self
+            .slots
+            .iter()
+            .map(|s| s.retired.rx + s.pod.rx(t_net))
+            .sum();
+        let pods_tx: u64 = self
+            .slots
+            .iter()
+            .map(|s| s.retired.tx + s.pod.tx(t_net))
+            .sum();
+        let primary = Interface {
+            name: "vEthernet (Ethernet)".into(),
+            rx_bytes: n.rx_rate * up(t_net) + pods_rx,
+            rx_errors: 0,
+            tx_bytes: n.tx_rate * up(t_net) + pods_tx,
+            tx_errors: 0,
+        };
+        let secondary = Interface {
+            name: "Ethernet 2".into(),
+            rx_bytes: n.secondary_rx_rate * up(t_net),
+            rx_errors: 0,
+            tx_bytes: n.secondary_tx_rate * up(t_net),
+            tx_errors: 0,
+        };
+
+        let pods_disk: u64 = self.slots.iter().map(|s| s.pod.disk_at(t_fs)).sum();
+        let disk_used =
+            (wobble(n.os_disk_used, 1, t_fs, 301, 0) + n.images_used + pods_disk).min(NODE_DISK);
+        let disk_free = NODE_DISK - disk_used;
+        let start_time = rfc3339(self.started);
+
+        NodeStats {
+            node_name: NODE_NAME.into(),
+            system_containers: vec![
+                ContainerStats {
+                    name: "pods".into(),
+                    start_time: start_time.clone(),
+                    cpu: Some(Cpu {
+                        time: rfc3339(t_cpu),
+                        usage_nano_cores: None,
+                        usage_core_nano_seconds: Some(pods_cpu),
+                    }),
+                    memory: Some(Memory {
+                        time: rfc3339(t_cpu),
+                        available_bytes: Some(NODE_MEMORY.saturating_sub(pods_ws)),
+                        usage_bytes: Some(pods_usage),
+                        working_set_bytes: Some(pods_ws),
+                        ..Memory::default()
+                    }),
+                    rootfs: None,
+                    logs: None,
+                },
+                ContainerStats {
+                    name: "windows-global-commit-memory".into(),
+                    start_time: start_time.clone(),
+                    cpu: None,
+                    memory: Some(Memory {
+                        time: rfc3339(t_cpu),
+                        available_bytes: Some((NODE_MEMORY + NODE_PAGEFILE).saturating_sub(commit)),
+                        usage_bytes: Some(commit),
+                        ..Memory::default()
+                    }),
+                    rootfs: None,
+                    logs: None,
+                },
+            ],
+            start_time,
+            cpu: Cpu {
+                time: rfc3339(t_cpu),
+                usage_nano_cores: Some(node_nanocores),
+                usage_core_nano_seconds: Some(node_cpu),
+            },
+            memory: Memory {
+                time: rfc3339(t_cpu),
+                available_bytes: Some(NODE_MEMORY - working_set),
+                usage_bytes: Some(commit),
+                working_set_bytes: Some(working_set),
+                rss_bytes: None,
+                page_faults: Some(n.page_fault_rate * up(t_cpu)),
+                major_page_faults: Some(n.page_fault_rate / 50 * up(t_cpu)),
+            },
+            network: Network {
+                time: rfc3339(t_net),
+                default: primary.clone(),
+                interfaces: vec![primary, secondary],
+            },
+            fs: Fs {
+                time: rfc3339(t_fs),
+                available_bytes: disk_free,
+                capacity_bytes: NODE_DISK,
+                used_bytes: disk_used,
+                ..Fs::default()
+            },
+            runtime: Runtime {
+                image_fs: Fs {
+                    time: rfc3339(t_fs),
+                    available_bytes: disk_free,
+                    capacity_bytes: NODE_DISK,
+                    used_bytes: n.images_used,
+                    inodes_used: Some(0),
+                    ..Fs::default()
+                },
+            },
+        }
+    }
+}
+
+fn pod_stats(pod: &PodSpec, now: u64, disk_free: u64) -> PodStats {
+    let t_cpu = pod.at(cached(now, 2, pod.phase), now);
+    let t_net = pod.at(cached(now, 3, pod.phase), now);
+    let t_fs = pod.at(cached(now, 3, pod.phase + 1), now);
+    // Volume stats are recomputed about once a minute and a half, so they lag the most.
+    let t_vol = pod.at(cached(now, 90, pod.phase), now);
+
+    let containers = pod
+        .containers
+        .iter()
+        .map(|c| ContainerStats {
+            name: c.name.into(),
+            start_time: rfc3339(c.start),
+            cpu: Some(Cpu {
+                time: rfc3339(t_cpu),
+                usage_nano_cores: Some(c.nanocores_at(t_cpu)),
+                usage_core_nano_seconds: Some(c.cpu_ns(t_cpu)),
+            }),
+            memory: Some(Memory {
+                time: rfc3339(t_cpu),
+                usage_bytes: Some(c.usage_at(t_cpu)),
+                working_set_bytes: Some(c.working_set_at(t_cpu)),
+                ..Memory::default()
+            }),
+            rootfs: Some(Fs {
+                time: rfc3339(t_fs),
+                available_bytes: disk_free,
+                capacity_bytes: NODE_DISK,
+                used_bytes: c.rootfs_at(t_fs),
+                ..Fs::default()
+            }),
+            logs: Some(Fs {
+                time: rfc3339(t_fs),
+                available_bytes: disk_free,
+                capacity_bytes: NODE_DISK,
+                used_bytes: c.logs_at(t_fs),
+                inodes_used: Some(1),
+                ..Fs::default()
+            }),
+        })
+        .collect();
+
+    let w = &WORKLOADS[pod.workload];
+    let api_used = 12_288 + pod.phase % 4096;
+    let mut volume = vec![Volume {
+        fs: Fs {
+            time: rfc3339(t_vol),
+            available_bytes: disk_free,
+            capacity_bytes: NODE_DISK,
+            used_bytes: api_used,
+            inodes_free: Some(0),
+            inodes: Some(0),
+            inodes_used: Some(0),
+        },
+        name: pod.api_volume.clone(),
+        pvc_ref: None,
+    }];
+    if let Some(pvc) = w.pvc {
+        let used = pod.pvc_used + 4096 * t_vol.saturating_sub(pod.start);
+        let used = used.min(PVC_CAPACITY);
+        volume.push(Volume {
+            fs: Fs {
+                time: rfc3339(t_vol),
+                available_bytes: PVC_CAPACITY - used,
+                capacity_bytes: PVC_CAPACITY,
+                used_bytes: used,
+                inodes_free: Some(0),
+                inodes: Some(0),
+                inodes_used: Some(0),
+            },
+            name: "data".into(),
+            pvc_ref: Some(PvcRef {
+                name: pvc.into(),
+                namespace: w.namespace.into(),
+            }),
+        });
+    }
+
+    let interface = Interface {
+        name: pod.interface.clone(),
+        rx_bytes: pod.rx(t_net),
+        rx_errors: 0,
+        tx_bytes: pod.tx(t_net),
+        tx_errors: 0,
+    };
+    PodStats {
+        pod_ref: PodRef {
+            name: pod.name.clone(),
+            namespace: w.namespace.into(),
+            uid: pod.uid.clone(),
+        },
+        start_time: rfc3339(pod.start),
+        containers,
+        cpu: Cpu {
+            time: rfc3339(t_cpu),
+            usage_nano_cores: Some(pod.nanocores_at(t_cpu)),
+            usage_core_nano_seconds: Some(pod.cpu_ns(t_cpu)),
+        },
+        memory: Memory {
+            time: rfc3339(t_cpu),
+            usage_bytes: Some(pod.usage_at(t_cpu)),
+            working_set_bytes: Some(pod.working_set_at(t_cpu)),
+            ..Memory::default()
+        },
+        network: Network {
+            time: rfc3339(t_net),
+            default: interface.clone(),
+            interfaces: vec![interface],
+        },
+        volume,
+        ephemeral_storage: Fs {
+            time: rfc3339(t_fs),
+            available_bytes: disk_free,
+            capacity_bytes: NODE_DISK,
+            used_bytes: pod.disk_at(t_fs) + api_used,
+            ..Fs::default()
+        },
+    }
+}
+
+// Wire shapes, named and ordered like the kubelet's Go structs.
+
+#[derive(Serialize)]
+struct Summary {
+    node: NodeStats,
+    pods: Vec<PodStats>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct NodeStats {
+    node_name: String,
+    system_containers: Vec<ContainerStats>,
+    start_time: String,
+    cpu: Cpu,
+    memory: Memory,
+    network: Network,
+    fs: Fs,
+    runtime: Runtime,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ContainerStats {
+    name: String,
+    start_time: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cpu: Option<Cpu>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    memory: Option<Memory>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rootfs: Option<Fs>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    logs: Option<Fs>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Cpu {
+    time: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage_nano_cores: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage_core_nano_seconds: Option<u64>,
+}
+
+#[derive(Serialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct Memory {
+    time: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    available_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    working_set_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rss_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    page_faults: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    major_page_faults: Option<u64>,
+}
+
+#[derive(Serialize, Clone)]
+#[serde(rename_all = "camelCase")]
+struct Interface {
+    name: String,
+    rx_bytes: u64,
+    rx_errors: u64,
+    tx_bytes: u64,
+    tx_errors: u64,
+}
+
+#[derive(Serialize)]
+struct Network {
+    time: String,
+    /// The Go type embeds the default interface inline.
+    #[serde(flatten)]
+    default: Interface,
+    interfaces: Vec<Interface>,
+}
+
+#[derive(Serialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct Fs {
+    time: String,
+    available_bytes: u64,
+    capacity_bytes: u64,
+    used_bytes: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    inodes_free: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    inodes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    inodes_used: Option<u64>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Runtime {
+    image_fs: Fs,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PodStats {
+    pod_ref: PodRef,
+    start_time: String,
+    containers: Vec<ContainerStats>,
+    cpu: Cpu,
+    memory: Memory,
+    network: Network,
+    volume: Vec<Volume>,
+    #[serde(rename = "ephemeral-storage")]
+    ephemeral_storage: Fs,
+}
+
+#[derive(Serialize)]
+struct PodRef {
+    name: String,
+    namespace: String,
+    uid: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Volume {
+    #[serde(flatten)]
+    fs: Fs,
+    name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pvc_ref: Option<PvcRef>,
+}
+
+#[derive(Serialize)]
+struct PvcRef {
+    name: String,
+    namespace: String,
+}
+
+/// A misbehaviour the server applies to every `/stats/summary` request until replaced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    None,
+    /// Answer with this status and a short text body.
+    Status(u16),
+    /// Answer 200 with a document cut off halfway.
+    BrokenJson,
+    /// Wait this long, then answer normally.
+    Delay(Duration),
+}
+
+struct ServerState {
+    sim: Mutex<SimulatedKubelet>,
+    requests: AtomicUsize,
+    last_authorization: Mutex<Option<String>>,
+    fault: Mutex<Fault>,
+}
+
+/// An HTTP/1.1 server on `127.0.0.1` serving a [`SimulatedKubelet`]. It stops when dropped.
+pub struct KubeletServer {
+    addr: SocketAddr,
+    state: Arc<ServerState>,
+    cancel: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl KubeletServer {
+    pub async fn start(sim: SimulatedKubelet) -> std::io::Result<KubeletServer> {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(ServerState {
+            sim: Mutex::new(sim),
+            requests: AtomicUsize::new(0),
+            last_authorization: Mutex::new(None),
+            fault: Mutex::new(Fault::None),
+        });
+        let handler_state = Arc::clone(&state);
+        let app = Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap| {
+            let state = Arc::clone(&handler_state);
+            async move { handle(&state, method, uri, headers).await }
+        });
+        let cancel = CancellationToken::new();
+        let shutdown = cancel.clone().cancelled_owned();
+        let task = tokio::spawn(async move {
+            if let Err(err) = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
+                tracing::warn!(%err, "simulated kubelet server stopped");
+            }
+        });
+        Ok(KubeletServer {
+            addr,
+            state,
+            cancel,
+            task,
+        })
+    }
+
+    /// `http://127.0.0.1:PORT`, without a trailing slash.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Requests received on any path.
+    pub fn requests(&self) -> usize {
+        self.state.requests.load(Ordering::SeqCst)
+    }
+
+    /// The `Authorization` header of the most recent request, if it had one.
+    pub fn last_authorization(&self) -> Option<String> {
+        lock(&self.state.last_authorization).clone()
+    }
+
+    pub fn set_fault(&self, fault: Fault) {
+        *lock(&self.state.fault) = fault;
+    }
+}
+
+impl Drop for KubeletServer {
+    fn drop(&mut self) {
+        // Cancelling lets open connections finish gracefully; aborting releases the listener
+        // even if one of them is stuck in a long Delay.
+        self.cancel.cancel();
+        self.task.abort();
+    }
+}
+
+/// A panic in another handler must not take the simulator down with it, so poisoning is
+/// ignored: the guarded values stay consistent after any single assignment.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+async fn handle(state: &ServerState, method: Method, uri: Uri, headers: HeaderMap) -> Response {
+    state.requests.fetch_add(1, Ordering::SeqCst);
+    *lock(&state.last_authorization) = headers
+        .get(header::AUTHORIZATION)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+
+    if uri.path() != "/stats/summary" {
+        return (StatusCode::NOT_FOUND, "404 page not found\n").into_response();
+    }
+    if method != Method::GET {
+        return (StatusCode::METHOD_NOT_ALLOWED, "405 method not allowed\n").into_response();
+    }
+    let fault = lock(&state.fault).clone();
+    match fault {
+        Fault::None => {}
+        Fault::Status(code) => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            return (status, format!("simulated fault: status {code}\n")).into_response();
+        }
+        Fault::BrokenJson => {
+            let mut doc = lock(&state.sim).summary_json(SystemTime::now());
+            let mut cut = doc.len() / 2;
+            while !doc.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            doc.truncate(cut);
+            return json_response(doc);
+        }
+        Fault::Delay(d) => tokio::time::sleep(d).await,
+    }
+    let doc = lock(&state.sim).summary_json(SystemTime::now());
+    json_response(doc)
+}
+
+fn json_response(body: String) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+    use std::collections::HashMap;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const T0: u64 = 1_795_600_807; // 2026-11-25T10:00:07Z
+
+    fn at(secs: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    fn parse(doc: &str) -> Value {
+        serde_json::from_str(doc).expect("summary is valid JSON")
+    }
+
+    fn u(v: &Value, path: &[&str]) -> u64 {
+        let mut cur = v;
+        for p in path {
+            cur = &cur[*p];
+        }
+        cur.as_u64()
+            .unwrap_or_else(|| panic!("{path:?} is not a u64: {cur}"))
+    }
+
+    fn pods_by_name(v: &Value) -> HashMap<String, Value> {
+        v["pods"]
+            .as_array()
+            .expect("pods array")
+            .iter()
+            .map(|p| (p["podRef"]["name"].as_str().unwrap().to_string(), p.clone()))
+            .collect()
+    }
+
+    /// Parses what `rfc3339` writes, independently of it, into seconds since the epoch.
+    fn parse_rfc3339(s: &str) -> Option<u64> {
+        let b = s.as_bytes();
+        if b.len() != 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' {
+            return None;
+        }
+        if b[16] != b':' || b[19] != b'Z' {
+            return None;
+        }
+        let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<u64>().ok();
+        let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+        let (h, mi, se) = (num(11..13)?, num(14..16)?, num(17..19)?);
+        if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 59 {
+            return None;
+        }
+        // Days from civil, the inverse algorithm.
+        let (y, mo, d) = (y as i64, mo as i64, d as i64);
+        let y = if mo <= 2 { y - 1 } else { y };
+        let era = y.div_euclid(400);
+        let yoe = y - era * 400;
+        let doy = (153 * (if mo > 2 { mo - 3 } else { mo + 9 }) + 2) / 5 + d - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        let days = era * 146_097 + doe - 719_468;
+        Some(days as u64 * 86_400 + h * 3600 + mi * 60 + se)
+    }
+
+    fn collect_times(v: &Value, key: Option<&str>, out: &mut Vec<(String, String)>) {
+        match v {
+            Value::Object(m) => m.iter().for_each(|(k, v)| collect_times(v, Some(k), out)),
+            Value::Array(a) => a.iter().for_each(|v| collect_times(v, key, out)),
+            Value::String(s) if matches!(key, Some("time" | "startTime")) => {
+                out.push((key.unwrap_or_default().to_string(), s.clone()))
+            }
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn rfc3339_known_values() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(T0), "2026-11-25T10:00:07Z");
+        assert_eq!(rfc3339(4_102_444_799), "2099-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn summary_has_kubelet_shape_and_requested_pods() {
+        let mut sim = SimulatedKubelet::new(14, 7, at(T0));
+        assert_eq!(sim.pod_count(), 14);
+        let v = parse(&sim.summary_json(at(T0 + 30)));
+        let node = &v["node"];
+        assert_eq!(node["nodeName"], "demo-win-node");
+        assert_eq!(node["startTime"], "2026-11-25T10:00:07Z");
+        assert_eq!(node["network"]["name"], "vEthernet (Ethernet)");
+        assert_eq!(node["network"]["interfaces"][0], {
+            let mut first = node["network"].clone();
+            let obj = first.as_object_mut().unwrap();
+            obj.remove("time");
+            obj.remove("interfaces");
+            first
+        });
+        assert_eq!(node["network"]["interfaces"][1]["name"], "Ethernet 2");
+        assert_eq!(node["systemContainers"][0]["name"], "pods");
+        assert_eq!(
+            node["systemContainers"][1]["name"],
+            "windows-global-commit-memory"
+        );
+        assert_eq!(u(node, &["runtime", "imageFs", "inodesUsed"]), 0);
+        for key in ["usageNanoCores", "usageCoreNanoSeconds"] {
+            assert!(u(node, &["cpu", key]) > 0);
+        }
+
+        let pods = v["pods"].as_array().unwrap();
+        assert_eq!(pods.len(), 14);
+        let mut names: Vec<&str> = pods
+            .iter()
+            .map(|p| p["podRef"]["name"].as_str().unwrap())
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), 14, "pod names are unique");
+        let namespaces: std::collections::BTreeSet<&str> = pods
+            .iter()
+            .map(|p| p["podRef"]["namespace"].as_str().unwrap())
+            .collect();
+        assert!(namespaces.contains("default") && namespaces.contains("shop"));
+        assert!(namespaces.contains("kube-system"));
+        let web = pods
+            .iter()
+            .map(|p| p["podRef"]["name"].as_str().unwrap())
+            .find(|n| n.starts_with("web-"))
+            .unwrap();
+        let parts: Vec<&str> = web.split('-').collect();
+        assert_eq!((parts.len(), parts[1].len(), parts[2].len()), (3, 9, 5));
+
+        let mut pvcs = 0;
+        let mut pod_cpu_sum = 0;
+        for p in pods {
+            let n = p["containers"].as_array().unwrap().len();
+            assert!(n == 1 || n == 2, "{n} containers");
+            let containers_cpu: u64 = p["containers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| u(c, &["cpu", "usageCoreNanoSeconds"]))
+                .sum();
+            assert_eq!(containers_cpu, u(p, &["cpu", "usageCoreNanoSeconds"]));
+            pod_cpu_sum += containers_cpu;
+            assert_eq!(p["network"]["interfaces"].as_array().unwrap().len(), 1);
+            assert_eq!(p["network"]["name"].as_str().unwrap().len(), 36);
+            let vols = p["volume"].as_array().unwrap();
+            assert!(vols[0]["name"]
+                .as_str()
+                .unwrap()
+                .starts_with("kube-api-access-"));
+            for vol in vols {
+                for k in ["inodesFree", "inodes", "inodesUsed", "usedBytes"] {
+                    assert!(vol[k].is_u64(), "{k} in {vol}");
+                }
+                if let Some(r) = vol.get("pvcRef") {
+                    pvcs += 1;
+                    assert_eq!(r["namespace"], p["podRef"]["namespace"]);
+                }
+            }
+            assert!(u(p, &["ephemeral-storage", "usedBytes"]) > 0);
+        }
+        assert!(pvcs >= 2, "some pods have a PVC");
+        assert!(u(node, &["cpu", "usageCoreNanoSeconds"]) > pod_cpu_sum);
+        assert!(
+            u(
+                &node["systemContainers"][0],
+                &["cpu", "usageCoreNanoSeconds"]
+            ) >= pod_cpu_sum
+        );
+    }
+
+    #[test]
+    fn counters_strictly_increase_over_ten_seconds() {
+        let mut sim = SimulatedKubelet::new(12, 42, at(T0));
+        let a = parse(&sim.summary_json(at(T0 + 3)));
+        let b = parse(&sim.summary_json(at(T0 + 13)));
+        for path in [
+            &["cpu", "usageCoreNanoSeconds"][..],
+            &["memory", "pageFaults"],
+            &["network", "rxBytes"],
+            &["network", "txBytes"],
+        ] {
+            assert!(u(&b["node"], path) > u(&a["node"], path), "node {path:?}");
+        }
+        let (pa, pb) = (pods_by_name(&a), pods_by_name(&b));
+        // Lifetimes are at least 20 s, so every pod survives this window.
+        assert_eq!(pa.len(), 12);
+        for (name, p) in &pa {
+            let q = &pb[name];
+            for path in [
+                &["cpu", "usageCoreNanoSeconds"][..],
+                &["network", "rxBytes"],
+                &["network", "txBytes"],
+            ] {
+                assert!(u(q, path) > u(p, path), "{name} {path:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn counters_never_decrease_across_turnover() {
+        let mut sim = SimulatedKubelet::new(10, 3, at(T0));
+        let mut prev: Option<Value> = None;
+        let mut prev_pods: HashMap<String, Value> = HashMap::new();
+        // Half-second steps exercise the differently cached section times.
+        for step in 0..800u64 {
+            let now = UNIX_EPOCH + Duration::from_millis(T0 * 1000 + step * 500);
+            let v = parse(&sim.summary_json(now));
+            if let Some(p) = &prev {
+                for path in [
+                    &["cpu", "usageCoreNanoSeconds"][..],
+                    &["network", "rxBytes"],
+                ] {
+                    assert!(u(&v["node"], path) >= u(&p["node"], path), "step {step}");
+                }
+            }
+            let pods = pods_by_name(&v);
+            assert_eq!(pods.len(), 10);
+            for (name, p) in &pods {
+                if let Some(old) = prev_pods.get(name) {
+                    let path = &["cpu", "usageCoreNanoSeconds"];
+                    assert!(u(p, path) >= u(old, path), "{name} step {step}");
+                }
+            }
+            prev = Some(v);
+            prev_pods = pods;
+        }
+    }
+
+    #[test]
+    fn pods_are_replaced_after_their_lifetime() {
+        let mut sim = SimulatedKubelet::new(8, 11, at(T0));
+        let before = parse(&sim.summary_json(at(T0 + 1)));
+        let first_end = sim.slots[0].pod.end();
+        let first_name = sim.slots[0].pod.name.clone();
+        let after_one = parse(&sim.summary_json(at(first_end)));
+        let replacement = &sim.slots[0].pod;
+        assert_ne!(replacement.name, first_name);
+        assert_eq!(replacement.start, first_end);
+        let p = &pods_by_name(&after_one)[&replacement.name];
+        assert_eq!(
+            p["startTime"].as_str().map(parse_rfc3339),
+            Some(Some(first_end))
+        );
+        // Same workload: for a Deployment the ReplicaSet hash survives, only the suffix changes.
+        let stem = |n: &str| n.rsplit_once('-').map(|(s, _)| s.to_string());
+        assert_eq!(stem(&replacement.name), stem(&first_name));
+
+        // Every first-generation lifetime is at most 120 s.
+        let later = parse(&sim.summary_json(at(T0 + 121)));
+        let (b, l) = (pods_by_name(&before), pods_by_name(&later));
+        assert_eq!(l.len(), 8);
+        assert!(b.keys().all(|k| !l.contains_key(k)), "all pods replaced");
+    }
+
+    #[test]
+    fn same_seed_and_times_give_identical_output() {
+        let times = [T0 + 5, T0 + 17, T0 + 260, T0 + 261];
+        let mut a = SimulatedKubelet::new(9, 99, at(T0));
+        let mut b = SimulatedKubelet::new(9, 99, at(T0));
+        let mut c = SimulatedKubelet::new(9, 100, at(T0));
+        for t in times {
+            let (da, db, dc) = (
+                a.summary_json(at(t)),
+                b.summary_json(at(t)),
+                c.summary_json(at(t)),
+            );
+            assert_eq!(da, db);
+            assert_ne!(da, dc, "another seed gives another node");
+        }
+        // The document depends on time only, not on the history of calls.
+        let mut fresh = SimulatedKubelet::new(9, 99, at(T0));
+        assert_eq!(
+            fresh.summary_json(at(T0 + 261)),
+            a.summary_json(at(T0 + 261))
+        );
+        assert_eq!(a.summary_json(at(T0 + 5)), fresh.summary_json(at(T0 + 5)));
+    }
+
+    #[test]
+    fn times_are_rfc3339_whole_seconds_and_plausible() {
+        let mut sim = SimulatedKubelet::new(12, 5, at(T0));
+        let now = T0 + 400;
+        let v = parse(&sim.summary_json(UNIX_EPOCH + Duration::from_millis(now * 1000 + 750)));
+        let mut times = Vec::new();
+        collect_times(&v, None, &mut times);
+        assert!(times.len() > 100);
+        let mut lagging = 0;
+        for (key, s) in &times {
+            let secs = parse_rfc3339(s).unwrap_or_else(|| panic!("bad time {s:?}"));
+            assert_eq!(rfc3339(secs), *s);
+            assert!(secs <= now, "{key} {s} is in the future");
+            if key == "time" {
+                assert!(now - secs < 90, "{s} is too old");
+                lagging += usize::from(secs < now);
+            } else {
+                assert!(secs >= T0);
+            }
+        }
+        assert!(lagging > 0, "some sections come from a cache");
+    }
+
+    struct RawResponse {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    }
+
+    /// A minimal HTTP/1.1 client: the tests want to see exactly what went over the wire.
+    async fn get(url: &str, path: &str, extra: &[(&str, &str)]) -> std::io::Result<RawResponse> {
+        let addr = url.trim_start_matches("http://");
+        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+        let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+        for (k, v) in extra {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        stream.write_all(req.as_bytes()).await?;
+        let mut raw = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut raw)).await??;
+        let split = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .ok_or_else(|| std::io::Error::other("no header end"))?;
+        let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+        let mut lines = head.split("\r\n");
+        let status = lines
+            .next()
+            .and_then(|l| l.split(' ').nth(1))
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| std::io::Error::other("bad status line"))?;
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        let mut body = raw[split + 4..].to_vec();
+        if headers
+            .iter()
+            .any(|(k, v)| k == "transfer-encoding" && v == "chunked")
+        {
+            body = dechunk(&body)?;
+        }
+        Ok(RawResponse {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    fn dechunk(mut data: &[u8]) -> std::io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        loop {
+            let eol = data
+                .windows(2)
+                .position(|w| w == b"\r\n")
+                .ok_or_else(|| std::io::Error::other("bad chunk"))?;
+            let size = usize::from_str_radix(&String::from_utf8_lossy(&data[..eol]), 16)
+                .map_err(std::io::Error::other)?;
+            if size == 0 {
+                return Ok(out);
+            }
+            out.extend_from_slice(&data[eol + 2..eol + 2 + size]);
+            data = &data[eol + 2 + size + 2..];
+        }
+    }
+
+    #[tokio::test]
+    async fn server_serves_summary_and_records_authorization() {
+        let server = KubeletServer::start(SimulatedKubelet::new(6, 1, SystemTime::now()))
+            .await
+            .unwrap();
+        assert!(server.url().starts_with("http://127.0.0.1:"));
+        assert!(!server.url().ends_with('/'));
+        let r = get(
+            &server.url(),
+            "/stats/summary",
+            &[("Authorization", "Bearer demo-token")],
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status, 200);
+        assert!(r
+            .headers
+            .iter()
+            .any(|(k, v)| k == "content-type" && v == "application/json"));
+        let v: Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(v["node"]["nodeName"], "demo-win-node");
+        assert_eq!(v["pods"].as_array().unwrap().len(), 6);
+        assert_eq!(
+            server.last_authorization().as_deref(),
+            Some("Bearer demo-token")
+        );
+
+        let r = get(&server.url(), "/metrics/resource", &[]).await.unwrap();
+        assert_eq!(r.status, 404);
+        assert_eq!(server.last_authorization(), None);
+        assert_eq!(server.requests(), 2);
+    }
+
+    #[tokio::test]
+    async fn server_faults() {
+        let server = KubeletServer::start(SimulatedKubelet::new(3, 2, SystemTime::now()))
+            .await
+            .unwrap();
+        let url = server.url();
+
+        server.set_fault(Fault::Status(503));
+        let r = get(&url, "/stats/summary", &[]).await.unwrap();
+        assert_eq!(r.status, 503);
+        assert_eq!(
+            String::from_utf8_lossy(&r.body),
+            "simulated fault: status 503\n"
+        );
+
+        server.set_fault(Fault::BrokenJson);
+        let r = get(&url, "/stats/summary", &[]).await.unwrap();
+        assert_eq!(r.status, 200);
+        assert!(r.body.starts_with(b"{\"node\":{"));
+        let err = serde_json::from_slice::<Value>(&r.body).unwrap_err();
+        assert!(err.is_eof(), "truncated, not garbled: {err}");
+
+        server.set_fault(Fault::Delay(Duration::from_millis(150)));
+        let started = std::time::Instant::now();
+        let r = get(&url, "/stats/summary", &[]).await.unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(150));
+        assert_eq!(r.status, 200);
+        serde_json::from_slice::<Value>(&r.body).unwrap();
+
+        server.set_fault(Fault::None);
+        let r = get(&url, "/stats/summary", &[]).await.unwrap();
+        let v: Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(v["pods"].as_array().unwrap().len(), 3);
+        assert_eq!(server.requests(), 4);
+    }
+
+    #[tokio::test]
+    async fn server_stops_when_dropped() {
+        let server = KubeletServer::start(SimulatedKubelet::new(1, 2, SystemTime::now()))
+            .await
+            .unwrap();
+        let addr = server.url().trim_start_matches("http://").to_string();
+        drop(server);
+        // Let the aborted task run its cancellation so the listener is closed.
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert!(tokio::net::TcpStream::connect(&addr).await.is_err());
+    }
+}
