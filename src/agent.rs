@@ -252,6 +252,9 @@ pub struct Poller {
     max_stats_age_ms: i64,
     /// Size of the last poll, so the next one allocates once.
     capacity_hint: usize,
+    /// Time of the previous poll: the next one is stamped at least a millisecond later, so
+    /// the per-poll series never repeat a timestamp.
+    last_poll_ms: i64,
     kubelet_failing: Episode,
     stats: Arc<Stats>,
 }
@@ -272,6 +275,7 @@ impl Poller {
             common: None,
             max_stats_age_ms: i64::try_from(config.max_stats_age.as_millis()).unwrap_or(i64::MAX),
             capacity_hint: 0,
+            last_poll_ms: i64::MIN,
             kubelet_failing: Episode::default(),
             stats,
         })
@@ -285,7 +289,8 @@ impl Poller {
     /// failed poll marks nothing stale.
     pub async fn poll(&mut self) -> PollOutput {
         let started = Instant::now();
-        let poll_time_ms = unix_ms(SystemTime::now());
+        let poll_time_ms = unix_ms(SystemTime::now()).max(self.last_poll_ms.saturating_add(1));
+        self.last_poll_ms = poll_time_ms;
         let fetched = self.kubelet.fetch().await;
         let mut series = Vec::with_capacity(self.capacity_hint);
         self.tracker.begin_poll();

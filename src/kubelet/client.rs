@@ -20,12 +20,8 @@ pub const MAX_SUMMARY_BYTES: usize = 64 << 20;
 pub enum ScrapeError {
     #[error("kubelet did not answer within {0:?} (--kubelet-timeout)")]
     Timeout(Duration),
-    #[error("cannot connect to the kubelet at {url}")]
-    Connect {
-        url: String,
-        #[source]
-        source: reqwest::Error,
-    },
+    #[error("cannot connect to the kubelet at {url}: {reason}")]
+    Connect { url: String, reason: String },
     #[error("kubelet request failed")]
     Request(#[source] reqwest::Error),
     #[error("kubelet answered {status}: {body}")]
@@ -87,6 +83,8 @@ pub enum ClientError {
         #[source]
         source: reqwest::Error,
     },
+    #[error("--kubelet-ca-file {path} holds no PEM certificate")]
+    CaEmpty { path: PathBuf },
     #[error("cannot build the kubelet HTTP client")]
     Build(#[source] reqwest::Error),
 }
@@ -111,6 +109,9 @@ impl KubeletClient {
                     source,
                 }
             })?;
+            if certs.is_empty() {
+                return Err(ClientError::CaEmpty { path: path.clone() });
+            }
             builder = builder.tls_certs_only(certs);
         }
         if settings.insecure_skip_verify {
@@ -170,7 +171,7 @@ impl KubeletClient {
             } else if e.is_connect() {
                 ScrapeError::Connect {
                     url: redact(&url),
-                    source: e,
+                    reason: root_cause(&e),
                 }
             } else {
                 ScrapeError::Request(e)
@@ -220,6 +221,16 @@ pub fn redact(url: &reqwest::Url) -> String {
         u.set_query(Some("redacted"));
     }
     u.to_string()
+}
+
+/// The innermost cause of an error ("Connection refused (os error 111)"): the part an
+/// operator can act on, without the layers of "error sending request" around it.
+pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause: &dyn std::error::Error = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
 }
 
 /// The first line of an error body, bounded, so one log line stays one line.

@@ -11,7 +11,7 @@ use reqwest::header::{
 use reqwest::StatusCode;
 
 use super::{CONTENT_ENCODING as SNAPPY, CONTENT_TYPE_V1, VERSION_HEADER, VERSION_V1};
-use crate::kubelet::client::{first_line, redact};
+use crate::kubelet::client::{first_line, redact, root_cause};
 
 /// Headers that the protocol sets and `--remote-header` must not override.
 pub const PROTOCOL_HEADERS: [&str; 7] = [
@@ -138,17 +138,7 @@ fn describe(e: &reqwest::Error, url: &str) -> String {
     } else {
         "request failed"
     };
-    let mut cause = String::new();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        cause = s.to_string();
-        source = s.source();
-    }
-    if cause.is_empty() {
-        format!("remote write to {url} {kind}")
-    } else {
-        format!("remote write to {url} {kind}: {cause}")
-    }
+    format!("remote write to {url} {kind}: {}", root_cause(e))
 }
 
 /// `Retry-After` is either delay-seconds or an HTTP date (RFC 9110 §10.2.3).

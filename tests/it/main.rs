@@ -1,3 +1,7 @@
 //! Integration tests: one binary, a module per concern.
 
+mod cli;
 mod golden;
+mod kubelet;
+mod push;
+mod support;

@@ -1,0 +1,227 @@
+//! The binary as an operator runs it: exit codes, messages naming the flag, `--help`.
+
+use std::process::{Command, Output};
+
+use kubelet_push::demo::receiver::Receiver;
+
+use crate::support::*;
+
+fn kubelet_push(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kubelet-push"))
+        .args(args)
+        .env_remove("KUBELET_PUSH_REMOTE_URL")
+        .output()
+        .expect("run kubelet-push")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn bad_flags_exit_64_naming_the_flag() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["--interval", "soon", "--dry-run"], "--interval"),
+        (&["--interval", "0s", "--dry-run"], "--interval"),
+        (&["--log-format", "xml", "--dry-run"], "--log-format"),
+        (&["--log-level", "loud=[", "--dry-run"], "--log-level"),
+        (
+            &["--max-samples-per-send", "many", "--dry-run"],
+            "--max-samples-per-send",
+        ),
+        (
+            &["--kubelet-url", "gopher://x", "--dry-run"],
+            "--kubelet-url",
+        ),
+        (&["--label", "pod=x", "--dry-run"], "--label"),
+        (
+            &[
+                "--remote-header",
+                "Content-Encoding=gzip",
+                "--remote-url",
+                "http://127.0.0.1:1/w",
+            ],
+            "--remote-header",
+        ),
+        (
+            &["--kubelet-ca-file", "/nonexistent/ca.crt", "--dry-run"],
+            "--kubelet-ca-file",
+        ),
+        (&[], "--remote-url"),
+        (&["--no-such-flag"], "--no-such-flag"),
+    ];
+    for (args, flag) in cases {
+        let out = kubelet_push(args);
+        assert_eq!(out.status.code(), Some(64), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(flag),
+            "{args:?} should name {flag}: {}",
+            stderr(&out)
+        );
+    }
+}
+
+#[test]
+fn a_ca_file_without_certificates_is_a_config_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.crt");
+    std::fs::write(&ca, "not a certificate").unwrap();
+    let out = kubelet_push(&["--kubelet-ca-file", ca.to_str().unwrap(), "--dry-run"]);
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--kubelet-ca-file"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn help_shows_every_environment_twin() {
+    let out = kubelet_push(&["--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    let help = String::from_utf8(out.stdout).unwrap();
+    for flag in [
+        "kubelet-url",
+        "remote-url",
+        "interval",
+        "once",
+        "dry-run",
+        "label",
+        "node-name",
+        "job",
+        "max-stats-age",
+        "remote-header",
+        "max-samples-per-send",
+        "remote-timeout",
+        "kubelet-timeout",
+        "kubelet-token-file",
+        "kubelet-ca-file",
+        "kubelet-insecure-skip-verify",
+        "log-format",
+        "log-level",
+    ] {
+        assert!(
+            help.contains(&format!("--{flag} ")) || help.contains(&format!("--{flag}\n")),
+            "--{flag} missing"
+        );
+        let env = format!("KUBELET_PUSH_{}", flag.to_uppercase().replace('-', "_"));
+        assert!(help.contains(&env), "{env} missing from --help");
+    }
+}
+
+#[test]
+fn environment_twins_configure_the_agent() {
+    let fixture = fixture("seed-windows-node.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_kubelet-push"))
+        .env("KUBELET_PUSH_DRY_RUN", "true")
+        .env(
+            "KUBELET_PUSH_KUBELET_URL",
+            format!("file://{}", fixture.display()),
+        )
+        .env("KUBELET_PUSH_LABEL", "cluster=c1,zone=z9")
+        .env("KUBELET_PUSH_JOB", "win")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("node_cpu_usage_seconds_total{"))
+        .unwrap();
+    assert_eq!(
+        line,
+        "node_cpu_usage_seconds_total{cluster=\"c1\",instance=\"35598k8s9001\",job=\"win\",node=\"35598k8s9001\",zone=\"z9\"} 8532.52 1536543892000"
+    );
+}
+
+#[test]
+fn dry_run_of_a_missing_file_exits_1_and_says_why_once() {
+    let out = kubelet_push(&[
+        "--dry-run",
+        "--kubelet-url",
+        "file:///nonexistent/summary.json",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert_eq!(err.matches("kubelet poll failed").count(), 1, "{err}");
+    assert!(err.contains("/nonexistent/summary.json"), "{err}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("up{") && l.contains("} 0 ")),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn once_exit_codes_follow_the_push() {
+    let rx = Receiver::start().await.unwrap();
+    let url = rx.url();
+    let kubelet_url = format!("file://{}", fixture("seed-windows-node.json").display());
+    let ok = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubelet-push"))
+        .args([
+            "--once",
+            "--kubelet-url",
+            &kubelet_url,
+            "--remote-url",
+            &url,
+            "--log-format",
+            "json",
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(ok.status.code(), Some(0), "{}", stderr(&ok));
+    assert_eq!(rx.accepted_series().len(), 36);
+    // JSON logs: one object per line.
+    for line in String::from_utf8_lossy(&ok.stderr).lines() {
+        let v: serde_json::Value = serde_json::from_str(line).expect("json log line");
+        assert!(
+            v.get("level").is_some() && v.get("message").is_some(),
+            "{line}"
+        );
+    }
+
+    rx.push_response(kubelet_push::demo::receiver::Response::status(400).with_body("bad labels"));
+    let failed = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubelet-push"))
+        .args([
+            "--once",
+            "--kubelet-url",
+            &kubelet_url,
+            "--remote-url",
+            &url,
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(failed.status.code(), Some(1));
+    let err = stderr(&failed);
+    assert!(
+        err.contains("400") && err.contains("bad labels"),
+        "the receiver's message is logged: {err}"
+    );
+}
+
+#[test]
+fn demo_runs_for_its_duration_and_shows_decoded_traffic() {
+    let out = Command::new(env!("CARGO_BIN_EXE_kubelet-push"))
+        .args([
+            "demo",
+            "--pods",
+            "4",
+            "--duration",
+            "1500ms",
+            "--interval",
+            "300ms",
+        ])
+        .env_remove("KUBELET_PUSH_REMOTE_URL")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("4 pods"), "{text}");
+    assert!(text.contains("up 1"), "{text}");
+    let last = text.lines().last().unwrap();
+    assert!(last.starts_with("demo finished: "), "{text}");
+    assert!(last.contains("0 requests failed"), "{last}");
+}

@@ -1,0 +1,317 @@
+//! Polling real HTTP kubelets (the simulator) and captured files: failures, recovery, tokens,
+//! repeated timestamps and stale markers.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use kubelet_push::agent::Poller;
+use kubelet_push::demo::simulator::{Fault, KubeletServer, SimulatedKubelet};
+use kubelet_push::kubelet::ScrapeError;
+use kubelet_push::remote_write::is_stale_marker;
+use kubelet_push::telemetry::Stats;
+
+use crate::support::*;
+
+/// A simulated node that has been up for an hour, so its counters are well above zero.
+async fn simulated(pods: usize) -> KubeletServer {
+    let started = SystemTime::now() - Duration::from_secs(3600);
+    KubeletServer::start(SimulatedKubelet::new(pods, 7, started))
+        .await
+        .unwrap()
+}
+
+fn poller(args: &[&str]) -> Poller {
+    Poller::new(&config(args), Arc::new(Stats::default())).unwrap()
+}
+
+/// Captures log lines for the current thread (the tests run on a current-thread runtime).
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Logs {
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+#[tokio::test]
+async fn polls_a_simulated_kubelet_over_http() {
+    let kubelet = simulated(5).await;
+    let mut p = poller(&["--kubelet-url", &kubelet.url(), "--dry-run"]);
+    let out = p.poll().await;
+    assert!(out.error.is_none(), "{:?}", out.error);
+    assert_eq!(only_value(&out.series, "up"), 1.0);
+    let pods: std::collections::BTreeSet<&str> = named(&out.series, "pod_cpu_usage_seconds_total")
+        .iter()
+        .filter_map(|ts| label(ts, "pod"))
+        .collect();
+    assert_eq!(pods.len(), 5);
+    let node = named(&out.series, "node_cpu_usage_seconds_total");
+    assert_eq!(label(node[0], "node"), Some("demo-win-node"));
+    assert!(node[0].samples[0].value > 0.0);
+}
+
+#[tokio::test]
+async fn every_kubelet_failure_gives_up_zero_and_a_clear_error() {
+    let kubelet = simulated(3).await;
+    let mut p = poller(&[
+        "--kubelet-url",
+        &kubelet.url(),
+        "--kubelet-timeout",
+        "300ms",
+        "--dry-run",
+    ]);
+
+    kubelet.set_fault(Fault::Status(500));
+    let out = p.poll().await;
+    assert!(
+        matches!(&out.error, Some(ScrapeError::Status { status, .. }) if status.as_u16() == 500),
+        "{:?}",
+        out.error
+    );
+    assert_eq!(only_value(&out.series, "up"), 0.0);
+
+    kubelet.set_fault(Fault::BrokenJson);
+    let out = p.poll().await;
+    assert!(
+        matches!(out.error, Some(ScrapeError::Parse(_))),
+        "{:?}",
+        out.error
+    );
+    assert_eq!(only_value(&out.series, "up"), 0.0);
+
+    kubelet.set_fault(Fault::Delay(Duration::from_secs(2)));
+    let started = std::time::Instant::now();
+    let out = p.poll().await;
+    assert!(
+        matches!(out.error, Some(ScrapeError::Timeout(_))),
+        "{:?}",
+        out.error
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "timeout honoured"
+    );
+    assert_eq!(only_value(&out.series, "up"), 0.0);
+
+    kubelet.set_fault(Fault::None);
+    let out = p.poll().await;
+    assert!(out.error.is_none(), "{:?}", out.error);
+    assert_eq!(only_value(&out.series, "up"), 1.0);
+}
+
+#[tokio::test]
+async fn a_kubelet_that_is_not_listening_is_a_connect_error() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let mut p = poller(&["--kubelet-url", &url, "--dry-run", "--node-name", "n"]);
+    let out = p.poll().await;
+    let err = out.error.expect("connect error");
+    assert!(matches!(err, ScrapeError::Connect { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains(&format!("127.0.0.1:{port}")),
+        "{err}"
+    );
+    assert_eq!(only_value(&out.series, "up"), 0.0);
+    assert_eq!(label(named(&out.series, "up")[0], "node"), Some("n"));
+}
+
+#[test]
+fn failures_are_logged_when_they_start_and_when_they_end() {
+    let logs = Logs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let kubelet = simulated(2).await;
+        let mut p = poller(&["--kubelet-url", &kubelet.url(), "--dry-run"]);
+        kubelet.set_fault(Fault::Status(503));
+        for _ in 0..4 {
+            assert!(p.poll().await.error.is_some());
+        }
+        kubelet.set_fault(Fault::None);
+        assert!(p.poll().await.error.is_none());
+        assert!(p.poll().await.error.is_none());
+    });
+    let text = logs.text();
+    assert_eq!(text.matches("kubelet poll failed").count(), 1, "{text}");
+    assert!(text.contains("503"), "the first warning says why: {text}");
+    assert_eq!(
+        text.matches("kubelet is answering again").count(),
+        1,
+        "{text}"
+    );
+    assert!(text.contains("failed_polls=4"), "{text}");
+}
+
+#[tokio::test]
+async fn the_token_file_is_read_again_for_every_request() {
+    let kubelet = simulated(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "first-token\n").unwrap();
+    let token_arg = token.display().to_string();
+    let mut p = poller(&[
+        "--kubelet-url",
+        &kubelet.url(),
+        "--kubelet-token-file",
+        &token_arg,
+        "--dry-run",
+    ]);
+    assert!(p.poll().await.error.is_none());
+    assert_eq!(
+        kubelet.last_authorization().as_deref(),
+        Some("Bearer first-token")
+    );
+    std::fs::write(&token, "rotated-token").unwrap();
+    assert!(p.poll().await.error.is_none());
+    assert_eq!(
+        kubelet.last_authorization().as_deref(),
+        Some("Bearer rotated-token")
+    );
+    std::fs::remove_file(&token).unwrap();
+    let out = p.poll().await;
+    assert!(
+        matches!(out.error, Some(ScrapeError::Token { .. })),
+        "{:?}",
+        out.error
+    );
+}
+
+/// Two pods, then one: the missing pod's series get exactly one stale marker each; a failed
+/// poll in between marks nothing stale; an unchanged summary sends nothing twice.
+#[tokio::test]
+async fn stale_markers_and_repeated_timestamps() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("summary.json");
+    let pod = |name: &str, t: &str| {
+        format!(
+            r#"{{"podRef":{{"name":"{name}","namespace":"ns"}},"cpu":{{"time":"{t}","usageCoreNanoSeconds":2000000000}},
+               "memory":{{"time":"{t}","workingSetBytes":100}}}}"#
+        )
+    };
+    let doc = |t: &str, pods: &[&str]| {
+        let pods: Vec<String> = pods.iter().map(|p| pod(p, t)).collect();
+        format!(
+            r#"{{"node":{{"nodeName":"n","cpu":{{"time":"{t}","usageCoreNanoSeconds":5}}}},"pods":[{}]}}"#,
+            pods.join(",")
+        )
+    };
+    let url = format!("file://{}", file.display());
+    let mut p = poller(&["--kubelet-url", &url, "--dry-run"]);
+
+    std::fs::write(&file, doc("2030-01-01T00:00:00Z", &["a", "b"])).unwrap();
+    let first = p.poll().await;
+    assert_eq!(named(&first.series, "pod_cpu_usage_seconds_total").len(), 2);
+    assert_eq!(only_value(&first.series, "scrape_samples_scraped"), 5.0);
+
+    // Same document: same timestamps, nothing but the per-poll series goes out.
+    let again = p.poll().await;
+    let names: Vec<&str> = again.series.iter().map(name).collect();
+    assert_eq!(
+        names,
+        vec!["up", "scrape_duration_seconds", "scrape_samples_scraped"]
+    );
+    assert_eq!(only_value(&again.series, "scrape_samples_scraped"), 5.0);
+
+    // A failed poll: pod b is not declared gone.
+    std::fs::write(&file, "{ not json").unwrap();
+    let failed = p.poll().await;
+    assert!(failed.error.is_some());
+    assert!(failed
+        .series
+        .iter()
+        .all(|ts| !is_stale_marker(ts.samples[0].value)));
+
+    // Pod b is gone: its two series get one stale marker each, at the poll time.
+    std::fs::write(&file, doc("2030-01-01T00:00:10Z", &["a"])).unwrap();
+    let gone = p.poll().await;
+    let stale: Vec<_> = gone
+        .series
+        .iter()
+        .filter(|ts| is_stale_marker(ts.samples[0].value))
+        .collect();
+    let mut stale_names: Vec<(&str, Option<&str>)> = stale
+        .iter()
+        .map(|ts| (name(ts), label(ts, "pod")))
+        .collect();
+    stale_names.sort();
+    assert_eq!(
+        stale_names,
+        vec![
+            ("pod_cpu_usage_seconds_total", Some("b")),
+            ("pod_memory_working_set_bytes", Some("b"))
+        ]
+    );
+    // The kubelet's clock (2030) runs ahead of ours: the marker follows b's last sample.
+    let b_last = 1_893_456_000_000; // 2030-01-01T00:00:00Z
+    assert!(
+        stale.iter().all(|ts| ts.samples[0].timestamp == b_last + 1),
+        "{stale:?}"
+    );
+    let a_cpu: Vec<_> = named(&gone.series, "pod_cpu_usage_seconds_total")
+        .into_iter()
+        .filter(|ts| !is_stale_marker(ts.samples[0].value))
+        .collect();
+    assert_eq!(a_cpu.len(), 1);
+    assert_eq!(label(a_cpu[0], "pod"), Some("a"));
+    assert_eq!(a_cpu[0].samples[0].value, 2.0);
+    assert_eq!(a_cpu[0].samples[0].timestamp, b_last + 10_000);
+
+    // Once only.
+    std::fs::write(&file, doc("2030-01-01T00:00:20Z", &["a"])).unwrap();
+    let later = p.poll().await;
+    assert!(later
+        .series
+        .iter()
+        .all(|ts| !is_stale_marker(ts.samples[0].value)));
+}
+
+#[tokio::test]
+async fn duplicate_interfaces_and_claims_are_sent_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("summary.json");
+    std::fs::write(
+        &file,
+        r#"{"node":{"nodeName":"n","network":{"time":"2030-01-01T00:00:00Z","interfaces":[
+              {"name":"eth0","rxBytes":1},{"name":"eth0","rxBytes":2}]}},
+            "pods":[
+              {"podRef":{"name":"p1","namespace":"ns"},"volume":[{"time":"2030-01-01T00:00:00Z","name":"d","usedBytes":7,"pvcRef":{"name":"c","namespace":"ns"}}]},
+              {"podRef":{"name":"p2","namespace":"ns"},"volume":[{"time":"2030-01-01T00:00:00Z","name":"d","usedBytes":7,"pvcRef":{"name":"c","namespace":"ns"}}]}]}"#,
+    )
+    .unwrap();
+    let url = format!("file://{}", file.display());
+    let out = poller(&["--kubelet-url", &url, "--dry-run"]).poll().await;
+    assert_eq!(
+        only_value(&out.series, "node_network_receive_bytes_total"),
+        1.0,
+        "first listed wins"
+    );
+    assert_eq!(
+        only_value(&out.series, "kubelet_volume_stats_used_bytes"),
+        7.0
+    );
+    assert_eq!(named(&out.series, "pod_volume_used_bytes").len(), 2);
+}

@@ -1,0 +1,269 @@
+//! The agent pushing to an in-process Remote Write receiver: what goes over the wire.
+
+use std::sync::Arc;
+
+use kubelet_push::demo::receiver::{Receiver, Response};
+use kubelet_push::remote_write::is_stale_marker;
+use kubelet_push::telemetry::Stats;
+use kubelet_push::Outcome;
+use tokio_util::sync::CancellationToken;
+
+use crate::support::*;
+
+/// The golden lines of a fixture without the per-poll series, as `name{labels} value ts`.
+fn golden_samples(stem: &str) -> Vec<String> {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/golden/{stem}.prom"));
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines: Vec<String> = text
+        .lines()
+        .filter(|l| !l.contains("<poll-time>"))
+        .map(str::to_owned)
+        .collect();
+    lines.sort();
+    lines
+}
+
+/// Renders received series the way the golden files are written.
+fn render(series: &[kubelet_push::remote_write::proto::v1::TimeSeries]) -> Vec<String> {
+    let text = kubelet_push::text::render(series);
+    let mut lines: Vec<String> = text
+        .lines()
+        .filter(|l| !(l.starts_with("up{") || l.starts_with("scrape_")))
+        .map(str::to_owned)
+        .collect();
+    lines.sort();
+    lines
+}
+
+async fn run_once(args: &[&str]) -> (Outcome, Arc<Stats>) {
+    let stats = Arc::new(Stats::default());
+    let mut sink = Vec::new();
+    let outcome = kubelet_push::run(
+        config(args),
+        CancellationToken::new(),
+        stats.clone(),
+        &mut sink,
+    )
+    .await
+    .expect("run");
+    (outcome, stats)
+}
+
+#[tokio::test]
+async fn once_pushes_the_fixture_exactly_with_protocol_headers() {
+    let rx = Receiver::start().await.unwrap();
+    let seed = fixture("seed-windows-node.json");
+    let kubelet_url = format!("file://{}", seed.display());
+    let (outcome, stats) = run_once(&[
+        "--once",
+        "--kubelet-url",
+        &kubelet_url,
+        "--remote-url",
+        &rx.url(),
+        "--remote-header",
+        "X-Scope-OrgID=tenant-a",
+    ])
+    .await;
+    assert_eq!(outcome, Outcome::Ok);
+    let requests = rx.requests();
+    assert_eq!(requests.len(), 1);
+    let r = &requests[0];
+    assert!(r.accepted(), "{:?}", r.rejection);
+    assert_eq!(r.header("content-encoding"), Some("snappy"));
+    assert_eq!(r.header("content-type"), Some("application/x-protobuf"));
+    assert_eq!(r.header("x-prometheus-remote-write-version"), Some("0.1.0"));
+    assert_eq!(
+        r.header("user-agent"),
+        Some(concat!("kubelet-push/", env!("CARGO_PKG_VERSION")))
+    );
+    assert_eq!(r.header("x-scope-orgid"), Some("tenant-a"));
+
+    let series = rx.accepted_series();
+    assert_eq!(render(&series), golden_samples("seed-windows-node"));
+    for ts in &series {
+        let names: Vec<&str> = ts.labels.iter().map(|l| l.name.as_str()).collect();
+        let mut sorted = names.clone();
+        sorted.sort_unstable();
+        assert_eq!(names, sorted, "labels sorted byte-wise");
+        assert!(ts.labels.iter().all(|l| !l.value.is_empty()));
+    }
+    assert_eq!(only_value(&series, "up"), 1.0);
+    assert_eq!(only_value(&series, "scrape_samples_scraped"), 33.0);
+    assert_eq!(Stats::get(&stats.samples_sent), 36);
+    assert_eq!(Stats::get(&stats.samples_dropped), 0);
+}
+
+#[tokio::test]
+async fn max_samples_per_send_splits_requests_without_losing_any() {
+    let rx = Receiver::start().await.unwrap();
+    let kubelet_url = format!("file://{}", fixture("seed-windows-node.json").display());
+    let (outcome, _) = run_once(&[
+        "--once",
+        "--kubelet-url",
+        &kubelet_url,
+        "--remote-url",
+        &rx.url(),
+        "--max-samples-per-send",
+        "10",
+    ])
+    .await;
+    assert_eq!(outcome, Outcome::Ok);
+    let sizes: Vec<usize> = rx
+        .requests()
+        .iter()
+        .map(|r| r.write_request.as_ref().unwrap().timeseries.len())
+        .collect();
+    assert_eq!(sizes, vec![10, 10, 10, 6]);
+    assert_eq!(
+        render(&rx.accepted_series()),
+        golden_samples("seed-windows-node")
+    );
+}
+
+#[tokio::test]
+async fn external_labels_and_overrides_reach_every_series() {
+    let rx = Receiver::start().await.unwrap();
+    let kubelet_url = format!("file://{}", fixture("seed-windows-node.json").display());
+    run_once(&[
+        "--once",
+        "--kubelet-url",
+        &kubelet_url,
+        "--remote-url",
+        &rx.url(),
+        "--label",
+        "cluster=edge-7",
+        "--job",
+        "windows-nodes",
+        "--node-name",
+        "win-01",
+    ])
+    .await;
+    let series = rx.accepted_series();
+    assert_eq!(series.len(), 36);
+    for ts in &series {
+        assert_eq!(label(ts, "cluster"), Some("edge-7"));
+        assert_eq!(label(ts, "job"), Some("windows-nodes"));
+        assert_eq!(label(ts, "node"), Some("win-01"));
+        assert_eq!(label(ts, "instance"), Some("win-01"));
+    }
+}
+
+#[tokio::test]
+async fn receiver_errors_fail_once_and_count_dropped_samples() {
+    for (status, retry_after) in [(400, None), (429, Some("3")), (503, None)] {
+        let rx = Receiver::start().await.unwrap();
+        let mut response = Response::status(status).with_body(format!("no thanks ({status})"));
+        if let Some(secs) = retry_after {
+            response = response.with_header("Retry-After", secs);
+        }
+        rx.push_response(response);
+        let kubelet_url = format!("file://{}", fixture("seed-windows-node.json").display());
+        let (outcome, stats) = run_once(&[
+            "--once",
+            "--kubelet-url",
+            &kubelet_url,
+            "--remote-url",
+            &rx.url(),
+        ])
+        .await;
+        assert_eq!(outcome, Outcome::Failed, "status {status}");
+        assert_eq!(rx.requests().len(), 1, "no retries yet (status {status})");
+        assert_eq!(rx.requests()[0].status, status);
+        assert_eq!(Stats::get(&stats.samples_dropped), 36);
+        assert_eq!(Stats::get(&stats.requests_failed), 1);
+    }
+}
+
+#[tokio::test]
+async fn once_fails_when_the_receiver_is_unreachable() {
+    // Bind and release a port so nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}/api/v1/write");
+    let kubelet_url = format!("file://{}", fixture("seed-windows-node.json").display());
+    let (outcome, stats) = run_once(&[
+        "--once",
+        "--kubelet-url",
+        &kubelet_url,
+        "--remote-url",
+        &url,
+    ])
+    .await;
+    assert_eq!(outcome, Outcome::Failed);
+    assert_eq!(Stats::get(&stats.samples_sent), 0);
+    assert_eq!(Stats::get(&stats.samples_dropped), 36);
+}
+
+#[tokio::test]
+async fn once_fails_when_the_kubelet_fails_but_still_pushes_up_zero() {
+    let rx = Receiver::start().await.unwrap();
+    let (outcome, _) = run_once(&[
+        "--once",
+        "--kubelet-url",
+        "file:///nonexistent/summary.json",
+        "--remote-url",
+        &rx.url(),
+        "--node-name",
+        "n1",
+    ])
+    .await;
+    assert_eq!(outcome, Outcome::Failed);
+    let series = rx.accepted_series();
+    assert_eq!(only_value(&series, "up"), 0.0);
+    assert_eq!(only_value(&series, "scrape_samples_scraped"), 0.0);
+    assert_eq!(series.len(), 3, "only the per-poll series: {series:?}");
+    assert!(series
+        .iter()
+        .all(|ts| !is_stale_marker(ts.samples[0].value)));
+}
+
+/// The run loop keeps polling when pushes fail, and delivers again once the receiver recovers.
+#[tokio::test]
+async fn run_loop_survives_a_failing_receiver() {
+    let rx = Receiver::start().await.unwrap();
+    rx.push_response(Response::status(503).with_body("overloaded"));
+    rx.push_response(Response::status(400).with_body("out of order sample"));
+    let kubelet_url = format!("file://{}", fixture("seed-windows-node.json").display());
+    let cfg = config(&[
+        "--kubelet-url",
+        &kubelet_url,
+        "--remote-url",
+        &rx.url(),
+        "--interval",
+        "50ms",
+    ]);
+    let stop = CancellationToken::new();
+    let stats = Arc::new(Stats::default());
+    let task = {
+        let (stop, stats) = (stop.clone(), stats.clone());
+        tokio::spawn(async move {
+            let mut sink = Vec::new();
+            kubelet_push::run(cfg, stop, stats, &mut sink).await
+        })
+    };
+    assert!(
+        rx.wait_for_requests(4, SHORT).await,
+        "agent kept polling and pushing"
+    );
+    stop.cancel();
+    let outcome = tokio::time::timeout(SHORT, task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(outcome, Outcome::Ok, "a stopped run loop is a clean exit");
+    let statuses: Vec<u16> = rx.requests().iter().map(|r| r.status).collect();
+    assert_eq!(&statuses[..3], &[503, 400, 204]);
+    // The file never changes: after the first poll only the per-poll series are new.
+    let third = rx.requests()[2].write_request.clone().unwrap();
+    let names: Vec<&str> = third.timeseries.iter().map(name).collect();
+    assert_eq!(
+        names,
+        vec!["up", "scrape_duration_seconds", "scrape_samples_scraped"]
+    );
+    assert_eq!(Stats::get(&stats.requests_failed), 2);
+}
