@@ -5,3 +5,4 @@ mod golden;
 mod kubelet;
 mod push;
 mod support;
+mod tls;

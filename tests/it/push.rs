@@ -267,3 +267,90 @@ async fn run_loop_survives_a_failing_receiver() {
     );
     assert_eq!(Stats::get(&stats.requests_failed), 2);
 }
+
+/// One attempt's outcome is classified where the response is read.
+#[tokio::test]
+async fn send_errors_are_classified_for_the_retry_policy() {
+    use kubelet_push::remote_write::{RemoteWriteClient, SendError};
+    use std::time::Duration;
+
+    let rx = Receiver::start().await.unwrap();
+    let client =
+        RemoteWriteClient::new(rx.url().parse().unwrap(), Duration::from_secs(5), &[]).unwrap();
+    let body = {
+        let c = kubelet_push::remote_write::CommonLabels::new("j", "n", &[]);
+        let ts = kubelet_push::remote_write::encode::time_series("m", [], &c, 1.0, 1);
+        kubelet_push::remote_write::encode::encode_batches(vec![ts], 10)
+            .unwrap()
+            .remove(0)
+            .body
+    };
+    rx.push_response(Response::status(400).with_body("out of order sample\nsecond line"));
+    rx.push_response(Response::status(429).with_header("Retry-After", "3"));
+    rx.push_response(Response::status(503).with_body("ingester unavailable"));
+    match client.send(body.clone()).await {
+        Err(SendError::Permanent { status, message }) => {
+            assert_eq!(status.as_u16(), 400);
+            assert_eq!(message, "out of order sample");
+        }
+        other => panic!("400 is permanent: {other:?}"),
+    }
+    match client.send(body.clone()).await {
+        Err(SendError::Retryable {
+            status,
+            retry_after,
+            ..
+        }) => {
+            assert_eq!(status.map(|s| s.as_u16()), Some(429));
+            assert_eq!(retry_after, Some(Duration::from_secs(3)));
+        }
+        other => panic!("429 is retryable: {other:?}"),
+    }
+    match client.send(body.clone()).await {
+        Err(SendError::Retryable {
+            status,
+            reason,
+            retry_after,
+        }) => {
+            assert_eq!(status.map(|s| s.as_u16()), Some(503));
+            assert!(reason.contains("ingester unavailable"), "{reason}");
+            assert_eq!(retry_after, None);
+        }
+        other => panic!("503 is retryable: {other:?}"),
+    }
+    client.send(body).await.expect("204 is success");
+    assert_eq!(rx.requests().len(), 4);
+}
+
+#[tokio::test]
+async fn remote_timeout_bounds_a_receiver_that_never_answers() {
+    use kubelet_push::remote_write::{RemoteWriteClient, SendError};
+    use std::time::{Duration, Instant};
+
+    // Accepts connections and reads, but never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((conn, _)) = listener.accept().await {
+            held.push(conn);
+        }
+    });
+    let url = format!("http://{addr}/api/v1/write").parse().unwrap();
+    let client = RemoteWriteClient::new(url, Duration::from_millis(300), &[]).unwrap();
+    let started = Instant::now();
+    let err = client
+        .send(bytes::Bytes::from_static(b"x"))
+        .await
+        .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(3));
+    match err {
+        SendError::Retryable {
+            reason,
+            status: None,
+            ..
+        } => assert!(reason.contains("timed out"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    silent.abort();
+}
