@@ -1,0 +1,78 @@
+//! The cost of one poll after the bytes arrived, against DESIGN.md's yardstick: merely parsing
+//! the same JSON with serde_json. Inputs: the largest real capture (kubelet 1.34, 18 pods, PSI
+//! everywhere) and a simulated Windows node at the kubelet's default maximum of 110 pods.
+//!
+//! `cargo bench --bench pipeline`; results and their reading are in docs/performance.md.
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use clap::Parser;
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use kubelet_push::agent::Poller;
+use kubelet_push::cli::Cli;
+use kubelet_push::demo::simulator::SimulatedKubelet;
+use kubelet_push::remote_write::encode::encode_batches;
+use kubelet_push::telemetry::Stats;
+use kubelet_push::Config;
+
+fn inputs() -> Vec<(&'static str, Vec<u8>)> {
+    let capture = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/summaries/nri-kubernetes-testutil-1_34__summary.json"
+    ))
+    .expect("fixture");
+    let started = SystemTime::now() - Duration::from_secs(3600);
+    let mut sim = SimulatedKubelet::new(110, 42, started);
+    let simulated = sim.summary_json(SystemTime::now()).into_bytes();
+    vec![("linux-1.34-18pods", capture), ("windows-sim-110pods", simulated)]
+}
+
+fn poller() -> Poller {
+    let cli = Cli::try_parse_from(["kubelet-push", "--dry-run", "--kubelet-url", "file://unused.json"]).expect("flags");
+    let config = Config::from_args(&cli.agent, false).expect("config");
+    Poller::new(&config, Arc::new(Stats::default())).expect("poller")
+}
+
+fn bench(c: &mut Criterion) {
+    for (name, bytes) in inputs() {
+        let mut group = c.benchmark_group(name);
+        group.throughput(Throughput::Bytes(bytes.len() as u64));
+        group.bench_function("serde_json_ignored_any", |b| {
+            b.iter(|| serde_json::from_slice::<serde::de::IgnoredAny>(black_box(&bytes)).expect("json"))
+        });
+        group.bench_function("serde_json_value", |b| {
+            b.iter(|| serde_json::from_slice::<serde_json::Value>(black_box(&bytes)).expect("json"))
+        });
+        group.bench_function("summary_parse", |b| {
+            b.iter(|| kubelet_push::kubelet::summary::parse(black_box(&bytes)).expect("summary"))
+        });
+        // A first poll: every series is new and goes out.
+        group.bench_function("first_poll_ingest_encode", |b| {
+            b.iter_batched(
+                poller,
+                |mut p| {
+                    let out = p.ingest(Ok(&bytes), 1_800_000_000_000, Instant::now());
+                    // Returned, so dropping the poller and its series state is not timed.
+                    (encode_batches(out.series, 2000).expect("encode"), p)
+                },
+                BatchSize::LargeInput,
+            )
+        });
+        // A steady-state poll of an unchanged summary: everything is a repeated timestamp.
+        let mut steady = poller();
+        let mut t = 1_800_000_000_000;
+        group.bench_function("repeat_poll_ingest_encode", |b| {
+            b.iter(|| {
+                t += 10_000;
+                let out = steady.ingest(Ok(&bytes), t, Instant::now());
+                encode_batches(out.series, 2000).expect("encode")
+            })
+        });
+        group.finish();
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
