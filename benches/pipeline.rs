@@ -26,11 +26,20 @@ fn inputs() -> Vec<(&'static str, Vec<u8>)> {
     let started = SystemTime::now() - Duration::from_secs(3600);
     let mut sim = SimulatedKubelet::new(110, 42, started);
     let simulated = sim.summary_json(SystemTime::now()).into_bytes();
-    vec![("linux-1.34-18pods", capture), ("windows-sim-110pods", simulated)]
+    vec![
+        ("linux-1.34-18pods", capture),
+        ("windows-sim-110pods", simulated),
+    ]
 }
 
 fn poller() -> Poller {
-    let cli = Cli::try_parse_from(["kubelet-push", "--dry-run", "--kubelet-url", "file://unused.json"]).expect("flags");
+    let cli = Cli::try_parse_from([
+        "kubelet-push",
+        "--dry-run",
+        "--kubelet-url",
+        "file://unused.json",
+    ])
+    .expect("flags");
     let config = Config::from_args(&cli.agent, false).expect("config");
     Poller::new(&config, Arc::new(Stats::default())).expect("poller")
 }
@@ -40,7 +49,9 @@ fn bench(c: &mut Criterion) {
         let mut group = c.benchmark_group(name);
         group.throughput(Throughput::Bytes(bytes.len() as u64));
         group.bench_function("serde_json_ignored_any", |b| {
-            b.iter(|| serde_json::from_slice::<serde::de::IgnoredAny>(black_box(&bytes)).expect("json"))
+            b.iter(|| {
+                serde_json::from_slice::<serde::de::IgnoredAny>(black_box(&bytes)).expect("json")
+            })
         });
         group.bench_function("serde_json_value", |b| {
             b.iter(|| serde_json::from_slice::<serde_json::Value>(black_box(&bytes)).expect("json"))

@@ -299,7 +299,12 @@ impl Poller {
     /// Everything a poll does after the fetch: parse, convert, dedupe, stale markers and the
     /// per-poll series. No I/O, so benchmarks can measure it apart from the network.
     /// `poll_time_ms` is raised to one millisecond after the previous poll if needed.
-    pub fn ingest(&mut self, fetched: Result<&[u8], ScrapeError>, poll_time_ms: i64, started: Instant) -> PollOutput {
+    pub fn ingest(
+        &mut self,
+        fetched: Result<&[u8], ScrapeError>,
+        poll_time_ms: i64,
+        started: Instant,
+    ) -> PollOutput {
         let poll_time_ms = poll_time_ms.max(self.last_poll_ms.saturating_add(1));
         self.last_poll_ms = poll_time_ms;
         let mut series = Vec::with_capacity(self.capacity_hint);
@@ -329,7 +334,13 @@ impl Poller {
                 // Only a successful poll may declare series gone.
                 self.tracker.finish_poll(poll_time_ms, |name, labels, ts| {
                     let labels = labels.iter().map(|(n, v)| (*n, &**v));
-                    series.push(time_series(name, labels, &common, f64::from_bits(STALE_NAN_BITS), ts));
+                    series.push(time_series(
+                        name,
+                        labels,
+                        &common,
+                        f64::from_bits(STALE_NAN_BITS),
+                        ts,
+                    ));
                 });
                 Stats::add(&self.stats.polls_ok, 1);
                 Stats::add(&self.stats.samples_scraped, scraped);

@@ -225,3 +225,78 @@ fn demo_runs_for_its_duration_and_shows_decoded_traffic() {
     assert!(last.starts_with("demo finished: "), "{text}");
     assert!(last.contains("0 requests failed"), "{last}");
 }
+
+#[tokio::test]
+async fn demo_pushes_to_a_given_remote_url() {
+    let rx = Receiver::start().await.unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubelet-push"))
+        .args([
+            "demo",
+            "--pods",
+            "3",
+            "--duration",
+            "1s",
+            "--interval",
+            "200ms",
+            "--remote-url",
+            &rx.url(),
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let series = rx.accepted_series();
+    let pods: std::collections::BTreeSet<&str> = named(&series, "pod_cpu_usage_seconds_total")
+        .iter()
+        .filter_map(|ts| label(ts, "pod"))
+        .collect();
+    assert_eq!(pods.len(), 3, "{pods:?}");
+    assert!(series
+        .iter()
+        .all(|ts| label(ts, "node") == Some("demo-win-node")));
+    assert!(rx.requests().len() >= 3, "one request per poll at least");
+}
+
+/// Ctrl-C (SIGINT) and SIGTERM end the demo and the agent cleanly, with exit code 0.
+#[cfg(unix)]
+#[test]
+fn a_signal_stops_the_demo_cleanly() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    for signal in ["-INT", "-TERM"] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kubelet-push"))
+            .args(["demo", "--pods", "2", "--interval", "200ms"])
+            .env_remove("KUBELET_PUSH_REMOTE_URL")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = lines.next().expect("a tally line").unwrap();
+        assert!(first.contains("req"), "{first}");
+        let killed = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "demo did not stop after {signal}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert_eq!(status.code(), Some(0), "{signal}");
+        let rest: Vec<String> = lines.map_while(Result::ok).collect();
+        assert!(
+            rest.last().is_some_and(|l| l.starts_with("demo finished")),
+            "{signal}: {rest:?}"
+        );
+    }
+}

@@ -1,8 +1,7 @@
 //! Polling real HTTP kubelets (the simulator) and captured files: failures, recovery, tokens,
 //! repeated timestamps and stale markers.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use kubelet_push::agent::Poller;
@@ -23,26 +22,6 @@ async fn simulated(pods: usize) -> KubeletServer {
 
 fn poller(args: &[&str]) -> Poller {
     Poller::new(&config(args), Arc::new(Stats::default())).unwrap()
-}
-
-/// Captures log lines for the current thread (the tests run on a current-thread runtime).
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Logs {
-    fn text(&self) -> String {
-        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
-    }
 }
 
 #[tokio::test]
@@ -133,13 +112,7 @@ async fn a_kubelet_that_is_not_listening_is_a_connect_error() {
 
 #[test]
 fn failures_are_logged_when_they_start_and_when_they_end() {
-    let logs = Logs::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (logs, _guard) = Logs::capture();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

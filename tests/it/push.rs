@@ -354,3 +354,45 @@ async fn remote_timeout_bounds_a_receiver_that_never_answers() {
     }
     silent.abort();
 }
+
+/// A receiver failing again and again is reported once when it starts and once when it ends.
+#[tokio::test]
+async fn push_failures_are_logged_when_they_start_and_when_they_end() {
+    let (logs, _guard) = Logs::capture();
+    let rx = Receiver::start().await.unwrap();
+    for _ in 0..3 {
+        rx.push_response(Response::status(503).with_body("ingester unavailable"));
+    }
+    let kubelet_url = format!("file://{}", fixture("seed-windows-node.json").display());
+    let cfg = config(&[
+        "--kubelet-url",
+        &kubelet_url,
+        "--remote-url",
+        &rx.url(),
+        "--interval",
+        "30ms",
+    ]);
+    let stop = CancellationToken::new();
+    let task = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut sink = Vec::new();
+            kubelet_push::run(cfg, stop, Arc::new(Stats::default()), &mut sink).await
+        })
+    };
+    assert!(rx.wait_for_requests(5, SHORT).await);
+    stop.cancel();
+    tokio::time::timeout(SHORT, task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let text = logs.text();
+    assert_eq!(text.matches("remote write failed").count(), 1, "{text}");
+    assert!(
+        text.contains("503") && text.contains("ingester unavailable"),
+        "{text}"
+    );
+    assert_eq!(text.matches("remote write recovered").count(), 1, "{text}");
+    assert!(text.contains("failed_requests=3"), "{text}");
+}
