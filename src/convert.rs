@@ -385,24 +385,42 @@ impl<'s> Emitter<'_, 's> {
     }
 
     fn fs(&mut self, names: &FsNames, l: Labels<'s>, fs: Option<&FsStats>) {
-        let Some(f) = fs else { return };
-        let t = f.time;
-        self.push(names[0], l, f.available_bytes, t);
-        self.push(names[1], l, f.capacity_bytes, t);
-        self.push(names[2], l, f.used_bytes, t);
-        self.push(names[3], l, f.inodes, t);
-        self.push(names[4], l, f.inodes_free, t);
-        self.push(names[5], l, f.inodes_used, t);
+        if let Some(f) = fs {
+            let values = [
+                f.available_bytes,
+                f.capacity_bytes,
+                f.used_bytes,
+                f.inodes,
+                f.inodes_free,
+                f.inodes_used,
+            ];
+            self.fs_values(names, l, values, f.time);
+        }
     }
 
+    /// A volume carries the same six filesystem values inline, next to its name.
     fn volume(&mut self, names: &FsNames, l: Labels<'s>, v: &VolumeStats<'_>) {
-        let t = v.time;
-        self.push(names[0], l, v.available_bytes, t);
-        self.push(names[1], l, v.capacity_bytes, t);
-        self.push(names[2], l, v.used_bytes, t);
-        self.push(names[3], l, v.inodes, t);
-        self.push(names[4], l, v.inodes_free, t);
-        self.push(names[5], l, v.inodes_used, t);
+        let values = [
+            v.available_bytes,
+            v.capacity_bytes,
+            v.used_bytes,
+            v.inodes,
+            v.inodes_free,
+            v.inodes_used,
+        ];
+        self.fs_values(names, l, values, v.time);
+    }
+
+    fn fs_values(
+        &mut self,
+        names: &FsNames,
+        l: Labels<'s>,
+        values: [Option<f64>; 6],
+        t: Option<Time>,
+    ) {
+        for (name, value) in names.iter().zip(values) {
+            self.push(name, l, value, t);
+        }
     }
 
     /// Legacy kubelets only have the inline default interface; newer ones list `interfaces`,

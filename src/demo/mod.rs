@@ -3,6 +3,7 @@
 //! prints what arrived once per interval. The simulator and receiver also serve the tests.
 
 pub mod receiver;
+pub mod server;
 pub mod simulator;
 
 use std::sync::Arc;

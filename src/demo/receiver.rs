@@ -7,7 +7,6 @@
 
 use std::collections::{BTreeSet, VecDeque};
 use std::fmt::Write as _;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -21,6 +20,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::server::LocalServer;
 use crate::remote_write::proto::v1::{TimeSeries, WriteRequest};
 
 pub use crate::remote_write::{is_stale_marker, STALE_NAN_BITS};
@@ -163,10 +163,8 @@ impl Shared {
 /// A Remote Write 1.0 endpoint on `127.0.0.1` accepting POSTs on any path. It stops when
 /// dropped.
 pub struct Receiver {
-    addr: SocketAddr,
+    server: LocalServer,
     shared: Arc<Shared>,
-    cancel: CancellationToken,
-    task: JoinHandle<()>,
 }
 
 impl Receiver {
@@ -178,8 +176,6 @@ impl Receiver {
     /// Starts a receiver that keeps only the latest `retain` requests, so memory stays
     /// bounded however long it runs.
     pub async fn start_retaining(retain: usize) -> std::io::Result<Receiver> {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
-        let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 requests: Vec::new(),
@@ -198,27 +194,13 @@ impl Receiver {
                 },
             )
             .layer(DefaultBodyLimit::max(MAX_COMPRESSED));
-        let cancel = CancellationToken::new();
-        let shutdown = cancel.clone().cancelled_owned();
-        let task = tokio::spawn(async move {
-            if let Err(err) = axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
-                tracing::warn!(%err, "remote write receiver stopped");
-            }
-        });
-        Ok(Receiver {
-            addr,
-            shared,
-            cancel,
-            task,
-        })
+        let server = LocalServer::start(app, "remote write receiver").await?;
+        Ok(Receiver { server, shared })
     }
 
     /// The conventional write URL; any other path on this host works too.
     pub fn url(&self) -> String {
-        format!("http://{}/api/v1/write", self.addr)
+        format!("http://{}/api/v1/write", self.server.addr())
     }
 
     /// Queues an answer for the next valid request instead of the default 204. Queued
@@ -248,14 +230,6 @@ impl Receiver {
         let mut rx = self.shared.count.subscribe();
         let reached = tokio::time::timeout(timeout, rx.wait_for(|count| *count >= n)).await;
         matches!(reached, Ok(Ok(_)))
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        // Cancelling lets open connections finish; aborting releases the listener at once.
-        self.cancel.cancel();
-        self.task.abort();
     }
 }
 

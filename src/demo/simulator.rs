@@ -5,7 +5,6 @@
 //! injectable faults. It does not own parsing the summary, TLS, or authentication: the server
 //! records the `Authorization` header it was sent but never checks it.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -14,8 +13,8 @@ use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use serde::Serialize;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
+
+use super::server::LocalServer;
 
 const NODE_NAME: &str = "demo-win-node";
 const MIB: u64 = 1024 * 1024;
@@ -959,16 +958,12 @@ struct ServerState {
 
 /// An HTTP/1.1 server on `127.0.0.1` serving a [`SimulatedKubelet`]. It stops when dropped.
 pub struct KubeletServer {
-    addr: SocketAddr,
+    server: LocalServer,
     state: Arc<ServerState>,
-    cancel: CancellationToken,
-    task: JoinHandle<()>,
 }
 
 impl KubeletServer {
     pub async fn start(sim: SimulatedKubelet) -> std::io::Result<KubeletServer> {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
-        let addr = listener.local_addr()?;
         let state = Arc::new(ServerState {
             sim: Mutex::new(sim),
             requests: AtomicUsize::new(0),
@@ -980,27 +975,13 @@ impl KubeletServer {
             let state = Arc::clone(&handler_state);
             async move { handle(&state, method, uri, headers).await }
         });
-        let cancel = CancellationToken::new();
-        let shutdown = cancel.clone().cancelled_owned();
-        let task = tokio::spawn(async move {
-            if let Err(err) = axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
-                tracing::warn!(%err, "simulated kubelet server stopped");
-            }
-        });
-        Ok(KubeletServer {
-            addr,
-            state,
-            cancel,
-            task,
-        })
+        let server = LocalServer::start(app, "simulated kubelet").await?;
+        Ok(KubeletServer { server, state })
     }
 
     /// `http://127.0.0.1:PORT`, without a trailing slash.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.server.addr())
     }
 
     /// Requests received on any path.
@@ -1015,15 +996,6 @@ impl KubeletServer {
 
     pub fn set_fault(&self, fault: Fault) {
         *lock(&self.state.fault) = fault;
-    }
-}
-
-impl Drop for KubeletServer {
-    fn drop(&mut self) {
-        // Cancelling lets open connections finish gracefully; aborting releases the listener
-        // even if one of them is stuck in a long Delay.
-        self.cancel.cancel();
-        self.task.abort();
     }
 }
 
