@@ -113,7 +113,11 @@ pub async fn run(
             _ = shutdown.cancelled() => break,
             _ = ticker.tick() => {}
         }
-        let poll = poller.poll().await;
+        // A poll can take up to --kubelet-timeout; a stop request does not wait for it.
+        let poll = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            poll = poller.poll() => poll,
+        };
         poll_failed |= poll.error.is_some();
         let requests = match encode_batches(poll.series, config.max_samples_per_send) {
             Ok(r) => r,

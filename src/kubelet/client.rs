@@ -133,16 +133,15 @@ impl KubeletClient {
     pub async fn fetch(&self) -> Result<Vec<u8>, ScrapeError> {
         match (&self.settings.source, &self.summary_url) {
             (Source::File(path), _) => {
-                let bytes = tokio::fs::read(path)
-                    .await
-                    .map_err(|source| ScrapeError::File {
-                        path: path.clone(),
-                        source,
-                    })?;
-                if bytes.len() > MAX_SUMMARY_BYTES {
+                let file_error = |source| ScrapeError::File {
+                    path: path.clone(),
+                    source,
+                };
+                let len = tokio::fs::metadata(path).await.map_err(file_error)?.len();
+                if len > MAX_SUMMARY_BYTES as u64 {
                     return Err(ScrapeError::TooLarge);
                 }
-                Ok(bytes)
+                tokio::fs::read(path).await.map_err(file_error)
             }
             (Source::Http(_), Some(url)) => self.fetch_http(url.clone()).await,
             (Source::Http(base), None) => self.fetch_http(summary_url(base)).await,

@@ -288,3 +288,63 @@ async fn duplicate_interfaces_and_claims_are_sent_once() {
     );
     assert_eq!(named(&out.series, "pod_volume_used_bytes").len(), 2);
 }
+
+#[tokio::test]
+async fn an_oversized_summary_is_refused_before_it_is_read() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        let (mut conn, _) = listener.accept().await.unwrap();
+        let mut buf = [0u8; 4096];
+        let _ = conn.read(&mut buf).await;
+        // Claims 1 GiB; sends a few bytes of it.
+        let _ = conn
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1073741824\r\n\r\n{\"node\":")
+            .await;
+        let _ = conn.flush().await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    });
+    let out = poller(&["--kubelet-url", &url, "--dry-run", "--node-name", "n"])
+        .poll()
+        .await;
+    assert!(
+        matches!(out.error, Some(ScrapeError::TooLarge)),
+        "{:?}",
+        out.error
+    );
+    assert_eq!(only_value(&out.series, "up"), 0.0);
+    server.abort();
+}
+
+/// A stop request does not wait for a slow kubelet.
+#[tokio::test]
+async fn shutdown_interrupts_a_slow_poll() {
+    let kubelet = simulated(1).await;
+    kubelet.set_fault(Fault::Delay(Duration::from_secs(8)));
+    let rx = kubelet_push::demo::receiver::Receiver::start()
+        .await
+        .unwrap();
+    let cfg = config(&["--kubelet-url", &kubelet.url(), "--remote-url", &rx.url()]);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let task = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut sink = Vec::new();
+            kubelet_push::run(cfg, stop, Arc::new(Stats::default()), &mut sink).await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let asked = std::time::Instant::now();
+    stop.cancel();
+    tokio::time::timeout(SHORT, task)
+        .await
+        .expect("stopped in time")
+        .unwrap()
+        .unwrap();
+    assert!(
+        asked.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        asked.elapsed()
+    );
+}
