@@ -152,3 +152,32 @@ fn fixture_copies_match_shared() {
         );
     }
 }
+
+/// Every capture in `../shared/fixtures/summaries` parses into the summary model, read
+/// straight from there (the golden test above works on the copies).
+#[test]
+fn every_shared_fixture_parses() {
+    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/summaries");
+    let dir = if shared.is_dir() {
+        shared
+    } else {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/summaries")
+    };
+    let mut parsed = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        let summary = kubelet_push::kubelet::summary::parse(&bytes)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let node = summary.node.as_ref().expect("every capture has a node section");
+        assert!(node.node_name.as_deref().is_some_and(|n| !n.is_empty()), "{}", path.display());
+        let mut samples = Vec::new();
+        kubelet_push::convert::convert(&summary, 0, 120_000, &mut samples);
+        assert!(samples.len() >= 30, "{}: only {} samples", path.display(), samples.len());
+        parsed += 1;
+    }
+    assert!(parsed >= 11, "{parsed} fixtures in {}", dir.display());
+}
