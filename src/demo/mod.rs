@@ -32,7 +32,9 @@ pub async fn run(
         flag: "demo",
         reason: format!("cannot start the {what} on 127.0.0.1: {e}"),
     };
-    let sim = simulator::SimulatedKubelet::new(args.pods, seed(), SystemTime::now());
+    // A node that booted hours ago, so counters and start times look like a real node's.
+    let booted = SystemTime::now() - Duration::from_secs(3 * 3600);
+    let sim = simulator::SimulatedKubelet::new(args.pods, seed(), booted);
     let kubelet = simulator::KubeletServer::start(sim)
         .await
         .map_err(|e| io_error("simulated kubelet", e))?;

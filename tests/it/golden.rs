@@ -172,11 +172,23 @@ fn every_shared_fixture_parses() {
         let bytes = std::fs::read(&path).unwrap();
         let summary = kubelet_push::kubelet::summary::parse(&bytes)
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let node = summary.node.as_ref().expect("every capture has a node section");
-        assert!(node.node_name.as_deref().is_some_and(|n| !n.is_empty()), "{}", path.display());
+        let node = summary
+            .node
+            .as_ref()
+            .expect("every capture has a node section");
+        assert!(
+            node.node_name.as_deref().is_some_and(|n| !n.is_empty()),
+            "{}",
+            path.display()
+        );
         let mut samples = Vec::new();
         kubelet_push::convert::convert(&summary, 0, 120_000, &mut samples);
-        assert!(samples.len() >= 30, "{}: only {} samples", path.display(), samples.len());
+        assert!(
+            samples.len() >= 30,
+            "{}: only {} samples",
+            path.display(),
+            samples.len()
+        );
         parsed += 1;
     }
     assert!(parsed >= 11, "{parsed} fixtures in {}", dir.display());
