@@ -252,7 +252,11 @@ pub struct Poller {
     node_override: Option<String>,
     external_labels: Vec<(String, String)>,
     /// The node name the common labels were built for, and those labels.
-    common: Option<(String, CommonLabels)>,
+    node: String,
+    common: CommonLabels,
+    /// Whether `node` came from `--node-name` or a summary, rather than the host name used
+    /// until the kubelet first answers.
+    node_known: bool,
     max_stats_age_ms: i64,
     /// Size of the last poll, so the next one allocates once.
     capacity_hint: usize,
@@ -269,6 +273,8 @@ impl Poller {
             crate::kubelet::client::Source::Http(u) => crate::kubelet::client::redact(u),
             crate::kubelet::client::Source::File(p) => format!("file://{}", p.display()),
         };
+        let node = config.node_name.clone().unwrap_or_else(host_name);
+        let common = CommonLabels::new(&config.job, &node, &config.external_labels);
         Ok(Poller {
             kubelet: KubeletClient::new(config.kubelet.clone())?,
             kubelet_display,
@@ -276,7 +282,9 @@ impl Poller {
             job: config.job.clone(),
             node_override: config.node_name.clone(),
             external_labels: config.external_labels.clone(),
-            common: None,
+            node,
+            common,
+            node_known: config.node_name.is_some(),
             max_stats_age_ms: i64::try_from(config.max_stats_age.as_millis()).unwrap_or(i64::MAX),
             capacity_hint: 0,
             last_poll_ms: i64::MIN,
@@ -317,7 +325,7 @@ impl Poller {
         let scraped = *result.as_ref().unwrap_or(&0);
         let up = if result.is_ok() { 1.0 } else { 0.0 };
         let duration = started.elapsed().as_secs_f64();
-        let common = self.common_labels(None).clone();
+        let common = &self.common;
         for (name, value) in [
             ("up", up),
             ("scrape_duration_seconds", duration),
@@ -330,7 +338,7 @@ impl Poller {
                 timestamp_ms: poll_time_ms,
             };
             if self.tracker.admit(&sample) == Admit::Send {
-                series.push(time_series(name, [], &common, value, poll_time_ms));
+                series.push(time_series(name, [], common, value, poll_time_ms));
             }
         }
         let error = match result {
@@ -341,7 +349,7 @@ impl Poller {
                     series.push(time_series(
                         name,
                         labels,
-                        &common,
+                        common,
                         f64::from_bits(STALE_NAN_BITS),
                         ts,
                     ));
@@ -379,7 +387,8 @@ impl Poller {
         let mut samples = Vec::with_capacity(self.capacity_hint);
         convert::convert(&summary, poll_time_ms, self.max_stats_age_ms, &mut samples);
         let node = summary.node.as_ref().and_then(|n| n.node_name.as_deref());
-        let common = self.common_labels(node).clone();
+        self.refresh_common(node);
+        let common = &self.common;
         let mut distinct = 0;
         for sample in &samples {
             match self.tracker.admit(sample) {
@@ -389,7 +398,7 @@ impl Poller {
                     out.push(time_series(
                         sample.name,
                         labels,
-                        &common,
+                        common,
                         sample.value,
                         sample.timestamp_ms,
                     ));
@@ -401,28 +410,26 @@ impl Poller {
         Ok(distinct)
     }
 
-    /// The common labels for this poll. `--node-name` wins over the summary's `nodeName`; with
-    /// neither, the last known name, then the host name. A change forgets every series, since
-    /// none sent so far carries the new labels.
-    fn common_labels(&mut self, summary_node: Option<&str>) -> &CommonLabels {
-        let node = match (&self.node_override, summary_node, &self.common) {
-            (Some(n), _, _) => n.clone(),
-            (None, Some(n), _) if !n.is_empty() => n.to_owned(),
-            (None, _, Some((known, _))) => known.clone(),
-            (None, _, None) => host_name(),
-        };
-        if self.common.as_ref().is_none_or(|(known, _)| *known != node) {
-            if self.common.is_some() {
-                info!(node = %node, "node name changed; series start afresh");
-                self.tracker.clear();
-            }
-            let labels = CommonLabels::new(&self.job, &node, &self.external_labels);
-            self.common = Some((node, labels));
+    /// Keeps the common labels in step with the node name: `--node-name` wins over the
+    /// summary's `nodeName`; with neither, the last known name stays. A real change of name
+    /// forgets every series, since none sent so far carries the new labels.
+    fn refresh_common(&mut self, summary_node: Option<&str>) {
+        let wanted = self
+            .node_override
+            .as_deref()
+            .or(summary_node.filter(|n| !n.is_empty()));
+        let Some(wanted) = wanted else { return };
+        if wanted == self.node {
+            self.node_known = true;
+            return;
         }
-        match &self.common {
-            Some((_, labels)) => labels,
-            None => unreachable!("common labels were set above"),
+        if self.node_known {
+            info!(from = %self.node, to = %wanted, "node name changed; series start afresh");
+            self.tracker.clear();
         }
+        self.node = wanted.to_owned();
+        self.node_known = true;
+        self.common = CommonLabels::new(&self.job, &self.node, &self.external_labels);
     }
 }
 

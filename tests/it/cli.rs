@@ -246,7 +246,9 @@ async fn demo_pushes_to_a_given_remote_url() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let series = rx.accepted_series();
-    let pods: std::collections::BTreeSet<&str> = named(&series, "pod_cpu_usage_seconds_total")
+    // Pods may be replaced during the run; the first poll shows exactly the ones asked for.
+    let first = rx.requests()[0].write_request.clone().unwrap().timeseries;
+    let pods: std::collections::BTreeSet<&str> = named(&first, "pod_cpu_usage_seconds_total")
         .iter()
         .filter_map(|ts| label(ts, "pod"))
         .collect();

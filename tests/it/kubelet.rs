@@ -348,3 +348,66 @@ async fn shutdown_interrupts_a_slow_poll() {
         asked.elapsed()
     );
 }
+
+/// Before the kubelet first answers, `up 0` carries the host name; the summary's `nodeName`
+/// then takes over quietly. A later real change of name is reported once.
+#[test]
+fn node_label_follows_the_summary() {
+    let (logs, _guard) = Logs::capture();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("summary.json");
+        let url = format!("file://{}", file.display());
+        let mut p = poller(&["--kubelet-url", &url, "--dry-run"]);
+        let down = p.poll().await;
+        assert_eq!(only_value(&down.series, "up"), 0.0);
+        let host = label(named(&down.series, "up")[0], "node")
+            .unwrap()
+            .to_owned();
+        assert!(!host.is_empty());
+
+        std::fs::write(
+            &file,
+            r#"{"node":{"nodeName":"win-7","fs":{"usedBytes":1}}}"#,
+        )
+        .unwrap();
+        let up = p.poll().await;
+        assert!(
+            up.series
+                .iter()
+                .all(|ts| label(ts, "node") == Some("win-7")),
+            "{:?}",
+            up.series
+        );
+        assert!(up
+            .series
+            .iter()
+            .all(|ts| label(ts, "instance") == Some("win-7")));
+
+        std::fs::write(
+            &file,
+            r#"{"node":{"nodeName":"win-8","fs":{"usedBytes":1}}}"#,
+        )
+        .unwrap();
+        let renamed = p.poll().await;
+        assert_eq!(
+            named(&renamed.series, "node_fs_used_bytes").len(),
+            1,
+            "a new series, sent again"
+        );
+        assert!(renamed
+            .series
+            .iter()
+            .all(|ts| label(ts, "node") == Some("win-8")));
+    });
+    let text = logs.text();
+    assert_eq!(text.matches("node name changed").count(), 1, "{text}");
+    assert!(
+        text.contains("from=win-7") && text.contains("to=win-8"),
+        "{text}"
+    );
+}
