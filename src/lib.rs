@@ -18,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 pub mod agent;
+pub mod buffer;
 pub mod cli;
 pub mod config;
 pub mod convert;

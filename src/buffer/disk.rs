@@ -1,0 +1,1 @@
+//! Placeholder: the disk buffer is being written.
