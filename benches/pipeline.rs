@@ -14,7 +14,7 @@ use kubelet_push::agent::Poller;
 use kubelet_push::cli::Cli;
 use kubelet_push::demo::simulator::SimulatedKubelet;
 use kubelet_push::remote_write::encode::encode_batches;
-use kubelet_push::telemetry::Stats;
+use kubelet_push::telemetry::Metrics;
 use kubelet_push::Config;
 
 fn inputs() -> Vec<(&'static str, Vec<u8>)> {
@@ -41,7 +41,7 @@ fn poller() -> Poller {
     ])
     .expect("flags");
     let config = Config::from_args(&cli.agent, false).expect("config");
-    Poller::new(&config, Arc::new(Stats::default())).expect("poller")
+    Poller::new(&config, Arc::new(Metrics::new())).expect("poller")
 }
 
 fn bench(c: &mut Criterion) {

@@ -1,40 +1,35 @@
-//! The running agent: a poller that turns each kubelet summary into series and encoded
-//! requests, and a sender task that pushes them, joined by a bounded queue.
+//! The running agent: a poller that turns each kubelet summary into encoded requests and puts
+//! them in the buffer, and a sender task that drains the buffer to the receiver.
 //!
 //! ```text
-//! interval ─► Poller::poll ─► encode_batches ─► queue (bounded) ─► sender ─► receiver
-//!             fetch, parse, convert, dedupe, stale, up/scrape_*
+//! interval ─► Poller::poll ─► encode_batches ─► Queue (memory or disk) ─► sender ─► receiver
+//!             fetch, parse, convert, dedupe,     bounded, oldest          retry, backoff,
+//!             stale, up/scrape_*                 dropped when full        one in flight
 //! ```
 //!
-//! One request is in flight at a time, so every series reaches the receiver in timestamp order.
-//! A failed push is logged (when failures start and when they end) and its samples counted as
-//! dropped; the poller never waits for the receiver. Durable retries belong to the buffer and
-//! sender of a later change, not to this loop.
+//! The poller never waits for the receiver. Shutdown: stop polling, let the sender drain for
+//! `--shutdown-timeout`, then stop it; what is left stays on disk (disk buffer) or is counted
+//! as dropped (memory buffer).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::buffer::disk::DiskBuffer;
+use crate::buffer::memory::MemoryBuffer;
+use crate::buffer::{Batch, Buffer, Queue};
 use crate::config::{Config, ConfigError, Mode};
 use crate::convert::{self, Labels, Sample};
 use crate::kubelet::client::{ClientError, KubeletClient};
 use crate::kubelet::{summary, ScrapeError};
 use crate::remote_write::encode::{encode_batches, time_series};
 use crate::remote_write::proto::v1::TimeSeries;
-use crate::remote_write::{
-    CommonLabels, EncodedRequest, RemoteWriteClient, SendError, STALE_NAN_BITS,
-};
+use crate::remote_write::{CommonLabels, RemoteWriteClient, STALE_NAN_BITS};
+use crate::sender::{self, SenderSettings};
 use crate::series::{Admit, SeriesTracker};
-use crate::telemetry::{Episode, Stats};
-
-/// Requests waiting for the sender. When the receiver is slower than the kubelet the newest
-/// requests are dropped and counted; a durable buffer replaces this queue later.
-const QUEUE_REQUESTS: usize = 64;
-/// How long a shutdown waits for queued requests to go out.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+use crate::telemetry::{DropReason, Episode, Metrics};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -47,8 +42,15 @@ pub enum RunError {
 pub enum Outcome {
     /// Everything that was attempted worked (or the agent was asked to stop).
     Ok,
-    /// `--once` / `--dry-run`: the poll or a push failed.
+    /// `--once` / `--dry-run`: the poll failed, or not every sample was delivered.
     Failed,
+}
+
+fn config_error(flag: &'static str, e: &(dyn std::error::Error + 'static)) -> ConfigError {
+    ConfigError {
+        flag,
+        reason: error_chain(e),
+    }
 }
 
 /// Runs the agent until `shutdown` is cancelled (or after one poll for `--once` and
@@ -56,18 +58,15 @@ pub enum Outcome {
 pub async fn run(
     config: Config,
     shutdown: CancellationToken,
-    stats: Arc<Stats>,
+    metrics: Arc<Metrics>,
     out: &mut (dyn std::io::Write + Send),
 ) -> Result<Outcome, RunError> {
-    let mut poller = Poller::new(&config, stats.clone()).map_err(|e| {
+    let mut poller = Poller::new(&config, metrics.clone()).map_err(|e| {
         let flag = match e {
             ClientError::Build(_) => "--kubelet-url",
             _ => "--kubelet-ca-file",
         };
-        ConfigError {
-            flag,
-            reason: error_chain(&e),
-        }
+        config_error(flag, &e)
     })?;
     if config.mode == Mode::DryRun {
         let poll = poller.poll().await;
@@ -90,22 +89,62 @@ pub async fn run(
         .into());
     };
     let client = RemoteWriteClient::new(remote.url.clone(), remote.timeout, &remote.headers)
-        .map_err(|e| ConfigError {
-            flag: "--remote-url",
-            reason: error_chain(&e),
-        })?;
+        .map_err(|e| config_error("--remote-url", &e))?;
+    let delivery = &config.delivery;
+    let buffer: Box<dyn Buffer> = match &delivery.buffer_dir {
+        Some(dir) => {
+            let (disk, recovery) = DiskBuffer::open(dir, delivery.buffer_max_bytes)
+                .map_err(|e| config_error("--buffer-dir", &e))?;
+            if recovery.batches > 0 || recovery.truncated_bytes > 0 {
+                info!(
+                    dir = %dir.display(),
+                    requests = recovery.batches,
+                    samples = recovery.samples,
+                    damaged_bytes_cut = recovery.truncated_bytes,
+                    "disk buffer replayed; sending what earlier runs left"
+                );
+            }
+            Box::new(disk)
+        }
+        None => Box::new(MemoryBuffer::new(delivery.buffer_max_bytes)),
+    };
+    let queue = Arc::new(Queue::new(buffer));
+    let stop_all = CancellationToken::new();
+    if let Some(addr) = config.listen_address {
+        let health = crate::telemetry::Health {
+            metrics: metrics.clone(),
+            queue: queue.clone(),
+            interval: config.interval,
+            max_backoff: delivery.max_backoff,
+        };
+        crate::telemetry::serve(addr, health, stop_all.clone())
+            .await
+            .map_err(|e| config_error("--listen-address", &e))?;
+    }
     info!(
         kubelet = %poller.kubelet_display(),
         remote = client.display_url(),
         interval = ?config.interval,
+        buffer = if delivery.buffer_dir.is_some() { "disk" } else { "memory" },
         "kubelet-push started"
     );
-    let (tx, rx) = mpsc::channel(QUEUE_REQUESTS);
-    let stop_sending = CancellationToken::new();
-    let mut sender = tokio::spawn(send_loop(client, rx, stats.clone(), stop_sending.clone()));
+    let drain = CancellationToken::new();
+    let settings = SenderSettings {
+        min_backoff: delivery.min_backoff,
+        max_backoff: delivery.max_backoff,
+        max_sample_age: delivery.max_sample_age,
+    };
+    let mut sender = tokio::spawn(sender::run(
+        client,
+        queue.clone(),
+        metrics.clone(),
+        settings,
+        drain.clone(),
+        stop_all.clone(),
+    ));
 
     let mut poll_failed = false;
-    let mut queue_full = Episode::default();
+    let mut store_failing = Episode::default();
     let mut ticker = tokio::time::interval(config.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -128,21 +167,24 @@ pub async fn run(
             }
         };
         for request in requests {
-            Stats::add(&stats.samples_queued, request.samples);
-            let samples = request.samples;
-            match tx.try_send(request) {
+            let samples = request.samples as u64;
+            metrics.samples_queued.inc_by(samples);
+            let batch = Batch {
+                body: request.body,
+                samples: u32::try_from(request.samples).unwrap_or(u32::MAX),
+                oldest_ms: request.oldest_ms,
+                newest_ms: request.newest_ms,
+            };
+            match queue.push(batch, &metrics) {
                 Ok(()) => {
-                    if let Some((n, _)) = queue_full.recover() {
-                        info!(dropped_requests = n, "send queue has room again");
+                    if let Some((n, _)) = store_failing.recover() {
+                        info!(failed_writes = n, "buffer writable again");
                     }
                 }
-                Err(_) => {
-                    Stats::add(&stats.samples_dropped, samples);
-                    if queue_full.fail() {
-                        warn!(
-                            capacity = QUEUE_REQUESTS,
-                            "send queue full (receiver too slow); dropping new requests"
-                        );
+                Err(error) => {
+                    metrics.dropped(DropReason::BufferWrite, samples);
+                    if store_failing.fail() {
+                        warn!(%error, samples, "cannot store a request in the buffer; dropped");
                     }
                 }
             }
@@ -152,89 +194,43 @@ pub async fn run(
         }
     }
 
-    // Stop polling; give what is queued a bounded time to go out.
-    drop(tx);
-    let report = match tokio::time::timeout(DRAIN_TIMEOUT, &mut sender).await {
-        Ok(joined) => joined.unwrap_or_default(),
-        Err(_) => {
-            warn!(timeout = ?DRAIN_TIMEOUT, "queued requests not sent before shutdown; dropping them");
-            stop_sending.cancel();
-            sender.await.unwrap_or_default()
-        }
-    };
-    info!(
-        polls_ok = Stats::get(&stats.polls_ok),
-        polls_failed = Stats::get(&stats.polls_failed),
-        samples_sent = Stats::get(&stats.samples_sent),
-        samples_dropped = Stats::get(&stats.samples_dropped),
-        "kubelet-push stopped"
-    );
-    let failed = config.mode == Mode::Once && (poll_failed || report.failed_requests > 0);
-    Ok(if failed { Outcome::Failed } else { Outcome::Ok })
-}
-
-/// What the sender did, for `--once`'s exit code.
-#[derive(Debug, Default)]
-struct SendReport {
-    failed_requests: u64,
-}
-
-async fn send_loop(
-    client: RemoteWriteClient,
-    mut rx: mpsc::Receiver<EncodedRequest>,
-    stats: Arc<Stats>,
-    stop: CancellationToken,
-) -> SendReport {
-    let mut report = SendReport::default();
-    let mut failing = Episode::default();
-    // The status of the last failure logged, so a change of failure kind is logged too.
-    let mut logged: Option<Option<u16>> = None;
-    while let Some(request) = rx.recv().await {
-        let samples = request.samples;
-        let result = tokio::select! {
-            r = client.send(request.body) => r,
-            _ = stop.cancelled() => {
-                let mut dropped = samples;
-                while let Ok(r) = rx.try_recv() {
-                    dropped += r.samples;
-                }
-                Stats::add(&stats.samples_dropped, dropped);
-                report.failed_requests += 1;
-                break;
-            }
-        };
-        match result {
-            Ok(()) => {
-                Stats::add(&stats.requests_ok, 1);
-                Stats::add(&stats.samples_sent, samples);
-                if let Some((n, took)) = failing.recover() {
-                    info!(failed_requests = n, after = ?Duration::from_secs(took.as_secs()), "remote write recovered");
-                    logged = None;
-                }
-            }
-            Err(error) => {
-                Stats::add(&stats.requests_failed, 1);
-                Stats::add(&stats.samples_dropped, samples);
-                report.failed_requests += 1;
-                let first = failing.fail();
-                let status = error.status().map(|s| s.as_u16());
-                if first || logged != Some(status) {
-                    logged = Some(status);
-                    match &error {
-                        SendError::Permanent { .. } => {
-                            warn!(%error, samples, "remote write rejected by the receiver; samples dropped")
-                        }
-                        SendError::Retryable { .. } => {
-                            warn!(%error, samples, "remote write failed; samples dropped (retries come with the durable buffer)")
-                        }
-                    }
-                } else {
-                    debug!(%error, samples, "remote write failed again");
-                }
-            }
+    // Stop polling; give the sender a bounded time to deliver what is buffered.
+    drain.cancel();
+    let flushed = tokio::time::timeout(delivery.shutdown_timeout, &mut sender)
+        .await
+        .is_ok();
+    stop_all.cancel();
+    if !flushed {
+        let _ = sender.await;
+    }
+    let left = queue.samples();
+    if left > 0 {
+        if delivery.buffer_dir.is_some() {
+            info!(
+                samples = left,
+                requests = queue.len(),
+                "undelivered samples stay in the disk buffer for the next start"
+            );
+        } else {
+            metrics.dropped(DropReason::Shutdown, left);
+            warn!(samples = left, timeout = ?delivery.shutdown_timeout, "shutdown timeout ran out; samples in the memory buffer are dropped");
         }
     }
-    report
+    info!(
+        polls_ok = metrics.polls(true),
+        polls_failed = metrics.polls(false),
+        samples_sent = metrics.samples_sent.get(),
+        samples_pending = left,
+        "kubelet-push stopped"
+    );
+    let rejected =
+        metrics.dropped_total(DropReason::Rejected) + metrics.dropped_total(DropReason::TooOld);
+    let failed = config.mode == Mode::Once
+        && (poll_failed
+            || left > 0
+            || rejected > 0
+            || metrics.dropped_total(DropReason::BufferWrite) > 0);
+    Ok(if failed { Outcome::Failed } else { Outcome::Ok })
 }
 
 /// The series of one poll, and its error when it failed.
@@ -264,11 +260,11 @@ pub struct Poller {
     /// the per-poll series never repeat a timestamp.
     last_poll_ms: i64,
     kubelet_failing: Episode,
-    stats: Arc<Stats>,
+    metrics: Arc<Metrics>,
 }
 
 impl Poller {
-    pub fn new(config: &Config, stats: Arc<Stats>) -> Result<Self, ClientError> {
+    pub fn new(config: &Config, metrics: Arc<Metrics>) -> Result<Self, ClientError> {
         let kubelet_display = match &config.kubelet.source {
             crate::kubelet::client::Source::Http(u) => crate::kubelet::client::redact(u),
             crate::kubelet::client::Source::File(p) => format!("file://{}", p.display()),
@@ -289,7 +285,7 @@ impl Poller {
             capacity_hint: 0,
             last_poll_ms: i64::MIN,
             kubelet_failing: Episode::default(),
-            stats,
+            metrics,
         })
     }
 
@@ -354,15 +350,15 @@ impl Poller {
                         ts,
                     ));
                 });
-                Stats::add(&self.stats.polls_ok, 1);
-                Stats::add(&self.stats.samples_scraped, scraped);
+                self.metrics.poll_finished(true, started.elapsed());
+                self.metrics.samples_scraped.inc_by(scraped as u64);
                 if let Some((n, took)) = self.kubelet_failing.recover() {
                     info!(failed_polls = n, after = ?Duration::from_secs(took.as_secs()), "kubelet is answering again");
                 }
                 None
             }
             Err(e) => {
-                Stats::add(&self.stats.polls_failed, 1);
+                self.metrics.poll_finished(false, started.elapsed());
                 if self.kubelet_failing.fail() {
                     warn!(kubelet = %self.kubelet_display, error = %error_chain(&e), "kubelet poll failed; pushing up=0 until it recovers");
                 } else {

@@ -170,6 +170,46 @@ pub struct AgentArgs {
     #[arg(long, global = true, env = "KUBELET_PUSH_KUBELET_INSECURE_SKIP_VERIFY")]
     pub kubelet_insecure_skip_verify: bool,
 
+    /// Shortest wait before retrying a failed push (full jitter below the current ceiling)
+    #[arg(long, global = true, env = "KUBELET_PUSH_MIN_BACKOFF", default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
+    pub min_backoff: Duration,
+
+    /// Longest wait between two attempts of a failed push
+    #[arg(long, global = true, env = "KUBELET_PUSH_MAX_BACKOFF", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    pub max_backoff: Duration,
+
+    /// Most bytes of compressed requests the buffer holds, e.g. 64MiB; past it the oldest
+    /// requests are dropped
+    #[arg(long, global = true, env = "KUBELET_PUSH_BUFFER_MAX_SIZE", default_value = "64MiB", value_parser = parse_size, value_name = "SIZE")]
+    pub buffer_max_size: u64,
+
+    /// Keep the buffer on disk in this directory, so nothing is lost across restarts
+    /// [default: in memory]
+    #[arg(
+        long,
+        global = true,
+        env = "KUBELET_PUSH_BUFFER_DIR",
+        value_name = "PATH"
+    )]
+    pub buffer_dir: Option<PathBuf>,
+
+    /// Drop samples older than this instead of sending them [default: off]
+    #[arg(long, global = true, env = "KUBELET_PUSH_MAX_SAMPLE_AGE", value_parser = parse_duration, value_name = "DURATION")]
+    pub max_sample_age: Option<Duration>,
+
+    /// How long a shutdown may spend sending what is buffered
+    #[arg(long, global = true, env = "KUBELET_PUSH_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    pub shutdown_timeout: Duration,
+
+    /// Serve /metrics, /healthz and /readyz on this address, e.g. 0.0.0.0:9842 [default: off]
+    #[arg(
+        long,
+        global = true,
+        env = "KUBELET_PUSH_LISTEN_ADDRESS",
+        value_name = "ADDR:PORT"
+    )]
+    pub listen_address: Option<std::net::SocketAddr>,
+
     /// Log format
     #[arg(
         long,
@@ -200,4 +240,48 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err("must be greater than zero".into());
     }
     Ok(d)
+}
+
+/// A byte size: a number with an optional unit, binary (KiB, MiB, GiB) or decimal (KB, MB,
+/// GB); `B` or no unit means bytes.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (examples: 64MiB, 500MB, 1GiB)"))?;
+    let factor: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "KB" | "kB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} (use B, KiB, MiB, GiB, KB, MB or GB)"
+            ))
+        }
+    };
+    n.checked_mul(factor)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_size("500MB"), Ok(500_000_000));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("10 KiB"), Ok(10 << 10));
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("5 parsecs").is_err());
+        assert!(parse_size("99999999999GiB").is_err());
+    }
 }

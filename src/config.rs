@@ -66,6 +66,21 @@ pub struct RemoteSettings {
     pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
+/// How requests are buffered and retried.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub min_backoff: Duration,
+    pub max_backoff: Duration,
+    pub buffer_max_bytes: u64,
+    /// `None`: buffer in memory.
+    pub buffer_dir: Option<PathBuf>,
+    pub max_sample_age: Option<Duration>,
+    pub shutdown_timeout: Duration,
+}
+
+/// The smallest buffer accepted: a few polls of a large node.
+const MIN_BUFFER_BYTES: u64 = 1 << 20;
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub kubelet: KubeletSettings,
@@ -79,6 +94,8 @@ pub struct Config {
     pub external_labels: Vec<(String, String)>,
     pub max_stats_age: Duration,
     pub max_samples_per_send: usize,
+    pub delivery: Delivery,
+    pub listen_address: Option<std::net::SocketAddr>,
 }
 
 impl Config {
@@ -121,6 +138,18 @@ impl Config {
             Some(p) => Some(readable("--kubelet-ca-file", p)?),
             None => existing(SA_CA),
         };
+        if args.min_backoff > args.max_backoff {
+            return Err(err(
+                "--max-backoff",
+                format!(
+                    "must not be shorter than --min-backoff ({:?})",
+                    args.min_backoff
+                ),
+            ));
+        }
+        if args.buffer_max_size < MIN_BUFFER_BYTES {
+            return Err(err("--buffer-max-size", "must be at least 1MiB"));
+        }
         Ok(Config {
             kubelet: KubeletSettings {
                 source,
@@ -137,6 +166,15 @@ impl Config {
             external_labels: parse_labels(&args.labels)?,
             max_stats_age: args.max_stats_age,
             max_samples_per_send: args.max_samples_per_send,
+            delivery: Delivery {
+                min_backoff: args.min_backoff,
+                max_backoff: args.max_backoff,
+                buffer_max_bytes: args.buffer_max_size,
+                buffer_dir: args.buffer_dir.clone(),
+                max_sample_age: args.max_sample_age,
+                shutdown_timeout: args.shutdown_timeout,
+            },
+            listen_address: args.listen_address,
         })
     }
 }

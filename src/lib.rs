@@ -26,6 +26,7 @@ pub mod demo;
 pub mod http;
 pub mod kubelet;
 pub mod remote_write;
+pub mod sender;
 pub mod series;
 pub mod signal;
 pub mod telemetry;

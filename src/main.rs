@@ -53,9 +53,9 @@ fn main() -> ExitCode {
         match cli.command {
             Some(Command::Demo(args)) => kubelet_push::demo::run(config, args, shutdown).await,
             None => {
-                let stats = Arc::new(kubelet_push::telemetry::Stats::default());
+                let metrics = Arc::new(kubelet_push::telemetry::Metrics::new());
                 let mut stdout = std::io::stdout();
-                kubelet_push::run(config, shutdown, stats, &mut stdout).await
+                kubelet_push::run(config, shutdown, metrics, &mut stdout).await
             }
         }
     });

@@ -1,31 +1,368 @@
-//! The agent's own counters: polls, samples, requests. Shared between the poller, the sender
-//! and whoever reports them (the shutdown log line today, `/metrics` later).
+//! The agent's own metrics (`kubelet_push_*`), exposed on `--listen-address` at `/metrics`,
+//! and the small helper that keeps repeating failures to two log lines.
+//!
+//! Metrics are prometheus-client types (atomics underneath), shared by the poller, the sender
+//! and the HTTP endpoint through one `Arc<Metrics>`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
 
-#[derive(Debug, Default)]
-pub struct Stats {
-    pub polls_ok: AtomicU64,
-    pub polls_failed: AtomicU64,
-    /// Samples the converter produced, before dedupe.
-    pub samples_scraped: AtomicU64,
-    /// Samples handed to the sender (after dedupe, with stale markers and per-poll series).
-    pub samples_queued: AtomicU64,
-    pub samples_sent: AtomicU64,
-    /// Samples lost: rejected by the receiver, failed to send, or no room in the queue.
-    pub samples_dropped: AtomicU64,
-    pub requests_ok: AtomicU64,
-    pub requests_failed: AtomicU64,
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// Why samples were dropped instead of delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// The receiver answered a 4xx other than 429: it will never take them.
+    Rejected,
+    /// The buffer was full and these were its oldest.
+    BufferFull,
+    /// Older than `--max-sample-age`.
+    TooOld,
+    /// The disk buffer could not store them (disk full, I/O error).
+    BufferWrite,
+    /// Still in the memory buffer when the shutdown timeout ran out.
+    Shutdown,
 }
 
-impl Stats {
-    pub fn add(counter: &AtomicU64, n: usize) {
-        counter.fetch_add(n as u64, Ordering::Relaxed);
+impl DropReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::Rejected => "rejected",
+            DropReason::BufferFull => "buffer_full",
+            DropReason::TooOld => "too_old",
+            DropReason::BufferWrite => "buffer_write_error",
+            DropReason::Shutdown => "shutdown",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct CodeLabel {
+    code: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    polls: Family<ResultLabel, Counter>,
+    pub poll_duration: Histogram,
+    pub samples_scraped: Counter,
+    pub samples_queued: Counter,
+    pub samples_sent: Counter,
+    samples_dropped: Family<ReasonLabel, Counter>,
+    pub samples_pending: Gauge,
+    pub buffer_bytes: Gauge,
+    pub buffer_requests: Gauge,
+    requests: Family<CodeLabel, Counter>,
+    pub retries: Counter,
+    last_poll: Gauge<f64, std::sync::atomic::AtomicU64>,
+    last_send: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// Monotonic twins of the two timestamps above, for `/readyz`.
+    last_poll_at: std::sync::Mutex<Option<Instant>>,
+    last_send_at: std::sync::Mutex<Option<Instant>>,
+    /// When the agent started, for readiness before the first send.
+    pub started: Instant,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("kubelet_push");
+        let m = Metrics {
+            polls: Family::default(),
+            poll_duration: Histogram::new([
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+            samples_scraped: Counter::default(),
+            samples_queued: Counter::default(),
+            samples_sent: Counter::default(),
+            samples_dropped: Family::default(),
+            samples_pending: Gauge::default(),
+            buffer_bytes: Gauge::default(),
+            buffer_requests: Gauge::default(),
+            requests: Family::default(),
+            retries: Counter::default(),
+            last_poll: Gauge::default(),
+            last_send: Gauge::default(),
+            last_poll_at: std::sync::Mutex::new(None),
+            last_send_at: std::sync::Mutex::new(None),
+            started: Instant::now(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "polls",
+            "Kubelet polls by result (ok, error)",
+            m.polls.clone(),
+        );
+        registry.register(
+            "poll_duration_seconds",
+            "Wall time of a kubelet poll",
+            m.poll_duration.clone(),
+        );
+        registry.register(
+            "samples_scraped",
+            "Samples the polls produced, before dedupe",
+            m.samples_scraped.clone(),
+        );
+        registry.register(
+            "samples_queued",
+            "Samples put in the buffer (after dedupe, with stale markers and per-poll series)",
+            m.samples_queued.clone(),
+        );
+        registry.register(
+            "samples_sent",
+            "Samples the receiver accepted",
+            m.samples_sent.clone(),
+        );
+        registry.register(
+            "samples_dropped",
+            "Samples given up, by reason",
+            m.samples_dropped.clone(),
+        );
+        registry.register(
+            "samples_pending",
+            "Samples waiting in the buffer",
+            m.samples_pending.clone(),
+        );
+        registry.register(
+            "buffer_bytes",
+            "Bytes held by the buffer",
+            m.buffer_bytes.clone(),
+        );
+        registry.register(
+            "buffer_requests",
+            "Requests waiting in the buffer",
+            m.buffer_requests.clone(),
+        );
+        registry.register(
+            "requests",
+            "Remote write attempts by HTTP status code (\"error\" when no answer came)",
+            m.requests.clone(),
+        );
+        registry.register(
+            "retries",
+            "Remote write attempts that were retried",
+            m.retries.clone(),
+        );
+        registry.register(
+            "last_successful_poll_timestamp_seconds",
+            "Unix time of the last successful kubelet poll",
+            m.last_poll.clone(),
+        );
+        registry.register(
+            "last_successful_send_timestamp_seconds",
+            "Unix time of the last request the receiver accepted",
+            m.last_send.clone(),
+        );
+        let build: Family<BuildLabels, Gauge> = Family::default();
+        build
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+            })
+            .set(1);
+        registry.register("build_info", "Always 1; the version in a label", build);
+        Metrics { registry, ..m }
     }
 
-    pub fn get(counter: &AtomicU64) -> u64 {
-        counter.load(Ordering::Relaxed)
+    pub fn poll_finished(&self, ok: bool, took: Duration) {
+        let result = if ok { "ok" } else { "error" };
+        self.polls.get_or_create(&ResultLabel { result }).inc();
+        self.poll_duration.observe(took.as_secs_f64());
+        if ok {
+            self.last_poll.set(unix_secs());
+            *lock(&self.last_poll_at) = Some(Instant::now());
+        }
     }
+
+    pub fn polls(&self, ok: bool) -> u64 {
+        let result = if ok { "ok" } else { "error" };
+        self.polls.get_or_create(&ResultLabel { result }).get()
+    }
+
+    pub fn dropped(&self, reason: DropReason, samples: u64) {
+        self.samples_dropped
+            .get_or_create(&ReasonLabel {
+                reason: reason.as_str(),
+            })
+            .inc_by(samples);
+    }
+
+    pub fn dropped_total(&self, reason: DropReason) -> u64 {
+        self.samples_dropped
+            .get_or_create(&ReasonLabel {
+                reason: reason.as_str(),
+            })
+            .get()
+    }
+
+    /// One remote write attempt's outcome: a status code, or none for network errors.
+    pub fn request(&self, status: Option<u16>) {
+        let code = status.map_or_else(|| "error".to_owned(), |s| s.to_string());
+        self.requests.get_or_create(&CodeLabel { code }).inc();
+    }
+
+    pub fn requests_with(&self, status: Option<u16>) -> u64 {
+        let code = status.map_or_else(|| "error".to_owned(), |s| s.to_string());
+        self.requests.get_or_create(&CodeLabel { code }).get()
+    }
+
+    pub fn sent(&self, samples: u64) {
+        self.samples_sent.inc_by(samples);
+        self.last_send.set(unix_secs());
+        *lock(&self.last_send_at) = Some(Instant::now());
+    }
+
+    pub fn since_last_poll(&self) -> Option<Duration> {
+        lock(&self.last_poll_at).map(|t| t.elapsed())
+    }
+
+    pub fn since_last_send(&self) -> Option<Duration> {
+        lock(&self.last_send_at).map(|t| t.elapsed())
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn unix_secs() -> f64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// What `/readyz` judges by.
+pub struct Health {
+    pub metrics: std::sync::Arc<Metrics>,
+    pub queue: std::sync::Arc<crate::buffer::Queue>,
+    pub interval: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Health {
+    /// Ready when a poll succeeded within three intervals and, while requests are waiting, a
+    /// send succeeded within three intervals plus the longest backoff.
+    pub fn ready(&self) -> Result<(), String> {
+        let poll_limit = self.interval * 3;
+        match self.metrics.since_last_poll() {
+            None => return Err("no successful kubelet poll yet".into()),
+            Some(age) if age > poll_limit => {
+                return Err(format!(
+                    "last successful kubelet poll {}s ago",
+                    age.as_secs()
+                ));
+            }
+            Some(_) => {}
+        }
+        let waiting = self.queue.len();
+        let send_limit = poll_limit + self.max_backoff;
+        if waiting > 0 {
+            match self.metrics.since_last_send() {
+                Some(age) if age <= send_limit => {}
+                Some(age) => {
+                    return Err(format!(
+                        "{waiting} requests waiting; last successful send {}s ago",
+                        age.as_secs()
+                    ))
+                }
+                None if self.queue_age_ok(send_limit) => {}
+                None => return Err(format!("{waiting} requests waiting; nothing sent yet")),
+            }
+        }
+        Ok(())
+    }
+
+    /// Before the first send, give the agent as long as it would have after one.
+    fn queue_age_ok(&self, limit: Duration) -> bool {
+        self.metrics.started.elapsed() <= limit
+    }
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` on `addr` until `stop` is cancelled. Binding
+/// happens before this returns, so a busy port is a start-up error.
+pub async fn serve(
+    addr: std::net::SocketAddr,
+    health: Health,
+    stop: tokio_util::sync::CancellationToken,
+) -> std::io::Result<()> {
+    use axum::http::{header, StatusCode};
+    use axum::routing::get;
+
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let health = std::sync::Arc::new(health);
+    let metrics = health.metrics.clone();
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let metrics = metrics.clone();
+                async move {
+                    (
+                        [(
+                            header::CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        metrics.encode(),
+                    )
+                }
+            }),
+        )
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let health = health.clone();
+                async move {
+                    match health.ready() {
+                        Ok(()) => (StatusCode::OK, "ready\n".to_owned()),
+                        Err(why) => (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            format!("not ready: {why}\n"),
+                        ),
+                    }
+                }
+            }),
+        );
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, app)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await
+        {
+            tracing::warn!(%error, "metrics endpoint stopped");
+        }
+    });
+    Ok(())
 }
 
 /// Tracks one kind of repeating failure so it is logged when it starts and when it ends,
@@ -33,7 +370,7 @@ impl Stats {
 #[derive(Debug, Default)]
 pub struct Episode {
     failures: u64,
-    since: Option<std::time::Instant>,
+    since: Option<Instant>,
 }
 
 impl Episode {
@@ -41,7 +378,7 @@ impl Episode {
     pub fn fail(&mut self) -> bool {
         self.failures += 1;
         if self.since.is_none() {
-            self.since = Some(std::time::Instant::now());
+            self.since = Some(Instant::now());
             return true;
         }
         false
@@ -49,7 +386,7 @@ impl Episode {
 
     /// Records a success; returns the failure count and duration of the episode it ends, if
     /// one was under way (log the recovery).
-    pub fn recover(&mut self) -> Option<(u64, std::time::Duration)> {
+    pub fn recover(&mut self) -> Option<(u64, Duration)> {
         let since = self.since.take()?;
         let n = std::mem::take(&mut self.failures);
         Some((n, since.elapsed()))
@@ -75,5 +412,33 @@ mod tests {
         assert_eq!(e.recover().map(|r| r.0), Some(3));
         assert!(e.recover().is_none());
         assert!(e.fail(), "a new episode starts after recovery");
+    }
+
+    #[test]
+    fn exposition_names_and_labels() {
+        let m = Metrics::new();
+        m.poll_finished(true, Duration::from_millis(20));
+        m.poll_finished(false, Duration::from_millis(5));
+        m.dropped(DropReason::Rejected, 36);
+        m.request(Some(503));
+        m.request(None);
+        m.sent(10);
+        let text = m.encode();
+        for line in [
+            "kubelet_push_polls_total{result=\"ok\"} 1",
+            "kubelet_push_polls_total{result=\"error\"} 1",
+            "kubelet_push_samples_dropped_total{reason=\"rejected\"} 36",
+            "kubelet_push_requests_total{code=\"503\"} 1",
+            "kubelet_push_requests_total{code=\"error\"} 1",
+            "kubelet_push_samples_sent_total 10",
+            "kubelet_push_poll_duration_seconds_count 2",
+        ] {
+            assert!(text.contains(line), "{line} missing from:\n{text}");
+        }
+        assert!(text.contains(&format!(
+            "kubelet_push_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        )));
+        assert!(m.since_last_send().is_some() && m.since_last_poll().is_some());
     }
 }

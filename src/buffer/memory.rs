@@ -100,7 +100,11 @@ mod tests {
         assert_eq!(first.samples, 1);
         b.ack(seq).unwrap();
         b.ack(seq).unwrap();
-        assert_eq!(b.front().unwrap().unwrap().1.samples, 2, "a repeated ack removes nothing more");
+        assert_eq!(
+            b.front().unwrap().unwrap().1.samples,
+            2,
+            "a repeated ack removes nothing more"
+        );
         assert_eq!(b.len(), 2);
     }
 
@@ -112,7 +116,13 @@ mod tests {
         b.push(batch(2, 36)).unwrap();
         let (in_flight, _) = b.front().unwrap().unwrap();
         let dropped = b.push(batch(3, 36)).unwrap();
-        assert_eq!(dropped, Dropped { batches: 1, samples: 1 });
+        assert_eq!(
+            dropped,
+            Dropped {
+                batches: 1,
+                samples: 1
+            }
+        );
         b.ack(in_flight).unwrap();
         let kept: Vec<u32> = std::iter::from_fn(|| {
             let (s, x) = b.front().unwrap()?;
@@ -120,13 +130,23 @@ mod tests {
             Some(x.samples)
         })
         .collect();
-        assert_eq!(kept, vec![2, 3], "acking a batch dropped while in flight keeps the newer ones");
+        assert_eq!(
+            kept,
+            vec![2, 3],
+            "acking a batch dropped while in flight keeps the newer ones"
+        );
     }
 
     #[test]
     fn a_batch_larger_than_the_buffer_is_dropped() {
         let mut b = MemoryBuffer::new(50);
-        assert_eq!(b.push(batch(7, 100)).unwrap(), Dropped { batches: 1, samples: 7 });
+        assert_eq!(
+            b.push(batch(7, 100)).unwrap(),
+            Dropped {
+                batches: 1,
+                samples: 7
+            }
+        );
         assert!(b.is_empty());
     }
 }

@@ -12,7 +12,13 @@
 pub mod disk;
 pub mod memory;
 
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
 use bytes::Bytes;
+use tokio::sync::Notify;
+use tracing::warn;
+
+use crate::telemetry::{DropReason, Metrics};
 
 /// One encoded request: the samples of exactly one poll (a request never mixes polls, so a
 /// receiver rejecting a too-old poll cannot take a fresh one down with it).
@@ -91,4 +97,82 @@ pub trait Buffer: Send {
 
     /// Samples waiting.
     fn samples(&self) -> u64;
+}
+
+/// A buffer shared by the poller (which pushes) and the sender (which reads and acknowledges),
+/// keeping the buffer gauges in step and waking the sender when something arrives.
+pub struct Queue {
+    buffer: Mutex<Box<dyn Buffer>>,
+    changed: Notify,
+}
+
+impl Queue {
+    pub fn new(buffer: Box<dyn Buffer>) -> Self {
+        Queue {
+            buffer: Mutex::new(buffer),
+            changed: Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Box<dyn Buffer>> {
+        self.buffer.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Adds a batch; batches the buffer dropped for room are counted. An error means the
+    /// batch itself could not be stored (the caller counts it).
+    pub fn push(&self, batch: Batch, metrics: &Metrics) -> Result<(), BufferError> {
+        let mut buffer = self.lock();
+        let dropped = buffer.push(batch);
+        update_gauges(&**buffer, metrics);
+        drop(buffer);
+        let dropped = dropped?;
+        if dropped.samples > 0 {
+            metrics.dropped(DropReason::BufferFull, dropped.samples);
+        }
+        self.changed.notify_one();
+        Ok(())
+    }
+
+    pub fn front(&self) -> Result<Option<(u64, Batch)>, BufferError> {
+        self.lock().front()
+    }
+
+    /// Acknowledges batch `seq`. A failure to record that on disk only means the batch may
+    /// be sent again after a restart, so it is logged, not returned.
+    pub fn ack(&self, seq: u64, metrics: &Metrics) {
+        let mut buffer = self.lock();
+        if let Err(error) = buffer.ack(seq) {
+            warn!(%error, "cannot record delivery in the buffer; the request may be sent again after a restart");
+        }
+        update_gauges(&**buffer, metrics);
+    }
+
+    /// Resolves after the next push (at once if one happened since the last call).
+    pub async fn changed(&self) {
+        self.changed.notified().await;
+    }
+
+    pub fn samples(&self) -> u64 {
+        self.lock().samples()
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn update_gauges(buffer: &dyn Buffer, metrics: &Metrics) {
+    metrics
+        .samples_pending
+        .set(i64::try_from(buffer.samples()).unwrap_or(i64::MAX));
+    metrics
+        .buffer_bytes
+        .set(i64::try_from(buffer.bytes()).unwrap_or(i64::MAX));
+    metrics
+        .buffer_requests
+        .set(i64::try_from(buffer.len()).unwrap_or(i64::MAX));
 }

@@ -15,7 +15,7 @@ use tracing::info;
 use crate::cli::DemoArgs;
 use crate::config::{Config, ConfigError, Mode, RemoteSettings};
 use crate::kubelet::client::Source;
-use crate::telemetry::Stats;
+use crate::telemetry::{DropReason, Metrics};
 use crate::{Outcome, RunError};
 
 /// The demo's poll interval unless `--interval` is given: short enough to see things move.
@@ -86,19 +86,28 @@ pub async fn run(
             stop.cancel();
         });
     }
-    let stats = Arc::new(Stats::default());
+    let metrics = Arc::new(Metrics::new());
     let mut stdout = std::io::stdout();
-    let outcome = crate::run(config, stop, stats.clone(), &mut stdout).await;
+    let outcome = crate::run(config, stop, metrics.clone(), &mut stdout).await;
     if let Some((_receiver, printer)) = local {
         printer_stop.cancel();
         let _ = printer.await;
     }
+    let dropped: u64 = [
+        DropReason::Rejected,
+        DropReason::BufferFull,
+        DropReason::TooOld,
+        DropReason::BufferWrite,
+        DropReason::Shutdown,
+    ]
+    .into_iter()
+    .map(|r| metrics.dropped_total(r))
+    .sum();
     println!(
-        "demo finished: {} samples pushed in {} requests, {} requests failed, {} samples dropped",
-        Stats::get(&stats.samples_sent),
-        Stats::get(&stats.requests_ok),
-        Stats::get(&stats.requests_failed),
-        Stats::get(&stats.samples_dropped),
+        "demo finished: {} samples pushed, {} retries, {} samples dropped",
+        metrics.samples_sent.get(),
+        metrics.retries.get(),
+        dropped,
     );
     outcome
 }

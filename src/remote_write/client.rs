@@ -92,8 +92,8 @@ impl RemoteWriteClient {
         &self.display_url
     }
 
-    /// Sends one body once.
-    pub async fn send(&self, body: bytes::Bytes) -> Result<(), SendError> {
+    /// Sends one body once; the receiver's success status on success.
+    pub async fn send(&self, body: bytes::Bytes) -> Result<StatusCode, SendError> {
         let response = self
             .http
             .post(self.url.clone())
@@ -109,7 +109,7 @@ impl RemoteWriteClient {
             })?;
         let status = response.status();
         if status.is_success() {
-            return Ok(());
+            return Ok(status);
         }
         let retry_after = response
             .headers()

@@ -80,6 +80,9 @@ pub fn time_series<'a>(
 pub struct EncodedRequest {
     pub body: Bytes,
     pub samples: usize,
+    /// Oldest and newest sample timestamp in the request, in milliseconds.
+    pub oldest_ms: i64,
+    pub newest_ms: i64,
     /// Size before compression, for the logs and the demo.
     pub uncompressed_len: usize,
 }
@@ -131,6 +134,12 @@ impl Encoder {
         timeseries: Vec<TimeSeries>,
         samples: usize,
     ) -> Result<EncodedRequest, snap::Error> {
+        let times = timeseries
+            .iter()
+            .flat_map(|ts| &ts.samples)
+            .map(|s| s.timestamp);
+        let (oldest_ms, newest_ms) =
+            times.fold((i64::MAX, i64::MIN), |(lo, hi), t| (lo.min(t), hi.max(t)));
         let request = WriteRequest { timeseries };
         self.buf.clear();
         self.buf.reserve(request.encoded_len());
@@ -140,6 +149,8 @@ impl Encoder {
         Ok(EncodedRequest {
             body: Bytes::from(compressed),
             samples,
+            oldest_ms,
+            newest_ms,
             uncompressed_len: self.buf.len(),
         })
     }

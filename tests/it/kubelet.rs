@@ -8,7 +8,7 @@ use kubelet_push::agent::Poller;
 use kubelet_push::demo::simulator::{Fault, KubeletServer, SimulatedKubelet};
 use kubelet_push::kubelet::ScrapeError;
 use kubelet_push::remote_write::is_stale_marker;
-use kubelet_push::telemetry::Stats;
+use kubelet_push::telemetry::Metrics;
 
 use crate::support::*;
 
@@ -21,7 +21,7 @@ async fn simulated(pods: usize) -> KubeletServer {
 }
 
 fn poller(args: &[&str]) -> Poller {
-    Poller::new(&config(args), Arc::new(Stats::default())).unwrap()
+    Poller::new(&config(args), Arc::new(Metrics::new())).unwrap()
 }
 
 #[tokio::test]
@@ -331,7 +331,7 @@ async fn shutdown_interrupts_a_slow_poll() {
         let stop = stop.clone();
         tokio::spawn(async move {
             let mut sink = Vec::new();
-            kubelet_push::run(cfg, stop, Arc::new(Stats::default()), &mut sink).await
+            kubelet_push::run(cfg, stop, Arc::new(Metrics::new()), &mut sink).await
         })
     };
     tokio::time::sleep(Duration::from_millis(200)).await;

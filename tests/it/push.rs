@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use kubelet_push::demo::receiver::{Receiver, Response};
 use kubelet_push::remote_write::is_stale_marker;
-use kubelet_push::telemetry::Stats;
+use kubelet_push::telemetry::Metrics;
 use kubelet_push::Outcome;
 use tokio_util::sync::CancellationToken;
 
@@ -36,11 +36,15 @@ fn render(series: &[kubelet_push::remote_write::proto::v1::TimeSeries]) -> Vec<S
     lines
 }
 
-async fn run_once(args: &[&str]) -> (Outcome, Arc<Stats>) {
-    let stats = Arc::new(Stats::default());
+/// Retries fast enough for tests.
+const FAST: [&str; 4] = ["--min-backoff", "10ms", "--max-backoff", "100ms"];
+
+async fn run_once(args: &[&str]) -> (Outcome, Arc<Metrics>) {
+    let stats = Arc::new(Metrics::new());
+    let args: Vec<&str> = args.iter().chain(FAST.iter()).copied().collect();
     let mut sink = Vec::new();
     let outcome = kubelet_push::run(
-        config(args),
+        config(&args),
         CancellationToken::new(),
         stats.clone(),
         &mut sink,
@@ -90,8 +94,8 @@ async fn once_pushes_the_fixture_exactly_with_protocol_headers() {
     }
     assert_eq!(only_value(&series, "up"), 1.0);
     assert_eq!(only_value(&series, "scrape_samples_scraped"), 33.0);
-    assert_eq!(Stats::get(&stats.samples_sent), 36);
-    assert_eq!(Stats::get(&stats.samples_dropped), 0);
+    assert_eq!(stats.samples_sent.get(), 36);
+    assert_eq!(stats.requests_with(Some(204)), 1);
 }
 
 #[tokio::test]
@@ -149,16 +153,14 @@ async fn external_labels_and_overrides_reach_every_series() {
     }
 }
 
+/// 400 drops the request for good; 429 and 503 are retried until the receiver takes it.
 #[tokio::test]
-async fn receiver_errors_fail_once_and_count_dropped_samples() {
-    for (status, retry_after) in [(400, None), (429, Some("3")), (503, None)] {
+async fn receiver_errors_are_dropped_or_retried_by_kind() {
+    use kubelet_push::telemetry::DropReason;
+    let kubelet_url = format!("file://{}", fixture("seed-windows-node.json").display());
+    for (status, delivered) in [(400, false), (429, true), (503, true)] {
         let rx = Receiver::start().await.unwrap();
-        let mut response = Response::status(status).with_body(format!("no thanks ({status})"));
-        if let Some(secs) = retry_after {
-            response = response.with_header("Retry-After", secs);
-        }
-        rx.push_response(response);
-        let kubelet_url = format!("file://{}", fixture("seed-windows-node.json").display());
+        rx.push_response(Response::status(status).with_body(format!("no thanks ({status})")));
         let (outcome, stats) = run_once(&[
             "--once",
             "--kubelet-url",
@@ -167,11 +169,23 @@ async fn receiver_errors_fail_once_and_count_dropped_samples() {
             &rx.url(),
         ])
         .await;
-        assert_eq!(outcome, Outcome::Failed, "status {status}");
-        assert_eq!(rx.requests().len(), 1, "no retries yet (status {status})");
-        assert_eq!(rx.requests()[0].status, status);
-        assert_eq!(Stats::get(&stats.samples_dropped), 36);
-        assert_eq!(Stats::get(&stats.requests_failed), 1);
+        let statuses: Vec<u16> = rx.requests().iter().map(|r| r.status).collect();
+        if delivered {
+            assert_eq!(outcome, Outcome::Ok, "status {status}");
+            assert_eq!(statuses, vec![status, 204]);
+            assert_eq!(stats.samples_sent.get(), 36);
+            assert_eq!(stats.retries.get(), 1);
+            assert_eq!(
+                render(&rx.accepted_series()),
+                golden_samples("seed-windows-node")
+            );
+        } else {
+            assert_eq!(outcome, Outcome::Failed, "status {status}");
+            assert_eq!(statuses, vec![400], "a rejected request is not retried");
+            assert_eq!(stats.dropped_total(DropReason::Rejected), 36);
+            assert_eq!(stats.samples_sent.get(), 0);
+        }
+        assert_eq!(stats.requests_with(Some(status)), 1);
     }
 }
 
@@ -191,11 +205,21 @@ async fn once_fails_when_the_receiver_is_unreachable() {
         &kubelet_url,
         "--remote-url",
         &url,
+        "--shutdown-timeout",
+        "300ms",
     ])
     .await;
     assert_eq!(outcome, Outcome::Failed);
-    assert_eq!(Stats::get(&stats.samples_sent), 0);
-    assert_eq!(Stats::get(&stats.samples_dropped), 36);
+    assert_eq!(stats.samples_sent.get(), 0);
+    assert!(
+        stats.retries.get() >= 2,
+        "retried until the shutdown timeout"
+    );
+    assert_eq!(
+        stats.dropped_total(kubelet_push::telemetry::DropReason::Shutdown),
+        36,
+        "the memory buffer reports what it loses"
+    );
 }
 
 #[tokio::test]
@@ -235,9 +259,13 @@ async fn run_loop_survives_a_failing_receiver() {
         &rx.url(),
         "--interval",
         "50ms",
+        "--min-backoff",
+        "10ms",
+        "--max-backoff",
+        "50ms",
     ]);
     let stop = CancellationToken::new();
-    let stats = Arc::new(Stats::default());
+    let stats = Arc::new(Metrics::new());
     let task = {
         let (stop, stats) = (stop.clone(), stats.clone());
         tokio::spawn(async move {
@@ -257,7 +285,11 @@ async fn run_loop_survives_a_failing_receiver() {
         .unwrap();
     assert_eq!(outcome, Outcome::Ok, "a stopped run loop is a clean exit");
     let statuses: Vec<u16> = rx.requests().iter().map(|r| r.status).collect();
-    assert_eq!(&statuses[..3], &[503, 400, 204]);
+    assert_eq!(
+        &statuses[..3],
+        &[503, 400, 204],
+        "503 retried, 400 dropped, next poll sent"
+    );
     // The file never changes: after the first poll only the per-poll series are new.
     let third = rx.requests()[2].write_request.clone().unwrap();
     let names: Vec<&str> = third.timeseries.iter().map(name).collect();
@@ -265,7 +297,13 @@ async fn run_loop_survives_a_failing_receiver() {
         names,
         vec!["up", "scrape_duration_seconds", "scrape_samples_scraped"]
     );
-    assert_eq!(Stats::get(&stats.requests_failed), 2);
+    assert_eq!(stats.requests_with(Some(503)), 1);
+    assert_eq!(stats.requests_with(Some(400)), 1);
+    assert_eq!(
+        stats.dropped_total(kubelet_push::telemetry::DropReason::Rejected),
+        36,
+        "the first poll, retried after 503, then rejected"
+    );
 }
 
 /// One attempt's outcome is classified where the response is read.
@@ -371,13 +409,17 @@ async fn push_failures_are_logged_when_they_start_and_when_they_end() {
         &rx.url(),
         "--interval",
         "30ms",
+        "--min-backoff",
+        "10ms",
+        "--max-backoff",
+        "30ms",
     ]);
     let stop = CancellationToken::new();
     let task = {
         let stop = stop.clone();
         tokio::spawn(async move {
             let mut sink = Vec::new();
-            kubelet_push::run(cfg, stop, Arc::new(Stats::default()), &mut sink).await
+            kubelet_push::run(cfg, stop, Arc::new(Metrics::new()), &mut sink).await
         })
     };
     assert!(rx.wait_for_requests(5, SHORT).await);
@@ -394,5 +436,5 @@ async fn push_failures_are_logged_when_they_start_and_when_they_end() {
         "{text}"
     );
     assert_eq!(text.matches("remote write recovered").count(), 1, "{text}");
-    assert!(text.contains("failed_requests=3"), "{text}");
+    assert!(text.contains("failed_attempts=3"), "{text}");
 }

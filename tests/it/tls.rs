@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use kubelet_push::agent::Poller;
 use kubelet_push::kubelet::ScrapeError;
-use kubelet_push::telemetry::Stats;
+use kubelet_push::telemetry::Metrics;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_rustls::rustls;
@@ -80,7 +80,7 @@ async fn serve(server: rustls::ServerConfig, connections: usize) -> String {
 async fn poll(args: &[&str]) -> kubelet_push::agent::PollOutput {
     let mut args = args.to_vec();
     args.extend(["--dry-run", "--node-name", "n"]);
-    Poller::new(&config(&args), Arc::new(Stats::default()))
+    Poller::new(&config(&args), Arc::new(Metrics::new()))
         .unwrap()
         .poll()
         .await

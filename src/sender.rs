@@ -1,0 +1,350 @@
+//! Delivery: one task per remote URL takes the oldest batch from the buffer, sends it until
+//! the receiver takes it, and only then moves to the next, so every series arrives in
+//! timestamp order after any outage.
+//!
+//! The retry rules are the Remote Write spec's and Prometheus's own sender's: network errors,
+//! timeouts and 5xx are retried with exponential backoff and full jitter until they succeed;
+//! 429 is retried after its `Retry-After` (clamped to the backoff range); any other 4xx drops
+//! that batch (counted, the receiver's message logged) and the next one goes. Batches are
+//! dropped by age (`--max-sample-age`), never by attempt count. The HTTP client classifies each
+//! answer (`SendError`); nothing here reads a status code.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use backon::Retryable;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::buffer::{Batch, Queue};
+use crate::remote_write::encode::encode_batches;
+use crate::remote_write::{RemoteWriteClient, SendError};
+use crate::telemetry::{DropReason, Episode, Metrics};
+
+/// Exponential backoff with full jitter, as a value: `next_delay` is a pure function of the
+/// attempt count and the random state, so it is tested without sleeping.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    min: Duration,
+    max: Duration,
+    attempt: u32,
+    rng: u64,
+}
+
+impl Backoff {
+    pub fn new(min: Duration, max: Duration, seed: u64) -> Self {
+        Backoff {
+            min,
+            max: max.max(min),
+            attempt: 0,
+            // xorshift needs a non-zero state.
+            rng: seed | 1,
+        }
+    }
+
+    /// The ceiling of the next delay: `min · 2^attempt`, at most `max`.
+    pub fn ceiling(&self) -> Duration {
+        let factor = 1u32.checked_shl(self.attempt.min(31)).unwrap_or(u32::MAX);
+        self.min.saturating_mul(factor).min(self.max)
+    }
+
+    /// Full jitter: uniform in `[0, ceiling]`, so agents on many nodes that failed together do
+    /// not retry together.
+    pub fn next_delay(&mut self) -> Duration {
+        let ceiling = self.ceiling();
+        self.attempt = self.attempt.saturating_add(1);
+        let r = self.next_random();
+        let nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
+        Duration::from_nanos(if nanos == u64::MAX {
+            r
+        } else {
+            r % (nanos + 1)
+        })
+    }
+
+    /// A receiver's `Retry-After`, kept within `[min, max]` so a bogus hour-long value cannot
+    /// stall delivery and a zero cannot turn into a busy loop.
+    pub fn clamp(&self, retry_after: Duration) -> Duration {
+        retry_after.clamp(self.min, self.max)
+    }
+
+    pub fn reset(&mut self) {
+        self.attempt = 0;
+    }
+
+    fn next_random(&mut self) -> u64 {
+        let mut x = self.rng;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng = x;
+        x
+    }
+}
+
+/// backon drives the retry loop; this is the delay sequence it sleeps by. It never ends: a
+/// batch is retried until it succeeds or is dropped by age.
+impl Iterator for Backoff {
+    type Item = Duration;
+    fn next(&mut self) -> Option<Duration> {
+        Some(self.next_delay())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SenderSettings {
+    pub min_backoff: Duration,
+    pub max_backoff: Duration,
+    pub max_sample_age: Option<Duration>,
+}
+
+/// Why one attempt did not deliver.
+#[derive(Debug)]
+enum Failure {
+    Send(SendError),
+    /// Every sample of the batch is older than `--max-sample-age`.
+    TooOld,
+}
+
+/// Sends batches from `queue` until `stop` is cancelled, or, once `drain` is cancelled, until
+/// the queue is empty.
+pub async fn run(
+    client: RemoteWriteClient,
+    queue: Arc<Queue>,
+    metrics: Arc<Metrics>,
+    settings: SenderSettings,
+    drain: CancellationToken,
+    stop: CancellationToken,
+) {
+    let seed = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0x9e37_79b9, |d| d.as_nanos() as u64)
+        ^ u64::from(std::process::id());
+    let mut failing = Episode::default();
+    let mut read_errors = Episode::default();
+    loop {
+        let (seq, batch) = match queue.front() {
+            Ok(Some(next)) => next,
+            Ok(None) => {
+                if drain.is_cancelled() {
+                    return;
+                }
+                tokio::select! {
+                    _ = queue.changed() => continue,
+                    _ = drain.cancelled() => continue,
+                    _ = stop.cancelled() => return,
+                }
+            }
+            Err(error) => {
+                if read_errors.fail() {
+                    warn!(%error, "cannot read the buffer; retrying");
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(settings.max_backoff) => continue,
+                    _ = stop.cancelled() => return,
+                }
+            }
+        };
+        if let Some((n, _)) = read_errors.recover() {
+            info!(failed_reads = n, "buffer readable again");
+        }
+        let batch = match trim_to_age(batch, settings.max_sample_age, &metrics) {
+            Some(b) => b,
+            None => {
+                queue.ack(seq, &metrics);
+                continue;
+            }
+        };
+        let backoff = Backoff::new(settings.min_backoff, settings.max_backoff, seed ^ seq);
+        let clamp = backoff.clone();
+        let max_age = settings.max_sample_age;
+        let attempt = || {
+            let body = batch.body.clone();
+            let client = &client;
+            let metrics = &metrics;
+            let newest = batch.newest_ms;
+            async move {
+                if max_age.is_some_and(|age| too_old(newest, age)) {
+                    return Err(Failure::TooOld);
+                }
+                match client.send(body).await {
+                    Ok(status) => {
+                        metrics.request(Some(status.as_u16()));
+                        Ok(())
+                    }
+                    Err(e) => {
+                        metrics.request(e.status().map(|s| s.as_u16()));
+                        Err(Failure::Send(e))
+                    }
+                }
+            }
+        };
+        let retrying = attempt
+            .retry(backoff)
+            .sleep(tokio::time::sleep)
+            .when(|f| matches!(f, Failure::Send(SendError::Retryable { .. })))
+            .adjust(|f, delay| match f {
+                Failure::Send(SendError::Retryable {
+                    retry_after: Some(after),
+                    ..
+                }) => Some(clamp.clamp(*after)),
+                _ => delay,
+            })
+            .notify(|f, delay| {
+                metrics.retries.inc();
+                if let Failure::Send(error) = f {
+                    if failing.fail() {
+                        warn!(%error, retry_in_ms = delay.as_millis() as u64, samples = batch.samples, "remote write failed; retrying until it succeeds");
+                    } else {
+                        debug!(%error, retry_in_ms = delay.as_millis() as u64, "remote write failed again");
+                    }
+                }
+            });
+        let result = tokio::select! {
+            r = retrying => r,
+            // The batch stays in the buffer: a disk buffer sends it after a restart.
+            _ = stop.cancelled() => return,
+        };
+        let samples = u64::from(batch.samples);
+        match result {
+            Ok(()) => {
+                metrics.sent(samples);
+                if let Some((n, took)) = failing.recover() {
+                    info!(failed_attempts = n, after = ?Duration::from_secs(took.as_secs()), "remote write recovered");
+                }
+            }
+            Err(Failure::Send(error @ SendError::Permanent { .. })) => {
+                metrics.dropped(DropReason::Rejected, samples);
+                warn!(%error, samples, "remote write rejected by the receiver; request dropped");
+            }
+            Err(Failure::TooOld) => {
+                metrics.dropped(DropReason::TooOld, samples);
+                debug!(
+                    samples,
+                    "request aged past --max-sample-age while retrying; dropped"
+                );
+            }
+            Err(Failure::Send(error)) => {
+                // `when` retries every retryable error and the backoff never ends.
+                warn!(%error, "remote write gave up unexpectedly; request dropped");
+                metrics.dropped(DropReason::Rejected, samples);
+            }
+        }
+        queue.ack(seq, &metrics);
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn too_old(timestamp_ms: i64, max_age: Duration) -> bool {
+    now_ms().saturating_sub(timestamp_ms) > i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Applies `--max-sample-age` before a batch is sent: all too old → `None` (counted as
+/// dropped); partly too old → the old samples are cut out of the body; else unchanged.
+fn trim_to_age(batch: Batch, max_age: Option<Duration>, metrics: &Metrics) -> Option<Batch> {
+    let Some(age) = max_age else {
+        return Some(batch);
+    };
+    if too_old(batch.newest_ms, age) {
+        metrics.dropped(DropReason::TooOld, u64::from(batch.samples));
+        return None;
+    }
+    if !too_old(batch.oldest_ms, age) {
+        return Some(batch);
+    }
+    let Ok(mut request) = crate::remote_write::encode::decode(&batch.body) else {
+        // Our own encoding; if it cannot be read the receiver could not either. Send as is.
+        return Some(batch);
+    };
+    let mut cut = 0u64;
+    for ts in &mut request.timeseries {
+        let before = ts.samples.len();
+        ts.samples.retain(|s| !too_old(s.timestamp, age));
+        cut += (before - ts.samples.len()) as u64;
+    }
+    request.timeseries.retain(|ts| !ts.samples.is_empty());
+    metrics.dropped(DropReason::TooOld, cut);
+    let samples: usize = request.timeseries.iter().map(|ts| ts.samples.len()).sum();
+    let oldest = request
+        .timeseries
+        .iter()
+        .flat_map(|t| &t.samples)
+        .map(|s| s.timestamp)
+        .min()?;
+    let mut encoded = encode_batches(request.timeseries, usize::MAX).ok()?;
+    let body = encoded.pop()?.body;
+    Some(Batch {
+        body,
+        samples: u32::try_from(samples).unwrap_or(u32::MAX),
+        oldest_ms: oldest,
+        newest_ms: batch.newest_ms,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_to_its_ceiling_with_full_jitter() {
+        let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(30), 42);
+        let ceilings: Vec<u64> = (0..8)
+            .map(|_| {
+                let c = b.ceiling();
+                let d = b.next_delay();
+                assert!(d <= c, "{d:?} above ceiling {c:?}");
+                c.as_secs()
+            })
+            .collect();
+        assert_eq!(ceilings, vec![1, 2, 4, 8, 16, 30, 30, 30]);
+        b.reset();
+        assert_eq!(b.ceiling(), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn jitter_spreads_over_the_whole_range() {
+        let mut b = Backoff::new(Duration::from_secs(8), Duration::from_secs(8), 7);
+        let delays: Vec<Duration> = (0..2000).map(|_| b.next_delay()).collect();
+        let low = delays
+            .iter()
+            .filter(|d| **d < Duration::from_secs(2))
+            .count();
+        let high = delays
+            .iter()
+            .filter(|d| **d > Duration::from_secs(6))
+            .count();
+        // Uniform on [0, 8 s]: about a quarter in each end.
+        assert!((350..650).contains(&low), "{low}");
+        assert!((350..650).contains(&high), "{high}");
+        assert!(delays.iter().all(|d| *d <= Duration::from_secs(8)));
+    }
+
+    #[test]
+    fn different_seeds_decorrelate() {
+        let mut a = Backoff::new(Duration::from_secs(1), Duration::from_secs(60), 1);
+        let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(60), 2);
+        let same = (0..20).filter(|_| a.next_delay() == b.next_delay()).count();
+        assert!(same < 3);
+    }
+
+    #[test]
+    fn retry_after_is_clamped() {
+        let b = Backoff::new(Duration::from_millis(500), Duration::from_secs(30), 1);
+        assert_eq!(b.clamp(Duration::from_secs(2)), Duration::from_secs(2));
+        assert_eq!(b.clamp(Duration::ZERO), Duration::from_millis(500));
+        assert_eq!(b.clamp(Duration::from_secs(3600)), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn huge_attempt_counts_do_not_overflow() {
+        let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(60), 3);
+        for _ in 0..10_000 {
+            assert!(b.next_delay() <= Duration::from_secs(60));
+        }
+    }
+}
