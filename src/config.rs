@@ -78,8 +78,8 @@ pub struct Delivery {
     pub shutdown_timeout: Duration,
 }
 
-/// The smallest buffer accepted: a few polls of a large node.
-const MIN_BUFFER_BYTES: u64 = 1 << 20;
+/// The smallest buffer accepted: one poll of a large node.
+const MIN_BUFFER_BYTES: u64 = 64 << 10;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -148,7 +148,7 @@ impl Config {
             ));
         }
         if args.buffer_max_size < MIN_BUFFER_BYTES {
-            return Err(err("--buffer-max-size", "must be at least 1MiB"));
+            return Err(err("--buffer-max-size", "must be at least 64KiB"));
         }
         Ok(Config {
             kubelet: KubeletSettings {

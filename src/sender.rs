@@ -104,6 +104,8 @@ enum Failure {
     Send(SendError),
     /// Every sample of the batch is older than `--max-sample-age`.
     TooOld,
+    /// The buffer dropped the batch for room while it was being retried (already counted).
+    Evicted,
 }
 
 /// Sends batches from `queue` until `stop` is cancelled, or, once `drain` is cancelled, until
@@ -163,9 +165,15 @@ pub async fn run(
             let client = &client;
             let metrics = &metrics;
             let newest = batch.newest_ms;
+            let queue = &queue;
             async move {
                 if max_age.is_some_and(|age| too_old(newest, age)) {
                     return Err(Failure::TooOld);
+                }
+                // A long outage can fill the buffer; once this batch is evicted, sending it
+                // would deliver samples already counted as dropped.
+                if !matches!(queue.front(), Ok(Some((front, _))) if front == seq) {
+                    return Err(Failure::Evicted);
                 }
                 match client.send(body).await {
                     Ok(status) => {
@@ -216,6 +224,12 @@ pub async fn run(
             Err(Failure::Send(error @ SendError::Permanent { .. })) => {
                 metrics.dropped(DropReason::Rejected, samples);
                 warn!(%error, samples, "remote write rejected by the receiver; request dropped");
+            }
+            Err(Failure::Evicted) => {
+                debug!(
+                    samples,
+                    "request evicted from the full buffer while retrying"
+                );
             }
             Err(Failure::TooOld) => {
                 metrics.dropped(DropReason::TooOld, samples);

@@ -40,6 +40,8 @@ pub struct Response {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: String,
+    /// Wait this long before answering (a receiver slower than the client's timeout).
+    pub delay: Option<std::time::Duration>,
 }
 
 impl Response {
@@ -48,7 +50,13 @@ impl Response {
             status,
             headers: Vec::new(),
             body: String::new(),
+            delay: None,
         }
+    }
+
+    pub fn with_delay(mut self, delay: std::time::Duration) -> Self {
+        self.delay = Some(delay);
+        self
     }
 
     pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
@@ -91,6 +99,8 @@ pub struct ReceivedRequest {
     pub status: u16,
     /// Why the request broke the protocol; `None` if it was valid.
     pub rejection: Option<String>,
+    /// When the request arrived.
+    pub at: std::time::Instant,
 }
 
 impl ReceivedRequest {
@@ -176,6 +186,15 @@ impl Receiver {
     /// Starts a receiver that keeps only the latest `retain` requests, so memory stays
     /// bounded however long it runs.
     pub async fn start_retaining(retain: usize) -> std::io::Result<Receiver> {
+        Self::start_with(retain, 0).await
+    }
+
+    /// Starts a receiver on a given port of 127.0.0.1, keeping every request.
+    pub async fn start_at(port: u16) -> std::io::Result<Receiver> {
+        Self::start_with(usize::MAX, port).await
+    }
+
+    async fn start_with(retain: usize, port: u16) -> std::io::Result<Receiver> {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 requests: Vec::new(),
@@ -190,11 +209,17 @@ impl Receiver {
             .fallback(
                 move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
                     let shared = Arc::clone(&handler_shared);
-                    async move { handle(&shared, &method, &uri, &headers, &body) }
+                    async move {
+                        let (response, delay) = handle(&shared, &method, &uri, &headers, &body);
+                        if let Some(delay) = delay {
+                            tokio::time::sleep(delay).await;
+                        }
+                        response
+                    }
                 },
             )
             .layer(DefaultBodyLimit::max(MAX_COMPRESSED));
-        let server = LocalServer::start(app, "remote write receiver").await?;
+        let server = LocalServer::start_at(app, "remote write receiver", port).await?;
         Ok(Receiver { server, shared })
     }
 
@@ -207,6 +232,11 @@ impl Receiver {
     /// answers are used first in, first out.
     pub fn push_response(&self, r: Response) {
         self.shared.lock().queue.push_back(r);
+    }
+
+    /// Forgets the queued answers: from now on every valid request gets 204.
+    pub fn clear_responses(&self) {
+        self.shared.lock().queue.clear();
     }
 
     pub fn requests(&self) -> Vec<ReceivedRequest> {
@@ -239,7 +269,7 @@ fn handle(
     uri: &Uri,
     headers: &HeaderMap,
     body: &[u8],
-) -> axum::response::Response {
+) -> (axum::response::Response, Option<std::time::Duration>) {
     let (write_request, verdict) = match decode(method, headers, body) {
         Ok(w) => {
             let verdict = validate(&w);
@@ -280,6 +310,7 @@ fn handle(
         write_request,
         status: response.status,
         rejection,
+        at: std::time::Instant::now(),
     });
     state.recorded += 1;
     if state.requests.len() > state.retain {
@@ -289,7 +320,8 @@ fn handle(
     let recorded = state.recorded;
     drop(state);
     shared.count.send_replace(recorded);
-    response.into_http()
+    let delay = response.delay;
+    (response.into_http(), delay)
 }
 
 fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
@@ -956,6 +988,7 @@ mod tests {
             write_request: Some(w),
             status: 204,
             rejection: None,
+            at: std::time::Instant::now(),
         }
     }
 

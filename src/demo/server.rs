@@ -16,7 +16,17 @@ impl LocalServer {
     /// Binds `127.0.0.1:0` and serves `app`; `what` names the server in the log line written
     /// if serving fails.
     pub async fn start(app: axum::Router, what: &'static str) -> std::io::Result<LocalServer> {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+        Self::start_at(app, what, 0).await
+    }
+
+    /// Like [`LocalServer::start`] on a given port of 127.0.0.1 (a receiver coming back where
+    /// it was).
+    pub async fn start_at(
+        app: axum::Router,
+        what: &'static str,
+        port: u16,
+    ) -> std::io::Result<LocalServer> {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
         let addr = listener.local_addr()?;
         let cancel = CancellationToken::new();
         let shutdown = cancel.clone().cancelled_owned();

@@ -1,6 +1,7 @@
 //! Integration tests: one binary, a module per concern.
 
 mod cli;
+mod delivery;
 mod golden;
 mod kubelet;
 mod push;

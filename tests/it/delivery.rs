@@ -1,0 +1,352 @@
+//! Delivery through outages: retries, ordering, the bounded buffer, shutdown. The receiver is
+//! in-process and scripted per test; the kubelet is the simulator, so every poll has fresh
+//! counters.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use kubelet_push::demo::receiver::{Receiver, Response};
+use kubelet_push::demo::simulator::{KubeletServer, SimulatedKubelet};
+use kubelet_push::remote_write::proto::v1::TimeSeries;
+use kubelet_push::telemetry::{DropReason, Metrics};
+use kubelet_push::Outcome;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::support::*;
+
+struct Agent {
+    task: JoinHandle<Result<Outcome, kubelet_push::RunError>>,
+    stop: CancellationToken,
+    metrics: Arc<Metrics>,
+}
+
+impl Agent {
+    fn start(args: &[&str]) -> Agent {
+        let cfg = config(args);
+        let stop = CancellationToken::new();
+        let metrics = Arc::new(Metrics::new());
+        let task = {
+            let (stop, metrics) = (stop.clone(), metrics.clone());
+            tokio::spawn(async move {
+                let mut sink = Vec::new();
+                kubelet_push::run(cfg, stop, metrics, &mut sink).await
+            })
+        };
+        Agent {
+            task,
+            stop,
+            metrics,
+        }
+    }
+
+    /// Waits until the buffer is empty after at least `min_sent` samples were delivered.
+    async fn wait_drained(&self, min_sent: u64, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.metrics.samples_sent.get() < min_sent || self.metrics.samples_pending.get() > 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "not drained: {}",
+                self.metrics.encode()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn stop(self) -> (Outcome, Arc<Metrics>) {
+        self.stop.cancel();
+        let outcome = tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .expect("agent stops")
+            .expect("task")
+            .expect("run");
+        (outcome, self.metrics)
+    }
+}
+
+async fn kubelet(pods: usize) -> KubeletServer {
+    let booted = SystemTime::now() - Duration::from_secs(3600);
+    KubeletServer::start(SimulatedKubelet::new(pods, 11, booted))
+        .await
+        .unwrap()
+}
+
+fn series_key(ts: &TimeSeries) -> String {
+    ts.labels
+        .iter()
+        .map(|l| format!("{}={};", l.name, l.value))
+        .collect()
+}
+
+/// Timestamps per series, in arrival order, over the given series.
+fn timelines(series: &[TimeSeries]) -> HashMap<String, Vec<i64>> {
+    let mut out: HashMap<String, Vec<i64>> = HashMap::new();
+    for ts in series {
+        out.entry(series_key(ts))
+            .or_default()
+            .extend(ts.samples.iter().map(|s| s.timestamp));
+    }
+    out
+}
+
+/// Every series arrived in strictly increasing timestamp order, so nothing arrived twice.
+fn assert_ordered_once(series: &[TimeSeries]) -> usize {
+    let lines = timelines(series);
+    for (key, times) in &lines {
+        assert!(times.windows(2).all(|w| w[0] < w[1]), "{key}: {times:?}");
+    }
+    lines.values().map(Vec::len).sum()
+}
+
+const FAST: [&str; 6] = [
+    "--interval",
+    "50ms",
+    "--min-backoff",
+    "5ms",
+    "--max-backoff",
+    "20ms",
+];
+
+/// Flags for the agent: the fast defaults, each replaced by `extra` when it names the same flag.
+fn args<'a>(kubelet: &'a str, remote: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec!["--kubelet-url", kubelet, "--remote-url", remote];
+    for pair in FAST.chunks(2) {
+        if !extra.contains(&pair[0]) {
+            v.extend_from_slice(pair);
+        }
+    }
+    v.extend_from_slice(extra);
+    v
+}
+
+#[tokio::test]
+async fn twenty_503s_then_everything_arrives_once_in_order() {
+    let k = kubelet(5).await;
+    let rx = Receiver::start().await.unwrap();
+    for _ in 0..20 {
+        rx.push_response(Response::status(503).with_body("ingester ring not ready"));
+    }
+    let (ku, ru) = (k.url(), rx.url());
+    let agent = Agent::start(&args(&ku, &ru, &[]));
+    assert!(rx.wait_for_requests(25, SHORT).await);
+    agent.wait_drained(1, SHORT).await;
+    let (_, m) = agent.stop().await;
+    let delivered = assert_ordered_once(&rx.accepted_series());
+    assert_eq!(delivered as u64, m.samples_sent.get());
+    assert_eq!(m.samples_queued.get(), m.samples_sent.get(), "nothing lost");
+    assert_eq!(m.requests_with(Some(503)), 20);
+    assert!(m.retries.get() >= 20);
+    // The first request finally delivered is the first poll: it carries every series.
+    let first_ok = rx.requests().into_iter().find(|r| r.status == 204).unwrap();
+    assert!(first_ok.write_request.unwrap().timeseries.len() > 100);
+}
+
+#[tokio::test]
+async fn a_receiver_that_is_not_up_yet_gets_everything_once_it_is() {
+    let k = kubelet(3).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}/api/v1/write");
+    let ku = k.url();
+    let agent = Agent::start(&args(&ku, &url, &[]));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(
+        agent.metrics.requests_with(None) >= 2,
+        "connection refused, retried"
+    );
+    let rx = Receiver::start_at(port).await.unwrap();
+    agent.wait_drained(1, SHORT).await;
+    let (_, m) = agent.stop().await;
+    let delivered = assert_ordered_once(&rx.accepted_series());
+    assert_eq!(delivered as u64, m.samples_sent.get());
+    assert_eq!(m.samples_queued.get(), m.samples_sent.get(), "nothing lost");
+    let ups = named(&rx.accepted_series(), "up").len();
+    assert!(ups >= 6, "every poll of the outage arrived: {ups}");
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured() {
+    let k = kubelet(1).await;
+    let rx = Receiver::start().await.unwrap();
+    rx.push_response(Response::status(429).with_header("Retry-After", "2"));
+    let (ku, ru) = (k.url(), rx.url());
+    let agent = Agent::start(&args(&ku, &ru, &["--max-backoff", "5s"]));
+    assert!(rx.wait_for_requests(2, Duration::from_secs(6)).await);
+    let r = rx.requests();
+    let gap = r[1].at - r[0].at;
+    assert!(gap >= Duration::from_secs(2), "retried after {gap:?}");
+    assert!(
+        gap < Duration::from_secs(4),
+        "not much later either: {gap:?}"
+    );
+    assert_eq!(
+        r[1].write_request, r[0].write_request,
+        "the same request again"
+    );
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn a_rejected_request_is_dropped_and_the_next_ones_arrive() {
+    let k = kubelet(2).await;
+    let rx = Receiver::start().await.unwrap();
+    rx.push_response(Response::status(400).with_body("err-mimir-sample-out-of-order"));
+    let (ku, ru) = (k.url(), rx.url());
+    let agent = Agent::start(&args(&ku, &ru, &[]));
+    assert!(rx.wait_for_requests(4, SHORT).await);
+    let (_, m) = agent.stop().await;
+    let r = rx.requests();
+    let rejected: u64 = r[0]
+        .write_request
+        .as_ref()
+        .unwrap()
+        .timeseries
+        .iter()
+        .map(|t| t.samples.len() as u64)
+        .sum();
+    assert_eq!(r[0].status, 400);
+    assert_eq!(m.dropped_total(DropReason::Rejected), rejected);
+    assert!(r[1..].iter().all(|x| x.status == 204));
+    assert_ne!(r[1].write_request, r[0].write_request, "not retried");
+    assert_eq!(
+        m.samples_queued.get(),
+        m.samples_sent.get() + rejected + m.samples_pending.get() as u64
+    );
+}
+
+#[tokio::test]
+async fn a_receiver_slower_than_the_timeout_is_retried() {
+    let k = kubelet(1).await;
+    let rx = Receiver::start().await.unwrap();
+    rx.push_response(Response::status(204).with_delay(Duration::from_millis(1500)));
+    let (ku, ru) = (k.url(), rx.url());
+    let agent = Agent::start(&args(&ku, &ru, &["--remote-timeout", "300ms"]));
+    assert!(rx.wait_for_requests(3, SHORT).await);
+    agent.wait_drained(1, SHORT).await;
+    let (_, m) = agent.stop().await;
+    assert!(
+        m.requests_with(None) >= 1,
+        "the slow attempt timed out: {}",
+        m.encode()
+    );
+    let r = rx.requests();
+    assert_eq!(
+        r[1].write_request, r[0].write_request,
+        "the timed-out request was sent again"
+    );
+    // The receiver stored the slow copy too: at-least-once means that one may repeat.
+    let after_first: Vec<TimeSeries> = r[1..]
+        .iter()
+        .flat_map(|x| x.write_request.clone().unwrap().timeseries)
+        .collect();
+    assert_ordered_once(&after_first);
+}
+
+#[tokio::test]
+async fn a_full_memory_buffer_drops_the_oldest_and_counts_exactly() {
+    kubelet_push::http::install_crypto_provider();
+    let k = kubelet(60).await;
+    let rx = Receiver::start().await.unwrap();
+    for _ in 0..100_000 {
+        rx.push_response(Response::status(503));
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let (ku, ru) = (k.url(), rx.url());
+    let started_ms = unix_ms();
+    let agent = Agent::start(&args(
+        &ku,
+        &ru,
+        &[
+            "--buffer-max-size",
+            "64KiB",
+            "--listen-address",
+            &listen,
+            "--interval",
+            "100ms",
+        ],
+    ));
+    // Fill the buffer past its size: fresh stats every second, ~20 KB per poll.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while agent.metrics.dropped_total(DropReason::BufferFull) == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "buffer never filled: {}",
+            agent.metrics.encode()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let recovery_ms = unix_ms();
+    let polls_at_recovery = agent.metrics.polls(true) as usize;
+    rx.clear_responses();
+    agent.wait_drained(1, Duration::from_secs(10)).await;
+    let metrics_text = reqwest::get(format!("http://{listen}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let (_, m) = agent.stop().await;
+    let value = |name: &str| -> u64 {
+        metrics_text
+            .lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .map(|v| v as u64)
+            .unwrap_or_else(|| panic!("{name} not in /metrics:\n{metrics_text}"))
+    };
+    let queued = value("kubelet_push_samples_queued_total");
+    let sent = value("kubelet_push_samples_sent_total");
+    let dropped = value("kubelet_push_samples_dropped_total{reason=\"buffer_full\"}");
+    let pending = value("kubelet_push_samples_pending");
+    assert!(dropped > 0);
+    assert_eq!(
+        queued,
+        sent + dropped + pending,
+        "every queued sample is sent, dropped or pending"
+    );
+    let delivered = assert_ordered_once(&rx.accepted_series()) as u64;
+    assert_eq!(
+        delivered,
+        m.samples_sent.get(),
+        "sent means received, and no dropped sample arrived"
+    );
+    // Oldest dropped, newest kept: the polls whose `up` arrived form one run without gaps
+    // (what was dropped came before it), shorter than all polls, reaching up to the recovery.
+    let mut ups: Vec<i64> = named(&rx.accepted_series(), "up")
+        .iter()
+        .map(|t| t.samples[0].timestamp)
+        .collect();
+    ups.sort_unstable();
+    let before_recovery = ups.iter().filter(|t| **t <= recovery_ms).count();
+    assert!(
+        before_recovery < polls_at_recovery,
+        "{before_recovery} of {polls_at_recovery} polls kept: some were dropped"
+    );
+    assert!(
+        ups.windows(2).all(|w| w[1] - w[0] < 400),
+        "no poll missing inside the kept run: {ups:?}"
+    );
+    assert!(
+        ups.iter()
+            .any(|t| (recovery_ms - 300..=recovery_ms).contains(t)),
+        "the poll just before recovery was kept (started at {started_ms})"
+    );
+}
+
+fn unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
