@@ -350,3 +350,134 @@ fn unix_ms() -> i64 {
         .unwrap()
         .as_millis() as i64
 }
+
+/// The seed fixture's stats are from 2018: with `--max-sample-age 1h` only the per-poll series
+/// are sent, the rest counted as too old, in the same request (trimmed, not dropped whole).
+#[tokio::test]
+async fn max_sample_age_trims_what_receivers_would_reject() {
+    let rx = Receiver::start().await.unwrap();
+    let seed = format!("file://{}", fixture("seed-windows-node.json").display());
+    let ru = rx.url();
+    let agent = Agent::start(&args(&seed, &ru, &["--max-sample-age", "1h", "--once"]));
+    let outcome = tokio::time::timeout(SHORT, agent.task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let m = agent.metrics;
+    assert_eq!(
+        outcome,
+        Outcome::Failed,
+        "--once reports samples it could not deliver"
+    );
+    assert_eq!(m.dropped_total(DropReason::TooOld), 33);
+    let names: Vec<String> = rx
+        .accepted_series()
+        .iter()
+        .map(|t| name(t).to_owned())
+        .collect();
+    assert_eq!(
+        names,
+        vec!["up", "scrape_duration_seconds", "scrape_samples_scraped"]
+    );
+    assert_eq!(m.samples_sent.get(), 3);
+}
+
+#[tokio::test]
+async fn health_endpoints_follow_the_receiver() {
+    kubelet_push::http::install_crypto_provider();
+    let k = kubelet(1).await;
+    let rx = Receiver::start().await.unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let (ku, ru) = (k.url(), rx.url());
+    let agent = Agent::start(&args(&ku, &ru, &["--listen-address", &listen]));
+    let get = |path: &'static str| {
+        let url = format!("http://{listen}{path}");
+        async move {
+            let r = reqwest::get(url).await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    agent.wait_drained(1, SHORT).await;
+    assert_eq!(get("/healthz").await.0, 200);
+    assert_eq!(get("/readyz").await, (200, "ready\n".to_owned()));
+    for _ in 0..100_000 {
+        rx.push_response(Response::status(503));
+    }
+    // Three intervals (150 ms) plus the longest backoff (20 ms) without a successful send.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let (status, body) = get("/readyz").await;
+    assert_eq!(status, 503);
+    assert!(body.contains("requests waiting"), "{body}");
+    assert_eq!(get("/healthz").await.0, 200, "alive while not ready");
+    rx.clear_responses();
+    agent.wait_drained(1, SHORT).await;
+    assert_eq!(get("/readyz").await.0, 200);
+    let metrics = get("/metrics").await.1;
+    assert!(
+        metrics.contains("kubelet_push_requests_total{code=\"503\"}"),
+        "{metrics}"
+    );
+    agent.stop().await;
+}
+
+/// SIGTERM (how Kubernetes stops a pod) with a healthy receiver: exit 0, everything sent.
+/// With the receiver gone: exit 0 after --shutdown-timeout, the loss reported.
+#[cfg(unix)]
+#[tokio::test]
+async fn sigterm_flushes_within_the_shutdown_timeout() {
+    use std::time::Instant;
+    for healthy in [true, false] {
+        let k = kubelet(3).await;
+        let rx = Receiver::start().await.unwrap();
+        let (ku, ru) = (k.url(), rx.url());
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubelet-push"))
+            .args(args(
+                &ku,
+                &ru,
+                &["--shutdown-timeout", "2s", "--interval", "100ms"],
+            ))
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        assert!(rx.wait_for_requests(3, SHORT).await);
+        if !healthy {
+            for _ in 0..100_000 {
+                rx.push_response(Response::status(503));
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        let asked = Instant::now();
+        let pid = child.id().unwrap().to_string();
+        assert!(std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        let out = tokio::time::timeout(Duration::from_secs(6), child.wait_with_output())
+            .await
+            .unwrap()
+            .unwrap();
+        let took = asked.elapsed();
+        let log = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(0), "{log}");
+        if healthy {
+            assert!(took < Duration::from_secs(2), "flushed quickly: {took:?}");
+            assert!(log.contains("samples_pending=0"), "{log}");
+        } else {
+            assert!(
+                took >= Duration::from_secs(2) && took < Duration::from_secs(4),
+                "{took:?}"
+            );
+            assert!(
+                log.contains("samples in the memory buffer are dropped"),
+                "{log}"
+            );
+        }
+    }
+}
