@@ -49,6 +49,8 @@ fn bad_flags_exit_64_naming_the_flag() {
         ),
         (&[], "--remote-url"),
         (&["--no-such-flag"], "--no-such-flag"),
+        (&["--buffer-max-size", "lots", "--dry-run"], "--buffer-max-size"),
+        (&["--listen-address", "nowhere", "--dry-run"], "--listen-address"),
     ];
     for (args, flag) in cases {
         let out = kubelet_push(args);
@@ -99,6 +101,13 @@ fn help_shows_every_environment_twin() {
         "kubelet-insecure-skip-verify",
         "log-format",
         "log-level",
+        "min-backoff",
+        "max-backoff",
+        "buffer-max-size",
+        "buffer-dir",
+        "max-sample-age",
+        "shutdown-timeout",
+        "listen-address",
     ] {
         assert!(
             help.contains(&format!("--{flag} ")) || help.contains(&format!("--{flag}\n")),
