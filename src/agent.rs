@@ -101,7 +101,16 @@ pub async fn run(
                     requests = recovery.batches,
                     samples = recovery.samples,
                     damaged_bytes_cut = recovery.truncated_bytes,
+                    corrupt_records = recovery.corrupt_records,
                     "disk buffer replayed; sending what earlier runs left"
+                );
+            }
+            if recovery.dropped.samples > 0 {
+                metrics.dropped(DropReason::BufferFull, recovery.dropped.samples);
+                warn!(
+                    samples = recovery.dropped.samples,
+                    requests = recovery.dropped.batches,
+                    "the disk buffer held more than --buffer-max-size; oldest requests dropped"
                 );
             }
             Box::new(disk)
@@ -109,6 +118,7 @@ pub async fn run(
         None => Box::new(MemoryBuffer::new(delivery.buffer_max_bytes)),
     };
     let queue = Arc::new(Queue::new(buffer));
+    queue.refresh_gauges(&metrics);
     let stop_all = CancellationToken::new();
     if let Some(addr) = config.listen_address {
         let health = crate::telemetry::Health {

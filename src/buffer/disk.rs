@@ -1,45 +1,1357 @@
-//! Temporary stand-in while the disk buffer is written; never committed as done.
-use std::path::Path;
+//! The durable buffer (`--buffer-dir`): batches appended to segment files, fsynced before
+//! [`Buffer::push`] returns, replayed after a restart. Same semantics as
+//! [`super::memory::MemoryBuffer`] (FIFO, bounded by [`Batch::size`], oldest dropped first),
+//! plus: a batch reported as buffered survives `kill -9` and power loss.
+//!
+//! # On-disk format
+//!
+//! ```text
+//! <dir>/
+//!     00000000000000000042.seg    segment: records 42, 43, 44, ...
+//!     00000000000000000107.seg    segment: records 107, 108, ...
+//!     read.pos                    sequence number of the oldest unacknowledged record
+//!     read.pos.tmp                (transient: the next read.pos, before its rename)
+//!
+//! segment file ("{first_seq:020}.seg") := record*
+//!
+//! record := {
+//!     len:      u32 LE,                  // payload length, >= 20
+//!     crc:      u32 LE,                  // crc32c(payload)
+//!     payload:  [u8; len] := {
+//!         samples:   u32 LE,             // Batch::samples
+//!         oldest_ms: i64 LE,             // Batch::oldest_ms
+//!         newest_ms: i64 LE,             // Batch::newest_ms
+//!         body:      [u8; len - 20],     // Batch::body (snappy-compressed WriteRequest)
+//!     },
+//! }
+//!
+//! read.pos := { seq: u64 LE, crc: u32 LE }   // crc = crc32c(seq as 8 LE bytes); 12 bytes
+//! ```
+//!
+//! Invariants:
+//! - Record `i` (from 0) of segment `N.seg` has sequence number `N + i`; sequence numbers are
+//!   not stored per record. Later segments start at higher numbers; there can be gaps (after a
+//!   damaged tail was cut), never overlaps.
+//! - Segments are append-only and only the newest one is appended to. A new segment is started
+//!   when the newest is at least `clamp(max_bytes / 8, 64 KiB, 64 MiB)` long (so a segment can
+//!   exceed that by one record), after a write error it could not undo, and whenever its next
+//!   record number would not be the buffer's next sequence number.
+//! - Every record a `push` reported as buffered was written and `sync_data`-ed before `push`
+//!   returned; a new segment's directory entry is fsynced too (unix). At most the append in
+//!   progress is lost, and it shows up as a torn tail.
+//! - `read.pos` is replaced atomically (write `read.pos.tmp`, fsync, rename, fsync the
+//!   directory on unix) after every `ack` and every drop. Records below it were delivered or
+//!   dropped. A missing or garbled `read.pos` counts as 0: everything on disk is replayed
+//!   (duplicates are possible, loss is not).
+//! - A segment whose records are all below the read position is deleted, except the newest.
+//!
+//! Recovery ([`DiskBuffer::open`]) reads every segment in name order and checks every crc. The
+//! first record that is torn (short header, length past the end of the file) or corrupt (length
+//! below 20, crc mismatch) ends its segment: the file is truncated there and fsynced, and one
+//! warning is logged per damaged file. Records after a corrupt one in the same segment are lost
+//! with it (they are counted in `truncated_bytes`, not in `corrupt_records`); later segments
+//! still replay. Then the size bound is applied, as a push would.
+//!
+//! Memory: a few counters per segment (not per record) and the front batch, cached between
+//! [`Buffer::front`] and [`Buffer::ack`]. Dropping for room reads the 12-byte head of each
+//! dropped record (or none, when a whole segment goes), so it is exact per record, like the
+//! memory buffer.
+
+use std::collections::VecDeque;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use tracing::warn;
 
 use super::{Batch, Buffer, BufferError, Dropped};
 
-pub struct DiskBuffer;
+/// `len` + `crc`.
+const HEADER_LEN: u64 = 8;
+/// `samples` + `oldest_ms` + `newest_ms`.
+const META_LEN: u64 = 20;
+const MIN_SEGMENT: u64 = 64 << 10;
+const MAX_SEGMENT: u64 = 64 << 20;
+const SEGMENT_SUFFIX: &str = ".seg";
+const READ_POS: &str = "read.pos";
+const READ_POS_TMP: &str = "read.pos.tmp";
+const PROBE: &str = ".write-probe";
+/// A fully consumed newest segment is deleted once it is this long (see `reap`).
+const RECLAIM_TAIL_AT: u64 = 1 << 20;
 
-#[derive(Debug, Default)]
+/// What [`DiskBuffer::open`] found on disk.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Recovery {
+    /// Batches waiting after recovery (equal to [`Buffer::len`] of the opened buffer).
     pub batches: u64,
+    /// Samples in them.
     pub samples: u64,
+    /// Bytes cut off damaged segment tails.
     pub truncated_bytes: u64,
+    /// Records whose length or crc was invalid (one at most per segment: it ends the segment).
     pub corrupt_records: u64,
+    /// Dropped because the replayed batches exceeded `max_bytes` (e.g. the limit was lowered).
     pub dropped: Dropped,
 }
 
+/// One segment file and how much of it is still unacknowledged.
+#[derive(Debug)]
+struct Segment {
+    first_seq: u64,
+    path: PathBuf,
+    /// Bytes of whole records (the file length, after any cut).
+    len: u64,
+    records: u64,
+    /// Records before this index were acknowledged or dropped.
+    read_index: u64,
+    /// File offset of record `read_index`.
+    read_offset: u64,
+    /// [`Batch::size`] and samples of the records from `read_index` on.
+    pending_bytes: u64,
+    pending_samples: u64,
+    /// Never appended to again (a write error could not be undone, or it was damaged).
+    sealed: bool,
+}
+
+impl Segment {
+    fn new(dir: &Path, first_seq: u64) -> Segment {
+        Segment {
+            first_seq,
+            path: dir.join(format!("{first_seq:020}{SEGMENT_SUFFIX}")),
+            len: 0,
+            records: 0,
+            read_index: 0,
+            read_offset: 0,
+            pending_bytes: 0,
+            pending_samples: 0,
+            sealed: false,
+        }
+    }
+
+    fn pending(&self) -> u64 {
+        self.records - self.read_index
+    }
+
+    fn end_seq(&self) -> u64 {
+        self.first_seq.saturating_add(self.records)
+    }
+}
+
+/// A [`Buffer`] kept in a directory of append-only segment files; see the module docs.
+pub struct DiskBuffer {
+    dir: PathBuf,
+    max_bytes: u64,
+    segment_max: u64,
+    /// Oldest first. Every segment but the last has pending records.
+    segments: VecDeque<Segment>,
+    /// Open handle on the last segment, while it is being appended to.
+    writer: Option<File>,
+    /// The front batch, once read.
+    front: Option<(u64, Batch)>,
+    next_seq: u64,
+    len: usize,
+    bytes: u64,
+    samples: u64,
+}
+
 impl DiskBuffer {
-    pub fn open(dir: &Path, _max_bytes: u64) -> Result<(DiskBuffer, Recovery), BufferError> {
-        Err(BufferError::Dir {
+    /// Opens (creating it if needed) the buffer in `dir`, replaying what an earlier run left.
+    /// Fails when the directory cannot be created or written, or on an I/O error while
+    /// reading or repairing it; damaged data is repaired and reported in [`Recovery`].
+    pub fn open(dir: &Path, max_bytes: u64) -> Result<(DiskBuffer, Recovery), BufferError> {
+        let dir_err = |source| BufferError::Dir {
             path: dir.to_path_buf(),
-            source: std::io::Error::other("disk buffer not available yet"),
-        })
+            source,
+        };
+        fs::create_dir_all(dir).map_err(dir_err)?;
+        probe(dir).map_err(|source| BufferError::NotWritable {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+
+        let mut firsts = Vec::new();
+        for entry in fs::read_dir(dir).map_err(dir_err)? {
+            let name = entry.map_err(dir_err)?.file_name();
+            if let Some(seq) = name.to_str().and_then(parse_segment_name) {
+                firsts.push(seq);
+            }
+        }
+        firsts.sort_unstable();
+
+        let read_pos = match load_read_pos(dir) {
+            Ok(Some(seq)) => seq,
+            Ok(None) => {
+                if !firsts.is_empty() {
+                    warn!(dir = %dir.display(), "read position missing; replaying from the oldest segment");
+                }
+                0
+            }
+            Err(error) => {
+                warn!(dir = %dir.display(), %error, "read position unreadable; replaying from the oldest segment");
+                0
+            }
+        };
+
+        let mut recovery = Recovery::default();
+        let mut segments = VecDeque::with_capacity(firsts.len());
+        for first_seq in firsts {
+            let seg = scan_segment(Segment::new(dir, first_seq), read_pos, &mut recovery)?;
+            segments.push_back(seg);
+        }
+
+        let next_seq = segments
+            .iter()
+            .map(Segment::end_seq)
+            .fold(read_pos, u64::max);
+        let mut buf = DiskBuffer {
+            dir: dir.to_path_buf(),
+            max_bytes,
+            segment_max: (max_bytes / 8).clamp(MIN_SEGMENT, MAX_SEGMENT),
+            segments,
+            writer: None,
+            front: None,
+            next_seq,
+            len: 0,
+            bytes: 0,
+            samples: 0,
+        };
+        for s in &buf.segments {
+            buf.len = buf
+                .len
+                .saturating_add(usize::try_from(s.pending()).unwrap_or(usize::MAX));
+            buf.bytes += s.pending_bytes;
+            buf.samples += s.pending_samples;
+        }
+        buf.reap();
+        recovery.dropped = buf.trim();
+        // Also replaces a missing or garbled one, so the next start-up does not warn again.
+        buf.persist_read_pos()?;
+        recovery.batches = buf.len as u64;
+        recovery.samples = buf.samples;
+        Ok((buf, recovery))
+    }
+
+    /// Index of the segment holding the front record.
+    fn head(&self) -> Option<usize> {
+        self.segments.iter().position(|s| s.pending() > 0)
+    }
+
+    /// The read position: the front record's sequence number, or the next one when empty.
+    fn read_seq(&self) -> u64 {
+        match self.head() {
+            Some(i) => {
+                let s = &self.segments[i];
+                s.first_seq.saturating_add(s.read_index)
+            }
+            None => self.next_seq,
+        }
+    }
+
+    /// Removes `n` records (`disk` bytes of file, `size` bytes and `samples` samples as
+    /// counted) from the front of segment `i`.
+    fn consume(&mut self, i: usize, n: u64, disk: u64, size: u64, samples: u64) {
+        let s = &mut self.segments[i];
+        s.read_index += n;
+        s.read_offset += disk;
+        s.pending_bytes -= size;
+        s.pending_samples -= samples;
+        self.len -= usize::try_from(n).unwrap_or(self.len);
+        self.bytes -= size;
+        self.samples -= samples;
+        self.front = None;
+    }
+
+    /// Removes every remaining record of segment `i`; returns how many and their samples.
+    fn consume_segment(&mut self, i: usize) -> (u64, u64) {
+        let s = &self.segments[i];
+        let (n, disk, size, samples) = (
+            s.pending(),
+            s.len - s.read_offset,
+            s.pending_bytes,
+            s.pending_samples,
+        );
+        self.consume(i, n, disk, size, samples);
+        (n, samples)
+    }
+
+    /// Length on disk, [`Batch::size`] and samples of the front record of segment `i`.
+    fn front_record_meta(&self, i: usize) -> io::Result<(u64, u64, u64)> {
+        if let Some((_, b)) = &self.front {
+            return Ok((
+                HEADER_LEN + META_LEN + b.body.len() as u64,
+                b.size(),
+                u64::from(b.samples),
+            ));
+        }
+        let s = &self.segments[i];
+        let mut file = File::open(&s.path)?;
+        file.seek(SeekFrom::Start(s.read_offset))?;
+        let mut head = [0u8; 12];
+        file.read_exact(&mut head)?;
+        let len = u64::from(le_u32(&head, 0));
+        if len < META_LEN || s.read_offset + HEADER_LEN + len > s.len {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "record length out of bounds",
+            ));
+        }
+        let body_len = len - META_LEN;
+        Ok((
+            HEADER_LEN + len,
+            size_of_body(body_len),
+            u64::from(le_u32(&head, 8)),
+        ))
+    }
+
+    /// Drops the oldest records until the buffer fits `max_bytes`, persisting the new read
+    /// position. Whole segments are dropped without reading them when all of them must go.
+    fn trim(&mut self) -> Dropped {
+        let mut dropped = Dropped::default();
+        while self.bytes > self.max_bytes {
+            let Some(i) = self.head() else { break };
+            if self.bytes - self.segments[i].pending_bytes >= self.max_bytes {
+                let (n, samples) = self.consume_segment(i);
+                dropped.batches += n;
+                dropped.samples += samples;
+                continue;
+            }
+            match self.front_record_meta(i) {
+                Ok((disk, size, samples)) => {
+                    self.consume(i, 1, disk, size, samples);
+                    dropped.batches += 1;
+                    dropped.samples += samples;
+                }
+                Err(error) => {
+                    let path = self.segments[i].path.display().to_string();
+                    let (n, samples) = self.consume_segment(i);
+                    warn!(file = %path, %error, batches = n, "unreadable record while dropping for room; dropped the rest of its segment");
+                    dropped.batches += n;
+                    dropped.samples += samples;
+                }
+            }
+        }
+        if dropped.batches > 0 {
+            if let Err(error) = self.persist_read_pos() {
+                warn!(%error, "could not persist the read position after dropping");
+            }
+            self.reap();
+        }
+        dropped
+    }
+
+    /// Writes one encoded record at the end of the newest segment and syncs it. On failure
+    /// the partial record is cut back off; if even that fails, the segment is never written
+    /// again.
+    fn append_record(&mut self, record: &[u8]) -> Result<(), BufferError> {
+        self.writable_tail()?;
+        let (Some(seg), Some(file)) = (self.segments.back_mut(), self.writer.as_mut()) else {
+            return Err(io_error(
+                &self.dir,
+                io::Error::other("no segment open for writing"),
+            ));
+        };
+        if let Err(source) = append(file, seg.len, record) {
+            if file
+                .set_len(seg.len)
+                .and_then(|()| file.sync_data())
+                .is_err()
+            {
+                seg.sealed = true;
+                self.writer = None;
+            }
+            return Err(io_error(&seg.path, source));
+        }
+        Ok(())
+    }
+
+    fn persist_read_pos(&self) -> Result<(), BufferError> {
+        write_read_pos(&self.dir, self.read_seq())
+    }
+
+    /// Deletes segments with nothing pending, except the newest. A failed delete is logged:
+    /// the file only holds consumed records, which the next start-up skips.
+    ///
+    /// The newest segment goes too once everything in it was consumed and it has grown past
+    /// [`RECLAIM_TAIL_AT`]: otherwise a buffer whose one segment filled the disk would keep the
+    /// disk full after delivering everything. The next push starts a new segment.
+    fn reap(&mut self) {
+        let last = self.segments.len().saturating_sub(1);
+        let mut i = 0;
+        let mut dropped_tail = false;
+        self.segments.retain(|s| {
+            let is_tail = i == last;
+            let keep = s.pending() > 0 || (is_tail && s.len < RECLAIM_TAIL_AT);
+            dropped_tail |= is_tail && !keep;
+            i += 1;
+            if !keep {
+                if let Err(error) = fs::remove_file(&s.path) {
+                    if error.kind() != io::ErrorKind::NotFound {
+                        warn!(file = %s.path.display(), %error, "could not delete a consumed segment");
+                    }
+                }
+            }
+            keep
+        });
+        if dropped_tail {
+            self.writer = None;
+        }
+    }
+
+    /// Deletes the newest segment if nothing in it is pending, whatever its size: after a
+    /// failed append (a full disk) that is the space a retry needs. True when it was deleted.
+    fn reclaim_consumed_tail(&mut self) -> bool {
+        let Some(tail) = self.segments.back() else {
+            return false;
+        };
+        if tail.pending() > 0 {
+            return false;
+        }
+        if let Err(error) = fs::remove_file(&tail.path) {
+            if error.kind() != io::ErrorKind::NotFound {
+                return false;
+            }
+        }
+        self.segments.pop_back();
+        self.writer = None;
+        true
+    }
+
+    /// Makes sure the last segment can take record `next_seq`, starting a new one if needed.
+    fn writable_tail(&mut self) -> Result<(), BufferError> {
+        let roll = match self.segments.back() {
+            None => true,
+            Some(s) => s.sealed || s.len >= self.segment_max || s.end_seq() != self.next_seq,
+        };
+        if !roll {
+            if self.writer.is_none() {
+                if let Some(s) = self.segments.back_mut() {
+                    match OpenOptions::new().read(true).write(true).open(&s.path) {
+                        Ok(f) => self.writer = Some(f),
+                        Err(source) => {
+                            s.sealed = true;
+                            return Err(io_error(&s.path, source));
+                        }
+                    }
+                }
+            }
+            return Ok(());
+        }
+        self.writer = None;
+        // An empty sealed segment (a failed first write) would collide with the new name.
+        if self.segments.back().is_some_and(|s| s.records == 0) {
+            if let Some(s) = self.segments.pop_back() {
+                if let Err(source) = fs::remove_file(&s.path) {
+                    if source.kind() != io::ErrorKind::NotFound {
+                        let path = s.path.clone();
+                        self.segments.push_back(s);
+                        return Err(io_error(&path, source));
+                    }
+                }
+            }
+        }
+        let mut seg = Segment::new(&self.dir, self.next_seq);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&seg.path)
+            .map_err(|source| io_error(&seg.path, source))?;
+        let synced = sync_dir(&self.dir);
+        // Until its directory entry is durable, nothing may be written to it.
+        seg.sealed = synced.is_err();
+        self.segments.push_back(seg);
+        self.reap();
+        synced.map_err(|source| BufferError::Dir {
+            path: self.dir.clone(),
+            source,
+        })?;
+        self.writer = Some(file);
+        Ok(())
     }
 }
 
 impl Buffer for DiskBuffer {
-    fn push(&mut self, _batch: Batch) -> Result<Dropped, BufferError> {
-        Ok(Dropped::default())
+    fn push(&mut self, batch: Batch) -> Result<Dropped, BufferError> {
+        let mut dropped = Dropped::default();
+        if batch.size() > self.max_bytes {
+            dropped.add(batch.samples);
+            return Ok(dropped);
+        }
+        let record = encode(&batch).map_err(|source| io_error(&self.dir, source))?;
+        if let Err(first) = self.append_record(&record) {
+            // A full disk may be full of records already delivered: free them and try once more.
+            if !self.reclaim_consumed_tail() {
+                return Err(first);
+            }
+            self.append_record(&record)?;
+        }
+        let Some(seg) = self.segments.back_mut() else {
+            return Err(io_error(
+                &self.dir,
+                io::Error::other("no segment after an append"),
+            ));
+        };
+        seg.len += record.len() as u64;
+        seg.records += 1;
+        seg.pending_bytes += batch.size();
+        seg.pending_samples += u64::from(batch.samples);
+        self.len += 1;
+        self.bytes += batch.size();
+        self.samples += u64::from(batch.samples);
+        self.next_seq = self.next_seq.saturating_add(1);
+        Ok(self.trim())
     }
+
     fn front(&mut self) -> Result<Option<(u64, Batch)>, BufferError> {
-        Ok(None)
+        loop {
+            if let Some(front) = &self.front {
+                return Ok(Some(front.clone()));
+            }
+            let Some(i) = self.head() else {
+                return Ok(None);
+            };
+            let s = &self.segments[i];
+            let seq = s.first_seq.saturating_add(s.read_index);
+            match read_record(s) {
+                Ok(batch) => self.front = Some((seq, batch)),
+                Err(error)
+                    if matches!(
+                        error.kind(),
+                        io::ErrorKind::InvalidData
+                            | io::ErrorKind::UnexpectedEof
+                            | io::ErrorKind::NotFound
+                    ) =>
+                {
+                    // Damaged since start-up: skip the rest of the segment rather than get
+                    // stuck on it forever.
+                    let path = s.path.display().to_string();
+                    let offset = s.read_offset;
+                    let (n, samples) = self.consume_segment(i);
+                    self.segments[i].sealed = true;
+                    if i + 1 == self.segments.len() {
+                        self.writer = None;
+                    }
+                    warn!(file = %path, offset, batches = n, samples, %error, "damaged segment; skipped the rest of it");
+                    if let Err(error) = self.persist_read_pos() {
+                        warn!(%error, "could not persist the read position");
+                    }
+                    self.reap();
+                }
+                Err(source) => return Err(io_error(&s.path, source)),
+            }
+        }
     }
-    fn ack(&mut self, _seq: u64) -> Result<(), BufferError> {
-        Ok(())
+
+    /// On an error persisting the read position the batch is still removed (in memory); it
+    /// may be delivered again after a restart.
+    fn ack(&mut self, seq: u64) -> Result<(), BufferError> {
+        let Some(i) = self.head() else { return Ok(()) };
+        if self.read_seq() != seq {
+            return Ok(());
+        }
+        let (disk, size, samples) = self
+            .front_record_meta(i)
+            .map_err(|source| io_error(&self.segments[i].path, source))?;
+        self.consume(i, 1, disk, size, samples);
+        let persisted = self.persist_read_pos();
+        self.reap();
+        persisted
     }
+
     fn len(&self) -> usize {
-        0
+        self.len
     }
+
     fn bytes(&self) -> u64 {
-        0
+        self.bytes
     }
+
     fn samples(&self) -> u64 {
-        0
+        self.samples
+    }
+}
+
+fn io_error(path: &Path, source: io::Error) -> BufferError {
+    BufferError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// [`Batch::size`] of a batch with a body of `body_len` bytes.
+fn size_of_body(body_len: u64) -> u64 {
+    body_len + 32
+}
+
+fn le_u32(b: &[u8], at: usize) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[at..at + 4]);
+    u32::from_le_bytes(a)
+}
+
+fn le_i64(b: &[u8], at: usize) -> i64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    i64::from_le_bytes(a)
+}
+
+/// `"{seq:020}.seg"` → `seq`.
+fn parse_segment_name(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(SEGMENT_SUFFIX)?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+fn encode(batch: &Batch) -> io::Result<Vec<u8>> {
+    let len = u32::try_from(batch.body.len() as u64 + META_LEN).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "batch body too large for a record",
+        )
+    })?;
+    let mut rec = Vec::with_capacity((HEADER_LEN + META_LEN) as usize + batch.body.len());
+    rec.extend_from_slice(&len.to_le_bytes());
+    rec.extend_from_slice(&[0; 4]);
+    rec.extend_from_slice(&batch.samples.to_le_bytes());
+    rec.extend_from_slice(&batch.oldest_ms.to_le_bytes());
+    rec.extend_from_slice(&batch.newest_ms.to_le_bytes());
+    rec.extend_from_slice(&batch.body);
+    let crc = crc32c::crc32c(&rec[HEADER_LEN as usize..]);
+    rec[4..8].copy_from_slice(&crc.to_le_bytes());
+    Ok(rec)
+}
+
+fn append(file: &mut File, at: u64, record: &[u8]) -> io::Result<()> {
+    file.seek(SeekFrom::Start(at))?;
+    file.write_all(record)?;
+    file.sync_data()
+}
+
+/// Reads and checks the front record of `s`. Damage comes back as `InvalidData`.
+fn read_record(s: &Segment) -> io::Result<Batch> {
+    let invalid = |what| io::Error::new(io::ErrorKind::InvalidData, what);
+    let mut file = File::open(&s.path)?;
+    file.seek(SeekFrom::Start(s.read_offset))?;
+    let mut header = [0u8; HEADER_LEN as usize];
+    file.read_exact(&mut header)?;
+    let len = u64::from(le_u32(&header, 0));
+    if len < META_LEN || s.read_offset + HEADER_LEN + len > s.len {
+        return Err(invalid("record length out of bounds"));
+    }
+    let mut payload = vec![0u8; len as usize];
+    file.read_exact(&mut payload)?;
+    if crc32c::crc32c(&payload) != le_u32(&header, 4) {
+        return Err(invalid("record crc mismatch"));
+    }
+    let (samples, oldest_ms, newest_ms) = (
+        le_u32(&payload, 0),
+        le_i64(&payload, 4),
+        le_i64(&payload, 12),
+    );
+    Ok(Batch {
+        body: Bytes::from(payload).slice(META_LEN as usize..),
+        samples,
+        oldest_ms,
+        newest_ms,
+    })
+}
+
+/// Checks every record of `seg`, counts what is pending at or after `read_pos`, and cuts the
+/// file at the first torn or corrupt record.
+fn scan_segment(
+    mut seg: Segment,
+    read_pos: u64,
+    recovery: &mut Recovery,
+) -> Result<Segment, BufferError> {
+    let path = seg.path.clone();
+    let err = |source| io_error(&path, source);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(err)?;
+    let file_len = file.metadata().map_err(err)?.len();
+    let mut r = BufReader::with_capacity(64 << 10, &file);
+    let mut chunk = vec![0u8; 64 << 10];
+    let mut offset = 0u64;
+    // Some(true): corrupt record; Some(false): torn tail.
+    let mut damage = None;
+    while offset < file_len {
+        let remaining = file_len - offset;
+        let mut head = [0u8; (HEADER_LEN + META_LEN) as usize];
+        if remaining < HEADER_LEN {
+            damage = Some(false);
+            break;
+        }
+        let len = match read_full(&mut r, &mut head[..HEADER_LEN as usize]).map_err(err)? {
+            true => u64::from(le_u32(&head, 0)),
+            false => {
+                damage = Some(false);
+                break;
+            }
+        };
+        if len < META_LEN {
+            damage = Some(true);
+            break;
+        }
+        if len > remaining - HEADER_LEN {
+            damage = Some(false);
+            break;
+        }
+        if !read_full(&mut r, &mut head[HEADER_LEN as usize..]).map_err(err)? {
+            damage = Some(false);
+            break;
+        }
+        let mut crc = crc32c::crc32c(&head[HEADER_LEN as usize..]);
+        let mut left = len - META_LEN;
+        while left > 0 {
+            let want = chunk.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            let n = r.read(&mut chunk[..want]).map_err(err)?;
+            if n == 0 {
+                break;
+            }
+            crc = crc32c::crc32c_append(crc, &chunk[..n]);
+            left -= n as u64;
+        }
+        if left > 0 {
+            damage = Some(false);
+            break;
+        }
+        if crc != le_u32(&head, 4) {
+            damage = Some(true);
+            break;
+        }
+        let seq = seg.first_seq.saturating_add(seg.records);
+        let rec_len = HEADER_LEN + len;
+        if seq < read_pos {
+            seg.read_index += 1;
+            seg.read_offset += rec_len;
+        } else {
+            seg.pending_bytes += size_of_body(len - META_LEN);
+            seg.pending_samples += u64::from(le_u32(&head, HEADER_LEN as usize));
+        }
+        seg.records += 1;
+        offset += rec_len;
+    }
+    drop(r);
+    seg.len = offset;
+    if let Some(corrupt) = damage {
+        let cut = file_len - offset;
+        file.set_len(offset).map_err(err)?;
+        file.sync_all().map_err(err)?;
+        recovery.truncated_bytes += cut;
+        recovery.corrupt_records += u64::from(corrupt);
+        warn!(
+            file = %path.display(),
+            offset,
+            bytes_cut = cut,
+            reason = if corrupt { "corrupt record" } else { "torn tail" },
+            "damaged buffer segment; truncated at the last good record"
+        );
+    }
+    Ok(seg)
+}
+
+/// `read_exact` that reports a short read as `false` instead of an error.
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<bool> {
+    match r.read_exact(buf) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// `Ok(None)` when there is no read position; `Err` when it is unreadable or garbled.
+fn load_read_pos(dir: &Path) -> io::Result<Option<u64>> {
+    let bytes = match fs::read(dir.join(READ_POS)) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if bytes.len() != 12 || crc32c::crc32c(&bytes[..8]) != le_u32(&bytes, 8) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "garbled read position",
+        ));
+    }
+    let mut seq = [0u8; 8];
+    seq.copy_from_slice(&bytes[..8]);
+    Ok(Some(u64::from_le_bytes(seq)))
+}
+
+fn write_read_pos(dir: &Path, seq: u64) -> Result<(), BufferError> {
+    let tmp = dir.join(READ_POS_TMP);
+    let mut data = [0u8; 12];
+    data[..8].copy_from_slice(&seq.to_le_bytes());
+    let crc = crc32c::crc32c(&data[..8]);
+    data[8..].copy_from_slice(&crc.to_le_bytes());
+    let write = || -> io::Result<()> {
+        let mut f = File::create(&tmp)?;
+        f.write_all(&data)?;
+        f.sync_all()
+    };
+    if let Err(source) = write() {
+        let _ = fs::remove_file(&tmp);
+        // On a full disk there is no room for a second file, but overwriting the existing
+        // 12 bytes needs no new space. Not atomic, but a torn write fails its crc and only
+        // means replaying from the oldest segment.
+        return overwrite_read_pos(&dir.join(READ_POS), &data).map_err(|_| io_error(&tmp, source));
+    }
+    let target = dir.join(READ_POS);
+    fs::rename(&tmp, &target).map_err(|source| io_error(&target, source))?;
+    sync_dir(dir).map_err(|source| BufferError::Dir {
+        path: dir.to_path_buf(),
+        source,
+    })
+}
+
+fn overwrite_read_pos(path: &Path, data: &[u8; 12]) -> io::Result<()> {
+    let mut f = OpenOptions::new().write(true).open(path)?;
+    f.write_all(data)?;
+    f.sync_data()
+}
+
+/// Creates, fsyncs and removes a small file and fsyncs the directory, so a directory the
+/// buffer could not use fails at start-up rather than on the first push or ack.
+fn probe(dir: &Path) -> io::Result<()> {
+    let path = dir.join(PROBE);
+    let mut f = File::create(&path)?;
+    f.write_all(b"probe")?;
+    f.sync_all()?;
+    drop(f);
+    fs::remove_file(&path)?;
+    sync_dir(dir)
+}
+
+/// Makes created, renamed and removed directory entries durable.
+#[cfg(unix)]
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Windows has no directory fsync; NTFS journals its metadata.
+#[cfg(not(unix))]
+fn sync_dir(_dir: &Path) -> io::Result<()> {
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::buffer::memory::MemoryBuffer;
+
+    /// A batch whose body (`len` bytes) and metadata all derive from `n`.
+    fn batch(n: u32, len: usize) -> Batch {
+        Batch {
+            body: (0..len).map(|i| (i as u32 ^ n) as u8).collect(),
+            samples: n,
+            oldest_ms: -i64::from(n) * 1_000,
+            newest_ms: i64::from(n) * 1_000_000_000,
+        }
+    }
+
+    /// Bytes one record of a `len`-byte body takes on disk.
+    fn rec_len(len: usize) -> u64 {
+        HEADER_LEN + META_LEN + len as u64
+    }
+
+    /// Everything left, acknowledging it as it goes.
+    fn drain(b: &mut DiskBuffer) -> Vec<Batch> {
+        let mut out = Vec::new();
+        while let Some((seq, x)) = b.front().unwrap() {
+            b.ack(seq).unwrap();
+            out.push(x);
+        }
+        assert_eq!((b.len(), b.bytes(), b.samples()), (0, 0, 0));
+        out
+    }
+
+    fn segment_files(dir: &Path) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn size_of_body_matches_batch_size() {
+        let b = batch(3, 77);
+        assert_eq!(size_of_body(77), b.size());
+    }
+
+    /// Consumed records in the newest segment are freed once it is large, so a buffer that
+    /// filled its disk gives the space back after delivering; the next push starts afresh.
+    #[test]
+    fn a_consumed_large_tail_segment_is_reclaimed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut b, _) = DiskBuffer::open(dir.path(), 64 << 20).unwrap();
+        for n in 0..12u32 {
+            b.push(batch(n, 100_000)).unwrap();
+        }
+        let segs = |d: &Path| {
+            fs::read_dir(d)
+                .unwrap()
+                .filter(|e| {
+                    e.as_ref()
+                        .unwrap()
+                        .path()
+                        .extension()
+                        .is_some_and(|x| x == "seg")
+                })
+                .count()
+        };
+        assert_eq!(segs(dir.path()), 1, "one segment holds 1.2 MB");
+        while let Some((seq, _)) = b.front().unwrap() {
+            b.ack(seq).unwrap();
+        }
+        assert_eq!(segs(dir.path()), 0, "the consumed tail was deleted");
+        b.push(batch(99, 10)).unwrap();
+        drop(b);
+        let (mut b, rec) = DiskBuffer::open(dir.path(), 64 << 20).unwrap();
+        assert_eq!(rec.batches, 1);
+        assert_eq!(b.front().unwrap().unwrap().1.samples, 99);
+    }
+
+    #[test]
+    fn push_reopen_replays_in_order_and_persists_acks() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut b, rec) = DiskBuffer::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(rec, Recovery::default());
+        let all: Vec<Batch> = (1..=10).map(|n| batch(n, 100 + n as usize)).collect();
+        for x in &all {
+            assert_eq!(b.push(x.clone()).unwrap(), Dropped::default());
+        }
+        let bytes: u64 = all.iter().map(Batch::size).sum();
+        assert_eq!((b.len(), b.samples(), b.bytes()), (10, 55, bytes));
+        drop(b);
+
+        let (mut b, rec) = DiskBuffer::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!((rec.batches, rec.samples, rec.truncated_bytes), (10, 55, 0));
+        assert_eq!((b.len(), b.samples(), b.bytes()), (10, 55, bytes));
+        for _ in 0..4 {
+            let (seq, x) = b.front().unwrap().unwrap();
+            assert_eq!(b.front().unwrap().unwrap().0, seq, "front only peeks");
+            b.ack(seq).unwrap();
+            b.ack(seq).unwrap(); // a repeated ack removes nothing more
+            assert!(all.contains(&x));
+        }
+        assert_eq!(b.len(), 6);
+        drop(b);
+
+        let (mut b, rec) = DiskBuffer::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!((rec.batches, rec.samples), (6, 5 + 6 + 7 + 8 + 9 + 10));
+        assert_eq!(drain(&mut b), all[4..]);
+        drop(b);
+        let (mut b, rec) = DiskBuffer::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(rec.batches, 0);
+        assert!(b.front().unwrap().is_none());
+        // Sequence numbers keep increasing across restarts.
+        b.push(batch(11, 5)).unwrap();
+        assert_eq!(b.front().unwrap().unwrap().0, 10);
+    }
+
+    #[test]
+    fn segments_roll_over_and_acknowledged_ones_are_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        // Segments of 64 KiB; 20 KiB bodies: 4 records per segment.
+        let (mut b, _) = DiskBuffer::open(dir.path(), 256 << 10).unwrap();
+        let all: Vec<Batch> = (0..10).map(|n| batch(n, 20 << 10)).collect();
+        for x in &all {
+            b.push(x.clone()).unwrap();
+        }
+        let files = segment_files(dir.path());
+        let names: Vec<String> = files
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "00000000000000000000.seg",
+                "00000000000000000004.seg",
+                "00000000000000000008.seg"
+            ]
+        );
+        assert_eq!(
+            fs::metadata(&files[0]).unwrap().len(),
+            4 * rec_len(20 << 10)
+        );
+
+        for _ in 0..5 {
+            let (seq, _) = b.front().unwrap().unwrap();
+            b.ack(seq).unwrap();
+        }
+        assert_eq!(
+            segment_files(dir.path()),
+            files[1..],
+            "first segment deleted"
+        );
+        drop(b);
+        let (mut b, rec) = DiskBuffer::open(dir.path(), 256 << 10).unwrap();
+        assert_eq!(rec.batches, 5);
+        assert_eq!(drain(&mut b), all[5..]);
+        assert_eq!(
+            segment_files(dir.path()),
+            files[2..],
+            "only the newest is kept"
+        );
+    }
+
+    #[test]
+    fn torn_tail_is_cut_and_appends_continue() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut b, _) = DiskBuffer::open(dir.path(), 1 << 20).unwrap();
+        let all: Vec<Batch> = (1..=5).map(|n| batch(n, 50)).collect();
+        for x in &all {
+            b.push(x.clone()).unwrap();
+        }
+        drop(b);
+        let seg = segment_files(dir.path()).remove(0);
+        let full = fs::metadata(&seg).unwrap().len();
+        assert_eq!(full, 5 * rec_len(50));
+        OpenOptions::new()
+            .write(true)
+            .open(&seg)
+            .unwrap()
+            .set_len(full - 3)
+            .unwrap();
+
+        let (mut b, rec) = DiskBuffer::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(rec.batches, 4);
+        assert_eq!(rec.truncated_bytes, rec_len(50) - 3);
+        assert_eq!(rec.corrupt_records, 0);
+        assert_eq!(fs::metadata(&seg).unwrap().len(), 4 * rec_len(50));
+        b.push(batch(6, 60)).unwrap();
+        b.push(batch(7, 70)).unwrap();
+        drop(b);
+
+        let (mut b, rec) = DiskBuffer::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!((rec.batches, rec.truncated_bytes), (6, 0));
+        let mut want = all[..4].to_vec();
+        want.extend([batch(6, 60), batch(7, 70)]);
+        assert_eq!(drain(&mut b), want);
+    }
+
+    #[test]
+    fn short_header_is_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut b, _) = DiskBuffer::open(dir.path(), 1 << 20).unwrap();
+        b.push(batch(1, 10)).unwrap();
+        drop(b);
+        let seg = segment_files(dir.path()).remove(0);
+        let mut f = OpenOptions::new().append(true).open(&seg).unwrap();
+        f.write_all(&[1, 2, 3]).unwrap();
+        drop(f);
+        let (mut b, rec) = DiskBuffer::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!((rec.batches, rec.truncated_bytes), (1, 3));
+        assert_eq!(drain(&mut b), [batch(1, 10)]);
+    }
+
+    #[test]
+    fn flipped_byte_fails_the_crc_and_cuts_that_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut b, _) = DiskBuffer::open(dir.path(), 1 << 20).unwrap();
+        for n in 1..=3 {
+            b.push(batch(n, 40)).unwrap();
+        }
+        drop(b);
+        let seg = segment_files(dir.path()).remove(0);
+        let mut data = fs::read(&seg).unwrap();
+        let at = data.len() - 5;
+        data[at] ^= 0x40;
+        fs::write(&seg, &data).unwrap();
+
+        let (mut b, rec) = DiskBuffer::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(rec.corrupt_records, 1);
+        assert_eq!(rec.truncated_bytes, rec_len(40));
+        assert_eq!((rec.batches, rec.samples), (2, 3));
+        assert_eq!(drain(&mut b), [batch(1, 40), batch(2, 40)]);
+    }
+
+    #[test]
+    fn damage_in_an_older_segment_keeps_later_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut b, _) = DiskBuffer::open(dir.path(), 256 << 10).unwrap();
+        let all: Vec<Batch> = (0..8).map(|n| batch(n, 20 << 10)).collect();
+        for x in &all {
+            b.push(x.clone()).unwrap();
+        }
+        drop(b);
+        let files = segment_files(dir.path());
+        assert_eq!(files.len(), 2);
+        // Corrupt the length of record 2 of the first segment (records 0..4).
+        let mut data = fs::read(&files[0]).unwrap();
+        let at = 2 * rec_len(20 << 10) as usize;
+        data[at..at + 4].copy_from_slice(&7u32.to_le_bytes());
+        fs::write(&files[0], &data).unwrap();
+
+        let (mut b, rec) = DiskBuffer::open(dir.path(), 256 << 10).unwrap();
+        assert_eq!(rec.corrupt_records, 1);
+        assert_eq!(rec.truncated_bytes, 2 * rec_len(20 << 10));
+        let mut want = all[..2].to_vec();
+        want.extend_from_slice(&all[4..]);
+        assert_eq!(drain(&mut b), want);
+    }
+
+    #[test]
+    fn garbled_or_missing_read_pos_replays_from_the_oldest_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut b, _) = DiskBuffer::open(dir.path(), 1 << 20).unwrap();
+        let all: Vec<Batch> = (1..=4).map(|n| batch(n, 30)).collect();
+        for x in &all {
+            b.push(x.clone()).unwrap();
+        }
+        for _ in 0..2 {
+            let (seq, _) = b.front().unwrap().unwrap();
+            b.ack(seq).unwrap();
+        }
+        drop(b);
+        let pos = dir.path().join(READ_POS);
+        fs::write(&pos, b"garbage, not a read position").unwrap();
+        let (mut b, rec) = DiskBuffer::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(rec.batches, 4);
+        assert_eq!(b.front().unwrap().unwrap().1, all[0]);
+        drop(b);
+
+        // Same length as a real one, wrong crc.
+        fs::write(&pos, [0xFFu8; 12]).unwrap();
+        let (_, rec) = DiskBuffer::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(rec.batches, 4);
+
+        fs::remove_file(&pos).unwrap();
+        let (mut b, rec) = DiskBuffer::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(rec.batches, 4);
+        assert_eq!(drain(&mut b), all);
+    }
+
+    #[test]
+    fn full_buffer_drops_oldest_and_reports_them() {
+        let dir = tempfile::tempdir().unwrap();
+        // Room for exactly two 68-byte batches, as in the memory buffer's test.
+        let (mut b, _) = DiskBuffer::open(dir.path(), 136).unwrap();
+        b.push(batch(1, 36)).unwrap();
+        b.push(batch(2, 36)).unwrap();
+        let (in_flight, _) = b.front().unwrap().unwrap();
+        let dropped = b.push(batch(3, 36)).unwrap();
+        assert_eq!(
+            dropped,
+            Dropped {
+                batches: 1,
+                samples: 1
+            }
+        );
+        b.ack(in_flight).unwrap();
+        assert_eq!((b.len(), b.bytes(), b.samples()), (2, 136, 5));
+        drop(b);
+        let (mut b, rec) = DiskBuffer::open(dir.path(), 136).unwrap();
+        assert_eq!((rec.batches, rec.dropped), (2, Dropped::default()));
+        assert_eq!(
+            drain(&mut b),
+            [batch(2, 36), batch(3, 36)],
+            "acking a batch dropped while in flight keeps the newer ones"
+        );
+    }
+
+    #[test]
+    fn drops_span_segments_with_exact_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        // 20 KiB bodies (20512 bytes counted): 12 fit in 256 KiB, 4 per 64 KiB segment.
+        let (mut b, _) = DiskBuffer::open(dir.path(), 256 << 10).unwrap();
+        for n in 0..12 {
+            assert_eq!(b.push(batch(n, 20 << 10)).unwrap(), Dropped::default());
+        }
+        // 246144 + 61536 bytes: the three oldest (61536 bytes) must go.
+        let big = batch(100, 3 * (20 << 10) + 64);
+        assert_eq!(
+            b.push(big.clone()).unwrap(),
+            Dropped {
+                batches: 3,
+                samples: 1 + 2
+            }
+        );
+        assert_eq!((b.len(), b.bytes()), (10, 9 * 20512 + 61536));
+        drop(b);
+        // A lower limit at start-up drops more (102400 bytes: records 3..=10), the middle
+        // segment (records 4..8) as a whole.
+        let (mut b, rec) = DiskBuffer::open(dir.path(), 100 << 10).unwrap();
+        assert_eq!(
+            rec.dropped,
+            Dropped {
+                batches: 8,
+                samples: (3..=10).sum()
+            }
+        );
+        assert_eq!((rec.batches, rec.samples), (2, 11 + 100));
+        let names: Vec<_> = segment_files(dir.path())
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            ["00000000000000000008.seg", "00000000000000000012.seg"]
+        );
+        assert_eq!(drain(&mut b), [batch(11, 20 << 10), big]);
+    }
+
+    #[test]
+    fn a_batch_larger_than_the_buffer_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut b, _) = DiskBuffer::open(dir.path(), 50).unwrap();
+        assert_eq!(
+            b.push(batch(7, 100)).unwrap(),
+            Dropped {
+                batches: 1,
+                samples: 7
+            }
+        );
+        assert!(b.is_empty());
+        assert!(segment_files(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn behaves_like_the_memory_buffer() {
+        let dir = tempfile::tempdir().unwrap();
+        let max = 96 << 10;
+        let (mut d, _) = DiskBuffer::open(dir.path(), max).unwrap();
+        let mut m = MemoryBuffer::new(max);
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |bound: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % bound
+        };
+        let mut in_flight = None;
+        for step in 0..400u32 {
+            match next(10) {
+                0..=4 => {
+                    let x = batch(step, next(30_000) as usize);
+                    assert_eq!(
+                        d.push(x.clone()).unwrap(),
+                        m.push(x).unwrap(),
+                        "step {step}"
+                    );
+                }
+                5 => {
+                    in_flight = d
+                        .front()
+                        .unwrap()
+                        .map(|(s, _)| s)
+                        .zip(m.front().unwrap().map(|(s, _)| s));
+                }
+                6..=7 => {
+                    if let Some((ds, ms)) = in_flight.take() {
+                        d.ack(ds).unwrap();
+                        m.ack(ms).unwrap();
+                    }
+                }
+                8 => {
+                    let f = d.front().unwrap().map(|(_, x)| x);
+                    assert_eq!(f, m.front().unwrap().map(|(_, x)| x), "step {step}");
+                }
+                _ => {
+                    drop(d);
+                    let (reopened, rec) = DiskBuffer::open(dir.path(), max).unwrap();
+                    d = reopened;
+                    assert_eq!(rec.batches, m.len() as u64);
+                    in_flight = None;
+                }
+            }
+            assert_eq!(
+                (d.len(), d.bytes(), d.samples()),
+                (m.len(), m.bytes(), m.samples())
+            );
+        }
+        while let Some((s, x)) = m.front().unwrap() {
+            m.ack(s).unwrap();
+            let (ds, dx) = d.front().unwrap().unwrap();
+            assert_eq!(dx, x);
+            d.ack(ds).unwrap();
+        }
+        assert!(d.front().unwrap().is_none());
+        assert!(segment_files(dir.path()).len() <= 1);
+    }
+
+    #[test]
+    fn unwritable_directory_is_reported_with_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a-file");
+        fs::write(&file, b"x").unwrap();
+        let under_file = file.join("buffer");
+        let err = DiskBuffer::open(&under_file, 1 << 20).err().unwrap();
+        assert!(
+            err.to_string().contains(&under_file.display().to_string()),
+            "{err}"
+        );
+
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let ro = dir.path().join("read-only");
+            fs::create_dir(&ro).unwrap();
+            fs::set_permissions(&ro, fs::Permissions::from_mode(0o555)).unwrap();
+            // Permissions do not bind root; only assert where they do.
+            if File::create(ro.join("try")).is_err() {
+                let err = DiskBuffer::open(&ro, 1 << 20).err().unwrap();
+                assert!(matches!(err, BufferError::NotWritable { .. }), "{err:?}");
+                assert!(err.to_string().contains(&ro.display().to_string()), "{err}");
+                assert!(err.to_string().contains("not writable"), "{err}");
+            }
+            fs::set_permissions(&ro, fs::Permissions::from_mode(0o755)).unwrap();
+        }
+    }
+
+    #[test]
+    fn write_error_is_reported_and_the_next_push_works() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut b, _) = DiskBuffer::open(dir.path(), 1 << 20).unwrap();
+        b.push(batch(1, 10)).unwrap();
+        // Swap the segment's handle for a read-only one: the append (and the cleanup) fail.
+        let seg = segment_files(dir.path()).remove(0);
+        b.writer = Some(File::open(&seg).unwrap());
+        let err = b.push(batch(2, 10)).unwrap_err();
+        assert!(matches!(err, BufferError::Io { .. }), "{err:?}");
+        assert!(
+            err.to_string().contains(&seg.display().to_string()),
+            "{err}"
+        );
+        assert_eq!((b.len(), b.samples()), (1, 1));
+        // The next push starts a new segment.
+        b.push(batch(3, 10)).unwrap();
+        assert_eq!(segment_files(dir.path()).len(), 2);
+        drop(b);
+        let (mut b, rec) = DiskBuffer::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(rec.truncated_bytes, 0);
+        assert_eq!(drain(&mut b), [batch(1, 10), batch(3, 10)]);
+    }
+
+    #[test]
+    fn damage_found_at_run_time_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut b, _) = DiskBuffer::open(dir.path(), 1 << 20).unwrap();
+        for n in 1..=3 {
+            b.push(batch(n, 10)).unwrap();
+        }
+        let seg = segment_files(dir.path()).remove(0);
+        let mut data = fs::read(&seg).unwrap();
+        let at = rec_len(10) as usize + 20;
+        data[at] ^= 1;
+        fs::write(&seg, &data).unwrap();
+        let (seq, x) = b.front().unwrap().unwrap();
+        assert_eq!(x, batch(1, 10));
+        b.ack(seq).unwrap();
+        assert!(
+            b.front().unwrap().is_none(),
+            "the rest of the segment is skipped"
+        );
+        assert_eq!((b.len(), b.bytes(), b.samples()), (0, 0, 0));
+        b.push(batch(4, 10)).unwrap();
+        assert_eq!(drain(&mut b), [batch(4, 10)]);
     }
 }

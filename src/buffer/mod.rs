@@ -62,6 +62,12 @@ pub enum BufferError {
         #[source]
         source: std::io::Error,
     },
+    #[error("buffer directory {path} is not writable: {source}")]
+    NotWritable {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("buffer file {path}: {source}")]
     Io {
         path: std::path::PathBuf,
@@ -104,6 +110,8 @@ pub trait Buffer: Send {
 pub struct Queue {
     buffer: Mutex<Box<dyn Buffer>>,
     changed: Notify,
+    /// Failures to record deliveries, logged when they start and when they end.
+    ack_failing: Mutex<crate::telemetry::Episode>,
 }
 
 impl Queue {
@@ -111,6 +119,7 @@ impl Queue {
         Queue {
             buffer: Mutex::new(buffer),
             changed: Notify::new(),
+            ack_failing: Mutex::new(crate::telemetry::Episode::default()),
         }
     }
 
@@ -141,10 +150,29 @@ impl Queue {
     /// be sent again after a restart, so it is logged, not returned.
     pub fn ack(&self, seq: u64, metrics: &Metrics) {
         let mut buffer = self.lock();
-        if let Err(error) = buffer.ack(seq) {
-            warn!(%error, "cannot record delivery in the buffer; the request may be sent again after a restart");
-        }
+        let result = buffer.ack(seq);
         update_gauges(&**buffer, metrics);
+        drop(buffer);
+        let mut failing = self
+            .ack_failing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match result {
+            Err(error) if failing.fail() => {
+                warn!(%error, "cannot record delivery in the buffer; requests may be sent again after a restart")
+            }
+            Err(_) => {}
+            Ok(()) => {
+                if let Some((n, _)) = failing.recover() {
+                    tracing::info!(failed = n, "recording deliveries in the buffer works again");
+                }
+            }
+        }
+    }
+
+    /// Sets the buffer gauges from what the buffer holds (after a replay at start-up).
+    pub fn refresh_gauges(&self, metrics: &Metrics) {
+        update_gauges(&**self.lock(), metrics);
     }
 
     /// Resolves after the next push (at once if one happened since the last call).

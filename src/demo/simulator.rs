@@ -534,12 +534,11 @@ impl SimulatedKubelet {
         let now = unix_secs(now);
         self.advance(now);
         let node = self.node_stats(now);
-        let disk_free = node.fs.available_bytes;
         let summary = Summary {
             pods: self
                 .slots
                 .iter()
-                .map(|s| pod_stats(&s.pod, now, disk_free))
+                .map(|s| pod_stats(&s.pod, now, &self.node))
                 .collect(),
             node,
         };
@@ -594,10 +593,8 @@ impl SimulatedKubelet {
             tx_errors: 0,
         };
 
-        let pods_disk: u64 = self.slots.iter().map(|s| s.pod.disk_at(t_fs)).sum();
-        let disk_used =
-            (wobble(n.os_disk_used, 1, t_fs, 301, 0) + n.images_used + pods_disk).min(NODE_DISK);
-        let disk_free = NODE_DISK - disk_used;
+        let disk_free = disk_free_at(n, t_fs);
+        let disk_used = NODE_DISK - disk_free;
         let start_time = rfc3339(self.started);
 
         NodeStats {
@@ -676,12 +673,21 @@ impl SimulatedKubelet {
     }
 }
 
-fn pod_stats(pod: &PodSpec, now: u64, disk_free: u64) -> PodStats {
+/// Free space on the node's disk at `t`. A function of the measurement time alone, so a
+/// section the kubelet reports again with the same `time` carries the same value, as the real
+/// kubelet's cache does (receivers reject a repeated timestamp with a new value).
+fn disk_free_at(n: &NodeSpec, t: u64) -> u64 {
+    let used = wobble(n.os_disk_used, 1, t, 301, 0) + n.images_used + 4 * GIB;
+    NODE_DISK - used.min(NODE_DISK)
+}
+
+fn pod_stats(pod: &PodSpec, now: u64, node: &NodeSpec) -> PodStats {
     let t_cpu = pod.at(cached(now, 2, pod.phase), now);
     let t_net = pod.at(cached(now, 3, pod.phase), now);
     let t_fs = pod.at(cached(now, 3, pod.phase + 1), now);
     // Volume stats are recomputed about once a minute and a half, so they lag the most.
     let t_vol = pod.at(cached(now, 90, pod.phase), now);
+    let disk_free = disk_free_at(node, t_fs);
 
     let containers = pod
         .containers
@@ -723,7 +729,7 @@ fn pod_stats(pod: &PodSpec, now: u64, disk_free: u64) -> PodStats {
     let mut volume = vec![Volume {
         fs: Fs {
             time: rfc3339(t_vol),
-            available_bytes: disk_free,
+            available_bytes: disk_free_at(node, t_vol),
             capacity_bytes: NODE_DISK,
             used_bytes: api_used,
             inodes_free: Some(0),

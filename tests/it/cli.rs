@@ -49,8 +49,14 @@ fn bad_flags_exit_64_naming_the_flag() {
         ),
         (&[], "--remote-url"),
         (&["--no-such-flag"], "--no-such-flag"),
-        (&["--buffer-max-size", "lots", "--dry-run"], "--buffer-max-size"),
-        (&["--listen-address", "nowhere", "--dry-run"], "--listen-address"),
+        (
+            &["--buffer-max-size", "lots", "--dry-run"],
+            "--buffer-max-size",
+        ),
+        (
+            &["--listen-address", "nowhere", "--dry-run"],
+            "--listen-address",
+        ),
     ];
     for (args, flag) in cases {
         let out = kubelet_push(args);

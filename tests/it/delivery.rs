@@ -436,7 +436,7 @@ async fn sigterm_flushes_within_the_shutdown_timeout() {
         let k = kubelet(3).await;
         let rx = Receiver::start().await.unwrap();
         let (ku, ru) = (k.url(), rx.url());
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubelet-push"))
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubelet-push"))
             .args(args(
                 &ku,
                 &ru,

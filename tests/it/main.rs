@@ -2,6 +2,7 @@
 
 mod cli;
 mod delivery;
+mod disk;
 mod golden;
 mod kubelet;
 mod push;

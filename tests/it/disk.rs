@@ -1,0 +1,341 @@
+//! The disk buffer through the real binary: SIGKILL and restart, damaged files, a directory
+//! that cannot be written, a disk that fills up.
+
+#![cfg(unix)]
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, SystemTime};
+
+use kubelet_push::demo::receiver::{Receiver, Response};
+use kubelet_push::demo::simulator::{KubeletServer, SimulatedKubelet};
+use kubelet_push::remote_write::proto::v1::TimeSeries;
+use tokio::process::{Child, Command};
+
+use crate::support::*;
+
+async fn kubelet(pods: usize) -> KubeletServer {
+    let booted = SystemTime::now() - Duration::from_secs(3600);
+    KubeletServer::start(SimulatedKubelet::new(pods, 5, booted))
+        .await
+        .unwrap()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn spawn(kubelet: &str, remote: &str, dir: &Path, extra: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_kubelet-push"))
+        .args([
+            "--kubelet-url",
+            kubelet,
+            "--remote-url",
+            remote,
+            "--buffer-dir",
+        ])
+        .arg(dir)
+        .args([
+            "--interval",
+            "100ms",
+            "--min-backoff",
+            "10ms",
+            "--max-backoff",
+            "50ms",
+        ])
+        .args(extra)
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+async fn sigkill(mut child: Child) {
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+}
+
+async fn sigterm(child: Child) -> (Option<i32>, String) {
+    let pid = child.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let out = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Per series, timestamps never go back. A timestamp may repeat: a restarted agent has no
+/// memory of what its predecessor sent, so the kubelet's cached values can go out twice.
+fn assert_in_order(series: &[TimeSeries]) {
+    let mut last: HashMap<String, i64> = HashMap::new();
+    for ts in series {
+        let key: String = ts
+            .labels
+            .iter()
+            .map(|l| format!("{}={};", l.name, l.value))
+            .collect();
+        for s in &ts.samples {
+            if let Some(t) = last.get(&key) {
+                assert!(s.timestamp >= *t, "{key}: {} after {t}", s.timestamp);
+            }
+            last.insert(key.clone(), s.timestamp);
+        }
+    }
+}
+
+/// `up` timestamps the receiver got, sorted.
+fn ups(rx: &Receiver) -> Vec<i64> {
+    let mut v: Vec<i64> = named(&rx.accepted_series(), "up")
+        .iter()
+        .map(|t| t.samples[0].timestamp)
+        .collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+async fn wait_for_up_count(rx: &Receiver, n: usize) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while ups(rx).len() < n {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {} of {n} polls arrived",
+            ups(rx).len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_killed_agent_delivers_everything_after_restart() {
+    let k = kubelet(4).await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}/api/v1/write");
+    let first = spawn(&k.url(), &url, dir.path(), &[]);
+    // Receiver down: polls pile up on disk.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let polls_before_kill = k.requests();
+    sigkill(first).await;
+    assert!(polls_before_kill >= 5, "{polls_before_kill}");
+    let killed_at = unix_ms();
+
+    let second = spawn(&k.url(), &url, dir.path(), &[]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let rx = Receiver::start_at(port).await.unwrap();
+    // Every poll of the first run, except perhaps the one the kill interrupted, arrives.
+    wait_for_up_count(&rx, polls_before_kill - 1).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (code, log) = sigterm(second).await;
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains("disk buffer replayed"), "{log}");
+    let before_kill = ups(&rx).iter().filter(|t| **t < killed_at).count();
+    assert!(
+        before_kill >= polls_before_kill - 1,
+        "{before_kill} of {polls_before_kill} polls before the kill arrived"
+    );
+    assert_in_order(&rx.accepted_series());
+}
+
+#[tokio::test]
+async fn a_stopped_agent_keeps_what_it_could_not_send() {
+    let k = kubelet(2).await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}/api/v1/write");
+    let first = spawn(&k.url(), &url, dir.path(), &["--shutdown-timeout", "300ms"]);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let (code, log) = sigterm(first).await;
+    let polls = k.requests();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains("stay in the disk buffer"), "{log}");
+    let rx = Receiver::start_at(port).await.unwrap();
+    let second = spawn(&k.url(), &url, dir.path(), &[]);
+    wait_for_up_count(&rx, polls).await;
+    sigterm(second).await;
+    assert_in_order(&rx.accepted_series());
+}
+
+/// Damage at the end of the newest segment (a torn write, a flipped bit): start-up cuts it
+/// off, warns once, and delivers every intact record.
+#[tokio::test]
+async fn damaged_buffer_files_are_repaired_at_start_up() {
+    for damage in ["truncate", "flip"] {
+        let k = kubelet(2).await;
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let url = format!("http://127.0.0.1:{port}/api/v1/write");
+        let first = spawn(&k.url(), &url, dir.path(), &[]);
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        sigkill(first).await;
+        let polls = k.requests();
+        let mut segments: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+            .collect();
+        segments.sort();
+        let newest = segments.last().expect("a segment").clone();
+        let mut bytes = std::fs::read(&newest).unwrap();
+        match damage {
+            "truncate" => bytes.truncate(bytes.len() - 7),
+            _ => {
+                let i = bytes.len() - 3;
+                bytes[i] ^= 0x40;
+            }
+        }
+        std::fs::write(&newest, &bytes).unwrap();
+
+        let rx = Receiver::start_at(port).await.unwrap();
+        let second = spawn(&k.url(), &url, dir.path(), &[]);
+        // The damaged record is the last poll's; every earlier one arrives.
+        wait_for_up_count(&rx, polls - 2).await;
+        let (code, log) = sigterm(second).await;
+        assert_eq!(code, Some(0), "{damage}: {log}");
+        assert_eq!(
+            log.matches("damaged buffer segment").count(),
+            1,
+            "{damage}: {log}"
+        );
+        let reason = if damage == "truncate" {
+            "torn tail"
+        } else {
+            "corrupt record"
+        };
+        assert!(log.contains(reason), "{damage}: {log}");
+        assert_in_order(&rx.accepted_series());
+    }
+}
+
+#[tokio::test]
+async fn an_unusable_buffer_dir_is_a_start_up_error() {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let dir = file.path().join("buffer");
+    let out = Command::new(env!("CARGO_BIN_EXE_kubelet-push"))
+        .args([
+            "--kubelet-url",
+            "file:///nonexistent.json",
+            "--remote-url",
+            "http://127.0.0.1:1/w",
+            "--buffer-dir",
+        ])
+        .arg(&dir)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--buffer-dir") && err.contains(&*dir.to_string_lossy()),
+        "{err}"
+    );
+}
+
+/// A real full disk (a 128 KiB tmpfs): writes fail, are counted and logged once, the agent
+/// keeps polling, and once the receiver drains the buffer, writing works again. Mounting needs
+/// root; CI runs as root and must not skip this.
+#[tokio::test]
+async fn a_full_disk_is_counted_and_survived() {
+    let mount = tempfile::tempdir().unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=128k", "tmpfs"])
+        .arg(mount.path())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must be able to mount a tmpfs (runs as root)"
+        );
+        eprintln!("skipped: cannot mount a tmpfs here (not root?)");
+        return;
+    }
+    struct Unmount<'a>(&'a Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(self.0).status();
+        }
+    }
+    let _unmount = Unmount(mount.path());
+
+    let k = kubelet(80).await;
+    let rx = Receiver::start().await.unwrap();
+    for _ in 0..100_000 {
+        rx.push_response(Response::status(503));
+    }
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let agent = spawn(
+        &k.url(),
+        &rx.url(),
+        mount.path(),
+        &["--listen-address", &listen, "--buffer-max-size", "16MiB"],
+    );
+    kubelet_push::http::install_crypto_provider();
+    let metric = |name: &'static str| {
+        let url = format!("http://{listen}/metrics");
+        async move {
+            let Ok(r) = reqwest::get(url).await else {
+                return 0.0;
+            };
+            let text = r.text().await.unwrap_or_default();
+            text.lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        }
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while metric("kubelet_push_samples_dropped_total{reason=\"buffer_write_error\"}").await == 0.0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the disk never filled"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let polls_while_full = k.requests();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        k.requests() > polls_while_full,
+        "still polling with a full disk"
+    );
+    rx.clear_responses();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while metric("kubelet_push_samples_pending").await > 0.0
+        || metric("kubelet_push_samples_sent_total").await == 0.0
+    {
+        assert!(tokio::time::Instant::now() < deadline, "never drained");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (code, log) = sigterm(agent).await;
+    assert_eq!(code, Some(0), "{log}");
+    assert_eq!(
+        log.matches("cannot store a request in the buffer").count(),
+        1,
+        "logged once: {log}"
+    );
+    assert!(log.contains("buffer writable again"), "{log}");
+    assert_in_order(&rx.accepted_series());
+}
+
+fn unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
