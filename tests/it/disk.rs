@@ -147,6 +147,10 @@ async fn a_killed_agent_delivers_everything_after_restart() {
         before_kill >= polls_before_kill - 1,
         "{before_kill} of {polls_before_kill} polls before the kill arrived"
     );
+    // Each poll's `up` has its own timestamp: a buffered request delivered twice would show
+    // one twice. The receiver was down during the first run, so nothing was in flight.
+    let all_ups = named(&rx.accepted_series(), "up").len();
+    assert_eq!(all_ups, ups(&rx).len(), "no request delivered twice");
     assert_in_order(&rx.accepted_series());
 }
 
