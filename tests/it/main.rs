@@ -3,6 +3,7 @@
 mod cli;
 mod delivery;
 mod disk;
+mod e2e;
 mod golden;
 mod kubelet;
 mod push;

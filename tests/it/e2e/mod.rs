@@ -1,0 +1,561 @@
+//! End to end against real receivers: Debian's `prometheus` and `victoria-metrics`, started
+//! per test on free 127.0.0.1 ports with temporary data directories, fed by the real
+//! `kubelet-push` binary polling a fake kubelet that serves the shared captures. Assertions go
+//! through the receivers' own query APIs.
+//!
+//! In CI (`CI` set) a missing receiver binary fails the test; elsewhere the test says it was
+//! skipped and why. `.ci/run` installs both packages.
+
+mod outage;
+mod values;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use kubelet_push::demo::server::LocalServer;
+use serde_json::Value;
+use tokio::process::{Child, Command};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Prometheus,
+    VictoriaMetrics,
+}
+
+impl Kind {
+    fn binary(self) -> &'static str {
+        match self {
+            Kind::Prometheus => "prometheus",
+            Kind::VictoriaMetrics => "victoria-metrics",
+        }
+    }
+}
+
+/// Finds the receiver's binary, or explains why the test cannot run.
+pub fn available(kind: Kind) -> bool {
+    let found = std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|p| p.join(kind.binary()).is_file()))
+        .unwrap_or(false);
+    if !found {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{} is not installed; .ci/run installs it with apt-get",
+            kind.binary()
+        );
+        eprintln!(
+            "SKIPPED: {} not installed (apt-get install prometheus victoria-metrics)",
+            kind.binary()
+        );
+    }
+    found
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A receiver process. Killed when dropped, so a failing test leaves nothing running.
+pub struct Real {
+    pub kind: Kind,
+    pub port: u16,
+    pub dir: PathBuf,
+    child: Option<Child>,
+    http: reqwest::Client,
+}
+
+impl Real {
+    pub async fn start(kind: Kind, dir: &Path, port: u16) -> Real {
+        kubelet_push::http::install_crypto_provider();
+        let mut real = Real {
+            kind,
+            port,
+            dir: dir.to_path_buf(),
+            child: None,
+            http: reqwest::Client::new(),
+        };
+        real.spawn().await;
+        real
+    }
+
+    async fn spawn(&mut self) {
+        let addr = format!("127.0.0.1:{}", self.port);
+        let mut cmd = Command::new(self.kind.binary());
+        match self.kind {
+            Kind::Prometheus => {
+                let config = self.dir.join("prometheus.yml");
+                std::fs::write(&config, "global:\n  scrape_interval: 1h\n").unwrap();
+                cmd.arg(format!("--config.file={}", config.display()))
+                    .arg(format!(
+                        "--storage.tsdb.path={}",
+                        self.dir.join("data").display()
+                    ))
+                    .arg(format!("--web.listen-address={addr}"))
+                    .arg("--web.enable-remote-write-receiver");
+            }
+            Kind::VictoriaMetrics => {
+                cmd.arg(format!("-httpListenAddr={addr}"))
+                    .arg(format!(
+                        "-storageDataPath={}",
+                        self.dir.join("data").display()
+                    ))
+                    // Query what was just written, without the default 30 s hold-back.
+                    .arg("-search.latencyOffset=0s")
+                    .arg("-search.disableCache")
+                    .arg("-retentionPeriod=100y");
+            }
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("receiver.log"))
+            .unwrap();
+        self.child = Some(
+            cmd.stdout(Stdio::null())
+                .stderr(log)
+                .kill_on_drop(true)
+                .spawn()
+                .unwrap_or_else(|e| panic!("start {}: {e}", self.kind.binary())),
+        );
+        let ready = match self.kind {
+            Kind::Prometheus => "/-/ready",
+            Kind::VictoriaMetrics => "/health",
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let r = self.http.get(format!("http://{addr}{ready}")).send().await;
+            if r.is_ok_and(|r| r.status().is_success()) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{:?} not ready: {}",
+                self.kind,
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// SIGKILL: the harshest outage.
+    pub async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill().await;
+        }
+    }
+
+    /// Starts again on the same port and data directory.
+    pub async fn restart(&mut self) {
+        self.kill().await;
+        self.spawn().await;
+    }
+
+    pub fn write_url(&self) -> String {
+        format!("http://127.0.0.1:{}/api/v1/write", self.port)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("receiver.log")).unwrap_or_default()
+    }
+
+    /// `/api/v1/query` at `time_ms`.
+    pub async fn query(&self, promql: &str, time_ms: i64) -> Vec<Value> {
+        let time = format!("{:.3}", time_ms as f64 / 1000.0);
+        let mut url =
+            reqwest::Url::parse(&format!("http://127.0.0.1:{}/api/v1/query", self.port)).unwrap();
+        url.query_pairs_mut()
+            .append_pair("query", promql)
+            .append_pair("time", &time);
+        let text = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let body: Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{promql}: {e}: {text}"));
+        assert_eq!(body["status"], "success", "{promql}: {body}");
+        body["data"]["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Raw samples of every series matching `selector` in the `window_s` before `time_ms`:
+    /// labels (without `__name__`) keyed by name, with (timestamp ms, value) in order.
+    pub async fn raw(
+        &self,
+        selector: &str,
+        time_ms: i64,
+        window_s: u64,
+    ) -> BTreeMap<String, Vec<(i64, f64)>> {
+        let result = self
+            .query(&format!("{selector}[{window_s}s]"), time_ms)
+            .await;
+        let mut out = BTreeMap::new();
+        for series in result {
+            let key = series_key(&series["metric"]);
+            let values = series["values"].as_array().unwrap();
+            let samples = values
+                .iter()
+                .map(|pair| {
+                    let t = (pair[0].as_f64().unwrap() * 1000.0).round() as i64;
+                    let v: f64 = pair[1].as_str().unwrap().parse().unwrap();
+                    (t, v)
+                })
+                .collect();
+            out.insert(key, samples);
+        }
+        out
+    }
+
+    /// Makes everything written so far searchable. VictoriaMetrics keeps fresh rows in memory
+    /// for a second or two before queries see them; Prometheus answers from its head at once.
+    pub async fn make_visible(&self) {
+        if self.kind == Kind::VictoriaMetrics {
+            let url = format!("http://127.0.0.1:{}/internal/force_flush", self.port);
+            let r = self.http.get(url).send().await.unwrap();
+            assert!(r.status().is_success(), "force_flush: {}", r.status());
+        }
+    }
+
+    /// The receiver's own metrics, as text.
+    pub async fn self_metrics(&self) -> String {
+        let url = format!("http://127.0.0.1:{}/metrics", self.port);
+        self.http
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// Fails if the receiver turned any remote write away, or stored fewer samples than sent.
+    pub async fn assert_nothing_rejected(&self, samples_sent: u64) {
+        let text = self.self_metrics().await;
+        match self.kind {
+            Kind::Prometheus => {
+                let writes: Vec<&str> = text
+                    .lines()
+                    .filter(|l| {
+                        l.starts_with("prometheus_http_requests_total{")
+                            && l.contains("handler=\"/api/v1/write\"")
+                    })
+                    .collect();
+                assert!(!writes.is_empty(), "no write handler metrics:\n{text}");
+                for line in writes {
+                    assert!(line.contains("code=\"2"), "a non-2xx write: {line}");
+                }
+            }
+            Kind::VictoriaMetrics => {
+                let metric = |prefix: &str| -> f64 {
+                    text.lines()
+                        .find(|l| l.starts_with(prefix))
+                        .and_then(|l| l.rsplit(' ').next())
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or_else(|| panic!("{prefix} missing"))
+                };
+                assert_eq!(metric("vm_http_request_errors_total{path=\"/api/v1/write\", protocol=\"promremotewrite\"}"), 0.0);
+                // A restarted VictoriaMetrics counts from zero: only check a single run's total.
+                if samples_sent > 0 {
+                    assert_eq!(
+                        metric("vm_rows_inserted_total{type=\"promremotewrite\"}") as u64,
+                        samples_sent
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// `name{a="1",b="2"}` with labels sorted, from a query result's `metric` object.
+pub fn series_key(metric: &Value) -> String {
+    let obj = metric.as_object().unwrap();
+    let name = obj.get("__name__").and_then(Value::as_str).unwrap_or("");
+    let mut labels: Vec<(String, String)> = obj
+        .iter()
+        .filter(|(k, _)| *k != "__name__")
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_owned()))
+        .collect();
+    labels.sort();
+    let inner: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+    format!("{name}{{{}}}", inner.join(","))
+}
+
+/// One line of a golden `--dry-run` file.
+#[derive(Debug, Clone)]
+pub struct Golden {
+    pub key: String,
+    pub value: f64,
+    pub timestamp_ms: i64,
+}
+
+/// The reviewed golden samples of a fixture, without the per-poll series.
+pub fn golden(stem: &str) -> Vec<Golden> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/golden/{stem}.prom"));
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.contains("<poll-time>"))
+        .map(|l| {
+            let (rest, ts) = l.rsplit_once(' ').unwrap();
+            let (series, value) = rest.rsplit_once(' ').unwrap();
+            let key = if series.contains('{') {
+                series.to_owned()
+            } else {
+                format!("{series}{{}}")
+            };
+            Golden {
+                key,
+                value: value.parse().unwrap(),
+                timestamp_ms: ts.parse().unwrap(),
+            }
+        })
+        .collect()
+}
+
+/// Cumulative fields the fake kubelet advances between documents, and by how much per step.
+/// Small CPU steps keep Prometheus's `rate()` from clamping its extrapolation at zero.
+pub const CPU_NS_PER_STEP: u64 = 1_000_000;
+pub const BYTES_PER_STEP: u64 = 1_000;
+
+/// A kubelet serving one capture: document `k` (the k-th request) has every `time` moved by
+/// one offset plus `k × step`, counters advanced by `k` steps, and from document
+/// `drop_pod_from` on, the last pod removed.
+pub struct FixtureKubelet {
+    server: LocalServer,
+    state: Arc<FixtureState>,
+}
+
+struct FixtureState {
+    doc: Value,
+    offset_s: i64,
+    step_s: i64,
+    drop_pod_from: Option<usize>,
+    requests: AtomicUsize,
+    /// The times (s) the served documents' newest section carried.
+    served: Mutex<Vec<i64>>,
+}
+
+impl FixtureKubelet {
+    /// `newest_at_s`: where the newest `time` of document 0 lands (Unix seconds).
+    pub async fn start(
+        fixture: &str,
+        newest_at_s: i64,
+        step_s: i64,
+        drop_pod_from: Option<usize>,
+    ) -> FixtureKubelet {
+        let bytes = std::fs::read(crate::support::fixture(fixture)).unwrap();
+        let doc: Value = serde_json::from_slice(&bytes).unwrap();
+        let mut newest = i64::MIN;
+        visit_times(&doc, &mut |t| newest = newest.max(t));
+        let state = Arc::new(FixtureState {
+            offset_s: newest_at_s - newest / 1000,
+            doc,
+            step_s,
+            drop_pod_from,
+            requests: AtomicUsize::new(0),
+            served: Mutex::new(Vec::new()),
+        });
+        let handler = state.clone();
+        let app = axum::Router::new().route(
+            "/stats/summary",
+            axum::routing::get(move || {
+                let state = handler.clone();
+                async move {
+                    let k = state.requests.fetch_add(1, Ordering::SeqCst);
+                    let (doc, newest) = state.document(k);
+                    state.served.lock().unwrap().push(newest);
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        doc,
+                    )
+                }
+            }),
+        );
+        let server = LocalServer::start(app, "fixture kubelet").await.unwrap();
+        FixtureKubelet { server, state }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.server.addr())
+    }
+
+    pub fn requests(&self) -> usize {
+        self.state.requests.load(Ordering::SeqCst)
+    }
+
+    /// Milliseconds to add to a golden timestamp to get document `k`'s.
+    pub fn shift_ms(&self, k: usize) -> i64 {
+        (self.state.offset_s + k as i64 * self.state.step_s) * 1000
+    }
+
+    /// The pod removed from `drop_pod_from` on.
+    pub fn dropped_pod(&self) -> String {
+        let pods = self.state.doc["pods"].as_array().unwrap();
+        pods.last().unwrap()["podRef"]["name"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+}
+
+impl FixtureState {
+    fn document(&self, k: usize) -> (String, i64) {
+        let mut doc = self.doc.clone();
+        let shift = self.offset_s + k as i64 * self.step_s;
+        let mut newest = i64::MIN;
+        advance(&mut doc, shift, k as u64, &mut newest);
+        if self.drop_pod_from.is_some_and(|from| k >= from) {
+            if let Some(pods) = doc["pods"].as_array_mut() {
+                pods.pop();
+            }
+        }
+        (doc.to_string(), newest)
+    }
+}
+
+fn visit_times(v: &Value, f: &mut dyn FnMut(i64)) {
+    match v {
+        Value::Object(map) => {
+            for (k, v) in map {
+                match (k.as_str(), v) {
+                    ("time", Value::String(s)) => {
+                        f(kubelet_push::kubelet::time::parse_rfc3339_ms(s).unwrap())
+                    }
+                    _ => visit_times(v, f),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| visit_times(v, f)),
+        _ => {}
+    }
+}
+
+fn advance(v: &mut Value, shift_s: i64, k: u64, newest: &mut i64) {
+    match v {
+        Value::Object(map) => {
+            for (key, v) in map.iter_mut() {
+                match (key.as_str(), &*v) {
+                    ("time", Value::String(s)) => {
+                        let t = kubelet_push::kubelet::time::parse_rfc3339_ms(s).unwrap() / 1000
+                            + shift_s;
+                        *newest = (*newest).max(t);
+                        *v = Value::String(format_rfc3339(t));
+                    }
+                    ("usageCoreNanoSeconds", Value::Number(n)) => {
+                        *v = Value::from(n.as_u64().unwrap() + k * CPU_NS_PER_STEP);
+                    }
+                    ("rxBytes" | "txBytes", Value::Number(n)) => {
+                        *v = Value::from(n.as_u64().unwrap() + k * BYTES_PER_STEP);
+                    }
+                    _ => advance(v, shift_s, k, newest),
+                }
+            }
+        }
+        Value::Array(items) => items
+            .iter_mut()
+            .for_each(|v| advance(v, shift_s, k, newest)),
+        _ => {}
+    }
+}
+
+/// `2026-11-25T10:00:07Z` for Unix seconds `t`.
+pub fn format_rfc3339(t: i64) -> String {
+    let days = t.div_euclid(86_400);
+    let secs = t.rem_euclid(86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+pub fn now_s() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// The agent binary as a child process, killed when dropped.
+pub fn agent(kubelet: &str, remote: &str, extra: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_kubelet-push"))
+        .args(["--kubelet-url", kubelet, "--remote-url", remote])
+        .args(extra)
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+/// SIGTERM, then the exit code and the log; the agent flushes before it exits.
+pub async fn stop_agent(child: Child) -> (Option<i32>, String) {
+    let pid = child.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `samples_sent=N` from the agent's last log line.
+pub fn samples_sent(log: &str) -> u64 {
+    log.lines()
+        .rev()
+        .find_map(|l| l.split("samples_sent=").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no samples_sent in:\n{log}"))
+}
+
+#[test]
+fn rfc3339_formatting_round_trips() {
+    for t in [0, 951_825_600, 1_536_543_892, 1_795_570_680, 4_102_444_800] {
+        let s = format_rfc3339(t);
+        assert_eq!(
+            kubelet_push::kubelet::time::parse_rfc3339_ms(&s).unwrap(),
+            t * 1000,
+            "{s}"
+        );
+    }
+    assert_eq!(format_rfc3339(1_536_543_892), "2018-09-10T01:44:52Z");
+}
