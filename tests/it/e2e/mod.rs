@@ -144,10 +144,30 @@ impl Real {
         }
     }
 
-    /// SIGKILL: the harshest outage.
+    /// Takes the receiver away. Prometheus gets SIGKILL, the harshest outage: its WAL
+    /// survives it. VictoriaMetrics gets SIGTERM: it holds the last second or so of
+    /// acknowledged rows in memory, which a SIGKILL would lose on the receiver's side.
     pub async fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill().await;
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        match self.kind {
+            Kind::Prometheus => {
+                let _ = child.kill().await;
+            }
+            Kind::VictoriaMetrics => {
+                if let Some(pid) = child.id() {
+                    let _ = std::process::Command::new("kill")
+                        .args(["-TERM", &pid.to_string()])
+                        .status();
+                }
+                if tokio::time::timeout(Duration::from_secs(20), child.wait())
+                    .await
+                    .is_err()
+                {
+                    let _ = child.kill().await;
+                }
+            }
         }
     }
 
