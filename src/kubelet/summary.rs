@@ -298,7 +298,10 @@ pub struct FsStats {
     pub inodes_used: Option<f64>,
 }
 
-/// A pod volume: filesystem stats inlined next to its name and optional claim.
+/// A pod volume: filesystem stats inlined next to its name and optional claim. The `FsStats`
+/// fields are repeated rather than `#[serde(flatten)]`ed: flatten buffers every field into an
+/// intermediate map (slow, and it cannot borrow strings), and this runs once per volume of
+/// every pod on every poll.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct VolumeStats<'a> {

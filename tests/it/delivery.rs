@@ -4,10 +4,10 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use kubelet_push::demo::receiver::{Receiver, Response};
-use kubelet_push::demo::simulator::{KubeletServer, SimulatedKubelet};
+use kubelet_push::demo::simulator::KubeletServer;
 use kubelet_push::remote_write::proto::v1::TimeSeries;
 use kubelet_push::telemetry::{DropReason, Metrics};
 use kubelet_push::Outcome;
@@ -66,10 +66,7 @@ impl Agent {
 }
 
 async fn kubelet(pods: usize) -> KubeletServer {
-    let booted = SystemTime::now() - Duration::from_secs(3600);
-    KubeletServer::start(SimulatedKubelet::new(pods, 11, booted))
-        .await
-        .unwrap()
+    simulated_kubelet(pods, 11).await
 }
 
 fn series_key(ts: &TimeSeries) -> String {
@@ -274,7 +271,7 @@ async fn a_full_memory_buffer_drops_the_oldest_and_counts_exactly() {
         .port();
     let listen = format!("127.0.0.1:{port}");
     let (ku, ru) = (k.url(), rx.url());
-    let started_ms = unix_ms();
+    let started_ms = now_ms();
     let agent = Agent::start(&args(
         &ku,
         &ru,
@@ -298,7 +295,7 @@ async fn a_full_memory_buffer_drops_the_oldest_and_counts_exactly() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    let recovery_ms = unix_ms();
+    let recovery_ms = now_ms();
     let polls_at_recovery = agent.metrics.polls(true) as usize;
     rx.clear_responses();
     agent.wait_drained(1, Duration::from_secs(10)).await;
@@ -355,13 +352,6 @@ async fn a_full_memory_buffer_drops_the_oldest_and_counts_exactly() {
             .any(|t| (recovery_ms - 300..=recovery_ms).contains(t)),
         "the poll just before recovery was kept (started at {started_ms})"
     );
-}
-
-fn unix_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
 }
 
 /// The seed fixture's stats are from 2018: with `--max-sample-age 1h` only the per-poll series

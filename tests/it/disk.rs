@@ -6,28 +6,17 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::Stdio;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use kubelet_push::demo::receiver::{Receiver, Response};
-use kubelet_push::demo::simulator::{KubeletServer, SimulatedKubelet};
+use kubelet_push::demo::simulator::KubeletServer;
 use kubelet_push::remote_write::proto::v1::TimeSeries;
 use tokio::process::{Child, Command};
 
 use crate::support::*;
 
 async fn kubelet(pods: usize) -> KubeletServer {
-    let booted = SystemTime::now() - Duration::from_secs(3600);
-    KubeletServer::start(SimulatedKubelet::new(pods, 5, booted))
-        .await
-        .unwrap()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    simulated_kubelet(pods, 5).await
 }
 
 fn spawn(kubelet: &str, remote: &str, dir: &Path, extra: &[&str]) -> Child {
@@ -58,23 +47,6 @@ fn spawn(kubelet: &str, remote: &str, dir: &Path, extra: &[&str]) -> Child {
 async fn sigkill(mut child: Child) {
     child.start_kill().unwrap();
     child.wait().await.unwrap();
-}
-
-async fn sigterm(child: Child) -> (Option<i32>, String) {
-    let pid = child.id().unwrap().to_string();
-    assert!(std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let out = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 /// Per series, timestamps never go back. A timestamp may repeat: a restarted agent has no
@@ -131,7 +103,7 @@ async fn a_killed_agent_delivers_everything_after_restart() {
     let polls_before_kill = k.requests();
     sigkill(first).await;
     assert!(polls_before_kill >= 5, "{polls_before_kill}");
-    let killed_at = unix_ms();
+    let killed_at = now_ms();
 
     let second = spawn(&k.url(), &url, dir.path(), &[]);
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -335,11 +307,4 @@ async fn a_full_disk_is_counted_and_survived() {
     );
     assert!(log.contains("buffer writable again"), "{log}");
     assert_in_order(&rx.accepted_series());
-}
-
-fn unix_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
 }

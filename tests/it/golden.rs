@@ -6,7 +6,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 fn fixtures() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/summaries");
@@ -19,12 +18,7 @@ fn fixtures() -> Vec<PathBuf> {
     files
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
+use crate::support::now_ms;
 
 /// The per-poll series carry the wall-clock poll time and a measured duration; everything
 /// else comes from the summary. Replace the two moving parts after checking they are sane.

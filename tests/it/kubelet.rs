@@ -2,22 +2,18 @@
 //! repeated timestamps and stale markers.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use kubelet_push::agent::Poller;
-use kubelet_push::demo::simulator::{Fault, KubeletServer, SimulatedKubelet};
+use kubelet_push::demo::simulator::{Fault, KubeletServer};
 use kubelet_push::kubelet::ScrapeError;
 use kubelet_push::remote_write::is_stale_marker;
 use kubelet_push::telemetry::Metrics;
 
 use crate::support::*;
 
-/// A simulated node that has been up for an hour, so its counters are well above zero.
 async fn simulated(pods: usize) -> KubeletServer {
-    let started = SystemTime::now() - Duration::from_secs(3600);
-    KubeletServer::start(SimulatedKubelet::new(pods, 7, started))
-        .await
-        .unwrap()
+    simulated_kubelet(pods, 7).await
 }
 
 fn poller(args: &[&str]) -> Poller {

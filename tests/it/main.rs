@@ -3,6 +3,7 @@
 mod cli;
 mod delivery;
 mod disk;
+#[cfg(unix)]
 mod e2e;
 mod golden;
 mod kubelet;

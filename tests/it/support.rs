@@ -112,3 +112,50 @@ impl Logs {
         String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
     }
 }
+
+/// A port on 127.0.0.1 that was free a moment ago (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// A simulated Windows node that booted an hour ago, so its counters are well above zero.
+pub async fn simulated_kubelet(
+    pods: usize,
+    seed: u64,
+) -> kubelet_push::demo::simulator::KubeletServer {
+    let booted = std::time::SystemTime::now() - Duration::from_secs(3600);
+    let sim = kubelet_push::demo::simulator::SimulatedKubelet::new(pods, seed, booted);
+    kubelet_push::demo::simulator::KubeletServer::start(sim)
+        .await
+        .unwrap()
+}
+
+/// SIGTERM (how Kubernetes stops a pod), then the exit code and stderr.
+#[cfg(unix)]
+pub async fn sigterm(child: tokio::process::Child) -> (Option<i32>, String) {
+    let pid = child.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("exits after SIGTERM")
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

@@ -54,13 +54,7 @@ pub fn available(kind: Kind) -> bool {
     found
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use crate::support::{free_port, now_ms, sigterm as stop_agent};
 
 /// A receiver process. Killed when dropped, so a failing test leaves nothing running.
 pub struct Real {
@@ -514,13 +508,6 @@ pub fn format_rfc3339(t: i64) -> String {
     )
 }
 
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
 pub fn now_s() -> i64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -537,24 +524,6 @@ pub fn agent(kubelet: &str, remote: &str, extra: &[&str]) -> Child {
         .kill_on_drop(true)
         .spawn()
         .unwrap()
-}
-
-/// SIGTERM, then the exit code and the log; the agent flushes before it exits.
-pub async fn stop_agent(child: Child) -> (Option<i32>, String) {
-    let pid = child.id().unwrap().to_string();
-    assert!(std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 /// `samples_sent=N` from the agent's last log line.
