@@ -155,11 +155,7 @@ async fn an_outage_of_twenty_polls_loses_nothing() {
 #[tokio::test]
 async fn a_receiver_that_is_not_up_yet_gets_everything_once_it_is() {
     let k = kubelet(3).await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let url = format!("http://127.0.0.1:{port}/api/v1/write");
     let ku = k.url();
     let agent = Agent::start(&args(&ku, &url, &[]));
@@ -264,11 +260,7 @@ async fn a_full_memory_buffer_drops_the_oldest_and_counts_exactly() {
     for _ in 0..100_000 {
         rx.push_response(Response::status(503));
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let (ku, ru) = (k.url(), rx.url());
     let started_ms = now_ms();
@@ -391,11 +383,7 @@ async fn health_endpoints_follow_the_receiver() {
     kubelet_push::http::install_crypto_provider();
     let k = kubelet(1).await;
     let rx = Receiver::start().await.unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let (ku, ru) = (k.url(), rx.url());
     let agent = Agent::start(&args(&ku, &ru, &["--listen-address", &listen]));

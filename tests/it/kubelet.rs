@@ -88,11 +88,7 @@ async fn every_kubelet_failure_gives_up_zero_and_a_clear_error() {
 
 #[tokio::test]
 async fn a_kubelet_that_is_not_listening_is_a_connect_error() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
     let mut p = poller(&["--kubelet-url", &url, "--dry-run", "--node-name", "n"]);
     let out = p.poll().await;

@@ -192,11 +192,7 @@ async fn receiver_errors_are_dropped_or_retried_by_kind() {
 #[tokio::test]
 async fn once_fails_when_the_receiver_is_unreachable() {
     // Bind and release a port so nothing listens there.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let url = format!("http://127.0.0.1:{port}/api/v1/write");
     let kubelet_url = format!("file://{}", fixture("seed-windows-node.json").display());
     let (outcome, stats) = run_once(&[
