@@ -124,6 +124,10 @@ pub async fn run(
         ^ u64::from(std::process::id());
     let mut failing = Episode::default();
     let mut read_errors = Episode::default();
+    // A receiver that rejects every request (a wrong token answering 401, a tenant limit)
+    // would otherwise log once per poll forever: log when rejections start or change status.
+    let mut rejecting = Episode::default();
+    let mut rejected_status = None;
     loop {
         let (seq, batch) = match queue.front() {
             Ok(Some(next)) => next,
@@ -220,10 +224,20 @@ pub async fn run(
                 if let Some((n, took)) = failing.recover() {
                     info!(failed_attempts = n, after = ?Duration::from_secs(took.as_secs()), "remote write recovered");
                 }
+                if let Some((n, _)) = rejecting.recover() {
+                    info!(rejected_requests = n, "receiver accepts requests again");
+                    rejected_status = None;
+                }
             }
             Err(Failure::Send(error @ SendError::Permanent { .. })) => {
                 metrics.dropped(DropReason::Rejected, samples);
-                warn!(%error, samples, "remote write rejected by the receiver; request dropped");
+                let first = rejecting.fail();
+                if first || rejected_status != error.status() {
+                    rejected_status = error.status();
+                    warn!(%error, samples, "remote write rejected by the receiver; request dropped");
+                } else {
+                    debug!(%error, samples, "remote write rejected again; request dropped");
+                }
             }
             Err(Failure::Evicted) => {
                 debug!(

@@ -434,3 +434,49 @@ async fn push_failures_are_logged_when_they_start_and_when_they_end() {
     assert_eq!(text.matches("remote write recovered").count(), 1, "{text}");
     assert!(text.contains("failed_attempts=3"), "{text}");
 }
+
+/// A receiver that rejects request after request (a bad token, say) is reported once, not
+/// once per poll; the next accepted request says how many were rejected.
+#[tokio::test]
+async fn repeated_rejections_are_logged_once() {
+    let (logs, _guard) = Logs::capture();
+    let rx = Receiver::start().await.unwrap();
+    for _ in 0..4 {
+        rx.push_response(Response::status(401).with_body("invalid token"));
+    }
+    let kubelet_url = format!("file://{}", fixture("seed-windows-node.json").display());
+    let cfg = config(&[
+        "--kubelet-url",
+        &kubelet_url,
+        "--remote-url",
+        &rx.url(),
+        "--interval",
+        "30ms",
+    ]);
+    let stop = CancellationToken::new();
+    let task = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut sink = Vec::new();
+            kubelet_push::run(cfg, stop, Arc::new(Metrics::new()), &mut sink).await
+        })
+    };
+    assert!(rx.wait_for_requests(6, SHORT).await);
+    stop.cancel();
+    tokio::time::timeout(SHORT, task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let text = logs.text();
+    assert_eq!(
+        text.matches("rejected by the receiver").count(),
+        1,
+        "{text}"
+    );
+    assert!(
+        text.contains("401") && text.contains("invalid token"),
+        "{text}"
+    );
+    assert!(text.contains("rejected_requests=4"), "{text}");
+}
