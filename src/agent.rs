@@ -26,7 +26,7 @@ use crate::kubelet::client::{ClientError, KubeletClient};
 use crate::kubelet::{summary, ScrapeError};
 use crate::remote_write::encode::{encode_batches, time_series};
 use crate::remote_write::proto::v1::TimeSeries;
-use crate::remote_write::{CommonLabels, RemoteWriteClient, STALE_NAN_BITS};
+use crate::remote_write::{CommonLabels, EncodedRequest, RemoteWriteClient, STALE_NAN_BITS};
 use crate::sender::{self, SenderSettings};
 use crate::series::{Admit, SeriesTracker};
 use crate::telemetry::{DropReason, Episode, Metrics};
@@ -91,32 +91,7 @@ pub async fn run(
     let client = RemoteWriteClient::new(remote.url.clone(), remote.timeout, &remote.headers)
         .map_err(|e| config_error("--remote-url", &e))?;
     let delivery = &config.delivery;
-    let buffer: Box<dyn Buffer> = match &delivery.buffer_dir {
-        Some(dir) => {
-            let (disk, recovery) = DiskBuffer::open(dir, delivery.buffer_max_bytes)
-                .map_err(|e| config_error("--buffer-dir", &e))?;
-            if recovery.batches > 0 || recovery.truncated_bytes > 0 {
-                info!(
-                    dir = %dir.display(),
-                    requests = recovery.batches,
-                    samples = recovery.samples,
-                    damaged_bytes_cut = recovery.truncated_bytes,
-                    corrupt_records = recovery.corrupt_records,
-                    "disk buffer replayed; sending what earlier runs left"
-                );
-            }
-            if recovery.dropped.samples > 0 {
-                metrics.dropped(DropReason::BufferFull, recovery.dropped.samples);
-                warn!(
-                    samples = recovery.dropped.samples,
-                    requests = recovery.dropped.batches,
-                    "the disk buffer held more than --buffer-max-size; oldest requests dropped"
-                );
-            }
-            Box::new(disk)
-        }
-        None => Box::new(MemoryBuffer::new(delivery.buffer_max_bytes)),
-    };
+    let buffer = open_buffer(delivery, &metrics)?;
     let queue = Arc::new(Queue::new(buffer));
     queue.refresh_gauges(&metrics);
     let stop_all = CancellationToken::new();
@@ -176,29 +151,7 @@ pub async fn run(
                 Vec::new()
             }
         };
-        for request in requests {
-            let samples = request.samples as u64;
-            metrics.samples_queued.inc_by(samples);
-            let batch = Batch {
-                body: request.body,
-                samples: u32::try_from(request.samples).unwrap_or(u32::MAX),
-                oldest_ms: request.oldest_ms,
-                newest_ms: request.newest_ms,
-            };
-            match queue.push(batch, &metrics) {
-                Ok(()) => {
-                    if let Some((n, _)) = store_failing.recover() {
-                        info!(failed_writes = n, "buffer writable again");
-                    }
-                }
-                Err(error) => {
-                    metrics.dropped(DropReason::BufferWrite, samples);
-                    if store_failing.fail() {
-                        warn!(%error, samples, "cannot store a request in the buffer; dropped");
-                    }
-                }
-            }
-        }
+        enqueue(requests, &queue, &metrics, &mut store_failing);
         if config.mode == Mode::Once {
             break;
         }
@@ -241,6 +194,66 @@ pub async fn run(
             || rejected > 0
             || metrics.dropped_total(DropReason::BufferWrite) > 0);
     Ok(if failed { Outcome::Failed } else { Outcome::Ok })
+}
+
+/// The buffer `--buffer-dir` asks for: on disk (replaying what earlier runs left, reporting
+/// what start-up recovery cut or dropped), or in memory.
+fn open_buffer(
+    delivery: &crate::config::Delivery,
+    metrics: &Metrics,
+) -> Result<Box<dyn Buffer>, ConfigError> {
+    let Some(dir) = &delivery.buffer_dir else {
+        return Ok(Box::new(MemoryBuffer::new(delivery.buffer_max_bytes)));
+    };
+    let (disk, recovery) = DiskBuffer::open(dir, delivery.buffer_max_bytes)
+        .map_err(|e| config_error("--buffer-dir", &e))?;
+    if recovery.batches > 0 || recovery.truncated_bytes > 0 {
+        info!(
+            dir = %dir.display(),
+            requests = recovery.batches,
+            samples = recovery.samples,
+            damaged_bytes_cut = recovery.truncated_bytes,
+            corrupt_records = recovery.corrupt_records,
+            "disk buffer replayed; sending what earlier runs left"
+        );
+    }
+    if recovery.dropped.samples > 0 {
+        metrics.dropped(DropReason::BufferFull, recovery.dropped.samples);
+        warn!(
+            samples = recovery.dropped.samples,
+            requests = recovery.dropped.batches,
+            "the disk buffer held more than --buffer-max-size; oldest requests dropped"
+        );
+    }
+    Ok(Box::new(disk))
+}
+
+/// Puts one poll's requests in the buffer. A request the buffer cannot store (a full disk) is
+/// counted as dropped; the failure is logged when it starts and when it ends.
+fn enqueue(requests: Vec<EncodedRequest>, queue: &Queue, metrics: &Metrics, failing: &mut Episode) {
+    for request in requests {
+        let samples = request.samples as u64;
+        metrics.samples_queued.inc_by(samples);
+        let batch = Batch {
+            body: request.body,
+            samples: u32::try_from(request.samples).unwrap_or(u32::MAX),
+            oldest_ms: request.oldest_ms,
+            newest_ms: request.newest_ms,
+        };
+        match queue.push(batch, metrics) {
+            Ok(()) => {
+                if let Some((n, _)) = failing.recover() {
+                    info!(failed_writes = n, "buffer writable again");
+                }
+            }
+            Err(error) => {
+                metrics.dropped(DropReason::BufferWrite, samples);
+                if failing.fail() {
+                    warn!(%error, samples, "cannot store a request in the buffer; dropped");
+                }
+            }
+        }
+    }
 }
 
 /// The series of one poll, and its error when it failed.
