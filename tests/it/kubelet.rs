@@ -317,23 +317,10 @@ async fn shutdown_interrupts_a_slow_poll() {
     let rx = kubelet_push::demo::receiver::Receiver::start()
         .await
         .unwrap();
-    let cfg = config(&["--kubelet-url", &kubelet.url(), "--remote-url", &rx.url()]);
-    let stop = tokio_util::sync::CancellationToken::new();
-    let task = {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let mut sink = Vec::new();
-            kubelet_push::run(cfg, stop, Arc::new(Metrics::new()), &mut sink).await
-        })
-    };
+    let agent = Agent::start(&["--kubelet-url", &kubelet.url(), "--remote-url", &rx.url()]);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let asked = std::time::Instant::now();
-    stop.cancel();
-    tokio::time::timeout(SHORT, task)
-        .await
-        .expect("stopped in time")
-        .unwrap()
-        .unwrap();
+    agent.stop().await;
     assert!(
         asked.elapsed() < Duration::from_secs(2),
         "took {:?}",

@@ -248,7 +248,7 @@ async fn run_loop_survives_a_failing_receiver() {
     rx.push_response(Response::status(503).with_body("overloaded"));
     rx.push_response(Response::status(400).with_body("out of order sample"));
     let kubelet_url = format!("file://{}", fixture("seed-windows-node.json").display());
-    let cfg = config(&[
+    let agent = Agent::start(&[
         "--kubelet-url",
         &kubelet_url,
         "--remote-url",
@@ -260,25 +260,11 @@ async fn run_loop_survives_a_failing_receiver() {
         "--max-backoff",
         "50ms",
     ]);
-    let stop = CancellationToken::new();
-    let stats = Arc::new(Metrics::new());
-    let task = {
-        let (stop, stats) = (stop.clone(), stats.clone());
-        tokio::spawn(async move {
-            let mut sink = Vec::new();
-            kubelet_push::run(cfg, stop, stats, &mut sink).await
-        })
-    };
     assert!(
         rx.wait_for_requests(4, SHORT).await,
         "agent kept polling and pushing"
     );
-    stop.cancel();
-    let outcome = tokio::time::timeout(SHORT, task)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let (outcome, stats) = agent.stop().await;
     assert_eq!(outcome, Outcome::Ok, "a stopped run loop is a clean exit");
     let statuses: Vec<u16> = rx.requests().iter().map(|r| r.status).collect();
     assert_eq!(
@@ -398,7 +384,7 @@ async fn push_failures_are_logged_when_they_start_and_when_they_end() {
         rx.push_response(Response::status(503).with_body("ingester unavailable"));
     }
     let kubelet_url = format!("file://{}", fixture("seed-windows-node.json").display());
-    let cfg = config(&[
+    let agent = Agent::start(&[
         "--kubelet-url",
         &kubelet_url,
         "--remote-url",
@@ -410,21 +396,8 @@ async fn push_failures_are_logged_when_they_start_and_when_they_end() {
         "--max-backoff",
         "30ms",
     ]);
-    let stop = CancellationToken::new();
-    let task = {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let mut sink = Vec::new();
-            kubelet_push::run(cfg, stop, Arc::new(Metrics::new()), &mut sink).await
-        })
-    };
     assert!(rx.wait_for_requests(5, SHORT).await);
-    stop.cancel();
-    tokio::time::timeout(SHORT, task)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    agent.stop().await;
     let text = logs.text();
     assert_eq!(text.matches("remote write failed").count(), 1, "{text}");
     assert!(
@@ -445,7 +418,7 @@ async fn repeated_rejections_are_logged_once() {
         rx.push_response(Response::status(401).with_body("invalid token"));
     }
     let kubelet_url = format!("file://{}", fixture("seed-windows-node.json").display());
-    let cfg = config(&[
+    let agent = Agent::start(&[
         "--kubelet-url",
         &kubelet_url,
         "--remote-url",
@@ -453,21 +426,8 @@ async fn repeated_rejections_are_logged_once() {
         "--interval",
         "30ms",
     ]);
-    let stop = CancellationToken::new();
-    let task = {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let mut sink = Vec::new();
-            kubelet_push::run(cfg, stop, Arc::new(Metrics::new()), &mut sink).await
-        })
-    };
     assert!(rx.wait_for_requests(6, SHORT).await);
-    stop.cancel();
-    tokio::time::timeout(SHORT, task)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    agent.stop().await;
     let text = logs.text();
     assert_eq!(
         text.matches("rejected by the receiver").count(),

@@ -8,7 +8,10 @@ use std::time::Duration;
 use clap::Parser;
 use kubelet_push::cli::Cli;
 use kubelet_push::remote_write::proto::v1::TimeSeries;
-use kubelet_push::Config;
+use kubelet_push::telemetry::Metrics;
+use kubelet_push::{Config, Outcome};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -158,4 +161,54 @@ pub async fn sigterm(child: tokio::process::Child) -> (Option<i32>, String) {
         out.status.code(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// The agent's `run` on a task of this runtime, with its metrics at hand.
+pub struct Agent {
+    pub task: JoinHandle<Result<Outcome, kubelet_push::RunError>>,
+    pub stop: CancellationToken,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Agent {
+    pub fn start(args: &[&str]) -> Agent {
+        let cfg = config(args);
+        let stop = CancellationToken::new();
+        let metrics = Arc::new(Metrics::new());
+        let task = {
+            let (stop, metrics) = (stop.clone(), metrics.clone());
+            tokio::spawn(async move {
+                let mut sink = Vec::new();
+                kubelet_push::run(cfg, stop, metrics, &mut sink).await
+            })
+        };
+        Agent {
+            task,
+            stop,
+            metrics,
+        }
+    }
+
+    /// Waits until the buffer is empty after at least `min_sent` samples were delivered.
+    pub async fn wait_drained(&self, min_sent: u64, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.metrics.samples_sent.get() < min_sent || self.metrics.samples_pending.get() > 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "not drained: {}",
+                self.metrics.encode()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn stop(self) -> (Outcome, Arc<Metrics>) {
+        self.stop.cancel();
+        let outcome = tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .expect("agent stops")
+            .expect("task")
+            .expect("run");
+        (outcome, self.metrics)
+    }
 }
