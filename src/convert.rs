@@ -33,11 +33,6 @@ pub struct Labels<'s> {
 }
 
 impl<'s> Labels<'s> {
-    pub const EMPTY: Labels<'static> = Labels {
-        pairs: [("", ""); MAX_LABELS],
-        len: 0,
-    };
-
     pub fn new() -> Self {
         Labels {
             pairs: [("", ""); MAX_LABELS],

@@ -83,8 +83,6 @@ pub struct EncodedRequest {
     /// Oldest and newest sample timestamp in the request, in milliseconds.
     pub oldest_ms: i64,
     pub newest_ms: i64,
-    /// Size before compression, for the logs and the demo.
-    pub uncompressed_len: usize,
 }
 
 /// Splits `series` into requests of at most `max_samples` samples each (at least one) and
@@ -151,7 +149,6 @@ impl Encoder {
             samples,
             oldest_ms,
             newest_ms,
-            uncompressed_len: self.buf.len(),
         })
     }
 }
