@@ -6,8 +6,11 @@
 //! In CI (`CI` set) a missing receiver binary fails the test; elsewhere the test says it was
 //! skipped and why. `.ci/run` installs both packages.
 
+mod dashboard;
+mod image;
 mod outage;
 mod values;
+mod windows;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,1 @@
+//! The operator dashboard and alerting rules in `deploy/` against a real Prometheus (being written).

@@ -1,0 +1,1 @@
+//! The Linux container image, built by `.ci/run` with buildah, run with podman (being written).

@@ -1,0 +1,1 @@
+//! The Windows release `.exe` under Wine against a real Prometheus (being written).
