@@ -25,6 +25,10 @@ pub enum Command {
     /// receiver gets. Pushes to --remote-url when given, otherwise to a built-in receiver that
     /// decodes each request and prints a summary per interval.
     Demo(DemoArgs),
+    /// Check the flags and KUBELET_PUSH_* environment exactly as a start would, print the
+    /// settings they give (secrets redacted) and exit: 0 when valid, 64 naming the first bad
+    /// flag. Touches no network and no buffer directory.
+    CheckConfig,
 }
 
 #[derive(Debug, Args)]

@@ -12,8 +12,15 @@ use crate::kubelet::client::{KubeletSettings, Source};
 use crate::remote_write::client::PROTOCOL_HEADERS;
 
 /// Where a pod finds its service-account credentials; used when no token or CA file is given.
-const SA_TOKEN: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
-const SA_CA: &str = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt";
+const SA_DIR: &str = "var/run/secrets/kubernetes.io/serviceaccount";
+const SA_TOKEN: &str = "token";
+const SA_CA: &str = "ca.crt";
+
+/// Set by containerd inside a Windows HostProcess container: the directory that holds the
+/// container's own files and volume mounts. The process itself sees the host's file system,
+/// so a volume mounted at `/var/run/secrets/...` appears under this directory (containerd
+/// 1.6), or at `C:\var\run\secrets\...` where the runtime binds it in place (containerd 1.7+).
+const SANDBOX_MOUNT_POINT: &str = "CONTAINER_SANDBOX_MOUNT_POINT";
 
 /// Label names our metrics use themselves; a `--label` with one of them would collide.
 const RESERVED_LABELS: [&str; 15] = [
@@ -130,13 +137,14 @@ impl Config {
         if args.max_samples_per_send == 0 {
             return Err(err("--max-samples-per-send", "must be at least 1"));
         }
+        let sandbox = std::env::var_os(SANDBOX_MOUNT_POINT).map(PathBuf::from);
         let token_file = match &args.kubelet_token_file {
             Some(p) => Some(readable("--kubelet-token-file", p)?),
-            None => existing(SA_TOKEN),
+            None => service_account_file(SA_TOKEN, sandbox.as_deref()),
         };
         let ca_file = match &args.kubelet_ca_file {
             Some(p) => Some(readable("--kubelet-ca-file", p)?),
-            None => existing(SA_CA),
+            None => service_account_file(SA_CA, sandbox.as_deref()),
         };
         if args.min_backoff > args.max_backoff {
             return Err(err(
@@ -179,8 +187,112 @@ impl Config {
     }
 }
 
-fn existing(path: &str) -> Option<PathBuf> {
-    Path::new(path).is_file().then(|| PathBuf::from(path))
+impl Config {
+    /// The settings as `check-config` prints them: one `name: value` line each, in flag
+    /// terms, URLs redacted and header values never shown.
+    pub fn describe(&self) -> String {
+        use std::fmt::Write;
+        let path = |p: &Option<PathBuf>| {
+            p.as_ref()
+                .map_or_else(|| "none".to_owned(), |p| p.display().to_string())
+        };
+        let mut out = String::new();
+        let mut line = |name: &str, value: &dyn std::fmt::Display| {
+            let _ = writeln!(out, "{name}: {value}");
+        };
+        let mode = match self.mode {
+            Mode::Run => "run",
+            Mode::Once => "once",
+            Mode::DryRun => "dry-run",
+        };
+        line("mode", &mode);
+        let kubelet = match &self.kubelet.source {
+            Source::Http(u) => crate::kubelet::client::redact(u),
+            Source::File(p) => format!("file {}", p.display()),
+        };
+        line("kubelet-url", &kubelet);
+        line("kubelet-token-file", &path(&self.kubelet.token_file));
+        line("kubelet-ca-file", &path(&self.kubelet.ca_file));
+        line(
+            "kubelet-insecure-skip-verify",
+            &self.kubelet.insecure_skip_verify,
+        );
+        line(
+            "kubelet-timeout",
+            &humantime::format_duration(self.kubelet.timeout),
+        );
+        match &self.remote {
+            Some(r) => {
+                line("remote-url", &crate::kubelet::client::redact(&r.url));
+                let names: Vec<&str> = r.headers.iter().map(|(n, _)| n.as_str()).collect();
+                line(
+                    "remote-header",
+                    &format!("[{}] (values hidden)", names.join(", ")),
+                );
+                line("remote-timeout", &humantime::format_duration(r.timeout));
+            }
+            None => line("remote-url", &"none"),
+        }
+        line("interval", &humantime::format_duration(self.interval));
+        line("job", &self.job);
+        line(
+            "node-name",
+            &self
+                .node_name
+                .as_deref()
+                .unwrap_or("(the summary's nodeName)"),
+        );
+        let labels: Vec<String> = self
+            .external_labels
+            .iter()
+            .map(|(n, v)| format!("{n}={v}"))
+            .collect();
+        line("label", &format!("[{}]", labels.join(", ")));
+        line(
+            "max-stats-age",
+            &humantime::format_duration(self.max_stats_age),
+        );
+        line("max-samples-per-send", &self.max_samples_per_send);
+        let d = &self.delivery;
+        let buffer = match &d.buffer_dir {
+            Some(dir) => dir.display().to_string(),
+            None => "none (in memory)".to_owned(),
+        };
+        line("buffer-dir", &buffer);
+        line("buffer-max-size", &format!("{} bytes", d.buffer_max_bytes));
+        line("min-backoff", &humantime::format_duration(d.min_backoff));
+        line("max-backoff", &humantime::format_duration(d.max_backoff));
+        line(
+            "max-sample-age",
+            &d.max_sample_age.map_or_else(
+                || "off".to_owned(),
+                |a| humantime::format_duration(a).to_string(),
+            ),
+        );
+        line(
+            "shutdown-timeout",
+            &humantime::format_duration(d.shutdown_timeout),
+        );
+        line(
+            "listen-address",
+            &self
+                .listen_address
+                .map_or_else(|| "off".to_owned(), |a| a.to_string()),
+        );
+        out
+    }
+}
+
+/// The service-account file `name` of this pod, if it has one: under the HostProcess sandbox
+/// when there is one, else at the standard path (on Windows relative to the current drive's
+/// root, which is where containerd 1.7+ binds the volume).
+fn service_account_file(name: &str, sandbox: Option<&Path>) -> Option<PathBuf> {
+    let standard = Path::new("/").join(SA_DIR).join(name);
+    let in_sandbox = sandbox.map(|root| root.join(SA_DIR).join(name));
+    in_sandbox
+        .into_iter()
+        .chain(std::iter::once(standard))
+        .find(|p| p.is_file())
 }
 
 fn readable(flag: &'static str, path: &Path) -> Result<PathBuf, ConfigError> {
@@ -189,15 +301,13 @@ fn readable(flag: &'static str, path: &Path) -> Result<PathBuf, ConfigError> {
     Ok(path.to_path_buf())
 }
 
-/// `file://PATH` takes PATH literally (relative or absolute, any platform), because a
-/// captured summary is usually a relative path typed by hand.
 fn parse_kubelet_url(s: &str) -> Result<Source, ConfigError> {
     const FLAG: &str = "--kubelet-url";
-    if let Some(path) = s.strip_prefix("file://") {
-        if path.is_empty() {
+    if let Some(rest) = s.strip_prefix("file://") {
+        if rest.is_empty() {
             return Err(err(FLAG, "file:// needs a path, e.g. file://summary.json"));
         }
-        return Ok(Source::File(PathBuf::from(path)));
+        return Ok(Source::File(file_url_path(s, rest)));
     }
     let url = reqwest::Url::parse(s).map_err(|e| err(FLAG, format!("{s:?} is not a URL: {e}")))?;
     match url.scheme() {
@@ -208,6 +318,18 @@ fn parse_kubelet_url(s: &str) -> Result<Source, ConfigError> {
             format!("scheme {other:?} is not http, https or file"),
         )),
     }
+}
+
+/// The file a `file://` URL names. A URL this platform can turn into a path is taken as a
+/// URL (RFC 8089, percent-decoded): `file:///var/x.json` on Linux; `file:///C:/x.json`,
+/// `file://C:/x.json` and `file://C:\x.json` on Windows. Anything else is the rest taken
+/// literally, so a relative path typed by hand (`file://summary.json`, which a URL parser
+/// would read as a host name) works everywhere.
+fn file_url_path(url: &str, rest: &str) -> PathBuf {
+    reqwest::Url::parse(url)
+        .ok()
+        .and_then(|u| u.to_file_path().ok())
+        .unwrap_or_else(|| PathBuf::from(rest))
 }
 
 fn parse_remote_url(s: &str) -> Result<reqwest::Url, ConfigError> {
@@ -335,6 +457,68 @@ mod tests {
         }
     }
 
+    fn file_source(url: &str) -> PathBuf {
+        match parse_kubelet_url(url).unwrap() {
+            Source::File(p) => p,
+            other => panic!("{url}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn file_urls_are_urls_and_relative_paths_stay_literal() {
+        assert_eq!(file_source("file://x.json"), PathBuf::from("x.json"));
+        assert_eq!(
+            file_source("file://captures/node a.json"),
+            PathBuf::from("captures/node a.json")
+        );
+        #[cfg(unix)]
+        {
+            assert_eq!(file_source("file:///x/y.json"), PathBuf::from("/x/y.json"));
+            assert_eq!(
+                file_source("file:///x/node%20a.json"),
+                PathBuf::from("/x/node a.json")
+            );
+            assert_eq!(
+                file_source("file://localhost/x/y.json"),
+                PathBuf::from("/x/y.json")
+            );
+        }
+        #[cfg(windows)]
+        {
+            let want = PathBuf::from(r"C:\x\y.json");
+            assert_eq!(file_source("file:///C:/x/y.json"), want);
+            assert_eq!(file_source("file://C:/x/y.json"), want);
+            assert_eq!(file_source(r"file://C:\x\y.json"), want);
+            assert_eq!(
+                file_source("file:///c:/x/y%20z.json"),
+                PathBuf::from(r"c:\x\y z.json")
+            );
+            assert_eq!(file_source(r"file://x\y.json"), PathBuf::from(r"x\y.json"));
+        }
+    }
+
+    #[test]
+    fn service_account_files_are_found_in_the_hostprocess_sandbox_first() {
+        let sandbox = tempfile::tempdir().unwrap();
+        let dir = sandbox.path().join(SA_DIR);
+        assert_eq!(
+            service_account_file(SA_TOKEN, Some(sandbox.path())),
+            service_account_file(SA_TOKEN, None),
+            "an empty sandbox falls back to the standard path"
+        );
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(SA_TOKEN), "t").unwrap();
+        std::fs::write(dir.join(SA_CA), "c").unwrap();
+        assert_eq!(
+            service_account_file(SA_TOKEN, Some(sandbox.path())),
+            Some(dir.join(SA_TOKEN))
+        );
+        assert_eq!(
+            service_account_file(SA_CA, Some(sandbox.path())),
+            Some(dir.join(SA_CA))
+        );
+    }
+
     #[test]
     fn bad_values_name_their_flag() {
         let r = ["--remote-url", "http://127.0.0.1:1/w"];
@@ -369,6 +553,36 @@ mod tests {
         }
         let e = config(&["--remote-url", "localhost:9090"]).unwrap_err();
         assert_eq!(e.flag, "--remote-url");
+    }
+
+    #[test]
+    fn describe_names_every_setting_and_hides_secrets() {
+        let c = config(&[
+            "--remote-url",
+            "https://user:hunter2@mimir.example:443/api/v1/push?api_key=s3cret",
+            "--remote-header",
+            "Authorization=Bearer tok3n",
+            "--label",
+            "cluster=edge-7",
+            "--buffer-dir",
+            "/var/lib/kubelet-push",
+        ])
+        .unwrap();
+        let text = c.describe();
+        for secret in ["hunter2", "user", "s3cret", "tok3n"] {
+            assert!(!text.contains(secret), "{secret} leaked:\n{text}");
+        }
+        for line in [
+            "mode: run\n",
+            "remote-url: https://redacted@mimir.example/api/v1/push?redacted\n",
+            "remote-header: [authorization] (values hidden)\n",
+            "label: [cluster=edge-7]\n",
+            "buffer-dir: /var/lib/kubelet-push\n",
+            "interval: 10s\n",
+            "listen-address: off\n",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in:\n{text}");
+        }
     }
 
     #[test]

@@ -37,6 +37,10 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
+    if matches!(cli.command, Some(Command::CheckConfig)) {
+        print!("{}", config.describe());
+        return ExitCode::SUCCESS;
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -52,7 +56,7 @@ fn main() -> ExitCode {
         kubelet_push::signal::cancel_on_shutdown(shutdown.clone());
         match cli.command {
             Some(Command::Demo(args)) => kubelet_push::demo::run(config, args, shutdown).await,
-            None => {
+            Some(Command::CheckConfig) | None => {
                 let metrics = Arc::new(kubelet_push::telemetry::Metrics::new());
                 let mut stdout = std::io::stdout();
                 kubelet_push::run(config, shutdown, metrics, &mut stdout).await
