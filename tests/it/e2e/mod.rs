@@ -66,6 +66,8 @@ pub struct Real {
     pub dir: PathBuf,
     child: Option<Child>,
     http: reqwest::Client,
+    /// Prometheus's whole configuration file; `None` for the default that scrapes nothing.
+    config: Option<Value>,
 }
 
 impl Real {
@@ -77,6 +79,24 @@ impl Real {
             dir: dir.to_path_buf(),
             child: None,
             http: reqwest::Client::new(),
+            config: None,
+        };
+        real.spawn().await;
+        real
+    }
+
+    /// Prometheus with `config` as its configuration file (scrape configs, rule files, scrape
+    /// and evaluation intervals), written as JSON, which YAML reads as it is. It still
+    /// receives remote write.
+    pub async fn start_prometheus_with(dir: &Path, port: u16, config: Value) -> Real {
+        kubelet_push::http::install_crypto_provider();
+        let mut real = Real {
+            kind: Kind::Prometheus,
+            port,
+            dir: dir.to_path_buf(),
+            child: None,
+            http: reqwest::Client::new(),
+            config: Some(config),
         };
         real.spawn().await;
         real
@@ -88,7 +108,11 @@ impl Real {
         match self.kind {
             Kind::Prometheus => {
                 let config = self.dir.join("prometheus.yml");
-                std::fs::write(&config, "global:\n  scrape_interval: 1h\n").unwrap();
+                let text = match &self.config {
+                    Some(json) => serde_json::to_string_pretty(json).unwrap(),
+                    None => "global:\n  scrape_interval: 1h\n".to_owned(),
+                };
+                std::fs::write(&config, text).unwrap();
                 cmd.arg(format!("--config.file={}", config.display()))
                     .arg(format!(
                         "--storage.tsdb.path={}",
@@ -206,6 +230,52 @@ impl Real {
             .as_array()
             .cloned()
             .unwrap_or_default()
+    }
+
+    /// `data` of a successful GET of the HTTP API at `path` (e.g. `/api/v1/alerts`).
+    pub async fn api(&self, path: &str, params: &[(&str, &str)]) -> Value {
+        let mut url =
+            reqwest::Url::parse(&format!("http://127.0.0.1:{}{path}", self.port)).unwrap();
+        url.query_pairs_mut().extend_pairs(params);
+        let text = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let body: Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{path} {params:?}: {e}: {text}"));
+        assert_eq!(body["status"], "success", "{path} {params:?}: {body}");
+        body["data"].clone()
+    }
+
+    /// `/api/v1/query_range` from `start_ms` to `end_ms` every `step_s` seconds: the series
+    /// that had a value at any step, each with its `values`.
+    pub async fn query_range(
+        &self,
+        promql: &str,
+        start_ms: i64,
+        end_ms: i64,
+        step_s: f64,
+    ) -> Vec<Value> {
+        let start = format!("{:.3}", start_ms as f64 / 1000.0);
+        let end = format!("{:.3}", end_ms as f64 / 1000.0);
+        let step = step_s.to_string();
+        let data = self
+            .api(
+                "/api/v1/query_range",
+                &[
+                    ("query", promql),
+                    ("start", &start),
+                    ("end", &end),
+                    ("step", &step),
+                ],
+            )
+            .await;
+        data["result"].as_array().cloned().unwrap_or_default()
     }
 
     /// Raw samples of every series matching `selector` in the `window_s` before `time_ms`:
