@@ -1,0 +1,296 @@
+"""Checks the rendered Kubernetes manifests of deploy/kubernetes, for .ci/manifests.sh.
+
+1. Every object (and every example file given with --example) validates against the OpenAPI
+   schemas of each --version, strictly: an unknown or misspelt field fails, as does a kind the
+   schemas do not know. A deliberately broken DaemonSet must fail, or the check is void.
+2. Every kubelet-push container starts the way the kubelet would start it: its env (values,
+   fieldRefs, ConfigMap and Secret references) and args (with $(VAR) expanded like the
+   kubelet does) are handed to the real binary's check-config, which must exit 0. A
+   misspelt flag and a bad environment value must exit 64, or the check is void. A
+   KUBELET_PUSH_* variable the binary does not know fails too: clap ignores those silently.
+
+Prints one line per check; exits 1 when any fails.
+"""
+
+import argparse
+import base64
+import copy
+import re
+import subprocess
+import sys
+
+import yaml
+from kubernetes_validate import utils as kv
+
+# What the kubelet would put in a fieldRef; check-config touches no network, so any
+# plausible value does.
+FIELD_SAMPLES = {
+    "status.hostIP": "10.0.0.1",
+    "status.hostIPs": "10.0.0.1",
+    "status.podIP": "10.244.0.7",
+    "status.podIPs": "10.244.0.7",
+    "spec.nodeName": "node-a",
+    "spec.serviceAccountName": "kubelet-push",
+    "metadata.name": "kubelet-push-x7k2p",
+    "metadata.namespace": "kubelet-push",
+    "metadata.uid": "0b5c3f9e-0000-4000-8000-000000000000",
+}
+AGENT_IMAGE = re.compile(r"(^|/)kubelet-push(-windows)?([:@]|$)")
+VAR_REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
+EXIT_USAGE = 64
+
+failures = 0
+passes = 0
+
+
+def report(ok, what, detail=""):
+    global failures, passes
+    if ok:
+        passes += 1
+    else:
+        failures += 1
+    print(f"{'ok  ' if ok else 'FAIL'}  {what}{(': ' + detail) if detail else ''}", flush=True)
+
+
+def describe(obj):
+    meta = obj.get("metadata", {})
+    name = f"{meta['namespace']}/{meta['name']}" if "namespace" in meta else meta.get("name")
+    return f"{obj['kind']} {name}"
+
+
+def load(path):
+    with open(path) as f:
+        return [d for d in yaml.safe_load_all(f) if d]
+
+
+def validate(obj, version):
+    """None when `obj` is valid for `version`, else why not."""
+    try:
+        kv.validate(obj, version, strict=True)
+        return None
+    except kv.ValidationError as e:
+        return f"{'.'.join(str(p) for p in e.path) or '(top)'}: {e.message}"
+    except (kv.SchemaNotFoundError, kv.VersionNotSupportedError) as e:
+        return e.message
+
+
+def expand(value, env):
+    """$(VAR) the way the kubelet expands it; an unknown VAR is an error here (the kubelet
+    would pass it on literally, which is never what the manifest meant)."""
+    missing = []
+
+    def sub(m):
+        if m.group(0) == "$$":
+            return "$"
+        name = m.group(1)
+        if name not in env:
+            missing.append(name)
+            return m.group(0)
+        return env[name]
+
+    out = VAR_REF.sub(sub, value)
+    if missing:
+        raise ValueError(f"$({missing[0]}) refers to no variable defined before it")
+    return out
+
+
+class Lookup:
+    """ConfigMaps and Secrets by (namespace, name), from the rendered objects and examples."""
+
+    def __init__(self, objects):
+        self.data = {}
+        for o in objects:
+            if o["kind"] == "ConfigMap":
+                values = dict(o.get("data") or {})
+            elif o["kind"] == "Secret":
+                values = {k: base64.b64decode(v).decode() for k, v in (o.get("data") or {}).items()}
+                values.update(o.get("stringData") or {})
+            else:
+                continue
+            meta = o["metadata"]
+            self.data[(o["kind"], meta.get("namespace", "default"), meta["name"])] = values
+
+    def get(self, kind, namespace, ref):
+        """The whole object (key None) or one key; None when absent and optional."""
+        values = self.data.get((kind, namespace, ref["name"]))
+        key = ref.get("key")
+        if values is None or (key is not None and key not in values):
+            if ref.get("optional"):
+                return None
+            what = f"{kind} {ref['name']}" + (f" key {key}" if key else "")
+            raise ValueError(f"{what} is neither rendered nor in an example file")
+        return values if key is None else values[key]
+
+
+def container_env(container, namespace, lookup):
+    env = {}
+    for source in container.get("envFrom", []):
+        prefix = source.get("prefix", "")
+        for kind, field in (("ConfigMap", "configMapRef"), ("Secret", "secretRef")):
+            if field in source:
+                values = lookup.get(kind, namespace, source[field]) or {}
+                env.update({prefix + k: v for k, v in values.items()})
+    for var in container.get("env", []):
+        name = var["name"]
+        if "value" in var:
+            env[name] = expand(var["value"], env)
+            continue
+        source = var.get("valueFrom", {})
+        if "fieldRef" in source:
+            path = source["fieldRef"]["fieldPath"]
+            if path not in FIELD_SAMPLES:
+                raise ValueError(f"{name}: no sample value for fieldRef {path}")
+            env[name] = FIELD_SAMPLES[path]
+        elif "resourceFieldRef" in source:
+            env[name] = "1"
+        elif "configMapKeyRef" in source or "secretKeyRef" in source:
+            kind, ref = (
+                ("ConfigMap", source["configMapKeyRef"])
+                if "configMapKeyRef" in source
+                else ("Secret", source["secretKeyRef"])
+            )
+            value = lookup.get(kind, namespace, ref)
+            if value is not None:
+                env[name] = value
+        else:
+            raise ValueError(f"{name}: unsupported valueFrom {sorted(source)}")
+    return env
+
+
+def known_env_names(binary):
+    """KUBELET_PUSH_* names the binary reads, from its --help (and demo's)."""
+    names = set()
+    for argv in ([binary, "--help"], [binary, "demo", "--help"]):
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=30).stdout
+        # `[env: NAME=]`, or `[env: NAME]` where the value is hidden (headers).
+        names.update(re.findall(r"\bKUBELET_PUSH_[A-Z0-9_]+", out))
+    return names
+
+
+def unknown_names(env, known):
+    return sorted(n for n in env if n.startswith("KUBELET_PUSH_") and n not in known)
+
+
+def check_config_argv(binary):
+    """How this binary spells check-config: a subcommand or a flag."""
+    out = subprocess.run([binary, "--help"], capture_output=True, text=True, timeout=30).stdout
+    if re.search(r"^\s+check-config\b", out, re.M):
+        return ["check-config"]
+    if "--check-config" in out:
+        return ["--check-config"]
+    raise SystemExit(f"{binary} has no check-config (neither subcommand nor flag in --help)")
+
+
+def run_check(binary, mode, env, args):
+    # Only the container's environment: nothing from CI's own may leak in.
+    proc = subprocess.run(
+        [binary, *mode, *args],
+        env={"PATH": "/usr/bin:/bin", **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def agent_containers(objects):
+    for o in objects:
+        if o["kind"] not in ("DaemonSet", "Deployment", "StatefulSet", "Pod"):
+            continue
+        spec = o["spec"] if o["kind"] == "Pod" else o["spec"]["template"]["spec"]
+        for c in spec.get("initContainers", []) + spec.get("containers", []):
+            if AGENT_IMAGE.search(c["image"]):
+                yield o, c
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rendered", required=True, help="output of kubectl kustomize")
+    p.add_argument("--example", action="append", default=[], help="a manifest not applied by default")
+    p.add_argument("--version", action="append", required=True, help="Kubernetes version, e.g. 1.26")
+    p.add_argument("--bin", required=True, help="the kubelet-push binary")
+    a = p.parse_args()
+
+    rendered = load(a.rendered)
+    examples = [o for path in a.example for o in load(path)]
+
+    # 1. Schemas.
+    for version in a.version:
+        for o in rendered + examples:
+            why = validate(o, version)
+            report(why is None, f"schema {version:<5} {o['apiVersion']:<30} {describe(o)}", why or "")
+    daemonsets = [o for o in rendered if o["kind"] == "DaemonSet"]
+    report(len(daemonsets) == 2, "schema: two DaemonSets rendered", f"found {len(daemonsets)}")
+    if daemonsets:
+        broken = copy.deepcopy(daemonsets[0])
+        broken["spec"]["template"]["spec"]["containers"][0]["readOnlyRootFileSystem"] = True
+        for version in a.version:
+            why = validate(broken, version)
+            report(
+                why is not None,
+                f"schema {version:<5} strict mode rejects a misspelt field (readOnlyRootFileSystem)",
+                why or "accepted",
+            )
+
+    # 2. Flags and environment, parsed by the binary itself.
+    mode = check_config_argv(a.bin)
+    known = known_env_names(a.bin)
+    report(len(known) > 10, "binary --help lists KUBELET_PUSH_* variables", f"{len(known)} found")
+    lookup = Lookup(rendered + examples)
+    checked = []
+    found = 0
+    for o, c in agent_containers(rendered):
+        found += 1
+        what = f"check-config {describe(o)} container {c['name']}"
+        if c.get("command"):
+            report(False, what, "sets command; the checks assume the image's entrypoint is the agent")
+            continue
+        try:
+            env = container_env(c, o["metadata"]["namespace"], lookup)
+            args = [expand(arg, env) for arg in c.get("args", [])]
+        except ValueError as e:
+            report(False, what, str(e))
+            continue
+        unknown = unknown_names(env, known)
+        if unknown:
+            report(False, what, f"the binary reads no {', '.join(unknown)}")
+            continue
+        rc, out, err = run_check(a.bin, mode, env, args)
+        settings = dict(line.split(": ", 1) for line in out.splitlines() if ": " in line)
+        summary = ", ".join(
+            f"{k} {settings.get(k, '?')}"
+            for k in ("kubelet-url", "node-name", "remote-url", "remote-header", "buffer-dir", "listen-address")
+        )
+        report(rc == 0, what, f"exit {rc}; {summary}" if rc == 0 else f"exit {rc}: {err.strip()}")
+        checked.append((what, env, args))
+    report(found == 2, "check-config: two agent containers found", f"found {found}")
+
+    # The check can fail: a misspelt flag, a bad value from the environment, an unknown name.
+    if checked:
+        what, env, args = checked[0]
+        bad_args = [re.sub(r"^--kubelet-url", "--kubelet-ulr", x) for x in args]
+        rc, _, err = run_check(a.bin, mode, env, bad_args)
+        report(
+            rc == EXIT_USAGE and "--kubelet-ulr" in err,
+            "check-config rejects a misspelt flag (--kubelet-ulr)",
+            f"exit {rc}: {err.strip().splitlines()[0] if err.strip() else ''}",
+        )
+        bad_env = {**env, "KUBELET_PUSH_KUBELET_INSECURE_SKIP_VERIFY": "1"}
+        rc, _, err = run_check(a.bin, mode, bad_env, args)
+        report(
+            rc == EXIT_USAGE and "--kubelet-insecure-skip-verify" in err,
+            "check-config rejects KUBELET_PUSH_KUBELET_INSECURE_SKIP_VERIFY=1 (only true/false)",
+            f"exit {rc}: {err.strip().splitlines()[0] if err.strip() else ''}",
+        )
+        typo = {**env, "KUBELET_PUSH_REMOTE_ULR": env.get("KUBELET_PUSH_REMOTE_URL", "x")}
+        report(
+            unknown_names(typo, known) == ["KUBELET_PUSH_REMOTE_ULR"],
+            "an unknown variable (KUBELET_PUSH_REMOTE_ULR), which the binary would ignore, fails",
+        )
+
+    print(f"manifests: {passes} passed, {failures} failed", flush=True)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
