@@ -381,6 +381,27 @@ where
     }
 }
 
+/// Polls the active alerts until `want` holds of them; fails after `timeout`, showing them.
+async fn wait_for_alerts(
+    prom: &Real,
+    what: &str,
+    timeout: Duration,
+    want: impl Fn(&BTreeSet<(String, String, String)>) -> bool,
+) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let active = alerts(prom).await;
+        if want(&active) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not within {timeout:?}: {what}; active alerts: {active:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Active alerts as (name, node or "", state).
 async fn alerts(prom: &Real) -> BTreeSet<(String, String, String)> {
     let data = prom.api("/api/v1/alerts", &[]).await;
@@ -604,10 +625,11 @@ async fn every_panel_and_rule_has_data_and_the_outage_fires_send_stalled() {
         ("KubeletPushKubeletDown", NODE_A),
     ]);
     let want = &expected;
-    wait_for(
+    wait_for_alerts(
+        p,
         "the outage's alerts firing",
         Duration::from_secs(40),
-        || async move { firing(&alerts(p).await).is_superset(want) },
+        |a| firing(a).is_superset(want),
     )
     .await;
     let fired_after = outage_started.elapsed();
@@ -638,13 +660,11 @@ async fn every_panel_and_rule_has_data_and_the_outage_fires_send_stalled() {
     receiver.clear_responses();
     let dropped_only = named(&[("KubeletPushSamplesDropped", NODE_B)]);
     let want = &dropped_only;
-    wait_for(
+    wait_for_alerts(
+        p,
         "the outage's alerts resolved",
         Duration::from_secs(20),
-        || async move {
-            let active = alerts(p).await;
-            firing(&active) == *want && active.len() == 1
-        },
+        |a| firing(a) == *want && a.len() == 1,
     )
     .await;
 
@@ -656,10 +676,11 @@ async fn every_panel_and_rule_has_data_and_the_outage_fires_send_stalled() {
         ("KubeletPushAgentDown", NODE_B),
     ]);
     let want = &down;
-    wait_for(
+    wait_for_alerts(
+        p,
         "KubeletPushAgentDown firing for B",
         Duration::from_secs(15),
-        || async move { firing(&alerts(p).await) == *want },
+        |a| firing(a) == *want,
     )
     .await;
     let end = now_ms();
