@@ -202,6 +202,9 @@ fn open_buffer(
     delivery: &crate::config::Delivery,
     metrics: &Metrics,
 ) -> Result<Box<dyn Buffer>, ConfigError> {
+    metrics
+        .buffer_max_bytes
+        .set(i64::try_from(delivery.buffer_max_bytes).unwrap_or(i64::MAX));
     let Some(dir) = &delivery.buffer_dir else {
         return Ok(Box::new(MemoryBuffer::new(delivery.buffer_max_bytes)));
     };

@@ -29,6 +29,16 @@ pub enum DropReason {
 }
 
 impl DropReason {
+    /// Every reason, so each drop counter exists at 0 from the start: `increase()` in an
+    /// alert cannot see the first drop of a counter that appears with value 1.
+    pub const ALL: [DropReason; 5] = [
+        DropReason::Rejected,
+        DropReason::BufferFull,
+        DropReason::TooOld,
+        DropReason::BufferWrite,
+        DropReason::Shutdown,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             DropReason::Rejected => "rejected",
@@ -70,6 +80,8 @@ pub struct Metrics {
     samples_dropped: Family<ReasonLabel, Counter>,
     pub samples_pending: Gauge,
     pub buffer_bytes: Gauge,
+    /// `--buffer-max-size`, so a dashboard or alert can show how full the buffer is.
+    pub buffer_max_bytes: Gauge,
     pub buffer_requests: Gauge,
     requests: Family<CodeLabel, Counter>,
     pub retries: Counter,
@@ -102,6 +114,7 @@ impl Metrics {
             samples_dropped: Family::default(),
             samples_pending: Gauge::default(),
             buffer_bytes: Gauge::default(),
+            buffer_max_bytes: Gauge::default(),
             buffer_requests: Gauge::default(),
             requests: Family::default(),
             retries: Counter::default(),
@@ -153,6 +166,11 @@ impl Metrics {
             m.buffer_bytes.clone(),
         );
         registry.register(
+            "buffer_max_bytes",
+            "Bytes the buffer may hold (--buffer-max-size); the oldest requests go beyond it",
+            m.buffer_max_bytes.clone(),
+        );
+        registry.register(
             "buffer_requests",
             "Requests waiting in the buffer",
             m.buffer_requests.clone(),
@@ -177,6 +195,14 @@ impl Metrics {
             "Unix time of the last request the receiver accepted",
             m.last_send.clone(),
         );
+        for result in ["ok", "error"] {
+            let _ = m.polls.get_or_create(&ResultLabel { result });
+        }
+        for reason in DropReason::ALL {
+            let _ = m.samples_dropped.get_or_create(&ReasonLabel {
+                reason: reason.as_str(),
+            });
+        }
         let build: Family<BuildLabels, Gauge> = Family::default();
         build
             .get_or_create(&BuildLabels {
