@@ -149,6 +149,47 @@ fn environment_twins_configure_the_agent() {
     );
 }
 
+/// Every form of file URL an operator may type reaches the same captured summary through the
+/// real binary: the standard one (`file:///C:/x` on Windows), the drive-letter forms, and a
+/// path relative to the working directory (with `\` too on Windows).
+#[test]
+fn every_file_url_form_reads_the_same_summary() {
+    let relative = "tests/fixtures/summaries/seed-windows-node.json";
+    let absolute = std::path::absolute(fixture("seed-windows-node.json")).unwrap();
+    let slashed = absolute.to_string_lossy().replace('\\', "/");
+    let mut urls = vec![format!("file://{relative}")];
+    #[cfg(unix)]
+    urls.extend([
+        format!("file://{slashed}"),
+        format!("file://localhost{slashed}"),
+    ]);
+    #[cfg(windows)]
+    urls.extend([
+        format!("file:///{slashed}"),
+        format!("file://{slashed}"),
+        format!("file://{}", absolute.display()),
+        format!("file://{}", relative.replace('/', "\\")),
+    ]);
+    for url in &urls {
+        let out = Command::new(env!("CARGO_BIN_EXE_kubelet-push"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args(["--dry-run", "--kubelet-url", url])
+            .env_remove("KUBELET_PUSH_NODE_NAME")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{url}: {}", stderr(&out));
+        let text = String::from_utf8(out.stdout).unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("node_cpu_usage_seconds_total{"));
+        assert_eq!(
+            line,
+            Some("node_cpu_usage_seconds_total{instance=\"35598k8s9001\",job=\"kubelet\",node=\"35598k8s9001\"} 8532.52 1536543892000"),
+            "{url}: {text}"
+        );
+    }
+}
+
 #[test]
 fn dry_run_of_a_missing_file_exits_1_and_says_why_once() {
     let out = kubelet_push(&[

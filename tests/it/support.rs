@@ -163,6 +163,32 @@ pub async fn sigterm(child: tokio::process::Child) -> (Option<i32>, String) {
     )
 }
 
+/// Ends an agent whose graceful stop is not what the test is about, and returns its stderr.
+///
+/// On unix: SIGTERM, and the exit must be clean (code 0). On Windows a test process has no
+/// safe way to send a console control event to one child (`GenerateConsoleCtrlEvent` is FFI,
+/// and it signals a whole process group), so the agent is terminated (`TerminateProcess`),
+/// as a node whose stop outlasts the grace period would. Tests about the graceful stop itself
+/// are unix-only here; the Windows console events are tested end to end under Wine.
+pub async fn stop_agent(child: tokio::process::Child) -> String {
+    #[cfg(unix)]
+    {
+        let (code, log) = sigterm(child).await;
+        assert_eq!(code, Some(0), "a clean exit after SIGTERM: {log}");
+        log
+    }
+    #[cfg(not(unix))]
+    {
+        let mut child = child;
+        child.start_kill().unwrap();
+        let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+            .await
+            .expect("exits after TerminateProcess")
+            .unwrap();
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+}
+
 /// The agent's `run` on a task of this runtime, with its metrics at hand.
 pub struct Agent {
     pub task: JoinHandle<Result<Outcome, kubelet_push::RunError>>,
