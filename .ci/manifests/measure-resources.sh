@@ -7,6 +7,9 @@
 #          a separate demo process's simulated kubelet and pushing to that demo's receiver.
 #   outage: the agent alone with its receiver gone (connection refused) for the whole run:
 #          the disk buffer grows, the agent's memory must not.
+#   indented (250 pods only): the agent alone, reading the simulated summary re-indented
+#          to about 1 MiB by a small proxy: real kubelets indent their JSON and send 2-3x the
+#          simulator's bytes per pod.
 #   backlog/replay (250 pods only): an outage polled every second (60 polls a minute, a
 #          backlog of several MiB on disk), then a restart on that buffer with the receiver
 #          back: the replay must not hold the backlog in memory either.
@@ -57,12 +60,37 @@ done
 
 # Backlog and replay at 250 pods.
 pods=250
-"$bin" demo --pods "$pods" --duration "$((secs + 60))s" --interval 10s \
+"$bin" demo --pods "$pods" --duration "$((2 * secs + 60))s" --interval 10s \
   --log-format json >"$work/sim.log" 2>&1 &
 sim=$!
 for _ in $(seq 50); do grep -q '"remote"' "$work/sim.log" && break; sleep 0.1; done
 kubelet=$(grep -o '"kubelet":"[^"]*"' "$work/sim.log" | head -1 | cut -d'"' -f4)
 remote=$(grep -o '"remote":"[^"]*"' "$work/sim.log" | head -1 | cut -d'"' -f4)
+cat >"$work/indent.py" <<'PY'
+import http.server, json, sys, urllib.request
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = json.dumps(json.load(urllib.request.urlopen(sys.argv[1] + self.path)), indent=6)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body.encode())))
+        self.end_headers()
+        self.wfile.write(body.encode())
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[2])), H).serve_forever()
+PY
+python3 "$work/indent.py" "$kubelet" 18931 &
+proxy=$!
+sleep 1
+rm -rf "$work/buffer"
+/usr/bin/time -v -o "$work/indented.time" timeout -s TERM "${secs}s" "$bin" \
+  --kubelet-url http://127.0.0.1:18931 --remote-url "$remote" --interval 10s \
+  --buffer-dir "$work/buffer" --listen-address 127.0.0.1:0 --shutdown-timeout 2s \
+  >"$work/indented.log" 2>&1 || true
+printf '%-6s %-5s %s | summary %s bytes\n' indent "$pods" "$(usage "$work/indented.time")" \
+  "$(curl -s http://127.0.0.1:18931/stats/summary | wc -c)"
+kill "$proxy"
 rm -rf "$work/buffer"
 /usr/bin/time -v -o "$work/backlog.time" timeout -s TERM "${secs}s" "$bin" \
   --kubelet-url "$kubelet" --remote-url http://127.0.0.1:9/api/v1/write --interval 1s \
