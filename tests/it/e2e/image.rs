@@ -1,1 +1,609 @@
-//! The Linux container image, built by `.ci/run` with buildah, run with podman (being written).
+//! The Linux container image (`deploy/image/Containerfile`), as `.ci/image.sh` built it with
+//! buildah, run with podman: the container polls a simulated Windows kubelet in this process
+//! and pushes to a real Prometheus, both on 127.0.0.1 (`--network host`); what Prometheus
+//! stores is compared with what the simulator served. The image itself is checked from the
+//! outside: its config (user, entrypoint, labels), its complete file list (two files, so no
+//! shell), the uid the running process really has, and that the agent in it trusts exactly
+//! the CA bundle at the path the image puts one.
+//!
+//! The image name comes from `KUBELET_PUSH_IMAGE` (exported by `.ci/image.sh`). Without it the
+//! tests fail in CI and say SKIPPED elsewhere. podman reads `CONTAINERS_CONF`, or this
+//! repository's `.ci/podman/containers.conf` when it is unset.
+
+use std::process::Output;
+
+use kubelet_push::demo::simulator::{KubeletServer, SimulatedKubelet};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_rustls::rustls;
+
+use super::*;
+
+/// The distroless "nonroot" uid and gid the Containerfile sets.
+const NONROOT: u32 = 65_532;
+const PODS: usize = 4;
+const NODE: &str = "demo-win-node";
+
+/// The image to test, or why the test cannot run.
+fn image() -> Option<String> {
+    match std::env::var("KUBELET_PUSH_IMAGE") {
+        Ok(name) if !name.is_empty() => Some(name),
+        _ => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "KUBELET_PUSH_IMAGE is not set: .ci/run builds the image with .ci/image.sh and \
+                 exports the variable it prints"
+            );
+            eprintln!(
+                "SKIPPED: KUBELET_PUSH_IMAGE not set (image_env=$(bash .ci/image.sh) && eval \"$image_env\")"
+            );
+            None
+        }
+    }
+}
+
+fn podman_command() -> Command {
+    let mut cmd = Command::new("podman");
+    if std::env::var_os("CONTAINERS_CONF").is_none() {
+        cmd.env(
+            "CONTAINERS_CONF",
+            Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/podman/containers.conf"),
+        );
+    }
+    cmd.kill_on_drop(true);
+    cmd
+}
+
+/// Runs `podman ARGS` to its end (at most a minute) and returns what it printed.
+async fn podman(args: &[&str]) -> Output {
+    let run = podman_command().args(args).stdin(Stdio::null()).output();
+    tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .unwrap_or_else(|_| panic!("podman {args:?} took over a minute"))
+        .unwrap_or_else(|e| panic!("podman {args:?}: {e}"))
+}
+
+/// `podman ARGS`, which must succeed; its stdout.
+async fn podman_ok(args: &[&str]) -> String {
+    let out = podman(args).await;
+    assert!(
+        out.status.success(),
+        "podman {args:?}: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A container started by a test, removed (with force) when dropped, so a failing test leaves
+/// nothing running: killing the `podman run` client does not stop the container.
+struct Container {
+    name: String,
+}
+
+impl Container {
+    fn named(what: &str) -> Container {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        Container {
+            name: format!("kubelet-push-it-{what}-{}-{n}", std::process::id()),
+        }
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let mut cmd = podman_command().into_std();
+        let _ = cmd
+            .args(["rm", "--force", "--ignore", "--time", "0", &self.name])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// `podman run --rm [OPTIONS] IMAGE ARGS` in the foreground, as a child of this process, so
+/// its exit code, stdout and stderr are the agent's.
+fn run(image: &str, container: &Container, options: &[&str], args: &[&str]) -> Child {
+    podman_command()
+        .args([
+            "run",
+            "--rm",
+            "--network",
+            "host",
+            "--name",
+            &container.name,
+        ])
+        .args(options)
+        .arg(image)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+async fn finish(child: Child, within: Duration) -> (Option<i32>, String, String) {
+    let out = tokio::time::timeout(within, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("the container did not exit within {within:?}"))
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Mounted read-only on the host while it lives.
+struct MountedImage {
+    image: String,
+    root: PathBuf,
+}
+
+impl MountedImage {
+    async fn mount(image: &str) -> MountedImage {
+        let root = podman_ok(&["image", "mount", image]).await;
+        MountedImage {
+            image: image.to_owned(),
+            root: PathBuf::from(root.trim()),
+        }
+    }
+}
+
+impl Drop for MountedImage {
+    fn drop(&mut self) {
+        let mut cmd = podman_command().into_std();
+        let _ = cmd
+            .args(["image", "unmount", &self.image])
+            .stdout(Stdio::null())
+            .status();
+    }
+}
+
+/// Every entry under `dir`, as (path relative to the root, metadata), depth first.
+fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, std::fs::Metadata)>) {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    entries.sort();
+    for path in entries {
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        let rel = path.strip_prefix(root).unwrap().display().to_string();
+        out.push((rel, meta.clone()));
+        if meta.is_dir() {
+            walk(root, &path, out);
+        }
+    }
+}
+
+/// Whether an ELF executable asks for a program interpreter (`PT_INTERP`): every dynamically
+/// linked executable does, a static or static-pie one does not.
+fn elf_has_interpreter(elf: &[u8]) -> bool {
+    assert_eq!(&elf[..4], b"\x7fELF", "not an ELF file");
+    assert_eq!(elf[4], 2, "not a 64-bit ELF file");
+    let u16_at = |at: usize| u16::from_le_bytes(elf[at..at + 2].try_into().unwrap());
+    let u64_at = |at: usize| u64::from_le_bytes(elf[at..at + 8].try_into().unwrap());
+    let (phoff, phentsize, phnum) = (u64_at(0x20) as usize, u16_at(0x36), u16_at(0x38));
+    (0..usize::from(phnum)).any(|i| {
+        let at = phoff + i * usize::from(phentsize);
+        u32::from_le_bytes(elf[at..at + 4].try_into().unwrap()) == 3
+    })
+}
+
+#[tokio::test]
+async fn image_is_the_static_agent_and_a_ca_bundle_run_as_nonroot() {
+    let Some(image) = image() else { return };
+
+    let inspect = podman_ok(&["image", "inspect", &image]).await;
+    let inspect: Value = serde_json::from_str(&inspect).unwrap();
+    let img = &inspect[0];
+    assert_eq!(img["Os"], "linux", "{img}");
+    assert_eq!(img["Architecture"], "amd64", "{img}");
+    let config = &img["Config"];
+    assert_eq!(config["User"], "65532:65532", "{config}");
+    assert_eq!(config["Entrypoint"], serde_json::json!(["/kubelet-push"]));
+    assert!(config["Cmd"].is_null(), "no default arguments: {config}");
+    let labels = &config["Labels"];
+    assert_eq!(
+        labels["org.opencontainers.image.version"],
+        env!("CARGO_PKG_VERSION")
+    );
+    assert_eq!(labels["org.opencontainers.image.licenses"], "Apache-2.0");
+    assert_eq!(labels["org.opencontainers.image.title"], "kubelet-push");
+    assert_eq!(
+        labels["org.opencontainers.image.source"],
+        env!("CARGO_PKG_REPOSITORY")
+    );
+    let revision = labels["org.opencontainers.image.revision"]
+        .as_str()
+        .unwrap_or("");
+    assert!(
+        revision.len() == 40 && revision.bytes().all(|b| b.is_ascii_hexdigit()),
+        "a commit id: {labels}"
+    );
+    // One layer: nothing came from a base image.
+    assert_eq!(
+        img["RootFS"]["Layers"].as_array().unwrap().len(),
+        1,
+        "{img}"
+    );
+
+    // Everything in the image: the agent and the bundle, owned by root, so the agent (uid
+    // 65532) cannot change either. No shell, no libc, nothing else to exec.
+    let mounted = MountedImage::mount(&image).await;
+    let mut entries = Vec::new();
+    walk(&mounted.root, &mounted.root, &mut entries);
+    let listing: Vec<String> = entries
+        .iter()
+        .map(|(path, meta)| {
+            use std::os::unix::fs::{MetadataExt, PermissionsExt};
+            format!(
+                "{path} {:o} {}:{}",
+                meta.permissions().mode() & 0o7777,
+                meta.uid(),
+                meta.gid()
+            )
+        })
+        .collect();
+    assert_eq!(
+        listing,
+        [
+            "etc 755 0:0",
+            "etc/ssl 755 0:0",
+            "etc/ssl/certs 755 0:0",
+            "etc/ssl/certs/ca-certificates.crt 644 0:0",
+            "kubelet-push 755 0:0",
+        ],
+        "the image's files"
+    );
+    let binary = std::fs::read(mounted.root.join("kubelet-push")).unwrap();
+    assert!(
+        !elf_has_interpreter(&binary),
+        "/kubelet-push is dynamically linked"
+    );
+    let bundle =
+        std::fs::read_to_string(mounted.root.join("etc/ssl/certs/ca-certificates.crt")).unwrap();
+    let certs = bundle.matches("-----BEGIN CERTIFICATE-----").count();
+    assert!(certs >= 100, "a public CA bundle, not {certs} certificates");
+    drop(mounted);
+
+    // And so nothing but the agent can be started in it.
+    let shell = podman(&[
+        "run",
+        "--rm",
+        "--entrypoint",
+        "/bin/sh",
+        &image,
+        "-c",
+        "true",
+    ])
+    .await;
+    assert!(!shell.status.success(), "a shell ran in the image");
+    let err = String::from_utf8_lossy(&shell.stderr);
+    assert!(err.contains("/bin/sh"), "{err}");
+
+    // The binary runs in it.
+    let version = podman_ok(&["run", "--rm", &image, "--version"]).await;
+    assert_eq!(
+        version.trim(),
+        format!("kubelet-push {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+/// The real numbers of the summary the simulator serves at `t_s`.
+fn served_at(reference: &mut SimulatedKubelet, t_s: i64) -> Value {
+    let at = SystemTime::UNIX_EPOCH + Duration::from_secs(t_s as u64);
+    serde_json::from_str(&reference.summary_json(at)).unwrap()
+}
+
+fn json_f64(v: &Value) -> f64 {
+    v.as_u64()
+        .unwrap_or_else(|| panic!("not an unsigned integer: {v}")) as f64
+}
+
+/// The process's `Uid:`/`Gid:` (real, effective, saved, fs) and effective capabilities, as
+/// the host's /proc sees the container's first process.
+fn proc_status(pid: u32) -> (String, String, String) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status"))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    (field("Uid:"), field("Gid:"), field("CapEff:"))
+}
+
+#[tokio::test]
+async fn container_pushes_what_the_kubelet_served_to_prometheus_and_stops_cleanly() {
+    let Some(image) = image() else { return };
+    if !available(Kind::Prometheus) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let prometheus = Real::start(Kind::Prometheus, dir.path(), free_port()).await;
+    // The same inputs make the same node: `reference` answers what the server served at any
+    // second.
+    let booted = SystemTime::now() - Duration::from_secs(3600);
+    let mut reference = SimulatedKubelet::new(PODS, 7, booted);
+    let kubelet = KubeletServer::start(reference.clone()).await.unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+
+    let container = Container::named("push");
+    let started = Instant::now();
+    let child = run(
+        &image,
+        &container,
+        &[],
+        &[
+            "--kubelet-url",
+            &kubelet.url(),
+            "--remote-url",
+            &prometheus.write_url(),
+            "--interval",
+            "1s",
+            "--listen-address",
+            &listen,
+        ],
+    );
+
+    // Ready (a poll and a send succeeded), as a kubelet's readiness probe would see it.
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ready = http
+            .get(format!("http://{listen}/readyz"))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await;
+        if ready.is_ok_and(|r| r.status().is_success()) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the container's agent not ready within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let ready_after = started.elapsed();
+
+    // The process in the container, as the kernel sees it: uid and gid 65532 in all four
+    // slots, and no capabilities.
+    let pid: u32 = podman_ok(&["inspect", "--format", "{{.State.Pid}}", &container.name])
+        .await
+        .trim()
+        .parse()
+        .unwrap();
+    let (uid, gid, caps) = proc_status(pid);
+    assert_eq!(uid, format!("{NONROOT} {NONROOT} {NONROOT} {NONROOT}"));
+    assert_eq!(gid, format!("{NONROOT} {NONROOT} {NONROOT} {NONROOT}"));
+    assert_eq!(caps, "0000000000000000", "effective capabilities");
+
+    // A few polls' worth of node CPU in Prometheus.
+    let cpu_selector = format!("node_cpu_usage_seconds_total{{node=\"{NODE}\"}}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let raw = prometheus.raw(&cpu_selector, now_ms(), 120).await;
+        if raw.values().next().is_some_and(|s| s.len() >= 4) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "fewer than 4 node CPU samples in 60 s: {raw:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    // `podman stop` sends the image's stop signal (SIGTERM) to the agent, PID 1 in the
+    // container, where only a signal with a handler does anything; then SIGKILL after 30 s.
+    let stop_sent = Instant::now();
+    podman_ok(&["stop", "--time", "30", &container.name]).await;
+    let (code, _stdout, log) = finish(child, Duration::from_secs(40)).await;
+    let stop_took = stop_sent.elapsed();
+    assert_eq!(code, Some(0), "exit code after podman stop: {log}");
+    assert!(
+        stop_took < Duration::from_secs(15),
+        "stopped by SIGTERM, not by the SIGKILL 30 s later: {stop_took:?}"
+    );
+    assert!(
+        log.contains("shutting down (signal received)") && log.contains("SIGTERM"),
+        "{log}"
+    );
+    let last = log.lines().last().unwrap_or("");
+    assert!(
+        last.contains("kubelet-push stopped")
+            && last.contains("polls_failed=0")
+            && last.contains("samples_pending=0"),
+        "a clean stop with everything delivered: {log}"
+    );
+    let sent = samples_sent(&log);
+
+    // What Prometheus holds is what the kubelet served, sample by sample.
+    let end = now_ms();
+    let raw = prometheus
+        .raw(&format!("{{instance=\"{NODE}\"}}"), end, 300)
+        .await;
+    let only = |name: &str| -> &Vec<(i64, f64)> {
+        let key = format!("{name}{{instance=\"{NODE}\",job=\"kubelet\",node=\"{NODE}\"}}");
+        raw.get(&key)
+            .unwrap_or_else(|| panic!("{key} not stored: {:?}", raw.keys()))
+    };
+    let node_cpu = only("node_cpu_usage_seconds_total");
+    let node_mem = only("node_memory_working_set_bytes");
+    assert!(node_cpu.len() >= 4, "{node_cpu:?}");
+    for (metric, samples, field) in [
+        (
+            "node_cpu_usage_seconds_total",
+            node_cpu,
+            &["cpu", "usageCoreNanoSeconds"],
+        ),
+        (
+            "node_memory_working_set_bytes",
+            node_mem,
+            &["memory", "workingSetBytes"],
+        ),
+    ] {
+        for &(t, v) in samples {
+            assert_eq!(t % 1000, 0, "{metric}: the kubelet's whole-second time");
+            let doc = served_at(&mut reference, t / 1000);
+            let section = &doc["node"][field[0]];
+            assert_eq!(section["time"], format_rfc3339(t / 1000), "{metric} at {t}");
+            let mut expected = json_f64(&section[field[1]]);
+            if metric.ends_with("_seconds_total") {
+                expected /= 1e9;
+            }
+            assert_eq!(
+                v.to_bits(),
+                expected.to_bits(),
+                "{metric} at {t}: stored {v}, the kubelet served {expected}"
+            );
+        }
+    }
+
+    // Each pod's memory: pod sections lag the node's by up to two seconds (the kubelet's cache),
+    // so the document that carried a sample stamped `t` was served at `t`, `t+1` or `t+2`.
+    let mut pods_checked = std::collections::BTreeSet::new();
+    for (key, samples) in raw
+        .iter()
+        .filter(|(k, _)| k.starts_with("pod_memory_working_set_bytes{"))
+    {
+        let pod = key
+            .split("pod=\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .unwrap();
+        for &(t, v) in samples {
+            let t_s = t / 1000;
+            let served = (t_s..=t_s + 2).find_map(|now| {
+                let doc = served_at(&mut reference, now);
+                doc["pods"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|p| {
+                        p["podRef"]["name"] == pod && p["memory"]["time"] == format_rfc3339(t_s)
+                    })
+                    .map(|p| json_f64(&p["memory"]["workingSetBytes"]))
+            });
+            let served = served.unwrap_or_else(|| panic!("{key}: no document stamped {t}"));
+            assert_eq!(v.to_bits(), served.to_bits(), "{key} at {t}");
+        }
+        pods_checked.insert(pod.to_owned());
+    }
+    assert!(
+        pods_checked.len() >= PODS,
+        "every pod's memory arrived: {pods_checked:?}"
+    );
+    prometheus.assert_nothing_rejected(sent).await;
+    eprintln!(
+        "image e2e: ready after {ready_after:?}, stopped in {stop_took:?}, {sent} samples sent, \
+         {} node CPU samples and {} pods compared",
+        node_cpu.len(),
+        pods_checked.len()
+    );
+}
+
+/// An HTTPS kubelet on 127.0.0.1 with a certificate from a throwaway CA: its PEM, and the URL.
+async fn tls_kubelet(connections: usize) -> (String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    const SUMMARY: &str = r#"{"node":{"nodeName":"tls-node","memory":{"time":"2030-01-01T00:00:00Z","workingSetBytes":42}}}"#;
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let issuer = CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
+        )
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+    tokio::spawn(async move {
+        for _ in 0..connections {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let Ok(mut tls) = acceptor.accept(tcp).await else {
+                continue;
+            };
+            let mut buf = vec![0u8; 8192];
+            let mut read = 0;
+            while !buf[..read].windows(4).any(|w| w == b"\r\n\r\n") {
+                match tls.read(&mut buf[read..]).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => read += n,
+                }
+            }
+            let response = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{SUMMARY}",
+                SUMMARY.len()
+            );
+            let _ = tls.write_all(response.as_bytes()).await;
+            let _ = tls.shutdown().await;
+        }
+    });
+    (issuer.pem(), format!("https://127.0.0.1:{port}"))
+}
+
+/// The agent in the image trusts the bundle at /etc/ssl/certs/ca-certificates.crt, the one the
+/// image carries: with it a kubelet signed by an unknown CA is refused as such (so roots were
+/// loaded, and public ones do not vouch for it), and with a bundle holding that CA bind-mounted
+/// over the same path, the same kubelet is trusted. No `--kubelet-ca-file` either time.
+#[tokio::test]
+async fn container_verifies_tls_with_the_bundle_at_the_standard_path() {
+    let Some(image) = image() else { return };
+    kubelet_push::http::install_crypto_provider();
+    let (ca_pem, url) = tls_kubelet(4).await;
+    let args = [
+        "--dry-run",
+        "--kubelet-url",
+        url.as_str(),
+        "--node-name",
+        "n",
+    ];
+
+    let container = Container::named("tls-public");
+    let child = run(&image, &container, &[], &args);
+    let (code, stdout, log) = finish(child, Duration::from_secs(60)).await;
+    assert_eq!(code, Some(1), "a failed poll: {log}");
+    assert!(
+        stdout.contains("up{instance=\"n\",job=\"kubelet\",node=\"n\"} 0 "),
+        "{stdout}"
+    );
+    assert!(log.contains("UnknownIssuer"), "refused as unknown: {log}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("ca-certificates.crt");
+    std::fs::write(&bundle, &ca_pem).unwrap();
+    let mount = format!("{}:/etc/ssl/certs/ca-certificates.crt:ro", bundle.display());
+    let container = Container::named("tls-mounted");
+    let child = run(&image, &container, &["--volume", &mount], &args);
+    let (code, stdout, log) = finish(child, Duration::from_secs(60)).await;
+    assert_eq!(code, Some(0), "{log}");
+    assert!(
+        stdout.contains(
+            "node_memory_working_set_bytes{instance=\"n\",job=\"kubelet\",node=\"n\"} 42 "
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("up{instance=\"n\",job=\"kubelet\",node=\"n\"} 1 "),
+        "{stdout}"
+    );
+}
