@@ -1,53 +1,128 @@
-//! Turning the platform's "please stop" into one cancellation.
+//! Turning the platform's "please stop" into one cancellation: the first stop request cancels
+//! the root token (stop polling, drain for `--shutdown-timeout`, keep the rest on disk), a
+//! second one exits at once. It owns no shutdown logic beyond that; the drain is `agent.rs`'s.
+//!
+//! What a Kubernetes stop delivers, as read in the sources (containerd `internal/cri/server/
+//! container_stop.go`; hcsshim `cmd/containerd-shim-runhcs-v1/exec_hcs.go`,
+//! `internal/signals/signal.go`, `internal/jobcontainers/{process,jobcontainer}.go`):
+//! - The kubelet calls CRI `StopContainer` with the pod's grace period; containerd sends the
+//!   image's stop signal (default SIGTERM), waits for the grace period, then sends SIGKILL.
+//! - On Windows the shim turns SIGTERM into `CTRL_SHUTDOWN_EVENT` and SIGKILL into a terminate
+//!   (exit code 1, no handler runs). A HostProcess container's process gets the event through
+//!   a thread the shim starts in it at kernel32's `CtrlRoutine`, since
+//!   `GenerateConsoleCtrlEvent` cannot send it; a process-isolated container gets it from
+//!   HCS. Only the container's first process is signalled: run the `.exe` itself, not a
+//!   `cmd /c` around it. The job object is ended 5 s after CTRL_SHUTDOWN only for processes
+//!   still left once that first process has exited.
+//! - No console host watches that thread, so Windows does not end the process when a
+//!   handler returns or after a timeout: the limit is the grace period. `--shutdown-timeout`
+//!   must stay below `terminationGracePeriodSeconds`; past it the terminate ends the drain,
+//!   and what the disk buffer holds is sent after the restart (at least once; a terminate
+//!   loses at most the poll in progress). With the memory buffer it is lost.
+//! - A real console differs: closing its window, logging off or shutting down ends the
+//!   process about 5 s after the event whatever the handler does, so a longer
+//!   `--shutdown-timeout` is cut short there.
+//!
+//! tokio's handler never returns for close, logoff and shutdown (a console host would end the
+//! process as soon as it did), so our drain runs to its end. While it waits, kernel32's
+//! dispatcher keeps its handler lock, so a later event is not delivered: after one of those
+//! three, only a terminate stops the process early (measured under Wine 8.0; ReactOS's
+//! kernel32 holds the lock the same way).
 
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 
 /// Cancels `token` on the first stop request, and exits at once on a second one, for an
 /// operator whose patience ran out.
 pub fn cancel_on_shutdown(token: CancellationToken) {
-    tokio::spawn(async move {
-        if let Err(e) = wait().await {
-            tracing::warn!(error = %e, "cannot listen for shutdown signals; stop with SIGKILL");
+    // Listen before returning, and for the whole run: on Windows an event that finds no
+    // listener goes to the default handler, which ends the process without a drain.
+    let mut requests = match StopRequests::listen() {
+        Ok(r) => r,
+        Err(e) => {
+            warn!(error = %e, "cannot listen for shutdown signals; stop with SIGKILL");
             return;
         }
-        info!("shutting down (signal received)");
+    };
+    tokio::spawn(async move {
+        let Some(signal) = requests.next().await else {
+            return;
+        };
+        info!(signal, "shutting down (signal received)");
         token.cancel();
-        if wait().await.is_ok() {
-            info!("second signal: exiting now");
+        if let Some(signal) = requests.next().await {
+            info!(signal, "second signal: exiting now");
             std::process::exit(130);
         }
     });
 }
 
 #[cfg(unix)]
-async fn wait() -> std::io::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    // SIGTERM: how Kubernetes asks a pod to stop. SIGINT: Ctrl-C in a terminal.
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+struct StopRequests {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+#[cfg(unix)]
+impl StopRequests {
+    fn listen() -> std::io::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(StopRequests {
+            // How Kubernetes (the container runtime) asks a pod to stop.
+            term: signal(SignalKind::terminate())?,
+            // Ctrl-C in a terminal.
+            int: signal(SignalKind::interrupt())?,
+        })
     }
-    Ok(())
+
+    /// The next request's name; `None` once no more can arrive.
+    async fn next(&mut self) -> Option<&'static str> {
+        tokio::select! {
+            Some(()) = self.term.recv() => Some("SIGTERM"),
+            Some(()) = self.int.recv() => Some("SIGINT"),
+            else => None,
+        }
+    }
 }
 
 #[cfg(windows)]
-async fn wait() -> std::io::Result<()> {
-    use tokio::signal::windows;
-    // Ctrl-C and Ctrl-Break in a console; close when the console window goes away; shutdown
-    // when Windows (or the container runtime stopping a Windows container) asks services to
-    // stop.
-    let mut c = windows::ctrl_c()?;
-    let mut brk = windows::ctrl_break()?;
-    let mut close = windows::ctrl_close()?;
-    let mut shutdown = windows::ctrl_shutdown()?;
-    tokio::select! {
-        _ = c.recv() => {}
-        _ = brk.recv() => {}
-        _ = close.recv() => {}
-        _ = shutdown.recv() => {}
+struct StopRequests {
+    c: tokio::signal::windows::CtrlC,
+    brk: tokio::signal::windows::CtrlBreak,
+    close: tokio::signal::windows::CtrlClose,
+    logoff: tokio::signal::windows::CtrlLogoff,
+    shutdown: tokio::signal::windows::CtrlShutdown,
+}
+
+#[cfg(windows)]
+impl StopRequests {
+    fn listen() -> std::io::Result<Self> {
+        use tokio::signal::windows;
+        Ok(StopRequests {
+            // Ctrl-C in a console, or `GenerateConsoleCtrlEvent`; also what Wine makes of
+            // SIGINT.
+            c: windows::ctrl_c()?,
+            // Ctrl-Break in a console, or `GenerateConsoleCtrlEvent` to a process group.
+            brk: windows::ctrl_break()?,
+            // The console window closing (or End task); the system ends the process ~5 s
+            // later.
+            close: windows::ctrl_close()?,
+            // A user logging off; only services and HostProcess containers outlive it.
+            logoff: windows::ctrl_logoff()?,
+            // What containerd sends for SIGTERM (pod stop), and Windows at shutdown.
+            shutdown: windows::ctrl_shutdown()?,
+        })
     }
-    Ok(())
+
+    /// The next request's name; `None` once no more can arrive.
+    async fn next(&mut self) -> Option<&'static str> {
+        tokio::select! {
+            Some(()) = self.c.recv() => Some("CTRL_C_EVENT"),
+            Some(()) = self.brk.recv() => Some("CTRL_BREAK_EVENT"),
+            Some(()) = self.close.recv() => Some("CTRL_CLOSE_EVENT"),
+            Some(()) = self.logoff.recv() => Some("CTRL_LOGOFF_EVENT"),
+            Some(()) = self.shutdown.recv() => Some("CTRL_SHUTDOWN_EVENT"),
+            else => None,
+        }
+    }
 }
