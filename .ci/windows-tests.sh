@@ -4,8 +4,8 @@
 # number each binary lists, and every test Linux has must run here too unless it is named in
 # UNIX_ONLY below, with the reason.
 #
-# Needs what .ci/run installs: Debian's wine, wine64, gcc-mingw-w64-x86-64 and the rustup
-# target. Uses a Wine prefix of its own (WINE_TESTS_PREFIX, default
+# Installs what it needs when missing (Debian's wine, wine64, gcc-mingw-w64-x86-64 and the
+# rustup target; root for apt-get). Uses a Wine prefix of its own (WINE_TESTS_PREFIX, default
 # ~/.cache/kubelet-push/wine-tests), so ending its wineserver ends only what this script ran.
 #
 # Env: TEST_THREADS (default 4), WINE_TESTS_TIMEOUT (seconds for the run, default 900). No
@@ -38,6 +38,20 @@ UNIX_ONLY=(
 
 log() { printf '\n==> %s\n' "$*"; }
 die() { printf '\nwindows-tests: FAILED: %s\n' "$*" >&2; exit 1; }
+
+# What this needs, installed when missing (quick when present): Wine, MinGW (the DLL
+# stand-in and ring's C code), the Rust target.
+need_pkgs=()
+for pkg in wine wine64 gcc-mingw-w64-x86-64; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need_pkgs+=("$pkg")
+done
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  log "installing ${need_pkgs[*]}"
+  [ "$(id -u)" = 0 ] || die "need root to install ${need_pkgs[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+fi
+rustup target list --installed | grep -qx "$target" || rustup target add "$target"
 
 work="$(mktemp -d)"
 # Every process this run starts inherits this mark, so leftovers can be found by it alone.

@@ -76,9 +76,15 @@ async fn an_outage_of_twenty_polls_loses_nothing() {
     }
     let (ku, ru) = (k.url(), rx.url());
     let agent = Agent::start(&args(&ku, &ru, &[]));
+    // 20 polls and 20 refused sends: on a busy machine each send takes longer, so counting
+    // polls alone may end the outage before the sender has retried 20 times.
     let deadline = tokio::time::Instant::now() + SHORT;
-    while k.requests() < 21 {
-        assert!(tokio::time::Instant::now() < deadline);
+    while k.requests() < 21 || agent.metrics.requests_with(Some(503)) < 20 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{}",
+            agent.metrics.encode()
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let polls_in_outage = agent.metrics.polls(true);
