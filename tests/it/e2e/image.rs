@@ -334,12 +334,28 @@ async fn container_pushes_what_the_kubelet_served_to_prometheus_and_stops_cleanl
     let kubelet = KubeletServer::start(reference.clone()).await.unwrap();
     let listen = format!("127.0.0.1:{}", free_port());
 
+    // The disk buffer on a host directory given to uid 65532, as the Linux DaemonSet's init
+    // container does with its hostPath.
+    let buffer = tempfile::tempdir().unwrap();
+    std::os::unix::fs::chown(buffer.path(), Some(NONROOT), Some(NONROOT)).unwrap();
+    let buffer_mount = format!("{}:/var/lib/kubelet-push", buffer.path().display());
+
     let container = Container::named("push");
     let started = Instant::now();
     let child = run(
         &image,
         &container,
-        &[],
+        // The Linux DaemonSet's securityContext: read-only root, no capabilities, no
+        // privilege escalation.
+        &[
+            "--read-only",
+            "--cap-drop",
+            "ALL",
+            "--security-opt",
+            "no-new-privileges",
+            "--volume",
+            &buffer_mount,
+        ],
         &[
             "--kubelet-url",
             &kubelet.url(),
@@ -349,6 +365,8 @@ async fn container_pushes_what_the_kubelet_served_to_prometheus_and_stops_cleanl
             "1s",
             "--listen-address",
             &listen,
+            "--buffer-dir",
+            "/var/lib/kubelet-push",
         ],
     );
 
@@ -422,6 +440,14 @@ async fn container_pushes_what_the_kubelet_served_to_prometheus_and_stops_cleanl
         "a clean stop with everything delivered: {log}"
     );
     let sent = samples_sent(&log);
+    // The buffer was written, by the agent's uid.
+    let mut written = Vec::new();
+    walk(buffer.path(), buffer.path(), &mut written);
+    assert!(!written.is_empty(), "nothing in the disk buffer: {log}");
+    for (path, meta) in &written {
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!((meta.uid(), meta.gid()), (NONROOT, NONROOT), "{path}");
+    }
 
     // What Prometheus holds is what the kubelet served, sample by sample.
     let end = now_ms();
