@@ -324,10 +324,13 @@ fn parse_kubelet_url(s: &str) -> Result<Source, ConfigError> {
 /// URL (RFC 8089, percent-decoded): `file:///var/x.json` on Linux; `file:///C:/x.json`,
 /// `file://C:/x.json` and `file://C:\x.json` on Windows. Anything else is the rest taken
 /// literally, so a relative path typed by hand (`file://summary.json`, which a URL parser
-/// would read as a host name) works everywhere.
+/// would read as a host name) works everywhere; `file://server/share` is not read as UNC.
 fn file_url_path(url: &str, rest: &str) -> PathBuf {
     reqwest::Url::parse(url)
         .ok()
+        // A host would be a UNC server on Windows (`\\tests\fixtures`): a relative path
+        // such as `file://tests/x.json` is never meant as one.
+        .filter(|u| matches!(u.host_str(), None | Some("" | "localhost")))
         .and_then(|u| u.to_file_path().ok())
         .unwrap_or_else(|| PathBuf::from(rest))
 }
