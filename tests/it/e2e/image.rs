@@ -192,6 +192,13 @@ fn elf_has_interpreter(elf: &[u8]) -> bool {
     })
 }
 
+#[test]
+fn a_dynamically_linked_executable_has_an_interpreter() {
+    // This test binary is linked against glibc: the check above can tell.
+    let me = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+    assert!(elf_has_interpreter(&me));
+}
+
 #[tokio::test]
 async fn image_is_the_static_agent_and_a_ca_bundle_run_as_nonroot() {
     let Some(image) = image() else { return };
