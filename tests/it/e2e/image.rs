@@ -1,10 +1,11 @@
 //! The Linux container image (`deploy/image/Containerfile`), as `.ci/image.sh` built it with
 //! buildah, run with podman: the container polls a simulated Windows kubelet in this process
 //! and pushes to a real Prometheus, both on 127.0.0.1 (`--network host`); what Prometheus
-//! stores is compared with what the simulator served. The image itself is checked from the
-//! outside: its config (user, entrypoint, labels), its complete file list (two files, so no
-//! shell), the uid the running process really has, and that the agent in it trusts exactly
-//! the CA bundle at the path the image puts one.
+//! stores is compared with what the simulator served, and `podman stop` must end it cleanly
+//! through SIGTERM. The image itself is checked from the outside: its config (user,
+//! entrypoint, labels), its complete file list (two files, so no shell), the uid and
+//! capabilities the running process really has, and that the agent in it takes its TLS roots
+//! from the bundle at the path where the image puts one.
 //!
 //! The image name comes from `KUBELET_PUSH_IMAGE` (exported by `.ci/image.sh`). Without it the
 //! tests fail in CI and say SKIPPED elsewhere. podman reads `CONTAINERS_CONF`, or this
