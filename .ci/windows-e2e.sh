@@ -6,9 +6,10 @@
 #
 #   eval "$(.ci/windows-e2e.sh)"
 #
-# Idempotent: cargo and the prefix setup do nothing when up to date, the helper is rebuilt
-# only when its source changed. Needs what .ci/run installs: Debian's wine, wine64,
-# gcc-mingw-w64-x86-64, and the rustup target x86_64-pc-windows-gnu.
+# Idempotent and quick when done before: installs Debian's wine, wine64 and
+# gcc-mingw-w64-x86-64 and the rustup target x86_64-pc-windows-gnu only when missing (root
+# for apt-get), cargo and the prefix setup do nothing when up to date, the helper is rebuilt
+# only when its source changed.
 #
 # Env: WINE_E2E_PREFIX (default ~/.cache/kubelet-push/wine-e2e), CARGO_TARGET_DIR.
 set -euo pipefail
@@ -16,12 +17,27 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 target=x86_64-pc-windows-gnu
+need_pkgs=()
+for pkg in wine wine64 gcc-mingw-w64-x86-64; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need_pkgs+=("$pkg")
+done
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  [ "$(id -u)" = 0 ] || { echo "windows-e2e: need root to install ${need_pkgs[*]}" >&2; exit 1; }
+  echo "windows-e2e: installing ${need_pkgs[*]}" >&2
+  apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+fi
+rustup target list --installed | grep -qx "$target" || rustup target add "$target" >&2
+
 # A prefix of its own: the tests run several Windows processes at once in it, and nothing
 # else (a `wineserver -k` of another suite, say) should end them.
 prefix="$(WINEPREFIX="${WINE_E2E_PREFIX:-${XDG_CACHE_HOME:-$HOME/.cache}/kubelet-push/wine-e2e}" \
   .ci/wine/setup)"
 [ -f "$prefix/drive_c/windows/system32/bcryptprimitives.dll" ] ||
   { echo "windows-e2e: $prefix has no bcryptprimitives.dll" >&2; exit 1; }
+# Whatever an earlier, killed run left running in this prefix goes now, not mid-test.
+WINEPREFIX="$prefix" wineserver -k 2>/dev/null || true
+WINEPREFIX="$prefix" wineserver -w 2>/dev/null || true
 
 # cargo reports on stderr; stdout stays for the variables.
 cargo build --release --locked --target "$target" >&2
