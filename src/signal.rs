@@ -11,9 +11,16 @@
 //!   (exit code 1, no handler runs). A HostProcess container's process gets the event through
 //!   a thread the shim starts in it at kernel32's `CtrlRoutine`, since
 //!   `GenerateConsoleCtrlEvent` cannot send it; a process-isolated container gets it from
-//!   HCS. Only the container's first process is signalled: run the `.exe` itself, not a
-//!   `cmd /c` around it. The job object is ended 5 s after CTRL_SHUTDOWN only for processes
-//!   still left once that first process has exited.
+//!   HCS. Only the container's first process is signalled, so the image runs the `.exe`
+//!   itself. Once that first process has exited, the shim sends CTRL_SHUTDOWN to whatever is
+//!   left in the job and ends the job 5 s later (`JobContainer.Shutdown`).
+//! - Where the host can bind files into the container (containerd 1.7+ on Windows Server
+//!   2022 and later), hcsshim itself wraps the command in `cmd /c` (`jobcontainer.go`, "a
+//!   process that will always exist"). Then cmd.exe is the first process: it takes the event
+//!   and exits, and the agent gets CTRL_SHUTDOWN from the clean-up above, with 5 s before the
+//!   terminate, whatever the grace period. The Windows DaemonSet sets `--shutdown-timeout=4s`
+//!   for that reason. On Windows Server 2019 the agent is the first process and the grace
+//!   period is its limit, as described next.
 //! - No console host watches that thread, so Windows does not end the process when a
 //!   handler returns or after a timeout: the limit is the grace period. `--shutdown-timeout`
 //!   must stay below `terminationGracePeriodSeconds`; past it the terminate ends the drain,
