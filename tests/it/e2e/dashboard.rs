@@ -528,7 +528,7 @@ async fn every_panel_and_rule_has_data_and_the_outage_fires_send_stalled() {
     // Before the agents run: both targets down, no agent metrics at all.
     wait_for(
         "both targets scraped as down",
-        Duration::from_secs(10),
+        Duration::from_secs(30),
         || async move {
             p.query(&format!("up{{job=\"{SCRAPE_JOB}\"}} == 0"), now_ms())
                 .await
@@ -568,7 +568,7 @@ async fn every_panel_and_rule_has_data_and_the_outage_fires_send_stalled() {
     // Warm-up: both agents scraped after a delivery, A's pushed `up` stored.
     wait_for(
         "both agents delivering and scraped",
-        Duration::from_secs(20),
+        Duration::from_secs(60),
         || async move {
             p.query("kubelet_push_samples_sent_total > 0", now_ms())
                 .await
@@ -607,7 +607,7 @@ async fn every_panel_and_rule_has_data_and_the_outage_fires_send_stalled() {
     let r = &receiver;
     wait_for(
         "four requests rejected",
-        Duration::from_secs(15),
+        Duration::from_secs(45),
         || async move { r.requests().iter().filter(|q| q.status == 400).count() == 4 },
     )
     .await;
@@ -628,7 +628,7 @@ async fn every_panel_and_rule_has_data_and_the_outage_fires_send_stalled() {
     wait_for_alerts(
         p,
         "the outage's alerts firing",
-        Duration::from_secs(40),
+        Duration::from_secs(90),
         |a| firing(a).is_superset(want),
     )
     .await;
@@ -663,7 +663,7 @@ async fn every_panel_and_rule_has_data_and_the_outage_fires_send_stalled() {
     wait_for_alerts(
         p,
         "the outage's alerts resolved",
-        Duration::from_secs(20),
+        Duration::from_secs(60),
         |a| firing(a) == *want && a.len() == 1,
     )
     .await;
@@ -679,7 +679,7 @@ async fn every_panel_and_rule_has_data_and_the_outage_fires_send_stalled() {
     wait_for_alerts(
         p,
         "KubeletPushAgentDown firing for B",
-        Duration::from_secs(15),
+        Duration::from_secs(45),
         |a| firing(a) == *want,
     )
     .await;
