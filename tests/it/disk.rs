@@ -324,18 +324,8 @@ async fn a_full_disk_is_counted_and_survived() {
     );
     kubelet_push::http::install_crypto_provider();
     let metric = |name: &'static str| {
-        let url = format!("http://{listen}/metrics");
-        async move {
-            let Ok(r) = reqwest::get(url).await else {
-                return 0.0;
-            };
-            let text = r.text().await.unwrap_or_default();
-            text.lines()
-                .find(|l| l.starts_with(name))
-                .and_then(|l| l.rsplit(' ').next())
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        }
+        let listen = listen.clone();
+        async move { self_metric(&listen, name).await.unwrap_or(0.0) }
     };
     // A nearly full disk still takes the small requests of the polls that find few new
     // values (measured: a 700-sample request failed once a second while the polls between

@@ -116,6 +116,23 @@ impl Logs {
     }
 }
 
+/// A value from a running agent's own `/metrics` at `listen`: the first line that starts with
+/// `line_start` (the name, with labels if any). `None` while the agent does not answer or has
+/// no such line. (Its users, the end-to-end suite and the tmpfs test, are unix-only.)
+#[cfg(unix)]
+pub async fn self_metric(listen: &str, line_start: &str) -> Option<f64> {
+    let text = reqwest::get(format!("http://{listen}/metrics"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find(|l| l.starts_with(line_start))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
 /// A port on 127.0.0.1 that was free a moment ago (bound, then released).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

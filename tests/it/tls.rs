@@ -12,16 +12,16 @@ use tokio_rustls::rustls;
 
 use crate::support::*;
 
-const SUMMARY: &str = r#"{"node":{"nodeName":"tls-node","memory":{"time":"2030-01-01T00:00:00Z","workingSetBytes":42}}}"#;
+pub const SUMMARY: &str = r#"{"node":{"nodeName":"tls-node","memory":{"time":"2030-01-01T00:00:00Z","workingSetBytes":42}}}"#;
 
 /// A CA and a serving certificate for 127.0.0.1 signed by it, like a kubelet with a
 /// cluster-signed serving certificate.
-struct Pki {
-    ca_pem: String,
-    server: rustls::ServerConfig,
+pub struct Pki {
+    pub ca_pem: String,
+    pub server: rustls::ServerConfig,
 }
 
-fn pki() -> Pki {
+pub fn pki() -> Pki {
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -46,7 +46,7 @@ fn pki() -> Pki {
 }
 
 /// Serves `SUMMARY` over HTTPS on 127.0.0.1 for a bounded number of connections.
-async fn serve(server: rustls::ServerConfig, connections: usize) -> String {
+pub async fn serve(server: rustls::ServerConfig, connections: usize) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));

@@ -14,8 +14,6 @@
 use std::process::Output;
 
 use kubelet_push::demo::simulator::{KubeletServer, SimulatedKubelet};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_rustls::rustls;
 
 use super::*;
 
@@ -542,57 +540,12 @@ async fn container_pushes_what_the_kubelet_served_to_prometheus_and_stops_cleanl
     );
 }
 
-/// An HTTPS kubelet on 127.0.0.1 with a certificate from a throwaway CA: its PEM, and the URL.
+/// An HTTPS kubelet on 127.0.0.1 with a certificate from a throwaway CA (the TLS tests'
+/// kubelet, serving `crate::tls::SUMMARY`): its CA's PEM, and the URL.
 async fn tls_kubelet(connections: usize) -> (String, String) {
-    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
-    const SUMMARY: &str = r#"{"node":{"nodeName":"tls-node","memory":{"time":"2030-01-01T00:00:00Z","workingSetBytes":42}}}"#;
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let issuer = CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])
-        .unwrap()
-        .signed_by(&key, &issuer)
-        .unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let server = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![cert.der().clone()],
-            rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
-        )
-        .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
-    tokio::spawn(async move {
-        for _ in 0..connections {
-            let Ok((tcp, _)) = listener.accept().await else {
-                return;
-            };
-            let Ok(mut tls) = acceptor.accept(tcp).await else {
-                continue;
-            };
-            let mut buf = vec![0u8; 8192];
-            let mut read = 0;
-            while !buf[..read].windows(4).any(|w| w == b"\r\n\r\n") {
-                match tls.read(&mut buf[read..]).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => read += n,
-                }
-            }
-            let response = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{SUMMARY}",
-                SUMMARY.len()
-            );
-            let _ = tls.write_all(response.as_bytes()).await;
-            let _ = tls.shutdown().await;
-        }
-    });
-    (issuer.pem(), format!("https://127.0.0.1:{port}"))
+    let pki = crate::tls::pki();
+    let url = crate::tls::serve(pki.server, connections).await;
+    (pki.ca_pem, url)
 }
 
 /// The agent in the image trusts the bundle at /etc/ssl/certs/ca-certificates.crt, the one the

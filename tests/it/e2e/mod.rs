@@ -209,27 +209,10 @@ impl Real {
     /// `/api/v1/query` at `time_ms`.
     pub async fn query(&self, promql: &str, time_ms: i64) -> Vec<Value> {
         let time = format!("{:.3}", time_ms as f64 / 1000.0);
-        let mut url =
-            reqwest::Url::parse(&format!("http://127.0.0.1:{}/api/v1/query", self.port)).unwrap();
-        url.query_pairs_mut()
-            .append_pair("query", promql)
-            .append_pair("time", &time);
-        let text = self
-            .http
-            .get(url)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let body: Value =
-            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{promql}: {e}: {text}"));
-        assert_eq!(body["status"], "success", "{promql}: {body}");
-        body["data"]["result"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
+        let data = self
+            .api("/api/v1/query", &[("query", promql), ("time", &time)])
+            .await;
+        data["result"].as_array().cloned().unwrap_or_default()
     }
 
     /// `data` of a successful GET of the HTTP API at `path` (e.g. `/api/v1/alerts`).

@@ -34,20 +34,6 @@ async fn victoria_metrics_outage_with_agent_restart_loses_nothing() {
     }
 }
 
-/// The agent's pending samples, from its own `/metrics`.
-async fn pending(listen: &str) -> Option<f64> {
-    let text = reqwest::get(format!("http://{listen}/metrics"))
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    text.lines()
-        .find(|l| l.starts_with("kubelet_push_samples_pending "))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
-
 async fn outage(kind: Kind, restart_agent: bool) {
     let dir = tempfile::tempdir().unwrap();
     let buffer = tempfile::tempdir().unwrap();
@@ -91,7 +77,8 @@ async fn outage(kind: Kind, restart_agent: bool) {
     // Within 60 s the backlog is delivered.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if pending(&listen).await == Some(0.0) {
+        if crate::support::self_metric(&listen, "kubelet_push_samples_pending ").await == Some(0.0)
+        {
             break;
         }
         assert!(

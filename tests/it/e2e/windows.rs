@@ -252,16 +252,7 @@ impl WindowsAgent {
 
     /// A value of the agent's own `/metrics`, by the line's start (name and labels).
     async fn metric(&self, line_start: &str) -> Option<f64> {
-        let text = reqwest::get(format!("http://{}/metrics", self.listen))
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
-        text.lines()
-            .find(|l| l.starts_with(line_start))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
+        crate::support::self_metric(&self.listen, line_start).await
     }
 
     /// Waits until `done` holds for the agent's metrics; fails early if the agent exited.
