@@ -292,7 +292,7 @@ pub struct Poller {
 impl Poller {
     pub fn new(config: &Config, metrics: Arc<Metrics>) -> Result<Self, ClientError> {
         let kubelet_display = match &config.kubelet.source {
-            crate::kubelet::client::Source::Http(u) => crate::kubelet::client::redact(u),
+            crate::kubelet::client::Source::Http(u) => crate::http::redact(u),
             crate::kubelet::client::Source::File(p) => format!("file://{}", p.display()),
         };
         let node = config.node_name.clone().unwrap_or_else(host_name);

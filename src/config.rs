@@ -207,7 +207,7 @@ impl Config {
         };
         line("mode", &mode);
         let kubelet = match &self.kubelet.source {
-            Source::Http(u) => crate::kubelet::client::redact(u),
+            Source::Http(u) => crate::http::redact(u),
             Source::File(p) => format!("file {}", p.display()),
         };
         line("kubelet-url", &kubelet);
@@ -223,7 +223,7 @@ impl Config {
         );
         match &self.remote {
             Some(r) => {
-                line("remote-url", &crate::kubelet::client::redact(&r.url));
+                line("remote-url", &crate::http::redact(&r.url));
                 let names: Vec<&str> = r.headers.iter().map(|(n, _)| n.as_str()).collect();
                 line(
                     "remote-header",

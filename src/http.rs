@@ -1,6 +1,10 @@
-//! What every HTTP client of the agent shares: the TLS crypto provider and the `User-Agent`.
+//! What both HTTP clients of the agent (the kubelet's and the receiver's) share: the TLS
+//! crypto provider, the `User-Agent`, URLs and errors fit for one log line, and `Retry-After`.
+//! Neither client imports the other; both import this.
 
+use std::path::{Path, PathBuf};
 use std::sync::Once;
+use std::time::{Duration, SystemTime};
 
 /// reqwest is built without a bundled crypto provider, so rustls needs one chosen before the
 /// first client is made. ring cross-compiles to Windows with nothing but a C compiler.
@@ -10,4 +14,149 @@ pub fn install_crypto_provider() {
         // Fails only when a provider is already installed, which is just as good.
         let _ = rustls::crypto::ring::default_provider().install_default();
     });
+}
+
+/// A CA bundle that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CaError {
+    #[error("cannot read {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} holds no PEM certificate")]
+    Pem {
+        path: PathBuf,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("{path} holds no PEM certificate")]
+    Empty { path: PathBuf },
+}
+
+/// The certificates of the PEM bundle at `path`, to trust instead of the system's roots: at
+/// least one, or an error naming the file.
+pub fn load_ca_bundle(path: &Path) -> Result<Vec<reqwest::Certificate>, CaError> {
+    let pem = std::fs::read(path).map_err(|source| CaError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|source| CaError::Pem {
+        path: path.to_owned(),
+        source,
+    })?;
+    if certs.is_empty() {
+        return Err(CaError::Empty {
+            path: path.to_owned(),
+        });
+    }
+    Ok(certs)
+}
+
+/// `User-Agent` of every request the agent makes.
+pub fn user_agent() -> String {
+    format!("kubelet-push/{}", env!("CARGO_PKG_VERSION"))
+}
+
+/// A URL fit for logs: no userinfo, no query (either may carry credentials).
+pub fn redact(url: &reqwest::Url) -> String {
+    let mut u = url.clone();
+    if !u.username().is_empty() || u.password().is_some() {
+        let _ = u.set_username("redacted");
+        let _ = u.set_password(None);
+    }
+    if u.query().is_some() {
+        u.set_query(Some("redacted"));
+    }
+    u.to_string()
+}
+
+/// The innermost cause of an error ("Connection refused (os error 111)"): the part an
+/// operator can act on, without the layers of "error sending request" around it.
+pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause: &dyn std::error::Error = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
+}
+
+/// The first line of an error body, bounded, so one log line stays one line.
+pub fn first_line(body: &str) -> String {
+    let line = body.trim().lines().next().unwrap_or("");
+    let mut out: String = line.chars().take(200).collect();
+    if out.len() < line.len() {
+        out.push('…');
+    }
+    if out.is_empty() {
+        out.push_str("(empty body)");
+    }
+    out
+}
+
+/// `Retry-After` is either delay-seconds or an HTTP date (RFC 9110 §10.2.3, any of the three
+/// date forms, through `httpdate`); a date in the past means now. RFC 3339 is accepted too,
+/// leniently, since some proxies send it.
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = httpdate::parse_http_date(value)
+        .ok()
+        .or_else(|| humantime::parse_rfc3339_weak(value).ok())?;
+    Some(when.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_hides_credentials() {
+        let u = reqwest::Url::parse("https://user:secret@host/x?token=abc").unwrap();
+        let r = redact(&u);
+        assert!(
+            !r.contains("secret") && !r.contains("abc") && !r.contains("user"),
+            "{r}"
+        );
+    }
+
+    #[test]
+    fn first_line_is_bounded() {
+        assert_eq!(first_line("oops\nmore"), "oops");
+        assert_eq!(first_line(""), "(empty body)");
+        assert_eq!(first_line(&"x".repeat(500)).chars().count(), 201);
+    }
+
+    #[test]
+    fn retry_after_seconds_and_dates() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777);
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
+        // 1994-11-06T08:49:37Z is 784111777.
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:50:37 GMT", now),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:00:00 GMT", now),
+            Some(Duration::ZERO),
+            "a date in the past means retry now"
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-5", now), None);
+        // The two obsolete forms a recipient must still accept (RFC 9110 §5.6.7).
+        assert_eq!(
+            parse_retry_after("Sunday, 06-Nov-94 08:50:37 GMT", now),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            parse_retry_after("Sun Nov  6 08:50:37 1994", now),
+            Some(Duration::from_secs(60))
+        );
+    }
 }

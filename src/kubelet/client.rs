@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 
+use crate::http::{first_line, redact, root_cause};
+
 /// Largest summary accepted. A 110-pod node sends about 2 MiB; this leaves ample room while
 /// keeping a misbehaving endpoint from exhausting the node's memory.
 pub const MAX_SUMMARY_BYTES: usize = 64 << 20;
@@ -71,20 +73,9 @@ pub struct KubeletClient {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("cannot read --kubelet-ca-file {path}")]
-    CaFile {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("--kubelet-ca-file {path} holds no PEM certificate")]
-    CaPem {
-        path: PathBuf,
-        #[source]
-        source: reqwest::Error,
-    },
-    #[error("--kubelet-ca-file {path} holds no PEM certificate")]
-    CaEmpty { path: PathBuf },
+    /// `--kubelet-ca-file` cannot be used; `config` names the flag.
+    #[error(transparent)]
+    Ca(#[from] crate::http::CaError),
     #[error("cannot build the kubelet HTTP client")]
     Build(#[source] reqwest::Error),
 }
@@ -93,26 +84,13 @@ impl KubeletClient {
     pub fn new(settings: KubeletSettings) -> Result<Self, ClientError> {
         crate::http::install_crypto_provider();
         let mut builder = reqwest::Client::builder()
-            .user_agent(crate::remote_write::user_agent())
+            .user_agent(crate::http::user_agent())
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout)
             // The kubelet is local; a proxy from the environment would only get in the way.
             .no_proxy();
         if let Some(path) = &settings.ca_file {
-            let pem = std::fs::read(path).map_err(|source| ClientError::CaFile {
-                path: path.clone(),
-                source,
-            })?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|source| {
-                ClientError::CaPem {
-                    path: path.clone(),
-                    source,
-                }
-            })?;
-            if certs.is_empty() {
-                return Err(ClientError::CaEmpty { path: path.clone() });
-            }
-            builder = builder.tls_certs_only(certs);
+            builder = builder.tls_certs_only(crate::http::load_ca_bundle(path)?);
         }
         if settings.insecure_skip_verify {
             builder = builder.tls_danger_accept_invalid_certs(true);
@@ -209,42 +187,6 @@ fn summary_url(base: &reqwest::Url) -> reqwest::Url {
     url
 }
 
-/// A URL fit for logs: no userinfo, no query (either may carry credentials).
-pub fn redact(url: &reqwest::Url) -> String {
-    let mut u = url.clone();
-    if !u.username().is_empty() || u.password().is_some() {
-        let _ = u.set_username("redacted");
-        let _ = u.set_password(None);
-    }
-    if u.query().is_some() {
-        u.set_query(Some("redacted"));
-    }
-    u.to_string()
-}
-
-/// The innermost cause of an error ("Connection refused (os error 111)"): the part an
-/// operator can act on, without the layers of "error sending request" around it.
-pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut cause: &dyn std::error::Error = e;
-    while let Some(next) = cause.source() {
-        cause = next;
-    }
-    cause.to_string()
-}
-
-/// The first line of an error body, bounded, so one log line stays one line.
-pub fn first_line(body: &str) -> String {
-    let line = body.trim().lines().next().unwrap_or("");
-    let mut out: String = line.chars().take(200).collect();
-    if out.len() < line.len() {
-        out.push('…');
-    }
-    if out.is_empty() {
-        out.push_str("(empty body)");
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,22 +203,5 @@ mod tests {
             u("https://apiserver/api/v1/nodes/n1/proxy/"),
             "https://apiserver/api/v1/nodes/n1/proxy/stats/summary"
         );
-    }
-
-    #[test]
-    fn redact_hides_credentials() {
-        let u = reqwest::Url::parse("https://user:secret@host/x?token=abc").unwrap();
-        let r = redact(&u);
-        assert!(
-            !r.contains("secret") && !r.contains("abc") && !r.contains("user"),
-            "{r}"
-        );
-    }
-
-    #[test]
-    fn first_line_is_bounded() {
-        assert_eq!(first_line("oops\nmore"), "oops");
-        assert_eq!(first_line(""), "(empty body)");
-        assert_eq!(first_line(&"x".repeat(500)).chars().count(), 201);
     }
 }

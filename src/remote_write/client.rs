@@ -11,7 +11,7 @@ use reqwest::header::{
 use reqwest::StatusCode;
 
 use super::{CONTENT_ENCODING as SNAPPY, CONTENT_TYPE_V1, VERSION_HEADER, VERSION_V1};
-use crate::kubelet::client::{first_line, redact, root_cause};
+use crate::http::{first_line, parse_retry_after, redact, root_cause};
 
 /// Headers that the protocol sets and `--remote-header` must not override.
 pub const PROTOCOL_HEADERS: [&str; 7] = [
@@ -76,7 +76,7 @@ impl RemoteWriteClient {
         headers.insert(VERSION_HEADER, HeaderValue::from_static(VERSION_V1));
         let http = reqwest::Client::builder()
             .default_headers(headers)
-            .user_agent(super::user_agent())
+            .user_agent(crate::http::user_agent())
             .timeout(timeout)
             .build()
             .map_err(ClientBuildError)?;
@@ -98,7 +98,7 @@ impl RemoteWriteClient {
             .http
             .post(self.url.clone())
             // Set per request too, so a default header can never shadow it.
-            .header(USER_AGENT, super::user_agent())
+            .header(USER_AGENT, crate::http::user_agent())
             .body(body)
             .send()
             .await
@@ -139,75 +139,4 @@ fn describe(e: &reqwest::Error, url: &str) -> String {
         "request failed"
     };
     format!("remote write to {url} {kind}: {}", root_cause(e))
-}
-
-/// `Retry-After` is either delay-seconds or an HTTP date (RFC 9110 §10.2.3).
-pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let when = humantime::parse_rfc3339_weak(value)
-        .ok()
-        .or_else(|| parse_http_date(value))?;
-    Some(when.duration_since(now).unwrap_or(Duration::ZERO))
-}
-
-/// IMF-fixdate, the only HTTP date form senders may generate: `Sun, 06 Nov 1994 08:49:37 GMT`.
-fn parse_http_date(s: &str) -> Option<SystemTime> {
-    let rest = s.split_once(", ")?.1;
-    let mut parts = rest.split(' ');
-    let day: i64 = parts.next()?.parse().ok()?;
-    let month = match parts.next()? {
-        "Jan" => 1,
-        "Feb" => 2,
-        "Mar" => 3,
-        "Apr" => 4,
-        "May" => 5,
-        "Jun" => 6,
-        "Jul" => 7,
-        "Aug" => 8,
-        "Sep" => 9,
-        "Oct" => 10,
-        "Nov" => 11,
-        "Dec" => 12,
-        _ => return None,
-    };
-    let year: i64 = parts.next()?.parse().ok()?;
-    let mut hms = parts.next()?.split(':');
-    let h: i64 = hms.next()?.parse().ok()?;
-    let m: i64 = hms.next()?.parse().ok()?;
-    let sec: i64 = hms.next()?.parse().ok()?;
-    if parts.next()? != "GMT" || !(1..=31).contains(&day) || h > 23 || m > 59 || sec > 60 {
-        return None;
-    }
-    let days = crate::kubelet::time::days_from_civil(year, month, day);
-    let secs = u64::try_from(days * 86_400 + h * 3600 + m * 60 + sec).ok()?;
-    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retry_after_seconds_and_dates() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777);
-        assert_eq!(
-            parse_retry_after("120", now),
-            Some(Duration::from_secs(120))
-        );
-        // 1994-11-06T08:49:37Z is 784111777.
-        assert_eq!(
-            parse_retry_after("Sun, 06 Nov 1994 08:50:37 GMT", now),
-            Some(Duration::from_secs(60))
-        );
-        assert_eq!(
-            parse_retry_after("Sun, 06 Nov 1994 08:00:00 GMT", now),
-            Some(Duration::ZERO),
-            "a date in the past means retry now"
-        );
-        assert_eq!(parse_retry_after("soon", now), None);
-        assert_eq!(parse_retry_after("-5", now), None);
-    }
 }

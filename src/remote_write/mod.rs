@@ -20,11 +20,6 @@ pub const METRIC_NAME_LABEL: &str = "__name__";
 /// Prometheus's staleness marker: a NaN with these exact bits, distinct from an ordinary NaN.
 pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
 
-/// `User-Agent` of every request the agent makes.
-pub fn user_agent() -> String {
-    format!("kubelet-push/{}", env!("CARGO_PKG_VERSION"))
-}
-
 /// Whether `v` is the staleness marker (an ordinary NaN is not).
 pub fn is_stale_marker(v: f64) -> bool {
     v.to_bits() == STALE_NAN_BITS
