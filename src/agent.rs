@@ -93,7 +93,7 @@ pub async fn run(
     let delivery = &config.delivery;
     let buffer = open_buffer(delivery, &metrics)?;
     let queue = Arc::new(Queue::new(buffer));
-    queue.refresh_gauges(&metrics);
+    metrics.buffer_levels(queue.levels());
     let stop_all = CancellationToken::new();
     if let Some(addr) = config.listen_address {
         let health = crate::telemetry::Health {
@@ -243,8 +243,13 @@ fn enqueue(requests: Vec<EncodedRequest>, queue: &Queue, metrics: &Metrics, fail
             oldest_ms: request.oldest_ms,
             newest_ms: request.newest_ms,
         };
-        match queue.push(batch, metrics) {
-            Ok(()) => {
+        let (levels, result) = queue.push(batch);
+        metrics.buffer_levels(levels);
+        match result {
+            Ok(dropped) => {
+                if dropped.samples > 0 {
+                    metrics.dropped(DropReason::BufferFull, dropped.samples);
+                }
                 if let Some((n, _)) = failing.recover() {
                     info!(failed_writes = n, "buffer writable again");
                 }

@@ -124,6 +124,8 @@ pub async fn run(
         ^ u64::from(std::process::id());
     let mut failing = Episode::default();
     let mut read_errors = Episode::default();
+    // Failures to record a delivery in the buffer, logged when they start and when they end.
+    let mut ack_failing = Episode::default();
     // A receiver that rejects every request (a wrong token answering 401, a tenant limit)
     // would otherwise log once per poll forever: log when rejections start or change status.
     let mut rejecting = Episode::default();
@@ -157,7 +159,7 @@ pub async fn run(
         let batch = match trim_to_age(batch, settings.max_sample_age, &metrics) {
             Some(b) => b,
             None => {
-                queue.ack(seq, &metrics);
+                acknowledge(&queue, seq, &metrics, &mut ack_failing);
                 continue;
             }
         };
@@ -258,7 +260,25 @@ pub async fn run(
                 metrics.dropped(DropReason::Rejected, samples);
             }
         }
-        queue.ack(seq, &metrics);
+        acknowledge(&queue, seq, &metrics, &mut ack_failing);
+    }
+}
+
+/// Removes batch `seq` from the buffer and updates the gauges. A failure to record that on
+/// disk only means the batch may be sent again after a restart: logged, not returned.
+fn acknowledge(queue: &Queue, seq: u64, metrics: &Metrics, failing: &mut Episode) {
+    let (levels, result) = queue.ack(seq);
+    metrics.buffer_levels(levels);
+    match result {
+        Err(error) if failing.fail() => {
+            warn!(%error, "cannot record delivery in the buffer; requests may be sent again after a restart")
+        }
+        Err(_) => {}
+        Ok(()) => {
+            if let Some((n, _)) = failing.recover() {
+                info!(failed = n, "recording deliveries in the buffer works again");
+            }
+        }
     }
 }
 

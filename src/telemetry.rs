@@ -213,6 +213,14 @@ impl Metrics {
         Metrics { registry, ..m }
     }
 
+    /// Sets the buffer gauges to what the buffer holds.
+    pub fn buffer_levels(&self, levels: crate::buffer::Levels) {
+        let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.samples_pending.set(gauge(levels.samples));
+        self.buffer_bytes.set(gauge(levels.bytes));
+        self.buffer_requests.set(gauge(levels.requests));
+    }
+
     pub fn poll_finished(&self, ok: bool, took: Duration) {
         let result = if ok { "ok" } else { "error" };
         self.polls.get_or_create(&ResultLabel { result }).inc();

@@ -7,7 +7,9 @@
 //! numbers make the hand-over safe: if the front batch is dropped for room while the sender is
 //! still sending it, acknowledging it later is a no-op instead of removing a newer batch.
 //!
-//! Not here: deciding what to send (the poller) or retrying (the sender).
+//! Not here: deciding what to send (the poller), retrying (the sender), or the self-metrics:
+//! [`Queue`] returns the [`Levels`] each change leaves and what it dropped, and its callers
+//! report them.
 
 pub mod disk;
 pub mod memory;
@@ -16,9 +18,6 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
 use tokio::sync::Notify;
-use tracing::warn;
-
-use crate::telemetry::{DropReason, Metrics};
 
 /// One encoded request: the samples of exactly one poll (a request never mixes polls, so a
 /// receiver rejecting a too-old poll cannot take a fresh one down with it).
@@ -105,13 +104,30 @@ pub trait Buffer: Send {
     fn samples(&self) -> u64;
 }
 
+/// What a buffer holds, for the gauges.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Levels {
+    pub requests: u64,
+    pub bytes: u64,
+    pub samples: u64,
+}
+
+impl Levels {
+    fn of(buffer: &dyn Buffer) -> Self {
+        Levels {
+            requests: buffer.len() as u64,
+            bytes: buffer.bytes(),
+            samples: buffer.samples(),
+        }
+    }
+}
+
 /// A buffer shared by the poller (which pushes) and the sender (which reads and acknowledges),
-/// keeping the buffer gauges in step and waking the sender when something arrives.
+/// waking the sender when something arrives. Each change returns the levels it left, so the
+/// caller can keep the gauges in step.
 pub struct Queue {
     buffer: Mutex<Box<dyn Buffer>>,
     changed: Notify,
-    /// Failures to record deliveries, logged when they start and when they end.
-    ack_failing: Mutex<crate::telemetry::Episode>,
 }
 
 impl Queue {
@@ -119,7 +135,6 @@ impl Queue {
         Queue {
             buffer: Mutex::new(buffer),
             changed: Notify::new(),
-            ack_failing: Mutex::new(crate::telemetry::Episode::default()),
         }
     }
 
@@ -127,19 +142,17 @@ impl Queue {
         self.buffer.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Adds a batch; batches the buffer dropped for room are counted. An error means the
-    /// batch itself could not be stored (the caller counts it).
-    pub fn push(&self, batch: Batch, metrics: &Metrics) -> Result<(), BufferError> {
+    /// Adds a batch. `Ok` says what the buffer dropped for room; an error means the batch
+    /// itself could not be stored. The levels are after the attempt either way.
+    pub fn push(&self, batch: Batch) -> (Levels, Result<Dropped, BufferError>) {
         let mut buffer = self.lock();
-        let dropped = buffer.push(batch);
-        update_gauges(&**buffer, metrics);
+        let result = buffer.push(batch);
+        let levels = Levels::of(&**buffer);
         drop(buffer);
-        let dropped = dropped?;
-        if dropped.samples > 0 {
-            metrics.dropped(DropReason::BufferFull, dropped.samples);
+        if result.is_ok() {
+            self.changed.notify_one();
         }
-        self.changed.notify_one();
-        Ok(())
+        (levels, result)
     }
 
     pub fn front(&self) -> Result<Option<(u64, Batch)>, BufferError> {
@@ -147,32 +160,15 @@ impl Queue {
     }
 
     /// Acknowledges batch `seq`. A failure to record that on disk only means the batch may
-    /// be sent again after a restart, so it is logged, not returned.
-    pub fn ack(&self, seq: u64, metrics: &Metrics) {
+    /// be sent again after a restart: the caller logs it and goes on.
+    pub fn ack(&self, seq: u64) -> (Levels, Result<(), BufferError>) {
         let mut buffer = self.lock();
         let result = buffer.ack(seq);
-        update_gauges(&**buffer, metrics);
-        drop(buffer);
-        let mut failing = self
-            .ack_failing
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        match result {
-            Err(error) if failing.fail() => {
-                warn!(%error, "cannot record delivery in the buffer; requests may be sent again after a restart")
-            }
-            Err(_) => {}
-            Ok(()) => {
-                if let Some((n, _)) = failing.recover() {
-                    tracing::info!(failed = n, "recording deliveries in the buffer works again");
-                }
-            }
-        }
+        (Levels::of(&**buffer), result)
     }
 
-    /// Sets the buffer gauges from what the buffer holds (after a replay at start-up).
-    pub fn refresh_gauges(&self, metrics: &Metrics) {
-        update_gauges(&**self.lock(), metrics);
+    pub fn levels(&self) -> Levels {
+        Levels::of(&**self.lock())
     }
 
     /// Resolves after the next push (at once if one happened since the last call).
@@ -191,16 +187,4 @@ impl Queue {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-}
-
-fn update_gauges(buffer: &dyn Buffer, metrics: &Metrics) {
-    metrics
-        .samples_pending
-        .set(i64::try_from(buffer.samples()).unwrap_or(i64::MAX));
-    metrics
-        .buffer_bytes
-        .set(i64::try_from(buffer.bytes()).unwrap_or(i64::MAX));
-    metrics
-        .buffer_requests
-        .set(i64::try_from(buffer.len()).unwrap_or(i64::MAX));
 }
