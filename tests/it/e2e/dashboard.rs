@@ -544,14 +544,7 @@ async fn every_panel_and_rule_has_data_and_the_outage_fires_send_stalled() {
         1
     );
 
-    let common = [
-        "--interval",
-        "1s",
-        "--min-backoff",
-        "100ms",
-        "--max-backoff",
-        "1s",
-    ];
+    let common = ONE_SECOND_POLLS;
     let listen = |port: u16| format!("127.0.0.1:{port}");
     let (listen_a, listen_b) = (listen(port_a), listen(port_b));
     let args_a: Vec<&str> = ["--node-name", NODE_A, "--listen-address", &listen_a]

@@ -59,6 +59,17 @@ pub fn available(kind: Kind) -> bool {
 
 pub use crate::support::{free_port, now_ms, sigterm as stop_agent};
 
+/// The agent's flags for a test timeline: a poll a second, and retries quick enough that a
+/// receiver coming back is seen within a poll.
+pub const ONE_SECOND_POLLS: [&str; 6] = [
+    "--interval",
+    "1s",
+    "--min-backoff",
+    "100ms",
+    "--max-backoff",
+    "1s",
+];
+
 /// A receiver process. Killed when dropped, so a failing test leaves nothing running.
 pub struct Real {
     pub kind: Kind,

@@ -42,18 +42,15 @@ async fn outage(kind: Kind, restart_agent: bool) {
     // wall clock a couple of seconds behind it.
     let kubelet = FixtureKubelet::start("seed-windows-node.json", now_s() - 2, 1, None).await;
     let listen = format!("127.0.0.1:{}", free_port());
-    let args = [
-        "--interval",
-        "1s",
-        "--min-backoff",
-        "100ms",
-        "--max-backoff",
-        "1s",
-        "--listen-address",
-        listen.as_str(),
-        "--buffer-dir",
-        buffer.path().to_str().unwrap(),
-    ];
+    let args: Vec<&str> = ONE_SECOND_POLLS
+        .into_iter()
+        .chain([
+            "--listen-address",
+            listen.as_str(),
+            "--buffer-dir",
+            buffer.path().to_str().unwrap(),
+        ])
+        .collect();
     let write_url = receiver.write_url();
     let start_agent = || agent(&kubelet.url(), &write_url, &args);
     let mut child = start_agent();

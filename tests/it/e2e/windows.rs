@@ -536,24 +536,23 @@ async fn windows_exe_keeps_every_poll_across_an_outage_and_two_stops() {
     let mut prometheus = Real::start(Kind::Prometheus, dir.path(), free_port()).await;
     let kubelet = RecordingKubelet::start(7).await;
     let (kubelet_url, write_url) = (kubelet.url(), prometheus.write_url());
-    let args = [
+    let args: Vec<&str> = [
         "--kubelet-url",
         kubelet_url.as_str(),
         "--remote-url",
         write_url.as_str(),
-        "--interval",
-        "1s",
-        "--min-backoff",
-        "100ms",
-        "--max-backoff",
-        "1s",
+    ]
+    .into_iter()
+    .chain(ONE_SECOND_POLLS)
+    .chain([
         "--shutdown-timeout",
         "2s",
         "--buffer-dir",
         buffer_dir.as_str(),
         "--label",
         "run=outage",
-    ];
+    ])
+    .collect();
     let image = format!("kp-{}-outage.exe", std::process::id());
     let start = || WindowsAgent::start(&wine, dir.path(), Some(&image), &args);
 
