@@ -10,10 +10,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use clap::Parser;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use kubelet_push::agent::Poller;
 use kubelet_push::cli::Cli;
 use kubelet_push::demo::simulator::SimulatedKubelet;
-use kubelet_push::remote_write::encode::encode_batches;
+use kubelet_push::pipeline::Poller;
 use kubelet_push::telemetry::Metrics;
 use kubelet_push::Config;
 
@@ -66,7 +65,7 @@ fn bench(c: &mut Criterion) {
                 |mut p| {
                     let out = p.ingest(Ok(&bytes), 1_800_000_000_000, Instant::now());
                     // Returned, so dropping the poller and its series state is not timed.
-                    (encode_batches(out.series, 2000).expect("encode"), p)
+                    (p.encode(&out, 2000).expect("encode"), p)
                 },
                 BatchSize::LargeInput,
             )
@@ -78,7 +77,7 @@ fn bench(c: &mut Criterion) {
             b.iter(|| {
                 t += 10_000;
                 let out = steady.ingest(Ok(&bytes), t, Instant::now());
-                encode_batches(out.series, 2000).expect("encode")
+                steady.encode(&out, 2000).expect("encode")
             })
         });
         group.finish();

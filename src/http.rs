@@ -72,6 +72,21 @@ pub fn redact(url: &reqwest::Url) -> String {
     u.to_string()
 }
 
+/// An error and its sources on one line: `a: b: c`.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !s.ends_with(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        source = cause.source();
+    }
+    s
+}
+
 /// The innermost cause of an error ("Connection refused (os error 111)"): the part an
 /// operator can act on, without the layers of "error sending request" around it.
 pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {

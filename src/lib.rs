@@ -6,13 +6,16 @@
 //! The modules follow the data:
 //!
 //! ```text
-//! timer ──► kubelet ──────► kubelet::summary ─► convert ──► series ─────► remote_write::encode ─► agent (queue) ─► remote_write::client
-//!           GET /stats/     serde, borrowed,    samples,    dedupe,       WriteRequest batches,    one request        POST, classify
-//!           summary         tolerant            timestamps  stale marks   snappy block             in flight          the answer
+//! pipeline (one task) ──────────────────────────────────────────────────────────► buffer ──► sender ──► remote_write::client
+//!   kubelet::client ─► kubelet::summary ─► pipeline::convert ─► series ─► remote_write::v1   Queue:      retry,     POST, classify
+//!   GET /stats/        serde, borrowed,    samples, timestamps  ids,      hand-written       memory or   backoff,   the answer
+//!   summary            tolerant            to a sink            dedupe,   protobuf, snappy   disk        drop by age
+//!                                                               stale
 //! ```
 //!
-//! `convert`, `series` and `remote_write::encode` are pure; I/O lives in `kubelet::client`,
-//! `remote_write::client` and `agent`. `config` validates flags once at start-up, `demo` runs
+//! `series` is the neutral series model every encoder reads. `pipeline::convert`, `series` and
+//! the encoders are pure; I/O lives in `kubelet::client`, `remote_write::client`, `buffer` and
+//! the tasks. `agent` only wires the tasks and stops them in order. `config` validates flags once at start-up, `demo` runs
 //! the whole pipeline against a simulated kubelet and a decoding receiver.
 
 #![forbid(unsafe_code)]
@@ -21,10 +24,10 @@ pub mod agent;
 pub mod buffer;
 pub mod cli;
 pub mod config;
-pub mod convert;
 pub mod demo;
 pub mod http;
 pub mod kubelet;
+pub mod pipeline;
 pub mod remote_write;
 pub mod sender;
 pub mod series;

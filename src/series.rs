@@ -1,5 +1,10 @@
-//! Per-series memory between polls: which samples are worth sending and which series vanished.
+//! The series model: every label set the pipeline has seen, interned once and named by a
+//! [`SeriesId`] that stays the same from poll to poll, plus what the pipeline remembers about
+//! each series between polls. Nothing here knows a wire protocol: encoders read names and
+//! labels through [`SeriesSet::name`] / [`SeriesSet::labels`] and may cache their own form of
+//! a label set by id, checking [`SeriesSet::birth`] to notice a reused id.
 //!
+//! Per-series memory decides which samples are worth sending and which series vanished:
 //! - A label set repeated within one poll (the same interface or PVC listed twice) is sent once,
 //!   the first time.
 //! - The kubelet caches stats for 10-15 s, so polls often repeat a timestamp. A sample is sent
@@ -7,195 +12,519 @@
 //!   400 to a repeated timestamp with a different value and drop the whole request with it.
 //! - A series that was in the previous successful poll and is missing from this one gets one
 //!   stale marker (Prometheus's special NaN) so queries stop showing it at once. A failed poll
-//!   calls neither `begin_poll` nor `finish_poll` for the summary's series, so it marks nothing
-//!   stale.
+//!   calls `begin_poll` but not `finish_poll`, so it marks nothing stale.
 //!
-//! Pure: no I/O, no clock. Keys are built in a reused buffer, so a known series costs no
-//! allocation; a new series costs one key and one copy of its labels.
+//! Cost: a known series is found by hashing its borrowed name and labels and comparing them
+//! with the interned key in place, so a repeated poll allocates nothing. A new series costs one
+//! boxed key. A series marked stale keeps its id until the next `begin_poll`, so the poll that
+//! marked it can still encode its marker.
+//!
+//! Pure: no I/O, no clock.
 
-use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
 
-use crate::convert::Sample;
+use hashbrown::HashTable;
+
+/// Prometheus's staleness marker: a NaN with these exact bits, distinct from an ordinary NaN.
+pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
+
+/// Whether `v` is the staleness marker (an ordinary NaN is not).
+pub fn is_stale_marker(v: f64) -> bool {
+    v.to_bits() == STALE_NAN_BITS
+}
+
+/// A label set interned in a [`SeriesSet`]. Stable while the series lives; after it is
+/// forgotten the id may be given to another label set, with a new [`SeriesSet::birth`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SeriesId(u32);
+
+impl SeriesId {
+    /// A small dense number, for encoders that keep a per-series cache in a vector.
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// One sample of one series, ready to encode.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Point {
+    pub id: SeriesId,
+    pub value: f64,
+    /// Milliseconds since the Unix epoch.
+    pub timestamp_ms: i64,
+}
 
 /// What to do with one converted sample.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admit {
     /// New series, or a newer timestamp: send it.
-    Send,
+    Send(SeriesId),
     /// Same label set already seen in this poll: drop it.
     Duplicate,
     /// Timestamp not newer than the last one sent for this series: drop it.
     NotNewer,
 }
 
-/// A series known from an earlier poll, kept to detect when it goes away.
-struct Entry {
+/// Labels every series carries: `job`, `instance`, `node` and the `--label` ones, sorted by
+/// name, none empty. Validated at start-up, so none collides with a metric's own labels.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CommonLabels {
+    pairs: Vec<(String, String)>,
+}
+
+impl CommonLabels {
+    pub fn new(job: &str, node: &str, external: &[(String, String)]) -> Self {
+        let mut pairs = vec![
+            ("instance".to_owned(), node.to_owned()),
+            ("job".to_owned(), job.to_owned()),
+            ("node".to_owned(), node.to_owned()),
+        ];
+        pairs.extend(external.iter().cloned());
+        pairs.retain(|(_, v)| !v.is_empty());
+        pairs.sort();
+        CommonLabels { pairs }
+    }
+
+    pub fn as_slice(&self) -> &[(String, String)] {
+        &self.pairs
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Live,
+    /// Marked stale by the last `finish_poll`; freed by the next `begin_poll`.
+    Stale,
+    Free,
+}
+
+struct Slot {
+    /// The name and the labels in emission order, each string preceded by its length as a
+    /// LEB128 varint: unambiguous whatever bytes a label holds. Empty when free.
+    key: Box<[u8]>,
+    hash: u64,
     last_sent_ms: i64,
     /// Generation of the last poll that saw it; older than the current one means "vanished".
     seen: u64,
-    name: &'static str,
-    labels: Box<[(&'static str, Box<str>)]>,
+    /// Bumped whenever the slot is given to a new label set, so a cache keyed by
+    /// [`SeriesId`] can tell its entry is for an earlier series.
+    birth: u32,
+    state: State,
 }
 
-#[derive(Default)]
-pub struct SeriesTracker {
-    series: HashMap<Box<str>, Entry>,
+/// Every series the pipeline knows, and its memory between polls. See the module doc.
+pub struct SeriesSet {
+    slots: Vec<Slot>,
+    /// Indexes of free slots, reused before the vector grows.
+    free: Vec<u32>,
+    /// Live and stale slots by the hash of their key.
+    index: HashTable<u32>,
+    hasher: foldhash::fast::RandomState,
     generation: u64,
-    key: String,
+    /// Slots marked stale by the last `finish_poll`.
+    dying: Vec<u32>,
+    common: CommonLabels,
+    live: usize,
 }
 
-impl SeriesTracker {
-    pub fn new() -> Self {
-        Self::default()
+impl Default for SeriesSet {
+    fn default() -> Self {
+        Self::new(CommonLabels::default())
+    }
+}
+
+impl SeriesSet {
+    pub fn new(common: CommonLabels) -> Self {
+        SeriesSet {
+            slots: Vec::new(),
+            free: Vec::new(),
+            index: HashTable::new(),
+            hasher: foldhash::fast::RandomState::default(),
+            generation: 0,
+            dying: Vec::new(),
+            common,
+            live: 0,
+        }
     }
 
-    /// Number of series remembered.
+    /// Number of series remembered (live ones; not those waiting for their stale marker to go
+    /// out).
     pub fn len(&self) -> usize {
-        self.series.len()
+        self.live
     }
 
     pub fn is_empty(&self) -> bool {
-        self.series.is_empty()
+        self.live == 0
     }
 
-    /// Starts a successful poll: every series it does not admit is stale at `finish_poll`.
+    pub fn common(&self) -> &CommonLabels {
+        &self.common
+    }
+
+    /// Replaces the common labels. A real change forgets every series without marking any
+    /// stale: nothing sent so far carries the new labels, so nothing can be matched any more.
+    /// Returns whether anything changed.
+    pub fn set_common(&mut self, common: CommonLabels) -> bool {
+        if common == self.common {
+            return false;
+        }
+        self.common = common;
+        self.clear();
+        true
+    }
+
+    /// Starts a poll: every series it does not admit is stale at `finish_poll`. Series marked
+    /// stale by the previous poll are forgotten now, after their markers were encoded.
     pub fn begin_poll(&mut self) {
         self.generation += 1;
+        for i in std::mem::take(&mut self.dying) {
+            self.release(i);
+        }
     }
 
-    /// Decides whether `sample` is sent, and remembers it.
-    pub fn admit(&mut self, sample: &Sample<'_>) -> Admit {
-        self.key.clear();
-        self.key.push_str(sample.name);
-        for (name, value) in sample.labels.as_slice() {
-            // \0 and \x01 cannot occur in Kubernetes names, so the key is unambiguous.
-            self.key.push('\0');
-            self.key.push_str(name);
-            self.key.push('\x01');
-            self.key.push_str(value);
-        }
+    /// Decides whether a sample of series `name{labels}` stamped `timestamp_ms` is sent, and
+    /// remembers it.
+    pub fn admit(&mut self, name: &str, labels: &[(&str, &str)], timestamp_ms: i64) -> Admit {
+        let hash = self.hash(name, labels);
+        let slots = &self.slots;
+        let found = self.index.find(hash, |&i| {
+            let s = &slots[i as usize];
+            s.hash == hash && s.state == State::Live && key_matches(&s.key, name, labels)
+        });
         let generation = self.generation;
-        if let Some(entry) = self.series.get_mut(self.key.as_str()) {
-            if entry.seen == generation {
+        if let Some(&i) = found {
+            let slot = &mut self.slots[i as usize];
+            if slot.seen == generation {
                 return Admit::Duplicate;
             }
-            entry.seen = generation;
-            if sample.timestamp_ms <= entry.last_sent_ms {
+            slot.seen = generation;
+            if timestamp_ms <= slot.last_sent_ms {
                 return Admit::NotNewer;
             }
-            entry.last_sent_ms = sample.timestamp_ms;
-            return Admit::Send;
+            slot.last_sent_ms = timestamp_ms;
+            return Admit::Send(SeriesId(i));
         }
-        let labels = sample
-            .labels
-            .as_slice()
-            .iter()
-            .map(|&(n, v)| (n, Box::<str>::from(v)))
-            .collect();
-        self.series.insert(
-            self.key.as_str().into(),
-            Entry {
-                last_sent_ms: sample.timestamp_ms,
-                seen: generation,
-                name: sample.name,
-                labels,
-            },
-        );
-        Admit::Send
-    }
-
-    /// Ends a successful poll: every remembered series this poll did not see is forgotten and
-    /// handed to `stale` with the timestamp its marker must carry (`now_ms`, or just after the
-    /// series' last sample if the kubelet's clock runs ahead of ours).
-    pub fn finish_poll(
-        &mut self,
-        now_ms: i64,
-        mut stale: impl FnMut(&'static str, &[(&'static str, Box<str>)], i64),
-    ) {
-        let generation = self.generation;
-        self.series.retain(|_, e| {
-            if e.seen == generation {
-                return true;
+        let key = encode_key(name, labels);
+        let i = match self.free.pop() {
+            Some(i) => {
+                let slot = &mut self.slots[i as usize];
+                slot.key = key;
+                slot.hash = hash;
+                slot.last_sent_ms = timestamp_ms;
+                slot.seen = generation;
+                slot.birth = slot.birth.wrapping_add(1);
+                slot.state = State::Live;
+                i
             }
-            stale(e.name, &e.labels, now_ms.max(e.last_sent_ms + 1));
-            false
-        });
+            None => {
+                let i = u32::try_from(self.slots.len()).unwrap_or(u32::MAX);
+                self.slots.push(Slot {
+                    key,
+                    hash,
+                    last_sent_ms: timestamp_ms,
+                    seen: generation,
+                    birth: 0,
+                    state: State::Live,
+                });
+                i
+            }
+        };
+        let slots = &self.slots;
+        self.index
+            .insert_unique(hash, i, |&j| slots[j as usize].hash);
+        self.live += 1;
+        Admit::Send(SeriesId(i))
     }
 
-    /// Forgets every series without marking anything stale (the common labels changed, so
-    /// nothing sent so far can be matched any more).
-    pub fn clear(&mut self) {
-        self.series.clear();
+    /// Ends a successful poll: every live series this poll did not see gets its stale marker,
+    /// handed to `stale` stamped `now_ms` (or just after the series' last sample if the
+    /// kubelet's clock runs ahead of ours), and is forgotten at the next `begin_poll`.
+    pub fn finish_poll(&mut self, now_ms: i64, mut stale: impl FnMut(Point)) {
+        let generation = self.generation;
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            if slot.state != State::Live || slot.seen == generation {
+                continue;
+            }
+            slot.state = State::Stale;
+            self.live -= 1;
+            self.dying.push(i as u32);
+            stale(Point {
+                id: SeriesId(i as u32),
+                value: f64::from_bits(STALE_NAN_BITS),
+                timestamp_ms: now_ms.max(slot.last_sent_ms.saturating_add(1)),
+            });
+        }
     }
+
+    /// Forgets every series without marking anything stale.
+    pub fn clear(&mut self) {
+        for i in 0..self.slots.len() {
+            if self.slots[i].state != State::Free {
+                self.release(i as u32);
+            }
+        }
+        self.dying.clear();
+        self.live = 0;
+    }
+
+    /// The metric name of series `id`.
+    pub fn name(&self, id: SeriesId) -> &str {
+        let key = &self.slots[id.index()].key;
+        let mut at = 0;
+        next_str(key, &mut at).unwrap_or("")
+    }
+
+    /// The metric's own labels of series `id`, in emission order (common labels not included;
+    /// empty values included, as converted).
+    pub fn labels(&self, id: SeriesId) -> Labels<'_> {
+        let key = &self.slots[id.index()].key;
+        let mut at = 0;
+        let _ = next_str(key, &mut at);
+        Labels { key, at }
+    }
+
+    /// Changes whenever `id` is given to a different label set.
+    pub fn birth(&self, id: SeriesId) -> u32 {
+        self.slots[id.index()].birth
+    }
+
+    /// One past the largest id in use, for encoders sizing a cache.
+    pub fn id_bound(&self) -> usize {
+        self.slots.len()
+    }
+
+    fn release(&mut self, i: u32) {
+        let slot = &mut self.slots[i as usize];
+        if slot.state == State::Free {
+            return;
+        }
+        if slot.state == State::Live {
+            self.live -= 1;
+        }
+        let hash = slot.hash;
+        slot.state = State::Free;
+        slot.key = Box::default();
+        if let Ok(entry) = self.index.find_entry(hash, |&j| j == i) {
+            entry.remove();
+        }
+        self.free.push(i);
+    }
+
+    fn hash(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
+        let mut h = self.hasher.build_hasher();
+        h.write_usize(name.len());
+        h.write(name.as_bytes());
+        for (n, v) in labels {
+            h.write_usize(n.len());
+            h.write(n.as_bytes());
+            h.write_usize(v.len());
+            h.write(v.as_bytes());
+        }
+        h.finish()
+    }
+}
+
+/// The labels of one series, read from its interned key.
+#[derive(Clone)]
+pub struct Labels<'a> {
+    key: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Iterator for Labels<'a> {
+    type Item = (&'a str, &'a str);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let name = next_str(self.key, &mut self.at)?;
+        let value = next_str(self.key, &mut self.at)?;
+        Some((name, value))
+    }
+}
+
+fn encode_key(name: &str, labels: &[(&str, &str)]) -> Box<[u8]> {
+    let len = name.len()
+        + 2
+        + labels
+            .iter()
+            .map(|(n, v)| n.len() + v.len() + 4)
+            .sum::<usize>();
+    let mut key = Vec::with_capacity(len);
+    put_str(&mut key, name);
+    for (n, v) in labels {
+        put_str(&mut key, n);
+        put_str(&mut key, v);
+    }
+    key.into_boxed_slice()
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    let mut n = s.len();
+    while n >= 0x80 {
+        out.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// Reads one length-prefixed string at `*at`. Keys are only ever built by `encode_key` from
+/// `&str`s, so the bytes are valid UTF-8; a key that is not (impossible) reads as the end.
+fn next_str<'a>(key: &'a [u8], at: &mut usize) -> Option<&'a str> {
+    let (len, start) = read_len(key, *at)?;
+    let end = start.checked_add(len)?;
+    let bytes = key.get(start..end)?;
+    *at = end;
+    std::str::from_utf8(bytes).ok()
+}
+
+fn read_len(key: &[u8], mut at: usize) -> Option<(usize, usize)> {
+    let mut len = 0usize;
+    let mut shift = 0;
+    loop {
+        let b = *key.get(at)?;
+        at += 1;
+        len |= usize::from(b & 0x7f) << shift;
+        if b < 0x80 {
+            return Some((len, at));
+        }
+        shift += 7;
+        if shift > 63 {
+            return None;
+        }
+    }
+}
+
+/// Whether `key` is the interned form of `name{labels}`, compared in place.
+fn key_matches(key: &[u8], name: &str, labels: &[(&str, &str)]) -> bool {
+    let mut at = 0;
+    let mut part = |s: &str| -> bool {
+        match read_len(key, at) {
+            Some((len, start)) if len == s.len() => {
+                let end = start + len;
+                if key.get(start..end) == Some(s.as_bytes()) {
+                    at = end;
+                    true
+                } else {
+                    false
+                }
+            }
+            _ => false,
+        }
+    };
+    if !part(name) {
+        return false;
+    }
+    for (n, v) in labels {
+        if !part(n) || !part(v) {
+            return false;
+        }
+    }
+    at == key.len()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::convert::Labels;
 
-    fn sample<'a>(name: &'static str, pod: &'a str, ts: i64) -> Sample<'a> {
-        Sample {
-            name,
-            labels: Labels::new().with("namespace", "ns").with("pod", pod),
-            value: 1.0,
-            timestamp_ms: ts,
-        }
+    fn admit(t: &mut SeriesSet, name: &str, pod: &str, ts: i64) -> Admit {
+        t.admit(name, &[("namespace", "ns"), ("pod", pod)], ts)
     }
 
-    fn stale_of(t: &mut SeriesTracker, now: i64) -> Vec<(String, i64)> {
-        let mut out = Vec::new();
-        t.finish_poll(now, |name, labels, ts| {
-            let pod = labels
-                .iter()
-                .find(|l| l.0 == "pod")
-                .map(|l| &*l.1)
-                .unwrap_or("");
-            out.push((format!("{name}/{pod}"), ts));
-        });
+    fn sent(a: Admit) -> bool {
+        matches!(a, Admit::Send(_))
+    }
+
+    fn stale_of(t: &mut SeriesSet, now: i64) -> Vec<(String, i64)> {
+        let mut points = Vec::new();
+        t.finish_poll(now, |p| points.push(p));
+        let mut out: Vec<(String, i64)> = points
+            .iter()
+            .map(|p| {
+                assert!(is_stale_marker(p.value));
+                let pod = t.labels(p.id).find(|l| l.0 == "pod").map_or("", |l| l.1);
+                (format!("{}/{pod}", t.name(p.id)), p.timestamp_ms)
+            })
+            .collect();
         out.sort();
         out
     }
 
     #[test]
     fn sends_only_newer_timestamps() {
-        let mut t = SeriesTracker::new();
+        let mut t = SeriesSet::default();
         t.begin_poll();
-        assert_eq!(t.admit(&sample("m", "a", 1000)), Admit::Send);
+        assert!(sent(admit(&mut t, "m", "a", 1000)));
         assert!(stale_of(&mut t, 5000).is_empty());
         t.begin_poll();
-        assert_eq!(t.admit(&sample("m", "a", 1000)), Admit::NotNewer);
+        assert_eq!(admit(&mut t, "m", "a", 1000), Admit::NotNewer);
         assert!(stale_of(&mut t, 6000).is_empty());
         t.begin_poll();
-        assert_eq!(t.admit(&sample("m", "a", 999)), Admit::NotNewer);
-        assert_eq!(t.admit(&sample("m", "b", 999)), Admit::Send);
+        assert_eq!(admit(&mut t, "m", "a", 999), Admit::NotNewer);
+        assert!(sent(admit(&mut t, "m", "b", 999)));
         assert!(stale_of(&mut t, 7000).is_empty());
         t.begin_poll();
-        assert_eq!(t.admit(&sample("m", "a", 1001)), Admit::Send);
+        assert!(sent(admit(&mut t, "m", "a", 1001)));
+    }
+
+    #[test]
+    fn ids_are_stable_across_polls() {
+        let mut t = SeriesSet::default();
+        t.begin_poll();
+        let Admit::Send(a) = admit(&mut t, "m", "a", 1) else {
+            panic!("new series is sent")
+        };
+        let Admit::Send(b) = admit(&mut t, "m", "b", 1) else {
+            panic!("new series is sent")
+        };
+        assert_ne!(a, b);
+        t.begin_poll();
+        assert_eq!(admit(&mut t, "m", "b", 2), Admit::Send(b));
+        assert_eq!(admit(&mut t, "m", "a", 2), Admit::Send(a));
+        assert_eq!(t.name(a), "m");
+        assert_eq!(
+            t.labels(b).collect::<Vec<_>>(),
+            vec![("namespace", "ns"), ("pod", "b")]
+        );
     }
 
     #[test]
     fn drops_repeated_label_sets_within_a_poll() {
-        let mut t = SeriesTracker::new();
+        let mut t = SeriesSet::default();
         t.begin_poll();
-        assert_eq!(t.admit(&sample("m", "a", 1000)), Admit::Send);
-        assert_eq!(t.admit(&sample("m", "a", 2000)), Admit::Duplicate);
-        assert_eq!(t.admit(&sample("other", "a", 1000)), Admit::Send);
+        assert!(sent(admit(&mut t, "m", "a", 1000)));
+        assert_eq!(admit(&mut t, "m", "a", 2000), Admit::Duplicate);
+        assert!(sent(admit(&mut t, "other", "a", 1000)));
         assert_eq!(t.len(), 2);
     }
 
     #[test]
-    fn marks_vanished_series_stale_once() {
-        let mut t = SeriesTracker::new();
+    fn keys_are_unambiguous_whatever_the_bytes() {
+        let mut t = SeriesSet::default();
         t.begin_poll();
-        t.admit(&sample("m", "a", 1000));
-        t.admit(&sample("m", "b", 1000));
+        // Joined naively, each pair would read "a\0b" / "c".
+        assert!(sent(t.admit("m", &[("a", "b\0c")], 1)));
+        assert!(sent(t.admit("m", &[("a\0b", "c")], 1)));
+        assert!(sent(t.admit("m", &[("a", "b"), ("", "c")], 1)));
+        assert!(sent(t.admit("m", &[], 1)));
+        assert!(sent(t.admit("m\0", &[], 1)));
+        let long = "x".repeat(300);
+        assert!(sent(t.admit(&long, &[(&long, &long)], 1)));
+        assert_eq!(t.admit(&long, &[(&long, &long)], 2), Admit::Duplicate);
+        assert_eq!(t.len(), 6);
+    }
+
+    #[test]
+    fn marks_vanished_series_stale_once() {
+        let mut t = SeriesSet::default();
+        t.begin_poll();
+        admit(&mut t, "m", "a", 1000);
+        admit(&mut t, "m", "b", 1000);
         assert!(stale_of(&mut t, 1500).is_empty());
         t.begin_poll();
-        t.admit(&sample("m", "a", 2000));
+        admit(&mut t, "m", "a", 2000);
         assert_eq!(stale_of(&mut t, 2500), vec![("m/b".to_owned(), 2500)]);
         t.begin_poll();
-        t.admit(&sample("m", "a", 3000));
+        admit(&mut t, "m", "a", 3000);
         assert!(
             stale_of(&mut t, 3500).is_empty(),
             "a stale marker is sent once"
@@ -205,25 +534,67 @@ mod tests {
 
     #[test]
     fn stale_marker_follows_the_last_sample_when_the_kubelet_clock_is_ahead() {
-        let mut t = SeriesTracker::new();
+        let mut t = SeriesSet::default();
         t.begin_poll();
-        t.admit(&sample("m", "a", 10_000));
+        admit(&mut t, "m", "a", 10_000);
         stale_of(&mut t, 0);
         t.begin_poll();
         assert_eq!(stale_of(&mut t, 9_000), vec![("m/a".to_owned(), 10_001)]);
     }
 
     #[test]
-    fn a_series_that_returns_is_new_again() {
-        let mut t = SeriesTracker::new();
+    fn a_series_that_returns_is_new_again_with_a_new_birth() {
+        let mut t = SeriesSet::default();
         t.begin_poll();
-        t.admit(&sample("m", "a", 1000));
+        let Admit::Send(first) = admit(&mut t, "m", "a", 1000) else {
+            panic!()
+        };
+        let born = t.birth(first);
         stale_of(&mut t, 1000);
         t.begin_poll();
         assert_eq!(stale_of(&mut t, 2000).len(), 1);
         assert!(t.is_empty());
         t.begin_poll();
-        assert_eq!(t.admit(&sample("m", "a", 3000)), Admit::Send);
+        let Admit::Send(again) = admit(&mut t, "m", "a", 3000) else {
+            panic!("a returning series is sent")
+        };
+        assert_eq!(again, first, "the freed id is reused");
+        assert_ne!(t.birth(again), born, "and its birth tells caches apart");
         assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn a_change_of_common_labels_forgets_everything_without_markers() {
+        let mut t = SeriesSet::new(CommonLabels::new("j", "n1", &[]));
+        t.begin_poll();
+        admit(&mut t, "m", "a", 1000);
+        stale_of(&mut t, 1000);
+        assert!(!t.set_common(CommonLabels::new("j", "n1", &[])));
+        assert_eq!(t.len(), 1);
+        assert!(t.set_common(CommonLabels::new("j", "n2", &[])));
+        assert!(t.is_empty());
+        t.begin_poll();
+        assert!(stale_of(&mut t, 2000).is_empty());
+        t.begin_poll();
+        assert!(
+            sent(admit(&mut t, "m", "a", 1000)),
+            "new again, same timestamp"
+        );
+    }
+
+    #[test]
+    fn many_series_come_and_go_without_growing() {
+        let mut t = SeriesSet::default();
+        for round in 0..20 {
+            t.begin_poll();
+            for pod in 0..50 {
+                let name = format!("p{round}-{pod}");
+                assert!(sent(admit(&mut t, "m", &name, 1)));
+            }
+            stale_of(&mut t, 2);
+        }
+        // 50 live, 50 dying, and slots reused ever since.
+        assert!(t.id_bound() <= 100, "{}", t.id_bound());
+        assert_eq!(t.len(), 50);
     }
 }

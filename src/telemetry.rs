@@ -349,6 +349,7 @@ pub async fn serve(
     addr: std::net::SocketAddr,
     health: Health,
     stop: tokio_util::sync::CancellationToken,
+    tasks: &tokio_util::task::TaskTracker,
 ) -> std::io::Result<()> {
     use axum::http::{header, StatusCode};
     use axum::routing::get;
@@ -388,7 +389,7 @@ pub async fn serve(
                 }
             }),
         );
-    tokio::spawn(async move {
+    tasks.spawn(async move {
         if let Err(error) = axum::serve(listener, app)
             .with_graceful_shutdown(stop.cancelled_owned())
             .await

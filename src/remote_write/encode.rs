@@ -1,42 +1,31 @@
-//! Series → Remote Write 1.0 request bodies: full label sets (sorted byte-wise by name, empty
-//! values left out, as receivers require), batches of at most `--max-samples-per-send`
-//! samples, protobuf-encoded and snappy-compressed (block format).
-//!
-//! Pure: no I/O. The series of one poll are built once and shared by `--dry-run` printing and
-//! pushing.
+//! The interface every protocol encoder implements ([`Encoder`]: points of the series model in,
+//! compressed request bodies out), the request it produces, and the reference encoding built
+//! from the prost-generated types ([`time_series`], [`encode_batches`], [`decode`]): the
+//! hand-written encoders are tested against it byte for byte, and tests use it to craft and
+//! read bodies. The agent never sends what the reference builds.
 
 use bytes::Bytes;
 use prost::Message;
 
 use super::proto::v1::{Label, Sample, TimeSeries, WriteRequest};
 use super::METRIC_NAME_LABEL;
+use crate::series::{CommonLabels, Point, SeriesSet};
 
-/// Labels every series carries: `job`, `instance`, `node` and the `--label` ones. Validated at
-/// start-up, so none of them is empty or collides with a metric's own labels.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct CommonLabels {
-    pairs: Vec<(String, String)>,
+/// Turns the points of one poll into request bodies of one protocol.
+pub trait Encoder: Send {
+    /// Encodes `points` in order into requests of at most `max_samples` samples each (at least
+    /// one), appended to `out`. Nothing fails but compression, which only fails on a body
+    /// larger than snappy's 4 GiB limit.
+    fn encode(
+        &mut self,
+        series: &SeriesSet,
+        points: &[Point],
+        max_samples: usize,
+        out: &mut Vec<EncodedRequest>,
+    ) -> Result<(), snap::Error>;
 }
 
-impl CommonLabels {
-    pub fn new(job: &str, node: &str, external: &[(String, String)]) -> Self {
-        let mut pairs = vec![
-            ("instance".to_owned(), node.to_owned()),
-            ("job".to_owned(), job.to_owned()),
-            ("node".to_owned(), node.to_owned()),
-        ];
-        pairs.extend(external.iter().cloned());
-        pairs.retain(|(_, v)| !v.is_empty());
-        pairs.sort();
-        CommonLabels { pairs }
-    }
-
-    pub fn as_slice(&self) -> &[(String, String)] {
-        &self.pairs
-    }
-}
-
-/// Builds one series with one sample: `__name__`, the metric's labels and the common labels,
+/// Reference: builds one series with one sample: `__name__`, the metric's labels and the common labels,
 /// sorted by name; labels with empty values are left out (Prometheus treats an empty value as
 /// no label, and receivers reject empty values on the wire).
 pub fn time_series<'a>(
@@ -85,7 +74,7 @@ pub struct EncodedRequest {
     pub newest_ms: i64,
 }
 
-/// Splits `series` into requests of at most `max_samples` samples each (at least one) and
+/// Reference: splits `series` into requests of at most `max_samples` samples each (at least one) and
 /// encodes them. Series keep their order, so each series' samples stay in time order.
 pub fn encode_batches(
     series: Vec<TimeSeries>,
@@ -95,7 +84,7 @@ pub fn encode_batches(
     let mut requests = Vec::new();
     let mut batch: Vec<TimeSeries> = Vec::new();
     let mut in_batch = 0;
-    let mut encoder = Encoder::default();
+    let mut encoder = Reference::default();
     for ts in series {
         let n = ts.samples.len();
         if in_batch > 0 && in_batch + n > max_samples {
@@ -112,21 +101,21 @@ pub fn encode_batches(
 }
 
 /// Reuses the protobuf buffer and the snappy state across the requests of one poll.
-struct Encoder {
+struct Reference {
     buf: Vec<u8>,
     snappy: snap::raw::Encoder,
 }
 
-impl Default for Encoder {
+impl Default for Reference {
     fn default() -> Self {
-        Encoder {
+        Reference {
             buf: Vec::new(),
             snappy: snap::raw::Encoder::new(),
         }
     }
 }
 
-impl Encoder {
+impl Reference {
     fn encode(
         &mut self,
         timeseries: Vec<TimeSeries>,
@@ -153,7 +142,7 @@ impl Encoder {
     }
 }
 
-/// Decodes a body made by [`encode_batches`]; for tests and the demo receiver.
+/// Decodes a Remote Write 1.0 body; for tests, trimming by age and the demo receiver.
 pub fn decode(body: &[u8]) -> Result<WriteRequest, String> {
     let raw = snap::raw::Decoder::new()
         .decompress_vec(body)

@@ -4,9 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kubelet_push::agent::Poller;
 use kubelet_push::demo::simulator::{Fault, KubeletServer};
 use kubelet_push::kubelet::ScrapeError;
+use kubelet_push::pipeline::Poller;
 use kubelet_push::remote_write::is_stale_marker;
 use kubelet_push::telemetry::Metrics;
 
@@ -24,7 +24,7 @@ fn poller(args: &[&str]) -> Poller {
 async fn polls_a_simulated_kubelet_over_http() {
     let kubelet = simulated(5).await;
     let mut p = poller(&["--kubelet-url", &kubelet.url(), "--dry-run"]);
-    let out = p.poll().await;
+    let out = polled(&mut p).await;
     assert!(out.error.is_none(), "{:?}", out.error);
     assert_eq!(only_value(&out.series, "up"), 1.0);
     let pods: std::collections::BTreeSet<&str> = named(&out.series, "pod_cpu_usage_seconds_total")
@@ -49,7 +49,7 @@ async fn every_kubelet_failure_gives_up_zero_and_a_clear_error() {
     ]);
 
     kubelet.set_fault(Fault::Status(500));
-    let out = p.poll().await;
+    let out = polled(&mut p).await;
     assert!(
         matches!(&out.error, Some(ScrapeError::Status { status, .. }) if status.as_u16() == 500),
         "{:?}",
@@ -58,7 +58,7 @@ async fn every_kubelet_failure_gives_up_zero_and_a_clear_error() {
     assert_eq!(only_value(&out.series, "up"), 0.0);
 
     kubelet.set_fault(Fault::BrokenJson);
-    let out = p.poll().await;
+    let out = polled(&mut p).await;
     assert!(
         matches!(out.error, Some(ScrapeError::Parse(_))),
         "{:?}",
@@ -68,7 +68,7 @@ async fn every_kubelet_failure_gives_up_zero_and_a_clear_error() {
 
     kubelet.set_fault(Fault::Delay(Duration::from_secs(2)));
     let started = std::time::Instant::now();
-    let out = p.poll().await;
+    let out = polled(&mut p).await;
     assert!(
         matches!(out.error, Some(ScrapeError::Timeout(_))),
         "{:?}",
@@ -81,7 +81,7 @@ async fn every_kubelet_failure_gives_up_zero_and_a_clear_error() {
     assert_eq!(only_value(&out.series, "up"), 0.0);
 
     kubelet.set_fault(Fault::None);
-    let out = p.poll().await;
+    let out = polled(&mut p).await;
     assert!(out.error.is_none(), "{:?}", out.error);
     assert_eq!(only_value(&out.series, "up"), 1.0);
 }
@@ -91,7 +91,7 @@ async fn a_kubelet_that_is_not_listening_is_a_connect_error() {
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
     let mut p = poller(&["--kubelet-url", &url, "--dry-run", "--node-name", "n"]);
-    let out = p.poll().await;
+    let out = polled(&mut p).await;
     let err = out.error.expect("connect error");
     assert!(matches!(err, ScrapeError::Connect { .. }), "{err:?}");
     assert!(
@@ -157,7 +157,7 @@ async fn the_token_file_is_read_again_for_every_request() {
         Some("Bearer rotated-token")
     );
     std::fs::remove_file(&token).unwrap();
-    let out = p.poll().await;
+    let out = polled(&mut p).await;
     assert!(
         matches!(out.error, Some(ScrapeError::Token { .. })),
         "{:?}",
@@ -188,12 +188,12 @@ async fn stale_markers_and_repeated_timestamps() {
     let mut p = poller(&["--kubelet-url", &url, "--dry-run"]);
 
     std::fs::write(&file, doc("2030-01-01T00:00:00Z", &["a", "b"])).unwrap();
-    let first = p.poll().await;
+    let first = polled(&mut p).await;
     assert_eq!(named(&first.series, "pod_cpu_usage_seconds_total").len(), 2);
     assert_eq!(only_value(&first.series, "scrape_samples_scraped"), 5.0);
 
     // Same document: same timestamps, nothing but the per-poll series goes out.
-    let again = p.poll().await;
+    let again = polled(&mut p).await;
     let names: Vec<&str> = again.series.iter().map(name).collect();
     assert_eq!(
         names,
@@ -203,7 +203,7 @@ async fn stale_markers_and_repeated_timestamps() {
 
     // A failed poll: pod b is not declared gone.
     std::fs::write(&file, "{ not json").unwrap();
-    let failed = p.poll().await;
+    let failed = polled(&mut p).await;
     assert!(failed.error.is_some());
     assert!(failed
         .series
@@ -212,7 +212,7 @@ async fn stale_markers_and_repeated_timestamps() {
 
     // Pod b is gone: its two series get one stale marker each, at the poll time.
     std::fs::write(&file, doc("2030-01-01T00:00:10Z", &["a"])).unwrap();
-    let gone = p.poll().await;
+    let gone = polled(&mut p).await;
     let stale: Vec<_> = gone
         .series
         .iter()
@@ -247,7 +247,7 @@ async fn stale_markers_and_repeated_timestamps() {
 
     // Once only.
     std::fs::write(&file, doc("2030-01-01T00:00:20Z", &["a"])).unwrap();
-    let later = p.poll().await;
+    let later = polled(&mut p).await;
     assert!(later
         .series
         .iter()
@@ -268,7 +268,7 @@ async fn duplicate_interfaces_and_claims_are_sent_once() {
     )
     .unwrap();
     let url = format!("file://{}", file.display());
-    let out = poller(&["--kubelet-url", &url, "--dry-run"]).poll().await;
+    let out = polled(&mut poller(&["--kubelet-url", &url, "--dry-run"])).await;
     assert_eq!(
         only_value(&out.series, "node_network_receive_bytes_total"),
         1.0,
@@ -297,9 +297,14 @@ async fn an_oversized_summary_is_refused_before_it_is_read() {
         let _ = conn.flush().await;
         tokio::time::sleep(Duration::from_secs(2)).await;
     });
-    let out = poller(&["--kubelet-url", &url, "--dry-run", "--node-name", "n"])
-        .poll()
-        .await;
+    let out = polled(&mut poller(&[
+        "--kubelet-url",
+        &url,
+        "--dry-run",
+        "--node-name",
+        "n",
+    ]))
+    .await;
     assert!(
         matches!(out.error, Some(ScrapeError::TooLarge)),
         "{:?}",
@@ -342,7 +347,7 @@ fn node_label_follows_the_summary() {
         let file = dir.path().join("summary.json");
         let url = format!("file://{}", file.display());
         let mut p = poller(&["--kubelet-url", &url, "--dry-run"]);
-        let down = p.poll().await;
+        let down = polled(&mut p).await;
         assert_eq!(only_value(&down.series, "up"), 0.0);
         let host = label(named(&down.series, "up")[0], "node")
             .unwrap()
@@ -354,7 +359,7 @@ fn node_label_follows_the_summary() {
             r#"{"node":{"nodeName":"win-7","fs":{"usedBytes":1}}}"#,
         )
         .unwrap();
-        let up = p.poll().await;
+        let up = polled(&mut p).await;
         assert!(
             up.series
                 .iter()
@@ -372,7 +377,7 @@ fn node_label_follows_the_summary() {
             r#"{"node":{"nodeName":"win-8","fs":{"usedBytes":1}}}"#,
         )
         .unwrap();
-        let renamed = p.poll().await;
+        let renamed = polled(&mut p).await;
         assert_eq!(
             named(&renamed.series, "node_fs_used_bytes").len(),
             1,

@@ -255,3 +255,17 @@ impl Agent {
         (outcome, self.metrics)
     }
 }
+
+/// One poll, and what it puts on the wire, decoded.
+pub struct Polled {
+    pub series: Vec<TimeSeries>,
+    pub error: Option<kubelet_push::kubelet::ScrapeError>,
+}
+
+pub async fn polled(p: &mut kubelet_push::pipeline::Poller) -> Polled {
+    let out = p.poll().await;
+    Polled {
+        series: p.time_series(&out),
+        error: out.error,
+    }
+}

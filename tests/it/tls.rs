@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use kubelet_push::agent::Poller;
 use kubelet_push::kubelet::ScrapeError;
+use kubelet_push::pipeline::Poller;
 use kubelet_push::telemetry::Metrics;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -77,13 +77,10 @@ pub async fn serve(server: rustls::ServerConfig, connections: usize) -> String {
     format!("https://127.0.0.1:{}", addr.port())
 }
 
-async fn poll(args: &[&str]) -> kubelet_push::agent::PollOutput {
+async fn poll(args: &[&str]) -> Polled {
     let mut args = args.to_vec();
     args.extend(["--dry-run", "--node-name", "n"]);
-    Poller::new(&config(&args), Arc::new(Metrics::new()))
-        .unwrap()
-        .poll()
-        .await
+    polled(&mut Poller::new(&config(&args), Arc::new(Metrics::new())).unwrap()).await
 }
 
 #[tokio::test]

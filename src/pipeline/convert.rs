@@ -1,12 +1,12 @@
 //! Summary → samples: every metric of METRICS.md, with its labels, units and timestamps.
 //!
 //! Pure: no I/O, no clock. The caller passes the poll time (used only when the summary carries
-//! no `time` at all) and `--max-stats-age`. Samples borrow their label values from the summary,
-//! so converting allocates nothing but the output vector, which the caller reuses between polls.
+//! no `time` at all) and `--max-stats-age`. Samples borrow from the summary and are handed to a
+//! sink one at a time, so converting allocates nothing.
 //!
 //! Not here: the common labels (`job`, `instance`, `node`, `--label`) are added by the encoder,
 //! duplicate label sets and repeated timestamps are filtered by `series`, and the per-poll
-//! `up` / `scrape_*` series are made by the agent.
+//! `up` / `scrape_*` series are made by the pipeline (`super`).
 //!
 //! Timestamp rule (DESIGN.md "Samples"): a sample carries its section's `time` when that is
 //! within `max_stats_age` of the newest `time` anywhere in the summary; otherwise, and for
@@ -20,15 +20,16 @@ use crate::kubelet::summary::{
     Summary, Time, VolumeStats,
 };
 
-/// The most metric-specific labels any sample has (accelerators: namespace, pod, container,
-/// make, model, acc_id).
-pub const MAX_LABELS: usize = 6;
+/// The most metric-specific labels a sample may have (accelerators have six today: namespace,
+/// pod, container, make, model, acc_id). Room is left for labels from other sources, such as
+/// pod metadata.
+pub const MAX_LABELS: usize = 12;
 
-/// A metric's own labels, in no particular order. A fixed array keeps a sample free of heap
-/// allocations.
+/// A metric's own labels, in the order they were added. A fixed array keeps building them free
+/// of heap allocations; names may be dynamic (any `&str` that outlives the summary).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Labels<'s> {
-    pairs: [(&'static str, &'s str); MAX_LABELS],
+    pairs: [(&'s str, &'s str); MAX_LABELS],
     len: u8,
 }
 
@@ -42,13 +43,13 @@ impl<'s> Labels<'s> {
 
     /// Adds a label. Panics past `MAX_LABELS`, which only a change to this module can cause.
     #[must_use]
-    pub fn with(mut self, name: &'static str, value: &'s str) -> Self {
+    pub fn with(mut self, name: &'s str, value: &'s str) -> Self {
         self.pairs[usize::from(self.len)] = (name, value);
         self.len += 1;
         self
     }
 
-    pub fn as_slice(&self) -> &[(&'static str, &'s str)] {
+    pub fn as_slice(&self) -> &[(&'s str, &'s str)] {
         &self.pairs[..usize::from(self.len)]
     }
 }
@@ -59,11 +60,12 @@ impl Default for Labels<'_> {
     }
 }
 
-/// One value of one series, before the common labels are added.
+/// One value of one series, before the common labels are added. Borrowed from the summary and
+/// from the converter's stack: a sink that keeps anything must copy it.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Sample<'s> {
-    pub name: &'static str,
-    pub labels: Labels<'s>,
+pub struct Sample<'a> {
+    pub name: &'a str,
+    pub labels: &'a [(&'a str, &'a str)],
     pub value: f64,
     /// Milliseconds since the Unix epoch.
     pub timestamp_ms: i64,
@@ -118,22 +120,23 @@ pub fn newest_time(summary: &Summary<'_>) -> Option<i64> {
     newest.map(|t| t.0)
 }
 
-/// Converts `summary` into samples appended to `out`. Returns the reference time used (the
-/// newest section time, or `poll_time_ms` when the summary has none).
-pub fn convert<'s>(
-    summary: &'s Summary<'_>,
+/// Converts `summary` into samples handed to `sink` one by one, in a fixed order (node, then
+/// each pod with its volumes and containers). Returns the reference time used (the newest
+/// section time, or `poll_time_ms` when the summary has none).
+pub fn convert<F: FnMut(&Sample<'_>)>(
+    summary: &Summary<'_>,
     poll_time_ms: i64,
     max_stats_age_ms: i64,
-    out: &mut Vec<Sample<'s>>,
+    sink: &mut F,
 ) -> i64 {
     let reference = newest_time(summary).unwrap_or(poll_time_ms);
     let mut e = Emitter {
-        out,
+        sink,
         reference,
         max_age: max_stats_age_ms,
     };
     if let Some(node) = &summary.node {
-        let l = Labels::new();
+        let l = &Labels::new();
         e.cpu(Level::Node, l, node.cpu.as_ref());
         if let Some(m) = &node.memory {
             let t = m.time;
@@ -175,7 +178,7 @@ pub fn convert<'s>(
             let Some(name) = sc.name.as_deref() else {
                 continue;
             };
-            let l = Labels::new().with("system_container", name);
+            let l = &Labels::new().with("system_container", name);
             if let Some(c) = &sc.cpu {
                 let v = c.usage_core_nano_seconds.map(|v| v / 1e9);
                 e.push(
@@ -322,13 +325,13 @@ fn seconds(t: Option<Time>) -> Option<f64> {
     t.map(|t| t.0 as f64 / 1e3)
 }
 
-struct Emitter<'o, 's> {
-    out: &'o mut Vec<Sample<'s>>,
+struct Emitter<'o, F> {
+    sink: &'o mut F,
     reference: i64,
     max_age: i64,
 }
 
-impl<'s> Emitter<'_, 's> {
+impl<'s, F: FnMut(&Sample<'_>)> Emitter<'_, F> {
     fn timestamp(&self, time: Option<Time>) -> i64 {
         match time {
             Some(Time(t)) if self.reference - t <= self.max_age => t,
@@ -337,12 +340,12 @@ impl<'s> Emitter<'_, 's> {
     }
 
     /// Emits one sample when the summary had the value; a missing value is no sample.
-    fn push(&mut self, name: &'static str, labels: Labels<'s>, v: Option<f64>, t: Option<Time>) {
+    fn push(&mut self, name: &'static str, labels: &Labels<'s>, v: Option<f64>, t: Option<Time>) {
         if let Some(value) = v {
             let timestamp_ms = self.timestamp(t);
-            self.out.push(Sample {
+            (self.sink)(&Sample {
                 name,
-                labels,
+                labels: labels.as_slice(),
                 value,
                 timestamp_ms,
             });
@@ -350,14 +353,14 @@ impl<'s> Emitter<'_, 's> {
     }
 
     /// CPU is reported in core-nanoseconds; Prometheus counts seconds.
-    fn cpu(&mut self, level: Level, l: Labels<'s>, cpu: Option<&CpuStats>) {
+    fn cpu(&mut self, level: Level, l: &Labels<'s>, cpu: Option<&CpuStats>) {
         let Some(c) = cpu else { return };
         let name = CPU_NAMES[level as usize];
         self.push(name, l, c.usage_core_nano_seconds.map(|v| v / 1e9), c.time);
         self.psi(&PSI_NAMES[level as usize][0], l, c.psi.as_ref(), c.time);
     }
 
-    fn io(&mut self, level: Level, l: Labels<'s>, io: Option<&IoStats>) {
+    fn io(&mut self, level: Level, l: &Labels<'s>, io: Option<&IoStats>) {
         if let Some(io) = io {
             self.psi(&PSI_NAMES[level as usize][2], l, io.psi.as_ref(), io.time);
         }
@@ -367,7 +370,7 @@ impl<'s> Emitter<'_, 's> {
     fn psi(
         &mut self,
         names: &[&'static str; 2],
-        l: Labels<'s>,
+        l: &Labels<'s>,
         p: Option<&PsiStats>,
         t: Option<Time>,
     ) {
@@ -379,7 +382,7 @@ impl<'s> Emitter<'_, 's> {
         self.push(names[1], l, secs(&p.full), t);
     }
 
-    fn fs(&mut self, names: &FsNames, l: Labels<'s>, fs: Option<&FsStats>) {
+    fn fs(&mut self, names: &FsNames, l: &Labels<'s>, fs: Option<&FsStats>) {
         if let Some(f) = fs {
             let values = [
                 f.available_bytes,
@@ -394,7 +397,7 @@ impl<'s> Emitter<'_, 's> {
     }
 
     /// A volume carries the same six filesystem values inline, next to its name.
-    fn volume(&mut self, names: &FsNames, l: Labels<'s>, v: &VolumeStats<'_>) {
+    fn volume(&mut self, names: &FsNames, l: &Labels<'s>, v: &VolumeStats<'_>) {
         let values = [
             v.available_bytes,
             v.capacity_bytes,
@@ -409,7 +412,7 @@ impl<'s> Emitter<'_, 's> {
     fn fs_values(
         &mut self,
         names: &FsNames,
-        l: Labels<'s>,
+        l: &Labels<'s>,
         values: [Option<f64>; 6],
         t: Option<Time>,
     ) {
@@ -420,7 +423,7 @@ impl<'s> Emitter<'_, 's> {
 
     /// Legacy kubelets only have the inline default interface; newer ones list `interfaces`,
     /// where an unnamed entry repeats a named one unless it is the only entry.
-    fn network(&mut self, names: &NetNames, l: Labels<'s>, net: Option<&'s NetworkStats<'_>>) {
+    fn network(&mut self, names: &NetNames, l: &Labels<'s>, net: Option<&'s NetworkStats<'_>>) {
         let Some(n) = net else { return };
         let t = n.time;
         match n.interfaces.as_deref() {
@@ -431,7 +434,7 @@ impl<'s> Emitter<'_, 's> {
                     if name.is_empty() && !sole {
                         continue;
                     }
-                    let l = l.with("interface", name);
+                    let l = &l.with("interface", name);
                     self.push(names[0], l, i.rx_bytes, t);
                     self.push(names[1], l, i.tx_bytes, t);
                     self.push(names[2], l, i.rx_errors, t);
@@ -439,7 +442,7 @@ impl<'s> Emitter<'_, 's> {
                 }
             }
             _ => {
-                let l = l.with("interface", n.name.as_deref().unwrap_or(""));
+                let l = &l.with("interface", n.name.as_deref().unwrap_or(""));
                 self.push(names[0], l, n.rx_bytes, t);
                 self.push(names[1], l, n.tx_bytes, t);
                 self.push(names[2], l, n.rx_errors, t);
@@ -455,7 +458,7 @@ impl<'s> Emitter<'_, 's> {
             return;
         };
         let namespace = pod_ref.namespace.as_deref().unwrap_or("");
-        let l = Labels::new().with("namespace", namespace).with("pod", name);
+        let l = &Labels::new().with("namespace", namespace).with("pod", name);
         self.cpu(Level::Pod, l, pod.cpu.as_ref());
         if let Some(m) = &pod.memory {
             self.push(
@@ -495,7 +498,7 @@ impl<'s> Emitter<'_, 's> {
         }
         for v in pod.volumes.iter().flatten() {
             if let Some(vname) = v.name.as_deref() {
-                self.volume(&POD_VOLUME, l.with("volume", vname), v);
+                self.volume(&POD_VOLUME, &l.with("volume", vname), v);
             }
             if let Some(pvc) = &v.pvc_ref {
                 if let Some(claim) = pvc.name.as_deref().filter(|n| !n.is_empty()) {
@@ -503,7 +506,7 @@ impl<'s> Emitter<'_, 's> {
                     let pl = Labels::new()
                         .with("namespace", ns)
                         .with("persistentvolumeclaim", claim);
-                    self.volume(&PVC_VOLUME, pl, v);
+                    self.volume(&PVC_VOLUME, &pl, v);
                 }
             }
         }
@@ -512,12 +515,12 @@ impl<'s> Emitter<'_, 's> {
         }
         for c in pod.containers.iter().flatten() {
             if let Some(cname) = c.name.as_deref() {
-                self.container(l.with("container", cname), c);
+                self.container(&l.with("container", cname), c);
             }
         }
     }
 
-    fn container(&mut self, l: Labels<'s>, c: &'s ContainerStats<'_>) {
+    fn container(&mut self, l: &Labels<'s>, c: &'s ContainerStats<'_>) {
         self.cpu(Level::Container, l, c.cpu.as_ref());
         if let Some(m) = &c.memory {
             self.memory_container(l, m);
@@ -548,21 +551,21 @@ impl<'s> Emitter<'_, 's> {
                 .with("acc_id", a.id.as_deref().unwrap_or(""));
             self.push(
                 "container_accelerator_memory_used_bytes",
-                al,
+                &al,
                 a.memory_used,
                 None,
             );
             self.push(
                 "container_accelerator_memory_total_bytes",
-                al,
+                &al,
                 a.memory_total,
                 None,
             );
-            self.push("container_accelerator_duty_cycle", al, a.duty_cycle, None);
+            self.push("container_accelerator_duty_cycle", &al, a.duty_cycle, None);
         }
     }
 
-    fn memory_container(&mut self, l: Labels<'s>, m: &MemoryStats) {
+    fn memory_container(&mut self, l: &Labels<'s>, m: &MemoryStats) {
         let t = m.time;
         self.push(
             "container_memory_working_set_bytes",
@@ -574,11 +577,11 @@ impl<'s> Emitter<'_, 's> {
         self.push("container_memory_rss", l, m.rss_bytes, t);
         let faults = "container_memory_failures_total";
         let minor = l.with("failure_type", "pgfault").with("scope", "container");
-        self.push(faults, minor, m.page_faults, t);
+        self.push(faults, &minor, m.page_faults, t);
         let major = l
             .with("failure_type", "pgmajfault")
             .with("scope", "container");
-        self.push(faults, major, m.major_page_faults, t);
+        self.push(faults, &major, m.major_page_faults, t);
         self.psi(
             &PSI_NAMES[Level::Container as usize][1],
             l,
@@ -596,22 +599,18 @@ mod tests {
     fn run(doc: &str, max_age_ms: i64) -> Vec<(String, i64, f64)> {
         let s = parse(doc.as_bytes()).unwrap();
         let mut out = Vec::new();
-        convert(&s, 999_999_999_000, max_age_ms, &mut out);
-        out.iter()
-            .map(|s| {
-                let labels: Vec<String> = s
-                    .labels
-                    .as_slice()
-                    .iter()
-                    .map(|(n, v)| format!("{n}={v}"))
-                    .collect();
+        convert(&s, 999_999_999_000, max_age_ms, &mut |s: &Sample<'_>| {
+            out.push({
+                let labels: Vec<String> =
+                    s.labels.iter().map(|(n, v)| format!("{n}={v}")).collect();
                 (
                     format!("{}{{{}}}", s.name, labels.join(",")),
                     s.timestamp_ms,
                     s.value,
                 )
             })
-            .collect()
+        });
+        out
     }
 
     #[test]

@@ -1,0 +1,359 @@
+//! The poll pipeline: one kubelet summary in, one poll's requests in the buffer out.
+//!
+//! ```text
+//! tick ─► kubelet::client ─► kubelet::summary ─► convert ─► series ─────────► encoder ──► Queue
+//!         GET /stats/summary  serde, borrowed,    samples    SeriesSet: ids,    v1 bytes,   memory
+//!         (or file://)        tolerant            to a sink  dedupe, stale      snappy      or disk
+//! ```
+//!
+//! [`Poller`] owns what lives from one poll to the next: the kubelet client, the series set
+//! (ids, last timestamps, staleness), the common labels and the encoder's per-series caches.
+//! A poll always yields the per-poll series (`up`, `scrape_duration_seconds`,
+//! `scrape_samples_scraped`); a failed poll marks nothing stale. [`run`] is the polling task:
+//! tick, poll, encode, enqueue, until it is told to stop. It never waits for the receiver.
+//!
+//! Not here: sending and retrying (`sender`), the buffer (`buffer`), task wiring and shutdown
+//! (`agent`).
+
+pub mod convert;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::buffer::{Batch, Queue};
+use crate::config::{Config, Mode};
+use crate::kubelet::client::{ClientError, KubeletClient};
+use crate::kubelet::{summary, ScrapeError};
+use crate::remote_write::proto::v1::TimeSeries;
+use crate::remote_write::v1::V1Encoder;
+use crate::remote_write::{EncodedRequest, Encoder};
+use crate::series::{Admit, CommonLabels, Point, SeriesSet};
+use crate::telemetry::{DropReason, Episode, Metrics};
+
+/// The points of one poll, and its error when it failed. Points name series of the
+/// [`Poller`] that made them, valid until its next poll.
+pub struct PollOutput {
+    pub points: Vec<Point>,
+    pub error: Option<ScrapeError>,
+}
+
+/// Owns everything that lives from one poll to the next.
+pub struct Poller {
+    kubelet: KubeletClient,
+    kubelet_display: String,
+    series: SeriesSet,
+    encoder: V1Encoder,
+    job: String,
+    node_override: Option<String>,
+    external_labels: Vec<(String, String)>,
+    /// The node name the common labels were built for.
+    node: String,
+    /// Whether `node` came from `--node-name` or a summary, rather than the host name used
+    /// until the kubelet first answers.
+    node_known: bool,
+    max_stats_age_ms: i64,
+    /// Size of the last poll, so the next one allocates once.
+    capacity_hint: usize,
+    /// Time of the previous poll: the next one is stamped at least a millisecond later, so
+    /// the per-poll series never repeat a timestamp.
+    last_poll_ms: i64,
+    kubelet_failing: Episode,
+    metrics: Arc<Metrics>,
+}
+
+impl Poller {
+    pub fn new(config: &Config, metrics: Arc<Metrics>) -> Result<Self, ClientError> {
+        let kubelet_display = match &config.kubelet.source {
+            crate::kubelet::client::Source::Http(u) => crate::http::redact(u),
+            crate::kubelet::client::Source::File(p) => format!("file://{}", p.display()),
+        };
+        let node = config.node_name.clone().unwrap_or_else(host_name);
+        let common = CommonLabels::new(&config.job, &node, &config.external_labels);
+        Ok(Poller {
+            kubelet: KubeletClient::new(config.kubelet.clone())?,
+            kubelet_display,
+            series: SeriesSet::new(common),
+            encoder: V1Encoder::new(),
+            job: config.job.clone(),
+            node_override: config.node_name.clone(),
+            external_labels: config.external_labels.clone(),
+            node,
+            node_known: config.node_name.is_some(),
+            max_stats_age_ms: i64::try_from(config.max_stats_age.as_millis()).unwrap_or(i64::MAX),
+            capacity_hint: 0,
+            last_poll_ms: i64::MIN,
+            kubelet_failing: Episode::default(),
+            metrics,
+        })
+    }
+
+    pub fn kubelet_display(&self) -> &str {
+        &self.kubelet_display
+    }
+
+    /// The series the points of the last poll name.
+    pub fn series(&self) -> &SeriesSet {
+        &self.series
+    }
+
+    /// Polls the kubelet once. Always returns the per-poll series (`up` is 0 on failure); a
+    /// failed poll marks nothing stale.
+    pub async fn poll(&mut self) -> PollOutput {
+        let started = Instant::now();
+        let poll_time_ms = unix_ms(SystemTime::now());
+        match self.kubelet.fetch().await {
+            Ok(bytes) => self.ingest(Ok(&bytes), poll_time_ms, started),
+            Err(e) => self.ingest(Err(e), poll_time_ms, started),
+        }
+    }
+
+    /// Everything a poll does after the fetch: parse, convert, dedupe, stale markers and the
+    /// per-poll series. No I/O, so benchmarks can measure it apart from the network.
+    /// `poll_time_ms` is raised to one millisecond after the previous poll if needed.
+    pub fn ingest(
+        &mut self,
+        fetched: Result<&[u8], ScrapeError>,
+        poll_time_ms: i64,
+        started: Instant,
+    ) -> PollOutput {
+        let poll_time_ms = poll_time_ms.max(self.last_poll_ms.saturating_add(1));
+        self.last_poll_ms = poll_time_ms;
+        let mut points = Vec::with_capacity(self.capacity_hint);
+        self.series.begin_poll();
+        let result = fetched.and_then(|bytes| self.convert(bytes, poll_time_ms, &mut points));
+        let scraped = *result.as_ref().unwrap_or(&0);
+        let up = if result.is_ok() { 1.0 } else { 0.0 };
+        let duration = started.elapsed().as_secs_f64();
+        for (name, value) in [
+            ("up", up),
+            ("scrape_duration_seconds", duration),
+            ("scrape_samples_scraped", scraped as f64),
+        ] {
+            if let Admit::Send(id) = self.series.admit(name, &[], poll_time_ms) {
+                points.push(Point {
+                    id,
+                    value,
+                    timestamp_ms: poll_time_ms,
+                });
+            }
+        }
+        let error = match result {
+            Ok(_) => {
+                // Only a successful poll may declare series gone.
+                self.series
+                    .finish_poll(poll_time_ms, |point| points.push(point));
+                self.metrics.poll_finished(true, started.elapsed());
+                self.metrics.samples_scraped.inc_by(scraped as u64);
+                if let Some((n, took)) = self.kubelet_failing.recover() {
+                    info!(failed_polls = n, after = ?Duration::from_secs(took.as_secs()), "kubelet is answering again");
+                }
+                None
+            }
+            Err(e) => {
+                self.metrics.poll_finished(false, started.elapsed());
+                if self.kubelet_failing.fail() {
+                    warn!(kubelet = %self.kubelet_display, error = %crate::http::error_chain(&e), "kubelet poll failed; pushing up=0 until it recovers");
+                } else {
+                    debug!(error = %crate::http::error_chain(&e), "kubelet poll failed again");
+                }
+                Some(e)
+            }
+        };
+        self.capacity_hint = self.capacity_hint.max(points.len());
+        PollOutput { points, error }
+    }
+
+    /// The requests of one poll, at most `max_samples` samples each.
+    pub fn encode(
+        &mut self,
+        poll: &PollOutput,
+        max_samples: usize,
+    ) -> Result<Vec<EncodedRequest>, snap::Error> {
+        let mut out = Vec::new();
+        self.encoder
+            .encode(&self.series, &poll.points, max_samples, &mut out)?;
+        Ok(out)
+    }
+
+    /// The `--dry-run` text of one poll.
+    pub fn render_text(&self, poll: &PollOutput) -> String {
+        crate::text::render_points(&self.series, &poll.points)
+    }
+
+    /// What one poll puts on the wire, encoded and decoded again with the reference types: for
+    /// tests that inspect a poll.
+    pub fn time_series(&mut self, poll: &PollOutput) -> Vec<TimeSeries> {
+        self.encode(poll, usize::MAX)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|r| crate::remote_write::encode::decode(&r.body).ok())
+            .flat_map(|r| r.timeseries)
+            .collect()
+    }
+
+    /// Parses and converts one summary, admitting its samples through the series set.
+    /// Returns the number of distinct series the summary produced.
+    fn convert(
+        &mut self,
+        bytes: &[u8],
+        poll_time_ms: i64,
+        out: &mut Vec<Point>,
+    ) -> Result<usize, ScrapeError> {
+        let summary = summary::parse(bytes).map_err(ScrapeError::Parse)?;
+        let node = summary.node.as_ref().and_then(|n| n.node_name.as_deref());
+        self.refresh_common(node);
+        let series = &mut self.series;
+        let mut distinct = 0;
+        convert::convert(
+            &summary,
+            poll_time_ms,
+            self.max_stats_age_ms,
+            &mut |sample: &convert::Sample<'_>| match series.admit(
+                sample.name,
+                sample.labels,
+                sample.timestamp_ms,
+            ) {
+                Admit::Send(id) => {
+                    distinct += 1;
+                    out.push(Point {
+                        id,
+                        value: sample.value,
+                        timestamp_ms: sample.timestamp_ms,
+                    });
+                }
+                Admit::NotNewer => distinct += 1,
+                Admit::Duplicate => {}
+            },
+        );
+        Ok(distinct)
+    }
+
+    /// Keeps the common labels in step with the node name: `--node-name` wins over the
+    /// summary's `nodeName`; with neither, the last known name stays. A real change of name
+    /// forgets every series, since none sent so far carries the new labels.
+    fn refresh_common(&mut self, summary_node: Option<&str>) {
+        let wanted = self
+            .node_override
+            .as_deref()
+            .or(summary_node.filter(|n| !n.is_empty()));
+        let Some(wanted) = wanted else { return };
+        if wanted == self.node {
+            self.node_known = true;
+            return;
+        }
+        if self.node_known {
+            info!(from = %self.node, to = %wanted, "node name changed; series start afresh");
+        }
+        self.node = wanted.to_owned();
+        self.node_known = true;
+        self.series.set_common(CommonLabels::new(
+            &self.job,
+            &self.node,
+            &self.external_labels,
+        ));
+    }
+}
+
+/// What the polling task needs besides the poller.
+pub struct Polling {
+    pub interval: Duration,
+    pub mode: Mode,
+    pub max_samples_per_send: usize,
+}
+
+/// The polling task: polls every `interval` (once for `--once`), encodes each poll and puts
+/// its requests in `queue`, until `stop` is cancelled. A poll in progress is abandoned on
+/// stop; what it would have produced is not half-queued. Returns whether any poll failed.
+pub async fn run(
+    mut poller: Poller,
+    settings: Polling,
+    queue: Arc<Queue>,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+) -> bool {
+    let mut poll_failed = false;
+    let mut store_failing = Episode::default();
+    let mut ticker = tokio::time::interval(settings.interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = ticker.tick() => {}
+        }
+        // A poll can take up to --kubelet-timeout; a stop request does not wait for it.
+        let poll = tokio::select! {
+            _ = stop.cancelled() => break,
+            poll = poller.poll() => poll,
+        };
+        poll_failed |= poll.error.is_some();
+        let requests = match poller.encode(&poll, settings.max_samples_per_send) {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(error = %e, "cannot compress a remote write request; poll dropped");
+                poll_failed = true;
+                Vec::new()
+            }
+        };
+        enqueue(requests, &queue, &metrics, &mut store_failing);
+        if settings.mode == Mode::Once {
+            break;
+        }
+    }
+    poll_failed
+}
+
+/// Puts one poll's requests in the buffer. A request the buffer cannot store (a full disk) is
+/// counted as dropped; the failure is logged when it starts and when it ends.
+fn enqueue(requests: Vec<EncodedRequest>, queue: &Queue, metrics: &Metrics, failing: &mut Episode) {
+    for request in requests {
+        let samples = request.samples as u64;
+        metrics.samples_queued.inc_by(samples);
+        let batch = Batch {
+            body: request.body,
+            samples: u32::try_from(request.samples).unwrap_or(u32::MAX),
+            oldest_ms: request.oldest_ms,
+            newest_ms: request.newest_ms,
+        };
+        let (levels, result) = queue.push(batch);
+        metrics.buffer_levels(levels);
+        match result {
+            Ok(dropped) => {
+                if dropped.samples > 0 {
+                    metrics.dropped(DropReason::BufferFull, dropped.samples);
+                }
+                if let Some((n, _)) = failing.recover() {
+                    info!(failed_writes = n, "buffer writable again");
+                }
+            }
+            Err(error) => {
+                metrics.dropped(DropReason::BufferWrite, samples);
+                if failing.fail() {
+                    warn!(%error, samples, "cannot store a request in the buffer; dropped");
+                }
+            }
+        }
+    }
+}
+
+fn unix_ms(t: SystemTime) -> i64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// The host name, for the node label when the kubelet has never answered and no
+/// `--node-name` is set.
+fn host_name() -> String {
+    #[cfg(windows)]
+    let name = std::env::var("COMPUTERNAME").ok();
+    #[cfg(not(windows))]
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok());
+    name.map(|n| n.trim().to_owned())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "unknown".to_owned())
+}
