@@ -378,3 +378,64 @@ async fn a_full_disk_is_counted_and_survived() {
     );
     assert_in_order(&rx.accepted_series());
 }
+
+/// Writes `tests/fixtures/buffer-v1/` with the disk buffer of this commit (format 1): run once
+/// with `cargo test --test it write_buffer_v1_fixture -- --ignored`. Kept in the history only
+/// (see tests/fixtures/README.md): after the format change it would write the new format.
+#[test]
+#[ignore]
+fn write_buffer_v1_fixture() {
+    use kubelet_push::buffer::disk::DiskBuffer;
+    use kubelet_push::buffer::{Batch, Buffer};
+    use kubelet_push::remote_write::encode::{encode_batches, time_series, CommonLabels};
+    use kubelet_push::remote_write::STALE_NAN_BITS;
+
+    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/buffer-v1");
+    let _ = std::fs::remove_dir_all(&out);
+    // 512 KiB: segments roll at 64 KiB, the least the buffer allows.
+    let (mut b, _) = DiskBuffer::open(&out, 512 << 10).unwrap();
+    let common = CommonLabels::new("kubelet-push", "fixture-node", &[]);
+    let series_per_poll = [900usize, 900, 900, 900, 3, 2];
+    for (poll, &n) in series_per_poll.iter().enumerate() {
+        let t = 1_700_000_000_000i64 + poll as i64 * 15_000;
+        let mut series: Vec<_> = (0..n)
+            .map(|i| {
+                let (pod, ns, c) = (format!("pod-{i}"), format!("ns-{}", i % 3), format!("c{i}"));
+                time_series(
+                    "container_cpu_usage_seconds_total",
+                    [
+                        ("container", c.as_str()),
+                        ("namespace", ns.as_str()),
+                        ("pod", pod.as_str()),
+                    ],
+                    &common,
+                    poll as f64 * 1e6 + i as f64 + 0.25,
+                    t,
+                )
+            })
+            .collect();
+        let gone = format!("gone-{poll}");
+        series.push(time_series(
+            "container_memory_working_set_bytes",
+            [("pod", gone.as_str())],
+            &common,
+            f64::from_bits(STALE_NAN_BITS),
+            t,
+        ));
+        let mut requests = encode_batches(series, usize::MAX).unwrap();
+        assert_eq!(requests.len(), 1);
+        let r = requests.pop().unwrap();
+        b.push(Batch {
+            body: r.body,
+            samples: r.samples as u32,
+            oldest_ms: r.oldest_ms,
+            newest_ms: r.newest_ms,
+        })
+        .unwrap();
+    }
+    for _ in 0..2 {
+        let (seq, _) = b.front().unwrap().unwrap();
+        b.ack(seq).unwrap();
+    }
+    drop(b);
+}
