@@ -1092,6 +1092,316 @@ mod tests {
         v
     }
 
+    /// A version-1 record, as the earlier release wrote it (see the module docs).
+    fn v1_record(b: &Batch) -> Vec<u8> {
+        let mut payload = Vec::new();
+        payload.extend_from_slice(&b.samples.to_le_bytes());
+        payload.extend_from_slice(&b.oldest_ms.to_le_bytes());
+        payload.extend_from_slice(&b.newest_ms.to_le_bytes());
+        payload.extend_from_slice(&b.body);
+        let mut rec = Vec::new();
+        rec.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        rec.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
+        rec.extend_from_slice(&payload);
+        rec
+    }
+
+    /// Writes a version-1 segment holding `batches`.
+    fn write_v1_segment(dir: &Path, first_seq: u64, batches: &[Batch]) -> PathBuf {
+        let path = dir.join(format!("{first_seq:020}.seg"));
+        fs::write(&path, batches.iter().flat_map(v1_record).collect::<Vec<u8>>()).unwrap();
+        path
+    }
+
+    /// Every file in `dir` with its bytes.
+    fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+        let mut v: Vec<_> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| {
+                let p = e.unwrap().path();
+                let bytes = fs::read(&p).unwrap();
+                (p, bytes)
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Rewrites the payload of the version-2 record at `at` in `path` and fixes its crc, as a
+    /// newer release writing another protocol or a flag would.
+    fn rewrite_record(path: &Path, at: usize, edit: impl FnOnce(&mut [u8])) {
+        let mut data = fs::read(path).unwrap();
+        let len = le_u32(&data, at) as usize;
+        let start = at + HEADER_LEN as usize;
+        edit(&mut data[start..start + len]);
+        let crc = crc32c::crc32c(&data[start..start + len]);
+        data[at + 4..at + 8].copy_from_slice(&crc.to_le_bytes());
+        fs::write(path, &data).unwrap();
+    }
+
+    #[test]
+    fn protocol_codes_are_stable() {
+        assert_eq!(Protocol::V1.code(), 1);
+        assert_eq!(Protocol::from_code(1), Some(Protocol::V1));
+        for unknown in [0, 2, 255] {
+            assert_eq!(Protocol::from_code(unknown), None);
+        }
+        assert_eq!(Protocol::V1.content_type(), "application/x-protobuf");
+        assert_eq!(Protocol::V1.version(), "0.1.0");
+    }
+
+    /// The bytes of a version-2 segment, field by field as the module docs draw them.
+    #[test]
+    fn version_2_layout_is_as_documented() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut b, _) = DiskBuffer::open(dir.path(), 1 << 20).unwrap();
+        let x = Batch {
+            protocol: Protocol::V1,
+            body: Bytes::from_static(b"body!"),
+            samples: 0x0102_0304,
+            oldest_ms: -5,
+            newest_ms: 1_700_000_000_123,
+        };
+        b.push(x).unwrap();
+        drop(b);
+        let data = fs::read(segment_files(dir.path()).remove(0)).unwrap();
+        assert_eq!(data.len(), 16 + 8 + 22 + 5);
+        // Segment header.
+        assert_eq!(&data[..8], &[0x0B, 0, 0, 0, b'K', b'P', b'B', b'F']);
+        assert!(
+            u64::from(le_u32(&data, 0)) < META_LEN_V1,
+            "a version-1 reader sees an impossible length"
+        );
+        assert_eq!(le_u32(&data, 8), 2, "version");
+        assert_eq!(le_u32(&data, 12), crc32c::crc32c(&data[..12]));
+        // Record.
+        let rec = &data[16..];
+        assert_eq!(le_u32(rec, 0), 22 + 5, "len");
+        assert_eq!(le_u32(rec, 4), crc32c::crc32c(&rec[8..]), "crc");
+        assert_eq!(rec[8], 1, "protocol: Remote Write 1.0");
+        assert_eq!(rec[9], 0, "flags");
+        assert_eq!(le_u32(rec, 10), 0x0102_0304, "samples");
+        assert_eq!(le_i64(rec, 14), -5, "oldest_ms");
+        assert_eq!(le_i64(rec, 22), 1_700_000_000_123, "newest_ms");
+        assert_eq!(&rec[30..], b"body!");
+    }
+
+    /// Segments of the earlier format replay (from the persisted read position, in order,
+    /// as Remote Write 1.0) beside new ones, and are never appended to.
+    #[test]
+    fn version_1_segments_replay_and_are_never_appended_to() {
+        let dir = tempfile::tempdir().unwrap();
+        let old: Vec<Batch> = (1..=5).map(|n| batch(n, 40 + n as usize)).collect();
+        let first = write_v1_segment(dir.path(), 0, &old[..3]);
+        let second = write_v1_segment(dir.path(), 3, &old[3..]);
+        write_read_pos(dir.path(), 1).unwrap();
+        let second_bytes = fs::read(&second).unwrap();
+
+        let (mut b, rec) = DiskBuffer::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!((rec.batches, rec.samples), (4, 2 + 3 + 4 + 5));
+        assert_eq!((rec.truncated_bytes, rec.corrupt_records), (0, 0));
+        let size: u64 = old[1..].iter().map(Batch::size).sum();
+        assert_eq!((b.len(), b.bytes(), b.samples()), (4, size, 14));
+        let (seq, x) = b.front().unwrap().unwrap();
+        assert_eq!((seq, &x), (1, &old[1]));
+        b.ack(seq).unwrap();
+        let new: Vec<Batch> = (6..=7).map(|n| batch(n, 30)).collect();
+        for x in &new {
+            b.push(x.clone()).unwrap();
+        }
+        assert_eq!(fs::read(&second).unwrap(), second_bytes, "untouched");
+        let names: Vec<String> = segment_files(dir.path())
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "00000000000000000000.seg",
+                "00000000000000000003.seg",
+                "00000000000000000005.seg"
+            ]
+        );
+        drop(b);
+
+        let (mut b, rec) = DiskBuffer::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(rec.batches, 5);
+        let mut want = old[2..].to_vec();
+        want.extend(new);
+        let got = drain(&mut b);
+        assert!(got.iter().all(|x| x.protocol == Protocol::V1));
+        assert_eq!(got, want);
+        assert!(!first.exists() && !second.exists(), "delivered, deleted");
+    }
+
+    /// The old format's damage handling, unchanged: a torn tail or a bad crc cuts the segment
+    /// there; a damaged first length (even one that looks like the new magic) cuts all of it,
+    /// and later segments still replay.
+    #[test]
+    fn damage_in_a_version_1_segment_is_cut_as_before() {
+        let old: Vec<Batch> = (1..=3).map(|n| batch(n, 50)).collect();
+        let v1_len = (HEADER_LEN + META_LEN_V1 + 50) as usize;
+        for damage in ["torn", "crc", "length looks like the magic"] {
+            let dir = tempfile::tempdir().unwrap();
+            let seg = write_v1_segment(dir.path(), 0, &old);
+            let later = write_v1_segment(dir.path(), 3, &[batch(4, 20)]);
+            let mut data = fs::read(&seg).unwrap();
+            match damage {
+                "torn" => data.truncate(data.len() - 3),
+                "crc" => data[v1_len + 30] ^= 0x10,
+                _ => data[..4].copy_from_slice(&SEGMENT_MAGIC[..4]),
+            }
+            fs::write(&seg, &data).unwrap();
+            let (mut b, rec) = DiskBuffer::open(dir.path(), 1 << 20).unwrap();
+            let (kept, cut, corrupt) = match damage {
+                "torn" => (2, v1_len - 3, 0),
+                "crc" => (1, 2 * v1_len, 1),
+                _ => (0, 3 * v1_len, 1),
+            };
+            assert_eq!(
+                (rec.truncated_bytes, rec.corrupt_records),
+                (cut as u64, corrupt),
+                "{damage}"
+            );
+            if kept > 0 {
+                assert_eq!(fs::metadata(&seg).unwrap().len(), (kept * v1_len) as u64);
+            } else {
+                assert!(!seg.exists(), "cut to nothing, then deleted");
+            }
+            let mut want = old[..kept].to_vec();
+            want.push(batch(4, 20));
+            assert_eq!(drain(&mut b), want, "{damage}");
+            assert!(!seg.exists() && later.exists(), "the newest is kept");
+        }
+    }
+
+    /// What a newer release wrote is neither read, nor cut, nor deleted: start-up fails,
+    /// naming the file and the version.
+    #[test]
+    fn an_unknown_format_version_stops_start_up_and_touches_nothing() {
+        for version in [1, 3, u32::MAX] {
+            let dir = tempfile::tempdir().unwrap();
+            let (mut b, _) = DiskBuffer::open(dir.path(), 1 << 20).unwrap();
+            b.push(batch(1, 10)).unwrap();
+            drop(b);
+            let newer = dir.path().join(format!("{:020}.seg", 1));
+            let mut data = segment_header(version).to_vec();
+            data.extend_from_slice(b"records laid out some other way");
+            fs::write(&newer, &data).unwrap();
+            let before = snapshot(dir.path());
+            let err = DiskBuffer::open(dir.path(), 1 << 20).err().unwrap();
+            assert!(
+                matches!(&err, BufferError::UnknownFormat { path, version: v } if *path == newer && *v == version),
+                "{err:?}"
+            );
+            let msg = err.to_string();
+            assert!(msg.contains(&newer.display().to_string()), "{msg}");
+            assert!(
+                msg.contains(&format!("format version {version}")),
+                "{msg}"
+            );
+            assert_eq!(snapshot(dir.path()), before, "nothing changed on disk");
+        }
+    }
+
+    /// An intact record of a protocol this release does not know (or with a flag it does not
+    /// know) stops start-up while it waits to be sent; once acknowledged it is never read.
+    #[test]
+    fn an_unknown_protocol_stops_start_up_until_it_was_acknowledged() {
+        for (code, flags) in [(0u8, 0u8), (2, 0), (200, 0), (1, 1), (1, 0x80)] {
+            let dir = tempfile::tempdir().unwrap();
+            let (mut b, _) = DiskBuffer::open(dir.path(), 1 << 20).unwrap();
+            for n in 1..=3 {
+                b.push(batch(n, 10)).unwrap();
+            }
+            drop(b);
+            let seg = segment_files(dir.path()).remove(0);
+            let second = (SEGMENT_HEADER_LEN + rec_len(10)) as usize;
+            rewrite_record(&seg, second, |p| {
+                p[0] = code;
+                p[1] = flags;
+            });
+            let before = snapshot(dir.path());
+            let err = DiskBuffer::open(dir.path(), 1 << 20).err().unwrap();
+            assert!(
+                matches!(&err, BufferError::UnknownProtocol { path, seq: 1, code: c, flags: f }
+                    if *path == seg && *c == code && *f == flags),
+                "{err:?}"
+            );
+            let msg = err.to_string();
+            assert!(msg.contains(&seg.display().to_string()), "{msg}");
+            assert!(msg.contains(&format!("protocol code {code}")), "{msg}");
+            assert_eq!(snapshot(dir.path()), before, "nothing changed on disk");
+
+            // Acknowledged by the release that wrote it: no obstacle.
+            write_read_pos(dir.path(), 2).unwrap();
+            let (mut b, rec) = DiskBuffer::open(dir.path(), 1 << 20).unwrap();
+            assert_eq!((rec.batches, rec.truncated_bytes), (1, 0));
+            assert_eq!(drain(&mut b), [batch(3, 10)]);
+        }
+    }
+
+    /// A record rewritten under a running buffer with an unknown code is never sent: it is
+    /// damage found at run time, and the rest of its segment is skipped.
+    #[test]
+    fn an_unknown_protocol_found_at_run_time_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut b, _) = DiskBuffer::open(dir.path(), 1 << 20).unwrap();
+        for n in 1..=2 {
+            b.push(batch(n, 10)).unwrap();
+        }
+        let seg = segment_files(dir.path()).remove(0);
+        rewrite_record(&seg, SEGMENT_HEADER_LEN as usize, |p| p[0] = 7);
+        assert!(b.front().unwrap().is_none());
+        assert_eq!((b.len(), b.samples()), (0, 0));
+        b.push(batch(3, 10)).unwrap();
+        assert_eq!(drain(&mut b), [batch(3, 10)]);
+    }
+
+    /// A torn or corrupt segment header holds no record: the file is cut to nothing, reported,
+    /// and the name is reused by the next segment. An empty file is replaced silently.
+    #[test]
+    fn damaged_segment_headers_and_empty_files_are_replaced() {
+        for damage in ["torn", "crc", "magic", "empty"] {
+            let dir = tempfile::tempdir().unwrap();
+            let (mut b, _) = DiskBuffer::open(dir.path(), 1 << 20).unwrap();
+            for n in 1..=2 {
+                b.push(batch(n, 10)).unwrap();
+            }
+            drop(b);
+            let seg = segment_files(dir.path()).remove(0);
+            let mut data = fs::read(&seg).unwrap();
+            let full = data.len() as u64;
+            match damage {
+                "torn" => data.truncate(7),
+                "crc" => data[9] ^= 1,
+                "magic" => data[5] = b'X',
+                _ => data.clear(),
+            }
+            fs::write(&seg, &data).unwrap();
+            fs::remove_file(dir.path().join(READ_POS)).unwrap();
+            let (mut b, rec) = DiskBuffer::open(dir.path(), 1 << 20).unwrap();
+            let want = match damage {
+                "torn" => (7, 0),
+                "empty" => (0, 0),
+                _ => (full, 1),
+            };
+            assert_eq!(
+                (rec.truncated_bytes, rec.corrupt_records),
+                want,
+                "{damage}"
+            );
+            assert_eq!((rec.batches, b.len()), (0, 0), "{damage}");
+            assert_eq!(fs::metadata(&seg).unwrap().len(), 0, "{damage}");
+            b.push(batch(5, 10)).unwrap();
+            drop(b);
+            assert_eq!(segment_files(dir.path()), [seg.clone()], "{damage}");
+            let (mut b, rec) = DiskBuffer::open(dir.path(), 1 << 20).unwrap();
+            assert_eq!((rec.truncated_bytes, rec.corrupt_records), (0, 0));
+            assert_eq!(drain(&mut b), [batch(5, 10)], "{damage}");
+        }
+    }
+
     #[test]
     fn size_of_body_matches_batch_size() {
         let b = batch(3, 77);
