@@ -38,8 +38,9 @@
 //! read.pos := { seq: u64 LE, crc: u32 LE }   // crc = crc32c(seq as 8 LE bytes); 12 bytes
 //! ```
 //!
-//! Version 1, written by earlier releases (`tests/fixtures/buffer-v1/` is one), is still read (never written): a segment file
-//! that does not start with `segment_header` is version 1, and is `record*` with
+//! Version 1, written by earlier releases (`tests/fixtures/buffer-v1/` is one), is still read,
+//! never written: a segment file that does not start with `segment_header` is version 1, and is
+//! `record*` with
 //!
 //! ```text
 //! record (version 1) := {
@@ -51,6 +52,9 @@
 //! ```
 //!
 //! Its records are replayed as [`Protocol::V1`]. `read.pos` and the file names did not change.
+//! The other way round does not work: a release that reads only version 1 takes a version-2
+//! segment for a damaged one (its first `len`, 11, is below 20) and cuts it, so going back to
+//! such a release loses what is buffered in version-2 segments, though it never sends it.
 //!
 //! Invariants:
 //! - Record `i` (from 0) of segment `N.seg` has sequence number `N + i`; sequence numbers are
@@ -98,7 +102,7 @@
 //! (the file changed since start-up) is damage: the rest of its segment is skipped, as before.
 //!
 //! Memory: a few counters per segment (not per record) and the front batch, cached between
-//! [`Buffer::front`] and [`Buffer::ack`]. Dropping for room reads the 12-byte head of each
+//! [`Buffer::front`] and [`Buffer::ack`]. Dropping for room reads the head (framing and metadata) of each
 //! dropped record (or none, when a whole segment goes), so it is exact per record, like the
 //! memory buffer.
 
@@ -1109,7 +1113,11 @@ mod tests {
     /// Writes a version-1 segment holding `batches`.
     fn write_v1_segment(dir: &Path, first_seq: u64, batches: &[Batch]) -> PathBuf {
         let path = dir.join(format!("{first_seq:020}.seg"));
-        fs::write(&path, batches.iter().flat_map(v1_record).collect::<Vec<u8>>()).unwrap();
+        fs::write(
+            &path,
+            batches.iter().flat_map(v1_record).collect::<Vec<u8>>(),
+        )
+        .unwrap();
         path
     }
 
@@ -1296,10 +1304,7 @@ mod tests {
             );
             let msg = err.to_string();
             assert!(msg.contains(&newer.display().to_string()), "{msg}");
-            assert!(
-                msg.contains(&format!("format version {version}")),
-                "{msg}"
-            );
+            assert!(msg.contains(&format!("format version {version}")), "{msg}");
             assert_eq!(snapshot(dir.path()), before, "nothing changed on disk");
         }
     }
@@ -1386,16 +1391,12 @@ mod tests {
                 "empty" => (0, 0),
                 _ => (full, 1),
             };
-            assert_eq!(
-                (rec.truncated_bytes, rec.corrupt_records),
-                want,
-                "{damage}"
-            );
+            assert_eq!((rec.truncated_bytes, rec.corrupt_records), want, "{damage}");
             assert_eq!((rec.batches, b.len()), (0, 0), "{damage}");
             assert_eq!(fs::metadata(&seg).unwrap().len(), 0, "{damage}");
             b.push(batch(5, 10)).unwrap();
             drop(b);
-            assert_eq!(segment_files(dir.path()), [seg.clone()], "{damage}");
+            assert_eq!(segment_files(dir.path()), [seg.as_path()], "{damage}");
             let (mut b, rec) = DiskBuffer::open(dir.path(), 1 << 20).unwrap();
             assert_eq!((rec.truncated_bytes, rec.corrupt_records), (0, 0));
             assert_eq!(drain(&mut b), [batch(5, 10)], "{damage}");

@@ -509,7 +509,6 @@ fn new_batch(n: u32) -> kubelet_push::buffer::Batch {
                 timestamp: t,
             }],
         }],
-        ..Default::default()
     };
     let body = snap::raw::Encoder::new()
         .compress_vec(&w.encode_to_vec())
