@@ -327,6 +327,7 @@ fn trim_to_age(batch: Batch, max_age: Option<Duration>, metrics: &Metrics) -> Op
     let mut encoded = encode_batches(request.timeseries, usize::MAX).ok()?;
     let body = encoded.pop()?.body;
     Some(Batch {
+        protocol: batch.protocol,
         body,
         samples: u32::try_from(samples).unwrap_or(u32::MAX),
         oldest_ms: oldest,

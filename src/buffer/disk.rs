@@ -3,7 +3,7 @@
 //! [`super::memory::MemoryBuffer`] (FIFO, bounded by [`Batch::size`], oldest dropped first),
 //! plus: a batch reported as buffered survives `kill -9` and power loss.
 //!
-//! # On-disk format
+//! # On-disk format (version 2)
 //!
 //! ```text
 //! <dir>/
@@ -12,48 +12,97 @@
 //!     read.pos                    sequence number of the oldest unacknowledged record
 //!     read.pos.tmp                (transient: the next read.pos, before its rename)
 //!
-//! segment file ("{first_seq:020}.seg") := record*
+//! segment file ("{first_seq:020}.seg"), version 2 := segment_header record*
+//!
+//! segment_header := {                    // 16 bytes
+//!     magic:    [u8; 8] = 0B 00 00 00 'K' 'P' 'B' 'F',
+//!                                        // first 4 bytes as a version-1 `len`: 11 (< 20, so
+//!                                        // never an intact version-1 segment's start)
+//!     version:  u32 LE = 2,              // how the records after it are laid out
+//!     crc:      u32 LE,                  // crc32c(magic, version)
+//! }
 //!
 //! record := {
-//!     len:      u32 LE,                  // payload length, >= 20
+//!     len:      u32 LE,                  // payload length, >= 22
 //!     crc:      u32 LE,                  // crc32c(payload)
 //!     payload:  [u8; len] := {
+//!         protocol:  u8,                 // Batch::protocol, as Protocol::code (1 = Remote Write 1.0)
+//!         flags:     u8,                 // 0; none defined yet (see below)
 //!         samples:   u32 LE,             // Batch::samples
 //!         oldest_ms: i64 LE,             // Batch::oldest_ms
 //!         newest_ms: i64 LE,             // Batch::newest_ms
-//!         body:      [u8; len - 20],     // Batch::body (snappy-compressed WriteRequest)
+//!         body:      [u8; len - 22],     // Batch::body, the request as `protocol` defines it
 //!     },
 //! }
 //!
 //! read.pos := { seq: u64 LE, crc: u32 LE }   // crc = crc32c(seq as 8 LE bytes); 12 bytes
 //! ```
 //!
+//! Version 1, written by earlier releases (`tests/fixtures/buffer-v1/` is one), is still read,
+//! never written: a segment file that does not start with `segment_header` is version 1, and is
+//! `record*` with
+//!
+//! ```text
+//! record (version 1) := {
+//!     len:      u32 LE,                  // payload length, >= 20
+//!     crc:      u32 LE,                  // crc32c(payload)
+//!     payload:  [u8; len] := { samples: u32 LE, oldest_ms: i64 LE, newest_ms: i64 LE,
+//!                              body: [u8; len - 20] },   // body: Remote Write 1.0
+//! }
+//! ```
+//!
+//! Its records are replayed as [`Protocol::V1`]. `read.pos` and the file names did not change.
+//! The other way round does not work: a release that reads only version 1 takes a version-2
+//! segment for a damaged one (its first `len`, 11, is below 20) and cuts it, so going back to
+//! such a release loses what is buffered in version-2 segments, though it never sends it.
+//!
 //! Invariants:
 //! - Record `i` (from 0) of segment `N.seg` has sequence number `N + i`; sequence numbers are
 //!   not stored per record. Later segments start at higher numbers; there can be gaps (after a
-//!   damaged tail was cut), never overlaps.
-//! - Segments are append-only and only the newest one is appended to. A new segment is started
-//!   when the newest is at least `clamp(max_bytes / 8, 64 KiB, 64 MiB)` long (so a segment can
-//!   exceed that by one record), after a write error it could not undo, and whenever its next
+//!   damaged tail was cut), never overlaps. Segments of both versions may sit side by side.
+//! - Segments are append-only and only the newest one is appended to, and only when it is
+//!   version 2: a version-1 segment is never appended to (a record must never sit in a file
+//!   whose header says another layout). A new segment is started when the newest is at least
+//!   `clamp(max_bytes / 8, 64 KiB, 64 MiB)` long (so a segment can exceed that by one record),
+//!   after a write error it could not undo, when the newest is version 1, and whenever its next
 //!   record number would not be the buffer's next sequence number.
+//! - A new segment's header is written and `sync_data`-ed before its directory entry is fsynced
+//!   (unix), and that before its first record is written.
 //! - Every record a `push` reported as buffered was written and `sync_data`-ed before `push`
-//!   returned; a new segment's directory entry is fsynced too (unix). At most the append in
-//!   progress is lost, and it shows up as a torn tail.
+//!   returned. At most the append in progress is lost, and it shows up as a torn tail.
 //! - `read.pos` is replaced atomically (write `read.pos.tmp`, fsync, rename, fsync the
 //!   directory on unix) after every `ack` and every drop. Records below it were delivered or
 //!   dropped. A missing or garbled `read.pos` counts as 0: everything on disk is replayed
 //!   (duplicates are possible, loss is not).
 //! - A segment whose records are all below the read position is deleted, except the newest.
+//! - Every later version starts with the same 16-byte `segment_header` (same magic, its own
+//!   `version`, the crc over both), so this release can tell "newer format" from "damage".
 //!
 //! Recovery ([`DiskBuffer::open`]) reads every segment in name order and checks every crc. The
 //! first record that is torn (short header, length past the end of the file) or corrupt (length
-//! below 20, crc mismatch) ends its segment: the file is truncated there and fsynced, and one
-//! warning is logged per damaged file. Records after a corrupt one in the same segment are lost
-//! with it (they are counted in `truncated_bytes`, not in `corrupt_records`); later segments
-//! still replay. Then the size bound is applied, as a push would.
+//! below the least payload, crc mismatch) ends its segment: the file is truncated there and
+//! fsynced, and one warning is logged per damaged file. Records after a corrupt one in the same
+//! segment are lost with it (they are counted in `truncated_bytes`, not in `corrupt_records`);
+//! later segments still replay. A segment header that is torn (fewer than 16 bytes) or fails
+//! its magic or crc is damage the same way: the file is cut to nothing (no record can precede
+//! its header) and replaced by a fresh segment on the next append. An empty file holds nothing
+//! and is replaced the same way. Then the size bound is applied, as a push would.
+//!
+//! What a newer release wrote is never deleted, truncated or sent: [`DiskBuffer::open`] fails
+//! with [`BufferError::UnknownFormat`] (naming the file and the version) for an intact header
+//! of another version, and with [`BufferError::UnknownProtocol`] (naming the file, the
+//! record's sequence number, its code and flags) for an intact, unacknowledged version-2
+//! record whose protocol code is unknown or that has a flag set (a flag, once defined, changes
+//! how the record is read, so a reader must not skip one it does not know). The agent reports
+//! either as a `--buffer-dir` configuration error (exit 64) before it polls: a downgrade stops
+//! with a message, rather than destroy or garble what the newer release buffered. The operator
+//! runs the newer release until the buffer drains, or moves the named files away. Records
+//! below the read position are never read for their contents, so an acknowledged one does
+//! not stop a start. While running, a record that fails its crc or carries an unknown code
+//! (the file changed since start-up) is damage: the rest of its segment is skipped, as before.
 //!
 //! Memory: a few counters per segment (not per record) and the front batch, cached between
-//! [`Buffer::front`] and [`Buffer::ack`]. Dropping for room reads the 12-byte head of each
+//! [`Buffer::front`] and [`Buffer::ack`]. Dropping for room reads the head (framing and metadata) of each
 //! dropped record (or none, when a whole segment goes), so it is exact per record, like the
 //! memory buffer.
 
@@ -66,11 +115,21 @@ use bytes::Bytes;
 use tracing::warn;
 
 use super::{Batch, Buffer, BufferError, Dropped};
+use crate::remote_write::Protocol;
 
-/// `len` + `crc`.
+/// A record's `len` + `crc` (both versions).
 const HEADER_LEN: u64 = 8;
-/// `samples` + `oldest_ms` + `newest_ms`.
-const META_LEN: u64 = 20;
+/// Version 1 payload before the body: `samples` + `oldest_ms` + `newest_ms`.
+const META_LEN_V1: u64 = 20;
+/// Version 2 payload before the body: `protocol` + `flags` + version 1's.
+const META_LEN: u64 = 22;
+/// The version this release writes.
+const FORMAT_VERSION: u32 = 2;
+/// Starts every segment from version 2 on. Its first 4 bytes, read as a version-1 `len`, are
+/// 11: below [`META_LEN_V1`], so an intact version-1 segment never starts with them.
+const SEGMENT_MAGIC: [u8; 8] = [0x0B, 0x00, 0x00, 0x00, b'K', b'P', b'B', b'F'];
+/// `magic` + `version` + `crc`.
+const SEGMENT_HEADER_LEN: u64 = 16;
 const MIN_SEGMENT: u64 = 64 << 10;
 const MAX_SEGMENT: u64 = 64 << 20;
 const SEGMENT_SUFFIX: &str = ".seg";
@@ -89,10 +148,67 @@ pub struct Recovery {
     pub samples: u64,
     /// Bytes cut off damaged segment tails.
     pub truncated_bytes: u64,
-    /// Records whose length or crc was invalid (one at most per segment: it ends the segment).
+    /// Records (or segment headers) whose length or crc was invalid (one at most per segment:
+    /// it ends the segment).
     pub corrupt_records: u64,
     /// Dropped because the replayed batches exceeded `max_bytes` (e.g. the limit was lowered).
     pub dropped: Dropped,
+}
+
+/// How a segment's records are laid out (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    /// No segment header; records without protocol or flags, all [`Protocol::V1`]. Only read.
+    V1,
+    /// Segment header, then records that name their protocol.
+    V2,
+}
+
+impl Format {
+    /// Payload bytes before the body.
+    fn meta_len(self) -> u64 {
+        match self {
+            Format::V1 => META_LEN_V1,
+            Format::V2 => META_LEN,
+        }
+    }
+}
+
+/// A record's payload fields other than the body.
+#[derive(Debug, Clone, Copy)]
+struct Meta {
+    protocol: u8,
+    flags: u8,
+    samples: u32,
+    oldest_ms: i64,
+    newest_ms: i64,
+}
+
+impl Meta {
+    /// Reads the first [`Format::meta_len`] bytes of a payload.
+    fn parse(format: Format, m: &[u8]) -> Meta {
+        match format {
+            Format::V1 => Meta {
+                protocol: Protocol::V1.code(),
+                flags: 0,
+                samples: le_u32(m, 0),
+                oldest_ms: le_i64(m, 4),
+                newest_ms: le_i64(m, 12),
+            },
+            Format::V2 => Meta {
+                protocol: m[0],
+                flags: m[1],
+                samples: le_u32(m, 2),
+                oldest_ms: le_i64(m, 6),
+                newest_ms: le_i64(m, 14),
+            },
+        }
+    }
+
+    /// The protocol, when this release knows it and no flag is set (no flag is defined yet).
+    fn protocol(&self) -> Option<Protocol> {
+        Protocol::from_code(self.protocol).filter(|_| self.flags == 0)
+    }
 }
 
 /// One segment file and how much of it is still unacknowledged.
@@ -100,7 +216,8 @@ pub struct Recovery {
 struct Segment {
     first_seq: u64,
     path: PathBuf,
-    /// Bytes of whole records (the file length, after any cut).
+    format: Format,
+    /// Bytes of the header and of whole records (the file length, after any cut).
     len: u64,
     records: u64,
     /// Records before this index were acknowledged or dropped.
@@ -110,7 +227,8 @@ struct Segment {
     /// [`Batch::size`] and samples of the records from `read_index` on.
     pending_bytes: u64,
     pending_samples: u64,
-    /// Never appended to again (a write error could not be undone, or it was damaged).
+    /// Never appended to again (a write error could not be undone, it was damaged, it has no
+    /// valid header, or it is version 1).
     sealed: bool,
 }
 
@@ -119,6 +237,7 @@ impl Segment {
         Segment {
             first_seq,
             path: dir.join(format!("{first_seq:020}{SEGMENT_SUFFIX}")),
+            format: Format::V2,
             len: 0,
             records: 0,
             read_index: 0,
@@ -279,28 +398,30 @@ impl DiskBuffer {
     fn front_record_meta(&self, i: usize) -> io::Result<(u64, u64, u64)> {
         if let Some((_, b)) = &self.front {
             return Ok((
-                HEADER_LEN + META_LEN + b.body.len() as u64,
+                HEADER_LEN + self.segments[i].format.meta_len() + b.body.len() as u64,
                 b.size(),
                 u64::from(b.samples),
             ));
         }
         let s = &self.segments[i];
+        let meta_len = s.format.meta_len();
         let mut file = File::open(&s.path)?;
         file.seek(SeekFrom::Start(s.read_offset))?;
-        let mut head = [0u8; 12];
-        file.read_exact(&mut head)?;
-        let len = u64::from(le_u32(&head, 0));
-        if len < META_LEN || s.read_offset + HEADER_LEN + len > s.len {
+        let mut head = [0u8; (HEADER_LEN + META_LEN) as usize];
+        let head = &mut head[..(HEADER_LEN + meta_len) as usize];
+        file.read_exact(head)?;
+        let len = u64::from(le_u32(head, 0));
+        if len < meta_len || s.read_offset + HEADER_LEN + len > s.len {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 "record length out of bounds",
             ));
         }
-        let body_len = len - META_LEN;
+        let meta = Meta::parse(s.format, &head[HEADER_LEN as usize..]);
         Ok((
             HEADER_LEN + len,
-            size_of_body(body_len),
-            u64::from(le_u32(&head, 8)),
+            size_of_body(len - meta_len),
+            u64::from(meta.samples),
         ))
     }
 
@@ -451,12 +572,22 @@ impl DiskBuffer {
             }
         }
         let mut seg = Segment::new(&self.dir, self.next_seq);
-        let file = OpenOptions::new()
+        let mut file = OpenOptions::new()
             .read(true)
             .write(true)
             .create_new(true)
             .open(&seg.path)
             .map_err(|source| io_error(&seg.path, source))?;
+        if let Err(source) = append(&mut file, 0, &segment_header(FORMAT_VERSION)) {
+            // Without a whole header it takes no record; sealed and empty, the next roll
+            // deletes it (and a restart cuts a torn header).
+            let path = seg.path.clone();
+            seg.sealed = true;
+            self.segments.push_back(seg);
+            return Err(io_error(&path, source));
+        }
+        seg.len = SEGMENT_HEADER_LEN;
+        seg.read_offset = SEGMENT_HEADER_LEN;
         let synced = sync_dir(&self.dir);
         // Until its directory entry is durable, nothing may be written to it.
         seg.sealed = synced.is_err();
@@ -615,6 +746,8 @@ fn encode(batch: &Batch) -> io::Result<Vec<u8>> {
     let mut rec = Vec::with_capacity((HEADER_LEN + META_LEN) as usize + batch.body.len());
     rec.extend_from_slice(&len.to_le_bytes());
     rec.extend_from_slice(&[0; 4]);
+    rec.push(batch.protocol.code());
+    rec.push(0); // flags
     rec.extend_from_slice(&batch.samples.to_le_bytes());
     rec.extend_from_slice(&batch.oldest_ms.to_le_bytes());
     rec.extend_from_slice(&batch.newest_ms.to_le_bytes());
@@ -622,6 +755,16 @@ fn encode(batch: &Batch) -> io::Result<Vec<u8>> {
     let crc = crc32c::crc32c(&rec[HEADER_LEN as usize..]);
     rec[4..8].copy_from_slice(&crc.to_le_bytes());
     Ok(rec)
+}
+
+/// The 16-byte header of a segment of `version`.
+fn segment_header(version: u32) -> [u8; SEGMENT_HEADER_LEN as usize] {
+    let mut h = [0u8; SEGMENT_HEADER_LEN as usize];
+    h[..8].copy_from_slice(&SEGMENT_MAGIC);
+    h[8..12].copy_from_slice(&version.to_le_bytes());
+    let crc = crc32c::crc32c(&h[..12]);
+    h[12..].copy_from_slice(&crc.to_le_bytes());
+    h
 }
 
 fn append(file: &mut File, at: u64, record: &[u8]) -> io::Result<()> {
@@ -638,7 +781,8 @@ fn read_record(s: &Segment) -> io::Result<Batch> {
     let mut header = [0u8; HEADER_LEN as usize];
     file.read_exact(&mut header)?;
     let len = u64::from(le_u32(&header, 0));
-    if len < META_LEN || s.read_offset + HEADER_LEN + len > s.len {
+    let meta_len = s.format.meta_len();
+    if len < meta_len || s.read_offset + HEADER_LEN + len > s.len {
         return Err(invalid("record length out of bounds"));
     }
     let mut payload = vec![0u8; len as usize];
@@ -646,21 +790,60 @@ fn read_record(s: &Segment) -> io::Result<Batch> {
     if crc32c::crc32c(&payload) != le_u32(&header, 4) {
         return Err(invalid("record crc mismatch"));
     }
-    let (samples, oldest_ms, newest_ms) = (
-        le_u32(&payload, 0),
-        le_i64(&payload, 4),
-        le_i64(&payload, 12),
-    );
+    let meta = Meta::parse(s.format, &payload);
+    // Start-up refused unknown codes; one here means the file changed since.
+    let protocol = meta
+        .protocol()
+        .ok_or_else(|| invalid("unknown protocol code or flags"))?;
     Ok(Batch {
-        body: Bytes::from(payload).slice(META_LEN as usize..),
-        samples,
-        oldest_ms,
-        newest_ms,
+        protocol,
+        body: Bytes::from(payload).slice(meta_len as usize..),
+        samples: meta.samples,
+        oldest_ms: meta.oldest_ms,
+        newest_ms: meta.newest_ms,
     })
 }
 
+/// What the first bytes of a segment file say about its layout.
+#[derive(Debug, PartialEq, Eq)]
+enum Start {
+    Empty,
+    /// No segment header: version-1 records from offset 0.
+    V1,
+    /// An intact segment header of this version.
+    Header(u32),
+    /// The start of the magic, then a torn (`false`) or corrupt (`true`) header.
+    DamagedHeader(bool),
+}
+
+fn read_start(mut file: &File, file_len: u64) -> io::Result<Start> {
+    if file_len == 0 {
+        return Ok(Start::Empty);
+    }
+    let mut h = [0u8; SEGMENT_HEADER_LEN as usize];
+    let n = usize::try_from(file_len.min(SEGMENT_HEADER_LEN)).unwrap_or(h.len());
+    file.seek(SeekFrom::Start(0))?;
+    file.read_exact(&mut h[..n])?;
+    if n < 4 || h[..4] != SEGMENT_MAGIC[..4] {
+        return Ok(Start::V1);
+    }
+    let m = n.min(SEGMENT_MAGIC.len());
+    if h[4..m] != SEGMENT_MAGIC[4..m] {
+        return Ok(Start::DamagedHeader(true));
+    }
+    if n < h.len() {
+        return Ok(Start::DamagedHeader(false));
+    }
+    if crc32c::crc32c(&h[..12]) != le_u32(&h, 12) {
+        return Ok(Start::DamagedHeader(true));
+    }
+    Ok(Start::Header(le_u32(&h, 8)))
+}
+
 /// Checks every record of `seg`, counts what is pending at or after `read_pos`, and cuts the
-/// file at the first torn or corrupt record.
+/// file at the first torn or corrupt record (or to nothing, when its header is damaged).
+/// Fails, touching nothing in the file, on another format version or on an unacknowledged
+/// record of an unknown protocol.
 fn scan_segment(
     mut seg: Segment,
     read_pos: u64,
@@ -674,26 +857,44 @@ fn scan_segment(
         .open(&path)
         .map_err(err)?;
     let file_len = file.metadata().map_err(err)?.len();
+    let mut offset = 0u64;
+    // Some(true): corrupt record or header; Some(false): torn tail or header.
+    let mut damage = None;
+    match read_start(&file, file_len).map_err(err)? {
+        Start::Empty => seg.sealed = true,
+        Start::V1 => {
+            seg.format = Format::V1;
+            seg.sealed = true;
+        }
+        Start::Header(FORMAT_VERSION) => offset = SEGMENT_HEADER_LEN,
+        Start::Header(version) => return Err(BufferError::UnknownFormat { path, version }),
+        Start::DamagedHeader(corrupt) => {
+            seg.sealed = true;
+            damage = Some(corrupt);
+        }
+    }
+    let header_damaged = damage.is_some();
+    seg.read_offset = offset;
+    let meta_len = seg.format.meta_len();
+    (&file).seek(SeekFrom::Start(offset)).map_err(err)?;
     let mut r = BufReader::with_capacity(64 << 10, &file);
     let mut chunk = vec![0u8; 64 << 10];
-    let mut offset = 0u64;
-    // Some(true): corrupt record; Some(false): torn tail.
-    let mut damage = None;
-    while offset < file_len {
+    while damage.is_none() && offset < file_len {
         let remaining = file_len - offset;
-        let mut head = [0u8; (HEADER_LEN + META_LEN) as usize];
+        let mut head_buf = [0u8; (HEADER_LEN + META_LEN) as usize];
+        let head = &mut head_buf[..(HEADER_LEN + meta_len) as usize];
         if remaining < HEADER_LEN {
             damage = Some(false);
             break;
         }
         let len = match read_full(&mut r, &mut head[..HEADER_LEN as usize]).map_err(err)? {
-            true => u64::from(le_u32(&head, 0)),
+            true => u64::from(le_u32(head, 0)),
             false => {
                 damage = Some(false);
                 break;
             }
         };
-        if len < META_LEN {
+        if len < meta_len {
             damage = Some(true);
             break;
         }
@@ -706,7 +907,7 @@ fn scan_segment(
             break;
         }
         let mut crc = crc32c::crc32c(&head[HEADER_LEN as usize..]);
-        let mut left = len - META_LEN;
+        let mut left = len - meta_len;
         while left > 0 {
             let want = chunk.len().min(usize::try_from(left).unwrap_or(usize::MAX));
             let n = r.read(&mut chunk[..want]).map_err(err)?;
@@ -720,18 +921,27 @@ fn scan_segment(
             damage = Some(false);
             break;
         }
-        if crc != le_u32(&head, 4) {
+        if crc != le_u32(head, 4) {
             damage = Some(true);
             break;
         }
+        let meta = Meta::parse(seg.format, &head[HEADER_LEN as usize..]);
         let seq = seg.first_seq.saturating_add(seg.records);
         let rec_len = HEADER_LEN + len;
         if seq < read_pos {
             seg.read_index += 1;
             seg.read_offset += rec_len;
         } else {
-            seg.pending_bytes += size_of_body(len - META_LEN);
-            seg.pending_samples += u64::from(le_u32(&head, HEADER_LEN as usize));
+            if meta.protocol().is_none() {
+                return Err(BufferError::UnknownProtocol {
+                    path,
+                    seq,
+                    code: meta.protocol,
+                    flags: meta.flags,
+                });
+            }
+            seg.pending_bytes += size_of_body(len - meta_len);
+            seg.pending_samples += u64::from(meta.samples);
         }
         seg.records += 1;
         offset += rec_len;
@@ -744,11 +954,17 @@ fn scan_segment(
         file.sync_all().map_err(err)?;
         recovery.truncated_bytes += cut;
         recovery.corrupt_records += u64::from(corrupt);
+        let reason = match (header_damaged, corrupt) {
+            (false, true) => "corrupt record",
+            (false, false) => "torn tail",
+            (true, true) => "corrupt segment header",
+            (true, false) => "torn segment header",
+        };
         warn!(
             file = %path.display(),
             offset,
             bytes_cut = cut,
-            reason = if corrupt { "corrupt record" } else { "torn tail" },
+            reason,
             "damaged buffer segment; truncated at the last good record"
         );
     }
@@ -846,6 +1062,7 @@ mod tests {
     /// A batch whose body (`len` bytes) and metadata all derive from `n`.
     fn batch(n: u32, len: usize) -> Batch {
         Batch {
+            protocol: Protocol::V1,
             body: (0..len).map(|i| (i as u32 ^ n) as u8).collect(),
             samples: n,
             oldest_ms: -i64::from(n) * 1_000,
@@ -877,6 +1094,313 @@ mod tests {
             .collect();
         v.sort();
         v
+    }
+
+    /// A version-1 record, as the earlier release wrote it (see the module docs).
+    fn v1_record(b: &Batch) -> Vec<u8> {
+        let mut payload = Vec::new();
+        payload.extend_from_slice(&b.samples.to_le_bytes());
+        payload.extend_from_slice(&b.oldest_ms.to_le_bytes());
+        payload.extend_from_slice(&b.newest_ms.to_le_bytes());
+        payload.extend_from_slice(&b.body);
+        let mut rec = Vec::new();
+        rec.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        rec.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
+        rec.extend_from_slice(&payload);
+        rec
+    }
+
+    /// Writes a version-1 segment holding `batches`.
+    fn write_v1_segment(dir: &Path, first_seq: u64, batches: &[Batch]) -> PathBuf {
+        let path = dir.join(format!("{first_seq:020}.seg"));
+        fs::write(
+            &path,
+            batches.iter().flat_map(v1_record).collect::<Vec<u8>>(),
+        )
+        .unwrap();
+        path
+    }
+
+    /// Every file in `dir` with its bytes.
+    fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+        let mut v: Vec<_> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| {
+                let p = e.unwrap().path();
+                let bytes = fs::read(&p).unwrap();
+                (p, bytes)
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Rewrites the payload of the version-2 record at `at` in `path` and fixes its crc, as a
+    /// newer release writing another protocol or a flag would.
+    fn rewrite_record(path: &Path, at: usize, edit: impl FnOnce(&mut [u8])) {
+        let mut data = fs::read(path).unwrap();
+        let len = le_u32(&data, at) as usize;
+        let start = at + HEADER_LEN as usize;
+        edit(&mut data[start..start + len]);
+        let crc = crc32c::crc32c(&data[start..start + len]);
+        data[at + 4..at + 8].copy_from_slice(&crc.to_le_bytes());
+        fs::write(path, &data).unwrap();
+    }
+
+    #[test]
+    fn protocol_codes_are_stable() {
+        assert_eq!(Protocol::V1.code(), 1);
+        assert_eq!(Protocol::from_code(1), Some(Protocol::V1));
+        for unknown in [0, 2, 255] {
+            assert_eq!(Protocol::from_code(unknown), None);
+        }
+        assert_eq!(Protocol::V1.content_type(), "application/x-protobuf");
+        assert_eq!(Protocol::V1.version(), "0.1.0");
+    }
+
+    /// The bytes of a version-2 segment, field by field as the module docs draw them.
+    #[test]
+    fn version_2_layout_is_as_documented() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut b, _) = DiskBuffer::open(dir.path(), 1 << 20).unwrap();
+        let x = Batch {
+            protocol: Protocol::V1,
+            body: Bytes::from_static(b"body!"),
+            samples: 0x0102_0304,
+            oldest_ms: -5,
+            newest_ms: 1_700_000_000_123,
+        };
+        b.push(x).unwrap();
+        drop(b);
+        let data = fs::read(segment_files(dir.path()).remove(0)).unwrap();
+        assert_eq!(data.len(), 16 + 8 + 22 + 5);
+        // Segment header.
+        assert_eq!(&data[..8], &[0x0B, 0, 0, 0, b'K', b'P', b'B', b'F']);
+        assert!(
+            u64::from(le_u32(&data, 0)) < META_LEN_V1,
+            "a version-1 reader sees an impossible length"
+        );
+        assert_eq!(le_u32(&data, 8), 2, "version");
+        assert_eq!(le_u32(&data, 12), crc32c::crc32c(&data[..12]));
+        // Record.
+        let rec = &data[16..];
+        assert_eq!(le_u32(rec, 0), 22 + 5, "len");
+        assert_eq!(le_u32(rec, 4), crc32c::crc32c(&rec[8..]), "crc");
+        assert_eq!(rec[8], 1, "protocol: Remote Write 1.0");
+        assert_eq!(rec[9], 0, "flags");
+        assert_eq!(le_u32(rec, 10), 0x0102_0304, "samples");
+        assert_eq!(le_i64(rec, 14), -5, "oldest_ms");
+        assert_eq!(le_i64(rec, 22), 1_700_000_000_123, "newest_ms");
+        assert_eq!(&rec[30..], b"body!");
+    }
+
+    /// Segments of the earlier format replay (from the persisted read position, in order,
+    /// as Remote Write 1.0) beside new ones, and are never appended to.
+    #[test]
+    fn version_1_segments_replay_and_are_never_appended_to() {
+        let dir = tempfile::tempdir().unwrap();
+        let old: Vec<Batch> = (1..=5).map(|n| batch(n, 40 + n as usize)).collect();
+        let first = write_v1_segment(dir.path(), 0, &old[..3]);
+        let second = write_v1_segment(dir.path(), 3, &old[3..]);
+        write_read_pos(dir.path(), 1).unwrap();
+        let second_bytes = fs::read(&second).unwrap();
+
+        let (mut b, rec) = DiskBuffer::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!((rec.batches, rec.samples), (4, 2 + 3 + 4 + 5));
+        assert_eq!((rec.truncated_bytes, rec.corrupt_records), (0, 0));
+        let size: u64 = old[1..].iter().map(Batch::size).sum();
+        assert_eq!((b.len(), b.bytes(), b.samples()), (4, size, 14));
+        let (seq, x) = b.front().unwrap().unwrap();
+        assert_eq!((seq, &x), (1, &old[1]));
+        b.ack(seq).unwrap();
+        let new: Vec<Batch> = (6..=7).map(|n| batch(n, 30)).collect();
+        for x in &new {
+            b.push(x.clone()).unwrap();
+        }
+        assert_eq!(fs::read(&second).unwrap(), second_bytes, "untouched");
+        let names: Vec<String> = segment_files(dir.path())
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "00000000000000000000.seg",
+                "00000000000000000003.seg",
+                "00000000000000000005.seg"
+            ]
+        );
+        drop(b);
+
+        let (mut b, rec) = DiskBuffer::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(rec.batches, 5);
+        let mut want = old[2..].to_vec();
+        want.extend(new);
+        let got = drain(&mut b);
+        assert!(got.iter().all(|x| x.protocol == Protocol::V1));
+        assert_eq!(got, want);
+        assert!(!first.exists() && !second.exists(), "delivered, deleted");
+    }
+
+    /// The old format's damage handling, unchanged: a torn tail or a bad crc cuts the segment
+    /// there; a damaged first length (even one that looks like the new magic) cuts all of it,
+    /// and later segments still replay.
+    #[test]
+    fn damage_in_a_version_1_segment_is_cut_as_before() {
+        let old: Vec<Batch> = (1..=3).map(|n| batch(n, 50)).collect();
+        let v1_len = (HEADER_LEN + META_LEN_V1 + 50) as usize;
+        for damage in ["torn", "crc", "length looks like the magic"] {
+            let dir = tempfile::tempdir().unwrap();
+            let seg = write_v1_segment(dir.path(), 0, &old);
+            let later = write_v1_segment(dir.path(), 3, &[batch(4, 20)]);
+            let mut data = fs::read(&seg).unwrap();
+            match damage {
+                "torn" => data.truncate(data.len() - 3),
+                "crc" => data[v1_len + 30] ^= 0x10,
+                _ => data[..4].copy_from_slice(&SEGMENT_MAGIC[..4]),
+            }
+            fs::write(&seg, &data).unwrap();
+            let (mut b, rec) = DiskBuffer::open(dir.path(), 1 << 20).unwrap();
+            let (kept, cut, corrupt) = match damage {
+                "torn" => (2, v1_len - 3, 0),
+                "crc" => (1, 2 * v1_len, 1),
+                _ => (0, 3 * v1_len, 1),
+            };
+            assert_eq!(
+                (rec.truncated_bytes, rec.corrupt_records),
+                (cut as u64, corrupt),
+                "{damage}"
+            );
+            if kept > 0 {
+                assert_eq!(fs::metadata(&seg).unwrap().len(), (kept * v1_len) as u64);
+            } else {
+                assert!(!seg.exists(), "cut to nothing, then deleted");
+            }
+            let mut want = old[..kept].to_vec();
+            want.push(batch(4, 20));
+            assert_eq!(drain(&mut b), want, "{damage}");
+            assert!(!seg.exists() && later.exists(), "the newest is kept");
+        }
+    }
+
+    /// What a newer release wrote is neither read, nor cut, nor deleted: start-up fails,
+    /// naming the file and the version.
+    #[test]
+    fn an_unknown_format_version_stops_start_up_and_touches_nothing() {
+        for version in [1, 3, u32::MAX] {
+            let dir = tempfile::tempdir().unwrap();
+            let (mut b, _) = DiskBuffer::open(dir.path(), 1 << 20).unwrap();
+            b.push(batch(1, 10)).unwrap();
+            drop(b);
+            let newer = dir.path().join(format!("{:020}.seg", 1));
+            let mut data = segment_header(version).to_vec();
+            data.extend_from_slice(b"records laid out some other way");
+            fs::write(&newer, &data).unwrap();
+            let before = snapshot(dir.path());
+            let err = DiskBuffer::open(dir.path(), 1 << 20).err().unwrap();
+            assert!(
+                matches!(&err, BufferError::UnknownFormat { path, version: v } if *path == newer && *v == version),
+                "{err:?}"
+            );
+            let msg = err.to_string();
+            assert!(msg.contains(&newer.display().to_string()), "{msg}");
+            assert!(msg.contains(&format!("format version {version}")), "{msg}");
+            assert_eq!(snapshot(dir.path()), before, "nothing changed on disk");
+        }
+    }
+
+    /// An intact record of a protocol this release does not know (or with a flag it does not
+    /// know) stops start-up while it waits to be sent; once acknowledged it is never read.
+    #[test]
+    fn an_unknown_protocol_stops_start_up_until_it_was_acknowledged() {
+        for (code, flags) in [(0u8, 0u8), (2, 0), (200, 0), (1, 1), (1, 0x80)] {
+            let dir = tempfile::tempdir().unwrap();
+            let (mut b, _) = DiskBuffer::open(dir.path(), 1 << 20).unwrap();
+            for n in 1..=3 {
+                b.push(batch(n, 10)).unwrap();
+            }
+            drop(b);
+            let seg = segment_files(dir.path()).remove(0);
+            let second = (SEGMENT_HEADER_LEN + rec_len(10)) as usize;
+            rewrite_record(&seg, second, |p| {
+                p[0] = code;
+                p[1] = flags;
+            });
+            let before = snapshot(dir.path());
+            let err = DiskBuffer::open(dir.path(), 1 << 20).err().unwrap();
+            assert!(
+                matches!(&err, BufferError::UnknownProtocol { path, seq: 1, code: c, flags: f }
+                    if *path == seg && *c == code && *f == flags),
+                "{err:?}"
+            );
+            let msg = err.to_string();
+            assert!(msg.contains(&seg.display().to_string()), "{msg}");
+            assert!(msg.contains(&format!("protocol code {code}")), "{msg}");
+            assert_eq!(snapshot(dir.path()), before, "nothing changed on disk");
+
+            // Acknowledged by the release that wrote it: no obstacle.
+            write_read_pos(dir.path(), 2).unwrap();
+            let (mut b, rec) = DiskBuffer::open(dir.path(), 1 << 20).unwrap();
+            assert_eq!((rec.batches, rec.truncated_bytes), (1, 0));
+            assert_eq!(drain(&mut b), [batch(3, 10)]);
+        }
+    }
+
+    /// A record rewritten under a running buffer with an unknown code is never sent: it is
+    /// damage found at run time, and the rest of its segment is skipped.
+    #[test]
+    fn an_unknown_protocol_found_at_run_time_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut b, _) = DiskBuffer::open(dir.path(), 1 << 20).unwrap();
+        for n in 1..=2 {
+            b.push(batch(n, 10)).unwrap();
+        }
+        let seg = segment_files(dir.path()).remove(0);
+        rewrite_record(&seg, SEGMENT_HEADER_LEN as usize, |p| p[0] = 7);
+        assert!(b.front().unwrap().is_none());
+        assert_eq!((b.len(), b.samples()), (0, 0));
+        b.push(batch(3, 10)).unwrap();
+        assert_eq!(drain(&mut b), [batch(3, 10)]);
+    }
+
+    /// A torn or corrupt segment header holds no record: the file is cut to nothing, reported,
+    /// and the name is reused by the next segment. An empty file is replaced silently.
+    #[test]
+    fn damaged_segment_headers_and_empty_files_are_replaced() {
+        for damage in ["torn", "crc", "magic", "empty"] {
+            let dir = tempfile::tempdir().unwrap();
+            let (mut b, _) = DiskBuffer::open(dir.path(), 1 << 20).unwrap();
+            for n in 1..=2 {
+                b.push(batch(n, 10)).unwrap();
+            }
+            drop(b);
+            let seg = segment_files(dir.path()).remove(0);
+            let mut data = fs::read(&seg).unwrap();
+            let full = data.len() as u64;
+            match damage {
+                "torn" => data.truncate(7),
+                "crc" => data[9] ^= 1,
+                "magic" => data[5] = b'X',
+                _ => data.clear(),
+            }
+            fs::write(&seg, &data).unwrap();
+            fs::remove_file(dir.path().join(READ_POS)).unwrap();
+            let (mut b, rec) = DiskBuffer::open(dir.path(), 1 << 20).unwrap();
+            let want = match damage {
+                "torn" => (7, 0),
+                "empty" => (0, 0),
+                _ => (full, 1),
+            };
+            assert_eq!((rec.truncated_bytes, rec.corrupt_records), want, "{damage}");
+            assert_eq!((rec.batches, b.len()), (0, 0), "{damage}");
+            assert_eq!(fs::metadata(&seg).unwrap().len(), 0, "{damage}");
+            b.push(batch(5, 10)).unwrap();
+            drop(b);
+            assert_eq!(segment_files(dir.path()), [seg.as_path()], "{damage}");
+            let (mut b, rec) = DiskBuffer::open(dir.path(), 1 << 20).unwrap();
+            assert_eq!((rec.truncated_bytes, rec.corrupt_records), (0, 0));
+            assert_eq!(drain(&mut b), [batch(5, 10)], "{damage}");
+        }
     }
 
     #[test]
@@ -980,7 +1504,7 @@ mod tests {
         );
         assert_eq!(
             fs::metadata(&files[0]).unwrap().len(),
-            4 * rec_len(20 << 10)
+            SEGMENT_HEADER_LEN + 4 * rec_len(20 << 10)
         );
 
         for _ in 0..5 {
@@ -1014,7 +1538,7 @@ mod tests {
         drop(b);
         let seg = segment_files(dir.path()).remove(0);
         let full = fs::metadata(&seg).unwrap().len();
-        assert_eq!(full, 5 * rec_len(50));
+        assert_eq!(full, SEGMENT_HEADER_LEN + 5 * rec_len(50));
         OpenOptions::new()
             .write(true)
             .open(&seg)
@@ -1026,7 +1550,10 @@ mod tests {
         assert_eq!(rec.batches, 4);
         assert_eq!(rec.truncated_bytes, rec_len(50) - 3);
         assert_eq!(rec.corrupt_records, 0);
-        assert_eq!(fs::metadata(&seg).unwrap().len(), 4 * rec_len(50));
+        assert_eq!(
+            fs::metadata(&seg).unwrap().len(),
+            SEGMENT_HEADER_LEN + 4 * rec_len(50)
+        );
         b.push(batch(6, 60)).unwrap();
         b.push(batch(7, 70)).unwrap();
         drop(b);
@@ -1087,7 +1614,7 @@ mod tests {
         assert_eq!(files.len(), 2);
         // Corrupt the length of record 2 of the first segment (records 0..4).
         let mut data = fs::read(&files[0]).unwrap();
-        let at = 2 * rec_len(20 << 10) as usize;
+        let at = (SEGMENT_HEADER_LEN + 2 * rec_len(20 << 10)) as usize;
         data[at..at + 4].copy_from_slice(&7u32.to_le_bytes());
         fs::write(&files[0], &data).unwrap();
 
@@ -1340,7 +1867,7 @@ mod tests {
         }
         let seg = segment_files(dir.path()).remove(0);
         let mut data = fs::read(&seg).unwrap();
-        let at = rec_len(10) as usize + 20;
+        let at = (SEGMENT_HEADER_LEN + rec_len(10)) as usize + 20;
         data[at] ^= 1;
         fs::write(&seg, &data).unwrap();
         let (seq, x) = b.front().unwrap().unwrap();

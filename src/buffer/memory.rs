@@ -82,6 +82,7 @@ mod tests {
 
     fn batch(n: u8, body_len: usize) -> Batch {
         Batch {
+            protocol: crate::remote_write::Protocol::V1,
             body: bytes::Bytes::from(vec![n; body_len]),
             samples: u32::from(n),
             oldest_ms: i64::from(n),

@@ -19,11 +19,17 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use bytes::Bytes;
 use tokio::sync::Notify;
 
+use crate::remote_write::Protocol;
+
 /// One encoded request: the samples of exactly one poll (a request never mixes polls, so a
 /// receiver rejecting a too-old poll cannot take a fresh one down with it).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Batch {
-    /// Snappy-compressed (block format) `prometheus.WriteRequest`.
+    /// What `body` is, so it is sent with the right headers, and a body written by one release
+    /// is never taken for another protocol by the next.
+    pub protocol: Protocol,
+    /// The compressed request, as [`Batch::protocol`] defines it (for [`Protocol::V1`]: a
+    /// snappy-compressed, block format, `prometheus.WriteRequest`).
     pub body: Bytes,
     pub samples: u32,
     /// Oldest and newest sample timestamps in the batch (ms since the Unix epoch), so
@@ -66,6 +72,22 @@ pub enum BufferError {
         path: std::path::PathBuf,
         #[source]
         source: std::io::Error,
+    },
+    /// A segment written in a format this release cannot read, by a newer one. Start-up
+    /// stops rather than delete it: a downgrade must not destroy what an upgrade buffered.
+    #[error("buffer file {path} has format version {version}, which this release cannot read (it reads versions 1 and 2); a newer kubelet-push wrote it: run that release until the buffer is delivered, or move the file away to discard what it holds")]
+    UnknownFormat {
+        path: std::path::PathBuf,
+        version: u32,
+    },
+    /// A record whose protocol code (or flags) this release does not know, written by a newer
+    /// one; sending its body as if it were another protocol would be garbage to the receiver.
+    #[error("buffer file {path}: request {seq} has protocol code {code} and flags {flags:#04x}, which this release does not know; a newer kubelet-push wrote it: run that release until the buffer is delivered, or move the file away to discard what it holds")]
+    UnknownProtocol {
+        path: std::path::PathBuf,
+        seq: u64,
+        code: u8,
+        flags: u8,
     },
     #[error("buffer file {path}: {source}")]
     Io {

@@ -312,6 +312,7 @@ fn enqueue(requests: Vec<EncodedRequest>, queue: &Queue, metrics: &Metrics, fail
         let samples = request.samples as u64;
         metrics.samples_queued.inc_by(samples);
         let batch = Batch {
+            protocol: request.protocol,
             body: request.body,
             samples: u32::try_from(request.samples).unwrap_or(u32::MAX),
             oldest_ms: request.oldest_ms,

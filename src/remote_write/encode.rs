@@ -8,7 +8,7 @@ use bytes::Bytes;
 use prost::Message;
 
 use super::proto::v1::{Label, Sample, TimeSeries, WriteRequest};
-use super::METRIC_NAME_LABEL;
+use super::{Protocol, METRIC_NAME_LABEL};
 use crate::series::{CommonLabels, Point, SeriesSet};
 
 /// Turns the points of one poll into request bodies of one protocol.
@@ -67,6 +67,7 @@ pub fn time_series<'a>(
 /// One compressed request body, ready to POST.
 #[derive(Debug, Clone)]
 pub struct EncodedRequest {
+    pub protocol: Protocol,
     pub body: Bytes,
     pub samples: usize,
     /// Oldest and newest sample timestamp in the request, in milliseconds.
@@ -134,6 +135,7 @@ impl Reference {
         let _ = request.encode(&mut self.buf);
         let compressed = self.snappy.compress_vec(&self.buf)?;
         Ok(EncodedRequest {
+            protocol: Protocol::V1,
             body: Bytes::from(compressed),
             samples,
             oldest_ms,

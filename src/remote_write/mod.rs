@@ -19,3 +19,44 @@ pub const VERSION_HEADER: &str = "X-Prometheus-Remote-Write-Version";
 pub const VERSION_V1: &str = "0.1.0";
 /// The label that carries the metric name.
 pub const METRIC_NAME_LABEL: &str = "__name__";
+/// Which Remote Write protocol a request body is. Buffered requests carry it (the disk buffer
+/// stores [`Protocol::code`] in every record), so whoever sends a body knows its headers, and
+/// a fallback from one protocol to another knows what it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    /// Remote Write 1.0: a snappy-compressed (block format) `prometheus.WriteRequest`.
+    V1,
+}
+
+impl Protocol {
+    /// The byte that stands for this protocol on disk. Stable: a code, once released, is never
+    /// reused for another protocol.
+    pub const fn code(self) -> u8 {
+        match self {
+            Protocol::V1 => 1,
+        }
+    }
+
+    /// The protocol a [`Protocol::code`] stands for; `None` for a code this release does not
+    /// know (written by a newer one).
+    pub const fn from_code(code: u8) -> Option<Protocol> {
+        match code {
+            1 => Some(Protocol::V1),
+            _ => None,
+        }
+    }
+
+    /// `Content-Type` of a body of this protocol.
+    pub const fn content_type(self) -> &'static str {
+        match self {
+            Protocol::V1 => CONTENT_TYPE_V1,
+        }
+    }
+
+    /// Value of [`VERSION_HEADER`] for a body of this protocol.
+    pub const fn version(self) -> &'static str {
+        match self {
+            Protocol::V1 => VERSION_V1,
+        }
+    }
+}

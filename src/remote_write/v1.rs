@@ -20,7 +20,7 @@
 use bytes::Bytes;
 
 use super::encode::{EncodedRequest, Encoder};
-use super::METRIC_NAME_LABEL;
+use super::{Protocol, METRIC_NAME_LABEL};
 use crate::series::{Point, SeriesId, SeriesSet};
 
 /// Wire type 2 (length-delimited) tags.
@@ -91,6 +91,7 @@ impl V1Encoder {
         let body = self.snappy.compress_vec(&self.buf)?;
         self.buf.clear();
         Ok(EncodedRequest {
+            protocol: Protocol::V1,
             body: Bytes::from(body),
             samples,
             oldest_ms,

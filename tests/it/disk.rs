@@ -1,5 +1,6 @@
 //! The disk buffer through the real binary: SIGKILL and restart, damaged files, a directory
-//! that cannot be written, a disk that fills up.
+//! that cannot be written, a disk that fills up; and a buffer directory written by the first
+//! on-disk format (`tests/fixtures/buffer-v1/`), replayed by the library and by an agent.
 //!
 //! SIGKILL is `Child::start_kill`, which is `TerminateProcess` on Windows, so these run there
 //! too. Unix-only: the graceful stop (no safe way for a test to send one child a Windows
@@ -377,4 +378,322 @@ async fn a_full_disk_is_counted_and_survived() {
         "logged per episode, not per failed write: {log}"
     );
     assert_in_order(&rx.accepted_series());
+}
+
+/// `tests/fixtures/buffer-v1/` (see tests/fixtures/README.md): polls 0..6 of a node, one
+/// request each, written by the format-1 disk buffer; polls 0 and 1 acknowledged.
+mod buffer_v1 {
+    use std::path::{Path, PathBuf};
+
+    use kubelet_push::remote_write::proto::v1::{Label, WriteRequest};
+    use kubelet_push::remote_write::STALE_NAN_BITS;
+    use prost::Message;
+
+    /// Series of `container_cpu_usage_seconds_total` in each poll's request (each request
+    /// also carries one stale marker).
+    pub const SERIES: [usize; 6] = [900, 900, 900, 900, 3, 2];
+    /// The read position: polls before it were delivered.
+    pub const ACKED: usize = 2;
+    const T0: i64 = 1_700_000_000_000;
+
+    pub fn time(poll: usize) -> i64 {
+        T0 + poll as i64 * 15_000
+    }
+
+    /// Copies the fixture into `to`, so a test never changes the checked-in files.
+    pub fn copy_to(to: &Path) -> Vec<PathBuf> {
+        let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/buffer-v1");
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+            names.push(to.join(entry.file_name()));
+        }
+        names.sort();
+        assert_eq!(names.len(), 3, "two segments and read.pos: {names:?}");
+        names
+    }
+
+    pub fn decode(body: &[u8]) -> WriteRequest {
+        let raw = snap::raw::Decoder::new().decompress_vec(body).unwrap();
+        WriteRequest::decode(raw.as_slice()).unwrap()
+    }
+
+    fn labels(pairs: &[(&str, &str)]) -> Vec<Label> {
+        pairs
+            .iter()
+            .map(|(n, v)| Label {
+                name: (*n).to_owned(),
+                value: (*v).to_owned(),
+            })
+            .collect()
+    }
+
+    /// The request of `poll`, sample by sample, as the generator wrote it.
+    pub fn assert_request(w: &WriteRequest, poll: usize) {
+        let n = SERIES[poll];
+        assert_eq!(w.timeseries.len(), n + 1, "poll {poll}");
+        for (i, ts) in w.timeseries[..n].iter().enumerate() {
+            let (c, ns, pod) = (format!("c{i}"), format!("ns-{}", i % 3), format!("pod-{i}"));
+            assert_eq!(
+                ts.labels,
+                labels(&[
+                    ("__name__", "container_cpu_usage_seconds_total"),
+                    ("container", &c),
+                    ("instance", "fixture-node"),
+                    ("job", "kubelet-push"),
+                    ("namespace", &ns),
+                    ("node", "fixture-node"),
+                    ("pod", &pod),
+                ]),
+                "poll {poll} series {i}"
+            );
+            assert_eq!(ts.samples.len(), 1);
+            assert_eq!(
+                ts.samples[0].value,
+                poll as f64 * 1e6 + i as f64 + 0.25,
+                "poll {poll} series {i}"
+            );
+            assert_eq!(ts.samples[0].timestamp, time(poll));
+        }
+        let stale = &w.timeseries[n];
+        let gone = format!("gone-{poll}");
+        assert_eq!(
+            stale.labels,
+            labels(&[
+                ("__name__", "container_memory_working_set_bytes"),
+                ("instance", "fixture-node"),
+                ("job", "kubelet-push"),
+                ("node", "fixture-node"),
+                ("pod", &gone),
+            ])
+        );
+        assert_eq!(stale.samples.len(), 1);
+        assert_eq!(stale.samples[0].value.to_bits(), STALE_NAN_BITS);
+        assert_eq!(stale.samples[0].timestamp, time(poll));
+    }
+}
+
+/// A few values written out, so the formula in `buffer_v1::assert_request` is checked against
+/// something other than itself.
+#[test]
+fn the_v1_fixture_holds_what_its_readme_says() {
+    use kubelet_push::buffer::disk::DiskBuffer;
+    use kubelet_push::buffer::Buffer;
+    let dir = tempfile::tempdir().unwrap();
+    buffer_v1::copy_to(dir.path());
+    let (mut b, _) = DiskBuffer::open(dir.path(), 16 << 20).unwrap();
+    let (seq, first) = b.front().unwrap().unwrap();
+    assert_eq!(seq, 2);
+    let w = buffer_v1::decode(&first.body);
+    let s = &w.timeseries[899];
+    assert_eq!(label(s, "pod"), Some("pod-899"));
+    assert_eq!(label(s, "namespace"), Some("ns-2"));
+    assert_eq!(s.samples[0].value, 2_000_899.25);
+    assert_eq!(s.samples[0].timestamp, 1_700_000_030_000);
+}
+
+/// A request in the new format, built without the crate's encoder.
+fn new_batch(n: u32) -> kubelet_push::buffer::Batch {
+    use kubelet_push::remote_write::proto::v1::{Label, Sample, TimeSeries, WriteRequest};
+    use prost::Message;
+    let t = 1_800_000_000_000 + i64::from(n);
+    let w = WriteRequest {
+        timeseries: vec![TimeSeries {
+            labels: vec![Label {
+                name: "__name__".into(),
+                value: format!("new_{n}"),
+            }],
+            samples: vec![Sample {
+                value: f64::from(n),
+                timestamp: t,
+            }],
+        }],
+    };
+    let body = snap::raw::Encoder::new()
+        .compress_vec(&w.encode_to_vec())
+        .unwrap();
+    kubelet_push::buffer::Batch {
+        protocol: kubelet_push::remote_write::Protocol::V1,
+        body: body.into(),
+        samples: 1,
+        oldest_ms: t,
+        newest_ms: t,
+    }
+}
+
+/// The directory the format-1 release left replays exactly its unacknowledged requests, in
+/// order, as Remote Write 1.0, sample for sample; new requests go behind them in the new
+/// format, and a restart replays old and new in order.
+#[test]
+fn a_buffer_written_by_format_1_replays_its_unacknowledged_requests() {
+    use kubelet_push::buffer::disk::DiskBuffer;
+    use kubelet_push::buffer::Buffer;
+    use kubelet_push::remote_write::Protocol;
+    let dir = tempfile::tempdir().unwrap();
+    let old_files = buffer_v1::copy_to(dir.path());
+    let pending: Vec<usize> = (buffer_v1::ACKED..buffer_v1::SERIES.len()).collect();
+    let samples: u64 = pending
+        .iter()
+        .map(|p| buffer_v1::SERIES[*p] as u64 + 1)
+        .sum();
+
+    let (mut b, rec) = DiskBuffer::open(dir.path(), 16 << 20).unwrap();
+    assert_eq!(
+        (
+            rec.batches,
+            rec.samples,
+            rec.truncated_bytes,
+            rec.corrupt_records
+        ),
+        (4, samples, 0, 0)
+    );
+    let new = [new_batch(6), new_batch(7)];
+    for x in &new {
+        b.push(x.clone()).unwrap();
+    }
+    drop(b);
+
+    let (mut b, rec) = DiskBuffer::open(dir.path(), 16 << 20).unwrap();
+    assert_eq!((rec.batches, rec.samples), (6, samples + 2));
+    let mut got = Vec::new();
+    while let Some((seq, x)) = b.front().unwrap() {
+        b.ack(seq).unwrap();
+        got.push((seq, x));
+    }
+    let seqs: Vec<u64> = got.iter().map(|(s, _)| *s).collect();
+    assert_eq!(seqs, [2, 3, 4, 5, 6, 7]);
+    for ((_, x), poll) in got.iter().zip(&pending) {
+        assert_eq!(x.protocol, Protocol::V1);
+        assert_eq!(x.samples as usize, buffer_v1::SERIES[*poll] + 1);
+        assert_eq!(
+            (x.oldest_ms, x.newest_ms),
+            (buffer_v1::time(*poll), buffer_v1::time(*poll))
+        );
+        buffer_v1::assert_request(&buffer_v1::decode(&x.body), *poll);
+    }
+    let replayed_new: Vec<_> = got[4..].iter().map(|(_, x)| x.clone()).collect();
+    assert_eq!(replayed_new, new);
+    let w = buffer_v1::decode(&got[5].1.body);
+    assert_eq!(w.timeseries[0].samples[0].value, 7.0);
+    drop(b);
+    // Delivered: the old segments are gone, the new one (the newest) stays, with a header.
+    for f in &old_files[..2] {
+        assert!(!f.exists(), "{f:?}");
+    }
+    let newest = dir.path().join("00000000000000000006.seg");
+    let head = std::fs::read(&newest).unwrap();
+    assert_eq!(&head[..8], &[0x0B, 0, 0, 0, b'K', b'P', b'B', b'F']);
+}
+
+/// An upgraded agent finds the format-1 directory and delivers it, oldest first, before its
+/// own poll.
+#[tokio::test]
+async fn an_agent_delivers_a_format_1_buffer_before_its_own_poll() {
+    use kubelet_push::telemetry::Metrics;
+    use kubelet_push::Outcome;
+    let rx = Receiver::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    buffer_v1::copy_to(dir.path());
+    let seed = fixture("seed-windows-node.json");
+    let kubelet_url = format!("file://{}", seed.display());
+    let buffer_dir = dir.path().to_str().unwrap();
+    let cfg = config(&[
+        "--once",
+        "--kubelet-url",
+        &kubelet_url,
+        "--remote-url",
+        &rx.url(),
+        "--buffer-dir",
+        buffer_dir,
+        "--min-backoff",
+        "10ms",
+        "--max-backoff",
+        "100ms",
+    ]);
+    let metrics = std::sync::Arc::new(Metrics::new());
+    let mut sink = Vec::new();
+    let outcome = kubelet_push::run(
+        cfg,
+        tokio_util::sync::CancellationToken::new(),
+        metrics.clone(),
+        &mut sink,
+    )
+    .await
+    .expect("run");
+    assert_eq!(outcome, Outcome::Ok);
+
+    let requests = rx.requests();
+    assert_eq!(requests.len(), 5, "four replayed, one poll");
+    for (r, poll) in requests.iter().zip(buffer_v1::ACKED..) {
+        assert!(r.accepted(), "{:?}", r.rejection);
+        assert_eq!(r.header("content-type"), Some("application/x-protobuf"));
+        assert_eq!(r.header("x-prometheus-remote-write-version"), Some("0.1.0"));
+        if poll < buffer_v1::SERIES.len() {
+            buffer_v1::assert_request(r.write_request.as_ref().unwrap(), poll);
+        }
+    }
+    let own = requests[4].write_request.as_ref().unwrap();
+    assert_eq!(only_value(&own.timeseries, "up"), 1.0);
+    let replayed: u64 = (buffer_v1::ACKED..buffer_v1::SERIES.len())
+        .map(|p| buffer_v1::SERIES[p] as u64 + 1)
+        .sum();
+    assert_eq!(
+        metrics.samples_sent.get(),
+        replayed + own.timeseries.len() as u64
+    );
+    let (_, rec) = kubelet_push::buffer::disk::DiskBuffer::open(dir.path(), 16 << 20).unwrap();
+    assert_eq!(rec.batches, 0, "everything delivered and acknowledged");
+}
+
+/// A segment a newer release wrote (format version 3 here) stops the agent at start-up with
+/// exit 64, naming `--buffer-dir`, the file and the version, and leaves every file as it was:
+/// a downgrade must not destroy what the newer release buffered.
+#[tokio::test]
+async fn a_buffer_from_a_newer_release_stops_start_up_and_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    buffer_v1::copy_to(dir.path());
+    let newer = dir.path().join("00000000000000000006.seg");
+    let mut header = vec![0x0B, 0, 0, 0, b'K', b'P', b'B', b'F'];
+    header.extend_from_slice(&3u32.to_le_bytes());
+    let crc = crc32c::crc32c(&header);
+    header.extend_from_slice(&crc.to_le_bytes());
+    header.extend_from_slice(b"whatever format 3 holds");
+    std::fs::write(&newer, &header).unwrap();
+    let snapshot = |d: &Path| {
+        let mut v: Vec<_> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| {
+                let p = e.unwrap().path();
+                let bytes = std::fs::read(&p).unwrap();
+                (p, bytes)
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let before = snapshot(dir.path());
+    let out = tokio::time::timeout(
+        Duration::from_secs(30),
+        Command::new(env!("CARGO_BIN_EXE_kubelet-push"))
+            .args([
+                "--kubelet-url",
+                "file:///nonexistent.json",
+                "--remote-url",
+                "http://127.0.0.1:1/w",
+                "--buffer-dir",
+            ])
+            .arg(dir.path())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("exits at start-up")
+    .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--buffer-dir"), "{err}");
+    assert!(err.contains(&*newer.to_string_lossy()), "{err}");
+    assert!(err.contains("format version 3"), "{err}");
+    assert_eq!(snapshot(dir.path()), before, "nothing changed on disk");
 }
