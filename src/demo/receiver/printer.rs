@@ -327,7 +327,10 @@ mod tests {
         }
     }
 
-    #[tokio::test]
+    /// Paused time: the printer's ticks and the test's polling are virtual, so the 100 ms
+    /// interval costs no wall time; the request goes over loopback, which never lets the clock
+    /// jump past it.
+    #[tokio::test(start_paused = true)]
     async fn printer_writes_a_line_per_interval() {
         let rx = Receiver::start().await.unwrap();
         let out = SharedBuf::default();
