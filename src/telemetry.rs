@@ -4,7 +4,10 @@
 //! Metrics are prometheus-client types (atomics underneath), shared by the poller, the sender
 //! and the HTTP endpoint through one `Arc<Metrics>`.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
+// tokio's clock is the system's monotonic clock in the agent; under a test's paused time it is
+// the virtual one, so readiness can be tested without waiting.
+use tokio::time::Instant;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;

@@ -342,10 +342,13 @@ async fn send_errors_are_classified_for_the_retry_policy() {
     assert_eq!(rx.requests().len(), 4);
 }
 
-#[tokio::test]
+/// Paused time: the client waits on a socket that never becomes readable, so the runtime idles
+/// and the clock jumps straight to the 300 ms timeout, which must then fire exactly.
+#[tokio::test(start_paused = true)]
 async fn remote_timeout_bounds_a_receiver_that_never_answers() {
     use kubelet_push::remote_write::{RemoteWriteClient, SendError};
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
+    use tokio::time::Instant;
 
     // Accepts connections and reads, but never answers.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -363,7 +366,11 @@ async fn remote_timeout_bounds_a_receiver_that_never_answers() {
         .send(bytes::Bytes::from_static(b"x"))
         .await
         .unwrap_err();
-    assert!(started.elapsed() < Duration::from_secs(3));
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(300) && took <= Duration::from_millis(305),
+        "{took:?}"
+    );
     match err {
         SendError::Retryable {
             reason,

@@ -1,29 +1,34 @@
 //! A Prometheus Remote Write 1.0 receiver for the `demo` command and for tests. This module
 //! owns checking each request against the 1.0 protocol (headers, snappy block compression,
-//! `prometheus.WriteRequest` decoding, series well-formedness), recording what arrived,
-//! answering with programmable responses, and printing a per-interval tally. It does not own
-//! storing or querying samples beyond keeping the decoded requests in memory, Remote Write 2.0,
-//! TLS, or authentication.
+//! `prometheus.WriteRequest` decoding, series well-formedness), answering 204 or 400 with the
+//! reason, and keeping the latest requests for the demo's [`printer`]. It does not own storing
+//! or querying samples, Remote Write 2.0, TLS, or authentication.
+//!
+//! Tests script it further (queued answers, delays, every request kept with its headers, waiting
+//! for a count): that is [`script`], compiled only with the `test-support` feature, which only
+//! the tests turn on, so the release binary carries none of it.
 
-use std::collections::{BTreeSet, VecDeque};
+mod printer;
+#[cfg(any(test, feature = "test-support"))]
+mod script;
+
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use axum::http::{header, HeaderMap, HeaderName, Method, StatusCode, Uri};
 use axum::response::IntoResponse;
 use axum::Router;
 use prost::Message;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 use super::server::LocalServer;
 use crate::remote_write::proto::v1::{TimeSeries, WriteRequest};
 
-pub use crate::remote_write::{is_stale_marker, STALE_NAN_BITS};
+pub use printer::{spawn_printer, Tally, TallyTracker};
+#[cfg(any(test, feature = "test-support"))]
+pub use script::Response;
+
 /// Compressed bodies above this are refused by the extractor before they reach the checks.
 const MAX_COMPRESSED: usize = 32 * 1024 * 1024;
 /// Checked against snappy's length header before allocating, so a tiny body cannot claim a
@@ -31,90 +36,31 @@ const MAX_COMPRESSED: usize = 32 * 1024 * 1024;
 const MAX_DECOMPRESSED: usize = 128 * 1024 * 1024;
 /// Every snappy framed stream starts with this stream identifier chunk.
 const SNAPPY_FRAME_MAGIC: &[u8] = b"\xff\x06\x00\x00sNaPpY";
-/// `tokio::time::interval` panics on a zero period.
-const MIN_PRINT_INTERVAL: Duration = Duration::from_millis(10);
-
-/// An answer queued with [`Receiver::push_response`] for the next valid request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Response {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: String,
-    /// Wait this long before answering (a receiver slower than the client's timeout).
-    pub delay: Option<std::time::Duration>,
-}
-
-impl Response {
-    pub fn status(status: u16) -> Self {
-        Response {
-            status,
-            headers: Vec::new(),
-            body: String::new(),
-            delay: None,
-        }
-    }
-
-    pub fn with_delay(mut self, delay: std::time::Duration) -> Self {
-        self.delay = Some(delay);
-        self
-    }
-
-    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.headers.push((name.into(), value.into()));
-        self
-    }
-
-    pub fn with_body(mut self, body: impl Into<String>) -> Self {
-        self.body = body.into();
-        self
-    }
-
-    fn into_http(self) -> axum::response::Response {
-        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let mut response = (status, self.body).into_response();
-        for (name, value) in self.headers {
-            match (
-                HeaderName::from_bytes(name.as_bytes()),
-                HeaderValue::from_str(&value),
-            ) {
-                (Ok(n), Ok(v)) => {
-                    response.headers_mut().append(n, v);
-                }
-                _ => tracing::warn!(%name, %value, "queued response header is not valid HTTP"),
-            }
-        }
-        response
-    }
-}
 
 /// One request as it arrived and how it was answered.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReceivedRequest {
-    pub path: String,
-    /// Names lowercased, in arrival order.
-    pub headers: Vec<(String, String)>,
     pub compressed_bytes: usize,
     /// Present whenever the body decoded, even if a series in it was then found invalid.
     pub write_request: Option<WriteRequest>,
     pub status: u16,
     /// Why the request broke the protocol; `None` if it was valid.
     pub rejection: Option<String>,
-    /// When the request arrived.
-    pub at: std::time::Instant,
+    #[cfg(any(test, feature = "test-support"))]
+    pub path: String,
+    /// Names lowercased, in arrival order.
+    #[cfg(any(test, feature = "test-support"))]
+    pub headers: Vec<(String, String)>,
+    /// When the request arrived, on tokio's clock, so a test under paused time reads virtual
+    /// time.
+    #[cfg(any(test, feature = "test-support"))]
+    pub at: tokio::time::Instant,
 }
 
 impl ReceivedRequest {
     /// Valid and answered 2xx, so a real receiver would have ingested it.
     pub fn accepted(&self) -> bool {
         self.rejection.is_none() && (200..300).contains(&self.status)
-    }
-
-    pub fn header(&self, name: &str) -> Option<&str> {
-        let name = name.to_ascii_lowercase();
-        self.headers
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -154,13 +100,14 @@ struct State {
     recorded: usize,
     /// A demo runs for hours: it keeps only what the printer has yet to read.
     retain: usize,
-    queue: VecDeque<Response>,
+    #[cfg(any(test, feature = "test-support"))]
+    script: script::Script,
 }
 
 struct Shared {
     state: Mutex<State>,
-    /// Number of requests recorded, for waiters.
-    count: watch::Sender<usize>,
+    #[cfg(any(test, feature = "test-support"))]
+    waiters: script::Waiters,
 }
 
 impl Shared {
@@ -178,20 +125,10 @@ pub struct Receiver {
 }
 
 impl Receiver {
-    /// Starts a receiver that keeps every request it records (for tests).
-    pub async fn start() -> std::io::Result<Receiver> {
-        Self::start_retaining(usize::MAX).await
-    }
-
     /// Starts a receiver that keeps only the latest `retain` requests, so memory stays
     /// bounded however long it runs.
     pub async fn start_retaining(retain: usize) -> std::io::Result<Receiver> {
         Self::start_with(retain, 0).await
-    }
-
-    /// Starts a receiver on a given port of 127.0.0.1, keeping every request.
-    pub async fn start_at(port: u16) -> std::io::Result<Receiver> {
-        Self::start_with(usize::MAX, port).await
     }
 
     async fn start_with(retain: usize, port: u16) -> std::io::Result<Receiver> {
@@ -200,22 +137,18 @@ impl Receiver {
                 requests: Vec::new(),
                 recorded: 0,
                 retain: retain.max(1),
-                queue: VecDeque::new(),
+                #[cfg(any(test, feature = "test-support"))]
+                script: script::Script::default(),
             }),
-            count: watch::Sender::new(0),
+            #[cfg(any(test, feature = "test-support"))]
+            waiters: script::Waiters::default(),
         });
         let handler_shared = Arc::clone(&shared);
         let app = Router::new()
             .fallback(
                 move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
                     let shared = Arc::clone(&handler_shared);
-                    async move {
-                        let (response, delay) = handle(&shared, &method, &uri, &headers, &body);
-                        if let Some(delay) = delay {
-                            tokio::time::sleep(delay).await;
-                        }
-                        response
-                    }
+                    async move { handle(&shared, &method, &uri, &headers, &body).await }
                 },
             )
             .layer(DefaultBodyLimit::max(MAX_COMPRESSED));
@@ -227,49 +160,17 @@ impl Receiver {
     pub fn url(&self) -> String {
         format!("http://{}/api/v1/write", self.server.addr())
     }
-
-    /// Queues an answer for the next valid request instead of the default 204. Queued
-    /// answers are used first in, first out.
-    pub fn push_response(&self, r: Response) {
-        self.shared.lock().queue.push_back(r);
-    }
-
-    /// Forgets the queued answers: from now on every valid request gets 204.
-    pub fn clear_responses(&self) {
-        self.shared.lock().queue.clear();
-    }
-
-    pub fn requests(&self) -> Vec<ReceivedRequest> {
-        self.shared.lock().requests.clone()
-    }
-
-    /// All series of accepted requests, in arrival order.
-    pub fn accepted_series(&self) -> Vec<TimeSeries> {
-        self.shared
-            .lock()
-            .requests
-            .iter()
-            .filter(|r| r.accepted())
-            .filter_map(|r| r.write_request.as_ref())
-            .flat_map(|w| w.timeseries.iter().cloned())
-            .collect()
-    }
-
-    /// Waits until at least `n` requests (valid or not) have been recorded; false on timeout.
-    pub async fn wait_for_requests(&self, n: usize, timeout: Duration) -> bool {
-        let mut rx = self.shared.count.subscribe();
-        let reached = tokio::time::timeout(timeout, rx.wait_for(|count| *count >= n)).await;
-        matches!(reached, Ok(Ok(_)))
-    }
 }
 
-fn handle(
+// The URI is only recorded for tests.
+#[cfg_attr(not(any(test, feature = "test-support")), allow(unused_variables))]
+async fn handle(
     shared: &Shared,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
     body: &[u8],
-) -> (axum::response::Response, Option<std::time::Duration>) {
+) -> axum::response::Response {
     let (write_request, verdict) = match decode(method, headers, body) {
         Ok(w) => {
             let verdict = validate(&w);
@@ -277,51 +178,48 @@ fn handle(
         }
         Err(e) => (None, Err(e)),
     };
-    let mut state = shared.lock();
-    let (response, rejection) = match verdict {
-        Ok(()) => {
-            let queued = state
-                .queue
-                .pop_front()
-                .unwrap_or_else(|| Response::status(204));
-            (queued, None)
-        }
+    let (status, text, rejection) = match verdict {
+        Ok(()) => (StatusCode::NO_CONTENT, String::new(), None),
         Err(e) => {
             let message = e.to_string();
             tracing::debug!(%message, "rejected remote write request");
             (
-                Response::status(400).with_body(format!("{message}\n")),
+                StatusCode::BAD_REQUEST,
+                format!("{message}\n"),
                 Some(message),
             )
         }
     };
-    state.requests.push(ReceivedRequest {
-        path: uri.path().to_string(),
-        headers: headers
-            .iter()
-            .map(|(n, v)| {
-                (
-                    n.as_str().to_ascii_lowercase(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect(),
+    let request = ReceivedRequest {
         compressed_bytes: body.len(),
         write_request,
-        status: response.status,
+        status: status.as_u16(),
         rejection,
-        at: std::time::Instant::now(),
-    });
-    state.recorded += 1;
-    if state.requests.len() > state.retain {
-        let excess = state.requests.len() - state.retain;
-        state.requests.drain(..excess);
+        #[cfg(any(test, feature = "test-support"))]
+        path: uri.path().to_string(),
+        #[cfg(any(test, feature = "test-support"))]
+        headers: script::lowercased(headers),
+        #[cfg(any(test, feature = "test-support"))]
+        at: tokio::time::Instant::now(),
+    };
+    #[cfg(not(any(test, feature = "test-support")))]
+    shared.lock().keep(request);
+    #[cfg(any(test, feature = "test-support"))]
+    if let Some(queued) = script::keep(shared, request) {
+        return queued.answer().await;
     }
-    let recorded = state.recorded;
-    drop(state);
-    shared.count.send_replace(recorded);
-    let delay = response.delay;
-    (response.into_http(), delay)
+    (status, text).into_response()
+}
+
+impl State {
+    fn keep(&mut self, request: ReceivedRequest) {
+        self.requests.push(request);
+        self.recorded += 1;
+        if self.requests.len() > self.retain {
+            let excess = self.requests.len() - self.retain;
+            self.requests.drain(..excess);
+        }
+    }
 }
 
 fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
@@ -453,185 +351,23 @@ fn series_problem(ts: &TimeSeries) -> Option<String> {
     None
 }
 
-/// What arrived during one printing interval, plus the latest known node values.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Tally {
-    pub requests: usize,
-    /// Requests that were invalid or answered non-2xx.
-    pub not_accepted: usize,
-    /// Series and samples count accepted requests only, so retries are not counted twice.
-    pub series: usize,
-    pub samples: usize,
-    pub compressed_bytes: usize,
-    pub stale_markers: usize,
-    pub node_cpu_cores: Option<f64>,
-    pub node_memory_mib: Option<f64>,
-    /// Distinct `pod` label values in this interval.
-    pub pods: usize,
-    pub up: Option<f64>,
-}
-
-impl Tally {
-    /// The one line the printer writes for this interval.
-    pub fn line(&self, every: Duration) -> String {
-        if self.requests == 0 {
-            return format!(
-                "nothing arrived in the last {}",
-                humantime::format_duration(every)
-            );
-        }
-        let opt = |v: Option<f64>, decimals: usize| {
-            v.map_or_else(|| "-".to_string(), |v| format!("{v:.decimals$}"))
-        };
-        format!(
-            "{} req ({} not accepted), {} series, {} samples, {:.1} KiB, {} stale | \
-             node cpu {} cores, mem {} MiB, {} pods, up {}",
-            self.requests,
-            self.not_accepted,
-            self.series,
-            self.samples,
-            self.compressed_bytes as f64 / 1024.0,
-            self.stale_markers,
-            opt(self.node_cpu_cores, 2),
-            opt(self.node_memory_mib, 0),
-            self.pods,
-            opt(self.up, 0),
-        )
-    }
-}
-
-/// Turns successive batches of requests into [`Tally`]s, remembering the latest node values
-/// across intervals because a rate needs two samples that may arrive in different ones.
-#[derive(Debug, Clone, Default)]
-pub struct TallyTracker {
-    cpu: Option<(i64, f64)>,
-    cpu_before: Option<(i64, f64)>,
-    memory_bytes: Option<f64>,
-    up: Option<f64>,
-}
-
-impl TallyTracker {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    pub fn observe(&mut self, requests: &[ReceivedRequest]) -> Tally {
-        let mut tally = Tally {
-            requests: requests.len(),
-            ..Tally::default()
-        };
-        let mut pods = BTreeSet::new();
-        for r in requests {
-            tally.compressed_bytes += r.compressed_bytes;
-            let Some(w) = r.write_request.as_ref().filter(|_| r.accepted()) else {
-                tally.not_accepted += 1;
-                continue;
-            };
-            for ts in &w.timeseries {
-                tally.series += 1;
-                tally.samples += ts.samples.len();
-                tally.stale_markers += ts
-                    .samples
-                    .iter()
-                    .filter(|s| is_stale_marker(s.value))
-                    .count();
-                let mut name = "";
-                for l in &ts.labels {
-                    match l.name.as_str() {
-                        "__name__" => name = &l.value,
-                        "pod" => {
-                            pods.insert(l.value.clone());
-                        }
-                        _ => {}
-                    }
-                }
-                let mut live = ts.samples.iter().filter(|s| !is_stale_marker(s.value));
-                match name {
-                    "node_cpu_usage_seconds_total" => {
-                        for s in live {
-                            if self.cpu.is_none_or(|(t, _)| s.timestamp > t) {
-                                self.cpu_before = self.cpu;
-                                self.cpu = Some((s.timestamp, s.value));
-                            }
-                        }
-                    }
-                    "node_memory_working_set_bytes" => {
-                        if let Some(s) = live.next_back() {
-                            self.memory_bytes = Some(s.value);
-                        }
-                    }
-                    "up" => {
-                        if let Some(s) = live.next_back() {
-                            self.up = Some(s.value);
-                        }
-                    }
-                    _ => {}
-                }
-            }
-        }
-        tally.pods = pods.len();
-        tally.node_cpu_cores = match (self.cpu_before, self.cpu) {
-            // A counter reset makes the difference meaningless until the next sample.
-            (Some((t0, v0)), Some((t1, v1))) if t1 > t0 && v1 >= v0 => {
-                Some((v1 - v0) / ((t1 - t0) as f64 / 1000.0))
-            }
-            _ => None,
-        };
-        tally.node_memory_mib = self.memory_bytes.map(|b| b / (1024.0 * 1024.0));
-        tally.up = self.up;
-        tally
-    }
-}
-
-/// Writes one [`Tally::line`] per `every` (at least 10 ms) until `cancel` fires or writing
-/// fails. The printer keeps the receiver's records alive, not its server.
-pub fn spawn_printer(
-    receiver: &Receiver,
-    every: Duration,
-    mut out: impl std::io::Write + Send + 'static,
-    cancel: CancellationToken,
-) -> JoinHandle<()> {
-    let shared = Arc::clone(&receiver.shared);
-    let every = every.max(MIN_PRINT_INTERVAL);
-    tokio::spawn(async move {
-        let mut tracker = TallyTracker::new();
-        let mut seen = 0;
-        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                () = cancel.cancelled() => break,
-                _ = ticks.tick() => {}
-            }
-            let tally = {
-                let state = shared.lock();
-                let unread = (state.recorded - seen).min(state.requests.len());
-                let fresh = &state.requests[state.requests.len() - unread..];
-                seen = state.recorded;
-                tracker.observe(fresh)
-            };
-            if let Err(err) = writeln!(out, "{}", tally.line(every)).and_then(|()| out.flush()) {
-                tracing::debug!(%err, "tally printer stopped: output closed");
-                break;
-            }
-        }
-    })
-}
-
 #[cfg(test)]
-mod tests {
+mod testing {
+    //! What the unit tests of the receiver, its printer and its script share.
+
     use super::*;
     use crate::remote_write::proto::v1::{Label, Sample};
+    use std::time::Duration;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    const GOOD_HEADERS: &[(&str, &str)] = &[
+    pub const GOOD_HEADERS: &[(&str, &str)] = &[
         ("Content-Encoding", "snappy"),
         ("Content-Type", "application/x-protobuf"),
         ("X-Prometheus-Remote-Write-Version", "0.1.0"),
         ("User-Agent", "kubelet-push/test"),
     ];
 
-    fn series(labels: &[(&str, &str)], samples: &[(f64, i64)]) -> TimeSeries {
+    pub fn series(labels: &[(&str, &str)], samples: &[(f64, i64)]) -> TimeSeries {
         TimeSeries {
             labels: labels
                 .iter()
@@ -647,13 +383,13 @@ mod tests {
         }
     }
 
-    fn body(w: &WriteRequest) -> Vec<u8> {
+    pub fn body(w: &WriteRequest) -> Vec<u8> {
         snap::raw::Encoder::new()
             .compress_vec(&w.encode_to_vec())
             .unwrap()
     }
 
-    fn sample_request() -> WriteRequest {
+    pub fn sample_request() -> WriteRequest {
         WriteRequest {
             timeseries: vec![
                 series(
@@ -675,14 +411,14 @@ mod tests {
         }
     }
 
-    struct RawResponse {
-        status: u16,
-        headers: Vec<(String, String)>,
-        body: String,
+    pub struct RawResponse {
+        pub status: u16,
+        pub headers: Vec<(String, String)>,
+        pub body: String,
     }
 
     impl RawResponse {
-        fn header(&self, name: &str) -> Option<&str> {
+        pub fn header(&self, name: &str) -> Option<&str> {
             self.headers
                 .iter()
                 .find(|(n, _)| n == name)
@@ -691,7 +427,7 @@ mod tests {
     }
 
     /// A minimal HTTP/1.1 client, so the test sees exactly the bytes the receiver got.
-    async fn post(url: &str, headers: &[(&str, &str)], body: &[u8]) -> RawResponse {
+    pub async fn post(url: &str, headers: &[(&str, &str)], body: &[u8]) -> RawResponse {
         let rest = url.trim_start_matches("http://");
         let (addr, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
         let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -736,7 +472,7 @@ mod tests {
         }
     }
 
-    fn with_header<'a>(name: &'a str, value: Option<&'a str>) -> Vec<(&'a str, &'a str)> {
+    pub fn with_header<'a>(name: &'a str, value: Option<&'a str>) -> Vec<(&'a str, &'a str)> {
         let mut h: Vec<_> = GOOD_HEADERS
             .iter()
             .copied()
@@ -747,6 +483,13 @@ mod tests {
         }
         h
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::*;
+    use super::*;
+    use std::time::Duration;
 
     #[tokio::test]
     async fn retention_bounds_what_is_kept_not_what_is_counted() {
@@ -931,41 +674,6 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn queued_responses_are_used_in_order() {
-        let rx = Receiver::start().await.unwrap();
-        rx.push_response(
-            Response::status(503)
-                .with_header("Retry-After", "2")
-                .with_body("overloaded"),
-        );
-        rx.push_response(Response::status(200).with_body("ok"));
-        let w = sample_request();
-        let b = body(&w);
-
-        // An invalid request does not consume the queue.
-        let bad = with_header("Content-Encoding", Some("gzip"));
-        assert_eq!(post(&rx.url(), &bad, &b).await.status, 400);
-
-        let r = post(&rx.url(), GOOD_HEADERS, &b).await;
-        assert_eq!(r.status, 503);
-        assert_eq!(r.header("retry-after"), Some("2"));
-        assert_eq!(r.body, "overloaded");
-        let r = post(&rx.url(), GOOD_HEADERS, &b).await;
-        assert_eq!((r.status, r.body.as_str()), (200, "ok"));
-        let r = post(&rx.url(), GOOD_HEADERS, &b).await;
-        assert_eq!(r.status, 204);
-
-        let got = rx.requests();
-        let statuses: Vec<u16> = got.iter().map(|r| r.status).collect();
-        assert_eq!(statuses, [400, 503, 200, 204]);
-        assert!(!got[1].accepted());
-        assert_eq!(got[1].rejection, None);
-        assert_eq!(got[1].write_request.as_ref(), Some(&w));
-        // Only the 200 and the 204 count as accepted.
-        assert_eq!(rx.accepted_series().len(), 2 * w.timeseries.len());
-    }
-
-    #[tokio::test]
     async fn receiver_stops_when_dropped() {
         let rx = Receiver::start().await.unwrap();
         let url = rx.url();
@@ -978,182 +686,5 @@ mod tests {
             tokio::task::yield_now().await;
         }
         assert!(tokio::net::TcpStream::connect(&addr).await.is_err());
-    }
-
-    fn accepted(w: WriteRequest, bytes: usize) -> ReceivedRequest {
-        ReceivedRequest {
-            path: "/api/v1/write".into(),
-            headers: Vec::new(),
-            compressed_bytes: bytes,
-            write_request: Some(w),
-            status: 204,
-            rejection: None,
-            at: std::time::Instant::now(),
-        }
-    }
-
-    #[test]
-    fn tally_counts_and_derives_node_values() {
-        let stale = f64::from_bits(STALE_NAN_BITS);
-        let first = WriteRequest {
-            timeseries: vec![
-                series(
-                    &[("__name__", "node_cpu_usage_seconds_total")],
-                    &[(100.0, 10_000)],
-                ),
-                series(
-                    &[("__name__", "node_memory_working_set_bytes")],
-                    &[(3.0 * 1024.0 * 1024.0 * 1024.0, 10_000)],
-                ),
-                series(&[("__name__", "up")], &[(1.0, 10_000)]),
-                series(
-                    &[("__name__", "pod_cpu_usage_seconds_total"), ("pod", "a")],
-                    &[(1.0, 10_000)],
-                ),
-                series(
-                    &[("__name__", "pod_memory_working_set_bytes"), ("pod", "a")],
-                    &[(1.0, 10_000)],
-                ),
-                series(
-                    &[("__name__", "pod_cpu_usage_seconds_total"), ("pod", "b")],
-                    // A plain NaN is a value, not a stale marker.
-                    &[(stale, 10_000), (f64::NAN, 10_001)],
-                ),
-            ],
-        };
-        let mut rejected = accepted(first.clone(), 7);
-        rejected.status = 503;
-        let mut tracker = TallyTracker::new();
-        let t = tracker.observe(&[accepted(first, 1000), rejected]);
-        assert_eq!(
-            t,
-            Tally {
-                requests: 2,
-                not_accepted: 1,
-                series: 6,
-                samples: 7,
-                compressed_bytes: 1007,
-                stale_markers: 1,
-                node_cpu_cores: None,
-                node_memory_mib: Some(3072.0),
-                pods: 2,
-                up: Some(1.0),
-            }
-        );
-
-        // The rate spans intervals: 5 CPU-seconds over 10 s is half a core.
-        let second = WriteRequest {
-            timeseries: vec![
-                series(
-                    &[("__name__", "node_cpu_usage_seconds_total")],
-                    &[(105.0, 20_000)],
-                ),
-                series(&[("__name__", "up")], &[(0.0, 20_000), (stale, 20_001)]),
-            ],
-        };
-        let t = tracker.observe(&[accepted(second, 10)]);
-        assert_eq!(t.node_cpu_cores, Some(0.5));
-        assert_eq!(t.node_memory_mib, Some(3072.0));
-        assert_eq!(t.up, Some(0.0));
-        assert_eq!((t.series, t.samples, t.stale_markers, t.pods), (2, 3, 1, 0));
-
-        let t = tracker.observe(&[]);
-        assert_eq!(t.requests, 0);
-    }
-
-    #[test]
-    fn tally_line_format() {
-        let t = Tally {
-            requests: 3,
-            not_accepted: 1,
-            series: 412,
-            samples: 415,
-            compressed_bytes: 18_637,
-            stale_markers: 2,
-            node_cpu_cores: Some(0.8449),
-            node_memory_mib: Some(5123.4),
-            pods: 14,
-            up: Some(1.0),
-        };
-        assert_eq!(
-            t.line(Duration::from_secs(10)),
-            "3 req (1 not accepted), 412 series, 415 samples, 18.2 KiB, 2 stale | \
-             node cpu 0.84 cores, mem 5123 MiB, 14 pods, up 1"
-        );
-        let unknown = Tally {
-            requests: 1,
-            ..Tally::default()
-        };
-        assert_eq!(
-            unknown.line(Duration::from_secs(5)),
-            "1 req (0 not accepted), 0 series, 0 samples, 0.0 KiB, 0 stale | \
-             node cpu - cores, mem - MiB, 0 pods, up -"
-        );
-        assert_eq!(
-            Tally::default().line(Duration::from_millis(1500)),
-            "nothing arrived in the last 1s 500ms"
-        );
-    }
-
-    #[derive(Clone, Default)]
-    struct SharedBuf(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for SharedBuf {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl SharedBuf {
-        fn lines(&self) -> Vec<String> {
-            String::from_utf8(self.0.lock().unwrap().clone())
-                .unwrap()
-                .lines()
-                .map(str::to_string)
-                .collect()
-        }
-    }
-
-    #[tokio::test]
-    async fn printer_writes_a_line_per_interval() {
-        let rx = Receiver::start().await.unwrap();
-        let out = SharedBuf::default();
-        let cancel = CancellationToken::new();
-        let every = Duration::from_millis(100);
-        let printer = spawn_printer(&rx, every, out.clone(), cancel.clone());
-
-        let b = body(&sample_request());
-        assert_eq!(post(&rx.url(), GOOD_HEADERS, &b).await.status, 204);
-        let want = format!(
-            "1 req (0 not accepted), 2 series, 3 samples, {:.1} KiB, 0 stale | \
-             node cpu 0.15 cores, mem - MiB, 1 pods, up -",
-            b.len() as f64 / 1024.0
-        );
-        // Wait for the request's line and a quiet interval after it, within a bounded time.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
-        loop {
-            let lines = out.lines();
-            if let Some(i) = lines.iter().position(|l| *l == want) {
-                if lines[i + 1..]
-                    .iter()
-                    .any(|l| l == "nothing arrived in the last 100ms")
-                {
-                    break;
-                }
-            }
-            assert!(tokio::time::Instant::now() < deadline, "{lines:?}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        cancel.cancel();
-        tokio::time::timeout(Duration::from_secs(1), printer)
-            .await
-            .unwrap()
-            .unwrap();
-        let lines = out.lines();
-        assert_eq!(lines.iter().filter(|l| l.contains(" req ")).count(), 1);
     }
 }

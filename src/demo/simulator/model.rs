@@ -1,20 +1,15 @@
-//! A simulated Windows kubelet for the `demo` command and for tests. This module owns the
-//! fake node (its pods, their deterministic counters and gauges, pod turnover), rendering that
-//! state as a `/stats/summary` document with the field names of the kubelet's Go types
-//! (`k8s.io/kubelet/pkg/apis/stats/v1alpha1`), and a loopback HTTP server that serves it with
-//! injectable faults. It does not own parsing the summary, TLS, or authentication: the server
-//! records the `Authorization` header it was sent but never checks it.
+//! The simulated Windows node: its workloads, the pods running them with deterministic
+//! counters and gauges, pod turnover, the kubelet's per-section stats caching, and the
+//! `/stats/summary` document it reports at any given time. Everything is a pure function of
+//! (seed, boot time, time asked for). It owns no I/O; `server` serves it and `wire` spells it.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
-use axum::Router;
-use serde::Serialize;
-
-use super::server::LocalServer;
+use super::rng::keyed;
+use super::wire::{
+    rfc3339, ContainerStats, Cpu, Fs, Interface, Memory, Network, NodeStats, PodRef, PodStats,
+    PvcRef, Runtime, Summary, Volume,
+};
 
 const NODE_NAME: &str = "demo-win-node";
 const MIB: u64 = 1024 * 1024;
@@ -27,66 +22,7 @@ const NODE_DISK: u64 = 136_912_564_224;
 const PVC_CAPACITY: u64 = 10 * GIB;
 /// The kubelet rotates container logs, so their size is bounded.
 const LOG_CAP: u64 = 10 * MIB;
-/// Alphabet of Kubernetes' `rand.SafeEncodeString`, used for pod-template hashes and name
-/// suffixes; without vowels so generated names never spell words.
-const SAFE_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 const LIFETIME_SECS: (u64, u64) = (20, 120);
-
-/// splitmix64: small, well distributed, and no dependency, which is all a simulator needs.
-#[derive(Debug, Clone)]
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Inclusive range; the modulo bias is irrelevant at these sizes.
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next_u64() % (hi - lo + 1)
-    }
-
-    fn safe_string(&mut self, len: usize) -> String {
-        (0..len)
-            .map(|_| {
-                let i = (self.next_u64() % SAFE_ALPHABET.len() as u64) as usize;
-                char::from(SAFE_ALPHABET[i])
-            })
-            .collect()
-    }
-
-    fn hex(&mut self, len: usize) -> String {
-        (0..len)
-            .map(|_| char::from(b"0123456789abcdef"[(self.next_u64() % 16) as usize]))
-            .collect()
-    }
-
-    fn guid(&mut self) -> String {
-        format!(
-            "{}-{}-{}-{}-{}",
-            self.hex(8),
-            self.hex(4),
-            self.hex(4),
-            self.hex(4),
-            self.hex(12)
-        )
-    }
-}
-
-/// A generator keyed by several values, so every pod incarnation's parameters depend only on
-/// (seed, slot, generation) and not on how often or in which order `summary_json` was called.
-fn keyed(parts: &[u64]) -> SplitMix64 {
-    let mut g = SplitMix64(0x6B75_6265_6C65_7421);
-    for p in parts {
-        g.0 ^= *p;
-        g.next_u64();
-    }
-    g
-}
 
 /// A deterministic gauge: a triangle wave of `pct` percent amplitude around `base`. Integer
 /// only so the output is bit-identical on every platform.
@@ -111,33 +47,6 @@ fn cached(now: u64, period: u64, phase: u64) -> u64 {
 
 fn unix_secs(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
-/// Howard Hinnant's `civil_from_days`: days since 1970-01-01 to (year, month, day).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
-/// Formats like Go's `metav1.Time` marshals: RFC 3339, UTC, whole seconds.
-fn rfc3339(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -802,265 +711,12 @@ fn pod_stats(pod: &PodSpec, now: u64, node: &NodeSpec) -> PodStats {
     }
 }
 
-// Wire shapes, named and ordered like the kubelet's Go structs.
-
-#[derive(Serialize)]
-struct Summary {
-    node: NodeStats,
-    pods: Vec<PodStats>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct NodeStats {
-    node_name: String,
-    system_containers: Vec<ContainerStats>,
-    start_time: String,
-    cpu: Cpu,
-    memory: Memory,
-    network: Network,
-    fs: Fs,
-    runtime: Runtime,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ContainerStats {
-    name: String,
-    start_time: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    cpu: Option<Cpu>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    memory: Option<Memory>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    rootfs: Option<Fs>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    logs: Option<Fs>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Cpu {
-    time: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    usage_nano_cores: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    usage_core_nano_seconds: Option<u64>,
-}
-
-#[derive(Serialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct Memory {
-    time: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    available_bytes: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    usage_bytes: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    working_set_bytes: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    rss_bytes: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    page_faults: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    major_page_faults: Option<u64>,
-}
-
-#[derive(Serialize, Clone)]
-#[serde(rename_all = "camelCase")]
-struct Interface {
-    name: String,
-    rx_bytes: u64,
-    rx_errors: u64,
-    tx_bytes: u64,
-    tx_errors: u64,
-}
-
-#[derive(Serialize)]
-struct Network {
-    time: String,
-    /// The Go type embeds the default interface inline.
-    #[serde(flatten)]
-    default: Interface,
-    interfaces: Vec<Interface>,
-}
-
-#[derive(Serialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct Fs {
-    time: String,
-    available_bytes: u64,
-    capacity_bytes: u64,
-    used_bytes: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    inodes_free: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    inodes: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    inodes_used: Option<u64>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Runtime {
-    image_fs: Fs,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct PodStats {
-    pod_ref: PodRef,
-    start_time: String,
-    containers: Vec<ContainerStats>,
-    cpu: Cpu,
-    memory: Memory,
-    network: Network,
-    volume: Vec<Volume>,
-    #[serde(rename = "ephemeral-storage")]
-    ephemeral_storage: Fs,
-}
-
-#[derive(Serialize)]
-struct PodRef {
-    name: String,
-    namespace: String,
-    uid: String,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Volume {
-    #[serde(flatten)]
-    fs: Fs,
-    name: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pvc_ref: Option<PvcRef>,
-}
-
-#[derive(Serialize)]
-struct PvcRef {
-    name: String,
-    namespace: String,
-}
-
-/// A misbehaviour the server applies to every `/stats/summary` request until replaced.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Fault {
-    None,
-    /// Answer with this status and a short text body.
-    Status(u16),
-    /// Answer 200 with a document cut off halfway.
-    BrokenJson,
-    /// Wait this long, then answer normally.
-    Delay(Duration),
-}
-
-struct ServerState {
-    sim: Mutex<SimulatedKubelet>,
-    requests: AtomicUsize,
-    last_authorization: Mutex<Option<String>>,
-    fault: Mutex<Fault>,
-}
-
-/// An HTTP/1.1 server on `127.0.0.1` serving a [`SimulatedKubelet`]. It stops when dropped.
-pub struct KubeletServer {
-    server: LocalServer,
-    state: Arc<ServerState>,
-}
-
-impl KubeletServer {
-    pub async fn start(sim: SimulatedKubelet) -> std::io::Result<KubeletServer> {
-        let state = Arc::new(ServerState {
-            sim: Mutex::new(sim),
-            requests: AtomicUsize::new(0),
-            last_authorization: Mutex::new(None),
-            fault: Mutex::new(Fault::None),
-        });
-        let handler_state = Arc::clone(&state);
-        let app = Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap| {
-            let state = Arc::clone(&handler_state);
-            async move { handle(&state, method, uri, headers).await }
-        });
-        let server = LocalServer::start(app, "simulated kubelet").await?;
-        Ok(KubeletServer { server, state })
-    }
-
-    /// `http://127.0.0.1:PORT`, without a trailing slash.
-    pub fn url(&self) -> String {
-        format!("http://{}", self.server.addr())
-    }
-
-    /// Requests received on any path.
-    pub fn requests(&self) -> usize {
-        self.state.requests.load(Ordering::SeqCst)
-    }
-
-    /// The `Authorization` header of the most recent request, if it had one.
-    pub fn last_authorization(&self) -> Option<String> {
-        lock(&self.state.last_authorization).clone()
-    }
-
-    pub fn set_fault(&self, fault: Fault) {
-        *lock(&self.state.fault) = fault;
-    }
-}
-
-/// A panic in another handler must not take the simulator down with it, so poisoning is
-/// ignored: the guarded values stay consistent after any single assignment.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-async fn handle(state: &ServerState, method: Method, uri: Uri, headers: HeaderMap) -> Response {
-    state.requests.fetch_add(1, Ordering::SeqCst);
-    *lock(&state.last_authorization) = headers
-        .get(header::AUTHORIZATION)
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-
-    if uri.path() != "/stats/summary" {
-        return (StatusCode::NOT_FOUND, "404 page not found\n").into_response();
-    }
-    if method != Method::GET {
-        return (StatusCode::METHOD_NOT_ALLOWED, "405 method not allowed\n").into_response();
-    }
-    let fault = lock(&state.fault).clone();
-    match fault {
-        Fault::None => {}
-        Fault::Status(code) => {
-            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            return (status, format!("simulated fault: status {code}\n")).into_response();
-        }
-        Fault::BrokenJson => {
-            let mut doc = lock(&state.sim).summary_json(SystemTime::now());
-            let mut cut = doc.len() / 2;
-            while !doc.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            doc.truncate(cut);
-            return json_response(doc);
-        }
-        Fault::Delay(d) => tokio::time::sleep(d).await,
-    }
-    let doc = lock(&state.sim).summary_json(SystemTime::now());
-    json_response(doc)
-}
-
-fn json_response(body: String) -> Response {
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/json")],
-        body,
-    )
-        .into_response()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::Value;
     use std::collections::HashMap;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
+    use std::time::Duration;
     const T0: u64 = 1_795_600_807; // 2026-11-25T10:00:07Z
 
     fn at(secs: u64) -> SystemTime {
@@ -1124,14 +780,6 @@ mod tests {
             }
             _ => {}
         }
-    }
-
-    #[test]
-    fn rfc3339_known_values() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339(T0), "2026-11-25T10:00:07Z");
-        assert_eq!(rfc3339(4_102_444_799), "2099-12-31T23:59:59Z");
     }
 
     #[test]
@@ -1354,152 +1002,5 @@ mod tests {
             }
         }
         assert!(lagging > 0, "some sections come from a cache");
-    }
-
-    struct RawResponse {
-        status: u16,
-        headers: Vec<(String, String)>,
-        body: Vec<u8>,
-    }
-
-    /// A minimal HTTP/1.1 client: the tests want to see exactly what went over the wire.
-    async fn get(url: &str, path: &str, extra: &[(&str, &str)]) -> std::io::Result<RawResponse> {
-        let addr = url.trim_start_matches("http://");
-        let mut stream = tokio::net::TcpStream::connect(addr).await?;
-        let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-        for (k, v) in extra {
-            req.push_str(&format!("{k}: {v}\r\n"));
-        }
-        req.push_str("\r\n");
-        stream.write_all(req.as_bytes()).await?;
-        let mut raw = Vec::new();
-        tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut raw)).await??;
-        let split = raw
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .ok_or_else(|| std::io::Error::other("no header end"))?;
-        let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-        let mut lines = head.split("\r\n");
-        let status = lines
-            .next()
-            .and_then(|l| l.split(' ').nth(1))
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| std::io::Error::other("bad status line"))?;
-        let headers: Vec<(String, String)> = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-            .collect();
-        let mut body = raw[split + 4..].to_vec();
-        if headers
-            .iter()
-            .any(|(k, v)| k == "transfer-encoding" && v == "chunked")
-        {
-            body = dechunk(&body)?;
-        }
-        Ok(RawResponse {
-            status,
-            headers,
-            body,
-        })
-    }
-
-    fn dechunk(mut data: &[u8]) -> std::io::Result<Vec<u8>> {
-        let mut out = Vec::new();
-        loop {
-            let eol = data
-                .windows(2)
-                .position(|w| w == b"\r\n")
-                .ok_or_else(|| std::io::Error::other("bad chunk"))?;
-            let size = usize::from_str_radix(&String::from_utf8_lossy(&data[..eol]), 16)
-                .map_err(std::io::Error::other)?;
-            if size == 0 {
-                return Ok(out);
-            }
-            out.extend_from_slice(&data[eol + 2..eol + 2 + size]);
-            data = &data[eol + 2 + size + 2..];
-        }
-    }
-
-    #[tokio::test]
-    async fn server_serves_summary_and_records_authorization() {
-        let server = KubeletServer::start(SimulatedKubelet::new(6, 1, SystemTime::now()))
-            .await
-            .unwrap();
-        assert!(server.url().starts_with("http://127.0.0.1:"));
-        assert!(!server.url().ends_with('/'));
-        let r = get(
-            &server.url(),
-            "/stats/summary",
-            &[("Authorization", "Bearer demo-token")],
-        )
-        .await
-        .unwrap();
-        assert_eq!(r.status, 200);
-        assert!(r
-            .headers
-            .iter()
-            .any(|(k, v)| k == "content-type" && v == "application/json"));
-        let v: Value = serde_json::from_slice(&r.body).unwrap();
-        assert_eq!(v["node"]["nodeName"], "demo-win-node");
-        assert_eq!(v["pods"].as_array().unwrap().len(), 6);
-        assert_eq!(
-            server.last_authorization().as_deref(),
-            Some("Bearer demo-token")
-        );
-
-        let r = get(&server.url(), "/metrics/resource", &[]).await.unwrap();
-        assert_eq!(r.status, 404);
-        assert_eq!(server.last_authorization(), None);
-        assert_eq!(server.requests(), 2);
-    }
-
-    #[tokio::test]
-    async fn server_faults() {
-        let server = KubeletServer::start(SimulatedKubelet::new(3, 2, SystemTime::now()))
-            .await
-            .unwrap();
-        let url = server.url();
-
-        server.set_fault(Fault::Status(503));
-        let r = get(&url, "/stats/summary", &[]).await.unwrap();
-        assert_eq!(r.status, 503);
-        assert_eq!(
-            String::from_utf8_lossy(&r.body),
-            "simulated fault: status 503\n"
-        );
-
-        server.set_fault(Fault::BrokenJson);
-        let r = get(&url, "/stats/summary", &[]).await.unwrap();
-        assert_eq!(r.status, 200);
-        assert!(r.body.starts_with(b"{\"node\":{"));
-        let err = serde_json::from_slice::<Value>(&r.body).unwrap_err();
-        assert!(err.is_eof(), "truncated, not garbled: {err}");
-
-        server.set_fault(Fault::Delay(Duration::from_millis(150)));
-        let started = std::time::Instant::now();
-        let r = get(&url, "/stats/summary", &[]).await.unwrap();
-        assert!(started.elapsed() >= Duration::from_millis(150));
-        assert_eq!(r.status, 200);
-        serde_json::from_slice::<Value>(&r.body).unwrap();
-
-        server.set_fault(Fault::None);
-        let r = get(&url, "/stats/summary", &[]).await.unwrap();
-        let v: Value = serde_json::from_slice(&r.body).unwrap();
-        assert_eq!(v["pods"].as_array().unwrap().len(), 3);
-        assert_eq!(server.requests(), 4);
-    }
-
-    #[tokio::test]
-    async fn server_stops_when_dropped() {
-        let server = KubeletServer::start(SimulatedKubelet::new(1, 2, SystemTime::now()))
-            .await
-            .unwrap();
-        let addr = server.url().trim_start_matches("http://").to_string();
-        drop(server);
-        // Let the aborted task run its cancellation so the listener is closed.
-        for _ in 0..10 {
-            tokio::task::yield_now().await;
-        }
-        assert!(tokio::net::TcpStream::connect(&addr).await.is_err());
     }
 }

@@ -1,0 +1,217 @@
+//! What only tests need from the receiver (compiled with the `test-support` feature or in unit
+//! tests): every request kept with its path and headers, answers queued in advance (any
+//! status, headers, body, a delay before answering), and waiting until a number of requests
+//! arrived. The demo never calls any of it.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::IntoResponse;
+use tokio::sync::watch;
+
+use super::{ReceivedRequest, Receiver, Shared};
+use crate::remote_write::proto::v1::TimeSeries;
+
+/// An answer queued with [`Receiver::push_response`] for the next valid request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+    /// Wait this long before answering (a receiver slower than the client's timeout). The wait
+    /// is on tokio's clock, so under paused time it takes no wall time.
+    pub delay: Option<Duration>,
+}
+
+impl Response {
+    pub fn status(status: u16) -> Self {
+        Response {
+            status,
+            headers: Vec::new(),
+            body: String::new(),
+            delay: None,
+        }
+    }
+
+    pub fn with_delay(mut self, delay: Duration) -> Self {
+        self.delay = Some(delay);
+        self
+    }
+
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    pub fn with_body(mut self, body: impl Into<String>) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    /// Waits out the delay, then answers.
+    pub(super) async fn answer(self) -> axum::response::Response {
+        if let Some(delay) = self.delay {
+            tokio::time::sleep(delay).await;
+        }
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = (status, self.body).into_response();
+        for (name, value) in self.headers {
+            match (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(&value),
+            ) {
+                (Ok(n), Ok(v)) => {
+                    response.headers_mut().append(n, v);
+                }
+                _ => tracing::warn!(%name, %value, "queued response header is not valid HTTP"),
+            }
+        }
+        response
+    }
+}
+
+/// The receiver state tests add.
+#[derive(Default)]
+pub(super) struct Script {
+    pub(super) queue: VecDeque<Response>,
+}
+
+/// The number of requests recorded, for [`Receiver::wait_for_requests`].
+pub(super) struct Waiters(watch::Sender<usize>);
+
+impl Default for Waiters {
+    fn default() -> Self {
+        Waiters(watch::Sender::new(0))
+    }
+}
+
+/// Keeps `request` like the demo's receiver does, and takes the answer a test queued for it
+/// if it is valid; both under one lock, so concurrent requests take queued answers in the order
+/// they are recorded.
+pub(super) fn keep(shared: &Shared, mut request: ReceivedRequest) -> Option<Response> {
+    let mut state = shared.lock();
+    let queued = if request.rejection.is_none() {
+        state.script.queue.pop_front()
+    } else {
+        None
+    };
+    if let Some(q) = &queued {
+        request.status = q.status;
+    }
+    state.keep(request);
+    let recorded = state.recorded;
+    drop(state);
+    shared.waiters.0.send_replace(recorded);
+    queued
+}
+
+pub(super) fn lowercased(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(n, v)| {
+            (
+                n.as_str().to_ascii_lowercase(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
+}
+
+impl ReceivedRequest {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl Receiver {
+    /// Starts a receiver that keeps every request it records.
+    pub async fn start() -> std::io::Result<Receiver> {
+        Self::start_with(usize::MAX, 0).await
+    }
+
+    /// Starts a receiver on a given port of 127.0.0.1 (one coming back where it was), keeping
+    /// every request.
+    pub async fn start_at(port: u16) -> std::io::Result<Receiver> {
+        Self::start_with(usize::MAX, port).await
+    }
+
+    /// Queues an answer for the next valid request instead of the default 204. Queued
+    /// answers are used first in, first out.
+    pub fn push_response(&self, r: Response) {
+        self.shared.lock().script.queue.push_back(r);
+    }
+
+    /// Forgets the queued answers: from now on every valid request gets 204.
+    pub fn clear_responses(&self) {
+        self.shared.lock().script.queue.clear();
+    }
+
+    pub fn requests(&self) -> Vec<ReceivedRequest> {
+        self.shared.lock().requests.clone()
+    }
+
+    /// All series of accepted requests, in arrival order.
+    pub fn accepted_series(&self) -> Vec<TimeSeries> {
+        self.shared
+            .lock()
+            .requests
+            .iter()
+            .filter(|r| r.accepted())
+            .filter_map(|r| r.write_request.as_ref())
+            .flat_map(|w| w.timeseries.iter().cloned())
+            .collect()
+    }
+
+    /// Waits until at least `n` requests (valid or not) have been recorded; false on timeout.
+    pub async fn wait_for_requests(&self, n: usize, timeout: Duration) -> bool {
+        let mut rx = self.shared.waiters.0.subscribe();
+        let reached = tokio::time::timeout(timeout, rx.wait_for(|count| *count >= n)).await;
+        matches!(reached, Ok(Ok(_)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::*;
+    use super::*;
+
+    #[tokio::test]
+    async fn queued_responses_are_used_in_order() {
+        let rx = Receiver::start().await.unwrap();
+        rx.push_response(
+            Response::status(503)
+                .with_header("Retry-After", "2")
+                .with_body("overloaded"),
+        );
+        rx.push_response(Response::status(200).with_body("ok"));
+        let w = sample_request();
+        let b = body(&w);
+
+        // An invalid request does not consume the queue.
+        let bad = with_header("Content-Encoding", Some("gzip"));
+        assert_eq!(post(&rx.url(), &bad, &b).await.status, 400);
+
+        let r = post(&rx.url(), GOOD_HEADERS, &b).await;
+        assert_eq!(r.status, 503);
+        assert_eq!(r.header("retry-after"), Some("2"));
+        assert_eq!(r.body, "overloaded");
+        let r = post(&rx.url(), GOOD_HEADERS, &b).await;
+        assert_eq!((r.status, r.body.as_str()), (200, "ok"));
+        let r = post(&rx.url(), GOOD_HEADERS, &b).await;
+        assert_eq!(r.status, 204);
+
+        let got = rx.requests();
+        let statuses: Vec<u16> = got.iter().map(|r| r.status).collect();
+        assert_eq!(statuses, [400, 503, 200, 204]);
+        assert!(!got[1].accepted());
+        assert_eq!(got[1].rejection, None);
+        assert_eq!(got[1].write_request.as_ref(), Some(&w));
+        // Only the 200 and the 204 count as accepted.
+        assert_eq!(rx.accepted_series().len(), 2 * w.timeseries.len());
+    }
+}
