@@ -12,10 +12,12 @@
 //! defaults left out: a `0.0` value or a `0` timestamp is not written), so bodies are
 //! byte-for-byte the reference encoding; the tests compare the two on random series sets.
 //!
-//! A series' labels (`__name__`, its own labels without empty values, the common labels, all
-//! sorted) are encoded once, when the encoder first meets its [`SeriesId`], and kept: a
-//! repeated poll copies them. Not here: which points to send (the series model), batching
-//! policy (the caller passes `--max-samples-per-send`), retries.
+//! Labels are written straight from the series set's interned strings (`__name__`, the series'
+//! own labels without empty values, the common labels, sorted): nothing is allocated per
+//! sample, and nothing is cached per series, since a sample is only encoded when it is new
+//! (measured in docs/performance.md: the cache cost more memory than it saved time). Not here:
+//! which points to send (the series model), batching policy (the caller passes
+//! `--max-samples-per-send`), retries.
 
 use bytes::Bytes;
 
@@ -33,25 +35,20 @@ const TAG_SAMPLE: u8 = 2 << 3 | 2;
 const TAG_SAMPLE_VALUE: u8 = 1 << 3 | 1;
 const TAG_SAMPLE_TIMESTAMP: u8 = 2 << 3;
 
-/// Label bytes of one series, and the birth of the series they were built for.
-struct CachedLabels {
-    birth: u32,
-    bytes: Box<[u8]>,
-}
-
 pub struct V1Encoder {
-    /// Indexed by [`SeriesId::index`].
-    labels: Vec<Option<CachedLabels>>,
     /// The uncompressed request being built; reused, so it grows to the largest request once.
     buf: Vec<u8>,
+    /// Snappy's output, reused the same way; each body is copied out at its exact size, so a
+    /// queued request holds no slack.
+    compressed: Vec<u8>,
     snappy: snap::raw::Encoder,
 }
 
 impl Default for V1Encoder {
     fn default() -> Self {
         V1Encoder {
-            labels: Vec::new(),
             buf: Vec::new(),
+            compressed: Vec::new(),
             snappy: snap::raw::Encoder::new(),
         }
     }
@@ -62,37 +59,19 @@ impl V1Encoder {
         Self::default()
     }
 
-    /// The encoded labels of `id`, built on first use.
-    fn labels(&mut self, set: &SeriesSet, id: SeriesId) -> &[u8] {
-        let i = id.index();
-        if self.labels.len() <= i {
-            self.labels.resize_with(set.id_bound().max(i + 1), || None);
-        }
-        let birth = set.birth(id);
-        let slot = &mut self.labels[i];
-        if !matches!(slot, Some(c) if c.birth == birth) {
-            *slot = Some(CachedLabels {
-                birth,
-                bytes: label_bytes(set, id),
-            });
-        }
-        match slot {
-            Some(c) => &c.bytes,
-            None => &[],
-        }
-    }
-
     fn compress(
         &mut self,
         samples: usize,
         oldest_ms: i64,
         newest_ms: i64,
     ) -> Result<EncodedRequest, snap::Error> {
-        let body = self.snappy.compress_vec(&self.buf)?;
+        self.compressed
+            .resize(snap::raw::max_compress_len(self.buf.len()), 0);
+        let n = self.snappy.compress(&self.buf, &mut self.compressed)?;
         self.buf.clear();
         Ok(EncodedRequest {
             protocol: Protocol::V1,
-            body: Bytes::from(body),
+            body: Bytes::copy_from_slice(&self.compressed[..n]),
             samples,
             oldest_ms,
             newest_ms,
@@ -109,17 +88,17 @@ impl Encoder for V1Encoder {
         out: &mut Vec<EncodedRequest>,
     ) -> Result<(), snap::Error> {
         let max_samples = max_samples.max(1);
+        let common = set.common().as_slice();
+        // One scratch list for the whole call: sorting a series' labels allocates nothing.
+        let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(16 + common.len());
         self.buf.clear();
         for chunk in points.chunks(max_samples) {
             let (mut oldest, mut newest) = (i64::MAX, i64::MIN);
             for p in chunk {
                 oldest = oldest.min(p.timestamp_ms);
                 newest = newest.max(p.timestamp_ms);
-                // Taken out so the label bytes can be borrowed while the buffer grows.
-                let mut buf = std::mem::take(&mut self.buf);
-                let labels = self.labels(set, p.id);
-                write_series(&mut buf, labels, p.value, p.timestamp_ms);
-                self.buf = buf;
+                sorted_labels(set, p.id, common, &mut pairs);
+                write_series(&mut self.buf, &pairs, p.value, p.timestamp_ms);
             }
             out.push(self.compress(chunk.len(), oldest, newest)?);
         }
@@ -127,8 +106,34 @@ impl Encoder for V1Encoder {
     }
 }
 
+/// The labels series `id` is sent with: `__name__`, its labels with a value, the common
+/// labels, sorted byte-wise by name as receivers require.
+fn sorted_labels<'a>(
+    set: &'a SeriesSet,
+    id: SeriesId,
+    common: &'a [(String, String)],
+    pairs: &mut Vec<(&'a str, &'a str)>,
+) {
+    pairs.clear();
+    pairs.push((METRIC_NAME_LABEL, set.name(id)));
+    pairs.extend(set.labels(id).filter(|(_, v)| !v.is_empty()));
+    pairs.extend(common.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+    pairs.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+}
+
+fn label_len(name: &str, value: &str) -> usize {
+    let mut len = 0;
+    if !name.is_empty() {
+        len += 1 + varint_len(name.len() as u64) + name.len();
+    }
+    if !value.is_empty() {
+        len += 1 + varint_len(value.len() as u64) + value.len();
+    }
+    len
+}
+
 /// One `TimeSeries` with one sample.
-fn write_series(buf: &mut Vec<u8>, labels: &[u8], value: f64, timestamp_ms: i64) {
+fn write_series(buf: &mut Vec<u8>, labels: &[(&str, &str)], value: f64, timestamp_ms: i64) {
     let mut sample_len = 0;
     if value != 0.0 {
         sample_len += 9;
@@ -136,10 +141,31 @@ fn write_series(buf: &mut Vec<u8>, labels: &[u8], value: f64, timestamp_ms: i64)
     if timestamp_ms != 0 {
         sample_len += 1 + varint_len(timestamp_ms as u64);
     }
-    let series_len = labels.len() + 1 + varint_len(sample_len as u64) + sample_len;
+    let labels_len: usize = labels
+        .iter()
+        .map(|(n, v)| {
+            let len = label_len(n, v);
+            1 + varint_len(len as u64) + len
+        })
+        .sum();
+    let series_len = labels_len + 1 + varint_len(sample_len as u64) + sample_len;
+    buf.reserve(1 + varint_len(series_len as u64) + series_len);
     buf.push(TAG_TIMESERIES);
     put_varint(buf, series_len as u64);
-    buf.extend_from_slice(labels);
+    for (name, value) in labels {
+        buf.push(TAG_LABEL);
+        put_varint(buf, label_len(name, value) as u64);
+        if !name.is_empty() {
+            buf.push(TAG_LABEL_NAME);
+            put_varint(buf, name.len() as u64);
+            buf.extend_from_slice(name.as_bytes());
+        }
+        if !value.is_empty() {
+            buf.push(TAG_LABEL_VALUE);
+            put_varint(buf, value.len() as u64);
+            buf.extend_from_slice(value.as_bytes());
+        }
+    }
     buf.push(TAG_SAMPLE);
     put_varint(buf, sample_len as u64);
     if value != 0.0 {
@@ -151,40 +177,6 @@ fn write_series(buf: &mut Vec<u8>, labels: &[u8], value: f64, timestamp_ms: i64)
         // int64 is the two's complement as a 64-bit varint, as prost writes it.
         put_varint(buf, timestamp_ms as u64);
     }
-}
-
-/// The `Label` messages of series `id`: `__name__`, its labels with a value, the common
-/// labels, sorted byte-wise by name as receivers require.
-fn label_bytes(set: &SeriesSet, id: SeriesId) -> Box<[u8]> {
-    let common = set.common().as_slice();
-    let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(8 + common.len());
-    pairs.push((METRIC_NAME_LABEL, set.name(id)));
-    pairs.extend(set.labels(id).filter(|(_, v)| !v.is_empty()));
-    pairs.extend(common.iter().map(|(n, v)| (n.as_str(), v.as_str())));
-    pairs.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-    let mut out = Vec::with_capacity(pairs.iter().map(|(n, v)| n.len() + v.len() + 8).sum());
-    for (name, value) in pairs {
-        let mut len = 0;
-        if !name.is_empty() {
-            len += 1 + varint_len(name.len() as u64) + name.len();
-        }
-        if !value.is_empty() {
-            len += 1 + varint_len(value.len() as u64) + value.len();
-        }
-        out.push(TAG_LABEL);
-        put_varint(&mut out, len as u64);
-        if !name.is_empty() {
-            out.push(TAG_LABEL_NAME);
-            put_varint(&mut out, name.len() as u64);
-            out.extend_from_slice(name.as_bytes());
-        }
-        if !value.is_empty() {
-            out.push(TAG_LABEL_VALUE);
-            put_varint(&mut out, value.len() as u64);
-            out.extend_from_slice(value.as_bytes());
-        }
-    }
-    out.into_boxed_slice()
 }
 
 fn varint_len(v: u64) -> usize {
