@@ -62,6 +62,19 @@ pub struct Poller {
     last_poll_ms: i64,
     kubelet_failing: Episode,
     metrics: Arc<Metrics>,
+    /// Length and hash of the last summary converted, when polling the same bytes again can
+    /// only repeat it (its samples carry the summary's own times, not the poll's).
+    last_body: Option<(usize, u64)>,
+    /// Distinct series the last converted summary produced, reported again for a repeat.
+    last_scraped: usize,
+}
+
+/// What a poll fetched.
+enum Fetched<'a> {
+    Body(&'a [u8]),
+    /// The same bytes as the last summary converted: every sample would be a repeated
+    /// timestamp and every series is still there, so parsing it again would change nothing.
+    Unchanged,
 }
 
 impl Poller {
@@ -87,6 +100,8 @@ impl Poller {
             last_poll_ms: i64::MIN,
             kubelet_failing: Episode::default(),
             metrics,
+            last_body: None,
+            last_scraped: 0,
         })
     }
 
@@ -100,13 +115,22 @@ impl Poller {
     }
 
     /// Polls the kubelet once. Always returns the per-poll series (`up` is 0 on failure); a
-    /// failed poll marks nothing stale.
+    /// failed poll marks nothing stale. The kubelet serves cached stats between its
+    /// housekeeping runs (10-15 s), so a poll often fetches exactly the bytes it fetched last
+    /// time; then the summary is not parsed again, since it could only repeat what was sent.
     pub async fn poll(&mut self) -> PollOutput {
         let started = Instant::now();
         let poll_time_ms = unix_ms(SystemTime::now());
         match self.kubelet.fetch().await {
-            Ok(bytes) => self.ingest(Ok(&bytes), poll_time_ms, started),
-            Err(e) => self.ingest(Err(e), poll_time_ms, started),
+            Ok(bytes) => {
+                let digest = (bytes.len(), body_hash(&bytes));
+                if self.last_body == Some(digest) {
+                    self.ingest_fetched(Ok(Fetched::Unchanged), poll_time_ms, started)
+                } else {
+                    self.ingest_fetched(Ok(Fetched::Body(&bytes)), poll_time_ms, started)
+                }
+            }
+            Err(e) => self.ingest_fetched(Err(e), poll_time_ms, started),
         }
     }
 
@@ -119,11 +143,24 @@ impl Poller {
         poll_time_ms: i64,
         started: Instant,
     ) -> PollOutput {
+        self.ingest_fetched(fetched.map(Fetched::Body), poll_time_ms, started)
+    }
+
+    fn ingest_fetched(
+        &mut self,
+        fetched: Result<Fetched<'_>, ScrapeError>,
+        poll_time_ms: i64,
+        started: Instant,
+    ) -> PollOutput {
         let poll_time_ms = poll_time_ms.max(self.last_poll_ms.saturating_add(1));
         self.last_poll_ms = poll_time_ms;
         let mut points = Vec::with_capacity(self.capacity_hint);
         self.series.begin_poll();
-        let result = fetched.and_then(|bytes| self.convert(bytes, poll_time_ms, &mut points));
+        let unchanged = matches!(fetched, Ok(Fetched::Unchanged));
+        let result = fetched.and_then(|f| match f {
+            Fetched::Body(bytes) => self.convert(bytes, poll_time_ms, &mut points),
+            Fetched::Unchanged => Ok(self.last_scraped),
+        });
         let scraped = *result.as_ref().unwrap_or(&0);
         let up = if result.is_ok() { 1.0 } else { 0.0 };
         let duration = started.elapsed().as_secs_f64();
@@ -142,9 +179,12 @@ impl Poller {
         }
         let error = match result {
             Ok(_) => {
-                // Only a successful poll may declare series gone.
-                self.series
-                    .finish_poll(poll_time_ms, |point| points.push(point));
+                // Only a successful poll may declare series gone; an unchanged summary still
+                // has every series the last one had.
+                if !unchanged {
+                    self.series
+                        .finish_poll(poll_time_ms, |point| points.push(point));
+                }
                 self.metrics.poll_finished(true, started.elapsed());
                 self.metrics.samples_scraped.inc_by(scraped as u64);
                 if let Some((n, took)) = self.kubelet_failing.recover() {
@@ -202,6 +242,7 @@ impl Poller {
         poll_time_ms: i64,
         out: &mut Vec<Point>,
     ) -> Result<usize, ScrapeError> {
+        self.last_body = None;
         let summary = summary::parse(bytes).map_err(ScrapeError::Parse)?;
         let node = summary.node.as_ref().and_then(|n| n.node_name.as_deref());
         self.refresh_common(node);
@@ -228,6 +269,12 @@ impl Poller {
                 Admit::Duplicate => {}
             },
         );
+        self.last_scraped = distinct;
+        // A summary without any `time` is stamped with the poll time, so the same bytes polled
+        // again are new samples: never skipped.
+        if convert::newest_time(&summary).is_some() {
+            self.last_body = Some((bytes.len(), body_hash(bytes)));
+        }
         Ok(distinct)
     }
 
@@ -337,6 +384,14 @@ fn enqueue(requests: Vec<EncodedRequest>, queue: &Queue, metrics: &Metrics, fail
             }
         }
     }
+}
+
+/// A fingerprint of a summary body: two polls with the same length and hash are taken as the
+/// same bytes. Not cryptographic: the kubelet is not an adversary of its own node's agent,
+/// and a collision would only skip one poll (the next different summary is converted).
+fn body_hash(bytes: &[u8]) -> u64 {
+    use std::hash::BuildHasher;
+    foldhash::fast::FixedState::with_seed(0x6b75_6265_6c65_7421).hash_one(bytes)
 }
 
 fn unix_ms(t: SystemTime) -> i64 {

@@ -168,6 +168,28 @@ async fn the_token_file_is_read_again_for_every_request() {
     );
 }
 
+/// Polling the same bytes again skips parsing only when that cannot change what is sent: a
+/// summary without any `time` is stamped with the poll time, so every poll sends it anew.
+#[tokio::test]
+async fn the_same_summary_without_times_is_sent_again_at_each_poll() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("summary.json");
+    std::fs::write(&file, r#"{"node":{"nodeName":"n","fs":{"usedBytes":5}}}"#).unwrap();
+    let url = format!("file://{}", file.display());
+    let mut p = poller(&["--kubelet-url", &url, "--dry-run"]);
+    let mut stamps = Vec::new();
+    for _ in 0..3 {
+        let out = polled(&mut p).await;
+        assert!(out.error.is_none(), "{:?}", out.error);
+        let fs = named(&out.series, "node_fs_used_bytes");
+        assert_eq!(fs.len(), 1, "sent at every poll");
+        assert_eq!(fs[0].samples[0].value, 5.0);
+        stamps.push(fs[0].samples[0].timestamp);
+        assert_eq!(only_value(&out.series, "scrape_samples_scraped"), 1.0);
+    }
+    assert!(stamps.windows(2).all(|w| w[1] > w[0]), "{stamps:?}");
+}
+
 /// Two pods, then one: the missing pod's series get exactly one stale marker each; a failed
 /// poll in between marks nothing stale; an unchanged summary sends nothing twice.
 #[tokio::test]
