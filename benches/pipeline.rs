@@ -84,5 +84,62 @@ fn bench(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench);
+/// `--max-sample-age` on a batch that straddles the limit: the one case that decodes a body.
+fn trim(c: &mut Criterion) {
+    use kubelet_push::buffer::Batch;
+    use kubelet_push::remote_write::encode::{encode_batches, time_series};
+    use kubelet_push::remote_write::{CommonLabels, Protocol};
+
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    let common = CommonLabels::new("kubelet", "node-1", &[]);
+    // Half the samples two hours old, half fresh; a one-hour limit cuts the old half.
+    let series = (0..2000)
+        .map(|i| {
+            let pod = format!("pod-{}", i / 20);
+            let labels = [
+                ("namespace", "default"),
+                ("pod", pod.as_str()),
+                ("container", "app"),
+            ];
+            let age = if i % 2 == 0 { 7_200_000 } else { 0 };
+            time_series(
+                "container_cpu_usage_seconds_total",
+                labels,
+                &common,
+                f64::from(i),
+                now - age,
+            )
+        })
+        .collect();
+    let request = encode_batches(series, 2000).expect("encode").remove(0);
+    let batch = Batch {
+        protocol: Protocol::V1,
+        body: request.body,
+        samples: 2000,
+        oldest_ms: request.oldest_ms,
+        newest_ms: request.newest_ms,
+    };
+    let metrics = Metrics::new();
+    c.bench_function("trim_to_age_straddling_2000_samples", |b| {
+        b.iter_batched(
+            || batch.clone(),
+            |batch| {
+                let kept = kubelet_push::sender::trim_to_age(
+                    batch,
+                    Some(Duration::from_secs(3600)),
+                    &metrics,
+                )
+                .expect("fresh half kept");
+                assert_eq!(kept.samples, 1000);
+                kept
+            },
+            BatchSize::SmallInput,
+        )
+    });
+}
+
+criterion_group!(benches, bench, trim);
 criterion_main!(benches);

@@ -36,19 +36,23 @@ const TAG_SAMPLE_VALUE: u8 = 1 << 3 | 1;
 const TAG_SAMPLE_TIMESTAMP: u8 = 2 << 3;
 
 pub struct V1Encoder {
-    /// The uncompressed request being built; reused, so it grows to the largest request once.
+    /// The uncompressed request being built. Sized from the last request's bytes per series,
+    /// so a large first poll does not overshoot by doubling, and released after a large
+    /// encode, so steady polls (a few fresh samples each) do not keep the first poll's peak.
     buf: Vec<u8>,
-    /// Snappy's output, reused the same way; each body is copied out at its exact size, so a
-    /// queued request holds no slack.
-    compressed: Vec<u8>,
+    /// Uncompressed bytes per series seen last, for sizing `buf`.
+    series_bytes: usize,
     snappy: snap::raw::Encoder,
 }
+
+/// A `buf` larger than this is not kept between encodes.
+const KEEP_BUF: usize = 64 * 1024;
 
 impl Default for V1Encoder {
     fn default() -> Self {
         V1Encoder {
             buf: Vec::new(),
-            compressed: Vec::new(),
+            series_bytes: 256,
             snappy: snap::raw::Encoder::new(),
         }
     }
@@ -59,19 +63,22 @@ impl V1Encoder {
         Self::default()
     }
 
+    /// Compresses `buf` into a body of exactly its compressed size (no slack held by a queued
+    /// request).
     fn compress(
         &mut self,
         samples: usize,
         oldest_ms: i64,
         newest_ms: i64,
     ) -> Result<EncodedRequest, snap::Error> {
-        self.compressed
-            .resize(snap::raw::max_compress_len(self.buf.len()), 0);
-        let n = self.snappy.compress(&self.buf, &mut self.compressed)?;
+        let mut body = vec![0; snap::raw::max_compress_len(self.buf.len())];
+        let n = self.snappy.compress(&self.buf, &mut body)?;
+        body.truncate(n);
+        body.shrink_to_fit();
         self.buf.clear();
         Ok(EncodedRequest {
             protocol: Protocol::V1,
-            body: Bytes::copy_from_slice(&self.compressed[..n]),
+            body: Bytes::from(body),
             samples,
             oldest_ms,
             newest_ms,
@@ -94,13 +101,19 @@ impl Encoder for V1Encoder {
         self.buf.clear();
         for chunk in points.chunks(max_samples) {
             let (mut oldest, mut newest) = (i64::MAX, i64::MIN);
+            self.buf
+                .reserve_exact(chunk.len().saturating_mul(self.series_bytes + 16));
             for p in chunk {
                 oldest = oldest.min(p.timestamp_ms);
                 newest = newest.max(p.timestamp_ms);
                 sorted_labels(set, p.id, common, &mut pairs);
                 write_series(&mut self.buf, &pairs, p.value, p.timestamp_ms);
             }
+            self.series_bytes = self.buf.len() / chunk.len();
             out.push(self.compress(chunk.len(), oldest, newest)?);
+        }
+        if self.buf.capacity() > KEEP_BUF {
+            self.buf = Vec::new();
         }
         Ok(())
     }
@@ -149,7 +162,6 @@ fn write_series(buf: &mut Vec<u8>, labels: &[(&str, &str)], value: f64, timestam
         })
         .sum();
     let series_len = labels_len + 1 + varint_len(sample_len as u64) + sample_len;
-    buf.reserve(1 + varint_len(series_len as u64) + series_len);
     buf.push(TAG_TIMESERIES);
     put_varint(buf, series_len as u64);
     for (name, value) in labels {
