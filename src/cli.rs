@@ -225,8 +225,8 @@ pub struct AgentArgs {
     )]
     pub log_format: LogFormat,
 
-    /// Log level (error, warn, info, debug, trace) or a tracing filter such as
-    /// kubelet_push=debug
+    /// Log level (off, error, warn, info, debug, trace), or comma-separated
+    /// directives such as info,kubelet_push=debug
     #[arg(
         long,
         global = true,
@@ -235,6 +235,52 @@ pub struct AgentArgs {
         value_name = "LEVEL"
     )]
     pub log_level: String,
+}
+
+/// The `--log-level` filter: a level (`off`, `error`, `warn`, `info`, `debug`, `trace`), or
+/// comma-separated directives that are a level or `target=level`. Anything else is an error,
+/// so a typo such as `warning` is refused instead of silencing every log line.
+pub fn log_filter(spec: &str) -> Result<tracing_subscriber::filter::Targets, String> {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+
+    let level = |s: &str| -> Result<LevelFilter, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "off" => Ok(LevelFilter::OFF),
+            "error" => Ok(LevelFilter::ERROR),
+            "warn" => Ok(LevelFilter::WARN),
+            "info" => Ok(LevelFilter::INFO),
+            "debug" => Ok(LevelFilter::DEBUG),
+            "trace" => Ok(LevelFilter::TRACE),
+            other => Err(format!(
+                "{spec:?}: {other:?} is not a level (off, error, warn, info, debug, trace)"
+            )),
+        }
+    };
+    let mut filter = Targets::new();
+    let mut any = false;
+    for directive in spec.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        any = true;
+        filter = match directive.split_once('=') {
+            Some((target, lvl)) => {
+                let target = target.trim();
+                let valid = !target.is_empty()
+                    && target
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':');
+                if !valid {
+                    return Err(format!(
+                        "{spec:?}: {target:?} is not a module path such as kubelet_push::sender"
+                    ));
+                }
+                filter.with_target(target, level(lvl)?)
+            }
+            None => filter.with_default(level(directive)?),
+        };
+    }
+    if !any {
+        return Err(format!("{spec:?}: empty"));
+    }
+    Ok(filter)
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -275,6 +321,34 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 
 #[cfg(test)]
 mod tests {
+    use super::log_filter;
+
+    #[test]
+    fn log_levels_and_directives() {
+        use tracing::Level;
+        let f = log_filter("warn,kubelet_push::sender=DEBUG").unwrap();
+        assert!(f.would_enable("kubelet_push::sender", &Level::DEBUG));
+        assert!(!f.would_enable("kubelet_push::sender", &Level::TRACE));
+        assert!(f.would_enable("hyper", &Level::WARN));
+        assert!(!f.would_enable("hyper", &Level::INFO));
+        let only = log_filter("kubelet_push=info").unwrap();
+        assert!(!only.would_enable("hyper", &Level::ERROR));
+        assert!(!log_filter("off")
+            .unwrap()
+            .would_enable("kubelet_push", &Level::ERROR));
+        for bad in [
+            "warning",
+            "",
+            " , ",
+            "=info",
+            "a b=info",
+            "info=",
+            "kubelet_push=loud",
+        ] {
+            assert!(log_filter(bad).is_err(), "{bad:?}");
+        }
+    }
+
     use super::parse_size;
 
     #[test]

@@ -8,7 +8,6 @@ use clap::Parser;
 use kubelet_push::cli::{Cli, Command, LogFormat};
 use kubelet_push::{Config, Outcome, RunError};
 use tokio_util::sync::CancellationToken;
-use tracing_subscriber::EnvFilter;
 
 /// EX_USAGE from sysexits.h.
 const EXIT_USAGE: u8 = 64;
@@ -74,15 +73,21 @@ fn main() -> ExitCode {
 }
 
 fn init_logging(format: LogFormat, level: &str) -> Result<(), String> {
-    let filter = EnvFilter::try_new(level).map_err(|e| format!("{level:?}: {e}"))?;
     use std::io::IsTerminal;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    use tracing_subscriber::layer::{Layer as _, SubscriberExt};
+    use tracing_subscriber::util::SubscriberInitExt;
+
+    let filter = kubelet_push::cli::log_filter(level)?;
+    let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => tracing_subscriber::registry()
+            .with(fmt.with_filter(filter))
+            .init(),
+        LogFormat::Json => tracing_subscriber::registry()
+            .with(fmt.json().flatten_event(true).with_filter(filter))
+            .init(),
     }
     Ok(())
 }

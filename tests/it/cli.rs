@@ -25,6 +25,9 @@ fn bad_flags_exit_64_naming_the_flag() {
         (&["--interval", "0s", "--dry-run"], "--interval"),
         (&["--log-format", "xml", "--dry-run"], "--log-format"),
         (&["--log-level", "loud=[", "--dry-run"], "--log-level"),
+        // A typo must not silence every log line.
+        (&["--log-level", "warning", "--dry-run"], "--log-level"),
+        (&["--log-level", "info,=debug", "--dry-run"], "--log-level"),
         (
             &["--max-samples-per-send", "many", "--dry-run"],
             "--max-samples-per-send",
