@@ -1,0 +1,87 @@
+//! The series model's promise: on a repeated poll, a known series costs no heap allocation.
+//! Counted with a wrapping global allocator, per thread, so tests running beside this one do
+//! not disturb the count.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::time::{Duration, Instant, SystemTime};
+
+use kubelet_push::demo::simulator::SimulatedKubelet;
+use kubelet_push::pipeline::Poller;
+
+use crate::support::config;
+
+struct Counting;
+
+thread_local! {
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+// SAFETY: every call is forwarded unchanged to the system allocator; the counter is a
+// thread-local `Cell` with a const initialiser, which never allocates.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as ours.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+        // SAFETY: same contract as ours.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocations<T>(f: impl FnOnce() -> T) -> (u64, T) {
+    let before = ALLOCATIONS.with(Cell::get);
+    let out = f();
+    (ALLOCATIONS.with(Cell::get) - before, out)
+}
+
+/// Allocations of a repeated poll beyond those of parsing the summary: a fixed handful (the
+/// poll's point list, the per-poll series' requests), whether the node runs 10 pods or 110.
+#[test]
+fn a_repeated_poll_allocates_nothing_per_series() {
+    let mut extra = Vec::new();
+    for pods in [10, 110] {
+        let started = SystemTime::now() - Duration::from_secs(3600);
+        let bytes = SimulatedKubelet::new(pods, 3, started)
+            .summary_json(SystemTime::now())
+            .into_bytes();
+        let mut poller = Poller::new(
+            &config(&["--dry-run", "--kubelet-url", "file://unused.json"]),
+            std::sync::Arc::new(kubelet_push::telemetry::Metrics::new()),
+        )
+        .unwrap();
+        let first = poller.ingest(Ok(&bytes), 1_800_000_000_000, Instant::now());
+        assert!(first.error.is_none());
+        assert!(first.points.len() > pods * 10, "{}", first.points.len());
+        poller.encode(&first, 2000).unwrap();
+        let (parse, summary) =
+            allocations(|| kubelet_push::kubelet::summary::parse(&bytes).map(|_| ()));
+        summary.unwrap();
+        let (poll, requests) = allocations(|| {
+            let again = poller.ingest(Ok(&bytes), 1_800_000_010_000, Instant::now());
+            assert_eq!(again.points.len(), 3, "only up and scrape_* are new");
+            poller.encode(&again, 2000).unwrap()
+        });
+        assert_eq!(requests.len(), 1);
+        assert!(poll >= parse, "{poll} < {parse}");
+        extra.push((pods, poll - parse));
+    }
+    for &(pods, n) in &extra {
+        assert!(
+            n <= 16,
+            "{pods} pods: {n} allocations beyond parsing ({extra:?})"
+        );
+    }
+}
