@@ -99,9 +99,9 @@ enum State {
 }
 
 struct Slot {
-    /// The name and the labels in emission order, each string preceded by its length as a
-    /// LEB128 varint: unambiguous whatever bytes a label holds. Empty when free.
-    key: Box<[u8]>,
+    /// The name and the labels in emission order, each string preceded by its length (see
+    /// `put_str`): unambiguous whatever a label holds. Empty when free.
+    key: Box<str>,
     hash: u64,
     last_sent_ms: i64,
     /// Generation of the last poll that saw it; older than the current one means "vanished".
@@ -109,8 +109,14 @@ struct Slot {
     /// Bumped whenever the slot is given to a new label set, so a cache keyed by
     /// [`SeriesId`] can tell its entry is for an earlier series.
     birth: u32,
+    /// The slot admitted right after this one in the last poll that saw it: the guess for the
+    /// next sample (checked, never trusted).
+    next: u32,
     state: State,
 }
+
+/// No slot.
+const NONE: u32 = u32::MAX;
 
 /// Every series the pipeline knows, and its memory between polls. See the module doc.
 pub struct SeriesSet {
@@ -125,6 +131,10 @@ pub struct SeriesSet {
     dying: Vec<u32>,
     common: CommonLabels,
     live: usize,
+    /// The slot admitted last in this poll, and the first one admitted in the last poll: where
+    /// the order of the previous poll is followed from.
+    cursor: u32,
+    first: u32,
 }
 
 impl Default for SeriesSet {
@@ -144,6 +154,8 @@ impl SeriesSet {
             dying: Vec::new(),
             common,
             live: 0,
+            cursor: NONE,
+            first: NONE,
         }
     }
 
@@ -177,6 +189,7 @@ impl SeriesSet {
     /// stale by the previous poll are forgotten now, after their markers were encoded.
     pub fn begin_poll(&mut self) {
         self.generation += 1;
+        self.cursor = NONE;
         for i in std::mem::take(&mut self.dying) {
             self.release(i);
         }
@@ -185,26 +198,62 @@ impl SeriesSet {
     /// Decides whether a sample of series `name{labels}` stamped `timestamp_ms` is sent, and
     /// remembers it.
     pub fn admit(&mut self, name: &str, labels: &[(&str, &str)], timestamp_ms: i64) -> Admit {
+        let (i, new) = match self.predict(name, labels) {
+            Some(i) => (i, false),
+            None => self.find_or_insert(name, labels, timestamp_ms),
+        };
+        // Remember the order for the next poll's prediction.
+        match self.cursor {
+            NONE => self.first = i,
+            c => self.slots[c as usize].next = i,
+        }
+        self.cursor = i;
+        if new {
+            return Admit::Send(SeriesId(i));
+        }
+        let generation = self.generation;
+        let slot = &mut self.slots[i as usize];
+        if slot.seen == generation {
+            return Admit::Duplicate;
+        }
+        slot.seen = generation;
+        if timestamp_ms <= slot.last_sent_ms {
+            return Admit::NotNewer;
+        }
+        slot.last_sent_ms = timestamp_ms;
+        Admit::Send(SeriesId(i))
+    }
+
+    /// The series that followed the previous one in the last poll, if this sample is it: a
+    /// node whose pods did not change emits its samples in the same order every poll, so most
+    /// lookups are one comparison with no hashing.
+    fn predict(&self, name: &str, labels: &[(&str, &str)]) -> Option<u32> {
+        let guess = match self.cursor {
+            NONE => self.first,
+            c => self.slots[c as usize].next,
+        };
+        let slot = self.slots.get(guess as usize)?;
+        (slot.state == State::Live && key_matches(&slot.key, name, labels)).then_some(guess)
+    }
+
+    /// The slot of `name{labels}`, and whether it was created now.
+    fn find_or_insert(
+        &mut self,
+        name: &str,
+        labels: &[(&str, &str)],
+        timestamp_ms: i64,
+    ) -> (u32, bool) {
         let hash = self.hash(name, labels);
         let slots = &self.slots;
         let found = self.index.find(hash, |&i| {
             let s = &slots[i as usize];
             s.hash == hash && s.state == State::Live && key_matches(&s.key, name, labels)
         });
-        let generation = self.generation;
         if let Some(&i) = found {
-            let slot = &mut self.slots[i as usize];
-            if slot.seen == generation {
-                return Admit::Duplicate;
-            }
-            slot.seen = generation;
-            if timestamp_ms <= slot.last_sent_ms {
-                return Admit::NotNewer;
-            }
-            slot.last_sent_ms = timestamp_ms;
-            return Admit::Send(SeriesId(i));
+            return (i, false);
         }
         let key = encode_key(name, labels);
+        let generation = self.generation;
         let i = match self.free.pop() {
             Some(i) => {
                 let slot = &mut self.slots[i as usize];
@@ -214,6 +263,7 @@ impl SeriesSet {
                 slot.seen = generation;
                 slot.birth = slot.birth.wrapping_add(1);
                 slot.state = State::Live;
+                slot.next = NONE;
                 i
             }
             None => {
@@ -224,6 +274,7 @@ impl SeriesSet {
                     last_sent_ms: timestamp_ms,
                     seen: generation,
                     birth: 0,
+                    next: NONE,
                     state: State::Live,
                 });
                 i
@@ -233,7 +284,7 @@ impl SeriesSet {
         self.index
             .insert_unique(hash, i, |&j| slots[j as usize].hash);
         self.live += 1;
-        Admit::Send(SeriesId(i))
+        (i, true)
     }
 
     /// Ends a successful poll: every live series this poll did not see gets its stale marker,
@@ -265,6 +316,8 @@ impl SeriesSet {
         }
         self.dying.clear();
         self.live = 0;
+        self.cursor = NONE;
+        self.first = NONE;
     }
 
     /// The metric name of series `id`.
@@ -327,7 +380,7 @@ impl SeriesSet {
 /// The labels of one series, read from its interned key.
 #[derive(Clone)]
 pub struct Labels<'a> {
-    key: &'a [u8],
+    key: &'a str,
     at: usize,
 }
 
@@ -341,67 +394,96 @@ impl<'a> Iterator for Labels<'a> {
     }
 }
 
-fn encode_key(name: &str, labels: &[(&str, &str)]) -> Box<[u8]> {
-    let len = name.len()
-        + 2
+/// Lengths are written as characters below U+8000, so the key is a `str` and reading a label
+/// back is a slice, not a UTF-8 validation: 14 bits per character, U+4000 set on every
+/// character but the last. A length below 128 is one ASCII byte.
+const LEN_BITS: u32 = 14;
+const LEN_MORE: u32 = 1 << LEN_BITS;
+
+fn encode_key(name: &str, labels: &[(&str, &str)]) -> Box<str> {
+    let len = key_part_len(name)
         + labels
             .iter()
-            .map(|(n, v)| n.len() + v.len() + 4)
+            .map(|(n, v)| key_part_len(n) + key_part_len(v))
             .sum::<usize>();
-    let mut key = Vec::with_capacity(len);
+    let mut key = String::with_capacity(len);
     put_str(&mut key, name);
     for (n, v) in labels {
         put_str(&mut key, n);
         put_str(&mut key, v);
     }
-    key.into_boxed_slice()
+    debug_assert_eq!(
+        key.len(),
+        len,
+        "capacity is exact, so boxing does not reallocate"
+    );
+    key.into_boxed_str()
 }
 
-fn put_str(out: &mut Vec<u8>, s: &str) {
+/// Bytes one string takes in a key: its length characters and itself.
+fn key_part_len(s: &str) -> usize {
     let mut n = s.len();
-    while n >= 0x80 {
-        out.push((n as u8) | 0x80);
-        n >>= 7;
+    let mut bytes = s.len();
+    while n >= LEN_MORE as usize {
+        bytes += len_char(LEN_MORE | (n as u32 & (LEN_MORE - 1))).len_utf8();
+        n >>= LEN_BITS;
     }
-    out.push(n as u8);
-    out.extend_from_slice(s.as_bytes());
+    bytes + len_char(n as u32).len_utf8()
 }
 
-/// Reads one length-prefixed string at `*at`. Keys are only ever built by `encode_key` from
-/// `&str`s, so the bytes are valid UTF-8; a key that is not (impossible) reads as the end.
-fn next_str<'a>(key: &'a [u8], at: &mut usize) -> Option<&'a str> {
+fn put_str(out: &mut String, s: &str) {
+    let mut n = s.len();
+    while n >= LEN_MORE as usize {
+        out.push(len_char(LEN_MORE | (n as u32 & (LEN_MORE - 1))));
+        n >>= LEN_BITS;
+    }
+    out.push(len_char(n as u32));
+    out.push_str(s);
+}
+
+/// Every value passed is below U+8000, so never a surrogate.
+fn len_char(v: u32) -> char {
+    char::from_u32(v).unwrap_or('\0')
+}
+
+/// Reads one length-prefixed string at `*at`.
+fn next_str<'a>(key: &'a str, at: &mut usize) -> Option<&'a str> {
     let (len, start) = read_len(key, *at)?;
     let end = start.checked_add(len)?;
-    let bytes = key.get(start..end)?;
+    let s = key.get(start..end)?;
     *at = end;
-    std::str::from_utf8(bytes).ok()
+    Some(s)
 }
 
-fn read_len(key: &[u8], mut at: usize) -> Option<(usize, usize)> {
+fn read_len(key: &str, mut at: usize) -> Option<(usize, usize)> {
     let mut len = 0usize;
     let mut shift = 0;
     loop {
-        let b = *key.get(at)?;
-        at += 1;
-        len |= usize::from(b & 0x7f) << shift;
-        if b < 0x80 {
+        let b = *key.as_bytes().get(at)?;
+        let digit = if b < 0x80 {
+            at += 1;
+            u32::from(b)
+        } else {
+            let c = key.get(at..)?.chars().next()?;
+            at += c.len_utf8();
+            u32::from(c)
+        };
+        len |= ((digit & (LEN_MORE - 1)) as usize).checked_shl(shift)?;
+        if digit & LEN_MORE == 0 {
             return Some((len, at));
         }
-        shift += 7;
-        if shift > 63 {
-            return None;
-        }
+        shift += LEN_BITS;
     }
 }
 
 /// Whether `key` is the interned form of `name{labels}`, compared in place.
-fn key_matches(key: &[u8], name: &str, labels: &[(&str, &str)]) -> bool {
+fn key_matches(key: &str, name: &str, labels: &[(&str, &str)]) -> bool {
     let mut at = 0;
     let mut part = |s: &str| -> bool {
         match read_len(key, at) {
             Some((len, start)) if len == s.len() => {
                 let end = start + len;
-                if key.get(start..end) == Some(s.as_bytes()) {
+                if key.as_bytes().get(start..end) == Some(s.as_bytes()) {
                     at = end;
                     true
                 } else {
@@ -507,10 +589,17 @@ mod tests {
         assert!(sent(t.admit("m", &[("a", "b"), ("", "c")], 1)));
         assert!(sent(t.admit("m", &[], 1)));
         assert!(sent(t.admit("m\0", &[], 1)));
+        let huge = "y".repeat(70_000);
+        assert!(sent(t.admit("m", &[("big", &huge)], 1)));
+        let Admit::Send(id) = t.admit(&huge, &[], 1) else {
+            panic!("new series")
+        };
+        assert_eq!(t.name(id), huge);
+        assert_eq!(t.admit("m", &[("big", &huge)], 2), Admit::Duplicate);
         let long = "x".repeat(300);
         assert!(sent(t.admit(&long, &[(&long, &long)], 1)));
         assert_eq!(t.admit(&long, &[(&long, &long)], 2), Admit::Duplicate);
-        assert_eq!(t.len(), 6);
+        assert_eq!(t.len(), 8);
     }
 
     #[test]
@@ -580,6 +669,69 @@ mod tests {
             sent(admit(&mut t, "m", "a", 1000)),
             "new again, same timestamp"
         );
+    }
+
+    /// Whatever the order of samples from poll to poll (the prediction is a guess), every
+    /// answer matches a plain map keyed by the label set.
+    #[test]
+    fn answers_match_a_plain_map_whatever_the_order() {
+        use std::collections::HashMap;
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        let pods: Vec<String> = (0..30).map(|i| format!("p{i}")).collect();
+        let mut t = SeriesSet::default();
+        // label set -> (last sent, poll last seen, id)
+        let mut reference: HashMap<String, (i64, u64, SeriesId)> = HashMap::new();
+        for poll in 1..=40u64 {
+            t.begin_poll();
+            let mut order: Vec<usize> = (0..pods.len()).filter(|_| next(10) > 1).collect();
+            if next(3) == 0 {
+                // A different order now and then, with a repeat thrown in.
+                order.reverse();
+                order.push(order[0]);
+            }
+            for &p in &order {
+                let ts = 1000 * (poll as i64) - 1000 * (next(3) as i64);
+                let got = admit(&mut t, "m", &pods[p], ts);
+                let want = match reference.get_mut(&pods[p]) {
+                    Some((_, seen, _)) if *seen == poll => Admit::Duplicate,
+                    Some((last, seen, _)) if ts <= *last => {
+                        *seen = poll;
+                        Admit::NotNewer
+                    }
+                    Some((last, seen, id)) => {
+                        *last = ts;
+                        *seen = poll;
+                        Admit::Send(*id)
+                    }
+                    None => {
+                        let Admit::Send(id) = got else {
+                            panic!("poll {poll}: {} is new: {got:?}", pods[p])
+                        };
+                        reference.insert(pods[p].clone(), (ts, poll, id));
+                        Admit::Send(id)
+                    }
+                };
+                assert_eq!(got, want, "poll {poll}, {}", pods[p]);
+            }
+            let mut stale = Vec::new();
+            t.finish_poll(poll as i64 * 1000, |pt| stale.push(pt.id));
+            let mut gone: Vec<SeriesId> = reference
+                .values()
+                .filter(|(_, seen, _)| *seen != poll)
+                .map(|(_, _, id)| *id)
+                .collect();
+            gone.sort();
+            stale.sort();
+            assert_eq!(stale, gone, "poll {poll}: stale markers");
+            reference.retain(|_, (_, seen, _)| *seen == poll);
+            assert_eq!(t.len(), reference.len(), "poll {poll}");
+        }
     }
 
     #[test]
