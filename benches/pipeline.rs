@@ -58,6 +58,32 @@ fn bench(c: &mut Criterion) {
         group.bench_function("summary_parse", |b| {
             b.iter(|| kubelet_push::kubelet::summary::parse(black_box(&bytes)).expect("summary"))
         });
+        // Where a first poll's time goes: converting the parsed summary to samples (no series
+        // set), then parse + convert + admitting every series as new (no encoding).
+        group.bench_function("parse_convert", |b| {
+            b.iter(|| {
+                let summary =
+                    kubelet_push::kubelet::summary::parse(black_box(&bytes)).expect("summary");
+                let mut n = 0usize;
+                kubelet_push::pipeline::convert::convert(
+                    &summary,
+                    1_800_000_000_000,
+                    120_000,
+                    &mut |_| n += 1,
+                );
+                n
+            })
+        });
+        group.bench_function("first_poll_ingest", |b| {
+            b.iter_batched(
+                poller,
+                |mut p| {
+                    let out = p.ingest(Ok(&bytes), 1_800_000_000_000, Instant::now());
+                    (out, p)
+                },
+                BatchSize::LargeInput,
+            )
+        });
         // A first poll: every series is new and goes out.
         group.bench_function("first_poll_ingest_encode", |b| {
             b.iter_batched(

@@ -102,10 +102,10 @@ struct Slot {
     /// The name and the labels in emission order, each string preceded by its length (see
     /// `put_str`): unambiguous whatever a label holds. Empty when free.
     key: Box<str>,
-    hash: u64,
     last_sent_ms: i64,
-    /// Generation of the last poll that saw it; older than the current one means "vanished".
-    seen: u64,
+    /// Generation of the last poll that saw it; another one means "vanished". Compared for
+    /// equality only, so wrapping (after 2^32 polls) is harmless.
+    seen: u32,
     /// Bumped whenever the slot is given to a new label set, so a cache keyed by
     /// [`SeriesId`] can tell its entry is for an earlier series.
     birth: u32,
@@ -126,7 +126,7 @@ pub struct SeriesSet {
     /// Live and stale slots by the hash of their key.
     index: HashTable<u32>,
     hasher: foldhash::fast::RandomState,
-    generation: u64,
+    generation: u32,
     /// Slots marked stale by the last `finish_poll`.
     dying: Vec<u32>,
     common: CommonLabels,
@@ -188,7 +188,7 @@ impl SeriesSet {
     /// Starts a poll: every series it does not admit is stale at `finish_poll`. Series marked
     /// stale by the previous poll are forgotten now, after their markers were encoded.
     pub fn begin_poll(&mut self) {
-        self.generation += 1;
+        self.generation = self.generation.wrapping_add(1);
         self.cursor = NONE;
         for i in std::mem::take(&mut self.dying) {
             self.release(i);
@@ -247,7 +247,7 @@ impl SeriesSet {
         let slots = &self.slots;
         let found = self.index.find(hash, |&i| {
             let s = &slots[i as usize];
-            s.hash == hash && s.state == State::Live && key_matches(&s.key, name, labels)
+            s.state == State::Live && key_matches(&s.key, name, labels)
         });
         if let Some(&i) = found {
             return (i, false);
@@ -258,7 +258,6 @@ impl SeriesSet {
             Some(i) => {
                 let slot = &mut self.slots[i as usize];
                 slot.key = key;
-                slot.hash = hash;
                 slot.last_sent_ms = timestamp_ms;
                 slot.seen = generation;
                 slot.birth = slot.birth.wrapping_add(1);
@@ -270,7 +269,6 @@ impl SeriesSet {
                 let i = u32::try_from(self.slots.len()).unwrap_or(u32::MAX);
                 self.slots.push(Slot {
                     key,
-                    hash,
                     last_sent_ms: timestamp_ms,
                     seen: generation,
                     birth: 0,
@@ -280,9 +278,9 @@ impl SeriesSet {
                 i
             }
         };
-        let slots = &self.slots;
+        let (slots, hasher) = (&self.slots, &self.hasher);
         self.index
-            .insert_unique(hash, i, |&j| slots[j as usize].hash);
+            .insert_unique(hash, i, |&j| hash_key(hasher, &slots[j as usize].key));
         self.live += 1;
         (i, true)
     }
@@ -354,7 +352,7 @@ impl SeriesSet {
         if slot.state == State::Live {
             self.live -= 1;
         }
-        let hash = slot.hash;
+        let hash = hash_key(&self.hasher, &slot.key);
         slot.state = State::Free;
         slot.key = Box::default();
         if let Ok(entry) = self.index.find_entry(hash, |&j| j == i) {
@@ -363,6 +361,7 @@ impl SeriesSet {
         self.free.push(i);
     }
 
+    /// Hashes the parts of a label set; `hash_key` feeds the same parts from a key.
     fn hash(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
         let mut h = self.hasher.build_hasher();
         h.write_usize(name.len());
@@ -392,6 +391,18 @@ impl<'a> Iterator for Labels<'a> {
         let value = next_str(self.key, &mut self.at)?;
         Some((name, value))
     }
+}
+
+/// The hash of the label set a key holds: the same as `SeriesSet::hash` of its parts (the
+/// table needs it again only when it grows, so slots do not store it).
+fn hash_key(hasher: &foldhash::fast::RandomState, key: &str) -> u64 {
+    let mut h = hasher.build_hasher();
+    let mut at = 0;
+    while let Some(part) = next_str(key, &mut at) {
+        h.write_usize(part.len());
+        h.write(part.as_bytes());
+    }
+    h.finish()
 }
 
 /// Lengths are written as characters below U+8000, so the key is a `str` and reading a label
@@ -448,25 +459,31 @@ fn len_char(v: u32) -> char {
 
 /// Reads one length-prefixed string at `*at`.
 fn next_str<'a>(key: &'a str, at: &mut usize) -> Option<&'a str> {
-    let (len, start) = read_len(key, *at)?;
+    let (len, start) = read_len(key.as_bytes(), *at)?;
     let end = start.checked_add(len)?;
     let s = key.get(start..end)?;
     *at = end;
     Some(s)
 }
 
-fn read_len(key: &str, mut at: usize) -> Option<(usize, usize)> {
+/// Reads a length at byte `at`: its characters are below U+8000, so one to three UTF-8 bytes.
+fn read_len(key: &[u8], mut at: usize) -> Option<(usize, usize)> {
     let mut len = 0usize;
-    let mut shift = 0;
+    let mut shift = 0u32;
     loop {
-        let b = *key.as_bytes().get(at)?;
-        let digit = if b < 0x80 {
+        let b0 = u32::from(*key.get(at)?);
+        let digit = if b0 < 0x80 {
             at += 1;
-            u32::from(b)
+            b0
+        } else if b0 & 0xe0 == 0xc0 {
+            let b1 = u32::from(*key.get(at + 1)?);
+            at += 2;
+            (b0 & 0x1f) << 6 | (b1 & 0x3f)
         } else {
-            let c = key.get(at..)?.chars().next()?;
-            at += c.len_utf8();
-            u32::from(c)
+            let b1 = u32::from(*key.get(at + 1)?);
+            let b2 = u32::from(*key.get(at + 2)?);
+            at += 3;
+            (b0 & 0x0f) << 12 | (b1 & 0x3f) << 6 | (b2 & 0x3f)
         };
         len |= ((digit & (LEN_MORE - 1)) as usize).checked_shl(shift)?;
         if digit & LEN_MORE == 0 {
@@ -478,30 +495,40 @@ fn read_len(key: &str, mut at: usize) -> Option<(usize, usize)> {
 
 /// Whether `key` is the interned form of `name{labels}`, compared in place.
 fn key_matches(key: &str, name: &str, labels: &[(&str, &str)]) -> bool {
+    let key = key.as_bytes();
     let mut at = 0;
-    let mut part = |s: &str| -> bool {
-        match read_len(key, at) {
-            Some((len, start)) if len == s.len() => {
-                let end = start + len;
-                if key.as_bytes().get(start..end) == Some(s.as_bytes()) {
-                    at = end;
-                    true
-                } else {
-                    false
-                }
-            }
-            _ => false,
-        }
-    };
-    if !part(name) {
+    if !part_matches(key, &mut at, name.as_bytes()) {
         return false;
     }
     for (n, v) in labels {
-        if !part(n) || !part(v) {
+        if !part_matches(key, &mut at, n.as_bytes()) || !part_matches(key, &mut at, v.as_bytes()) {
             return false;
         }
     }
     at == key.len()
+}
+
+/// Whether the string at `*at` in `key` is `s`; moves past it if so.
+#[inline]
+fn part_matches(key: &[u8], at: &mut usize, s: &[u8]) -> bool {
+    let start = if s.len() < 0x80 {
+        // The common case: a one-byte length, compared as a byte.
+        if key.get(*at) != Some(&(s.len() as u8)) {
+            return false;
+        }
+        *at + 1
+    } else {
+        match read_len(key, *at) {
+            Some((len, start)) if len == s.len() => start,
+            _ => return false,
+        }
+    };
+    let end = start + s.len();
+    if key.get(start..end) != Some(s) {
+        return false;
+    }
+    *at = end;
+    true
 }
 
 #[cfg(test)]
@@ -731,6 +758,20 @@ mod tests {
             assert_eq!(stale, gone, "poll {poll}: stale markers");
             reference.retain(|_, (_, seen, _)| *seen == poll);
             assert_eq!(t.len(), reference.len(), "poll {poll}");
+        }
+    }
+
+    #[test]
+    fn a_key_hashes_like_its_parts() {
+        let t = SeriesSet::default();
+        let long = "z".repeat(20_000);
+        for (name, labels) in [
+            ("m", vec![]),
+            ("m", vec![("a", ""), ("", "b")]),
+            (long.as_str(), vec![("pod", long.as_str()), ("é", "名")]),
+        ] {
+            let key = encode_key(name, &labels);
+            assert_eq!(hash_key(&t.hasher, &key), t.hash(name, &labels));
         }
     }
 

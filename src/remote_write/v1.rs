@@ -95,9 +95,15 @@ impl Encoder for V1Encoder {
         out: &mut Vec<EncodedRequest>,
     ) -> Result<(), snap::Error> {
         let max_samples = max_samples.max(1);
-        let common = set.common().as_slice();
-        // One scratch list for the whole call: sorting a series' labels allocates nothing.
-        let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(16 + common.len());
+        let common: Vec<Label<'_>> = set
+            .common()
+            .as_slice()
+            .iter()
+            .map(|(n, v)| Label::new(n, v))
+            .collect();
+        // Scratch lists for the whole call: ordering a series' labels allocates nothing.
+        let mut own: Vec<Label<'_>> = Vec::with_capacity(16);
+        let mut pairs: Vec<Label<'_>> = Vec::with_capacity(16 + common.len());
         self.buf.clear();
         for chunk in points.chunks(max_samples) {
             let (mut oldest, mut newest) = (i64::MAX, i64::MIN);
@@ -106,7 +112,7 @@ impl Encoder for V1Encoder {
             for p in chunk {
                 oldest = oldest.min(p.timestamp_ms);
                 newest = newest.max(p.timestamp_ms);
-                sorted_labels(set, p.id, common, &mut pairs);
+                sorted_labels(set, p.id, &common, &mut own, &mut pairs);
                 write_series(&mut self.buf, &pairs, p.value, p.timestamp_ms);
             }
             self.series_bytes = self.buf.len() / chunk.len();
@@ -119,34 +125,62 @@ impl Encoder for V1Encoder {
     }
 }
 
-/// The labels series `id` is sent with: `__name__`, its labels with a value, the common
-/// labels, sorted byte-wise by name as receivers require.
+/// One label to write, with the length of its `Label` message.
+#[derive(Clone, Copy)]
+struct Label<'a> {
+    name: &'a str,
+    value: &'a str,
+    len: usize,
+}
+
+impl<'a> Label<'a> {
+    fn new(name: &'a str, value: &'a str) -> Self {
+        let mut len = 0;
+        if !name.is_empty() {
+            len += 1 + varint_len(name.len() as u64) + name.len();
+        }
+        if !value.is_empty() {
+            len += 1 + varint_len(value.len() as u64) + value.len();
+        }
+        Label { name, value, len }
+    }
+}
+
+/// The labels series `id` is sent with: `__name__` and its labels with a value (sorted here:
+/// a handful), merged with the common labels (sorted once, at start-up), in byte-wise name
+/// order as receivers require.
 fn sorted_labels<'a>(
     set: &'a SeriesSet,
     id: SeriesId,
-    common: &'a [(String, String)],
-    pairs: &mut Vec<(&'a str, &'a str)>,
+    common: &'a [Label<'a>],
+    own: &mut Vec<Label<'a>>,
+    out: &mut Vec<Label<'a>>,
 ) {
-    pairs.clear();
-    pairs.push((METRIC_NAME_LABEL, set.name(id)));
-    pairs.extend(set.labels(id).filter(|(_, v)| !v.is_empty()));
-    pairs.extend(common.iter().map(|(n, v)| (n.as_str(), v.as_str())));
-    pairs.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-}
-
-fn label_len(name: &str, value: &str) -> usize {
-    let mut len = 0;
-    if !name.is_empty() {
-        len += 1 + varint_len(name.len() as u64) + name.len();
+    own.clear();
+    own.push(Label::new(METRIC_NAME_LABEL, set.name(id)));
+    own.extend(
+        set.labels(id)
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(n, v)| Label::new(n, v)),
+    );
+    own.sort_unstable_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
+    out.clear();
+    let (mut i, mut j) = (0, 0);
+    while i < own.len() && j < common.len() {
+        if own[i].name.as_bytes() <= common[j].name.as_bytes() {
+            out.push(own[i]);
+            i += 1;
+        } else {
+            out.push(common[j]);
+            j += 1;
+        }
     }
-    if !value.is_empty() {
-        len += 1 + varint_len(value.len() as u64) + value.len();
-    }
-    len
+    out.extend_from_slice(&own[i..]);
+    out.extend_from_slice(&common[j..]);
 }
 
 /// One `TimeSeries` with one sample.
-fn write_series(buf: &mut Vec<u8>, labels: &[(&str, &str)], value: f64, timestamp_ms: i64) {
+fn write_series(buf: &mut Vec<u8>, labels: &[Label<'_>], value: f64, timestamp_ms: i64) {
     let mut sample_len = 0;
     if value != 0.0 {
         sample_len += 9;
@@ -156,26 +190,23 @@ fn write_series(buf: &mut Vec<u8>, labels: &[(&str, &str)], value: f64, timestam
     }
     let labels_len: usize = labels
         .iter()
-        .map(|(n, v)| {
-            let len = label_len(n, v);
-            1 + varint_len(len as u64) + len
-        })
+        .map(|l| 1 + varint_len(l.len as u64) + l.len)
         .sum();
     let series_len = labels_len + 1 + varint_len(sample_len as u64) + sample_len;
     buf.push(TAG_TIMESERIES);
     put_varint(buf, series_len as u64);
-    for (name, value) in labels {
+    for l in labels {
         buf.push(TAG_LABEL);
-        put_varint(buf, label_len(name, value) as u64);
-        if !name.is_empty() {
+        put_varint(buf, l.len as u64);
+        if !l.name.is_empty() {
             buf.push(TAG_LABEL_NAME);
-            put_varint(buf, name.len() as u64);
-            buf.extend_from_slice(name.as_bytes());
+            put_varint(buf, l.name.len() as u64);
+            buf.extend_from_slice(l.name.as_bytes());
         }
-        if !value.is_empty() {
+        if !l.value.is_empty() {
             buf.push(TAG_LABEL_VALUE);
-            put_varint(buf, value.len() as u64);
-            buf.extend_from_slice(value.as_bytes());
+            put_varint(buf, l.value.len() as u64);
+            buf.extend_from_slice(l.value.as_bytes());
         }
     }
     buf.push(TAG_SAMPLE);
@@ -191,11 +222,13 @@ fn write_series(buf: &mut Vec<u8>, labels: &[(&str, &str)], value: f64, timestam
     }
 }
 
+#[inline]
 fn varint_len(v: u64) -> usize {
     // 1 byte per started 7 bits; 0 takes one byte.
     (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
 }
 
+#[inline]
 fn put_varint(buf: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         buf.push((v as u8) | 0x80);
