@@ -169,6 +169,15 @@ impl SeriesSet {
         self.live == 0
     }
 
+    /// Makes room for `additional` more series at once, so a first poll does not grow the
+    /// tables step by step.
+    pub fn reserve(&mut self, additional: usize) {
+        self.slots.reserve(additional);
+        let (slots, hasher) = (&self.slots, &self.hasher);
+        self.index
+            .reserve(additional, |&j| hash_key(hasher, &slots[j as usize].key));
+    }
+
     pub fn common(&self) -> &CommonLabels {
         &self.common
     }
@@ -458,6 +467,7 @@ fn len_char(v: u32) -> char {
 }
 
 /// Reads one length-prefixed string at `*at`.
+#[inline]
 fn next_str<'a>(key: &'a str, at: &mut usize) -> Option<&'a str> {
     let (len, start) = read_len(key.as_bytes(), *at)?;
     let end = start.checked_add(len)?;
@@ -467,6 +477,7 @@ fn next_str<'a>(key: &'a str, at: &mut usize) -> Option<&'a str> {
 }
 
 /// Reads a length at byte `at`: its characters are below U+8000, so one to three UTF-8 bytes.
+#[inline]
 fn read_len(key: &[u8], mut at: usize) -> Option<(usize, usize)> {
     let mut len = 0usize;
     let mut shift = 0u32;
@@ -494,6 +505,7 @@ fn read_len(key: &[u8], mut at: usize) -> Option<(usize, usize)> {
 }
 
 /// Whether `key` is the interned form of `name{labels}`, compared in place.
+#[inline]
 fn key_matches(key: &str, name: &str, labels: &[(&str, &str)]) -> bool {
     let key = key.as_bytes();
     let mut at = 0;

@@ -121,15 +121,17 @@ pub fn newest_time(summary: &Summary<'_>) -> Option<i64> {
 }
 
 /// Converts `summary` into samples handed to `sink` one by one, in a fixed order (node, then
-/// each pod with its volumes and containers). Returns the reference time used (the newest
-/// section time, or `poll_time_ms` when the summary has none).
+/// each pod with its volumes and containers). Returns the newest section time, the reference
+/// of the timestamp rule; `None` when the summary has no time at all, and then every sample
+/// carries `poll_time_ms`.
 pub fn convert<F: FnMut(&Sample<'_>)>(
     summary: &Summary<'_>,
     poll_time_ms: i64,
     max_stats_age_ms: i64,
     sink: &mut F,
-) -> i64 {
-    let reference = newest_time(summary).unwrap_or(poll_time_ms);
+) -> Option<i64> {
+    let newest = newest_time(summary);
+    let reference = newest.unwrap_or(poll_time_ms);
     let mut e = Emitter {
         sink,
         reference,
@@ -197,7 +199,7 @@ pub fn convert<F: FnMut(&Sample<'_>)>(
     for pod in summary.pods.iter().flatten() {
         e.pod(pod);
     }
-    reference
+    newest
 }
 
 #[derive(Clone, Copy)]

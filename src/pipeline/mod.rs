@@ -246,9 +246,17 @@ impl Poller {
         let summary = summary::parse(bytes).map_err(ScrapeError::Parse)?;
         let node = summary.node.as_ref().and_then(|n| n.node_name.as_deref());
         self.refresh_common(node);
+        if self.series.is_empty() {
+            // A first poll meets every series at once: size the tables for them from the
+            // summary's size (about one series per 32 bytes of JSON; compact JSON has fewer
+            // bytes per series than indented).
+            let estimate = bytes.len() / 32;
+            self.series.reserve(estimate);
+            out.reserve(estimate);
+        }
         let series = &mut self.series;
         let mut distinct = 0;
-        convert::convert(
+        let newest = convert::convert(
             &summary,
             poll_time_ms,
             self.max_stats_age_ms,
@@ -272,7 +280,7 @@ impl Poller {
         self.last_scraped = distinct;
         // A summary without any `time` is stamped with the poll time, so the same bytes polled
         // again are new samples: never skipped.
-        if convert::newest_time(&summary).is_some() {
+        if newest.is_some() {
             self.last_body = Some((bytes.len(), body_hash(bytes)));
         }
         Ok(distinct)
