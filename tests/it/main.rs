@@ -8,6 +8,7 @@ mod disk;
 mod e2e;
 mod golden;
 mod kubelet;
+mod pods;
 mod push;
 mod support;
 mod tls;
