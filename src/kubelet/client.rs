@@ -1,6 +1,6 @@
 //! Fetches one summary: `GET <kubelet-url>/stats/summary` over HTTP(S), or a captured file for
-//! `file://` URLs. Returns the raw bytes; parsing is the caller's (the bytes must outlive the
-//! borrowed summary).
+//! `file://` URLs; and the pod list, `GET <kubelet-url>/pods`. Returns the raw bytes; parsing
+//! is the caller's (the bytes must outlive the borrowed documents).
 //!
 //! Every failure kind has its own error, worded for an operator reading one log line: the
 //! kubelet refused the connection, timed out, answered a status, sent too much, or the token
@@ -126,6 +126,16 @@ impl KubeletClient {
         }
     }
 
+    /// Fetches the kubelet's pod list (`GET <kubelet-url>/pods`) with the same TLS settings,
+    /// token, timeout and size limit as the summary. `None` when the summary comes from a
+    /// file: there is no kubelet to ask.
+    pub async fn fetch_pods(&self) -> Option<Result<Vec<u8>, ScrapeError>> {
+        match &self.settings.source {
+            Source::Http(base) => Some(self.fetch_http(endpoint(base, "pods")).await),
+            Source::File(_) => None,
+        }
+    }
+
     async fn fetch_http(&self, url: reqwest::Url) -> Result<Vec<u8>, ScrapeError> {
         let mut request = self
             .http
@@ -181,8 +191,12 @@ impl KubeletClient {
 }
 
 fn summary_url(base: &reqwest::Url) -> reqwest::Url {
+    endpoint(base, "stats/summary")
+}
+
+fn endpoint(base: &reqwest::Url, path: &str) -> reqwest::Url {
     let mut url = base.clone();
-    let path = format!("{}/stats/summary", base.path().trim_end_matches('/'));
+    let path = format!("{}/{path}", base.path().trim_end_matches('/'));
     url.set_path(&path);
     url
 }
@@ -203,5 +217,7 @@ mod tests {
             u("https://apiserver/api/v1/nodes/n1/proxy/"),
             "https://apiserver/api/v1/nodes/n1/proxy/stats/summary"
         );
+        let pods = endpoint(&reqwest::Url::parse("https://h:10250/").unwrap(), "pods");
+        assert_eq!(pods.as_str(), "https://h:10250/pods");
     }
 }

@@ -93,3 +93,98 @@ fn image_and_runtime_id_match_cadvisor_for_every_container() {
         "every cAdvisor container is in the summary"
     );
 }
+
+/// Serves one answer to one request on 127.0.0.1 and hands back the request's head.
+async fn answer_once(
+    status: &'static str,
+    body: Vec<u8>,
+) -> (String, tokio::task::JoinHandle<String>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        let (mut conn, _) = listener.accept().await.unwrap();
+        let mut head = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = conn.read(&mut buf).await.unwrap();
+            assert!(n > 0, "request ended early");
+            head.extend_from_slice(&buf[..n]);
+        }
+        let reply = format!(
+            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        conn.write_all(reply.as_bytes()).await.unwrap();
+        conn.write_all(&body).await.unwrap();
+        conn.flush().await.unwrap();
+        String::from_utf8(head).unwrap()
+    });
+    (url, server)
+}
+
+/// `/pods` is asked at the kubelet's base URL with the summary's token, and the answer parses
+/// into the metadata the cAdvisor comparison above relies on.
+#[tokio::test]
+async fn the_pod_list_is_fetched_like_the_summary() {
+    use kubelet_push::kubelet::KubeletClient;
+
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "s3cret\n").unwrap();
+    let (url, server) = answer_once(
+        "200 OK",
+        fixture("pods/nri-kubernetes-testutil-1_34__pods.json"),
+    )
+    .await;
+    let base = format!("{url}/api/v1/nodes/n1/proxy/");
+    let token_arg = token.display().to_string();
+    let config = crate::support::config(&[
+        "--dry-run",
+        "--kubelet-url",
+        &base,
+        "--kubelet-token-file",
+        &token_arg,
+    ]);
+    let client = KubeletClient::new(config.kubelet.clone()).unwrap();
+    let bytes = client.fetch_pods().await.expect("an HTTP kubelet").unwrap();
+    let head = server.await.unwrap();
+    assert!(
+        head.starts_with("GET /api/v1/nodes/n1/proxy/pods HTTP/1.1\r\n"),
+        "{head}"
+    );
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("authorization: bearer s3cret\r\n"),
+        "{head}"
+    );
+    let mut meta = PodMetadata::new();
+    meta.replace(&pods::parse(&bytes).unwrap());
+    assert_eq!(meta.len(), 24);
+
+    // Forbidden (no nodes/proxy permission): the status and the kubelet's words come back.
+    let (url, server) = answer_once(
+        "403 Forbidden",
+        b"Forbidden (user=system:serviceaccount:x:y, verb=get, resource=nodes, subresource=proxy)"
+            .to_vec(),
+    )
+    .await;
+    let config = crate::support::config(&["--dry-run", "--kubelet-url", &url]);
+    let client = KubeletClient::new(config.kubelet.clone()).unwrap();
+    match client.fetch_pods().await.expect("an HTTP kubelet") {
+        Err(kubelet_push::kubelet::ScrapeError::Status { status, body }) => {
+            assert_eq!(status.as_u16(), 403);
+            assert!(body.contains("subresource=proxy"), "{body}");
+        }
+        other => panic!("403 is a status error: {other:?}"),
+    }
+    server.await.unwrap();
+
+    // A captured summary has no kubelet behind it.
+    let config = crate::support::config(&["--dry-run", "--kubelet-url", "file://unused.json"]);
+    assert!(KubeletClient::new(config.kubelet.clone())
+        .unwrap()
+        .fetch_pods()
+        .await
+        .is_none());
+}
