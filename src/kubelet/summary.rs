@@ -129,6 +129,9 @@ pub struct PodReference<'a> {
     pub name: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     pub namespace: Option<Cow<'a, str>>,
+    /// Joins the pod to its `/pods` metadata (`kubelet::pods`).
+    #[serde(borrow, default)]
+    pub uid: Option<Cow<'a, str>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -33,10 +33,8 @@ fn series(line: &str) -> Option<(&str, HashMap<&str, &str>)> {
 /// cAdvisor put on that container's series.
 #[test]
 fn image_and_runtime_id_match_cadvisor_for_every_container() {
-    let summary: serde_json::Value = serde_json::from_slice(&fixture(
-        "summaries/nri-kubernetes-testutil-1_34__summary.json",
-    ))
-    .unwrap();
+    let summary_doc = fixture("summaries/nri-kubernetes-testutil-1_34__summary.json");
+    let summary = kubelet_push::kubelet::summary::parse(&summary_doc).unwrap();
     let pods_doc = fixture("pods/nri-kubernetes-testutil-1_34__pods.json");
     let mut meta = PodMetadata::new();
     meta.replace(&pods::parse(&pods_doc).unwrap());
@@ -60,19 +58,19 @@ fn image_and_runtime_id_match_cadvisor_for_every_container() {
     }
     assert_eq!(want.len(), 18, "containers with CPU series in the capture");
     let mut checked = 0;
-    for pod in summary["pods"].as_array().unwrap() {
-        let r = &pod["podRef"];
+    for pod in summary.pods.iter().flatten() {
+        let r = pod.pod_ref.as_ref().unwrap();
         let (ns, name, uid) = (
-            r["namespace"].as_str().unwrap(),
-            r["name"].as_str().unwrap(),
-            r["uid"].as_str().unwrap(),
+            r.namespace.as_deref().unwrap(),
+            r.name.as_deref().unwrap(),
+            r.uid.as_deref().unwrap(),
         );
         let info = meta
             .get(uid)
             .unwrap_or_else(|| panic!("{ns}/{name} ({uid}) not in /pods"));
         assert_eq!((info.namespace.as_str(), info.name.as_str()), (ns, name));
-        for c in pod["containers"].as_array().into_iter().flatten() {
-            let cname = c["name"].as_str().unwrap();
+        for c in pod.containers.iter().flatten() {
+            let cname = c.name.as_deref().unwrap();
             let Some(&(image, id)) = want.get(&(ns, name, cname)) else {
                 panic!("{ns}/{name}/{cname}: no cAdvisor series")
             };
