@@ -8,6 +8,7 @@
 
 mod dashboard;
 mod image;
+mod kube_prometheus;
 mod outage;
 mod values;
 mod windows;
@@ -421,7 +422,9 @@ pub const BYTES_PER_STEP: u64 = 1_000;
 
 /// A kubelet serving one capture: document `k` (the k-th request) has every `time` moved by
 /// one offset plus `k × step`, counters advanced by `k` steps, and from document
-/// `drop_pod_from` on, the last pod removed.
+/// `drop_pod_from` on, the last pod removed. With [`FixtureKubelet::start_with_pods`] it also
+/// answers `GET /pods` with a captured `v1.PodList`, the same bytes every time (pod metadata
+/// does not move with the clock); without, `/pods` is a 404 as on any unknown path.
 pub struct FixtureKubelet {
     server: LocalServer,
     state: Arc<FixtureState>,
@@ -433,6 +436,8 @@ struct FixtureState {
     step_s: i64,
     drop_pod_from: Option<usize>,
     requests: AtomicUsize,
+    /// `GET /pods` answers, counted apart from the summaries so `k` stays the summary's index.
+    pods_requests: AtomicUsize,
     /// The times (s) the served documents' newest section carried.
     served: Mutex<Vec<i64>>,
 }
@@ -445,6 +450,19 @@ impl FixtureKubelet {
         step_s: i64,
         drop_pod_from: Option<usize>,
     ) -> FixtureKubelet {
+        Self::start_with_pods(fixture, None, newest_at_s, step_s, drop_pod_from).await
+    }
+
+    /// As [`FixtureKubelet::start`], and `GET /pods` answers with the file at `pods`.
+    pub async fn start_with_pods(
+        fixture: &str,
+        pods: Option<&Path>,
+        newest_at_s: i64,
+        step_s: i64,
+        drop_pod_from: Option<usize>,
+    ) -> FixtureKubelet {
+        let pods =
+            pods.map(|p| std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())));
         let bytes = std::fs::read(crate::support::fixture(fixture)).unwrap();
         let doc: Value = serde_json::from_slice(&bytes).unwrap();
         let mut newest = i64::MIN;
@@ -455,10 +473,11 @@ impl FixtureKubelet {
             step_s,
             drop_pod_from,
             requests: AtomicUsize::new(0),
+            pods_requests: AtomicUsize::new(0),
             served: Mutex::new(Vec::new()),
         });
         let handler = state.clone();
-        let app = axum::Router::new().route(
+        let mut app = axum::Router::new().route(
             "/stats/summary",
             axum::routing::get(move || {
                 let state = handler.clone();
@@ -473,6 +492,22 @@ impl FixtureKubelet {
                 }
             }),
         );
+        if let Some(pods) = pods {
+            let counter = state.clone();
+            app = app.route(
+                "/pods",
+                axum::routing::get(move || {
+                    let (body, state) = (pods.clone(), counter.clone());
+                    async move {
+                        state.pods_requests.fetch_add(1, Ordering::SeqCst);
+                        (
+                            [(axum::http::header::CONTENT_TYPE, "application/json")],
+                            body,
+                        )
+                    }
+                }),
+            );
+        }
         let server = LocalServer::start(app, "fixture kubelet").await.unwrap();
         FixtureKubelet { server, state }
     }
@@ -483,6 +518,11 @@ impl FixtureKubelet {
 
     pub fn requests(&self) -> usize {
         self.state.requests.load(Ordering::SeqCst)
+    }
+
+    /// How many times `/pods` was asked for.
+    pub fn pods_requests(&self) -> usize {
+        self.state.pods_requests.load(Ordering::SeqCst)
     }
 
     /// Milliseconds to add to a golden timestamp to get document `k`'s.
