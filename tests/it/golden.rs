@@ -151,6 +151,7 @@ async fn dry_run_with_pod_metadata_matches_golden_files() {
             continue;
         };
         let summary = std::fs::read(&fixture).unwrap();
+        let summary_copy = summary.clone();
         let json = |body: Vec<u8>| {
             move || async move {
                 (
@@ -192,6 +193,44 @@ async fn dry_run_with_pod_metadata_matches_golden_files() {
             "{stem}: no container labelled from /pods\n{}",
             String::from_utf8_lossy(&output.stderr)
         );
+        // kube-prometheus's container selector, `{job="kubelet",
+        // metrics_path="/metrics/cadvisor", container!="", image!=""}`, finds every container
+        // of the summary (Windows ones included), for CPU and for memory.
+        let parsed = kubelet_push::kubelet::summary::parse(&summary_copy).unwrap();
+        for pod in parsed.pods.iter().flatten() {
+            let r = pod.pod_ref.as_ref().unwrap();
+            let pod_name = r.name.as_deref().unwrap();
+            for c in pod.containers.iter().flatten() {
+                let container = c.name.as_deref().unwrap();
+                for family in [
+                    "container_cpu_usage_seconds_total{",
+                    "container_memory_working_set_bytes{",
+                ] {
+                    let found = text.lines().any(|l| {
+                        l.starts_with(family)
+                            && l.contains(&format!("container=\"{container}\""))
+                            && l.contains(&format!("pod=\"{pod_name}\""))
+                            && l.contains("job=\"kubelet\"")
+                            && l.contains("metrics_path=\"/metrics/cadvisor\"")
+                            && l.contains("image=\"")
+                    });
+                    let has_value = match family {
+                        "container_cpu_usage_seconds_total{" => c
+                            .cpu
+                            .as_ref()
+                            .is_some_and(|x| x.usage_core_nano_seconds.is_some()),
+                        _ => c
+                            .memory
+                            .as_ref()
+                            .is_some_and(|x| x.working_set_bytes.is_some()),
+                    };
+                    assert_eq!(
+                        found, has_value,
+                        "{stem}: {family}}} for {pod_name}/{container}"
+                    );
+                }
+            }
+        }
         compare(
             &golden_dir.join(format!("{stem}.pods.prom")),
             &text,
@@ -199,9 +238,15 @@ async fn dry_run_with_pod_metadata_matches_golden_files() {
         );
         checked.push(stem);
     }
-    assert!(
-        checked.contains(&"nri-kubernetes-testutil-1_34__summary".to_owned()),
-        "{checked:?}"
+    assert_eq!(
+        checked,
+        [
+            "dd-integrations-core__stats_summary_windows",
+            "nri-kubernetes-testutil-1_34__summary",
+            "otel-awscontainerinsight-k8swindows__CurSingleKubeletSummary",
+            "seed-windows-node",
+        ],
+        "every capture with a /pods document"
     );
     assert!(
         failures.is_empty(),
