@@ -67,6 +67,7 @@ fn bench(c: &mut Criterion) {
                 let mut n = 0usize;
                 kubelet_push::pipeline::convert::convert(
                     &summary,
+                    Default::default(),
                     1_800_000_000_000,
                     120_000,
                     &mut |_| n += 1,

@@ -146,6 +146,34 @@ pub struct AgentArgs {
     #[arg(long, global = true, env = "KUBELET_PUSH_REMOTE_TIMEOUT", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
     pub remote_timeout: Duration,
 
+    /// Ask the kubelet for its pods (GET /pods) to label container series with image, name
+    /// and --pod-label values; needs nodes/proxy (see the README). --kubelet-pods=false turns
+    /// it off
+    #[arg(
+        long,
+        global = true,
+        env = "KUBELET_PUSH_KUBELET_PODS",
+        value_name = "BOOL",
+        default_value_t = true,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    pub kubelet_pods: bool,
+
+    /// Copy this pod label onto the pod's and its containers' series as label_<NAME> with
+    /// every character outside [a-zA-Z0-9_] made _, e.g. app.kubernetes.io/name (repeatable,
+    /// at most 10)
+    #[arg(
+        long = "pod-label",
+        global = true,
+        env = "KUBELET_PUSH_POD_LABEL",
+        value_delimiter = ',',
+        value_name = "NAME"
+    )]
+    pub pod_labels: Vec<String>,
+
     /// Timeout of one kubelet request (connect and read)
     #[arg(long, global = true, env = "KUBELET_PUSH_KUBELET_TIMEOUT", default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
     pub kubelet_timeout: Duration,

@@ -23,7 +23,7 @@ const SA_CA: &str = "ca.crt";
 const SANDBOX_MOUNT_POINT: &str = "CONTAINER_SANDBOX_MOUNT_POINT";
 
 /// Label names our metrics use themselves; a `--label` with one of them would collide.
-const RESERVED_LABELS: [&str; 15] = [
+const RESERVED_LABELS: [&str; 18] = [
     "job",
     "instance",
     "node",
@@ -39,6 +39,9 @@ const RESERVED_LABELS: [&str; 15] = [
     "make",
     "model",
     "acc_id",
+    "metrics_path",
+    "image",
+    "name",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +102,10 @@ pub struct Config {
     /// Overrides the summary's `nodeName` for the `node` and `instance` labels.
     pub node_name: Option<String>,
     pub external_labels: Vec<(String, String)>,
+    /// Whether pod metadata is asked from the kubelet's `/pods`.
+    pub kubelet_pods: bool,
+    /// `--pod-label`: each pod label and the metric label it becomes.
+    pub pod_labels: Vec<(String, String)>,
     pub max_stats_age: Duration,
     pub max_samples_per_send: usize,
     pub delivery: Delivery,
@@ -158,6 +165,14 @@ impl Config {
         if args.buffer_max_size < MIN_BUFFER_BYTES {
             return Err(err("--buffer-max-size", "must be at least 64KiB"));
         }
+        let external_labels = parse_labels(&args.labels)?;
+        let pod_labels = parse_pod_labels(&args.pod_labels, &external_labels)?;
+        if !pod_labels.is_empty() && !args.kubelet_pods {
+            return Err(err(
+                "--pod-label",
+                "needs the pod metadata that --kubelet-pods=false turns off",
+            ));
+        }
         Ok(Config {
             kubelet: KubeletSettings {
                 source,
@@ -171,7 +186,9 @@ impl Config {
             interval: args.interval.unwrap_or(Duration::from_secs(10)),
             job: args.job.clone(),
             node_name: args.node_name.clone(),
-            external_labels: parse_labels(&args.labels)?,
+            external_labels,
+            kubelet_pods: args.kubelet_pods,
+            pod_labels,
             max_stats_age: args.max_stats_age,
             max_samples_per_send: args.max_samples_per_send,
             delivery: Delivery {
@@ -248,6 +265,13 @@ impl Config {
             .map(|(n, v)| format!("{n}={v}"))
             .collect();
         line("label", &format!("[{}]", labels.join(", ")));
+        line("kubelet-pods", &self.kubelet_pods);
+        let pod_labels: Vec<String> = self
+            .pod_labels
+            .iter()
+            .map(|(from, to)| format!("{from} as {to}"))
+            .collect();
+        line("pod-label", &format!("[{}]", pod_labels.join(", ")));
         line(
             "max-stats-age",
             &humantime::format_duration(self.max_stats_age),
@@ -350,6 +374,51 @@ fn split_pair<'a>(flag: &'static str, s: &'a str) -> Result<(&'a str, &'a str), 
         .ok_or_else(|| err(flag, format!("{s:?} is not NAME=VALUE")))
 }
 
+/// `--pod-label` names and the metric labels they become, kube-state-metrics' way:
+/// `label_` + the name with every character outside `[a-zA-Z0-9_]` made `_`. Two names that
+/// become the same label, or one that collides with a `--label`, are refused.
+fn parse_pod_labels(
+    raw: &[String],
+    external: &[(String, String)],
+) -> Result<Vec<(String, String)>, ConfigError> {
+    const FLAG: &str = "--pod-label";
+    let max = crate::pipeline::convert::MAX_POD_LABELS;
+    if raw.len() > max {
+        return Err(err(FLAG, format!("at most {max} may be given")));
+    }
+    let mut out: Vec<(String, String)> = Vec::new();
+    for name in raw {
+        let name = name.trim();
+        if name.is_empty() {
+            return Err(err(FLAG, "a pod label name must not be empty"));
+        }
+        let label = format!(
+            "label_{}",
+            name.chars()
+                .map(|c| if c.is_ascii_alphanumeric() || c == '_' {
+                    c
+                } else {
+                    '_'
+                })
+                .collect::<String>()
+        );
+        if let Some((other, _)) = out.iter().find(|(_, l)| *l == label) {
+            return Err(err(
+                FLAG,
+                format!("{name:?} and {other:?} would both be sent as {label}"),
+            ));
+        }
+        if external.iter().any(|(n, _)| *n == label) {
+            return Err(err(
+                FLAG,
+                format!("{name:?} would be sent as {label}, which --label sets too"),
+            ));
+        }
+        out.push((name.to_owned(), label));
+    }
+    Ok(out)
+}
+
 fn parse_labels(raw: &[String]) -> Result<Vec<(String, String)>, ConfigError> {
     const FLAG: &str = "--label";
     let mut out: Vec<(String, String)> = Vec::new();
@@ -431,6 +500,55 @@ mod tests {
         )
         .expect("flags parse");
         Config::from_args(&cli.agent, true)
+    }
+
+    #[test]
+    fn pod_labels_become_kube_state_metrics_names() {
+        let c = config(&["--remote-url=http://r/w"]).unwrap();
+        assert!(c.kubelet_pods, "on by default");
+        assert!(c.pod_labels.is_empty());
+        let c = config(&[
+            "--remote-url=http://r/w",
+            "--pod-label",
+            "app.kubernetes.io/name",
+            "--pod-label=team",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.pod_labels,
+            vec![
+                (
+                    "app.kubernetes.io/name".into(),
+                    "label_app_kubernetes_io_name".into()
+                ),
+                ("team".into(), "label_team".into()),
+            ]
+        );
+        let c = config(&["--remote-url=http://r/w", "--kubelet-pods=false"]).unwrap();
+        assert!(!c.kubelet_pods);
+        let refused = |args: &[&str], want: &str| {
+            let mut all = vec!["--remote-url=http://r/w"];
+            all.extend_from_slice(args);
+            let e = config(&all).unwrap_err().to_string();
+            assert!(e.contains(want), "{args:?}: {e}");
+        };
+        refused(
+            &["--pod-label=a.b", "--pod-label=a/b"],
+            "both be sent as label_a_b",
+        );
+        refused(
+            &["--pod-label=team", "--label=label_team=x"],
+            "--label sets too",
+        );
+        refused(&["--pod-label="], "must not be empty");
+        refused(
+            &["--pod-label=app", "--kubelet-pods=false"],
+            "--kubelet-pods=false",
+        );
+        refused(&["--label=metrics_path=x"], "set by kubelet-push itself");
+        let eleven: Vec<String> = (0..11).map(|i| format!("--pod-label=l{i}")).collect();
+        let eleven: Vec<&str> = eleven.iter().map(String::as_str).collect();
+        refused(&eleven, "at most 10");
     }
 
     #[test]

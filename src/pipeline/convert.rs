@@ -1,8 +1,21 @@
 //! Summary → samples: every metric of METRICS.md, with its labels, units and timestamps.
 //!
 //! Pure: no I/O, no clock. The caller passes the poll time (used only when the summary carries
-//! no `time` at all) and `--max-stats-age`. Samples borrow from the summary and are handed to a
-//! sink one at a time, so converting allocates nothing.
+//! no `time` at all), `--max-stats-age` and a [`Context`]: the pod metadata of `/pods`, when
+//! there is any, and the pod labels to copy. Samples borrow from the summary and the context
+//! and are handed to a sink one at a time, so converting allocates nothing.
+//!
+//! Labels from outside the summary (docs/metrics.md has the table):
+//! - `metrics_path` says which kubelet endpoint a kube-prometheus scrape would have found the
+//!   family at, so the queries of its dashboards, rules and prometheus-adapter find ours:
+//!   `/metrics/cadvisor` for cAdvisor's names, `/metrics/resource` for the families only the
+//!   resource endpoint has, `/metrics` for `kubelet_volume_stats_*`. Our own families carry
+//!   none. A value both endpoints serve is sent once, under cAdvisor's.
+//! - `image` and `name` (the runtime's container id) on a container's series, from `/pods`,
+//!   when an answer taken after the container started describes it; otherwise the container
+//!   is counted in [`Converted::undescribed`] and the caller asks `/pods` again.
+//! - `label_<name>` for each `--pod-label` the pod has, on the pod's and its containers'
+//!   series.
 //!
 //! Not here: the common labels (`job`, `instance`, `node`, `--label`) are added by the encoder,
 //! duplicate label sets and repeated timestamps are filtered by `series`, and the per-poll
@@ -15,15 +28,46 @@
 //! pod CPU with the container's start time; receivers reject such samples and, in Prometheus's
 //! case, the whole request with them.
 
+use crate::kubelet::pods::{Coverage, PodInfo, PodMetadata};
 use crate::kubelet::summary::{
     ContainerStats, CpuStats, FsStats, IoStats, MemoryStats, NetworkStats, PodStats, PsiStats,
     Summary, Time, VolumeStats,
 };
 
-/// The most metric-specific labels a sample may have (accelerators have six today: namespace,
-/// pod, container, make, model, acc_id). Room is left for labels from other sources, such as
-/// pod metadata.
-pub const MAX_LABELS: usize = 12;
+/// The most `--pod-label` flags: with them a sample has at most `MAX_LABELS` labels.
+pub const MAX_POD_LABELS: usize = 10;
+
+/// The most metric-specific labels a sample may have: an accelerator series has nine
+/// (namespace, pod, container, image, name, metrics_path, make, model, acc_id), plus one per
+/// `--pod-label`.
+pub const MAX_LABELS: usize = 9 + MAX_POD_LABELS;
+
+const METRICS_PATH: &str = "metrics_path";
+/// The kubelet endpoints whose names we use, as kube-prometheus labels their scrapes.
+pub const CADVISOR: &str = "/metrics/cadvisor";
+pub const RESOURCE: &str = "/metrics/resource";
+pub const KUBELET_METRICS: &str = "/metrics";
+
+/// What the converter takes from outside the summary.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Context<'m> {
+    /// The last `/pods` answer; `None` when `/pods` is off or never answered.
+    pub pods: Option<&'m PodMetadata>,
+    /// `--pod-label`: the pod label and the metric label it becomes (`label_<sanitized>`).
+    pub pod_labels: &'m [(String, String)],
+}
+
+/// What a conversion found besides its samples.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Converted {
+    /// The newest section time, the reference of the timestamp rule; `None` when the summary
+    /// has no time at all, and then every sample carried the poll time.
+    pub newest: Option<i64>,
+    /// Pods and containers the context's metadata could not describe for certain (a pod it
+    /// lacks, a container it lacks or that started after or just before the answer): a reason
+    /// to ask `/pods` again. Always 0 without metadata.
+    pub undescribed: usize,
+}
 
 /// A metric's own labels, in the order they were added. A fixed array keeps building them free
 /// of heap allocations; names may be dynamic (any `&str` that outlives the summary).
@@ -121,28 +165,30 @@ pub fn newest_time(summary: &Summary<'_>) -> Option<i64> {
 }
 
 /// Converts `summary` into samples handed to `sink` one by one, in a fixed order (node, then
-/// each pod with its volumes and containers). Returns the newest section time, the reference
-/// of the timestamp rule; `None` when the summary has no time at all, and then every sample
-/// carries `poll_time_ms`.
+/// each pod with its volumes and containers).
 pub fn convert<F: FnMut(&Sample<'_>)>(
     summary: &Summary<'_>,
+    context: Context<'_>,
     poll_time_ms: i64,
     max_stats_age_ms: i64,
     sink: &mut F,
-) -> Option<i64> {
+) -> Converted {
     let newest = newest_time(summary);
     let reference = newest.unwrap_or(poll_time_ms);
     let mut e = Emitter {
         sink,
         reference,
         max_age: max_stats_age_ms,
+        context,
+        undescribed: 0,
     };
     if let Some(node) = &summary.node {
         let l = &Labels::new();
-        e.cpu(Level::Node, l, node.cpu.as_ref());
+        let res = &l.with(METRICS_PATH, RESOURCE);
+        e.cpu(Level::Node, res, l, node.cpu.as_ref());
         if let Some(m) = &node.memory {
             let t = m.time;
-            e.push("node_memory_working_set_bytes", l, m.working_set_bytes, t);
+            e.push("node_memory_working_set_bytes", res, m.working_set_bytes, t);
             e.push("node_memory_usage_bytes", l, m.usage_bytes, t);
             e.push("node_memory_available_bytes", l, m.available_bytes, t);
             e.push("node_memory_rss_bytes", l, m.rss_bytes, t);
@@ -156,7 +202,7 @@ pub fn convert<F: FnMut(&Sample<'_>)>(
             e.psi(&PSI_NAMES[Level::Node as usize][1], l, m.psi.as_ref(), t);
         }
         if let Some(s) = &node.swap {
-            e.push("node_swap_usage_bytes", l, s.swap_usage_bytes, s.time);
+            e.push("node_swap_usage_bytes", res, s.swap_usage_bytes, s.time);
             e.push(
                 "node_swap_available_bytes",
                 l,
@@ -199,7 +245,10 @@ pub fn convert<F: FnMut(&Sample<'_>)>(
     for pod in summary.pods.iter().flatten() {
         e.pod(pod);
     }
-    newest
+    Converted {
+        newest,
+        undescribed: e.undescribed,
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -327,13 +376,15 @@ fn seconds(t: Option<Time>) -> Option<f64> {
     t.map(|t| t.0 as f64 / 1e3)
 }
 
-struct Emitter<'o, F> {
+struct Emitter<'o, 's, F> {
     sink: &'o mut F,
     reference: i64,
     max_age: i64,
+    context: Context<'s>,
+    undescribed: usize,
 }
 
-impl<'s, F: FnMut(&Sample<'_>)> Emitter<'_, F> {
+impl<'s, F: FnMut(&Sample<'_>)> Emitter<'_, 's, F> {
     fn timestamp(&self, time: Option<Time>) -> i64 {
         match time {
             Some(Time(t)) if self.reference - t <= self.max_age => t,
@@ -354,12 +405,14 @@ impl<'s, F: FnMut(&Sample<'_>)> Emitter<'_, F> {
         }
     }
 
-    /// CPU is reported in core-nanoseconds; Prometheus counts seconds.
-    fn cpu(&mut self, level: Level, l: &Labels<'s>, cpu: Option<&CpuStats>) {
+    /// CPU is reported in core-nanoseconds; Prometheus counts seconds. The usage counter and
+    /// the pressure counters have their own labels (`metrics_path` differs at node and pod
+    /// level).
+    fn cpu(&mut self, level: Level, l: &Labels<'s>, psi_l: &Labels<'s>, cpu: Option<&CpuStats>) {
         let Some(c) = cpu else { return };
         let name = CPU_NAMES[level as usize];
         self.push(name, l, c.usage_core_nano_seconds.map(|v| v / 1e9), c.time);
-        self.psi(&PSI_NAMES[level as usize][0], l, c.psi.as_ref(), c.time);
+        self.psi(&PSI_NAMES[level as usize][0], psi_l, c.psi.as_ref(), c.time);
     }
 
     fn io(&mut self, level: Level, l: &Labels<'s>, io: Option<&IoStats>) {
@@ -460,12 +513,22 @@ impl<'s, F: FnMut(&Sample<'_>)> Emitter<'_, F> {
             return;
         };
         let namespace = pod_ref.namespace.as_deref().unwrap_or("");
-        let l = &Labels::new().with("namespace", namespace).with("pod", name);
-        self.cpu(Level::Pod, l, pod.cpu.as_ref());
+        let info = self.pod_info(pod_ref.uid.as_deref());
+        let mut pod_l = Labels::new().with("namespace", namespace).with("pod", name);
+        if let Some(info) = info {
+            for (pod_label, label) in self.context.pod_labels {
+                if let Some(v) = info.label(pod_label) {
+                    pod_l = pod_l.with(label, v);
+                }
+            }
+        }
+        let l = &pod_l;
+        let res = &l.with(METRICS_PATH, RESOURCE);
+        self.cpu(Level::Pod, res, l, pod.cpu.as_ref());
         if let Some(m) = &pod.memory {
             self.push(
                 "pod_memory_working_set_bytes",
-                l,
+                res,
                 m.working_set_bytes,
                 m.time,
             );
@@ -480,10 +543,11 @@ impl<'s, F: FnMut(&Sample<'_>)> Emitter<'_, F> {
         }
         self.io(Level::Pod, l, pod.io.as_ref());
         if let Some(s) = &pod.swap {
-            self.push("pod_swap_usage_bytes", l, s.swap_usage_bytes, s.time);
+            self.push("pod_swap_usage_bytes", res, s.swap_usage_bytes, s.time);
         }
         self.push("pod_start_time_seconds", l, seconds(pod.start_time), None);
-        self.network(&POD_NET, l, pod.network.as_ref());
+        let net = &l.with(METRICS_PATH, CADVISOR);
+        self.network(&POD_NET, net, pod.network.as_ref());
         if let Some(es) = &pod.ephemeral_storage {
             self.push(
                 "pod_ephemeral_storage_used_bytes",
@@ -507,7 +571,8 @@ impl<'s, F: FnMut(&Sample<'_>)> Emitter<'_, F> {
                     let ns = pvc.namespace.as_deref().unwrap_or(namespace);
                     let pl = Labels::new()
                         .with("namespace", ns)
-                        .with("persistentvolumeclaim", claim);
+                        .with("persistentvolumeclaim", claim)
+                        .with(METRICS_PATH, KUBELET_METRICS);
                     self.volume(&PVC_VOLUME, &pl, v);
                 }
             }
@@ -517,37 +582,93 @@ impl<'s, F: FnMut(&Sample<'_>)> Emitter<'_, F> {
         }
         for c in pod.containers.iter().flatten() {
             if let Some(cname) = c.name.as_deref() {
-                self.container(&l.with("container", cname), c);
+                let cl = self.container_labels(l.with("container", cname), info, cname, c);
+                self.container(&cl, c);
             }
         }
     }
 
-    fn container(&mut self, l: &Labels<'s>, c: &'s ContainerStats<'_>) {
-        self.cpu(Level::Container, l, c.cpu.as_ref());
-        if let Some(m) = &c.memory {
-            self.memory_container(l, m);
+    /// The metadata of the pod with this UID; counts the pod as undescribed when there is
+    /// metadata but not for it.
+    fn pod_info(&mut self, uid: Option<&str>) -> Option<&'s PodInfo> {
+        let pods = self.context.pods?;
+        let info = uid.and_then(|u| pods.get(u));
+        if info.is_none() {
+            self.undescribed += 1;
         }
-        self.io(Level::Container, l, c.io.as_ref());
+        info
+    }
+
+    /// `l` with the container's `image` and `name`, when the metadata describes this instance
+    /// of the container (see `PodMetadata::coverage`).
+    fn container_labels(
+        &mut self,
+        l: Labels<'s>,
+        pod: Option<&'s PodInfo>,
+        name: &str,
+        c: &ContainerStats<'_>,
+    ) -> Labels<'s> {
+        let Some(pods) = self.context.pods else {
+            return l;
+        };
+        let known = pod.and_then(|p| p.container(name));
+        let coverage = match known {
+            Some(_) => pods.coverage(c.start_time.map(|t| t.0)),
+            None => Coverage::Unknown,
+        };
+        if coverage != Coverage::Current {
+            self.undescribed += 1;
+        }
+        match known {
+            Some(info) if coverage != Coverage::Unknown => {
+                let mut l = l;
+                if !info.image.is_empty() {
+                    l = l.with("image", &info.image);
+                }
+                if !info.id.is_empty() {
+                    l = l.with("name", &info.id);
+                }
+                l
+            }
+            _ => l,
+        }
+    }
+
+    fn container(&mut self, l: &Labels<'s>, c: &'s ContainerStats<'_>) {
+        let cad = &l.with(METRICS_PATH, CADVISOR);
+        self.cpu(Level::Container, cad, cad, c.cpu.as_ref());
+        if let Some(m) = &c.memory {
+            self.memory_container(cad, m);
+        }
+        self.io(Level::Container, cad, c.io.as_ref());
         if let Some(s) = &c.swap {
-            self.push("container_swap_usage_bytes", l, s.swap_usage_bytes, s.time);
+            let res = &l.with(METRICS_PATH, RESOURCE);
+            self.push(
+                "container_swap_usage_bytes",
+                res,
+                s.swap_usage_bytes,
+                s.time,
+            );
+            self.push("container_memory_swap", cad, s.swap_usage_bytes, s.time);
         }
         self.push(
             "container_start_time_seconds",
-            l,
+            cad,
             seconds(c.start_time),
             None,
         );
         if let Some(r) = &c.rootfs {
-            self.push("container_fs_usage_bytes", l, r.used_bytes, r.time);
-            self.push("container_fs_limit_bytes", l, r.capacity_bytes, r.time);
-            self.push("container_fs_inodes_free", l, r.inodes_free, r.time);
-            self.push("container_fs_inodes_total", l, r.inodes, r.time);
+            self.push("container_fs_usage_bytes", cad, r.used_bytes, r.time);
+            self.push("container_fs_limit_bytes", cad, r.capacity_bytes, r.time);
+            self.push("container_fs_inodes_free", cad, r.inodes_free, r.time);
+            self.push("container_fs_inodes_total", cad, r.inodes, r.time);
         }
         if let Some(logs) = &c.logs {
+            // Our own name: no kubelet endpoint has it, so no `metrics_path`.
             self.push("container_logs_usage_bytes", l, logs.used_bytes, logs.time);
         }
         for a in c.accelerators.iter().flatten() {
-            let al = l
+            let al = cad
                 .with("make", a.make.as_deref().unwrap_or(""))
                 .with("model", a.model.as_deref().unwrap_or(""))
                 .with("acc_id", a.id.as_deref().unwrap_or(""));
@@ -599,20 +720,34 @@ mod tests {
     use crate::kubelet::summary::parse;
 
     fn run(doc: &str, max_age_ms: i64) -> Vec<(String, i64, f64)> {
+        run_with(doc, max_age_ms, Context::default()).0
+    }
+
+    fn run_with(
+        doc: &str,
+        max_age_ms: i64,
+        context: Context<'_>,
+    ) -> (Vec<(String, i64, f64)>, Converted) {
         let s = parse(doc.as_bytes()).unwrap();
         let mut out = Vec::new();
-        convert(&s, 999_999_999_000, max_age_ms, &mut |s: &Sample<'_>| {
-            out.push({
-                let labels: Vec<String> =
-                    s.labels.iter().map(|(n, v)| format!("{n}={v}")).collect();
-                (
-                    format!("{}{{{}}}", s.name, labels.join(",")),
-                    s.timestamp_ms,
-                    s.value,
-                )
-            })
-        });
-        out
+        let converted = convert(
+            &s,
+            context,
+            999_999_999_000,
+            max_age_ms,
+            &mut |s: &Sample<'_>| {
+                out.push({
+                    let labels: Vec<String> =
+                        s.labels.iter().map(|(n, v)| format!("{n}={v}")).collect();
+                    (
+                        format!("{}{{{}}}", s.name, labels.join(",")),
+                        s.timestamp_ms,
+                        s.value,
+                    )
+                })
+            },
+        );
+        (out, converted)
     }
 
     #[test]
@@ -625,13 +760,21 @@ mod tests {
         let newest = 1_577_836_920_000; // 00:02:00
         let at_limit = run(doc, 120_000);
         assert!(at_limit.contains(&(
-            "node_memory_working_set_bytes{}".into(),
+            "node_memory_working_set_bytes{metrics_path=/metrics/resource}".into(),
             newest - 120_000,
             7.0
         )));
         let past_limit = run(doc, 119_999);
-        assert!(past_limit.contains(&("node_memory_working_set_bytes{}".into(), newest, 7.0)));
-        assert!(past_limit.contains(&("node_cpu_usage_seconds_total{}".into(), newest, 1.5)));
+        assert!(past_limit.contains(&(
+            "node_memory_working_set_bytes{metrics_path=/metrics/resource}".into(),
+            newest,
+            7.0
+        )));
+        assert!(past_limit.contains(&(
+            "node_cpu_usage_seconds_total{metrics_path=/metrics/resource}".into(),
+            newest,
+            1.5
+        )));
         assert!(past_limit.contains(&(
             "node_start_time_seconds{}".into(),
             newest,
@@ -678,11 +821,11 @@ mod tests {
         assert_eq!(
             names,
             vec![
-                "container_memory_failures_total{namespace=ns,pod=p,container=c,failure_type=pgfault,scope=container}",
-                "container_memory_failures_total{namespace=ns,pod=p,container=c,failure_type=pgmajfault,scope=container}",
-                "container_accelerator_memory_used_bytes{namespace=ns,pod=p,container=c,make=nvidia,model=tesla-t4,acc_id=GPU-1}",
-                "container_accelerator_memory_total_bytes{namespace=ns,pod=p,container=c,make=nvidia,model=tesla-t4,acc_id=GPU-1}",
-                "container_accelerator_duty_cycle{namespace=ns,pod=p,container=c,make=nvidia,model=tesla-t4,acc_id=GPU-1}",
+                "container_memory_failures_total{namespace=ns,pod=p,container=c,metrics_path=/metrics/cadvisor,failure_type=pgfault,scope=container}",
+                "container_memory_failures_total{namespace=ns,pod=p,container=c,metrics_path=/metrics/cadvisor,failure_type=pgmajfault,scope=container}",
+                "container_accelerator_memory_used_bytes{namespace=ns,pod=p,container=c,metrics_path=/metrics/cadvisor,make=nvidia,model=tesla-t4,acc_id=GPU-1}",
+                "container_accelerator_memory_total_bytes{namespace=ns,pod=p,container=c,metrics_path=/metrics/cadvisor,make=nvidia,model=tesla-t4,acc_id=GPU-1}",
+                "container_accelerator_duty_cycle{namespace=ns,pod=p,container=c,metrics_path=/metrics/cadvisor,make=nvidia,model=tesla-t4,acc_id=GPU-1}",
             ]
         );
         assert_eq!(
@@ -701,8 +844,70 @@ mod tests {
             names,
             vec![
                 "pod_volume_used_bytes{namespace=ns,pod=p,volume=data}",
-                "kubelet_volume_stats_used_bytes{namespace=other,persistentvolumeclaim=claim}",
+                "kubelet_volume_stats_used_bytes{namespace=other,persistentvolumeclaim=claim,metrics_path=/metrics}",
             ]
+        );
+    }
+
+    /// Metadata labels: `image` and `name` for a container the answer describes, pod labels
+    /// on every series of the pod, and a count of what it could not describe.
+    #[test]
+    fn metadata_labels_and_what_they_cannot_describe() {
+        use crate::kubelet::pods::{self, PodMetadata};
+        let answered_ms = 1_577_836_800_000; // 2020-01-01T00:00:00Z
+        let mut meta = PodMetadata::new(vec!["app.kubernetes.io/name".into()]);
+        meta.replace(
+            &pods::parse(
+                br#"{"items":[{"metadata":{"uid":"u1","labels":{"app.kubernetes.io/name":"web","x":"y"}},
+                "status":{"containerStatuses":[
+                  {"name":"old","image":"img:1","containerID":"containerd://aaa"},
+                  {"name":"new","image":"img:2","containerID":"containerd://bbb"},
+                  {"name":"fresh","image":"img:3","containerID":"containerd://ccc"}]}}]}"#,
+            )
+            .unwrap(),
+            answered_ms,
+            std::time::Instant::now(),
+        );
+        let pod_labels = [(
+            "app.kubernetes.io/name".to_owned(),
+            "label_app_kubernetes_io_name".to_owned(),
+        )];
+        let context = Context {
+            pods: Some(&meta),
+            pod_labels: &pod_labels,
+        };
+        let doc = r#"{"pods":[
+            {"podRef":{"name":"p","namespace":"ns","uid":"u1"},
+             "memory":{"time":"2020-01-01T00:01:00Z","workingSetBytes":3},
+             "containers":[
+              {"name":"old","startTime":"2019-12-31T00:00:00Z","memory":{"time":"2020-01-01T00:01:00Z","workingSetBytes":1}},
+              {"name":"new","startTime":"2020-01-01T00:00:01Z","memory":{"time":"2020-01-01T00:01:00Z","workingSetBytes":2}},
+              {"name":"fresh","startTime":"2019-12-31T23:59:58Z","logs":{"time":"2020-01-01T00:01:00Z","usedBytes":4}},
+              {"name":"unlisted","memory":{"time":"2020-01-01T00:01:00Z","workingSetBytes":5}}]},
+            {"podRef":{"name":"q","namespace":"ns","uid":"u2"},"memory":{"time":"2020-01-01T00:01:00Z","workingSetBytes":6}}]}"#;
+        let (out, converted) = run_with(doc, 120_000, context);
+        let names: Vec<&str> = out.iter().map(|o| o.0.as_str()).collect();
+        assert_eq!(
+            names,
+            vec![
+                "pod_memory_working_set_bytes{namespace=ns,pod=p,label_app_kubernetes_io_name=web,metrics_path=/metrics/resource}",
+                "container_memory_working_set_bytes{namespace=ns,pod=p,label_app_kubernetes_io_name=web,container=old,image=img:1,name=aaa,metrics_path=/metrics/cadvisor}",
+                "container_start_time_seconds{namespace=ns,pod=p,label_app_kubernetes_io_name=web,container=old,image=img:1,name=aaa,metrics_path=/metrics/cadvisor}",
+                // Started after the answer: it may be a new instance with another id.
+                "container_memory_working_set_bytes{namespace=ns,pod=p,label_app_kubernetes_io_name=web,container=new,metrics_path=/metrics/cadvisor}",
+                "container_start_time_seconds{namespace=ns,pod=p,label_app_kubernetes_io_name=web,container=new,metrics_path=/metrics/cadvisor}",
+                // Started just before it: labelled, and checked again.
+                "container_start_time_seconds{namespace=ns,pod=p,label_app_kubernetes_io_name=web,container=fresh,image=img:3,name=ccc,metrics_path=/metrics/cadvisor}",
+                "container_logs_usage_bytes{namespace=ns,pod=p,label_app_kubernetes_io_name=web,container=fresh,image=img:3,name=ccc}",
+                "container_memory_working_set_bytes{namespace=ns,pod=p,label_app_kubernetes_io_name=web,container=unlisted,metrics_path=/metrics/cadvisor}",
+                "pod_memory_working_set_bytes{namespace=ns,pod=q,metrics_path=/metrics/resource}",
+            ]
+        );
+        assert_eq!(converted.undescribed, 4, "new, fresh, unlisted and pod q");
+        let (_, without) = run_with(doc, 120_000, Context::default());
+        assert_eq!(
+            without.undescribed, 0,
+            "nothing to describe without metadata"
         );
     }
 

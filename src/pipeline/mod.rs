@@ -7,7 +7,8 @@
 //! ```
 //!
 //! [`Poller`] owns what lives from one poll to the next: the kubelet client, the series set
-//! (ids, last timestamps, staleness), the common labels and the encoder's per-series caches.
+//! (ids, last timestamps, staleness), the common labels, the encoder's per-series caches and
+//! the pod metadata of `GET /pods`, asked beside the polls (`metadata`).
 //! A poll always yields the per-poll series (`up`, `scrape_duration_seconds`,
 //! `scrape_samples_scraped`); a failed poll marks nothing stale. [`run`] is the polling task:
 //! tick, poll, encode, enqueue, until it is told to stop. It never waits for the receiver.
@@ -16,6 +17,7 @@
 //! (`agent`).
 
 pub mod convert;
+mod metadata;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -42,7 +44,12 @@ pub struct PollOutput {
 
 /// Owns everything that lives from one poll to the next.
 pub struct Poller {
-    kubelet: KubeletClient,
+    kubelet: Arc<KubeletClient>,
+    /// `None` when `--kubelet-pods=false` or the summary comes from a file.
+    pods: Option<metadata::PodSource>,
+    /// `--once` or `--dry-run`: no later poll will fill labels in, so this one waits for
+    /// `/pods`.
+    lone_poll: bool,
     kubelet_display: String,
     series: SeriesSet,
     encoder: V1Encoder,
@@ -85,8 +92,18 @@ impl Poller {
         };
         let node = config.node_name.clone().unwrap_or_else(host_name);
         let common = CommonLabels::new(&config.job, &node, &config.external_labels);
+        let kubelet = Arc::new(KubeletClient::new(config.kubelet.clone())?);
+        let from_kubelet = matches!(
+            config.kubelet.source,
+            crate::kubelet::client::Source::Http(_)
+        );
+        let pods = (config.kubelet_pods && from_kubelet).then(|| {
+            metadata::PodSource::new(kubelet.clone(), config.pod_labels.clone(), config.interval)
+        });
         Ok(Poller {
-            kubelet: KubeletClient::new(config.kubelet.clone())?,
+            kubelet,
+            pods,
+            lone_poll: config.mode != Mode::Run,
             kubelet_display,
             series: SeriesSet::new(common),
             encoder: V1Encoder::new(),
@@ -121,7 +138,22 @@ impl Poller {
     pub async fn poll(&mut self) -> PollOutput {
         let started = Instant::now();
         let poll_time_ms = unix_ms(SystemTime::now());
-        match self.kubelet.fetch().await {
+        let mut new_metadata = false;
+        if let Some(pods) = &mut self.pods {
+            new_metadata |= pods.collect(false).await;
+            pods.ask_if_due();
+        }
+        let fetched = self.kubelet.fetch().await;
+        if let Some(pods) = &mut self.pods {
+            // An answer that arrived while the summary was fetched (on the first poll, asked
+            // at the same time) is used now rather than a poll later.
+            new_metadata |= pods.collect(self.lone_poll).await;
+        }
+        if new_metadata {
+            // The same summary converts to other labels now.
+            self.last_body = None;
+        }
+        match fetched {
             Ok(bytes) => {
                 let digest = (bytes.len(), body_hash(&bytes));
                 if self.last_body == Some(digest) {
@@ -164,12 +196,15 @@ impl Poller {
         let scraped = *result.as_ref().unwrap_or(&0);
         let up = if result.is_ok() { 1.0 } else { 0.0 };
         let duration = started.elapsed().as_secs_f64();
+        // `metrics_path="/metrics"`, as kube-prometheus labels its scrape of the kubelet: its
+        // KubeletDown and KubeletInstanceUnreachable alerts then see this node.
+        let labels = [("metrics_path", convert::KUBELET_METRICS)];
         for (name, value) in [
             ("up", up),
             ("scrape_duration_seconds", duration),
             ("scrape_samples_scraped", scraped as f64),
         ] {
-            if let Admit::Send(id) = self.series.admit(name, &[], poll_time_ms) {
+            if let Admit::Send(id) = self.series.admit(name, &labels, poll_time_ms) {
                 points.push(Point {
                     id,
                     value,
@@ -256,8 +291,14 @@ impl Poller {
         }
         let series = &mut self.series;
         let mut distinct = 0;
-        let newest = convert::convert(
+        let context = self
+            .pods
+            .as_ref()
+            .map(metadata::PodSource::context)
+            .unwrap_or_default();
+        let converted = convert::convert(
             &summary,
+            context,
             poll_time_ms,
             self.max_stats_age_ms,
             &mut |sample: &convert::Sample<'_>| match series.admit(
@@ -278,9 +319,12 @@ impl Poller {
             },
         );
         self.last_scraped = distinct;
+        if let Some(pods) = &mut self.pods {
+            pods.converted(converted.undescribed);
+        }
         // A summary without any `time` is stamped with the poll time, so the same bytes polled
         // again are new samples: never skipped.
-        if newest.is_some() {
+        if converted.newest.is_some() {
             self.last_body = Some((bytes.len(), body_hash(bytes)));
         }
         Ok(distinct)

@@ -148,7 +148,7 @@ fn environment_twins_configure_the_agent() {
         .unwrap();
     assert_eq!(
         line,
-        "node_cpu_usage_seconds_total{cluster=\"c1\",instance=\"35598k8s9001\",job=\"win\",node=\"35598k8s9001\",zone=\"z9\"} 8532.52 1536543892000"
+        "node_cpu_usage_seconds_total{cluster=\"c1\",instance=\"35598k8s9001\",job=\"win\",metrics_path=\"/metrics/resource\",node=\"35598k8s9001\",zone=\"z9\"} 8532.52 1536543892000"
     );
 }
 
@@ -187,7 +187,7 @@ fn every_file_url_form_reads_the_same_summary() {
             .find(|l| l.starts_with("node_cpu_usage_seconds_total{"));
         assert_eq!(
             line,
-            Some("node_cpu_usage_seconds_total{instance=\"35598k8s9001\",job=\"kubelet\",node=\"35598k8s9001\"} 8532.52 1536543892000"),
+            Some("node_cpu_usage_seconds_total{instance=\"35598k8s9001\",job=\"kubelet\",metrics_path=\"/metrics/resource\",node=\"35598k8s9001\"} 8532.52 1536543892000"),
             "{url}: {text}"
         );
     }

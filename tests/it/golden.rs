@@ -53,7 +53,6 @@ fn normalize(output: &str, before_ms: i64, after_ms: i64) -> String {
 
 #[test]
 fn dry_run_matches_golden_files() {
-    let bless = std::env::var_os("KUBELET_PUSH_BLESS").is_some();
     let golden_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
     let mut failures = Vec::new();
     let files = fixtures();
@@ -87,30 +86,168 @@ fn dry_run_matches_golden_files() {
             text.contains("up{") && text.contains(" 1 <poll-time>"),
             "{stem}: no up 1"
         );
-        let golden = golden_dir.join(format!("{stem}.prom"));
-        if bless {
-            std::fs::write(&golden, &text).unwrap();
-            continue;
-        }
-        let expected = std::fs::read_to_string(&golden).unwrap_or_else(|e| {
-            panic!("{}: {e} (run with KUBELET_PUSH_BLESS=1)", golden.display())
-        });
-        if expected != text {
-            let diff: Vec<String> = expected
-                .lines()
-                .zip(text.lines())
-                .filter(|(a, b)| a != b)
-                .take(5)
-                .map(|(a, b)| format!("  golden: {a}\n  actual: {b}"))
-                .collect();
-            failures.push(format!(
-                "{stem}: {} golden lines, {} actual\n{}",
-                expected.lines().count(),
-                text.lines().count(),
-                diff.join("\n")
-            ));
-        }
+        compare(
+            &golden_dir.join(format!("{stem}.prom")),
+            &text,
+            &mut failures,
+        );
     }
+    assert!(
+        failures.is_empty(),
+        "golden mismatches:\n{}",
+        failures.join("\n")
+    );
+}
+
+/// Compares `text` with the golden file (or writes it, with `KUBELET_PUSH_BLESS`), adding a
+/// short description of any difference to `failures`.
+fn compare(golden: &Path, text: &str, failures: &mut Vec<String>) {
+    let stem = golden.file_name().unwrap().to_string_lossy();
+    if std::env::var_os("KUBELET_PUSH_BLESS").is_some() {
+        std::fs::write(golden, text).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(golden)
+        .unwrap_or_else(|e| panic!("{}: {e} (run with KUBELET_PUSH_BLESS=1)", golden.display()));
+    if expected != text {
+        let diff: Vec<String> = expected
+            .lines()
+            .zip(text.lines())
+            .filter(|(a, b)| a != b)
+            .take(5)
+            .map(|(a, b)| format!("  golden: {a}\n  actual: {b}"))
+            .collect();
+        failures.push(format!(
+            "{stem}: {} golden lines, {} actual\n{}",
+            expected.lines().count(),
+            text.lines().count(),
+            diff.join("\n")
+        ));
+    }
+}
+
+/// The pod labels the metadata goldens copy: ones the captures' pods have.
+const POD_LABELS: [&str; 2] = ["app", "app.kubernetes.io/name"];
+
+/// `--dry-run` against a kubelet on 127.0.0.1 that serves a capture's summary and its `/pods`
+/// document (`tests/fixtures/pods/<stem>__pods.json`, or without `__summary`), with `--pod-label`: the labels that come
+/// from pod metadata, on real kubelet output, in `tests/golden/<stem>.pods.prom`. A lone poll
+/// waits for `/pods`, so every container the document describes is labelled.
+#[tokio::test]
+async fn dry_run_with_pod_metadata_matches_golden_files() {
+    use axum::routing::get;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let golden_dir = root.join("tests/golden");
+    let mut failures = Vec::new();
+    let mut checked = Vec::new();
+    for fixture in fixtures() {
+        let stem = fixture.file_stem().unwrap().to_string_lossy().into_owned();
+        // `<stem>__pods.json`; the real capture's is named after its source's own name, without
+        // the summary's `__summary`.
+        let base = stem.strip_suffix("__summary").unwrap_or(&stem);
+        let Some(pods) = [&stem, base].iter().find_map(|s| {
+            std::fs::read(root.join(format!("tests/fixtures/pods/{s}__pods.json"))).ok()
+        }) else {
+            continue;
+        };
+        let summary = std::fs::read(&fixture).unwrap();
+        let summary_copy = summary.clone();
+        let json = |body: Vec<u8>| {
+            move || async move {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    body,
+                )
+            }
+        };
+        let app = axum::Router::new()
+            .route("/stats/summary", get(json(summary)))
+            .route("/pods", get(json(pods)));
+        let kubelet = kubelet_push::demo::server::LocalServer::start(app, "golden kubelet")
+            .await
+            .unwrap();
+        let before = now_ms();
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubelet-push"));
+        command
+            .arg("--dry-run")
+            .arg(format!("--kubelet-url=http://{}", kubelet.addr()))
+            .env_remove("KUBELET_PUSH_NODE_NAME");
+        for label in POD_LABELS {
+            command.arg(format!("--pod-label={label}"));
+        }
+        let output = command.output().await.expect("run kubelet-push");
+        let after = now_ms();
+        assert!(
+            output.status.success(),
+            "{stem}: exit {:?}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let text = normalize(
+            &String::from_utf8(output.stdout).expect("utf-8"),
+            before,
+            after,
+        );
+        assert!(
+            text.contains("image=\""),
+            "{stem}: no container labelled from /pods\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        // kube-prometheus's container selector, `{job="kubelet",
+        // metrics_path="/metrics/cadvisor", container!="", image!=""}`, finds every container
+        // of the summary (Windows ones included), for CPU and for memory.
+        let parsed = kubelet_push::kubelet::summary::parse(&summary_copy).unwrap();
+        for pod in parsed.pods.iter().flatten() {
+            let r = pod.pod_ref.as_ref().unwrap();
+            let pod_name = r.name.as_deref().unwrap();
+            for c in pod.containers.iter().flatten() {
+                let container = c.name.as_deref().unwrap();
+                for family in [
+                    "container_cpu_usage_seconds_total{",
+                    "container_memory_working_set_bytes{",
+                ] {
+                    let found = text.lines().any(|l| {
+                        l.starts_with(family)
+                            && l.contains(&format!("container=\"{container}\""))
+                            && l.contains(&format!("pod=\"{pod_name}\""))
+                            && l.contains("job=\"kubelet\"")
+                            && l.contains("metrics_path=\"/metrics/cadvisor\"")
+                            && l.contains("image=\"")
+                    });
+                    let has_value = match family {
+                        "container_cpu_usage_seconds_total{" => c
+                            .cpu
+                            .as_ref()
+                            .is_some_and(|x| x.usage_core_nano_seconds.is_some()),
+                        _ => c
+                            .memory
+                            .as_ref()
+                            .is_some_and(|x| x.working_set_bytes.is_some()),
+                    };
+                    assert_eq!(
+                        found, has_value,
+                        "{stem}: {family}}} for {pod_name}/{container}"
+                    );
+                }
+            }
+        }
+        compare(
+            &golden_dir.join(format!("{stem}.pods.prom")),
+            &text,
+            &mut failures,
+        );
+        checked.push(stem);
+    }
+    assert_eq!(
+        checked,
+        [
+            "dd-integrations-core__stats_summary_windows",
+            "nri-kubernetes-testutil-1_34__summary",
+            "otel-awscontainerinsight-k8swindows__CurSingleKubeletSummary",
+            "seed-windows-node",
+        ],
+        "every capture with a /pods document"
+    );
     assert!(
         failures.is_empty(),
         "golden mismatches:\n{}",
@@ -176,7 +313,13 @@ fn every_shared_fixture_parses() {
             path.display()
         );
         let mut samples = 0;
-        kubelet_push::pipeline::convert::convert(&summary, 0, 120_000, &mut |_| samples += 1);
+        kubelet_push::pipeline::convert::convert(
+            &summary,
+            Default::default(),
+            0,
+            120_000,
+            &mut |_| samples += 1,
+        );
         assert!(samples >= 30, "{}: only {samples} samples", path.display(),);
         parsed += 1;
     }

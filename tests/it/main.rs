@@ -12,3 +12,4 @@ mod pods;
 mod push;
 mod support;
 mod tls;
+mod windows_pods;

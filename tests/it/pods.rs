@@ -36,8 +36,12 @@ fn image_and_runtime_id_match_cadvisor_for_every_container() {
     let summary_doc = fixture("summaries/nri-kubernetes-testutil-1_34__summary.json");
     let summary = kubelet_push::kubelet::summary::parse(&summary_doc).unwrap();
     let pods_doc = fixture("pods/nri-kubernetes-testutil-1_34__pods.json");
-    let mut meta = PodMetadata::new();
-    meta.replace(&pods::parse(&pods_doc).unwrap());
+    let mut meta = PodMetadata::new(Vec::new());
+    meta.replace(
+        &pods::parse(&pods_doc).unwrap(),
+        0,
+        std::time::Instant::now(),
+    );
     let cadvisor = String::from_utf8(fixture(
         "cadvisor/nri-kubernetes-testutil-1_34__metrics_cadvisor.txt",
     ))
@@ -156,8 +160,8 @@ async fn the_pod_list_is_fetched_like_the_summary() {
             .contains("authorization: bearer s3cret\r\n"),
         "{head}"
     );
-    let mut meta = PodMetadata::new();
-    meta.replace(&pods::parse(&bytes).unwrap());
+    let mut meta = PodMetadata::new(Vec::new());
+    meta.replace(&pods::parse(&bytes).unwrap(), 0, std::time::Instant::now());
     assert_eq!(meta.len(), 24);
 
     // Forbidden (no nodes/proxy permission): the status and the kubelet's words come back.
@@ -185,4 +189,336 @@ async fn the_pod_list_is_fetched_like_the_summary() {
         .fetch_pods()
         .await
         .is_none());
+}
+
+// ---------------------------------------------------------------------------------------
+// `/pods` beside the polls: failures, a slow kubelet, a pod the summary shows first.
+
+/// How the fake kubelet answers `/pods` (the summary is always served).
+#[derive(Clone)]
+enum PodsAnswer {
+    List(Vec<u8>),
+    Status(u16, &'static str),
+    /// A pod list cut off halfway.
+    Broken,
+    /// The list, after this long.
+    Slow(std::time::Duration),
+}
+
+struct PodsKubelet {
+    server: kubelet_push::demo::server::LocalServer,
+    answer: std::sync::Arc<std::sync::Mutex<PodsAnswer>>,
+    requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    in_flight: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl PodsKubelet {
+    async fn start(summary: Vec<u8>, answer: PodsAnswer) -> PodsKubelet {
+        use axum::http::{header, StatusCode};
+        use axum::response::IntoResponse;
+        use std::sync::atomic::Ordering;
+        use std::sync::{Arc, Mutex};
+        let answer = Arc::new(Mutex::new(answer));
+        let requests = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (a, r, f) = (answer.clone(), requests.clone(), in_flight.clone());
+        let full = fixture("pods/nri-kubernetes-testutil-1_34__pods.json");
+        let app = axum::Router::new()
+            .route(
+                "/stats/summary",
+                axum::routing::get(move || async move {
+                    ([(header::CONTENT_TYPE, "application/json")], summary)
+                }),
+            )
+            .route(
+                "/pods",
+                axum::routing::get(move || {
+                    let (a, r, f, full) = (a.clone(), r.clone(), f.clone(), full.clone());
+                    async move {
+                        r.fetch_add(1, Ordering::SeqCst);
+                        let answer = a.lock().unwrap().clone();
+                        let json = |b: Vec<u8>| {
+                            ([(header::CONTENT_TYPE, "application/json")], b).into_response()
+                        };
+                        match answer {
+                            PodsAnswer::List(b) => json(b),
+                            PodsAnswer::Status(code, body) => {
+                                (StatusCode::from_u16(code).unwrap(), body).into_response()
+                            }
+                            PodsAnswer::Broken => json(full[..full.len() / 2].to_vec()),
+                            PodsAnswer::Slow(d) => {
+                                f.fetch_add(1, Ordering::SeqCst);
+                                tokio::time::sleep(d).await;
+                                f.fetch_sub(1, Ordering::SeqCst);
+                                json(full)
+                            }
+                        }
+                    }
+                }),
+            );
+        let server = kubelet_push::demo::server::LocalServer::start(app, "pods kubelet")
+            .await
+            .unwrap();
+        PodsKubelet {
+            server,
+            answer,
+            requests,
+            in_flight,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.server.addr())
+    }
+
+    fn set(&self, answer: PodsAnswer) {
+        *self.answer.lock().unwrap() = answer;
+    }
+
+    fn requests(&self) -> usize {
+        self.requests.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn in_flight(&self) -> usize {
+        self.in_flight.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// The 1.34 capture's pod list without the pod named `name`.
+fn pods_without(name: &str) -> Vec<u8> {
+    let mut doc: serde_json::Value =
+        serde_json::from_slice(&fixture("pods/nri-kubernetes-testutil-1_34__pods.json")).unwrap();
+    let items = doc["items"].as_array_mut().unwrap();
+    let before = items.len();
+    items.retain(|p| p["metadata"]["name"] != name);
+    assert_eq!(items.len(), before - 1, "{name} is in the capture");
+    serde_json::to_vec(&doc).unwrap()
+}
+
+use crate::support::{label, named, only_value, Logs, Polled};
+
+/// Container CPU series of one poll: (pod, image) for each, image `None` when unlabelled.
+fn container_cpu(p: &Polled) -> Vec<(String, Option<String>)> {
+    named(&p.series, "container_cpu_usage_seconds_total")
+        .into_iter()
+        .filter(|ts| !ts.samples[0].value.is_nan())
+        .map(|ts| {
+            (
+                label(ts, "pod").unwrap().to_owned(),
+                label(ts, "image").map(str::to_owned),
+            )
+        })
+        .collect()
+}
+
+const LATE_POD: &str = "coredns-66bc5c9577-d98t2";
+
+/// `/pods` forbidden, then answering without a pod the summary already shows, then slow, then
+/// broken, then whole: the stats are pushed at once without labels and every poll answers
+/// (`up` 1) without waiting for `/pods`; each failing episode is one warning and one recovery
+/// line; labels come on a later poll, and the unlabelled series end with a stale marker when
+/// their labelled ones start. The summary is the same bytes every time (so after the first
+/// poll only label changes send anything), which also checks that new metadata is applied to
+/// a summary that did not change.
+#[test]
+fn pod_metadata_failures_never_cost_stats_and_labels_come_later() {
+    use std::time::Duration;
+    let (logs, _guard) = Logs::capture();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let kubelet = PodsKubelet::start(
+            fixture("summaries/nri-kubernetes-testutil-1_34__summary.json"),
+            PodsAnswer::Status(
+                403,
+                "Forbidden (user=system:serviceaccount:monitoring:kubelet-push, verb=get, resource=nodes, subresource=proxy)",
+            ),
+        )
+        .await;
+        let url = kubelet.url();
+        let mut p = kubelet_push::pipeline::Poller::new(
+            &crate::support::config(&[
+                "--kubelet-url",
+                &url,
+                "--remote-url",
+                "http://127.0.0.1:9/api/v1/write",
+                "--interval",
+                "10ms",
+                "--kubelet-timeout",
+                "1s",
+            ]),
+            std::sync::Arc::new(kubelet_push::telemetry::Metrics::new()),
+        )
+        .unwrap();
+        // A poll, given time for a /pods request started by it to finish before the next.
+        async fn poll(p: &mut kubelet_push::pipeline::Poller) -> Polled {
+            let polled = crate::support::polled(p).await;
+            assert!(polled.error.is_none(), "{:?}", polled.error);
+            assert_eq!(only_value(&polled.series, "up"), 1.0);
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            polled
+        }
+        // Only the per-poll series: nothing changed, nothing ended.
+        let quiet = |polled: &Polled| {
+            polled
+                .series
+                .iter()
+                .all(|ts| ["up", "scrape_duration_seconds", "scrape_samples_scraped"].contains(&crate::support::name(ts)))
+        };
+
+        // Forbidden: the stats without metadata labels, /pods asked again at most once per
+        // poll.
+        let first = poll(&mut p).await;
+        let cpu = container_cpu(&first);
+        assert_eq!(cpu.len(), 18);
+        assert!(cpu.iter().all(|(_, image)| image.is_none()), "no metadata yet");
+        for _ in 0..2 {
+            assert!(quiet(&poll(&mut p).await));
+        }
+        assert!((2..=4).contains(&kubelet.requests()), "{}", kubelet.requests());
+
+        // /pods answers, without one pod the summary shows: the others are labelled.
+        kubelet.set(PodsAnswer::List(pods_without(LATE_POD)));
+        let mut labelled = None;
+        for _ in 0..5 {
+            let polled = poll(&mut p).await;
+            if container_cpu(&polled).iter().any(|(_, image)| image.is_some()) {
+                labelled = Some(polled);
+                break;
+            }
+        }
+        let polled = labelled.expect("labels within a few polls of /pods answering");
+        let cpu = container_cpu(&polled);
+        assert_eq!(cpu.len(), 17, "every container but the late pod's, now labelled");
+        assert!(cpu.iter().all(|(pod, image)| pod != LATE_POD && image.is_some()));
+        let ended = named(&polled.series, "container_cpu_usage_seconds_total")
+            .into_iter()
+            .filter(|ts| ts.samples[0].value.is_nan())
+            .inspect(|ts| assert_eq!(label(ts, "image"), None))
+            .count();
+        assert_eq!(ended, 17, "their unlabelled series end");
+
+        // Slow: the kubelet holds /pods past --kubelet-timeout; polls do not wait for it.
+        kubelet.set(PodsAnswer::Slow(Duration::from_secs(3)));
+        let asked = kubelet.requests();
+        let mut overlapped = false;
+        for _ in 0..6 {
+            let polled = tokio::time::timeout(Duration::from_secs(2), poll(&mut p))
+                .await
+                .expect("a poll never waits for /pods");
+            assert!(quiet(&polled));
+            overlapped |= kubelet.in_flight() > 0;
+        }
+        assert!(overlapped, "polls ran while /pods was being answered");
+        assert!(kubelet.requests() > asked);
+        // Broken JSON from now on; the slow request times out (1 s) first, in the same failing
+        // episode: no second warning. Labels are kept meanwhile.
+        kubelet.set(PodsAnswer::Broken);
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        for _ in 0..3 {
+            assert!(quiet(&poll(&mut p).await), "the last good answer keeps labelling");
+        }
+
+        // Whole: the late pod is labelled on a later poll; its unlabelled series end.
+        kubelet.set(PodsAnswer::List(fixture(
+            "pods/nri-kubernetes-testutil-1_34__pods.json",
+        )));
+        let mut done = None;
+        for _ in 0..10 {
+            let polled = poll(&mut p).await;
+            if !quiet(&polled) {
+                done = Some(polled);
+                break;
+            }
+        }
+        let polled = done.expect("the late pod labelled within a few polls");
+        assert_eq!(
+            container_cpu(&polled),
+            vec![(
+                LATE_POD.to_owned(),
+                Some("registry.k8s.io/coredns/coredns:v1.12.1".to_owned())
+            )]
+        );
+        let ended: Vec<_> = named(&polled.series, "container_cpu_usage_seconds_total")
+            .into_iter()
+            .filter(|ts| ts.samples[0].value.is_nan())
+            .collect();
+        assert_eq!(ended.len(), 1, "the late pod's unlabelled series ends");
+        assert_eq!(label(ended[0], "pod"), Some(LATE_POD));
+        assert_eq!(label(ended[0], "image"), None);
+        let late = named(&polled.series, "container_cpu_usage_seconds_total")
+            .into_iter()
+            .find(|ts| label(ts, "pod") == Some(LATE_POD) && label(ts, "image").is_some())
+            .unwrap();
+        assert_eq!(
+            label(late, "image"),
+            Some("registry.k8s.io/coredns/coredns:v1.12.1")
+        );
+        assert_eq!(
+            label(late, "name"),
+            Some("ff7f3417e620238051fc79fbc772b6262f7c416ac7f86ea82344e236af66be34")
+        );
+        assert_eq!(label(late, "metrics_path"), Some("/metrics/cadvisor"));
+
+        // Everything described: no more requests (until the answer is five minutes old).
+        let asked = kubelet.requests();
+        for _ in 0..3 {
+            poll(&mut p).await;
+        }
+        assert_eq!(kubelet.requests(), asked, "nothing new to ask about");
+    });
+    let text = logs.text();
+    let warnings: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("cannot get pod metadata"))
+        .collect();
+    assert_eq!(warnings.len(), 2, "one per failing episode:\n{text}");
+    assert!(
+        warnings[0].contains("403") && warnings[0].contains("nodes/proxy"),
+        "the first says why and what to grant: {}",
+        warnings[0]
+    );
+    assert!(
+        warnings[1].contains("did not answer within"),
+        "{}",
+        warnings[1]
+    );
+    assert_eq!(
+        text.matches("pod metadata (GET /pods) available again")
+            .count(),
+        2,
+        "{text}"
+    );
+}
+
+/// `--kubelet-pods=false`: `/pods` is never asked, and nothing is labelled from it.
+#[tokio::test]
+async fn kubelet_pods_false_never_asks() {
+    let kubelet = PodsKubelet::start(
+        fixture("summaries/nri-kubernetes-testutil-1_34__summary.json"),
+        PodsAnswer::List(fixture("pods/nri-kubernetes-testutil-1_34__pods.json")),
+    )
+    .await;
+    let url = kubelet.url();
+    let mut p = kubelet_push::pipeline::Poller::new(
+        &crate::support::config(&["--kubelet-url", &url, "--dry-run", "--kubelet-pods=false"]),
+        std::sync::Arc::new(kubelet_push::telemetry::Metrics::new()),
+    )
+    .unwrap();
+    let polled = crate::support::polled(&mut p).await;
+    assert_eq!(container_cpu(&polled).len(), 18);
+    assert!(container_cpu(&polled).iter().all(|(_, i)| i.is_none()));
+    assert_eq!(kubelet.requests(), 0);
+
+    // With it on, a lone poll (--dry-run) waits for /pods and labels every container.
+    let mut p = kubelet_push::pipeline::Poller::new(
+        &crate::support::config(&["--kubelet-url", &url, "--dry-run"]),
+        std::sync::Arc::new(kubelet_push::telemetry::Metrics::new()),
+    )
+    .unwrap();
+    let polled = crate::support::polled(&mut p).await;
+    assert!(container_cpu(&polled).iter().all(|(_, i)| i.is_some()));
+    assert_eq!(kubelet.requests(), 1);
 }

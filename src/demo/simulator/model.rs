@@ -159,6 +159,26 @@ const WORKLOADS: &[Workload] = &[
     },
 ];
 
+/// The image a Windows node would run for a workload's container.
+fn image_of(workload: &str, container: &str) -> &'static str {
+    match (workload, container) {
+        ("kube-proxy-windows", _) => "sigwindowstools/kube-proxy:v1.34.0-calico-hostprocess",
+        ("calico-node-windows", "felix") => "docker.io/calico/node-windows:v3.30.2",
+        ("calico-node-windows", _) => "docker.io/calico/cni-windows:v3.30.2",
+        ("iis-web", _) => "mcr.microsoft.com/windows/servercore/iis:windowsservercore-ltsc2022",
+        ("aspnet-sample", _) => {
+            "mcr.microsoft.com/dotnet/framework/samples:aspnetapp-windowsservercore-ltsc2022"
+        }
+        ("windows-exporter", _) => "ghcr.io/prometheus-community/windows-exporter:0.31.1",
+        ("csi-smb-node-win", "smb") => "mcr.microsoft.com/k8s/csi/smb-csi:v1.18.0",
+        ("csi-smb-node-win", _) => {
+            "mcr.microsoft.com/oss/kubernetes-csi/csi-node-driver-registrar:v2.14.0"
+        }
+        (_, "fluent-bit") => "docker.io/fluent/fluent-bit:4.0.3-windows-ltsc2022",
+        _ => "registry.example.com/shop/app:1.8.2-windowsservercore-ltsc2022",
+    }
+}
+
 /// A node runs one pod of each DaemonSet, so slots beyond the table are extra replicas of
 /// Deployments.
 fn workload_for_slot(slot: usize) -> usize {
@@ -174,6 +194,8 @@ fn workload_for_slot(slot: usize) -> usize {
 #[derive(Debug, Clone)]
 struct ContainerSpec {
     name: &'static str,
+    /// The runtime's container id (64 hex digits), as `/pods` reports it.
+    id: String,
     start: u64,
     nanocores: u64,
     working_set: u64,
@@ -252,6 +274,8 @@ impl PodSpec {
         let millicores = g.range(w.millicores.0, w.millicores.1);
         let memory = g.range(w.memory_mib.0, w.memory_mib.1) * MIB;
         let n = w.containers.len() as u64;
+        // Ids from their own stream, so adding them changed no other simulated value.
+        let mut ids = keyed(&[seed, slot as u64, generation, 0x4944]);
         // The first container is the workload; sidecars get a small share.
         let containers = w
             .containers
@@ -267,6 +291,7 @@ impl PodSpec {
                 };
                 ContainerSpec {
                     name,
+                    id: ids.hex(64),
                     start: start + 1 + i as u64,
                     nanocores: millicores * 1_000_000 * share / 100,
                     working_set: memory * share / 100,
@@ -436,6 +461,60 @@ impl SimulatedKubelet {
                 slot.pod = PodSpec::new(self.seed, i, slot.generation, end, &slot.rs_hash);
             }
         }
+    }
+
+    /// The `/pods` document (a `v1.PodList`, the fields kubelet-push reads and a few more) as
+    /// the kubelet would answer it at `now`: the same pods, UIDs and containers as the summary,
+    /// with Windows images and containerd ids.
+    pub fn pods_json(&mut self, now: SystemTime) -> String {
+        let now = unix_secs(now);
+        self.advance(now);
+        let items: Vec<serde_json::Value> = self
+            .slots
+            .iter()
+            .map(|slot| {
+                let pod = &slot.pod;
+                let w = &WORKLOADS[pod.workload];
+                let statuses: Vec<serde_json::Value> = pod
+                    .containers
+                    .iter()
+                    .map(|c| {
+                        let image = image_of(w.name, c.name);
+                        serde_json::json!({
+                            "name": c.name,
+                            "image": image,
+                            "imageID": format!("{}@sha256:{}", image.split(':').next().unwrap_or(image), keyed(&[self.seed, pod.workload as u64, 0x494d]).hex(64)),
+                            "containerID": format!("containerd://{}", c.id),
+                            "ready": now >= c.start,
+                            "restartCount": 0,
+                            "started": now >= c.start,
+                            "state": {"running": {"startedAt": rfc3339(c.start)}},
+                        })
+                    })
+                    .collect();
+                serde_json::json!({
+                    "metadata": {
+                        "name": pod.name,
+                        "namespace": w.namespace,
+                        "uid": pod.uid,
+                        "labels": {"app": w.name, "app.kubernetes.io/name": w.name},
+                    },
+                    "spec": {
+                        "nodeName": NODE_NAME,
+                        "nodeSelector": {"kubernetes.io/os": "windows"},
+                        "containers": pod.containers.iter().map(|c| serde_json::json!({"name": c.name, "image": image_of(w.name, c.name)})).collect::<Vec<_>>(),
+                    },
+                    "status": {
+                        "phase": "Running",
+                        "qosClass": "Burstable",
+                        "startTime": rfc3339(pod.start),
+                        "containerStatuses": statuses,
+                    },
+                })
+            })
+            .collect();
+        serde_json::json!({"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items})
+            .to_string()
     }
 
     /// The `/stats/summary` document as the kubelet would answer it at `now`.
@@ -779,6 +858,38 @@ mod tests {
                 out.push((key.unwrap_or_default().to_string(), s.clone()))
             }
             _ => {}
+        }
+    }
+
+    /// `/pods` lists the summary's pods by UID with the same containers, each with an image
+    /// and a containerd id, through churn (a day later every pod has been replaced).
+    #[test]
+    fn pods_document_describes_the_summarys_pods() {
+        let mut sim = SimulatedKubelet::new(12, 7, at(1_700_000_000));
+        for t in [1_700_000_100, 1_700_086_400] {
+            let summary = parse(&sim.summary_json(at(t)));
+            let list = parse(&sim.pods_json(at(t)));
+            let items = list["items"].as_array().unwrap();
+            assert_eq!(items.len(), 12);
+            for (name, pod) in pods_by_name(&summary) {
+                let item = items
+                    .iter()
+                    .find(|i| i["metadata"]["uid"] == pod["podRef"]["uid"])
+                    .unwrap_or_else(|| panic!("{name} not in /pods"));
+                assert_eq!(item["metadata"]["name"].as_str(), Some(name.as_str()));
+                assert_eq!(item["metadata"]["namespace"], pod["podRef"]["namespace"]);
+                let statuses = item["status"]["containerStatuses"].as_array().unwrap();
+                let containers = pod["containers"].as_array().unwrap();
+                assert_eq!(statuses.len(), containers.len());
+                for c in containers {
+                    let st = statuses.iter().find(|s| s["name"] == c["name"]).unwrap();
+                    let id = st["containerID"].as_str().unwrap();
+                    let hex = id.strip_prefix("containerd://").unwrap();
+                    assert!(hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()));
+                    assert!(!st["image"].as_str().unwrap().is_empty());
+                    assert_eq!(st["state"]["running"]["startedAt"], c["startTime"]);
+                }
+            }
         }
     }
 

@@ -54,11 +54,31 @@ impl SplitMix64 {
 
 /// A generator keyed by several values, so every pod incarnation's parameters depend only on
 /// (seed, slot, generation) and not on how often or in which order `summary_json` was called.
+///
+/// Each part is folded into the state through the generator's output function: SplitMix64's
+/// state only ever advances by a constant, so xoring parts into it directly made keys such as
+/// (seed, 0, 7) and (seed, 7, 0) collide (two pods with one UID, found by the `/pods` test).
 pub(super) fn keyed(parts: &[u64]) -> SplitMix64 {
     let mut g = SplitMix64(0x6B75_6265_6C65_7421);
     for p in parts {
         g.0 ^= *p;
-        g.next_u64();
+        g.0 = g.next_u64();
     }
     g
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn different_keys_give_different_streams() {
+        let mut seen = std::collections::HashSet::new();
+        for slot in 0..64u64 {
+            for generation in 0..64u64 {
+                let first = keyed(&[42, slot, generation]).next_u64();
+                assert!(seen.insert(first), "({slot}, {generation}) collides");
+            }
+        }
+    }
 }

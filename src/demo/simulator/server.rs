@@ -1,8 +1,8 @@
 //! The simulated kubelet over HTTP: a loopback HTTP/1.1 server answering `GET /stats/summary`
-//! with the model's document at the time of the request (404 elsewhere, 405 for other
-//! methods). With the `test-support` feature (tests only) it also counts requests, keeps the
-//! last `Authorization` header and applies injected [`Fault`]s; release builds compile none of
-//! that. It owns neither TLS nor authentication: no credential is ever checked.
+//! and `GET /pods` with the model's documents at the time of the request (404 elsewhere, 405
+//! for other methods). With the `test-support` feature (tests only) it also counts requests,
+//! keeps the last `Authorization` header and applies injected [`Fault`]s to the summary;
+//! release builds compile none of that. It owns neither TLS nor authentication: no credential is ever checked.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
@@ -20,7 +20,9 @@ use crate::demo::server::LocalServer;
 #[cfg(any(test, feature = "test-support"))]
 #[derive(Default)]
 struct Script {
+    /// `/stats/summary` requests: one per poll.
     requests: std::sync::atomic::AtomicUsize,
+    pod_requests: std::sync::atomic::AtomicUsize,
     last_authorization: Mutex<Option<String>>,
     fault: Mutex<Fault>,
 }
@@ -81,10 +83,16 @@ impl KubeletServer {
 
 #[cfg(any(test, feature = "test-support"))]
 impl KubeletServer {
-    /// Requests received on any path.
+    /// `/stats/summary` requests received: one per poll.
     pub fn requests(&self) -> usize {
         use std::sync::atomic::Ordering;
         self.state.script.requests.load(Ordering::SeqCst)
+    }
+
+    /// `/pods` requests received.
+    pub fn pod_requests(&self) -> usize {
+        use std::sync::atomic::Ordering;
+        self.state.script.pod_requests.load(Ordering::SeqCst)
     }
 
     /// The `Authorization` header of the most recent request, if it had one.
@@ -106,11 +114,15 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 async fn handle(state: &ServerState, request: Request) -> Response {
     #[cfg(any(test, feature = "test-support"))]
     state.script.record(&request);
-    if request.uri().path() != "/stats/summary" {
+    let path = request.uri().path();
+    if path != "/stats/summary" && path != "/pods" {
         return (StatusCode::NOT_FOUND, "404 page not found\n").into_response();
     }
     if request.method() != Method::GET {
         return (StatusCode::METHOD_NOT_ALLOWED, "405 method not allowed\n").into_response();
+    }
+    if path == "/pods" {
+        return json_response(lock(&state.sim).pods_json(SystemTime::now()));
     }
     #[cfg(any(test, feature = "test-support"))]
     if let Some(faulty) = state.script.apply_fault(&state.sim).await {
@@ -123,8 +135,12 @@ async fn handle(state: &ServerState, request: Request) -> Response {
 #[cfg(any(test, feature = "test-support"))]
 impl Script {
     fn record(&self, request: &Request) {
-        self.requests
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let counter = if request.uri().path() == "/pods" {
+            &self.pod_requests
+        } else {
+            &self.requests
+        };
+        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         *lock(&self.last_authorization) = request
             .headers()
             .get(header::AUTHORIZATION)

@@ -93,7 +93,7 @@ async fn outage(kind: Kind, restart_agent: bool) {
     // The kubelet's series: one sample per document, one second apart, none missing, except
     // that an agent killed mid-poll may lose that one poll (DESIGN.md: a crash loses at most
     // the poll in progress).
-    let cpu = &raw["node_cpu_usage_seconds_total{instance=\"35598k8s9001\",job=\"kubelet\",node=\"35598k8s9001\"}"];
+    let cpu = &raw["node_cpu_usage_seconds_total{instance=\"35598k8s9001\",job=\"kubelet\",metrics_path=\"/metrics/resource\",node=\"35598k8s9001\"}"];
     let gaps: Vec<i64> = cpu.windows(2).map(|w| w[1].0 - w[0].0).collect();
     let lost = gaps.iter().filter(|g| **g != 1000).count();
     assert!(

@@ -1,0 +1,180 @@
+//! Pod metadata beside the polls: asks the kubelet's `GET /pods` in a background task when
+//! the last summary showed something the answer in hand cannot describe (a new pod, a
+//! restarted container) or that answer is old, and gives the poller the newest answer once it
+//! has arrived. A poll never waits for it, except a lone poll (`--once`, `--dry-run`), which
+//! has no later poll to fill the labels in and waits at most `--kubelet-timeout`.
+//!
+//! A `/pods` that fails (403 without `nodes/proxy`, a timeout, a body that is not a pod list)
+//! is logged once per episode, with its recovery; the last good answer is kept meanwhile, so
+//! known pods keep their labels and new ones are sent without them. Requests are at most one
+//! per `--interval` and never two at once.
+//!
+//! Not here: the cache and its refresh rule (`kubelet::pods`), the request
+//! (`kubelet::client`), attaching labels (`convert`).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use reqwest::StatusCode;
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+use super::convert::Context;
+use crate::kubelet::client::{KubeletClient, ScrapeError};
+use crate::kubelet::pods::{self, PodMetadata};
+use crate::telemetry::Episode;
+
+/// One `/pods` request's outcome.
+struct Answer {
+    /// Wall-clock time the request was sent (Unix ms): the answer describes the kubelet's
+    /// pods at least as of then.
+    asked_ms: i64,
+    /// `None` when the summary comes from a file (never asked then).
+    result: Option<Result<Vec<u8>, ScrapeError>>,
+}
+
+/// Why the last `/pods` attempt failed, worded for the log.
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    #[error(transparent)]
+    Fetch(ScrapeError),
+    #[error("the answer is not a pod list")]
+    Parse(#[source] serde_json::Error),
+    #[error("the request task ended without an answer")]
+    Task(#[source] tokio::task::JoinError),
+}
+
+pub struct PodSource {
+    kubelet: Arc<KubeletClient>,
+    meta: PodMetadata,
+    pod_labels: Vec<(String, String)>,
+    pending: Option<JoinHandle<Answer>>,
+    failing: Episode,
+    min_gap: Duration,
+    /// Whether the last summary converted had pods or containers the metadata could not
+    /// describe.
+    incomplete: bool,
+}
+
+impl PodSource {
+    /// `pod_labels`: `--pod-label` pairs; `min_gap`: `--interval`.
+    pub fn new(
+        kubelet: Arc<KubeletClient>,
+        pod_labels: Vec<(String, String)>,
+        min_gap: Duration,
+    ) -> Self {
+        let keep = pod_labels.iter().map(|(name, _)| name.clone()).collect();
+        PodSource {
+            kubelet,
+            meta: PodMetadata::new(keep),
+            pod_labels,
+            pending: None,
+            failing: Episode::default(),
+            min_gap,
+            incomplete: false,
+        }
+    }
+
+    /// What the converter needs from the metadata.
+    pub fn context(&self) -> Context<'_> {
+        Context {
+            pods: Some(&self.meta),
+            pod_labels: &self.pod_labels,
+        }
+    }
+
+    /// Records what the last conversion found the metadata lacking.
+    pub fn converted(&mut self, undescribed: usize) {
+        if undescribed > 0 && !self.incomplete {
+            debug!(
+                undescribed,
+                "pods or containers without metadata; /pods will be asked again"
+            );
+        }
+        self.incomplete = undescribed > 0;
+    }
+
+    /// Starts a `/pods` request in the background when one is due and none is under way.
+    pub fn ask_if_due(&mut self) {
+        let now = Instant::now();
+        if self.pending.is_some() || !self.meta.wants_refresh(self.incomplete, now, self.min_gap) {
+            return;
+        }
+        self.meta.asked(now);
+        let kubelet = self.kubelet.clone();
+        self.pending = Some(tokio::spawn(async move {
+            let asked_ms = super::unix_ms(SystemTime::now());
+            let result = kubelet.fetch_pods().await;
+            Answer { asked_ms, result }
+        }));
+    }
+
+    /// Takes in the answer of the request under way if it has arrived (or, with `wait`, when
+    /// it arrives). Returns whether the metadata changed.
+    pub async fn collect(&mut self, wait: bool) -> bool {
+        let Some(handle) = self.pending.take_if(|h| wait || h.is_finished()) else {
+            return false;
+        };
+        let outcome = match handle.await {
+            Ok(Answer { result: None, .. }) => return false,
+            Ok(Answer {
+                asked_ms,
+                result: Some(Ok(bytes)),
+            }) => match pods::parse(&bytes) {
+                Ok(list) => {
+                    self.meta.replace(&list, asked_ms, Instant::now());
+                    Ok(())
+                }
+                Err(e) => Err(Failure::Parse(e)),
+            },
+            Ok(Answer {
+                result: Some(Err(e)),
+                ..
+            }) => Err(Failure::Fetch(e)),
+            Err(e) => Err(Failure::Task(e)),
+        };
+        match outcome {
+            Ok(()) => {
+                if let Some((n, took)) = self.failing.recover() {
+                    info!(failed_requests = n, after = ?Duration::from_secs(took.as_secs()), pods = self.meta.len(), "pod metadata (GET /pods) available again");
+                } else {
+                    debug!(pods = self.meta.len(), "pod metadata refreshed");
+                }
+                true
+            }
+            Err(failure) => {
+                let error = crate::http::error_chain(&failure);
+                if self.failing.fail() {
+                    warn!(%error, hint = hint(&failure), "cannot get pod metadata from the kubelet (GET /pods); container series are pushed without image, name and pod labels until it answers, retried at most once per interval");
+                } else {
+                    debug!(%error, "GET /pods failed again");
+                }
+                false
+            }
+        }
+    }
+}
+
+/// What an operator can do about a failure, when there is something specific.
+fn hint(failure: &Failure) -> &'static str {
+    match failure {
+        Failure::Fetch(ScrapeError::Status { status, .. }) if *status == StatusCode::FORBIDDEN => {
+            "the service account needs get on nodes/proxy (kubelets with fine-grained authorization also accept nodes/pods); or set --kubelet-pods=false"
+        }
+        Failure::Fetch(ScrapeError::Status { status, .. }) if *status == StatusCode::NOT_FOUND => {
+            "this --kubelet-url serves no /pods; set --kubelet-pods=false"
+        }
+        Failure::Fetch(ScrapeError::Timeout(_)) => {
+            "the kubelet is slow to list its pods; raise --kubelet-timeout"
+        }
+        _ => "",
+    }
+}
+
+impl Drop for PodSource {
+    fn drop(&mut self) {
+        if let Some(h) = &self.pending {
+            h.abort();
+        }
+    }
+}
