@@ -176,7 +176,10 @@ fn containers(summary: &str, pods: &Path) -> (String, Vec<Container>) {
         let uid = item["metadata"]["uid"].as_str().expect("uid");
         for list in ["containerStatuses", "initContainerStatuses"] {
             for s in item["status"][list].as_array().into_iter().flatten() {
-                let id = s["containerID"].as_str().expect("containerID");
+                // A container not started yet has no runtime id (nor stats in the summary).
+                let Some(id) = s["containerID"].as_str() else {
+                    continue;
+                };
                 let (_, id) = id.split_once("://").expect("containerID with a scheme");
                 ids.insert(
                     (uid.to_owned(), s["name"].as_str().unwrap().to_owned()),
@@ -668,12 +671,7 @@ async fn kube_prometheus_rules_and_adapter_find_every_container() {
 
     let newest_at = now_s() - HISTORY_S;
     let linux_pods = fixture_path("pods", LINUX_PODS);
-    let mut windows_pods = fixture_path("pods", WINDOWS_PODS);
-    if !windows_pods.exists() {
-        // TEMPORARY (until issue9-winpods lands): a stand-in built from the summary.
-        windows_pods = dir.path().join(WINDOWS_PODS);
-        std::fs::write(&windows_pods, windows_pods_stand_in()).unwrap();
-    }
+    let windows_pods = fixture_path("pods", WINDOWS_PODS);
     let linux = node(LINUX_SUMMARY, &linux_pods, newest_at, &prom, &[]).await;
     let windows = node(WINDOWS_SUMMARY, &windows_pods, newest_at, &prom, &[]).await;
     let off = node(
@@ -892,36 +890,4 @@ fn adapter_queries_are_filled_in_as_the_adapter_does() {
         two.starts_with("sum by (pod,container) (\n  irate ("),
         "{two}"
     );
-}
-
-/// TEMPORARY: a `/pods` for the Windows capture, built from its summary.
-fn windows_pods_stand_in() -> String {
-    let doc: Value =
-        serde_json::from_str(&read(&crate::support::fixture(WINDOWS_SUMMARY))).unwrap();
-    let mut items = Vec::new();
-    for (i, pod) in doc["pods"].as_array().unwrap().iter().enumerate() {
-        let r = &pod["podRef"];
-        let mut statuses = Vec::new();
-        let mut init = Vec::new();
-        for (j, c) in pod["containers"].as_array().unwrap().iter().enumerate() {
-            let name = c["name"].as_str().unwrap();
-            let status = serde_json::json!({
-                "name": name,
-                "image": format!("example.com/{name}:1"),
-                "imageID": format!("docker-pullable://example.com/{name}@sha256:{i}{j}"),
-                "containerID": format!("docker://{i:02}{j:02}abcdef"),
-            });
-            if name.starts_with("init-") {
-                init.push(status);
-            } else {
-                statuses.push(status);
-            }
-        }
-        items.push(serde_json::json!({
-            "metadata": {"name": r["name"], "namespace": r["namespace"], "uid": r["uid"]},
-            "spec": {"nodeName": doc["node"]["nodeName"]},
-            "status": {"containerStatuses": statuses, "initContainerStatuses": init},
-        }));
-    }
-    serde_json::json!({"kind": "PodList", "apiVersion": "v1", "items": items}).to_string()
 }
