@@ -1,8 +1,13 @@
 //! Pod metadata beside the polls: asks the kubelet's `GET /pods` in a background task when
 //! the last summary showed something the answer in hand cannot describe (a new pod, a
 //! restarted container) or that answer is old, and gives the poller the newest answer once it
-//! has arrived. A poll never waits for it, except a lone poll (`--once`, `--dry-run`), which
-//! has no later poll to fill the labels in and waits at most `--kubelet-timeout`.
+//! has arrived. After the first answer (or failure) a poll never waits for it. The first poll
+//! does, at most `--kubelet-timeout`, with the two requests side by side: without it every
+//! agent start would send each container's series once without `image` and `name` and end
+//! them at the next poll (two series per container and rollout in the receiver), and an agent
+//! restarted within the kubelet's stats cache window could send those unlabelled series again
+//! with timestamps older than the staleness markers its predecessor sent, which Prometheus
+//! rejects with the whole request. `--once` and `--dry-run` are first polls too.
 //!
 //! A `/pods` that fails (403 without `nodes/proxy`, a timeout, a body that is not a pod list)
 //! is logged once per episode, with its recovery; the last good answer is kept meanwhile, so
@@ -54,6 +59,8 @@ pub struct PodSource {
     /// Whether the last summary converted had pods or containers the metadata could not
     /// describe.
     incomplete: bool,
+    /// Whether a request has completed, answered or failed.
+    settled: bool,
 }
 
 impl PodSource {
@@ -72,6 +79,7 @@ impl PodSource {
             failing: Episode::default(),
             min_gap,
             incomplete: false,
+            settled: false,
         }
     }
 
@@ -109,12 +117,15 @@ impl PodSource {
         }));
     }
 
-    /// Takes in the answer of the request under way if it has arrived (or, with `wait`, when
-    /// it arrives). Returns whether the metadata changed.
-    pub async fn collect(&mut self, wait: bool) -> bool {
+    /// Takes in the answer of the request under way if it has arrived, or when it arrives if
+    /// no request has completed yet (see the module doc). Returns whether the metadata
+    /// changed.
+    pub async fn collect(&mut self) -> bool {
+        let wait = !self.settled;
         let Some(handle) = self.pending.take_if(|h| wait || h.is_finished()) else {
             return false;
         };
+        self.settled = true;
         let outcome = match handle.await {
             Ok(Answer { result: None, .. }) => return false,
             Ok(Answer {

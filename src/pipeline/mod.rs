@@ -47,9 +47,6 @@ pub struct Poller {
     kubelet: Arc<KubeletClient>,
     /// `None` when `--kubelet-pods=false` or the summary comes from a file.
     pods: Option<metadata::PodSource>,
-    /// `--once` or `--dry-run`: no later poll will fill labels in, so this one waits for
-    /// `/pods`.
-    lone_poll: bool,
     kubelet_display: String,
     series: SeriesSet,
     encoder: V1Encoder,
@@ -103,7 +100,6 @@ impl Poller {
         Ok(Poller {
             kubelet,
             pods,
-            lone_poll: config.mode != Mode::Run,
             kubelet_display,
             series: SeriesSet::new(common),
             encoder: V1Encoder::new(),
@@ -140,14 +136,14 @@ impl Poller {
         let poll_time_ms = unix_ms(SystemTime::now());
         let mut new_metadata = false;
         if let Some(pods) = &mut self.pods {
-            new_metadata |= pods.collect(false).await;
+            new_metadata |= pods.collect().await;
             pods.ask_if_due();
         }
         let fetched = self.kubelet.fetch().await;
         if let Some(pods) = &mut self.pods {
-            // An answer that arrived while the summary was fetched (on the first poll, asked
-            // at the same time) is used now rather than a poll later.
-            new_metadata |= pods.collect(self.lone_poll).await;
+            // An answer that arrived while the summary was fetched is used now rather than a
+            // poll later; the first poll waits for it (`metadata`'s module doc says why).
+            new_metadata |= pods.collect().await;
         }
         if new_metadata {
             // The same summary converts to other labels now.

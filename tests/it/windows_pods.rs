@@ -103,7 +103,7 @@ fn every_summary_container_has_an_image_and_a_runtime_id() {
         let (summary_doc, pods_doc) = read(case);
         let summary = summary::parse(&summary_doc).unwrap();
         let list = pods::parse(&pods_doc).unwrap();
-        let mut meta = PodMetadata::new(Vec::new());
+        let mut meta = PodMetadata::new(vec!["app.kubernetes.io/name".to_owned()]);
         meta.replace(&list, 0, std::time::Instant::now());
         let stem = case.stem;
 
