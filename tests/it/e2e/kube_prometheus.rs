@@ -18,8 +18,10 @@
 //! clock and then run ahead of it (queries and rule evaluations see only what is not in their
 //! future). Every CPU counter advances `CPU_NS_PER_STEP` per document, so every rate the rules
 //! and the adapter compute is `CPU_NS_PER_STEP / STEP_S` exactly, up to float rounding. The
-//! series a first poll sends before `/pods` has answered (no `image`) lie minutes back in that
-//! timeline, outside the adapter's `irate(...[120s])`.
+//! agent's first poll waits for the first `/pods` answer, so every document carries `image`
+//! here (the summary prints which document was the first labelled one); should a slow `/pods`
+//! leave the first polls without it, those series lie minutes back in that timeline, outside
+//! the adapter's `irate(...[120s])`, which would otherwise add them to the labelled ones.
 //!
 //! The rules file is the PrometheusRule's `spec:` block less two spaces of indentation: the
 //! manifest is a generated one whose `spec:` is its last top-level key, and the crate has no YAML
