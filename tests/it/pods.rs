@@ -522,3 +522,136 @@ async fn kubelet_pods_false_never_asks() {
     assert!(container_cpu(&polled).iter().all(|(_, i)| i.is_some()));
     assert_eq!(kubelet.requests(), 1);
 }
+
+/// Served the 1.34 summary and `/pods`, every series kubelet-push labels
+/// `metrics_path="/metrics/cadvisor"` is, for each family cAdvisor also served on that node,
+/// the very series of the capture: the same labels (cAdvisor's `namespace`, `pod`,
+/// `container`, `image`, `name`, `failure_type`, `scope`, `interface`; all but `id`, the cgroup
+/// path, and `cpu="total"`) and the same value, for every container. The pod network series
+/// are cAdvisor's pause-container ones, which it labels with the pause image and id that the
+/// summary does not know: they match on `namespace`, `pod` and `interface`.
+#[tokio::test]
+async fn every_cadvisor_family_matches_the_capture_label_for_label_and_value_for_value() {
+    use std::collections::{BTreeMap, BTreeSet};
+    type Key = (String, BTreeMap<String, String>);
+    let cadvisor_text = String::from_utf8(fixture(
+        "cadvisor/nri-kubernetes-testutil-1_34__metrics_cadvisor.txt",
+    ))
+    .unwrap();
+    let mut cadvisor: BTreeMap<Key, f64> = BTreeMap::new();
+    for line in cadvisor_text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((name, labels)) = series(line) else {
+            continue;
+        };
+        let value: f64 = line
+            .rsplit_once('}')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let labels: BTreeMap<String, String> = labels
+            .into_iter()
+            .filter(|(k, v)| !v.is_empty() && *k != "id" && *k != "cpu")
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        cadvisor.insert((name.to_owned(), labels), value);
+    }
+
+    let kubelet = PodsKubelet::start(
+        fixture("summaries/nri-kubernetes-testutil-1_34__summary.json"),
+        PodsAnswer::List(fixture("pods/nri-kubernetes-testutil-1_34__pods.json")),
+    )
+    .await;
+    let url = kubelet.url();
+    let mut p = kubelet_push::pipeline::Poller::new(
+        &crate::support::config(&["--kubelet-url", &url, "--dry-run"]),
+        std::sync::Arc::new(kubelet_push::telemetry::Metrics::new()),
+    )
+    .unwrap();
+    let polled = crate::support::polled(&mut p).await;
+    assert!(polled.error.is_none());
+
+    let mut matched: BTreeMap<String, usize> = BTreeMap::new();
+    let mut without_cadvisor: BTreeSet<String> = BTreeSet::new();
+    for ts in &polled.series {
+        if label(ts, "metrics_path") != Some("/metrics/cadvisor") {
+            continue;
+        }
+        let name = crate::support::name(ts).to_owned();
+        let labels: BTreeMap<String, String> = ts
+            .labels
+            .iter()
+            .filter(|l| {
+                !["__name__", "instance", "job", "node", "metrics_path"].contains(&l.name.as_str())
+            })
+            .map(|l| (l.name.clone(), l.value.clone()))
+            .collect();
+        let value = ts.samples[0].value;
+        let key = (name.clone(), labels.clone());
+        let want = if name.starts_with("container_network_") {
+            // The pause container's series of the same pod and interface.
+            cadvisor
+                .iter()
+                .find(|((n, l), _)| {
+                    *n == name
+                        && l.get("image").is_some_and(|i| i.contains("pause"))
+                        && ["namespace", "pod", "interface"]
+                            .iter()
+                            .all(|k| l.get(*k) == labels.get(*k))
+                })
+                .map(|(_, v)| *v)
+        } else {
+            cadvisor.get(&key).copied()
+        };
+        match want {
+            Some(want) => {
+                assert_eq!(value, want, "{key:?}");
+                *matched.entry(name).or_default() += 1;
+            }
+            None => {
+                without_cadvisor.insert(name);
+            }
+        }
+    }
+    let expected: BTreeMap<String, usize> = [
+        ("container_cpu_usage_seconds_total", 18),
+        ("container_memory_working_set_bytes", 18),
+        ("container_memory_usage_bytes", 18),
+        ("container_memory_rss", 18),
+        ("container_memory_swap", 18),
+        ("container_memory_failures_total", 36),
+        ("container_start_time_seconds", 18),
+        ("container_pressure_cpu_waiting_seconds_total", 18),
+        ("container_pressure_cpu_stalled_seconds_total", 18),
+        ("container_pressure_memory_waiting_seconds_total", 18),
+        ("container_pressure_memory_stalled_seconds_total", 18),
+        ("container_pressure_io_waiting_seconds_total", 18),
+        ("container_pressure_io_stalled_seconds_total", 18),
+        // 18 pods × 10 interfaces.
+        ("container_network_receive_bytes_total", 180),
+        ("container_network_transmit_bytes_total", 180),
+        ("container_network_receive_errors_total", 180),
+        ("container_network_transmit_errors_total", 180),
+    ]
+    .into_iter()
+    .map(|(n, c)| (n.to_owned(), c))
+    .collect();
+    assert_eq!(matched, expected);
+    // cAdvisor on a containerd node has no per-container filesystem series (it had them for
+    // Docker); ours come from the CRI's writable-layer stats.
+    assert_eq!(
+        without_cadvisor,
+        [
+            "container_fs_inodes_free",
+            "container_fs_inodes_total",
+            "container_fs_limit_bytes",
+            "container_fs_usage_bytes"
+        ]
+        .into_iter()
+        .map(str::to_owned)
+        .collect::<BTreeSet<_>>()
+    );
+}

@@ -570,7 +570,8 @@ async fn container_verifies_tls_with_the_bundle_at_the_standard_path() {
     let (code, stdout, log) = finish(child, Duration::from_secs(60)).await;
     assert_eq!(code, Some(1), "a failed poll: {log}");
     assert!(
-        stdout.contains("up{instance=\"n\",job=\"kubelet\",node=\"n\"} 0 "),
+        stdout
+            .contains("up{instance=\"n\",job=\"kubelet\",metrics_path=\"/metrics\",node=\"n\"} 0 "),
         "{stdout}"
     );
     assert!(log.contains("UnknownIssuer"), "refused as unknown: {log}");
@@ -590,7 +591,8 @@ async fn container_verifies_tls_with_the_bundle_at_the_standard_path() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("up{instance=\"n\",job=\"kubelet\",node=\"n\"} 1 "),
+        stdout
+            .contains("up{instance=\"n\",job=\"kubelet\",metrics_path=\"/metrics\",node=\"n\"} 1 "),
         "{stdout}"
     );
 }

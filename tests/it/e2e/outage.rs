@@ -127,7 +127,7 @@ async fn outage(kind: Kind, restart_agent: bool) {
         );
     }
     // The agent's own `up`, at its own clock: no hole longer than an agent restart.
-    let up = &raw["up{instance=\"35598k8s9001\",job=\"kubelet\",node=\"35598k8s9001\"}"];
+    let up = &raw["up{instance=\"35598k8s9001\",job=\"kubelet\",metrics_path=\"/metrics\",node=\"35598k8s9001\"}"];
     let worst = up.windows(2).map(|w| w[1].0 - w[0].0).max().unwrap();
     assert!(
         worst <= if restart_agent { 4000 } else { 1500 },
