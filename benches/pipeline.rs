@@ -16,7 +16,7 @@ use kubelet_push::pipeline::Poller;
 use kubelet_push::telemetry::Metrics;
 use kubelet_push::Config;
 
-fn inputs() -> Vec<(&'static str, Vec<u8>)> {
+fn inputs() -> Vec<(&'static str, Vec<u8>, Vec<u8>)> {
     let capture = std::fs::read(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/fixtures/summaries/nri-kubernetes-testutil-1_34__summary.json"
@@ -25,9 +25,15 @@ fn inputs() -> Vec<(&'static str, Vec<u8>)> {
     let started = SystemTime::now() - Duration::from_secs(3600);
     let mut sim = SimulatedKubelet::new(110, 42, started);
     let simulated = sim.summary_json(SystemTime::now()).into_bytes();
+    let capture_pods = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/pods/nri-kubernetes-testutil-1_34__pods.json"
+    ))
+    .expect("fixture");
+    let simulated_pods = sim.pods_json(SystemTime::now()).into_bytes();
     vec![
-        ("linux-1.34-18pods", capture),
-        ("windows-sim-110pods", simulated),
+        ("linux-1.34-18pods", capture, capture_pods),
+        ("windows-sim-110pods", simulated, simulated_pods),
     ]
 }
 
@@ -44,7 +50,7 @@ fn poller() -> Poller {
 }
 
 fn bench(c: &mut Criterion) {
-    for (name, bytes) in inputs() {
+    for (name, bytes, pods) in inputs() {
         let mut group = c.benchmark_group(name);
         group.throughput(Throughput::Bytes(bytes.len() as u64));
         group.bench_function("serde_json_ignored_any", |b| {
@@ -105,6 +111,19 @@ fn bench(c: &mut Criterion) {
                 t += 10_000;
                 let out = steady.ingest(Ok(&bytes), t, Instant::now());
                 steady.encode(&out, 2000).expect("encode")
+            })
+        });
+        // The same, with the pod metadata of `/pods` labelling every container (`image`,
+        // `name`, one `--pod-label`): the steady state of a real node.
+        let mut labelled = poller();
+        labelled
+            .set_pod_list(&pods, vec![("app".into(), "label_app".into())])
+            .expect("pod list");
+        group.bench_function("repeat_poll_ingest_encode_with_pods", |b| {
+            b.iter(|| {
+                t += 10_000;
+                let out = labelled.ingest(Ok(&bytes), t, Instant::now());
+                labelled.encode(&out, 2000).expect("encode")
             })
         });
         group.finish();

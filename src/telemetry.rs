@@ -76,6 +76,10 @@ struct BuildLabels {
 pub struct Metrics {
     registry: Registry,
     polls: Family<ResultLabel, Counter>,
+    pod_list_requests: Family<ResultLabel, Counter>,
+    /// Pods and containers of the last summary that the `/pods` answer did not describe
+    /// (sent without `image` and `name`).
+    pub undescribed: Gauge,
     pub poll_duration: Histogram,
     pub samples_scraped: Counter,
     pub samples_queued: Counter,
@@ -108,6 +112,8 @@ impl Metrics {
         let mut registry = Registry::with_prefix("kubelet_push");
         let m = Metrics {
             polls: Family::default(),
+            pod_list_requests: Family::default(),
+            undescribed: Gauge::default(),
             poll_duration: Histogram::new([
                 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
             ]),
@@ -132,6 +138,16 @@ impl Metrics {
             "polls",
             "Kubelet polls by result (ok, error)",
             m.polls.clone(),
+        );
+        registry.register(
+            "pod_list_requests",
+            "Kubelet GET /pods requests (pod metadata) by result (ok, error)",
+            m.pod_list_requests.clone(),
+        );
+        registry.register(
+            "pods_without_metadata",
+            "Pods and containers of the last summary that the last /pods answer did not describe: their series go out without image and name",
+            m.undescribed.clone(),
         );
         registry.register(
             "poll_duration_seconds",
@@ -200,6 +216,7 @@ impl Metrics {
         );
         for result in ["ok", "error"] {
             let _ = m.polls.get_or_create(&ResultLabel { result });
+            let _ = m.pod_list_requests.get_or_create(&ResultLabel { result });
         }
         for reason in DropReason::ALL {
             let _ = m.samples_dropped.get_or_create(&ReasonLabel {
@@ -237,6 +254,14 @@ impl Metrics {
     pub fn polls(&self, ok: bool) -> u64 {
         let result = if ok { "ok" } else { "error" };
         self.polls.get_or_create(&ResultLabel { result }).get()
+    }
+
+    /// Counts one `/pods` request by its outcome.
+    pub fn pod_list_request(&self, ok: bool) {
+        let result = if ok { "ok" } else { "error" };
+        self.pod_list_requests
+            .get_or_create(&ResultLabel { result })
+            .inc();
     }
 
     pub fn dropped(&self, reason: DropReason, samples: u64) {

@@ -27,7 +27,7 @@ use tracing::{debug, info, warn};
 use super::convert::Context;
 use crate::kubelet::client::{KubeletClient, ScrapeError};
 use crate::kubelet::pods::{self, PodMetadata};
-use crate::telemetry::Episode;
+use crate::telemetry::{Episode, Metrics};
 
 /// One `/pods` request's outcome.
 struct Answer {
@@ -51,6 +51,7 @@ enum Failure {
 
 pub struct PodSource {
     kubelet: Arc<KubeletClient>,
+    metrics: Arc<Metrics>,
     meta: PodMetadata,
     pod_labels: Vec<(String, String)>,
     pending: Option<JoinHandle<Answer>>,
@@ -67,12 +68,14 @@ impl PodSource {
     /// `pod_labels`: `--pod-label` pairs; `min_gap`: `--interval`.
     pub fn new(
         kubelet: Arc<KubeletClient>,
+        metrics: Arc<Metrics>,
         pod_labels: Vec<(String, String)>,
         min_gap: Duration,
     ) -> Self {
         let keep = pod_labels.iter().map(|(name, _)| name.clone()).collect();
         PodSource {
             kubelet,
+            metrics,
             meta: PodMetadata::new(keep),
             pod_labels,
             pending: None,
@@ -81,6 +84,19 @@ impl PodSource {
             incomplete: false,
             settled: false,
         }
+    }
+
+    /// Takes `bytes` as a `/pods` answer received now, without asking: for benchmarks and
+    /// tests that drive the poller without a kubelet.
+    #[cfg(any(test, feature = "test-support"))]
+    pub fn answered(&mut self, bytes: &[u8]) -> Result<(), serde_json::Error> {
+        let list = pods::parse(bytes)?;
+        let now = Instant::now();
+        self.meta.asked(now);
+        self.meta
+            .replace(&list, super::unix_ms(SystemTime::now()), now);
+        self.settled = true;
+        Ok(())
     }
 
     /// What the converter needs from the metadata.
@@ -100,6 +116,7 @@ impl PodSource {
             );
         }
         self.incomplete = undescribed > 0;
+        self.metrics.undescribed.set(undescribed as i64);
     }
 
     /// Starts a `/pods` request in the background when one is due and none is under way.
@@ -144,6 +161,7 @@ impl PodSource {
             }) => Err(Failure::Fetch(e)),
             Err(e) => Err(Failure::Task(e)),
         };
+        self.metrics.pod_list_request(outcome.is_ok());
         match outcome {
             Ok(()) => {
                 if let Some((n, took)) = self.failing.recover() {

@@ -95,7 +95,12 @@ impl Poller {
             crate::kubelet::client::Source::Http(_)
         );
         let pods = (config.kubelet_pods && from_kubelet).then(|| {
-            metadata::PodSource::new(kubelet.clone(), config.pod_labels.clone(), config.interval)
+            metadata::PodSource::new(
+                kubelet.clone(),
+                metrics.clone(),
+                config.pod_labels.clone(),
+                config.interval,
+            )
         });
         Ok(Poller {
             kubelet,
@@ -120,6 +125,27 @@ impl Poller {
 
     pub fn kubelet_display(&self) -> &str {
         &self.kubelet_display
+    }
+
+    /// Uses `bytes` as the kubelet's `/pods` answer (with the config's `--pod-label`s), as if
+    /// it had just arrived: for benchmarks and tests that drive [`Poller::ingest`] without a
+    /// kubelet.
+    #[cfg(any(test, feature = "test-support"))]
+    pub fn set_pod_list(
+        &mut self,
+        bytes: &[u8],
+        pod_labels: Vec<(String, String)>,
+    ) -> Result<(), serde_json::Error> {
+        let mut source = metadata::PodSource::new(
+            self.kubelet.clone(),
+            self.metrics.clone(),
+            pod_labels,
+            Duration::MAX,
+        );
+        source.answered(bytes)?;
+        self.pods = Some(source);
+        self.last_body = None;
+        Ok(())
     }
 
     /// The series the points of the last poll name.
