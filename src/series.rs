@@ -14,6 +14,10 @@
 //!   stale marker (Prometheus's special NaN) so queries stop showing it at once. A failed poll
 //!   calls `begin_poll` but not `finish_poll`, so it marks nothing stale.
 //!
+//! A family label ([`FamilyLabel`]) is a label every series of a metric name carries, such as
+//! the kubelet endpoint a family comes from: it is given with each sample but kept beside the
+//! key, not in it, since the name already decides it; it adds nothing to compare.
+//!
 //! Cost: a known series is found by hashing its borrowed name and labels and comparing them
 //! with the interned key in place, so a repeated poll allocates nothing. A new series costs one
 //! boxed key. A series marked stale keeps its id until the next `begin_poll`, so the poll that
@@ -98,7 +102,12 @@ enum State {
     Free,
 }
 
+/// A label decided by the metric name alone (see the module doc): every sample of a name must
+/// give the same one.
+pub type FamilyLabel = Option<&'static (&'static str, &'static str)>;
+
 struct Slot {
+    family: FamilyLabel,
     /// The name and the labels in emission order, each string preceded by its length (see
     /// `put_str`): unambiguous whatever a label holds. Empty when free.
     key: Box<str>,
@@ -207,9 +216,20 @@ impl SeriesSet {
     /// Decides whether a sample of series `name{labels}` stamped `timestamp_ms` is sent, and
     /// remembers it.
     pub fn admit(&mut self, name: &str, labels: &[(&str, &str)], timestamp_ms: i64) -> Admit {
+        self.admit_in(name, None, labels, timestamp_ms)
+    }
+
+    /// [`SeriesSet::admit`] for a metric whose series all carry `family` too.
+    pub fn admit_in(
+        &mut self,
+        name: &str,
+        family: FamilyLabel,
+        labels: &[(&str, &str)],
+        timestamp_ms: i64,
+    ) -> Admit {
         let (i, new) = match self.predict(name, labels) {
             Some(i) => (i, false),
-            None => self.find_or_insert(name, labels, timestamp_ms),
+            None => self.find_or_insert(name, family, labels, timestamp_ms),
         };
         // Remember the order for the next poll's prediction.
         match self.cursor {
@@ -249,6 +269,7 @@ impl SeriesSet {
     fn find_or_insert(
         &mut self,
         name: &str,
+        family: FamilyLabel,
         labels: &[(&str, &str)],
         timestamp_ms: i64,
     ) -> (u32, bool) {
@@ -267,6 +288,7 @@ impl SeriesSet {
             Some(i) => {
                 let slot = &mut self.slots[i as usize];
                 slot.key = key;
+                slot.family = family;
                 slot.last_sent_ms = timestamp_ms;
                 slot.seen = generation;
                 slot.birth = slot.birth.wrapping_add(1);
@@ -277,6 +299,7 @@ impl SeriesSet {
             None => {
                 let i = u32::try_from(self.slots.len()).unwrap_or(u32::MAX);
                 self.slots.push(Slot {
+                    family,
                     key,
                     last_sent_ms: timestamp_ms,
                     seen: generation,
@@ -334,13 +357,19 @@ impl SeriesSet {
         next_str(key, &mut at).unwrap_or("")
     }
 
-    /// The metric's own labels of series `id`, in emission order (common labels not included;
-    /// empty values included, as converted).
+    /// The metric's own labels of series `id`: its family label if it has one, then the
+    /// others in emission order (common labels not included; empty values included, as
+    /// converted).
     pub fn labels(&self, id: SeriesId) -> Labels<'_> {
-        let key = &self.slots[id.index()].key;
+        let slot = &self.slots[id.index()];
+        let key = &slot.key;
         let mut at = 0;
         let _ = next_str(key, &mut at);
-        Labels { key, at }
+        Labels {
+            family: slot.family.copied(),
+            key,
+            at,
+        }
     }
 
     /// Changes whenever `id` is given to a different label set.
@@ -385,9 +414,10 @@ impl SeriesSet {
     }
 }
 
-/// The labels of one series, read from its interned key.
+/// The labels of one series: its family label, then the ones read from its interned key.
 #[derive(Clone)]
 pub struct Labels<'a> {
+    family: Option<(&'static str, &'static str)>,
     key: &'a str,
     at: usize,
 }
@@ -396,6 +426,9 @@ impl<'a> Iterator for Labels<'a> {
     type Item = (&'a str, &'a str);
 
     fn next(&mut self) -> Option<Self::Item> {
+        if let Some(family) = self.family.take() {
+            return Some(family);
+        }
         let name = next_str(self.key, &mut self.at)?;
         let value = next_str(self.key, &mut self.at)?;
         Some((name, value))

@@ -33,20 +33,21 @@ use crate::kubelet::summary::{
     ContainerStats, CpuStats, FsStats, IoStats, MemoryStats, NetworkStats, PodStats, PsiStats,
     Summary, Time, VolumeStats,
 };
+use crate::series::FamilyLabel;
 
 /// The most `--pod-label` flags: with them a sample has at most `MAX_LABELS` labels.
 pub const MAX_POD_LABELS: usize = 10;
 
-/// The most metric-specific labels a sample may have: an accelerator series has nine
-/// (namespace, pod, container, image, name, metrics_path, make, model, acc_id), plus one per
-/// `--pod-label`.
-pub const MAX_LABELS: usize = 9 + MAX_POD_LABELS;
+/// The most metric-specific labels a sample may have besides its family label: an accelerator
+/// series has eight (namespace, pod, container, image, name, make, model, acc_id), plus one
+/// per `--pod-label`.
+pub const MAX_LABELS: usize = 8 + MAX_POD_LABELS;
 
-const METRICS_PATH: &str = "metrics_path";
-/// The kubelet endpoints whose names we use, as kube-prometheus labels their scrapes.
-pub const CADVISOR: &str = "/metrics/cadvisor";
-pub const RESOURCE: &str = "/metrics/resource";
-pub const KUBELET_METRICS: &str = "/metrics";
+/// The kubelet endpoints whose names we use, as kube-prometheus labels their scrapes: a
+/// family label (see `series`), since the metric name decides it.
+pub static CADVISOR: (&str, &str) = ("metrics_path", "/metrics/cadvisor");
+pub static RESOURCE: (&str, &str) = ("metrics_path", "/metrics/resource");
+pub static KUBELET_METRICS: (&str, &str) = ("metrics_path", "/metrics");
 
 /// What the converter takes from outside the summary.
 #[derive(Clone, Copy, Debug, Default)]
@@ -73,6 +74,7 @@ pub struct Converted {
 /// of heap allocations; names may be dynamic (any `&str` that outlives the summary).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Labels<'s> {
+    family: FamilyLabel,
     pairs: [(&'s str, &'s str); MAX_LABELS],
     len: u8,
 }
@@ -80,9 +82,17 @@ pub struct Labels<'s> {
 impl<'s> Labels<'s> {
     pub fn new() -> Self {
         Labels {
+            family: None,
             pairs: [("", ""); MAX_LABELS],
             len: 0,
         }
+    }
+
+    /// The same labels, for a family whose series all carry `family` (`metrics_path`).
+    #[must_use]
+    pub fn in_family(mut self, family: &'static (&'static str, &'static str)) -> Self {
+        self.family = Some(family);
+        self
     }
 
     /// Adds a label. Panics past `MAX_LABELS`, which only a change to this module can cause.
@@ -91,6 +101,14 @@ impl<'s> Labels<'s> {
         self.pairs[usize::from(self.len)] = (name, value);
         self.len += 1;
         self
+    }
+
+    /// Replaces the value of the label added last: a loop over interfaces reuses one copy
+    /// instead of copying all the labels for each.
+    fn set_last_value(&mut self, value: &'s str) {
+        if let Some(i) = usize::from(self.len).checked_sub(1) {
+            self.pairs[i].1 = value;
+        }
     }
 
     pub fn as_slice(&self) -> &[(&'s str, &'s str)] {
@@ -109,6 +127,8 @@ impl Default for Labels<'_> {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Sample<'a> {
     pub name: &'a str,
+    /// The label the name decides (`metrics_path`), if any.
+    pub family: FamilyLabel,
     pub labels: &'a [(&'a str, &'a str)],
     pub value: f64,
     /// Milliseconds since the Unix epoch.
@@ -184,7 +204,7 @@ pub fn convert<F: FnMut(&Sample<'_>)>(
     };
     if let Some(node) = &summary.node {
         let l = &Labels::new();
-        let res = &l.with(METRICS_PATH, RESOURCE);
+        let res = &l.in_family(&RESOURCE);
         e.cpu(Level::Node, res, l, node.cpu.as_ref());
         if let Some(m) = &node.memory {
             let t = m.time;
@@ -398,6 +418,7 @@ impl<'s, F: FnMut(&Sample<'_>)> Emitter<'_, 's, F> {
             let timestamp_ms = self.timestamp(t);
             (self.sink)(&Sample {
                 name,
+                family: labels.family,
                 labels: labels.as_slice(),
                 value,
                 timestamp_ms,
@@ -484,16 +505,17 @@ impl<'s, F: FnMut(&Sample<'_>)> Emitter<'_, 's, F> {
         match n.interfaces.as_deref() {
             Some(list) if !list.is_empty() => {
                 let sole = list.len() == 1;
+                let mut il = l.with("interface", "");
                 for i in list {
                     let name = i.name.as_deref().unwrap_or("");
                     if name.is_empty() && !sole {
                         continue;
                     }
-                    let l = &l.with("interface", name);
-                    self.push(names[0], l, i.rx_bytes, t);
-                    self.push(names[1], l, i.tx_bytes, t);
-                    self.push(names[2], l, i.rx_errors, t);
-                    self.push(names[3], l, i.tx_errors, t);
+                    il.set_last_value(name);
+                    self.push(names[0], &il, i.rx_bytes, t);
+                    self.push(names[1], &il, i.tx_bytes, t);
+                    self.push(names[2], &il, i.rx_errors, t);
+                    self.push(names[3], &il, i.tx_errors, t);
                 }
             }
             _ => {
@@ -523,7 +545,7 @@ impl<'s, F: FnMut(&Sample<'_>)> Emitter<'_, 's, F> {
             }
         }
         let l = &pod_l;
-        let res = &l.with(METRICS_PATH, RESOURCE);
+        let res = &l.in_family(&RESOURCE);
         self.cpu(Level::Pod, res, l, pod.cpu.as_ref());
         if let Some(m) = &pod.memory {
             self.push(
@@ -546,7 +568,7 @@ impl<'s, F: FnMut(&Sample<'_>)> Emitter<'_, 's, F> {
             self.push("pod_swap_usage_bytes", res, s.swap_usage_bytes, s.time);
         }
         self.push("pod_start_time_seconds", l, seconds(pod.start_time), None);
-        let net = &l.with(METRICS_PATH, CADVISOR);
+        let net = &l.in_family(&CADVISOR);
         self.network(&POD_NET, net, pod.network.as_ref());
         if let Some(es) = &pod.ephemeral_storage {
             self.push(
@@ -572,7 +594,7 @@ impl<'s, F: FnMut(&Sample<'_>)> Emitter<'_, 's, F> {
                     let pl = Labels::new()
                         .with("namespace", ns)
                         .with("persistentvolumeclaim", claim)
-                        .with(METRICS_PATH, KUBELET_METRICS);
+                        .in_family(&KUBELET_METRICS);
                     self.volume(&PVC_VOLUME, &pl, v);
                 }
             }
@@ -635,14 +657,14 @@ impl<'s, F: FnMut(&Sample<'_>)> Emitter<'_, 's, F> {
     }
 
     fn container(&mut self, l: &Labels<'s>, c: &'s ContainerStats<'_>) {
-        let cad = &l.with(METRICS_PATH, CADVISOR);
+        let cad = &l.in_family(&CADVISOR);
         self.cpu(Level::Container, cad, cad, c.cpu.as_ref());
         if let Some(m) = &c.memory {
             self.memory_container(cad, m);
         }
         self.io(Level::Container, cad, c.io.as_ref());
         if let Some(s) = &c.swap {
-            let res = &l.with(METRICS_PATH, RESOURCE);
+            let res = &l.in_family(&RESOURCE);
             self.push(
                 "container_swap_usage_bytes",
                 res,
@@ -699,12 +721,10 @@ impl<'s, F: FnMut(&Sample<'_>)> Emitter<'_, 's, F> {
         self.push("container_memory_usage_bytes", l, m.usage_bytes, t);
         self.push("container_memory_rss", l, m.rss_bytes, t);
         let faults = "container_memory_failures_total";
-        let minor = l.with("failure_type", "pgfault").with("scope", "container");
-        self.push(faults, &minor, m.page_faults, t);
-        let major = l
-            .with("failure_type", "pgmajfault")
-            .with("scope", "container");
-        self.push(faults, &major, m.major_page_faults, t);
+        let mut fl = l.with("scope", "container").with("failure_type", "pgfault");
+        self.push(faults, &fl, m.page_faults, t);
+        fl.set_last_value("pgmajfault");
+        self.push(faults, &fl, m.major_page_faults, t);
         self.psi(
             &PSI_NAMES[Level::Container as usize][1],
             l,
@@ -737,8 +757,12 @@ mod tests {
             max_age_ms,
             &mut |s: &Sample<'_>| {
                 out.push({
-                    let labels: Vec<String> =
-                        s.labels.iter().map(|(n, v)| format!("{n}={v}")).collect();
+                    let labels: Vec<String> = s
+                        .labels
+                        .iter()
+                        .chain(s.family)
+                        .map(|(n, v)| format!("{n}={v}"))
+                        .collect();
                     (
                         format!("{}{{{}}}", s.name, labels.join(",")),
                         s.timestamp_ms,
@@ -821,11 +845,11 @@ mod tests {
         assert_eq!(
             names,
             vec![
-                "container_memory_failures_total{namespace=ns,pod=p,container=c,metrics_path=/metrics/cadvisor,failure_type=pgfault,scope=container}",
-                "container_memory_failures_total{namespace=ns,pod=p,container=c,metrics_path=/metrics/cadvisor,failure_type=pgmajfault,scope=container}",
-                "container_accelerator_memory_used_bytes{namespace=ns,pod=p,container=c,metrics_path=/metrics/cadvisor,make=nvidia,model=tesla-t4,acc_id=GPU-1}",
-                "container_accelerator_memory_total_bytes{namespace=ns,pod=p,container=c,metrics_path=/metrics/cadvisor,make=nvidia,model=tesla-t4,acc_id=GPU-1}",
-                "container_accelerator_duty_cycle{namespace=ns,pod=p,container=c,metrics_path=/metrics/cadvisor,make=nvidia,model=tesla-t4,acc_id=GPU-1}",
+                "container_memory_failures_total{namespace=ns,pod=p,container=c,scope=container,failure_type=pgfault,metrics_path=/metrics/cadvisor}",
+                "container_memory_failures_total{namespace=ns,pod=p,container=c,scope=container,failure_type=pgmajfault,metrics_path=/metrics/cadvisor}",
+                "container_accelerator_memory_used_bytes{namespace=ns,pod=p,container=c,make=nvidia,model=tesla-t4,acc_id=GPU-1,metrics_path=/metrics/cadvisor}",
+                "container_accelerator_memory_total_bytes{namespace=ns,pod=p,container=c,make=nvidia,model=tesla-t4,acc_id=GPU-1,metrics_path=/metrics/cadvisor}",
+                "container_accelerator_duty_cycle{namespace=ns,pod=p,container=c,make=nvidia,model=tesla-t4,acc_id=GPU-1,metrics_path=/metrics/cadvisor}",
             ]
         );
         assert_eq!(

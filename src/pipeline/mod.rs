@@ -220,13 +220,13 @@ impl Poller {
         let duration = started.elapsed().as_secs_f64();
         // `metrics_path="/metrics"`, as kube-prometheus labels its scrape of the kubelet: its
         // KubeletDown and KubeletInstanceUnreachable alerts then see this node.
-        let labels = [("metrics_path", convert::KUBELET_METRICS)];
         for (name, value) in [
             ("up", up),
             ("scrape_duration_seconds", duration),
             ("scrape_samples_scraped", scraped as f64),
         ] {
-            if let Admit::Send(id) = self.series.admit(name, &labels, poll_time_ms) {
+            let family = Some(&convert::KUBELET_METRICS);
+            if let Admit::Send(id) = self.series.admit_in(name, family, &[], poll_time_ms) {
                 points.push(Point {
                     id,
                     value,
@@ -323,8 +323,9 @@ impl Poller {
             context,
             poll_time_ms,
             self.max_stats_age_ms,
-            &mut |sample: &convert::Sample<'_>| match series.admit(
+            &mut |sample: &convert::Sample<'_>| match series.admit_in(
                 sample.name,
+                sample.family,
                 sample.labels,
                 sample.timestamp_ms,
             ) {
