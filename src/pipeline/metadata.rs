@@ -12,7 +12,9 @@
 //! A `/pods` that fails (403 without `nodes/proxy`, a timeout, a body that is not a pod list)
 //! is logged once per episode, with its recovery; the last good answer is kept meanwhile, so
 //! known pods keep their labels and new ones are sent without them. Requests are at most one
-//! per `--interval` and never two at once.
+//! per `--interval` and never two at once; while they fail, the gap doubles up to
+//! `kubelet::pods::MAX_AGE` (a kubelet that will never serve `/pods` costs a request every 5
+//! minutes, not every poll).
 //!
 //! Not here: the cache and its refresh rule (`kubelet::pods`), the request
 //! (`kubelet::client`), attaching labels (`convert`).
@@ -57,6 +59,8 @@ pub struct PodSource {
     pending: Option<JoinHandle<Answer>>,
     failing: Episode,
     min_gap: Duration,
+    /// The gap now: `min_gap`, doubled by each failure in a row.
+    gap: Duration,
     /// Whether the last summary converted had pods or containers the metadata could not
     /// describe.
     incomplete: bool,
@@ -81,6 +85,7 @@ impl PodSource {
             pending: None,
             failing: Episode::default(),
             min_gap,
+            gap: min_gap,
             incomplete: false,
             settled: false,
         }
@@ -122,7 +127,7 @@ impl PodSource {
     /// Starts a `/pods` request in the background when one is due and none is under way.
     pub fn ask_if_due(&mut self) {
         let now = Instant::now();
-        if self.pending.is_some() || !self.meta.wants_refresh(self.incomplete, now, self.min_gap) {
+        if self.pending.is_some() || !self.meta.wants_refresh(self.incomplete, now, self.gap) {
             return;
         }
         self.meta.asked(now);
@@ -162,6 +167,13 @@ impl PodSource {
             Err(e) => Err(Failure::Task(e)),
         };
         self.metrics.pod_list_request(outcome.is_ok());
+        self.gap = match outcome {
+            Ok(()) => self.min_gap,
+            Err(_) => self
+                .gap
+                .saturating_mul(2)
+                .clamp(self.min_gap, pods::MAX_AGE.max(self.min_gap)),
+        };
         match outcome {
             Ok(()) => {
                 if let Some((n, took)) = self.failing.recover() {
@@ -174,7 +186,7 @@ impl PodSource {
             Err(failure) => {
                 let error = crate::http::error_chain(&failure);
                 if self.failing.fail() {
-                    warn!(%error, hint = hint(&failure), "cannot get pod metadata from the kubelet (GET /pods); container series are pushed without image, name and pod labels until it answers, retried at most once per interval");
+                    warn!(%error, hint = hint(&failure), "cannot get pod metadata from the kubelet (GET /pods); container series are pushed without image, name and pod labels until it answers; asking again, less and less often (at least every 5 minutes)");
                 } else {
                     debug!(%error, "GET /pods failed again");
                 }

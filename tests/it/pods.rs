@@ -426,7 +426,8 @@ fn pod_metadata_failures_never_cost_stats_and_labels_come_later() {
             "pods/nri-kubernetes-testutil-1_34__pods.json",
         )));
         let mut done = None;
-        for _ in 0..10 {
+        // Failures in a row have doubled the gap between requests (10 ms at first).
+        for _ in 0..30 {
             let polled = poll(&mut p).await;
             if !quiet(&polled) {
                 done = Some(polled);
@@ -653,5 +654,44 @@ async fn every_cadvisor_family_matches_the_capture_label_for_label_and_value_for
         .into_iter()
         .map(str::to_owned)
         .collect::<BTreeSet<_>>()
+    );
+}
+
+/// A kubelet that answers `/pods` with 404 (an API-server proxy path that does not forward
+/// it, say): asked again less and less often, not once per poll; every poll still pushes.
+#[tokio::test]
+async fn a_kubelet_without_pods_is_asked_less_and_less_often() {
+    let kubelet = PodsKubelet::start(
+        fixture("summaries/nri-kubernetes-testutil-1_34__summary.json"),
+        PodsAnswer::Status(404, "404 page not found"),
+    )
+    .await;
+    let url = kubelet.url();
+    let mut p = kubelet_push::pipeline::Poller::new(
+        &crate::support::config(&[
+            "--kubelet-url",
+            &url,
+            "--remote-url",
+            "http://127.0.0.1:9/api/v1/write",
+            "--interval",
+            "10ms",
+        ]),
+        std::sync::Arc::new(kubelet_push::telemetry::Metrics::new()),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let mut polls = 0;
+    while started.elapsed() < std::time::Duration::from_millis(700) {
+        let polled = crate::support::polled(&mut p).await;
+        assert_eq!(only_value(&polled.series, "up"), 1.0);
+        polls += 1;
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // Gaps of 10, 20, 40, ... ms: at most 7 requests fit in 700 ms (8 with the first).
+    assert!(polls >= 20, "{polls} polls");
+    assert!(
+        (3..=8).contains(&kubelet.requests()),
+        "{} requests in {polls} polls",
+        kubelet.requests()
     );
 }
