@@ -31,6 +31,10 @@ pub struct Tally {
     pub node_memory_mib: Option<f64>,
     /// Distinct `pod` label values in this interval.
     pub pods: usize,
+    /// Distinct (`pod`, `container`) pairs, and how many of them came with an `image` label
+    /// (from the kubelet's `/pods`).
+    pub containers: usize,
+    pub containers_with_image: usize,
     pub up: Option<f64>,
 }
 
@@ -48,7 +52,7 @@ impl Tally {
         };
         format!(
             "{} req ({} not accepted), {} series, {} samples, {:.1} KiB, {} stale | \
-             node cpu {} cores, mem {} MiB, {} pods, up {}",
+             node cpu {} cores, mem {} MiB, {} pods, {} containers ({} with image), up {}",
             self.requests,
             self.not_accepted,
             self.series,
@@ -58,6 +62,8 @@ impl Tally {
             opt(self.node_cpu_cores, 2),
             opt(self.node_memory_mib, 0),
             self.pods,
+            self.containers,
+            self.containers_with_image,
             opt(self.up, 0),
         )
     }
@@ -84,6 +90,8 @@ impl TallyTracker {
             ..Tally::default()
         };
         let mut pods = BTreeSet::new();
+        let mut containers = BTreeSet::new();
+        let mut with_image = BTreeSet::new();
         for r in requests {
             tally.compressed_bytes += r.compressed_bytes;
             let Some(w) = r.write_request.as_ref().filter(|_| r.accepted()) else {
@@ -98,14 +106,24 @@ impl TallyTracker {
                     .iter()
                     .filter(|s| is_stale_marker(s.value))
                     .count();
-                let mut name = "";
+                let (mut name, mut pod, mut container, mut image) = ("", "", "", false);
                 for l in &ts.labels {
                     match l.name.as_str() {
                         "__name__" => name = &l.value,
-                        "pod" => {
-                            pods.insert(l.value.clone());
-                        }
+                        "pod" => pod = &l.value,
+                        "container" => container = &l.value,
+                        "image" => image = !l.value.is_empty(),
                         _ => {}
+                    }
+                }
+                if !pod.is_empty() {
+                    pods.insert(pod.to_owned());
+                    if !container.is_empty() {
+                        let key = (pod.to_owned(), container.to_owned());
+                        if image {
+                            with_image.insert(key.clone());
+                        }
+                        containers.insert(key);
                     }
                 }
                 let mut live = ts.samples.iter().filter(|s| !is_stale_marker(s.value));
@@ -133,6 +151,8 @@ impl TallyTracker {
             }
         }
         tally.pods = pods.len();
+        tally.containers = containers.len();
+        tally.containers_with_image = with_image.len();
         tally.node_cpu_cores = match (self.cpu_before, self.cpu) {
             // A counter reset makes the difference meaningless until the next sample.
             (Some((t0, v0)), Some((t1, v1))) if t1 > t0 && v1 >= v0 => {
@@ -246,6 +266,8 @@ mod tests {
                 node_cpu_cores: None,
                 node_memory_mib: Some(3072.0),
                 pods: 2,
+                containers: 0,
+                containers_with_image: 0,
                 up: Some(1.0),
             }
         );
@@ -282,12 +304,14 @@ mod tests {
             node_cpu_cores: Some(0.8449),
             node_memory_mib: Some(5123.4),
             pods: 14,
+            containers: 20,
+            containers_with_image: 19,
             up: Some(1.0),
         };
         assert_eq!(
             t.line(Duration::from_secs(10)),
             "3 req (1 not accepted), 412 series, 415 samples, 18.2 KiB, 2 stale | \
-             node cpu 0.84 cores, mem 5123 MiB, 14 pods, up 1"
+             node cpu 0.84 cores, mem 5123 MiB, 14 pods, 20 containers (19 with image), up 1"
         );
         let unknown = Tally {
             requests: 1,
@@ -296,7 +320,7 @@ mod tests {
         assert_eq!(
             unknown.line(Duration::from_secs(5)),
             "1 req (0 not accepted), 0 series, 0 samples, 0.0 KiB, 0 stale | \
-             node cpu - cores, mem - MiB, 0 pods, up -"
+             node cpu - cores, mem - MiB, 0 pods, 0 containers (0 with image), up -"
         );
         assert_eq!(
             Tally::default().line(Duration::from_millis(1500)),
@@ -342,7 +366,7 @@ mod tests {
         assert_eq!(post(&rx.url(), GOOD_HEADERS, &b).await.status, 204);
         let want = format!(
             "1 req (0 not accepted), 2 series, 3 samples, {:.1} KiB, 0 stale | \
-             node cpu 0.15 cores, mem - MiB, 1 pods, up -",
+             node cpu 0.15 cores, mem - MiB, 1 pods, 0 containers (0 with image), up -",
             b.len() as f64 / 1024.0
         );
         // Wait for the request's line and a quiet interval after it, within a bounded time.
