@@ -75,7 +75,8 @@ pub struct Poller {
 
 /// What a poll fetched.
 enum Fetched<'a> {
-    Body(&'a [u8]),
+    /// A body, with its digest (length and hash) when the caller computed it already.
+    Body(&'a [u8], Option<(usize, u64)>),
     /// The same bytes as the last summary converted: every sample would be a repeated
     /// timestamp and every series is still there, so parsing it again would change nothing.
     Unchanged,
@@ -181,7 +182,8 @@ impl Poller {
                 if self.last_body == Some(digest) {
                     self.ingest_fetched(Ok(Fetched::Unchanged), poll_time_ms, started)
                 } else {
-                    self.ingest_fetched(Ok(Fetched::Body(&bytes)), poll_time_ms, started)
+                    let fetched = Fetched::Body(&bytes, Some(digest));
+                    self.ingest_fetched(Ok(fetched), poll_time_ms, started)
                 }
             }
             Err(e) => self.ingest_fetched(Err(e), poll_time_ms, started),
@@ -197,7 +199,8 @@ impl Poller {
         poll_time_ms: i64,
         started: Instant,
     ) -> PollOutput {
-        self.ingest_fetched(fetched.map(Fetched::Body), poll_time_ms, started)
+        let fetched = fetched.map(|bytes| Fetched::Body(bytes, None));
+        self.ingest_fetched(fetched, poll_time_ms, started)
     }
 
     fn ingest_fetched(
@@ -212,7 +215,7 @@ impl Poller {
         self.series.begin_poll();
         let unchanged = matches!(fetched, Ok(Fetched::Unchanged));
         let result = fetched.and_then(|f| match f {
-            Fetched::Body(bytes) => self.convert(bytes, poll_time_ms, &mut points),
+            Fetched::Body(bytes, digest) => self.convert(bytes, digest, poll_time_ms, &mut points),
             Fetched::Unchanged => Ok(self.last_scraped),
         });
         let scraped = *result.as_ref().unwrap_or(&0);
@@ -296,6 +299,7 @@ impl Poller {
     fn convert(
         &mut self,
         bytes: &[u8],
+        digest: Option<(usize, u64)>,
         poll_time_ms: i64,
         out: &mut Vec<Point>,
     ) -> Result<usize, ScrapeError> {
@@ -348,7 +352,7 @@ impl Poller {
         // A summary without any `time` is stamped with the poll time, so the same bytes polled
         // again are new samples: never skipped.
         if converted.newest.is_some() {
-            self.last_body = Some((bytes.len(), body_hash(bytes)));
+            self.last_body = Some(digest.unwrap_or_else(|| (bytes.len(), body_hash(bytes))));
         }
         Ok(distinct)
     }
