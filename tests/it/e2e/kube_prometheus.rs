@@ -40,19 +40,19 @@ use kubelet_push::remote_write::{self as rw, encode};
 use super::*;
 
 /// Data time between two documents of a fixture kubelet.
-const STEP_S: i64 = 20;
+pub(super) const STEP_S: i64 = 20;
 /// How far before the test's start document 0 is stamped: the five-minute window, plus room
 /// for the polls that go out before `/pods` has answered.
-const HISTORY_S: i64 = 420;
+pub(super) const HISTORY_S: i64 = 420;
 /// The slope of every CPU counter, in cores.
-const RATE: f64 = CPU_NS_PER_STEP as f64 / 1e9 / STEP_S as f64;
+pub(super) const RATE: f64 = CPU_NS_PER_STEP as f64 / 1e9 / STEP_S as f64;
 /// Every wait on the agents and Prometheus.
 const WAIT: Duration = Duration::from_secs(60);
 
-const LINUX_SUMMARY: &str = "nri-kubernetes-testutil-1_34__summary.json";
-const LINUX_PODS: &str = "nri-kubernetes-testutil-1_34__pods.json";
-const WINDOWS_SUMMARY: &str = "dd-integrations-core__stats_summary_windows.json";
-const WINDOWS_PODS: &str = "dd-integrations-core__stats_summary_windows__pods.json";
+pub(super) const LINUX_SUMMARY: &str = "nri-kubernetes-testutil-1_34__summary.json";
+pub(super) const LINUX_PODS: &str = "nri-kubernetes-testutil-1_34__pods.json";
+pub(super) const WINDOWS_SUMMARY: &str = "dd-integrations-core__stats_summary_windows.json";
+pub(super) const WINDOWS_PODS: &str = "dd-integrations-core__stats_summary_windows__pods.json";
 
 /// The recording rules the test checks, and the summary field each container's value comes
 /// from (`None`: the CPU counter's rate).
@@ -81,20 +81,20 @@ const RULES: [(&str, Option<&str>); 5] = [
 /// A rule over a cAdvisor family the summary has no source for: it must stay empty.
 const CACHE_RULE: &str = "node_namespace_pod_container:container_memory_cache";
 
-fn fixture_path(dir: &str, file: &str) -> PathBuf {
+pub(super) fn fixture_path(dir: &str, file: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
         .join(dir)
         .join(file)
 }
 
-fn read(path: &Path) -> String {
+pub(super) fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// The Prometheus rules file inside a PrometheusRule manifest: the lines of its top-level
 /// `spec:` block, two spaces less indented (`spec.groups` becomes `groups`).
-fn rules_file(prometheus_rule: &str) -> String {
+pub(super) fn rules_file(prometheus_rule: &str) -> String {
     let mut lines = prometheus_rule.lines().skip_while(|l| *l != "spec:");
     assert_eq!(lines.next(), Some("spec:"), "no top-level `spec:`");
     let mut out = String::new();
@@ -140,14 +140,14 @@ fn block_under(text: &str, section: &str, key: &str) -> String {
 
 /// What the summary says of one container, and what `/pods` says of it.
 #[derive(Debug, Clone)]
-struct Container {
-    namespace: String,
-    pod: String,
-    uid: String,
-    container: String,
+pub(super) struct Container {
+    pub(super) namespace: String,
+    pub(super) pod: String,
+    pub(super) uid: String,
+    pub(super) container: String,
     /// The summary's memory and swap fields, by name (`workingSetBytes`, `rssBytes`,
     /// `swapUsageBytes`), when present.
-    values: BTreeMap<&'static str, f64>,
+    pub(super) values: BTreeMap<&'static str, f64>,
     /// The cpu section's `time` in the capture (ms): with the fixture kubelet's shift, where
     /// each document's sample lands.
     cpu_time_ms: i64,
@@ -155,10 +155,10 @@ struct Container {
     runtime_id: String,
 }
 
-type Key = (String, String, String);
+pub(super) type Key = (String, String, String);
 
 impl Container {
-    fn key(&self) -> Key {
+    pub(super) fn key(&self) -> Key {
         (
             self.namespace.clone(),
             self.pod.clone(),
@@ -230,14 +230,20 @@ fn containers(summary: &str, pods: &Path) -> (String, Vec<Container>) {
 }
 
 /// One fixture node: its kubelet, an agent polling it, and what the test expects of it.
-struct Node {
-    name: String,
-    containers: Vec<Container>,
-    kubelet: FixtureKubelet,
-    agent: Child,
+pub(super) struct Node {
+    pub(super) name: String,
+    pub(super) containers: Vec<Container>,
+    pub(super) kubelet: FixtureKubelet,
+    pub(super) agent: Child,
 }
 
-async fn node(summary: &str, pods: &Path, newest_at_s: i64, remote: &Real, extra: &[&str]) -> Node {
+pub(super) async fn node(
+    summary: &str,
+    pods: &Path,
+    newest_at_s: i64,
+    remote: &Real,
+    extra: &[&str],
+) -> Node {
     let (name, containers) = containers(summary, pods);
     let kubelet =
         FixtureKubelet::start_with_pods(summary, Some(pods), newest_at_s, STEP_S, None).await;
@@ -256,14 +262,14 @@ async fn node(summary: &str, pods: &Path, newest_at_s: i64, remote: &Real, extra
 
 /// Pushes, every second until dropped, one `kube_pod_info` sample per pod at the current time,
 /// as kube-state-metrics would be scraped: the series the rules join on for `node`.
-struct PodInfoPusher {
+pub(super) struct PodInfoPusher {
     task: tokio::task::JoinHandle<()>,
     pushed: Arc<AtomicUsize>,
     failed: Arc<Mutex<Vec<String>>>,
 }
 
 impl PodInfoPusher {
-    fn start(remote: &Real, nodes: &[&Node]) -> PodInfoPusher {
+    pub(super) fn start(remote: &Real, nodes: &[&Node]) -> PodInfoPusher {
         let mut pods = BTreeSet::new();
         for n in nodes {
             for c in &n.containers {
@@ -344,7 +350,7 @@ impl PodInfoPusher {
         }
     }
 
-    fn assert_all_accepted(&self) {
+    pub(super) fn assert_all_accepted(&self) {
         let failed = self.failed.lock().unwrap();
         assert!(failed.is_empty(), "kube_pod_info pushes failed: {failed:?}");
         assert!(
@@ -361,7 +367,7 @@ impl Drop for PodInfoPusher {
 }
 
 /// Prometheus with every group of kube-prometheus's rules, evaluated each second.
-async fn prometheus(dir: &Path, rules: &str) -> Real {
+pub(super) async fn prometheus(dir: &Path, rules: &str) -> Real {
     std::fs::create_dir_all(dir).unwrap();
     let file = dir.join("kube-prometheus-rules.yaml");
     std::fs::write(&file, rules).unwrap();
@@ -411,7 +417,7 @@ async fn loaded_queries(prom: &Real) -> BTreeMap<String, String> {
 
 /// Waits until `node`'s CPU series (those with an `image` when `labelled`) have reached the
 /// present: the five-minute window behind "now" is then complete.
-async fn wait_caught_up(prom: &Real, node: &Node, labelled: bool) -> Result<(), String> {
+pub(super) async fn wait_caught_up(prom: &Real, node: &Node, labelled: bool) -> Result<(), String> {
     let image = if labelled { ",image!=\"\"" } else { "" };
     let query = format!(
         "min(timestamp(container_cpu_usage_seconds_total{{node=\"{}\"{image}}}))",
@@ -486,7 +492,7 @@ async fn first_labelled_documents(prom: &Real, node: &Node, at_ms: i64) -> BTree
     docs
 }
 
-fn label<'v>(metric: &'v Value, name: &str) -> &'v str {
+pub(super) fn label<'v>(metric: &'v Value, name: &str) -> &'v str {
     metric[name].as_str().unwrap_or("")
 }
 
@@ -507,7 +513,7 @@ fn by_container(what: &str, result: &[Value]) -> BTreeMap<Key, (Value, f64)> {
     out
 }
 
-fn assert_close(what: &str, got: f64, want: f64) {
+pub(super) fn assert_close(what: &str, got: f64, want: f64) {
     assert!(
         (got - want).abs() <= want.abs() * 1e-9 + 1e-12,
         "{what}: got {got}, want {want}"

@@ -9,6 +9,7 @@
 mod dashboard;
 mod image;
 mod kube_prometheus;
+mod kube_prometheus_dashboards;
 mod outage;
 mod values;
 mod windows;
