@@ -1151,11 +1151,18 @@ mod tests {
     fn protocol_codes_are_stable() {
         assert_eq!(Protocol::V1.code(), 1);
         assert_eq!(Protocol::from_code(1), Some(Protocol::V1));
-        for unknown in [0, 2, 255] {
+        assert_eq!(Protocol::V2.code(), 2);
+        assert_eq!(Protocol::from_code(2), Some(Protocol::V2));
+        for unknown in [0, 3, 255] {
             assert_eq!(Protocol::from_code(unknown), None);
         }
         assert_eq!(Protocol::V1.content_type(), "application/x-protobuf");
         assert_eq!(Protocol::V1.version(), "0.1.0");
+        assert_eq!(
+            Protocol::V2.content_type(),
+            "application/x-protobuf;proto=io.prometheus.write.v2.Request"
+        );
+        assert_eq!(Protocol::V2.version(), "2.0.0");
     }
 
     /// The bytes of a version-2 segment, field by field as the module docs draw them.
@@ -1313,7 +1320,7 @@ mod tests {
     /// know) stops start-up while it waits to be sent; once acknowledged it is never read.
     #[test]
     fn an_unknown_protocol_stops_start_up_until_it_was_acknowledged() {
-        for (code, flags) in [(0u8, 0u8), (2, 0), (200, 0), (1, 1), (1, 0x80)] {
+        for (code, flags) in [(0u8, 0u8), (3, 0), (200, 0), (1, 1), (1, 0x80)] {
             let dir = tempfile::tempdir().unwrap();
             let (mut b, _) = DiskBuffer::open(dir.path(), 1 << 20).unwrap();
             for n in 1..=3 {

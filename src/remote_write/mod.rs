@@ -12,11 +12,15 @@ pub use encode::{EncodedRequest, Encoder};
 
 /// `Content-Type` of a Remote Write 1.0 body.
 pub const CONTENT_TYPE_V1: &str = "application/x-protobuf";
+/// `Content-Type` of a Remote Write 2.0 body.
+pub const CONTENT_TYPE_V2: &str = "application/x-protobuf;proto=io.prometheus.write.v2.Request";
 /// Remote Write bodies are snappy *block* format (`snap::raw`), not the framed stream format.
 pub const CONTENT_ENCODING: &str = "snappy";
 pub const VERSION_HEADER: &str = "X-Prometheus-Remote-Write-Version";
 /// The value 1.0 senders put in [`VERSION_HEADER`].
 pub const VERSION_V1: &str = "0.1.0";
+/// The value 2.0 senders put in [`VERSION_HEADER`].
+pub const VERSION_V2: &str = "2.0.0";
 /// The label that carries the metric name.
 pub const METRIC_NAME_LABEL: &str = "__name__";
 /// Which Remote Write protocol a request body is. Buffered requests carry it (the disk buffer
@@ -26,6 +30,8 @@ pub const METRIC_NAME_LABEL: &str = "__name__";
 pub enum Protocol {
     /// Remote Write 1.0: a snappy-compressed (block format) `prometheus.WriteRequest`.
     V1,
+    /// Remote Write 2.0: a snappy-compressed (block format) `io.prometheus.write.v2.Request`.
+    V2,
 }
 
 impl Protocol {
@@ -34,6 +40,7 @@ impl Protocol {
     pub const fn code(self) -> u8 {
         match self {
             Protocol::V1 => 1,
+            Protocol::V2 => 2,
         }
     }
 
@@ -42,6 +49,7 @@ impl Protocol {
     pub const fn from_code(code: u8) -> Option<Protocol> {
         match code {
             1 => Some(Protocol::V1),
+            2 => Some(Protocol::V2),
             _ => None,
         }
     }
@@ -50,6 +58,7 @@ impl Protocol {
     pub const fn content_type(self) -> &'static str {
         match self {
             Protocol::V1 => CONTENT_TYPE_V1,
+            Protocol::V2 => CONTENT_TYPE_V2,
         }
     }
 
@@ -57,6 +66,31 @@ impl Protocol {
     pub const fn version(self) -> &'static str {
         match self {
             Protocol::V1 => VERSION_V1,
+            Protocol::V2 => VERSION_V2,
         }
+    }
+}
+
+/// The protocol a destination is sent, shared by the poller (which encodes new requests in it)
+/// and the sender (which falls back from 2.0 to 1.0 when the receiver shows it does not speak
+/// 2.0, for the rest of the process). Cloning shares it.
+#[derive(Debug, Clone)]
+pub struct Negotiated(std::sync::Arc<std::sync::atomic::AtomicU8>);
+
+impl Negotiated {
+    pub fn new(protocol: Protocol) -> Self {
+        Negotiated(std::sync::Arc::new(std::sync::atomic::AtomicU8::new(
+            protocol.code(),
+        )))
+    }
+
+    pub fn get(&self) -> Protocol {
+        Protocol::from_code(self.0.load(std::sync::atomic::Ordering::Relaxed))
+            .unwrap_or(Protocol::V1)
+    }
+
+    /// Switches to 1.0 for good. Returns whether this call changed it (log it once).
+    pub fn fall_back_to_v1(&self) -> bool {
+        self.0.swap(Protocol::V1.code(), std::sync::atomic::Ordering::Relaxed) != Protocol::V1.code()
     }
 }
