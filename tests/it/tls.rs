@@ -89,7 +89,8 @@ async fn verifies_the_kubelet_with_its_ca() {
     let dir = tempfile::tempdir().unwrap();
     let ca = dir.path().join("ca.crt");
     std::fs::write(&ca, &pki.ca_pem).unwrap();
-    let url = serve(pki.server, 1).await;
+    // Two connections: the first poll asks /pods, then the summary.
+    let url = serve(pki.server, 2).await;
     let out = poll(&[
         "--kubelet-url",
         &url,
@@ -111,7 +112,8 @@ async fn rejects_a_kubelet_signed_by_another_ca() {
     let dir = tempfile::tempdir().unwrap();
     let ca = dir.path().join("ca.crt");
     std::fs::write(&ca, &other.ca_pem).unwrap();
-    let url = serve(pki.server, 1).await;
+    // Two connections: the first poll asks /pods, then the summary.
+    let url = serve(pki.server, 2).await;
     let out = poll(&[
         "--kubelet-url",
         &url,
@@ -131,7 +133,8 @@ async fn rejects_a_kubelet_signed_by_another_ca() {
 #[tokio::test]
 async fn insecure_skip_verify_accepts_an_unknown_certificate() {
     let pki = pki();
-    let url = serve(pki.server, 1).await;
+    // Two connections: the first poll asks /pods, then the summary.
+    let url = serve(pki.server, 2).await;
     let out = poll(&["--kubelet-url", &url, "--kubelet-insecure-skip-verify"]).await;
     assert!(out.error.is_none(), "{:?}", out.error);
     assert_eq!(

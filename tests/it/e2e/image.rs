@@ -586,7 +586,7 @@ async fn container_verifies_tls_with_the_bundle_at_the_standard_path() {
     assert_eq!(code, Some(0), "{log}");
     assert!(
         stdout.contains(
-            "node_memory_working_set_bytes{instance=\"n\",job=\"kubelet\",node=\"n\"} 42 "
+            "node_memory_working_set_bytes{instance=\"n\",job=\"kubelet\",metrics_path=\"/metrics/resource\",node=\"n\"} 42 "
         ),
         "{stdout}"
     );
