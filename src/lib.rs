@@ -27,6 +27,7 @@ pub mod config;
 pub mod demo;
 pub mod http;
 pub mod kubelet;
+pub mod metadata;
 pub mod pipeline;
 pub mod remote_write;
 pub mod sender;
