@@ -234,6 +234,7 @@ impl Poller {
                     id,
                     value,
                     timestamp_ms: poll_time_ms,
+                    start_ms: 0,
                 });
             }
         }
@@ -339,6 +340,7 @@ impl Poller {
                         id,
                         value: sample.value,
                         timestamp_ms: sample.timestamp_ms,
+                        start_ms: sample.start_ms,
                     });
                 }
                 Admit::NotNewer => distinct += 1,

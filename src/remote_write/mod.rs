@@ -91,6 +91,8 @@ impl Negotiated {
 
     /// Switches to 1.0 for good. Returns whether this call changed it (log it once).
     pub fn fall_back_to_v1(&self) -> bool {
-        self.0.swap(Protocol::V1.code(), std::sync::atomic::Ordering::Relaxed) != Protocol::V1.code()
+        self.0
+            .swap(Protocol::V1.code(), std::sync::atomic::Ordering::Relaxed)
+            != Protocol::V1.code()
     }
 }
