@@ -38,10 +38,12 @@ pub struct Family {
 
 /// The family of a metric name kubelet-push sends; `None` for any other name.
 pub fn family(name: &str) -> Option<&'static Family> {
-    FAMILIES
-        .binary_search_by(|f| f.name.cmp(name))
-        .ok()
-        .map(|i| &FAMILIES[i])
+    index(name).map(|i| &FAMILIES[i])
+}
+
+/// Where `name`'s family is in [`all`], for callers keeping something per family.
+pub fn index(name: &str) -> Option<usize> {
+    FAMILIES.binary_search_by(|f| f.name.cmp(name)).ok()
 }
 
 /// Every family, sorted by name.

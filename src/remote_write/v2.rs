@@ -77,6 +77,12 @@ pub struct V2Encoder {
     symbols: Symbols,
     /// Scratch: the label refs of one series.
     refs: Vec<u32>,
+    /// Per request, the refs of each common label's name and value once interned (0: not
+    /// yet), and of each family's help and unit (help 0: not yet): every series has them, so
+    /// they are looked up once per request, not once per series. First use still interns
+    /// them, so the symbol order is the reference's.
+    common_refs: Vec<(u32, u32)>,
+    family_refs: Vec<(u32, u32)>,
     /// Uncompressed series bytes per point seen last, for sizing `series`.
     series_bytes: usize,
     snappy: snap::raw::Encoder,
@@ -92,6 +98,8 @@ impl Default for V2Encoder {
             buf: Vec::new(),
             symbols: Symbols::default(),
             refs: Vec::with_capacity(32),
+            common_refs: Vec::new(),
+            family_refs: Vec::new(),
             series_bytes: 64,
             snappy: snap::raw::Encoder::new(),
         }
@@ -152,9 +160,13 @@ impl Encoder for V2Encoder {
             .map(|(n, v)| (n.as_str(), v.as_str()))
             .collect();
         let mut own: Vec<(&str, &str)> = Vec::with_capacity(16);
-        let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(16 + common.len());
+        let mut pairs: Vec<Pair<'_>> = Vec::with_capacity(16 + common.len());
         for chunk in points.chunks(max_samples) {
             self.symbols.clear();
+            self.common_refs.clear();
+            self.common_refs.resize(common.len(), (0, 0));
+            self.family_refs.clear();
+            self.family_refs.resize(metadata::all().len(), (0, 0));
             self.series.clear();
             self.series
                 .reserve_exact(chunk.len().saturating_mul(self.series_bytes + 16));
@@ -164,16 +176,32 @@ impl Encoder for V2Encoder {
                 newest = newest.max(p.timestamp_ms);
                 sorted_labels(set, p.id, &common, &mut own, &mut pairs);
                 self.refs.clear();
-                for (n, v) in &pairs {
-                    self.refs.push(self.symbols.intern(n));
-                    self.refs.push(self.symbols.intern(v));
+                for &(n, v, from_common) in &pairs {
+                    let (nr, vr) = match self.common_refs.get_mut(from_common) {
+                        Some(&mut (nr, vr)) if nr != 0 => (nr, vr),
+                        Some(cached) => {
+                            *cached = (self.symbols.intern(n), self.symbols.intern(v));
+                            *cached
+                        }
+                        None => (self.symbols.intern(n), self.symbols.intern(v)),
+                    };
+                    self.refs.push(nr);
+                    self.refs.push(vr);
                 }
-                let meta = match metadata::family(set.name(p.id)) {
-                    Some(f) => (
-                        metric_type(f.kind),
-                        self.symbols.intern(f.help),
-                        self.symbols.intern(f.unit),
-                    ),
+                let meta = match metadata::index(set.name(p.id)) {
+                    Some(i) => {
+                        let f = &metadata::all()[i];
+                        let (help, unit) = match self.family_refs[i] {
+                            (0, _) => {
+                                let refs =
+                                    (self.symbols.intern(f.help), self.symbols.intern(f.unit));
+                                self.family_refs[i] = refs;
+                                refs
+                            }
+                            refs => refs,
+                        };
+                        (metric_type(f.kind), help, unit)
+                    }
                     None => (0, 0, 0),
                 };
                 write_series(&mut self.series, &self.refs, p, meta);
@@ -271,6 +299,10 @@ impl Symbols {
     }
 }
 
+/// A label to send: name, value, and its index in the common labels (`usize::MAX` for the
+/// series' own).
+type Pair<'a> = (&'a str, &'a str, usize);
+
 /// The labels series `id` is sent with: `__name__` and its labels with a value, merged with
 /// the common labels (already sorted), in byte-wise name order (as `v1` orders them).
 fn sorted_labels<'a>(
@@ -278,7 +310,7 @@ fn sorted_labels<'a>(
     id: SeriesId,
     common: &[(&'a str, &'a str)],
     own: &mut Vec<(&'a str, &'a str)>,
-    out: &mut Vec<(&'a str, &'a str)>,
+    out: &mut Vec<Pair<'a>>,
 ) {
     own.clear();
     own.push((METRIC_NAME_LABEL, set.name(id)));
@@ -288,15 +320,20 @@ fn sorted_labels<'a>(
     let (mut i, mut j) = (0, 0);
     while i < own.len() && j < common.len() {
         if own[i].0.as_bytes() <= common[j].0.as_bytes() {
-            out.push(own[i]);
+            out.push((own[i].0, own[i].1, usize::MAX));
             i += 1;
         } else {
-            out.push(common[j]);
+            out.push((common[j].0, common[j].1, j));
             j += 1;
         }
     }
-    out.extend_from_slice(&own[i..]);
-    out.extend_from_slice(&common[j..]);
+    out.extend(own[i..].iter().map(|&(n, v)| (n, v, usize::MAX)));
+    out.extend(
+        common[j..]
+            .iter()
+            .enumerate()
+            .map(|(k, &(n, v))| (n, v, j + k)),
+    );
 }
 
 /// One `TimeSeries` with one sample and its metadata (type, help ref, unit ref).
