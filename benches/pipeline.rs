@@ -38,11 +38,18 @@ fn inputs() -> Vec<(&'static str, Vec<u8>, Vec<u8>)> {
 }
 
 fn poller() -> Poller {
+    poller_v("1")
+}
+
+/// A poller that encodes Remote Write `version` (`--remote-write-version`).
+fn poller_v(version: &str) -> Poller {
     let cli = Cli::try_parse_from([
         "kubelet-push",
         "--dry-run",
         "--kubelet-url",
         "file://unused.json",
+        "--remote-write-version",
+        version,
     ])
     .expect("flags");
     let config = Config::from_args(&cli.agent, false).expect("config");
@@ -103,6 +110,17 @@ fn bench(c: &mut Criterion) {
                 BatchSize::LargeInput,
             )
         });
+        // The same first poll encoded as Remote Write 2.0 (symbols, metadata, start times).
+        group.bench_function("first_poll_ingest_encode_v2", |b| {
+            b.iter_batched(
+                || poller_v("2"),
+                |mut p| {
+                    let out = p.ingest(Ok(&bytes), 1_800_000_000_000, Instant::now());
+                    (p.encode(&out, 2000).expect("encode"), p)
+                },
+                BatchSize::LargeInput,
+            )
+        });
         // A steady-state poll of an unchanged summary: everything is a repeated timestamp.
         let mut steady = poller();
         let mut t = 1_800_000_000_000;
@@ -124,6 +142,14 @@ fn bench(c: &mut Criterion) {
                 t += 10_000;
                 let out = labelled.ingest(Ok(&bytes), t, Instant::now());
                 labelled.encode(&out, 2000).expect("encode")
+            })
+        });
+        let mut steady_v2 = poller_v("2");
+        group.bench_function("repeat_poll_ingest_encode_v2", |b| {
+            b.iter(|| {
+                t += 10_000;
+                let out = steady_v2.ingest(Ok(&bytes), t, Instant::now());
+                steady_v2.encode(&out, 2000).expect("encode")
             })
         });
         group.finish();
@@ -187,5 +213,22 @@ fn trim(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench, trim);
+/// Encoding alone, 1.0 against 2.0, of every series of one poll (a first poll's points, each
+/// series new): where the two encoders differ, without the parse and convert they share.
+fn encode_only(c: &mut Criterion) {
+    for (name, bytes, _) in inputs() {
+        let mut group = c.benchmark_group(format!("{name}_encode"));
+        for version in ["1", "2"] {
+            let mut p = poller_v(version);
+            let out = p.ingest(Ok(&bytes), 1_800_000_000_000, Instant::now());
+            group.throughput(Throughput::Elements(out.points.len() as u64));
+            group.bench_function(format!("v{version}"), |b| {
+                b.iter(|| p.encode(black_box(&out), 2000).expect("encode"))
+            });
+        }
+        group.finish();
+    }
+}
+
+criterion_group!(benches, bench, encode_only, trim);
 criterion_main!(benches);

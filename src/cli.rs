@@ -142,6 +142,18 @@ pub struct AgentArgs {
     )]
     pub max_samples_per_send: usize,
 
+    /// Remote Write protocol version: 1 (every receiver), or 2 (smaller requests, with
+    /// metric type, help, unit and counter start times; falls back to 1 for a receiver that
+    /// does not take it)
+    #[arg(
+        long,
+        global = true,
+        env = "KUBELET_PUSH_REMOTE_WRITE_VERSION",
+        default_value = "1",
+        value_name = "1|2"
+    )]
+    pub remote_write_version: String,
+
     /// Timeout of one remote write request
     #[arg(long, global = true, env = "KUBELET_PUSH_REMOTE_TIMEOUT", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
     pub remote_timeout: Duration,

@@ -10,6 +10,7 @@ use reqwest::header::{HeaderName, HeaderValue};
 use crate::cli::AgentArgs;
 use crate::kubelet::client::{KubeletSettings, Source};
 use crate::remote_write::client::PROTOCOL_HEADERS;
+use crate::remote_write::Protocol;
 
 /// Where a pod finds its service-account credentials; used when no token or CA file is given.
 const SA_DIR: &str = "var/run/secrets/kubernetes.io/serviceaccount";
@@ -108,6 +109,9 @@ pub struct Config {
     pub pod_labels: Vec<(String, String)>,
     pub max_stats_age: Duration,
     pub max_samples_per_send: usize,
+    /// `--remote-write-version`: the protocol new requests are encoded in until a receiver
+    /// shows it does not speak it (see [`crate::remote_write::Negotiated`]).
+    pub remote_protocol: Protocol,
     pub delivery: Delivery,
     pub listen_address: Option<std::net::SocketAddr>,
 }
@@ -144,6 +148,16 @@ impl Config {
         if args.max_samples_per_send == 0 {
             return Err(err("--max-samples-per-send", "must be at least 1"));
         }
+        let remote_protocol = match args.remote_write_version.trim() {
+            "1" => Protocol::V1,
+            "2" => Protocol::V2,
+            other => {
+                return Err(err(
+                    "--remote-write-version",
+                    format!("must be 1 (Remote Write 1.0) or 2 (Remote Write 2.0), not {other:?}"),
+                ))
+            }
+        };
         let sandbox = std::env::var_os(SANDBOX_MOUNT_POINT).map(PathBuf::from);
         let token_file = match &args.kubelet_token_file {
             Some(p) => Some(readable("--kubelet-token-file", p)?),
@@ -191,6 +205,7 @@ impl Config {
             pod_labels,
             max_stats_age: args.max_stats_age,
             max_samples_per_send: args.max_samples_per_send,
+            remote_protocol,
             delivery: Delivery {
                 min_backoff: args.min_backoff,
                 max_backoff: args.max_backoff,
@@ -277,6 +292,11 @@ impl Config {
             &humantime::format_duration(self.max_stats_age),
         );
         line("max-samples-per-send", &self.max_samples_per_send);
+        let version = match self.remote_protocol {
+            Protocol::V1 => "1",
+            Protocol::V2 => "2 (1 for a receiver that does not take 2)",
+        };
+        line("remote-write-version", &version);
         let d = &self.delivery;
         let buffer = match &d.buffer_dir {
             Some(dir) => dir.display().to_string(),
@@ -558,6 +578,7 @@ mod tests {
         assert_eq!(c.max_stats_age, Duration::from_secs(120));
         assert_eq!(c.job, "kubelet");
         assert_eq!(c.mode, Mode::Run);
+        assert_eq!(c.remote_protocol, Protocol::V1);
         assert_eq!(c.max_samples_per_send, 2000);
         match &c.kubelet.source {
             Source::Http(u) => assert_eq!(u.as_str(), "https://127.0.0.1:10250/"),
@@ -701,8 +722,29 @@ mod tests {
             "buffer-dir: /var/lib/kubelet-push\n",
             "interval: 10s\n",
             "listen-address: off\n",
+            "remote-write-version: 1\n",
         ] {
             assert!(text.contains(line), "missing {line:?} in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn remote_write_version_is_1_or_2() {
+        let r = "--remote-url=http://r/w";
+        let c = config(&[r, "--remote-write-version", "2"]).unwrap();
+        assert_eq!(c.remote_protocol, Protocol::V2);
+        assert!(c
+            .describe()
+            .contains("remote-write-version: 2 (1 for a receiver that does not take 2)\n"));
+        let c = config(&[r, "--remote-write-version=1"]).unwrap();
+        assert_eq!(c.remote_protocol, Protocol::V1);
+        for bad in ["3", "2.0", "v2", ""] {
+            let e = config(&[r, "--remote-write-version", bad]).unwrap_err();
+            assert_eq!(e.flag, "--remote-write-version", "{bad}");
+            assert!(
+                e.to_string().contains("must be 1 (Remote Write 1.0) or 2"),
+                "{bad}: {e}"
+            );
         }
     }
 

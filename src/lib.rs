@@ -7,13 +7,14 @@
 //!
 //! ```text
 //! pipeline (one task) ──────────────────────────────────────────────────────────► buffer ──► sender ──► remote_write::client
-//!   kubelet::client ─► kubelet::summary ─► pipeline::convert ─► series ─► remote_write::v1   Queue:      retry,     POST, classify
+//!   kubelet::client ─► kubelet::summary ─► pipeline::convert ─► series ─► remote_write::v1/v2 Queue:    retry,     POST, classify
 //!   GET /stats/        serde, borrowed,    samples, timestamps  ids,      hand-written       memory or   backoff,   the answer
 //!   summary            tolerant            to a sink            dedupe,   protobuf, snappy   disk        drop by age
 //!                                                               stale
 //! ```
 //!
-//! `series` is the neutral series model every encoder reads. `pipeline::convert`, `series` and
+//! `series` is the neutral series model every encoder reads; `metadata` is the type, help and
+//! unit of every family (sent by the 2.0 encoder). `pipeline::convert`, `series` and
 //! the encoders are pure; I/O lives in `kubelet::client`, `remote_write::client`, `buffer` and
 //! the tasks. `agent` only wires the tasks and stops them in order. `config` validates flags once at start-up, `demo` runs
 //! the whole pipeline against a simulated kubelet and a decoding receiver.
@@ -27,6 +28,7 @@ pub mod config;
 pub mod demo;
 pub mod http;
 pub mod kubelet;
+pub mod metadata;
 pub mod pipeline;
 pub mod remote_write;
 pub mod sender;

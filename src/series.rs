@@ -56,6 +56,11 @@ pub struct Point {
     pub value: f64,
     /// Milliseconds since the Unix epoch.
     pub timestamp_ms: i64,
+    /// When the counter started (milliseconds since the Unix epoch), 0 when unknown: carried
+    /// per point, not per series, since it belongs to the sample (a container that restarts
+    /// keeps its series and gets a new start) and only Remote Write 2.0 sends it. Adding it
+    /// here leaves [`SeriesSet`]'s per-series memory as it was.
+    pub start_ms: i64,
 }
 
 /// What to do with one converted sample.
@@ -333,6 +338,7 @@ impl SeriesSet {
                 id: SeriesId(i as u32),
                 value: f64::from_bits(STALE_NAN_BITS),
                 timestamp_ms: now_ms.max(slot.last_sent_ms.saturating_add(1)),
+                start_ms: 0,
             });
         }
     }

@@ -140,6 +140,7 @@ mod tests {
                 id,
                 value: v,
                 timestamp_ms: 7,
+                start_ms: 0,
             });
         }
         let mut requests = Vec::new();

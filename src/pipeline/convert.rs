@@ -133,6 +133,22 @@ pub struct Sample<'a> {
     pub value: f64,
     /// Milliseconds since the Unix epoch.
     pub timestamp_ms: i64,
+    /// When the counter started counting (milliseconds since the Unix epoch), where the
+    /// summary knows it: the `startTime` of the container, pod or node it counts for. 0 when
+    /// unknown, for gauges, and when it is not before `timestamp_ms` (see [`start_ms`]).
+    pub start_ms: i64,
+}
+
+/// The start timestamp a counter sample carries: `start`, when it is before the sample's
+/// timestamp; 0 (unknown) otherwise. Receivers of Remote Write 2.0 may write a zero at the
+/// start time (Prometheus's and Mimir's "created timestamp zero ingestion"): one at the
+/// sample's own timestamp would collide with the sample, and the Windows kubelet has stamped
+/// CPU with the container's start time.
+pub fn start_ms(start: Option<Time>, timestamp_ms: i64) -> i64 {
+    match start {
+        Some(Time(s)) if s > 0 && s < timestamp_ms => s,
+        _ => 0,
+    }
 }
 
 /// The newest `time` of any section in the summary, the reference for the timestamp rule.
@@ -201,8 +217,11 @@ pub fn convert<F: FnMut(&Sample<'_>)>(
         max_age: max_stats_age_ms,
         context,
         undescribed: 0,
+        start: None,
     };
     if let Some(node) = &summary.node {
+        // Node counters (CPU, page faults, network, pressure) count since the node started.
+        e.start = node.start_time;
         let l = &Labels::new();
         let res = &l.in_family(&RESOURCE);
         e.cpu(Level::Node, res, l, node.cpu.as_ref());
@@ -212,8 +231,8 @@ pub fn convert<F: FnMut(&Sample<'_>)>(
             e.push("node_memory_usage_bytes", l, m.usage_bytes, t);
             e.push("node_memory_available_bytes", l, m.available_bytes, t);
             e.push("node_memory_rss_bytes", l, m.rss_bytes, t);
-            e.push("node_memory_page_faults_total", l, m.page_faults, t);
-            e.push(
+            e.counter("node_memory_page_faults_total", l, m.page_faults, t);
+            e.counter(
                 "node_memory_major_page_faults_total",
                 l,
                 m.major_page_faults,
@@ -249,7 +268,9 @@ pub fn convert<F: FnMut(&Sample<'_>)>(
             let l = &Labels::new().with("system_container", name);
             if let Some(c) = &sc.cpu {
                 let v = c.usage_core_nano_seconds.map(|v| v / 1e9);
-                e.push(
+                // A system container (the kubelet, the runtime) counts since it started.
+                e.start = sc.start_time;
+                e.counter(
                     "node_system_container_cpu_usage_seconds_total",
                     l,
                     v,
@@ -402,6 +423,8 @@ struct Emitter<'o, 's, F> {
     max_age: i64,
     context: Context<'s>,
     undescribed: usize,
+    /// The start time of what the counters being emitted count for (node, pod, container).
+    start: Option<Time>,
 }
 
 impl<'s, F: FnMut(&Sample<'_>)> Emitter<'_, 's, F> {
@@ -422,6 +445,28 @@ impl<'s, F: FnMut(&Sample<'_>)> Emitter<'_, 's, F> {
                 labels: labels.as_slice(),
                 value,
                 timestamp_ms,
+                start_ms: 0,
+            });
+        }
+    }
+
+    /// [`Emitter::push`] for a counter: the sample carries the current start time.
+    fn counter(
+        &mut self,
+        name: &'static str,
+        labels: &Labels<'s>,
+        v: Option<f64>,
+        t: Option<Time>,
+    ) {
+        if let Some(value) = v {
+            let timestamp_ms = self.timestamp(t);
+            (self.sink)(&Sample {
+                name,
+                family: labels.family,
+                labels: labels.as_slice(),
+                value,
+                timestamp_ms,
+                start_ms: start_ms(self.start, timestamp_ms),
             });
         }
     }
@@ -432,7 +477,7 @@ impl<'s, F: FnMut(&Sample<'_>)> Emitter<'_, 's, F> {
     fn cpu(&mut self, level: Level, l: &Labels<'s>, psi_l: &Labels<'s>, cpu: Option<&CpuStats>) {
         let Some(c) = cpu else { return };
         let name = CPU_NAMES[level as usize];
-        self.push(name, l, c.usage_core_nano_seconds.map(|v| v / 1e9), c.time);
+        self.counter(name, l, c.usage_core_nano_seconds.map(|v| v / 1e9), c.time);
         self.psi(&PSI_NAMES[level as usize][0], psi_l, c.psi.as_ref(), c.time);
     }
 
@@ -454,8 +499,8 @@ impl<'s, F: FnMut(&Sample<'_>)> Emitter<'_, 's, F> {
         let secs = |d: &Option<crate::kubelet::summary::PsiData>| {
             d.as_ref().and_then(|d| d.total).map(|v| v / 1e6)
         };
-        self.push(names[0], l, secs(&p.some), t);
-        self.push(names[1], l, secs(&p.full), t);
+        self.counter(names[0], l, secs(&p.some), t);
+        self.counter(names[1], l, secs(&p.full), t);
     }
 
     fn fs(&mut self, names: &FsNames, l: &Labels<'s>, fs: Option<&FsStats>) {
@@ -512,18 +557,18 @@ impl<'s, F: FnMut(&Sample<'_>)> Emitter<'_, 's, F> {
                         continue;
                     }
                     il.set_last_value(name);
-                    self.push(names[0], &il, i.rx_bytes, t);
-                    self.push(names[1], &il, i.tx_bytes, t);
-                    self.push(names[2], &il, i.rx_errors, t);
-                    self.push(names[3], &il, i.tx_errors, t);
+                    self.counter(names[0], &il, i.rx_bytes, t);
+                    self.counter(names[1], &il, i.tx_bytes, t);
+                    self.counter(names[2], &il, i.rx_errors, t);
+                    self.counter(names[3], &il, i.tx_errors, t);
                 }
             }
             _ => {
                 let l = &l.with("interface", n.name.as_deref().unwrap_or(""));
-                self.push(names[0], l, n.rx_bytes, t);
-                self.push(names[1], l, n.tx_bytes, t);
-                self.push(names[2], l, n.rx_errors, t);
-                self.push(names[3], l, n.tx_errors, t);
+                self.counter(names[0], l, n.rx_bytes, t);
+                self.counter(names[1], l, n.tx_bytes, t);
+                self.counter(names[2], l, n.rx_errors, t);
+                self.counter(names[3], l, n.tx_errors, t);
             }
         }
     }
@@ -545,6 +590,8 @@ impl<'s, F: FnMut(&Sample<'_>)> Emitter<'_, 's, F> {
             }
         }
         let l = &pod_l;
+        // Pod counters (CPU, pressure, the pod's network) count since the pod started.
+        self.start = pod.start_time;
         let res = &l.in_family(&RESOURCE);
         self.cpu(Level::Pod, res, l, pod.cpu.as_ref());
         if let Some(m) = &pod.memory {
@@ -657,6 +704,8 @@ impl<'s, F: FnMut(&Sample<'_>)> Emitter<'_, 's, F> {
     }
 
     fn container(&mut self, l: &Labels<'s>, c: &'s ContainerStats<'_>) {
+        // A container's counters restart with it: they count since its own start.
+        self.start = c.start_time;
         let cad = &l.in_family(&CADVISOR);
         self.cpu(Level::Container, cad, cad, c.cpu.as_ref());
         if let Some(m) = &c.memory {
@@ -722,9 +771,9 @@ impl<'s, F: FnMut(&Sample<'_>)> Emitter<'_, 's, F> {
         self.push("container_memory_rss", l, m.rss_bytes, t);
         let faults = "container_memory_failures_total";
         let mut fl = l.with("scope", "container").with("failure_type", "pgfault");
-        self.push(faults, &fl, m.page_faults, t);
+        self.counter(faults, &fl, m.page_faults, t);
         fl.set_last_value("pgmajfault");
-        self.push(faults, &fl, m.major_page_faults, t);
+        self.counter(faults, &fl, m.major_page_faults, t);
         self.psi(
             &PSI_NAMES[Level::Container as usize][1],
             l,
@@ -933,6 +982,102 @@ mod tests {
             without.undescribed, 0,
             "nothing to describe without metadata"
         );
+    }
+
+    /// Counters carry the start time of the node, system container, pod or container they
+    /// count for; gauges, and counters whose start is not before their timestamp, carry none.
+    #[test]
+    fn counters_carry_the_start_of_what_they_count_for() {
+        let doc = r#"{"node":{"startTime":"2020-01-01T00:00:00Z",
+            "cpu":{"time":"2020-01-02T00:00:00Z","usageCoreNanoSeconds":1e9,"psi":{"some":{"total":5}}},
+            "memory":{"time":"2020-01-02T00:00:00Z","pageFaults":3,"workingSetBytes":1},
+            "network":{"time":"2020-01-02T00:00:00Z","interfaces":[{"name":"eth0","rxBytes":7}]},
+            "systemContainers":[{"name":"kubelet","startTime":"2020-01-01T00:00:30Z",
+              "cpu":{"time":"2020-01-02T00:00:00Z","usageCoreNanoSeconds":1e9}}]},
+          "pods":[{"podRef":{"name":"p","namespace":"ns"},"startTime":"2020-01-01T00:01:00Z",
+            "cpu":{"time":"2020-01-02T00:00:00Z","usageCoreNanoSeconds":1e9},
+            "network":{"time":"2020-01-02T00:00:00Z","interfaces":[{"name":"eth0","txBytes":9}]},
+            "containers":[
+              {"name":"c","startTime":"2020-01-01T00:02:00Z",
+               "cpu":{"time":"2020-01-02T00:00:00Z","usageCoreNanoSeconds":1e9},
+               "memory":{"time":"2020-01-02T00:00:00Z","pageFaults":4,"workingSetBytes":2}},
+              {"name":"same","startTime":"2020-01-02T00:00:00Z",
+               "cpu":{"time":"2020-01-02T00:00:00Z","usageCoreNanoSeconds":1e9}},
+              {"name":"unknown","cpu":{"time":"2020-01-02T00:00:00Z","usageCoreNanoSeconds":1e9}}]},
+           {"podRef":{"name":"q","namespace":"ns"},
+            "cpu":{"time":"2020-01-02T00:00:00Z","usageCoreNanoSeconds":1e9}}]}"#;
+        let s = parse(doc.as_bytes()).unwrap();
+        let mut out = Vec::new();
+        convert(&s, Context::default(), 0, 120_000, &mut |x: &Sample<'_>| {
+            let who = x
+                .labels
+                .iter()
+                .find(|(n, _)| *n == "container" || *n == "pod" || *n == "system_container")
+                .map_or("", |l| l.1);
+            out.push((x.name.to_owned(), who.to_owned(), x.start_ms));
+        });
+        let t0 = 1_577_836_800_000; // 2020-01-01T00:00:00Z
+        let expected = [
+            ("node_cpu_usage_seconds_total", "", t0),
+            ("node_pressure_cpu_waiting_seconds_total", "", t0),
+            ("node_memory_working_set_bytes", "", 0),
+            ("node_memory_page_faults_total", "", t0),
+            ("node_network_receive_bytes_total", "", t0),
+            ("node_start_time_seconds", "", 0),
+            (
+                "node_system_container_cpu_usage_seconds_total",
+                "kubelet",
+                t0 + 30_000,
+            ),
+            ("pod_cpu_usage_seconds_total", "p", t0 + 60_000),
+            ("pod_start_time_seconds", "p", 0),
+            ("container_network_transmit_bytes_total", "p", t0 + 60_000),
+            ("container_cpu_usage_seconds_total", "p", t0 + 120_000),
+            ("container_memory_working_set_bytes", "p", 0),
+            ("container_memory_failures_total", "p", t0 + 120_000),
+            ("container_start_time_seconds", "p", 0),
+            // Started at the sample's own time: no start (a zero there would collide).
+            ("container_cpu_usage_seconds_total", "p", 0),
+            ("container_start_time_seconds", "p", 0),
+            // No startTime in the summary.
+            ("container_cpu_usage_seconds_total", "p", 0),
+            ("pod_cpu_usage_seconds_total", "q", 0),
+        ];
+        let got: Vec<(&str, &str, i64)> = out
+            .iter()
+            .map(|(n, w, st)| (n.as_str(), w.as_str(), *st))
+            .collect();
+        assert_eq!(got, expected);
+    }
+
+    /// On every captured summary: only counters carry a start, always before their sample;
+    /// on the 1.34 capture every container and pod CPU counter has one.
+    #[test]
+    fn only_counters_carry_a_start_and_it_precedes_the_sample() {
+        use crate::metadata::{family, MetricType};
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/summaries");
+        let mut with_start = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "json") {
+                continue;
+            }
+            let bytes = std::fs::read(&path).unwrap();
+            let s = parse(&bytes).unwrap();
+            let is_134 = path.to_string_lossy().contains("1_34");
+            convert(&s, Context::default(), 0, 120_000, &mut |x: &Sample<'_>| {
+                let kind = family(x.name).map(|f| f.kind);
+                if x.start_ms != 0 {
+                    with_start += 1;
+                    assert_eq!(kind, Some(MetricType::Counter), "{}", x.name);
+                    assert!(x.start_ms < x.timestamp_ms, "{}", x.name);
+                }
+                if is_134 && x.name.ends_with("_cpu_usage_seconds_total") {
+                    assert_ne!(x.start_ms, 0, "{} {:?}", x.name, x.labels);
+                }
+            });
+        }
+        assert!(with_start > 100, "{with_start}");
     }
 
     #[test]

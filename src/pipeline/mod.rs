@@ -3,7 +3,8 @@
 //! ```text
 //! tick ─► kubelet::client ─► kubelet::summary ─► convert ─► series ─────────► encoder ──► Queue
 //!         GET /stats/summary  serde, borrowed,    samples    SeriesSet: ids,    v1 bytes,   memory
-//!         (or file://)        tolerant            to a sink  dedupe, stale      snappy      or disk
+//!         (or file://)        tolerant            to a sink  dedupe, stale      or v2,      or disk
+//!                                                                               snappy
 //! ```
 //!
 //! [`Poller`] owns what lives from one poll to the next: the kubelet client, the series set
@@ -31,7 +32,8 @@ use crate::kubelet::client::{ClientError, KubeletClient};
 use crate::kubelet::{summary, ScrapeError};
 use crate::remote_write::proto::v1::TimeSeries;
 use crate::remote_write::v1::V1Encoder;
-use crate::remote_write::{EncodedRequest, Encoder};
+use crate::remote_write::v2::V2Encoder;
+use crate::remote_write::{EncodedRequest, Encoder, Negotiated, Protocol};
 use crate::series::{Admit, CommonLabels, Point, SeriesSet};
 use crate::telemetry::{DropReason, Episode, Metrics};
 
@@ -49,7 +51,11 @@ pub struct Poller {
     pods: Option<metadata::PodSource>,
     kubelet_display: String,
     series: SeriesSet,
-    encoder: V1Encoder,
+    v1: V1Encoder,
+    v2: V2Encoder,
+    /// The protocol new requests are encoded in, shared with the sender, which falls back to
+    /// 1.0 when the receiver does not take 2.0: the next poll is then encoded as 1.0.
+    negotiated: Negotiated,
     job: String,
     node_override: Option<String>,
     external_labels: Vec<(String, String)>,
@@ -108,7 +114,9 @@ impl Poller {
             pods,
             kubelet_display,
             series: SeriesSet::new(common),
-            encoder: V1Encoder::new(),
+            v1: V1Encoder::new(),
+            v2: V2Encoder::new(),
+            negotiated: Negotiated::new(config.remote_protocol),
             job: config.job.clone(),
             node_override: config.node_name.clone(),
             external_labels: config.external_labels.clone(),
@@ -147,6 +155,12 @@ impl Poller {
         self.pods = Some(source);
         self.last_body = None;
         Ok(())
+    }
+
+    /// The protocol this poller encodes in, shared: the sender of the same destination falls
+    /// back through it (`Negotiated::fall_back_to_v1`) and the next encode follows.
+    pub fn negotiated(&self) -> Negotiated {
+        self.negotiated.clone()
     }
 
     /// The series the points of the last poll name.
@@ -236,6 +250,7 @@ impl Poller {
                     id,
                     value,
                     timestamp_ms: poll_time_ms,
+                    start_ms: 0,
                 });
             }
         }
@@ -268,15 +283,30 @@ impl Poller {
         PollOutput { points, error }
     }
 
-    /// The requests of one poll, at most `max_samples` samples each.
+    /// The requests of one poll, at most `max_samples` samples each, in the protocol
+    /// negotiated at this moment.
     pub fn encode(
         &mut self,
         poll: &PollOutput,
         max_samples: usize,
     ) -> Result<Vec<EncodedRequest>, snap::Error> {
+        let protocol = self.negotiated.get();
+        self.encode_as(protocol, poll, max_samples)
+    }
+
+    /// The requests of one poll in `protocol`, whatever was negotiated.
+    pub fn encode_as(
+        &mut self,
+        protocol: Protocol,
+        poll: &PollOutput,
+        max_samples: usize,
+    ) -> Result<Vec<EncodedRequest>, snap::Error> {
         let mut out = Vec::new();
-        self.encoder
-            .encode(&self.series, &poll.points, max_samples, &mut out)?;
+        let encoder: &mut dyn Encoder = match protocol {
+            Protocol::V1 => &mut self.v1,
+            Protocol::V2 => &mut self.v2,
+        };
+        encoder.encode(&self.series, &poll.points, max_samples, &mut out)?;
         Ok(out)
     }
 
@@ -288,7 +318,7 @@ impl Poller {
     /// What one poll puts on the wire, encoded and decoded again with the reference types: for
     /// tests that inspect a poll.
     pub fn time_series(&mut self, poll: &PollOutput) -> Vec<TimeSeries> {
-        self.encode(poll, usize::MAX)
+        self.encode_as(Protocol::V1, poll, usize::MAX)
             .unwrap_or_default()
             .iter()
             .filter_map(|r| crate::remote_write::encode::decode(&r.body).ok())
@@ -341,6 +371,7 @@ impl Poller {
                         id,
                         value: sample.value,
                         timestamp_ms: sample.timestamp_ms,
+                        start_ms: sample.start_ms,
                     });
                 }
                 Admit::NotNewer => distinct += 1,

@@ -1,10 +1,11 @@
 //! Prometheus Remote Write: the wire types, the encoder interface and the reference encoding
-//! (`encode`), the 1.0 encoder (`v1`), and sending one body (`client`). Retrying and buffering are not here.
+//! (`encode`), the 1.0 and 2.0 encoders (`v1`, `v2`), and sending one body (`client`). Retrying and buffering are not here.
 
 pub mod client;
 pub mod encode;
 pub mod proto;
 pub mod v1;
+pub mod v2;
 
 pub use crate::series::{is_stale_marker, CommonLabels, STALE_NAN_BITS};
 pub use client::{RemoteWriteClient, SendError};

@@ -370,6 +370,7 @@ mod tests {
                             id,
                             value,
                             timestamp_ms: ts,
+                            start_ms: 0,
                         });
                         reference.push(time_series(
                             name,
@@ -436,6 +437,7 @@ mod tests {
                 id: a,
                 value: 1.0,
                 timestamp_ms: 1,
+                start_ms: 0,
             }],
             10,
             &mut out,
@@ -456,6 +458,7 @@ mod tests {
                 id: b,
                 value: 1.0,
                 timestamp_ms: 4,
+                start_ms: 0,
             }],
             10,
             &mut out,

@@ -48,17 +48,24 @@ fn allocations<T>(f: impl FnOnce() -> T) -> (u64, T) {
 }
 
 /// Allocations of a repeated poll beyond those of parsing the summary: a fixed handful (the
-/// poll's point list, the per-poll series' requests), whether the node runs 10 pods or 110.
+/// poll's point list, the per-poll series' requests), whether the node runs 10 pods or 110,
+/// in either protocol.
 #[test]
 fn a_repeated_poll_allocates_nothing_per_series() {
     let mut extra = Vec::new();
-    for pods in [10, 110] {
+    for (version, pods) in [("1", 10), ("1", 110), ("2", 10), ("2", 110)] {
         let started = SystemTime::now() - Duration::from_secs(3600);
         let bytes = SimulatedKubelet::new(pods, 3, started)
             .summary_json(SystemTime::now())
             .into_bytes();
         let mut poller = Poller::new(
-            &config(&["--dry-run", "--kubelet-url", "file://unused.json"]),
+            &config(&[
+                "--dry-run",
+                "--kubelet-url",
+                "file://unused.json",
+                "--remote-write-version",
+                version,
+            ]),
             std::sync::Arc::new(kubelet_push::telemetry::Metrics::new()),
         )
         .unwrap();
@@ -76,12 +83,16 @@ fn a_repeated_poll_allocates_nothing_per_series() {
         });
         assert_eq!(requests.len(), 1);
         assert!(poll >= parse, "{poll} < {parse}");
-        extra.push((pods, poll - parse));
+        assert_eq!(
+            requests[0].protocol.version(),
+            if version == "1" { "0.1.0" } else { "2.0.0" }
+        );
+        extra.push((version, pods, poll - parse));
     }
-    for &(pods, n) in &extra {
+    for &(version, pods, n) in &extra {
         assert!(
             n <= 16,
-            "{pods} pods: {n} allocations beyond parsing ({extra:?})"
+            "Remote Write {version}, {pods} pods: {n} allocations beyond parsing ({extra:?})"
         );
     }
 }

@@ -9,6 +9,7 @@ mod e2e;
 mod golden;
 mod kubelet;
 mod pods;
+mod protocol;
 mod push;
 mod support;
 mod tls;
