@@ -3,11 +3,12 @@
 
 pub mod client;
 pub mod encode;
+pub mod fallback;
 pub mod proto;
 pub mod v1;
 
 pub use crate::series::{is_stale_marker, CommonLabels, STALE_NAN_BITS};
-pub use client::{RemoteWriteClient, SendError};
+pub use client::{Accepted, RemoteWriteClient, SendError, Written};
 pub use encode::{EncodedRequest, Encoder};
 
 /// `Content-Type` of a Remote Write 1.0 body.
@@ -91,6 +92,8 @@ impl Negotiated {
 
     /// Switches to 1.0 for good. Returns whether this call changed it (log it once).
     pub fn fall_back_to_v1(&self) -> bool {
-        self.0.swap(Protocol::V1.code(), std::sync::atomic::Ordering::Relaxed) != Protocol::V1.code()
+        self.0
+            .swap(Protocol::V1.code(), std::sync::atomic::Ordering::Relaxed)
+            != Protocol::V1.code()
     }
 }
