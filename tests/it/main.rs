@@ -12,4 +12,5 @@ mod pods;
 mod push;
 mod support;
 mod tls;
+mod v2;
 mod windows_pods;
