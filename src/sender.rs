@@ -447,6 +447,66 @@ pub fn trim_to_age(batch: Batch, max_age: Option<Duration>, metrics: &Metrics) -
 mod tests {
     use super::*;
 
+    /// `--max-sample-age` on a 2.0 batch straddling the limit: the old samples are cut, the
+    /// body stays 2.0 (metadata kept), the cut is counted.
+    #[test]
+    fn trim_to_age_cuts_a_v2_batch_and_keeps_it_v2() {
+        use crate::remote_write::proto::v2;
+        use prost::Message;
+        let now = now_ms();
+        let (old, fresh) = (now - 3_600_000, now - 1_000);
+        let sample = |timestamp| v2::Sample {
+            value: 1.0,
+            timestamp,
+            start_timestamp: old - 1,
+        };
+        let request = v2::Request {
+            symbols: ["", "__name__", "a", "b", "help"]
+                .map(String::from)
+                .to_vec(),
+            timeseries: vec![
+                v2::TimeSeries {
+                    labels_refs: vec![1, 2],
+                    samples: vec![sample(old), sample(fresh)],
+                    metadata: Some(v2::Metadata {
+                        r#type: 1,
+                        help_ref: 4,
+                        unit_ref: 0,
+                    }),
+                    ..Default::default()
+                },
+                v2::TimeSeries {
+                    labels_refs: vec![1, 3],
+                    samples: vec![sample(old)],
+                    ..Default::default()
+                },
+            ],
+        };
+        let body = snap::raw::Encoder::new()
+            .compress_vec(&request.encode_to_vec())
+            .unwrap();
+        let batch = Batch {
+            protocol: Protocol::V2,
+            body: body.into(),
+            samples: 3,
+            oldest_ms: old,
+            newest_ms: fresh,
+        };
+        let metrics = Metrics::new();
+        let kept = trim_to_age(batch, Some(Duration::from_secs(600)), &metrics).unwrap();
+        assert_eq!(kept.protocol, Protocol::V2);
+        assert_eq!(
+            (kept.samples, kept.oldest_ms, kept.newest_ms),
+            (1, fresh, fresh)
+        );
+        assert_eq!(metrics.dropped_total(DropReason::TooOld), 2);
+        let got = fallback::decode_v2(&kept.body).unwrap();
+        assert_eq!(got.timeseries.len(), 1);
+        assert_eq!(got.timeseries[0].labels_refs, vec![1, 2]);
+        assert_eq!(got.timeseries[0].samples, vec![sample(fresh)]);
+        assert_eq!(got.timeseries[0].metadata, request.timeseries[0].metadata);
+    }
+
     #[test]
     fn backoff_grows_to_its_ceiling_with_full_jitter() {
         let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(30), 42);

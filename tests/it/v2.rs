@@ -410,3 +410,81 @@ async fn buffered_v2_requests_on_disk_are_converted_across_a_restart() {
     let (disk, recovery) = DiskBuffer::open(dir.path(), 64 << 20).unwrap();
     assert_eq!((recovery.batches, disk.len()), (0, 0));
 }
+
+/// One attempt's outcome for a 2.0 body, classified where the response is read, and each body
+/// sent with its own protocol's headers.
+#[tokio::test]
+async fn the_client_sends_each_protocol_its_headers_and_reads_the_written_counts() {
+    use kubelet_push::remote_write::{SendError, Written};
+    let rx = Receiver::start().await.unwrap();
+    let client =
+        RemoteWriteClient::new(rx.url().parse().unwrap(), Duration::from_secs(5), &[]).unwrap();
+    let (batch, expected) = poll(0, 2);
+    let v1_body = kubelet_push::remote_write::fallback::to_v1(&batch.body)
+        .unwrap()
+        .body;
+
+    let accepted = client.send(Protocol::V2, batch.body.clone()).await.unwrap();
+    assert_eq!(accepted.status.as_u16(), 204);
+    assert_eq!(
+        accepted.written,
+        Some(Written {
+            samples: 2,
+            histograms: 0,
+            exemplars: 0
+        })
+    );
+    let accepted = client.send(Protocol::V1, v1_body.clone()).await.unwrap();
+    assert_eq!(accepted.written, None, "1.0 has no written headers");
+    assert_eq!(wire(&rx.requests()), [v2_wire(204), v1_wire(204)]);
+    assert_eq!(bytes(&rx.accepted_series()[2..]), bytes(&expected));
+
+    rx.push_response(
+        Response::status(200)
+            .with_header("X-Prometheus-Remote-Write-Samples-Written", "1")
+            .with_header("X-Prometheus-Remote-Write-Exemplars-Written", "7"),
+    );
+    let accepted = client.send(Protocol::V2, batch.body.clone()).await.unwrap();
+    assert_eq!(
+        accepted.written,
+        Some(Written {
+            samples: 1,
+            histograms: 0,
+            exemplars: 7
+        })
+    );
+    rx.push_response(Response::status(400).with_body("bad ref"));
+    match client.send(Protocol::V2, batch.body.clone()).await {
+        Err(SendError::Permanent { status, message }) => {
+            assert_eq!((status.as_u16(), message.as_str()), (400, "bad ref"));
+        }
+        other => panic!("400 stays permanent for 2.0: {other:?}"),
+    }
+
+    rx.answer_v2_like(Some(OldReceiver::Unsupported));
+    match client.send(Protocol::V2, batch.body.clone()).await {
+        Err(e @ SendError::NotV2 { .. }) => {
+            assert_eq!(e.status().map(|s| s.as_u16()), Some(415));
+            assert_eq!(
+                e.to_string(),
+                "receiver does not take Remote Write 2.0 (answered 415 Unsupported Media Type)"
+            );
+        }
+        other => panic!("415 to 2.0: {other:?}"),
+    }
+    rx.answer_v2_like(Some(OldReceiver::IgnoresIt));
+    match client.send(Protocol::V2, batch.body.clone()).await {
+        Err(e @ SendError::NotV2 { .. }) => assert_eq!(
+            e.to_string(),
+            "receiver does not take Remote Write 2.0 (answered 204 No Content without the written-samples header)"
+        ),
+        other => panic!("a bare 204 to 2.0: {other:?}"),
+    }
+    // A 415 to a 1.0 body is an ordinary rejection.
+    rx.answer_v2_like(None);
+    rx.push_response(Response::status(415));
+    assert!(matches!(
+        client.send(Protocol::V1, v1_body).await,
+        Err(SendError::Permanent { .. })
+    ));
+}
