@@ -28,7 +28,7 @@ pub enum ScrapeError {
     Request(#[source] reqwest::Error),
     #[error("kubelet answered {status}: {body}")]
     Status { status: StatusCode, body: String },
-    #[error("summary is larger than {MAX_SUMMARY_BYTES} bytes")]
+    #[error("the answer is larger than {MAX_SUMMARY_BYTES} bytes")]
     TooLarge,
     #[error("cannot read the kubelet token file {path}")]
     Token {

@@ -1,8 +1,10 @@
-//! Pod metadata beside the polls: asks the kubelet's `GET /pods` in a background task when
-//! the last summary showed something the answer in hand cannot describe (a new pod, a
-//! restarted container) or that answer is old, and gives the poller the newest answer once it
-//! has arrived. After the first answer (or failure) a poll never waits for it. The first poll
-//! does, at most `--kubelet-timeout`, with the two requests side by side: without it every
+//! Pod metadata beside the polls: asks the kubelet's `GET /pods` in a background task, right
+//! after a poll whose summary showed something the answer in hand cannot describe (a new pod,
+//! a restarted container) or when that answer is old, and gives the next poll the answer once
+//! it has arrived. Asking between polls keeps the two requests on one connection (two at once
+//! would open a second, with its own buffers: 0.6 MB more peak memory at 110 pods). After the
+//! first answer (or failure) a poll never waits for it. The first poll asks before its summary
+//! and waits, at most `--kubelet-timeout`: without it every
 //! agent start would send each container's series once without `image` and `name` and end
 //! them at the next poll (two series per container and rollout in the receiver), and an agent
 //! restarted within the kubelet's stats cache window could send those unlabelled series again
@@ -122,6 +124,13 @@ impl PodSource {
         }
         self.incomplete = undescribed > 0;
         self.metrics.undescribed.set(undescribed as i64);
+    }
+
+    /// On the first poll: starts the first request (which that poll then waits for).
+    pub fn ask_if_first(&mut self) {
+        if !self.settled && self.pending.is_none() {
+            self.ask_if_due();
+        }
     }
 
     /// Starts a `/pods` request in the background when one is due and none is under way.

@@ -161,22 +161,18 @@ impl Poller {
     pub async fn poll(&mut self) -> PollOutput {
         let started = Instant::now();
         let poll_time_ms = unix_ms(SystemTime::now());
-        let mut new_metadata = false;
         if let Some(pods) = &mut self.pods {
-            new_metadata |= pods.collect().await;
-            pods.ask_if_due();
+            // The first poll asks `/pods` and waits for it, before the summary so both go over
+            // one connection (`metadata`'s module doc says why it waits); later polls take in
+            // an answer that arrived since the last one.
+            pods.ask_if_first();
+            if pods.collect().await {
+                // The same summary converts to other labels now.
+                self.last_body = None;
+            }
         }
         let fetched = self.kubelet.fetch().await;
-        if let Some(pods) = &mut self.pods {
-            // An answer that arrived while the summary was fetched is used now rather than a
-            // poll later; the first poll waits for it (`metadata`'s module doc says why).
-            new_metadata |= pods.collect().await;
-        }
-        if new_metadata {
-            // The same summary converts to other labels now.
-            self.last_body = None;
-        }
-        match fetched {
+        let output = match fetched {
             Ok(bytes) => {
                 let digest = (bytes.len(), body_hash(&bytes));
                 if self.last_body == Some(digest) {
@@ -187,7 +183,13 @@ impl Poller {
                 }
             }
             Err(e) => self.ingest_fetched(Err(e), poll_time_ms, started),
+        };
+        if let Some(pods) = &mut self.pods {
+            // Asked now, in the gap before the next poll, on the connection the summary left
+            // idle; its answer labels the next poll.
+            pods.ask_if_due();
         }
+        output
     }
 
     /// Everything a poll does after the fetch: parse, convert, dedupe, stale markers and the

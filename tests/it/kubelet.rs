@@ -322,12 +322,14 @@ async fn an_oversized_summary_is_refused_before_it_is_read() {
         let _ = conn.flush().await;
         tokio::time::sleep(Duration::from_secs(2)).await;
     });
+    // One connection, one answer: for the summary, so no /pods first.
     let out = polled(&mut poller(&[
         "--kubelet-url",
         &url,
         "--dry-run",
         "--node-name",
         "n",
+        "--kubelet-pods=false",
     ]))
     .await;
     assert!(
