@@ -28,7 +28,7 @@ use crate::config::{Config, ConfigError, Mode};
 use crate::http::error_chain;
 use crate::kubelet::client::ClientError;
 use crate::pipeline::{Poller, Polling};
-use crate::remote_write::RemoteWriteClient;
+use crate::remote_write::{Negotiated, Protocol, RemoteWriteClient};
 use crate::sender::{self, SenderSettings};
 use crate::telemetry::{DropReason, Metrics};
 
@@ -126,11 +126,14 @@ pub async fn run(
     };
     // Tells the sender no more requests will come: deliver what is buffered, then return.
     let drain = CancellationToken::new();
+    // TODO(issue 10): take `poller.negotiated()` once the 2.0 encoder is merged from main.
+    let negotiated = Negotiated::new(Protocol::V1);
     let sender = tasks.spawn(sender::run(
         client,
         queue.clone(),
         metrics.clone(),
         settings,
+        negotiated,
         drain.clone(),
         root.child_token(),
     ));
@@ -177,8 +180,9 @@ pub async fn run(
         samples_pending = left,
         "kubelet-push stopped"
     );
-    let rejected =
-        metrics.dropped_total(DropReason::Rejected) + metrics.dropped_total(DropReason::TooOld);
+    let rejected = metrics.dropped_total(DropReason::Rejected)
+        + metrics.dropped_total(DropReason::TooOld)
+        + metrics.dropped_total(DropReason::ReceiverRefused);
     let failed = config.mode == Mode::Once
         && (poll_failed
             || left > 0

@@ -8,6 +8,14 @@
 //! that batch (counted, the receiver's message logged) and the next one goes. Batches are
 //! dropped by age (`--max-sample-age`), never by attempt count. The HTTP client classifies each
 //! answer (`SendError`); nothing here reads a status code.
+//!
+//! Remote Write 2.0 falls back here, per destination and for the life of the process: a 2.0
+//! request the receiver shows it does not understand (`SendError::NotV2`: 415, or a 2xx
+//! without the written-samples header, which receivers that predate 2.0 send while storing
+//! nothing) is converted to 1.0 (`remote_write::fallback`) and sent again, the shared
+//! `Negotiated` switches to 1.0 so the poller encodes 1.0 from then on, and 2.0 requests still
+//! buffered are converted as their turn comes. A 2.0 receiver that writes fewer samples than
+//! a request held has refused the rest: counted (`receiver_refused`), not retried.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -17,8 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::buffer::{Batch, Queue};
-use crate::remote_write::encode::encode_batches;
-use crate::remote_write::{RemoteWriteClient, SendError};
+use crate::remote_write::{fallback, Negotiated, Protocol, RemoteWriteClient, SendError, Written};
 use crate::telemetry::{DropReason, Episode, Metrics};
 
 /// Exponential backoff with full jitter, as a value: `next_delay` is a pure function of the
@@ -106,15 +113,24 @@ enum Failure {
     TooOld,
     /// The buffer dropped the batch for room while it was being retried (already counted).
     Evicted,
+    /// A 2.0 batch that had to go as 1.0 could not be converted (already counted).
+    Unconvertible,
 }
 
 /// Sends batches from `queue` until `stop` is cancelled, or, once `drain` is cancelled, until
 /// the queue is empty.
+///
+/// `negotiated` is the destination's protocol, shared with the poller. When a 2.0 request is
+/// answered in a way that shows the receiver does not speak 2.0 ([`SendError::NotV2`]), the
+/// same request is converted to 1.0 and sent again, `negotiated` falls back to 1.0 for the life
+/// of the process (the poller encodes 1.0 from then on), and every 2.0 request still in the
+/// buffer is converted when its turn comes: nothing is dropped, the order is kept.
 pub async fn run(
     client: RemoteWriteClient,
     queue: Arc<Queue>,
     metrics: Arc<Metrics>,
     settings: SenderSettings,
+    negotiated: Negotiated,
     drain: CancellationToken,
     stop: CancellationToken,
 ) {
@@ -122,6 +138,7 @@ pub async fn run(
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0x9e37_79b9, |d| d.as_nanos() as u64)
         ^ u64::from(std::process::id());
+    metrics.remote_write_protocol(negotiated.get());
     let mut failing = Episode::default();
     let mut read_errors = Episode::default();
     // Failures to record a delivery in the buffer, logged when they start and when they end.
@@ -130,6 +147,9 @@ pub async fn run(
     // would otherwise log once per poll forever: log when rejections start or change status.
     let mut rejecting = Episode::default();
     let mut rejected_status = None;
+    // A 2.0 receiver writing fewer samples than sent would do so on every poll (a limit, a
+    // relabelling that drops series): logged when it starts and when it ends.
+    let mut partial = Episode::default();
     loop {
         let (seq, batch) = match queue.front() {
             Ok(Some(next)) => next,
@@ -156,73 +176,79 @@ pub async fn run(
         if let Some((n, _)) = read_errors.recover() {
             info!(failed_reads = n, "buffer readable again");
         }
-        let batch = match trim_to_age(batch, settings.max_sample_age, &metrics) {
+        // Buffered before the fallback (or by an earlier run, from disk): its turn has come.
+        let batch = if batch.protocol == Protocol::V2 && negotiated.get() == Protocol::V1 {
+            match to_v1(&batch, &metrics) {
+                Ok(b) => b,
+                Err(_) => {
+                    acknowledge(&queue, seq, &metrics, &mut ack_failing);
+                    continue;
+                }
+            }
+        } else {
+            batch
+        };
+        let mut batch = match trim_to_age(batch, settings.max_sample_age, &metrics) {
             Some(b) => b,
             None => {
                 acknowledge(&queue, seq, &metrics, &mut ack_failing);
                 continue;
             }
         };
-        let backoff = Backoff::new(settings.min_backoff, settings.max_backoff, seed ^ seq);
-        let clamp = backoff.clone();
-        let max_age = settings.max_sample_age;
-        let attempt = || {
-            let body = batch.body.clone();
-            let client = &client;
-            let metrics = &metrics;
-            let newest = batch.newest_ms;
-            let queue = &queue;
-            async move {
-                if max_age.is_some_and(|age| too_old(newest, age)) {
-                    return Err(Failure::TooOld);
-                }
-                // A long outage can fill the buffer; once this batch is evicted, sending it
-                // would deliver samples already counted as dropped.
-                if !matches!(queue.front(), Ok(Some((front, _))) if front == seq) {
-                    return Err(Failure::Evicted);
-                }
-                match client.send(body).await {
-                    Ok(status) => {
-                        metrics.request(Some(status.as_u16()));
-                        Ok(())
+        // At most two rounds: the batch as it is, and, when a 2.0 batch shows the receiver
+        // does not take 2.0, the same samples as 1.0.
+        let result = loop {
+            let result = tokio::select! {
+                r = deliver(&client, &queue, &metrics, &settings, seed, seq, &batch, &mut failing) => r,
+                // The batch stays in the buffer: a disk buffer sends it after a restart.
+                _ = stop.cancelled() => return,
+            };
+            match result {
+                Err(Failure::Send(SendError::NotV2 { status }))
+                    if batch.protocol == Protocol::V2 =>
+                {
+                    if negotiated.fall_back_to_v1() {
+                        metrics.remote_write_protocol(Protocol::V1);
+                        info!(
+                            remote = client.display_url(),
+                            status = status.as_u16(),
+                            "the receiver does not take Remote Write 2.0; sending this request and every later one as 1.0"
+                        );
                     }
-                    Err(e) => {
-                        metrics.request(e.status().map(|s| s.as_u16()));
-                        Err(Failure::Send(e))
+                    match to_v1(&batch, &metrics) {
+                        Ok(b) => batch = b,
+                        Err(f) => break Err(f),
                     }
                 }
+                other => break other,
             }
-        };
-        let retrying = attempt
-            .retry(backoff)
-            .sleep(tokio::time::sleep)
-            .when(|f| matches!(f, Failure::Send(SendError::Retryable { .. })))
-            .adjust(|f, delay| match f {
-                Failure::Send(SendError::Retryable {
-                    retry_after: Some(after),
-                    ..
-                }) => Some(clamp.clamp(*after)),
-                _ => delay,
-            })
-            .notify(|f, delay| {
-                metrics.retries.inc();
-                if let Failure::Send(error) = f {
-                    if failing.fail() {
-                        warn!(%error, retry_in_ms = delay.as_millis() as u64, samples = batch.samples, "remote write failed; retrying until it succeeds");
-                    } else {
-                        debug!(%error, retry_in_ms = delay.as_millis() as u64, "remote write failed again");
-                    }
-                }
-            });
-        let result = tokio::select! {
-            r = retrying => r,
-            // The batch stays in the buffer: a disk buffer sends it after a restart.
-            _ = stop.cancelled() => return,
         };
         let samples = u64::from(batch.samples);
         match result {
-            Ok(()) => {
-                metrics.sent(samples);
+            Ok(written) => {
+                let stored = written.map_or(samples, |w| w.samples.min(samples));
+                metrics.sent(stored);
+                if stored < samples {
+                    metrics.dropped(DropReason::ReceiverRefused, samples - stored);
+                    if partial.fail() {
+                        warn!(
+                            sent = samples,
+                            written = stored,
+                            "the receiver wrote fewer samples than the request held; the rest are dropped (reason receiver_refused)"
+                        );
+                    } else {
+                        debug!(
+                            sent = samples,
+                            written = stored,
+                            "the receiver wrote fewer samples again"
+                        );
+                    }
+                } else if let Some((n, _)) = partial.recover() {
+                    info!(
+                        partial_requests = n,
+                        "the receiver writes every sample again"
+                    );
+                }
                 if let Some((n, took)) = failing.recover() {
                     info!(failed_attempts = n, after = ?Duration::from_secs(took.as_secs()), "remote write recovered");
                 }
@@ -241,6 +267,7 @@ pub async fn run(
                     debug!(%error, samples, "remote write rejected again; request dropped");
                 }
             }
+            Err(Failure::Unconvertible) => {}
             Err(Failure::Evicted) => {
                 debug!(
                     samples,
@@ -255,12 +282,98 @@ pub async fn run(
                 );
             }
             Err(Failure::Send(error)) => {
-                // `when` retries every retryable error and the backoff never ends.
+                // `when` retries every retryable error and the backoff never ends; NotV2 only
+                // comes for 2.0 bodies, which were converted above.
                 warn!(%error, "remote write gave up unexpectedly; request dropped");
                 metrics.dropped(DropReason::Rejected, samples);
             }
         }
         acknowledge(&queue, seq, &metrics, &mut ack_failing);
+    }
+}
+
+/// Sends `batch` until it is delivered, rejected, evicted or too old. `Ok` carries what a 2.0
+/// receiver said it wrote (`None` for 1.0).
+#[allow(clippy::too_many_arguments)]
+async fn deliver(
+    client: &RemoteWriteClient,
+    queue: &Queue,
+    metrics: &Metrics,
+    settings: &SenderSettings,
+    seed: u64,
+    seq: u64,
+    batch: &Batch,
+    failing: &mut Episode,
+) -> Result<Option<Written>, Failure> {
+    let backoff = Backoff::new(settings.min_backoff, settings.max_backoff, seed ^ seq);
+    let clamp = backoff.clone();
+    let max_age = settings.max_sample_age;
+    let attempt = || {
+        let body = batch.body.clone();
+        let protocol = batch.protocol;
+        let newest = batch.newest_ms;
+        async move {
+            if max_age.is_some_and(|age| too_old(newest, age)) {
+                return Err(Failure::TooOld);
+            }
+            // A long outage can fill the buffer; once this batch is evicted, sending it
+            // would deliver samples already counted as dropped.
+            if !matches!(queue.front(), Ok(Some((front, _))) if front == seq) {
+                return Err(Failure::Evicted);
+            }
+            match client.send(protocol, body).await {
+                Ok(accepted) => {
+                    metrics.request(Some(accepted.status.as_u16()));
+                    Ok(accepted.written)
+                }
+                Err(e) => {
+                    metrics.request(e.status().map(|s| s.as_u16()));
+                    Err(Failure::Send(e))
+                }
+            }
+        }
+    };
+    attempt
+        .retry(backoff)
+        .sleep(tokio::time::sleep)
+        .when(|f| matches!(f, Failure::Send(SendError::Retryable { .. })))
+        .adjust(|f, delay| match f {
+            Failure::Send(SendError::Retryable {
+                retry_after: Some(after),
+                ..
+            }) => Some(clamp.clamp(*after)),
+            _ => delay,
+        })
+        .notify(|f, delay| {
+            metrics.retries.inc();
+            if let Failure::Send(error) = f {
+                if failing.fail() {
+                    warn!(%error, retry_in_ms = delay.as_millis() as u64, samples = batch.samples, "remote write failed; retrying until it succeeds");
+                } else {
+                    debug!(%error, retry_in_ms = delay.as_millis() as u64, "remote write failed again");
+                }
+            }
+        })
+        .await
+}
+
+/// A 2.0 batch as the 1.0 batch with the same series and samples. A body that cannot be read
+/// is counted as rejected (what a 1.0 receiver would do with it; the agent wrote it, so this
+/// means damage the disk buffer's checksum did not catch) and logged.
+fn to_v1(batch: &Batch, metrics: &Metrics) -> Result<Batch, Failure> {
+    match fallback::to_v1(&batch.body) {
+        Ok(converted) => Ok(Batch {
+            protocol: Protocol::V1,
+            body: converted.body,
+            samples: u32::try_from(converted.samples).unwrap_or(u32::MAX),
+            oldest_ms: converted.oldest_ms,
+            newest_ms: converted.newest_ms,
+        }),
+        Err(error) => {
+            metrics.dropped(DropReason::Rejected, u64::from(batch.samples));
+            warn!(%error, samples = batch.samples, "a Remote Write 2.0 request cannot be converted to 1.0; dropped");
+            Err(Failure::Unconvertible)
+        }
     }
 }
 
@@ -293,7 +406,8 @@ fn too_old(timestamp_ms: i64, max_age: Duration) -> bool {
 }
 
 /// Applies `--max-sample-age` before a batch is sent: all too old → `None` (counted as
-/// dropped); partly too old → the old samples are cut out of the body; else unchanged.
+/// dropped); partly too old → the old samples are cut out of the body (1.0 or 2.0, which stays
+/// what it was); else unchanged.
 ///
 /// The common cases need no decoding: the batch's time bounds, kept beside the body (and in
 /// every disk record), decide "all too old" and "none too old". Only a batch that straddles
@@ -313,32 +427,18 @@ pub fn trim_to_age(batch: Batch, max_age: Option<Duration>, metrics: &Metrics) -
     if !too_old(batch.oldest_ms, age) {
         return Some(batch);
     }
-    let Ok(mut request) = crate::remote_write::encode::decode(&batch.body) else {
+    let Ok((kept, cut)) = fallback::retain(batch.protocol, &batch.body, |ts| !too_old(ts, age))
+    else {
         // Our own encoding; if it cannot be read the receiver could not either. Send as is.
         return Some(batch);
     };
-    let mut cut = 0u64;
-    for ts in &mut request.timeseries {
-        let before = ts.samples.len();
-        ts.samples.retain(|s| !too_old(s.timestamp, age));
-        cut += (before - ts.samples.len()) as u64;
-    }
-    request.timeseries.retain(|ts| !ts.samples.is_empty());
     metrics.dropped(DropReason::TooOld, cut);
-    let samples: usize = request.timeseries.iter().map(|ts| ts.samples.len()).sum();
-    let oldest = request
-        .timeseries
-        .iter()
-        .flat_map(|t| &t.samples)
-        .map(|s| s.timestamp)
-        .min()?;
-    let mut encoded = encode_batches(request.timeseries, usize::MAX).ok()?;
-    let body = encoded.pop()?.body;
+    let kept = kept?;
     Some(Batch {
-        protocol: batch.protocol,
-        body,
-        samples: u32::try_from(samples).unwrap_or(u32::MAX),
-        oldest_ms: oldest,
+        protocol: kept.protocol,
+        body: kept.body,
+        samples: u32::try_from(kept.samples).unwrap_or(u32::MAX),
+        oldest_ms: kept.oldest_ms,
         newest_ms: batch.newest_ms,
     })
 }
@@ -346,6 +446,66 @@ pub fn trim_to_age(batch: Batch, max_age: Option<Duration>, metrics: &Metrics) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `--max-sample-age` on a 2.0 batch straddling the limit: the old samples are cut, the
+    /// body stays 2.0 (metadata kept), the cut is counted.
+    #[test]
+    fn trim_to_age_cuts_a_v2_batch_and_keeps_it_v2() {
+        use crate::remote_write::proto::v2;
+        use prost::Message;
+        let now = now_ms();
+        let (old, fresh) = (now - 3_600_000, now - 1_000);
+        let sample = |timestamp| v2::Sample {
+            value: 1.0,
+            timestamp,
+            start_timestamp: old - 1,
+        };
+        let request = v2::Request {
+            symbols: ["", "__name__", "a", "b", "help"]
+                .map(String::from)
+                .to_vec(),
+            timeseries: vec![
+                v2::TimeSeries {
+                    labels_refs: vec![1, 2],
+                    samples: vec![sample(old), sample(fresh)],
+                    metadata: Some(v2::Metadata {
+                        r#type: 1,
+                        help_ref: 4,
+                        unit_ref: 0,
+                    }),
+                    ..Default::default()
+                },
+                v2::TimeSeries {
+                    labels_refs: vec![1, 3],
+                    samples: vec![sample(old)],
+                    ..Default::default()
+                },
+            ],
+        };
+        let body = snap::raw::Encoder::new()
+            .compress_vec(&request.encode_to_vec())
+            .unwrap();
+        let batch = Batch {
+            protocol: Protocol::V2,
+            body: body.into(),
+            samples: 3,
+            oldest_ms: old,
+            newest_ms: fresh,
+        };
+        let metrics = Metrics::new();
+        let kept = trim_to_age(batch, Some(Duration::from_secs(600)), &metrics).unwrap();
+        assert_eq!(kept.protocol, Protocol::V2);
+        assert_eq!(
+            (kept.samples, kept.oldest_ms, kept.newest_ms),
+            (1, fresh, fresh)
+        );
+        assert_eq!(metrics.dropped_total(DropReason::TooOld), 2);
+        let got = fallback::decode_v2(&kept.body).unwrap();
+        assert_eq!(got.timeseries.len(), 1);
+        assert_eq!(got.timeseries[0].labels_refs, vec![1, 2]);
+        assert_eq!(got.timeseries[0].samples, vec![sample(fresh)]);
+        assert_eq!(got.timeseries[0].metadata, request.timeseries[0].metadata);
+    }
 
     #[test]
     fn backoff_grows_to_its_ceiling_with_full_jitter() {

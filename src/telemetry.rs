@@ -29,17 +29,22 @@ pub enum DropReason {
     BufferWrite,
     /// Still in the memory buffer when the shutdown timeout ran out.
     Shutdown,
+    /// A Remote Write 2.0 receiver answered 2xx but said it wrote fewer samples than the
+    /// request held (`X-Prometheus-Remote-Write-Samples-Written`): it refused the rest
+    /// (invalid, out of order, over a limit) and retrying would not change that.
+    ReceiverRefused,
 }
 
 impl DropReason {
     /// Every reason, so each drop counter exists at 0 from the start: `increase()` in an
     /// alert cannot see the first drop of a counter that appears with value 1.
-    pub const ALL: [DropReason; 5] = [
+    pub const ALL: [DropReason; 6] = [
         DropReason::Rejected,
         DropReason::BufferFull,
         DropReason::TooOld,
         DropReason::BufferWrite,
         DropReason::Shutdown,
+        DropReason::ReceiverRefused,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -49,6 +54,7 @@ impl DropReason {
             DropReason::TooOld => "too_old",
             DropReason::BufferWrite => "buffer_write_error",
             DropReason::Shutdown => "shutdown",
+            DropReason::ReceiverRefused => "receiver_refused",
         }
     }
 }
@@ -66,6 +72,11 @@ struct ResultLabel {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct CodeLabel {
     code: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct VersionLabel {
+    version: &'static str,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -91,6 +102,9 @@ pub struct Metrics {
     pub buffer_max_bytes: Gauge,
     pub buffer_requests: Gauge,
     requests: Family<CodeLabel, Counter>,
+    /// 1 for the Remote Write version the destination is sent now, 0 for the other: a
+    /// destination configured for 2.0 that fell back to 1.0 shows here.
+    protocol: Family<VersionLabel, Gauge>,
     pub retries: Counter,
     last_poll: Gauge<f64, std::sync::atomic::AtomicU64>,
     last_send: Gauge<f64, std::sync::atomic::AtomicU64>,
@@ -126,6 +140,7 @@ impl Metrics {
             buffer_max_bytes: Gauge::default(),
             buffer_requests: Gauge::default(),
             requests: Family::default(),
+            protocol: Family::default(),
             retries: Counter::default(),
             last_poll: Gauge::default(),
             last_send: Gauge::default(),
@@ -198,6 +213,11 @@ impl Metrics {
             "requests",
             "Remote write attempts by HTTP status code (\"error\" when no answer came)",
             m.requests.clone(),
+        );
+        registry.register(
+            "remote_write_protocol",
+            "1 for the Remote Write version (1.0, 2.0) requests go out in now, 0 for the other",
+            m.protocol.clone(),
         );
         registry.register(
             "retries",
@@ -291,6 +311,31 @@ impl Metrics {
         self.requests.get_or_create(&CodeLabel { code }).get()
     }
 
+    /// Records the protocol the destination is sent from now on.
+    pub fn remote_write_protocol(&self, protocol: crate::remote_write::Protocol) {
+        use crate::remote_write::Protocol;
+        for p in [Protocol::V1, Protocol::V2] {
+            self.protocol
+                .get_or_create(&VersionLabel {
+                    version: version_label(p),
+                })
+                .set(i64::from(p == protocol));
+        }
+    }
+
+    /// The protocol [`Metrics::remote_write_protocol`] last recorded, if any.
+    pub fn remote_write_protocol_now(&self) -> Option<crate::remote_write::Protocol> {
+        use crate::remote_write::Protocol;
+        [Protocol::V1, Protocol::V2].into_iter().find(|p| {
+            self.protocol
+                .get_or_create(&VersionLabel {
+                    version: version_label(*p),
+                })
+                .get()
+                == 1
+        })
+    }
+
     pub fn sent(&self, samples: u64) {
         self.samples_sent.inc_by(samples);
         self.last_send.set(unix_secs());
@@ -311,6 +356,13 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+fn version_label(p: crate::remote_write::Protocol) -> &'static str {
+    match p {
+        crate::remote_write::Protocol::V1 => "1.0",
+        crate::remote_write::Protocol::V2 => "2.0",
     }
 }
 

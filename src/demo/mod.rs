@@ -93,16 +93,10 @@ pub async fn run(
         printer_stop.cancel();
         let _ = printer.await;
     }
-    let dropped: u64 = [
-        DropReason::Rejected,
-        DropReason::BufferFull,
-        DropReason::TooOld,
-        DropReason::BufferWrite,
-        DropReason::Shutdown,
-    ]
-    .into_iter()
-    .map(|r| metrics.dropped_total(r))
-    .sum();
+    let dropped: u64 = DropReason::ALL
+        .into_iter()
+        .map(|r| metrics.dropped_total(r))
+        .sum();
     println!(
         "demo finished: {} samples pushed, {} retries, {} samples dropped",
         metrics.samples_sent.get(),

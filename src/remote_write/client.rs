@@ -1,7 +1,11 @@
-//! One Remote Write attempt: POST one compressed body with the protocol headers, and classify
-//! the outcome where the response is read. Callers (the sender) never look at status codes:
-//! they get [`SendError::Retryable`] (network error, timeout, 5xx, 429 with its `Retry-After`)
-//! or [`SendError::Permanent`] (any other 4xx: the receiver will never take this body).
+//! One Remote Write attempt: POST one compressed body with the headers of its protocol, and
+//! classify the outcome where the response is read. Callers (the sender) never look at status
+//! codes: they get [`Accepted`] (with what a 2.0 receiver says it wrote),
+//! [`SendError::Retryable`] (network error, timeout, 5xx, 429 with its `Retry-After`),
+//! [`SendError::NotV2`] (a 2.0 body the receiver does not understand: 415, or a 2xx without
+//! the written-samples header, which is how receivers that predate 2.0 answer it, storing
+//! nothing) or [`SendError::Permanent`] (any other 4xx: the receiver will never take this body).
+//! Converting and resending is the sender's business, not this module's.
 
 use std::time::{Duration, SystemTime};
 
@@ -10,7 +14,7 @@ use reqwest::header::{
 };
 use reqwest::StatusCode;
 
-use super::{CONTENT_ENCODING as SNAPPY, CONTENT_TYPE_V1, VERSION_HEADER, VERSION_V1};
+use super::{Protocol, CONTENT_ENCODING as SNAPPY, VERSION_HEADER};
 use crate::http::{first_line, parse_retry_after, redact, root_cause};
 
 /// Headers that the protocol sets and `--remote-header` must not override.
@@ -24,6 +28,28 @@ pub const PROTOCOL_HEADERS: [&str; 7] = [
     "transfer-encoding",
 ];
 
+/// Response headers by which a Remote Write 2.0 receiver says what it stored of a request.
+pub const SAMPLES_WRITTEN_HEADER: &str = "X-Prometheus-Remote-Write-Samples-Written";
+pub const HISTOGRAMS_WRITTEN_HEADER: &str = "X-Prometheus-Remote-Write-Histograms-Written";
+pub const EXEMPLARS_WRITTEN_HEADER: &str = "X-Prometheus-Remote-Write-Exemplars-Written";
+
+/// A 2xx answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Accepted {
+    pub status: StatusCode,
+    /// What the receiver says it stored; `None` for a 1.0 request (1.0 has no such headers).
+    pub written: Option<Written>,
+}
+
+/// The `X-Prometheus-Remote-Write-*-Written` headers of a 2.0 answer; a missing or unreadable
+/// histogram or exemplar count is 0 (the spec lets receivers omit them when nothing was sent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Written {
+    pub samples: u64,
+    pub histograms: u64,
+    pub exemplars: u64,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
     /// Worth trying again later, after `retry_after` when the receiver said so.
@@ -36,13 +62,18 @@ pub enum SendError {
     /// The receiver rejected this body for good (400, 401, 403, 404, 413, …).
     #[error("receiver answered {status}: {message}")]
     Permanent { status: StatusCode, message: String },
+    /// A Remote Write 2.0 body the receiver does not take: it answered 415, or a 2xx without
+    /// [`SAMPLES_WRITTEN_HEADER`] (a receiver that predates 2.0 and stored nothing). The same
+    /// samples must go again as 1.0.
+    #[error("receiver does not take Remote Write 2.0 (answered {status}{})", if *.status == StatusCode::UNSUPPORTED_MEDIA_TYPE { "" } else { " without the written-samples header" })]
+    NotV2 { status: StatusCode },
 }
 
 impl SendError {
     pub fn status(&self) -> Option<StatusCode> {
         match self {
             SendError::Retryable { status, .. } => *status,
-            SendError::Permanent { status, .. } => Some(*status),
+            SendError::Permanent { status, .. } | SendError::NotV2 { status } => Some(*status),
         }
     }
 }
@@ -71,9 +102,8 @@ impl RemoteWriteClient {
         for (name, value) in extra_headers {
             headers.append(name.clone(), value.clone());
         }
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE_V1));
+        // Content-Type and the version header depend on each body's protocol: set per request.
         headers.insert(CONTENT_ENCODING, HeaderValue::from_static(SNAPPY));
-        headers.insert(VERSION_HEADER, HeaderValue::from_static(VERSION_V1));
         let http = reqwest::Client::builder()
             .default_headers(headers)
             .user_agent(crate::http::user_agent())
@@ -92,13 +122,23 @@ impl RemoteWriteClient {
         &self.display_url
     }
 
-    /// Sends one body once; the receiver's success status on success.
-    pub async fn send(&self, body: bytes::Bytes) -> Result<StatusCode, SendError> {
+    /// Sends one body of `protocol` once, with that protocol's `Content-Type` and version
+    /// header.
+    pub async fn send(
+        &self,
+        protocol: Protocol,
+        body: bytes::Bytes,
+    ) -> Result<Accepted, SendError> {
         let response = self
             .http
             .post(self.url.clone())
             // Set per request too, so a default header can never shadow it.
             .header(USER_AGENT, crate::http::user_agent())
+            .header(
+                CONTENT_TYPE,
+                HeaderValue::from_static(protocol.content_type()),
+            )
+            .header(VERSION_HEADER, HeaderValue::from_static(protocol.version()))
             .body(body)
             .send()
             .await
@@ -109,7 +149,36 @@ impl RemoteWriteClient {
             })?;
         let status = response.status();
         if status.is_success() {
-            return Ok(status);
+            if protocol == Protocol::V1 {
+                return Ok(Accepted {
+                    status,
+                    written: None,
+                });
+            }
+            let count = |name: &str| -> Option<u64> {
+                response
+                    .headers()
+                    .get(name)?
+                    .to_str()
+                    .ok()?
+                    .trim()
+                    .parse()
+                    .ok()
+            };
+            let Some(samples) = count(SAMPLES_WRITTEN_HEADER) else {
+                return Err(SendError::NotV2 { status });
+            };
+            return Ok(Accepted {
+                status,
+                written: Some(Written {
+                    samples,
+                    histograms: count(HISTOGRAMS_WRITTEN_HEADER).unwrap_or(0),
+                    exemplars: count(EXEMPLARS_WRITTEN_HEADER).unwrap_or(0),
+                }),
+            });
+        }
+        if protocol == Protocol::V2 && status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
+            return Err(SendError::NotV2 { status });
         }
         let retry_after = response
             .headers()

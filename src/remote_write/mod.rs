@@ -3,12 +3,13 @@
 
 pub mod client;
 pub mod encode;
+pub mod fallback;
 pub mod proto;
 pub mod v1;
 pub mod v2;
 
 pub use crate::series::{is_stale_marker, CommonLabels, STALE_NAN_BITS};
-pub use client::{RemoteWriteClient, SendError};
+pub use client::{Accepted, RemoteWriteClient, SendError, Written};
 pub use encode::{EncodedRequest, Encoder};
 
 /// `Content-Type` of a Remote Write 1.0 body.

@@ -13,4 +13,5 @@ mod protocol;
 mod push;
 mod support;
 mod tls;
+mod v2;
 mod windows_pods;

@@ -291,7 +291,7 @@ async fn run_loop_survives_a_failing_receiver() {
 /// One attempt's outcome is classified where the response is read.
 #[tokio::test]
 async fn send_errors_are_classified_for_the_retry_policy() {
-    use kubelet_push::remote_write::{RemoteWriteClient, SendError};
+    use kubelet_push::remote_write::{Protocol, RemoteWriteClient, SendError};
     use std::time::Duration;
 
     let rx = Receiver::start().await.unwrap();
@@ -308,14 +308,14 @@ async fn send_errors_are_classified_for_the_retry_policy() {
     rx.push_response(Response::status(400).with_body("out of order sample\nsecond line"));
     rx.push_response(Response::status(429).with_header("Retry-After", "3"));
     rx.push_response(Response::status(503).with_body("ingester unavailable"));
-    match client.send(body.clone()).await {
+    match client.send(Protocol::V1, body.clone()).await {
         Err(SendError::Permanent { status, message }) => {
             assert_eq!(status.as_u16(), 400);
             assert_eq!(message, "out of order sample");
         }
         other => panic!("400 is permanent: {other:?}"),
     }
-    match client.send(body.clone()).await {
+    match client.send(Protocol::V1, body.clone()).await {
         Err(SendError::Retryable {
             status,
             retry_after,
@@ -326,7 +326,7 @@ async fn send_errors_are_classified_for_the_retry_policy() {
         }
         other => panic!("429 is retryable: {other:?}"),
     }
-    match client.send(body.clone()).await {
+    match client.send(Protocol::V1, body.clone()).await {
         Err(SendError::Retryable {
             status,
             reason,
@@ -338,7 +338,10 @@ async fn send_errors_are_classified_for_the_retry_policy() {
         }
         other => panic!("503 is retryable: {other:?}"),
     }
-    client.send(body).await.expect("204 is success");
+    client
+        .send(Protocol::V1, body)
+        .await
+        .expect("204 is success");
     assert_eq!(rx.requests().len(), 4);
 }
 
@@ -346,7 +349,7 @@ async fn send_errors_are_classified_for_the_retry_policy() {
 /// and the clock jumps straight to the 300 ms timeout, which must then fire exactly.
 #[tokio::test(start_paused = true)]
 async fn remote_timeout_bounds_a_receiver_that_never_answers() {
-    use kubelet_push::remote_write::{RemoteWriteClient, SendError};
+    use kubelet_push::remote_write::{Protocol, RemoteWriteClient, SendError};
     use std::time::Duration;
     use tokio::time::Instant;
 
@@ -363,7 +366,7 @@ async fn remote_timeout_bounds_a_receiver_that_never_answers() {
     let client = RemoteWriteClient::new(url, Duration::from_millis(300), &[]).unwrap();
     let started = Instant::now();
     let err = client
-        .send(bytes::Bytes::from_static(b"x"))
+        .send(Protocol::V1, bytes::Bytes::from_static(b"x"))
         .await
         .unwrap_err();
     let took = started.elapsed();

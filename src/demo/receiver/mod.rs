@@ -1,12 +1,16 @@
-//! A Prometheus Remote Write 1.0 receiver for the `demo` command and for tests. This module
-//! owns checking each request against the 1.0 protocol (headers, snappy block compression,
-//! `prometheus.WriteRequest` decoding, series well-formedness), answering 204 or 400 with the
-//! reason, and keeping the latest requests for the demo's [`printer`]. It does not own storing
-//! or querying samples, Remote Write 2.0, TLS, or authentication.
+//! A Prometheus Remote Write 1.0 and 2.0 receiver for the `demo` command and for tests. This
+//! module owns checking each request against its protocol, chosen by `Content-Type` (headers,
+//! snappy block compression, `prometheus.WriteRequest` or `io.prometheus.write.v2.Request`
+//! decoding, a 2.0 symbols table and its refs, series well-formedness), answering 204 (for 2.0
+//! with the `X-Prometheus-Remote-Write-*-Written` headers) or 400 with the reason, and keeping
+//! the latest requests for the demo's [`printer`]. A 2.0 request is kept in its 1.0 form too
+//! (labels looked up from the refs, in the order the refs give them), so everything that reads
+//! requests reads both. It does not own storing or querying samples, TLS, or authentication.
 //!
 //! Tests script it further (queued answers, delays, every request kept with its headers, waiting
-//! for a count): that is [`script`], compiled only with the `test-support` feature, which only
-//! the tests turn on, so the release binary carries none of it.
+//! for a count, answering 2.0 like a receiver that predates it): that is [`script`], compiled
+//! only with the `test-support` feature, which only the tests turn on, so the release binary
+//! carries none of it.
 
 mod printer;
 #[cfg(any(test, feature = "test-support"))]
@@ -23,11 +27,16 @@ use axum::Router;
 use prost::Message;
 
 use super::server::LocalServer;
-use crate::remote_write::proto::v1::{TimeSeries, WriteRequest};
+use crate::remote_write::client::{
+    EXEMPLARS_WRITTEN_HEADER, HISTOGRAMS_WRITTEN_HEADER, SAMPLES_WRITTEN_HEADER,
+};
+use crate::remote_write::proto::v1::{Label, Sample, TimeSeries, WriteRequest};
+use crate::remote_write::proto::v2;
+use crate::remote_write::Protocol;
 
 pub use printer::{spawn_printer, Tally, TallyTracker};
 #[cfg(any(test, feature = "test-support"))]
-pub use script::Response;
+pub use script::{OldReceiver, Response};
 
 /// Compressed bodies above this are refused by the extractor before they reach the checks.
 const MAX_COMPRESSED: usize = 32 * 1024 * 1024;
@@ -40,9 +49,14 @@ const SNAPPY_FRAME_MAGIC: &[u8] = b"\xff\x06\x00\x00sNaPpY";
 /// One request as it arrived and how it was answered.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReceivedRequest {
+    /// What the `Content-Type` says the body is (1.0 when it names neither).
+    pub protocol: Protocol,
     pub compressed_bytes: usize,
-    /// Present whenever the body decoded, even if a series in it was then found invalid.
+    /// Present whenever the body decoded, even if a series in it was then found invalid; for a
+    /// 2.0 body, its 1.0 form (labels from the refs, metadata and start timestamps left out).
     pub write_request: Option<WriteRequest>,
+    /// A 2.0 body as it decoded, with its symbols, metadata and start timestamps.
+    pub v2_request: Option<v2::Request>,
     pub status: u16,
     /// Why the request broke the protocol; `None` if it was valid.
     pub rejection: Option<String>,
@@ -71,10 +85,12 @@ enum Invalid {
     Method(Method),
     #[error("Content-Encoding must be \"snappy\", got {0}")]
     ContentEncoding(String),
-    #[error("Content-Type must be \"application/x-protobuf\", got {0}")]
+    #[error("Content-Type must be \"application/x-protobuf\" (1.0) or \"application/x-protobuf;proto=io.prometheus.write.v2.Request\" (2.0), got {0}")]
     ContentType(String),
     #[error("X-Prometheus-Remote-Write-Version must be \"0.1.0\", got {0}")]
     Version(String),
+    #[error("X-Prometheus-Remote-Write-Version must be 2.0.x for a 2.0 body, got {0}")]
+    VersionV2(String),
     #[error("User-Agent header is missing")]
     UserAgent,
     #[error("body is snappy framed (stream) format; Remote Write 1.0 uses the block format")]
@@ -85,6 +101,12 @@ enum Invalid {
     TooLarge(usize),
     #[error("body is not a prometheus.WriteRequest: {0}")]
     Protobuf(#[from] prost::DecodeError),
+    #[error("body is not an io.prometheus.write.v2.Request: {0}")]
+    ProtobufV2(prost::DecodeError),
+    #[error("symbols table must start with \"\", starts with {0:?}")]
+    Symbols(String),
+    #[error("series {index}: {problem}")]
+    Refs { index: usize, problem: String },
     #[error("series {index} {labels}: {problem}")]
     Series {
         index: usize,
@@ -171,13 +193,19 @@ async fn handle(
     headers: &HeaderMap,
     body: &[u8],
 ) -> axum::response::Response {
-    let (write_request, verdict) = match decode(method, headers, body) {
-        Ok(w) => {
+    let protocol = protocol_of(headers);
+    let (write_request, v2_request, verdict) = match decode(method, headers, body) {
+        Ok((w, v2)) => {
             let verdict = validate(&w);
-            (Some(w), verdict)
+            (Some(w), v2, verdict)
         }
-        Err(e) => (None, Err(e)),
+        Err(e) => (None, None, Err(e)),
     };
+    let samples: usize = write_request
+        .iter()
+        .flat_map(|w| &w.timeseries)
+        .map(|ts| ts.samples.len())
+        .sum();
     let (status, text, rejection) = match verdict {
         Ok(()) => (StatusCode::NO_CONTENT, String::new(), None),
         Err(e) => {
@@ -190,9 +218,16 @@ async fn handle(
             )
         }
     };
+    #[cfg(any(test, feature = "test-support"))]
+    let (status, text, rejection) =
+        script::as_old_receiver(shared, protocol, status, text, rejection);
+    // Only a stored 2.0 request is answered with what was written.
+    let accepted = rejection.is_none() && status.is_success();
     let request = ReceivedRequest {
+        protocol,
         compressed_bytes: body.len(),
         write_request,
+        v2_request,
         status: status.as_u16(),
         rejection,
         #[cfg(any(test, feature = "test-support"))]
@@ -208,7 +243,20 @@ async fn handle(
     if let Some(queued) = script::keep(shared, request) {
         return queued.answer().await;
     }
-    (status, text).into_response()
+    let mut response = (status, text).into_response();
+    if protocol == Protocol::V2 && accepted {
+        // Only samples travel here; the spec wants all three counts on a 2.0 answer.
+        for (name, count) in [
+            (SAMPLES_WRITTEN_HEADER, samples),
+            (HISTOGRAMS_WRITTEN_HEADER, 0),
+            (EXEMPLARS_WRITTEN_HEADER, 0),
+        ] {
+            if let Ok(name) = HeaderName::from_bytes(name.as_bytes()) {
+                response.headers_mut().insert(name, count.into());
+            }
+        }
+    }
+    response
 }
 
 impl State {
@@ -232,7 +280,21 @@ fn shown(v: Option<&str>) -> String {
     v.map_or_else(|| "no header".to_string(), |v| format!("{v:?}"))
 }
 
-fn decode(method: &Method, headers: &HeaderMap, body: &[u8]) -> Result<WriteRequest, Invalid> {
+/// The protocol a request's `Content-Type` names: 2.0 for the 2.0 message, else 1.0 (whose
+/// checks then say what is wrong with it).
+fn protocol_of(headers: &HeaderMap) -> Protocol {
+    match header_str(headers, header::CONTENT_TYPE) {
+        Some(v) if is_v2_content_type(v) => Protocol::V2,
+        _ => Protocol::V1,
+    }
+}
+
+/// The request in its 1.0 form, and for a 2.0 body also as it decoded.
+fn decode(
+    method: &Method,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(WriteRequest, Option<v2::Request>), Invalid> {
     if method != Method::POST {
         return Err(Invalid::Method(method.clone()));
     }
@@ -241,15 +303,22 @@ fn decode(method: &Method, headers: &HeaderMap, body: &[u8]) -> Result<WriteRequ
         return Err(Invalid::ContentEncoding(shown(encoding)));
     }
     let content_type = header_str(headers, header::CONTENT_TYPE);
-    if !content_type.is_some_and(is_v1_content_type) {
+    let protocol = protocol_of(headers);
+    if protocol == Protocol::V1 && !content_type.is_some_and(is_v1_content_type) {
         return Err(Invalid::ContentType(shown(content_type)));
     }
     let version = header_str(
         headers,
         HeaderName::from_static("x-prometheus-remote-write-version"),
     );
-    if version.map(str::trim) != Some("0.1.0") {
-        return Err(Invalid::Version(shown(version)));
+    match protocol {
+        Protocol::V1 if version.map(str::trim) != Some("0.1.0") => {
+            return Err(Invalid::Version(shown(version)));
+        }
+        Protocol::V2 if !version.is_some_and(|v| v.trim().starts_with("2.0.")) => {
+            return Err(Invalid::VersionV2(shown(version)));
+        }
+        _ => {}
     }
     if !headers.contains_key(header::USER_AGENT) {
         return Err(Invalid::UserAgent);
@@ -264,7 +333,76 @@ fn decode(method: &Method, headers: &HeaderMap, body: &[u8]) -> Result<WriteRequ
         return Err(Invalid::TooLarge(len));
     }
     let raw = snap::raw::Decoder::new().decompress_vec(body)?;
-    Ok(WriteRequest::decode(raw.as_slice())?)
+    match protocol {
+        Protocol::V1 => Ok((WriteRequest::decode(raw.as_slice())?, None)),
+        Protocol::V2 => {
+            let request = v2::Request::decode(raw.as_slice()).map_err(Invalid::ProtobufV2)?;
+            Ok((v1_form(&request)?, Some(request)))
+        }
+    }
+}
+
+/// A 2.0 request's series with labels looked up from the refs, kept in ref order (not sorted
+/// here, so [`validate`] catches an encoder that does not sort).
+fn v1_form(request: &v2::Request) -> Result<WriteRequest, Invalid> {
+    if let Some(first) = request.symbols.first().filter(|s| !s.is_empty()) {
+        return Err(Invalid::Symbols(first.clone()));
+    }
+    let mut timeseries = Vec::with_capacity(request.timeseries.len());
+    for (index, ts) in request.timeseries.iter().enumerate() {
+        let refs_problem = |problem: String| Invalid::Refs { index, problem };
+        if ts.labels_refs.len() % 2 != 0 {
+            return Err(refs_problem(format!(
+                "an odd number of label refs ({})",
+                ts.labels_refs.len()
+            )));
+        }
+        let symbol = |r: u32| {
+            request.symbols.get(r as usize).cloned().ok_or_else(|| {
+                refs_problem(format!(
+                    "label ref {r} is outside the {} symbols",
+                    request.symbols.len()
+                ))
+            })
+        };
+        let mut labels = Vec::with_capacity(ts.labels_refs.len() / 2);
+        for pair in ts.labels_refs.chunks_exact(2) {
+            labels.push(Label {
+                name: symbol(pair[0])?,
+                value: symbol(pair[1])?,
+            });
+        }
+        if let Some(m) = &ts.metadata {
+            for r in [m.help_ref, m.unit_ref] {
+                symbol(r)?;
+            }
+        }
+        timeseries.push(TimeSeries {
+            labels,
+            samples: ts
+                .samples
+                .iter()
+                .map(|s| Sample {
+                    value: s.value,
+                    timestamp: s.timestamp,
+                })
+                .collect(),
+        });
+    }
+    Ok(WriteRequest { timeseries })
+}
+
+fn is_v2_content_type(value: &str) -> bool {
+    let mut parts = value.split(';').map(str::trim);
+    parts
+        .next()
+        .is_some_and(|m| m.eq_ignore_ascii_case("application/x-protobuf"))
+        && parts.any(|p| {
+            p.split_once('=').is_some_and(|(k, v)| {
+                k.trim().eq_ignore_ascii_case("proto")
+                    && v.trim() == "io.prometheus.write.v2.Request"
+            })
+        })
 }
 
 /// Senders in the 2.0 era may name the 1.0 message explicitly; anything else is a different
@@ -557,12 +695,20 @@ mod tests {
             ),
             (
                 with_header("Content-Type", Some("application/json")),
-                "Content-Type must be \"application/x-protobuf\", got \"application/json\"",
+                "Content-Type must be \"application/x-protobuf\" (1.0) or \"application/x-protobuf;proto=io.prometheus.write.v2.Request\" (2.0), got \"application/json\"",
+            ),
+            (
+                // A 2.0 Content-Type makes it a 2.0 request, which needs the 2.0 version.
+                with_header(
+                    "Content-Type",
+                    Some("application/x-protobuf;proto=io.prometheus.write.v2.Request"),
+                ),
+                "X-Prometheus-Remote-Write-Version must be 2.0.x for a 2.0 body, got \"0.1.0\"",
             ),
             (
                 with_header(
                     "Content-Type",
-                    Some("application/x-protobuf;proto=io.prometheus.write.v2.Request"),
+                    Some("application/x-protobuf;proto=something.Else"),
                 ),
                 "Content-Type must be",
             ),
@@ -671,6 +817,171 @@ mod tests {
         );
         assert_eq!(rx.requests().len(), 3);
         assert!(rx.requests().iter().all(|r| r.write_request.is_none()));
+    }
+
+    pub const V2_HEADERS: &[(&str, &str)] = &[
+        ("Content-Encoding", "snappy"),
+        (
+            "Content-Type",
+            "application/x-protobuf;proto=io.prometheus.write.v2.Request",
+        ),
+        ("X-Prometheus-Remote-Write-Version", "2.0.0"),
+        ("User-Agent", "kubelet-push/test"),
+    ];
+
+    fn v2_sample_request() -> v2::Request {
+        v2::Request {
+            symbols: [
+                "",
+                "__name__",
+                "node_cpu_usage_seconds_total",
+                "node",
+                "demo-win-node",
+                "Cumulative CPU time",
+                "seconds",
+            ]
+            .map(String::from)
+            .to_vec(),
+            timeseries: vec![v2::TimeSeries {
+                labels_refs: vec![1, 2, 3, 4],
+                samples: vec![
+                    v2::Sample {
+                        value: 1234.5,
+                        timestamp: 1_795_600_807_000,
+                        start_timestamp: 1_795_000_000_000,
+                    },
+                    v2::Sample {
+                        value: 1236.0,
+                        timestamp: 1_795_600_817_000,
+                        start_timestamp: 1_795_000_000_000,
+                    },
+                ],
+                metadata: Some(v2::Metadata {
+                    r#type: 1,
+                    help_ref: 5,
+                    unit_ref: 6,
+                }),
+                ..Default::default()
+            }],
+        }
+    }
+
+    fn v2_body(r: &v2::Request) -> Vec<u8> {
+        snap::raw::Encoder::new()
+            .compress_vec(&r.encode_to_vec())
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_valid_v2_write_is_decoded_and_answered_with_the_written_counts() {
+        let rx = Receiver::start().await.unwrap();
+        let w = v2_sample_request();
+        let r = post(&rx.url(), V2_HEADERS, &v2_body(&w)).await;
+        assert_eq!(r.status, 204);
+        assert_eq!(
+            r.header("x-prometheus-remote-write-samples-written"),
+            Some("2")
+        );
+        assert_eq!(
+            r.header("x-prometheus-remote-write-histograms-written"),
+            Some("0")
+        );
+        assert_eq!(
+            r.header("x-prometheus-remote-write-exemplars-written"),
+            Some("0")
+        );
+        let got = &rx.requests()[0];
+        assert_eq!(got.protocol, Protocol::V2);
+        assert!(got.accepted());
+        assert_eq!(got.v2_request.as_ref(), Some(&w));
+        assert_eq!(
+            rx.accepted_series(),
+            vec![series(
+                &[
+                    ("__name__", "node_cpu_usage_seconds_total"),
+                    ("node", "demo-win-node")
+                ],
+                &[(1234.5, 1_795_600_807_000), (1236.0, 1_795_600_817_000)],
+            )]
+        );
+        // A 1.0 request is still answered without the 2.0 headers.
+        let r = post(&rx.url(), GOOD_HEADERS, &body(&sample_request())).await;
+        assert_eq!(r.status, 204);
+        assert_eq!(r.header("x-prometheus-remote-write-samples-written"), None);
+        assert_eq!(rx.requests()[1].protocol, Protocol::V1);
+    }
+
+    #[tokio::test]
+    async fn broken_v2_requests_get_400_with_reason() {
+        let rx = Receiver::start().await.unwrap();
+        let mut unsorted = v2_sample_request();
+        unsorted.timeseries[0].labels_refs = vec![3, 4, 1, 2];
+        let mut bad_ref = v2_sample_request();
+        bad_ref.timeseries[0].labels_refs = vec![1, 2, 3, 40];
+        let mut bad_help = v2_sample_request();
+        bad_help.timeseries[0].metadata.as_mut().unwrap().help_ref = 99;
+        let mut no_empty_first = v2_sample_request();
+        no_empty_first.symbols[0] = "x".into();
+        let mut odd = v2_sample_request();
+        odd.timeseries[0].labels_refs.pop();
+        let cases = [
+            (
+                unsorted,
+                "labels not sorted by name: \"node\" comes before \"__name__\"",
+            ),
+            (bad_ref, "series 0: label ref 40 is outside the 7 symbols"),
+            (bad_help, "series 0: label ref 99 is outside the 7 symbols"),
+            (
+                no_empty_first,
+                "symbols table must start with \"\", starts with \"x\"",
+            ),
+            (odd, "series 0: an odd number of label refs (3)"),
+        ];
+        for (i, (w, want)) in cases.iter().enumerate() {
+            let r = post(&rx.url(), V2_HEADERS, &v2_body(w)).await;
+            assert_eq!(r.status, 400, "case {i}");
+            assert!(r.body.contains(want), "case {i}: {:?}", r.body);
+            assert_eq!(r.header("x-prometheus-remote-write-samples-written"), None);
+        }
+        let garbage = snap::raw::Encoder::new()
+            .compress_vec(b"\x2a\xff\xff\xff")
+            .unwrap();
+        let r = post(&rx.url(), V2_HEADERS, &garbage).await;
+        assert!(
+            r.body
+                .starts_with("body is not an io.prometheus.write.v2.Request"),
+            "{}",
+            r.body
+        );
+        assert!(rx.accepted_series().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_scripted_old_receiver_answers_v2_like_the_real_ones() {
+        let rx = Receiver::start().await.unwrap();
+        let w = v2_body(&v2_sample_request());
+        rx.answer_v2_like(Some(OldReceiver::Unsupported));
+        let r = post(&rx.url(), V2_HEADERS, &w).await;
+        assert_eq!(r.status, 415);
+        rx.answer_v2_like(Some(OldReceiver::IgnoresIt));
+        let r = post(&rx.url(), V2_HEADERS, &w).await;
+        assert_eq!(r.status, 204);
+        assert_eq!(r.header("x-prometheus-remote-write-samples-written"), None);
+        // 1.0 is taken as always.
+        let r = post(&rx.url(), GOOD_HEADERS, &body(&sample_request())).await;
+        assert_eq!(r.status, 204);
+        let got = rx.requests();
+        assert_eq!(
+            got.iter()
+                .map(|r| (r.status, r.accepted()))
+                .collect::<Vec<_>>(),
+            [(415, false), (204, false), (204, true)]
+        );
+        // Nothing of the 2.0 requests counts as stored.
+        assert_eq!(rx.accepted_series(), sample_request().timeseries);
+        rx.answer_v2_like(None);
+        assert_eq!(post(&rx.url(), V2_HEADERS, &w).await.status, 204);
+        assert!(rx.requests()[3].accepted());
     }
 
     #[tokio::test]

@@ -1,5 +1,6 @@
 //! The demo's live summary: once per interval, one line telling what the receiver accepted
-//! since the last line (requests, series, samples, bytes, stale markers) and the latest node
+//! since the last line (requests and the Remote Write version they came in, series, samples,
+//! bytes, stale markers) and the latest node
 //! values derived from it (CPU cores from the counter's rate, memory, pods, `up`). It owns the
 //! tally and the printing loop; it reads the receiver's records, never its server.
 
@@ -20,6 +21,9 @@ const MIN_PRINT_INTERVAL: Duration = Duration::from_millis(10);
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Tally {
     pub requests: usize,
+    /// Requests by the Remote Write version they came in (1.0, 2.0), accepted or not.
+    pub v1_requests: usize,
+    pub v2_requests: usize,
     /// Requests that were invalid or answered non-2xx.
     pub not_accepted: usize,
     /// Series and samples count accepted requests only, so retries are not counted twice.
@@ -50,8 +54,13 @@ impl Tally {
         let opt = |v: Option<f64>, decimals: usize| {
             v.map_or_else(|| "-".to_string(), |v| format!("{v:.decimals$}"))
         };
+        let versions = match (self.v1_requests, self.v2_requests) {
+            (_, 0) => "1.0".to_owned(),
+            (0, _) => "2.0".to_owned(),
+            (v1, v2) => format!("1.0 ×{v1}, 2.0 ×{v2}"),
+        };
         format!(
-            "{} req ({} not accepted), {} series, {} samples, {:.1} KiB, {} stale | \
+            "{} req as {versions} ({} not accepted), {} series, {} samples, {:.1} KiB, {} stale | \
              node cpu {} cores, mem {} MiB, {} pods, {} containers ({} with image), up {}",
             self.requests,
             self.not_accepted,
@@ -94,6 +103,10 @@ impl TallyTracker {
         let mut with_image = BTreeSet::new();
         for r in requests {
             tally.compressed_bytes += r.compressed_bytes;
+            match r.protocol {
+                crate::remote_write::Protocol::V1 => tally.v1_requests += 1,
+                crate::remote_write::Protocol::V2 => tally.v2_requests += 1,
+            }
             let Some(w) = r.write_request.as_ref().filter(|_| r.accepted()) else {
                 tally.not_accepted += 1;
                 continue;
@@ -211,6 +224,8 @@ mod tests {
 
     fn accepted(w: WriteRequest, bytes: usize) -> ReceivedRequest {
         ReceivedRequest {
+            protocol: crate::remote_write::Protocol::V1,
+            v2_request: None,
             path: "/api/v1/write".into(),
             headers: Vec::new(),
             compressed_bytes: bytes,
@@ -258,6 +273,8 @@ mod tests {
             t,
             Tally {
                 requests: 2,
+                v1_requests: 2,
+                v2_requests: 0,
                 not_accepted: 1,
                 series: 6,
                 samples: 7,
@@ -294,8 +311,10 @@ mod tests {
 
     #[test]
     fn tally_line_format() {
-        let t = Tally {
+        let mut t = Tally {
             requests: 3,
+            v1_requests: 3,
+            v2_requests: 0,
             not_accepted: 1,
             series: 412,
             samples: 415,
@@ -310,16 +329,24 @@ mod tests {
         };
         assert_eq!(
             t.line(Duration::from_secs(10)),
-            "3 req (1 not accepted), 412 series, 415 samples, 18.2 KiB, 2 stale | \
+            "3 req as 1.0 (1 not accepted), 412 series, 415 samples, 18.2 KiB, 2 stale | \
              node cpu 0.84 cores, mem 5123 MiB, 14 pods, 20 containers (19 with image), up 1"
         );
+        (t.v1_requests, t.v2_requests) = (0, 3);
+        assert!(t
+            .line(Duration::from_secs(10))
+            .starts_with("3 req as 2.0 (1 not accepted)"));
+        (t.v1_requests, t.v2_requests) = (1, 2);
+        assert!(t
+            .line(Duration::from_secs(10))
+            .starts_with("3 req as 1.0 ×1, 2.0 ×2 (1 not accepted)"));
         let unknown = Tally {
             requests: 1,
             ..Tally::default()
         };
         assert_eq!(
             unknown.line(Duration::from_secs(5)),
-            "1 req (0 not accepted), 0 series, 0 samples, 0.0 KiB, 0 stale | \
+            "1 req as 1.0 (0 not accepted), 0 series, 0 samples, 0.0 KiB, 0 stale | \
              node cpu - cores, mem - MiB, 0 pods, 0 containers (0 with image), up -"
         );
         assert_eq!(
@@ -365,7 +392,7 @@ mod tests {
         let b = body(&sample_request());
         assert_eq!(post(&rx.url(), GOOD_HEADERS, &b).await.status, 204);
         let want = format!(
-            "1 req (0 not accepted), 2 series, 3 samples, {:.1} KiB, 0 stale | \
+            "1 req as 1.0 (0 not accepted), 2 series, 3 samples, {:.1} KiB, 0 stale | \
              node cpu 0.15 cores, mem - MiB, 1 pods, 0 containers (0 with image), up -",
             b.len() as f64 / 1024.0
         );

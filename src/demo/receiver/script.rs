@@ -12,6 +12,7 @@ use tokio::sync::watch;
 
 use super::{ReceivedRequest, Receiver, Shared};
 use crate::remote_write::proto::v1::TimeSeries;
+use crate::remote_write::Protocol;
 
 /// An answer queued with [`Receiver::push_response`] for the next valid request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,10 +72,56 @@ impl Response {
     }
 }
 
+/// How a receiver that predates Remote Write 2.0 answers a 2.0 body, as measured with real
+/// ones; set with [`Receiver::answer_v2_like`]. 1.0 requests are answered as usual.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OldReceiver {
+    /// 415 Unsupported Media Type: the receiver checks the `Content-Type`.
+    Unsupported,
+    /// 204 without the written headers, storing nothing: what Prometheus 2.42 and
+    /// VictoriaMetrics 1.79 do (they read the 2.0 bytes as an empty 1.0 request).
+    IgnoresIt,
+}
+
 /// The receiver state tests add.
 #[derive(Default)]
 pub(super) struct Script {
     pub(super) queue: VecDeque<Response>,
+    pub(super) old: Option<OldReceiver>,
+}
+
+/// The verdict on a request as an old receiver would give it, if the test asked for one and
+/// this is a 2.0 request; else the verdict as it was. The request is recorded as not
+/// accepted either way (nothing was stored), and takes no queued answer.
+pub(super) fn as_old_receiver(
+    shared: &Shared,
+    protocol: Protocol,
+    status: StatusCode,
+    text: String,
+    rejection: Option<String>,
+) -> (StatusCode, String, Option<String>) {
+    if protocol != Protocol::V2 {
+        return (status, text, rejection);
+    }
+    match shared.lock().script.old {
+        None => (status, text, rejection),
+        Some(OldReceiver::Unsupported) => {
+            let message = "Remote Write 2.0 is not supported here (scripted old receiver)";
+            (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("{message}\n"),
+                Some(message.to_owned()),
+            )
+        }
+        Some(OldReceiver::IgnoresIt) => (
+            StatusCode::NO_CONTENT,
+            String::new(),
+            Some(
+                "2.0 body read as an empty 1.0 request, nothing stored (scripted old receiver)"
+                    .to_owned(),
+            ),
+        ),
+    }
 }
 
 /// The number of requests recorded, for [`Receiver::wait_for_requests`].
@@ -144,6 +191,12 @@ impl Receiver {
     /// answers are used first in, first out.
     pub fn push_response(&self, r: Response) {
         self.shared.lock().script.queue.push_back(r);
+    }
+
+    /// From now on, answers 2.0 requests like a receiver that predates 2.0 (`None`: speaks
+    /// 2.0 again).
+    pub fn answer_v2_like(&self, old: Option<OldReceiver>) {
+        self.shared.lock().script.old = old;
     }
 
     /// Forgets the queued answers: from now on every valid request gets 204.

@@ -1,0 +1,563 @@
+//! Rewriting request bodies that are already encoded: a Remote Write 2.0 body into the 1.0
+//! body that carries the same series and samples ([`to_v1`], for a destination that turned out
+//! not to speak 2.0, including requests buffered before that was known), and cutting samples
+//! out of a body of either protocol by timestamp ([`retain`], for `--max-sample-age`). It owns
+//! what survives a conversion; deciding when to convert, and counting, is the sender's.
+//!
+//! What a 2.0 → 1.0 conversion keeps and drops:
+//! - label refs become `(name, value)` labels, sorted by name byte-wise as 1.0 requires (a
+//!   label with an empty value is left out: Prometheus treats it as no label, 1.0 receivers
+//!   reject it on the wire);
+//! - samples keep value bits (stale markers stay the stale NaN) and timestamps;
+//! - metadata (type, help, unit) and start (created) timestamps have no 1.0 form: dropped;
+//! - histograms and exemplars have no form in the 1.0 messages this agent knows, and the agent
+//!   never sends them: a body holding them is refused ([`ConvertError::Unconvertible`]) rather
+//!   than silently thinned;
+//! - a series left without samples is left out.
+//!
+//! Bodies are snappy block format (`snap::raw`) on both sides; encoding goes through the
+//! prost-generated types, which is fine here: this runs once per request that needs it, not
+//! once per poll.
+
+use bytes::Bytes;
+use prost::Message;
+
+use super::encode::EncodedRequest;
+use super::proto::{v1, v2};
+use super::Protocol;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConvertError {
+    #[error("snappy: {0}")]
+    Snappy(#[from] snap::Error),
+    #[error("protobuf: {0}")]
+    Protobuf(#[from] prost::DecodeError),
+    #[error("series {series}: label ref {reference} is outside the {symbols} symbols")]
+    Ref {
+        series: usize,
+        reference: u32,
+        symbols: usize,
+    },
+    #[error("series {series}: an odd number of label refs ({refs})")]
+    OddRefs { series: usize, refs: usize },
+    #[error("series {series} holds {what}, which Remote Write 1.0 as sent here cannot carry")]
+    Unconvertible { series: usize, what: &'static str },
+}
+
+/// Decompresses and decodes a 2.0 body.
+pub fn decode_v2(body: &[u8]) -> Result<v2::Request, ConvertError> {
+    let raw = snap::raw::Decoder::new().decompress_vec(body)?;
+    Ok(v2::Request::decode(raw.as_slice())?)
+}
+
+fn decode_v1(body: &[u8]) -> Result<v1::WriteRequest, ConvertError> {
+    let raw = snap::raw::Decoder::new().decompress_vec(body)?;
+    Ok(v1::WriteRequest::decode(raw.as_slice())?)
+}
+
+/// The 1.0 request holding exactly the series and samples of `request`.
+pub fn v2_to_v1(request: &v2::Request) -> Result<v1::WriteRequest, ConvertError> {
+    let symbol = |series: usize, reference: u32| {
+        request
+            .symbols
+            .get(reference as usize)
+            .ok_or(ConvertError::Ref {
+                series,
+                reference,
+                symbols: request.symbols.len(),
+            })
+    };
+    let mut timeseries = Vec::with_capacity(request.timeseries.len());
+    for (i, ts) in request.timeseries.iter().enumerate() {
+        if !ts.histograms.is_empty() {
+            return Err(ConvertError::Unconvertible {
+                series: i,
+                what: "histograms",
+            });
+        }
+        if !ts.exemplars.is_empty() {
+            return Err(ConvertError::Unconvertible {
+                series: i,
+                what: "exemplars",
+            });
+        }
+        if ts.labels_refs.len() % 2 != 0 {
+            return Err(ConvertError::OddRefs {
+                series: i,
+                refs: ts.labels_refs.len(),
+            });
+        }
+        if ts.samples.is_empty() {
+            continue;
+        }
+        let mut labels = Vec::with_capacity(ts.labels_refs.len() / 2);
+        for pair in ts.labels_refs.chunks_exact(2) {
+            let (name, value) = (symbol(i, pair[0])?, symbol(i, pair[1])?);
+            if !value.is_empty() {
+                labels.push(v1::Label {
+                    name: name.clone(),
+                    value: value.clone(),
+                });
+            }
+        }
+        labels.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
+        let samples = ts
+            .samples
+            .iter()
+            .map(|s| v1::Sample {
+                value: s.value,
+                timestamp: s.timestamp,
+            })
+            .collect();
+        timeseries.push(v1::TimeSeries { labels, samples });
+    }
+    Ok(v1::WriteRequest { timeseries })
+}
+
+/// A 2.0 body as the equivalent 1.0 request, compressed. `samples` may be 0 (every series of
+/// the body was empty): there is then nothing to send.
+pub fn to_v1(body: &[u8]) -> Result<EncodedRequest, ConvertError> {
+    let request = v2_to_v1(&decode_v2(body)?)?;
+    let times = request
+        .timeseries
+        .iter()
+        .flat_map(|ts| &ts.samples)
+        .map(|s| s.timestamp);
+    finish(Protocol::V1, &request, times)
+}
+
+/// `body` (of `protocol`) with only the samples whose timestamp `keep` accepts, and the number
+/// cut. `None` when no sample is left. Series left empty are removed; a 2.0 body keeps its
+/// symbols table as it was (unused symbols are allowed, and rebuilding it would cost more than
+/// the bytes it saves on a request sent once).
+pub fn retain(
+    protocol: Protocol,
+    body: &[u8],
+    keep: impl Fn(i64) -> bool,
+) -> Result<(Option<EncodedRequest>, u64), ConvertError> {
+    let mut cut = 0u64;
+    let kept = match protocol {
+        Protocol::V1 => {
+            let mut request = decode_v1(body)?;
+            for ts in &mut request.timeseries {
+                let before = ts.samples.len();
+                ts.samples.retain(|s| keep(s.timestamp));
+                cut += (before - ts.samples.len()) as u64;
+            }
+            request.timeseries.retain(|ts| !ts.samples.is_empty());
+            let times = request
+                .timeseries
+                .iter()
+                .flat_map(|ts| &ts.samples)
+                .map(|s| s.timestamp);
+            finish(protocol, &request, times)?
+        }
+        Protocol::V2 => {
+            let mut request = decode_v2(body)?;
+            for ts in &mut request.timeseries {
+                let before = ts.samples.len();
+                ts.samples.retain(|s| keep(s.timestamp));
+                cut += (before - ts.samples.len()) as u64;
+            }
+            request
+                .timeseries
+                .retain(|ts| !ts.samples.is_empty() || !ts.histograms.is_empty());
+            let times = request
+                .timeseries
+                .iter()
+                .flat_map(|ts| &ts.samples)
+                .map(|s| s.timestamp);
+            finish(protocol, &request, times)?
+        }
+    };
+    Ok(((kept.samples > 0).then_some(kept), cut))
+}
+
+/// Encodes and compresses `message`, with the sample count and time bounds of `times`.
+fn finish(
+    protocol: Protocol,
+    message: &impl Message,
+    times: impl Iterator<Item = i64>,
+) -> Result<EncodedRequest, ConvertError> {
+    let (samples, oldest_ms, newest_ms) = times.fold((0, i64::MAX, i64::MIN), |(n, lo, hi), t| {
+        (n + 1, lo.min(t), hi.max(t))
+    });
+    let body = snap::raw::Encoder::new().compress_vec(&message.encode_to_vec())?;
+    Ok(EncodedRequest {
+        protocol,
+        body: Bytes::from(body),
+        samples,
+        oldest_ms,
+        newest_ms,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::remote_write::STALE_NAN_BITS;
+
+    /// splitmix64, so the property test needs no dependency and every failure is reproducible
+    /// from its seed.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        }
+
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    /// What a decoded request means, independent of protocol: per series, its labels (as the
+    /// 1.0 form orders them) and its samples as (value bits, timestamp).
+    type Meaning = Vec<(Vec<(String, String)>, Vec<(u64, i64)>)>;
+
+    /// The meaning of a 2.0 request, computed independently of [`v2_to_v1`]: labels looked up
+    /// in a name → value map (so sorting comes from the map, not from the code under test).
+    fn meaning_v2(r: &v2::Request) -> Meaning {
+        r.timeseries
+            .iter()
+            .filter(|ts| !ts.samples.is_empty())
+            .map(|ts| {
+                let labels: std::collections::BTreeMap<Vec<u8>, String> = ts
+                    .labels_refs
+                    .chunks(2)
+                    .map(|p| {
+                        (
+                            r.symbols[p[0] as usize].as_bytes().to_vec(),
+                            r.symbols[p[1] as usize].clone(),
+                        )
+                    })
+                    .filter(|(_, v)| !v.is_empty())
+                    .collect();
+                (
+                    labels
+                        .into_iter()
+                        .map(|(n, v)| (String::from_utf8(n).unwrap(), v))
+                        .collect(),
+                    ts.samples
+                        .iter()
+                        .map(|s| (s.value.to_bits(), s.timestamp))
+                        .collect(),
+                )
+            })
+            .collect()
+    }
+
+    fn meaning_v1(r: &v1::WriteRequest) -> Meaning {
+        r.timeseries
+            .iter()
+            .map(|ts| {
+                (
+                    ts.labels
+                        .iter()
+                        .map(|l| (l.name.clone(), l.value.clone()))
+                        .collect(),
+                    ts.samples
+                        .iter()
+                        .map(|s| (s.value.to_bits(), s.timestamp))
+                        .collect(),
+                )
+            })
+            .collect()
+    }
+
+    /// A random 2.0 request as an encoder might write it: `""` first, symbols shared between
+    /// series in random order, refs in random label order, metadata and start timestamps on
+    /// some series, stale markers, values of every kind, series without samples.
+    fn random_request(rng: &mut Rng) -> v2::Request {
+        let pool = [
+            "__name__",
+            "pod",
+            "namespace",
+            "container",
+            "node",
+            "job",
+            "instance",
+            "Zone",
+            "a",
+            "b",
+            "ü",
+            "x-y",
+            "interface",
+            "device",
+            "image",
+        ];
+        let mut symbols = vec![String::new()];
+        let mut index = std::collections::HashMap::from([(String::new(), 0u32)]);
+        let mut intern = |s: String, symbols: &mut Vec<String>| -> u32 {
+            *index.entry(s.clone()).or_insert_with(|| {
+                symbols.push(s);
+                (symbols.len() - 1) as u32
+            })
+        };
+        let series = rng.below(12);
+        let mut timeseries = Vec::new();
+        for _ in 0..series {
+            let mut names: Vec<&str> = pool.to_vec();
+            // Distinct names per series; a random subset in random order.
+            for i in (1..names.len()).rev() {
+                names.swap(i, rng.below(i as u64 + 1) as usize);
+            }
+            names.truncate(1 + rng.below(6) as usize);
+            let mut labels_refs = Vec::new();
+            for n in names {
+                let value = match rng.below(5) {
+                    0 => String::new(),
+                    1 => pool[rng.below(pool.len() as u64) as usize].to_owned(),
+                    _ => format!("v{}", rng.below(20)),
+                };
+                let n = intern(n.to_owned(), &mut symbols);
+                let v = intern(value, &mut symbols);
+                labels_refs.extend([n, v]);
+            }
+            let mut t = 1_700_000_000_000 + rng.below(1_000_000) as i64;
+            let samples = (0..rng.below(4))
+                .map(|_| {
+                    t += 1 + rng.below(20_000) as i64;
+                    let value = match rng.below(6) {
+                        0 => f64::from_bits(STALE_NAN_BITS),
+                        1 => -0.0,
+                        2 => f64::INFINITY,
+                        3 => rng.next() as f64,
+                        _ => f64::from_bits(rng.next() & !(0x7ff << 52)),
+                    };
+                    let start_timestamp = if rng.below(2) == 0 { 0 } else { t - 5_000 };
+                    v2::Sample {
+                        value,
+                        timestamp: t,
+                        start_timestamp,
+                    }
+                })
+                .collect();
+            let metadata = (rng.below(2) == 0).then(|| v2::Metadata {
+                r#type: 1 + rng.below(2) as i32,
+                help_ref: intern(format!("help {}", rng.below(3)), &mut symbols),
+                unit_ref: intern("seconds".to_owned(), &mut symbols),
+            });
+            timeseries.push(v2::TimeSeries {
+                labels_refs,
+                samples,
+                metadata,
+                ..Default::default()
+            });
+        }
+        v2::Request {
+            symbols,
+            timeseries,
+        }
+    }
+
+    fn compress(m: &impl Message) -> Vec<u8> {
+        snap::raw::Encoder::new()
+            .compress_vec(&m.encode_to_vec())
+            .unwrap()
+    }
+
+    #[test]
+    fn random_v2_requests_convert_to_the_same_series_and_samples() {
+        let mut total_samples = 0;
+        let mut stale = 0;
+        for seed in 0..500 {
+            let mut rng = Rng(seed);
+            let request = random_request(&mut rng);
+            let body = compress(&request);
+            // What is on the wire: proto3 leaves out a double equal to its default, and
+            // -0.0 == 0.0, so prost sends -0.0 as nothing, which decodes as +0.0.
+            let sent = decode_v2(&body).unwrap();
+            let converted = to_v1(&body).unwrap();
+            assert_eq!(converted.protocol, Protocol::V1);
+            let v1 = decode_v1(&converted.body).unwrap();
+            assert_eq!(meaning_v1(&v1), meaning_v2(&sent), "seed {seed}");
+            let want: usize = request.timeseries.iter().map(|t| t.samples.len()).sum();
+            assert_eq!(converted.samples, want, "seed {seed}");
+            for ts in &v1.timeseries {
+                assert!(!ts.samples.is_empty());
+                assert!(ts.labels.iter().all(|l| !l.value.is_empty()));
+                assert!(
+                    ts.labels
+                        .windows(2)
+                        .all(|p| p[0].name.as_bytes() < p[1].name.as_bytes()),
+                    "seed {seed}: labels sorted and unique"
+                );
+            }
+            let times: Vec<i64> = v1
+                .timeseries
+                .iter()
+                .flat_map(|t| &t.samples)
+                .map(|s| s.timestamp)
+                .collect();
+            if let (Some(lo), Some(hi)) = (times.iter().min(), times.iter().max()) {
+                assert_eq!((converted.oldest_ms, converted.newest_ms), (*lo, *hi));
+            }
+            total_samples += want;
+            stale += v1
+                .timeseries
+                .iter()
+                .flat_map(|t| &t.samples)
+                .filter(|s| s.value.to_bits() == STALE_NAN_BITS)
+                .count();
+        }
+        // The generator really produced what the property is about.
+        assert!(total_samples > 2000, "{total_samples}");
+        assert!(stale > 200, "{stale}");
+    }
+
+    #[test]
+    fn a_known_request_converts_to_written_out_labels() {
+        let request = v2::Request {
+            symbols: [
+                "", "__name__", "up", "pod", "web", "job", "kubelet", "help", "seconds",
+            ]
+            .map(String::from)
+            .to_vec(),
+            timeseries: vec![v2::TimeSeries {
+                // Not in name order: the 1.0 form must be.
+                labels_refs: vec![3, 4, 1, 2, 5, 6],
+                samples: vec![
+                    v2::Sample {
+                        value: 1.0,
+                        timestamp: 10,
+                        start_timestamp: 5,
+                    },
+                    v2::Sample {
+                        value: f64::from_bits(STALE_NAN_BITS),
+                        timestamp: 20,
+                        start_timestamp: 0,
+                    },
+                ],
+                metadata: Some(v2::Metadata {
+                    r#type: 2,
+                    help_ref: 7,
+                    unit_ref: 8,
+                }),
+                ..Default::default()
+            }],
+        };
+        let v1 = v2_to_v1(&request).unwrap();
+        let labels: Vec<(&str, &str)> = v1.timeseries[0]
+            .labels
+            .iter()
+            .map(|l| (l.name.as_str(), l.value.as_str()))
+            .collect();
+        assert_eq!(
+            labels,
+            [("__name__", "up"), ("job", "kubelet"), ("pod", "web")]
+        );
+        let s = &v1.timeseries[0].samples;
+        assert_eq!((s[0].value, s[0].timestamp), (1.0, 10));
+        assert_eq!((s[1].value.to_bits(), s[1].timestamp), (STALE_NAN_BITS, 20));
+    }
+
+    #[test]
+    fn broken_bodies_are_errors_not_panics() {
+        let bad_ref = v2::Request {
+            symbols: vec![String::new(), "a".into()],
+            timeseries: vec![v2::TimeSeries {
+                labels_refs: vec![1, 7],
+                samples: vec![v2::Sample::default()],
+                ..Default::default()
+            }],
+        };
+        let e = to_v1(&compress(&bad_ref)).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "series 0: label ref 7 is outside the 2 symbols"
+        );
+        let odd = v2::Request {
+            symbols: vec![String::new(), "a".into()],
+            timeseries: vec![v2::TimeSeries {
+                labels_refs: vec![1],
+                ..Default::default()
+            }],
+        };
+        assert!(matches!(
+            to_v1(&compress(&odd)),
+            Err(ConvertError::OddRefs { series: 0, refs: 1 })
+        ));
+        let histogram = v2::Request {
+            symbols: vec![String::new()],
+            timeseries: vec![v2::TimeSeries {
+                histograms: vec![v2::Histogram::default()],
+                ..Default::default()
+            }],
+        };
+        assert!(matches!(
+            to_v1(&compress(&histogram)),
+            Err(ConvertError::Unconvertible {
+                what: "histograms",
+                ..
+            })
+        ));
+        assert!(matches!(
+            to_v1(b"\xff\xff\xff"),
+            Err(ConvertError::Snappy(_))
+        ));
+    }
+
+    #[test]
+    fn retain_cuts_by_timestamp_in_either_protocol() {
+        let mut rng = Rng(99);
+        let mut request = random_request(&mut rng);
+        while request
+            .timeseries
+            .iter()
+            .map(|t| t.samples.len())
+            .sum::<usize>()
+            < 10
+        {
+            request = random_request(&mut rng);
+        }
+        let times: Vec<i64> = request
+            .timeseries
+            .iter()
+            .flat_map(|t| &t.samples)
+            .map(|s| s.timestamp)
+            .collect();
+        let mut sorted = times.clone();
+        sorted.sort_unstable();
+        let limit = sorted[sorted.len() / 2];
+        let keep = |t: i64| t >= limit;
+        let want_cut = times.iter().filter(|t| !keep(**t)).count() as u64;
+
+        let v2_body = compress(&request);
+        // -0.0 goes on the wire as +0.0 (see above): compare with what was sent.
+        let request = decode_v2(&v2_body).unwrap();
+        let (kept, cut) = retain(Protocol::V2, &v2_body, keep).unwrap();
+        let kept = kept.unwrap();
+        assert_eq!(cut, want_cut);
+        assert_eq!(kept.protocol, Protocol::V2);
+        assert_eq!(kept.samples as u64, times.len() as u64 - want_cut);
+        assert_eq!(kept.oldest_ms, limit);
+        let trimmed = decode_v2(&kept.body).unwrap();
+        // Metadata and start timestamps survive a trim (the body stays 2.0).
+        let mut want = request.clone();
+        for ts in &mut want.timeseries {
+            ts.samples.retain(|s| keep(s.timestamp));
+        }
+        want.timeseries.retain(|ts| !ts.samples.is_empty());
+        // Bytes, not values: NaN (the stale marker) is never equal to itself.
+        assert_eq!(trimmed.encode_to_vec(), want.encode_to_vec());
+
+        let v1_body = compress(&v2_to_v1(&request).unwrap());
+        let (kept1, cut1) = retain(Protocol::V1, &v1_body, keep).unwrap();
+        let kept1 = kept1.unwrap();
+        assert_eq!(cut1, want_cut);
+        assert_eq!(kept1.protocol, Protocol::V1);
+        assert_eq!(
+            meaning_v1(&decode_v1(&kept1.body).unwrap()),
+            meaning_v2(&want)
+        );
+
+        let (none, all) = retain(Protocol::V2, &v2_body, |_| false).unwrap();
+        assert!(none.is_none());
+        assert_eq!(all, times.len() as u64);
+    }
+}
