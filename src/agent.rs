@@ -28,7 +28,7 @@ use crate::config::{Config, ConfigError, Mode};
 use crate::http::error_chain;
 use crate::kubelet::client::ClientError;
 use crate::pipeline::{Poller, Polling};
-use crate::remote_write::{Negotiated, Protocol, RemoteWriteClient};
+use crate::remote_write::RemoteWriteClient;
 use crate::sender::{self, SenderSettings};
 use crate::telemetry::{DropReason, Metrics};
 
@@ -126,8 +126,9 @@ pub async fn run(
     };
     // Tells the sender no more requests will come: deliver what is buffered, then return.
     let drain = CancellationToken::new();
-    // TODO(issue 10): take `poller.negotiated()` once the 2.0 encoder is merged from main.
-    let negotiated = Negotiated::new(Protocol::V1);
+    // One handle for the poller and the sender: a fallback the sender makes is what the
+    // poller encodes next.
+    let negotiated = poller.negotiated();
     let sender = tasks.spawn(sender::run(
         client,
         queue.clone(),

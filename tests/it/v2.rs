@@ -488,3 +488,221 @@ async fn the_client_sends_each_protocol_its_headers_and_reads_the_written_counts
         Err(SendError::Permanent { .. })
     ));
 }
+
+// ---------------------------------------------------------------------------------------
+// The whole agent, `--remote-write-version 2`, against a simulated kubelet.
+
+const AGENT_FAST: [&str; 8] = [
+    "--interval",
+    "50ms",
+    "--min-backoff",
+    "5ms",
+    "--max-backoff",
+    "20ms",
+    "--remote-write-version",
+    "2",
+];
+
+fn agent_args<'a>(kubelet: &'a str, remote: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec!["--kubelet-url", kubelet, "--remote-url", remote];
+    v.extend_from_slice(&AGENT_FAST);
+    v.extend_from_slice(extra);
+    v
+}
+
+/// Every series' samples arrived in strictly increasing time order (so none twice); the
+/// number of samples.
+fn ordered_once(series: &[TimeSeries]) -> usize {
+    let mut lines: std::collections::HashMap<Vec<u8>, Vec<i64>> = Default::default();
+    for ts in series {
+        let key = TimeSeries {
+            labels: ts.labels.clone(),
+            samples: Vec::new(),
+        }
+        .encode_to_vec();
+        lines
+            .entry(key)
+            .or_default()
+            .extend(ts.samples.iter().map(|s| s.timestamp));
+    }
+    for times in lines.values() {
+        assert!(times.windows(2).all(|w| w[0] < w[1]), "{times:?}");
+    }
+    lines.values().map(Vec::len).sum()
+}
+
+/// Per series, timestamps never go back.
+fn in_order(series: &[TimeSeries]) {
+    let mut last: std::collections::HashMap<Vec<u8>, i64> = Default::default();
+    for ts in series {
+        let key = TimeSeries {
+            labels: ts.labels.clone(),
+            samples: Vec::new(),
+        }
+        .encode_to_vec();
+        for s in &ts.samples {
+            if let Some(t) = last.insert(key.clone(), s.timestamp) {
+                assert!(s.timestamp >= t, "{} after {t}", s.timestamp);
+            }
+        }
+    }
+}
+
+async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_agent_sends_v2_to_a_v2_receiver() {
+    let k = crate::support::simulated_kubelet(5, 21).await;
+    let rx = Receiver::start().await.unwrap();
+    let (ku, ru) = (k.url(), rx.url());
+    let agent = crate::support::Agent::start(&agent_args(&ku, &ru, &[]));
+    wait_for("4 requests", || rx.requests().len() >= 4).await;
+    agent.wait_drained(1, Duration::from_secs(10)).await;
+    let (outcome, m) = agent.stop().await;
+    assert_eq!(outcome, kubelet_push::Outcome::Ok);
+    let got = rx.requests();
+    assert!(got
+        .iter()
+        .all(|r| r.protocol == Protocol::V2 && r.accepted()));
+    // Counters carry metadata and start timestamps on the wire.
+    let first = got[0].v2_request.as_ref().unwrap();
+    assert!(first.timeseries.iter().all(|t| t.metadata.is_some()));
+    assert!(first
+        .timeseries
+        .iter()
+        .flat_map(|t| &t.samples)
+        .any(|s| s.start_timestamp > 0));
+    assert_eq!(
+        ordered_once(&rx.accepted_series()) as u64,
+        m.samples_sent.get()
+    );
+    assert_eq!(m.samples_queued.get(), m.samples_sent.get());
+    assert_eq!(protocol_gauge(&m), ("0".into(), "1".into()));
+}
+
+/// The first poll goes as 2.0 and is refused the old way; the same samples go again as 1.0,
+/// and every later poll is 1.0. Nothing is lost.
+async fn the_agent_falls_back(old: OldReceiver, first_status: u16) {
+    let k = crate::support::simulated_kubelet(5, 22).await;
+    let rx = Receiver::start().await.unwrap();
+    rx.answer_v2_like(Some(old));
+    let (ku, ru) = (k.url(), rx.url());
+    let agent = crate::support::Agent::start(&agent_args(&ku, &ru, &[]));
+    wait_for("6 requests", || rx.requests().len() >= 6).await;
+    agent.wait_drained(1, Duration::from_secs(10)).await;
+    let (outcome, m) = agent.stop().await;
+    assert_eq!(outcome, kubelet_push::Outcome::Ok);
+    let got = rx.requests();
+    assert_eq!(
+        (got[0].protocol, got[0].status),
+        (Protocol::V2, first_status)
+    );
+    assert!(!got[0].accepted());
+    assert!(
+        got[1..]
+            .iter()
+            .all(|r| r.protocol == Protocol::V1 && r.accepted()),
+        "{:?}",
+        wire(&got)
+    );
+    // The refused request's samples are what the first 1.0 request carried.
+    let refused = got[0].write_request.as_ref().unwrap();
+    let resent = got[1].write_request.as_ref().unwrap();
+    let mut refused_sorted = refused.timeseries.clone();
+    for t in &mut refused_sorted {
+        t.labels.sort_by(|a, b| a.name.cmp(&b.name));
+    }
+    assert_eq!(bytes(&refused_sorted), bytes(&resent.timeseries));
+    assert!(resent.timeseries.len() > 50);
+    assert_eq!(
+        ordered_once(&rx.accepted_series()) as u64,
+        m.samples_sent.get()
+    );
+    assert_eq!(m.samples_queued.get(), m.samples_sent.get(), "nothing lost");
+    assert_eq!(protocol_gauge(&m), ("1".into(), "0".into()));
+}
+
+#[tokio::test]
+async fn the_agent_falls_back_on_415_and_polls_in_1_0_after() {
+    the_agent_falls_back(OldReceiver::Unsupported, 415).await;
+}
+
+#[tokio::test]
+async fn the_agent_falls_back_on_a_bare_204_and_polls_in_1_0_after() {
+    the_agent_falls_back(OldReceiver::IgnoresIt, 204).await;
+}
+
+/// An outage fills the disk buffer with 2.0 requests; the agent is stopped and started again
+/// (at 2.0, as configured) against a receiver that turns out not to speak 2.0: it falls back
+/// again, converts everything the first run buffered, and nothing is lost.
+#[tokio::test]
+async fn a_restarted_agent_falls_back_again_and_delivers_its_v2_disk_buffer() {
+    let k = crate::support::simulated_kubelet(5, 23).await;
+    let rx = Receiver::start().await.unwrap();
+    for _ in 0..100_000 {
+        rx.push_response(Response::status(503));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let (ku, ru) = (k.url(), rx.url());
+    let extra = ["--buffer-dir", d, "--shutdown-timeout", "50ms"];
+    let first = crate::support::Agent::start(&agent_args(&ku, &ru, &extra));
+    wait_for("5 polls buffered", || {
+        first.metrics.buffer_requests.get() >= 5
+    })
+    .await;
+    let (_, m1) = first.stop().await;
+    assert_eq!(m1.samples_sent.get(), 0);
+    let buffered = m1.samples_queued.get();
+    assert!(rx
+        .requests()
+        .iter()
+        .all(|r| r.protocol == Protocol::V2 && r.status == 503));
+
+    rx.clear_responses();
+    rx.answer_v2_like(Some(OldReceiver::Unsupported));
+    let before = rx.requests().len();
+    let second = crate::support::Agent::start(&agent_args(&ku, &ru, &extra));
+    wait_for("3 fresh polls", || second.metrics.polls(true) >= 3).await;
+    second
+        .wait_drained(buffered + 1, Duration::from_secs(10))
+        .await;
+    let (outcome, m2) = second.stop().await;
+    assert_eq!(outcome, kubelet_push::Outcome::Ok);
+    let after = &rx.requests()[before..];
+    assert_eq!((after[0].protocol, after[0].status), (Protocol::V2, 415));
+    assert!(after[1..]
+        .iter()
+        .all(|r| r.protocol == Protocol::V1 && r.accepted()));
+    // A restarted agent does not know what its predecessor sent, so a kubelet's cached value
+    // can go out twice with the same timestamp (as with 1.0): in order, not once.
+    let series = rx.accepted_series();
+    in_order(&series);
+    let delivered: u64 = series.iter().map(|t| t.samples.len() as u64).sum();
+    assert_eq!(
+        delivered,
+        buffered + m2.samples_queued.get(),
+        "nothing lost"
+    );
+    // Each poll's `up` has its own timestamp: no request was delivered twice.
+    let ups: Vec<i64> = series
+        .iter()
+        .filter(|t| {
+            t.labels
+                .iter()
+                .any(|l| l.name == "__name__" && l.value == "up")
+        })
+        .map(|t| t.samples[0].timestamp)
+        .collect();
+    let distinct: std::collections::BTreeSet<i64> = ups.iter().copied().collect();
+    assert_eq!(ups.len(), distinct.len());
+    assert!(ups.len() as u64 >= m1.polls(true) + 3);
+    assert_eq!(m2.samples_sent.get(), delivered);
+    assert_eq!(protocol_gauge(&m2), ("1".into(), "0".into()));
+}
