@@ -256,10 +256,7 @@ fn v2_request(batch: Vec<(TimeSeries, i64)>) -> v2::Request {
 
 /// Decodes a Remote Write 2.0 body; for tests and receivers.
 pub fn decode_v2(body: &[u8]) -> Result<v2::Request, String> {
-    let raw = snap::raw::Decoder::new()
-        .decompress_vec(body)
-        .map_err(|e| format!("snappy: {e}"))?;
-    v2::Request::decode(raw.as_slice()).map_err(|e| format!("protobuf: {e}"))
+    super::fallback::decode_v2(body).map_err(|e| crate::http::error_chain(&e))
 }
 
 /// The labels of a decoded 2.0 series as (name, value) pairs, resolved through the request's

@@ -224,13 +224,13 @@ fn write_series(buf: &mut Vec<u8>, labels: &[Label<'_>], value: f64, timestamp_m
 }
 
 #[inline(always)]
-fn varint_len(v: u64) -> usize {
+pub(super) fn varint_len(v: u64) -> usize {
     // 1 byte per started 7 bits; 0 takes one byte.
     (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
 }
 
 #[inline(always)]
-fn put_varint(buf: &mut Vec<u8>, mut v: u64) {
+pub(super) fn put_varint(buf: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         buf.push((v as u8) | 0x80);
         v >>= 7;

@@ -34,6 +34,7 @@
 //! [`super::Negotiated`]), falling back and converting buffered 2.0 bodies (`sender`,
 //! `fallback`), headers (`client`).
 
+use super::v1::{put_varint, varint_len};
 use std::hash::BuildHasher;
 
 use bytes::Bytes;
@@ -402,20 +403,6 @@ fn write_series(buf: &mut Vec<u8>, refs: &[u32], p: &Point, (kind, help, unit): 
         buf.push(TAG_METADATA_UNIT);
         put_varint(buf, u64::from(unit));
     }
-}
-
-#[inline(always)]
-fn varint_len(v: u64) -> usize {
-    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
-}
-
-#[inline(always)]
-fn put_varint(buf: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        buf.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    buf.push(v as u8);
 }
 
 #[cfg(test)]
