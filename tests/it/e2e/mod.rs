@@ -116,7 +116,9 @@ pub fn dropped(text: &str) -> Vec<&str> {
         .filter(|l| l.starts_with("kubelet_push_samples_dropped_total{"))
         .collect();
     assert!(
-        lines.iter().any(|l| l.contains("reason=\"receiver_refused\"")),
+        lines
+            .iter()
+            .any(|l| l.contains("reason=\"receiver_refused\"")),
         "no dropped counters:\n{text}"
     );
     lines.into_iter().filter(|l| !l.ends_with(" 0")).collect()

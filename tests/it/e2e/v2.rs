@@ -87,8 +87,7 @@ fn check_fallback(kind: Kind, p: &Pushed, wire: &[Exchange]) {
         first.answer_headers
     );
     assert_eq!(
-        first.content_type,
-        "application/x-protobuf;proto=io.prometheus.write.v2.Request",
+        first.content_type, "application/x-protobuf;proto=io.prometheus.write.v2.Request",
         "{at}"
     );
     assert_eq!(first.version, "2.0.0", "{at}");
@@ -241,7 +240,18 @@ impl Recorder {
                     }
                     let answer = match request.send().await {
                         Ok(a) => a,
-                        Err(e) => panic!("the receiver did not answer: {e}"),
+                        // Recorded as a 502, which the checks of every exchange refuse (a
+                        // panic here would only end this connection).
+                        Err(e) => {
+                            log.lock().unwrap().push(Exchange {
+                                content_type: header("content-type"),
+                                version: header("x-prometheus-remote-write-version"),
+                                body,
+                                status: 502,
+                                answer_headers: vec![format!("(no answer: {e})")],
+                            });
+                            return (StatusCode::BAD_GATEWAY, HeaderMap::new(), Bytes::new());
+                        }
                     };
                     let status = answer.status().as_u16();
                     let answer_headers: Vec<(String, Vec<u8>)> = answer
