@@ -11,6 +11,7 @@ mod image;
 mod kube_prometheus;
 mod kube_prometheus_dashboards;
 mod outage;
+mod v2;
 mod values;
 mod windows;
 
@@ -71,6 +72,57 @@ pub const ONE_SECOND_POLLS: [&str; 6] = [
     "--max-backoff",
     "1s",
 ];
+
+/// The Remote Write version an agent starts with (`--remote-write-version`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    V1,
+    V2,
+}
+
+impl Version {
+    pub fn args(self) -> &'static [&'static str] {
+        match self {
+            Version::V1 => &[],
+            Version::V2 => &["--remote-write-version", "2"],
+        }
+    }
+}
+
+/// The self-metric lines saying which version a destination is sent in now.
+pub const PROTOCOL_V1: &str = "kubelet_push_remote_write_protocol{version=\"1.0\"} ";
+pub const PROTOCOL_V2: &str = "kubelet_push_remote_write_protocol{version=\"2.0\"} ";
+
+/// How many times an agent's log says it fell back from 2.0 to 1.0.
+pub fn fallbacks(log: &str) -> usize {
+    log.lines()
+        .filter(|l| l.contains("the receiver does not take Remote Write 2.0"))
+        .count()
+}
+
+/// The value of the first line of a `/metrics` text that starts with `line_start`.
+pub fn metric_value(text: &str, line_start: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(line_start))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// The `kubelet_push_samples_dropped_total` lines of a `/metrics` text that are not 0. Fails
+/// when there is none at all (the agent registers every reason at start).
+pub fn dropped(text: &str) -> Vec<&str> {
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("kubelet_push_samples_dropped_total{"))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("reason=\"receiver_refused\"")),
+        "no dropped counters:\n{text}"
+    );
+    lines.into_iter().filter(|l| !l.ends_with(" 0")).collect()
+}
 
 /// A receiver process. Killed when dropped, so a failing test leaves nothing running.
 pub struct Real {

@@ -1,6 +1,7 @@
 //! Outages against real receivers: the receiver is killed and comes back on the same port and
 //! data directory; optionally the agent is killed too, mid-outage, and restarted on its disk
-//! buffer. Afterwards every sample is queryable, in order, nothing rejected.
+//! buffer. Afterwards every sample is queryable, in order, nothing rejected. `e2e::v2` runs the
+//! same timelines with an agent that starts on Remote Write 2.0 ([`Version::V2`]).
 
 use super::*;
 
@@ -9,32 +10,38 @@ const OUTAGE: Duration = Duration::from_secs(31);
 #[tokio::test]
 async fn prometheus_outage_loses_nothing() {
     if available(Kind::Prometheus) {
-        outage(Kind::Prometheus, false).await;
+        outage(Kind::Prometheus, false, Version::V1).await;
     }
 }
 
 #[tokio::test]
 async fn victoria_metrics_outage_loses_nothing() {
     if available(Kind::VictoriaMetrics) {
-        outage(Kind::VictoriaMetrics, false).await;
+        outage(Kind::VictoriaMetrics, false, Version::V1).await;
     }
 }
 
 #[tokio::test]
 async fn prometheus_outage_with_agent_restart_loses_nothing() {
     if available(Kind::Prometheus) {
-        outage(Kind::Prometheus, true).await;
+        outage(Kind::Prometheus, true, Version::V1).await;
     }
 }
 
 #[tokio::test]
 async fn victoria_metrics_outage_with_agent_restart_loses_nothing() {
     if available(Kind::VictoriaMetrics) {
-        outage(Kind::VictoriaMetrics, true).await;
+        outage(Kind::VictoriaMetrics, true, Version::V1).await;
     }
 }
 
-async fn outage(kind: Kind, restart_agent: bool) {
+/// With [`Version::V2`] the disk buffer holds 2.0 requests when the receiver returns: without
+/// an agent restart the receiver is away before the agent's first push, so the agent never
+/// learns it speaks 1.0 only and buffers the whole outage as 2.0; with a restart, the first
+/// agent falls back during the 3 s before the outage and buffers 1.0, the restarted one starts
+/// at 2.0 again and buffers 2.0 behind it. Either way, when the receiver comes back, the first
+/// 2.0 request it answers with a bare 204 makes the agent fall back (once) and convert the rest.
+pub(super) async fn outage(kind: Kind, restart_agent: bool, version: Version) {
     let dir = tempfile::tempdir().unwrap();
     let buffer = tempfile::tempdir().unwrap();
     let mut receiver = Real::start(kind, dir.path(), free_port()).await;
@@ -50,24 +57,46 @@ async fn outage(kind: Kind, restart_agent: bool) {
             "--buffer-dir",
             buffer.path().to_str().unwrap(),
         ])
+        .chain(version.args().iter().copied())
         .collect();
     let write_url = receiver.write_url();
     let start_agent = || agent(&kubelet.url(), &write_url, &args);
+    let away_first = version == Version::V2 && !restart_agent;
+    if away_first {
+        receiver.kill().await;
+    }
     let mut child = start_agent();
-    tokio::time::sleep(Duration::from_secs(3)).await;
-
-    receiver.kill().await;
+    if !away_first {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        receiver.kill().await;
+    }
     let outage_started = now_ms();
     if restart_agent {
         tokio::time::sleep(OUTAGE / 2).await;
         child.start_kill().unwrap();
-        child.wait().await.unwrap();
+        let killed = child.wait_with_output().await.unwrap();
+        if version == Version::V2 {
+            // It met the receiver before the outage.
+            assert_eq!(
+                fallbacks(&String::from_utf8_lossy(&killed.stderr)),
+                1,
+                "{kind:?}: the first agent fell back once"
+            );
+        }
         child = start_agent();
         tokio::time::sleep(OUTAGE / 2).await;
     } else {
         tokio::time::sleep(OUTAGE).await;
     }
     let polled_in_outage = kubelet.requests();
+    if version == Version::V2 {
+        // Every request this agent buffered is 2.0.
+        assert_eq!(
+            crate::support::self_metric(&listen, PROTOCOL_V2).await,
+            Some(1.0),
+            "{kind:?}: the agent is still on 2.0 when the receiver returns"
+        );
+    }
     receiver.restart().await;
     let outage_ended = now_ms();
 
@@ -84,8 +113,23 @@ async fn outage(kind: Kind, restart_agent: bool) {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let metrics = reqwest::get(format!("http://{listen}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let (code, log) = stop_agent(child).await;
     assert_eq!(code, Some(0), "{log}");
+    assert_eq!(dropped(&metrics), Vec::<&str>::new(), "{kind:?}: {log}");
+    if version == Version::V2 {
+        assert_eq!(
+            metric_value(&metrics, PROTOCOL_V1),
+            Some(1.0),
+            "{kind:?}: {metrics}"
+        );
+        assert_eq!(fallbacks(&log), 1, "{kind:?}: one fallback line: {log}");
+    }
     receiver.make_visible().await;
 
     let end = now_ms();

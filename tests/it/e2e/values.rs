@@ -33,11 +33,33 @@ async fn victoria_metrics_stores_what_the_kubelet_reported() {
 async fn values_arrive(kind: Kind) {
     let dir = tempfile::tempdir().unwrap();
     let receiver = Real::start(kind, dir.path(), free_port()).await;
+    let url = receiver.write_url();
+    let pushed = push_fixtures(|_| url.clone(), &[]).await;
+    check_fixtures(&receiver, &pushed).await;
+}
+
+/// One fixture's run: its kubelet, and what its agent said before it stopped.
+pub(super) struct Pushed {
+    pub fixture: &'static str,
+    pub kubelet: FixtureKubelet,
+    /// The agent's stderr, to its exit.
+    pub log: String,
+    /// The agent's own `/metrics`, read after its last poll and before its stop.
+    pub metrics: String,
+}
+
+/// Runs one agent per fixture, all at once, each pushing to `write_url(fixture index)` with
+/// `extra` flags, and stops each cleanly once its kubelet has served every document and its
+/// buffer is empty.
+pub(super) async fn push_fixtures(
+    write_url: impl Fn(usize) -> String,
+    extra: &[&str],
+) -> Vec<Pushed> {
     // The whole virtual timeline (documents STEP_S apart) lies in the last few minutes:
     // receivers do not answer for samples in the future.
     let newest_at = now_s() - 5 - STEP_S * DOCS as i64;
     let mut runs = Vec::new();
-    for fixture in FIXTURES {
+    for (i, fixture) in FIXTURES.into_iter().enumerate() {
         let kubelet = FixtureKubelet::start(
             &format!("{fixture}.json"),
             newest_at,
@@ -45,16 +67,17 @@ async fn values_arrive(kind: Kind) {
             Some(DROP_POD_FROM),
         )
         .await;
-        let agent = agent(
-            &kubelet.url(),
-            &receiver.write_url(),
-            &["--interval", "200ms", "--min-backoff", "50ms"],
-        );
-        runs.push((fixture, kubelet, agent));
+        let listen = format!("127.0.0.1:{}", free_port());
+        let args: Vec<&str> = ["--interval", "200ms", "--min-backoff", "50ms"]
+            .into_iter()
+            .chain(["--listen-address", listen.as_str()])
+            .chain(extra.iter().copied())
+            .collect();
+        let agent = agent(&kubelet.url(), &write_url(i), &args);
+        runs.push((fixture, kubelet, listen, agent));
     }
-    let mut sent = 0;
-    let mut checked = Vec::new();
-    for (fixture, kubelet, child) in runs {
+    let mut pushed = Vec::new();
+    for (fixture, kubelet, listen, child) in runs {
         let deadline = Instant::now() + Duration::from_secs(30);
         while kubelet.requests() < DOCS {
             assert!(
@@ -63,21 +86,39 @@ async fn values_arrive(kind: Kind) {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        let metrics = reqwest::get(format!("http://{listen}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         let (code, log) = stop_agent(child).await;
         assert_eq!(code, Some(0), "{fixture}: {log}");
         assert!(
             log.contains("samples_pending=0"),
             "{fixture}: everything flushed: {log}"
         );
-        sent += samples_sent(&log);
-        checked.push((fixture, kubelet));
+        pushed.push(Pushed {
+            fixture,
+            kubelet,
+            log,
+            metrics,
+        });
     }
+    pushed
+}
+
+/// Every fixture's golden series, values, rates and stale markers, as the receiver stores
+/// them, and nothing turned away.
+pub(super) async fn check_fixtures(receiver: &Real, pushed: &[Pushed]) {
     receiver.make_visible().await;
     // The stale markers went out with the last polls; VictoriaMetrics rounds an instant
     // query's time down to the second, so look a full second later.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    for (fixture, kubelet) in &checked {
-        check_fixture(&receiver, fixture, kubelet).await;
+    let mut sent = 0;
+    for p in pushed {
+        check_fixture(receiver, p.fixture, &p.kubelet).await;
+        sent += samples_sent(&p.log);
     }
     receiver.assert_nothing_rejected(sent).await;
 }
