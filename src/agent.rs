@@ -115,6 +115,10 @@ pub async fn run(
     info!(
         kubelet = %poller.kubelet_display(),
         remote = client.display_url(),
+        remote_write = match config.remote_protocol {
+            crate::remote_write::Protocol::V1 => "1.0",
+            crate::remote_write::Protocol::V2 => "2.0 (1.0 if the receiver does not take it)",
+        },
         interval = ?config.interval,
         buffer = if delivery.buffer_dir.is_some() { "disk" } else { "memory" },
         "kubelet-push started"
