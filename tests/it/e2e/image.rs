@@ -461,7 +461,10 @@ async fn container_pushes_what_the_kubelet_served_to_prometheus_and_stops_cleanl
         .raw(&format!("{{instance=\"{NODE}\"}}"), end, 300)
         .await;
     let only = |name: &str| -> &Vec<(i64, f64)> {
-        let key = format!("{name}{{instance=\"{NODE}\",job=\"kubelet\",node=\"{NODE}\"}}");
+        // Both are families the kubelet's resource endpoint has: metrics_path says so.
+        let key = format!(
+            "{name}{{instance=\"{NODE}\",job=\"kubelet\",metrics_path=\"/metrics/resource\",node=\"{NODE}\"}}"
+        );
         raw.get(&key)
             .unwrap_or_else(|| panic!("{key} not stored: {:?}", raw.keys()))
     };
