@@ -437,17 +437,7 @@ impl<'s, F: FnMut(&Sample<'_>)> Emitter<'_, 's, F> {
 
     /// Emits one sample when the summary had the value; a missing value is no sample.
     fn push(&mut self, name: &'static str, labels: &Labels<'s>, v: Option<f64>, t: Option<Time>) {
-        if let Some(value) = v {
-            let timestamp_ms = self.timestamp(t);
-            (self.sink)(&Sample {
-                name,
-                family: labels.family,
-                labels: labels.as_slice(),
-                value,
-                timestamp_ms,
-                start_ms: 0,
-            });
-        }
+        self.emit(name, labels, v, t, None);
     }
 
     /// [`Emitter::push`] for a counter: the sample carries the current start time.
@@ -458,6 +448,17 @@ impl<'s, F: FnMut(&Sample<'_>)> Emitter<'_, 's, F> {
         v: Option<f64>,
         t: Option<Time>,
     ) {
+        self.emit(name, labels, v, t, self.start);
+    }
+
+    fn emit(
+        &mut self,
+        name: &'static str,
+        labels: &Labels<'s>,
+        v: Option<f64>,
+        t: Option<Time>,
+        start: Option<Time>,
+    ) {
         if let Some(value) = v {
             let timestamp_ms = self.timestamp(t);
             (self.sink)(&Sample {
@@ -466,7 +467,7 @@ impl<'s, F: FnMut(&Sample<'_>)> Emitter<'_, 's, F> {
                 labels: labels.as_slice(),
                 value,
                 timestamp_ms,
-                start_ms: start_ms(self.start, timestamp_ms),
+                start_ms: start_ms(start, timestamp_ms),
             });
         }
     }

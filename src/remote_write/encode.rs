@@ -265,15 +265,7 @@ pub fn v2_labels<'r>(
     request: &'r v2::Request,
     series: &v2::TimeSeries,
 ) -> Option<Vec<(&'r str, &'r str)>> {
-    if series.labels_refs.len() % 2 != 0 {
-        return None;
-    }
-    let symbol = |r: u32| request.symbols.get(r as usize).map(String::as_str);
-    series
-        .labels_refs
-        .chunks(2)
-        .map(|p| Some((symbol(p[0])?, symbol(p[1])?)))
-        .collect()
+    super::fallback::labels_of(request, series).ok()
 }
 
 /// Decodes a Remote Write 1.0 body; for tests, trimming by age and the demo receiver.

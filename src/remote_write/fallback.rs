@@ -55,18 +55,43 @@ fn decode_v1(body: &[u8]) -> Result<v1::WriteRequest, ConvertError> {
     Ok(v1::WriteRequest::decode(raw.as_slice())?)
 }
 
-/// The 1.0 request holding exactly the series and samples of `request`.
-pub fn v2_to_v1(request: &v2::Request) -> Result<v1::WriteRequest, ConvertError> {
-    let symbol = |series: usize, reference: u32| {
+/// Why a 2.0 series' label refs cannot be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RefError {
+    #[error("an odd number of label refs ({0})")]
+    Odd(usize),
+    #[error("label ref {reference} is outside the {symbols} symbols")]
+    OutOfRange { reference: u32, symbols: usize },
+}
+
+/// A 2.0 series' labels as (name, value) pairs, resolved through the request's symbols, in the
+/// order of its refs (empty values kept): the one reading of refs that the conversion, the
+/// demo's receiver and the tests share.
+pub fn labels_of<'r>(
+    request: &'r v2::Request,
+    series: &v2::TimeSeries,
+) -> Result<Vec<(&'r str, &'r str)>, RefError> {
+    let refs = &series.labels_refs;
+    if refs.len() % 2 != 0 {
+        return Err(RefError::Odd(refs.len()));
+    }
+    let symbol = |reference: u32| {
         request
             .symbols
             .get(reference as usize)
-            .ok_or(ConvertError::Ref {
-                series,
+            .map(String::as_str)
+            .ok_or(RefError::OutOfRange {
                 reference,
                 symbols: request.symbols.len(),
             })
     };
+    refs.chunks_exact(2)
+        .map(|pair| Ok((symbol(pair[0])?, symbol(pair[1])?)))
+        .collect()
+}
+
+/// The 1.0 request holding exactly the series and samples of `request`.
+pub fn v2_to_v1(request: &v2::Request) -> Result<v1::WriteRequest, ConvertError> {
     let mut timeseries = Vec::with_capacity(request.timeseries.len());
     for (i, ts) in request.timeseries.iter().enumerate() {
         if !ts.histograms.is_empty() {
@@ -90,16 +115,22 @@ pub fn v2_to_v1(request: &v2::Request) -> Result<v1::WriteRequest, ConvertError>
         if ts.samples.is_empty() {
             continue;
         }
-        let mut labels = Vec::with_capacity(ts.labels_refs.len() / 2);
-        for pair in ts.labels_refs.chunks_exact(2) {
-            let (name, value) = (symbol(i, pair[0])?, symbol(i, pair[1])?);
-            if !value.is_empty() {
-                labels.push(v1::Label {
-                    name: name.clone(),
-                    value: value.clone(),
-                });
-            }
-        }
+        let mut labels: Vec<v1::Label> = labels_of(request, ts)
+            .map_err(|e| match e {
+                RefError::Odd(refs) => ConvertError::OddRefs { series: i, refs },
+                RefError::OutOfRange { reference, symbols } => ConvertError::Ref {
+                    series: i,
+                    reference,
+                    symbols,
+                },
+            })?
+            .into_iter()
+            .filter(|(_, value)| !value.is_empty())
+            .map(|(name, value)| v1::Label {
+                name: name.to_owned(),
+                value: value.to_owned(),
+            })
+            .collect();
         labels.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
         let samples = ts
             .samples

@@ -30,6 +30,7 @@ use super::server::LocalServer;
 use crate::remote_write::client::{
     EXEMPLARS_WRITTEN_HEADER, HISTOGRAMS_WRITTEN_HEADER, SAMPLES_WRITTEN_HEADER,
 };
+use crate::remote_write::fallback::{labels_of, RefError};
 use crate::remote_write::proto::v1::{Label, Sample, TimeSeries, WriteRequest};
 use crate::remote_write::proto::v2;
 use crate::remote_write::Protocol;
@@ -350,31 +351,25 @@ fn v1_form(request: &v2::Request) -> Result<WriteRequest, Invalid> {
     }
     let mut timeseries = Vec::with_capacity(request.timeseries.len());
     for (index, ts) in request.timeseries.iter().enumerate() {
-        let refs_problem = |problem: String| Invalid::Refs { index, problem };
-        if ts.labels_refs.len() % 2 != 0 {
-            return Err(refs_problem(format!(
-                "an odd number of label refs ({})",
-                ts.labels_refs.len()
-            )));
-        }
-        let symbol = |r: u32| {
-            request.symbols.get(r as usize).cloned().ok_or_else(|| {
-                refs_problem(format!(
-                    "label ref {r} is outside the {} symbols",
-                    request.symbols.len()
-                ))
-            })
+        let refs_problem = |e: RefError| Invalid::Refs {
+            index,
+            problem: e.to_string(),
         };
-        let mut labels = Vec::with_capacity(ts.labels_refs.len() / 2);
-        for pair in ts.labels_refs.chunks_exact(2) {
-            labels.push(Label {
-                name: symbol(pair[0])?,
-                value: symbol(pair[1])?,
-            });
-        }
+        let labels = labels_of(request, ts)
+            .map_err(refs_problem)?
+            .into_iter()
+            .map(|(name, value)| Label {
+                name: name.to_owned(),
+                value: value.to_owned(),
+            })
+            .collect();
         if let Some(m) = &ts.metadata {
-            for r in [m.help_ref, m.unit_ref] {
-                symbol(r)?;
+            let symbols = request.symbols.len();
+            if let Some(reference) = [m.help_ref, m.unit_ref]
+                .into_iter()
+                .find(|r| *r as usize >= symbols)
+            {
+                return Err(refs_problem(RefError::OutOfRange { reference, symbols }));
             }
         }
         timeseries.push(TimeSeries {
