@@ -1,23 +1,16 @@
 //! Polling real HTTP kubelets (the simulator) and captured files: failures, recovery, tokens,
 //! repeated timestamps and stale markers.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use kubelet_push::demo::simulator::{Fault, KubeletServer};
 use kubelet_push::kubelet::ScrapeError;
-use kubelet_push::pipeline::Poller;
 use kubelet_push::remote_write::is_stale_marker;
-use kubelet_push::telemetry::Metrics;
 
 use crate::support::*;
 
 async fn simulated(pods: usize) -> KubeletServer {
     simulated_kubelet(pods, 7).await
-}
-
-fn poller(args: &[&str]) -> Poller {
-    Poller::new(&config(args), Arc::new(Metrics::new())).unwrap()
 }
 
 #[tokio::test]

@@ -338,8 +338,7 @@ fn pod_metadata_failures_never_cost_stats_and_labels_come_later() {
         )
         .await;
         let url = kubelet.url();
-        let mut p = kubelet_push::pipeline::Poller::new(
-            &crate::support::config(&[
+        let mut p = crate::support::poller(&[
                 "--kubelet-url",
                 &url,
                 "--remote-url",
@@ -348,10 +347,7 @@ fn pod_metadata_failures_never_cost_stats_and_labels_come_later() {
                 "10ms",
                 "--kubelet-timeout",
                 "1s",
-            ]),
-            std::sync::Arc::new(kubelet_push::telemetry::Metrics::new()),
-        )
-        .unwrap();
+            ]);
         // A poll, given time for a /pods request started by it to finish before the next.
         async fn poll(p: &mut kubelet_push::pipeline::Poller) -> Polled {
             let polled = crate::support::polled(p).await;
@@ -503,22 +499,15 @@ async fn kubelet_pods_false_never_asks() {
     )
     .await;
     let url = kubelet.url();
-    let mut p = kubelet_push::pipeline::Poller::new(
-        &crate::support::config(&["--kubelet-url", &url, "--dry-run", "--kubelet-pods=false"]),
-        std::sync::Arc::new(kubelet_push::telemetry::Metrics::new()),
-    )
-    .unwrap();
+    let mut p =
+        crate::support::poller(&["--kubelet-url", &url, "--dry-run", "--kubelet-pods=false"]);
     let polled = crate::support::polled(&mut p).await;
     assert_eq!(container_cpu(&polled).len(), 18);
     assert!(container_cpu(&polled).iter().all(|(_, i)| i.is_none()));
     assert_eq!(kubelet.requests(), 0);
 
     // With it on, a lone poll (--dry-run) waits for /pods and labels every container.
-    let mut p = kubelet_push::pipeline::Poller::new(
-        &crate::support::config(&["--kubelet-url", &url, "--dry-run"]),
-        std::sync::Arc::new(kubelet_push::telemetry::Metrics::new()),
-    )
-    .unwrap();
+    let mut p = crate::support::poller(&["--kubelet-url", &url, "--dry-run"]);
     let polled = crate::support::polled(&mut p).await;
     assert!(container_cpu(&polled).iter().all(|(_, i)| i.is_some()));
     assert_eq!(kubelet.requests(), 1);
@@ -567,11 +556,7 @@ async fn every_cadvisor_family_matches_the_capture_label_for_label_and_value_for
     )
     .await;
     let url = kubelet.url();
-    let mut p = kubelet_push::pipeline::Poller::new(
-        &crate::support::config(&["--kubelet-url", &url, "--dry-run"]),
-        std::sync::Arc::new(kubelet_push::telemetry::Metrics::new()),
-    )
-    .unwrap();
+    let mut p = crate::support::poller(&["--kubelet-url", &url, "--dry-run"]);
     let polled = crate::support::polled(&mut p).await;
     assert!(polled.error.is_none());
 
@@ -667,18 +652,14 @@ async fn a_kubelet_without_pods_is_asked_less_and_less_often() {
     )
     .await;
     let url = kubelet.url();
-    let mut p = kubelet_push::pipeline::Poller::new(
-        &crate::support::config(&[
-            "--kubelet-url",
-            &url,
-            "--remote-url",
-            "http://127.0.0.1:9/api/v1/write",
-            "--interval",
-            "10ms",
-        ]),
-        std::sync::Arc::new(kubelet_push::telemetry::Metrics::new()),
-    )
-    .unwrap();
+    let mut p = crate::support::poller(&[
+        "--kubelet-url",
+        &url,
+        "--remote-url",
+        "http://127.0.0.1:9/api/v1/write",
+        "--interval",
+        "10ms",
+    ]);
     let started = std::time::Instant::now();
     let mut polls = 0;
     while started.elapsed() < std::time::Duration::from_millis(700) {

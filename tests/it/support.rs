@@ -26,6 +26,11 @@ pub fn config(args: &[&str]) -> Config {
     Config::from_args(&cli.agent, false).expect("valid config")
 }
 
+/// A poller configured from command-line style arguments, with fresh self-metrics.
+pub fn poller(args: &[&str]) -> kubelet_push::pipeline::Poller {
+    kubelet_push::pipeline::Poller::new(&config(args), Arc::new(Metrics::new())).unwrap()
+}
+
 pub fn label<'a>(ts: &'a TimeSeries, name: &str) -> Option<&'a str> {
     ts.labels
         .iter()

@@ -4,8 +4,6 @@
 use std::sync::Arc;
 
 use kubelet_push::kubelet::ScrapeError;
-use kubelet_push::pipeline::Poller;
-use kubelet_push::telemetry::Metrics;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_rustls::rustls;
@@ -80,7 +78,7 @@ pub async fn serve(server: rustls::ServerConfig, connections: usize) -> String {
 async fn poll(args: &[&str]) -> Polled {
     let mut args = args.to_vec();
     args.extend(["--dry-run", "--node-name", "n"]);
-    polled(&mut Poller::new(&config(&args), Arc::new(Metrics::new())).unwrap()).await
+    polled(&mut crate::support::poller(&args)).await
 }
 
 #[tokio::test]

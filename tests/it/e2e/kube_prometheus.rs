@@ -260,27 +260,17 @@ pub(super) async fn node(
     }
 }
 
-/// Pushes, every second until dropped, one `kube_pod_info` sample per pod at the current time,
-/// as kube-state-metrics would be scraped: the series the rules join on for `node`.
-pub(super) struct PodInfoPusher {
+/// Series standing in for kube-state-metrics, pushed every second until dropped, each sample
+/// stamped with the current time, as a scrape of it would be.
+pub(super) struct StandIns {
     task: tokio::task::JoinHandle<()>,
     pushed: Arc<AtomicUsize>,
     failed: Arc<Mutex<Vec<String>>>,
 }
 
-impl PodInfoPusher {
-    pub(super) fn start(remote: &Real, nodes: &[&Node]) -> PodInfoPusher {
-        let mut pods = BTreeSet::new();
-        for n in nodes {
-            for c in &n.containers {
-                pods.insert((
-                    c.namespace.clone(),
-                    c.pod.clone(),
-                    c.uid.clone(),
-                    n.name.clone(),
-                ));
-            }
-        }
+impl StandIns {
+    /// `series`: each label set (`__name__` included, any order) with its value.
+    pub(super) fn start(remote: &Real, series: Vec<(Vec<(String, String)>, f64)>) -> StandIns {
         let url = remote.write_url();
         let pushed = Arc::new(AtomicUsize::new(0));
         let failed = Arc::new(Mutex::new(Vec::new()));
@@ -289,37 +279,28 @@ impl PodInfoPusher {
             let http = reqwest::Client::new();
             loop {
                 let now = now_ms();
-                let series = pods
+                let batch = series
                     .iter()
-                    .map(|(namespace, pod, uid, node)| {
+                    .map(|(labels, value)| {
+                        let mut labels: Vec<Label> = labels
+                            .iter()
+                            .map(|(name, value)| Label {
+                                name: name.clone(),
+                                value: value.clone(),
+                            })
+                            .collect();
                         // Sorted by name, as Remote Write requires.
-                        let labels = [
-                            ("__name__", "kube_pod_info"),
-                            ("created_by_kind", "ReplicaSet"),
-                            ("host_network", "false"),
-                            ("instance", "kube-state-metrics:8080"),
-                            ("job", "kube-state-metrics"),
-                            ("namespace", namespace),
-                            ("node", node),
-                            ("pod", pod),
-                            ("uid", uid),
-                        ];
+                        labels.sort_by(|a, b| a.name.cmp(&b.name));
                         TimeSeries {
-                            labels: labels
-                                .iter()
-                                .map(|(n, v)| Label {
-                                    name: (*n).to_owned(),
-                                    value: (*v).to_owned(),
-                                })
-                                .collect(),
+                            labels,
                             samples: vec![Sample {
-                                value: 1.0,
+                                value: *value,
                                 timestamp: now,
                             }],
                         }
                     })
                     .collect();
-                for request in encode::encode_batches(series, usize::MAX).unwrap() {
+                for request in encode::encode_batches(batch, usize::MAX).unwrap() {
                     let answer = http
                         .post(&url)
                         .header("Content-Encoding", rw::CONTENT_ENCODING)
@@ -343,24 +324,53 @@ impl PodInfoPusher {
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         });
-        PodInfoPusher {
+        StandIns {
             task,
             pushed,
             failed,
         }
     }
 
+    /// `kube_pod_info`, one per pod of `nodes`: the series the rules join on for `node`.
+    pub(super) fn pod_info(remote: &Real, nodes: &[&Node]) -> StandIns {
+        let mut pods = BTreeSet::new();
+        for n in nodes {
+            for c in &n.containers {
+                pods.insert((&c.namespace, &c.pod, &c.uid, &n.name));
+            }
+        }
+        let series = pods
+            .into_iter()
+            .map(|(namespace, pod, uid, node)| {
+                let labels = [
+                    ("__name__", "kube_pod_info"),
+                    ("created_by_kind", "ReplicaSet"),
+                    ("host_network", "false"),
+                    ("instance", "kube-state-metrics:8080"),
+                    ("job", "kube-state-metrics"),
+                    ("namespace", namespace.as_str()),
+                    ("node", node.as_str()),
+                    ("pod", pod.as_str()),
+                    ("uid", uid.as_str()),
+                ];
+                let labels = labels
+                    .iter()
+                    .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+                    .collect();
+                (labels, 1.0)
+            })
+            .collect();
+        StandIns::start(remote, series)
+    }
+
     pub(super) fn assert_all_accepted(&self) {
         let failed = self.failed.lock().unwrap();
-        assert!(failed.is_empty(), "kube_pod_info pushes failed: {failed:?}");
-        assert!(
-            self.pushed.load(Ordering::SeqCst) > 0,
-            "no kube_pod_info push"
-        );
+        assert!(failed.is_empty(), "stand-in pushes failed: {failed:?}");
+        assert!(self.pushed.load(Ordering::SeqCst) > 0, "no stand-in push");
     }
 }
 
-impl Drop for PodInfoPusher {
+impl Drop for StandIns {
     fn drop(&mut self) {
         self.task.abort();
     }
@@ -690,8 +700,8 @@ async fn kube_prometheus_rules_and_adapter_find_every_container() {
         &["--kubelet-pods=false"],
     )
     .await;
-    let pusher = PodInfoPusher::start(&prom, &[&linux, &windows]);
-    let bare_pusher = PodInfoPusher::start(&bare, &[&off]);
+    let pusher = StandIns::pod_info(&prom, &[&linux, &windows]);
+    let bare_pusher = StandIns::pod_info(&bare, &[&off]);
 
     let mut waited = Ok(());
     for (prom, n, labelled) in [

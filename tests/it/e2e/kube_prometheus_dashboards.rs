@@ -39,12 +39,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use kubelet_push::remote_write::proto::v1::{Label, Sample, TimeSeries};
-use kubelet_push::remote_write::{self as rw, encode};
-
 use super::kube_prometheus::{
     assert_close, fixture_path, label, node, prometheus, read, rules_file, wait_caught_up,
-    Container, Key, Node, PodInfoPusher, HISTORY_S, LINUX_PODS, LINUX_SUMMARY, RATE, STEP_S,
+    Container, Key, Node, StandIns, HISTORY_S, LINUX_PODS, LINUX_SUMMARY, RATE, STEP_S,
     WINDOWS_PODS, WINDOWS_SUMMARY,
 };
 use super::*;
@@ -739,88 +736,6 @@ async fn check_target(
     }
 }
 
-/// Pushes `series` (labels, value) every second until dropped, stamped with the current time,
-/// as kube-state-metrics would be scraped.
-struct StandIns {
-    task: tokio::task::JoinHandle<()>,
-    pushed: Arc<AtomicUsize>,
-    failed: Arc<Mutex<Vec<String>>>,
-}
-
-impl StandIns {
-    fn start(remote: &Real, series: Vec<(Vec<(String, String)>, f64)>) -> StandIns {
-        let url = remote.write_url();
-        let pushed = Arc::new(AtomicUsize::new(0));
-        let failed = Arc::new(Mutex::new(Vec::new()));
-        let (count, failures) = (pushed.clone(), failed.clone());
-        let task = tokio::spawn(async move {
-            let http = reqwest::Client::new();
-            loop {
-                let now = now_ms();
-                let batch = series
-                    .iter()
-                    .map(|(labels, value)| {
-                        let mut labels: Vec<Label> = labels
-                            .iter()
-                            .map(|(name, value)| Label {
-                                name: name.clone(),
-                                value: value.clone(),
-                            })
-                            .collect();
-                        labels.sort_by(|a, b| a.name.cmp(&b.name));
-                        TimeSeries {
-                            labels,
-                            samples: vec![Sample {
-                                value: *value,
-                                timestamp: now,
-                            }],
-                        }
-                    })
-                    .collect();
-                for request in encode::encode_batches(batch, usize::MAX).unwrap() {
-                    let answer = http
-                        .post(&url)
-                        .header("Content-Encoding", rw::CONTENT_ENCODING)
-                        .header("Content-Type", rw::CONTENT_TYPE_V1)
-                        .header(rw::VERSION_HEADER, rw::VERSION_V1)
-                        .body(request.body)
-                        .send()
-                        .await;
-                    match answer {
-                        Ok(r) if r.status().is_success() => {
-                            count.fetch_add(1, Ordering::SeqCst);
-                        }
-                        Ok(r) => {
-                            let status = r.status();
-                            let text = r.text().await.unwrap_or_default();
-                            failures.lock().unwrap().push(format!("{status}: {text}"));
-                        }
-                        Err(e) => failures.lock().unwrap().push(e.to_string()),
-                    }
-                }
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        });
-        StandIns {
-            task,
-            pushed,
-            failed,
-        }
-    }
-
-    fn assert_all_accepted(&self) {
-        let failed = self.failed.lock().unwrap();
-        assert!(failed.is_empty(), "stand-in pushes failed: {failed:?}");
-        assert!(self.pushed.load(Ordering::SeqCst) > 0, "no stand-in push");
-    }
-}
-
-impl Drop for StandIns {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
 /// kube-state-metrics' requests and limits of every app container and the `Running` phase of
 /// every pod, as it exports them (`unit` "core" / "byte").
 fn kube_state_metrics(world: &World, node_names: [&str; 2]) -> Vec<(Vec<(String, String)>, f64)> {
@@ -924,7 +839,7 @@ async fn kube_prometheus_compute_resources_dashboards_show_windows_pods() {
         (&windows, WINDOWS_SUMMARY, &windows_pods, true),
         (&linux, LINUX_SUMMARY, &linux_pods, false),
     ]);
-    let pod_info = PodInfoPusher::start(&prom, &[&linux, &windows]);
+    let pod_info = StandIns::pod_info(&prom, &[&linux, &windows]);
     let stand_ins = StandIns::start(
         &prom,
         kube_state_metrics(&world, [&windows.name, &linux.name]),
