@@ -159,7 +159,7 @@ impl Reference {
 
 /// Reference: Remote Write 2.0 requests of at most `max_samples` samples each (at least one),
 /// from series built by [`time_series`] (labels sorted, empty values left out, one sample)
-/// each with its start timestamp (0 = unknown). Per request: symbols interned in first-use
+/// each with its start timestamp (0 = unknown). Per request: series grouped by family, symbols interned in first-use
 /// order (`""` first; for each series its label names and values, then its family's help and
 /// unit), labels as refs in the same order, metadata from [`crate::metadata`] (empty for a name
 /// it does not know).
@@ -197,8 +197,14 @@ pub fn encode_batches_v2(
     Ok(requests)
 }
 
-/// One 2.0 request from 1.0-shaped series and their start timestamps.
-fn v2_request(batch: Vec<(TimeSeries, i64)>) -> v2::Request {
+/// One 2.0 request from 1.0-shaped series and their start timestamps, grouped by family
+/// (in [`crate::metadata`]'s order, names it does not know last; a stable sort).
+fn v2_request(mut batch: Vec<(TimeSeries, i64)>) -> v2::Request {
+    batch.sort_by_key(|(ts, _)| {
+        let name = ts.labels.iter().find(|l| l.name == METRIC_NAME_LABEL);
+        name.and_then(|l| crate::metadata::index(&l.value))
+            .unwrap_or(usize::MAX)
+    });
     let mut symbols = vec![String::new()];
     let mut index: std::collections::HashMap<String, u32> =
         std::collections::HashMap::from([(String::new(), 0)]);

@@ -5,7 +5,7 @@
 //! ```text
 //! Request     := { 4: symbol (string) }* { 5: TimeSeries }*   symbols[0] = "", each string once
 //! TimeSeries  := { 1: labels_refs (packed uint32) }           name/value refs, sorted by name
-//!                { 2: Sample }                                one per point, in the order given
+//!                { 2: Sample }                                one per point
 //!                { 5: Metadata }                              always written, as Prometheus does
 //! Sample      := { 1: value (double) }? { 2: timestamp (int64) }? { 3: start_timestamp (int64) }?
 //! Metadata    := { 1: type (enum) }? { 3: help_ref }? { 4: unit_ref }?
@@ -17,6 +17,14 @@
 //! sets. Symbols are interned per request in first-use order: for each series its label names
 //! and values in label order, then its help text and unit. The table starts empty each request
 //! (a request must stand alone), but its memory is kept, so a repeated poll allocates nothing.
+//!
+//! Series are sent grouped by family (in [`crate::metadata`]'s order, names it does not know
+//! last), each family's series in the order given. Every series repeats its family's
+//! metadata and name refs, so grouping lets snappy store all but the first as short copies:
+//! at 110 pods this cut the body from 0.616x to 0.573x of 1.0's per unique sample
+//! (`docs/performance.md`). 1.0 is sent in the order given, where the same grouping made
+//! bodies 5 % larger (its repeats are whole label strings, which snappy already finds
+//! between a container's series).
 //!
 //! Metadata comes from [`crate::metadata`] (type, help, unit by metric name); a name it does not
 //! know gets an empty `Metadata` (type unspecified). Start timestamps are the points'
@@ -86,6 +94,8 @@ pub struct V2Encoder {
     family_refs: Vec<(u32, u32)>,
     /// Uncompressed series bytes per point seen last, for sizing `series`.
     series_bytes: usize,
+    /// Scratch: the points of one request as (family index, position), in sending order.
+    order: Vec<(u32, u32)>,
     snappy: snap::raw::Encoder,
 }
 
@@ -102,6 +112,7 @@ impl Default for V2Encoder {
             common_refs: Vec::new(),
             family_refs: Vec::new(),
             series_bytes: 64,
+            order: Vec::new(),
             snappy: snap::raw::Encoder::new(),
         }
     }
@@ -172,7 +183,16 @@ impl Encoder for V2Encoder {
             self.series
                 .reserve_exact(chunk.len().saturating_mul(self.series_bytes + 16));
             let (mut oldest, mut newest) = (i64::MAX, i64::MIN);
-            for p in chunk {
+            // Series of one family go together: their metadata and name refs repeat from one
+            // series to the next, which snappy then stores as copies (see the module doc).
+            self.order.clear();
+            self.order.extend(chunk.iter().enumerate().map(|(at, p)| {
+                let family = metadata::index(set.name(p.id)).map_or(u32::MAX, |i| i as u32);
+                (family, at as u32)
+            }));
+            self.order.sort_unstable();
+            for &(family, at) in &self.order {
+                let p = &chunk[at as usize];
                 oldest = oldest.min(p.timestamp_ms);
                 newest = newest.max(p.timestamp_ms);
                 sorted_labels(set, p.id, &common, &mut own, &mut pairs);
@@ -189,7 +209,7 @@ impl Encoder for V2Encoder {
                     self.refs.push(nr);
                     self.refs.push(vr);
                 }
-                let meta = match metadata::index(set.name(p.id)) {
+                let meta = match (family != u32::MAX).then_some(family as usize) {
                     Some(i) => {
                         let f = &metadata::all()[i];
                         let (help, unit) = match self.family_refs[i] {
@@ -715,7 +735,8 @@ mod tests {
     }
 
     /// The 2.0 body carries the same series, values and timestamps as the 1.0 body of the
-    /// same points: only the framing differs.
+    /// same points: only the framing and the order differ (2.0 groups series by family, in
+    /// the metadata table's order, and keeps the given order within a family).
     #[test]
     fn capture_carries_what_v1_carries() {
         let (set, points) = capture_134();
@@ -728,6 +749,7 @@ mod tests {
             .unwrap();
         assert_eq!(v1.len(), v2.len());
         assert!(v2.len() > 1, "several requests, each with its own symbols");
+        let mut families_seen = 0;
         for (a, b) in v1.iter().zip(&v2) {
             assert_eq!(
                 (a.samples, a.oldest_ms, a.newest_ms),
@@ -736,17 +758,40 @@ mod tests {
             let one = decode(&a.body).unwrap();
             let two = decode_v2(&b.body).unwrap();
             assert_eq!(one.timeseries.len(), two.timeseries.len());
-            for (x, y) in one.timeseries.iter().zip(&two.timeseries) {
-                let labels: Vec<(&str, &str)> = x
-                    .labels
-                    .iter()
-                    .map(|l| (l.name.as_str(), l.value.as_str()))
-                    .collect();
-                assert_eq!(Some(labels), v2_labels(&two, y));
-                assert_eq!(x.samples[0].timestamp, y.samples[0].timestamp);
-                assert_eq!(x.samples[0].value.to_bits(), y.samples[0].value.to_bits());
-            }
+            type Key<'a> = Vec<(&'a str, &'a str)>;
+            let mut sent_v1: Vec<(Key<'_>, String, i64, u64)> = one
+                .timeseries
+                .iter()
+                .map(|x| {
+                    let s = &x.samples[0];
+                    let labels: Key<'_> = x
+                        .labels
+                        .iter()
+                        .map(|l| (l.name.as_str(), l.value.as_str()))
+                        .collect();
+                    let name = labels[0].1.to_owned();
+                    (labels, name, s.timestamp, s.value.to_bits())
+                })
+                .collect();
+            let sent_v2: Vec<(Key<'_>, String, i64, u64)> = two
+                .timeseries
+                .iter()
+                .map(|y| {
+                    let s = &y.samples[0];
+                    let labels = v2_labels(&two, y).unwrap();
+                    let name = labels[0].1.to_owned();
+                    (labels, name, s.timestamp, s.value.to_bits())
+                })
+                .collect();
+            // Grouped by family, in the table's order; within a family, 1.0's order.
+            let rank = |name: &str| metadata::index(name).unwrap_or(usize::MAX);
+            let ranks: Vec<usize> = sent_v2.iter().map(|s| rank(&s.1)).collect();
+            assert!(ranks.windows(2).all(|w| w[0] <= w[1]), "{ranks:?}");
+            families_seen += ranks.windows(2).filter(|w| w[0] != w[1]).count() + 1;
+            sent_v1.sort_by_key(|s| rank(&s.1));
+            assert_eq!(sent_v1, sent_v2);
         }
+        assert!(families_seen > 2 * v2.len(), "{families_seen}");
     }
 
     #[test]
