@@ -1012,7 +1012,10 @@ mod tests {
         }
         let e = config(&["--remote-url", "http://a/w", "--remote-url", "http://a/w"]).unwrap_err();
         assert_eq!(e.flag, "--remote-url");
-        assert!(e.reason.contains("destinations 1 and 2 are the same URL"), "{e}");
+        assert!(
+            e.reason.contains("destinations 1 and 2 are the same URL"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -1048,9 +1051,15 @@ mod tests {
         let c = config(&["--config-file", &path]).unwrap();
         assert_eq!(c.remotes.len(), 2);
         let (a, b) = (&c.remotes[0], &c.remotes[1]);
-        assert_eq!((a.protocol, a.timeout), (Protocol::V1, DEFAULT_REMOTE_TIMEOUT));
+        assert_eq!(
+            (a.protocol, a.timeout),
+            (Protocol::V1, DEFAULT_REMOTE_TIMEOUT)
+        );
         assert!(a.headers.is_empty());
-        assert_eq!((b.protocol, b.timeout), (Protocol::V2, Duration::from_secs(5)));
+        assert_eq!(
+            (b.protocol, b.timeout),
+            (Protocol::V2, Duration::from_secs(5))
+        );
         assert_eq!(b.headers[0].0.as_str(), "x-scope-orgid");
         assert_eq!(b.headers[0].1.to_str().unwrap(), "tenant-1");
         assert!(!c.describe().contains("tenant-1"));
@@ -1112,7 +1121,8 @@ mod tests {
             let e = config(&args).unwrap_err();
             assert_eq!(e.flag, "--config-file");
             assert!(
-                e.reason.starts_with(&format!("{} cannot be given with --config-file", extra[0])),
+                e.reason
+                    .starts_with(&format!("{} cannot be given with --config-file", extra[0])),
                 "{e}"
             );
         }
@@ -1121,11 +1131,20 @@ mod tests {
     #[test]
     fn metric_filters_are_checked_at_start() {
         let r = "--remote-url=http://r/w";
-        let c = config(&[r, "--metric-allow", "container_.*", "--metric-deny", ".*_fs_.*"]).unwrap();
+        let c = config(&[
+            r,
+            "--metric-allow",
+            "container_.*",
+            "--metric-deny",
+            ".*_fs_.*",
+        ])
+        .unwrap();
         let f = c.metric_filter.as_ref().unwrap();
         assert!(f.allows("container_cpu_usage_seconds_total"));
         assert!(!f.allows("container_fs_usage_bytes"));
-        assert!(c.describe().contains("metric filter: allow [container_.*], deny [.*_fs_.*]\n"));
+        assert!(c
+            .describe()
+            .contains("metric filter: allow [container_.*], deny [.*_fs_.*]\n"));
         assert!(config(&[r]).unwrap().metric_filter.is_none());
         let e = config(&[r, "--metric-deny", "(unclosed"]).unwrap_err();
         assert_eq!(e.flag, "--metric-deny");

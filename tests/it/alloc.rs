@@ -72,18 +72,14 @@ fn a_repeated_poll_allocates_nothing_per_series() {
         let first = poller.ingest(Ok(&bytes), 1_800_000_000_000, Instant::now());
         assert!(first.error.is_none());
         assert!(first.points.len() > pods * 10, "{}", first.points.len());
-        poller
-            .encode_as(protocol, &first, 2000)
-            .unwrap();
+        poller.encode_as(protocol, &first, 2000).unwrap();
         let (parse, summary) =
             allocations(|| kubelet_push::kubelet::summary::parse(&bytes).map(|_| ()));
         summary.unwrap();
         let (poll, requests) = allocations(|| {
             let again = poller.ingest(Ok(&bytes), 1_800_000_010_000, Instant::now());
             assert_eq!(again.points.len(), 3, "only up and scrape_* are new");
-            poller
-                .encode_as(protocol, &again, 2000)
-                .unwrap()
+            poller.encode_as(protocol, &again, 2000).unwrap()
         });
         assert_eq!(requests.len(), 1);
         assert!(poll >= parse, "{poll} < {parse}");

@@ -7,6 +7,7 @@
 //! skipped and why. `.ci/run` installs both packages.
 
 mod dashboard;
+mod destinations;
 mod image;
 mod kube_prometheus;
 mod kube_prometheus_dashboards;
