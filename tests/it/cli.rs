@@ -361,3 +361,44 @@ fn a_signal_stops_the_demo_cleanly() {
         );
     }
 }
+
+/// The README's `--config-file` example is valid as printed: `check-config` takes it and shows
+/// both destinations with their own settings, and a mistake in it names file, line and key.
+#[test]
+fn the_readme_config_file_example_is_valid() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme.find("```yaml\nremote-write:").expect("the example") + "```yaml\n".len();
+    let example = &readme[start..start + readme[start..].find("```").unwrap()];
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kp.yaml");
+    std::fs::write(&path, example).unwrap();
+    let out = kubelet_push(&["check-config", "--config-file", path.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}{text}", stderr(&out));
+    for line in [
+        "remote 1 url: http://prometheus-local:9090/api/v1/write\n",
+        "remote 2 url: https://mimir.example.com/api/v1/push\n",
+        "remote 2 version: 2 (1 if the receiver does not take 2)\n",
+        "remote 2 timeout: 10s\n",
+        "remote 2 header: [x-scope-orgid] (values hidden)\n",
+    ] {
+        assert!(text.contains(line), "{line:?} missing:\n{text}");
+    }
+    assert!(!text.contains("edge"), "header values stay hidden:\n{text}");
+
+    std::fs::write(
+        &path,
+        example.replace("timeout: 10s", "timeout: 10 parsecs"),
+    )
+    .unwrap();
+    let out = kubelet_push(&["check-config", "--config-file", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(64));
+    let line = example.lines().position(|l| l.contains("timeout")).unwrap() + 1;
+    let wanted = format!("{}:{line}:14: remote-write[1].timeout:", path.display());
+    assert!(
+        stderr(&out).contains(&wanted),
+        "{wanted} in {}",
+        stderr(&out)
+    );
+}
