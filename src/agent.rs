@@ -91,8 +91,13 @@ pub async fn run(
         }
         .into());
     };
-    let client = RemoteWriteClient::new(remote.url.clone(), remote.timeout, &remote.headers)
-        .map_err(|e| config_error("--remote-url", &e))?;
+    let client = RemoteWriteClient::new(
+        remote.url.clone(),
+        remote.timeout,
+        &remote.headers,
+        &remote.access,
+    )
+    .map_err(|e| config_error("--remote-url", &e))?;
     let delivery = &config.delivery;
     let buffer = open_buffer(delivery, &metrics)?;
     let queue = Arc::new(Queue::new(buffer));

@@ -75,6 +75,8 @@ pub struct RemoteSettings {
     pub url: reqwest::Url,
     pub timeout: Duration,
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Auth, TLS and proxy toward the receiver, files loaded and checked.
+    pub access: crate::remote_write::access::Access,
 }
 
 /// How requests are buffered and retried.
@@ -128,11 +130,23 @@ impl Config {
         };
         let remote = match (&args.remote_url, mode) {
             (_, Mode::DryRun) => None,
-            (Some(url), _) => Some(RemoteSettings {
-                url: parse_remote_url(url)?,
-                timeout: args.remote_timeout,
-                headers: parse_headers(&args.remote_headers)?,
-            }),
+            (Some(url), _) => {
+                let url = parse_remote_url(url)?;
+                let headers = parse_headers(&args.remote_headers)?;
+                let access = crate::remote_write::access::validate(
+                    &args.remote_access.spec(),
+                    &url,
+                    &headers,
+                    &|f| f.flag().to_owned(),
+                )
+                .map_err(|e| err(e.field.flag(), e.reason))?;
+                Some(RemoteSettings {
+                    url,
+                    timeout: args.remote_timeout,
+                    headers,
+                    access,
+                })
+            }
             (None, _) if remote_required => return Err(err(
                 "--remote-url",
                 "required (or KUBELET_PUSH_REMOTE_URL); use --dry-run to print instead of pushing",
@@ -262,6 +276,9 @@ impl Config {
                     &format!("[{}] (values hidden)", names.join(", ")),
                 );
                 line("remote-timeout", &humantime::format_duration(r.timeout));
+                for (name, value) in r.access.describe() {
+                    line(name, &value);
+                }
             }
             None => line("remote-url", &"none"),
         }

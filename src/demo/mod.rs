@@ -63,6 +63,7 @@ pub async fn run(
             url,
             timeout: Duration::from_secs(5),
             headers: Vec::new(),
+            access: crate::remote_write::access::Access::none(),
         });
         let printer = receiver::spawn_printer(
             &receiver,
