@@ -726,3 +726,126 @@ fn help_and_check_config_hide_secrets() {
     );
     assert!(text.contains("remote-basic-auth-password-file: "), "{text}");
 }
+
+/// Starts the agent binary with `args` and `--log-level trace`, its stderr captured.
+fn spawn_agent(args: &[&str]) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_kubelet-push"))
+        .args(args)
+        .args(["--log-level", "trace", "--log-format", "text"])
+        .env_remove("KUBELET_PUSH_REMOTE_URL")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start kubelet-push")
+}
+
+/// The real binary at `--log-level trace`, with basic auth, a tenant header and mTLS: what it
+/// logs and serves on `/metrics` holds none of the password, its base64 form, the header
+/// value or the private key.
+#[tokio::test(flavor = "current_thread")]
+async fn no_secret_in_trace_logs_or_metrics() {
+    let kubelet = simulated_kubelet(3, 7).await;
+    let rx = Receiver::start().await.unwrap();
+    // "metrics-user:pw-7f3a9c" in base64.
+    rx.require_authorization(Some("Basic bWV0cmljcy11c2VyOnB3LTdmM2E5Yw=="));
+    let ca1 = ca();
+    let server = leaf(&ca1, &["127.0.0.1"], false);
+    let front = Front::start(backend(&rx), server_config(&server, Some(&ca1))).await;
+    let client = leaf(&ca1, &["agent"], true);
+    let tls = Tls {
+        dir: tempfile::tempdir().unwrap(),
+    };
+    tls.install(&ca1, &client);
+    write(&tls.dir.path().join("pw"), "pw-7f3a9c\n");
+    let listen = format!("127.0.0.1:{}", free_port());
+    let (k, u) = (kubelet.url(), front.url());
+    let (ca_f, cert_f, key_f, pw) = (
+        tls.path("ca.crt"),
+        tls.path("tls.crt"),
+        tls.path("tls.key"),
+        tls.path("pw"),
+    );
+    let mut args = agent_args(
+        &k,
+        &u,
+        &[
+            "--remote-ca-file",
+            &ca_f,
+            "--remote-cert-file",
+            &cert_f,
+            "--remote-key-file",
+            &key_f,
+            "--remote-basic-auth-username",
+            "metrics-user",
+            "--remote-basic-auth-password-file",
+            &pw,
+            "--remote-header",
+            "X-Scope-OrgID=tenant-c0ffee",
+            "--listen-address",
+            &listen,
+        ],
+    );
+    args.retain(|a| *a != "--interval" && *a != "50ms");
+    args.extend(["--interval", "200ms"]);
+    let child = spawn_agent(&args);
+    let deadline = tokio::time::Instant::now() + LONG;
+    while accepted(&rx) < 3 {
+        assert!(tokio::time::Instant::now() < deadline, "no push: {:?}", rx.requests().len());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let metrics = reqwest::get(format!("http://{listen}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let log = stop_agent(child).await;
+    assert!(log.contains("TRACE") || log.contains("DEBUG"), "trace level is on: {log}");
+    assert!(metrics.contains("kubelet_push_samples_sent_total"), "{metrics}");
+    assert_eq!(
+        rx.requests()[0].header("x-scope-orgid"),
+        Some("tenant-c0ffee")
+    );
+    let key_body: Vec<&str> = client
+        .key_pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    let mut secrets = vec![
+        "pw-7f3a9c",
+        "bWV0cmljcy11c2VyOnB3LTdmM2E5Yw",
+        "tenant-c0ffee",
+        "PRIVATE KEY",
+    ];
+    secrets.extend(key_body.iter().copied());
+    for secret in secrets {
+        assert!(!log.contains(secret), "{secret:?} in the log:\n{log}");
+        assert!(!metrics.contains(secret), "{secret:?} in /metrics");
+    }
+}
+
+/// A receiver whose CA the platform does not trust, without `--remote-ca-file`: the
+/// platform verifier's own ERROR per attempt is silenced; the agent says it once, with the
+/// flag that fixes it.
+#[tokio::test(flavor = "current_thread")]
+async fn an_untrusted_receiver_is_one_warning_not_an_error_per_retry() {
+    let kubelet = simulated_kubelet(2, 8).await;
+    let rx = Receiver::start().await.unwrap();
+    let server = leaf(&ca(), &["127.0.0.1"], false);
+    let front = Front::start(backend(&rx), server_config(&server, None)).await;
+    let (k, u) = (kubelet.url(), front.url());
+    let args = agent_args(&k, &u, &[]);
+    let child = spawn_agent(&args);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let log = stop_agent(child).await;
+    assert_eq!(accepted(&rx), 0);
+    let retries = log.matches("remote write failed again").count();
+    assert!(retries >= 3, "retried at debug level: {log}");
+    assert_eq!(log.matches("remote write failed;").count(), 1, "{log}");
+    assert!(
+        log.contains("unknown authority") && log.contains("--remote-ca-file"),
+        "{log}"
+    );
+    assert!(!log.contains("ERROR"), "{log}");
+}
