@@ -62,6 +62,9 @@ pub struct TlsHints {
     pub key_file: String,
     /// Empty when there is no such setting (the kubelet's).
     pub tls_server_name: String,
+    /// Whether a CA file and a client certificate are given: the fix differs.
+    pub ca_given: bool,
+    pub client_cert_given: bool,
 }
 
 impl TlsHints {
@@ -71,12 +74,15 @@ impl TlsHints {
             cert_file: "--remote-cert-file".into(),
             key_file: "--remote-key-file".into(),
             tls_server_name: "--remote-tls-server-name".into(),
+            ca_given: false,
+            client_cert_given: false,
         }
     }
 
-    pub fn kubelet_flags() -> Self {
+    pub fn kubelet_flags(ca_given: bool) -> Self {
         TlsHints {
             ca_file: "--kubelet-ca-file".into(),
+            ca_given,
             ..TlsHints::default()
         }
     }
@@ -118,6 +124,10 @@ pub fn tls_problem(
         format!(" or pass {}", hints.tls_server_name)
     };
     let text = match error {
+        R::InvalidCertificate(C::UnknownIssuer) if hints.ca_given => format!(
+            "the certificate of {host} is signed by an unknown authority, not by the CA in {}",
+            hints.ca_file
+        ),
         R::InvalidCertificate(C::UnknownIssuer) => format!(
             "the certificate of {host} is signed by an unknown authority; pass {} with the CA that signed it",
             hints.ca_file
@@ -134,8 +144,15 @@ pub fn tls_problem(
         R::InvalidCertificate(other) => {
             format!("the certificate of {host} cannot be verified: {other:?}")
         }
-        R::AlertReceived(A::CertificateRequired | A::HandshakeFailure) if !hints.cert_file.is_empty() => format!(
-            "{host} requires a client certificate it accepts; pass {} and {}",
+        // Go servers answer a missing client certificate with bad_certificate, TLS 1.3
+        // ones in general with certificate_required.
+        R::AlertReceived(
+            A::CertificateRequired
+            | A::HandshakeFailure
+            | A::BadCertificate
+            | A::CertificateUnknown,
+        ) if !hints.client_cert_given && !hints.cert_file.is_empty() => format!(
+            "{host} requires a client certificate; pass {} and {}",
             hints.cert_file, hints.key_file
         ),
         R::AlertReceived(

@@ -162,7 +162,7 @@ impl KubeletClient {
                     reason: crate::http::tls_problem(
                         &e,
                         url.host_str().unwrap_or(""),
-                        &crate::http::TlsHints::kubelet_flags(),
+                        &crate::http::TlsHints::kubelet_flags(self.settings.ca_file.is_some()),
                     )
                     .unwrap_or_else(|| root_cause(&e)),
                 }

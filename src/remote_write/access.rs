@@ -536,6 +536,8 @@ pub fn validate(
             cert_file: name(Field::CertFile),
             key_file: name(Field::KeyFile),
             tls_server_name: name(Field::TlsServerName),
+            ca_given: spec.ca_file.is_some(),
+            client_cert_given: spec.cert_file.is_some(),
         },
     })
 }
