@@ -718,9 +718,10 @@ mod tests {
     fn describe_names_every_setting_and_hides_secrets() {
         let c = config(&[
             "--remote-url",
-            "https://user:hunter2@mimir.example:443/api/v1/push?api_key=s3cret",
+            "https://alice:hunter2@mimir.example:443/api/v1/push?api_key=s3cret",
+            // Not Authorization: beside user:password in the URL that is refused.
             "--remote-header",
-            "Authorization=Bearer tok3n",
+            "X-Scope-OrgID=tok3n",
             "--label",
             "cluster=edge-7",
             "--buffer-dir",
@@ -728,13 +729,14 @@ mod tests {
         ])
         .unwrap();
         let text = c.describe();
-        for secret in ["hunter2", "user", "s3cret", "tok3n"] {
+        // A distinctive user name: "user" is part of the remote-basic-auth-username line.
+        for secret in ["hunter2", "alice", "s3cret", "tok3n"] {
             assert!(!text.contains(secret), "{secret} leaked:\n{text}");
         }
         for line in [
             "mode: run\n",
             "remote-url: https://redacted@mimir.example/api/v1/push?redacted\n",
-            "remote-header: [authorization] (values hidden)\n",
+            "remote-header: [x-scope-orgid] (values hidden)\n",
             "label: [cluster=edge-7]\n",
             "buffer-dir: /var/lib/kubelet-push\n",
             "interval: 10s\n",
