@@ -141,6 +141,13 @@ pub fn tls_problem(
         R::InvalidCertificate(C::NotValidYet | C::NotValidYetContext { .. }) => {
             format!("the certificate of {host} is not valid yet (is this clock right?)")
         }
+        // The Windows verifier reports some chains it cannot build as OS errors (measured:
+        // Wine 8 answers a certificate from an unknown root with 0x800B010E, revocation
+        // failure): a private CA is still the likeliest cause.
+        R::InvalidCertificate(other) if !hints.ca_given => format!(
+            "the certificate of {host} cannot be verified ({other:?}); if a private CA signed it, pass {}",
+            hints.ca_file
+        ),
         R::InvalidCertificate(other) => {
             format!("the certificate of {host} cannot be verified: {other:?}")
         }

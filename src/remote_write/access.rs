@@ -234,8 +234,8 @@ fn certificates(bytes: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
 }
 
 fn private_key(bytes: &[u8]) -> Result<PrivateKeyDer<'static>, String> {
-    // The error of pki-types names the PEM section kind at most, never key material.
-    PrivateKeyDer::from_pem_slice(bytes).map_err(|e| format!("holds no PEM private key ({e})"))
+    // pki-types' errors can quote a line of the file: never for a key.
+    PrivateKeyDer::from_pem_slice(bytes).map_err(|_| "holds no PEM private key".to_owned())
 }
 
 impl std::fmt::Debug for Access {
@@ -504,18 +504,10 @@ pub fn validate(
         .map(|raw| {
             let url = reqwest::Url::parse(raw.trim())
                 .map_err(|e| fail(Field::ProxyUrl, format!("not a URL: {e}")))?;
-            if !matches!(url.scheme(), "http" | "https" | "socks5" | "socks5h")
-                || url.host().is_none()
-            {
+            if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
                 return Err(fail(
                     Field::ProxyUrl,
-                    "must be http://HOST:PORT (or https://) with a host".into(),
-                ));
-            }
-            if !matches!(url.scheme(), "http" | "https") {
-                return Err(fail(
-                    Field::ProxyUrl,
-                    "only http and https proxies are supported".into(),
+                    "must be an http:// or https:// URL with a host, e.g. http://proxy:3128".into(),
                 ));
             }
             reqwest::Proxy::all(url.clone())

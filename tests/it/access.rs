@@ -411,11 +411,12 @@ async fn mutual_tls_and_certificate_rotation() {
     assert_nothing_lost(&rx, &metrics);
     assert!(metrics.retries.get() > 3, "{}", metrics.encode());
     let text = logs.text();
+    // One warning for the episode. Which failure it names is a race: the front closes the
+    // agent's pooled connection when it switches certificates (as a restarting receiver
+    // does), so the first failed attempt may be that closed connection rather than the
+    // handshake (seen under Wine). The reason of a failed handshake is asserted where the
+    // first attempt is a handshake: `a_missing_client_certificate_and_a_server_name`.
     assert_eq!(text.matches("remote write failed").count(), 1, "{text}");
-    assert!(
-        text.contains("signed by an unknown authority, not by the CA in --remote-ca-file"),
-        "{text}"
-    );
     assert!(text.contains("TLS files changed"), "{text}");
     assert!(!text.contains("PRIVATE KEY"), "{text}");
 }
@@ -436,6 +437,29 @@ async fn a_missing_client_certificate_and_a_server_name() {
     write(&ca_file, &ca1.pem);
     let (k, u) = (kubelet.url(), front.url());
     let ca_s = ca_file.to_str().unwrap().to_owned();
+    // Another CA in the file: the first attempt is a handshake that fails, said as such.
+    let other_ca = dir.path().join("other-ca.crt");
+    write(&other_ca, &ca().pem);
+    let agent = Agent::start(&agent_args(
+        &k,
+        &u,
+        &[
+            "--remote-ca-file",
+            other_ca.to_str().unwrap(),
+            "--remote-tls-server-name",
+            "receiver.example",
+        ],
+    ));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, metrics) = agent.stop().await;
+    assert!(metrics.retries.get() >= 2);
+    let text = logs.text();
+    assert_eq!(text.matches("remote write failed").count(), 1, "{text}");
+    assert!(
+        text.contains("signed by an unknown authority, not by the CA in --remote-ca-file"),
+        "{text}"
+    );
+
     // Right CA, no name override: the certificate is not valid for 127.0.0.1.
     let agent = Agent::start(&agent_args(&k, &u, &["--remote-ca-file", &ca_s]));
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -443,7 +467,7 @@ async fn a_missing_client_certificate_and_a_server_name() {
     assert!(metrics.retries.get() >= 2);
     assert_eq!(accepted(&rx), 0);
     let text = logs.text();
-    assert_eq!(text.matches("remote write failed").count(), 1, "{text}");
+    assert_eq!(text.matches("remote write failed").count(), 2, "{text}");
     assert!(
         text.contains("not valid for that name") && text.contains("--remote-tls-server-name"),
         "{text}"
@@ -465,7 +489,7 @@ async fn a_missing_client_certificate_and_a_server_name() {
     assert!(metrics.retries.get() >= 2);
     assert_eq!(accepted(&rx), 0);
     let text = logs.text();
-    assert_eq!(text.matches("remote write failed").count(), 2, "{text}");
+    assert_eq!(text.matches("remote write failed").count(), 3, "{text}");
     assert!(
         text.contains("requires a client certificate; pass --remote-cert-file"),
         "{text}"
@@ -856,9 +880,13 @@ async fn an_untrusted_receiver_is_one_warning_not_an_error_per_retry() {
     let retries = log.matches("remote write failed again").count();
     assert!(retries >= 3, "retried at debug level: {log}");
     assert_eq!(log.matches("remote write failed;").count(), 1, "{log}");
-    assert!(
-        log.contains("unknown authority") && log.contains("--remote-ca-file"),
-        "{log}"
-    );
+    // Wine's CryptoAPI reports a certificate from an unknown root as a revocation failure
+    // (0x800B010E) instead of an untrusted root: the message still points to the CA file.
+    let reason = if cfg!(windows) {
+        "if a private CA signed it, pass --remote-ca-file"
+    } else {
+        "signed by an unknown authority; pass --remote-ca-file"
+    };
+    assert!(log.contains(reason), "{log}");
     assert!(!log.contains("ERROR"), "{log}");
 }
