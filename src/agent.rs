@@ -113,8 +113,13 @@ pub async fn run(
     let mut buffers = Vec::with_capacity(config.remotes.len());
     let legacy = delivery.buffer_dir.as_deref().map(adopt_legacy_buffer);
     for (i, remote) in config.remotes.iter().enumerate() {
-        let client = RemoteWriteClient::new(remote.url.clone(), remote.timeout, &remote.headers)
-            .map_err(|e| config_error("--remote-url", &e))?;
+        let client = RemoteWriteClient::new(
+            remote.url.clone(),
+            remote.timeout,
+            &remote.headers,
+            &remote.access,
+        )
+        .map_err(|e| config_error("--remote-url", &e))?;
         let dest_metrics = metrics.destination(client.display_url());
         let dir = delivery
             .buffer_dir

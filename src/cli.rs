@@ -194,6 +194,9 @@ pub struct AgentArgs {
     #[arg(long, global = true, env = "KUBELET_PUSH_REMOTE_TIMEOUT", value_parser = parse_duration, value_name = "DURATION")]
     pub remote_timeout: Option<Duration>,
 
+    #[command(flatten)]
+    pub remote_access: RemoteAccessArgs,
+
     /// Ask the kubelet for its pods (GET /pods) to label container series with image, name
     /// and --pod-label values; needs nodes/proxy (see the README). --kubelet-pods=false turns
     /// it off
@@ -311,6 +314,108 @@ pub struct AgentArgs {
         value_name = "LEVEL"
     )]
     pub log_level: String,
+}
+
+/// How the agent reaches the receiver: authentication, TLS and proxy. Files are re-read when
+/// they change. Validated by `remote_write::access::validate`, which config-file entries share.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RemoteAccessArgs {
+    /// File holding a bearer token for the receiver (Authorization: Bearer), re-read when it
+    /// changes
+    #[arg(
+        long,
+        global = true,
+        env = "KUBELET_PUSH_REMOTE_BEARER_TOKEN_FILE",
+        value_name = "PATH"
+    )]
+    pub remote_bearer_token_file: Option<PathBuf>,
+
+    /// User name for basic auth toward the receiver; needs --remote-basic-auth-password-file
+    #[arg(
+        long,
+        global = true,
+        env = "KUBELET_PUSH_REMOTE_BASIC_AUTH_USERNAME",
+        value_name = "NAME",
+        hide_env_values = true
+    )]
+    pub remote_basic_auth_username: Option<String>,
+
+    /// File holding the basic-auth password, re-read when it changes
+    #[arg(
+        long,
+        global = true,
+        env = "KUBELET_PUSH_REMOTE_BASIC_AUTH_PASSWORD_FILE",
+        value_name = "PATH"
+    )]
+    pub remote_basic_auth_password_file: Option<PathBuf>,
+
+    /// CA bundle (PEM) that signed the receiver's certificate, instead of the system's roots
+    #[arg(
+        long,
+        global = true,
+        env = "KUBELET_PUSH_REMOTE_CA_FILE",
+        value_name = "PATH"
+    )]
+    pub remote_ca_file: Option<PathBuf>,
+
+    /// Client certificate (PEM) for mutual TLS; needs --remote-key-file
+    #[arg(
+        long,
+        global = true,
+        env = "KUBELET_PUSH_REMOTE_CERT_FILE",
+        value_name = "PATH"
+    )]
+    pub remote_cert_file: Option<PathBuf>,
+
+    /// Private key (PEM) of --remote-cert-file
+    #[arg(
+        long,
+        global = true,
+        env = "KUBELET_PUSH_REMOTE_KEY_FILE",
+        value_name = "PATH"
+    )]
+    pub remote_key_file: Option<PathBuf>,
+
+    /// Name the receiver's certificate must be valid for, instead of the URL's host (SNI
+    /// still carries the URL's host)
+    #[arg(
+        long,
+        global = true,
+        env = "KUBELET_PUSH_REMOTE_TLS_SERVER_NAME",
+        value_name = "NAME"
+    )]
+    pub remote_tls_server_name: Option<String>,
+
+    /// Do not verify the receiver's TLS certificate
+    #[arg(long, global = true, env = "KUBELET_PUSH_REMOTE_INSECURE_SKIP_VERIFY")]
+    pub remote_insecure_skip_verify: bool,
+
+    /// HTTP(S) proxy for the receiver, e.g. http://proxy:3128 [default: HTTPS_PROXY,
+    /// HTTP_PROXY and NO_PROXY from the environment; never used for the kubelet]
+    #[arg(
+        long,
+        global = true,
+        env = "KUBELET_PUSH_REMOTE_PROXY_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub remote_proxy_url: Option<String>,
+}
+
+impl RemoteAccessArgs {
+    pub fn spec(&self) -> crate::remote_write::access::AccessSpec {
+        crate::remote_write::access::AccessSpec {
+            bearer_token_file: self.remote_bearer_token_file.clone(),
+            basic_auth_username: self.remote_basic_auth_username.clone(),
+            basic_auth_password_file: self.remote_basic_auth_password_file.clone(),
+            ca_file: self.remote_ca_file.clone(),
+            cert_file: self.remote_cert_file.clone(),
+            key_file: self.remote_key_file.clone(),
+            tls_server_name: self.remote_tls_server_name.clone(),
+            insecure_skip_verify: self.remote_insecure_skip_verify,
+            proxy_url: self.remote_proxy_url.clone(),
+        }
+    }
 }
 
 /// The `--log-level` filter: a level (`off`, `error`, `warn`, `info`, `debug`, `trace`), or

@@ -79,6 +79,8 @@ pub struct RemoteSettings {
     /// The protocol new requests are encoded in until the receiver shows it does not speak
     /// it (see [`crate::remote_write::Negotiated`]).
     pub protocol: Protocol,
+    /// Auth, TLS and proxy toward the receiver, files loaded and checked.
+    pub access: crate::remote_write::access::Access,
 }
 
 /// `--remote-timeout` when not given.
@@ -92,6 +94,7 @@ impl RemoteSettings {
             timeout: DEFAULT_REMOTE_TIMEOUT,
             headers: Vec::new(),
             protocol: Protocol::V1,
+            access: crate::remote_write::access::Access::none(),
         }
     }
 
@@ -316,6 +319,10 @@ impl Config {
                 Protocol::V2 => "2 (1 if the receiver does not take 2)",
             };
             line(&format!("remote {n} version"), &version);
+            for (name, value) in r.access.describe() {
+                let name = name.strip_prefix("remote-").unwrap_or(name);
+                line(&format!("remote {n} {name}"), &value);
+            }
             line(
                 &format!("remote {n} buffer subdirectory"),
                 &r.buffer_subdir(),
@@ -440,6 +447,7 @@ fn file_url_path(url: &str, rest: &str) -> PathBuf {
 fn remotes(args: &AgentArgs) -> Result<Vec<RemoteSettings>, ConfigError> {
     let remotes = match &args.config_file {
         Some(path) => {
+            let a = args.remote_access.spec();
             let beside = [
                 ("--remote-url", !args.remote_urls.is_empty()),
                 ("--remote-header", !args.remote_headers.is_empty()),
@@ -448,6 +456,21 @@ fn remotes(args: &AgentArgs) -> Result<Vec<RemoteSettings>, ConfigError> {
                     "--remote-write-version",
                     args.remote_write_version.is_some(),
                 ),
+                ("--remote-bearer-token-file", a.bearer_token_file.is_some()),
+                (
+                    "--remote-basic-auth-username",
+                    a.basic_auth_username.is_some(),
+                ),
+                (
+                    "--remote-basic-auth-password-file",
+                    a.basic_auth_password_file.is_some(),
+                ),
+                ("--remote-ca-file", a.ca_file.is_some()),
+                ("--remote-cert-file", a.cert_file.is_some()),
+                ("--remote-key-file", a.key_file.is_some()),
+                ("--remote-tls-server-name", a.tls_server_name.is_some()),
+                ("--remote-insecure-skip-verify", a.insecure_skip_verify),
+                ("--remote-proxy-url", a.proxy_url.is_some()),
             ];
             if let Some((flag, _)) = beside.iter().find(|(_, given)| *given) {
                 return Err(err(
@@ -474,14 +497,22 @@ fn remotes(args: &AgentArgs) -> Result<Vec<RemoteSettings>, ConfigError> {
                 None => Protocol::V1,
             };
             let headers = parse_headers(&args.remote_headers)?;
+            let spec = args.remote_access.spec();
             args.remote_urls
                 .iter()
                 .map(|u| {
+                    let url = parse_remote_url(u).map_err(|r| err("--remote-url", r))?;
+                    let access =
+                        crate::remote_write::access::validate(&spec, &url, &headers, &|f| {
+                            f.flag().to_owned()
+                        })
+                        .map_err(|e| err(e.field.flag(), e.reason))?;
                     Ok(RemoteSettings {
-                        url: parse_remote_url(u).map_err(|r| err("--remote-url", r))?,
+                        url,
                         timeout: args.remote_timeout.unwrap_or(DEFAULT_REMOTE_TIMEOUT),
                         headers: headers.clone(),
                         protocol,
+                        access,
                     })
                 })
                 .collect::<Result<Vec<_>, ConfigError>>()?
@@ -546,35 +577,49 @@ fn from_entry(
         })?;
         headers.push(header);
     }
-    let access = [
-        ("bearer-token-file", e.bearer_token_file.as_ref()),
-        ("basic-auth-username", e.basic_auth_username.as_ref()),
-        (
-            "basic-auth-password-file",
-            e.basic_auth_password_file.as_ref(),
-        ),
-        ("ca-file", e.ca_file.as_ref()),
-        ("cert-file", e.cert_file.as_ref()),
-        ("key-file", e.key_file.as_ref()),
-        ("tls-server-name", e.tls_server_name.as_ref()),
-        ("proxy-url", e.proxy_url.as_ref()),
-    ];
-    if let Some((name, Some(v))) = access.iter().find(|(_, v)| v.is_some()) {
-        return Err(fail(at(path, v, &key(name), "not supported yet")));
-    }
-    if let Some(v) = &e.insecure_skip_verify {
-        return Err(fail(at(
-            path,
-            v,
-            &key("insecure-skip-verify"),
-            "not supported yet",
-        )));
-    }
+    use crate::remote_write::access::{AccessSpec, Field};
+    let text = |v: &Option<marked_yaml::Spanned<String>>| v.as_ref().map(|v| v.to_string());
+    let spec = AccessSpec {
+        bearer_token_file: text(&e.bearer_token_file).map(Into::into),
+        basic_auth_username: text(&e.basic_auth_username),
+        basic_auth_password_file: text(&e.basic_auth_password_file).map(Into::into),
+        ca_file: text(&e.ca_file).map(Into::into),
+        cert_file: text(&e.cert_file).map(Into::into),
+        key_file: text(&e.key_file).map(Into::into),
+        tls_server_name: text(&e.tls_server_name),
+        insecure_skip_verify: e.insecure_skip_verify.as_ref().is_some_and(|b| **b),
+        proxy_url: text(&e.proxy_url),
+    };
+    let access = crate::remote_write::access::validate(&spec, &url, &headers, &|f| key(f.key()))
+        .map_err(|ae| {
+            // Point at the value the error is about; the URL when it has none of its own.
+            let place = |v: &Option<marked_yaml::Spanned<String>>| {
+                v.as_ref()
+                    .map(|v| at(path, v, &key(ae.field.key()), &ae.reason))
+            };
+            let located = match ae.field {
+                Field::BearerTokenFile => place(&e.bearer_token_file),
+                Field::BasicAuthUsername => place(&e.basic_auth_username),
+                Field::BasicAuthPasswordFile => place(&e.basic_auth_password_file),
+                Field::CaFile => place(&e.ca_file),
+                Field::CertFile => place(&e.cert_file),
+                Field::KeyFile => place(&e.key_file),
+                Field::TlsServerName => place(&e.tls_server_name),
+                Field::ProxyUrl => place(&e.proxy_url),
+                Field::InsecureSkipVerify => e
+                    .insecure_skip_verify
+                    .as_ref()
+                    .map(|v| at(path, v, &key(ae.field.key()), &ae.reason)),
+                Field::Header | Field::Url => None,
+            };
+            fail(located.unwrap_or_else(|| at(path, &e.url, &key(ae.field.key()), &ae.reason)))
+        })?;
     Ok(RemoteSettings {
         url,
         timeout,
         headers,
         protocol,
+        access,
     })
 }
 
@@ -909,9 +954,10 @@ mod tests {
     fn describe_names_every_setting_and_hides_secrets() {
         let c = config(&[
             "--remote-url",
-            "https://user:hunter2@mimir.example:443/api/v1/push?api_key=s3cret",
+            "https://alice:hunter2@mimir.example:443/api/v1/push?api_key=s3cret",
+            // Not Authorization: beside user:password in the URL that is refused.
             "--remote-header",
-            "Authorization=Bearer tok3n",
+            "X-Scope-OrgID=tok3n",
             "--label",
             "cluster=edge-7",
             "--buffer-dir",
@@ -919,13 +965,14 @@ mod tests {
         ])
         .unwrap();
         let text = c.describe();
-        for secret in ["hunter2", "user", "s3cret", "tok3n"] {
+        // A distinctive user name: "user" is part of the remote-basic-auth-username line.
+        for secret in ["hunter2", "alice", "s3cret", "tok3n"] {
             assert!(!text.contains(secret), "{secret} leaked:\n{text}");
         }
         for line in [
             "mode: run\n",
             "remote 1 url: https://redacted@mimir.example/api/v1/push?redacted\n",
-            "remote 1 header: [authorization] (values hidden)\n",
+            "remote 1 header: [x-scope-orgid] (values hidden)\n",
             "remote 1 version: 1\n",
             "label: [cluster=edge-7]\n",
             "buffer-dir: /var/lib/kubelet-push\n",
@@ -1044,6 +1091,35 @@ mod tests {
     }
 
     #[test]
+    fn config_file_entries_have_their_own_access() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "t0k3n\n").unwrap();
+        let (_f, path) = config_file(&format!(
+            "remote-write:\n  - url: http://a/w\n  - url: https://thanos.example/api/v1/receive\n    bearer-token-file: {}\n    proxy-url: http://proxy:3128\n",
+            token.display()
+        ));
+        let c = config(&["--config-file", &path]).unwrap();
+        let text = c.describe();
+        assert!(
+            text.contains("remote 1 bearer-token-file: none\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "remote 2 bearer-token-file: {}\n",
+                token.display()
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains("remote 2 proxy-url: http://proxy:3128/\n"),
+            "{text}"
+        );
+        assert!(!text.contains("t0k3n"), "{text}");
+    }
+
+    #[test]
     fn config_file_gives_each_destination_its_settings() {
         let (_f, path) = config_file(
             "remote-write:\n  - url: http://a:9090/api/v1/write\n  - url: https://mimir.example/api/v1/push\n    version: 2\n    timeout: 5s\n    headers:\n      X-Scope-OrgID: tenant-1\n",
@@ -1090,6 +1166,18 @@ mod tests {
             ),
             ("remote-write: []\n", ": remote-write lists no destination"),
             (
+                "remote-write:\n  - url: https://a/w\n    bearer-token-file: /nonexistent/token\n",
+                ":3:24: remote-write[0].bearer-token-file: cannot read /nonexistent/token",
+            ),
+            (
+                "remote-write:\n  - url: https://a/w\n    bearer-token-file: /etc/hostname\n    basic-auth-username: u\n",
+                "remote-write[0].",
+            ),
+            (
+                "remote-write:\n  - url: https://a/w\n    insecure-skip-verify: true\n    tls-server-name: b\n",
+                "remote-write[0].",
+            ),
+            (
                 "remote-write:\n  - url: http://a/w\n  - url: http://a/w\n",
                 "destinations 1 and 2 are the same URL",
             ),
@@ -1115,6 +1203,8 @@ mod tests {
             ["--remote-header", "X-A=b"],
             ["--remote-timeout", "5s"],
             ["--remote-write-version", "2"],
+            ["--remote-tls-server-name", "x"],
+            ["--remote-proxy-url", "http://p:3128"],
         ] {
             let mut args = vec!["--config-file", &path];
             args.extend(extra);

@@ -54,6 +54,131 @@ pub fn load_ca_bundle(path: &Path) -> Result<Vec<reqwest::Certificate>, CaError>
     Ok(certs)
 }
 
+/// How the user wrote the settings a TLS failure message points to (flags or config keys).
+#[derive(Debug, Clone, Default)]
+pub struct TlsHints {
+    pub ca_file: String,
+    pub cert_file: String,
+    pub key_file: String,
+    /// Empty when there is no such setting (the kubelet's).
+    pub tls_server_name: String,
+    /// Whether a CA file and a client certificate are given: the fix differs.
+    pub ca_given: bool,
+    pub client_cert_given: bool,
+}
+
+impl TlsHints {
+    pub fn remote_flags() -> Self {
+        TlsHints {
+            ca_file: "--remote-ca-file".into(),
+            cert_file: "--remote-cert-file".into(),
+            key_file: "--remote-key-file".into(),
+            tls_server_name: "--remote-tls-server-name".into(),
+            ca_given: false,
+            client_cert_given: false,
+        }
+    }
+
+    pub fn kubelet_flags(ca_given: bool) -> Self {
+        TlsHints {
+            ca_file: "--kubelet-ca-file".into(),
+            ca_given,
+            ..TlsHints::default()
+        }
+    }
+}
+
+/// What went wrong in a TLS handshake, in an operator's words with the setting that fixes
+/// it ("certificate signed by an unknown authority; pass --remote-ca-file"), when `e` was
+/// caused by one; `None` for every other failure. rustls errors hide inside `io::Error`s,
+/// whose `source()` skips them, so each io error's inner error is looked at too.
+pub fn tls_problem(
+    e: &(dyn std::error::Error + 'static),
+    host: &str,
+    hints: &TlsHints,
+) -> Option<String> {
+    use rustls::{AlertDescription as A, CertificateError as C, Error as R};
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    let mut found = None;
+    // Bounded: error chains are a handful of links deep.
+    for _ in 0..32 {
+        let Some(c) = cause else { break };
+        if let Some(r) = c.downcast_ref::<R>() {
+            found = Some(r);
+            break;
+        }
+        // An io::Error's `source()` is its inner error's source, skipping the inner error
+        // itself (where tokio-rustls puts the rustls error): step into it instead.
+        cause = match c
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => c.source(),
+        };
+    }
+    let error = found?;
+    let name_hint = if hints.tls_server_name.is_empty() {
+        String::new()
+    } else {
+        format!(" or pass {}", hints.tls_server_name)
+    };
+    let text = match error {
+        R::InvalidCertificate(C::UnknownIssuer) if hints.ca_given => format!(
+            "the certificate of {host} is signed by an unknown authority, not by the CA in {}",
+            hints.ca_file
+        ),
+        R::InvalidCertificate(C::UnknownIssuer) => format!(
+            "the certificate of {host} is signed by an unknown authority; pass {} with the CA that signed it",
+            hints.ca_file
+        ),
+        R::InvalidCertificate(C::NotValidForName | C::NotValidForNameContext { .. }) => format!(
+            "the certificate of {host} is not valid for that name; use a name it holds in the URL{name_hint}"
+        ),
+        R::InvalidCertificate(C::Expired | C::ExpiredContext { .. }) => {
+            format!("the certificate of {host} has expired")
+        }
+        R::InvalidCertificate(C::NotValidYet | C::NotValidYetContext { .. }) => {
+            format!("the certificate of {host} is not valid yet (is this clock right?)")
+        }
+        // The Windows verifier reports some chains it cannot build as OS errors (measured:
+        // Wine 8 answers a certificate from an unknown root with 0x800B010E, revocation
+        // failure): a private CA is still the likeliest cause.
+        R::InvalidCertificate(other) if !hints.ca_given => format!(
+            "the certificate of {host} cannot be verified ({other:?}); if a private CA signed it, pass {}",
+            hints.ca_file
+        ),
+        R::InvalidCertificate(other) => {
+            format!("the certificate of {host} cannot be verified: {other:?}")
+        }
+        // Go servers answer a missing client certificate with bad_certificate, TLS 1.3
+        // ones in general with certificate_required.
+        R::AlertReceived(
+            A::CertificateRequired
+            | A::HandshakeFailure
+            | A::BadCertificate
+            | A::CertificateUnknown,
+        ) if !hints.client_cert_given && !hints.cert_file.is_empty() => format!(
+            "{host} requires a client certificate; pass {} and {}",
+            hints.cert_file, hints.key_file
+        ),
+        R::AlertReceived(
+            alert @ (A::BadCertificate
+            | A::UnknownCA
+            | A::CertificateUnknown
+            | A::CertificateExpired
+            | A::CertificateRevoked
+            | A::UnsupportedCertificate
+            | A::AccessDenied),
+        ) => format!(
+            "{host} refused our client certificate ({alert:?}); check {} and {}",
+            hints.cert_file, hints.key_file
+        ),
+        other => format!("TLS with {host} failed: {other}"),
+    };
+    Some(text)
+}
+
 /// `User-Agent` of every request the agent makes.
 pub fn user_agent() -> String {
     format!("kubelet-push/{}", env!("CARGO_PKG_VERSION"))

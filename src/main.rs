@@ -78,6 +78,17 @@ fn init_logging(format: LogFormat, level: &str) -> Result<(), String> {
     use tracing_subscriber::util::SubscriberInitExt;
 
     let filter = kubelet_push::cli::log_filter(level)?;
+    // rustls-platform-verifier logs an ERROR of its own for every certificate it rejects,
+    // so a receiver with an unknown CA would log one per retry; the sender and the poller
+    // already say it once per episode with the flag that fixes it. Its warnings (unreadable
+    // system roots) still pass.
+    let filter = tracing_subscriber::filter::FilterExt::and(
+        filter,
+        tracing_subscriber::filter::filter_fn(|meta| {
+            !(meta.target().starts_with("rustls_platform_verifier")
+                && *meta.level() == tracing::Level::ERROR)
+        }),
+    );
     let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);

@@ -158,7 +158,13 @@ impl KubeletClient {
             } else if e.is_connect() {
                 ScrapeError::Connect {
                     url: redact(&url),
-                    reason: root_cause(&e),
+                    // A certificate we cannot verify is said with the flag that fixes it.
+                    reason: crate::http::tls_problem(
+                        &e,
+                        url.host_str().unwrap_or(""),
+                        &crate::http::TlsHints::kubelet_flags(self.settings.ca_file.is_some()),
+                    )
+                    .unwrap_or_else(|| root_cause(&e)),
                 }
             } else {
                 ScrapeError::Request(e)

@@ -1,7 +1,8 @@
 //! One Remote Write attempt: POST one compressed body with the headers of its protocol, and
 //! classify the outcome where the response is read. Callers (the sender) never look at status
 //! codes: they get [`Accepted`] (with what a 2.0 receiver says it wrote),
-//! [`SendError::Retryable`] (network error, timeout, 5xx, 429 with its `Retry-After`),
+//! [`SendError::Retryable`] (network error, timeout, 5xx, 429 with its `Retry-After`, and
+//! 401/403/407: refused credentials, fixed by rewriting a file the agent re-reads),
 //! [`SendError::NotV2`] (a 2.0 body the receiver does not understand: 415, or a 2xx without
 //! the written-samples header, which is how receivers that predate 2.0 answer it, storing
 //! nothing) or [`SendError::Permanent`] (any other 4xx: the receiver will never take this body).
@@ -10,12 +11,14 @@
 use std::time::{Duration, SystemTime};
 
 use reqwest::header::{
-    HeaderMap, HeaderName, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER, USER_AGENT,
+    HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER,
+    USER_AGENT,
 };
 use reqwest::StatusCode;
 
+use super::access::{Access, Live, TlsHints};
 use super::{Protocol, CONTENT_ENCODING as SNAPPY, VERSION_HEADER};
-use crate::http::{first_line, parse_retry_after, redact, root_cause};
+use crate::http::{first_line, parse_retry_after, redact, root_cause, tls_problem};
 
 /// Headers that the protocol sets and `--remote-header` must not override.
 pub const PROTOCOL_HEADERS: [&str; 7] = [
@@ -59,7 +62,8 @@ pub enum SendError {
         status: Option<StatusCode>,
         retry_after: Option<Duration>,
     },
-    /// The receiver rejected this body for good (400, 401, 403, 404, 413, …).
+    /// The receiver rejected this body for good (400, 404, 413, …; 401, 403 and 407 are
+    /// retried, since fixing the credentials makes the same body welcome).
     #[error("receiver answered {status}: {message}")]
     Permanent { status: StatusCode, message: String },
     /// A Remote Write 2.0 body the receiver does not take: it answered 415, or a 2xx without
@@ -78,12 +82,11 @@ impl SendError {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("cannot build the remote write HTTP client")]
-pub struct ClientBuildError(#[source] reqwest::Error);
+pub use super::access::BuildError as ClientBuildError;
 
 pub struct RemoteWriteClient {
-    http: reqwest::Client,
+    /// The HTTP client and the `Authorization` value, kept current as their files change.
+    live: Live,
     url: reqwest::Url,
     /// The URL as it may appear in logs (userinfo and query redacted).
     display_url: String,
@@ -91,28 +94,29 @@ pub struct RemoteWriteClient {
 
 impl RemoteWriteClient {
     /// `extra_headers` come from `--remote-header`, already checked against
-    /// [`PROTOCOL_HEADERS`].
+    /// [`PROTOCOL_HEADERS`]; `access` (auth, TLS, proxy) from [`super::access::validate`].
     pub fn new(
         url: reqwest::Url,
         timeout: Duration,
         extra_headers: &[(HeaderName, HeaderValue)],
+        access: &Access,
     ) -> Result<Self, ClientBuildError> {
-        crate::http::install_crypto_provider();
         let mut headers = HeaderMap::new();
         for (name, value) in extra_headers {
             headers.append(name.clone(), value.clone());
         }
         // Content-Type and the version header depend on each body's protocol: set per request.
         headers.insert(CONTENT_ENCODING, HeaderValue::from_static(SNAPPY));
-        let http = reqwest::Client::builder()
-            .default_headers(headers)
-            .user_agent(crate::http::user_agent())
-            .timeout(timeout)
-            .build()
-            .map_err(ClientBuildError)?;
+        let base = move || {
+            reqwest::Client::builder()
+                .default_headers(headers.clone())
+                .user_agent(crate::http::user_agent())
+                .timeout(timeout)
+        };
+        let live = Live::new(access.clone(), Box::new(base))?;
         let display_url = redact(&url);
         Ok(RemoteWriteClient {
-            http,
+            live,
             url,
             display_url,
         })
@@ -129,9 +133,12 @@ impl RemoteWriteClient {
         protocol: Protocol,
         body: bytes::Bytes,
     ) -> Result<Accepted, SendError> {
-        let response = self
-            .http
-            .post(self.url.clone())
+        let current = self.live.current();
+        let mut request = current.http.post(self.url.clone());
+        if let Some(value) = current.authorization {
+            request = request.header(AUTHORIZATION, value);
+        }
+        let response = request
             // Set per request too, so a default header can never shadow it.
             .header(USER_AGENT, crate::http::user_agent())
             .header(
@@ -143,7 +150,7 @@ impl RemoteWriteClient {
             .send()
             .await
             .map_err(|e| SendError::Retryable {
-                reason: describe(&e, &self.display_url),
+                reason: describe(&e, &self.display_url, &self.url, self.live.hints()),
                 status: None,
                 retry_after: None,
             })?;
@@ -186,6 +193,24 @@ impl RemoteWriteClient {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, SystemTime::now()));
         let message = first_line(&response.text().await.unwrap_or_default());
+        if matches!(
+            status,
+            StatusCode::UNAUTHORIZED
+                | StatusCode::FORBIDDEN
+                | StatusCode::PROXY_AUTHENTICATION_REQUIRED
+        ) {
+            // Credentials the receiver (or proxy) refuses are an operator's problem, not the
+            // data's: retried, so that fixing the token or password file (re-read before
+            // every attempt) delivers everything queued meanwhile. vmagent does the same;
+            // Prometheus drops.
+            return Err(SendError::Retryable {
+                reason: format!(
+                    "receiver answered {status}: {message} (check the credentials; they are re-read before every attempt)"
+                ),
+                status: Some(status),
+                retry_after,
+            });
+        }
         if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
             Err(SendError::Retryable {
                 reason: format!("receiver answered {status}: {message}"),
@@ -198,8 +223,18 @@ impl RemoteWriteClient {
     }
 }
 
-/// A reqwest error in one line, with the cause that matters (refused, timed out, TLS).
-fn describe(e: &reqwest::Error, url: &str) -> String {
+/// A reqwest error in one line, with the cause that matters (refused, timed out, TLS). A TLS
+/// failure is said in an operator's words with the setting that fixes it: the sender logs it
+/// once per episode, so it must carry the reason itself.
+fn describe(e: &reqwest::Error, url: &str, raw: &reqwest::Url, hints: &TlsHints) -> String {
+    let host = match (raw.host_str(), raw.port_or_known_default()) {
+        (Some(h), Some(p)) => format!("{h}:{p}"),
+        (Some(h), None) => h.to_owned(),
+        _ => url.to_owned(),
+    };
+    if let Some(problem) = tls_problem(e, &host, hints) {
+        return format!("remote write to {url} failed: {problem}");
+    }
     let kind = if e.is_timeout() {
         "timed out (--remote-timeout)"
     } else if e.is_connect() {

@@ -1,6 +1,8 @@
 //! Prometheus Remote Write: the wire types, the encoder interface and the reference encoding
-//! (`encode`), the 1.0 and 2.0 encoders (`v1`, `v2`), and sending one body (`client`). Retrying and buffering are not here.
+//! (`encode`), the 1.0 and 2.0 encoders (`v1`, `v2`), sending one body (`client`) and how it
+//! reaches the receiver: auth, TLS, proxy (`access`). Retrying and buffering are not here.
 
+pub mod access;
 pub mod client;
 pub mod encode;
 pub mod fallback;

@@ -1,5 +1,6 @@
 //! Integration tests: one binary, a module per concern.
 
+mod access;
 mod alloc;
 mod cli;
 mod delivery;

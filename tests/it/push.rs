@@ -295,8 +295,13 @@ async fn send_errors_are_classified_for_the_retry_policy() {
     use std::time::Duration;
 
     let rx = Receiver::start().await.unwrap();
-    let client =
-        RemoteWriteClient::new(rx.url().parse().unwrap(), Duration::from_secs(5), &[]).unwrap();
+    let client = RemoteWriteClient::new(
+        rx.url().parse().unwrap(),
+        Duration::from_secs(5),
+        &[],
+        &kubelet_push::remote_write::access::Access::none(),
+    )
+    .unwrap();
     let body = {
         let c = kubelet_push::remote_write::CommonLabels::new("j", "n", &[]);
         let ts = kubelet_push::remote_write::encode::time_series("m", [], &c, 1.0, 1);
@@ -363,7 +368,13 @@ async fn remote_timeout_bounds_a_receiver_that_never_answers() {
         }
     });
     let url = format!("http://{addr}/api/v1/write").parse().unwrap();
-    let client = RemoteWriteClient::new(url, Duration::from_millis(300), &[]).unwrap();
+    let client = RemoteWriteClient::new(
+        url,
+        Duration::from_millis(300),
+        &[],
+        &kubelet_push::remote_write::access::Access::none(),
+    )
+    .unwrap();
     let started = Instant::now();
     let err = client
         .send(Protocol::V1, bytes::Bytes::from_static(b"x"))
@@ -418,14 +429,14 @@ async fn push_failures_are_logged_when_they_start_and_when_they_end() {
     assert!(text.contains("failed_attempts=3"), "{text}");
 }
 
-/// A receiver that rejects request after request (a bad token, say) is reported once, not
+/// A receiver that rejects request after request (a tenant's limit, say) is reported once, not
 /// once per poll; the next accepted request says how many were rejected.
 #[tokio::test]
 async fn repeated_rejections_are_logged_once() {
     let (logs, _guard) = Logs::capture();
     let rx = Receiver::start().await.unwrap();
     for _ in 0..4 {
-        rx.push_response(Response::status(401).with_body("invalid token"));
+        rx.push_response(Response::status(400).with_body("tenant limit"));
     }
     let kubelet_url = format!("file://{}", fixture("seed-windows-node.json").display());
     let agent = Agent::start(&[
@@ -445,7 +456,7 @@ async fn repeated_rejections_are_logged_once() {
         "{text}"
     );
     assert!(
-        text.contains("401") && text.contains("invalid token"),
+        text.contains("400") && text.contains("tenant limit"),
         "{text}"
     );
     assert!(text.contains("rejected_requests=4"), "{text}");

@@ -125,7 +125,13 @@ fn start_sender(rx: &Receiver, queue: Arc<Queue>, negotiated: Negotiated) -> Run
 }
 
 fn start_sender_at(url: &str, queue: Arc<Queue>, negotiated: Negotiated) -> Running {
-    let client = RemoteWriteClient::new(url.parse().unwrap(), Duration::from_secs(5), &[]).unwrap();
+    let client = RemoteWriteClient::new(
+        url.parse().unwrap(),
+        Duration::from_secs(5),
+        &[],
+        &kubelet_push::remote_write::access::Access::none(),
+    )
+    .unwrap();
     let metrics = Metrics::new().destination(url);
     let settings = SenderSettings {
         min_backoff: Duration::from_millis(5),
@@ -413,8 +419,13 @@ async fn buffered_v2_requests_on_disk_are_converted_across_a_restart() {
 async fn the_client_sends_each_protocol_its_headers_and_reads_the_written_counts() {
     use kubelet_push::remote_write::{SendError, Written};
     let rx = Receiver::start().await.unwrap();
-    let client =
-        RemoteWriteClient::new(rx.url().parse().unwrap(), Duration::from_secs(5), &[]).unwrap();
+    let client = RemoteWriteClient::new(
+        rx.url().parse().unwrap(),
+        Duration::from_secs(5),
+        &[],
+        &kubelet_push::remote_write::access::Access::none(),
+    )
+    .unwrap();
     let (batch, expected) = poll(0, 2);
     let v1_body = kubelet_push::remote_write::fallback::to_v1(&batch.body)
         .unwrap()

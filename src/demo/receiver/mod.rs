@@ -222,6 +222,9 @@ async fn handle(
     #[cfg(any(test, feature = "test-support"))]
     let (status, text, rejection) =
         script::as_old_receiver(shared, protocol, status, text, rejection);
+    #[cfg(any(test, feature = "test-support"))]
+    let (status, text, rejection) =
+        script::check_authorization(shared, headers, (status, text, rejection));
     // Only a stored 2.0 request is answered with what was written.
     let accepted = rejection.is_none() && status.is_success();
     let request = ReceivedRequest {

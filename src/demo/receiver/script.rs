@@ -88,6 +88,32 @@ pub enum OldReceiver {
 pub(super) struct Script {
     pub(super) queue: VecDeque<Response>,
     pub(super) old: Option<OldReceiver>,
+    /// The `Authorization` value a request must carry, as a receiver behind auth wants it.
+    pub(super) authorization: Option<String>,
+}
+
+/// 401 for a request without the `Authorization` value the test asked for (see
+/// [`Receiver::require_authorization`]); else the verdict as it was.
+pub(super) fn check_authorization(
+    shared: &Shared,
+    headers: &HeaderMap,
+    verdict: (StatusCode, String, Option<String>),
+) -> (StatusCode, String, Option<String>) {
+    let Some(wanted) = shared.lock().script.authorization.clone() else {
+        return verdict;
+    };
+    let got = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
+    if got == Some(wanted.as_bytes()) {
+        return verdict;
+    }
+    let message = "unauthorized (scripted receiver behind auth)";
+    (
+        StatusCode::UNAUTHORIZED,
+        format!("{message}\n"),
+        Some(message.to_owned()),
+    )
 }
 
 /// The verdict on a request as an old receiver would give it, if the test asked for one and
@@ -197,6 +223,12 @@ impl Receiver {
     /// 2.0 again).
     pub fn answer_v2_like(&self, old: Option<OldReceiver>) {
         self.shared.lock().script.old = old;
+    }
+
+    /// From now on, answers 401 to requests whose `Authorization` header is not `value`
+    /// (`None`: no authentication).
+    pub fn require_authorization(&self, value: Option<&str>) {
+        self.shared.lock().script.authorization = value.map(str::to_owned);
     }
 
     /// Forgets the queued answers: from now on every valid request gets 204.

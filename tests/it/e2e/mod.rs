@@ -6,6 +6,7 @@
 //! In CI (`CI` set) a missing receiver binary fails the test; elsewhere the test says it was
 //! skipped and why. `.ci/run` installs both packages.
 
+mod auth;
 mod dashboard;
 mod destinations;
 mod image;

@@ -1,0 +1,687 @@
+//! Real receivers behind TLS and authentication, and a real forward proxy.
+//!
+//! - Prometheus 2.42 with `--web.config.file`: `tls_server_config` (with
+//!   `client_auth_type: RequireAndVerifyClientCert`) and `basic_auth_users` (bcrypt). The
+//!   agent pushes with the right CA, client certificate and password, and the samples are
+//!   queried back; a wrong password is one warning, and rewriting the password file while the
+//!   agent runs delivers everything queued meanwhile (Prometheus's own sample count equals
+//!   the agent's); a wrong CA and a missing client certificate are one clear warning each.
+//! - VictoriaMetrics with `-tls -tlsCertFile -tlsKeyFile -httpAuth.username
+//!   -httpAuth.password`.
+//! - Debian's `tinyproxy` on 127.0.0.1: pushes go through it (its log shows the CONNECT or
+//!   the POST) with `HTTPS_PROXY`, `HTTP_PROXY` and `--remote-proxy-url`; kubelet requests
+//!   never do.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::process::{Child, Command};
+use tokio_rustls::rustls;
+
+use super::{agent, available, free_port, metric_value, now_ms, stop_agent, Kind, Real};
+use crate::access::{ca, leaf, Ca, Leaf};
+
+/// bcrypt (cost 10) of [`PASSWORD`], made once with libxcrypt:
+/// `perl -e 'print crypt("e2e-pw-41d9", "\$2b\$10\$kubeletpushtestsaltsa.u")'`.
+const PASSWORD_HASH: &str = "$2b$10$kubeletpushtestsaltsa.W805MltWR9aRDbAV7w9kEplMRlZiIBW";
+const PASSWORD: &str = "e2e-pw-41d9";
+const USER: &str = "e2e-user";
+
+/// Prometheus behind TLS (and mTLS) and basic auth, with a client that can query it.
+struct Secured {
+    child: Child,
+    port: u16,
+    http: reqwest::Client,
+    dir: std::path::PathBuf,
+}
+
+fn client_tls(ca: &Ca, client: Option<&Leaf>) -> rustls::ClientConfig {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.issuer.der().clone()).unwrap();
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    match client {
+        Some(c) => builder
+            .with_client_auth_cert(vec![c.cert.clone()], c.key())
+            .unwrap(),
+        None => builder.with_no_client_auth(),
+    }
+}
+
+impl Secured {
+    async fn start(dir: &Path, ca: &Ca, server: &Leaf, client: &Leaf) -> Secured {
+        kubelet_push::http::install_crypto_provider();
+        let port = free_port();
+        std::fs::write(dir.join("server.crt"), &server.cert_pem).unwrap();
+        std::fs::write(dir.join("server.key"), &server.key_pem).unwrap();
+        std::fs::write(dir.join("client-ca.crt"), &ca.pem).unwrap();
+        let web = format!(
+            "tls_server_config:\n  cert_file: {d}/server.crt\n  key_file: {d}/server.key\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {d}/client-ca.crt\nbasic_auth_users:\n  {USER}: '{PASSWORD_HASH}'\n",
+            d = dir.display()
+        );
+        std::fs::write(dir.join("web.yml"), web).unwrap();
+        std::fs::write(
+            dir.join("prometheus.yml"),
+            "global:\n  scrape_interval: 1h\n",
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.join("receiver.log")).unwrap();
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}/prometheus.yml", dir.display()))
+            .arg(format!("--storage.tsdb.path={}/data", dir.display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg(format!("--web.config.file={}/web.yml", dir.display()))
+            .arg("--web.enable-remote-write-receiver")
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start prometheus");
+        let http = reqwest::Client::builder()
+            .use_preconfigured_tls(client_tls(ca, Some(client)))
+            .no_proxy()
+            .build()
+            .unwrap();
+        let secured = Secured {
+            child,
+            port,
+            http,
+            dir: dir.to_owned(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let r = secured.get("/-/ready", &[]).await;
+            if r.as_ref().is_ok_and(|r| r.status().is_success()) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "prometheus not ready: {r:?}\n{}",
+                secured.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        secured
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("receiver.log")).unwrap_or_default()
+    }
+
+    fn write_url(&self) -> String {
+        format!("https://127.0.0.1:{}/api/v1/write", self.port)
+    }
+
+    async fn get(&self, path: &str, params: &[(&str, &str)]) -> reqwest::Result<reqwest::Response> {
+        let mut url =
+            reqwest::Url::parse(&format!("https://127.0.0.1:{}{path}", self.port)).unwrap();
+        url.query_pairs_mut().extend_pairs(params);
+        self.http
+            .get(url)
+            .basic_auth(USER, Some(PASSWORD))
+            .send()
+            .await
+    }
+
+    async fn query(&self, promql: &str) -> Vec<Value> {
+        let time = format!("{:.3}", now_ms() as f64 / 1000.0);
+        let text = self
+            .get("/api/v1/query", &[("query", promql), ("time", &time)])
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let body: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(body["status"], "success", "{body}");
+        body["data"]["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    async fn samples_appended(&self) -> f64 {
+        let text = self
+            .get("/metrics", &[])
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        // A counter vector: absent until the first sample is appended.
+        metric_value(
+            &text,
+            "prometheus_tsdb_head_samples_appended_total{type=\"float\"}",
+        )
+        .unwrap_or(0.0)
+    }
+}
+
+impl Drop for Secured {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+async fn agent_metrics(listen: &str) -> String {
+    match reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .get(format!("http://{listen}/metrics"))
+        .send()
+        .await
+    {
+        Ok(r) => r.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
+/// Waits until the agent's `/metrics` shows `sent` samples at least and none pending.
+async fn wait_delivered(listen: &str, at_least: f64, timeout: Duration) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let text = agent_metrics(listen).await;
+        let sent = metric_value(&text, "kubelet_push_samples_sent_total").unwrap_or(0.0);
+        let pending = metric_value(&text, "kubelet_push_samples_pending").unwrap_or(1.0);
+        if sent >= at_least && pending == 0.0 {
+            return text;
+        }
+        assert!(Instant::now() < deadline, "not delivered:\n{text}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn dropped_nothing(text: &str) {
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("kubelet_push_samples_dropped_total{"))
+    {
+        assert!(line.ends_with(" 0"), "{line}");
+    }
+}
+
+#[tokio::test]
+async fn prometheus_behind_mtls_and_basic_auth() {
+    if !available(Kind::Prometheus) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ca1 = ca();
+    let server = leaf(&ca1, &["127.0.0.1"], false);
+    let client = leaf(&ca1, &["kubelet-push"], true);
+    let prom = Secured::start(dir.path(), &ca1, &server, &client).await;
+    let kubelet = crate::support::simulated_kubelet(3, 11).await;
+    let files = tempfile::tempdir().unwrap();
+    let f = |name: &str, content: &str| {
+        let p = files.path().join(name);
+        std::fs::write(&p, content).unwrap();
+        p.to_str().unwrap().to_owned()
+    };
+    let ca_file = f("ca.crt", &ca1.pem);
+    let cert = f("tls.crt", &client.cert_pem);
+    let key = f("tls.key", &client.key_pem);
+    let password = f("password", "not-the-password\n");
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut args = vec![
+        "--remote-ca-file",
+        &ca_file,
+        "--remote-cert-file",
+        &cert,
+        "--remote-key-file",
+        &key,
+        "--remote-basic-auth-username",
+        USER,
+        "--remote-basic-auth-password-file",
+        &password,
+        "--listen-address",
+        &listen,
+        "--kubelet-pods=false",
+    ];
+    args.extend(super::ONE_SECOND_POLLS);
+    let child = agent(&kubelet.url(), &prom.write_url(), &args);
+
+    // Wrong password: nothing is stored, the agent keeps what it polls.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(prom.samples_appended().await, 0.0);
+    let before_fix = now_ms();
+    std::fs::write(&password, format!("{PASSWORD}\n")).unwrap();
+    let text = wait_delivered(&listen, 1.0, Duration::from_secs(30)).await;
+    // Two more polls after the backlog, delivered too.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let text_after = wait_delivered(&listen, 1.0, Duration::from_secs(30)).await;
+    let log = stop_agent(child).await.1;
+    dropped_nothing(&text);
+    dropped_nothing(&text_after);
+    let sent = super::samples_sent(&log);
+    assert!(sent > 0);
+    assert_eq!(
+        prom.samples_appended().await,
+        sent as f64,
+        "Prometheus stored every sample the agent sent, backlog included"
+    );
+    // The backlog is there: samples polled while the password was wrong.
+    let before = prom
+        .query(&format!(
+            "min_over_time(timestamp(node_memory_working_set_bytes{{job=\"kubelet\"}})[1m:1s]) < {}",
+            before_fix as f64 / 1000.0
+        ))
+        .await;
+    assert!(!before.is_empty(), "no sample from before the fix");
+    let memory = prom.query("node_memory_working_set_bytes").await;
+    assert_eq!(memory.len(), 1, "{memory:?}");
+    let value: f64 = memory[0]["value"][1].as_str().unwrap().parse().unwrap();
+    assert!(value > 0.0);
+    assert_eq!(log.matches("remote write failed").count(), 1, "{log}");
+    assert!(log.contains("401"), "{log}");
+    assert_eq!(log.matches("remote write recovered").count(), 1, "{log}");
+    assert!(
+        !log.contains(PASSWORD) && !log.contains("not-the-password"),
+        "{log}"
+    );
+
+    // A CA that did not sign Prometheus's certificate: one warning that says so.
+    let other = ca();
+    let wrong_ca = f("other-ca.crt", &other.pem);
+    let mut args2 = vec![
+        "--remote-ca-file",
+        &wrong_ca,
+        "--remote-cert-file",
+        &cert,
+        "--remote-key-file",
+        &key,
+        "--remote-basic-auth-username",
+        USER,
+        "--remote-basic-auth-password-file",
+        &password,
+        "--kubelet-pods=false",
+        "--shutdown-timeout",
+        "1s",
+    ];
+    args2.extend(super::ONE_SECOND_POLLS);
+    let child = agent(&kubelet.url(), &prom.write_url(), &args2);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let log = stop_agent(child).await.1;
+    assert_eq!(log.matches("remote write failed").count(), 1, "{log}");
+    assert!(
+        log.contains("signed by an unknown authority, not by the CA in --remote-ca-file"),
+        "{log}"
+    );
+    assert!(!log.contains("ERROR"), "{log}");
+
+    // No client certificate: Prometheus requires one.
+    let mut args3 = vec![
+        "--remote-ca-file",
+        &ca_file,
+        "--remote-basic-auth-username",
+        USER,
+        "--remote-basic-auth-password-file",
+        &password,
+        "--kubelet-pods=false",
+        "--shutdown-timeout",
+        "1s",
+    ];
+    args3.extend(super::ONE_SECOND_POLLS);
+    let child = agent(&kubelet.url(), &prom.write_url(), &args3);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let log = stop_agent(child).await.1;
+    assert_eq!(log.matches("remote write failed").count(), 1, "{log}");
+    assert!(
+        log.contains(
+            "requires a client certificate; pass --remote-cert-file and --remote-key-file"
+        ),
+        "{log}"
+    );
+}
+
+#[tokio::test]
+async fn victoria_metrics_behind_tls_and_basic_auth() {
+    if !available(Kind::VictoriaMetrics) {
+        return;
+    }
+    kubelet_push::http::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let ca1 = ca();
+    let server = leaf(&ca1, &["127.0.0.1"], false);
+    let d = dir.path();
+    std::fs::write(d.join("server.crt"), &server.cert_pem).unwrap();
+    std::fs::write(d.join("server.key"), &server.key_pem).unwrap();
+    std::fs::write(d.join("ca.crt"), &ca1.pem).unwrap();
+    std::fs::write(d.join("password"), format!("{PASSWORD}\n")).unwrap();
+    let port = free_port();
+    let log = std::fs::File::create(d.join("receiver.log")).unwrap();
+    let _vm = Command::new("victoria-metrics")
+        .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+        .arg(format!("-storageDataPath={}/data", d.display()))
+        .arg("-search.latencyOffset=0s")
+        .arg("-search.disableCache")
+        .arg("-retentionPeriod=100y")
+        .arg("-tls")
+        .arg(format!("-tlsCertFile={}/server.crt", d.display()))
+        .arg(format!("-tlsKeyFile={}/server.key", d.display()))
+        .arg(format!("-httpAuth.username={USER}"))
+        .arg(format!("-httpAuth.password={PASSWORD}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start victoria-metrics");
+    let http = reqwest::Client::builder()
+        .use_preconfigured_tls(client_tls(&ca1, None))
+        .no_proxy()
+        .build()
+        .unwrap();
+    let base = format!("https://127.0.0.1:{port}");
+    let get = |path: String| {
+        http.get(format!("{base}{path}"))
+            .basic_auth(USER, Some(PASSWORD))
+            .send()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !get("/health".into())
+        .await
+        .is_ok_and(|r| r.status().is_success())
+    {
+        assert!(Instant::now() < deadline, "victoria-metrics not ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Without credentials VictoriaMetrics refuses: the auth is real.
+    let anonymous = http
+        .get(format!("{base}/api/v1/query?query=1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+
+    let kubelet = crate::support::simulated_kubelet(3, 12).await;
+    let listen = format!("127.0.0.1:{}", free_port());
+    let (ca_file, pw) = (
+        d.join("ca.crt").to_str().unwrap().to_owned(),
+        d.join("password").to_str().unwrap().to_owned(),
+    );
+    let mut args = vec![
+        "--remote-ca-file",
+        &ca_file,
+        "--remote-basic-auth-username",
+        USER,
+        "--remote-basic-auth-password-file",
+        &pw,
+        "--listen-address",
+        &listen,
+        "--kubelet-pods=false",
+    ];
+    args.extend(super::ONE_SECOND_POLLS);
+    let child = agent(&kubelet.url(), &format!("{base}/api/v1/write"), &args);
+    let text = wait_delivered(&listen, 1.0, Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let log = stop_agent(child).await.1;
+    dropped_nothing(&text);
+    let sent = super::samples_sent(&log);
+    assert!(get("/internal/force_flush".into())
+        .await
+        .unwrap()
+        .status()
+        .is_success());
+    let metrics = get("/metrics".into()).await.unwrap().text().await.unwrap();
+    assert_eq!(
+        metric_value(&metrics, "vm_rows_inserted_total{type=\"promremotewrite\"}"),
+        Some(sent as f64),
+        "{log}"
+    );
+    let time = format!("{:.3}", now_ms() as f64 / 1000.0);
+    let body = get(format!(
+        "/api/v1/query?query=node_memory_working_set_bytes&time={time}"
+    ))
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        body["data"]["result"].as_array().map(Vec::len),
+        Some(1),
+        "{body}"
+    );
+    assert!(!log.contains(PASSWORD), "{log}");
+    assert!(!log.contains("WARN"), "{log}");
+}
+
+/// Debian's tinyproxy on 127.0.0.1 with its own configuration; its log records every
+/// request it forwards or tunnels.
+struct Tinyproxy {
+    child: Child,
+    port: u16,
+    log: std::path::PathBuf,
+}
+
+impl Tinyproxy {
+    async fn start(dir: &Path) -> Option<Tinyproxy> {
+        if !Path::new("/usr/bin/tinyproxy").is_file() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "tinyproxy is not installed; .ci/run installs it with apt-get"
+            );
+            eprintln!("SKIPPED: tinyproxy not installed (apt-get install tinyproxy)");
+            return None;
+        }
+        let port = free_port();
+        let log = dir.join("tinyproxy.log");
+        // Foreground (-d), no user switch (runs as whoever runs the test), only 127.0.0.1,
+        // CONNECT to any port (receivers listen on free ports, not 443).
+        let config = format!(
+            "Port {port}\nListen 127.0.0.1\nTimeout 30\nMaxClients 20\nLogFile \"{}\"\nLogLevel Info\nAllow 127.0.0.1\nDisableViaHeader Yes\nBasicAuth proxyuser proxy-pw-93e1\n",
+            log.display()
+        );
+        std::fs::write(dir.join("tinyproxy.conf"), config).unwrap();
+        let child = Command::new("/usr/bin/tinyproxy")
+            .args(["-d", "-c"])
+            .arg(dir.join("tinyproxy.conf"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start tinyproxy");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(Instant::now() < deadline, "tinyproxy did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Some(Tinyproxy { child, port, log })
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn url(&self) -> String {
+        format!("http://proxyuser:proxy-pw-93e1@127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Tinyproxy {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+/// The agent with proxy settings `env` and `extra` flags, pushing to `remote` from `kubelet`
+/// for two seconds; its log.
+async fn through_proxy(
+    kubelet: &str,
+    remote: &str,
+    env: &[(&str, &str)],
+    extra: &[&str],
+) -> String {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kubelet-push"));
+    cmd.args(["--kubelet-url", kubelet, "--remote-url", remote])
+        .args([
+            "--kubelet-pods=false",
+            "--log-level",
+            "trace",
+            "--shutdown-timeout",
+            "2s",
+        ])
+        .args(super::ONE_SECOND_POLLS)
+        .args(extra)
+        .env_remove("HTTPS_PROXY")
+        .env_remove("HTTP_PROXY")
+        .env_remove("NO_PROXY")
+        .env_remove("https_proxy")
+        .env_remove("http_proxy")
+        .env_remove("no_proxy")
+        .env_remove("ALL_PROXY")
+        .env_remove("all_proxy");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let child = cmd
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    stop_agent(child).await.1
+}
+
+#[tokio::test]
+async fn pushes_go_through_a_real_forward_proxy() {
+    if !available(Kind::Prometheus) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let Some(proxy) = Tinyproxy::start(dir.path()).await else {
+        return;
+    };
+    let prom_dir = tempfile::tempdir().unwrap();
+    let prom = Real::start(Kind::Prometheus, prom_dir.path(), free_port()).await;
+    let kubelet = crate::support::simulated_kubelet(2, 13).await;
+    let k = kubelet.url();
+
+    // HTTP_PROXY for an http receiver: tinyproxy forwards the POST itself.
+    let log = through_proxy(&k, &prom.write_url(), &[("HTTP_PROXY", &proxy.url())], &[]).await;
+    assert!(!log.contains("WARN"), "{log}");
+    let plog = proxy.log();
+    assert!(
+        plog.contains(&format!("POST http://127.0.0.1:{}/api/v1/write", prom.port)),
+        "tinyproxy saw no POST:\n{plog}"
+    );
+    let kubelet_port = reqwest::Url::parse(&k).unwrap().port().unwrap();
+    assert!(
+        !plog.contains(&format!("127.0.0.1:{kubelet_port}")),
+        "a kubelet request went through the proxy:\n{plog}"
+    );
+    for secret in ["proxy-pw-93e1", "cHJveHl1c2VyOnByb3h5LXB3LTkzZTE"] {
+        assert!(!log.contains(secret), "{secret} in the log:\n{log}");
+    }
+
+    // --remote-proxy-url wins over the environment (which here points nowhere).
+    let before = proxy.log().len();
+    let log = through_proxy(
+        &k,
+        &prom.write_url(),
+        &[
+            ("HTTP_PROXY", "http://127.0.0.1:9"),
+            ("HTTPS_PROXY", "http://127.0.0.1:9"),
+        ],
+        &["--remote-proxy-url", &proxy.url()],
+    )
+    .await;
+    assert!(!log.contains("WARN"), "{log}");
+    let plog = proxy.log();
+    assert!(
+        plog[before..].contains(&format!("POST http://127.0.0.1:{}/api/v1/write", prom.port)),
+        "--remote-proxy-url not used:\n{plog}"
+    );
+    for secret in ["proxy-pw-93e1", "cHJveHl1c2VyOnByb3h5LXB3LTkzZTE"] {
+        assert!(!log.contains(secret), "{secret} in the log:\n{log}");
+    }
+
+    // NO_PROXY naming the receiver: direct, the proxy sees nothing new.
+    let before = proxy.log().len();
+    let log = through_proxy(
+        &k,
+        &prom.write_url(),
+        &[("HTTP_PROXY", &proxy.url()), ("NO_PROXY", "127.0.0.1")],
+        &[],
+    )
+    .await;
+    assert!(!log.contains("WARN"), "{log}");
+    assert!(
+        !proxy.log()[before..].contains("POST"),
+        "NO_PROXY ignored:\n{}",
+        proxy.log()
+    );
+    prom.make_visible().await;
+    assert!(!prom
+        .query("node_memory_working_set_bytes", now_ms())
+        .await
+        .is_empty());
+}
+
+/// HTTPS_PROXY for an https receiver: the agent tunnels (CONNECT) through tinyproxy, TLS
+/// end to end with the receiver.
+#[tokio::test]
+async fn https_pushes_tunnel_through_the_proxy() {
+    if !available(Kind::Prometheus) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let Some(proxy) = Tinyproxy::start(dir.path()).await else {
+        return;
+    };
+    let prom_dir = tempfile::tempdir().unwrap();
+    let ca1 = ca();
+    let server = leaf(&ca1, &["127.0.0.1"], false);
+    let client = leaf(&ca1, &["kubelet-push"], true);
+    let prom = Secured::start(prom_dir.path(), &ca1, &server, &client).await;
+    let files = tempfile::tempdir().unwrap();
+    let f = |name: &str, content: &str| {
+        let p = files.path().join(name);
+        std::fs::write(&p, content).unwrap();
+        p.to_str().unwrap().to_owned()
+    };
+    let (ca_file, cert, key, pw) = (
+        f("ca.crt", &ca1.pem),
+        f("tls.crt", &client.cert_pem),
+        f("tls.key", &client.key_pem),
+        f("pw", PASSWORD),
+    );
+    let kubelet = crate::support::simulated_kubelet(2, 14).await;
+    let log = through_proxy(
+        &kubelet.url(),
+        &prom.write_url(),
+        &[("https_proxy", &proxy.url())],
+        &[
+            "--remote-ca-file",
+            &ca_file,
+            "--remote-cert-file",
+            &cert,
+            "--remote-key-file",
+            &key,
+            "--remote-basic-auth-username",
+            USER,
+            "--remote-basic-auth-password-file",
+            &pw,
+        ],
+    )
+    .await;
+    assert!(!log.contains("WARN"), "{log}");
+    let plog = proxy.log();
+    assert!(
+        plog.contains(&format!("CONNECT 127.0.0.1:{}", prom.port)),
+        "no CONNECT in the proxy's log:\n{plog}"
+    );
+    assert!(prom.samples_appended().await > 0.0);
+    for secret in [PASSWORD, "proxy-pw-93e1", "cHJveHl1c2VyOnByb3h5LXB3LTkzZTE"] {
+        assert!(!log.contains(secret), "{secret} in the log:\n{log}");
+    }
+}
