@@ -11,6 +11,8 @@
 //!     00000000000000000107.seg    segment: records 107, 108, ...
 //!     read.pos                    sequence number of the oldest unacknowledged record
 //!     read.pos.tmp                (transient: the next read.pos, before its rename)
+//!     lock                        empty; locked by the process using the directory
+//!     lock.pid                    that process's pid, decimal ASCII and "\n"
 //!
 //! segment file ("{first_seq:020}.seg"), version 2 := segment_header record*
 //!
@@ -63,9 +65,10 @@
 //! - Segments are append-only and only the newest one is appended to, and only when it is
 //!   version 2: a version-1 segment is never appended to (a record must never sit in a file
 //!   whose header says another layout). A new segment is started when the newest is at least
-//!   `clamp(max_bytes / 8, 64 KiB, 64 MiB)` long (so a segment can exceed that by one record),
-//!   after a write error it could not undo, when the newest is version 1, and whenever its next
-//!   record number would not be the buffer's next sequence number.
+//!   `clamp(max_bytes / 8, 64 KiB, 1 MiB)` long (so a segment can exceed that by one record),
+//!   when any of its records was delivered or dropped already, after a write error it could
+//!   not undo, when the newest is version 1, and whenever its next record number would not be
+//!   the buffer's next sequence number.
 //! - A new segment's header is written and `sync_data`-ed before its directory entry is fsynced
 //!   (unix), and that before its first record is written.
 //! - Every record a `push` reported as buffered was written and `sync_data`-ed before `push`
@@ -74,9 +77,37 @@
 //!   directory on unix) after every `ack` and every drop. Records below it were delivered or
 //!   dropped. A missing or garbled `read.pos` counts as 0: everything on disk is replayed
 //!   (duplicates are possible, loss is not).
-//! - A segment whose records are all below the read position is deleted, except the newest.
+//! - A segment whose records are all below the read position is deleted, the newest too,
+//!   whatever its size (the next append starts a new one).
 //! - Every later version starts with the same 16-byte `segment_header` (same magic, its own
 //!   `version`, the crc over both), so this release can tell "newer format" from "damage".
+//!
+//! Segment sizing, for small volumes: the disk holds what is pending, plus the delivered
+//! front part of the oldest segment, plus file-system rounding. Deleting a segment as soon as
+//! nothing in it is pending, and never appending to one that is partly delivered, keep that
+//! delivered part to what was written while nothing of the segment was being sent (an outage's
+//! backlog, already on disk); the 1 MiB cap bounds how much of such a backlog must be delivered
+//! before a full disk gets space back. A healthy receiver thus needs free space for about
+//! one poll's requests, whatever `--buffer-max-size` says (before: the newest segment kept
+//! delivered records until it reached 1 MiB, and rolled at up to 64 MiB). The cost: with a
+//! healthy receiver, one segment file created and deleted per poll (a create, two fsyncs and
+//! an unlink). The buffer does not read the free space; a push the volume cannot take fails
+//! and is counted by the caller.
+//!
+//! # The lock
+//!
+//! [`DiskBuffer::open`] takes an exclusive OS advisory lock on `lock` ([`File::try_lock`]:
+//! `flock` on Linux, `LockFileEx` on Windows) before it reads or writes anything else, holds
+//! it for the buffer's life and writes its pid to `lock.pid`. A second opener of the same
+//! directory, in another process or this one, fails with [`BufferError::Locked`] naming the
+//! directory and the pid it reads from `lock.pid` (which, for a holder that is just starting,
+//! may be missing or a previous holder's); it changes nothing on disk. The lock goes with the
+//! handle, so an agent that crashed or was killed leaves the files but not the lock: the next
+//! start takes it over. The lock is per directory: one buffer per destination, each in its
+//! own directory, do not block each other. Neither file is ever deleted (deleting a lock file
+//! lets two processes lock two different files of one name). On a file system without locks
+//! the buffer opens unguarded, with a warning. Windows refuses to read a locked file, which is
+//! why the pid is in a file of its own.
 //!
 //! Recovery ([`DiskBuffer::open`]) reads every segment in name order and checks every crc. The
 //! first record that is torn (short header, length past the end of the file) or corrupt (length
@@ -271,7 +302,8 @@ pub struct DiskBuffer {
     _lock: Option<File>,
     max_bytes: u64,
     segment_max: u64,
-    /// Oldest first. Every segment but the last has pending records.
+    /// Oldest first. Every segment has pending records, but the newest may have none yet
+    /// (just started, or its first append failed).
     segments: VecDeque<Segment>,
     /// Open handle on the last segment, while it is being appended to.
     writer: Option<File>,
