@@ -13,6 +13,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use kubelet_push::cli::Cli;
 use kubelet_push::demo::simulator::SimulatedKubelet;
 use kubelet_push::pipeline::Poller;
+use kubelet_push::remote_write::Protocol::{V1, V2};
 use kubelet_push::telemetry::Metrics;
 use kubelet_push::Config;
 
@@ -38,18 +39,11 @@ fn inputs() -> Vec<(&'static str, Vec<u8>, Vec<u8>)> {
 }
 
 fn poller() -> Poller {
-    poller_v("1")
-}
-
-/// A poller that encodes Remote Write `version` (`--remote-write-version`).
-fn poller_v(version: &str) -> Poller {
     let cli = Cli::try_parse_from([
         "kubelet-push",
         "--dry-run",
         "--kubelet-url",
         "file://unused.json",
-        "--remote-write-version",
-        version,
     ])
     .expect("flags");
     let config = Config::from_args(&cli.agent, false).expect("config");
@@ -105,7 +99,7 @@ fn bench(c: &mut Criterion) {
                 |mut p| {
                     let out = p.ingest(Ok(&bytes), 1_800_000_000_000, Instant::now());
                     // Returned, so dropping the poller and its series state is not timed.
-                    (p.encode(&out, 2000).expect("encode"), p)
+                    (p.encode_as(V1, &out, 2000).expect("encode"), p)
                 },
                 BatchSize::LargeInput,
             )
@@ -113,10 +107,10 @@ fn bench(c: &mut Criterion) {
         // The same first poll encoded as Remote Write 2.0 (symbols, metadata, start times).
         group.bench_function("first_poll_ingest_encode_v2", |b| {
             b.iter_batched(
-                || poller_v("2"),
+                poller,
                 |mut p| {
                     let out = p.ingest(Ok(&bytes), 1_800_000_000_000, Instant::now());
-                    (p.encode(&out, 2000).expect("encode"), p)
+                    (p.encode_as(V2, &out, 2000).expect("encode"), p)
                 },
                 BatchSize::LargeInput,
             )
@@ -128,7 +122,7 @@ fn bench(c: &mut Criterion) {
             b.iter(|| {
                 t += 10_000;
                 let out = steady.ingest(Ok(&bytes), t, Instant::now());
-                steady.encode(&out, 2000).expect("encode")
+                steady.encode_as(V1, &out, 2000).expect("encode")
             })
         });
         // The same, with the pod metadata of `/pods` labelling every container (`image`,
@@ -141,15 +135,15 @@ fn bench(c: &mut Criterion) {
             b.iter(|| {
                 t += 10_000;
                 let out = labelled.ingest(Ok(&bytes), t, Instant::now());
-                labelled.encode(&out, 2000).expect("encode")
+                labelled.encode_as(V1, &out, 2000).expect("encode")
             })
         });
-        let mut steady_v2 = poller_v("2");
+        let mut steady_v2 = poller();
         group.bench_function("repeat_poll_ingest_encode_v2", |b| {
             b.iter(|| {
                 t += 10_000;
                 let out = steady_v2.ingest(Ok(&bytes), t, Instant::now());
-                steady_v2.encode(&out, 2000).expect("encode")
+                steady_v2.encode_as(V2, &out, 2000).expect("encode")
             })
         });
         group.finish();
@@ -194,7 +188,7 @@ fn trim(c: &mut Criterion) {
         oldest_ms: request.oldest_ms,
         newest_ms: request.newest_ms,
     };
-    let metrics = Metrics::new();
+    let metrics = Metrics::new().destination("http://bench/");
     c.bench_function("trim_to_age_straddling_2000_samples", |b| {
         b.iter_batched(
             || batch.clone(),
@@ -218,12 +212,15 @@ fn trim(c: &mut Criterion) {
 fn encode_only(c: &mut Criterion) {
     for (name, bytes, _) in inputs() {
         let mut group = c.benchmark_group(format!("{name}_encode"));
-        for version in ["1", "2"] {
-            let mut p = poller_v(version);
+        for (version, protocol) in [("1", V1), ("2", V2)] {
+            let mut p = poller();
             let out = p.ingest(Ok(&bytes), 1_800_000_000_000, Instant::now());
             group.throughput(Throughput::Elements(out.points.len() as u64));
             group.bench_function(format!("v{version}"), |b| {
-                b.iter(|| p.encode(black_box(&out), 2000).expect("encode"))
+                b.iter(|| {
+                    p.encode_as(protocol, black_box(&out), 2000)
+                        .expect("encode")
+                })
             });
         }
         group.finish();

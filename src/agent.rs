@@ -3,13 +3,19 @@
 //! `sender`, the endpoints in `telemetry`.
 //!
 //! ```text
-//! pipeline::run ─► Queue (memory or disk) ─► sender::run ─► receiver
-//!   tick, poll,      bounded, oldest          retry, backoff,
-//!   encode           dropped when full        one in flight
+//!                  ┌► Queue (memory, or disk in --buffer-dir/<subdir>) ─► sender::run ─► receiver 1
+//! pipeline::run ───┤    bounded, oldest dropped when full                 retry, backoff,
+//!   tick, poll,    │                                                       one in flight
+//!   encode once    └► Queue ─► sender::run ─► receiver 2   (one pair per destination)
+//!   per protocol
 //! ```
 //!
+//! Destinations share nothing but the polls: each has its own buffer, sender, backoff and
+//! protocol, so a dead one only fills its own buffer.
+//!
 //! Shutdown, in pipeline order: the caller's `shutdown` token stops the polling task (a poll in
-//! progress is abandoned); then the sender drains the buffer for at most `--shutdown-timeout`;
+//! progress is abandoned); then the senders drain their buffers, side by side, for at most
+//! `--shutdown-timeout`;
 //! then the agent's root token stops every task still running (the sender mid-retry, the
 //! endpoints), each holding a child of it. All tasks run on one `TaskTracker`, and `run`
 //! returns only after every one of them ended. What is left stays on disk (disk buffer) or is
@@ -27,10 +33,10 @@ use crate::buffer::{Buffer, Queue};
 use crate::config::{Config, ConfigError, Mode};
 use crate::http::error_chain;
 use crate::kubelet::client::ClientError;
-use crate::pipeline::{Poller, Polling};
-use crate::remote_write::RemoteWriteClient;
+use crate::pipeline::{Outlet, Poller, Polling};
+use crate::remote_write::{Negotiated, RemoteWriteClient};
 use crate::sender::{self, SenderSettings};
-use crate::telemetry::{DropReason, Metrics};
+use crate::telemetry::{DestinationMetrics, DropReason, Metrics};
 
 pub use crate::pipeline::PollOutput;
 
@@ -84,27 +90,64 @@ pub async fn run(
             Outcome::Ok
         });
     }
-    let Some(remote) = &config.remote else {
+    if config.remotes.is_empty() {
         return Err(ConfigError {
             flag: "--remote-url",
             reason: "required unless --dry-run".into(),
         }
         .into());
-    };
-    let client = RemoteWriteClient::new(remote.url.clone(), remote.timeout, &remote.headers)
-        .map_err(|e| config_error("--remote-url", &e))?;
+    }
     let delivery = &config.delivery;
-    let buffer = open_buffer(delivery, &metrics)?;
-    let queue = Arc::new(Queue::new(buffer));
-    metrics.buffer_levels(queue.levels());
-
+    let settings = SenderSettings {
+        min_backoff: delivery.min_backoff,
+        max_backoff: delivery.max_backoff,
+        max_sample_age: delivery.max_sample_age,
+    };
     // Cancelled when every task must stop at once; each task holds a child of it.
     let root = CancellationToken::new();
+    // Tells the senders no more requests will come: deliver what is buffered, then return.
+    let drain = CancellationToken::new();
     let tasks = TaskTracker::new();
+    let mut outlets = Vec::with_capacity(config.remotes.len());
+    let mut senders = Vec::with_capacity(config.remotes.len());
+    let mut buffers = Vec::with_capacity(config.remotes.len());
+    let legacy = delivery.buffer_dir.as_deref().map(adopt_legacy_buffer);
+    for (i, remote) in config.remotes.iter().enumerate() {
+        let client = RemoteWriteClient::new(remote.url.clone(), remote.timeout, &remote.headers)
+            .map_err(|e| config_error("--remote-url", &e))?;
+        let dest_metrics = metrics.destination(client.display_url());
+        let dir = delivery
+            .buffer_dir
+            .as_ref()
+            .map(|root| root.join(remote.buffer_subdir()));
+        if let (0, Some(Some(old)), Some(dir)) = (i, &legacy, &dir) {
+            move_legacy_buffer(old, dir).map_err(|e| config_error("--buffer-dir", &e))?;
+        }
+        let buffer = open_buffer(dir.as_deref(), delivery, &dest_metrics)?;
+        let queue = Arc::new(Queue::new(buffer));
+        dest_metrics.buffer_levels(queue.levels());
+        // One handle for the polling task and this sender: a fallback the sender makes is
+        // what the next poll is encoded in for this destination.
+        let negotiated = Negotiated::new(remote.protocol);
+        buffers.push((queue.clone(), dest_metrics.clone(), dir));
+        senders.push(tasks.spawn(sender::run(
+            client,
+            queue.clone(),
+            dest_metrics.clone(),
+            settings.clone(),
+            negotiated.clone(),
+            drain.clone(),
+            root.child_token(),
+        )));
+        outlets.push(Outlet::new(queue, negotiated, dest_metrics));
+    }
     if let Some(addr) = config.listen_address {
         let health = crate::telemetry::Health {
             metrics: metrics.clone(),
-            queue: queue.clone(),
+            destinations: buffers
+                .iter()
+                .map(|(q, m, _)| (q.clone(), m.clone()))
+                .collect(),
             interval: config.interval,
             max_backoff: delivery.max_backoff,
         };
@@ -112,36 +155,19 @@ pub async fn run(
             .await
             .map_err(|e| config_error("--listen-address", &e))?;
     }
-    info!(
-        kubelet = %poller.kubelet_display(),
-        remote = client.display_url(),
-        remote_write = match config.remote_protocol {
-            crate::remote_write::Protocol::V1 => "1.0",
-            crate::remote_write::Protocol::V2 => "2.0 (1.0 if the receiver does not take it)",
-        },
-        interval = ?config.interval,
-        buffer = if delivery.buffer_dir.is_some() { "disk" } else { "memory" },
-        "kubelet-push started"
-    );
-    let settings = SenderSettings {
-        min_backoff: delivery.min_backoff,
-        max_backoff: delivery.max_backoff,
-        max_sample_age: delivery.max_sample_age,
-    };
-    // Tells the sender no more requests will come: deliver what is buffered, then return.
-    let drain = CancellationToken::new();
-    // One handle for the poller and the sender: a fallback the sender makes is what the
-    // poller encodes next.
-    let negotiated = poller.negotiated();
-    let sender = tasks.spawn(sender::run(
-        client,
-        queue.clone(),
-        metrics.clone(),
-        settings,
-        negotiated,
-        drain.clone(),
-        root.child_token(),
-    ));
+    for (remote, (_, m, dir)) in config.remotes.iter().zip(&buffers) {
+        info!(
+            kubelet = %poller.kubelet_display(),
+            remote = m.url(),
+            remote_write = match remote.protocol {
+                crate::remote_write::Protocol::V1 => "1.0",
+                crate::remote_write::Protocol::V2 => "2.0 (1.0 if the receiver does not take it)",
+            },
+            interval = ?config.interval,
+            buffer = %dir.as_ref().map_or_else(|| "memory".to_owned(), |d| d.display().to_string()),
+            "kubelet-push started"
+        );
+    }
     let polling = Polling {
         interval: config.interval,
         mode: config.mode,
@@ -150,8 +176,7 @@ pub async fn run(
     let polls = tasks.spawn(crate::pipeline::run(
         poller,
         polling,
-        queue.clone(),
-        metrics.clone(),
+        outlets,
         shutdown.child_token(),
     ));
     tasks.close();
@@ -159,59 +184,107 @@ pub async fn run(
     // A polling task that panicked counts as a failed poll.
     let poll_failed = polls.await.unwrap_or(true);
     drain.cancel();
-    // When the timeout runs out, what is left is reported below: kept on disk, or dropped
-    // from memory with a warning.
-    let _ = tokio::time::timeout(delivery.shutdown_timeout, sender).await;
+    // The senders drain side by side; when the timeout runs out, what is left is reported
+    // below: kept on disk, or dropped from memory with a warning.
+    let _ = tokio::time::timeout(delivery.shutdown_timeout, async {
+        for sender in senders {
+            let _ = sender.await;
+        }
+    })
+    .await;
     root.cancel();
     tasks.wait().await;
 
-    let left = queue.samples();
-    if left > 0 {
-        if delivery.buffer_dir.is_some() {
-            info!(
-                samples = left,
-                requests = queue.len(),
-                "undelivered samples stay in the disk buffer for the next start"
-            );
-        } else {
-            metrics.dropped(DropReason::Shutdown, left);
-            warn!(samples = left, timeout = ?delivery.shutdown_timeout, "shutdown timeout ran out; samples in the memory buffer are dropped");
+    let mut left_total = 0;
+    let mut failed = config.mode == Mode::Once && poll_failed;
+    for (queue, m, dir) in &buffers {
+        let left = queue.samples();
+        left_total += left;
+        if left > 0 {
+            if dir.is_some() {
+                info!(
+                    url = m.url(),
+                    samples = left,
+                    requests = queue.len(),
+                    "undelivered samples stay in the disk buffer for the next start"
+                );
+            } else {
+                m.dropped(DropReason::Shutdown, left);
+                warn!(url = m.url(), samples = left, timeout = ?delivery.shutdown_timeout, "shutdown timeout ran out; samples in the memory buffer are dropped");
+            }
         }
+        let rejected = m.dropped_total(DropReason::Rejected)
+            + m.dropped_total(DropReason::TooOld)
+            + m.dropped_total(DropReason::ReceiverRefused);
+        failed |= config.mode == Mode::Once
+            && (left > 0 || rejected > 0 || m.dropped_total(DropReason::BufferWrite) > 0);
     }
     info!(
         polls_ok = metrics.polls(true),
         polls_failed = metrics.polls(false),
-        samples_sent = metrics.samples_sent.get(),
-        samples_pending = left,
+        samples_sent = buffers
+            .iter()
+            .map(|(_, m, _)| m.samples_sent.get())
+            .sum::<u64>(),
+        samples_pending = left_total,
         "kubelet-push stopped"
     );
-    let rejected = metrics.dropped_total(DropReason::Rejected)
-        + metrics.dropped_total(DropReason::TooOld)
-        + metrics.dropped_total(DropReason::ReceiverRefused);
-    let failed = config.mode == Mode::Once
-        && (poll_failed
-            || left > 0
-            || rejected > 0
-            || metrics.dropped_total(DropReason::BufferWrite) > 0);
     Ok(if failed { Outcome::Failed } else { Outcome::Ok })
 }
 
-/// The buffer `--buffer-dir` asks for: on disk (replaying what earlier runs left, reporting
-/// what start-up recovery cut or dropped), or in memory.
+/// Buffers written before destinations had subdirectories sit in `--buffer-dir` itself.
+/// Returns that directory when it holds such segments, so the first destination adopts them.
+fn adopt_legacy_buffer(dir: &std::path::Path) -> Option<std::path::PathBuf> {
+    let has_segments = std::fs::read_dir(dir).ok()?.any(|e| {
+        e.ok()
+            .and_then(|e| e.file_name().to_str().map(|n| n.ends_with(".seg")))
+            .unwrap_or(false)
+    });
+    has_segments.then(|| dir.to_path_buf())
+}
+
+/// Moves the segments and read position an earlier release left in `old` (the buffer
+/// directory itself) into `new` (the first destination's subdirectory), unless `new` already
+/// holds a buffer: then they stay where they are, and a warning says so.
+fn move_legacy_buffer(old: &std::path::Path, new: &std::path::Path) -> std::io::Result<()> {
+    if new.join("read.pos").exists() || std::fs::read_dir(new).is_ok_and(|mut d| d.next().is_some())
+    {
+        warn!(old = %old.display(), new = %new.display(), "a buffer from an earlier release is in --buffer-dir, but the destination's own buffer exists already: the old one is left as it is");
+        return Ok(());
+    }
+    std::fs::create_dir_all(new)?;
+    let mut moved = 0;
+    for entry in std::fs::read_dir(old)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(n) = name.to_str() else { continue };
+        if n.ends_with(".seg") || n == "read.pos" {
+            std::fs::rename(entry.path(), new.join(&name))?;
+            moved += 1;
+        }
+    }
+    info!(files = moved, from = %old.display(), to = %new.display(), "buffer of an earlier release moved into the first destination's subdirectory");
+    Ok(())
+}
+
+/// The buffer of one destination: on disk in `dir` (replaying what earlier runs left,
+/// reporting what start-up recovery cut or dropped), or in memory when `dir` is `None`.
 fn open_buffer(
+    dir: Option<&std::path::Path>,
     delivery: &crate::config::Delivery,
-    metrics: &Metrics,
+    metrics: &DestinationMetrics,
 ) -> Result<Box<dyn Buffer>, ConfigError> {
     metrics
         .buffer_max_bytes
         .set(i64::try_from(delivery.buffer_max_bytes).unwrap_or(i64::MAX));
-    let Some(dir) = &delivery.buffer_dir else {
+    let Some(dir) = dir else {
         return Ok(Box::new(MemoryBuffer::new(delivery.buffer_max_bytes)));
     };
     let (disk, recovery) = DiskBuffer::open(dir, delivery.buffer_max_bytes)
         .map_err(|e| config_error("--buffer-dir", &e))?;
     if recovery.batches > 0 || recovery.truncated_bytes > 0 {
         info!(
+            url = metrics.url(),
             dir = %dir.display(),
             requests = recovery.batches,
             samples = recovery.samples,
@@ -223,6 +296,7 @@ fn open_buffer(
     if recovery.dropped.samples > 0 {
         metrics.dropped(DropReason::BufferFull, recovery.dropped.samples);
         warn!(
+            url = metrics.url(),
             samples = recovery.dropped.samples,
             requests = recovery.dropped.batches,
             "the disk buffer held more than --buffer-max-size; oldest requests dropped"

@@ -64,14 +64,51 @@ pub struct AgentArgs {
     )]
     pub kubelet_url: String,
 
-    /// Remote Write receiver URL, e.g. http://prometheus:9090/api/v1/write
+    /// Remote Write receiver URL, e.g. http://prometheus:9090/api/v1/write (repeatable: every
+    /// destination gets every sample, each with its own buffer and retries, and the same
+    /// --remote-* settings; use --config-file for settings per destination)
+    #[arg(
+        long = "remote-url",
+        global = true,
+        env = "KUBELET_PUSH_REMOTE_URL",
+        value_delimiter = ',',
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub remote_urls: Vec<String>,
+
+    /// YAML file with a remote-write list: one entry per destination, with the --remote-*
+    /// settings as keys (see the README). Instead of --remote-url and the other --remote-*
+    /// flags, not beside them
     #[arg(
         long,
         global = true,
-        env = "KUBELET_PUSH_REMOTE_URL",
-        value_name = "URL"
+        env = "KUBELET_PUSH_CONFIG_FILE",
+        value_name = "PATH"
     )]
-    pub remote_url: Option<String>,
+    pub config_file: Option<PathBuf>,
+
+    /// Send only series whose metric name fully matches this regular expression (repeatable;
+    /// a name matching any of them is allowed). The environment variable takes one
+    /// expression: join several with |
+    #[arg(
+        long = "metric-allow",
+        global = true,
+        env = "KUBELET_PUSH_METRIC_ALLOW",
+        value_name = "REGEX"
+    )]
+    pub metric_allow: Vec<String>,
+
+    /// Never send series whose metric name fully matches this regular expression
+    /// (repeatable; wins over --metric-allow). The environment variable takes one
+    /// expression: join several with |
+    #[arg(
+        long = "metric-deny",
+        global = true,
+        env = "KUBELET_PUSH_METRIC_DENY",
+        value_name = "REGEX"
+    )]
+    pub metric_deny: Vec<String>,
 
     /// Time between polls [default: 10s; 2s for demo]
     #[arg(long, global = true, env = "KUBELET_PUSH_INTERVAL", value_parser = parse_duration, value_name = "DURATION")]
@@ -144,19 +181,18 @@ pub struct AgentArgs {
 
     /// Remote Write protocol version: 1 (every receiver), or 2 (smaller requests, with
     /// metric type, help, unit and counter start times; falls back to 1 for a receiver that
-    /// does not take it)
+    /// does not take it) [default: 1]
     #[arg(
         long,
         global = true,
         env = "KUBELET_PUSH_REMOTE_WRITE_VERSION",
-        default_value = "1",
         value_name = "1|2"
     )]
-    pub remote_write_version: String,
+    pub remote_write_version: Option<String>,
 
-    /// Timeout of one remote write request
-    #[arg(long, global = true, env = "KUBELET_PUSH_REMOTE_TIMEOUT", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
-    pub remote_timeout: Duration,
+    /// Timeout of one remote write request [default: 30s]
+    #[arg(long, global = true, env = "KUBELET_PUSH_REMOTE_TIMEOUT", value_parser = parse_duration, value_name = "DURATION")]
+    pub remote_timeout: Option<Duration>,
 
     /// Ask the kubelet for its pods (GET /pods) to label container series with image, name
     /// and --pod-label values; needs nodes/proxy (see the README). --kubelet-pods=false turns
@@ -323,7 +359,7 @@ pub fn log_filter(spec: &str) -> Result<tracing_subscriber::filter::Targets, Str
     Ok(filter)
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let d =
         humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 10s, 1m30s, 500ms)"))?;
     if d.is_zero() {

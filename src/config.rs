@@ -70,11 +70,64 @@ pub enum Mode {
     DryRun,
 }
 
+/// One destination: where requests go and how.
 #[derive(Debug, Clone)]
 pub struct RemoteSettings {
     pub url: reqwest::Url,
     pub timeout: Duration,
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// The protocol new requests are encoded in until the receiver shows it does not speak
+    /// it (see [`crate::remote_write::Negotiated`]).
+    pub protocol: Protocol,
+}
+
+/// `--remote-timeout` when not given.
+pub const DEFAULT_REMOTE_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl RemoteSettings {
+    /// A destination at `url` with the default settings.
+    pub fn new(url: reqwest::Url) -> Self {
+        RemoteSettings {
+            url,
+            timeout: DEFAULT_REMOTE_TIMEOUT,
+            headers: Vec::new(),
+            protocol: Protocol::V1,
+        }
+    }
+
+    /// The subdirectory of `--buffer-dir` that holds this destination's buffer:
+    /// `<host>-<port>-<hash>`, the host readable and the hash (64-bit FNV-1a, fixed here so
+    /// the name never changes between releases) over the URL without its userinfo, so
+    /// rotating a password in the URL keeps the backlog, while two URLs that differ only in
+    /// path or query get two buffers.
+    pub fn buffer_subdir(&self) -> String {
+        let host: String = self
+            .url
+            .host_str()
+            .unwrap_or("")
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .take(64)
+            .collect();
+        let port = self.url.port_or_known_default().unwrap_or(0);
+        let mut key = self.url.clone();
+        let _ = key.set_username("");
+        let _ = key.set_password(None);
+        key.set_fragment(None);
+        let hash = key
+            .as_str()
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+            });
+        format!("{host}-{port}-{hash:016x}")
+    }
 }
 
 /// How requests are buffered and retried.
@@ -95,8 +148,11 @@ const MIN_BUFFER_BYTES: u64 = 64 << 10;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub kubelet: KubeletSettings,
-    /// `None` only in dry-run mode.
-    pub remote: Option<RemoteSettings>,
+    /// Every destination, in the order given; empty only in dry-run mode (and for the demo,
+    /// which brings its own receiver).
+    pub remotes: Vec<RemoteSettings>,
+    /// `--metric-allow` / `--metric-deny`; `None` when neither is given.
+    pub metric_filter: Option<crate::pipeline::filter::MetricFilter>,
     pub mode: Mode,
     pub interval: Duration,
     pub job: String,
@@ -109,9 +165,6 @@ pub struct Config {
     pub pod_labels: Vec<(String, String)>,
     pub max_stats_age: Duration,
     pub max_samples_per_send: usize,
-    /// `--remote-write-version`: the protocol new requests are encoded in until a receiver
-    /// shows it does not speak it (see [`crate::remote_write::Negotiated`]).
-    pub remote_protocol: Protocol,
     pub delivery: Delivery,
     pub listen_address: Option<std::net::SocketAddr>,
 }
@@ -126,19 +179,19 @@ impl Config {
             (false, true) => Mode::Once,
             (false, false) => Mode::Run,
         };
-        let remote = match (&args.remote_url, mode) {
-            (_, Mode::DryRun) => None,
-            (Some(url), _) => Some(RemoteSettings {
-                url: parse_remote_url(url)?,
-                timeout: args.remote_timeout,
-                headers: parse_headers(&args.remote_headers)?,
-            }),
-            (None, _) if remote_required => return Err(err(
-                "--remote-url",
-                "required (or KUBELET_PUSH_REMOTE_URL); use --dry-run to print instead of pushing",
-            )),
-            (None, _) => None,
+        let remotes = match mode {
+            Mode::DryRun => Vec::new(),
+            Mode::Run | Mode::Once => remotes(args)?,
         };
+        if remotes.is_empty() && remote_required && mode != Mode::DryRun {
+            return Err(err(
+                "--remote-url",
+                "required (or KUBELET_PUSH_REMOTE_URL, or --config-file); use --dry-run to print instead of pushing",
+            ));
+        }
+        let metric_filter =
+            crate::pipeline::filter::MetricFilter::new(&args.metric_allow, &args.metric_deny)
+                .map_err(|(flag, reason)| err(flag, reason))?;
         if args.job.is_empty() {
             return Err(err("--job", "must not be empty"));
         }
@@ -148,16 +201,6 @@ impl Config {
         if args.max_samples_per_send == 0 {
             return Err(err("--max-samples-per-send", "must be at least 1"));
         }
-        let remote_protocol = match args.remote_write_version.trim() {
-            "1" => Protocol::V1,
-            "2" => Protocol::V2,
-            other => {
-                return Err(err(
-                    "--remote-write-version",
-                    format!("must be 1 (Remote Write 1.0) or 2 (Remote Write 2.0), not {other:?}"),
-                ))
-            }
-        };
         let sandbox = std::env::var_os(SANDBOX_MOUNT_POINT).map(PathBuf::from);
         let token_file = match &args.kubelet_token_file {
             Some(p) => Some(readable("--kubelet-token-file", p)?),
@@ -195,7 +238,8 @@ impl Config {
                 ca_file,
                 insecure_skip_verify: args.kubelet_insecure_skip_verify,
             },
-            remote,
+            remotes,
+            metric_filter,
             mode,
             interval: args.interval.unwrap_or(Duration::from_secs(10)),
             job: args.job.clone(),
@@ -205,7 +249,6 @@ impl Config {
             pod_labels,
             max_stats_age: args.max_stats_age,
             max_samples_per_send: args.max_samples_per_send,
-            remote_protocol,
             delivery: Delivery {
                 min_backoff: args.min_backoff,
                 max_backoff: args.max_backoff,
@@ -253,17 +296,34 @@ impl Config {
             "kubelet-timeout",
             &humantime::format_duration(self.kubelet.timeout),
         );
-        match &self.remote {
-            Some(r) => {
-                line("remote-url", &crate::http::redact(&r.url));
-                let names: Vec<&str> = r.headers.iter().map(|(n, _)| n.as_str()).collect();
-                line(
-                    "remote-header",
-                    &format!("[{}] (values hidden)", names.join(", ")),
-                );
-                line("remote-timeout", &humantime::format_duration(r.timeout));
-            }
-            None => line("remote-url", &"none"),
+        if self.remotes.is_empty() {
+            line("remote-url", &"none");
+        }
+        for (i, r) in self.remotes.iter().enumerate() {
+            let n = i + 1;
+            line(&format!("remote {n} url"), &crate::http::redact(&r.url));
+            let names: Vec<&str> = r.headers.iter().map(|(n, _)| n.as_str()).collect();
+            line(
+                &format!("remote {n} header"),
+                &format!("[{}] (values hidden)", names.join(", ")),
+            );
+            line(
+                &format!("remote {n} timeout"),
+                &humantime::format_duration(r.timeout),
+            );
+            let version = match r.protocol {
+                Protocol::V1 => "1",
+                Protocol::V2 => "2 (1 if the receiver does not take 2)",
+            };
+            line(&format!("remote {n} version"), &version);
+            line(
+                &format!("remote {n} buffer subdirectory"),
+                &r.buffer_subdir(),
+            );
+        }
+        match &self.metric_filter {
+            Some(f) => line("metric filter", f),
+            None => line("metric filter", &"none (every metric is sent)"),
         }
         line("interval", &humantime::format_duration(self.interval));
         line("job", &self.job);
@@ -292,11 +352,6 @@ impl Config {
             &humantime::format_duration(self.max_stats_age),
         );
         line("max-samples-per-send", &self.max_samples_per_send);
-        let version = match self.remote_protocol {
-            Protocol::V1 => "1",
-            Protocol::V2 => "2 (1 for a receiver that does not take 2)",
-        };
-        line("remote-write-version", &version);
         let d = &self.delivery;
         let buffer = match &d.buffer_dir {
             Some(dir) => dir.display().to_string(),
@@ -379,13 +434,166 @@ fn file_url_path(url: &str, rest: &str) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(rest))
 }
 
-fn parse_remote_url(s: &str) -> Result<reqwest::Url, ConfigError> {
-    const FLAG: &str = "--remote-url";
-    let url = reqwest::Url::parse(s).map_err(|e| err(FLAG, format!("not a URL: {e}")))?;
+/// The destinations: from `--config-file` when given (and then no `--remote-*` flag may be),
+/// else one per `--remote-url`, each with the `--remote-*` flags' settings. Two destinations
+/// with the same buffer subdirectory (the same URL twice) are refused.
+fn remotes(args: &AgentArgs) -> Result<Vec<RemoteSettings>, ConfigError> {
+    let remotes = match &args.config_file {
+        Some(path) => {
+            let beside = [
+                ("--remote-url", !args.remote_urls.is_empty()),
+                ("--remote-header", !args.remote_headers.is_empty()),
+                ("--remote-timeout", args.remote_timeout.is_some()),
+                (
+                    "--remote-write-version",
+                    args.remote_write_version.is_some(),
+                ),
+            ];
+            if let Some((flag, _)) = beside.iter().find(|(_, given)| *given) {
+                return Err(err(
+                    "--config-file",
+                    format!("{flag} cannot be given with --config-file: set it per destination in the file"),
+                ));
+            }
+            let entries = crate::config_file::load(path).map_err(|e| err("--config-file", e.0))?;
+            if entries.is_empty() {
+                return Err(err(
+                    "--config-file",
+                    format!("{}: remote-write lists no destination", path.display()),
+                ));
+            }
+            entries
+                .iter()
+                .enumerate()
+                .map(|(i, e)| from_entry(path, i, e))
+                .collect::<Result<Vec<_>, _>>()?
+        }
+        None => {
+            let protocol = match &args.remote_write_version {
+                Some(v) => parse_protocol(v).map_err(|r| err("--remote-write-version", r))?,
+                None => Protocol::V1,
+            };
+            let headers = parse_headers(&args.remote_headers)?;
+            args.remote_urls
+                .iter()
+                .map(|u| {
+                    Ok(RemoteSettings {
+                        url: parse_remote_url(u).map_err(|r| err("--remote-url", r))?,
+                        timeout: args.remote_timeout.unwrap_or(DEFAULT_REMOTE_TIMEOUT),
+                        headers: headers.clone(),
+                        protocol,
+                    })
+                })
+                .collect::<Result<Vec<_>, ConfigError>>()?
+        }
+    };
+    for (i, r) in remotes.iter().enumerate() {
+        if let Some(j) = remotes[..i]
+            .iter()
+            .position(|o| o.buffer_subdir() == r.buffer_subdir())
+        {
+            let flag = if args.config_file.is_some() {
+                "--config-file"
+            } else {
+                "--remote-url"
+            };
+            return Err(err(
+                flag,
+                format!(
+                    "destinations {} and {} are the same URL ({})",
+                    j + 1,
+                    i + 1,
+                    crate::http::redact(&r.url)
+                ),
+            ));
+        }
+    }
+    Ok(remotes)
+}
+
+/// One `--config-file` entry, validated with the flags' rules; errors name the file, line
+/// and key.
+fn from_entry(
+    path: &Path,
+    i: usize,
+    e: &crate::config_file::Entry,
+) -> Result<RemoteSettings, ConfigError> {
+    use crate::config_file::at;
+    let fail = |reason: String| err("--config-file", reason);
+    let key = |name: &str| format!("remote-write[{i}].{name}");
+    let url = parse_remote_url(&e.url).map_err(|r| fail(at(path, &e.url, &key("url"), &r)))?;
+    let timeout = match &e.timeout {
+        Some(t) => {
+            crate::cli::parse_duration(t).map_err(|r| fail(at(path, t, &key("timeout"), &r)))?
+        }
+        None => DEFAULT_REMOTE_TIMEOUT,
+    };
+    let protocol = match &e.version {
+        Some(v) => parse_protocol(v).map_err(|r| fail(at(path, v, &key("version"), &r)))?,
+        None => Protocol::V1,
+    };
+    let mut named: Vec<_> = e.headers.iter().collect();
+    named.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+    let mut headers = Vec::with_capacity(named.len());
+    for (name, value) in named {
+        let header = parse_header(name, value).map_err(|r| {
+            fail(at(
+                path,
+                name,
+                &key(&format!("headers.{}", name.as_str())),
+                &r,
+            ))
+        })?;
+        headers.push(header);
+    }
+    let access = [
+        ("bearer-token-file", e.bearer_token_file.as_ref()),
+        ("basic-auth-username", e.basic_auth_username.as_ref()),
+        (
+            "basic-auth-password-file",
+            e.basic_auth_password_file.as_ref(),
+        ),
+        ("ca-file", e.ca_file.as_ref()),
+        ("cert-file", e.cert_file.as_ref()),
+        ("key-file", e.key_file.as_ref()),
+        ("tls-server-name", e.tls_server_name.as_ref()),
+        ("proxy-url", e.proxy_url.as_ref()),
+    ];
+    if let Some((name, Some(v))) = access.iter().find(|(_, v)| v.is_some()) {
+        return Err(fail(at(path, v, &key(name), "not supported yet")));
+    }
+    if let Some(v) = &e.insecure_skip_verify {
+        return Err(fail(at(
+            path,
+            v,
+            &key("insecure-skip-verify"),
+            "not supported yet",
+        )));
+    }
+    Ok(RemoteSettings {
+        url,
+        timeout,
+        headers,
+        protocol,
+    })
+}
+
+fn parse_protocol(s: &str) -> Result<Protocol, String> {
+    match s.trim() {
+        "1" => Ok(Protocol::V1),
+        "2" => Ok(Protocol::V2),
+        other => Err(format!(
+            "must be 1 (Remote Write 1.0) or 2 (Remote Write 2.0), not {other:?}"
+        )),
+    }
+}
+
+fn parse_remote_url(s: &str) -> Result<reqwest::Url, String> {
+    let url = reqwest::Url::parse(s).map_err(|e| format!("not a URL: {e}"))?;
     match url.scheme() {
         "http" | "https" if url.host().is_some() => Ok(url),
-        "http" | "https" => Err(err(FLAG, "the URL has no host")),
-        other => Err(err(FLAG, format!("scheme {other:?} is not http or https"))),
+        "http" | "https" => Err("the URL has no host".into()),
+        other => Err(format!("scheme {other:?} is not http or https")),
     }
 }
 
@@ -484,29 +692,29 @@ fn parse_labels(raw: &[String]) -> Result<Vec<(String, String)>, ConfigError> {
 
 fn parse_headers(raw: &[String]) -> Result<Vec<(HeaderName, HeaderValue)>, ConfigError> {
     const FLAG: &str = "--remote-header";
-    let mut out = Vec::new();
-    for item in raw {
-        let (name, value) = split_pair(FLAG, item)?;
-        let name = name.trim();
-        let header = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| err(FLAG, format!("{name:?} is not a valid header name")))?;
-        if PROTOCOL_HEADERS.contains(&header.as_str()) {
-            return Err(err(
-                FLAG,
-                format!("{name} is set by the Remote Write protocol and cannot be overridden"),
-            ));
-        }
-        // The value may be a credential: never echo it.
-        let mut value = HeaderValue::from_str(value.trim()).map_err(|_| {
-            err(
-                FLAG,
-                format!("the value of {name} is not a valid header value"),
-            )
-        })?;
-        value.set_sensitive(true);
-        out.push((header, value));
+    raw.iter()
+        .map(|item| {
+            let (name, value) = split_pair(FLAG, item)?;
+            parse_header(name, value).map_err(|r| err(FLAG, r))
+        })
+        .collect()
+}
+
+/// One extra header, as `--remote-header` or a config file's `headers` give it.
+fn parse_header(name: &str, value: &str) -> Result<(HeaderName, HeaderValue), String> {
+    let name = name.trim();
+    let header = HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| format!("{name:?} is not a valid header name"))?;
+    if PROTOCOL_HEADERS.contains(&header.as_str()) {
+        return Err(format!(
+            "{name} is set by the Remote Write protocol and cannot be overridden"
+        ));
     }
-    Ok(out)
+    // The value may be a credential: never echo it.
+    let mut value = HeaderValue::from_str(value.trim())
+        .map_err(|_| format!("the value of {name} is not a valid header value"))?;
+    value.set_sensitive(true);
+    Ok((header, value))
 }
 
 #[cfg(test)]
@@ -578,7 +786,7 @@ mod tests {
         assert_eq!(c.max_stats_age, Duration::from_secs(120));
         assert_eq!(c.job, "kubelet");
         assert_eq!(c.mode, Mode::Run);
-        assert_eq!(c.remote_protocol, Protocol::V1);
+        assert_eq!(c.remotes[0].protocol, Protocol::V1);
         assert_eq!(c.max_samples_per_send, 2000);
         match &c.kubelet.source {
             Source::Http(u) => assert_eq!(u.as_str(), "https://127.0.0.1:10250/"),
@@ -592,7 +800,7 @@ mod tests {
         assert_eq!(e.flag, "--remote-url");
         let c = config(&["--dry-run", "--kubelet-url", "file://x.json"]).unwrap();
         assert_eq!(c.mode, Mode::DryRun);
-        assert!(c.remote.is_none());
+        assert!(c.remotes.is_empty());
         match c.kubelet.source {
             Source::File(p) => assert_eq!(p, PathBuf::from("x.json")),
             other => panic!("{other:?}"),
@@ -716,13 +924,13 @@ mod tests {
         }
         for line in [
             "mode: run\n",
-            "remote-url: https://redacted@mimir.example/api/v1/push?redacted\n",
-            "remote-header: [authorization] (values hidden)\n",
+            "remote 1 url: https://redacted@mimir.example/api/v1/push?redacted\n",
+            "remote 1 header: [authorization] (values hidden)\n",
+            "remote 1 version: 1\n",
             "label: [cluster=edge-7]\n",
             "buffer-dir: /var/lib/kubelet-push\n",
             "interval: 10s\n",
             "listen-address: off\n",
-            "remote-write-version: 1\n",
         ] {
             assert!(text.contains(line), "missing {line:?} in:\n{text}");
         }
@@ -732,12 +940,12 @@ mod tests {
     fn remote_write_version_is_1_or_2() {
         let r = "--remote-url=http://r/w";
         let c = config(&[r, "--remote-write-version", "2"]).unwrap();
-        assert_eq!(c.remote_protocol, Protocol::V2);
+        assert_eq!(c.remotes[0].protocol, Protocol::V2);
         assert!(c
             .describe()
-            .contains("remote-write-version: 2 (1 for a receiver that does not take 2)\n"));
+            .contains("remote 1 version: 2 (1 if the receiver does not take 2)\n"));
         let c = config(&[r, "--remote-write-version=1"]).unwrap();
-        assert_eq!(c.remote_protocol, Protocol::V1);
+        assert_eq!(c.remotes[0].protocol, Protocol::V1);
         for bad in ["3", "2.0", "v2", ""] {
             let e = config(&[r, "--remote-write-version", bad]).unwrap_err();
             assert_eq!(e.flag, "--remote-write-version", "{bad}");
@@ -768,9 +976,177 @@ mod tests {
                 ("Region".into(), "eu-west".into())
             ]
         );
-        let h = &c.remote.unwrap().headers;
+        let h = &c.remotes[0].headers;
         assert_eq!(h[0].0.as_str(), "x-scope-orgid");
         assert_eq!(h[0].1.to_str().unwrap(), "team-a");
         assert!(h[0].1.is_sensitive());
+    }
+
+    #[test]
+    fn several_remote_urls_share_the_remote_flags() {
+        let c = config(&[
+            "--remote-url",
+            "http://a:9090/api/v1/write",
+            "--remote-url=https://b.example/push,https://c.example/push",
+            "--remote-header",
+            "X-Scope-OrgID=t1",
+            "--remote-write-version",
+            "2",
+            "--remote-timeout",
+            "7s",
+        ])
+        .unwrap();
+        let urls: Vec<&str> = c.remotes.iter().map(|r| r.url.as_str()).collect();
+        assert_eq!(
+            urls,
+            [
+                "http://a:9090/api/v1/write",
+                "https://b.example/push",
+                "https://c.example/push"
+            ]
+        );
+        for r in &c.remotes {
+            assert_eq!(r.protocol, Protocol::V2);
+            assert_eq!(r.timeout, Duration::from_secs(7));
+            assert_eq!(r.headers[0].0.as_str(), "x-scope-orgid");
+        }
+        let e = config(&["--remote-url", "http://a/w", "--remote-url", "http://a/w"]).unwrap_err();
+        assert_eq!(e.flag, "--remote-url");
+        assert!(
+            e.reason.contains("destinations 1 and 2 are the same URL"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn buffer_subdirectories_are_stable_and_ignore_credentials() {
+        let dir = |u: &str| RemoteSettings::new(u.parse().unwrap()).buffer_subdir();
+        // Fixed: a release that changed these would strand every buffered backlog.
+        assert_eq!(
+            dir("http://prometheus:9090/api/v1/write"),
+            "prometheus-9090-13c7591b9258bfb8"
+        );
+        assert_eq!(
+            dir("https://u:p@mimir.example/api/v1/push"),
+            dir("https://other:secret@mimir.example/api/v1/push")
+        );
+        assert!(dir("https://mimir.example/api/v1/push").starts_with("mimir.example-443-"));
+        assert_ne!(dir("http://a/x?tenant=1"), dir("http://a/x?tenant=2"));
+        assert!(dir("http://[::1]:9/w").starts_with("___1_-9-"));
+    }
+
+    fn config_file(text: &str) -> (tempfile::NamedTempFile, String) {
+        use std::io::Write;
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+        let path = f.path().display().to_string();
+        (f, path)
+    }
+
+    #[test]
+    fn config_file_gives_each_destination_its_settings() {
+        let (_f, path) = config_file(
+            "remote-write:\n  - url: http://a:9090/api/v1/write\n  - url: https://mimir.example/api/v1/push\n    version: 2\n    timeout: 5s\n    headers:\n      X-Scope-OrgID: tenant-1\n",
+        );
+        let c = config(&["--config-file", &path]).unwrap();
+        assert_eq!(c.remotes.len(), 2);
+        let (a, b) = (&c.remotes[0], &c.remotes[1]);
+        assert_eq!(
+            (a.protocol, a.timeout),
+            (Protocol::V1, DEFAULT_REMOTE_TIMEOUT)
+        );
+        assert!(a.headers.is_empty());
+        assert_eq!(
+            (b.protocol, b.timeout),
+            (Protocol::V2, Duration::from_secs(5))
+        );
+        assert_eq!(b.headers[0].0.as_str(), "x-scope-orgid");
+        assert_eq!(b.headers[0].1.to_str().unwrap(), "tenant-1");
+        assert!(!c.describe().contains("tenant-1"));
+    }
+
+    #[test]
+    fn config_file_errors_name_file_line_and_key() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "remote-write:\n  - url: http://a/w\n  - url: ftp://b/w\n",
+                ":3:10: remote-write[1].url: scheme \"ftp\" is not http or https",
+            ),
+            (
+                "remote-write:\n  - url: http://a/w\n    version: 3\n",
+                ":3:14: remote-write[0].version: must be 1",
+            ),
+            (
+                "remote-write:\n  - url: http://a/w\n    timeout: soon\n",
+                ":3:14: remote-write[0].timeout:",
+            ),
+            (
+                "remote-write:\n  - url: http://a/w\n    headers:\n      Content-Type: x\n",
+                ":4:7: remote-write[0].headers.Content-Type: Content-Type is set by the Remote Write protocol",
+            ),
+            (
+                "remote-write:\n  - url: http://a/w\n    tiemout: 5s\n",
+                ":3:5: remote-write[0].tiemout: unknown key \"tiemout\"",
+            ),
+            ("remote-write: []\n", ": remote-write lists no destination"),
+            (
+                "remote-write:\n  - url: http://a/w\n  - url: http://a/w\n",
+                "destinations 1 and 2 are the same URL",
+            ),
+        ];
+        for (text, wanted) in cases {
+            let (_f, path) = config_file(text);
+            let e = config(&["--config-file", &path]).unwrap_err();
+            assert_eq!(e.flag, "--config-file", "{text}");
+            assert!(e.reason.contains(wanted), "{text}: {e}");
+            if wanted.starts_with(':') {
+                assert!(e.reason.starts_with(&format!("{path}{wanted}")), "{e}");
+            }
+        }
+        let e = config(&["--config-file", "/nonexistent/kp.yaml"]).unwrap_err();
+        assert!(e.reason.contains("cannot read /nonexistent/kp.yaml"), "{e}");
+    }
+
+    #[test]
+    fn config_file_replaces_the_remote_flags() {
+        let (_f, path) = config_file("remote-write:\n  - url: http://a/w\n");
+        for extra in [
+            ["--remote-url", "http://b/w"],
+            ["--remote-header", "X-A=b"],
+            ["--remote-timeout", "5s"],
+            ["--remote-write-version", "2"],
+        ] {
+            let mut args = vec!["--config-file", &path];
+            args.extend(extra);
+            let e = config(&args).unwrap_err();
+            assert_eq!(e.flag, "--config-file");
+            assert!(
+                e.reason
+                    .starts_with(&format!("{} cannot be given with --config-file", extra[0])),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn metric_filters_are_checked_at_start() {
+        let r = "--remote-url=http://r/w";
+        let c = config(&[
+            r,
+            "--metric-allow",
+            "container_.*",
+            "--metric-deny",
+            ".*_fs_.*",
+        ])
+        .unwrap();
+        let f = c.metric_filter.as_ref().unwrap();
+        assert!(f.allows("container_cpu_usage_seconds_total"));
+        assert!(!f.allows("container_fs_usage_bytes"));
+        assert!(c
+            .describe()
+            .contains("metric filter: allow [container_.*], deny [.*_fs_.*]\n"));
+        assert!(config(&[r]).unwrap().metric_filter.is_none());
+        let e = config(&[r, "--metric-deny", "(unclosed"]).unwrap_err();
+        assert_eq!(e.flag, "--metric-deny");
     }
 }

@@ -25,6 +25,7 @@ pub mod agent;
 pub mod buffer;
 pub mod cli;
 pub mod config;
+pub mod config_file;
 pub mod demo;
 pub mod http;
 pub mod kubelet;

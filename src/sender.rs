@@ -26,7 +26,7 @@ use tracing::{debug, info, warn};
 
 use crate::buffer::{Batch, Queue};
 use crate::remote_write::{fallback, Negotiated, Protocol, RemoteWriteClient, SendError, Written};
-use crate::telemetry::{DropReason, Episode, Metrics};
+use crate::telemetry::{DestinationMetrics, DropReason, Episode};
 
 /// Exponential backoff with full jitter, as a value: `next_delay` is a pure function of the
 /// attempt count and the random state, so it is tested without sleeping.
@@ -128,7 +128,7 @@ enum Failure {
 pub async fn run(
     client: RemoteWriteClient,
     queue: Arc<Queue>,
-    metrics: Arc<Metrics>,
+    metrics: Arc<DestinationMetrics>,
     settings: SenderSettings,
     negotiated: Negotiated,
     drain: CancellationToken,
@@ -298,7 +298,7 @@ pub async fn run(
 async fn deliver(
     client: &RemoteWriteClient,
     queue: &Queue,
-    metrics: &Metrics,
+    metrics: &DestinationMetrics,
     settings: &SenderSettings,
     seed: u64,
     seq: u64,
@@ -360,7 +360,7 @@ async fn deliver(
 /// A 2.0 batch as the 1.0 batch with the same series and samples. A body that cannot be read
 /// is counted as rejected (what a 1.0 receiver would do with it; the agent wrote it, so this
 /// means damage the disk buffer's checksum did not catch) and logged.
-fn to_v1(batch: &Batch, metrics: &Metrics) -> Result<Batch, Failure> {
+fn to_v1(batch: &Batch, metrics: &DestinationMetrics) -> Result<Batch, Failure> {
     match fallback::to_v1(&batch.body) {
         Ok(converted) => Ok(Batch {
             protocol: Protocol::V1,
@@ -379,7 +379,7 @@ fn to_v1(batch: &Batch, metrics: &Metrics) -> Result<Batch, Failure> {
 
 /// Removes batch `seq` from the buffer and updates the gauges. A failure to record that on
 /// disk only means the batch may be sent again after a restart: logged, not returned.
-fn acknowledge(queue: &Queue, seq: u64, metrics: &Metrics, failing: &mut Episode) {
+fn acknowledge(queue: &Queue, seq: u64, metrics: &DestinationMetrics, failing: &mut Episode) {
     let (levels, result) = queue.ack(seq);
     metrics.buffer_levels(levels);
     match result {
@@ -416,7 +416,11 @@ fn too_old(timestamp_ms: i64, max_age: Duration) -> bool {
 /// a long outage leaves right at the limit; `cargo bench --bench pipeline` measures it at about
 /// 1 ms for a 2,000-sample batch (docs/performance.md), so keeping per-series time bounds
 /// beside every body was not worth the bytes it would add to the buffer.
-pub fn trim_to_age(batch: Batch, max_age: Option<Duration>, metrics: &Metrics) -> Option<Batch> {
+pub fn trim_to_age(
+    batch: Batch,
+    max_age: Option<Duration>,
+    metrics: &DestinationMetrics,
+) -> Option<Batch> {
     let Some(age) = max_age else {
         return Some(batch);
     };
@@ -492,7 +496,7 @@ mod tests {
             oldest_ms: old,
             newest_ms: fresh,
         };
-        let metrics = Metrics::new();
+        let metrics = crate::telemetry::Metrics::new().destination("http://r/");
         let kept = trim_to_age(batch, Some(Duration::from_secs(600)), &metrics).unwrap();
         assert_eq!(kept.protocol, Protocol::V2);
         assert_eq!(

@@ -1,8 +1,10 @@
 //! The agent's own metrics (`kubelet_push_*`), exposed on `--listen-address` at `/metrics`,
 //! and the small helper that keeps repeating failures to two log lines.
 //!
-//! Metrics are prometheus-client types (atomics underneath), shared by the poller, the sender
-//! and the HTTP endpoint through one `Arc<Metrics>`.
+//! Metrics are prometheus-client types (atomics underneath), shared by the poller, the senders
+//! and the HTTP endpoint through one `Arc<Metrics>`. Delivery metrics are per destination:
+//! each sender and its buffer hold an `Arc<DestinationMetrics>` whose members carry the
+//! destination's redacted URL as the `url` label.
 
 use std::time::{Duration, SystemTime};
 // tokio's clock is the system's monotonic clock in the agent; under a test's paused time it is
@@ -60,22 +62,30 @@ impl DropReason {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct ReasonLabel {
-    reason: &'static str,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct ResultLabel {
     result: &'static str,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct CodeLabel {
+struct UrlLabel {
+    url: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct UrlReasonLabels {
+    url: String,
+    reason: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct UrlCodeLabels {
+    url: String,
     code: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct VersionLabel {
+struct UrlVersionLabels {
+    url: String,
     version: &'static str,
 }
 
@@ -84,6 +94,25 @@ struct BuildLabels {
     version: &'static str,
 }
 
+type FloatGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
+
+/// The families every destination has a member of, by its `url` label.
+#[derive(Default, Clone)]
+struct DestinationFamilies {
+    samples_queued: Family<UrlLabel, Counter>,
+    samples_sent: Family<UrlLabel, Counter>,
+    samples_dropped: Family<UrlReasonLabels, Counter>,
+    samples_pending: Family<UrlLabel, Gauge>,
+    buffer_bytes: Family<UrlLabel, Gauge>,
+    buffer_max_bytes: Family<UrlLabel, Gauge>,
+    buffer_requests: Family<UrlLabel, Gauge>,
+    requests: Family<UrlCodeLabels, Counter>,
+    protocol: Family<UrlVersionLabels, Gauge>,
+    retries: Family<UrlLabel, Counter>,
+    last_send: Family<UrlLabel, FloatGauge>,
+}
+
+/// The agent's metrics: the polls' own, and one [`DestinationMetrics`] per destination.
 pub struct Metrics {
     registry: Registry,
     polls: Family<ResultLabel, Counter>,
@@ -93,24 +122,13 @@ pub struct Metrics {
     pub undescribed: Gauge,
     pub poll_duration: Histogram,
     pub samples_scraped: Counter,
-    pub samples_queued: Counter,
-    pub samples_sent: Counter,
-    samples_dropped: Family<ReasonLabel, Counter>,
-    pub samples_pending: Gauge,
-    pub buffer_bytes: Gauge,
-    /// `--buffer-max-size`, so a dashboard or alert can show how full the buffer is.
-    pub buffer_max_bytes: Gauge,
-    pub buffer_requests: Gauge,
-    requests: Family<CodeLabel, Counter>,
-    /// 1 for the Remote Write version the destination is sent now, 0 for the other: a
-    /// destination configured for 2.0 that fell back to 1.0 shows here.
-    protocol: Family<VersionLabel, Gauge>,
-    pub retries: Counter,
-    last_poll: Gauge<f64, std::sync::atomic::AtomicU64>,
-    last_send: Gauge<f64, std::sync::atomic::AtomicU64>,
-    /// Monotonic twins of the two timestamps above, for `/readyz`.
+    /// Samples the polls left out by `--metric-allow` / `--metric-deny`.
+    pub samples_filtered: Counter,
+    families: DestinationFamilies,
+    destinations: std::sync::Mutex<Vec<std::sync::Arc<DestinationMetrics>>>,
+    last_poll: FloatGauge,
+    /// Monotonic twin of the timestamp above, for `/readyz`.
     last_poll_at: std::sync::Mutex<Option<Instant>>,
-    last_send_at: std::sync::Mutex<Option<Instant>>,
     /// When the agent started, for readiness before the first send.
     pub started: Instant,
 }
@@ -132,20 +150,11 @@ impl Metrics {
                 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
             ]),
             samples_scraped: Counter::default(),
-            samples_queued: Counter::default(),
-            samples_sent: Counter::default(),
-            samples_dropped: Family::default(),
-            samples_pending: Gauge::default(),
-            buffer_bytes: Gauge::default(),
-            buffer_max_bytes: Gauge::default(),
-            buffer_requests: Gauge::default(),
-            requests: Family::default(),
-            protocol: Family::default(),
-            retries: Counter::default(),
+            samples_filtered: Counter::default(),
+            families: DestinationFamilies::default(),
+            destinations: std::sync::Mutex::new(Vec::new()),
             last_poll: Gauge::default(),
-            last_send: Gauge::default(),
             last_poll_at: std::sync::Mutex::new(None),
-            last_send_at: std::sync::Mutex::new(None),
             started: Instant::now(),
             registry: Registry::default(),
         };
@@ -175,54 +184,60 @@ impl Metrics {
             m.samples_scraped.clone(),
         );
         registry.register(
+            "samples_filtered",
+            "Samples the polls produced that --metric-allow / --metric-deny left out",
+            m.samples_filtered.clone(),
+        );
+        let f = &m.families;
+        registry.register(
             "samples_queued",
-            "Samples put in the buffer (after dedupe, with stale markers and per-poll series)",
-            m.samples_queued.clone(),
+            "Samples put in a destination's buffer (after dedupe, with stale markers and per-poll series)",
+            f.samples_queued.clone(),
         );
         registry.register(
             "samples_sent",
-            "Samples the receiver accepted",
-            m.samples_sent.clone(),
+            "Samples the destination accepted",
+            f.samples_sent.clone(),
         );
         registry.register(
             "samples_dropped",
-            "Samples given up, by reason",
-            m.samples_dropped.clone(),
+            "Samples given up, by destination and reason",
+            f.samples_dropped.clone(),
         );
         registry.register(
             "samples_pending",
-            "Samples waiting in the buffer",
-            m.samples_pending.clone(),
+            "Samples waiting in a destination's buffer",
+            f.samples_pending.clone(),
         );
         registry.register(
             "buffer_bytes",
-            "Bytes held by the buffer",
-            m.buffer_bytes.clone(),
+            "Bytes held by a destination's buffer",
+            f.buffer_bytes.clone(),
         );
         registry.register(
             "buffer_max_bytes",
-            "Bytes the buffer may hold (--buffer-max-size); the oldest requests go beyond it",
-            m.buffer_max_bytes.clone(),
+            "Bytes a destination's buffer may hold (--buffer-max-size); the oldest requests go beyond it",
+            f.buffer_max_bytes.clone(),
         );
         registry.register(
             "buffer_requests",
-            "Requests waiting in the buffer",
-            m.buffer_requests.clone(),
+            "Requests waiting in a destination's buffer",
+            f.buffer_requests.clone(),
         );
         registry.register(
             "requests",
-            "Remote write attempts by HTTP status code (\"error\" when no answer came)",
-            m.requests.clone(),
+            "Remote write attempts by destination and HTTP status code (\"error\" when no answer came)",
+            f.requests.clone(),
         );
         registry.register(
             "remote_write_protocol",
-            "1 for the Remote Write version (1.0, 2.0) requests go out in now, 0 for the other",
-            m.protocol.clone(),
+            "1 for the Remote Write version (1.0, 2.0) a destination's requests go out in now, 0 for the other",
+            f.protocol.clone(),
         );
         registry.register(
             "retries",
-            "Remote write attempts that were retried",
-            m.retries.clone(),
+            "Remote write attempts that were retried, by destination",
+            f.retries.clone(),
         );
         registry.register(
             "last_successful_poll_timestamp_seconds",
@@ -231,17 +246,12 @@ impl Metrics {
         );
         registry.register(
             "last_successful_send_timestamp_seconds",
-            "Unix time of the last request the receiver accepted",
-            m.last_send.clone(),
+            "Unix time of the last request the destination accepted",
+            f.last_send.clone(),
         );
         for result in ["ok", "error"] {
             let _ = m.polls.get_or_create(&ResultLabel { result });
             let _ = m.pod_list_requests.get_or_create(&ResultLabel { result });
-        }
-        for reason in DropReason::ALL {
-            let _ = m.samples_dropped.get_or_create(&ReasonLabel {
-                reason: reason.as_str(),
-            });
         }
         let build: Family<BuildLabels, Gauge> = Family::default();
         build
@@ -253,12 +263,47 @@ impl Metrics {
         Metrics { registry, ..m }
     }
 
-    /// Sets the buffer gauges to what the buffer holds.
-    pub fn buffer_levels(&self, levels: crate::buffer::Levels) {
-        let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-        self.samples_pending.set(gauge(levels.samples));
-        self.buffer_bytes.set(gauge(levels.bytes));
-        self.buffer_requests.set(gauge(levels.requests));
+    /// The metrics of the destination whose redacted URL is `url`, created with every drop
+    /// reason at 0 on first use; the same handle for the same `url` after that.
+    pub fn destination(&self, url: &str) -> std::sync::Arc<DestinationMetrics> {
+        let mut all = lock(&self.destinations);
+        if let Some(d) = all.iter().find(|d| d.url == url) {
+            return d.clone();
+        }
+        let f = &self.families;
+        let label = UrlLabel {
+            url: url.to_owned(),
+        };
+        let d = std::sync::Arc::new(DestinationMetrics {
+            url: url.to_owned(),
+            samples_queued: f.samples_queued.get_or_create(&label).clone(),
+            samples_sent: f.samples_sent.get_or_create(&label).clone(),
+            dropped: DropReason::ALL.map(|reason| {
+                f.samples_dropped
+                    .get_or_create(&UrlReasonLabels {
+                        url: url.to_owned(),
+                        reason: reason.as_str(),
+                    })
+                    .clone()
+            }),
+            samples_pending: f.samples_pending.get_or_create(&label).clone(),
+            buffer_bytes: f.buffer_bytes.get_or_create(&label).clone(),
+            buffer_max_bytes: f.buffer_max_bytes.get_or_create(&label).clone(),
+            buffer_requests: f.buffer_requests.get_or_create(&label).clone(),
+            requests: f.requests.clone(),
+            protocol: f.protocol.clone(),
+            retries: f.retries.get_or_create(&label).clone(),
+            last_send: f.last_send.get_or_create(&label).clone(),
+            last_send_at: std::sync::Mutex::new(None),
+            started: self.started,
+        });
+        all.push(d.clone());
+        d
+    }
+
+    /// Every destination's metrics, in the order they were created.
+    pub fn destinations(&self) -> Vec<std::sync::Arc<DestinationMetrics>> {
+        lock(&self.destinations).clone()
     }
 
     pub fn poll_finished(&self, ok: bool, took: Duration) {
@@ -284,70 +329,8 @@ impl Metrics {
             .inc();
     }
 
-    pub fn dropped(&self, reason: DropReason, samples: u64) {
-        self.samples_dropped
-            .get_or_create(&ReasonLabel {
-                reason: reason.as_str(),
-            })
-            .inc_by(samples);
-    }
-
-    pub fn dropped_total(&self, reason: DropReason) -> u64 {
-        self.samples_dropped
-            .get_or_create(&ReasonLabel {
-                reason: reason.as_str(),
-            })
-            .get()
-    }
-
-    /// One remote write attempt's outcome: a status code, or none for network errors.
-    pub fn request(&self, status: Option<u16>) {
-        let code = status.map_or_else(|| "error".to_owned(), |s| s.to_string());
-        self.requests.get_or_create(&CodeLabel { code }).inc();
-    }
-
-    pub fn requests_with(&self, status: Option<u16>) -> u64 {
-        let code = status.map_or_else(|| "error".to_owned(), |s| s.to_string());
-        self.requests.get_or_create(&CodeLabel { code }).get()
-    }
-
-    /// Records the protocol the destination is sent from now on.
-    pub fn remote_write_protocol(&self, protocol: crate::remote_write::Protocol) {
-        use crate::remote_write::Protocol;
-        for p in [Protocol::V1, Protocol::V2] {
-            self.protocol
-                .get_or_create(&VersionLabel {
-                    version: version_label(p),
-                })
-                .set(i64::from(p == protocol));
-        }
-    }
-
-    /// The protocol [`Metrics::remote_write_protocol`] last recorded, if any.
-    pub fn remote_write_protocol_now(&self) -> Option<crate::remote_write::Protocol> {
-        use crate::remote_write::Protocol;
-        [Protocol::V1, Protocol::V2].into_iter().find(|p| {
-            self.protocol
-                .get_or_create(&VersionLabel {
-                    version: version_label(*p),
-                })
-                .get()
-                == 1
-        })
-    }
-
-    pub fn sent(&self, samples: u64) {
-        self.samples_sent.inc_by(samples);
-        self.last_send.set(unix_secs());
-        *lock(&self.last_send_at) = Some(Instant::now());
-    }
-
     pub fn since_last_poll(&self) -> Option<Duration> {
         lock(&self.last_poll_at).map(|t| t.elapsed())
-    }
-
-    pub fn since_last_send(&self) -> Option<Duration> {
-        lock(&self.last_send_at).map(|t| t.elapsed())
     }
 
     /// The Prometheus text exposition of every metric.
@@ -356,6 +339,117 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+/// One destination's delivery metrics, each a member of a `url`-labelled family of
+/// [`Metrics`] (the URL redacted as in logs). The sender and the polling task's enqueue for
+/// that destination hold it.
+pub struct DestinationMetrics {
+    url: String,
+    pub samples_queued: Counter,
+    pub samples_sent: Counter,
+    /// By [`DropReason::ALL`]'s order.
+    dropped: [Counter; DropReason::ALL.len()],
+    pub samples_pending: Gauge,
+    pub buffer_bytes: Gauge,
+    /// `--buffer-max-size`, so a dashboard or alert can show how full the buffer is.
+    pub buffer_max_bytes: Gauge,
+    pub buffer_requests: Gauge,
+    requests: Family<UrlCodeLabels, Counter>,
+    /// 1 for the Remote Write version the destination is sent now, 0 for the other: a
+    /// destination configured for 2.0 that fell back to 1.0 shows here.
+    protocol: Family<UrlVersionLabels, Gauge>,
+    pub retries: Counter,
+    last_send: FloatGauge,
+    last_send_at: std::sync::Mutex<Option<Instant>>,
+    started: Instant,
+}
+
+impl DestinationMetrics {
+    /// The `url` label: the destination's URL as logs show it.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Sets the buffer gauges to what the buffer holds.
+    pub fn buffer_levels(&self, levels: crate::buffer::Levels) {
+        let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.samples_pending.set(gauge(levels.samples));
+        self.buffer_bytes.set(gauge(levels.bytes));
+        self.buffer_requests.set(gauge(levels.requests));
+    }
+
+    fn drop_counter(&self, reason: DropReason) -> &Counter {
+        let i = DropReason::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(0);
+        &self.dropped[i]
+    }
+
+    pub fn dropped(&self, reason: DropReason, samples: u64) {
+        self.drop_counter(reason).inc_by(samples);
+    }
+
+    pub fn dropped_total(&self, reason: DropReason) -> u64 {
+        self.drop_counter(reason).get()
+    }
+
+    /// One remote write attempt's outcome: a status code, or none for network errors.
+    pub fn request(&self, status: Option<u16>) {
+        self.requests.get_or_create(&self.code(status)).inc();
+    }
+
+    pub fn requests_with(&self, status: Option<u16>) -> u64 {
+        self.requests.get_or_create(&self.code(status)).get()
+    }
+
+    fn code(&self, status: Option<u16>) -> UrlCodeLabels {
+        UrlCodeLabels {
+            url: self.url.clone(),
+            code: status.map_or_else(|| "error".to_owned(), |s| s.to_string()),
+        }
+    }
+
+    /// Records the protocol the destination is sent from now on.
+    pub fn remote_write_protocol(&self, protocol: crate::remote_write::Protocol) {
+        use crate::remote_write::Protocol;
+        for p in [Protocol::V1, Protocol::V2] {
+            self.protocol
+                .get_or_create(&self.version(p))
+                .set(i64::from(p == protocol));
+        }
+    }
+
+    /// The protocol [`DestinationMetrics::remote_write_protocol`] last recorded, if any.
+    pub fn remote_write_protocol_now(&self) -> Option<crate::remote_write::Protocol> {
+        use crate::remote_write::Protocol;
+        [Protocol::V1, Protocol::V2]
+            .into_iter()
+            .find(|p| self.protocol.get_or_create(&self.version(*p)).get() == 1)
+    }
+
+    fn version(&self, p: crate::remote_write::Protocol) -> UrlVersionLabels {
+        UrlVersionLabels {
+            url: self.url.clone(),
+            version: version_label(p),
+        }
+    }
+
+    pub fn sent(&self, samples: u64) {
+        self.samples_sent.inc_by(samples);
+        self.last_send.set(unix_secs());
+        *lock(&self.last_send_at) = Some(Instant::now());
+    }
+
+    pub fn since_last_send(&self) -> Option<Duration> {
+        lock(&self.last_send_at).map(|t| t.elapsed())
+    }
+
+    /// When the agent started, for readiness before this destination's first send.
+    pub fn since_start(&self) -> Duration {
+        self.started.elapsed()
     }
 }
 
@@ -379,14 +473,18 @@ fn unix_secs() -> f64 {
 /// What `/readyz` judges by.
 pub struct Health {
     pub metrics: std::sync::Arc<Metrics>,
-    pub queue: std::sync::Arc<crate::buffer::Queue>,
+    /// Each destination's buffer and metrics.
+    pub destinations: Vec<(
+        std::sync::Arc<crate::buffer::Queue>,
+        std::sync::Arc<DestinationMetrics>,
+    )>,
     pub interval: Duration,
     pub max_backoff: Duration,
 }
 
 impl Health {
-    /// Ready when a poll succeeded within three intervals and, while requests are waiting, a
-    /// send succeeded within three intervals plus the longest backoff.
+    /// Ready when a poll succeeded within three intervals and, for every destination with
+    /// requests waiting, a send succeeded within three intervals plus the longest backoff.
     pub fn ready(&self) -> Result<(), String> {
         let poll_limit = self.interval * 3;
         match self.metrics.since_last_poll() {
@@ -399,27 +497,31 @@ impl Health {
             }
             Some(_) => {}
         }
-        let waiting = self.queue.len();
         let send_limit = poll_limit + self.max_backoff;
-        if waiting > 0 {
-            match self.metrics.since_last_send() {
+        for (queue, metrics) in &self.destinations {
+            let waiting = queue.len();
+            if waiting == 0 {
+                continue;
+            }
+            let url = metrics.url();
+            match metrics.since_last_send() {
                 Some(age) if age <= send_limit => {}
                 Some(age) => {
                     return Err(format!(
-                        "{waiting} requests waiting; last successful send {}s ago",
+                        "{url}: {waiting} requests waiting; last successful send {}s ago",
                         age.as_secs()
                     ))
                 }
-                None if self.queue_age_ok(send_limit) => {}
-                None => return Err(format!("{waiting} requests waiting; nothing sent yet")),
+                // Before the first send, give the agent as long as it would have after one.
+                None if metrics.since_start() <= send_limit => {}
+                None => {
+                    return Err(format!(
+                        "{url}: {waiting} requests waiting; nothing sent yet"
+                    ))
+                }
             }
         }
         Ok(())
-    }
-
-    /// Before the first send, give the agent as long as it would have after one.
-    fn queue_age_ok(&self, limit: Duration) -> bool {
-        self.metrics.started.elapsed() <= limit
     }
 }
 
@@ -534,18 +636,29 @@ mod tests {
         let m = Metrics::new();
         m.poll_finished(true, Duration::from_millis(20));
         m.poll_finished(false, Duration::from_millis(5));
-        m.dropped(DropReason::Rejected, 36);
-        m.request(Some(503));
-        m.request(None);
-        m.sent(10);
+        let a = m.destination("http://a:9090/api/v1/write");
+        let b = m.destination("https://b/push");
+        assert!(std::sync::Arc::ptr_eq(
+            &a,
+            &m.destination("http://a:9090/api/v1/write")
+        ));
+        a.dropped(DropReason::Rejected, 36);
+        a.request(Some(503));
+        a.request(None);
+        a.sent(10);
+        b.sent(4);
+        b.remote_write_protocol(crate::remote_write::Protocol::V2);
         let text = m.encode();
         for line in [
             "kubelet_push_polls_total{result=\"ok\"} 1",
             "kubelet_push_polls_total{result=\"error\"} 1",
-            "kubelet_push_samples_dropped_total{reason=\"rejected\"} 36",
-            "kubelet_push_requests_total{code=\"503\"} 1",
-            "kubelet_push_requests_total{code=\"error\"} 1",
-            "kubelet_push_samples_sent_total 10",
+            "kubelet_push_samples_dropped_total{url=\"http://a:9090/api/v1/write\",reason=\"rejected\"} 36",
+            "kubelet_push_samples_dropped_total{url=\"https://b/push\",reason=\"buffer_full\"} 0",
+            "kubelet_push_requests_total{url=\"http://a:9090/api/v1/write\",code=\"503\"} 1",
+            "kubelet_push_requests_total{url=\"http://a:9090/api/v1/write\",code=\"error\"} 1",
+            "kubelet_push_samples_sent_total{url=\"http://a:9090/api/v1/write\"} 10",
+            "kubelet_push_samples_sent_total{url=\"https://b/push\"} 4",
+            "kubelet_push_remote_write_protocol{url=\"https://b/push\",version=\"2.0\"} 1",
             "kubelet_push_poll_duration_seconds_count 2",
         ] {
             assert!(text.contains(line), "{line} missing from:\n{text}");
@@ -554,6 +667,7 @@ mod tests {
             "kubelet_push_build_info{{version=\"{}\"}} 1",
             env!("CARGO_PKG_VERSION")
         )));
-        assert!(m.since_last_send().is_some() && m.since_last_poll().is_some());
+        assert!(a.since_last_send().is_some() && m.since_last_poll().is_some());
+        assert_eq!(m.destinations().len(), 2);
     }
 }

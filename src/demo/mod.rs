@@ -51,7 +51,7 @@ pub async fn run(
     }
     let printer_stop = CancellationToken::new();
     let mut local = None;
-    if config.remote.is_none() && config.mode != Mode::DryRun {
+    if config.remotes.is_empty() && config.mode != Mode::DryRun {
         let receiver = receiver::Receiver::start_retaining(RECEIVER_RETAIN)
             .await
             .map_err(|e| io_error("demo receiver", e))?;
@@ -59,11 +59,10 @@ pub async fn run(
             flag: "demo",
             reason: format!("demo receiver URL: {e}"),
         })?;
-        config.remote = Some(RemoteSettings {
-            url,
+        config.remotes = vec![RemoteSettings {
             timeout: Duration::from_secs(5),
-            headers: Vec::new(),
-        });
+            ..RemoteSettings::new(url)
+        }];
         let printer = receiver::spawn_printer(
             &receiver,
             config.interval,
@@ -93,14 +92,18 @@ pub async fn run(
         printer_stop.cancel();
         let _ = printer.await;
     }
-    let dropped: u64 = DropReason::ALL
-        .into_iter()
-        .map(|r| metrics.dropped_total(r))
+    let destinations = metrics.destinations();
+    let dropped: u64 = destinations
+        .iter()
+        .flat_map(|d| DropReason::ALL.map(|r| d.dropped_total(r)))
         .sum();
     println!(
         "demo finished: {} samples pushed, {} retries, {} samples dropped",
-        metrics.samples_sent.get(),
-        metrics.retries.get(),
+        destinations
+            .iter()
+            .map(|d| d.samples_sent.get())
+            .sum::<u64>(),
+        destinations.iter().map(|d| d.retries.get()).sum::<u64>(),
         dropped,
     );
     outcome

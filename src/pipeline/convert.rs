@@ -126,7 +126,7 @@ impl Default for Labels<'_> {
 /// from the converter's stack: a sink that keeps anything must copy it.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Sample<'a> {
-    pub name: &'a str,
+    pub name: &'static str,
     /// The label the name decides (`metrics_path`), if any.
     pub family: FamilyLabel,
     pub labels: &'a [(&'a str, &'a str)],

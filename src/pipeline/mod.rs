@@ -1,10 +1,10 @@
 //! The poll pipeline: one kubelet summary in, one poll's requests in the buffer out.
 //!
 //! ```text
-//! tick ─► kubelet::client ─► kubelet::summary ─► convert ─► series ─────────► encoder ──► Queue
-//!         GET /stats/summary  serde, borrowed,    samples    SeriesSet: ids,    v1 bytes,   memory
-//!         (or file://)        tolerant            to a sink  dedupe, stale      or v2,      or disk
-//!                                                                               snappy
+//! tick ─► kubelet::client ─► kubelet::summary ─► convert ─► filter ─► series ─────► encoder ──► Queue
+//!         GET /stats/summary  serde, borrowed,    samples    --metric-  SeriesSet: ids, v1 bytes,   per
+//!         (or file://)        tolerant            to a sink  allow/deny dedupe, stale   or v2,      destination
+//!                                                                                       snappy
 //! ```
 //!
 //! [`Poller`] owns what lives from one poll to the next: the kubelet client, the series set
@@ -12,12 +12,15 @@
 //! the pod metadata of `GET /pods`, asked beside the polls (`metadata`).
 //! A poll always yields the per-poll series (`up`, `scrape_duration_seconds`,
 //! `scrape_samples_scraped`); a failed poll marks nothing stale. [`run`] is the polling task:
-//! tick, poll, encode, enqueue, until it is told to stop. It never waits for the receiver.
+//! tick, poll, encode, enqueue, until it is told to stop. With several destinations a poll is
+//! encoded once per protocol in use (1.0, 2.0) and the same bodies go into each destination's
+//! buffer ([`Outlet`]). It never waits for a receiver.
 //!
 //! Not here: sending and retrying (`sender`), the buffer (`buffer`), task wiring and shutdown
 //! (`agent`).
 
 pub mod convert;
+pub mod filter;
 mod metadata;
 
 use std::sync::Arc;
@@ -35,7 +38,7 @@ use crate::remote_write::v1::V1Encoder;
 use crate::remote_write::v2::V2Encoder;
 use crate::remote_write::{EncodedRequest, Encoder, Negotiated, Protocol};
 use crate::series::{Admit, CommonLabels, Point, SeriesSet};
-use crate::telemetry::{DropReason, Episode, Metrics};
+use crate::telemetry::{DestinationMetrics, DropReason, Episode, Metrics};
 
 /// The points of one poll, and its error when it failed. Points name series of the
 /// [`Poller`] that made them, valid until its next poll.
@@ -53,9 +56,8 @@ pub struct Poller {
     series: SeriesSet,
     v1: V1Encoder,
     v2: V2Encoder,
-    /// The protocol new requests are encoded in, shared with the sender, which falls back to
-    /// 1.0 when the receiver does not take 2.0: the next poll is then encoded as 1.0.
-    negotiated: Negotiated,
+    /// `--metric-allow` / `--metric-deny`, when given.
+    filter: Option<filter::CachedFilter>,
     job: String,
     node_override: Option<String>,
     external_labels: Vec<(String, String)>,
@@ -116,7 +118,7 @@ impl Poller {
             series: SeriesSet::new(common),
             v1: V1Encoder::new(),
             v2: V2Encoder::new(),
-            negotiated: Negotiated::new(config.remote_protocol),
+            filter: config.metric_filter.clone().map(filter::CachedFilter::new),
             job: config.job.clone(),
             node_override: config.node_name.clone(),
             external_labels: config.external_labels.clone(),
@@ -155,12 +157,6 @@ impl Poller {
         self.pods = Some(source);
         self.last_body = None;
         Ok(())
-    }
-
-    /// The protocol this poller encodes in, shared: the sender of the same destination falls
-    /// back through it (`Negotiated::fall_back_to_v1`) and the next encode follows.
-    pub fn negotiated(&self) -> Negotiated {
-        self.negotiated.clone()
     }
 
     /// The series the points of the last poll name.
@@ -283,18 +279,7 @@ impl Poller {
         PollOutput { points, error }
     }
 
-    /// The requests of one poll, at most `max_samples` samples each, in the protocol
-    /// negotiated at this moment.
-    pub fn encode(
-        &mut self,
-        poll: &PollOutput,
-        max_samples: usize,
-    ) -> Result<Vec<EncodedRequest>, snap::Error> {
-        let protocol = self.negotiated.get();
-        self.encode_as(protocol, poll, max_samples)
-    }
-
-    /// The requests of one poll in `protocol`, whatever was negotiated.
+    /// The requests of one poll in `protocol`, at most `max_samples` samples each.
     pub fn encode_as(
         &mut self,
         protocol: Protocol,
@@ -348,7 +333,9 @@ impl Poller {
             out.reserve(estimate);
         }
         let series = &mut self.series;
+        let filter = &mut self.filter;
         let mut distinct = 0;
+        let mut filtered = 0;
         let context = self
             .pods
             .as_ref()
@@ -359,25 +346,34 @@ impl Poller {
             context,
             poll_time_ms,
             self.max_stats_age_ms,
-            &mut |sample: &convert::Sample<'_>| match series.admit_in(
-                sample.name,
-                sample.family,
-                sample.labels,
-                sample.timestamp_ms,
-            ) {
-                Admit::Send(id) => {
-                    distinct += 1;
-                    out.push(Point {
-                        id,
-                        value: sample.value,
-                        timestamp_ms: sample.timestamp_ms,
-                        start_ms: sample.start_ms,
-                    });
+            &mut |sample: &convert::Sample<'_>| {
+                if let Some(f) = filter.as_mut() {
+                    if !f.allows(sample.name) {
+                        filtered += 1;
+                        return;
+                    }
                 }
-                Admit::NotNewer => distinct += 1,
-                Admit::Duplicate => {}
+                match series.admit_in(
+                    sample.name,
+                    sample.family,
+                    sample.labels,
+                    sample.timestamp_ms,
+                ) {
+                    Admit::Send(id) => {
+                        distinct += 1;
+                        out.push(Point {
+                            id,
+                            value: sample.value,
+                            timestamp_ms: sample.timestamp_ms,
+                            start_ms: sample.start_ms,
+                        });
+                    }
+                    Admit::NotNewer => distinct += 1,
+                    Admit::Duplicate => {}
+                }
             },
         );
+        self.metrics.samples_filtered.inc_by(filtered);
         self.last_scraped = distinct;
         if let Some(pods) = &mut self.pods {
             pods.converted(converted.undescribed);
@@ -423,18 +419,43 @@ pub struct Polling {
     pub max_samples_per_send: usize,
 }
 
+/// One destination as the polling task sees it: its buffer, the protocol its sender has
+/// negotiated (shared: a fallback the sender makes is what the next poll is encoded in) and
+/// its metrics.
+pub struct Outlet {
+    pub queue: Arc<Queue>,
+    pub negotiated: Negotiated,
+    pub metrics: Arc<DestinationMetrics>,
+    /// Buffer write failures, logged when they start and when they end.
+    store_failing: Episode,
+}
+
+impl Outlet {
+    pub fn new(
+        queue: Arc<Queue>,
+        negotiated: Negotiated,
+        metrics: Arc<DestinationMetrics>,
+    ) -> Self {
+        Outlet {
+            queue,
+            negotiated,
+            metrics,
+            store_failing: Episode::default(),
+        }
+    }
+}
+
 /// The polling task: polls every `interval` (once for `--once`), encodes each poll and puts
-/// its requests in `queue`, until `stop` is cancelled. A poll in progress is abandoned on
-/// stop; what it would have produced is not half-queued. Returns whether any poll failed.
+/// its requests in every outlet's buffer, until `stop` is cancelled. A poll in progress is
+/// abandoned on stop; what it would have produced is not half-queued. Returns whether any
+/// poll failed.
 pub async fn run(
     mut poller: Poller,
     settings: Polling,
-    queue: Arc<Queue>,
-    metrics: Arc<Metrics>,
+    mut outlets: Vec<Outlet>,
     stop: CancellationToken,
 ) -> bool {
     let mut poll_failed = false;
-    let mut store_failing = Episode::default();
     let mut ticker = tokio::time::interval(settings.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -448,15 +469,12 @@ pub async fn run(
             poll = poller.poll() => poll,
         };
         poll_failed |= poll.error.is_some();
-        let requests = match poller.encode(&poll, settings.max_samples_per_send) {
-            Ok(r) => r,
-            Err(e) => {
-                warn!(error = %e, "cannot compress a remote write request; poll dropped");
-                poll_failed = true;
-                Vec::new()
-            }
-        };
-        enqueue(requests, &queue, &metrics, &mut store_failing);
+        poll_failed |= !deliver(
+            &mut poller,
+            &poll,
+            &mut outlets,
+            settings.max_samples_per_send,
+        );
         if settings.mode == Mode::Once {
             break;
         }
@@ -464,34 +482,71 @@ pub async fn run(
     poll_failed
 }
 
-/// Puts one poll's requests in the buffer. A request the buffer cannot store (a full disk) is
-/// counted as dropped; the failure is logged when it starts and when it ends.
-fn enqueue(requests: Vec<EncodedRequest>, queue: &Queue, metrics: &Metrics, failing: &mut Episode) {
+/// Encodes one poll once per protocol the outlets speak at this moment and puts the requests
+/// in every outlet's buffer (the bodies are shared, not copied). Never waits: a destination
+/// that is down only fills its own buffer. False when a request could not be compressed (a
+/// body over snappy's 4 GiB limit): the poll is then lost for every destination, logged.
+pub fn deliver(
+    poller: &mut Poller,
+    poll: &PollOutput,
+    outlets: &mut [Outlet],
+    max_samples: usize,
+) -> bool {
+    let mut encoded: [Option<Vec<EncodedRequest>>; 2] = [None, None];
+    let mut ok = true;
+    for outlet in outlets.iter_mut() {
+        let protocol = outlet.negotiated.get();
+        let slot = &mut encoded[usize::from(protocol == Protocol::V2)];
+        if slot.is_none() {
+            match poller.encode_as(protocol, poll, max_samples) {
+                Ok(requests) => *slot = Some(requests),
+                Err(e) => {
+                    warn!(error = %e, "cannot compress a remote write request; poll dropped");
+                    ok = false;
+                    *slot = Some(Vec::new());
+                }
+            }
+        }
+        if let Some(requests) = slot {
+            enqueue(requests, outlet);
+        }
+    }
+    ok
+}
+
+/// Puts one poll's requests in one outlet's buffer. A request the buffer cannot store (a
+/// full disk) is counted as dropped; the failure is logged when it starts and when it ends.
+fn enqueue(requests: &[EncodedRequest], outlet: &mut Outlet) {
+    let metrics = &outlet.metrics;
     for request in requests {
         let samples = request.samples as u64;
         metrics.samples_queued.inc_by(samples);
         let batch = Batch {
             protocol: request.protocol,
-            body: request.body,
+            body: request.body.clone(),
             samples: u32::try_from(request.samples).unwrap_or(u32::MAX),
             oldest_ms: request.oldest_ms,
             newest_ms: request.newest_ms,
         };
-        let (levels, result) = queue.push(batch);
+        let (levels, result) = outlet.queue.push(batch);
         metrics.buffer_levels(levels);
         match result {
             Ok(dropped) => {
                 if dropped.samples > 0 {
                     metrics.dropped(DropReason::BufferFull, dropped.samples);
                 }
-                if let Some((n, _)) = failing.recover() {
-                    info!(failed_writes = n, "buffer writable again");
+                if let Some((n, _)) = outlet.store_failing.recover() {
+                    info!(
+                        url = metrics.url(),
+                        failed_writes = n,
+                        "buffer writable again"
+                    );
                 }
             }
             Err(error) => {
                 metrics.dropped(DropReason::BufferWrite, samples);
-                if failing.fail() {
-                    warn!(%error, samples, "cannot store a request in the buffer; dropped");
+                if outlet.store_failing.fail() {
+                    warn!(url = metrics.url(), %error, samples, "cannot store a request in the buffer; dropped");
                 }
             }
         }

@@ -53,33 +53,33 @@ fn allocations<T>(f: impl FnOnce() -> T) -> (u64, T) {
 #[test]
 fn a_repeated_poll_allocates_nothing_per_series() {
     let mut extra = Vec::new();
+    use kubelet_push::remote_write::Protocol;
     for (version, pods) in [("1", 10), ("1", 110), ("2", 10), ("2", 110)] {
+        let protocol = if version == "1" {
+            Protocol::V1
+        } else {
+            Protocol::V2
+        };
         let started = SystemTime::now() - Duration::from_secs(3600);
         let bytes = SimulatedKubelet::new(pods, 3, started)
             .summary_json(SystemTime::now())
             .into_bytes();
         let mut poller = Poller::new(
-            &config(&[
-                "--dry-run",
-                "--kubelet-url",
-                "file://unused.json",
-                "--remote-write-version",
-                version,
-            ]),
+            &config(&["--dry-run", "--kubelet-url", "file://unused.json"]),
             std::sync::Arc::new(kubelet_push::telemetry::Metrics::new()),
         )
         .unwrap();
         let first = poller.ingest(Ok(&bytes), 1_800_000_000_000, Instant::now());
         assert!(first.error.is_none());
         assert!(first.points.len() > pods * 10, "{}", first.points.len());
-        poller.encode(&first, 2000).unwrap();
+        poller.encode_as(protocol, &first, 2000).unwrap();
         let (parse, summary) =
             allocations(|| kubelet_push::kubelet::summary::parse(&bytes).map(|_| ()));
         summary.unwrap();
         let (poll, requests) = allocations(|| {
             let again = poller.ingest(Ok(&bytes), 1_800_000_010_000, Instant::now());
             assert_eq!(again.points.len(), 3, "only up and scrape_* are new");
-            poller.encode(&again, 2000).unwrap()
+            poller.encode_as(protocol, &again, 2000).unwrap()
         });
         assert_eq!(requests.len(), 1);
         assert!(poll >= parse, "{poll} < {parse}");

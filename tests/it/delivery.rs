@@ -79,7 +79,7 @@ async fn an_outage_of_twenty_polls_loses_nothing() {
     // 20 polls and 20 refused sends: on a busy machine each send takes longer, so counting
     // polls alone may end the outage before the sender has retried 20 times.
     let deadline = tokio::time::Instant::now() + SHORT;
-    while k.requests() < 21 || agent.metrics.requests_with(Some(503)) < 20 {
+    while k.requests() < 21 || agent.dest().requests_with(Some(503)) < 20 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "{}",
@@ -88,14 +88,18 @@ async fn an_outage_of_twenty_polls_loses_nothing() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let polls_in_outage = agent.metrics.polls(true);
-    assert_eq!(agent.metrics.samples_sent.get(), 0);
+    assert_eq!(agent.dest().samples_sent.get(), 0);
     rx.clear_responses();
     agent.wait_drained(1, SHORT).await;
     let (_, m) = agent.stop().await;
     let delivered = assert_ordered_once(&rx.accepted_series());
     assert_eq!(delivered as u64, m.samples_sent.get());
     assert_eq!(m.samples_queued.get(), m.samples_sent.get(), "nothing lost");
-    assert!(m.requests_with(Some(503)) >= 20, "{}", m.encode());
+    assert!(
+        m.requests_with(Some(503)) >= 20,
+        "{}",
+        m.requests_with(None)
+    );
     let ups = named(&rx.accepted_series(), "up").len() as u64;
     assert!(
         ups >= polls_in_outage,
@@ -115,12 +119,12 @@ async fn a_receiver_that_is_not_up_yet_gets_everything_once_it_is() {
     let agent = Agent::start(&args(&ku, &url, &[]));
     // Six polls, counted by the kubelet rather than timed: a busy machine polls less often.
     let deadline = tokio::time::Instant::now() + SHORT;
-    while k.requests() < 6 || agent.metrics.requests_with(None) < 2 {
+    while k.requests() < 6 || agent.dest().requests_with(None) < 2 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "polls {}, connection-refused sends {}",
             k.requests(),
-            agent.metrics.requests_with(None)
+            agent.dest().requests_with(None)
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -187,7 +191,7 @@ async fn retry_after_is_honoured_and_clamped() {
         "the same request again"
     );
     assert_eq!(r[3].status, 204);
-    assert_eq!(agent.metrics.retries.get(), 3);
+    assert_eq!(agent.dest().retries.get(), 3);
     agent.stop().await;
 }
 
@@ -283,7 +287,7 @@ async fn a_receiver_slower_than_the_timeout_is_retried() {
         m.requests_with(None),
         1,
         "the slow attempt timed out: {}",
-        m.encode()
+        m.requests_with(None)
     );
     let r = rx.requests();
     let gap = r[1].at - r[0].at;
@@ -325,7 +329,7 @@ async fn a_full_memory_buffer_drops_the_oldest_and_counts_exactly() {
     ));
     // Fill the buffer past its size: fresh stats every second, ~20 KB per poll.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    while agent.metrics.dropped_total(DropReason::BufferFull) == 0 {
+    while agent.dest().dropped_total(DropReason::BufferFull) == 0 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "buffer never filled: {}",
@@ -346,11 +350,7 @@ async fn a_full_memory_buffer_drops_the_oldest_and_counts_exactly() {
         .unwrap();
     let (_, m) = agent.stop().await;
     let value = |name: &str| -> u64 {
-        metrics_text
-            .lines()
-            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse::<f64>().ok())
+        crate::support::metric_in(&metrics_text, name)
             .map(|v| v as u64)
             .unwrap_or_else(|| panic!("{name} not in /metrics:\n{metrics_text}"))
     };
@@ -421,7 +421,7 @@ async fn max_sample_age_trims_what_receivers_would_reject() {
         .unwrap()
         .unwrap()
         .unwrap();
-    let m = agent.metrics;
+    let m = agent.dests[0].clone();
     assert_eq!(
         outcome,
         Outcome::Failed,
@@ -489,8 +489,12 @@ async fn health_endpoints_follow_the_receiver() {
     agent.wait_drained(1, SHORT).await;
     assert_eq!(get("/readyz").await.0, 200);
     let metrics = get("/metrics").await.1;
+    // Labelled with the destination's URL, as its logs show it.
+    let url = kubelet_push::http::redact(&rx.url().parse().unwrap());
     assert!(
-        metrics.contains("kubelet_push_requests_total{code=\"503\"}"),
+        metrics.contains(&format!(
+            "kubelet_push_requests_total{{url=\"{url}\",code=\"503\"}}"
+        )),
         "{metrics}"
     );
     agent.stop().await;
@@ -534,7 +538,7 @@ async fn the_drain_is_bounded_by_the_shutdown_timeout() {
             .unwrap()
             .unwrap();
         let took = asked.elapsed();
-        let m = &agent.metrics;
+        let m = &agent.dests[0];
         let queued = m.samples_queued.get();
         assert!(queued > 0);
         if healthy {

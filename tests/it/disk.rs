@@ -175,7 +175,7 @@ async fn damaged_buffer_files_are_repaired_at_start_up() {
         wait_for_polls(&k, 6).await;
         sigkill(first).await;
         let polls = k.requests();
-        let mut segments: Vec<_> = std::fs::read_dir(dir.path())
+        let mut segments: Vec<_> = std::fs::read_dir(dest_buffer(dir.path(), &url))
             .unwrap()
             .map(|e| e.unwrap().path())
             .filter(|p| p.extension().is_some_and(|e| e == "seg"))
@@ -339,7 +339,7 @@ async fn a_buffer_file_held_by_another_process_does_not_stop_delivery() {
     let agent = spawn(&k.url(), &rx.url(), dir.path(), &[]);
     wait_for_up_count(&rx, 2).await;
     // The agent replaces read.pos after every delivery: open it between two replacements.
-    let read_pos = dir.path().join("read.pos");
+    let read_pos = dest_buffer(dir.path(), &rx.url()).join("read.pos");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     let held = loop {
         match std::fs::OpenOptions::new()
@@ -851,7 +851,8 @@ fn a_buffer_written_by_format_1_replays_its_unacknowledged_requests() {
 }
 
 /// An upgraded agent finds the format-1 directory and delivers it, oldest first, before its
-/// own poll.
+/// own poll. It was written by a release that kept the buffer in `--buffer-dir` itself: the
+/// agent moves it into the destination's subdirectory first.
 #[tokio::test]
 async fn an_agent_delivers_a_format_1_buffer_before_its_own_poll() {
     use kubelet_push::telemetry::Metrics;
@@ -903,10 +904,20 @@ async fn an_agent_delivers_a_format_1_buffer_before_its_own_poll() {
         .map(|p| buffer_v1::SERIES[p] as u64 + 1)
         .sum();
     assert_eq!(
-        metrics.samples_sent.get(),
+        only_dest(&metrics).samples_sent.get(),
         replayed + own.timeseries.len() as u64
     );
-    let (_, rec) = kubelet_push::buffer::disk::DiskBuffer::open(dir.path(), 16 << 20).unwrap();
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let own = dest_buffer(dir.path(), &rx.url());
+    assert_eq!(
+        left,
+        [own.file_name().unwrap().to_string_lossy().into_owned()],
+        "the old buffer moved into the destination's subdirectory"
+    );
+    let (_, rec) = kubelet_push::buffer::disk::DiskBuffer::open(&own, 16 << 20).unwrap();
     assert_eq!(rec.batches, 0, "everything delivered and acknowledged");
 }
 
@@ -916,8 +927,11 @@ async fn an_agent_delivers_a_format_1_buffer_before_its_own_poll() {
 #[tokio::test]
 async fn a_buffer_from_a_newer_release_stops_start_up_and_is_kept() {
     let dir = tempfile::tempdir().unwrap();
-    buffer_v1::copy_to(dir.path());
-    let newer = dir.path().join("00000000000000000006.seg");
+    // Where a newer release keeps the destination's buffer.
+    let own = dest_buffer(dir.path(), "http://127.0.0.1:1/w");
+    std::fs::create_dir_all(&own).unwrap();
+    buffer_v1::copy_to(&own);
+    let newer = own.join("00000000000000000006.seg");
     let mut header = vec![0x0B, 0, 0, 0, b'K', b'P', b'B', b'F'];
     header.extend_from_slice(&3u32.to_le_bytes());
     let crc = crc32c::crc32c(&header);
@@ -945,7 +959,7 @@ async fn a_buffer_from_a_newer_release_stops_start_up_and_is_kept() {
         v.sort();
         v
     };
-    let before = snapshot(dir.path());
+    let before = snapshot(&own);
     let out = tokio::time::timeout(
         Duration::from_secs(30),
         Command::new(env!("CARGO_BIN_EXE_kubelet-push"))
@@ -968,5 +982,5 @@ async fn a_buffer_from_a_newer_release_stops_start_up_and_is_kept() {
     assert!(err.contains("--buffer-dir"), "{err}");
     assert!(err.contains(&*newer.to_string_lossy()), "{err}");
     assert!(err.contains("format version 3"), "{err}");
-    assert_eq!(snapshot(dir.path()), before, "nothing changed on disk");
+    assert_eq!(snapshot(&own), before, "nothing changed on disk");
 }

@@ -1,12 +1,18 @@
-//! `--remote-write-version`: the poller encodes each poll in the protocol negotiated at that
-//! moment, so a fallback to 1.0 (made by the sender through the shared handle) takes effect
-//! from the next poll. Bodies are decoded, not just counted.
+//! `--remote-write-version`: each poll is encoded in the protocol each destination has
+//! negotiated at that moment, so a fallback to 1.0 (made by that destination's sender through
+//! the shared handle) takes effect from the next poll, for that destination only. Bodies are
+//! decoded, not just counted.
 
 use std::time::Instant;
 
-use kubelet_push::pipeline::Poller;
+use std::sync::Arc;
+
+use kubelet_push::buffer::memory::MemoryBuffer;
+use kubelet_push::buffer::{Batch, Queue};
+use kubelet_push::pipeline::{deliver, Outlet, Poller};
 use kubelet_push::remote_write::encode::{decode, decode_v2, v2_labels};
-use kubelet_push::remote_write::Protocol;
+use kubelet_push::remote_write::{Negotiated, Protocol};
+use kubelet_push::telemetry::Metrics;
 
 use crate::support::config;
 
@@ -18,36 +24,56 @@ fn capture() -> Vec<u8> {
     std::fs::read(path).expect("fixture")
 }
 
-#[test]
-fn polls_follow_the_negotiated_protocol() {
-    let poller_for = |version: &str| {
-        Poller::new(
-            &config(&[
-                "--dry-run",
-                "--kubelet-url",
-                "file://unused.json",
-                "--node-name",
-                "n1",
-                "--remote-write-version",
-                version,
-            ]),
-            std::sync::Arc::new(kubelet_push::telemetry::Metrics::new()),
-        )
-        .expect("poller")
-    };
-    let bytes = capture();
-    assert_eq!(poller_for("1").negotiated().get(), Protocol::V1);
+/// Takes every batch out of `queue`, in order.
+fn drain(queue: &Queue) -> Vec<Batch> {
+    let mut out = Vec::new();
+    while let Some((seq, batch)) = queue.front().expect("memory") {
+        queue.ack(seq).1.expect("ack");
+        out.push(batch);
+    }
+    out
+}
 
-    let mut poller = poller_for("2");
-    let negotiated = poller.negotiated();
-    assert_eq!(negotiated.get(), Protocol::V2);
+/// Two destinations, one configured for 2.0 and one for 1.0, fed by one poller: each gets
+/// its own protocol from the same poll, and the 2.0 one follows its sender's fallback from
+/// the next poll on, while the other is untouched.
+#[test]
+fn polls_follow_each_destinations_negotiated_protocol() {
+    let metrics = Arc::new(Metrics::new());
+    let mut poller = Poller::new(
+        &config(&[
+            "--dry-run",
+            "--kubelet-url",
+            "file://unused.json",
+            "--node-name",
+            "n1",
+        ]),
+        metrics.clone(),
+    )
+    .expect("poller");
+    let outlet = |url: &str, protocol| {
+        Outlet::new(
+            Arc::new(Queue::new(Box::new(MemoryBuffer::new(64 << 20)))),
+            Negotiated::new(protocol),
+            metrics.destination(url),
+        )
+    };
+    let mut outlets = vec![
+        outlet("http://two/", Protocol::V2),
+        outlet("http://one/", Protocol::V1),
+    ];
+    let negotiated = outlets[0].negotiated.clone();
+    let bytes = capture();
     let first = poller.ingest(Ok(&bytes), 1_800_000_000_000, Instant::now());
     assert!(first.error.is_none());
-    let requests = poller.encode(&first, 2000).expect("encode");
-    assert_eq!(requests.len(), 1);
-    assert_eq!(requests[0].protocol, Protocol::V2);
-    assert_eq!(requests[0].samples, first.points.len());
-    let request = decode_v2(&requests[0].body).expect("a 2.0 body");
+    assert!(deliver(&mut poller, &first, &mut outlets, 2000));
+    let two = drain(&outlets[0].queue);
+    let one = drain(&outlets[1].queue);
+    assert_eq!(two.len(), 1);
+    assert_eq!(two[0].protocol, Protocol::V2);
+    assert_eq!(two[0].samples as usize, first.points.len());
+    assert_eq!((one.len(), one[0].protocol), (1, Protocol::V1));
+    let request = decode_v2(&two[0].body).expect("a 2.0 body");
     assert_eq!(request.timeseries.len(), first.points.len());
     let up = request
         .timeseries
@@ -63,18 +89,30 @@ fn polls_follow_the_negotiated_protocol() {
     assert!(v2_labels(&request, up)
         .expect("refs")
         .contains(&("node", "n1")));
+    let v1 = decode(&one[0].body).expect("a 1.0 body");
+    assert_eq!(v1.timeseries.len(), first.points.len());
+    for (o, name) in outlets.iter().zip(["http://two/", "http://one/"]) {
+        assert_eq!(o.metrics.url(), name);
+        assert_eq!(o.metrics.samples_queued.get(), first.points.len() as u64);
+    }
 
-    // The sender sees a receiver that does not take 2.0: from the next poll on, 1.0.
+    // The first destination's sender sees a receiver that does not take 2.0: from the next
+    // poll on, 1.0 for it.
     assert!(
         negotiated.fall_back_to_v1(),
         "the first fallback changes it"
     );
-    assert!(!poller.negotiated().fall_back_to_v1(), "once");
+    assert!(!outlets[0].negotiated.fall_back_to_v1(), "once");
     let second = poller.ingest(Ok(&bytes), 1_800_000_010_000, Instant::now());
-    let requests = poller.encode(&second, 2000).expect("encode");
-    assert_eq!(requests.len(), 1);
-    assert_eq!(requests[0].protocol, Protocol::V1);
-    let body = decode(&requests[0].body).expect("a 1.0 body");
+    assert!(deliver(&mut poller, &second, &mut outlets, 2000));
+    let two = drain(&outlets[0].queue);
+    let one = drain(&outlets[1].queue);
+    assert_eq!((two.len(), two[0].protocol), (1, Protocol::V1));
+    assert_eq!(
+        two[0].body, one[0].body,
+        "encoded once, the same body for both"
+    );
+    let body = decode(&two[0].body).expect("a 1.0 body");
     let mut names: Vec<&str> = body
         .timeseries
         .iter()
@@ -97,16 +135,10 @@ fn wire_bytes_per_sample_v2_vs_v1() {
     use kubelet_push::demo::simulator::SimulatedKubelet;
     use std::time::{Duration, SystemTime};
 
-    let poller = |version: &str| {
+    let poller = || {
         Poller::new(
-            &config(&[
-                "--dry-run",
-                "--kubelet-url",
-                "file://unused.json",
-                "--remote-write-version",
-                version,
-            ]),
-            std::sync::Arc::new(kubelet_push::telemetry::Metrics::new()),
+            &config(&["--dry-run", "--kubelet-url", "file://unused.json"]),
+            Arc::new(Metrics::new()),
         )
         .expect("poller")
     };
@@ -133,8 +165,8 @@ fn wire_bytes_per_sample_v2_vs_v1() {
     eprintln!("input                 poll      samples  v1 bytes  v2 bytes  v1 B/sample  v2 B/sample  v2/v1");
     for (name, polls, pods) in &cases {
         for max in [2000, usize::MAX] {
-            let mut p1 = poller("1");
-            let mut p2 = poller("2");
+            let mut p1 = poller();
+            let mut p2 = poller();
             for p in [&mut p1, &mut p2] {
                 p.set_pod_list(pods, vec![("app".into(), "label_app".into())])
                     .expect("pods");
@@ -144,8 +176,8 @@ fn wire_bytes_per_sample_v2_vs_v1() {
                 let o1 = p1.ingest(Ok(bytes), t, Instant::now());
                 let o2 = p2.ingest(Ok(bytes), t, Instant::now());
                 assert_eq!(o1.points.len(), o2.points.len());
-                let r1 = p1.encode(&o1, max).expect("v1");
-                let r2 = p2.encode(&o2, max).expect("v2");
+                let r1 = p1.encode_as(Protocol::V1, &o1, max).expect("v1");
+                let r2 = p2.encode_as(Protocol::V2, &o2, max).expect("v2");
                 let n: usize = r1.iter().map(|r| r.samples).sum();
                 let decoded2: usize = r2
                     .iter()

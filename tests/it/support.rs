@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::Parser;
 use kubelet_push::cli::Cli;
 use kubelet_push::remote_write::proto::v1::TimeSeries;
-use kubelet_push::telemetry::Metrics;
+use kubelet_push::telemetry::{DestinationMetrics, Metrics};
 use kubelet_push::{Config, Outcome};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -132,10 +132,31 @@ pub async fn self_metric(listen: &str, line_start: &str) -> Option<f64> {
         .text()
         .await
         .ok()?;
-    text.lines()
-        .find(|l| l.starts_with(line_start))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
+    metric_in(&text, line_start)
+}
+
+/// The value of the first sample of a `/metrics` text that `pattern` names: a metric name,
+/// optionally with labels (`name{a="x"}`) that the sample must have among its own. Other
+/// labels of the sample (the destination's `url`) do not matter, so a pattern written for one
+/// destination finds its sample whatever the URL.
+pub fn metric_in(text: &str, pattern: &str) -> Option<f64> {
+    let pattern = pattern.trim();
+    let (name, wanted) = match pattern.split_once('{') {
+        Some((n, rest)) => (n, rest.trim_end_matches('}')),
+        None => (pattern, ""),
+    };
+    let wanted: Vec<&str> = wanted.split(',').filter(|l| !l.is_empty()).collect();
+    text.lines().find_map(|line| {
+        let (series, value) = line.rsplit_once(' ')?;
+        let (n, labels) = match series.split_once('{') {
+            Some((n, rest)) => (n, rest.trim_end_matches('}')),
+            None => (series, ""),
+        };
+        let have: Vec<&str> = labels.split(',').collect();
+        (n == name && wanted.iter().all(|w| have.contains(w)))
+            .then(|| value.parse().ok())
+            .flatten()
+    })
 }
 
 /// A port on 127.0.0.1 that was free a moment ago (bound, then released).
@@ -216,6 +237,8 @@ pub struct Agent {
     pub task: JoinHandle<Result<Outcome, kubelet_push::RunError>>,
     pub stop: CancellationToken,
     pub metrics: Arc<Metrics>,
+    /// Each destination's metrics, in the order configured.
+    pub dests: Vec<Arc<DestinationMetrics>>,
 }
 
 impl Agent {
@@ -223,6 +246,12 @@ impl Agent {
         let cfg = config(args);
         let stop = CancellationToken::new();
         let metrics = Arc::new(Metrics::new());
+        // The agent takes the same handles when it starts: one per redacted URL.
+        let dests = cfg
+            .remotes
+            .iter()
+            .map(|r| metrics.destination(&kubelet_push::http::redact(&r.url)))
+            .collect();
         let task = {
             let (stop, metrics) = (stop.clone(), metrics.clone());
             tokio::spawn(async move {
@@ -234,13 +263,20 @@ impl Agent {
             task,
             stop,
             metrics,
+            dests,
         }
+    }
+
+    /// The metrics of the first (usually only) destination.
+    pub fn dest(&self) -> Arc<DestinationMetrics> {
+        self.dests[0].clone()
     }
 
     /// Waits until the buffer is empty after at least `min_sent` samples were delivered.
     pub async fn wait_drained(&self, min_sent: u64, timeout: Duration) {
         let deadline = tokio::time::Instant::now() + timeout;
-        while self.metrics.samples_sent.get() < min_sent || self.metrics.samples_pending.get() > 0 {
+        let d = self.dest();
+        while d.samples_sent.get() < min_sent || d.samples_pending.get() > 0 {
             assert!(
                 tokio::time::Instant::now() < deadline,
                 "not drained: {}",
@@ -250,14 +286,16 @@ impl Agent {
         }
     }
 
-    pub async fn stop(self) -> (Outcome, Arc<Metrics>) {
+    /// Stops the agent; its outcome and its first destination's metrics.
+    pub async fn stop(self) -> (Outcome, Arc<DestinationMetrics>) {
+        let dest = self.dest();
         self.stop.cancel();
         let outcome = tokio::time::timeout(Duration::from_secs(10), self.task)
             .await
             .expect("agent stops")
             .expect("task")
             .expect("run");
-        (outcome, self.metrics)
+        (outcome, dest)
     }
 }
 
@@ -273,4 +311,17 @@ pub async fn polled(p: &mut kubelet_push::pipeline::Poller) -> Polled {
         series: p.time_series(&out),
         error: out.error,
     }
+}
+
+/// The metrics of the one destination `m` has (panics unless there is exactly one).
+pub fn only_dest(m: &Metrics) -> Arc<DestinationMetrics> {
+    let all = m.destinations();
+    assert_eq!(all.len(), 1, "one destination expected");
+    all[0].clone()
+}
+
+/// Where the agent keeps the buffer of the destination at `url` under `--buffer-dir dir`.
+pub fn dest_buffer(dir: &std::path::Path, url: &str) -> std::path::PathBuf {
+    let settings = kubelet_push::config::RemoteSettings::new(url.parse().expect("a URL"));
+    dir.join(settings.buffer_subdir())
 }

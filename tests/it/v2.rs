@@ -16,7 +16,7 @@ use kubelet_push::remote_write::{
     Negotiated, Protocol, RemoteWriteClient, CONTENT_TYPE_V1, CONTENT_TYPE_V2, STALE_NAN_BITS,
 };
 use kubelet_push::sender::{self, SenderSettings};
-use kubelet_push::telemetry::{DropReason, Metrics};
+use kubelet_push::telemetry::{DestinationMetrics, DropReason, Metrics};
 use prost::Message;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -117,7 +117,7 @@ struct Running {
     task: JoinHandle<()>,
     drain: CancellationToken,
     stop: CancellationToken,
-    metrics: Arc<Metrics>,
+    metrics: Arc<DestinationMetrics>,
 }
 
 fn start_sender(rx: &Receiver, queue: Arc<Queue>, negotiated: Negotiated) -> Running {
@@ -126,7 +126,7 @@ fn start_sender(rx: &Receiver, queue: Arc<Queue>, negotiated: Negotiated) -> Run
 
 fn start_sender_at(url: &str, queue: Arc<Queue>, negotiated: Negotiated) -> Running {
     let client = RemoteWriteClient::new(url.parse().unwrap(), Duration::from_secs(5), &[]).unwrap();
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Metrics::new().destination(url);
     let settings = SenderSettings {
         min_backoff: Duration::from_millis(5),
         max_backoff: Duration::from_millis(20),
@@ -152,7 +152,7 @@ fn start_sender_at(url: &str, queue: Arc<Queue>, negotiated: Negotiated) -> Runn
 
 impl Running {
     /// Lets the sender empty the queue, then waits for it to end.
-    async fn drained(self) -> Arc<Metrics> {
+    async fn drained(self) -> Arc<DestinationMetrics> {
         self.drain.cancel();
         tokio::time::timeout(Duration::from_secs(20), self.task)
             .await
@@ -195,15 +195,13 @@ fn v1_wire(status: u16) -> (Protocol, String, String, u16) {
     (Protocol::V1, CONTENT_TYPE_V1.into(), "0.1.0".into(), status)
 }
 
-fn protocol_gauge(metrics: &Metrics) -> (String, String) {
-    let text = metrics.encode();
-    let line = |v: &str| {
-        let start = format!("kubelet_push_remote_write_protocol{{version=\"{v}\"}} ");
-        text.lines()
-            .find_map(|l| l.strip_prefix(&start).map(str::to_owned))
-            .unwrap_or_else(|| panic!("no {start} in {text}"))
-    };
-    (line("1.0"), line("2.0"))
+/// The `kubelet_push_remote_write_protocol` gauges of one destination, (1.0, 2.0).
+fn protocol_gauge(metrics: &DestinationMetrics) -> (String, String) {
+    match metrics.remote_write_protocol_now() {
+        Some(Protocol::V1) => ("1".into(), "0".into()),
+        Some(Protocol::V2) => ("0".into(), "1".into()),
+        None => panic!("no protocol recorded for {}", metrics.url()),
+    }
 }
 
 #[tokio::test]
@@ -338,9 +336,7 @@ async fn a_partial_written_count_is_counted_and_logged_once_per_episode() {
         1,
         "{text}"
     );
-    assert!(metrics
-        .encode()
-        .contains("kubelet_push_samples_dropped_total{reason=\"receiver_refused\"} 8"));
+    assert_eq!(metrics.dropped_total(DropReason::ReceiverRefused), 8);
 }
 
 /// A disk buffer full of 2.0 requests meets an old receiver; the agent is stopped halfway
@@ -654,9 +650,10 @@ async fn a_restarted_agent_falls_back_again_and_delivers_its_v2_disk_buffer() {
     let extra = ["--buffer-dir", d, "--shutdown-timeout", "50ms"];
     let first = crate::support::Agent::start(&agent_args(&ku, &ru, &extra));
     wait_for("5 polls buffered", || {
-        first.metrics.buffer_requests.get() >= 5
+        first.dest().buffer_requests.get() >= 5
     })
     .await;
+    let agent_metrics = first.metrics.clone();
     let (_, m1) = first.stop().await;
     assert_eq!(m1.samples_sent.get(), 0);
     let buffered = m1.samples_queued.get();
@@ -702,7 +699,7 @@ async fn a_restarted_agent_falls_back_again_and_delivers_its_v2_disk_buffer() {
         .collect();
     let distinct: std::collections::BTreeSet<i64> = ups.iter().copied().collect();
     assert_eq!(ups.len(), distinct.len());
-    assert!(ups.len() as u64 >= m1.polls(true) + 3);
+    assert!(ups.len() as u64 >= agent_metrics.polls(true) + 3);
     assert_eq!(m2.samples_sent.get(), delivered);
     assert_eq!(protocol_gauge(&m2), ("1".into(), "0".into()));
 }

@@ -7,6 +7,7 @@
 //! skipped and why. `.ci/run` installs both packages.
 
 mod dashboard;
+mod destinations;
 mod image;
 mod kube_prometheus;
 mod kube_prometheus_dashboards;
@@ -100,12 +101,10 @@ pub fn fallbacks(log: &str) -> usize {
         .count()
 }
 
-/// The value of the first line of a `/metrics` text that starts with `line_start`.
-pub fn metric_value(text: &str, line_start: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with(line_start))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
+/// The value of the first sample of a `/metrics` text that `pattern` names (see
+/// [`crate::support::metric_in`]).
+pub fn metric_value(text: &str, pattern: &str) -> Option<f64> {
+    crate::support::metric_in(text, pattern)
 }
 
 /// The `kubelet_push_samples_dropped_total` lines of a `/metrics` text that are not 0. Fails
