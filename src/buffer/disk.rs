@@ -1,7 +1,11 @@
 //! The durable buffer (`--buffer-dir`): batches appended to segment files, fsynced before
 //! [`Buffer::push`] returns, replayed after a restart. Same semantics as
 //! [`super::memory::MemoryBuffer`] (FIFO, bounded by [`Batch::size`], oldest dropped first),
-//! plus: a batch reported as buffered survives `kill -9` and power loss.
+//! plus: a batch reported as buffered survives `kill -9` and power loss; one buffer at a time
+//! per directory (an OS lock, see "The lock"); and the disk holds little more than what is
+//! pending, so a small volume works (see "Segment sizing"). Not here: choosing the directory
+//! (one per destination, by the agent) and checking free space (a write that does not fit
+//! fails, and the caller counts it).
 //!
 //! # On-disk format (version 2)
 //!
@@ -82,8 +86,10 @@
 //! - Every later version starts with the same 16-byte `segment_header` (same magic, its own
 //!   `version`, the crc over both), so this release can tell "newer format" from "damage".
 //!
-//! Segment sizing, for small volumes: the disk holds what is pending, plus the delivered
-//! front part of the oldest segment, plus file-system rounding. Deleting a segment as soon as
+//! # Segment sizing
+//!
+//! For small volumes: the disk holds what is pending, plus the delivered front part of the
+//! oldest segment, plus file-system rounding. Deleting a segment as soon as
 //! nothing in it is pending, and never appending to one that is partly delivered, keep that
 //! delivered part to what was written while nothing of the segment was being sent (an outage's
 //! backlog, already on disk); the 1 MiB cap bounds how much of such a backlog must be delivered
@@ -108,6 +114,8 @@
 //! lets two processes lock two different files of one name). On a file system without locks
 //! the buffer opens unguarded, with a warning. Windows refuses to read a locked file, which is
 //! why the pid is in a file of its own.
+//!
+//! # Recovery
 //!
 //! Recovery ([`DiskBuffer::open`]) reads every segment in name order and checks every crc. The
 //! first record that is torn (short header, length past the end of the file) or corrupt (length
@@ -557,8 +565,9 @@ impl DiskBuffer {
         });
     }
 
-    /// Deletes the newest segment if nothing in it is pending, whatever its size: after a
-    /// failed append (a full disk) that is the space a retry needs. True when it was deleted.
+    /// Deletes the newest segment if nothing in it is pending (since `reap` deletes delivered
+    /// segments at once, only one whose first append just failed), so the retry starts a
+    /// fresh one. True when it was deleted.
     fn reclaim_consumed_tail(&mut self) -> bool {
         let Some(tail) = self.segments.back() else {
             return false;
