@@ -32,8 +32,9 @@ UNIX_ONLY=(
   'it cli::a_signal_stops_the_demo_cleanly'
   'it delivery::sigterm_flushes_within_the_shutdown_timeout'
   'it disk::a_stopped_agent_keeps_what_it_could_not_send'
-  # Mounts a 128 KiB tmpfs to fill the disk.
+  # Mount a tmpfs (128 KiB to fill the disk; 256 KiB for a small volume).
   'it disk::a_full_disk_is_counted_and_survived'
+  'it disk::a_small_volume_with_a_healthy_receiver_loses_nothing'
 )
 
 log() { printf '\n==> %s\n' "$*"; }

@@ -1,7 +1,11 @@
 //! The durable buffer (`--buffer-dir`): batches appended to segment files, fsynced before
 //! [`Buffer::push`] returns, replayed after a restart. Same semantics as
 //! [`super::memory::MemoryBuffer`] (FIFO, bounded by [`Batch::size`], oldest dropped first),
-//! plus: a batch reported as buffered survives `kill -9` and power loss.
+//! plus: a batch reported as buffered survives `kill -9` and power loss; one buffer at a time
+//! per directory (an OS lock, see "The lock"); and the disk holds little more than what is
+//! pending, so a small volume works (see "Segment sizing"). Not here: choosing the directory
+//! (one per destination, by the agent) and checking free space (a write that does not fit
+//! fails, and the caller counts it).
 //!
 //! # On-disk format (version 2)
 //!
@@ -11,6 +15,8 @@
 //!     00000000000000000107.seg    segment: records 107, 108, ...
 //!     read.pos                    sequence number of the oldest unacknowledged record
 //!     read.pos.tmp                (transient: the next read.pos, before its rename)
+//!     lock                        empty; locked by the process using the directory
+//!     lock.pid                    that process's pid, decimal ASCII and "\n"
 //!
 //! segment file ("{first_seq:020}.seg"), version 2 := segment_header record*
 //!
@@ -63,9 +69,10 @@
 //! - Segments are append-only and only the newest one is appended to, and only when it is
 //!   version 2: a version-1 segment is never appended to (a record must never sit in a file
 //!   whose header says another layout). A new segment is started when the newest is at least
-//!   `clamp(max_bytes / 8, 64 KiB, 64 MiB)` long (so a segment can exceed that by one record),
-//!   after a write error it could not undo, when the newest is version 1, and whenever its next
-//!   record number would not be the buffer's next sequence number.
+//!   `clamp(max_bytes / 8, 64 KiB, 1 MiB)` long (so a segment can exceed that by one record),
+//!   when any of its records was delivered or dropped already, after a write error it could
+//!   not undo, when the newest is version 1, and whenever its next record number would not be
+//!   the buffer's next sequence number.
 //! - A new segment's header is written and `sync_data`-ed before its directory entry is fsynced
 //!   (unix), and that before its first record is written.
 //! - Every record a `push` reported as buffered was written and `sync_data`-ed before `push`
@@ -74,9 +81,41 @@
 //!   directory on unix) after every `ack` and every drop. Records below it were delivered or
 //!   dropped. A missing or garbled `read.pos` counts as 0: everything on disk is replayed
 //!   (duplicates are possible, loss is not).
-//! - A segment whose records are all below the read position is deleted, except the newest.
+//! - A segment whose records are all below the read position is deleted, the newest too,
+//!   whatever its size (the next append starts a new one).
 //! - Every later version starts with the same 16-byte `segment_header` (same magic, its own
 //!   `version`, the crc over both), so this release can tell "newer format" from "damage".
+//!
+//! # Segment sizing
+//!
+//! For small volumes: the disk holds what is pending, plus the delivered front part of the
+//! oldest segment, plus file-system rounding. Deleting a segment as soon as
+//! nothing in it is pending, and never appending to one that is partly delivered, keep that
+//! delivered part to what was written while nothing of the segment was being sent (an outage's
+//! backlog, already on disk); the 1 MiB cap bounds how much of such a backlog must be delivered
+//! before a full disk gets space back. A healthy receiver thus needs free space for about
+//! one poll's requests, whatever `--buffer-max-size` says (before: the newest segment kept
+//! delivered records until it reached 1 MiB, and rolled at up to 64 MiB). The cost: with a
+//! healthy receiver, one segment file created and deleted per poll (a create, two fsyncs and
+//! an unlink). The buffer does not read the free space; a push the volume cannot take fails
+//! and is counted by the caller.
+//!
+//! # The lock
+//!
+//! [`DiskBuffer::open`] takes an exclusive OS advisory lock on `lock` ([`File::try_lock`]:
+//! `flock` on Linux, `LockFileEx` on Windows) before it reads or writes anything else, holds
+//! it for the buffer's life and writes its pid to `lock.pid`. A second opener of the same
+//! directory, in another process or this one, fails with [`BufferError::Locked`] naming the
+//! directory and the pid it reads from `lock.pid` (which, for a holder that is just starting,
+//! may be missing or a previous holder's); it changes nothing on disk. The lock goes with the
+//! handle, so an agent that crashed or was killed leaves the files but not the lock: the next
+//! start takes it over. The lock is per directory: one buffer per destination, each in its
+//! own directory, do not block each other. Neither file is ever deleted (deleting a lock file
+//! lets two processes lock two different files of one name). On a file system without locks
+//! the buffer opens unguarded, with a warning. Windows refuses to read a locked file, which is
+//! why the pid is in a file of its own.
+//!
+//! # Recovery
 //!
 //! Recovery ([`DiskBuffer::open`]) reads every segment in name order and checks every crc. The
 //! first record that is torn (short header, length past the end of the file) or corrupt (length
@@ -130,14 +169,19 @@ const FORMAT_VERSION: u32 = 2;
 const SEGMENT_MAGIC: [u8; 8] = [0x0B, 0x00, 0x00, 0x00, b'K', b'P', b'B', b'F'];
 /// `magic` + `version` + `crc`.
 const SEGMENT_HEADER_LEN: u64 = 16;
+/// Bounds of the size at which a segment is closed for appends (`max_bytes / 8` between
+/// them). The upper bound keeps what a full disk must deliver before it gets space back
+/// small: a segment is deleted only once all of it was delivered.
 const MIN_SEGMENT: u64 = 64 << 10;
-const MAX_SEGMENT: u64 = 64 << 20;
+const MAX_SEGMENT: u64 = 1 << 20;
 const SEGMENT_SUFFIX: &str = ".seg";
 const READ_POS: &str = "read.pos";
 const READ_POS_TMP: &str = "read.pos.tmp";
 const PROBE: &str = ".write-probe";
-/// A fully consumed newest segment is deleted once it is this long (see `reap`).
-const RECLAIM_TAIL_AT: u64 = 1 << 20;
+/// Locked (an OS advisory lock) by the process using the directory; its contents are unused.
+const LOCK: &str = "lock";
+/// The pid of the process holding [`LOCK`], as text, for the error the next one reports.
+const LOCK_PID: &str = "lock.pid";
 
 /// What [`DiskBuffer::open`] found on disk.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -260,9 +304,14 @@ impl Segment {
 /// A [`Buffer`] kept in a directory of append-only segment files; see the module docs.
 pub struct DiskBuffer {
     dir: PathBuf,
+    /// Open for the buffer's life and locked: a second buffer on `dir`, in this process or
+    /// another, fails to open. The OS releases the lock when the handle closes (the buffer is
+    /// dropped, the process exits or is killed); `None` where the filesystem has no locks.
+    _lock: Option<File>,
     max_bytes: u64,
     segment_max: u64,
-    /// Oldest first. Every segment but the last has pending records.
+    /// Oldest first. Every segment has pending records, but the newest may have none yet
+    /// (just started, or its first append failed).
     segments: VecDeque<Segment>,
     /// Open handle on the last segment, while it is being appended to.
     writer: Option<File>,
@@ -284,6 +333,9 @@ impl DiskBuffer {
             source,
         };
         fs::create_dir_all(dir).map_err(dir_err)?;
+        // Before anything else touches the directory, the probe included: two agents
+        // probing at once would delete each other's probe file.
+        let lock = lock_dir(dir)?;
         probe(dir).map_err(|source| BufferError::NotWritable {
             path: dir.to_path_buf(),
             source,
@@ -325,6 +377,7 @@ impl DiskBuffer {
             .fold(read_pos, u64::max);
         let mut buf = DiskBuffer {
             dir: dir.to_path_buf(),
+            _lock: lock,
             max_bytes,
             segment_max: (max_bytes / 8).clamp(MIN_SEGMENT, MAX_SEGMENT),
             segments,
@@ -490,21 +543,17 @@ impl DiskBuffer {
         write_read_pos(&self.dir, self.read_seq())
     }
 
-    /// Deletes segments with nothing pending, except the newest. A failed delete is logged:
-    /// the file only holds consumed records, which the next start-up skips.
-    ///
-    /// The newest segment goes too once everything in it was consumed and it has grown past
-    /// [`RECLAIM_TAIL_AT`]: otherwise a buffer whose one segment filled the disk would keep the
-    /// disk full after delivering everything. The next push starts a new segment.
+    /// Deletes every segment with nothing pending, the newest included, whatever its size:
+    /// delivered requests never hold disk space a new one could use (the next push starts a
+    /// new segment). A failed delete is logged: the file only holds consumed records, which
+    /// the next start-up skips.
     fn reap(&mut self) {
-        let last = self.segments.len().saturating_sub(1);
-        let mut i = 0;
-        let mut dropped_tail = false;
+        if self.segments.back().is_some_and(|s| s.pending() == 0) {
+            // Closed first: Windows keeps the name of a deleted file while a handle is open.
+            self.writer = None;
+        }
         self.segments.retain(|s| {
-            let is_tail = i == last;
-            let keep = s.pending() > 0 || (is_tail && s.len < RECLAIM_TAIL_AT);
-            dropped_tail |= is_tail && !keep;
-            i += 1;
+            let keep = s.pending() > 0;
             if !keep {
                 if let Err(error) = fs::remove_file(&s.path) {
                     if error.kind() != io::ErrorKind::NotFound {
@@ -514,13 +563,11 @@ impl DiskBuffer {
             }
             keep
         });
-        if dropped_tail {
-            self.writer = None;
-        }
     }
 
-    /// Deletes the newest segment if nothing in it is pending, whatever its size: after a
-    /// failed append (a full disk) that is the space a retry needs. True when it was deleted.
+    /// Deletes the newest segment if nothing in it is pending (since `reap` deletes delivered
+    /// segments at once, only one whose first append just failed), so the retry starts a
+    /// fresh one. True when it was deleted.
     fn reclaim_consumed_tail(&mut self) -> bool {
         let Some(tail) = self.segments.back() else {
             return false;
@@ -542,7 +589,14 @@ impl DiskBuffer {
     fn writable_tail(&mut self) -> Result<(), BufferError> {
         let roll = match self.segments.back() {
             None => true,
-            Some(s) => s.sealed || s.len >= self.segment_max || s.end_seq() != self.next_seq,
+            Some(s) => {
+                s.sealed
+                    || s.len >= self.segment_max
+                    // Partly delivered: appending would keep the delivered part on disk
+                    // for as long as the sender stays behind (see the module docs).
+                    || s.read_index > 0
+                    || s.end_seq() != self.next_seq
+            }
         };
         if !roll {
             if self.writer.is_none() {
@@ -571,6 +625,8 @@ impl DiskBuffer {
                 }
             }
         }
+        // The segment rolled over may be all delivered by now.
+        self.reap();
         let mut seg = Segment::new(&self.dir, self.next_seq);
         let mut file = OpenOptions::new()
             .read(true)
@@ -592,7 +648,6 @@ impl DiskBuffer {
         // Until its directory entry is durable, nothing may be written to it.
         seg.sealed = synced.is_err();
         self.segments.push_back(seg);
-        self.reap();
         synced.map_err(|source| BufferError::Dir {
             path: self.dir.clone(),
             source,
@@ -1030,6 +1085,48 @@ fn overwrite_read_pos(path: &Path, data: &[u8; 12]) -> io::Result<()> {
     f.sync_data()
 }
 
+/// Takes the exclusive lock on `dir` (see the module docs) and records this process's pid
+/// beside it. Fails with [`BufferError::Locked`] when another handle holds it.
+fn lock_dir(dir: &Path) -> Result<Option<File>, BufferError> {
+    let not_writable = |source| BufferError::NotWritable {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let path = dir.join(LOCK);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(not_writable)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => {
+            return Err(BufferError::Locked {
+                path: dir.to_path_buf(),
+                pid: lock_holder(dir),
+            })
+        }
+        // A filesystem without locks: the buffer still works, unguarded.
+        Err(fs::TryLockError::Error(error)) if error.kind() == io::ErrorKind::Unsupported => {
+            warn!(file = %path.display(), %error, "cannot lock the buffer directory; make sure no other agent uses it");
+            return Ok(None);
+        }
+        Err(fs::TryLockError::Error(source)) => return Err(io_error(&path, source)),
+    }
+    fs::write(dir.join(LOCK_PID), format!("{}\n", std::process::id())).map_err(not_writable)?;
+    Ok(Some(file))
+}
+
+/// The pid the holder of the lock recorded, if it is readable. A holder that has just taken
+/// the lock may not have written it yet: then this is a previous holder's, or nothing.
+fn lock_holder(dir: &Path) -> Option<u32> {
+    fs::read_to_string(dir.join(LOCK_PID))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+}
+
 /// Creates, fsyncs and removes a small file and fsyncs the directory, so a directory the
 /// buffer could not use fails at start-up rather than on the first push or ack.
 fn probe(dir: &Path) -> io::Result<()> {
@@ -1121,10 +1218,12 @@ mod tests {
         path
     }
 
-    /// Every file in `dir` with its bytes.
+    /// Every file in `dir` with its bytes, but the lock file: it holds nothing, and Windows
+    /// refuses to read a file another handle has locked.
     fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
         let mut v: Vec<_> = fs::read_dir(dir)
             .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name() != LOCK)
             .map(|e| {
                 let p = e.unwrap().path();
                 let bytes = fs::read(&p).unwrap();
@@ -1286,7 +1385,10 @@ mod tests {
             let mut want = old[..kept].to_vec();
             want.push(batch(4, 20));
             assert_eq!(drain(&mut b), want, "{damage}");
-            assert!(!seg.exists() && later.exists(), "the newest is kept");
+            assert!(
+                !seg.exists() && !later.exists(),
+                "delivered, deleted, the newest too"
+            );
         }
     }
 
@@ -1400,7 +1502,7 @@ mod tests {
             };
             assert_eq!((rec.truncated_bytes, rec.corrupt_records), want, "{damage}");
             assert_eq!((rec.batches, b.len()), (0, 0), "{damage}");
-            assert_eq!(fs::metadata(&seg).unwrap().len(), 0, "{damage}");
+            assert!(!seg.exists(), "{damage}: holds nothing, so deleted");
             b.push(batch(5, 10)).unwrap();
             drop(b);
             assert_eq!(segment_files(dir.path()), [seg.as_path()], "{damage}");
@@ -1416,37 +1518,103 @@ mod tests {
         assert_eq!(size_of_body(77), b.size());
     }
 
-    /// Consumed records in the newest segment are freed once it is large, so a buffer that
-    /// filled its disk gives the space back after delivering; the next push starts afresh.
+    /// Segment files on disk, and their bytes in all.
+    fn disk_use(dir: &Path) -> (usize, u64) {
+        let files = segment_files(dir);
+        let bytes = files.iter().map(|f| fs::metadata(f).unwrap().len()).sum();
+        (files.len(), bytes)
+    }
+
+    /// However large the buffer, a segment is closed at 1 MiB (plus the record that crossed
+    /// it), so a full disk gets space back after delivering at most that much.
     #[test]
-    fn a_consumed_large_tail_segment_is_reclaimed() {
+    fn segments_roll_at_1_mib_for_a_large_buffer() {
         let dir = tempfile::tempdir().unwrap();
         let (mut b, _) = DiskBuffer::open(dir.path(), 64 << 20).unwrap();
         for n in 0..12u32 {
             b.push(batch(n, 100_000)).unwrap();
         }
-        let segs = |d: &Path| {
-            fs::read_dir(d)
-                .unwrap()
-                .filter(|e| {
-                    e.as_ref()
-                        .unwrap()
-                        .path()
-                        .extension()
-                        .is_some_and(|x| x == "seg")
-                })
-                .count()
-        };
-        assert_eq!(segs(dir.path()), 1, "one segment holds 1.2 MB");
-        while let Some((seq, _)) = b.front().unwrap() {
+        let files = segment_files(dir.path());
+        let names: Vec<_> = files
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        // 10 records are 1_000_316 bytes with the header, below 1 MiB; the 11th crosses it.
+        assert_eq!(
+            names,
+            ["00000000000000000000.seg", "00000000000000000011.seg"]
+        );
+        assert_eq!(
+            fs::metadata(&files[0]).unwrap().len(),
+            SEGMENT_HEADER_LEN + 11 * rec_len(100_000)
+        );
+        for _ in 0..11 {
+            let (seq, _) = b.front().unwrap().unwrap();
             b.ack(seq).unwrap();
         }
-        assert_eq!(segs(dir.path()), 0, "the consumed tail was deleted");
-        b.push(batch(99, 10)).unwrap();
+        assert_eq!(segment_files(dir.path()), files[1..], "delivered, deleted");
+    }
+
+    /// A delivered newest segment is deleted at once, however small: the disk holds only what
+    /// is pending. The next push starts a new segment, and numbering goes on across restarts.
+    #[test]
+    fn a_delivered_newest_segment_is_deleted_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut b, _) = DiskBuffer::open(dir.path(), 64 << 20).unwrap();
+        for n in 0..3u32 {
+            b.push(batch(n, 1000)).unwrap();
+            assert_eq!(
+                disk_use(dir.path()),
+                (1, SEGMENT_HEADER_LEN + rec_len(1000))
+            );
+            let (seq, x) = b.front().unwrap().unwrap();
+            assert_eq!((seq, x), (u64::from(n), batch(n, 1000)));
+            b.ack(seq).unwrap();
+            assert_eq!(disk_use(dir.path()), (0, 0), "after ack {n}");
+        }
+        drop(b);
+        let (mut b, rec) = DiskBuffer::open(dir.path(), 64 << 20).unwrap();
+        assert_eq!(rec.batches, 0);
+        b.push(batch(3, 10)).unwrap();
+        drop(b);
+        assert_eq!(
+            segment_files(dir.path())[0].file_name().unwrap(),
+            "00000000000000000003.seg"
+        );
+        let (mut b, _) = DiskBuffer::open(dir.path(), 64 << 20).unwrap();
+        assert_eq!(b.front().unwrap().unwrap(), (3, batch(3, 10)));
+    }
+
+    /// A sender always one request behind never lets the newest segment be all delivered: a
+    /// push after part of it was delivered starts a new one, and the old one goes with its
+    /// last pending request. The disk holds what is pending plus at most one delivered
+    /// record, not a segment's worth (1 MiB here; 8 MiB before the cap).
+    #[test]
+    fn a_sender_one_request_behind_keeps_little_delivered_data_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut b, _) = DiskBuffer::open(dir.path(), 64 << 20).unwrap();
+        let body = 10 << 10;
+        let mut max_files = 0;
+        for n in 0..200u32 {
+            b.push(batch(n, body)).unwrap();
+            let (files, bytes) = disk_use(dir.path());
+            max_files = max_files.max(files);
+            assert!(files <= 2, "{files} segments after push {n}");
+            let bound = 2 * SEGMENT_HEADER_LEN + 3 * rec_len(body);
+            assert!(bytes <= bound, "{bytes} bytes on disk after push {n}");
+            if n > 0 {
+                let (seq, x) = b.front().unwrap().unwrap();
+                assert_eq!((seq, x), (u64::from(n - 1), batch(n - 1, body)));
+                b.ack(seq).unwrap();
+            }
+            assert_eq!(b.len(), 1);
+        }
+        assert_eq!(max_files, 2, "rolled over");
         drop(b);
         let (mut b, rec) = DiskBuffer::open(dir.path(), 64 << 20).unwrap();
         assert_eq!(rec.batches, 1);
-        assert_eq!(b.front().unwrap().unwrap().1.samples, 99);
+        assert_eq!(drain(&mut b), [batch(199, body)]);
+        assert_eq!(disk_use(dir.path()), (0, 0));
     }
 
     #[test]
@@ -1527,10 +1695,9 @@ mod tests {
         let (mut b, rec) = DiskBuffer::open(dir.path(), 256 << 10).unwrap();
         assert_eq!(rec.batches, 5);
         assert_eq!(drain(&mut b), all[5..]);
-        assert_eq!(
-            segment_files(dir.path()),
-            files[2..],
-            "only the newest is kept"
+        assert!(
+            segment_files(dir.path()).is_empty(),
+            "every delivered segment is deleted, the newest too"
         );
     }
 
@@ -1839,6 +2006,76 @@ mod tests {
             }
             fs::set_permissions(&ro, fs::Permissions::from_mode(0o755)).unwrap();
         }
+    }
+
+    /// A second buffer on the same directory fails while the first is open, naming the
+    /// directory and the holder's pid, and touches nothing; once the first is dropped the
+    /// directory opens again, with everything the first left.
+    #[test]
+    fn a_second_buffer_on_one_directory_fails_until_the_first_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut first, _) = DiskBuffer::open(dir.path(), 1 << 20).unwrap();
+        first.push(batch(1, 10)).unwrap();
+        let before = snapshot(dir.path());
+        let err = DiskBuffer::open(dir.path(), 1 << 20).err().unwrap();
+        let pid = std::process::id();
+        assert!(
+            matches!(&err, BufferError::Locked { path, pid: Some(p) } if path == dir.path() && *p == pid),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "buffer directory {} is in use by another kubelet-push (process {pid}); each \
+                 agent and each destination needs a buffer directory of its own",
+                dir.path().display()
+            )
+        );
+        assert_eq!(snapshot(dir.path()), before, "the loser changed nothing");
+        // The holder is unaffected.
+        first.push(batch(2, 10)).unwrap();
+        assert_eq!(first.front().unwrap().unwrap().1, batch(1, 10));
+        drop(first);
+
+        let (mut second, rec) = DiskBuffer::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(rec.batches, 2);
+        assert_eq!(drain(&mut second), [batch(1, 10), batch(2, 10)]);
+        // Without a readable pid, the error says so instead of guessing.
+        fs::write(dir.path().join(LOCK_PID), b"not a pid").unwrap();
+        let err = DiskBuffer::open(dir.path(), 1 << 20).err().unwrap();
+        assert!(
+            matches!(err, BufferError::Locked { pid: None, .. }),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("process id unknown"), "{err}");
+    }
+
+    /// What a killed agent leaves (a lock file and a pid that is not ours, but no lock: the
+    /// OS dropped it with the process) does not stop the next one, which records its own pid.
+    #[test]
+    fn a_lock_file_left_by_a_dead_holder_is_taken_over() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(LOCK), b"").unwrap();
+        fs::write(dir.path().join(LOCK_PID), b"999999\n").unwrap();
+        let (mut b, _) = DiskBuffer::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(
+            fs::read_to_string(dir.path().join(LOCK_PID)).unwrap(),
+            format!("{}\n", std::process::id())
+        );
+        b.push(batch(1, 10)).unwrap();
+        assert_eq!(drain(&mut b), [batch(1, 10)]);
+    }
+
+    /// The lock is per directory: one buffer per destination under one parent directory.
+    #[test]
+    fn buffers_in_sibling_directories_do_not_block_each_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut a, _) = DiskBuffer::open(&dir.path().join("a"), 1 << 20).unwrap();
+        let (mut b, _) = DiskBuffer::open(&dir.path().join("b"), 1 << 20).unwrap();
+        a.push(batch(1, 10)).unwrap();
+        b.push(batch(2, 10)).unwrap();
+        assert_eq!(drain(&mut a), [batch(1, 10)]);
+        assert_eq!(drain(&mut b), [batch(2, 10)]);
     }
 
     #[test]

@@ -73,6 +73,14 @@ pub enum BufferError {
         #[source]
         source: std::io::Error,
     },
+    /// Another buffer (another agent, or another destination given the same directory) holds
+    /// the directory's lock: two writers would interleave their records in one segment.
+    #[error("buffer directory {path} is in use by another kubelet-push ({}); each agent and each destination needs a buffer directory of its own", holder(*.pid))]
+    Locked {
+        path: std::path::PathBuf,
+        /// As the holder recorded it, when readable.
+        pid: Option<u32>,
+    },
     /// A segment written in a format this release cannot read, by a newer one. Start-up
     /// stops rather than delete it: a downgrade must not destroy what an upgrade buffered.
     #[error("buffer file {path} has format version {version}, which this release cannot read (it reads versions 1 and 2); a newer kubelet-push wrote it: run that release until the buffer is delivered, or move the file away to discard what it holds")]
@@ -95,6 +103,13 @@ pub enum BufferError {
         #[source]
         source: std::io::Error,
     },
+}
+
+fn holder(pid: Option<u32>) -> String {
+    match pid {
+        Some(pid) => format!("process {pid}"),
+        None => "process id unknown".to_owned(),
+    }
 }
 
 /// A bounded FIFO of batches. Implementations: [`memory::MemoryBuffer`],

@@ -72,7 +72,7 @@ pub fn labels_of<'r>(
     series: &v2::TimeSeries,
 ) -> Result<Vec<(&'r str, &'r str)>, RefError> {
     let refs = &series.labels_refs;
-    if refs.len() % 2 != 0 {
+    if !refs.len().is_multiple_of(2) {
         return Err(RefError::Odd(refs.len()));
     }
     let symbol = |reference: u32| {
