@@ -252,6 +252,20 @@ fn adopt_legacy_buffer(dir: &std::path::Path) -> Option<std::path::PathBuf> {
 /// directory itself) into `new` (the first destination's subdirectory), unless `new` already
 /// holds a buffer: then they stay where they are, and a warning says so.
 fn move_legacy_buffer(old: &std::path::Path, new: &std::path::Path) -> std::io::Result<()> {
+    // Two agents on one --buffer-dir (a mistake the buffer's own lock reports) must not split
+    // the old segments between them: the move happens under a lock of its own, and the agent
+    // that does not get it leaves the files to the other.
+    let guard = std::fs::File::create(old.join("move.lock"))?;
+    match guard.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            return Err(std::io::Error::other(format!(
+                "another kubelet-push is moving the buffer in {} into its subdirectory; each agent needs a buffer directory of its own",
+                old.display()
+            )))
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(e),
+    }
     if new.join("read.pos").exists() || std::fs::read_dir(new).is_ok_and(|mut d| d.next().is_some())
     {
         warn!(old = %old.display(), new = %new.display(), "a buffer from an earlier release is in --buffer-dir, but the destination's own buffer exists already: the old one is left as it is");
@@ -269,6 +283,9 @@ fn move_legacy_buffer(old: &std::path::Path, new: &std::path::Path) -> std::io::
         }
     }
     info!(files = moved, from = %old.display(), to = %new.display(), "buffer of an earlier release moved into the first destination's subdirectory");
+    drop(guard);
+    // Nothing is left to move: the lock file has done its job.
+    let _ = std::fs::remove_file(old.join("move.lock"));
     Ok(())
 }
 
