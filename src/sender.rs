@@ -139,7 +139,7 @@ pub async fn run(
         .map_or(0x9e37_79b9, |d| d.as_nanos() as u64)
         ^ u64::from(std::process::id());
     metrics.remote_write_protocol(negotiated.get());
-    let mut failing = Episode::default();
+    let mut failing = Failing::default();
     let mut read_errors = Episode::default();
     // Failures to record a delivery in the buffer, logged when they start and when they end.
     let mut ack_failing = Episode::default();
@@ -303,7 +303,7 @@ async fn deliver(
     seed: u64,
     seq: u64,
     batch: &Batch,
-    failing: &mut Episode,
+    failing: &mut Failing,
 ) -> Result<Option<Written>, Failure> {
     let backoff = Backoff::new(settings.min_backoff, settings.max_backoff, seed ^ seq);
     let clamp = backoff.clone();
@@ -347,14 +347,67 @@ async fn deliver(
         .notify(|f, delay| {
             metrics.retries.inc();
             if let Failure::Send(error) = f {
-                if failing.fail() {
-                    warn!(%error, retry_in_ms = delay.as_millis() as u64, samples = batch.samples, "remote write failed; retrying until it succeeds");
-                } else {
-                    debug!(%error, retry_in_ms = delay.as_millis() as u64, "remote write failed again");
+                match failing.fail(error) {
+                    Said::First => {
+                        warn!(%error, retry_in_ms = delay.as_millis() as u64, samples = batch.samples, "remote write failed; retrying until it succeeds");
+                    }
+                    Said::NewCause => {
+                        warn!(%error, retry_in_ms = delay.as_millis() as u64, "remote write still failing, now for another reason");
+                    }
+                    Said::Again => {
+                        debug!(%error, retry_in_ms = delay.as_millis() as u64, "remote write failed again");
+                    }
                 }
             }
         })
         .await
+}
+
+/// One outage of the receiver as the log tells it: a warning when it starts, and again when
+/// the reason changes to one not seen yet in this outage (a receiver that restarts with new
+/// certificates first drops connections, then fails the handshake: the second reason is the
+/// one to act on), at most [`Failing::MAX_CAUSES`] reasons; every other attempt at debug.
+#[derive(Debug, Default)]
+struct Failing {
+    episode: Episode,
+    /// The reasons said in this outage: the status code, or the text of a failure without one.
+    causes: Vec<String>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Said {
+    First,
+    NewCause,
+    Again,
+}
+
+impl Failing {
+    const MAX_CAUSES: usize = 4;
+
+    fn fail(&mut self, error: &SendError) -> Said {
+        let cause = match error.status() {
+            Some(status) => status.as_str().to_owned(),
+            None => error.to_string(),
+        };
+        let first = self.episode.fail();
+        if self.causes.contains(&cause) {
+            return Said::Again;
+        }
+        if first {
+            self.causes.push(cause);
+            return Said::First;
+        }
+        if self.causes.len() >= Self::MAX_CAUSES {
+            return Said::Again;
+        }
+        self.causes.push(cause);
+        Said::NewCause
+    }
+
+    fn recover(&mut self) -> Option<(u64, Duration)> {
+        self.causes.clear();
+        self.episode.recover()
+    }
 }
 
 /// A 2.0 batch as the 1.0 batch with the same series and samples. A body that cannot be read
@@ -567,5 +620,45 @@ mod tests {
         for _ in 0..10_000 {
             assert!(b.next_delay() <= Duration::from_secs(60));
         }
+    }
+
+    #[test]
+    fn an_outage_is_said_once_per_reason() {
+        let network = |what: &str| SendError::Retryable {
+            reason: what.to_owned(),
+            status: None,
+            retry_after: None,
+        };
+        let status = |code: u16| SendError::Retryable {
+            reason: format!("receiver answered {code}"),
+            status: Some(reqwest::StatusCode::from_u16(code).unwrap()),
+            retry_after: None,
+        };
+        let mut f = Failing::default();
+        assert_eq!(f.fail(&network("peer closed connection")), Said::First);
+        assert_eq!(f.fail(&network("peer closed connection")), Said::Again);
+        assert_eq!(
+            f.fail(&network("certificate signed by an unknown authority")),
+            Said::NewCause
+        );
+        // Alternating between reasons already said stays quiet.
+        for _ in 0..10 {
+            assert_eq!(f.fail(&network("peer closed connection")), Said::Again);
+            assert_eq!(
+                f.fail(&network("certificate signed by an unknown authority")),
+                Said::Again
+            );
+        }
+        assert_eq!(f.fail(&status(503)), Said::NewCause);
+        assert_eq!(
+            f.fail(&status(503)),
+            Said::Again,
+            "503 with any body is one reason"
+        );
+        assert_eq!(f.fail(&status(502)), Said::NewCause);
+        // At most four reasons per outage.
+        assert_eq!(f.fail(&status(504)), Said::Again);
+        assert_eq!(f.recover().map(|(n, _)| n), Some(27));
+        assert_eq!(f.fail(&status(504)), Said::First, "a new outage");
     }
 }

@@ -461,3 +461,78 @@ async fn repeated_rejections_are_logged_once() {
     );
     assert!(text.contains("rejected_requests=4"), "{text}");
 }
+
+/// `--metric-allow` / `--metric-deny` decide what goes on the wire, before dedupe: the
+/// denied families are absent from the decoded request, the allowed ones are there with the
+/// same values as without a filter, and `up`/`scrape_*` always go. What was left out is
+/// counted, not queued.
+#[tokio::test]
+async fn metric_filters_leave_series_out_before_they_are_queued() {
+    let seed = fixture("seed-windows-node.json");
+    let kubelet_url = format!("file://{}", seed.display());
+    let names = |series: &[kubelet_push::remote_write::proto::v1::TimeSeries]| {
+        let mut n: Vec<String> = series
+            .iter()
+            .filter_map(|ts| label(ts, "__name__").map(str::to_owned))
+            .collect();
+        n.sort();
+        n.dedup();
+        n
+    };
+    let all_rx = Receiver::start().await.unwrap();
+    let (outcome, _) = run_once(&[
+        "--once",
+        "--kubelet-url",
+        &kubelet_url,
+        "--remote-url",
+        &all_rx.url(),
+    ])
+    .await;
+    assert_eq!(outcome, Outcome::Ok);
+    let everything = all_rx.accepted_series();
+
+    let rx = Receiver::start().await.unwrap();
+    let (outcome, stats) = run_once(&[
+        "--once",
+        "--kubelet-url",
+        &kubelet_url,
+        "--remote-url",
+        &rx.url(),
+        "--metric-allow",
+        "container_.*",
+        "--metric-allow",
+        "node_cpu_usage_seconds_total",
+        "--metric-deny",
+        "container_fs_.*",
+    ])
+    .await;
+    assert_eq!(outcome, Outcome::Ok);
+    let sent = rx.accepted_series();
+    let expected: Vec<String> = names(&everything)
+        .into_iter()
+        .filter(|n| {
+            n == "up"
+                || n.starts_with("scrape_")
+                || n == "node_cpu_usage_seconds_total"
+                || (n.starts_with("container_") && !n.starts_with("container_fs_"))
+        })
+        .collect();
+    assert!(expected.iter().any(|n| n.starts_with("container_memory")));
+    assert_eq!(names(&sent), expected);
+    // The kept series are the same, with the same values, as without the filter (the
+    // per-poll series carry each run's own time).
+    for ts in sent.iter().filter(|ts| {
+        let n = label(ts, "__name__").unwrap_or("");
+        n != "up" && !n.starts_with("scrape_")
+    }) {
+        let twin = everything
+            .iter()
+            .find(|t| t.labels == ts.labels)
+            .expect("sent without the filter too");
+        assert_eq!(twin.samples, ts.samples);
+    }
+    let left_out = everything.len() - sent.len();
+    assert!(left_out > 0);
+    assert_eq!(stats.samples_filtered.get(), left_out as u64);
+    assert_eq!(only_dest(&stats).samples_queued.get(), sent.len() as u64);
+}
