@@ -1,11 +1,13 @@
-//! Delivery: one task per remote URL takes the oldest batch from the buffer, sends it until
+//! Delivery: one task per destination takes the oldest batch from the buffer, sends it until
 //! the receiver takes it, and only then moves to the next, so every series arrives in
 //! timestamp order after any outage.
 //!
-//! The retry rules are the Remote Write spec's and Prometheus's own sender's: network errors,
-//! timeouts and 5xx are retried with exponential backoff and full jitter until they succeed;
-//! 429 is retried after its `Retry-After` (clamped to the backoff range); any other 4xx drops
-//! that batch (counted, the receiver's message logged) and the next one goes. Batches are
+//! The retry rules are the Remote Write spec's and Prometheus's own sender's, but for refused
+//! credentials: network errors, timeouts, 5xx and 401/403/407 (a credential is fixed by
+//! rewriting the file the agent re-reads, and the buffer must survive until then; vmagent does
+//! the same, Prometheus drops) are retried with exponential backoff and full jitter until they
+//! succeed; 429 is retried after its `Retry-After` (clamped to the backoff range); any other
+//! 4xx drops that batch (counted, the receiver's message logged) and the next one goes. Batches are
 //! dropped by age (`--max-sample-age`), never by attempt count. The HTTP client classifies each
 //! answer (`SendError`); nothing here reads a status code.
 //!
@@ -143,8 +145,8 @@ pub async fn run(
     let mut read_errors = Episode::default();
     // Failures to record a delivery in the buffer, logged when they start and when they end.
     let mut ack_failing = Episode::default();
-    // A receiver that rejects every request (a wrong token answering 401, a tenant limit)
-    // would otherwise log once per poll forever: log when rejections start or change status.
+    // A receiver that rejects every request (a tenant limit, a relabelling rule answering
+    // 400) would otherwise log once per poll forever: log when rejections start or change status.
     let mut rejecting = Episode::default();
     let mut rejected_status = None;
     // A 2.0 receiver writing fewer samples than sent would do so on every poll (a limit, a
