@@ -60,7 +60,8 @@ pub struct AgentArgs {
         global = true,
         env = "KUBELET_PUSH_KUBELET_URL",
         default_value = "https://127.0.0.1:10250",
-        value_name = "URL"
+        value_name = "URL",
+        hide_env_values = true
     )]
     pub kubelet_url: String,
 

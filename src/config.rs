@@ -415,10 +415,13 @@ fn parse_kubelet_url(s: &str) -> Result<Source, ConfigError> {
         }
         return Ok(Source::File(file_url_path(s, rest)));
     }
-    let url = reqwest::Url::parse(s).map_err(|e| err(FLAG, format!("{s:?} is not a URL: {e}")))?;
+    // Quoted redacted: a URL that does not parse may still hold a password or a key.
+    let shown = crate::http::redact_str(s);
+    let url =
+        reqwest::Url::parse(s).map_err(|e| err(FLAG, format!("{shown:?} is not a URL: {e}")))?;
     match url.scheme() {
         "http" | "https" if url.host().is_some() => Ok(Source::Http(url)),
-        "http" | "https" => Err(err(FLAG, format!("{s:?} has no host"))),
+        "http" | "https" => Err(err(FLAG, format!("{shown:?} has no host"))),
         other => Err(err(
             FLAG,
             format!("scheme {other:?} is not http, https or file"),
@@ -739,7 +742,13 @@ fn parse_headers(raw: &[String]) -> Result<Vec<(HeaderName, HeaderValue)>, Confi
     const FLAG: &str = "--remote-header";
     raw.iter()
         .map(|item| {
-            let (name, value) = split_pair(FLAG, item)?;
+            // Not quoted: `Authorization: Bearer …` (a colon for the `=`) is a credential.
+            let (name, value) = item.split_once('=').ok_or_else(|| {
+                err(
+                    FLAG,
+                    "expected NAME=VALUE (the value is not shown: it may be a secret)",
+                )
+            })?;
             parse_header(name, value).map_err(|r| err(FLAG, r))
         })
         .collect()

@@ -6,17 +6,38 @@
 //! kubelet refused the connection, timed out, answered a status, sent too much, or the token
 //! file is unreadable. The bearer token is re-read on every request because projected
 //! service-account tokens rotate about hourly.
+//!
+//! Everything read is bounded in size and time, whatever is at the other end: a body (summary
+//! or pod list) up to [`MAX_SUMMARY_BYTES`], an error answer's first
+//! [`crate::http::ERROR_BODY_PREFIX`] bytes, and files (a `file://` summary, the token) within
+//! `--kubelet-timeout`. A file is read on a thread of its own rather than tokio's blocking
+//! pool: opening a FIFO with no writer blocks in `open(2)` for ever, and the runtime waits
+//! for its blocking-pool threads when it is dropped at exit, so one such read would keep a
+//! stopped agent alive. A detached thread is abandoned instead (the process exits without
+//! it), and at most [`MAX_STUCK_READS`] of them may be stuck at once, so a FIFO polled every
+//! interval does not pile up threads.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::StatusCode;
 
-use crate::http::{first_line, redact, root_cause};
+use crate::http::{error_message, read_body, redact, root_cause, BodyError};
 
-/// Largest summary accepted. A 110-pod node sends about 2 MiB; this leaves ample room while
-/// keeping a misbehaving endpoint from exhausting the node's memory.
+/// Largest summary (or pod list) accepted, over HTTP or from a file. A 110-pod node sends
+/// about 2 MiB; this leaves ample room while keeping a misbehaving endpoint from exhausting
+/// the node's memory.
 pub const MAX_SUMMARY_BYTES: usize = 64 << 20;
+
+/// Largest token file read: a service-account token is about 1 KiB.
+pub const MAX_TOKEN_BYTES: usize = 64 << 10;
+
+/// File reads that may be stuck (a FIFO nobody writes) before the next one is refused
+/// instead of started: the summary's and the pod list's token reads run side by side, so
+/// more than one is normal; an interval's worth of stuck threads is not.
+pub const MAX_STUCK_READS: usize = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScrapeError {
@@ -28,8 +49,18 @@ pub enum ScrapeError {
     Request(#[source] reqwest::Error),
     #[error("kubelet answered {status}: {body}")]
     Status { status: StatusCode, body: String },
-    #[error("the answer is larger than {MAX_SUMMARY_BYTES} bytes")]
+    #[error("the kubelet's answer is larger than the limit of {} MiB", MAX_SUMMARY_BYTES >> 20)]
     TooLarge,
+    #[error("captured summary {path} is larger than the limit of {} MiB", MAX_SUMMARY_BYTES >> 20)]
+    FileTooLarge { path: PathBuf },
+    /// A file that does not end (a FIFO without a writer, a device): the read is abandoned.
+    #[error("reading {path} did not finish within {timeout:?} (--kubelet-timeout); a FIFO nobody writes, or a device?")]
+    FileTimeout { path: PathBuf, timeout: Duration },
+    /// Earlier reads are still stuck; starting another would only add a stuck thread.
+    #[error("not reading {path}: {MAX_STUCK_READS} earlier file reads are still stuck (a FIFO nobody writes?)")]
+    FileBusy { path: PathBuf },
+    #[error("the kubelet token file {path} is larger than {} KiB", MAX_TOKEN_BYTES >> 10)]
+    TokenTooLarge { path: PathBuf },
     #[error("cannot read the kubelet token file {path}")]
     Token {
         path: PathBuf,
@@ -69,6 +100,8 @@ pub struct KubeletClient {
     settings: KubeletSettings,
     http: reqwest::Client,
     summary_url: Option<reqwest::Url>,
+    /// File reads whose threads have not returned (see the module doc).
+    reads_in_flight: Arc<AtomicUsize>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -88,7 +121,10 @@ impl KubeletClient {
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout)
             // The kubelet is local; a proxy from the environment would only get in the way.
-            .no_proxy();
+            .no_proxy()
+            // A redirect must not carry the URL's query (which may hold a key) to another
+            // host; reqwest drops `Authorization` itself when the host changes.
+            .referer(false);
         if let Some(path) = &settings.ca_file {
             builder = builder.tls_certs_only(crate::http::load_ca_bundle(path)?);
         }
@@ -104,25 +140,66 @@ impl KubeletClient {
             settings,
             http,
             summary_url,
+            reads_in_flight: Arc::new(AtomicUsize::new(0)),
         })
     }
 
     /// Fetches the summary's bytes.
     pub async fn fetch(&self) -> Result<Vec<u8>, ScrapeError> {
         match (&self.settings.source, &self.summary_url) {
-            (Source::File(path), _) => {
-                let file_error = |source| ScrapeError::File {
-                    path: path.clone(),
-                    source,
-                };
-                let len = tokio::fs::metadata(path).await.map_err(file_error)?.len();
-                if len > MAX_SUMMARY_BYTES as u64 {
-                    return Err(ScrapeError::TooLarge);
-                }
-                tokio::fs::read(path).await.map_err(file_error)
-            }
+            (Source::File(path), _) => self
+                .read_file(path, MAX_SUMMARY_BYTES)
+                .await
+                .map_err(|e| self.file_error(path, e, Role::Summary)),
             (Source::Http(_), Some(url)) => self.fetch_http(url.clone()).await,
             (Source::Http(base), None) => self.fetch_http(summary_url(base)).await,
+        }
+    }
+
+    /// Reads at most `limit` bytes of `path` within `--kubelet-timeout`, on a thread of its
+    /// own (see the module doc for why not tokio's).
+    async fn read_file(&self, path: &Path, limit: usize) -> Result<Vec<u8>, FileError> {
+        let counter = self.reads_in_flight.clone();
+        if counter.fetch_add(1, Ordering::AcqRel) >= MAX_STUCK_READS {
+            counter.fetch_sub(1, Ordering::AcqRel);
+            return Err(FileError::Busy);
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let owned = path.to_owned();
+        let spawned = std::thread::Builder::new()
+            .name("kubelet-file".into())
+            .spawn(move || {
+                let result = read_bounded(&owned, limit);
+                counter.fetch_sub(1, Ordering::AcqRel);
+                // The poll may have given up waiting: nobody to tell.
+                let _ = tx.send(result);
+            });
+        if let Err(e) = spawned {
+            self.reads_in_flight.fetch_sub(1, Ordering::AcqRel);
+            return Err(FileError::Io(e));
+        }
+        match tokio::time::timeout(self.settings.timeout, rx).await {
+            Ok(Ok(result)) => result,
+            // The thread ended without answering: it panicked.
+            Ok(Err(_)) => Err(FileError::Io(std::io::Error::other(
+                "the reading thread failed",
+            ))),
+            Err(_) => Err(FileError::Timeout),
+        }
+    }
+
+    fn file_error(&self, path: &Path, e: FileError, role: Role) -> ScrapeError {
+        let path = path.to_owned();
+        match (e, role) {
+            (FileError::Io(source), Role::Summary) => ScrapeError::File { path, source },
+            (FileError::Io(source), Role::Token) => ScrapeError::Token { path, source },
+            (FileError::TooLarge, Role::Summary) => ScrapeError::FileTooLarge { path },
+            (FileError::TooLarge, Role::Token) => ScrapeError::TokenTooLarge { path },
+            (FileError::Timeout, _) => ScrapeError::FileTimeout {
+                path,
+                timeout: self.settings.timeout,
+            },
+            (FileError::Busy, _) => ScrapeError::FileBusy { path },
         }
     }
 
@@ -142,13 +219,17 @@ impl KubeletClient {
             .get(url.clone())
             .header("Accept", "application/json");
         if let Some(path) = &self.settings.token_file {
-            let token =
-                tokio::fs::read_to_string(path)
-                    .await
-                    .map_err(|source| ScrapeError::Token {
-                        path: path.clone(),
-                        source,
-                    })?;
+            let token = self
+                .read_file(path, MAX_TOKEN_BYTES)
+                .await
+                .map_err(|e| self.file_error(path, e, Role::Token))?;
+            let token = String::from_utf8(token).map_err(|_| ScrapeError::Token {
+                path: path.clone(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "stream did not contain valid UTF-8",
+                ),
+            })?;
             request = request.bearer_auth(token.trim());
         }
         let timeout = self.settings.timeout;
@@ -167,33 +248,62 @@ impl KubeletClient {
                     .unwrap_or_else(|| root_cause(&e)),
                 }
             } else {
-                ScrapeError::Request(e)
+                // reqwest's message quotes the URL, query (a key?) and all: it is logged.
+                ScrapeError::Request(e.without_url())
             }
         };
         let mut response = request.send().await.map_err(classify)?;
         let status = response.status();
         if !status.is_success() {
-            let body = response.text().await.unwrap_or_default();
             return Err(ScrapeError::Status {
                 status,
-                body: first_line(&body),
+                body: error_message(response).await,
             });
         }
-        if response
-            .content_length()
-            .is_some_and(|n| n > MAX_SUMMARY_BYTES as u64)
-        {
-            return Err(ScrapeError::TooLarge);
-        }
-        let mut bytes = Vec::with_capacity(response.content_length().unwrap_or(0) as usize);
-        while let Some(chunk) = response.chunk().await.map_err(classify)? {
-            if bytes.len() + chunk.len() > MAX_SUMMARY_BYTES {
-                return Err(ScrapeError::TooLarge);
-            }
-            bytes.extend_from_slice(&chunk);
-        }
-        Ok(bytes)
+        read_body(&mut response, MAX_SUMMARY_BYTES)
+            .await
+            .map_err(|e| match e {
+                BodyError::TooLarge => ScrapeError::TooLarge,
+                BodyError::Read(e) => classify(e),
+            })
     }
+}
+
+/// How a bounded file read failed; the caller turns it into the error that names the file's
+/// role (summary or token).
+#[derive(Debug)]
+enum FileError {
+    Io(std::io::Error),
+    TooLarge,
+    Timeout,
+    Busy,
+}
+
+/// What a file read is for, which the error names.
+#[derive(Debug, Clone, Copy)]
+enum Role {
+    Summary,
+    Token,
+}
+
+/// Reads at most `limit` bytes of `path`, blocking; one byte more means too large. Memory
+/// stays within the limit even for a file that never ends (`/dev/zero`): the buffer grows by
+/// what arrives, never by what the file's size claims.
+fn read_bounded(path: &Path, limit: usize) -> Result<Vec<u8>, FileError> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(FileError::Io)?;
+    // A regular file says its size: refused without reading. Devices and FIFOs say 0.
+    if file.metadata().map_err(FileError::Io)?.len() > limit as u64 {
+        return Err(FileError::TooLarge);
+    }
+    let mut bytes = Vec::new();
+    file.take(limit as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(FileError::Io)?;
+    if bytes.len() > limit {
+        return Err(FileError::TooLarge);
+    }
+    Ok(bytes)
 }
 
 fn summary_url(base: &reqwest::Url) -> reqwest::Url {

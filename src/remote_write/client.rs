@@ -7,6 +7,10 @@
 //! the written-samples header, which is how receivers that predate 2.0 answer it, storing
 //! nothing) or [`SendError::Permanent`] (any other 4xx: the receiver will never take this body).
 //! Converting and resending is the sender's business, not this module's.
+//!
+//! Bounded whatever the receiver sends: an error answer's message is read from its first
+//! [`crate::http::ERROR_BODY_PREFIX`] bytes and the rest is never read; a 2xx body is never
+//! read at all (Remote Write gives it no meaning).
 
 use std::time::{Duration, SystemTime};
 
@@ -18,7 +22,7 @@ use reqwest::StatusCode;
 
 use super::access::{Access, Live, TlsHints};
 use super::{Protocol, CONTENT_ENCODING as SNAPPY, VERSION_HEADER};
-use crate::http::{first_line, parse_retry_after, redact, root_cause, tls_problem};
+use crate::http::{error_message, parse_retry_after, redact, root_cause, tls_problem};
 
 /// Headers that the protocol sets and `--remote-header` must not override.
 pub const PROTOCOL_HEADERS: [&str; 7] = [
@@ -112,6 +116,11 @@ impl RemoteWriteClient {
                 .default_headers(headers.clone())
                 .user_agent(crate::http::user_agent())
                 .timeout(timeout)
+                // A redirect (307/308 keeps the POST and its body) must not carry the URL's
+                // query, which may hold an API key, to another host. reqwest drops
+                // `Authorization` itself when host, port or scheme change; `--remote-header`
+                // values are the user's to send and go along (tests/it/hostile_io.rs).
+                .referer(false)
         };
         let live = Live::new(access.clone(), Box::new(base))?;
         let display_url = redact(&url);
@@ -192,7 +201,8 @@ impl RemoteWriteClient {
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, SystemTime::now()));
-        let message = first_line(&response.text().await.unwrap_or_default());
+        // A prefix only: a proxy's 10 MB HTML page must not cost 10 MB.
+        let message = error_message(response).await;
         if matches!(
             status,
             StatusCode::UNAUTHORIZED
