@@ -35,6 +35,12 @@ UNIX_ONLY=(
   # Mount a tmpfs (128 KiB to fill the disk; 256 KiB for a small volume).
   'it disk::a_full_disk_is_counted_and_survived'
   'it disk::a_small_volume_with_a_healthy_receiver_loses_nothing'
+  # Unix files: /dev/zero and FIFOs (mkfifo) have no Windows counterpart a file:// URL can
+  # name; the size limit on a regular file is tested on both. The SIGTERM one also needs a
+  # signal (see above).
+  'it hostile_io::a_file_that_never_ends_is_read_up_to_the_limit'
+  'it hostile_io::a_fifo_without_a_writer_times_out_and_stuck_reads_are_capped'
+  'it hostile_io::sigterm_ends_an_agent_stuck_on_a_fifo'
 )
 
 log() { printf '\n==> %s\n' "$*"; }

@@ -1,0 +1,609 @@
+//! Hostile peers and files (issue 12, problems 4-6): answers with huge error bodies, a
+//! `file://` summary that never ends or never opens, secrets in URLs and the environment, and
+//! a receiver that redirects to another host. The agent's memory is read from the running
+//! binary (`VmHWM`, Linux only); everything else holds on every platform unless marked.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kubelet_push::demo::receiver::{Receiver, Response};
+use kubelet_push::remote_write::proto::v1::WriteRequest;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::*;
+
+/// The body every answer of [`HugeBody`] claims and streams: twice the summary limit, so a
+/// client that read it whole could not stay under the memory bounds below.
+const HUGE: u64 = 128 << 20;
+
+/// A peer on 127.0.0.1 that answers every request with one status and a [`HUGE`] body that
+/// starts with `first` and goes on with filler, generated as it is written (never held).
+struct HugeBody {
+    url: String,
+    /// The most body bytes the peer managed to hand to the kernel on one connection: what
+    /// the client read plus what socket buffers hold (a few MiB on loopback).
+    written: Arc<AtomicU64>,
+    /// Each request's path and body, in arrival order.
+    requests: Arc<Mutex<Vec<(String, Vec<u8>)>>>,
+}
+
+impl HugeBody {
+    async fn start(status: &'static str, first: &'static [u8]) -> HugeBody {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let written = Arc::new(AtomicU64::new(0));
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let (w, r) = (written.clone(), requests.clone());
+        tokio::spawn(async move {
+            while let Ok((conn, _)) = listener.accept().await {
+                tokio::spawn(serve(conn, status, first, w.clone(), r.clone()));
+            }
+        });
+        HugeBody {
+            url,
+            written,
+            requests,
+        }
+    }
+
+    fn written(&self) -> u64 {
+        self.written.load(Ordering::Relaxed)
+    }
+
+    fn requests(&self) -> Vec<(String, Vec<u8>)> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    async fn wait_for(&self, path: &str, n: usize) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while self.requests().iter().filter(|(p, _)| p == path).count() < n {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{n} requests for {path}: {:?}",
+                self.requests().iter().map(|r| &r.0).collect::<Vec<_>>()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// One keep-alive connection: read a request (head, then a `Content-Length` body), answer.
+async fn serve(
+    mut conn: tokio::net::TcpStream,
+    status: &'static str,
+    first: &'static [u8],
+    written: Arc<AtomicU64>,
+    requests: Arc<Mutex<Vec<(String, Vec<u8>)>>>,
+) {
+    let mut buf = Vec::new();
+    loop {
+        let head_end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            let mut chunk = [0u8; 4096];
+            match conn.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+            assert!(buf.len() < 1 << 20, "request head too large");
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+        let path = head.split(' ').nth(1).unwrap_or("").to_owned();
+        let length: usize = head
+            .lines()
+            .find_map(|l| {
+                let (name, value) = l.split_once(':')?;
+                name.eq_ignore_ascii_case("content-length")
+                    .then(|| value.trim().parse().ok())?
+            })
+            .unwrap_or(0);
+        while buf.len() < head_end + length {
+            let mut chunk = [0u8; 65536];
+            match conn.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        let body = buf[head_end..head_end + length].to_vec();
+        buf.drain(..head_end + length);
+        requests.lock().unwrap().push((path, body));
+        let answer = format!(
+            "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {HUGE}\r\n\r\n"
+        );
+        if conn.write_all(answer.as_bytes()).await.is_err() {
+            return;
+        }
+        let filler = vec![b'x'; 64 << 10];
+        let mut sent = 0u64;
+        let mut left = HUGE;
+        let mut next: &[u8] = first;
+        while left > 0 {
+            let n = next.len().min(left as usize);
+            if conn.write_all(&next[..n]).await.is_err() {
+                return;
+            }
+            sent += n as u64;
+            written.fetch_max(sent, Ordering::Relaxed);
+            left -= n as u64;
+            next = &filler;
+        }
+    }
+}
+
+/// The agent binary with `args`, its stderr kept for [`stop_agent`].
+fn agent(args: &[&str]) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_kubelet-push"))
+        .args(args)
+        .env_remove("KUBELET_PUSH_REMOTE_URL")
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start kubelet-push")
+}
+
+/// The peak resident memory of a running process, in MiB (`VmHWM`).
+#[cfg(target_os = "linux")]
+fn peak_rss_mib(child: &tokio::process::Child) -> f64 {
+    let pid = child.id().expect("running");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM");
+    kib / 1024.0
+}
+
+/// The log lines that contain `needle`, each checked to be one bounded line.
+fn lines_with<'a>(log: &'a str, needle: &str) -> Vec<&'a str> {
+    let found: Vec<&str> = log.lines().filter(|l| l.contains(needle)).collect();
+    for line in &found {
+        assert!(line.len() < 1000, "one short line: {} bytes", line.len());
+    }
+    found
+}
+
+/// Every decoded `up` value the receiver accepted.
+fn up_values(rx: &Receiver) -> Vec<f64> {
+    named(&rx.accepted_series(), "up")
+        .iter()
+        .flat_map(|ts| ts.samples.iter().map(|s| s.value))
+        .collect()
+}
+
+/// A kubelet answering 500 with a 128 MiB body (summary and `/pods` alike): the agent reads
+/// 4 KiB of it for the message and drops the connection. Before: the body was read whole (a
+/// 400 MiB one took the agent to 806 MB).
+#[tokio::test]
+async fn a_huge_error_body_from_the_kubelet_is_not_read() {
+    let kubelet = HugeBody::start("500 Internal Server Error", b"kubelet exploded ").await;
+    let rx = Receiver::start().await.unwrap();
+    let (ku, ru) = (kubelet.url.clone(), rx.url());
+    let child = agent(&[
+        "--kubelet-url",
+        &ku,
+        "--remote-url",
+        &ru,
+        "--interval",
+        "1s",
+        "--node-name",
+        "n1",
+    ]);
+    kubelet.wait_for("/stats/summary", 3).await;
+    kubelet.wait_for("/pods", 1).await;
+    assert!(rx.wait_for_requests(2, SHORT).await);
+    #[cfg(target_os = "linux")]
+    let peak = peak_rss_mib(&child);
+    let log = stop_agent(child).await;
+
+    let ups = up_values(&rx);
+    assert!(ups.len() >= 2 && ups.iter().all(|v| *v == 0.0), "{ups:?}");
+    // Four answers of 128 MiB were offered; what the kernel took is socket buffers, not them.
+    let written = kubelet.written();
+    assert!(
+        written < 32 << 20,
+        "the agent read {written} bytes of error bodies"
+    );
+    let failed = lines_with(&log, "kubelet poll failed");
+    assert_eq!(failed.len(), 1, "said once: {log}");
+    assert!(
+        failed[0].contains("kubelet answered 500 Internal Server Error: kubelet exploded xxx")
+            && failed[0].contains("xxx…"),
+        "the message, cut: {}",
+        failed[0]
+    );
+    #[cfg(target_os = "linux")]
+    {
+        eprintln!("peak RSS {peak:.1} MiB; {written} bytes of one error body written at most");
+        assert!(peak < 40.0, "peak RSS {peak:.1} MiB");
+    }
+}
+
+/// A receiver answering 400 with a 128 MiB body: the request is dropped with the first line
+/// of the body as the reason, and the next request goes; memory stays flat. Before: every
+/// rejected request read the whole body (a 10 MB one added about 18 MB).
+#[tokio::test]
+async fn a_huge_error_body_from_the_receiver_is_not_read() {
+    let kubelet = simulated_kubelet(3, 7).await;
+    let rx = HugeBody::start(
+        "400 Bad Request",
+        b"out of order sample\nand then a page of HTML",
+    )
+    .await;
+    let ku = kubelet.url();
+    let ru = format!("{}/api/v1/write", rx.url);
+    let child = agent(&[
+        "--kubelet-url",
+        &ku,
+        "--remote-url",
+        &ru,
+        "--interval",
+        "1s",
+    ]);
+    rx.wait_for("/api/v1/write", 3).await;
+    #[cfg(target_os = "linux")]
+    let peak = peak_rss_mib(&child);
+    let log = stop_agent(child).await;
+
+    // What was offered is whole polls (a poll may take several requests), each request
+    // once: a rejected request is dropped, not retried.
+    let requests = rx.requests();
+    let bodies: std::collections::BTreeSet<_> = requests.iter().map(|(_, b)| b).collect();
+    assert_eq!(bodies.len(), requests.len(), "no request sent twice");
+    let mut ups = std::collections::BTreeSet::new();
+    let mut pods = std::collections::BTreeSet::new();
+    for (_, body) in &requests {
+        let raw = snap::raw::Decoder::new().decompress_vec(body).unwrap();
+        let w = <WriteRequest as prost::Message>::decode(raw.as_slice()).unwrap();
+        for ts in named(&w.timeseries, "up") {
+            assert_eq!(ts.samples[0].value, 1.0);
+            ups.insert(ts.samples[0].timestamp);
+        }
+        for ts in named(&w.timeseries, "pod_cpu_usage_seconds_total") {
+            pods.insert(label(ts, "pod").unwrap().to_owned());
+        }
+    }
+    assert!(ups.len() >= 2, "polls offered: {ups:?}");
+    assert_eq!(pods.len(), 3, "{pods:?}");
+    let written = rx.written();
+    assert!(
+        written < 32 << 20,
+        "the agent read {written} bytes of error bodies"
+    );
+    let rejected = lines_with(&log, "remote write rejected by the receiver");
+    assert!(!rejected.is_empty(), "{log}");
+    assert!(
+        rejected[0].contains("receiver answered 400 Bad Request: out of order sample")
+            && !rejected[0].contains("HTML"),
+        "{}",
+        rejected[0]
+    );
+    #[cfg(target_os = "linux")]
+    {
+        eprintln!("peak RSS {peak:.1} MiB; {written} bytes of one error body written at most");
+        assert!(peak < 40.0, "peak RSS {peak:.1} MiB");
+    }
+}
+
+/// `file:///dev/zero` never ends: the read stops one byte past the 64 MiB limit and the poll
+/// fails saying so. Before: 8.9 GB in 6 s.
+#[cfg(unix)]
+#[tokio::test]
+async fn a_file_that_never_ends_is_read_up_to_the_limit() {
+    let rx = Receiver::start().await.unwrap();
+    let ru = rx.url();
+    let child = agent(&[
+        "--kubelet-url",
+        "file:///dev/zero",
+        "--remote-url",
+        &ru,
+        "--interval",
+        "1s",
+    ]);
+    assert!(rx.wait_for_requests(2, Duration::from_secs(20)).await);
+    #[cfg(target_os = "linux")]
+    let peak = peak_rss_mib(&child);
+    let log = stop_agent(child).await;
+    let ups = up_values(&rx);
+    assert!(ups.len() >= 2 && ups.iter().all(|v| *v == 0.0), "{ups:?}");
+    let failed = lines_with(&log, "kubelet poll failed");
+    assert_eq!(failed.len(), 1, "said once: {log}");
+    assert!(
+        failed[0].contains("captured summary /dev/zero is larger than the limit of 64 MiB"),
+        "{}",
+        failed[0]
+    );
+    // The limit's worth of zeros, once, and the agent itself.
+    #[cfg(target_os = "linux")]
+    {
+        eprintln!("peak RSS {peak:.1} MiB");
+        assert!(peak < 64.0 + 40.0, "peak RSS {peak:.1} MiB");
+    }
+}
+
+/// A captured summary over the limit is refused by its size, before it is read.
+#[tokio::test]
+async fn a_captured_summary_over_the_limit_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.json");
+    let file = std::fs::File::create(&path).unwrap();
+    file.set_len(kubelet_push::kubelet::client::MAX_SUMMARY_BYTES as u64 + 1)
+        .unwrap();
+    drop(file);
+    let url = format!("file://{}", path.display());
+    let out = polled(&mut poller(&["--kubelet-url", &url, "--dry-run"])).await;
+    let err = out.error.expect("refused");
+    assert!(
+        matches!(err, kubelet_push::kubelet::ScrapeError::FileTooLarge { .. }),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("larger than the limit of 64 MiB"),
+        "{err}"
+    );
+    assert_eq!(only_value(&out.series, "up"), 0.0);
+}
+
+/// The path of a new FIFO in `dir` (`mkfifo(1)`: no FFI in tests either).
+#[cfg(unix)]
+fn fifo(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("summary.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    path
+}
+
+/// A FIFO nobody writes blocks in `open(2)` for ever: each poll gives up after
+/// `--kubelet-timeout` with a clear error, and once four reads are stuck the next is refused
+/// at once instead of adding a fifth thread. Before: the first poll never returned.
+#[cfg(unix)]
+#[tokio::test]
+async fn a_fifo_without_a_writer_times_out_and_stuck_reads_are_capped() {
+    use kubelet_push::kubelet::ScrapeError;
+    let dir = tempfile::tempdir().unwrap();
+    let path = fifo(dir.path());
+    let url = format!("file://{}", path.display());
+    let mut p = poller(&[
+        "--kubelet-url",
+        &url,
+        "--kubelet-timeout",
+        "200ms",
+        "--dry-run",
+    ]);
+    for _ in 0..kubelet_push::kubelet::client::MAX_STUCK_READS {
+        let started = std::time::Instant::now();
+        let out = polled(&mut p).await;
+        let took = started.elapsed();
+        let err = out.error.expect("timed out");
+        assert!(matches!(err, ScrapeError::FileTimeout { .. }), "{err:?}");
+        assert!(
+            err.to_string()
+                .contains("did not finish within 200ms (--kubelet-timeout)"),
+            "{err}"
+        );
+        assert!(
+            took >= Duration::from_millis(200) && took < Duration::from_secs(2),
+            "{took:?}"
+        );
+        assert_eq!(only_value(&out.series, "up"), 0.0);
+    }
+    let started = std::time::Instant::now();
+    let out = polled(&mut p).await;
+    assert!(
+        matches!(out.error, Some(ScrapeError::FileBusy { .. })),
+        "{:?}",
+        out.error
+    );
+    assert!(started.elapsed() < Duration::from_millis(100));
+    // A writer lets the stuck readers go (they read nothing and end).
+    drop(std::fs::OpenOptions::new().write(true).open(&path).unwrap());
+}
+
+/// SIGTERM while a poll is stuck opening a FIFO: the agent stops within
+/// `--shutdown-timeout` with exit 0. Before: it never exited (the runtime waited for the
+/// blocking read at exit).
+#[cfg(unix)]
+#[tokio::test]
+async fn sigterm_ends_an_agent_stuck_on_a_fifo() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = fifo(dir.path());
+    let url = format!("file://{}", path.display());
+    let rx = Receiver::start().await.unwrap();
+    let ru = rx.url();
+    let child = agent(&[
+        "--kubelet-url",
+        &url,
+        "--kubelet-timeout",
+        "60s",
+        "--remote-url",
+        &ru,
+        "--shutdown-timeout",
+        "2s",
+    ]);
+    // The first poll starts at once and stays in open(2).
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(rx.requests().len(), 0, "no poll finished");
+    let asked = std::time::Instant::now();
+    let (code, log) = sigterm(child).await;
+    let took = asked.elapsed();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(took < Duration::from_secs(3), "stopped in {took:?}: {log}");
+}
+
+/// `--help` shows no value of a flag that may hold a secret, however it is set in the
+/// environment. Every flag whose environment value `--help` does show is named here, so a new
+/// flag that shows its value is a decision someone made.
+#[test]
+fn help_shows_no_secret_from_the_environment() {
+    let run = |env: &[(String, String)]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubelet-push"))
+            .arg("--help")
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // Flattened: clap wraps lines between "[env:" and the name.
+    let flat = |s: String| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    let plain = flat(run(&[]));
+    let names: std::collections::BTreeSet<String> = plain
+        .split("[env: ")
+        .skip(1)
+        .filter_map(|rest| rest.split([']', '=']).next())
+        .map(str::to_owned)
+        .collect();
+    assert!(names.len() >= 40, "{names:?}");
+    // Every variable holds a secret-looking URL, so a flag showing its value is caught.
+    let env: Vec<(String, String)> = names
+        .iter()
+        .map(|n| {
+            let v = format!("https://user-{n}:pw-{n}@host.example/w?api_key=key-{n}");
+            (n.clone(), v)
+        })
+        .collect();
+    let help = flat(run(&env));
+    let shown: Vec<&str> = names
+        .iter()
+        .filter(|n| help.contains(&format!("key-{n}")) || help.contains(&format!("pw-{n}")))
+        .map(String::as_str)
+        .collect();
+    // Durations, sizes, names, switches and paths: nothing an operator keeps secret.
+    let harmless = [
+        "KUBELET_PUSH_BUFFER_DIR",
+        "KUBELET_PUSH_BUFFER_MAX_SIZE",
+        "KUBELET_PUSH_CONFIG_FILE",
+        "KUBELET_PUSH_DRY_RUN",
+        "KUBELET_PUSH_INTERVAL",
+        "KUBELET_PUSH_JOB",
+        "KUBELET_PUSH_KUBELET_CA_FILE",
+        "KUBELET_PUSH_KUBELET_INSECURE_SKIP_VERIFY",
+        "KUBELET_PUSH_KUBELET_PODS",
+        "KUBELET_PUSH_KUBELET_TIMEOUT",
+        "KUBELET_PUSH_KUBELET_TOKEN_FILE",
+        "KUBELET_PUSH_LABEL",
+        "KUBELET_PUSH_LISTEN_ADDRESS",
+        "KUBELET_PUSH_LOG_FORMAT",
+        "KUBELET_PUSH_LOG_LEVEL",
+        "KUBELET_PUSH_MAX_BACKOFF",
+        "KUBELET_PUSH_MAX_SAMPLES_PER_SEND",
+        "KUBELET_PUSH_MAX_SAMPLE_AGE",
+        "KUBELET_PUSH_MAX_STATS_AGE",
+        "KUBELET_PUSH_METRIC_ALLOW",
+        "KUBELET_PUSH_METRIC_DENY",
+        "KUBELET_PUSH_MIN_BACKOFF",
+        "KUBELET_PUSH_NODE_NAME",
+        "KUBELET_PUSH_ONCE",
+        "KUBELET_PUSH_POD_LABEL",
+        "KUBELET_PUSH_REMOTE_BEARER_TOKEN_FILE",
+        "KUBELET_PUSH_REMOTE_BASIC_AUTH_PASSWORD_FILE",
+        "KUBELET_PUSH_REMOTE_CA_FILE",
+        "KUBELET_PUSH_REMOTE_CERT_FILE",
+        "KUBELET_PUSH_REMOTE_INSECURE_SKIP_VERIFY",
+        "KUBELET_PUSH_REMOTE_KEY_FILE",
+        "KUBELET_PUSH_REMOTE_TIMEOUT",
+        "KUBELET_PUSH_REMOTE_TLS_SERVER_NAME",
+        "KUBELET_PUSH_REMOTE_WRITE_VERSION",
+        "KUBELET_PUSH_SHUTDOWN_TIMEOUT",
+        "KUBELET_PUSH_DEMO_PODS",
+        "KUBELET_PUSH_DEMO_DURATION",
+    ];
+    for name in &shown {
+        assert!(
+            harmless.contains(name),
+            "--help shows the value of {name}: hide it (hide_env_values) or name it harmless"
+        );
+    }
+    for secret in [
+        "KUBELET_PUSH_KUBELET_URL",
+        "KUBELET_PUSH_REMOTE_URL",
+        "KUBELET_PUSH_REMOTE_HEADER",
+        "KUBELET_PUSH_REMOTE_PROXY_URL",
+        "KUBELET_PUSH_REMOTE_BASIC_AUTH_USERNAME",
+    ] {
+        assert!(names.contains(secret), "{secret} not in --help");
+        assert!(
+            !help.contains(&format!("key-{secret}")) && !help.contains(&format!("pw-{secret}")),
+            "--help shows {secret}'s value"
+        );
+    }
+}
+
+/// A URL that does not parse, and a header written with a colon, are refused (exit 64, naming
+/// the flag) without echoing the password, key or token they hold.
+#[test]
+fn refused_flags_do_not_echo_secrets() {
+    for args in [
+        &[
+            "--kubelet-url",
+            "https://admin:pw-SECRET@kubelet:port/?key=key-SECRET",
+        ][..],
+        &["--kubelet-url", "https://admin:pw-SECRET@/?key=key-SECRET"][..],
+        &["--remote-header", "Authorization: Bearer tok-SECRET"][..],
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubelet-push"))
+            .args(args)
+            .args(["--remote-url", "http://127.0.0.1:9/w"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{args:?}: {err}");
+        assert!(err.contains(args[0]), "names the flag: {err}");
+        assert!(!err.contains("SECRET"), "{args:?}: {err}");
+    }
+}
+
+/// A receiver that redirects (307) to another port: the second server gets the request (and
+/// stores it) without `Referer` (which carried the first URL's query, an API key) and without
+/// `Authorization`; nothing of the key or the token reaches the log at `--log-level trace`.
+#[tokio::test]
+async fn a_redirect_to_another_host_carries_no_secret() {
+    let kubelet = simulated_kubelet(2, 7).await;
+    let second = Receiver::start().await.unwrap();
+    let first = Receiver::start().await.unwrap();
+    let target = format!("{}?tenant=second", second.url());
+    for _ in 0..100 {
+        first.push_response(Response::status(307).with_header("Location", target.clone()));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "tok-SECRET-123\n").unwrap();
+    let ku = kubelet.url();
+    let ru = format!("{}?api_key=key-SECRET-456", first.url());
+    let child = agent(&[
+        "--kubelet-url",
+        &ku,
+        "--remote-url",
+        &ru,
+        "--remote-bearer-token-file",
+        token.to_str().unwrap(),
+        "--interval",
+        "1s",
+        "--log-level",
+        "trace",
+    ]);
+    assert!(second.wait_for_requests(2, Duration::from_secs(20)).await);
+    let log = stop_agent(child).await;
+
+    let asked = first.requests();
+    assert!(!asked.is_empty());
+    assert_eq!(
+        asked[0].header("authorization"),
+        Some("Bearer tok-SECRET-123"),
+        "the first host is the one the token is for"
+    );
+    for r in second.requests() {
+        assert!(r.accepted(), "{r:?}");
+        assert_eq!(r.header("referer"), None, "{:?}", r.headers);
+        assert_eq!(r.header("authorization"), None, "{:?}", r.headers);
+        let w = r.write_request.as_ref().unwrap();
+        assert_eq!(only_value(&w.timeseries, "up"), 1.0);
+    }
+    assert!(log.contains("kubelet-push started"), "{log}");
+    assert!(!log.contains("SECRET"), "a secret in the log");
+}
