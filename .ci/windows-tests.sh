@@ -41,6 +41,7 @@ UNIX_ONLY=(
   'it hostile_io::a_file_that_never_ends_is_read_up_to_the_limit'
   'it hostile_io::a_fifo_without_a_writer_times_out_and_stuck_reads_are_capped'
   'it hostile_io::sigterm_ends_an_agent_stuck_on_a_fifo'
+  'it hostile_io::a_fifo_as_the_remote_token_file_is_refused'
 )
 
 log() { printf '\n==> %s\n' "$*"; }

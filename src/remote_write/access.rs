@@ -189,6 +189,14 @@ const MAX_FILE_BYTES: u64 = 1 << 20;
 
 fn read_small(path: &Path) -> Result<Vec<u8>, String> {
     use std::io::Read;
+    // Read on the runtime's only thread: a FIFO would block in open(2) and freeze the agent
+    // (signals included), and neither a FIFO nor a device can be re-read before each request.
+    match std::fs::metadata(path) {
+        Ok(m) if !m.is_file() => {
+            return Err(format!("{} is not a regular file", path.display()));
+        }
+        _ => {}
+    }
     let file =
         std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let mut bytes = Vec::new();

@@ -17,6 +17,9 @@ use crate::support::*;
 /// client that read it whole could not stay under the memory bounds below.
 const HUGE: u64 = 128 << 20;
 
+/// Each request's path and body, in arrival order.
+type Requests = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
 /// A peer on 127.0.0.1 that answers every request with one status and a [`HUGE`] body that
 /// starts with `first` and goes on with filler, generated as it is written (never held).
 struct HugeBody {
@@ -24,8 +27,7 @@ struct HugeBody {
     /// The most body bytes the peer managed to hand to the kernel on one connection: what
     /// the client read plus what socket buffers hold (a few MiB on loopback).
     written: Arc<AtomicU64>,
-    /// Each request's path and body, in arrival order.
-    requests: Arc<Mutex<Vec<(String, Vec<u8>)>>>,
+    requests: Requests,
 }
 
 impl HugeBody {
@@ -74,7 +76,7 @@ async fn serve(
     status: &'static str,
     first: &'static [u8],
     written: Arc<AtomicU64>,
-    requests: Arc<Mutex<Vec<(String, Vec<u8>)>>>,
+    requests: Requests,
 ) {
     let mut buf = Vec::new();
     loop {
@@ -606,4 +608,32 @@ async fn a_redirect_to_another_host_carries_no_secret() {
     }
     assert!(log.contains("kubelet-push started"), "{log}");
     assert!(!log.contains("SECRET"), "a secret in the log");
+}
+
+/// A FIFO given as a receiver's token file is refused at start-up (exit 64, naming the flag)
+/// instead of freezing the agent in open(2): those files are read on the runtime's thread
+/// before every request. Before: the agent hung at start-up.
+#[cfg(unix)]
+#[tokio::test]
+async fn a_fifo_as_the_remote_token_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = fifo(dir.path());
+    let child = agent(&[
+        "--kubelet-url",
+        "http://127.0.0.1:9",
+        "--remote-url",
+        "http://127.0.0.1:9/api/v1/write",
+        "--remote-bearer-token-file",
+        path.to_str().unwrap(),
+    ]);
+    let out = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
+        .await
+        .expect("exits without waiting for a writer")
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{err}");
+    assert!(
+        err.contains("--remote-bearer-token-file") && err.contains("is not a regular file"),
+        "{err}"
+    );
 }
