@@ -117,10 +117,26 @@ impl RemoteWriteClient {
                 .user_agent(crate::http::user_agent())
                 .timeout(timeout)
                 // A redirect (307/308 keeps the POST and its body) must not carry the URL's
-                // query, which may hold an API key, to another host. reqwest drops
-                // `Authorization` itself when host, port or scheme change; `--remote-header`
-                // values are the user's to send and go along (tests/it/hostile_io.rs).
+                // query, which may hold an API key, to another host.
                 .referer(false)
+                // Nor the `--remote-header` values (an API key, a tenant): reqwest drops only
+                // `Authorization` across origins. A redirect within the receiver's origin is
+                // followed; one to another origin is not, and the 3xx is retried with a
+                // message naming where it pointed, so nothing is lost while the operator
+                // fixes --remote-url.
+                .redirect(reqwest::redirect::Policy::custom(|attempt| {
+                    let same_origin = attempt
+                        .previous()
+                        .first()
+                        .is_some_and(|first| first.origin() == attempt.url().origin());
+                    if !same_origin {
+                        attempt.stop()
+                    } else if attempt.previous().len() > 5 {
+                        attempt.error("more than 5 redirects")
+                    } else {
+                        attempt.follow()
+                    }
+                }))
         };
         let live = Live::new(access.clone(), Box::new(base))?;
         let display_url = redact(&url);
@@ -201,6 +217,21 @@ impl RemoteWriteClient {
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, SystemTime::now()));
+        if status.is_redirection() {
+            let to = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|l| l.to_str().ok())
+                .and_then(|l| response.url().join(l).ok())
+                .map_or_else(|| "elsewhere".to_owned(), |u| redact(&u));
+            return Err(SendError::Retryable {
+                reason: format!(
+                    "receiver answered {status} to {to}, another host: not followed, so the request's headers stay with the receiver you named; set --remote-url to where it points"
+                ),
+                status: Some(status),
+                retry_after: None,
+            });
+        }
         // A prefix only: a proxy's 10 MB HTML page must not cost 10 MB.
         let message = error_message(response).await;
         if matches!(
