@@ -186,7 +186,9 @@ fn assert_nothing_lost(rx: &Receiver, metrics: &kubelet_push::telemetry::Destina
                 .iter()
                 .map(|l| (l.name.clone(), l.value.clone()))
                 .collect();
-            ts.samples.iter().map(move |s| (labels.clone(), s.timestamp))
+            ts.samples
+                .iter()
+                .map(move |s| (labels.clone(), s.timestamp))
         })
         .collect();
     distinct.sort();
