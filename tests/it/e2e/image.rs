@@ -577,7 +577,10 @@ async fn container_verifies_tls_with_the_bundle_at_the_standard_path() {
             .contains("up{instance=\"n\",job=\"kubelet\",metrics_path=\"/metrics\",node=\"n\"} 0 "),
         "{stdout}"
     );
-    assert!(log.contains("UnknownIssuer"), "refused as unknown: {log}");
+    assert!(
+        log.contains("signed by an unknown authority; pass --kubelet-ca-file"),
+        "refused as unknown, with the flag that fixes it: {log}"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let bundle = dir.path().join("ca-certificates.crt");
