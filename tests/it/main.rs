@@ -10,6 +10,8 @@ mod e2e;
 mod golden;
 mod kubelet;
 mod pods;
+mod prop_bodies;
+mod prop_buffer;
 mod protocol;
 mod push;
 mod support;
