@@ -530,10 +530,24 @@ pub const MIN_DEMO_INTERVAL: Duration = Duration::from_millis(100);
 fn parse_interval(s: &str) -> Result<Duration, String> {
     at_least(
         parse_duration(s)?,
-        MIN_INTERVAL,
+        interval_floor(),
         "the kubelet refreshes its stats every 10-15s",
     )
 }
+
+/// [`MIN_INTERVAL`], except in a build with the `test-support` feature (never the release
+/// binary) whose environment has [`SHORT_INTERVALS_FOR_TESTS`]: the integration tests run the
+/// binary at 10-200 ms intervals to stay fast.
+fn interval_floor() -> Duration {
+    #[cfg(feature = "test-support")]
+    if std::env::var_os(SHORT_INTERVALS_FOR_TESTS).is_some() {
+        return Duration::from_millis(1);
+    }
+    MIN_INTERVAL
+}
+
+/// See [`interval_floor`]; read only by builds with the `test-support` feature.
+pub const SHORT_INTERVALS_FOR_TESTS: &str = "KUBELET_PUSH_TEST_SHORT_INTERVALS";
 
 fn parse_demo_interval(s: &str) -> Result<Duration, String> {
     at_least(parse_duration(s)?, MIN_DEMO_INTERVAL, "demo")

@@ -179,14 +179,9 @@ fn build(protocol: Protocol, series: &[Vec<(i64, f64)>], now: i64) -> (Batch, Fl
                             }
                         })
                         .collect(),
-                    ..Default::default()
                 })
                 .collect();
-            v1::WriteRequest {
-                timeseries,
-                ..Default::default()
-            }
-            .encode_to_vec()
+            v1::WriteRequest { timeseries }.encode_to_vec()
         }
         Protocol::V2 => {
             let mut symbols = vec![String::new(), "__name__".into(), "m".into(), "i".into()];
