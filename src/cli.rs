@@ -44,6 +44,51 @@ pub struct DemoArgs {
     /// Stop after this long (e.g. 30s, 5m); runs until Ctrl-C when not given
     #[arg(long, env = "KUBELET_PUSH_DEMO_DURATION", value_parser = parse_duration, value_name = "DURATION")]
     pub duration: Option<Duration>,
+    /// Time between polls of the simulated kubelet, at least 100ms [default: 2s]
+    // The same id as the agent's global --interval, so this one (with the demo's own default
+    // and floor) is what `demo --help` shows; clap still copies either value to the other.
+    #[arg(long, value_parser = parse_demo_interval, value_name = "DURATION")]
+    pub interval: Option<Duration>,
+    #[command(flatten)]
+    pub not_for_demo: NotForDemo,
+}
+
+/// The agent's kubelet-access flags, shadowed in `demo` so its `--help` does not offer them:
+/// the demo polls its own simulated kubelet. clap propagates a global flag to a subcommand only
+/// when the subcommand has no argument of that id; these take their place, hidden. Given on the
+/// command line, before or after `demo`, they are refused by [`not_for_demo`]; their values are
+/// never read.
+#[derive(Debug, Args)]
+pub struct NotForDemo {
+    #[arg(long, hide = true)]
+    kubelet_url: Option<String>,
+    #[arg(long, hide = true)]
+    kubelet_token_file: Option<PathBuf>,
+    #[arg(long, hide = true)]
+    kubelet_ca_file: Option<PathBuf>,
+    #[arg(long, hide = true)]
+    kubelet_insecure_skip_verify: bool,
+    #[arg(long, hide = true, value_parser = parse_duration)]
+    kubelet_timeout: Option<Duration>,
+}
+
+/// The first flag given on the command line that `demo` cannot honour, if `matches` (the
+/// `demo` subcommand's) holds one. Values from the environment are ignored, so the demo runs
+/// unchanged inside an agent's pod.
+pub fn not_for_demo(matches: &clap::ArgMatches) -> Option<&'static str> {
+    [
+        ("kubelet_url", "--kubelet-url"),
+        ("kubelet_token_file", "--kubelet-token-file"),
+        ("kubelet_ca_file", "--kubelet-ca-file"),
+        (
+            "kubelet_insecure_skip_verify",
+            "--kubelet-insecure-skip-verify",
+        ),
+        ("kubelet_timeout", "--kubelet-timeout"),
+    ]
+    .into_iter()
+    .find(|(id, _)| matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine))
+    .map(|(_, flag)| flag)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -111,17 +156,18 @@ pub struct AgentArgs {
     )]
     pub metric_deny: Vec<String>,
 
-    /// Time between polls [default: 10s; 2s for demo]
-    #[arg(long, global = true, env = "KUBELET_PUSH_INTERVAL", value_parser = parse_duration, value_name = "DURATION")]
+    /// Time between polls, at least 1s (the kubelet refreshes its stats every 10-15s)
+    /// [default: 10s]
+    #[arg(long, global = true, env = "KUBELET_PUSH_INTERVAL", value_parser = parse_interval, value_name = "DURATION")]
     pub interval: Option<Duration>,
 
     /// Poll and push once, then exit; exit code 1 when the poll or the push fails
-    #[arg(long, global = true, env = "KUBELET_PUSH_ONCE")]
+    #[arg(long, global = true, env = "KUBELET_PUSH_ONCE", value_parser = boolish("KUBELET_PUSH_ONCE"))]
     pub once: bool,
 
     /// Poll once and print the samples (Prometheus text format, millisecond timestamps)
     /// instead of pushing
-    #[arg(long, global = true, env = "KUBELET_PUSH_DRY_RUN")]
+    #[arg(long, global = true, env = "KUBELET_PUSH_DRY_RUN", value_parser = boolish("KUBELET_PUSH_DRY_RUN"))]
     pub dry_run: bool,
 
     /// Extra label on every series (repeatable)
@@ -205,6 +251,7 @@ pub struct AgentArgs {
         long,
         global = true,
         env = "KUBELET_PUSH_KUBELET_PODS",
+        value_parser = boolish("KUBELET_PUSH_KUBELET_PODS"),
         value_name = "BOOL",
         default_value_t = true,
         num_args = 0..=1,
@@ -251,7 +298,12 @@ pub struct AgentArgs {
     pub kubelet_ca_file: Option<PathBuf>,
 
     /// Do not verify the kubelet's TLS certificate (kubelets often serve a self-signed one)
-    #[arg(long, global = true, env = "KUBELET_PUSH_KUBELET_INSECURE_SKIP_VERIFY")]
+    #[arg(
+        long,
+        global = true,
+        env = "KUBELET_PUSH_KUBELET_INSECURE_SKIP_VERIFY",
+        value_parser = boolish("KUBELET_PUSH_KUBELET_INSECURE_SKIP_VERIFY")
+    )]
     pub kubelet_insecure_skip_verify: bool,
 
     /// Shortest wait before retrying a failed push (full jitter below the current ceiling)
@@ -388,7 +440,12 @@ pub struct RemoteAccessArgs {
     pub remote_tls_server_name: Option<String>,
 
     /// Do not verify the receiver's TLS certificate
-    #[arg(long, global = true, env = "KUBELET_PUSH_REMOTE_INSECURE_SKIP_VERIFY")]
+    #[arg(
+        long,
+        global = true,
+        env = "KUBELET_PUSH_REMOTE_INSECURE_SKIP_VERIFY",
+        value_parser = boolish("KUBELET_PUSH_REMOTE_INSECURE_SKIP_VERIFY")
+    )]
     pub remote_insecure_skip_verify: bool,
 
     /// HTTP(S) proxy for the receiver, e.g. http://proxy:3128 [default: HTTPS_PROXY,
@@ -465,6 +522,64 @@ pub fn log_filter(spec: &str) -> Result<tracing_subscriber::filter::Targets, Str
     Ok(filter)
 }
 
+/// The shortest agent `--interval`: the kubelet refreshes its stats every 10-15 s, so polling
+/// faster only loads it (and the receiver) with repeats.
+pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
+/// The shortest `demo --interval`: the simulated kubelet is local and made for watching.
+pub const MIN_DEMO_INTERVAL: Duration = Duration::from_millis(100);
+
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    at_least(
+        parse_duration(s)?,
+        interval_floor(),
+        "the kubelet refreshes its stats every 10-15s",
+    )
+}
+
+/// [`MIN_INTERVAL`], except in a build with the `test-support` feature (never the release
+/// binary) whose environment has [`SHORT_INTERVALS_FOR_TESTS`]: the integration tests run the
+/// binary at 10-200 ms intervals to stay fast.
+fn interval_floor() -> Duration {
+    #[cfg(feature = "test-support")]
+    if std::env::var_os(SHORT_INTERVALS_FOR_TESTS).is_some() {
+        return Duration::from_millis(1);
+    }
+    MIN_INTERVAL
+}
+
+/// See [`interval_floor`]; read only by builds with the `test-support` feature.
+pub const SHORT_INTERVALS_FOR_TESTS: &str = "KUBELET_PUSH_TEST_SHORT_INTERVALS";
+
+fn parse_demo_interval(s: &str) -> Result<Duration, String> {
+    at_least(parse_duration(s)?, MIN_DEMO_INTERVAL, "demo")
+}
+
+fn at_least(d: Duration, floor: Duration, why: &str) -> Result<Duration, String> {
+    if d < floor {
+        return Err(format!(
+            "must be at least {} ({why})",
+            humantime::format_duration(floor)
+        ));
+    }
+    Ok(d)
+}
+
+/// A boolean flag's value parser: the spellings operators and Helm charts use (1/0, true/false,
+/// yes/no, on/off, any case). clap's own takes only true/false; a value set on the command line
+/// for a plain switch is always "true", so an error here names the environment variable `env`
+/// that most likely held it.
+fn boolish(
+    env: &'static str,
+) -> impl Fn(&str) -> Result<bool, String> + Clone + Send + Sync + 'static {
+    move |s: &str| match s.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(format!(
+            "{env} (or the flag) takes 1/0, true/false, yes/no or on/off"
+        )),
+    }
+}
+
 pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let d =
         humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 10s, 1m30s, 500ms)"))?;
@@ -504,6 +619,37 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::log_filter;
+
+    #[test]
+    fn boolean_spellings() {
+        let parse = super::boolish("KUBELET_PUSH_ONCE");
+        for yes in ["1", "true", "TRUE", "Yes", "on", " On "] {
+            assert_eq!(parse(yes), Ok(true), "{yes:?}");
+        }
+        for no in ["0", "false", "False", "NO", "off"] {
+            assert_eq!(parse(no), Ok(false), "{no:?}");
+        }
+        for bad in ["", "2", "y", "enabled", "truee"] {
+            let e = parse(bad).unwrap_err();
+            assert!(e.contains("KUBELET_PUSH_ONCE"), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn interval_floors() {
+        use std::time::Duration;
+        assert_eq!(super::parse_interval("1s"), Ok(Duration::from_secs(1)));
+        let e = super::parse_interval("999ms").unwrap_err();
+        assert!(e.contains("at least 1s"), "{e}");
+        assert!(super::parse_interval("1ns").is_err());
+        assert_eq!(
+            super::parse_demo_interval("100ms"),
+            Ok(Duration::from_millis(100))
+        );
+        assert!(super::parse_demo_interval("99ms")
+            .unwrap_err()
+            .contains("at least 100ms"));
+    }
 
     #[test]
     fn log_levels_and_directives() {

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use kubelet_push::cli::{Cli, Command, LogFormat};
 use kubelet_push::{Config, Outcome, RunError};
 use tokio_util::sync::CancellationToken;
@@ -13,8 +13,12 @@ use tokio_util::sync::CancellationToken;
 const EXIT_USAGE: u8 = 64;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    // Matches first, then the typed flags: the demo's check needs to know where a value came from.
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m).map(|cli| (m, cli)));
+    let (matches, cli) = match parsed {
+        Ok(parsed) => parsed,
         Err(e) => {
             let _ = e.print();
             return if e.use_stderr() {
@@ -24,6 +28,15 @@ fn main() -> ExitCode {
             };
         }
     };
+    if let Some(("demo", demo)) = matches.subcommand() {
+        if let Some(flag) = kubelet_push::cli::not_for_demo(demo) {
+            eprintln!(
+                "error: {flag}: does not apply to demo, which polls its own simulated kubelet; \
+                 to see what a real kubelet gives, run without demo and with --dry-run"
+            );
+            return ExitCode::from(EXIT_USAGE);
+        }
+    }
     if let Err(e) = init_logging(cli.agent.log_format, &cli.agent.log_level) {
         eprintln!("error: --log-level: {e}");
         return ExitCode::from(EXIT_USAGE);

@@ -46,9 +46,8 @@ pub async fn run(
     // The simulator needs no credentials; never send the pod's token to it.
     config.kubelet.token_file = None;
     config.kubelet.ca_file = None;
-    if config.mode == Mode::Run && config.interval == Duration::from_secs(10) {
-        config.interval = DEMO_INTERVAL;
-    }
+    // The demo's own default, but any --interval given is honoured, 10s included.
+    config.interval = args.interval.unwrap_or(DEMO_INTERVAL);
     let printer_stop = CancellationToken::new();
     let mut local = None;
     if config.remotes.is_empty() && config.mode != Mode::DryRun {

@@ -268,7 +268,7 @@ impl Poller {
             Err(e) => {
                 self.metrics.poll_finished(false, started.elapsed());
                 if self.kubelet_failing.fail() {
-                    warn!(kubelet = %self.kubelet_display, error = %crate::http::error_chain(&e), "kubelet poll failed; pushing up=0 until it recovers");
+                    warn!(kubelet = %self.kubelet_display, error = %crate::http::error_chain(&e), "kubelet poll failed; up=0 until it recovers");
                 } else {
                     debug!(error = %crate::http::error_chain(&e), "kubelet poll failed again");
                 }
@@ -428,6 +428,11 @@ pub struct Outlet {
     pub metrics: Arc<DestinationMetrics>,
     /// Buffer write failures, logged when they start and when they end.
     store_failing: Episode,
+    /// Pushes that evicted older requests (a full buffer), logged when they start and end,
+    /// with the samples evicted meanwhile: the counter alone tells no one it is happening.
+    buffer_full: Episode,
+    buffer_full_samples: u64,
+    polls_since_eviction: u32,
 }
 
 impl Outlet {
@@ -441,6 +446,9 @@ impl Outlet {
             negotiated,
             metrics,
             store_failing: Episode::default(),
+            buffer_full: Episode::default(),
+            buffer_full_samples: 0,
+            polls_since_eviction: 0,
         }
     }
 }
@@ -515,9 +523,11 @@ pub fn deliver(
 }
 
 /// Puts one poll's requests in one outlet's buffer. A request the buffer cannot store (a
-/// full disk) is counted as dropped; the failure is logged when it starts and when it ends.
+/// full disk) is counted as dropped, and so are the oldest requests a full buffer evicts; each
+/// of the two is logged when it starts and when it ends, never per request.
 fn enqueue(requests: &[EncodedRequest], outlet: &mut Outlet) {
     let metrics = &outlet.metrics;
+    let mut evicted = 0;
     for request in requests {
         let samples = request.samples as u64;
         metrics.samples_queued.inc_by(samples);
@@ -534,6 +544,7 @@ fn enqueue(requests: &[EncodedRequest], outlet: &mut Outlet) {
             Ok(dropped) => {
                 if dropped.samples > 0 {
                     metrics.dropped(DropReason::BufferFull, dropped.samples);
+                    evicted += dropped.samples;
                 }
                 if let Some((n, _)) = outlet.store_failing.recover() {
                     info!(
@@ -551,7 +562,41 @@ fn enqueue(requests: &[EncodedRequest], outlet: &mut Outlet) {
             }
         }
     }
+    if evicted > 0 {
+        outlet.buffer_full_samples += evicted;
+        outlet.polls_since_eviction = 0;
+        if outlet.buffer_full.fail() {
+            warn!(
+                url = metrics.url(),
+                max_bytes = metrics.buffer_max_bytes.get(),
+                dropped_samples = evicted,
+                "buffer full: dropping the oldest requests to keep the newest; the receiver is down or not keeping up, or --buffer-max-size is smaller than a few polls"
+            );
+        }
+    } else if outlet.buffer_full.failing() {
+        outlet.polls_since_eviction += 1;
+        // One poll that happened to fit is no recovery: the episode ends once the sender has
+        // drained half the buffer and a run of polls went in whole, so a buffer that only
+        // overflows on the kubelet's full refreshes (every 10-15 s) says so once, not per refresh.
+        let buffered = i64::try_from(outlet.queue.levels().bytes).unwrap_or(i64::MAX);
+        if outlet.polls_since_eviction >= BUFFER_FULL_QUIET_POLLS
+            && buffered <= metrics.buffer_max_bytes.get() / 2
+        {
+            if let Some((_, took)) = outlet.buffer_full.recover() {
+                info!(
+                    url = metrics.url(),
+                    dropped_samples = std::mem::take(&mut outlet.buffer_full_samples),
+                    after = ?Duration::from_secs(took.as_secs()),
+                    "buffer no longer full; nothing dropped for {BUFFER_FULL_QUIET_POLLS} polls"
+                );
+            }
+        }
+    }
 }
+
+/// Polls in a row that must go into the buffer without evicting anything before a buffer-full
+/// episode is declared over.
+const BUFFER_FULL_QUIET_POLLS: u32 = 10;
 
 /// A fingerprint of a summary body: two polls with the same length and hash are taken as the
 /// same bytes. Not cryptographic: the kubelet is not an adversary of its own node's agent,

@@ -276,9 +276,7 @@ pub fn v2_labels<'r>(
 
 /// Decodes a Remote Write 1.0 body; for tests, trimming by age and the demo receiver.
 pub fn decode(body: &[u8]) -> Result<WriteRequest, String> {
-    let raw = snap::raw::Decoder::new()
-        .decompress_vec(body)
-        .map_err(|e| format!("snappy: {e}"))?;
+    let raw = super::fallback::decompress(body).map_err(|e| format!("snappy: {e}"))?;
     WriteRequest::decode(raw.as_slice()).map_err(|e| format!("protobuf: {e}"))
 }
 

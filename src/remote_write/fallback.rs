@@ -46,13 +46,33 @@ pub enum ConvertError {
 
 /// Decompresses and decodes a 2.0 body.
 pub fn decode_v2(body: &[u8]) -> Result<v2::Request, ConvertError> {
-    let raw = snap::raw::Decoder::new().decompress_vec(body)?;
+    let raw = decompress(body)?;
     Ok(v2::Request::decode(raw.as_slice())?)
 }
 
 fn decode_v1(body: &[u8]) -> Result<v1::WriteRequest, ConvertError> {
-    let raw = snap::raw::Decoder::new().decompress_vec(body)?;
+    let raw = decompress(body)?;
     Ok(v1::WriteRequest::decode(raw.as_slice())?)
+}
+
+/// The most output one input byte of a snappy block can give: a 3-byte copy element yields at
+/// most 64 bytes, and nothing yields more per byte.
+const SNAPPY_MAX_EXPANSION: usize = 22;
+
+/// `snap::raw::Decoder::decompress_vec`, except that the length the body's header claims is
+/// checked against what its bytes can hold before it is allocated: `decompress_vec` allocates
+/// the claim as is, so five bytes claiming 4 GiB cost a 4 GiB allocation (found by the
+/// property tests, `tests/it/prop_bodies.rs`).
+pub fn decompress(body: &[u8]) -> Result<Vec<u8>, snap::Error> {
+    let claimed = snap::raw::decompress_len(body)?;
+    let most = body.len().saturating_mul(SNAPPY_MAX_EXPANSION);
+    if claimed > most {
+        return Err(snap::Error::TooBig {
+            given: claimed as u64,
+            max: most as u64,
+        });
+    }
+    snap::raw::Decoder::new().decompress_vec(body)
 }
 
 /// Why a 2.0 series' label refs cannot be read.

@@ -553,7 +553,9 @@ async fn insecure_skip_verify_accepts_any_certificate() {
 
 fn kubelet_push(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kubelet-push"));
-    cmd.args(args).env_remove("KUBELET_PUSH_REMOTE_URL");
+    cmd.args(args)
+        .env_remove("KUBELET_PUSH_REMOTE_URL")
+        .env(SHORT_INTERVALS.0, SHORT_INTERVALS.1);
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -775,6 +777,7 @@ fn help_and_check_config_hide_secrets() {
 /// Starts the agent binary with `args` and `--log-level trace`, its stderr captured.
 fn spawn_agent(args: &[&str]) -> tokio::process::Child {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_kubelet-push"))
+        .env(SHORT_INTERVALS.0, SHORT_INTERVALS.1)
         .args(args)
         .args(["--log-level", "trace", "--log-format", "text"])
         .env_remove("KUBELET_PUSH_REMOTE_URL")

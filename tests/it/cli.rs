@@ -402,3 +402,284 @@ fn the_readme_config_file_example_is_valid() {
         stderr(&out)
     );
 }
+
+/// An interval below the floor would only hammer the kubelet (it refreshes its stats every
+/// 10-15 s): refused at start, naming the flag and the floor, from the flag and from the
+/// environment alike. The demo has its own, lower floor.
+#[test]
+fn an_interval_below_the_floor_exits_64_naming_it() {
+    for args in [
+        &["--interval", "1ns", "--dry-run"][..],
+        &["--interval", "999ms", "--dry-run"],
+        &["demo", "--interval", "99ms", "--duration", "1s"],
+    ] {
+        let out = kubelet_push(args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(64), "{args:?}: {err}");
+        assert!(err.contains("--interval"), "{args:?}: {err}");
+        let floor = if args[0] == "demo" { "100ms" } else { "1s" };
+        assert!(
+            err.contains(&format!("at least {floor}")),
+            "{args:?}: {err}"
+        );
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_kubelet-push"))
+        .args(["check-config", "--dry-run"])
+        .env("KUBELET_PUSH_INTERVAL", "10ms")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    assert!(stderr(&out).contains("at least 1s"), "{}", stderr(&out));
+    // The floor itself is accepted.
+    let out = kubelet_push(&["check-config", "--dry-run", "--interval", "1s"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("interval: 1s\n"));
+}
+
+/// `KUBELET_PUSH_ONCE=1` and the other usual spellings work for every boolean flag's
+/// environment twin; anything else exits 64 naming the variable.
+#[test]
+fn boolean_environment_twins_take_the_usual_spellings() {
+    let check = |vars: &[(&str, &str)]| -> (Option<i32>, String, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_kubelet-push"))
+            .args(["check-config", "--remote-url", "http://127.0.0.1:1/w"])
+            .envs(vars.iter().copied())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr(&out),
+        )
+    };
+    for yes in ["1", "true", "TRUE", "yes", "Yes", "on", "ON"] {
+        let (code, text, err) = check(&[
+            ("KUBELET_PUSH_ONCE", yes),
+            ("KUBELET_PUSH_KUBELET_INSECURE_SKIP_VERIFY", yes),
+        ]);
+        assert_eq!(code, Some(0), "{yes}: {err}");
+        assert!(text.contains("mode: once\n"), "{yes}: {text}");
+        assert!(
+            text.contains("kubelet-insecure-skip-verify: true\n"),
+            "{yes}: {text}"
+        );
+    }
+    for no in ["0", "false", "False", "no", "NO", "off", "Off"] {
+        let (code, text, err) =
+            check(&[("KUBELET_PUSH_ONCE", no), ("KUBELET_PUSH_KUBELET_PODS", no)]);
+        assert_eq!(code, Some(0), "{no}: {err}");
+        assert!(text.contains("mode: run\n"), "{no}: {text}");
+        assert!(text.contains("kubelet-pods: false\n"), "{no}: {text}");
+    }
+    // A dry run switched on from the environment prints samples.
+    let fixture = format!("file://{}", fixture("seed-windows-node.json").display());
+    let out = Command::new(env!("CARGO_BIN_EXE_kubelet-push"))
+        .args(["--kubelet-url", &fixture])
+        .env("KUBELET_PUSH_DRY_RUN", "1")
+        .env_remove("KUBELET_PUSH_REMOTE_URL")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\nnode_cpu_usage_seconds_total{"));
+    for var in [
+        "KUBELET_PUSH_ONCE",
+        "KUBELET_PUSH_DRY_RUN",
+        "KUBELET_PUSH_KUBELET_PODS",
+        "KUBELET_PUSH_KUBELET_INSECURE_SKIP_VERIFY",
+        "KUBELET_PUSH_REMOTE_INSECURE_SKIP_VERIFY",
+    ] {
+        for bad in ["maybe", "2"] {
+            let (code, _, err) = check(&[(var, bad)]);
+            assert_eq!(code, Some(64), "{var}={bad:?}: {err}");
+            assert!(err.contains(var), "{var}={bad:?} must be named: {err}");
+        }
+    }
+}
+
+/// `demo --help` offers only what applies to the demo; the agent's `--help` stays complete
+/// (`help_shows_every_environment_twin`).
+#[test]
+fn demo_help_lists_only_flags_that_apply() {
+    let out = kubelet_push(&["demo", "--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    let help = String::from_utf8(out.stdout).unwrap();
+    for absent in [
+        "--kubelet-url",
+        "--kubelet-token-file",
+        "--kubelet-ca-file",
+        "--kubelet-insecure-skip-verify",
+        "--kubelet-timeout",
+    ] {
+        assert!(!help.contains(absent), "{absent} in demo --help:\n{help}");
+    }
+    for present in [
+        "--pods ",
+        "--duration ",
+        "--remote-url ",
+        "--remote-write-version ",
+        "--buffer-dir ",
+        "--listen-address ",
+        "--log-level ",
+    ] {
+        assert!(help.contains(present), "{present} missing:\n{help}");
+    }
+    let interval = help
+        .split("--interval <DURATION>")
+        .nth(1)
+        .and_then(|rest| rest.split("\n      --").next())
+        .expect("--interval in demo --help");
+    assert!(interval.contains("[default: 2s]"), "{interval}");
+    assert!(interval.contains("at least 100ms"), "{interval}");
+    assert_eq!(help.matches("--interval <DURATION>").count(), 1, "{help}");
+}
+
+/// A kubelet flag cannot be honoured by the demo (it polls its own simulated kubelet): given on
+/// the command line, before or after `demo`, it exits 64 naming it. From the environment (the
+/// demo run inside an agent's pod) it is ignored.
+#[tokio::test]
+async fn demo_refuses_kubelet_flags_and_ignores_their_environment() {
+    for args in [
+        &["demo", "--kubelet-url", "http://127.0.0.1:1"][..],
+        &["--kubelet-url", "http://127.0.0.1:1", "demo"],
+        &["demo", "--kubelet-token-file", "/nonexistent"],
+        &["demo", "--kubelet-insecure-skip-verify"],
+        &["demo", "--kubelet-timeout", "5s"],
+    ] {
+        let out = kubelet_push(args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(64), "{args:?}: {err}");
+        let flag = args.iter().find(|a| a.starts_with("--")).unwrap();
+        assert!(
+            err.contains(&format!("{flag}: does not apply to demo")),
+            "{args:?}: {err}"
+        );
+    }
+    let rx = Receiver::start().await.unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubelet-push"))
+        .args(["demo", "--pods", "2", "--duration", "700ms"])
+        .args(["--interval", "200ms", "--remote-url", &rx.url()])
+        .env("KUBELET_PUSH_KUBELET_URL", "http://127.0.0.1:1")
+        .env("KUBELET_PUSH_KUBELET_TIMEOUT", "1s")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let first = rx.requests()[0].write_request.clone().unwrap().timeseries;
+    let up = named(&first, "up");
+    assert_eq!(up.len(), 1);
+    assert_eq!(
+        up[0].samples[0].value, 1.0,
+        "the simulated kubelet answered"
+    );
+}
+
+/// `demo --interval 10s` is honoured even though it is the agent's default (it used to be
+/// taken for "not given" and replaced by the demo's 2 s): a 3 s run polls once, not twice.
+#[tokio::test]
+async fn demo_honours_an_interval_of_ten_seconds() {
+    let rx = Receiver::start().await.unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubelet-push"))
+        .args([
+            "demo",
+            "--pods",
+            "2",
+            "--duration",
+            "3s",
+            "--interval",
+            "10s",
+        ])
+        .args(["--remote-url", &rx.url()])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).contains("interval=10s"), "{}", stderr(&out));
+    let polls: std::collections::BTreeSet<i64> = rx
+        .accepted_series()
+        .iter()
+        .filter(|ts| label(ts, "__name__") == Some("up"))
+        .flat_map(|ts| ts.samples.iter().map(|s| s.timestamp))
+        .collect();
+    assert_eq!(polls.len(), 1, "one poll in 3 s at 10 s: {polls:?}");
+
+    // Without --interval the demo keeps its own 2 s default.
+    let rx = Receiver::start().await.unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubelet-push"))
+        .args(["demo", "--pods", "2", "--duration", "3s"])
+        .args(["--remote-url", &rx.url()])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).contains("interval=2s"), "{}", stderr(&out));
+}
+
+/// A buffer that fills while the receiver is down says so once, with the destination, and once
+/// more when the receiver has drained it; the drops are counted as before.
+#[tokio::test]
+async fn a_full_buffer_is_logged_once_per_episode_with_its_url() {
+    use kubelet_push::demo::receiver::Response;
+    let rx = Receiver::start().await.unwrap();
+    // Down for a while (about 2 s at the 100 ms backoff below), then healthy.
+    for _ in 0..25 {
+        rx.push_response(Response::status(503));
+    }
+    let url = rx.url();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubelet-push"))
+        .args([
+            "demo",
+            "--pods",
+            "60",
+            "--duration",
+            "7s",
+            "--interval",
+            "200ms",
+        ])
+        .args(["--buffer-max-size", "64KiB", "--remote-url", &url])
+        .args(["--min-backoff", "100ms", "--max-backoff", "100ms"])
+        .output()
+        .await
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let full: Vec<&str> = err.lines().filter(|l| l.contains("buffer full")).collect();
+    assert_eq!(full.len(), 1, "{err}");
+    assert!(
+        full[0].contains(&url) && full[0].contains("WARN"),
+        "{}",
+        full[0]
+    );
+    let recovered: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("buffer no longer full"))
+        .collect();
+    assert_eq!(recovered.len(), 1, "{err}");
+    assert!(recovered[0].contains(&url), "{}", recovered[0]);
+    let dropped: u64 = recovered[0]
+        .split("dropped_samples=")
+        .nth(1)
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("dropped_samples in the recovery line");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let finished = text.lines().last().unwrap_or_default();
+    assert!(
+        dropped > 0 && finished.contains(&format!(", {dropped} samples dropped")),
+        "the recovery line counts what the run dropped: {dropped} vs {finished}"
+    );
+    assert!(rx.requests().len() > 25, "the receiver came back");
+}
+
+/// A dry run does not claim to push anything, even when the kubelet fails.
+#[test]
+fn dry_run_logs_do_not_say_pushing() {
+    let out = kubelet_push(&[
+        "--dry-run",
+        "--kubelet-url",
+        "file:///nonexistent/summary.json",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("kubelet poll failed"), "{err}");
+    assert!(!err.contains("pushing"), "{err}");
+}

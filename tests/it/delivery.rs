@@ -571,6 +571,7 @@ async fn sigterm_flushes_within_the_shutdown_timeout() {
         let rx = Receiver::start().await.unwrap();
         let (ku, ru) = (k.url(), rx.url());
         let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubelet-push"))
+            .env(SHORT_INTERVALS.0, SHORT_INTERVALS.1)
             .args(args(
                 &ku,
                 &ru,

@@ -24,6 +24,7 @@ async fn kubelet(pods: usize) -> KubeletServer {
 
 fn spawn(kubelet: &str, remote: &str, dir: &Path, extra: &[&str]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_kubelet-push"))
+        .env(SHORT_INTERVALS.0, SHORT_INTERVALS.1)
         .args([
             "--kubelet-url",
             kubelet,

@@ -11,6 +11,8 @@ mod golden;
 mod hostile_io;
 mod kubelet;
 mod pods;
+mod prop_bodies;
+mod prop_buffer;
 mod protocol;
 mod push;
 mod support;

@@ -20,11 +20,32 @@ pub fn fixture(name: &str) -> PathBuf {
 }
 
 /// A validated config from command-line style arguments.
+///
+/// `--interval` is applied after validation, so in-process tests may poll faster than the
+/// agent's 1 s floor allows an operator to.
 pub fn config(args: &[&str]) -> Config {
-    let cli = Cli::try_parse_from(std::iter::once("kubelet-push").chain(args.iter().copied()))
-        .expect("flags parse");
-    Config::from_args(&cli.agent, false).expect("valid config")
+    let mut interval = None;
+    let mut rest = Vec::new();
+    let mut args = args.iter().copied();
+    while let Some(a) = args.next() {
+        match a.strip_prefix("--interval") {
+            Some("") => interval = args.next(),
+            Some(v) if v.starts_with('=') => interval = Some(&v[1..]),
+            _ => rest.push(a),
+        }
+    }
+    let cli =
+        Cli::try_parse_from(std::iter::once("kubelet-push").chain(rest)).expect("flags parse");
+    let mut config = Config::from_args(&cli.agent, false).expect("valid config");
+    if let Some(i) = interval {
+        config.interval = humantime::parse_duration(i).expect("an --interval");
+    }
+    config
 }
+
+/// The environment a spawned agent binary needs to accept the tests' sub-second intervals
+/// (the test build has the `test-support` feature; the release binary ignores it).
+pub const SHORT_INTERVALS: (&str, &str) = (kubelet_push::cli::SHORT_INTERVALS_FOR_TESTS, "1");
 
 /// A poller configured from command-line style arguments, with fresh self-metrics.
 pub fn poller(args: &[&str]) -> kubelet_push::pipeline::Poller {

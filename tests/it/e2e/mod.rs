@@ -685,6 +685,10 @@ pub fn now_s() -> i64 {
 /// The agent binary as a child process, killed when dropped.
 pub fn agent(kubelet: &str, remote: &str, extra: &[&str]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_kubelet-push"))
+        .env(
+            crate::support::SHORT_INTERVALS.0,
+            crate::support::SHORT_INTERVALS.1,
+        )
         .args(["--kubelet-url", kubelet, "--remote-url", remote])
         .args(extra)
         .stderr(Stdio::piped())
