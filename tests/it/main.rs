@@ -8,6 +8,7 @@ mod disk;
 #[cfg(unix)]
 mod e2e;
 mod golden;
+mod hostile_summary;
 mod kubelet;
 mod pods;
 mod protocol;

@@ -1,0 +1,267 @@
+//! A kubelet that sends hostile summaries over HTTP (127.0.0.1): a clock that jumps a day
+//! ahead for one poll, one section stamped in year 9999, values of the wrong type or out of
+//! range, negative counters, a document that is not an object. What the poll puts on the wire
+//! is decoded and checked, with the self-metric and the log lines (issue 12, problems 1 and 7).
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::Router;
+use kubelet_push::demo::server::LocalServer;
+use kubelet_push::demo::simulator::SimulatedKubelet;
+use kubelet_push::pipeline::Poller;
+use kubelet_push::remote_write::proto::v1::TimeSeries;
+use kubelet_push::telemetry::Metrics;
+
+use crate::support::*;
+
+/// A kubelet whose `/stats/summary` answers whatever the test set last (200, JSON); 404 for
+/// anything else, so `/pods` is simply absent.
+struct ScriptedKubelet {
+    body: Arc<Mutex<String>>,
+    server: LocalServer,
+}
+
+impl ScriptedKubelet {
+    async fn start() -> ScriptedKubelet {
+        let body = Arc::new(Mutex::new(String::from("{}")));
+        let served = body.clone();
+        let app = Router::new().route(
+            "/stats/summary",
+            axum::routing::get(move || {
+                let doc = served.lock().unwrap().clone();
+                async move { ([(header::CONTENT_TYPE, "application/json")], doc).into_response() }
+            }),
+        );
+        let server = LocalServer::start(app, "scripted kubelet").await.unwrap();
+        ScriptedKubelet { body, server }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.server.addr())
+    }
+
+    fn answer(&self, doc: String) {
+        *self.body.lock().unwrap() = doc;
+    }
+}
+
+/// The simulated Windows node's summary as its kubelet would write it at `at` (a function of
+/// `at` alone: going back in time is allowed).
+/// `booted` is the same for every document of a test, so they describe one node; an hour
+/// before the first poll keeps the simulator's replay of pod turnover short.
+fn summary_at(booted: SystemTime, at: SystemTime) -> String {
+    SimulatedKubelet::new(6, 11, booted).summary_json(at)
+}
+
+fn poller_with(kubelet: &ScriptedKubelet, metrics: &Arc<Metrics>) -> Poller {
+    let cfg = config(&[
+        "--kubelet-url",
+        &kubelet.url(),
+        "--kubelet-pods=false",
+        "--dry-run",
+    ]);
+    Poller::new(&cfg, metrics.clone()).unwrap()
+}
+
+/// One poll's series as they go over the wire (encoded, then decoded), the per-poll series
+/// left out, as `name{labels}` with the sample.
+fn kubelet_series(series: &[TimeSeries]) -> Vec<(String, f64, i64)> {
+    let mut out: Vec<(String, f64, i64)> = series
+        .iter()
+        .filter(|ts| {
+            !matches!(
+                name(ts),
+                "up" | "scrape_duration_seconds" | "scrape_samples_scraped"
+            )
+        })
+        .flat_map(|ts| {
+            let key = ts
+                .labels
+                .iter()
+                .map(|l| format!("{}={}", l.name, l.value))
+                .collect::<Vec<_>>()
+                .join(",");
+            ts.samples
+                .iter()
+                .map(move |s| (key.clone(), s.value, s.timestamp))
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+fn invalid_total(metrics: &Metrics, reason: &str) -> Option<f64> {
+    metric_in(
+        &metrics.encode(),
+        &format!("kubelet_push_summary_values_invalid_total{{reason=\"{reason}\"}}"),
+    )
+}
+
+/// Samples a document converts to, counted without the agent's clock (no future check): what
+/// the day-ahead poll would have sent.
+fn samples_in(doc: &str) -> usize {
+    let summary = kubelet_push::kubelet::summary::parse(doc.as_bytes()).unwrap();
+    let mut n = 0;
+    kubelet_push::pipeline::convert::convert(&summary, Default::default(), 0, 120_000, &mut |_| {
+        n += 1
+    });
+    n
+}
+
+fn unix_ms(t: SystemTime) -> i64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// The kubelet's clock jumps a day ahead for one poll, then comes back: the day-ahead samples
+/// are dropped and counted (never sent, never remembered), and every series goes on at the
+/// next poll. One warning when it starts, one line when it ends.
+#[test]
+fn a_kubelet_clock_a_day_ahead_for_one_poll_silences_nothing() {
+    let (logs, _guard) = Logs::capture();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let metrics = Arc::new(Metrics::new());
+    let (before, ahead, after, ahead_doc) = rt.block_on(async {
+        let kubelet = ScriptedKubelet::start().await;
+        let mut p = poller_with(&kubelet, &metrics);
+        // The kubelet's times: ten minutes behind the agent's clock, 10 s apart.
+        let t0 = SystemTime::now() - Duration::from_secs(600);
+        let booted = t0 - Duration::from_secs(3600);
+        kubelet.answer(summary_at(booted, t0));
+        let before = polled(&mut p).await;
+        let ahead_doc = summary_at(booted, t0 + Duration::from_secs(86_400 + 10));
+        kubelet.answer(ahead_doc.clone());
+        let ahead = polled(&mut p).await;
+        kubelet.answer(summary_at(booted, t0 + Duration::from_secs(20)));
+        let after = polled(&mut p).await;
+        (before, ahead, after, ahead_doc)
+    });
+    for poll in [&before, &ahead, &after] {
+        assert!(poll.error.is_none(), "{:?}", poll.error);
+        assert_eq!(only_value(&poll.series, "up"), 1.0);
+    }
+    let before_series = kubelet_series(&before.series);
+    assert!(before_series.len() > 50, "{}", before_series.len());
+    let sent_ahead = kubelet_series(&ahead.series);
+    assert!(
+        sent_ahead.is_empty(),
+        "nothing from the future is sent, yet {} samples were, e.g. {:?}",
+        sent_ahead.len(),
+        sent_ahead.first()
+    );
+    let after_series = kubelet_series(&after.series);
+    let keys = |s: &[(String, f64, i64)]| s.iter().map(|x| x.0.clone()).collect::<Vec<_>>();
+    assert!(
+        keys(&after_series) == keys(&before_series),
+        "every series goes on after the clock comes back: {} of {} sent",
+        after_series.len(),
+        before_series.len()
+    );
+    let limit = unix_ms(SystemTime::now());
+    for (key, _, ts) in &after_series {
+        assert!(*ts <= limit, "{key} stamped {ts}, after the agent's clock");
+    }
+    let cpu = "node_cpu_usage_seconds_total";
+    let value = |s: &[(String, f64, i64)]| {
+        s.iter()
+            .find(|x| x.0.contains(&format!("__name__={cpu},")))
+            .map(|x| (x.1, x.2))
+            .unwrap()
+    };
+    let (v0, t0) = value(&before_series);
+    let (v2, t2) = value(&after_series);
+    assert_eq!(t2 - t0, 20_000, "the kubelet's own times, 20 s apart");
+    assert!(v2 > v0, "{cpu} advanced: {v0} -> {v2}");
+
+    assert_eq!(
+        invalid_total(&metrics, "future_timestamp"),
+        Some(samples_in(&ahead_doc) as f64),
+        "every sample of the day-ahead poll counted"
+    );
+    let text = logs.text();
+    assert_eq!(
+        text.matches("ahead of the agent's clock").count(),
+        1,
+        "{text}"
+    );
+    assert_eq!(text.matches("no longer ahead").count(), 1, "{text}");
+}
+
+/// One section stamped in year 9999: only its samples are dropped (and counted); the rest of
+/// the poll keeps its own times, and the next poll is not held back.
+#[test]
+fn one_section_in_year_9999_drops_only_that_section() {
+    let (logs, _guard) = Logs::capture();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let metrics = Arc::new(Metrics::new());
+    let t0 = SystemTime::now() - Duration::from_secs(600);
+    let booted = t0 - Duration::from_secs(3600);
+    let mut doc: serde_json::Value =
+        serde_json::from_str(&summary_at(booted, t0 + Duration::from_secs(10))).unwrap();
+    let memory = &mut doc["node"]["memory"];
+    memory["time"] = "9999-12-31T23:59:59Z".into();
+    let section_samples =
+        samples_in(&serde_json::json!({"node": {"memory": memory.clone()}}).to_string());
+    assert!(section_samples >= 3, "{section_samples}");
+    let (first, future, next) = rt.block_on(async {
+        let kubelet = ScriptedKubelet::start().await;
+        let mut p = poller_with(&kubelet, &metrics);
+        kubelet.answer(summary_at(booted, t0));
+        let first = polled(&mut p).await;
+        kubelet.answer(doc.to_string());
+        let future = polled(&mut p).await;
+        kubelet.answer(summary_at(booted, t0 + Duration::from_secs(20)));
+        let next = polled(&mut p).await;
+        (first, future, next)
+    });
+    let first = kubelet_series(&first.series);
+    let future = kubelet_series(&future.series);
+    let next = kubelet_series(&next.series);
+    let t0_ms = unix_ms(t0) / 1000 * 1000;
+    assert!(first.len() > 50);
+    let memory_section = |k: &String| {
+        k.contains("__name__=node_memory_") || k.contains("__name__=node_pressure_memory")
+    };
+    let without_memory: Vec<String> = first
+        .iter()
+        .map(|x| x.0.clone())
+        .filter(|k| !memory_section(k))
+        .collect();
+    assert_eq!(first.len() - without_memory.len(), section_samples);
+    assert!(
+        future.iter().map(|x| x.0.clone()).collect::<Vec<_>>() == without_memory,
+        "everything else is sent: {} samples, {} expected",
+        future.len(),
+        without_memory.len()
+    );
+    for (key, _, ts) in &future {
+        assert!(
+            *ts >= t0_ms && *ts <= t0_ms + 10_000,
+            "{key} keeps the kubelet's time, not year 9999: {ts}"
+        );
+    }
+    assert_eq!(next.len(), first.len(), "every series goes on");
+    for (key, _, ts) in &next {
+        assert!(*ts <= t0_ms + 20_000, "{key} stamped {ts}");
+    }
+    assert_eq!(
+        invalid_total(&metrics, "future_timestamp"),
+        Some(section_samples as f64)
+    );
+    let text = logs.text();
+    assert_eq!(
+        text.matches("ahead of the agent's clock").count(),
+        1,
+        "{text}"
+    );
+}
