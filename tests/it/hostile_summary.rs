@@ -50,10 +50,37 @@ impl ScriptedKubelet {
 
 /// The simulated Windows node's summary as its kubelet would write it at `at` (a function of
 /// `at` alone: going back in time is allowed).
-/// `booted` is the same for every document of a test, so they describe one node; an hour
-/// before the first poll keeps the simulator's replay of pod turnover short.
-fn summary_at(booted: SystemTime, at: SystemTime) -> String {
-    SimulatedKubelet::new(6, 11, booted).summary_json(at)
+/// The simulated Windows node's summary as its kubelet writes it at `at`.
+fn summary_at(at: SystemTime) -> serde_json::Value {
+    let booted = at - Duration::from_secs(3600);
+    let doc = SimulatedKubelet::new(6, 11, booted).summary_json(at);
+    serde_json::from_str(&doc).unwrap()
+}
+
+/// `doc` as a kubelet whose clock reads `by` later would write it: every measurement `time`
+/// moved (the values and the pods stay, as they do when only a clock jumps; start times are
+/// recorded once and stay too).
+fn shifted(doc: &serde_json::Value, by: Duration) -> String {
+    fn walk(v: &mut serde_json::Value, by: Duration) {
+        match v {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map.iter_mut() {
+                    match v {
+                        serde_json::Value::String(t) if k == "time" => {
+                            let at = humantime::parse_rfc3339(t).unwrap() + by;
+                            *t = humantime::format_rfc3339_seconds(at).to_string();
+                        }
+                        _ => walk(v, by),
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(|v| walk(v, by)),
+            _ => {}
+        }
+    }
+    let mut doc = doc.clone();
+    walk(&mut doc, by);
+    doc.to_string()
 }
 
 fn poller_with(kubelet: &ScriptedKubelet, metrics: &Arc<Metrics>) -> Poller {
@@ -128,20 +155,20 @@ fn a_kubelet_clock_a_day_ahead_for_one_poll_silences_nothing() {
         .build()
         .unwrap();
     let metrics = Arc::new(Metrics::new());
-    let (before, ahead, after, ahead_doc) = rt.block_on(async {
+    // The kubelet's times: ten minutes behind the agent's clock, 10 s apart.
+    let t0 = SystemTime::now() - Duration::from_secs(600);
+    let base = summary_at(t0);
+    let ahead_doc = shifted(&base, Duration::from_secs(86_400 + 10));
+    let (before, ahead, after) = rt.block_on(async {
         let kubelet = ScriptedKubelet::start().await;
         let mut p = poller_with(&kubelet, &metrics);
-        // The kubelet's times: ten minutes behind the agent's clock, 10 s apart.
-        let t0 = SystemTime::now() - Duration::from_secs(600);
-        let booted = t0 - Duration::from_secs(3600);
-        kubelet.answer(summary_at(booted, t0));
+        kubelet.answer(shifted(&base, Duration::ZERO));
         let before = polled(&mut p).await;
-        let ahead_doc = summary_at(booted, t0 + Duration::from_secs(86_400 + 10));
         kubelet.answer(ahead_doc.clone());
         let ahead = polled(&mut p).await;
-        kubelet.answer(summary_at(booted, t0 + Duration::from_secs(20)));
+        kubelet.answer(shifted(&base, Duration::from_secs(20)));
         let after = polled(&mut p).await;
-        (before, ahead, after, ahead_doc)
+        (before, ahead, after)
     });
     for poll in [&before, &ahead, &after] {
         assert!(poll.error.is_none(), "{:?}", poll.error);
@@ -175,10 +202,10 @@ fn a_kubelet_clock_a_day_ahead_for_one_poll_silences_nothing() {
             .map(|x| (x.1, x.2))
             .unwrap()
     };
-    let (v0, t0) = value(&before_series);
-    let (v2, t2) = value(&after_series);
-    assert_eq!(t2 - t0, 20_000, "the kubelet's own times, 20 s apart");
-    assert!(v2 > v0, "{cpu} advanced: {v0} -> {v2}");
+    let (v0, ts0) = value(&before_series);
+    let (v2, ts2) = value(&after_series);
+    assert_eq!(ts2 - ts0, 20_000, "the kubelet's own times, 20 s apart");
+    assert_eq!(v2, v0);
 
     assert_eq!(
         invalid_total(&metrics, "future_timestamp"),
@@ -205,9 +232,9 @@ fn one_section_in_year_9999_drops_only_that_section() {
         .unwrap();
     let metrics = Arc::new(Metrics::new());
     let t0 = SystemTime::now() - Duration::from_secs(600);
-    let booted = t0 - Duration::from_secs(3600);
+    let base = summary_at(t0);
     let mut doc: serde_json::Value =
-        serde_json::from_str(&summary_at(booted, t0 + Duration::from_secs(10))).unwrap();
+        serde_json::from_str(&shifted(&base, Duration::from_secs(10))).unwrap();
     let memory = &mut doc["node"]["memory"];
     memory["time"] = "9999-12-31T23:59:59Z".into();
     let section_samples =
@@ -216,18 +243,17 @@ fn one_section_in_year_9999_drops_only_that_section() {
     let (first, future, next) = rt.block_on(async {
         let kubelet = ScriptedKubelet::start().await;
         let mut p = poller_with(&kubelet, &metrics);
-        kubelet.answer(summary_at(booted, t0));
+        kubelet.answer(shifted(&base, Duration::ZERO));
         let first = polled(&mut p).await;
         kubelet.answer(doc.to_string());
         let future = polled(&mut p).await;
-        kubelet.answer(summary_at(booted, t0 + Duration::from_secs(20)));
+        kubelet.answer(shifted(&base, Duration::from_secs(20)));
         let next = polled(&mut p).await;
         (first, future, next)
     });
     let first = kubelet_series(&first.series);
     let future = kubelet_series(&future.series);
     let next = kubelet_series(&next.series);
-    let t0_ms = unix_ms(t0) / 1000 * 1000;
     assert!(first.len() > 50);
     let memory_section = |k: &String| {
         k.contains("__name__=node_memory_") || k.contains("__name__=node_pressure_memory")
@@ -238,21 +264,30 @@ fn one_section_in_year_9999_drops_only_that_section() {
         .filter(|k| !memory_section(k))
         .collect();
     assert_eq!(first.len() - without_memory.len(), section_samples);
+    let future_keys: Vec<String> = future.iter().map(|x| x.0.clone()).collect();
     assert!(
-        future.iter().map(|x| x.0.clone()).collect::<Vec<_>>() == without_memory,
-        "everything else is sent: {} samples, {} expected",
+        future_keys == without_memory,
+        "everything else is sent: {} samples, {} expected; extra {:?}",
         future.len(),
-        without_memory.len()
+        without_memory.len(),
+        future_keys
+            .iter()
+            .filter(|k| !without_memory.contains(k))
+            .collect::<Vec<_>>()
     );
+    // The documents differ only by their times, 10 s apart: so do the samples.
+    let first_ts: std::collections::HashMap<&str, i64> =
+        first.iter().map(|x| (x.0.as_str(), x.2)).collect();
     for (key, _, ts) in &future {
-        assert!(
-            *ts >= t0_ms && *ts <= t0_ms + 10_000,
-            "{key} keeps the kubelet's time, not year 9999: {ts}"
+        assert_eq!(
+            *ts,
+            first_ts[key.as_str()] + 10_000,
+            "{key} keeps the kubelet's time, not year 9999"
         );
     }
     assert_eq!(next.len(), first.len(), "every series goes on");
     for (key, _, ts) in &next {
-        assert!(*ts <= t0_ms + 20_000, "{key} stamped {ts}");
+        assert_eq!(*ts, first_ts[key.as_str()] + 20_000, "{key}");
     }
     assert_eq!(
         invalid_total(&metrics, "future_timestamp"),
