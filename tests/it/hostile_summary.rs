@@ -67,8 +67,10 @@ fn shifted(doc: &serde_json::Value, by: Duration) -> String {
                 for (k, v) in map.iter_mut() {
                     match v {
                         serde_json::Value::String(t) if k == "time" => {
-                            let at = humantime::parse_rfc3339(t).unwrap() + by;
-                            *t = humantime::format_rfc3339_seconds(at).to_string();
+                            // A time that is not one (a test's garbage) stays as it is.
+                            if let Ok(at) = humantime::parse_rfc3339(t) {
+                                *t = humantime::format_rfc3339_seconds(at + by).to_string();
+                            }
                         }
                         _ => walk(v, by),
                     }
@@ -299,4 +301,174 @@ fn one_section_in_year_9999_drops_only_that_section() {
         1,
         "{text}"
     );
+}
+
+/// Bad values cost only themselves: a string where a number belongs, a number past float64, a
+/// garbage `time`, a section of the wrong type and a negative counter are left out and
+/// counted; every other value of the poll goes out, `up` stays 1; one warning for the episode,
+/// one line when a clean summary ends it.
+#[test]
+fn bad_values_are_left_out_and_the_poll_kept() {
+    let (logs, _guard) = Logs::capture();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let metrics = Arc::new(Metrics::new());
+    let base = summary_at(SystemTime::now() - Duration::from_secs(60));
+    let clean = shifted(&base, Duration::ZERO);
+    let mut bad = base.clone();
+    let node = &mut bad["node"];
+    node["cpu"]["usageCoreNanoSeconds"] = "12".into();
+    node["memory"]["workingSetBytes"] = serde_json::Value::Null;
+    node["fs"] = serde_json::json!([1, 2]);
+    let pods = bad["pods"].as_array_mut().unwrap();
+    pods[0]["memory"]["usageBytes"] = "__HUGE__".into();
+    pods[1]["cpu"]["usageCoreNanoSeconds"] = (-5).into();
+    pods[2]["memory"]["time"] = "yesterday".into();
+    // serde_json cannot hold 1e400: it goes into the text last.
+    let bad_at = |by| shifted(&bad, by).replace("\"__HUGE__\"", "1e400");
+    let (clean_poll, bad_poll, bad_again, clean_again) = rt.block_on(async {
+        let kubelet = ScriptedKubelet::start().await;
+        let mut p = poller_with(&kubelet, &metrics);
+        kubelet.answer(clean.clone());
+        let a = polled(&mut p).await;
+        // Each poll a new summary (10 s later), as a kubelet sends.
+        kubelet.answer(bad_at(Duration::from_secs(10)));
+        let b = polled(&mut p).await;
+        kubelet.answer(bad_at(Duration::from_secs(20)));
+        let c = polled(&mut p).await;
+        kubelet.answer(shifted(&base, Duration::from_secs(30)));
+        let d = polled(&mut p).await;
+        (a, b, c, d)
+    });
+    for poll in [&clean_poll, &bad_poll, &bad_again, &clean_again] {
+        assert!(poll.error.is_none(), "{:?}", poll.error);
+        assert_eq!(only_value(&poll.series, "up"), 1.0);
+    }
+    let clean_keys: Vec<String> = kubelet_series(&clean_poll.series)
+        .into_iter()
+        .map(|x| x.0)
+        .collect();
+    let bad_keys: Vec<String> = kubelet_series(&bad_poll.series)
+        .into_iter()
+        .map(|x| x.0)
+        .collect();
+    let pod_of = |i: usize| {
+        base["pods"][i]["podRef"]["name"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let lost = |k: &String| {
+        k.contains("__name__=node_cpu_usage_seconds_total,")
+            || k.contains("__name__=node_memory_working_set_bytes,")
+            || k.contains("__name__=node_fs_")
+            || (k.contains("__name__=pod_memory_usage_bytes,") && k.contains(&pod_of(0)))
+            || (k.contains("__name__=pod_cpu_usage_seconds_total,") && k.contains(&pod_of(1)))
+    };
+    let expected: Vec<String> = clean_keys.iter().filter(|k| !lost(k)).cloned().collect();
+    // node CPU and working set, three node_fs_* (Windows has no inodes), one of each pod.
+    assert_eq!(clean_keys.len() - expected.len(), 7, "series lost");
+    // The stale markers of the lost series aside, the bad poll sends exactly the rest.
+    let sent: Vec<String> = kubelet_series(&bad_poll.series)
+        .into_iter()
+        .filter(|x| !x.1.is_nan())
+        .map(|x| x.0)
+        .collect();
+    assert!(
+        sent == expected,
+        "{} sent, {} expected",
+        sent.len(),
+        expected.len()
+    );
+    assert!(bad_keys.len() >= sent.len());
+    // A section that lost its time keeps its values: they carry the summary's newest time.
+    let newest = kubelet_series(&bad_poll.series)
+        .iter()
+        .filter(|x| !x.1.is_nan())
+        .map(|x| x.2)
+        .max()
+        .unwrap();
+    let timeless = kubelet_series(&bad_poll.series)
+        .into_iter()
+        .find(|x| {
+            x.0.contains("__name__=pod_memory_working_set_bytes,") && x.0.contains(&pod_of(2))
+        })
+        .expect("the pod's memory is sent");
+    assert_eq!(timeless.2, newest);
+    // Per poll: "12", 1e400, "yesterday", the fs array; the negative CPU separately.
+    assert_eq!(invalid_total(&metrics, "malformed"), Some(8.0));
+    assert_eq!(invalid_total(&metrics, "negative_counter"), Some(2.0));
+    assert_eq!(invalid_total(&metrics, "future_timestamp"), Some(0.0));
+    assert_eq!(
+        kubelet_series(&clean_again.series)
+            .iter()
+            .filter(|x| !x.1.is_nan())
+            .count(),
+        clean_keys.len(),
+        "all back"
+    );
+    let text = logs.text();
+    assert_eq!(text.matches("summary values left out").count(), 1, "{text}");
+    assert!(
+        text.contains("first=\"a string where a number belongs\""),
+        "{text}"
+    );
+    assert_eq!(
+        text.matches("summary values valid again").count(),
+        1,
+        "{text}"
+    );
+}
+
+/// A summary that is not a JSON object (`[]` used to pass as a healthy empty summary) fails
+/// the poll with a message saying so, and pushes `up` 0.
+#[tokio::test]
+async fn a_summary_that_is_not_an_object_fails_the_poll() {
+    let kubelet = ScriptedKubelet::start().await;
+    let metrics = Arc::new(Metrics::new());
+    let mut p = poller_with(&kubelet, &metrics);
+    for (doc, found) in [("[]", "an array"), ("null", "null"), ("42", "a number")] {
+        kubelet.answer(doc.to_owned());
+        let out = polled(&mut p).await;
+        let err = out.error.expect("a poll error");
+        let chain = kubelet_push::http::error_chain(&err);
+        assert!(
+            chain.contains(&format!("the summary must be a JSON object, found {found}")),
+            "{chain}"
+        );
+        assert_eq!(only_value(&out.series, "up"), 0.0);
+    }
+}
+
+/// The agent's own clock (with the kubelet's: one node) ran a day ahead and is put back: the
+/// series and the per-poll ones go on at once, stamped with the real time, not a day ahead.
+#[test]
+fn the_agents_clock_put_back_a_day_holds_nothing_back() {
+    let metrics = Arc::new(Metrics::new());
+    let cfg = config(&["--kubelet-url", "file://unused.json", "--dry-run"]);
+    let mut p = Poller::new(&cfg, metrics).unwrap();
+    let t0 = SystemTime::now() - Duration::from_secs(60);
+    let base = summary_at(t0);
+    let t0_ms = unix_ms(t0) / 1000 * 1000;
+    let day = Duration::from_secs(86_400);
+    let ahead = shifted(&base, day);
+    let started = std::time::Instant::now();
+    let out = p.ingest(Ok(ahead.as_bytes()), t0_ms + 86_400_000, started);
+    let first = p.time_series(&out);
+    assert!(kubelet_series(&first).len() > 50);
+    let back = shifted(&base, Duration::from_secs(10));
+    let out = p.ingest(Ok(back.as_bytes()), t0_ms + 10_000, started);
+    let series = p.time_series(&out);
+    let again = kubelet_series(&series);
+    assert_eq!(
+        again.len(),
+        kubelet_series(&first).len(),
+        "every series goes on"
+    );
+    for name in ["up", "scrape_samples_scraped"] {
+        let ts = named(&series, name)[0].samples[0].timestamp;
+        assert_eq!(ts, t0_ms + 10_000, "{name} at the real time");
+    }
 }
