@@ -13,6 +13,7 @@ mod kubelet;
 mod pods;
 mod protocol;
 mod push;
+mod summary_props;
 mod support;
 mod tls;
 mod v2;
