@@ -427,10 +427,7 @@ impl Poller {
         m.summary_values_invalid(InvalidValue::FutureTimestamp, future);
         if malformed + negative > 0 {
             if self.values_invalid.fail() {
-                let first = match invalid.first {
-                    Some(what) => what,
-                    None => "a negative counter",
-                };
+                let first = invalid.first.unwrap_or("a negative counter");
                 warn!(
                     malformed,
                     negative_counters = negative,
