@@ -1152,6 +1152,47 @@ mod tests {
         assert!(with_start > 100, "{with_start}");
     }
 
+    /// A section past the horizon is not the reference: the others keep their own times (and
+    /// the timeless values the newest of those); its own samples keep their future time for
+    /// the series tracker to refuse. Negative counters are left out and counted.
+    #[test]
+    fn times_past_the_horizon_and_negative_counters() {
+        let doc = r#"{"node":{"startTime":"2019-12-31T00:00:00Z",
+            "cpu":{"time":"9999-12-31T23:59:59Z","usageCoreNanoSeconds":1e9},
+            "memory":{"time":"2020-01-01T00:01:00Z","workingSetBytes":7,"pageFaults":-3},
+            "fs":{"time":"2020-01-01T00:00:00Z","usedBytes":-1}}}"#;
+        let s = parse(doc.as_bytes()).unwrap();
+        let minute = 1_577_836_860_000; // 2020-01-01T00:01:00Z
+        let mut out = Vec::new();
+        let converted = convert_until(
+            &s,
+            Context::default(),
+            0,
+            120_000,
+            minute + 1,
+            &mut |x: &Sample<'_>| out.push((x.name, x.timestamp_ms, x.value)),
+        );
+        assert_eq!(
+            out,
+            vec![
+                ("node_cpu_usage_seconds_total", 253_402_300_799_000, 1.0),
+                ("node_memory_working_set_bytes", minute, 7.0),
+                ("node_fs_used_bytes", minute - 60_000, -1.0),
+                ("node_start_time_seconds", minute, 1_577_750_400.0),
+            ]
+        );
+        assert_eq!(converted.newest, Some(minute));
+        assert_eq!(converted.ahead_ms, Some(253_402_300_799_000));
+        assert_eq!(
+            converted.negative_counters, 1,
+            "pageFaults; a gauge may be negative"
+        );
+        let everything_ahead = convert_until(&s, Context::default(), 0, 120_000, 0, &mut |x| {
+            assert!(x.timestamp_ms > 0, "{}", x.name)
+        });
+        assert_eq!(everything_ahead.newest, None);
+    }
+
     #[test]
     fn newest_time_spans_every_section() {
         let doc = r#"{"node":{"cpu":{"time":"2020-01-01T00:00:00Z"}},
