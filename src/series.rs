@@ -13,6 +13,13 @@
 //! - A series that was in the previous successful poll and is missing from this one gets one
 //!   stale marker (Prometheus's special NaN) so queries stop showing it at once. A failed poll
 //!   calls `begin_poll` but not `finish_poll`, so it marks nothing stale.
+//! - Time is judged against a horizon the caller sets from its own clock
+//!   ([`SeriesSet::set_horizon`]): a sample stamped past it is never sent and never remembered
+//!   ([`Admit::Future`]), though its series counts as present (no stale marker), so one poll
+//!   from a kubelet whose clock ran ahead cannot make every later real sample look old. A last
+//!   timestamp that is itself past the horizon (our own clock was ahead and has been put back)
+//!   is forgotten rather than waited for: the series goes on at once instead of after the
+//!   length of the jump.
 //!
 //! A family label ([`FamilyLabel`]) is a label every series of a metric name carries, such as
 //! the kubelet endpoint a family comes from: it is given with each sample but kept beside the
@@ -72,6 +79,9 @@ pub enum Admit {
     Duplicate,
     /// Timestamp not newer than the last one sent for this series: drop it.
     NotNewer,
+    /// Timestamp past the horizon (from the future): drop it, remember nothing but that the
+    /// series is present.
+    Future,
 }
 
 /// Labels every series carries: `job`, `instance`, `node` and the `--label` ones, sorted by
@@ -149,6 +159,8 @@ pub struct SeriesSet {
     /// the order of the previous poll is followed from.
     cursor: u32,
     first: u32,
+    /// The latest believable timestamp (see the module doc); `i64::MAX` until set.
+    horizon_ms: i64,
 }
 
 impl Default for SeriesSet {
@@ -170,7 +182,15 @@ impl SeriesSet {
             live: 0,
             cursor: NONE,
             first: NONE,
+            horizon_ms: i64::MAX,
         }
+    }
+
+    /// Sets the latest timestamp a sample may carry from now on: the caller's clock plus an
+    /// allowance. Samples past it are [`Admit::Future`]; remembered timestamps past it are
+    /// forgotten.
+    pub fn set_horizon(&mut self, horizon_ms: i64) {
+        self.horizon_ms = horizon_ms;
     }
 
     /// Number of series remembered (live ones; not those waiting for their stale marker to go
@@ -232,9 +252,12 @@ impl SeriesSet {
         labels: &[(&str, &str)],
         timestamp_ms: i64,
     ) -> Admit {
+        let future = timestamp_ms > self.horizon_ms;
+        // A series first met with a sample from the future starts with nothing sent.
+        let remembered = if future { i64::MIN } else { timestamp_ms };
         let (i, new) = match self.predict(name, labels) {
             Some(i) => (i, false),
-            None => self.find_or_insert(name, family, labels, timestamp_ms),
+            None => self.find_or_insert(name, family, labels, remembered),
         };
         // Remember the order for the next poll's prediction.
         match self.cursor {
@@ -243,15 +266,23 @@ impl SeriesSet {
         }
         self.cursor = i;
         if new {
-            return Admit::Send(SeriesId(i));
+            return if future {
+                Admit::Future
+            } else {
+                Admit::Send(SeriesId(i))
+            };
         }
         let generation = self.generation;
+        let horizon = self.horizon_ms;
         let slot = &mut self.slots[i as usize];
         if slot.seen == generation {
             return Admit::Duplicate;
         }
         slot.seen = generation;
-        if timestamp_ms <= slot.last_sent_ms {
+        if future {
+            return Admit::Future;
+        }
+        if timestamp_ms <= slot.last_sent_ms && slot.last_sent_ms <= horizon {
             return Admit::NotNewer;
         }
         slot.last_sent_ms = timestamp_ms;
@@ -324,9 +355,11 @@ impl SeriesSet {
 
     /// Ends a successful poll: every live series this poll did not see gets its stale marker,
     /// handed to `stale` stamped `now_ms` (or just after the series' last sample if the
-    /// kubelet's clock runs ahead of ours), and is forgotten at the next `begin_poll`.
+    /// kubelet's clock runs ahead of ours, within the horizon), and is forgotten at the next
+    /// `begin_poll`.
     pub fn finish_poll(&mut self, now_ms: i64, mut stale: impl FnMut(Point)) {
         let generation = self.generation;
+        let horizon = self.horizon_ms;
         for (i, slot) in self.slots.iter_mut().enumerate() {
             if slot.state != State::Live || slot.seen == generation {
                 continue;
@@ -337,7 +370,11 @@ impl SeriesSet {
             stale(Point {
                 id: SeriesId(i as u32),
                 value: f64::from_bits(STALE_NAN_BITS),
-                timestamp_ms: now_ms.max(slot.last_sent_ms.saturating_add(1)),
+                timestamp_ms: if slot.last_sent_ms > horizon {
+                    now_ms
+                } else {
+                    now_ms.max(slot.last_sent_ms.saturating_add(1))
+                },
                 start_ms: 0,
             });
         }
@@ -697,6 +734,55 @@ mod tests {
             "a stale marker is sent once"
         );
         assert_eq!(t.len(), 1);
+    }
+
+    /// A sample past the horizon is neither sent nor remembered, and keeps its series alive.
+    #[test]
+    fn a_sample_from_the_future_never_poisons_the_series() {
+        let mut t = SeriesSet::default();
+        t.set_horizon(100_000);
+        t.begin_poll();
+        assert!(sent(admit(&mut t, "m", "a", 10_000)));
+        assert_eq!(admit(&mut t, "m", "new", 86_400_000), Admit::Future);
+        assert!(stale_of(&mut t, 10_000).is_empty());
+        t.begin_poll();
+        assert_eq!(admit(&mut t, "m", "a", 86_410_000), Admit::Future);
+        assert_eq!(admit(&mut t, "m", "new", 86_410_000), Admit::Future);
+        assert!(stale_of(&mut t, 20_000).is_empty(), "present, not stale");
+        t.begin_poll();
+        assert!(sent(admit(&mut t, "m", "a", 20_000)), "not held back a day");
+        assert!(
+            sent(admit(&mut t, "m", "new", 20_000)),
+            "nothing was sent before"
+        );
+        assert_eq!(admit(&mut t, "m", "a", 20_000), Admit::Duplicate);
+        stale_of(&mut t, 20_000);
+        t.begin_poll();
+        assert_eq!(admit(&mut t, "m", "a", 20_000), Admit::NotNewer);
+        assert_eq!(stale_of(&mut t, 30_000), vec![("m/new".to_owned(), 30_000)]);
+    }
+
+    /// Our own clock was a day ahead (so were the samples) and is put back: the series goes on
+    /// at once, and its stale marker is not stamped a day ahead either.
+    #[test]
+    fn a_remembered_time_past_the_horizon_is_forgotten() {
+        let day = 86_400_000;
+        let mut t = SeriesSet::default();
+        t.set_horizon(day + 100_000);
+        t.begin_poll();
+        assert!(sent(admit(&mut t, "m", "a", day + 10_000)));
+        assert!(sent(admit(&mut t, "m", "b", day + 10_000)));
+        stale_of(&mut t, day + 10_000);
+        t.set_horizon(100_000);
+        t.begin_poll();
+        assert!(sent(admit(&mut t, "m", "a", 20_000)));
+        assert_eq!(stale_of(&mut t, 20_000), vec![("m/b".to_owned(), 20_000)]);
+        t.begin_poll();
+        assert_eq!(
+            admit(&mut t, "m", "a", 15_000),
+            Admit::NotNewer,
+            "within the horizon"
+        );
     }
 
     #[test]

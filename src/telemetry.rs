@@ -61,6 +61,39 @@ impl DropReason {
     }
 }
 
+/// Why a value of a summary was left out (`kubelet_push_summary_values_invalid_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum InvalidValue {
+    /// Not readable: the wrong JSON type, a number past float64, a `time` that is not RFC
+    /// 3339 (a whole section of the wrong type counts once).
+    Malformed,
+    /// A counter below zero.
+    NegativeCounter,
+    /// A sample stamped past the agent's clock plus the allowance: dropped, not sent.
+    FutureTimestamp,
+}
+
+impl InvalidValue {
+    pub const ALL: [InvalidValue; 3] = [
+        InvalidValue::Malformed,
+        InvalidValue::NegativeCounter,
+        InvalidValue::FutureTimestamp,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InvalidValue::Malformed => "malformed",
+            InvalidValue::NegativeCounter => "negative_counter",
+            InvalidValue::FutureTimestamp => "future_timestamp",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct ResultLabel {
     result: &'static str,
@@ -124,6 +157,8 @@ pub struct Metrics {
     pub samples_scraped: Counter,
     /// Samples the polls left out by `--metric-allow` / `--metric-deny`.
     pub samples_filtered: Counter,
+    /// Summary values left out, by [`InvalidValue`].
+    summary_values_invalid: Family<ReasonLabel, Counter>,
     families: DestinationFamilies,
     destinations: std::sync::Mutex<Vec<std::sync::Arc<DestinationMetrics>>>,
     last_poll: FloatGauge,
@@ -151,6 +186,7 @@ impl Metrics {
             ]),
             samples_scraped: Counter::default(),
             samples_filtered: Counter::default(),
+            summary_values_invalid: Family::default(),
             families: DestinationFamilies::default(),
             destinations: std::sync::Mutex::new(Vec::new()),
             last_poll: Gauge::default(),
@@ -188,6 +224,16 @@ impl Metrics {
             "Samples the polls produced that --metric-allow / --metric-deny left out",
             m.samples_filtered.clone(),
         );
+        registry.register(
+            "summary_values_invalid",
+            "Summary values left out by reason: malformed (wrong type, past float64, a bad time), negative_counter, future_timestamp (past the agent's clock plus 2m)",
+            m.summary_values_invalid.clone(),
+        );
+        for reason in InvalidValue::ALL {
+            let _ = m.summary_values_invalid.get_or_create(&ReasonLabel {
+                reason: reason.as_str(),
+            });
+        }
         let f = &m.families;
         registry.register(
             "samples_queued",
@@ -314,6 +360,15 @@ impl Metrics {
             self.last_poll.set(unix_secs());
             *lock(&self.last_poll_at) = Some(Instant::now());
         }
+    }
+
+    /// Counts `n` summary values left out for `reason`.
+    pub fn summary_values_invalid(&self, reason: InvalidValue, n: u64) {
+        self.summary_values_invalid
+            .get_or_create(&ReasonLabel {
+                reason: reason.as_str(),
+            })
+            .inc_by(n);
     }
 
     pub fn polls(&self, ok: bool) -> u64 {

@@ -1,9 +1,10 @@
 //! Summary → samples: every metric of METRICS.md, with its labels, units and timestamps.
 //!
 //! Pure: no I/O, no clock. The caller passes the poll time (used only when the summary carries
-//! no `time` at all), `--max-stats-age` and a [`Context`]: the pod metadata of `/pods`, when
-//! there is any, and the pod labels to copy. Samples borrow from the summary and the context
-//! and are handed to a sink one at a time, so converting allocates nothing.
+//! no `time` at all), `--max-stats-age`, the horizon (the latest believable time, from its own
+//! clock) and a [`Context`]: the pod metadata of `/pods`, when there is any, and the pod labels
+//! to copy. Samples borrow from the summary and the context and are handed to a sink one at a
+//! time, so converting allocates nothing.
 //!
 //! Labels from outside the summary (docs/metrics.md has the table):
 //! - `metrics_path` says which kubelet endpoint a kube-prometheus scrape would have found the
@@ -22,11 +23,23 @@
 //! `up` / `scrape_*` series are made by the pipeline (`super`).
 //!
 //! Timestamp rule (DESIGN.md "Samples"): a sample carries its section's `time` when that is
-//! within `max_stats_age` of the newest `time` anywhere in the summary; otherwise, and for
-//! values with no section time (start times, process counts, accelerators), it carries that
-//! newest time. Real kubelets report volume stats hours old and the Windows kubelet has stamped
-//! pod CPU with the container's start time; receivers reject such samples and, in Prometheus's
-//! case, the whole request with them.
+//! within `max_stats_age` of the reference, the newest `time` in the summary that is not past
+//! the horizon; otherwise, and for values with no section time (start times, process counts,
+//! accelerators), it carries the reference. Real kubelets report volume stats hours old and the
+//! Windows kubelet has stamped pod CPU with the container's start time; receivers reject such
+//! samples and, in Prometheus's case, the whole request with them.
+//!
+//! Times from the future: the horizon is the agent's clock plus [`FUTURE_ALLOWANCE_MS`]. A
+//! section stamped past it (a kubelet clock that jumped ahead, a section saying year 9999)
+//! never becomes the reference, so it cannot drag the rest of the summary forward; its samples
+//! keep their own (future) time and the series tracker refuses them (`series::Admit::Future`):
+//! they are dropped and counted, never sent, never remembered. When every section is past the
+//! horizon, the values without a time of their own carry the newest of those times too, and go
+//! the same way. [`Converted::ahead_ms`] says by how much, for the log line.
+//!
+//! Values: a counter below zero (CPU seconds, bytes, faults, pressure) cannot be a counter's
+//! value; it is dropped and counted in [`Converted::negative_counters`]. Values the summary
+//! model could not read at all never reach here (`kubelet::summary`'s lenient parsing).
 
 use crate::kubelet::pods::{Coverage, PodInfo, PodMetadata};
 use crate::kubelet::summary::{
@@ -49,6 +62,13 @@ pub static CADVISOR: (&str, &str) = ("metrics_path", "/metrics/cadvisor");
 pub static RESOURCE: (&str, &str) = ("metrics_path", "/metrics/resource");
 pub static KUBELET_METRICS: (&str, &str) = ("metrics_path", "/metrics");
 
+/// How far past the agent's clock a summary `time` may be and still be believed. The kubelet
+/// runs on the agent's node and reads the same clock, so real skew is milliseconds; a little
+/// room keeps a remote kubelet with a slightly fast clock working. It also bounds the stall
+/// after a kubelet clock that ran ahead by less than this is put back: its series wait until
+/// the clock passes the last time sent, at most this long.
+pub const FUTURE_ALLOWANCE_MS: i64 = 120_000;
+
 /// What the converter takes from outside the summary.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Context<'m> {
@@ -61,9 +81,14 @@ pub struct Context<'m> {
 /// What a conversion found besides its samples.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Converted {
-    /// The newest section time, the reference of the timestamp rule; `None` when the summary
-    /// has no time at all, and then every sample carried the poll time.
+    /// The newest section time not past the horizon, the reference of the timestamp rule;
+    /// `None` when the summary has no such time, and then every sample carried the poll time
+    /// (or, when it had only times from the future, the newest of those).
     pub newest: Option<i64>,
+    /// The newest section time past the horizon, when there is one.
+    pub ahead_ms: Option<i64>,
+    /// Counter values below zero, left out.
+    pub negative_counters: usize,
     /// Pods and containers the context's metadata could not describe for certain (a pod it
     /// lacks, a container it lacks or that started after or just before the answer): a reason
     /// to ask `/pods` again. Always 0 without metadata.
@@ -151,12 +176,24 @@ pub fn start_ms(start: Option<Time>, timestamp_ms: i64) -> i64 {
     }
 }
 
-/// The newest `time` of any section in the summary, the reference for the timestamp rule.
+/// The newest `time` of any section in the summary.
 pub fn newest_time(summary: &Summary<'_>) -> Option<i64> {
+    let (within, ahead) = newest_times(summary, i64::MAX);
+    ahead.or(within)
+}
+
+/// The newest section `time` not past `horizon_ms` (the reference for the timestamp rule) and
+/// the newest past it.
+fn newest_times(summary: &Summary<'_>, horizon_ms: i64) -> (Option<i64>, Option<i64>) {
     let mut newest: Option<Time> = None;
+    let mut ahead: Option<Time> = None;
     let mut see = |t: Option<Time>| {
-        if t > newest {
-            newest = t;
+        let slot = match t {
+            Some(Time(ms)) if ms > horizon_ms => &mut ahead,
+            _ => &mut newest,
+        };
+        if t > *slot {
+            *slot = t;
         }
     };
     let see_container = |c: &ContainerStats<'_>, see: &mut dyn FnMut(Option<Time>)| {
@@ -197,11 +234,11 @@ pub fn newest_time(summary: &Summary<'_>) -> Option<i64> {
             see_container(c, &mut see);
         }
     }
-    newest.map(|t| t.0)
+    (newest.map(|t| t.0), ahead.map(|t| t.0))
 }
 
-/// Converts `summary` into samples handed to `sink` one by one, in a fixed order (node, then
-/// each pod with its volumes and containers).
+/// [`convert_until`] with no horizon: every `time` in the summary is believed. For captured
+/// summaries, whose times mean nothing against today's clock.
 pub fn convert<F: FnMut(&Sample<'_>)>(
     summary: &Summary<'_>,
     context: Context<'_>,
@@ -209,14 +246,37 @@ pub fn convert<F: FnMut(&Sample<'_>)>(
     max_stats_age_ms: i64,
     sink: &mut F,
 ) -> Converted {
-    let newest = newest_time(summary);
-    let reference = newest.unwrap_or(poll_time_ms);
+    convert_until(
+        summary,
+        context,
+        poll_time_ms,
+        max_stats_age_ms,
+        i64::MAX,
+        sink,
+    )
+}
+
+/// Converts `summary` into samples handed to `sink` one by one, in a fixed order (node, then
+/// each pod with its volumes and containers). `horizon_ms` is the latest believable time (the
+/// module doc says what happens past it).
+pub fn convert_until<F: FnMut(&Sample<'_>)>(
+    summary: &Summary<'_>,
+    context: Context<'_>,
+    poll_time_ms: i64,
+    max_stats_age_ms: i64,
+    horizon_ms: i64,
+    sink: &mut F,
+) -> Converted {
+    let (newest, ahead_ms) = newest_times(summary, horizon_ms);
+    let reference = newest.or(ahead_ms).unwrap_or(poll_time_ms);
     let mut e = Emitter {
         sink,
         reference,
+        horizon: horizon_ms,
         max_age: max_stats_age_ms,
         context,
         undescribed: 0,
+        negative_counters: 0,
         start: None,
     };
     if let Some(node) = &summary.node {
@@ -288,6 +348,8 @@ pub fn convert<F: FnMut(&Sample<'_>)>(
     }
     Converted {
         newest,
+        ahead_ms,
+        negative_counters: e.negative_counters,
         undescribed: e.undescribed,
     }
 }
@@ -420,9 +482,11 @@ fn seconds(t: Option<Time>) -> Option<f64> {
 struct Emitter<'o, 's, F> {
     sink: &'o mut F,
     reference: i64,
+    horizon: i64,
     max_age: i64,
     context: Context<'s>,
     undescribed: usize,
+    negative_counters: usize,
     /// The start time of what the counters being emitted count for (node, pod, container).
     start: Option<Time>,
 }
@@ -430,7 +494,9 @@ struct Emitter<'o, 's, F> {
 impl<'s, F: FnMut(&Sample<'_>)> Emitter<'_, 's, F> {
     fn timestamp(&self, time: Option<Time>) -> i64 {
         match time {
-            Some(Time(t)) if self.reference - t <= self.max_age => t,
+            // Left as it is for the series tracker to refuse.
+            Some(Time(t)) if t > self.horizon => t,
+            Some(Time(t)) if self.reference.saturating_sub(t) <= self.max_age => t,
             _ => self.reference,
         }
     }
@@ -440,7 +506,8 @@ impl<'s, F: FnMut(&Sample<'_>)> Emitter<'_, 's, F> {
         self.emit(name, labels, v, t, None);
     }
 
-    /// [`Emitter::push`] for a counter: the sample carries the current start time.
+    /// [`Emitter::push`] for a counter: the sample carries the current start time. A negative
+    /// value is no counter's and is left out.
     fn counter(
         &mut self,
         name: &'static str,
@@ -448,6 +515,10 @@ impl<'s, F: FnMut(&Sample<'_>)> Emitter<'_, 's, F> {
         v: Option<f64>,
         t: Option<Time>,
     ) {
+        if v.is_some_and(|v| v < 0.0) {
+            self.negative_counters += 1;
+            return;
+        }
         self.emit(name, labels, v, t, self.start);
     }
 
@@ -1079,6 +1150,47 @@ mod tests {
             });
         }
         assert!(with_start > 100, "{with_start}");
+    }
+
+    /// A section past the horizon is not the reference: the others keep their own times (and
+    /// the timeless values the newest of those); its own samples keep their future time for
+    /// the series tracker to refuse. Negative counters are left out and counted.
+    #[test]
+    fn times_past_the_horizon_and_negative_counters() {
+        let doc = r#"{"node":{"startTime":"2019-12-31T00:00:00Z",
+            "cpu":{"time":"9999-12-31T23:59:59Z","usageCoreNanoSeconds":1e9},
+            "memory":{"time":"2020-01-01T00:01:00Z","workingSetBytes":7,"pageFaults":-3},
+            "fs":{"time":"2020-01-01T00:00:00Z","usedBytes":-1}}}"#;
+        let s = parse(doc.as_bytes()).unwrap();
+        let minute = 1_577_836_860_000; // 2020-01-01T00:01:00Z
+        let mut out = Vec::new();
+        let converted = convert_until(
+            &s,
+            Context::default(),
+            0,
+            120_000,
+            minute + 1,
+            &mut |x: &Sample<'_>| out.push((x.name, x.timestamp_ms, x.value)),
+        );
+        assert_eq!(
+            out,
+            vec![
+                ("node_cpu_usage_seconds_total", 253_402_300_799_000, 1.0),
+                ("node_memory_working_set_bytes", minute, 7.0),
+                ("node_fs_used_bytes", minute - 60_000, -1.0),
+                ("node_start_time_seconds", minute, 1_577_750_400.0),
+            ]
+        );
+        assert_eq!(converted.newest, Some(minute));
+        assert_eq!(converted.ahead_ms, Some(253_402_300_799_000));
+        assert_eq!(
+            converted.negative_counters, 1,
+            "pageFaults; a gauge may be negative"
+        );
+        let everything_ahead = convert_until(&s, Context::default(), 0, 120_000, 0, &mut |x| {
+            assert!(x.timestamp_ms > 0, "{}", x.name)
+        });
+        assert_eq!(everything_ahead.newest, None);
     }
 
     #[test]

@@ -38,7 +38,8 @@ use crate::remote_write::v1::V1Encoder;
 use crate::remote_write::v2::V2Encoder;
 use crate::remote_write::{EncodedRequest, Encoder, Negotiated, Protocol};
 use crate::series::{Admit, CommonLabels, Point, SeriesSet};
-use crate::telemetry::{DestinationMetrics, DropReason, Episode, Metrics};
+use crate::telemetry::{DestinationMetrics, DropReason, Episode, InvalidValue, Metrics};
+use convert::FUTURE_ALLOWANCE_MS;
 
 /// The points of one poll, and its error when it failed. Points name series of the
 /// [`Poller`] that made them, valid until its next poll.
@@ -73,6 +74,11 @@ pub struct Poller {
     /// the per-poll series never repeat a timestamp.
     last_poll_ms: i64,
     kubelet_failing: Episode,
+    /// Polls whose summary had values left out (malformed, negative counters): logged when
+    /// it starts and when it ends, not per value or per poll.
+    values_invalid: Episode,
+    /// Polls whose summary had times past the agent's clock plus the allowance.
+    clock_ahead: Episode,
     metrics: Arc<Metrics>,
     /// Length and hash of the last summary converted, when polling the same bytes again can
     /// only repeat it (its samples carry the summary's own times, not the poll's).
@@ -128,6 +134,8 @@ impl Poller {
             capacity_hint: 0,
             last_poll_ms: i64::MIN,
             kubelet_failing: Episode::default(),
+            values_invalid: Episode::default(),
+            clock_ahead: Episode::default(),
             metrics,
             last_body: None,
             last_scraped: 0,
@@ -221,9 +229,18 @@ impl Poller {
         poll_time_ms: i64,
         started: Instant,
     ) -> PollOutput {
-        let poll_time_ms = poll_time_ms.max(self.last_poll_ms.saturating_add(1));
+        // Our clock put back by more than the allowance: the previous poll's time was wrong,
+        // and waiting for it would hold the per-poll series back for the length of the jump.
+        let jumped_back = self.last_poll_ms > poll_time_ms.saturating_add(FUTURE_ALLOWANCE_MS);
+        let poll_time_ms = if jumped_back {
+            poll_time_ms
+        } else {
+            poll_time_ms.max(self.last_poll_ms.saturating_add(1))
+        };
         self.last_poll_ms = poll_time_ms;
         let mut points = Vec::with_capacity(self.capacity_hint);
+        self.series
+            .set_horizon(poll_time_ms.saturating_add(FUTURE_ALLOWANCE_MS));
         self.series.begin_poll();
         let unchanged = matches!(fetched, Ok(Fetched::Unchanged));
         let result = fetched.and_then(|f| match f {
@@ -336,16 +353,18 @@ impl Poller {
         let filter = &mut self.filter;
         let mut distinct = 0;
         let mut filtered = 0;
+        let mut future = 0u64;
         let context = self
             .pods
             .as_ref()
             .map(metadata::PodSource::context)
             .unwrap_or_default();
-        let converted = convert::convert(
+        let converted = convert::convert_until(
             &summary,
             context,
             poll_time_ms,
             self.max_stats_age_ms,
+            poll_time_ms.saturating_add(FUTURE_ALLOWANCE_MS),
             &mut |sample: &convert::Sample<'_>| {
                 if let Some(f) = filter.as_mut() {
                     if !f.allows(sample.name) {
@@ -369,11 +388,16 @@ impl Poller {
                         });
                     }
                     Admit::NotNewer => distinct += 1,
+                    Admit::Future => {
+                        distinct += 1;
+                        future += 1;
+                    }
                     Admit::Duplicate => {}
                 }
             },
         );
         self.metrics.samples_filtered.inc_by(filtered);
+        self.report_values(summary.invalid, &converted, future, poll_time_ms);
         self.last_scraped = distinct;
         if let Some(pods) = &mut self.pods {
             pods.converted(converted.undescribed);
@@ -384,6 +408,53 @@ impl Poller {
             self.last_body = Some(digest.unwrap_or_else(|| (bytes.len(), body_hash(bytes))));
         }
         Ok(distinct)
+    }
+
+    /// Counts the values a summary lost and logs each kind of loss when it starts and when it
+    /// ends: a kubelet that sends one bad value every poll is one warning, not one per poll.
+    fn report_values(
+        &mut self,
+        invalid: summary::Invalid,
+        converted: &convert::Converted,
+        future: u64,
+        poll_time_ms: i64,
+    ) {
+        let m = &self.metrics;
+        let malformed = invalid.count as u64;
+        let negative = converted.negative_counters as u64;
+        m.summary_values_invalid(InvalidValue::Malformed, malformed);
+        m.summary_values_invalid(InvalidValue::NegativeCounter, negative);
+        m.summary_values_invalid(InvalidValue::FutureTimestamp, future);
+        if malformed + negative > 0 {
+            if self.values_invalid.fail() {
+                let first = invalid.first.unwrap_or("a negative counter");
+                warn!(
+                    malformed,
+                    negative_counters = negative,
+                    first,
+                    "summary values left out (counted in kubelet_push_summary_values_invalid_total); the rest of each poll is kept"
+                );
+            }
+        } else if let Some((polls, _)) = self.values_invalid.recover() {
+            info!(polls, "summary values valid again");
+        }
+        match converted.ahead_ms {
+            Some(ahead) if future > 0 => {
+                if self.clock_ahead.fail() {
+                    let ahead_s = ahead.saturating_sub(poll_time_ms) / 1000;
+                    warn!(
+                        ahead_s,
+                        dropped = future,
+                        "summary times ahead of the agent's clock; their samples are dropped until they are not"
+                    );
+                }
+            }
+            _ => {
+                if let Some((polls, _)) = self.clock_ahead.recover() {
+                    info!(polls, "summary times no longer ahead; samples flow again");
+                }
+            }
+        }
     }
 
     /// Keeps the common labels in step with the node name: `--node-name` wins over the

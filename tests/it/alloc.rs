@@ -1,6 +1,7 @@
 //! The series model's promise: on a repeated poll, a known series costs no heap allocation.
 //! Counted with a wrapping global allocator, per thread, so tests running beside this one do
-//! not disturb the count.
+//! not disturb the count. It also keeps the peak of live bytes per thread, for the property
+//! tests' bound on what a hostile summary can make the agent allocate ([`peak_bytes`]).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -17,6 +18,9 @@ thread_local! {
     static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
     /// The largest single allocation (or reallocation) this thread asked for.
     static LARGEST: Cell<usize> = const { Cell::new(0) };
+    /// Bytes allocated minus bytes freed on this thread (memory may be freed on another).
+    static LIVE: Cell<i64> = const { Cell::new(0) };
+    static PEAK: Cell<i64> = const { Cell::new(0) };
 }
 
 fn note(size: usize) {
@@ -24,22 +28,33 @@ fn note(size: usize) {
     let _ = LARGEST.try_with(|l| l.set(l.get().max(size)));
 }
 
+fn live_add(delta: i64) {
+    let _ = LIVE.try_with(|live| {
+        let now = live.get() + delta;
+        live.set(now);
+        let _ = PEAK.try_with(|peak| peak.set(peak.get().max(now)));
+    });
+}
+
 // SAFETY: every call is forwarded unchanged to the system allocator; the counter is a
 // thread-local `Cell` with a const initialiser, which never allocates.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         note(layout.size());
+        live_add(layout.size() as i64);
         // SAFETY: same contract as ours.
         unsafe { System.alloc(layout) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        live_add(-(layout.size() as i64));
         // SAFETY: same contract as ours.
         unsafe { System.dealloc(ptr, layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         note(new_size);
+        live_add(new_size as i64 - layout.size() as i64);
         // SAFETY: same contract as ours.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -55,6 +70,15 @@ pub(crate) fn largest_allocation<T>(f: impl FnOnce() -> T) -> (usize, T) {
     let out = f();
     let largest = LARGEST.with(|l| l.replace(before.max(l.get())));
     (largest, out)
+}
+
+/// The most bytes `f` had allocated at once on this thread (beyond what was live before).
+pub fn peak_bytes<T>(f: impl FnOnce() -> T) -> (usize, T) {
+    let start = LIVE.with(Cell::get);
+    PEAK.with(|p| p.set(start));
+    let out = f();
+    let peak = PEAK.with(Cell::get);
+    (usize::try_from(peak - start).unwrap_or(0), out)
 }
 
 fn allocations<T>(f: impl FnOnce() -> T) -> (u64, T) {

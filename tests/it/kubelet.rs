@@ -204,8 +204,18 @@ async fn stale_markers_and_repeated_timestamps() {
     };
     let url = format!("file://{}", file.display());
     let mut p = poller(&["--kubelet-url", &url, "--dry-run"]);
+    // The kubelet's clock a minute ahead of ours: within what the agent believes (2 min).
+    let ahead = std::time::SystemTime::now() + Duration::from_secs(60);
+    let ahead = std::time::UNIX_EPOCH
+        + Duration::from_secs(
+            ahead
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs(),
+        );
+    let at = |s: u64| humantime::format_rfc3339_seconds(ahead + Duration::from_secs(s)).to_string();
 
-    std::fs::write(&file, doc("2030-01-01T00:00:00Z", &["a", "b"])).unwrap();
+    std::fs::write(&file, doc(&at(0), &["a", "b"])).unwrap();
     let first = polled(&mut p).await;
     assert_eq!(named(&first.series, "pod_cpu_usage_seconds_total").len(), 2);
     assert_eq!(only_value(&first.series, "scrape_samples_scraped"), 5.0);
@@ -229,7 +239,7 @@ async fn stale_markers_and_repeated_timestamps() {
         .all(|ts| !is_stale_marker(ts.samples[0].value)));
 
     // Pod b is gone: its two series get one stale marker each, at the poll time.
-    std::fs::write(&file, doc("2030-01-01T00:00:10Z", &["a"])).unwrap();
+    std::fs::write(&file, doc(&at(10), &["a"])).unwrap();
     let gone = polled(&mut p).await;
     let stale: Vec<_> = gone
         .series
@@ -248,8 +258,11 @@ async fn stale_markers_and_repeated_timestamps() {
             ("pod_memory_working_set_bytes", Some("b"))
         ]
     );
-    // The kubelet's clock (2030) runs ahead of ours: the marker follows b's last sample.
-    let b_last = 1_893_456_000_000; // 2030-01-01T00:00:00Z
+    // The kubelet's clock runs ahead of ours: the marker follows b's last sample.
+    let b_last = ahead
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
     assert!(
         stale.iter().all(|ts| ts.samples[0].timestamp == b_last + 1),
         "{stale:?}"
@@ -264,7 +277,7 @@ async fn stale_markers_and_repeated_timestamps() {
     assert_eq!(a_cpu[0].samples[0].timestamp, b_last + 10_000);
 
     // Once only.
-    std::fs::write(&file, doc("2030-01-01T00:00:20Z", &["a"])).unwrap();
+    std::fs::write(&file, doc(&at(20), &["a"])).unwrap();
     let later = polled(&mut p).await;
     assert!(later
         .series
@@ -278,11 +291,11 @@ async fn duplicate_interfaces_and_claims_are_sent_once() {
     let file = dir.path().join("summary.json");
     std::fs::write(
         &file,
-        r#"{"node":{"nodeName":"n","network":{"time":"2030-01-01T00:00:00Z","interfaces":[
+        r#"{"node":{"nodeName":"n","network":{"time":"2020-01-01T00:00:00Z","interfaces":[
               {"name":"eth0","rxBytes":1},{"name":"eth0","rxBytes":2}]}},
             "pods":[
-              {"podRef":{"name":"p1","namespace":"ns"},"volume":[{"time":"2030-01-01T00:00:00Z","name":"d","usedBytes":7,"pvcRef":{"name":"c","namespace":"ns"}}]},
-              {"podRef":{"name":"p2","namespace":"ns"},"volume":[{"time":"2030-01-01T00:00:00Z","name":"d","usedBytes":7,"pvcRef":{"name":"c","namespace":"ns"}}]}]}"#,
+              {"podRef":{"name":"p1","namespace":"ns"},"volume":[{"time":"2020-01-01T00:00:00Z","name":"d","usedBytes":7,"pvcRef":{"name":"c","namespace":"ns"}}]},
+              {"podRef":{"name":"p2","namespace":"ns"},"volume":[{"time":"2020-01-01T00:00:00Z","name":"d","usedBytes":7,"pvcRef":{"name":"c","namespace":"ns"}}]}]}"#,
     )
     .unwrap();
     let url = format!("file://{}", file.display());

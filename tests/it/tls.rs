@@ -10,7 +10,7 @@ use tokio_rustls::rustls;
 
 use crate::support::*;
 
-pub const SUMMARY: &str = r#"{"node":{"nodeName":"tls-node","memory":{"time":"2030-01-01T00:00:00Z","workingSetBytes":42}}}"#;
+pub const SUMMARY: &str = r#"{"node":{"nodeName":"tls-node","memory":{"time":"2020-01-01T00:00:00Z","workingSetBytes":42}}}"#;
 
 /// A CA and a serving certificate for 127.0.0.1 signed by it, like a kubelet with a
 /// cluster-signed serving certificate.
