@@ -259,7 +259,7 @@ def main():
         settings = dict(line.split(": ", 1) for line in out.splitlines() if ": " in line)
         summary = ", ".join(
             f"{k} {settings.get(k, '?')}"
-            for k in ("kubelet-url", "node-name", "remote-url", "remote-header", "buffer-dir", "listen-address")
+            for k in ("kubelet-url", "node-name", "remote 1 url", "remote 1 header", "buffer-dir", "listen-address")
         )
         report(rc == 0, what, f"exit {rc}; {summary}" if rc == 0 else f"exit {rc}: {err.strip()}")
         checked.append((what, env, args))
@@ -275,11 +275,11 @@ def main():
             "check-config rejects a misspelt flag (--kubelet-ulr)",
             f"exit {rc}: {err.strip().splitlines()[0] if err.strip() else ''}",
         )
-        bad_env = {**env, "KUBELET_PUSH_KUBELET_INSECURE_SKIP_VERIFY": "1"}
+        bad_env = {**env, "KUBELET_PUSH_KUBELET_INSECURE_SKIP_VERIFY": "maybe"}
         rc, _, err = run_check(a.bin, mode, bad_env, args)
         report(
-            rc == EXIT_USAGE and "--kubelet-insecure-skip-verify" in err,
-            "check-config rejects KUBELET_PUSH_KUBELET_INSECURE_SKIP_VERIFY=1 (only true/false)",
+            rc == EXIT_USAGE and "KUBELET_PUSH_KUBELET_INSECURE_SKIP_VERIFY" in err,
+            "check-config rejects KUBELET_PUSH_KUBELET_INSECURE_SKIP_VERIFY=maybe, naming the variable",
             f"exit {rc}: {err.strip().splitlines()[0] if err.strip() else ''}",
         )
         typo = {**env, "KUBELET_PUSH_REMOTE_ULR": env.get("KUBELET_PUSH_REMOTE_URL", "x")}

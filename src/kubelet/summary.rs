@@ -408,8 +408,8 @@ pub mod lenient {
         });
     }
 
-    /// The visitor methods for booleans and numbers (and strings), each noting `$what`.
-    macro_rules! scalars {
+    /// The visitor methods for booleans and numbers, each noting `$what`.
+    macro_rules! numbers {
         ($what:expr) => {
             fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
                 note($what);
@@ -427,6 +427,13 @@ pub mod lenient {
                 note($what);
                 Ok(None)
             }
+        };
+    }
+
+    /// The `numbers!` methods and strings: for a place that wants an object or an array.
+    macro_rules! scalars {
+        ($what:expr) => {
+            numbers!($what);
             fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
                 note($what);
                 Ok(None)
@@ -434,25 +441,11 @@ pub mod lenient {
         };
     }
 
-    /// The `scalars!` methods but strings, plus objects and arrays (consumed, so parsing goes on).
+    /// The `numbers!` methods, objects and arrays (consumed, so parsing goes on): for a place
+    /// that wants a string.
     macro_rules! other_types {
         ($what:expr) => {
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-                note($what);
-                Ok(None)
-            }
-            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-                note($what);
-                Ok(None)
-            }
-            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-                note($what);
-                Ok(None)
-            }
-            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-                note($what);
-                Ok(None)
-            }
+            numbers!($what);
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
                 while seq.next_element::<IgnoredAny>()?.is_some() {}
                 note($what);
