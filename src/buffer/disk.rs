@@ -1100,7 +1100,25 @@ fn lock_dir(dir: &Path) -> Result<Option<File>, BufferError> {
         .truncate(false)
         .open(&path)
         .map_err(not_writable)?;
-    match file.try_lock() {
+    // A lock this very process recorded can only be held by a copy of our descriptor: a
+    // child forked a moment ago keeps copies of every descriptor until its exec closes them
+    // (flock locks belong to the open file, not to the process). The agent forks nothing, but
+    // a process that embeds it, or runs its tests, may: wait for that exec, up to 2 s.
+    let mut own_waits = 0;
+    let locked = loop {
+        match file.try_lock() {
+            Err(fs::TryLockError::WouldBlock)
+                if cfg!(unix)
+                    && own_waits < 200
+                    && lock_holder(dir) == Some(std::process::id()) =>
+            {
+                own_waits += 1;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => break other,
+        }
+    };
+    match locked {
         Ok(()) => {}
         Err(fs::TryLockError::WouldBlock) => {
             return Err(BufferError::Locked {
