@@ -8,6 +8,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,12 +32,12 @@ pub struct Ca {
 }
 
 pub fn ca() -> Ca {
-    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    static N: AtomicU32 = AtomicU32::new(0);
     let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     // Distinct names, as real CAs have: two CAs with one name make a certificate of one look
     // badly signed by the other instead of unknown.
-    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let n = N.fetch_add(1, Ordering::Relaxed);
     params.distinguished_name.push(
         rcgen::DnType::CommonName,
         format!("test CA {n} of {}", std::process::id()),
@@ -109,6 +110,7 @@ pub fn server_config(server: &Leaf, client_ca: Option<&Ca>) -> rustls::ServerCon
 pub struct Front {
     pub addr: SocketAddr,
     config: watch::Sender<Arc<rustls::ServerConfig>>,
+    failed_handshakes: Arc<AtomicUsize>,
 }
 
 impl Front {
@@ -116,6 +118,8 @@ impl Front {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = watch::channel(Arc::new(config));
+        let failed_handshakes = Arc::new(AtomicUsize::new(0));
+        let failed = failed_handshakes.clone();
         tokio::spawn(async move {
             // Bounded: a test makes a few dozen connections at most.
             for _ in 0..2000 {
@@ -124,8 +128,10 @@ impl Front {
                 };
                 let mut rx = rx.clone();
                 let acceptor = tokio_rustls::TlsAcceptor::from(rx.borrow_and_update().clone());
+                let failed = failed.clone();
                 tokio::spawn(async move {
                     let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        failed.fetch_add(1, Ordering::Relaxed);
                         return;
                     };
                     let Ok(mut plain) = tokio::net::TcpStream::connect(backend).await else {
@@ -138,7 +144,31 @@ impl Front {
                 });
             }
         });
-        Front { addr, config: tx }
+        Front {
+            addr,
+            config: tx,
+            failed_handshakes,
+        }
+    }
+
+    /// Handshakes this front refused (or that the client abandoned) since it started.
+    pub fn failed_handshakes(&self) -> usize {
+        self.failed_handshakes.load(Ordering::Relaxed)
+    }
+
+    /// Waits (up to `LONG`) until `more` handshakes have failed after the `since`-th one:
+    /// counted, not timed, since back-offs under Wine take longer than on Linux. With
+    /// `more` failed attempts seen here, the agent has finished at least `more - 1` of them.
+    pub async fn wait_failed_handshakes(&self, since: usize, more: usize) {
+        let deadline = tokio::time::Instant::now() + LONG;
+        while self.failed_handshakes() < since + more {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the agent stopped retrying: {} of {more} handshakes failed",
+                self.failed_handshakes() - since
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     pub fn url(&self) -> String {
@@ -411,9 +441,11 @@ async fn mutual_tls_and_certificate_rotation() {
 
     let server2 = leaf(&ca2, &["127.0.0.1"], false);
     let client2 = leaf(&ca2, &["agent"], true);
+    let refused_before = front.failed_handshakes();
     front.reconfigure(server_config(&server2, Some(&ca2)));
     let stuck = accepted(&rx);
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // The agent keeps trying with the old files.
+    front.wait_failed_handshakes(refused_before, 4).await;
     assert_eq!(
         accepted(&rx),
         stuck,
@@ -424,7 +456,8 @@ async fn mutual_tls_and_certificate_rotation() {
     agent.wait_drained(1, LONG).await;
     let (_, metrics) = agent.stop().await;
     assert_nothing_lost(&rx, &metrics);
-    assert!(metrics.retries.get() > 3, "{}", metrics.retries.get());
+    // Four refused handshakes: at least three failed attempts the agent had retried.
+    assert!(metrics.retries.get() >= 3, "{}", metrics.retries.get());
     let text = logs.text();
     // One warning for the episode. Which failure it names is a race: the front closes the
     // agent's pooled connection when it switches certificates (as a restarting receiver
@@ -455,6 +488,7 @@ async fn a_missing_client_certificate_and_a_server_name() {
     // Another CA in the file: the first attempt is a handshake that fails, said as such.
     let other_ca = dir.path().join("other-ca.crt");
     write(&other_ca, &ca().pem);
+    let since = front.failed_handshakes();
     let agent = Agent::start(&agent_args(
         &k,
         &u,
@@ -465,7 +499,7 @@ async fn a_missing_client_certificate_and_a_server_name() {
             "receiver.example",
         ],
     ));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    front.wait_failed_handshakes(since, 3).await;
     let (_, metrics) = agent.stop().await;
     assert!(metrics.retries.get() >= 2);
     let text = logs.text();
@@ -476,8 +510,9 @@ async fn a_missing_client_certificate_and_a_server_name() {
     );
 
     // Right CA, no name override: the certificate is not valid for 127.0.0.1.
+    let since = front.failed_handshakes();
     let agent = Agent::start(&agent_args(&k, &u, &["--remote-ca-file", &ca_s]));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    front.wait_failed_handshakes(since, 3).await;
     let (_, metrics) = agent.stop().await;
     assert!(metrics.retries.get() >= 2);
     assert_eq!(accepted(&rx), 0);
@@ -489,6 +524,7 @@ async fn a_missing_client_certificate_and_a_server_name() {
     );
 
     // With the name: the server is verified, and it then wants a client certificate.
+    let since = front.failed_handshakes();
     let agent = Agent::start(&agent_args(
         &k,
         &u,
@@ -499,7 +535,7 @@ async fn a_missing_client_certificate_and_a_server_name() {
             "receiver.example",
         ],
     ));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    front.wait_failed_handshakes(since, 3).await;
     let (_, metrics) = agent.stop().await;
     assert!(metrics.retries.get() >= 2);
     assert_eq!(accepted(&rx), 0);
@@ -895,7 +931,8 @@ async fn an_untrusted_receiver_is_one_warning_not_an_error_per_retry() {
     let (k, u) = (kubelet.url(), front.url());
     let args = agent_args(&k, &u, &[]);
     let child = spawn_agent(&args);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Five failed handshakes: the agent has finished four attempts, three of them retries.
+    front.wait_failed_handshakes(0, 5).await;
     let log = stop_agent(child).await;
     assert_eq!(accepted(&rx), 0);
     let retries = log.matches("remote write failed again").count();
