@@ -6,7 +6,9 @@
 #      kubernetes-validate, pinned in .ci/manifests/requirements.txt, in a venv outside the
 #      repository);
 #   3. hands each agent container's args and env to the real binary's check-config, which
-#      must accept them (and must reject a misspelt flag).
+#      must accept them (and must reject a misspelt flag);
+#   4. checks the settings kustomization.yaml shows commented out, credentials included, the
+#      same way (openssl makes the certificates).
 # Idempotent; installs what is missing (Debian packages, the venv), quick when nothing is.
 #
 # Environment:
@@ -49,6 +51,11 @@ if ! command -v kubectl >/dev/null; then
   apt_install kubernetes-client
 fi
 
+# Certificates for the credential checks (usually present: ca-certificates needs it).
+if ! command -v openssl >/dev/null; then
+  apt_install openssl
+fi
+
 # Debian's own Python, not whatever python3 comes first on PATH (pyenv shims, say).
 python=/usr/bin/python3
 if ! installed python3-venv; then
@@ -79,4 +86,5 @@ log "validating against Kubernetes ${versions[*]}; flags with $bin"
 version_args=()
 for v in "${versions[@]}"; do version_args+=(--version "$v"); done
 "$venv/bin/python" .ci/manifests/check.py --rendered "$rendered" \
-  --example deploy/kubernetes/secret-example.yaml "${version_args[@]}" --bin "$bin"
+  --example deploy/kubernetes/secret-example.yaml "${version_args[@]}" --bin "$bin" \
+  --kustomization deploy/kubernetes/kustomization.yaml

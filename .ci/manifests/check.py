@@ -8,6 +8,12 @@
    kubelet does) are handed to the real binary's check-config, which must exit 0. A
    misspelt flag and a bad environment value must exit 64, or the check is void. A
    KUBELET_PUSH_* variable the binary does not know fails too: clap ignores those silently.
+3. The settings kustomization.yaml shows commented out, to uncomment, are real: every one is a
+   variable the binary reads, and the receiver-credential ones name files of the Secret that
+   both DaemonSets mount. Uncommented into each agent container's environment, with that
+   mount standing for a directory holding the example Secret's keys (and certificates made
+   with openssl under cert-manager's names), check-config accepts each kind of credential
+   and prints the file it will read; two kinds together, or a file the Secret lacks, exit 64.
 
 Prints one line per check; exits 1 when any fails.
 """
@@ -15,9 +21,11 @@ Prints one line per check; exits 1 when any fails.
 import argparse
 import base64
 import copy
+import os
 import re
 import subprocess
 import sys
+import tempfile
 
 import yaml
 from kubernetes_validate import utils as kv
@@ -38,6 +46,18 @@ FIELD_SAMPLES = {
 AGENT_IMAGE = re.compile(r"(^|/)kubelet-push(-windows)?([:@]|$)")
 VAR_REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
 EXIT_USAGE = 64
+# `# - KUBELET_PUSH_NAME=value   (comment)` in the configMapGenerator: a setting to uncomment.
+EXAMPLE_SETTING = re.compile(r"^\s*#\s*-\s*(KUBELET_PUSH_[A-Z0-9_]+)=(\S+)", re.M)
+CREDENTIALS_SECRET = "kubelet-push-remote"
+# The key names cert-manager gives a Certificate's Secret: not in the example Secret, whose
+# placeholders could not be certificates.
+TLS_KEYS = ("ca.crt", "tls.crt", "tls.key")
+# The kinds of receiver credentials the examples show, by variable-name fragment.
+CREDENTIAL_KINDS = {
+    "bearer token": ("BEARER_TOKEN",),
+    "basic auth": ("BASIC_AUTH",),
+    "mutual TLS": ("CA_FILE", "CERT_FILE", "KEY_FILE"),
+}
 
 failures = 0
 passes = 0
@@ -203,12 +223,122 @@ def agent_containers(objects):
                 yield o, c
 
 
+def documented_settings(path):
+    """(name, value) of every setting kustomization.yaml shows commented out."""
+    with open(path) as f:
+        return EXAMPLE_SETTING.findall(f.read())
+
+
+def credentials_mount(obj, container):
+    """Where `container` mounts the credentials Secret: a list, normally of one path."""
+    spec = obj["spec"]["template"]["spec"]
+    volumes = {
+        v["name"]
+        for v in spec.get("volumes", [])
+        if v.get("secret", {}).get("secretName") == CREDENTIALS_SECRET
+    }
+    return [m["mountPath"] for m in container.get("volumeMounts", []) if m["name"] in volumes]
+
+
+def setting_key(name):
+    """KUBELET_PUSH_REMOTE_BEARER_TOKEN_FILE -> bearer-token-file, as check-config prints it."""
+    return name.removeprefix("KUBELET_PUSH_REMOTE_").lower().replace("_", "-")
+
+
+def write_credentials(directory, secret):
+    """The files the kubelet would write for `secret`, plus a key and a certificate (its own
+    CA) under cert-manager's names."""
+    for key, value in secret.items():
+        with open(os.path.join(directory, key), "w") as f:
+            f.write(value)
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-days", "1", "-subj", "/CN=kubelet-push",
+         "-keyout", os.path.join(directory, "tls.key"), "-out", os.path.join(directory, "tls.crt")],
+        check=True, capture_output=True, timeout=30,
+    )
+    with open(os.path.join(directory, "tls.crt")) as f, open(os.path.join(directory, "ca.crt"), "w") as g:
+        g.write(f.read())
+
+
+def check_documented(a, known, rendered, lookup, checked):
+    """Part 3: the settings to uncomment work as their comments say."""
+    documented = documented_settings(a.kustomization)
+    unknown = sorted({n for n, _ in documented} - known)
+    report(
+        len(documented) > 5 and not unknown,
+        "every setting kustomization.yaml shows commented out is one the binary reads",
+        f"{len(documented)} found" + (f"; unknown: {', '.join(unknown)}" if unknown else ""),
+    )
+    mounts = {describe(o) + " " + c["name"]: credentials_mount(o, c) for o, c in agent_containers(rendered)}
+    paths = {p for ps in mounts.values() for p in ps}
+    report(
+        len(mounts) == 2 and all(len(ps) == 1 for ps in mounts.values()) and len(paths) == 1,
+        f"both agent containers mount the Secret {CREDENTIALS_SECRET} once, at one path",
+        "; ".join(f"{k}: {v}" for k, v in mounts.items()),
+    )
+    if len(paths) != 1:
+        return
+    mount = paths.pop()
+    secret = lookup.data.get(("Secret", "kubelet-push", CREDENTIALS_SECRET)) or {}
+    credentials = [(n, v) for n, v in documented if n.startswith("KUBELET_PUSH_REMOTE_")]
+    files = [(n, v) for n, v in credentials if n.endswith("_FILE")]
+    outside = [f"{n}={v}" for n, v in files if os.path.dirname(v) != mount]
+    missing = [f"{n}={v}" for n, v in files if os.path.basename(v) not in (*secret, *TLS_KEYS)]
+    report(
+        len(files) >= 5 and not outside and not missing,
+        f"every credential file named is a key of {CREDENTIALS_SECRET} under {mount}",
+        f"{len(files)} files"
+        + (f"; outside the mount: {', '.join(outside)}" if outside else "")
+        + (f"; no such key in the example Secret: {', '.join(missing)}" if missing else ""),
+    )
+    kinds = {
+        kind: [(n, v) for n, v in credentials if any(f in n for f in fragments)]
+        for kind, fragments in CREDENTIAL_KINDS.items()
+    }
+    mode = check_config_argv(a.bin)
+    with tempfile.TemporaryDirectory() as directory, tempfile.TemporaryDirectory() as empty:
+        write_credentials(directory, secret)
+
+        def env_with(env, settings, where):
+            return {**env, **{n: v.replace(mount, where, 1) if n.endswith("_FILE") else v for n, v in settings}}
+
+        for what, env, args in checked:
+            for kind, settings in kinds.items():
+                rc, out, err = run_check(a.bin, mode, env_with(env, settings, directory), args)
+                shown = dict(line.split(": ", 1) for line in out.splitlines() if ": " in line)
+                wrong = [
+                    n for n, v in settings
+                    if shown.get(f"remote 1 {setting_key(n)}") != (v.replace(mount, directory, 1) if n.endswith("_FILE") else v)
+                ]
+                report(
+                    len(settings) > 0 and rc == 0 and not wrong,
+                    f"{what}: {kind} as kustomization.yaml shows it",
+                    f"exit {rc}" + (f": {err.strip()}" if rc else "") + (f"; not shown as set: {', '.join(wrong)}" if wrong else ""),
+                )
+        what, env, args = checked[0]
+        both = kinds["bearer token"] + kinds["basic auth"]
+        rc, _, err = run_check(a.bin, mode, env_with(env, both, directory), args)
+        report(
+            rc == EXIT_USAGE and "--remote-bearer-token-file" in err and "--remote-basic-auth" in err,
+            "a bearer token and basic auth together exit 64 naming both, as the comment says",
+            f"exit {rc}: {err.strip().splitlines()[0] if err.strip() else ''}",
+        )
+        rc, _, err = run_check(a.bin, mode, env_with(env, kinds["bearer token"], empty), args)
+        report(
+            rc == EXIT_USAGE and "--remote-bearer-token-file" in err,
+            f"without the Secret, a setting naming its token file exits 64 naming the flag",
+            f"exit {rc}: {err.strip().splitlines()[0] if err.strip() else ''}",
+        )
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rendered", required=True, help="output of kubectl kustomize")
     p.add_argument("--example", action="append", default=[], help="a manifest not applied by default")
     p.add_argument("--version", action="append", required=True, help="Kubernetes version, e.g. 1.26")
     p.add_argument("--bin", required=True, help="the kubelet-push binary")
+    p.add_argument("--kustomization", required=True, help="kustomization.yaml, for its commented settings")
     a = p.parse_args()
 
     rendered = load(a.rendered)
@@ -287,6 +417,10 @@ def main():
             unknown_names(typo, known) == ["KUBELET_PUSH_REMOTE_ULR"],
             "an unknown variable (KUBELET_PUSH_REMOTE_ULR), which the binary would ignore, fails",
         )
+
+    # 3. The settings shown commented out.
+    if checked:
+        check_documented(a, known, rendered, lookup, checked)
 
     print(f"manifests: {passes} passed, {failures} failed", flush=True)
     return 1 if failures else 0
