@@ -70,6 +70,8 @@ pub struct NotForDemo {
     kubelet_insecure_skip_verify: bool,
     #[arg(long, hide = true, value_parser = parse_duration)]
     kubelet_timeout: Option<Duration>,
+    #[arg(long, hide = true)]
+    kubelet_proxy_url: Option<String>,
 }
 
 /// The first flag given on the command line that `demo` cannot honour, if `matches` (the
@@ -85,6 +87,7 @@ pub fn not_for_demo(matches: &clap::ArgMatches) -> Option<&'static str> {
             "--kubelet-insecure-skip-verify",
         ),
         ("kubelet_timeout", "--kubelet-timeout"),
+        ("kubelet_proxy_url", "--kubelet-proxy-url"),
     ]
     .into_iter()
     .find(|(id, _)| matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine))
@@ -305,6 +308,18 @@ pub struct AgentArgs {
         value_parser = boolish("KUBELET_PUSH_KUBELET_INSECURE_SKIP_VERIFY")
     )]
     pub kubelet_insecure_skip_verify: bool,
+
+    /// HTTP(S) proxy for the kubelet, e.g. http://proxy:3128, for an agent that reaches it
+    /// from outside the node (through the API server's node proxy, say) [default: none; the
+    /// kubelet is never reached through HTTPS_PROXY or HTTP_PROXY]
+    #[arg(
+        long,
+        global = true,
+        env = "KUBELET_PUSH_KUBELET_PROXY_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub kubelet_proxy_url: Option<String>,
 
     /// Shortest wait before retrying a failed push (full jitter below the current ceiling)
     #[arg(long, global = true, env = "KUBELET_PUSH_MIN_BACKOFF", default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]

@@ -213,6 +213,18 @@ impl Config {
             Some(p) => Some(readable("--kubelet-ca-file", p)?),
             None => service_account_file(SA_CA, sandbox.as_deref()),
         };
+        let proxy = match (&args.kubelet_proxy_url, &source) {
+            (None, _) => None,
+            (Some(_), Source::File(_)) => {
+                return Err(err(
+                    "--kubelet-proxy-url",
+                    "does not apply to a file:// --kubelet-url",
+                ))
+            }
+            (Some(raw), Source::Http(_)) => {
+                Some(crate::http::ProxyUrl::parse(raw).map_err(|e| err("--kubelet-proxy-url", e))?)
+            }
+        };
         if args.min_backoff > args.max_backoff {
             return Err(err(
                 "--max-backoff",
@@ -240,6 +252,7 @@ impl Config {
                 token_file,
                 ca_file,
                 insecure_skip_verify: args.kubelet_insecure_skip_verify,
+                proxy,
             },
             remotes,
             metric_filter,
@@ -298,6 +311,16 @@ impl Config {
         line(
             "kubelet-timeout",
             &humantime::format_duration(self.kubelet.timeout),
+        );
+        line(
+            "kubelet-proxy-url",
+            &self
+                .kubelet
+                .proxy
+                .as_ref()
+                .map_or("none (never HTTPS_PROXY or HTTP_PROXY)", |p| {
+                    p.display.as_str()
+                }),
         );
         if self.remotes.is_empty() {
             line("remote-url", &"none");

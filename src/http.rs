@@ -199,6 +199,50 @@ pub fn redact(url: &reqwest::Url) -> String {
     u.to_string()
 }
 
+/// An explicit HTTP(S) proxy (`--remote-proxy-url`, `--kubelet-proxy-url`), checked once.
+#[derive(Clone, Debug)]
+pub struct ProxyUrl {
+    pub url: reqwest::Url,
+    /// Fit for logs and `check-config`: see [`redact_proxy`].
+    pub display: String,
+}
+
+impl ProxyUrl {
+    /// Parses a proxy URL; the error never quotes it (it may hold a password).
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let url = reqwest::Url::parse(raw.trim()).map_err(|e| format!("not a URL: {e}"))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+            return Err(
+                "must be an http:// or https:// URL with a host, e.g. http://proxy:3128".into(),
+            );
+        }
+        reqwest::Proxy::all(url.clone()).map_err(|_| "reqwest does not accept it".to_owned())?;
+        Ok(ProxyUrl {
+            display: redact_proxy(&url),
+            url,
+        })
+    }
+
+    /// The proxy for every request of a client, whatever the environment says.
+    pub fn for_client(&self) -> Result<reqwest::Proxy, String> {
+        reqwest::Proxy::all(self.url.clone())
+            .map_err(|_| format!("proxy {} is not usable", self.display))
+    }
+}
+
+/// A proxy URL fit for logs: the user name kept (it helps to tell proxies apart), the
+/// password and any query removed.
+pub fn redact_proxy(url: &reqwest::Url) -> String {
+    let mut u = url.clone();
+    if u.password().is_some() {
+        let _ = u.set_password(Some("redacted"));
+    }
+    if u.query().is_some() {
+        u.set_query(Some("redacted"));
+    }
+    u.to_string()
+}
+
 /// A URL as the user typed it, fit for an error message even when it does not parse (so
 /// [`redact`] cannot be used): whatever sits between `://` and the last `@` before the path,
 /// and everything from `?`, is replaced.

@@ -43,9 +43,11 @@ pub async fn run(
         reason: format!("simulated kubelet URL: {e}"),
     })?;
     config.kubelet.source = Source::Http(base);
-    // The simulator needs no credentials; never send the pod's token to it.
+    // The simulator needs no credentials; never send the pod's token to it. It is local:
+    // a kubelet proxy from the agent's environment does not apply.
     config.kubelet.token_file = None;
     config.kubelet.ca_file = None;
+    config.kubelet.proxy = None;
     // The demo's own default, but any --interval given is honoured, 10s included.
     config.interval = args.interval.unwrap_or(DEMO_INTERVAL);
     let printer_stop = CancellationToken::new();

@@ -94,6 +94,8 @@ pub struct KubeletSettings {
     pub token_file: Option<PathBuf>,
     pub ca_file: Option<PathBuf>,
     pub insecure_skip_verify: bool,
+    /// `--kubelet-proxy-url`: the only way a kubelet request goes through a proxy.
+    pub proxy: Option<crate::http::ProxyUrl>,
 }
 
 pub struct KubeletClient {
@@ -111,6 +113,8 @@ pub enum ClientError {
     Ca(#[from] crate::http::CaError),
     #[error("cannot build the kubelet HTTP client")]
     Build(#[source] reqwest::Error),
+    #[error("{0}")]
+    Proxy(String),
 }
 
 impl KubeletClient {
@@ -120,7 +124,8 @@ impl KubeletClient {
             .user_agent(crate::http::user_agent())
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout)
-            // The kubelet is local; a proxy from the environment would only get in the way.
+            // The kubelet is normally local: a proxy from the environment (set for the
+            // receiver) would only get in the way. `--kubelet-proxy-url` is asked for.
             .no_proxy()
             // A redirect must not carry the URL's query (which may hold a key) to another
             // host; reqwest drops `Authorization` itself when the host changes.
@@ -130,6 +135,9 @@ impl KubeletClient {
         }
         if settings.insecure_skip_verify {
             builder = builder.tls_danger_accept_invalid_certs(true);
+        }
+        if let Some(proxy) = &settings.proxy {
+            builder = builder.proxy(proxy.for_client().map_err(ClientError::Proxy)?);
         }
         let http = builder.build().map_err(ClientError::Build)?;
         let summary_url = match &settings.source {

@@ -38,6 +38,20 @@ fn bad_flags_exit_64_naming_the_flag() {
         ),
         (&["--label", "pod=x", "--dry-run"], "--label"),
         (
+            &["--kubelet-proxy-url", "socks5://127.0.0.1:9", "--dry-run"],
+            "--kubelet-proxy-url",
+        ),
+        (
+            &[
+                "--kubelet-proxy-url",
+                "http://127.0.0.1:9",
+                "--kubelet-url",
+                "file:///nonexistent.json",
+                "--dry-run",
+            ],
+            "--kubelet-proxy-url",
+        ),
+        (
             &[
                 "--remote-header",
                 "Content-Encoding=gzip",
@@ -108,6 +122,7 @@ fn help_shows_every_environment_twin() {
         "kubelet-token-file",
         "kubelet-ca-file",
         "kubelet-insecure-skip-verify",
+        "kubelet-proxy-url",
         "log-format",
         "log-level",
         "min-backoff",
@@ -509,6 +524,7 @@ fn demo_help_lists_only_flags_that_apply() {
         "--kubelet-ca-file",
         "--kubelet-insecure-skip-verify",
         "--kubelet-timeout",
+        "--kubelet-proxy-url",
     ] {
         assert!(!help.contains(absent), "{absent} in demo --help:\n{help}");
     }
@@ -544,6 +560,7 @@ async fn demo_refuses_kubelet_flags_and_ignores_their_environment() {
         &["demo", "--kubelet-token-file", "/nonexistent"],
         &["demo", "--kubelet-insecure-skip-verify"],
         &["demo", "--kubelet-timeout", "5s"],
+        &["demo", "--kubelet-proxy-url", "http://127.0.0.1:9"],
     ] {
         let out = kubelet_push(args);
         let err = stderr(&out);
@@ -560,6 +577,7 @@ async fn demo_refuses_kubelet_flags_and_ignores_their_environment() {
         .args(["--interval", "200ms", "--remote-url", &rx.url()])
         .env("KUBELET_PUSH_KUBELET_URL", "http://127.0.0.1:1")
         .env("KUBELET_PUSH_KUBELET_TIMEOUT", "1s")
+        .env("KUBELET_PUSH_KUBELET_PROXY_URL", "http://127.0.0.1:9")
         .output()
         .await
         .unwrap();

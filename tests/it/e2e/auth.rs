@@ -685,3 +685,69 @@ async fn https_pushes_tunnel_through_the_proxy() {
         assert!(!log.contains(secret), "{secret} in the log:\n{log}");
     }
 }
+
+/// The kubelet goes through a proxy only when `--kubelet-proxy-url` asks: the proxy's log
+/// shows the summary's GET, the receiver (reached directly) gets the polls, and the proxy's
+/// password is in no log line.
+#[tokio::test]
+async fn the_kubelet_is_reached_through_a_proxy_only_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(proxy) = Tinyproxy::start(dir.path()).await else {
+        return;
+    };
+    let rx = kubelet_push::demo::receiver::Receiver::start()
+        .await
+        .unwrap();
+    let kubelet = crate::support::simulated_kubelet(2, 15).await;
+    let kubelet_port = reqwest::Url::parse(&kubelet.url()).unwrap().port().unwrap();
+    let summary_get = format!("GET http://127.0.0.1:{kubelet_port}/stats/summary");
+    let log = through_proxy(
+        &kubelet.url(),
+        &rx.url(),
+        &[],
+        &["--kubelet-proxy-url", &proxy.url()],
+    )
+    .await;
+    assert!(!log.contains("WARN"), "{log}");
+    let plog = proxy.log();
+    assert!(
+        plog.contains(&summary_get),
+        "no summary GET in the proxy's log:\n{plog}"
+    );
+    assert!(
+        !plog.contains("POST"),
+        "the receiver went through the proxy:\n{plog}"
+    );
+    let series = rx.accepted_series();
+    let ups: Vec<f64> = crate::support::named(&series, "up")
+        .iter()
+        .flat_map(|s| s.samples.iter().map(|x| x.value))
+        .collect();
+    assert!(
+        ups.len() >= 2 && ups.iter().all(|v| *v == 1.0),
+        "up: {ups:?}"
+    );
+    for secret in ["proxy-pw-93e1", "cHJveHl1c2VyOnByb3h5LXB3LTkzZTE"] {
+        assert!(!log.contains(secret), "{secret} in the log:\n{log}");
+    }
+
+    // HTTP_PROXY alone is for the receiver: the kubelet is reached directly.
+    let before = proxy.log().len();
+    let log = through_proxy(
+        &kubelet.url(),
+        &rx.url(),
+        &[("HTTP_PROXY", &proxy.url())],
+        &[],
+    )
+    .await;
+    assert!(!log.contains("WARN"), "{log}");
+    let plog = proxy.log();
+    assert!(
+        !plog[before..].contains(&summary_get),
+        "HTTP_PROXY took the kubelet:\n{plog}"
+    );
+    assert!(
+        plog[before..].contains("POST"),
+        "HTTP_PROXY not used for the receiver:\n{plog}"
+    );
+}
