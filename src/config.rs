@@ -21,6 +21,7 @@ const SA_CA: &str = "ca.crt";
 /// container's own files and volume mounts. The process itself sees the host's file system,
 /// so a volume mounted at `/var/run/secrets/...` appears under this directory (containerd
 /// 1.6), or at `C:\var\run\secrets\...` where the runtime binds it in place (containerd 1.7+).
+/// See [`in_sandbox`].
 const SANDBOX_MOUNT_POINT: &str = "CONTAINER_SANDBOX_MOUNT_POINT";
 
 /// Label names our metrics use themselves; a `--label` with one of them would collide.
@@ -176,6 +177,15 @@ impl Config {
     /// Validates `args`. `remote_required` is false for the demo, which brings its own
     /// receiver.
     pub fn from_args(args: &AgentArgs, remote_required: bool) -> Result<Self, ConfigError> {
+        Self::from_args_in(args, remote_required, sandbox_mount_point().as_deref())
+    }
+
+    /// [`Config::from_args`] with every file looked up [`in_sandbox`] `sandbox`.
+    fn from_args_in(
+        args: &AgentArgs,
+        remote_required: bool,
+        sandbox: Option<&Path>,
+    ) -> Result<Self, ConfigError> {
         let source = parse_kubelet_url(&args.kubelet_url)?;
         let mode = match (args.dry_run, args.once) {
             (true, _) => Mode::DryRun,
@@ -184,7 +194,7 @@ impl Config {
         };
         let remotes = match mode {
             Mode::DryRun => Vec::new(),
-            Mode::Run | Mode::Once => remotes(args)?,
+            Mode::Run | Mode::Once => remotes(args, sandbox)?,
         };
         if remotes.is_empty() && remote_required && mode != Mode::DryRun {
             return Err(err(
@@ -204,14 +214,13 @@ impl Config {
         if args.max_samples_per_send == 0 {
             return Err(err("--max-samples-per-send", "must be at least 1"));
         }
-        let sandbox = std::env::var_os(SANDBOX_MOUNT_POINT).map(PathBuf::from);
         let token_file = match &args.kubelet_token_file {
-            Some(p) => Some(readable("--kubelet-token-file", p)?),
-            None => service_account_file(SA_TOKEN, sandbox.as_deref()),
+            Some(p) => Some(readable("--kubelet-token-file", &in_sandbox(p, sandbox))?),
+            None => service_account_file(SA_TOKEN, sandbox),
         };
         let ca_file = match &args.kubelet_ca_file {
-            Some(p) => Some(readable("--kubelet-ca-file", p)?),
-            None => service_account_file(SA_CA, sandbox.as_deref()),
+            Some(p) => Some(readable("--kubelet-ca-file", &in_sandbox(p, sandbox))?),
+            None => service_account_file(SA_CA, sandbox),
         };
         let proxy = match (&args.kubelet_proxy_url, &source) {
             (None, _) => None,
@@ -412,16 +421,62 @@ impl Config {
     }
 }
 
+/// The HostProcess sandbox this process runs in, if any. An empty value counts as none: joined
+/// to it, `/etc/x` would become `etc/x`, relative to the working directory.
+fn sandbox_mount_point() -> Option<PathBuf> {
+    std::env::var_os(SANDBOX_MOUNT_POINT)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+/// The file a flag or the config file names, as this process finds it: when it runs in a
+/// Windows HostProcess container (`sandbox` is [`SANDBOX_MOUNT_POINT`]), a rooted `path`
+/// (`/etc/x`, `\etc\x`, `C:\etc\x`, `c:/etc/x`) that exists as a file under the sandbox is
+/// taken from there; anything else is `path` as given. Why: a volume the pod mounts at
+/// `/etc/x` is a link under the sandbox with containerd 1.6, and bound at `C:\etc\x` with
+/// containerd 1.7+, which `/etc/x` names relative to the current drive's root; the manifest
+/// cannot know which runtime a node has. The drive letter is dropped because the sandbox has
+/// its own root. The result is what `check-config` prints and errors name, so a user sees
+/// which file was used.
+///
+/// Not behind `cfg(windows)`: only containerd sets the variable, in HostProcess pods, so
+/// elsewhere this returns `path` unchanged; compiled everywhere, the Linux tests exercise it.
+fn in_sandbox(path: &Path, sandbox: Option<&Path>) -> PathBuf {
+    let given = || path.to_path_buf();
+    let (Some(root), Some(text)) = (sandbox, path.to_str()) else {
+        return given();
+    };
+    let bytes = text.as_bytes();
+    let rest = if bytes.len() >= 2 && bytes[0].is_ascii_alphabetic() && bytes[1] == b':' {
+        &text[2..]
+    } else {
+        text
+    };
+    // `C:x` is relative to drive C's working directory: not rooted, so not under the sandbox.
+    if !rest.starts_with(['/', '\\']) {
+        return given();
+    }
+    // Both separators, as Windows reads them; a path given with `/` and joined with `\`
+    // (the service-account default) is one path.
+    let mut inside = root.to_path_buf();
+    let mut parts = 0;
+    for part in rest.split(['/', '\\']).filter(|p| !p.is_empty()) {
+        inside.push(part);
+        parts += 1;
+    }
+    if parts > 0 && inside.is_file() {
+        inside
+    } else {
+        given()
+    }
+}
+
 /// The service-account file `name` of this pod, if it has one: under the HostProcess sandbox
 /// when there is one, else at the standard path (on Windows relative to the current drive's
 /// root, which is where containerd 1.7+ binds the volume).
 fn service_account_file(name: &str, sandbox: Option<&Path>) -> Option<PathBuf> {
-    let standard = Path::new("/").join(SA_DIR).join(name);
-    let in_sandbox = sandbox.map(|root| root.join(SA_DIR).join(name));
-    in_sandbox
-        .into_iter()
-        .chain(std::iter::once(standard))
-        .find(|p| p.is_file())
+    let path = in_sandbox(&Path::new("/").join(SA_DIR).join(name), sandbox);
+    path.is_file().then_some(path)
 }
 
 fn readable(flag: &'static str, path: &Path) -> Result<PathBuf, ConfigError> {
@@ -469,8 +524,9 @@ fn file_url_path(url: &str, rest: &str) -> PathBuf {
 
 /// The destinations: from `--config-file` when given (and then no `--remote-*` flag may be),
 /// else one per `--remote-url`, each with the `--remote-*` flags' settings. Two destinations
-/// with the same buffer subdirectory (the same URL twice) are refused.
-fn remotes(args: &AgentArgs) -> Result<Vec<RemoteSettings>, ConfigError> {
+/// with the same buffer subdirectory (the same URL twice) are refused. Files, the config file
+/// included, are looked up [`in_sandbox`].
+fn remotes(args: &AgentArgs, sandbox: Option<&Path>) -> Result<Vec<RemoteSettings>, ConfigError> {
     let remotes = match &args.config_file {
         Some(path) => {
             let a = args.remote_access.spec();
@@ -504,6 +560,7 @@ fn remotes(args: &AgentArgs) -> Result<Vec<RemoteSettings>, ConfigError> {
                     format!("{flag} cannot be given with --config-file: set it per destination in the file"),
                 ));
             }
+            let path = &in_sandbox(path, sandbox);
             let entries = crate::config_file::load(path).map_err(|e| err("--config-file", e.0))?;
             if entries.is_empty() {
                 return Err(err(
@@ -514,7 +571,7 @@ fn remotes(args: &AgentArgs) -> Result<Vec<RemoteSettings>, ConfigError> {
             entries
                 .iter()
                 .enumerate()
-                .map(|(i, e)| from_entry(path, i, e))
+                .map(|(i, e)| from_entry(path, i, e, sandbox))
                 .collect::<Result<Vec<_>, _>>()?
         }
         None => {
@@ -523,7 +580,7 @@ fn remotes(args: &AgentArgs) -> Result<Vec<RemoteSettings>, ConfigError> {
                 None => Protocol::V1,
             };
             let headers = parse_headers(&args.remote_headers)?;
-            let spec = args.remote_access.spec();
+            let spec = access_in_sandbox(args.remote_access.spec(), sandbox);
             args.remote_urls
                 .iter()
                 .map(|u| {
@@ -574,6 +631,7 @@ fn from_entry(
     path: &Path,
     i: usize,
     e: &crate::config_file::Entry,
+    sandbox: Option<&Path>,
 ) -> Result<RemoteSettings, ConfigError> {
     use crate::config_file::at;
     let fail = |reason: String| err("--config-file", reason);
@@ -605,17 +663,20 @@ fn from_entry(
     }
     use crate::remote_write::access::{AccessSpec, Field};
     let text = |v: &Option<marked_yaml::Spanned<String>>| v.as_ref().map(|v| v.to_string());
-    let spec = AccessSpec {
-        bearer_token_file: text(&e.bearer_token_file).map(Into::into),
-        basic_auth_username: text(&e.basic_auth_username),
-        basic_auth_password_file: text(&e.basic_auth_password_file).map(Into::into),
-        ca_file: text(&e.ca_file).map(Into::into),
-        cert_file: text(&e.cert_file).map(Into::into),
-        key_file: text(&e.key_file).map(Into::into),
-        tls_server_name: text(&e.tls_server_name),
-        insecure_skip_verify: e.insecure_skip_verify.as_ref().is_some_and(|b| **b),
-        proxy_url: text(&e.proxy_url),
-    };
+    let spec = access_in_sandbox(
+        AccessSpec {
+            bearer_token_file: text(&e.bearer_token_file).map(Into::into),
+            basic_auth_username: text(&e.basic_auth_username),
+            basic_auth_password_file: text(&e.basic_auth_password_file).map(Into::into),
+            ca_file: text(&e.ca_file).map(Into::into),
+            cert_file: text(&e.cert_file).map(Into::into),
+            key_file: text(&e.key_file).map(Into::into),
+            tls_server_name: text(&e.tls_server_name),
+            insecure_skip_verify: e.insecure_skip_verify.as_ref().is_some_and(|b| **b),
+            proxy_url: text(&e.proxy_url),
+        },
+        sandbox,
+    );
     let access = crate::remote_write::access::validate(&spec, &url, &headers, &|f| key(f.key()))
         .map_err(|ae| {
             // Point at the value the error is about; the URL when it has none of its own.
@@ -647,6 +708,17 @@ fn from_entry(
         protocol,
         access,
     })
+}
+
+/// `spec` with each of its files looked up [`in_sandbox`].
+fn access_in_sandbox(
+    mut spec: crate::remote_write::access::AccessSpec,
+    sandbox: Option<&Path>,
+) -> crate::remote_write::access::AccessSpec {
+    for file in spec.files_mut().into_iter().flatten() {
+        *file = in_sandbox(file, sandbox);
+    }
+    spec
 }
 
 fn parse_protocol(s: &str) -> Result<Protocol, String> {
@@ -943,6 +1015,150 @@ mod tests {
         assert_eq!(
             service_account_file(SA_CA, Some(sandbox.path())),
             Some(dir.join(SA_CA))
+        );
+    }
+
+    #[test]
+    fn rooted_paths_are_found_in_the_hostprocess_sandbox_first() {
+        let sandbox = tempfile::tempdir().unwrap();
+        let root = Some(sandbox.path());
+        // Unique, so nothing outside the sandbox answers for it.
+        let dir = format!("kubelet-push-sandbox-test-{}", std::process::id());
+        let inside = sandbox.path().join(&dir).join("remote").join("token");
+        std::fs::create_dir_all(inside.parent().unwrap()).unwrap();
+        std::fs::write(&inside, "t").unwrap();
+        for given in [
+            format!("/{dir}/remote/token"),
+            format!("\\{dir}\\remote\\token"),
+            format!("C:\\{dir}\\remote\\token"),
+            format!("c:/{dir}/remote/token"),
+            // Doubled and mixed separators (not leading: `//x` is a UNC share on Windows).
+            format!("/{dir}//remote/\\token"),
+        ] {
+            assert!(
+                !Path::new(&given).exists(),
+                "{given} exists outside the sandbox"
+            );
+            assert_eq!(in_sandbox(Path::new(&given), root), inside, "{given}");
+            assert_eq!(
+                in_sandbox(Path::new(&given), None),
+                PathBuf::from(&given),
+                "no sandbox: {given}"
+            );
+        }
+        for unchanged in [
+            // Relative, also to a drive's working directory: never under the sandbox.
+            format!("{dir}/remote/token"),
+            format!("C:{dir}\\remote\\token"),
+            // Not a file in the sandbox: the path as given, for the error to name.
+            format!("/{dir}/remote/other"),
+            format!("C:\\{dir}\\remote"),
+            "/".to_owned(),
+            "C:\\".to_owned(),
+        ] {
+            assert_eq!(
+                in_sandbox(Path::new(&unchanged), root),
+                PathBuf::from(&unchanged),
+                "{unchanged}"
+            );
+        }
+    }
+
+    /// Every file flag, the config file and its keys: taken from the sandbox, and shown there
+    /// by `check-config`; a file missing from both places is named as given.
+    #[test]
+    fn every_file_setting_is_looked_up_in_the_sandbox() {
+        let sandbox = tempfile::tempdir().unwrap();
+        let dir = format!("kubelet-push-sandbox-flags-{}", std::process::id());
+        let put = |name: &str, content: &str| {
+            let p = sandbox.path().join(&dir).join(name);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, content).unwrap();
+            (format!("/{dir}/{name}"), p.display().to_string())
+        };
+        let ca = rcgen::generate_simple_self_signed(vec!["r.example".to_owned()]).unwrap();
+        let (kubelet_token, kubelet_token_in) = put("kubelet-token", "k");
+        let (kubelet_ca, kubelet_ca_in) = put("kubelet-ca.crt", &ca.cert.pem());
+        let (password, password_in) = put("password", "p");
+        let (remote_ca, remote_ca_in) = put("ca.crt", &ca.cert.pem());
+        let (cert, cert_in) = put("tls.crt", &ca.cert.pem());
+        let (key, key_in) = put("tls.key", &ca.signing_key.serialize_pem());
+        let parse = |args: &[&str]| {
+            crate::cli::Cli::try_parse_from(
+                std::iter::once("kubelet-push").chain(args.iter().copied()),
+            )
+            .expect("flags parse")
+        };
+        let flags = [
+            "--remote-url=https://r.example/w",
+            "--kubelet-token-file",
+            &kubelet_token,
+            "--kubelet-ca-file",
+            &kubelet_ca,
+            "--remote-basic-auth-username=u",
+            "--remote-basic-auth-password-file",
+            &password,
+            "--remote-ca-file",
+            &remote_ca,
+            "--remote-cert-file",
+            &cert,
+            "--remote-key-file",
+            &key,
+        ];
+        let c = Config::from_args_in(&parse(&flags).agent, true, Some(sandbox.path())).unwrap();
+        let text = c.describe();
+        for (name, path) in [
+            ("kubelet-token-file", &kubelet_token_in),
+            ("kubelet-ca-file", &kubelet_ca_in),
+            ("remote 1 basic-auth-password-file", &password_in),
+            ("remote 1 ca-file", &remote_ca_in),
+            ("remote 1 cert-file", &cert_in),
+            ("remote 1 key-file", &key_in),
+        ] {
+            assert!(
+                text.contains(&format!("{name}: {path}\n")),
+                "{name}: {text}"
+            );
+        }
+        assert_eq!(
+            c.kubelet.token_file.as_deref(),
+            Some(Path::new(&kubelet_token_in))
+        );
+
+        let (token, token_in) = put("token", "t");
+        let (file, _) = put(
+            "kp.yaml",
+            &format!("remote-write:\n  - url: https://r.example/w\n    bearer-token-file: {token}\n    ca-file: {remote_ca}\n"),
+        );
+        let c = Config::from_args_in(
+            &parse(&["--config-file", &file]).agent,
+            true,
+            Some(sandbox.path()),
+        )
+        .unwrap();
+        let text = c.describe();
+        for (name, path) in [
+            ("remote 1 bearer-token-file", &token_in),
+            ("remote 1 ca-file", &remote_ca_in),
+        ] {
+            assert!(
+                text.contains(&format!("{name}: {path}\n")),
+                "{name}: {text}"
+            );
+        }
+
+        // Missing in the sandbox too: the error names the path as given.
+        let missing = format!("/{dir}/missing");
+        let e = Config::from_args_in(
+            &parse(&["--remote-url=http://r/w", "--kubelet-token-file", &missing]).agent,
+            true,
+            Some(sandbox.path()),
+        )
+        .unwrap_err();
+        assert_eq!(e.flag, "--kubelet-token-file");
+        assert!(
+            e.reason.starts_with(&format!("cannot read {missing}:")),
+            "{e}"
         );
     }
 

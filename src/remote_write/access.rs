@@ -53,6 +53,20 @@ pub struct AccessSpec {
     pub proxy_url: Option<String>,
 }
 
+impl AccessSpec {
+    /// Every file setting, so a caller can rewrite the paths (see
+    /// `config::in_sandbox`); a file setting added above belongs here too.
+    pub fn files_mut(&mut self) -> [&mut Option<PathBuf>; 5] {
+        [
+            &mut self.bearer_token_file,
+            &mut self.basic_auth_password_file,
+            &mut self.ca_file,
+            &mut self.cert_file,
+            &mut self.key_file,
+        ]
+    }
+}
+
 /// Which setting an error is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Field {

@@ -3,7 +3,9 @@
 //! certificate. The right credentials push; wrong ones retry with one warning; credentials
 //! and certificates rewritten while the agent runs are picked up with nothing queued lost; a
 //! deleted file keeps its last value; conflicting flags exit 64 naming both; no secret leaks
-//! into logs, `--help`, `check-config` or `/metrics`.
+//! into logs, `--help`, `check-config` or `/metrics`. Files as Kubernetes delivers them: a
+//! Secret volume's atomic update (the kubelet's symlink swap), and a Windows HostProcess
+//! container's sandbox.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -812,12 +814,20 @@ fn help_and_check_config_hide_secrets() {
 
 /// Starts the agent binary with `args` and `--log-level trace`, its stderr captured.
 fn spawn_agent(args: &[&str]) -> tokio::process::Child {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_kubelet-push"))
-        .env(SHORT_INTERVALS.0, SHORT_INTERVALS.1)
+    spawn_agent_with(args, &[])
+}
+
+/// [`spawn_agent`] with `env` set for the child only (tests share the process environment).
+fn spawn_agent_with(args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> tokio::process::Child {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubelet-push"));
+    cmd.env(SHORT_INTERVALS.0, SHORT_INTERVALS.1)
         .args(args)
         .args(["--log-level", "trace", "--log-format", "text"])
-        .env_remove("KUBELET_PUSH_REMOTE_URL")
-        .stdout(std::process::Stdio::null())
+        .env_remove("KUBELET_PUSH_REMOTE_URL");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -947,4 +957,222 @@ async fn an_untrusted_receiver_is_one_warning_not_an_error_per_retry() {
     };
     assert!(log.contains(reason), "{log}");
     assert!(!log.contains("ERROR"), "{log}");
+}
+
+/// A Secret volume as the kubelet writes it (its AtomicWriter): the files in a timestamped
+/// directory, `..data` a symlink to it, and each key a symlink to `..data/<key>`. An update
+/// writes a new directory, points `..data_tmp` at it, renames that over `..data` (the atomic
+/// step) and removes the old directory, so a reader never sees a key missing.
+#[cfg(unix)]
+struct SecretVolume {
+    dir: tempfile::TempDir,
+    /// The timestamped directory `..data` points to.
+    current: String,
+    updates: u32,
+}
+
+#[cfg(unix)]
+impl SecretVolume {
+    fn new(key: &str, value: &str) -> SecretVolume {
+        let dir = tempfile::tempdir().unwrap();
+        let current = "..2026_11_26_10_00_00.123".to_owned();
+        let data = dir.path().join(&current);
+        std::fs::create_dir(&data).unwrap();
+        write(&data.join(key), value);
+        std::os::unix::fs::symlink(&current, dir.path().join("..data")).unwrap();
+        std::os::unix::fs::symlink(Path::new("..data").join(key), dir.path().join(key)).unwrap();
+        SecretVolume {
+            dir,
+            current,
+            updates: 0,
+        }
+    }
+
+    fn path(&self, key: &str) -> std::path::PathBuf {
+        self.dir.path().join(key)
+    }
+
+    fn update(&mut self, key: &str, value: &str) {
+        self.updates += 1;
+        let next = format!(
+            "..2026_11_26_10_{:02}_00.{}",
+            self.updates,
+            456 + self.updates
+        );
+        let data = self.dir.path().join(&next);
+        std::fs::create_dir(&data).unwrap();
+        write(&data.join(key), value);
+        let tmp = self.dir.path().join("..data_tmp");
+        std::os::unix::fs::symlink(&next, &tmp).unwrap();
+        std::fs::rename(&tmp, self.dir.path().join("..data")).unwrap();
+        std::fs::remove_dir_all(self.dir.path().join(&self.current)).unwrap();
+        self.current = next;
+    }
+}
+
+/// A bearer token in a Kubernetes Secret volume, rotated the way the kubelet rotates it
+/// (symlink swap, old directory removed) while the receiver already wants the new one: the
+/// agent's retries pick it up, everything polled meanwhile arrives, one warning for the
+/// episode, and the file is never seen missing.
+#[cfg(unix)]
+#[tokio::test(flavor = "current_thread")]
+async fn a_secret_volume_update_loses_nothing() {
+    let (logs, _guard) = Logs::capture();
+    let kubelet = simulated_kubelet(3, 9).await;
+    let rx = Receiver::start().await.unwrap();
+    rx.require_authorization(Some("Bearer secret-one"));
+    let mut volume = SecretVolume::new("token", "secret-one");
+    let token = volume.path("token");
+    assert!(std::fs::symlink_metadata(&token)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    let (k, u) = (kubelet.url(), rx.url());
+    let agent = Agent::start(&agent_args(
+        &k,
+        &u,
+        &["--remote-bearer-token-file", token.to_str().unwrap()],
+    ));
+    accepted_more_than(&rx, 1).await;
+    assert_eq!(
+        rx.requests()[0].header("authorization"),
+        Some("Bearer secret-one")
+    );
+
+    rx.require_authorization(Some("Bearer secret-two"));
+    // Counted, not timed: three refused attempts, so the agent has retried at least twice.
+    let deadline = tokio::time::Instant::now() + LONG;
+    let refused = |rx: &Receiver| rx.requests().iter().filter(|r| r.status == 401).count();
+    while refused(&rx) < 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the agent stopped retrying: {} refused",
+            refused(&rx)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(rx
+        .requests()
+        .iter()
+        .filter(|r| r.status == 401)
+        .all(|r| r.header("authorization") == Some("Bearer secret-one")));
+    let ok_before_update = accepted(&rx);
+    volume.update("token", "secret-two");
+    assert_eq!(std::fs::read_to_string(&token).unwrap(), "secret-two");
+    let entries: Vec<String> = std::fs::read_dir(volume.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        entries.len(),
+        3,
+        "..data, token, one data directory: {entries:?}"
+    );
+
+    accepted_more_than(&rx, ok_before_update + 2).await;
+    assert_eq!(
+        rx.requests().last().unwrap().header("authorization"),
+        Some("Bearer secret-two")
+    );
+    agent.wait_drained(1, LONG).await;
+    let (_, metrics) = agent.stop().await;
+    assert_nothing_lost(&rx, &metrics);
+    let text = logs.text();
+    assert_eq!(text.matches("remote write failed").count(), 1, "{text}");
+    assert_eq!(text.matches("remote write recovered").count(), 1, "{text}");
+    assert_eq!(
+        text.matches("cannot use the file").count(),
+        0,
+        "the swap is atomic: {text}"
+    );
+    assert!(
+        !text.contains("secret-one") && !text.contains("secret-two"),
+        "{text}"
+    );
+}
+
+/// In a Windows HostProcess container (containerd 1.6), a Secret mounted at
+/// `/etc/kubelet-push/remote` is found under `CONTAINER_SANDBOX_MOUNT_POINT`: the agent,
+/// given the mount path, reads the token there, says so in `check-config`, and pushes with it.
+#[tokio::test(flavor = "current_thread")]
+async fn a_token_in_the_hostprocess_sandbox_is_used() {
+    let sandbox = tempfile::tempdir().unwrap();
+    // Unique, and checked absent: only the sandbox can answer for it.
+    let dir = format!("kubelet-push-it-{}-{}", std::process::id(), now_ms());
+    let given = format!("/etc/{dir}/remote/token");
+    assert!(!Path::new(&given).exists(), "{given} exists");
+    let inside = sandbox
+        .path()
+        .join("etc")
+        .join(&dir)
+        .join("remote")
+        .join("token");
+    std::fs::create_dir_all(inside.parent().unwrap()).unwrap();
+    let secret = format!("sandboxed-{}", now_ms());
+    write(&inside, &format!("{secret}\n"));
+    let env = [("CONTAINER_SANDBOX_MOUNT_POINT", sandbox.path().as_os_str())];
+
+    let url = "https://receiver.example/api/v1/write";
+    let sandbox_env = sandbox.path().to_str().unwrap();
+    let out = kubelet_push(
+        &[
+            "check-config",
+            "--remote-url",
+            url,
+            "--remote-bearer-token-file",
+            &given,
+        ],
+        &[("CONTAINER_SANDBOX_MOUNT_POINT", sandbox_env)],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains(&format!(
+            "remote 1 bearer-token-file: {}\n",
+            inside.display()
+        )),
+        "{text}"
+    );
+    assert!(!text.contains(&secret), "{text}");
+
+    let kubelet = simulated_kubelet(2, 10).await;
+    let rx = Receiver::start().await.unwrap();
+    let wanted = format!("Bearer {secret}");
+    rx.require_authorization(Some(&wanted));
+    let (k, u) = (kubelet.url(), rx.url());
+    let args = agent_args(&k, &u, &["--remote-bearer-token-file", &given]);
+    let child = spawn_agent_with(&args, &env);
+    let deadline = tokio::time::Instant::now() + LONG;
+    while accepted(&rx) < 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} requests, {} accepted",
+            rx.requests().len(),
+            accepted(&rx)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let log = stop_agent(child).await;
+    let requests = rx.requests();
+    assert!(
+        requests
+            .iter()
+            .all(|r| r.header("authorization") == Some(wanted.as_str()) && r.accepted()),
+        "statuses {:?}",
+        requests.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
+    assert!(accepted_samples(&rx) > 0);
+    let up: Vec<f64> = rx
+        .accepted_series()
+        .iter()
+        .filter(|ts| name(ts) == "up")
+        .flat_map(|ts| ts.samples.iter().map(|s| s.value))
+        .collect();
+    assert!(!up.is_empty() && up.iter().all(|v| *v == 1.0), "up: {up:?}");
+    assert!(!log.contains(&secret), "{log}");
 }
