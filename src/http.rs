@@ -232,7 +232,7 @@ impl ProxyUrl {
 
 /// A proxy URL fit for logs: the user name kept (it helps to tell proxies apart), the
 /// password and any query removed.
-pub fn redact_proxy(url: &reqwest::Url) -> String {
+fn redact_proxy(url: &reqwest::Url) -> String {
     let mut u = url.clone();
     if u.password().is_some() {
         let _ = u.set_password(Some("redacted"));
@@ -372,6 +372,19 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn proxy_urls_are_checked_and_printed_without_their_password() {
+        let p = ProxyUrl::parse(" http://user:pw-5512@proxy:3128?key=k ").unwrap();
+        assert_eq!(p.display, "http://user:redacted@proxy:3128/?redacted");
+        assert_eq!(p.url.password(), Some("pw-5512"));
+        assert!(p.for_client().is_ok());
+        for bad in ["socks5://proxy:1080", "proxy:3128", "http://", "not a url"] {
+            let e = ProxyUrl::parse(bad).unwrap_err();
+            assert!(!e.contains("pw-"), "{e}");
+            assert!(e.contains("http://") || e.contains("not a URL"), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn redact_hides_credentials() {

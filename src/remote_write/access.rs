@@ -36,6 +36,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use tracing::{info, warn};
 
+use crate::http::ProxyUrl;
 pub use crate::http::TlsHints;
 use crate::telemetry::Episode;
 
@@ -135,7 +136,7 @@ pub struct AccessError {
 pub struct Access {
     auth: Option<Auth>,
     tls: Option<Tls>,
-    proxy: Option<Proxy>,
+    proxy: Option<ProxyUrl>,
     /// How the user wrote the settings that TLS error messages point to.
     hints: TlsHints,
 }
@@ -154,13 +155,6 @@ struct Tls {
     /// The name the receiver's certificate must be valid for, instead of the URL's host.
     server_name: Option<ServerName<'static>>,
     insecure_skip_verify: bool,
-}
-
-#[derive(Clone)]
-struct Proxy {
-    url: reqwest::Url,
-    /// Without the password (the proxy's credentials).
-    display: String,
 }
 
 /// A file whose content is read at start-up and again before each request.
@@ -522,23 +516,8 @@ pub fn validate(
 
     let proxy = spec
         .proxy_url
-        .as_ref()
-        .map(|raw| {
-            let url = reqwest::Url::parse(raw.trim())
-                .map_err(|e| fail(Field::ProxyUrl, format!("not a URL: {e}")))?;
-            if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-                return Err(fail(
-                    Field::ProxyUrl,
-                    "must be an http:// or https:// URL with a host, e.g. http://proxy:3128".into(),
-                ));
-            }
-            reqwest::Proxy::all(url.clone())
-                .map_err(|_| fail(Field::ProxyUrl, "reqwest does not accept it".into()))?;
-            Ok(Proxy {
-                display: redact_proxy(&url),
-                url,
-            })
-        })
+        .as_deref()
+        .map(|raw| ProxyUrl::parse(raw).map_err(|e| fail(Field::ProxyUrl, e)))
         .transpose()?;
 
     Ok(Access {
@@ -554,19 +533,6 @@ pub fn validate(
             client_cert_given: spec.cert_file.is_some(),
         },
     })
-}
-
-/// A proxy URL fit for logs: the user name kept (it helps to tell proxies apart), the
-/// password and any query removed.
-pub fn redact_proxy(url: &reqwest::Url) -> String {
-    let mut u = url.clone();
-    if u.password().is_some() {
-        let _ = u.set_password(Some("redacted"));
-    }
-    if u.query().is_some() {
-        u.set_query(Some("redacted"));
-    }
-    u.to_string()
 }
 
 /// The current content of the TLS files, as last read and found good.
@@ -917,7 +883,7 @@ fn refresh(file: &mut Watched, episode: &mut Episode) {
 }
 
 fn build(
-    proxy: Option<&Proxy>,
+    proxy: Option<&ProxyUrl>,
     tls: Option<(&Tls, &TlsBytes)>,
     base: &dyn Fn() -> reqwest::ClientBuilder,
 ) -> Result<reqwest::Client, BuildError> {
@@ -926,8 +892,7 @@ fn build(
         builder = builder.use_preconfigured_tls(client_config(spec, bytes).map_err(BuildError)?);
     }
     if let Some(proxy) = proxy {
-        let p = reqwest::Proxy::all(proxy.url.clone())
-            .map_err(|_| BuildError(format!("proxy {} is not usable", proxy.display)))?;
+        let p = proxy.for_client().map_err(BuildError)?;
         builder = builder.proxy(p);
     }
     builder
