@@ -382,7 +382,10 @@ mod tests {
         for bad in ["socks5://proxy:1080", "proxy:3128", "http://", "not a url"] {
             let e = ProxyUrl::parse(bad).unwrap_err();
             assert!(!e.contains("pw-"), "{e}");
-            assert!(e.contains("http://") || e.contains("not a URL"), "{bad}: {e}");
+            assert!(
+                e.contains("http://") || e.contains("not a URL"),
+                "{bad}: {e}"
+            );
         }
     }
 
