@@ -529,7 +529,6 @@ fn file_url_path(url: &str, rest: &str) -> PathBuf {
 fn remotes(args: &AgentArgs, sandbox: Option<&Path>) -> Result<Vec<RemoteSettings>, ConfigError> {
     let remotes = match &args.config_file {
         Some(path) => {
-            let a = args.remote_access.spec();
             let beside = [
                 ("--remote-url", !args.remote_urls.is_empty()),
                 ("--remote-header", !args.remote_headers.is_empty()),
@@ -538,23 +537,12 @@ fn remotes(args: &AgentArgs, sandbox: Option<&Path>) -> Result<Vec<RemoteSetting
                     "--remote-write-version",
                     args.remote_write_version.is_some(),
                 ),
-                ("--remote-bearer-token-file", a.bearer_token_file.is_some()),
-                (
-                    "--remote-basic-auth-username",
-                    a.basic_auth_username.is_some(),
-                ),
-                (
-                    "--remote-basic-auth-password-file",
-                    a.basic_auth_password_file.is_some(),
-                ),
-                ("--remote-ca-file", a.ca_file.is_some()),
-                ("--remote-cert-file", a.cert_file.is_some()),
-                ("--remote-key-file", a.key_file.is_some()),
-                ("--remote-tls-server-name", a.tls_server_name.is_some()),
-                ("--remote-insecure-skip-verify", a.insecure_skip_verify),
-                ("--remote-proxy-url", a.proxy_url.is_some()),
-            ];
-            if let Some((flag, _)) = beside.iter().find(|(_, given)| *given) {
+            ]
+            .into_iter()
+            .filter_map(|(flag, given)| given.then_some(flag))
+            .chain(args.remote_access.spec().given().map(|f| f.flag()))
+            .next();
+            if let Some(flag) = beside {
                 return Err(err(
                     "--config-file",
                     format!("{flag} cannot be given with --config-file: set it per destination in the file"),
@@ -662,44 +650,31 @@ fn from_entry(
         headers.push(header);
     }
     use crate::remote_write::access::{AccessSpec, Field};
-    let text = |v: &Option<marked_yaml::Spanned<String>>| v.as_ref().map(|v| v.to_string());
+    let text = |f: Field| e.text(f).map(|v| v.to_string());
     let spec = access_in_sandbox(
         AccessSpec {
-            bearer_token_file: text(&e.bearer_token_file).map(Into::into),
-            basic_auth_username: text(&e.basic_auth_username),
-            basic_auth_password_file: text(&e.basic_auth_password_file).map(Into::into),
-            ca_file: text(&e.ca_file).map(Into::into),
-            cert_file: text(&e.cert_file).map(Into::into),
-            key_file: text(&e.key_file).map(Into::into),
-            tls_server_name: text(&e.tls_server_name),
+            bearer_token_file: text(Field::BearerTokenFile).map(Into::into),
+            basic_auth_username: text(Field::BasicAuthUsername),
+            basic_auth_password_file: text(Field::BasicAuthPasswordFile).map(Into::into),
+            ca_file: text(Field::CaFile).map(Into::into),
+            cert_file: text(Field::CertFile).map(Into::into),
+            key_file: text(Field::KeyFile).map(Into::into),
+            tls_server_name: text(Field::TlsServerName),
             insecure_skip_verify: e.insecure_skip_verify.as_ref().is_some_and(|b| **b),
-            proxy_url: text(&e.proxy_url),
+            proxy_url: text(Field::ProxyUrl),
         },
         sandbox,
     );
+    // An error points at the value it is about; the URL when it has none of its own.
     let access = crate::remote_write::access::validate(&spec, &url, &headers, &|f| key(f.key()))
         .map_err(|ae| {
-            // Point at the value the error is about; the URL when it has none of its own.
-            let place = |v: &Option<marked_yaml::Spanned<String>>| {
-                v.as_ref()
-                    .map(|v| at(path, v, &key(ae.field.key()), &ae.reason))
-            };
-            let located = match ae.field {
-                Field::BearerTokenFile => place(&e.bearer_token_file),
-                Field::BasicAuthUsername => place(&e.basic_auth_username),
-                Field::BasicAuthPasswordFile => place(&e.basic_auth_password_file),
-                Field::CaFile => place(&e.ca_file),
-                Field::CertFile => place(&e.cert_file),
-                Field::KeyFile => place(&e.key_file),
-                Field::TlsServerName => place(&e.tls_server_name),
-                Field::ProxyUrl => place(&e.proxy_url),
-                Field::InsecureSkipVerify => e
-                    .insecure_skip_verify
-                    .as_ref()
-                    .map(|v| at(path, v, &key(ae.field.key()), &ae.reason)),
-                Field::Header | Field::Url => None,
-            };
-            fail(located.unwrap_or_else(|| at(path, &e.url, &key(ae.field.key()), &ae.reason)))
+            let span = e.span(ae.field);
+            fail(crate::config_file::at_span(
+                path,
+                span,
+                &key(ae.field.key()),
+                &ae.reason,
+            ))
         })?;
     Ok(RemoteSettings {
         url,
@@ -1417,13 +1392,23 @@ mod tests {
                 "remote-write:\n  - url: https://a/w\n    bearer-token-file: /nonexistent/token\n",
                 ":3:24: remote-write[0].bearer-token-file: cannot read /nonexistent/token",
             ),
+            // Access errors point at the value they are about (`Entry::span`): a text, a
+            // boolean, or the URL.
             (
                 "remote-write:\n  - url: https://a/w\n    bearer-token-file: /etc/hostname\n    basic-auth-username: u\n",
-                "remote-write[0].",
+                ":3:24: remote-write[0].bearer-token-file: cannot be given with remote-write[0].basic-auth-username",
             ),
             (
                 "remote-write:\n  - url: https://a/w\n    insecure-skip-verify: true\n    tls-server-name: b\n",
-                "remote-write[0].",
+                ":3:27: remote-write[0].insecure-skip-verify: cannot be given with remote-write[0].tls-server-name",
+            ),
+            (
+                "remote-write:\n  - url: https://a/w\n    ca-file: /etc/hostname\n    insecure-skip-verify: true\n",
+                ":4:27: remote-write[0].insecure-skip-verify: cannot be given with remote-write[0].ca-file",
+            ),
+            (
+                "remote-write:\n  - url: https://a/w\n    proxy-url: socks5://p:1\n",
+                ":3:16: remote-write[0].proxy-url: must be an http:// or https:// URL",
             ),
             (
                 "remote-write:\n  - url: http://a/w\n  - url: http://a/w\n",
@@ -1446,13 +1431,21 @@ mod tests {
     #[test]
     fn config_file_replaces_the_remote_flags() {
         let (_f, path) = config_file("remote-write:\n  - url: http://a/w\n");
+        // Every remote flag, access settings included (`AccessSpec::given`).
         for extra in [
-            ["--remote-url", "http://b/w"],
-            ["--remote-header", "X-A=b"],
-            ["--remote-timeout", "5s"],
-            ["--remote-write-version", "2"],
-            ["--remote-tls-server-name", "x"],
-            ["--remote-proxy-url", "http://p:3128"],
+            &["--remote-url", "http://b/w"][..],
+            &["--remote-header", "X-A=b"],
+            &["--remote-timeout", "5s"],
+            &["--remote-write-version", "2"],
+            &["--remote-bearer-token-file", "/t"],
+            &["--remote-basic-auth-username", "u"],
+            &["--remote-basic-auth-password-file", "/p"],
+            &["--remote-ca-file", "/ca"],
+            &["--remote-cert-file", "/c"],
+            &["--remote-key-file", "/k"],
+            &["--remote-tls-server-name", "x"],
+            &["--remote-insecure-skip-verify"],
+            &["--remote-proxy-url", "http://p:3128"],
         ] {
             let mut args = vec!["--config-file", &path];
             args.extend(extra);

@@ -23,8 +23,10 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use marked_yaml::Spanned;
+use marked_yaml::{Span, Spanned};
 use serde::Deserialize;
+
+use crate::remote_write::access::Field;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -52,6 +54,33 @@ pub struct Entry {
     pub tls_server_name: Option<Spanned<String>>,
     pub insecure_skip_verify: Option<Spanned<bool>>,
     pub proxy_url: Option<Spanned<String>>,
+}
+
+impl Entry {
+    /// The text of an access setting, for the fields that are text.
+    pub fn text(&self, field: Field) -> Option<&Spanned<String>> {
+        match field {
+            Field::BearerTokenFile => self.bearer_token_file.as_ref(),
+            Field::BasicAuthUsername => self.basic_auth_username.as_ref(),
+            Field::BasicAuthPasswordFile => self.basic_auth_password_file.as_ref(),
+            Field::CaFile => self.ca_file.as_ref(),
+            Field::CertFile => self.cert_file.as_ref(),
+            Field::KeyFile => self.key_file.as_ref(),
+            Field::TlsServerName => self.tls_server_name.as_ref(),
+            Field::ProxyUrl => self.proxy_url.as_ref(),
+            Field::Url => Some(&self.url),
+            Field::InsecureSkipVerify | Field::Header => None,
+        }
+    }
+
+    /// Where `field`'s value was written, for an error about it: the entry's `url` when the
+    /// field has no value of its own (the headers are placed one by one by the caller).
+    pub fn span(&self, field: Field) -> &Span {
+        match (field, &self.insecure_skip_verify) {
+            (Field::InsecureSkipVerify, Some(v)) => v.span(),
+            _ => self.text(field).unwrap_or(&self.url).span(),
+        }
+    }
 }
 
 /// A problem in the file, already worded as `FILE:LINE:COLUMN: KEY: what is wrong` (or
@@ -97,8 +126,12 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<Entry>, FileError> {
 
 /// `FILE:LINE:COLUMN: KEY: reason` for a value that parsed as YAML but is not valid.
 pub fn at<T>(path: &Path, value: &Spanned<T>, key: &str, reason: &str) -> String {
-    let place = value
-        .span()
+    at_span(path, value.span(), key, reason)
+}
+
+/// [`at`] for a position already known.
+pub fn at_span(path: &Path, span: &Span, key: &str, reason: &str) -> String {
+    let place = span
         .start()
         .map_or_else(String::new, |m| format!(":{}:{}", m.line(), m.column()));
     format!("{}{place}: {key}: {reason}", path.display())

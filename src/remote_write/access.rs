@@ -55,6 +55,26 @@ pub struct AccessSpec {
 }
 
 impl AccessSpec {
+    /// The settings given, in the order of [`Field`]: for "cannot be given with" errors.
+    pub fn given(&self) -> impl Iterator<Item = Field> {
+        [
+            (Field::BearerTokenFile, self.bearer_token_file.is_some()),
+            (Field::BasicAuthUsername, self.basic_auth_username.is_some()),
+            (
+                Field::BasicAuthPasswordFile,
+                self.basic_auth_password_file.is_some(),
+            ),
+            (Field::CaFile, self.ca_file.is_some()),
+            (Field::CertFile, self.cert_file.is_some()),
+            (Field::KeyFile, self.key_file.is_some()),
+            (Field::TlsServerName, self.tls_server_name.is_some()),
+            (Field::InsecureSkipVerify, self.insecure_skip_verify),
+            (Field::ProxyUrl, self.proxy_url.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(field, given)| given.then_some(field))
+    }
+
     /// Every file setting, so a caller can rewrite the paths (see
     /// `config::in_sandbox`); a file setting added above belongs here too.
     pub fn files_mut(&mut self) -> [&mut Option<PathBuf>; 5] {
