@@ -351,9 +351,8 @@ impl Config {
                 Protocol::V2 => "2 (1 if the receiver does not take 2)",
             };
             line(&format!("remote {n} version"), &version);
-            for (name, value) in r.access.describe() {
-                let name = name.strip_prefix("remote-").unwrap_or(name);
-                line(&format!("remote {n} {name}"), &value);
+            for (field, value) in r.access.describe() {
+                line(&format!("remote {n} {}", field.key()), &value);
             }
             line(
                 &format!("remote {n} buffer subdirectory"),

@@ -307,9 +307,9 @@ impl Access {
         }
     }
 
-    /// Lines for `check-config` (`name: value`, names as the flags say them): paths and
+    /// Lines for `check-config`, each setting with its value: paths and
     /// choices, never secrets; the proxy's password is redacted.
-    pub fn describe(&self) -> Vec<(&'static str, String)> {
+    pub fn describe(&self) -> Vec<(Field, String)> {
         let path = |w: Option<&Watched>| {
             w.map_or_else(|| "none".to_owned(), |w| w.path.display().to_string())
         };
@@ -319,27 +319,27 @@ impl Access {
             Some(Auth::Basic { username, file }) => (None, Some(username.clone()), Some(file)),
             None => (None, None, None),
         };
-        out.push(("remote-bearer-token-file", path(token)));
+        out.push((Field::BearerTokenFile, path(token)));
         out.push((
-            "remote-basic-auth-username",
+            Field::BasicAuthUsername,
             user.unwrap_or_else(|| "none".into()),
         ));
-        out.push(("remote-basic-auth-password-file", path(password)));
+        out.push((Field::BasicAuthPasswordFile, path(password)));
         let tls = self.tls.as_ref();
-        out.push(("remote-ca-file", path(tls.and_then(|t| t.ca.as_ref()))));
-        out.push(("remote-cert-file", path(tls.and_then(|t| t.cert.as_ref()))));
-        out.push(("remote-key-file", path(tls.and_then(|t| t.key.as_ref()))));
+        out.push((Field::CaFile, path(tls.and_then(|t| t.ca.as_ref()))));
+        out.push((Field::CertFile, path(tls.and_then(|t| t.cert.as_ref()))));
+        out.push((Field::KeyFile, path(tls.and_then(|t| t.key.as_ref()))));
         out.push((
-            "remote-tls-server-name",
+            Field::TlsServerName,
             tls.and_then(|t| t.server_name.as_ref())
                 .map_or_else(|| "none".to_owned(), |n| n.to_str().into_owned()),
         ));
         out.push((
-            "remote-insecure-skip-verify",
+            Field::InsecureSkipVerify,
             tls.is_some_and(|t| t.insecure_skip_verify).to_string(),
         ));
         out.push((
-            "remote-proxy-url",
+            Field::ProxyUrl,
             self.proxy.as_ref().map_or_else(
                 || "none (HTTPS_PROXY, HTTP_PROXY, NO_PROXY from the environment)".to_owned(),
                 |p| p.display.clone(),
