@@ -621,6 +621,18 @@ fn kubelet_push(args: &[&str], env: &[(&str, &str)]) -> Output {
     cmd.output().expect("run kubelet-push")
 }
 
+/// `check-config ARGS` with `env`, which must exit 0: what it prints.
+fn check_config(args: &[&str], env: &[(&str, &str)]) -> String {
+    let out = kubelet_push(&[&["check-config"], args].concat(), env);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 #[test]
 fn conflicting_access_flags_exit_64_naming_both() {
     let dir = tempfile::tempdir().unwrap();
@@ -809,17 +821,7 @@ fn help_and_check_config_hide_secrets() {
     ] {
         assert!(!text.contains(secret), "{secret} in --help");
     }
-    let out = kubelet_push(
-        &["check-config", "--remote-url", "https://receiver.example/w"],
-        &env,
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = check_config(&["--remote-url", "https://receiver.example/w"], &env);
     for secret in ["proxy-secret-pw", "tenant-secret-id", "pw-file-secret"] {
         assert!(!text.contains(secret), "{secret} in check-config: {text}");
     }
@@ -1088,22 +1090,9 @@ async fn a_token_in_the_hostprocess_sandbox_is_used() {
 
     let url = "https://receiver.example/api/v1/write";
     let sandbox_env = sandbox.path().to_str().unwrap();
-    let out = kubelet_push(
-        &[
-            "check-config",
-            "--remote-url",
-            url,
-            "--remote-bearer-token-file",
-            &given,
-        ],
+    let text = check_config(
+        &["--remote-url", url, "--remote-bearer-token-file", &given],
         &[("CONTAINER_SANDBOX_MOUNT_POINT", sandbox_env)],
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
     );
     assert!(
         text.contains(&format!(
