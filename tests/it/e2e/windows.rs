@@ -604,12 +604,17 @@ async fn windows_exe_keeps_every_poll_across_an_outage_and_two_stops() {
     agent.ctrl_event(&wine, "kill").await;
     let (code, log) = agent.exit(Duration::from_secs(30)).await;
     kubelet.hold(Duration::ZERO);
-    assert_eq!(
-        code,
-        Some(1),
+    // Windows reports TerminateProcess's 1. Under Wine the Linux exit status depends on
+    // which thread learns of the termination first: one woken from a server call exits with
+    // the code given, one reached by SIGQUIT exits with 0 (ntdll's quit_handler calls
+    // abort_thread(0)); CI saw both. Either way the agent did not stop by itself: it never
+    // began a graceful stop nor logged the end of one.
+    assert!(
+        matches!(code, Some(1) | Some(0)),
         "TerminateProcess(1): {}:\n{log}",
         exit_hint(code)
     );
+    assert!(!log.contains("shutting down"), "{log}");
     assert!(!log.contains("kubelet-push stopped"), "{log}");
     may_be_lost.insert(interrupted);
 
