@@ -193,6 +193,11 @@ impl SeriesSet {
         self.horizon_ms = horizon_ms;
     }
 
+    /// The horizon last set.
+    pub fn horizon(&self) -> i64 {
+        self.horizon_ms
+    }
+
     /// Number of series remembered (live ones; not those waiting for their stale marker to go
     /// out).
     pub fn len(&self) -> usize {

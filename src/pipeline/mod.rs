@@ -349,6 +349,7 @@ impl Poller {
             self.series.reserve(estimate);
             out.reserve(estimate);
         }
+        let horizon = self.series.horizon();
         let series = &mut self.series;
         let filter = &mut self.filter;
         let mut distinct = 0;
@@ -364,7 +365,7 @@ impl Poller {
             context,
             poll_time_ms,
             self.max_stats_age_ms,
-            poll_time_ms.saturating_add(FUTURE_ALLOWANCE_MS),
+            horizon,
             &mut |sample: &convert::Sample<'_>| {
                 if let Some(f) = filter.as_mut() {
                     if !f.allows(sample.name) {
