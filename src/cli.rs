@@ -77,21 +77,18 @@ pub struct NotForDemo {
 /// The first flag given on the command line that `demo` cannot honour, if `matches` (the
 /// `demo` subcommand's) holds one. Values from the environment are ignored, so the demo runs
 /// unchanged inside an agent's pod.
-pub fn not_for_demo(matches: &clap::ArgMatches) -> Option<&'static str> {
-    [
-        ("kubelet_url", "--kubelet-url"),
-        ("kubelet_token_file", "--kubelet-token-file"),
-        ("kubelet_ca_file", "--kubelet-ca-file"),
-        (
-            "kubelet_insecure_skip_verify",
-            "--kubelet-insecure-skip-verify",
-        ),
-        ("kubelet_timeout", "--kubelet-timeout"),
-        ("kubelet_proxy_url", "--kubelet-proxy-url"),
-    ]
-    .into_iter()
-    .find(|(id, _)| matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine))
-    .map(|(_, flag)| flag)
+pub fn not_for_demo(matches: &clap::ArgMatches) -> Option<String> {
+    // The shadow flags themselves say which they are: nothing to keep in step by hand.
+    let shadows = <NotForDemo as Args>::augment_args(clap::Command::new("demo"));
+    let flag = shadows
+        .get_arguments()
+        .find(|arg| {
+            matches.value_source(arg.get_id().as_str())
+                == Some(clap::parser::ValueSource::CommandLine)
+        })
+        .and_then(|arg| arg.get_long())
+        .map(|long| format!("--{long}"));
+    flag
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

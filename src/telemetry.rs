@@ -364,6 +364,11 @@ impl Metrics {
 
     /// Counts `n` summary values left out for `reason`.
     pub fn summary_values_invalid(&self, reason: InvalidValue, n: u64) {
+        // Called every poll, nearly always with 0: no lookup then (each reason's counter
+        // exists from registration on).
+        if n == 0 {
+            return;
+        }
         self.summary_values_invalid
             .get_or_create(&ReasonLabel {
                 reason: reason.as_str(),
