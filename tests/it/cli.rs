@@ -227,13 +227,23 @@ fn dry_run_of_a_missing_file_exits_1_and_says_why_once() {
     );
 }
 
+/// The binary run with `args` and, besides the test's own environment, `env`, to its end.
+async fn agent_output(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_kubelet-push"))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn once_exit_codes_follow_the_push() {
     let rx = Receiver::start().await.unwrap();
     let url = rx.url();
     let kubelet_url = format!("file://{}", fixture("seed-windows-node.json").display());
-    let ok = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubelet-push"))
-        .args([
+    let ok = agent_output(
+        &[
             "--once",
             "--kubelet-url",
             &kubelet_url,
@@ -241,10 +251,10 @@ async fn once_exit_codes_follow_the_push() {
             &url,
             "--log-format",
             "json",
-        ])
-        .output()
-        .await
-        .unwrap();
+        ],
+        &[],
+    )
+    .await;
     assert_eq!(ok.status.code(), Some(0), "{}", stderr(&ok));
     assert_eq!(rx.accepted_series().len(), 36);
     // JSON logs: one object per line.
@@ -257,17 +267,17 @@ async fn once_exit_codes_follow_the_push() {
     }
 
     rx.push_response(kubelet_push::demo::receiver::Response::status(400).with_body("bad labels"));
-    let failed = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubelet-push"))
-        .args([
+    let failed = agent_output(
+        &[
             "--once",
             "--kubelet-url",
             &kubelet_url,
             "--remote-url",
             &url,
-        ])
-        .output()
-        .await
-        .unwrap();
+        ],
+        &[],
+    )
+    .await;
     assert_eq!(failed.status.code(), Some(1));
     let err = stderr(&failed);
     assert!(
@@ -303,8 +313,8 @@ fn demo_runs_for_its_duration_and_shows_decoded_traffic() {
 #[tokio::test]
 async fn demo_pushes_to_a_given_remote_url() {
     let rx = Receiver::start().await.unwrap();
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubelet-push"))
-        .args([
+    let out = agent_output(
+        &[
             "demo",
             "--pods",
             "3",
@@ -314,10 +324,10 @@ async fn demo_pushes_to_a_given_remote_url() {
             "200ms",
             "--remote-url",
             &rx.url(),
-        ])
-        .output()
-        .await
-        .unwrap();
+        ],
+        &[],
+    )
+    .await;
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let series = rx.accepted_series();
     // Pods may be replaced during the run; the first poll shows exactly the ones asked for.
@@ -572,15 +582,25 @@ async fn demo_refuses_kubelet_flags_and_ignores_their_environment() {
         );
     }
     let rx = Receiver::start().await.unwrap();
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubelet-push"))
-        .args(["demo", "--pods", "2", "--duration", "700ms"])
-        .args(["--interval", "200ms", "--remote-url", &rx.url()])
-        .env("KUBELET_PUSH_KUBELET_URL", "http://127.0.0.1:1")
-        .env("KUBELET_PUSH_KUBELET_TIMEOUT", "1s")
-        .env("KUBELET_PUSH_KUBELET_PROXY_URL", "http://127.0.0.1:9")
-        .output()
-        .await
-        .unwrap();
+    let out = agent_output(
+        &[
+            "demo",
+            "--pods",
+            "2",
+            "--duration",
+            "700ms",
+            "--interval",
+            "200ms",
+            "--remote-url",
+            &rx.url(),
+        ],
+        &[
+            ("KUBELET_PUSH_KUBELET_URL", "http://127.0.0.1:1"),
+            ("KUBELET_PUSH_KUBELET_TIMEOUT", "1s"),
+            ("KUBELET_PUSH_KUBELET_PROXY_URL", "http://127.0.0.1:9"),
+        ],
+    )
+    .await;
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let first = rx.requests()[0].write_request.clone().unwrap().timeseries;
     let up = named(&first, "up");
@@ -596,8 +616,8 @@ async fn demo_refuses_kubelet_flags_and_ignores_their_environment() {
 #[tokio::test]
 async fn demo_honours_an_interval_of_ten_seconds() {
     let rx = Receiver::start().await.unwrap();
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubelet-push"))
-        .args([
+    let out = agent_output(
+        &[
             "demo",
             "--pods",
             "2",
@@ -605,11 +625,12 @@ async fn demo_honours_an_interval_of_ten_seconds() {
             "3s",
             "--interval",
             "10s",
-        ])
-        .args(["--remote-url", &rx.url()])
-        .output()
-        .await
-        .unwrap();
+            "--remote-url",
+            &rx.url(),
+        ],
+        &[],
+    )
+    .await;
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(stderr(&out).contains("interval=10s"), "{}", stderr(&out));
     let polls: std::collections::BTreeSet<i64> = rx
@@ -622,12 +643,19 @@ async fn demo_honours_an_interval_of_ten_seconds() {
 
     // Without --interval the demo keeps its own 2 s default.
     let rx = Receiver::start().await.unwrap();
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubelet-push"))
-        .args(["demo", "--pods", "2", "--duration", "3s"])
-        .args(["--remote-url", &rx.url()])
-        .output()
-        .await
-        .unwrap();
+    let out = agent_output(
+        &[
+            "demo",
+            "--pods",
+            "2",
+            "--duration",
+            "3s",
+            "--remote-url",
+            &rx.url(),
+        ],
+        &[],
+    )
+    .await;
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(stderr(&out).contains("interval=2s"), "{}", stderr(&out));
 }
@@ -643,8 +671,8 @@ async fn a_full_buffer_is_logged_once_per_episode_with_its_url() {
         rx.push_response(Response::status(503));
     }
     let url = rx.url();
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubelet-push"))
-        .args([
+    let out = agent_output(
+        &[
             "demo",
             "--pods",
             "60",
@@ -652,12 +680,18 @@ async fn a_full_buffer_is_logged_once_per_episode_with_its_url() {
             "7s",
             "--interval",
             "200ms",
-        ])
-        .args(["--buffer-max-size", "64KiB", "--remote-url", &url])
-        .args(["--min-backoff", "100ms", "--max-backoff", "100ms"])
-        .output()
-        .await
-        .unwrap();
+            "--buffer-max-size",
+            "64KiB",
+            "--remote-url",
+            &url,
+            "--min-backoff",
+            "100ms",
+            "--max-backoff",
+            "100ms",
+        ],
+        &[],
+    )
+    .await;
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(0), "{err}");
     let full: Vec<&str> = err.lines().filter(|l| l.contains("buffer full")).collect();

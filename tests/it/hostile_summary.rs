@@ -152,10 +152,7 @@ fn unix_ms(t: SystemTime) -> i64 {
 #[test]
 fn a_kubelet_clock_a_day_ahead_for_one_poll_silences_nothing() {
     let (logs, _guard) = Logs::capture();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = current_thread_runtime();
     let metrics = Arc::new(Metrics::new());
     // The kubelet's times: ten minutes behind the agent's clock, 10 s apart.
     let t0 = SystemTime::now() - Duration::from_secs(600);
@@ -228,10 +225,7 @@ fn a_kubelet_clock_a_day_ahead_for_one_poll_silences_nothing() {
 #[test]
 fn one_section_in_year_9999_drops_only_that_section() {
     let (logs, _guard) = Logs::capture();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = current_thread_runtime();
     let metrics = Arc::new(Metrics::new());
     let t0 = SystemTime::now() - Duration::from_secs(600);
     let base = summary_at(t0);
@@ -310,10 +304,7 @@ fn one_section_in_year_9999_drops_only_that_section() {
 #[test]
 fn bad_values_are_left_out_and_the_poll_kept() {
     let (logs, _guard) = Logs::capture();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = current_thread_runtime();
     let metrics = Arc::new(Metrics::new());
     let base = summary_at(SystemTime::now() - Duration::from_secs(60));
     let clean = shifted(&base, Duration::ZERO);

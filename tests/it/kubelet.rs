@@ -101,10 +101,7 @@ async fn a_kubelet_that_is_not_listening_is_a_connect_error() {
 #[test]
 fn failures_are_logged_when_they_start_and_when_they_end() {
     let (logs, _guard) = Logs::capture();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = current_thread_runtime();
     rt.block_on(async {
         let kubelet = simulated(2).await;
         let mut p = poller(&["--kubelet-url", &kubelet.url(), "--dry-run"]);
@@ -373,10 +370,7 @@ async fn shutdown_interrupts_a_slow_poll() {
 #[test]
 fn node_label_follows_the_summary() {
     let (logs, _guard) = Logs::capture();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = current_thread_runtime();
     rt.block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("summary.json");

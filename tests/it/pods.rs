@@ -295,7 +295,7 @@ fn pods_without(name: &str) -> Vec<u8> {
     serde_json::to_vec(&doc).unwrap()
 }
 
-use crate::support::{label, named, only_value, Logs, Polled};
+use crate::support::{current_thread_runtime, label, named, only_value, Logs, Polled};
 
 /// Container CPU series of one poll: (pod, image) for each, image `None` when unlabelled.
 fn container_cpu(p: &Polled) -> Vec<(String, Option<String>)> {
@@ -324,10 +324,7 @@ const LATE_POD: &str = "coredns-66bc5c9577-d98t2";
 fn pod_metadata_failures_never_cost_stats_and_labels_come_later() {
     use std::time::Duration;
     let (logs, _guard) = Logs::capture();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = current_thread_runtime();
     rt.block_on(async {
         let kubelet = PodsKubelet::start(
             fixture("summaries/nri-kubernetes-testutil-1_34__summary.json"),

@@ -13,6 +13,15 @@ use kubelet_push::{Config, Outcome};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+/// A runtime on this thread, for a `#[test]` that captures logs: `Logs::capture` listens on
+/// the calling thread, so the agent's tasks must run there too.
+pub fn current_thread_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/summaries")
