@@ -586,17 +586,21 @@ impl Health {
 }
 
 /// Serves `/metrics`, `/healthz` and `/readyz` on `addr` until `stop` is cancelled. Binding
-/// happens before this returns, so a busy port is a start-up error.
+/// happens before this returns, so a busy port is a start-up error. The address bound is
+/// logged and returned: with port 0 the system picks one (what tests do, so that no two
+/// agents ever race for a port).
 pub async fn serve(
     addr: std::net::SocketAddr,
     health: Health,
     stop: tokio_util::sync::CancellationToken,
     tasks: &tokio_util::task::TaskTracker,
-) -> std::io::Result<()> {
+) -> std::io::Result<std::net::SocketAddr> {
     use axum::http::{header, StatusCode};
     use axum::routing::get;
 
     let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    tracing::info!(address = %bound, "{SERVING}");
     let health = std::sync::Arc::new(health);
     let metrics = health.metrics.clone();
     let app = axum::Router::new()
@@ -639,8 +643,11 @@ pub async fn serve(
             tracing::warn!(%error, "metrics endpoint stopped");
         }
     });
-    Ok(())
+    Ok(bound)
 }
+
+/// The message of the log line that gives the address `serve` bound (its `address` field).
+pub const SERVING: &str = "serving /metrics, /healthz and /readyz";
 
 /// Tracks one kind of repeating failure so it is logged when it starts and when it ends,
 /// with a count, instead of once per attempt.

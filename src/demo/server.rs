@@ -16,17 +16,17 @@ impl LocalServer {
     /// Binds `127.0.0.1:0` and serves `app`; `what` names the server in the log line written
     /// if serving fails.
     pub async fn start(app: axum::Router, what: &'static str) -> std::io::Result<LocalServer> {
-        Self::start_at(app, what, 0).await
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+        Self::start_on(app, what, listener)
     }
 
-    /// Like [`LocalServer::start`] on a given port of 127.0.0.1 (a receiver coming back where
-    /// it was).
-    pub async fn start_at(
+    /// Like [`LocalServer::start`] on a listener bound already: a receiver coming back on a
+    /// port its caller kept reserved while it was down, so nothing else could take it.
+    pub fn start_on(
         app: axum::Router,
         what: &'static str,
-        port: u16,
+        listener: tokio::net::TcpListener,
     ) -> std::io::Result<LocalServer> {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
         let addr = listener.local_addr()?;
         let cancel = CancellationToken::new();
         let shutdown = cancel.clone().cancelled_owned();

@@ -176,13 +176,7 @@ impl PodSource {
             Err(e) => Err(Failure::Task(e)),
         };
         self.metrics.pod_list_request(outcome.is_ok());
-        self.gap = match outcome {
-            Ok(()) => self.min_gap,
-            Err(_) => self
-                .gap
-                .saturating_mul(2)
-                .clamp(self.min_gap, pods::MAX_AGE.max(self.min_gap)),
-        };
+        self.gap = next_gap(self.gap, self.min_gap, outcome.is_ok());
         match outcome {
             Ok(()) => {
                 if let Some((n, took)) = self.failing.recover() {
@@ -203,6 +197,16 @@ impl PodSource {
             }
         }
     }
+}
+
+/// The gap before the next request: `min_gap` after an answer, doubled by each failure in a
+/// row up to `kubelet::pods::MAX_AGE` (or `min_gap`, if that is longer).
+fn next_gap(gap: Duration, min_gap: Duration, answered: bool) -> Duration {
+    if answered {
+        return min_gap;
+    }
+    gap.saturating_mul(2)
+        .clamp(min_gap, pods::MAX_AGE.max(min_gap))
 }
 
 /// What an operator can do about a failure, when there is something specific.
@@ -226,5 +230,37 @@ impl Drop for PodSource {
         if let Some(h) = &self.pending {
             h.abort();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_double_the_gap_up_to_the_cap_and_an_answer_resets_it() {
+        let ms = Duration::from_millis;
+        let mut gap = ms(10);
+        let mut gaps = Vec::new();
+        for _ in 0..6 {
+            gap = next_gap(gap, ms(10), false);
+            gaps.push(gap);
+        }
+        assert_eq!(gaps, [ms(20), ms(40), ms(80), ms(160), ms(320), ms(640)]);
+        assert_eq!(next_gap(gap, ms(10), true), ms(10));
+
+        // 10 s polls: 20 s, 40 s, ... then five minutes, and five minutes after that.
+        let s = Duration::from_secs;
+        let mut gap = s(10);
+        let mut gaps = Vec::new();
+        for _ in 0..6 {
+            gap = next_gap(gap, s(10), false);
+            gaps.push(gap);
+        }
+        assert_eq!(gaps, [s(20), s(40), s(80), s(160), s(300), s(300)]);
+        // An interval longer than the cap is never shortened by it.
+        assert_eq!(next_gap(s(600), s(600), false), s(600));
+        // A gap near the largest Duration saturates instead of overflowing.
+        assert_eq!(next_gap(Duration::MAX, s(10), false), s(300));
     }
 }

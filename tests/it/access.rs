@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kubelet_push::demo::receiver::Receiver;
@@ -24,8 +24,6 @@ use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::support::*;
-
-const LONG: Duration = Duration::from_secs(20);
 
 /// A CA with its certificate as PEM and DER.
 pub struct Ca {
@@ -113,6 +111,9 @@ pub struct Front {
     pub addr: SocketAddr,
     config: watch::Sender<Arc<rustls::ServerConfig>>,
     failed_handshakes: Arc<AtomicUsize>,
+    /// Handshakes completed under each configuration, the first one's at index 0: counted
+    /// when they happen, so a test can say which certificates a connection passed.
+    handshakes: Arc<Mutex<Vec<usize>>>,
 }
 
 impl Front {
@@ -121,7 +122,8 @@ impl Front {
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = watch::channel(Arc::new(config));
         let failed_handshakes = Arc::new(AtomicUsize::new(0));
-        let failed = failed_handshakes.clone();
+        let handshakes = Arc::new(Mutex::new(vec![0]));
+        let (failed, done) = (failed_handshakes.clone(), handshakes.clone());
         tokio::spawn(async move {
             // Bounded: a test makes a few dozen connections at most.
             for _ in 0..2000 {
@@ -130,18 +132,34 @@ impl Front {
                 };
                 let mut rx = rx.clone();
                 let acceptor = tokio_rustls::TlsAcceptor::from(rx.borrow_and_update().clone());
-                let failed = failed.clone();
+                let (failed, done) = (failed.clone(), done.clone());
                 tokio::spawn(async move {
                     let Ok(mut tls) = acceptor.accept(tcp).await else {
                         failed.fetch_add(1, Ordering::Relaxed);
                         return;
                     };
+                    {
+                        // A handshake that finished under a configuration replaced meanwhile
+                        // counts for the old one, and the connection ends here, unused.
+                        let mut done = done.lock().unwrap();
+                        let Ok(changed) = rx.has_changed() else {
+                            return; // the front is gone
+                        };
+                        let generation = done.len() - 1 - usize::from(changed);
+                        done[generation] += 1;
+                        if changed {
+                            return;
+                        }
+                    }
                     let Ok(mut plain) = tokio::net::TcpStream::connect(backend).await else {
                         return;
                     };
+                    // A new configuration ends every connection made under the old one, as a
+                    // restarting receiver would; checked first, so nothing more is forwarded.
                     tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut tls, &mut plain) => {}
+                        biased;
                         _ = rx.changed() => {}
+                        _ = tokio::io::copy_bidirectional(&mut tls, &mut plain) => {}
                     }
                 });
             }
@@ -150,6 +168,7 @@ impl Front {
             addr,
             config: tx,
             failed_handshakes,
+            handshakes,
         }
     }
 
@@ -158,11 +177,16 @@ impl Front {
         self.failed_handshakes.load(Ordering::Relaxed)
     }
 
-    /// Waits (up to `LONG`) until `more` handshakes have failed after the `since`-th one:
+    /// Handshakes completed under the configuration in force (the last `reconfigure`'s).
+    pub fn handshakes_now(&self) -> usize {
+        *self.handshakes.lock().unwrap().last().unwrap()
+    }
+
+    /// Waits (up to `PATIENCE`) until `more` handshakes have failed after the `since`-th one:
     /// counted, not timed, since back-offs under Wine take longer than on Linux. With
     /// `more` failed attempts seen here, the agent has finished at least `more - 1` of them.
     pub async fn wait_failed_handshakes(&self, since: usize, more: usize) {
-        let deadline = tokio::time::Instant::now() + LONG;
+        let deadline = tokio::time::Instant::now() + PATIENCE;
         while self.failed_handshakes() < since + more {
             assert!(
                 tokio::time::Instant::now() < deadline,
@@ -178,6 +202,10 @@ impl Front {
     }
 
     pub fn reconfigure(&self, config: rustls::ServerConfig) {
+        // Under the lock, so a handshake finishing now is counted for the configuration it
+        // was made with.
+        let mut done = self.handshakes.lock().unwrap();
+        done.push(0);
         self.config.send_replace(Arc::new(config));
     }
 }
@@ -229,6 +257,19 @@ fn assert_nothing_lost(rx: &Receiver, metrics: &kubelet_push::telemetry::Destina
     assert!(accepted_samples(rx) >= queued);
 }
 
+/// [`agent_args`] for a test that asserts nothing was lost: a poll that finished as the test
+/// stopped the agent is still delivered, however slow the machine (a healthy receiver takes
+/// it at once, so the longer bound costs nothing).
+fn lossless_args<'a>(kubelet: &'a str, url: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = agent_args(kubelet, url, extra);
+    let at = args
+        .iter()
+        .position(|a| *a == "--shutdown-timeout")
+        .unwrap();
+    args[at + 1] = "60s";
+    args
+}
+
 fn agent_args<'a>(kubelet: &'a str, url: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec![
         "--kubelet-url",
@@ -251,14 +292,10 @@ fn agent_args<'a>(kubelet: &'a str, url: &'a str, extra: &[&'a str]) -> Vec<&'a 
 
 /// Waits until the receiver has accepted more than `n` requests.
 async fn accepted_more_than(rx: &Receiver, n: usize) {
-    let deadline = tokio::time::Instant::now() + LONG;
-    while rx.requests().iter().filter(|r| r.accepted()).count() <= n {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no accepted request"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until(format_args!("more than {n} accepted requests"), || {
+        accepted(rx) > n
+    })
+    .await;
 }
 
 fn accepted(rx: &Receiver) -> usize {
@@ -286,7 +323,7 @@ async fn token_rotation(seed: u64, token: &Path, rotate: impl FnOnce()) -> Strin
     let rx = Receiver::start().await.unwrap();
     rx.require_authorization(Some("Bearer token-one"));
     let (k, u) = (kubelet.url(), rx.url());
-    let agent = Agent::start(&agent_args(
+    let agent = Agent::start(&lossless_args(
         &k,
         &u,
         &["--remote-bearer-token-file", token.to_str().unwrap()],
@@ -298,7 +335,7 @@ async fn token_rotation(seed: u64, token: &Path, rotate: impl FnOnce()) -> Strin
     );
 
     rx.require_authorization(Some("Bearer token-two"));
-    let deadline = tokio::time::Instant::now() + LONG;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
     let refused = |rx: &Receiver| rx.requests().iter().filter(|r| r.status == 401).count();
     while refused(&rx) < 3 {
         assert!(
@@ -320,7 +357,7 @@ async fn token_rotation(seed: u64, token: &Path, rotate: impl FnOnce()) -> Strin
         rx.requests().last().unwrap().header("authorization"),
         Some("Bearer token-two")
     );
-    agent.wait_drained(1, LONG).await;
+    agent.wait_drained(1, PATIENCE).await;
     let (_, metrics) = agent.stop().await;
     assert_nothing_lost(&rx, &metrics);
     let text = logs.text();
@@ -347,7 +384,7 @@ async fn basic_auth_password_file_fixed_while_running() {
     let password = dir.path().join("password");
     write(&password, "wrong-password\n");
     let (k, u) = (kubelet.url(), rx.url());
-    let agent = Agent::start(&agent_args(
+    let agent = Agent::start(&lossless_args(
         &k,
         &u,
         &[
@@ -357,12 +394,12 @@ async fn basic_auth_password_file_fixed_while_running() {
             password.to_str().unwrap(),
         ],
     ));
-    assert!(rx.wait_for_requests(4, LONG).await);
+    assert!(rx.wait_for_requests(4, PATIENCE).await);
     assert_eq!(accepted(&rx), 0);
     assert!(rx.requests().iter().all(|r| r.status == 401));
     write(&password, "s3cret pass\n");
     accepted_more_than(&rx, 2).await;
-    agent.wait_drained(1, LONG).await;
+    agent.wait_drained(1, PATIENCE).await;
     let (_, metrics) = agent.stop().await;
     assert_nothing_lost(&rx, &metrics);
     let text = logs.text();
@@ -385,7 +422,7 @@ async fn a_deleted_token_file_keeps_the_last_value() {
     let token = dir.path().join("token");
     write(&token, "kept");
     let (k, u) = (kubelet.url(), rx.url());
-    let agent = Agent::start(&agent_args(
+    let agent = Agent::start(&lossless_args(
         &k,
         &u,
         &["--remote-bearer-token-file", token.to_str().unwrap()],
@@ -400,7 +437,7 @@ async fn a_deleted_token_file_keeps_the_last_value() {
     write(&token, "kept\n");
     let n = accepted(&rx);
     accepted_more_than(&rx, n + 3).await;
-    agent.wait_drained(1, LONG).await;
+    agent.wait_drained(1, PATIENCE).await;
     let (_, metrics) = agent.stop().await;
     assert_nothing_lost(&rx, &metrics);
     assert!(rx.requests().iter().all(|r| r.status != 401));
@@ -448,7 +485,7 @@ async fn mutual_tls_and_certificate_rotation() {
     tls.install(&ca1, &client1);
     let (k, u) = (kubelet.url(), front.url());
     let (ca_f, cert_f, key_f) = (tls.path("ca.crt"), tls.path("tls.crt"), tls.path("tls.key"));
-    let agent = Agent::start(&agent_args(
+    let agent = Agent::start(&lossless_args(
         &k,
         &u,
         &[
@@ -466,17 +503,20 @@ async fn mutual_tls_and_certificate_rotation() {
     let client2 = leaf(&ca2, &["agent"], true);
     let refused_before = front.failed_handshakes();
     front.reconfigure(server_config(&server2, Some(&ca2)));
-    let stuck = accepted(&rx);
-    // The agent keeps trying with the old files.
+    // The agent keeps trying with the old files, and no connection gets through. Counted at
+    // the handshake, which the front controls: a request already forwarded on a connection
+    // made before the switch may still reach the receiver after it.
     front.wait_failed_handshakes(refused_before, 4).await;
     assert_eq!(
-        accepted(&rx),
-        stuck,
+        front.handshakes_now(),
+        0,
         "nothing passes the new CA with the old files"
     );
+    let stuck = accepted(&rx);
     tls.install(&ca2, &client2);
     accepted_more_than(&rx, stuck + 2).await;
-    agent.wait_drained(1, LONG).await;
+    assert!(front.handshakes_now() > 0);
+    agent.wait_drained(1, PATIENCE).await;
     let (_, metrics) = agent.stop().await;
     assert_nothing_lost(&rx, &metrics);
     // Four refused handshakes: at least three failed attempts the agent had retried.
@@ -603,9 +643,9 @@ async fn insecure_skip_verify_accepts_any_certificate() {
     let server = leaf(&ca(), &["elsewhere.example"], false);
     let front = Front::start(backend(&rx), server_config(&server, None)).await;
     let (k, u) = (kubelet.url(), front.url());
-    let agent = Agent::start(&agent_args(&k, &u, &["--remote-insecure-skip-verify"]));
+    let agent = Agent::start(&lossless_args(&k, &u, &["--remote-insecure-skip-verify"]));
     accepted_more_than(&rx, 1).await;
-    agent.wait_drained(1, LONG).await;
+    agent.wait_drained(1, PATIENCE).await;
     let (_, metrics) = agent.stop().await;
     assert_nothing_lost(&rx, &metrics);
 }
@@ -836,12 +876,13 @@ fn help_and_check_config_hide_secrets() {
 }
 
 /// Starts the agent binary with `args` and `--log-level trace`, its stderr captured.
-fn spawn_agent(args: &[&str]) -> tokio::process::Child {
+fn spawn_agent(args: &[&str]) -> AgentProcess {
     spawn_agent_with(args, &[])
 }
 
-/// [`spawn_agent`] with `env` set for the child only (tests share the process environment).
-fn spawn_agent_with(args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> tokio::process::Child {
+/// The agent binary with `args` and `--log-level trace`, `env` set for the child only (tests
+/// share the process environment); not started yet.
+fn agent_command(args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubelet-push"));
     cmd.env(SHORT_INTERVALS.0, SHORT_INTERVALS.1)
         .args(args)
@@ -850,11 +891,13 @@ fn spawn_agent_with(args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> tokio::p
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start kubelet-push")
+    cmd.stdout(std::process::Stdio::null());
+    cmd
+}
+
+/// [`spawn_agent`] with `env` set for the child only.
+fn spawn_agent_with(args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> AgentProcess {
+    AgentProcess::spawn(&mut agent_command(args, env))
 }
 
 /// The real binary at `--log-level trace`, with basic auth, a tenant header and mTLS: what it
@@ -875,7 +918,6 @@ async fn no_secret_in_trace_logs_or_metrics() {
     };
     tls.install(&ca1, &client);
     write(&tls.dir.path().join("pw"), "pw-7f3a9c\n");
-    let listen = format!("127.0.0.1:{}", free_port());
     let (k, u) = (kubelet.url(), front.url());
     let (ca_f, cert_f, key_f, pw) = (
         tls.path("ca.crt"),
@@ -899,22 +941,12 @@ async fn no_secret_in_trace_logs_or_metrics() {
             &pw,
             "--remote-header",
             "X-Scope-OrgID=tenant-c0ffee",
-            "--listen-address",
-            &listen,
         ],
     );
     args.retain(|a| *a != "--interval" && *a != "50ms");
     args.extend(["--interval", "200ms"]);
-    let child = spawn_agent(&args);
-    let deadline = tokio::time::Instant::now() + LONG;
-    while accepted(&rx) < 3 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no push: {:?}",
-            rx.requests().len()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (child, listen) = AgentProcess::listening(&mut agent_command(&args, &[])).await;
+    wait_until("3 accepted requests", || accepted(&rx) >= 3).await;
     let metrics = reqwest::get(format!("http://{listen}/metrics"))
         .await
         .unwrap()
@@ -1110,16 +1142,7 @@ async fn a_token_in_the_hostprocess_sandbox_is_used() {
     let (k, u) = (kubelet.url(), rx.url());
     let args = agent_args(&k, &u, &["--remote-bearer-token-file", &given]);
     let child = spawn_agent_with(&args, &env);
-    let deadline = tokio::time::Instant::now() + LONG;
-    while accepted(&rx) < 3 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{} requests, {} accepted",
-            rx.requests().len(),
-            accepted(&rx)
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until("3 accepted requests", || accepted(&rx) >= 3).await;
     let log = stop_agent(child).await;
     let requests = rx.requests();
     assert!(

@@ -113,8 +113,8 @@ async fn an_outage_of_twenty_polls_loses_nothing() {
 #[tokio::test]
 async fn a_receiver_that_is_not_up_yet_gets_everything_once_it_is() {
     let k = kubelet(3).await;
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}/api/v1/write");
+    let port = ReservedPort::new();
+    let url = format!("http://127.0.0.1:{}/api/v1/write", port.port());
     let ku = k.url();
     let agent = Agent::start(&args(&ku, &url, &[]));
     // Six polls, counted by the kubelet rather than timed: a busy machine polls less often.
@@ -129,7 +129,7 @@ async fn a_receiver_that_is_not_up_yet_gets_everything_once_it_is() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let polls_in_outage = k.requests();
-    let rx = Receiver::start_at(port).await.unwrap();
+    let rx = Receiver::start_on(port.listen()).unwrap();
     agent.wait_drained(1, SHORT).await;
     let (_, m) = agent.stop().await;
     let delivered = assert_ordered_once(&rx.accepted_series());

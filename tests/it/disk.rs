@@ -113,8 +113,8 @@ async fn wait_for_up_count(rx: &Receiver, n: usize) {
 async fn a_killed_agent_delivers_everything_after_restart() {
     let k = kubelet(4).await;
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}/api/v1/write");
+    let port = ReservedPort::new();
+    let url = format!("http://127.0.0.1:{}/api/v1/write", port.port());
     let first = spawn(&k.url(), &url, dir.path(), &[]);
     // Receiver down: polls pile up on disk.
     wait_for_polls(&k, 8).await;
@@ -124,7 +124,7 @@ async fn a_killed_agent_delivers_everything_after_restart() {
 
     let second = spawn(&k.url(), &url, dir.path(), &[]);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let rx = Receiver::start_at(port).await.unwrap();
+    let rx = Receiver::start_on(port.listen()).unwrap();
     // Every poll of the first run, except perhaps the one the kill interrupted, arrives.
     wait_for_up_count(&rx, polls_before_kill - 1).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -147,15 +147,15 @@ async fn a_killed_agent_delivers_everything_after_restart() {
 async fn a_stopped_agent_keeps_what_it_could_not_send() {
     let k = kubelet(2).await;
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}/api/v1/write");
+    let port = ReservedPort::new();
+    let url = format!("http://127.0.0.1:{}/api/v1/write", port.port());
     let first = spawn(&k.url(), &url, dir.path(), &["--shutdown-timeout", "300ms"]);
     wait_for_polls(&k, 5).await;
     let (code, log) = sigterm(first).await;
     let polls = k.requests();
     assert_eq!(code, Some(0), "{log}");
     assert!(log.contains("stay in the disk buffer"), "{log}");
-    let rx = Receiver::start_at(port).await.unwrap();
+    let rx = Receiver::start_on(port.listen()).unwrap();
     let second = spawn(&k.url(), &url, dir.path(), &[]);
     wait_for_up_count(&rx, polls).await;
     sigterm(second).await;
@@ -169,8 +169,8 @@ async fn damaged_buffer_files_are_repaired_at_start_up() {
     for damage in ["truncate", "flip"] {
         let k = kubelet(2).await;
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let url = format!("http://127.0.0.1:{port}/api/v1/write");
+        let port = ReservedPort::new();
+        let url = format!("http://127.0.0.1:{}/api/v1/write", port.port());
         let first = spawn(&k.url(), &url, dir.path(), &[]);
         // Enough polls that the ones before the damaged last one are a real replay.
         wait_for_polls(&k, 6).await;
@@ -193,7 +193,7 @@ async fn damaged_buffer_files_are_repaired_at_start_up() {
         }
         std::fs::write(&newest, &bytes).unwrap();
 
-        let rx = Receiver::start_at(port).await.unwrap();
+        let rx = Receiver::start_on(port.listen()).unwrap();
         let second = spawn(&k.url(), &url, dir.path(), &[]);
         // The damaged record is the last poll's; every earlier one arrives.
         wait_for_up_count(&rx, polls - 2).await;

@@ -91,6 +91,24 @@ pub fn only_value(series: &[TimeSeries], metric: &str) -> f64 {
 
 pub const SHORT: Duration = Duration::from_secs(5);
 
+/// How long a test waits for something a correct agent does in well under a second: long
+/// enough that a loaded machine (two busy cores, Wine) never fails a correct run, bounded so
+/// that a broken agent fails the test instead of hanging it. Tests wait for counted events
+/// with it ([`wait_until`]) and assert on what happened, never on what fits in a window.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+/// Waits until `done` holds, checking every 10 ms; fails with `what` after [`PATIENCE`].
+pub async fn wait_until(what: impl std::fmt::Display, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !done() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not within {PATIENCE:?}: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Log lines captured from the current thread.
 ///
 /// One global subscriber writes every event into the buffer of the thread that emitted it, if
@@ -219,21 +237,16 @@ pub async fn simulated_kubelet(
 
 /// SIGTERM (how Kubernetes stops a pod), then the exit code and stderr.
 #[cfg(unix)]
-pub async fn sigterm(child: tokio::process::Child) -> (Option<i32>, String) {
-    let pid = child.id().unwrap().to_string();
+pub async fn sigterm(agent: impl Into<AgentProcess>) -> (Option<i32>, String) {
+    let agent = agent.into();
+    let pid = agent.child.id().unwrap().to_string();
     assert!(std::process::Command::new("kill")
         .args(["-TERM", &pid])
         .status()
         .unwrap()
         .success());
-    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
-        .await
-        .expect("exits after SIGTERM")
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let (status, log) = agent.wait().await;
+    (status.code(), log)
 }
 
 /// Ends an agent whose graceful stop is not what the test is about, and returns its stderr.
@@ -243,22 +256,144 @@ pub async fn sigterm(child: tokio::process::Child) -> (Option<i32>, String) {
 /// and it signals a whole process group), so the agent is terminated (`TerminateProcess`),
 /// as a node whose stop outlasts the grace period would. Tests about the graceful stop itself
 /// are unix-only here; the Windows console events are tested end to end under Wine.
-pub async fn stop_agent(child: tokio::process::Child) -> String {
+pub async fn stop_agent(agent: impl Into<AgentProcess>) -> String {
     #[cfg(unix)]
     {
-        let (code, log) = sigterm(child).await;
+        let (code, log) = sigterm(agent).await;
         assert_eq!(code, Some(0), "a clean exit after SIGTERM: {log}");
         log
     }
     #[cfg(not(unix))]
     {
-        let mut child = child;
-        child.start_kill().unwrap();
-        let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        let mut agent = agent.into();
+        agent.child.start_kill().unwrap();
+        agent.wait().await.1
+    }
+}
+
+/// An agent binary running as a child process (killed when dropped), its stderr read as it
+/// comes, so a test can look at the log while the agent runs and still have all of it at the
+/// end.
+pub struct AgentProcess {
+    pub child: tokio::process::Child,
+    log: Arc<Mutex<Vec<u8>>>,
+    reader: JoinHandle<()>,
+}
+
+impl From<tokio::process::Child> for AgentProcess {
+    /// Takes over a child started with its stderr piped.
+    fn from(mut child: tokio::process::Child) -> AgentProcess {
+        use tokio::io::AsyncReadExt;
+        let mut stderr = child.stderr.take().expect("the agent's stderr piped");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let into = log.clone();
+        let reader = tokio::spawn(async move {
+            let mut chunk = [0u8; 8192];
+            while let Ok(n @ 1..) = stderr.read(&mut chunk).await {
+                into.lock().unwrap().extend_from_slice(&chunk[..n]);
+            }
+        });
+        AgentProcess { child, log, reader }
+    }
+}
+
+impl AgentProcess {
+    /// Starts `cmd` (the agent binary, with its arguments) with its stderr captured.
+    pub fn spawn(cmd: &mut tokio::process::Command) -> AgentProcess {
+        cmd.stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start kubelet-push")
+            .into()
+    }
+
+    /// Starts `cmd` with `--listen-address 127.0.0.1:0` and waits for the address the agent
+    /// bound, which it logs: no port is chosen before the agent binds it, so no other test
+    /// (or process) can take it in between. Returns `host:port`.
+    pub async fn listening(cmd: &mut tokio::process::Command) -> (AgentProcess, String) {
+        let mut agent = Self::spawn(cmd.args(["--listen-address", "127.0.0.1:0"]));
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            if let Some(addr) = listening_address(&agent.log()) {
+                return (agent, addr);
+            }
+            if let Ok(Some(status)) = agent.child.try_wait() {
+                panic!(
+                    "the agent exited ({status}) before serving: {}",
+                    agent.log()
+                );
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the agent did not serve within {PATIENCE:?}: {}",
+                agent.log()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// What the agent has logged so far.
+    pub fn log(&self) -> String {
+        String::from_utf8_lossy(&self.log.lock().unwrap()).into_owned()
+    }
+
+    /// Waits (up to [`PATIENCE`]) for the agent to exit; its status and whole log.
+    pub async fn wait(mut self) -> (std::process::ExitStatus, String) {
+        let status = tokio::time::timeout(PATIENCE, self.child.wait())
             .await
-            .expect("exits after TerminateProcess")
+            .unwrap_or_else(|_| panic!("the agent did not exit: {}", self.log()))
             .unwrap();
-        String::from_utf8_lossy(&out.stderr).into_owned()
+        // The pipe closes when the agent exits (it starts no children of its own).
+        let _ = tokio::time::timeout(PATIENCE, &mut self.reader).await;
+        (status, self.log())
+    }
+}
+
+/// The address in the agent's "serving /metrics" log line, text or JSON.
+fn listening_address(log: &str) -> Option<String> {
+    let line = log
+        .lines()
+        .find(|l| l.contains(kubelet_push::telemetry::SERVING))?;
+    let value = line
+        .split_once("address=")
+        .or_else(|| line.split_once("\"address\":\""))?
+        .1;
+    let end = value
+        .find(|c: char| c.is_whitespace() || c == '"')
+        .unwrap_or(value.len());
+    Some(value[..end].to_owned())
+}
+
+/// A port on 127.0.0.1 kept for a server that is not up yet: bound, not listening, so a
+/// connection to it is refused (as by a receiver that is down) and nothing else can take it
+/// meanwhile, as could happen to a port found free and released.
+pub struct ReservedPort(tokio::net::TcpSocket);
+
+impl ReservedPort {
+    pub fn new() -> ReservedPort {
+        Self::at(0)
+    }
+
+    /// The same port again, right after its server stopped (a receiver that will restart
+    /// where it was). `SO_REUSEADDR`, as a server sets it, so connections the old server
+    /// left in TIME_WAIT do not keep the port.
+    pub fn at(port: u16) -> ReservedPort {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        #[cfg(unix)]
+        socket.set_reuseaddr(true).unwrap();
+        socket
+            .bind(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+            .unwrap();
+        ReservedPort(socket)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.0.local_addr().unwrap().port()
+    }
+
+    /// Starts listening: the server is up from here on.
+    pub fn listen(self) -> tokio::net::TcpListener {
+        self.0.listen(1024).unwrap()
     }
 }
 

@@ -151,10 +151,11 @@ impl Receiver {
     /// Starts a receiver that keeps only the latest `retain` requests, so memory stays
     /// bounded however long it runs.
     pub async fn start_retaining(retain: usize) -> std::io::Result<Receiver> {
-        Self::start_with(retain, 0).await
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+        Self::start_with(retain, listener)
     }
 
-    async fn start_with(retain: usize, port: u16) -> std::io::Result<Receiver> {
+    fn start_with(retain: usize, listener: tokio::net::TcpListener) -> std::io::Result<Receiver> {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 requests: Vec::new(),
@@ -175,7 +176,7 @@ impl Receiver {
                 },
             )
             .layer(DefaultBodyLimit::max(MAX_COMPRESSED));
-        let server = LocalServer::start_at(app, "remote write receiver", port).await?;
+        let server = LocalServer::start_on(app, "remote write receiver", listener)?;
         Ok(Receiver { server, shared })
     }
 
@@ -578,7 +579,7 @@ mod testing {
         stream.write_all(req.as_bytes()).await.unwrap();
         stream.write_all(body).await.unwrap();
         let mut raw = Vec::new();
-        tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut raw))
+        tokio::time::timeout(Duration::from_secs(60), stream.read_to_end(&mut raw))
             .await
             .unwrap()
             .unwrap();

@@ -204,13 +204,13 @@ impl ReceivedRequest {
 impl Receiver {
     /// Starts a receiver that keeps every request it records.
     pub async fn start() -> std::io::Result<Receiver> {
-        Self::start_with(usize::MAX, 0).await
+        Self::start_retaining(usize::MAX).await
     }
 
-    /// Starts a receiver on a given port of 127.0.0.1 (one coming back where it was), keeping
-    /// every request.
-    pub async fn start_at(port: u16) -> std::io::Result<Receiver> {
-        Self::start_with(usize::MAX, port).await
+    /// Starts a receiver on a listener bound already (one coming back on a port its test
+    /// kept reserved while it was down), keeping every request.
+    pub fn start_on(listener: tokio::net::TcpListener) -> std::io::Result<Receiver> {
+        Self::start_with(usize::MAX, listener)
     }
 
     /// Queues an answer for the next valid request instead of the default 204. Queued

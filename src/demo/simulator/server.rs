@@ -207,7 +207,7 @@ mod tests {
         req.push_str("\r\n");
         stream.write_all(req.as_bytes()).await?;
         let mut raw = Vec::new();
-        tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut raw)).await??;
+        tokio::time::timeout(Duration::from_secs(60), stream.read_to_end(&mut raw)).await??;
         let split = raw
             .windows(4)
             .position(|w| w == b"\r\n\r\n")
