@@ -10,6 +10,21 @@ as_root() {
     echo "need root to run: $*" >&2; return 1; fi
 }
 
+# One .ci/run or .ci/stress at a time on a machine: they share Wine prefixes (and stop their
+# wineservers), the image tag and the manifests' venv under ~/.cache/kubelet-push, so a second
+# run, from another clone say, would end the first one's Windows processes or replace the
+# image it is testing. The second waits, and says so. The lock goes with the process.
+one_run_at_a_time() {
+  local dir="${XDG_CACHE_HOME:-$HOME/.cache}/kubelet-push"
+  mkdir -p "$dir"
+  exec 9>"$dir/ci.lock"
+  if ! flock -n 9; then
+    log "another .ci/run or .ci/stress runs on this machine; waiting for it to end"
+    # Bounded: a process the other run left behind keeps the lock (children inherit it).
+    flock -w 5400 9 || { echo "$dir/ci.lock still held after 90 min: $(fuser "$dir/ci.lock" 2>&1)" >&2; exit 1; }
+  fi
+}
+
 # Debian packages, in one apt-get run (each suite's script also installs its own when run
 # alone), plus any given as arguments:
 # - gcc-mingw-w64-x86-64: ring's C code for the Windows build, and the Wine DLL stand-in;
