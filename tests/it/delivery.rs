@@ -1,11 +1,16 @@
 //! Delivery through outages: retries, ordering, the bounded buffer, shutdown. The receiver is
 //! in-process and scripted per test; the kubelet is the simulator, so every poll has fresh
-//! counters.
+//! counters (or, where a test must know every poll there was, a kubelet that numbers them).
+//! Everything runs in real time: these tests send requests over sockets, and under paused time
+//! tokio moves the clock to the next timer whenever no socket happens to be ready, which on a
+//! busy machine can be in the middle of a request.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
-use kubelet_push::demo::receiver::{Receiver, Response};
+use kubelet_push::demo::receiver::{ReceivedRequest, Receiver, Response};
+use kubelet_push::demo::server::LocalServer;
 use kubelet_push::demo::simulator::KubeletServer;
 use kubelet_push::remote_write::proto::v1::TimeSeries;
 use kubelet_push::telemetry::DropReason;
@@ -44,13 +49,21 @@ fn assert_ordered_once(series: &[TimeSeries]) -> usize {
     lines.values().map(Vec::len).sum()
 }
 
-const FAST: [&str; 6] = [
+/// Fast polls and retries. The kubelet and receiver timeouts are a minute (`PATIENCE`): every
+/// kubelet and receiver here is on loopback and answers at once, so a timeout firing would be a
+/// machine too busy to answer in the defaults' 10 s and 30 s, not what any test is about. Tests
+/// that measure a timeout set their own.
+const FAST: [&str; 10] = [
     "--interval",
     "50ms",
     "--min-backoff",
     "5ms",
     "--max-backoff",
     "20ms",
+    "--kubelet-timeout",
+    "60s",
+    "--remote-timeout",
+    "60s",
 ];
 
 /// Flags for the agent: the fast defaults, each replaced by `extra` when it names the same flag.
@@ -63,6 +76,30 @@ fn args<'a>(kubelet: &'a str, remote: &'a str, extra: &[&'a str]) -> Vec<&'a str
     }
     v.extend_from_slice(extra);
     v
+}
+
+/// The agent binary with these flags (and the tests' short intervals allowed), for the tests
+/// that read its log or send it signals.
+fn agent_command(args: &[&str]) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubelet-push"));
+    cmd.env(SHORT_INTERVALS.0, SHORT_INTERVALS.1).args(args);
+    cmd
+}
+
+/// `--log-level` for a spawned agent whose sender logs the delay before every retry (the
+/// first at warn, the others at debug).
+const SENDER_DEBUG: &str = "info,kubelet_push::sender=debug";
+
+/// The delays the sender chose before its retries, in order, as its log gives them
+/// (`retry_in_ms`: whole milliseconds, rounded down).
+fn retry_delays(log: &str) -> Vec<Duration> {
+    log.lines()
+        .filter_map(|line| line.split_once("retry_in_ms="))
+        .map(|(_, rest)| {
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            Duration::from_millis(digits.parse().expect("retry_in_ms is a number"))
+        })
+        .collect()
 }
 
 /// The receiver answers 503 for as long as 20 polls take, then recovers: every sample of the
@@ -78,19 +115,16 @@ async fn an_outage_of_twenty_polls_loses_nothing() {
     let agent = Agent::start(&args(&ku, &ru, &[]));
     // 20 polls and 20 refused sends: on a busy machine each send takes longer, so counting
     // polls alone may end the outage before the sender has retried 20 times.
-    let deadline = tokio::time::Instant::now() + SHORT;
-    while k.requests() < 21 || agent.dest().requests_with(Some(503)) < 20 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{}",
-            agent.metrics.encode()
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_until("20 polls and 20 sends answered 503", || {
+        k.requests() >= 21 && agent.dest().requests_with(Some(503)) >= 20
+    })
+    .await;
+    // Polls finished, not started: one runtime thread runs the agent and this test, and a poll
+    // is queued in the same step that counts it, so every poll counted here is in the buffer.
     let polls_in_outage = agent.metrics.polls(true);
     assert_eq!(agent.dest().samples_sent.get(), 0);
     rx.clear_responses();
-    agent.wait_drained(1, SHORT).await;
+    agent.wait_drained(1, PATIENCE).await;
     let (_, m) = agent.stop().await;
     let delivered = assert_ordered_once(&rx.accepted_series());
     assert_eq!(delivered as u64, m.samples_sent.get());
@@ -117,72 +151,78 @@ async fn a_receiver_that_is_not_up_yet_gets_everything_once_it_is() {
     let url = format!("http://127.0.0.1:{}/api/v1/write", port.port());
     let ku = k.url();
     let agent = Agent::start(&args(&ku, &url, &[]));
-    // Six polls, counted by the kubelet rather than timed: a busy machine polls less often.
-    let deadline = tokio::time::Instant::now() + SHORT;
-    while k.requests() < 6 || agent.dest().requests_with(None) < 2 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "polls {}, connection-refused sends {}",
-            k.requests(),
-            agent.dest().requests_with(None)
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let polls_in_outage = k.requests();
+    // Six polls, counted as finished rather than timed: a busy machine polls less often. The
+    // kubelet's count would include a poll whose answer is still on its way, which the stop
+    // below may abandon; a finished poll was queued in the same step that counted it (one
+    // runtime thread runs the agent and this test).
+    wait_until("six polls and two refused connections", || {
+        agent.metrics.polls(true) >= 6 && agent.dest().requests_with(None) >= 2
+    })
+    .await;
+    let polls_in_outage = agent.metrics.polls(true);
     let rx = Receiver::start_on(port.listen()).unwrap();
-    agent.wait_drained(1, SHORT).await;
+    agent.wait_drained(1, PATIENCE).await;
     let (_, m) = agent.stop().await;
     let delivered = assert_ordered_once(&rx.accepted_series());
     assert_eq!(delivered as u64, m.samples_sent.get());
     assert_eq!(m.samples_queued.get(), m.samples_sent.get(), "nothing lost");
-    let ups = named(&rx.accepted_series(), "up").len();
+    let ups = named(&rx.accepted_series(), "up").len() as u64;
     assert!(
         ups >= polls_in_outage,
         "every poll of the outage arrived: {ups} of {polls_in_outage}"
     );
 }
 
-/// Seconds between the arrivals of consecutive requests, on tokio's (here virtual) clock.
-fn gaps(requests: &[kubelet_push::demo::receiver::ReceivedRequest]) -> Vec<Duration> {
+/// The time between the arrivals of consecutive requests, on the receiver's clock.
+fn gaps(requests: &[ReceivedRequest]) -> Vec<Duration> {
     requests.windows(2).map(|w| w[1].at - w[0].at).collect()
 }
 
-/// Paused time makes the waits exact: the receiver stamps arrivals with tokio's clock, and on
-/// loopback in one current-thread runtime a response is readable as soon as it is written, so
-/// the clock only moves when every task waits on a timer. The allowance is tokio's 1 ms timer
-/// granularity.
-const TICK: Duration = Duration::from_millis(5);
-
-/// A 429's `Retry-After` is waited exactly, clamped to `[--min-backoff, --max-backoff]`: a zero
-/// cannot become a busy loop, an hour cannot stall delivery.
-#[tokio::test(start_paused = true)]
+/// A 429's `Retry-After` is waited, clamped to `[--min-backoff, --max-backoff]`: a zero cannot
+/// become a busy loop, an hour cannot stall delivery.
+///
+/// Real time, and nothing in it depends on how fast the machine is. The agent runs as its own
+/// process and logs the delay it chose before each retry; those delays are asserted exactly.
+/// That it waited them is a lower bound: between reading one answer and sending again the
+/// sender sleeps the delay it logged, so two attempts arrive at least that far apart. (Paused
+/// time cannot measure this: while a request is on its way the runtime may find no socket
+/// ready, and auto-advance then moves the clock to the next timer mid-request.)
+#[tokio::test]
 async fn retry_after_is_honoured_and_clamped() {
     let k = kubelet(1).await;
     let rx = Receiver::start().await.unwrap();
-    for after in ["2", "0", "3600"] {
+    for after in ["1", "0", "3600"] {
         rx.push_response(Response::status(429).with_header("Retry-After", after));
     }
     let (ku, ru) = (k.url(), rx.url());
-    let agent = Agent::start(&args(
+    let agent = AgentProcess::spawn(&mut agent_command(&args(
         &ku,
         &ru,
         &[
             "--interval",
             "1h",
             "--min-backoff",
-            "1s",
+            "100ms",
             "--max-backoff",
-            "5s",
+            "1500ms",
+            "--log-level",
+            SENDER_DEBUG,
         ],
-    ));
-    assert!(rx.wait_for_requests(4, Duration::from_secs(3600)).await);
+    )));
+    // 2.6 s of waiting by design, then PATIENCE; an hour not clamped would not make it.
+    let waits = Duration::from_millis(1000 + 100 + 1500);
+    assert!(
+        rx.wait_for_requests(4, waits + PATIENCE).await,
+        "{}",
+        agent.log()
+    );
+    let log = stop_agent(agent).await;
+    // Honoured (1 s, neither bound), raised to the minimum, cut to the maximum.
+    let want = [1000, 100, 1500].map(Duration::from_millis);
+    assert_eq!(retry_delays(&log), want, "three retries: {log}");
     let r = rx.requests();
-    let want = [2000, 1000, 5000].map(Duration::from_millis);
     for (gap, want) in gaps(&r[..4]).into_iter().zip(want) {
-        assert!(
-            gap >= want && gap <= want + TICK,
-            "waited {gap:?}, not {want:?}"
-        );
+        assert!(gap >= want, "waited {gap:?}, less than {want:?}");
     }
     assert!(
         r[1..4]
@@ -191,14 +231,16 @@ async fn retry_after_is_honoured_and_clamped() {
         "the same request again"
     );
     assert_eq!(r[3].status, 204);
-    assert_eq!(agent.dest().retries.get(), 3);
-    agent.stop().await;
 }
 
 /// 5xx retries wait with full jitter under a ceiling that doubles from `--min-backoff` up to
 /// `--max-backoff`: each wait is within its attempt's ceiling. (Jitter makes any lower bound
 /// zero; the delay sequence itself is unit-tested in `sender.rs`.)
-#[tokio::test(start_paused = true)]
+///
+/// As above, the delays are the ones the agent logged, checked exactly against the ceilings,
+/// and each gap between two attempts is at least the delay logged before the second: sound on
+/// any machine, where an upper bound on a measured gap would not be.
+#[tokio::test]
 async fn server_errors_are_retried_within_the_backoff_ceilings() {
     let k = kubelet(1).await;
     let rx = Receiver::start().await.unwrap();
@@ -206,26 +248,38 @@ async fn server_errors_are_retried_within_the_backoff_ceilings() {
         rx.push_response(Response::status(503).with_body("ingester unavailable"));
     }
     let (ku, ru) = (k.url(), rx.url());
-    let agent = Agent::start(&args(
+    let agent = AgentProcess::spawn(&mut agent_command(&args(
         &ku,
         &ru,
         &[
             "--interval",
             "1h",
             "--min-backoff",
-            "1s",
+            "100ms",
             "--max-backoff",
-            "4s",
+            "400ms",
+            "--log-level",
+            SENDER_DEBUG,
         ],
-    ));
-    assert!(rx.wait_for_requests(8, Duration::from_secs(3600)).await);
+    )));
+    let ceilings = [100, 200, 400, 400, 400, 400, 400].map(Duration::from_millis);
+    let waits: Duration = ceilings.iter().sum();
+    assert!(
+        rx.wait_for_requests(8, waits + PATIENCE).await,
+        "{}",
+        agent.log()
+    );
+    let log = stop_agent(agent).await;
+    let delays = retry_delays(&log);
+    assert_eq!(delays.len(), 7, "seven retries: {log}");
+    for (i, (delay, ceiling)) in delays.iter().zip(ceilings).enumerate() {
+        assert!(*delay <= ceiling, "retry {i} chose {delay:?} > {ceiling:?}");
+    }
     let r = rx.requests();
-    let ceilings = [1, 2, 4, 4, 4, 4, 4].map(Duration::from_secs);
-    let waited = gaps(&r[..8]);
-    for (i, (gap, ceiling)) in waited.iter().zip(ceilings).enumerate() {
+    for (i, (gap, delay)) in gaps(&r[..8]).into_iter().zip(&delays).enumerate() {
         assert!(
-            *gap <= ceiling + TICK,
-            "retry {i} waited {gap:?} > {ceiling:?}"
+            gap >= *delay,
+            "retry {i} came {gap:?} after, before its {delay:?}"
         );
     }
     assert!(
@@ -235,7 +289,6 @@ async fn server_errors_are_retried_within_the_backoff_ceilings() {
         "the same request again"
     );
     assert_eq!(r[7].status, 204);
-    agent.stop().await;
 }
 
 #[tokio::test]
@@ -245,7 +298,7 @@ async fn a_rejected_request_is_dropped_and_the_next_ones_arrive() {
     rx.push_response(Response::status(400).with_body("err-mimir-sample-out-of-order"));
     let (ku, ru) = (k.url(), rx.url());
     let agent = Agent::start(&args(&ku, &ru, &[]));
-    assert!(rx.wait_for_requests(4, SHORT).await);
+    assert!(rx.wait_for_requests(4, PATIENCE).await);
     let (_, m) = agent.stop().await;
     let r = rx.requests();
     let rejected: u64 = r[0]
@@ -266,91 +319,239 @@ async fn a_rejected_request_is_dropped_and_the_next_ones_arrive() {
     );
 }
 
-/// The receiver takes 1.5 s; `--remote-timeout 300ms` gives up on it after exactly that long
-/// (virtual time: the receiver's delay and the client's timeout are both tokio timers), and the
-/// request is sent again after a backoff of at most 20 ms.
-#[tokio::test(start_paused = true)]
+/// The receiver would answer after an hour; `--remote-timeout 1s` gives up on it after that
+/// long and sends the same request again.
+///
+/// Real time with the two far apart. A timeout counts from when its attempt starts, which is
+/// after the poll finished; so the `i`th retry arrives at least `i` timeouts after a moment the
+/// test saw no poll finished yet (a lower bound, sound however slow the machine; the arrivals
+/// themselves lag their attempts' starts by a transfer, so their gaps alone bound nothing). And
+/// the first retry comes far sooner than the 30 s an agent ignoring the flag would wait (or the
+/// hour one without a timeout would). Only the first answer is slow; should the machine be too
+/// busy to answer a retry within a second, that attempt times out too and the next one is sent
+/// the same way, so the test asserts that every attempt but the last timed out, whatever their
+/// number (one retry on any sane machine).
+#[tokio::test]
 async fn a_receiver_slower_than_the_timeout_is_retried() {
+    use tokio::time::Instant;
     let k = kubelet(1).await;
     let rx = Receiver::start().await.unwrap();
-    rx.push_response(Response::status(204).with_delay(Duration::from_millis(1500)));
+    rx.push_response(Response::status(204).with_delay(Duration::from_secs(3600)));
     let (ku, ru) = (k.url(), rx.url());
+    let timeout = Duration::from_secs(1);
     let agent = Agent::start(&args(
         &ku,
         &ru,
-        &["--remote-timeout", "300ms", "--interval", "1h"],
+        &["--remote-timeout", "1s", "--interval", "1h"],
     ));
-    assert!(rx.wait_for_requests(2, Duration::from_secs(3600)).await);
-    agent.wait_drained(1, SHORT).await;
+    let mut unpolled = Instant::now();
+    wait_until("the first poll", || {
+        let now = Instant::now();
+        let polled = agent.metrics.polls(true) > 0;
+        if !polled {
+            unpolled = now;
+        }
+        polled
+    })
+    .await;
+    assert!(rx.wait_for_requests(2, timeout + PATIENCE).await);
+    agent.wait_drained(1, PATIENCE).await;
     let (_, m) = agent.stop().await;
+    let r = rx.requests();
     assert_eq!(
         m.requests_with(None),
-        1,
-        "the slow attempt timed out: {}",
+        r.len() as u64 - 1,
+        "every attempt but the last timed out: {}",
         m.requests_with(None)
     );
-    let r = rx.requests();
-    let gap = r[1].at - r[0].at;
-    let (timeout, max_backoff) = (Duration::from_millis(300), Duration::from_millis(20));
+    assert_eq!(m.requests_with(Some(204)), 1, "the last was answered");
+    for (i, x) in r.iter().enumerate() {
+        let after = x.at - unpolled;
+        assert!(
+            after >= timeout * i as u32,
+            "attempt {i} came {after:?} after the poll, before {i} timeouts"
+        );
+    }
+    let first_retry = r[1].at - r[0].at;
     assert!(
-        gap >= timeout && gap <= timeout + max_backoff + TICK,
-        "retried {gap:?} after the first attempt"
+        first_retry < Duration::from_secs(15),
+        "retried {first_retry:?} after the first attempt, not after --remote-timeout"
     );
-    assert_eq!(
-        r[1].write_request, r[0].write_request,
+    assert!(
+        r.iter().all(|x| x.write_request == r[0].write_request),
         "the timed-out request was sent again"
     );
-    assert_eq!(r.len(), 2, "one poll, one retry");
 }
 
+/// A kubelet whose every summary is new and says which poll it answers: the `n`th request gets
+/// a document timed `n` seconds after a start an hour ago, with the node's working set `n`
+/// bytes, and `PODS` pods whose values are pseudo-random (so the requests do not compress
+/// away). Every poll is then one request of the same number of samples. Told to hold, it
+/// leaves every later request unanswered, so the agent makes no poll after those it was
+/// answering.
+struct NumberedKubelet {
+    server: LocalServer,
+    state: Arc<Mutex<Numbered>>,
+}
+
+#[derive(Default)]
+struct Numbered {
+    asked: u64,
+    held: bool,
+}
+
+impl NumberedKubelet {
+    const PODS: u64 = 120;
+
+    async fn start() -> NumberedKubelet {
+        use axum::response::IntoResponse;
+        let now = SystemTime::now() - Duration::from_secs(3600);
+        let start = SystemTime::UNIX_EPOCH
+            + Duration::from_secs(
+                now.duration_since(SystemTime::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs(),
+            );
+        let state = Arc::new(Mutex::new(Numbered::default()));
+        let served = state.clone();
+        let app = axum::Router::new().route(
+            "/stats/summary",
+            axum::routing::get(move || {
+                let answer = {
+                    let mut s = served.lock().unwrap();
+                    s.asked += 1;
+                    (!s.held).then(|| Self::summary(start, s.asked))
+                };
+                async move {
+                    match answer {
+                        Some(doc) => (
+                            [(axum::http::header::CONTENT_TYPE, "application/json")],
+                            doc,
+                        )
+                            .into_response(),
+                        None => std::future::pending().await,
+                    }
+                }
+            }),
+        );
+        let server = LocalServer::start(app, "numbered kubelet").await.unwrap();
+        NumberedKubelet { server, state }
+    }
+
+    fn summary(start: SystemTime, n: u64) -> String {
+        let t = humantime::format_rfc3339_seconds(start + Duration::from_secs(n)).to_string();
+        let mut x = n.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        let mut random = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let pods: Vec<String> = (0..Self::PODS)
+            .map(|i| {
+                let cpu = n * 1_000_000_000_000 + random() % 1_000_000_000_000;
+                let memory = random() % 4_000_000_000;
+                format!(
+                    r#"{{"podRef":{{"name":"pod-{i}","namespace":"ns"}},"cpu":{{"time":"{t}","usageCoreNanoSeconds":{cpu}}},"memory":{{"time":"{t}","workingSetBytes":{memory}}}}}"#
+                )
+            })
+            .collect();
+        format!(
+            r#"{{"node":{{"nodeName":"numbered","memory":{{"time":"{t}","workingSetBytes":{n}}}}},"pods":[{}]}}"#,
+            pods.join(",")
+        )
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.server.addr())
+    }
+
+    /// Summary requests so far, answered or held.
+    fn asked(&self) -> u64 {
+        self.state.lock().unwrap().asked
+    }
+
+    /// Answers nothing from now on; returns how many requests it answered.
+    fn hold(&self) -> u64 {
+        let mut s = self.state.lock().unwrap();
+        s.held = true;
+        s.asked
+    }
+}
+
+/// The poll a request carries, by the numbered kubelet's node working set.
+fn poll_number(request: &ReceivedRequest) -> u64 {
+    let series = &request.write_request.as_ref().unwrap().timeseries;
+    let n = only_value(series, "node_memory_working_set_bytes");
+    assert_eq!(n.fract(), 0.0, "{n}");
+    n as u64
+}
+
+/// The receiver is down until the 64 KiB memory buffer has overflowed; then the agent's polls
+/// stop (the kubelet holds the next one) and the receiver recovers. The kubelet numbers its
+/// answers, and each poll is one request of the same size, so the test knows every poll there
+/// was and can say exactly what must arrive: the newest polls, without a gap, up to the last
+/// one; and exactly the samples of the others counted as dropped.
+///
+/// Nothing is timed. Polls are counted; the poll held open means none is queued after the ones
+/// counted, so "the last poll before the recovery" is a fact, not a moment.
 #[tokio::test]
 async fn a_full_memory_buffer_drops_the_oldest_and_counts_exactly() {
-    kubelet_push::http::install_crypto_provider();
-    let k = kubelet(60).await;
+    let k = NumberedKubelet::start().await;
     let rx = Receiver::start().await.unwrap();
     for _ in 0..100_000 {
         rx.push_response(Response::status(503));
     }
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
     let (ku, ru) = (k.url(), rx.url());
-    let started_ms = now_ms();
     let agent = Agent::start(&args(
         &ku,
         &ru,
         &[
             "--buffer-max-size",
             "64KiB",
-            "--listen-address",
-            &listen,
-            "--interval",
-            "100ms",
+            "--kubelet-pods=false",
+            // The held poll must stay open: an hour, where the test takes seconds.
+            "--kubelet-timeout",
+            "1h",
         ],
     ));
-    // Fill the buffer past its size: fresh stats every second, ~20 KB per poll.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    while agent.dest().dropped_total(DropReason::BufferFull) == 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "buffer never filled: {}",
-            agent.metrics.encode()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    let recovery_ms = now_ms();
-    let polls_at_recovery = agent.metrics.polls(true) as usize;
+    // Every poll is one request of the same size, with one `up`; the first attempt is the
+    // first poll's.
+    let size = |r: &ReceivedRequest| -> u64 {
+        let w = r.write_request.as_ref().unwrap();
+        assert_eq!(named(&w.timeseries, "up").len(), 1, "one poll per request");
+        w.timeseries.iter().map(|t| t.samples.len() as u64).sum()
+    };
+    assert!(rx.wait_for_requests(1, PATIENCE).await);
+    let per_poll = size(&rx.requests()[0]);
+    // Fill the buffer past its size (a dozen polls) until five polls were dropped.
+    wait_until("five polls dropped from the full buffer", || {
+        agent.dest().dropped_total(DropReason::BufferFull) >= 5 * per_poll
+    })
+    .await;
+    let answered = k.hold();
+    // The agent is in the poll after the last one answered: every poll before it has finished
+    // and is in the buffer (queued in the step that finished it), and no more will be.
+    wait_until("the next poll is held", || k.asked() > answered).await;
+    assert_eq!(
+        agent.metrics.polls(true),
+        answered,
+        "every answered poll counted"
+    );
+    assert_eq!(agent.metrics.polls(false), 0);
+    // An attempt on its way when the last poll was queued may carry a request that poll then
+    // evicted; were the receiver to take it, it would be both dropped and sent. Two more
+    // attempts recorded (503) mean the one after the first of them started after that, when
+    // the buffer no longer changes: every attempt the recovered receiver sees is of a request
+    // still in it.
+    let seen = rx.requests().len();
+    wait_until("two more attempts", || rx.requests().len() >= seen + 2).await;
     rx.clear_responses();
-    agent.wait_drained(1, Duration::from_secs(10)).await;
-    let metrics_text = reqwest::get(format!("http://{listen}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    agent.wait_drained(1, PATIENCE).await;
+    let metrics_text = agent.metrics.encode();
     let (_, m) = agent.stop().await;
     let value = |name: &str| -> u64 {
-        crate::support::metric_in(&metrics_text, name)
+        metric_in(&metrics_text, name)
             .map(|v| v as u64)
             .unwrap_or_else(|| panic!("{name} not in /metrics:\n{metrics_text}"))
     };
@@ -358,11 +559,11 @@ async fn a_full_memory_buffer_drops_the_oldest_and_counts_exactly() {
     let sent = value("kubelet_push_samples_sent_total");
     let dropped = value("kubelet_push_samples_dropped_total{reason=\"buffer_full\"}");
     let pending = value("kubelet_push_samples_pending");
-    assert!(dropped > 0);
+    assert_eq!(pending, 0);
     assert_eq!(
         queued,
-        sent + dropped + pending,
-        "every queued sample is sent, dropped or pending"
+        sent + dropped,
+        "every queued sample is sent or dropped"
     );
     let delivered = assert_ordered_once(&rx.accepted_series()) as u64;
     assert_eq!(
@@ -370,42 +571,27 @@ async fn a_full_memory_buffer_drops_the_oldest_and_counts_exactly() {
         m.samples_sent.get(),
         "sent means received, and no dropped sample arrived"
     );
-    // Oldest dropped, newest kept. Eviction is FIFO over requests, and a poll's `up` rides in
-    // its last, small request, which may outlive the poll's big first request; so the kept
-    // `up`s form one run without gaps reaching up to the recovery, though not every dropped
-    // poll need be missing from it. (FIFO itself is asserted in the buffers' unit tests.)
-    let mut ups: Vec<i64> = named(&rx.accepted_series(), "up")
-        .iter()
-        .map(|t| t.samples[0].timestamp)
-        .collect();
-    ups.sort_unstable();
-    assert!(
-        polls_at_recovery > 10,
-        "{polls_at_recovery} polls during the outage"
+    let accepted: Vec<ReceivedRequest> =
+        rx.requests().into_iter().filter(|r| r.accepted()).collect();
+    assert!(accepted.iter().all(|r| size(r) == per_poll));
+    assert_eq!(queued, answered * per_poll, "{answered} polls queued");
+    // Oldest dropped, newest kept: what arrived is the polls from some `first` on, each once,
+    // up to the last one answered; everything before `first` was dropped and counted.
+    let mut kept: Vec<u64> = accepted.iter().map(poll_number).collect();
+    kept.sort_unstable();
+    let first = kept[0];
+    assert!(first > 5, "the oldest polls were dropped: {kept:?}");
+    assert_eq!(
+        kept,
+        (first..=answered).collect::<Vec<_>>(),
+        "the newest polls, up to the last, none missing, none twice"
     );
-    // The very first request (the first poll's, answered 503 and recorded by the receiver) is
-    // the oldest in the buffer, so the first eviction took it: its node sample never arrived,
-    // and every node sample that did is newer.
-    let first_attempt = rx.requests()[0].write_request.clone().unwrap().timeseries;
-    let t0 = named(&first_attempt, "node_cpu_usage_seconds_total")[0].samples[0].timestamp;
-    let delivered_cpu: Vec<i64> = named(&rx.accepted_series(), "node_cpu_usage_seconds_total")
-        .iter()
-        .map(|t| t.samples[0].timestamp)
-        .collect();
-    assert!(!delivered_cpu.is_empty());
-    assert!(
-        delivered_cpu.iter().all(|t| *t > t0),
-        "the oldest request was dropped: {t0} in {delivered_cpu:?}"
+    assert_eq!(
+        dropped,
+        (first - 1) * per_poll,
+        "exactly the older polls dropped"
     );
-    assert!(
-        ups.windows(2).all(|w| w[1] - w[0] < 400),
-        "no poll missing inside the kept run: {ups:?}"
-    );
-    assert!(
-        ups.iter()
-            .any(|t| (recovery_ms - 300..=recovery_ms).contains(t)),
-        "the poll just before recovery was kept (started at {started_ms})"
-    );
+    assert_eq!(sent, (answered - first + 1) * per_poll);
 }
 
 /// The seed fixture's stats are from 2018: with `--max-sample-age 1h` only the per-poll series
@@ -416,7 +602,7 @@ async fn max_sample_age_trims_what_receivers_would_reject() {
     let seed = format!("file://{}", fixture("seed-windows-node.json").display());
     let ru = rx.url();
     let agent = Agent::start(&args(&seed, &ru, &["--max-sample-age", "1h", "--once"]));
-    let outcome = tokio::time::timeout(SHORT, agent.task)
+    let outcome = tokio::time::timeout(PATIENCE, agent.task)
         .await
         .unwrap()
         .unwrap()
@@ -440,30 +626,65 @@ async fn max_sample_age_trims_what_receivers_would_reject() {
     assert_eq!(m.samples_sent.get(), 3);
 }
 
+/// A GET answered as (status, body); bounded, as every wait here.
+async fn http_get(url: String) -> (u16, String) {
+    tokio::time::timeout(PATIENCE, async {
+        let r = reqwest::get(url).await.unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    })
+    .await
+    .expect("an answer")
+}
+
+/// Waits until the agent serving on `listen` reports `done` in its `/metrics`.
+async fn wait_for_metrics(listen: &str, what: &str, done: impl Fn(&str) -> bool) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let text = http_get(format!("http://{listen}/metrics")).await.1;
+        if done(&text) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not within {PATIENCE:?}: {what}\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The age in whole seconds a `/readyz` refusal gives after `reason`, if it gives that reason.
+fn refusal_age(body: &str, reason: &str) -> Option<u64> {
+    let rest = body.split_once(reason)?.1;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
 /// `/readyz` turns 503 once requests wait and no send succeeded for three intervals plus the
-/// longest backoff (here 3 s + 20 ms), not before; `/healthz` stays 200. Under paused time the
-/// boundary is checked to within 100 ms on either side instead of by sleeping past it.
-#[tokio::test(start_paused = true)]
+/// longest backoff (here 6 s + 20 ms), not before; `/healthz` stays 200.
+///
+/// Real time, on the agent binary (the endpoints are what this is about, and it logs the
+/// address it bound). Each check is made sound by bracketing when the agent can have judged:
+/// between the test sending the GET and reading the answer. The last send the agent counted
+/// is no earlier than the receiver's last 204 and no later than its first 503 (the sender has
+/// one request in flight and takes the next only after counting the last); so a 200 is due
+/// if the answer came before the limit counted from that 204, and a 503 if the GET went after
+/// the limit counted from that 503.
+#[tokio::test]
 async fn health_endpoints_follow_the_receiver() {
     kubelet_push::http::install_crypto_provider();
     let k = kubelet(1).await;
     let rx = Receiver::start().await.unwrap();
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
     let (ku, ru) = (k.url(), rx.url());
-    let agent = Agent::start(&args(
-        &ku,
-        &ru,
-        &["--listen-address", &listen, "--interval", "1s"],
-    ));
-    let get = |path: &'static str| {
-        let url = format!("http://{listen}{path}");
-        async move {
-            let r = reqwest::get(url).await.unwrap();
-            (r.status().as_u16(), r.text().await.unwrap())
-        }
+    let (interval, max_backoff) = (Duration::from_secs(2), Duration::from_millis(20));
+    let limit = interval * 3 + max_backoff;
+    let (agent, listen) =
+        AgentProcess::listening(&mut agent_command(&args(&ku, &ru, &["--interval", "2s"]))).await;
+    let get = |path: &str| http_get(format!("http://{listen}{path}"));
+    let sent_and_none_pending = |text: &str| {
+        metric_in(text, "kubelet_push_samples_sent_total").is_some_and(|v| v > 0.0)
+            && metric_in(text, "kubelet_push_samples_pending") == Some(0.0)
     };
-    agent.wait_drained(1, SHORT).await;
+    wait_for_metrics(&listen, "the first poll delivered", sent_and_none_pending).await;
     assert_eq!(get("/healthz").await.0, 200);
     assert_eq!(get("/readyz").await, (200, "ready\n".to_owned()));
     for _ in 0..100_000 {
@@ -472,21 +693,46 @@ async fn health_endpoints_follow_the_receiver() {
     // No await since the push: nothing was answered in between.
     let last_ok = rx.requests().last().map(|r| (r.at, r.status)).unwrap();
     assert_eq!(last_ok.1, 204);
-    let limit = Duration::from_secs(3) + Duration::from_millis(20);
-    let margin = Duration::from_millis(100);
-    tokio::time::sleep_until(last_ok.0 + limit - margin).await;
-    assert!(
-        rx.requests().iter().any(|r| r.status == 503),
-        "a request is waiting"
-    );
-    assert_eq!(get("/readyz").await.0, 200, "not unready before the limit");
-    tokio::time::sleep_until(last_ok.0 + limit + margin).await;
+    wait_until("a request waits (answered 503)", || {
+        rx.requests().iter().any(|r| r.status == 503)
+    })
+    .await;
+    let first_503 = rx.requests().iter().find(|r| r.status == 503).unwrap().at;
+
+    // Not unready before the limit: a request waits, and the last send is recent.
     let (status, body) = get("/readyz").await;
-    assert_eq!(status, 503);
+    let answered = tokio::time::Instant::now();
+    if answered < last_ok.0 + limit {
+        assert_eq!(
+            (status, body.as_str()),
+            (200, "ready\n"),
+            "not unready before the limit"
+        );
+    } else if status != 200 {
+        // This one GET took the machine past the limit, so the agent may have judged after
+        // it; then its reason must give an age past its limit (for the send, also no older
+        // than the last 204).
+        assert_eq!(status, 503, "{body}");
+        if let Some(age) = refusal_age(&body, "last successful send ") {
+            assert!(
+                age >= limit.as_secs() && age <= (answered - last_ok.0).as_secs(),
+                "{body}"
+            );
+        } else {
+            let age = refusal_age(&body, "last successful kubelet poll ").expect(&body);
+            assert!(age >= (interval * 3).as_secs(), "{body}");
+        }
+    }
+
+    // Unready after it.
+    tokio::time::sleep_until(first_503 + limit + Duration::from_millis(10)).await;
+    let (status, body) = get("/readyz").await;
+    assert_eq!(status, 503, "{body}");
     assert!(body.contains("requests waiting"), "{body}");
     assert_eq!(get("/healthz").await.0, 200, "alive while not ready");
+
     rx.clear_responses();
-    agent.wait_drained(1, SHORT).await;
+    wait_for_metrics(&listen, "delivered again", sent_and_none_pending).await;
     assert_eq!(get("/readyz").await.0, 200);
     let metrics = get("/metrics").await.1;
     // Labelled with the destination's URL, as its logs show it.
@@ -497,14 +743,18 @@ async fn health_endpoints_follow_the_receiver() {
         )),
         "{metrics}"
     );
-    agent.stop().await;
+    stop_agent(agent).await;
 }
 
-/// A stop drains the buffer for at most `--shutdown-timeout`, measured in virtual time: at once
-/// when the receiver takes everything, exactly the timeout when it answers 503 forever, and
-/// then what is left is counted as dropped. (The SIGTERM path of the real binary is tested
-/// below on the wall clock.)
-#[tokio::test(start_paused = true)]
+/// A stop drains the buffer for at most `--shutdown-timeout`: at once when the receiver takes
+/// everything, the whole timeout when it answers 503 forever, retrying meanwhile, and then
+/// what is left is counted as dropped.
+///
+/// Real time, with the two timeouts far apart so that bounds generous to a busy machine still
+/// tell right from wrong: the healthy drain has an hour, and must end within `PATIENCE`; the
+/// other has 5 s, and must take at least that (a lower bound, sound anywhere) and end within
+/// `PATIENCE` after it. (The SIGTERM path of the real binary is tested below.)
+#[tokio::test]
 async fn the_drain_is_bounded_by_the_shutdown_timeout() {
     for healthy in [true, false] {
         let k = kubelet(2).await;
@@ -515,24 +765,17 @@ async fn the_drain_is_bounded_by_the_shutdown_timeout() {
             }
         }
         let (ku, ru) = (k.url(), rx.url());
+        let shutdown = if healthy { "1h" } else { "5s" };
         let agent = Agent::start(&args(
             &ku,
             &ru,
-            &[
-                "--interval",
-                "1h",
-                "--shutdown-timeout",
-                "7s",
-                "--min-backoff",
-                "1s",
-                "--max-backoff",
-                "2s",
-            ],
+            &["--interval", "1h", "--shutdown-timeout", shutdown],
         ));
-        assert!(rx.wait_for_requests(1, Duration::from_secs(3600)).await);
+        assert!(rx.wait_for_requests(1, PATIENCE).await);
         let asked = tokio::time::Instant::now();
         agent.stop.cancel();
-        tokio::time::timeout(Duration::from_secs(3600), agent.task)
+        let timeout = Duration::from_secs(5);
+        tokio::time::timeout(timeout + PATIENCE, agent.task)
             .await
             .expect("the drain ends")
             .unwrap()
@@ -542,26 +785,27 @@ async fn the_drain_is_bounded_by_the_shutdown_timeout() {
         let queued = m.samples_queued.get();
         assert!(queued > 0);
         if healthy {
-            assert!(
-                took < Duration::from_millis(100),
-                "flushed at once: {took:?}"
-            );
+            // Ended within the bounded wait above, where waiting out the hour would not.
             assert_eq!(m.samples_sent.get(), queued);
+            assert_eq!(m.dropped_total(DropReason::Shutdown), 0);
         } else {
-            let timeout = Duration::from_secs(7);
-            assert!(
-                took >= timeout && took <= timeout + TICK,
-                "stopped after {took:?}"
-            );
+            assert!(took >= timeout, "stopped after {took:?}");
             assert_eq!(m.samples_sent.get(), 0);
             assert_eq!(m.dropped_total(DropReason::Shutdown), queued);
-            assert!(rx.requests().len() >= 3, "retried while draining");
+            // Two attempts arrived after the stop was asked: the second was sent after it.
+            // (The sender retries every 20 ms at most; 5 s leaves a busy machine plenty.)
+            let after = rx.requests().iter().filter(|r| r.at >= asked).count();
+            assert!(after >= 2, "retried while draining: {after} attempts");
         }
     }
 }
 
 /// SIGTERM (how Kubernetes stops a pod) with a healthy receiver: exit 0, everything sent.
 /// With the receiver gone: exit 0 after --shutdown-timeout, the loss reported.
+///
+/// As in the drain test the timeouts are far apart: the healthy agent has an hour and must
+/// exit within `PATIENCE` (`sigterm` waits no longer); the other has 2 s, must take at least
+/// that, and must say the timeout ran out.
 #[cfg(unix)]
 #[tokio::test]
 async fn sigterm_flushes_within_the_shutdown_timeout() {
@@ -570,37 +814,34 @@ async fn sigterm_flushes_within_the_shutdown_timeout() {
         let k = kubelet(3).await;
         let rx = Receiver::start().await.unwrap();
         let (ku, ru) = (k.url(), rx.url());
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubelet-push"))
-            .env(SHORT_INTERVALS.0, SHORT_INTERVALS.1)
-            .args(args(
-                &ku,
-                &ru,
-                &["--shutdown-timeout", "2s", "--interval", "100ms"],
-            ))
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        assert!(rx.wait_for_requests(3, SHORT).await);
+        let shutdown = if healthy { "1h" } else { "2s" };
+        let agent = AgentProcess::spawn(&mut agent_command(&args(
+            &ku,
+            &ru,
+            &["--shutdown-timeout", shutdown, "--interval", "100ms"],
+        )));
+        assert!(rx.wait_for_requests(3, PATIENCE).await, "{}", agent.log());
         if !healthy {
             for _ in 0..100_000 {
                 rx.push_response(Response::status(503));
             }
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            // A request is waiting once one has been answered 503.
+            wait_until("a request answered 503", || {
+                rx.requests().iter().any(|r| r.status == 503)
+            })
+            .await;
         }
         let asked = Instant::now();
-        let (code, log) = sigterm(child).await;
+        let (code, log) = sigterm(agent).await;
         let took = asked.elapsed();
         assert_eq!(code, Some(0), "{log}");
         if healthy {
-            assert!(took < Duration::from_secs(2), "flushed quickly: {took:?}");
             assert!(log.contains("samples_pending=0"), "{log}");
+            assert!(!log.contains("shutdown timeout ran out"), "{log}");
         } else {
+            assert!(took >= Duration::from_secs(2), "{took:?}");
             assert!(
-                took >= Duration::from_secs(2) && took < Duration::from_secs(4),
-                "{took:?}"
-            );
-            assert!(
-                log.contains("samples in the memory buffer are dropped"),
+                log.contains("shutdown timeout ran out; samples in the memory buffer are dropped"),
                 "{log}"
             );
         }

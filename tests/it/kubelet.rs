@@ -13,10 +13,21 @@ async fn simulated(pods: usize) -> KubeletServer {
     simulated_kubelet(pods, 7).await
 }
 
+/// For pollers of a kubelet on loopback, which answers at once: a timeout of a minute
+/// (`PATIENCE`), where the default 10 s would be a deadline a busy machine could miss. Tests
+/// that measure a timeout set their own.
+const PATIENT: [&str; 2] = ["--kubelet-timeout", "60s"];
+
 #[tokio::test]
 async fn polls_a_simulated_kubelet_over_http() {
     let kubelet = simulated(5).await;
-    let mut p = poller(&["--kubelet-url", &kubelet.url(), "--dry-run"]);
+    let mut p = poller(&[
+        "--kubelet-url",
+        &kubelet.url(),
+        PATIENT[0],
+        PATIENT[1],
+        "--dry-run",
+    ]);
     let out = polled(&mut p).await;
     assert!(out.error.is_none(), "{:?}", out.error);
     assert_eq!(only_value(&out.series, "up"), 1.0);
@@ -30,16 +41,25 @@ async fn polls_a_simulated_kubelet_over_http() {
     assert!(node[0].samples[0].value > 0.0);
 }
 
-/// Under paused time the 300 ms `--kubelet-timeout` is observed exactly against a kubelet that
-/// takes 2 s (both are tokio timers; loopback I/O never lets the clock jump early).
-#[tokio::test(start_paused = true)]
+/// A kubelet answering 500, a broken document or not in time: each gives `up 0` and an error
+/// that says which.
+///
+/// Real time, with the timeouts far apart: the poller that must not time out has a minute
+/// (`PATIENCE`; the kubelet is on loopback and answers at once); the one that must has 500 ms,
+/// against a kubelet that would answer after an hour. Its poll takes at least the timeout (a
+/// lower bound, sound however slow the machine) and ends within the bounded wait, where
+/// waiting for the kubelet would take the hour. (Under paused time, tokio moves the clock to
+/// the next timer whenever no socket happens to be ready, which on a busy machine can be in
+/// the middle of a request: the timeout then fires on a kubelet that was answering.)
+#[tokio::test]
 async fn every_kubelet_failure_gives_up_zero_and_a_clear_error() {
+    use tokio::time::Instant;
     let kubelet = simulated(3).await;
     let mut p = poller(&[
         "--kubelet-url",
         &kubelet.url(),
-        "--kubelet-timeout",
-        "300ms",
+        PATIENT[0],
+        PATIENT[1],
         "--dry-run",
     ]);
 
@@ -61,19 +81,26 @@ async fn every_kubelet_failure_gives_up_zero_and_a_clear_error() {
     );
     assert_eq!(only_value(&out.series, "up"), 0.0);
 
-    kubelet.set_fault(Fault::Delay(Duration::from_secs(2)));
-    let started = tokio::time::Instant::now();
-    let out = polled(&mut p).await;
+    let timeout = Duration::from_millis(500);
+    let mut impatient = poller(&[
+        "--kubelet-url",
+        &kubelet.url(),
+        "--kubelet-timeout",
+        "500ms",
+        "--dry-run",
+    ]);
+    kubelet.set_fault(Fault::Delay(Duration::from_secs(3600)));
+    let started = Instant::now();
+    let out = tokio::time::timeout(timeout + PATIENCE, polled(&mut impatient))
+        .await
+        .expect("the timeout ends the poll, not the kubelet's hour");
+    let took = started.elapsed();
     assert!(
         matches!(out.error, Some(ScrapeError::Timeout(_))),
         "{:?}",
         out.error
     );
-    let took = started.elapsed();
-    assert!(
-        took >= Duration::from_millis(300) && took <= Duration::from_millis(305),
-        "timeout honoured: {took:?}"
-    );
+    assert!(took >= timeout, "timeout honoured: {took:?}");
     assert_eq!(only_value(&out.series, "up"), 0.0);
 
     kubelet.set_fault(Fault::None);
@@ -82,12 +109,16 @@ async fn every_kubelet_failure_gives_up_zero_and_a_clear_error() {
     assert_eq!(only_value(&out.series, "up"), 1.0);
 }
 
+/// A kubelet port where nothing listens (kept bound for the whole poll, so the connection is
+/// refused and nothing else can take the port meanwhile).
 #[tokio::test]
 async fn a_kubelet_that_is_not_listening_is_a_connect_error() {
-    let port = free_port();
+    let reserved = ReservedPort::new();
+    let port = reserved.port();
     let url = format!("http://127.0.0.1:{port}");
     let mut p = poller(&["--kubelet-url", &url, "--dry-run", "--node-name", "n"]);
     let out = polled(&mut p).await;
+    drop(reserved);
     let err = out.error.expect("connect error");
     assert!(matches!(err, ScrapeError::Connect { .. }), "{err:?}");
     assert!(
@@ -104,7 +135,13 @@ fn failures_are_logged_when_they_start_and_when_they_end() {
     let rt = current_thread_runtime();
     rt.block_on(async {
         let kubelet = simulated(2).await;
-        let mut p = poller(&["--kubelet-url", &kubelet.url(), "--dry-run"]);
+        let mut p = poller(&[
+            "--kubelet-url",
+            &kubelet.url(),
+            PATIENT[0],
+            PATIENT[1],
+            "--dry-run",
+        ]);
         kubelet.set_fault(Fault::Status(503));
         for _ in 0..4 {
             assert!(p.poll().await.error.is_some());
@@ -136,6 +173,8 @@ async fn the_token_file_is_read_again_for_every_request() {
         &kubelet.url(),
         "--kubelet-token-file",
         &token_arg,
+        PATIENT[0],
+        PATIENT[1],
         "--dry-run",
     ]);
     assert!(p.poll().await.error.is_none());
@@ -333,6 +372,8 @@ async fn an_oversized_summary_is_refused_before_it_is_read() {
         "--node-name",
         "n",
         "--kubelet-pods=false",
+        PATIENT[0],
+        PATIENT[1],
     ]))
     .await;
     assert!(
@@ -344,25 +385,37 @@ async fn an_oversized_summary_is_refused_before_it_is_read() {
     server.abort();
 }
 
-/// A stop request does not wait for a slow kubelet: no virtual time passes between the stop
-/// and the end, where waiting for the poll would take the kubelet's 8 s.
-#[tokio::test(start_paused = true)]
+/// A stop request does not wait for a slow kubelet.
+///
+/// Real time, with the scales far apart: the kubelet would answer after an hour and the
+/// agent's `--kubelet-timeout` is an hour too, so a stop that waited for the poll would take
+/// an hour; it must end within the bounded wait (`PATIENCE`). The poll is known to be under way
+/// by the kubelet's count of requests, not by a sleep.
+#[tokio::test]
 async fn shutdown_interrupts_a_slow_poll() {
     let kubelet = simulated(1).await;
-    kubelet.set_fault(Fault::Delay(Duration::from_secs(8)));
+    kubelet.set_fault(Fault::Delay(Duration::from_secs(3600)));
     let rx = kubelet_push::demo::receiver::Receiver::start()
         .await
         .unwrap();
-    let agent = Agent::start(&["--kubelet-url", &kubelet.url(), "--remote-url", &rx.url()]);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(kubelet.requests(), 1, "the poll is under way");
-    let asked = tokio::time::Instant::now();
-    agent.stop().await;
-    assert!(
-        asked.elapsed() < Duration::from_millis(100),
-        "took {:?}",
-        asked.elapsed()
-    );
+    let agent = Agent::start(&[
+        "--kubelet-url",
+        &kubelet.url(),
+        "--remote-url",
+        &rx.url(),
+        "--kubelet-timeout",
+        "1h",
+    ]);
+    wait_until("the poll is under way", || kubelet.requests() >= 1).await;
+    assert_eq!(kubelet.requests(), 1, "one poll");
+    agent.stop.cancel();
+    let outcome = tokio::time::timeout(PATIENCE, agent.task)
+        .await
+        .expect("the stop does not wait for the poll")
+        .expect("task")
+        .expect("run");
+    assert_eq!(outcome, kubelet_push::Outcome::Ok);
+    assert!(rx.requests().is_empty(), "the abandoned poll sent nothing");
 }
 
 /// Before the kubelet first answers, `up 0` carries the host name; the summary's `nodeName`

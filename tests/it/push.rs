@@ -36,12 +36,31 @@ fn render(series: &[kubelet_push::remote_write::proto::v1::TimeSeries]) -> Vec<S
     lines
 }
 
-/// Retries fast enough for tests.
-const FAST: [&str; 4] = ["--min-backoff", "10ms", "--max-backoff", "100ms"];
+/// Retries fast enough for tests. `--once` ends when what it polled is delivered, or when the
+/// shutdown timeout runs out: a minute (`PATIENCE`), so a busy machine delivering slowly is not
+/// taken for a receiver that never takes it (the 10 s default would be a deadline).
+const FAST: [&str; 8] = [
+    "--min-backoff",
+    "10ms",
+    "--max-backoff",
+    "100ms",
+    "--shutdown-timeout",
+    "60s",
+    // The receivers answer at once, on loopback: a minute, not the default 30 s deadline.
+    "--remote-timeout",
+    "60s",
+];
 
+/// `--once` with `args`, and the fast defaults each replaced by `args` when it names the same
+/// flag.
 async fn run_once(args: &[&str]) -> (Outcome, Arc<Metrics>) {
     let stats = Arc::new(Metrics::new());
-    let args: Vec<&str> = args.iter().chain(FAST.iter()).copied().collect();
+    let mut args = args.to_vec();
+    for pair in FAST.chunks(2) {
+        if !args.contains(&pair[0]) {
+            args.extend_from_slice(pair);
+        }
+    }
     let mut sink = Vec::new();
     let outcome = kubelet_push::run(
         config(&args),
@@ -189,11 +208,17 @@ async fn receiver_errors_are_dropped_or_retried_by_kind() {
     }
 }
 
+/// Nothing listens on the receiver's port (kept bound, so connections are refused): the poll
+/// is retried until the shutdown timeout runs out, then counted as dropped.
+///
+/// The retries are counted inside that timeout, so it is generous: 10 s for two retries that
+/// each take a refused connection and at most 100 ms of backoff (a refused connection is
+/// immediate on Linux, Wine included; Windows itself takes about 2 s for one, trying the SYN
+/// again).
 #[tokio::test]
 async fn once_fails_when_the_receiver_is_unreachable() {
-    // Bind and release a port so nothing listens there.
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}/api/v1/write");
+    let port = ReservedPort::new();
+    let url = format!("http://127.0.0.1:{}/api/v1/write", port.port());
     let kubelet_url = format!("file://{}", fixture("seed-windows-node.json").display());
     let (outcome, stats) = run_once(&[
         "--once",
@@ -202,7 +227,7 @@ async fn once_fails_when_the_receiver_is_unreachable() {
         "--remote-url",
         &url,
         "--shutdown-timeout",
-        "300ms",
+        "10s",
     ])
     .await;
     assert_eq!(outcome, Outcome::Failed);
@@ -216,6 +241,7 @@ async fn once_fails_when_the_receiver_is_unreachable() {
         36,
         "the memory buffer reports what it loses"
     );
+    drop(port);
 }
 
 #[tokio::test]
@@ -253,6 +279,8 @@ async fn run_loop_survives_a_failing_receiver() {
         &kubelet_url,
         "--remote-url",
         &rx.url(),
+        "--remote-timeout",
+        "60s",
         "--interval",
         "50ms",
         "--min-backoff",
@@ -261,7 +289,7 @@ async fn run_loop_survives_a_failing_receiver() {
         "50ms",
     ]);
     assert!(
-        rx.wait_for_requests(4, SHORT).await,
+        rx.wait_for_requests(4, PATIENCE).await,
         "agent kept polling and pushing"
     );
     let (outcome, stats) = agent.stop().await;
@@ -295,9 +323,10 @@ async fn send_errors_are_classified_for_the_retry_policy() {
     use std::time::Duration;
 
     let rx = Receiver::start().await.unwrap();
+    // A timeout that no loopback answer misses, however busy the machine.
     let client = RemoteWriteClient::new(
         rx.url().parse().unwrap(),
-        Duration::from_secs(5),
+        PATIENCE,
         &[],
         &kubelet_push::remote_write::access::Access::none(),
     )
@@ -352,6 +381,12 @@ async fn send_errors_are_classified_for_the_retry_policy() {
 
 /// Paused time: the client waits on a socket that never becomes readable, so the runtime idles
 /// and the clock jumps straight to the 300 ms timeout, which must then fire exactly.
+///
+/// Sound on any machine, though real sockets are involved: the request's timeout is the only
+/// timer there is (nothing else sleeps, and a connection enters the pool, with its idle timer,
+/// only once answered), and the receiver never answers. Wherever the request is when tokio
+/// finds no socket ready and moves the clock, it moves it exactly to that timeout, and the
+/// outcome is the same timeout at the same virtual time.
 #[tokio::test(start_paused = true)]
 async fn remote_timeout_bounds_a_receiver_that_never_answers() {
     use kubelet_push::remote_write::{Protocol, RemoteWriteClient, SendError};
@@ -410,6 +445,8 @@ async fn push_failures_are_logged_when_they_start_and_when_they_end() {
         &kubelet_url,
         "--remote-url",
         &rx.url(),
+        "--remote-timeout",
+        "60s",
         "--interval",
         "30ms",
         "--min-backoff",
@@ -417,7 +454,7 @@ async fn push_failures_are_logged_when_they_start_and_when_they_end() {
         "--max-backoff",
         "30ms",
     ]);
-    assert!(rx.wait_for_requests(5, SHORT).await);
+    assert!(rx.wait_for_requests(5, PATIENCE).await);
     agent.stop().await;
     let text = logs.text();
     assert_eq!(text.matches("remote write failed").count(), 1, "{text}");
@@ -444,10 +481,12 @@ async fn repeated_rejections_are_logged_once() {
         &kubelet_url,
         "--remote-url",
         &rx.url(),
+        "--remote-timeout",
+        "60s",
         "--interval",
         "30ms",
     ]);
-    assert!(rx.wait_for_requests(6, SHORT).await);
+    assert!(rx.wait_for_requests(6, PATIENCE).await);
     agent.stop().await;
     let text = logs.text();
     assert_eq!(
