@@ -455,7 +455,7 @@ impl Agent {
     pub async fn stop(self) -> (Outcome, Arc<DestinationMetrics>) {
         let dest = self.dest();
         self.stop.cancel();
-        let outcome = tokio::time::timeout(Duration::from_secs(10), self.task)
+        let outcome = tokio::time::timeout(PATIENCE, self.task)
             .await
             .expect("agent stops")
             .expect("task")
