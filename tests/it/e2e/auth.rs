@@ -12,6 +12,7 @@
 //!   the POST) with `HTTPS_PROXY`, `HTTP_PROXY` and `--remote-proxy-url`; kubelet requests
 //!   never do.
 
+use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,8 +21,9 @@ use serde_json::Value;
 use tokio::process::{Child, Command};
 use tokio_rustls::rustls;
 
-use super::{agent, available, free_port, metric_value, now_ms, stop_agent, Kind, Real};
+use super::{available, free_port, metric_value, now_ms, stop_agent, Kind, Real};
 use crate::access::{ca, leaf, Ca, Leaf};
+use crate::support::{AgentProcess, PATIENCE};
 
 /// bcrypt (cost 10) of [`PASSWORD`], made once with libxcrypt:
 /// `perl -e 'print crypt("e2e-pw-41d9", "\$2b\$10\$kubeletpushtestsaltsa.u")'`.
@@ -53,10 +55,84 @@ fn client_tls(ca: &Ca, client: Option<&Leaf>) -> rustls::ClientConfig {
     }
 }
 
+/// The agent binary with its kubelet, receiver and `extra` flags (as `super::agent` starts it),
+/// not started yet: [`AgentProcess::spawn`] or [`AgentProcess::listening`] starts it.
+fn agent_command(kubelet: &str, remote: &str, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kubelet-push"));
+    cmd.env(
+        crate::support::SHORT_INTERVALS.0,
+        crate::support::SHORT_INTERVALS.1,
+    )
+    .args(["--kubelet-url", kubelet, "--remote-url", remote])
+    .args(extra);
+    cmd
+}
+
+/// Waits (up to [`PATIENCE`]) until the running agent's log has `line`.
+async fn wait_for_log(agent: &AgentProcess, line: &str) {
+    let deadline = Instant::now() + PATIENCE;
+    while !agent.log().contains(line) {
+        assert!(
+            Instant::now() < deadline,
+            "no `{line}` in the agent's log within {PATIENCE:?}:\n{}",
+            agent.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The TCP port the process `pid` listens on: its one listening socket, found from its file
+/// descriptors (`socket:[inode]`) in its network namespace's table of IPv4 sockets (state 0A is
+/// LISTEN). `None` until it listens. For a receiver started on port 0, so that no port is
+/// chosen before the receiver binds it, and that does not log the port it got
+/// (VictoriaMetrics logs `:0`).
+fn listening_port(pid: u32) -> Option<u16> {
+    let inodes: std::collections::HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .ok()?
+        .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+        .filter_map(|link| {
+            let link = link.to_str()?;
+            Some(link.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned())
+        })
+        .collect();
+    let table = std::fs::read_to_string(format!("/proc/{pid}/net/tcp")).ok()?;
+    table.lines().skip(1).find_map(|line| {
+        // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.get(3) != Some(&"0A") || !inodes.contains(*fields.get(9)?) {
+            return None;
+        }
+        let (_, port) = fields[1].split_once(':')?;
+        u16::from_str_radix(port, 16).ok()
+    })
+}
+
+/// Waits (up to [`PATIENCE`]) for `child`, a server told to listen on 127.0.0.1:0, to listen;
+/// the port it bound. Fails, with `log()`, if it exits first.
+async fn bound_port(child: &mut Child, what: &str, log: impl Fn() -> String) -> u16 {
+    let pid = child
+        .id()
+        .unwrap_or_else(|| panic!("{what} exited at once: {}", log()));
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(port) = listening_port(pid) {
+            return port;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited ({status}) before listening:\n{}", log());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not listen within {PATIENCE:?}:\n{}",
+            log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 impl Secured {
     async fn start(dir: &Path, ca: &Ca, server: &Leaf, client: &Leaf) -> Secured {
         kubelet_push::http::install_crypto_provider();
-        let port = free_port();
         std::fs::write(dir.join("server.crt"), &server.cert_pem).unwrap();
         std::fs::write(dir.join("server.key"), &server.key_pem).unwrap();
         std::fs::write(dir.join("client-ca.crt"), &ca.pem).unwrap();
@@ -71,10 +147,11 @@ impl Secured {
         )
         .unwrap();
         let log = std::fs::File::create(dir.join("receiver.log")).unwrap();
-        let child = Command::new("prometheus")
+        // Port 0: Prometheus binds a port no one holds and the kernel's table says which.
+        let mut child = Command::new("prometheus")
             .arg(format!("--config.file={}/prometheus.yml", dir.display()))
             .arg(format!("--storage.tsdb.path={}/data", dir.display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--web.listen-address=127.0.0.1:0")
             .arg(format!("--web.config.file={}/web.yml", dir.display()))
             .arg("--web.enable-remote-write-receiver")
             .stdout(std::process::Stdio::null())
@@ -82,6 +159,11 @@ impl Secured {
             .kill_on_drop(true)
             .spawn()
             .expect("start prometheus");
+        let log_path = dir.join("receiver.log");
+        let port = bound_port(&mut child, "prometheus", || {
+            std::fs::read_to_string(&log_path).unwrap_or_default()
+        })
+        .await;
         let http = reqwest::Client::builder()
             .use_preconfigured_tls(client_tls(ca, Some(client)))
             .no_proxy()
@@ -93,7 +175,7 @@ impl Secured {
             http,
             dir: dir.to_owned(),
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + PATIENCE;
         loop {
             let r = secured.get("/-/ready", &[]).await;
             if r.as_ref().is_ok_and(|r| r.status().is_success()) {
@@ -129,7 +211,11 @@ impl Secured {
     }
 
     async fn query(&self, promql: &str) -> Vec<Value> {
-        let time = format!("{:.3}", now_ms() as f64 / 1000.0);
+        self.query_at(promql, now_ms()).await
+    }
+
+    async fn query_at(&self, promql: &str, time_ms: i64) -> Vec<Value> {
+        let time = format!("{:.3}", time_ms as f64 / 1000.0);
         let text = self
             .get("/api/v1/query", &[("query", promql), ("time", &time)])
             .await
@@ -169,6 +255,7 @@ impl Drop for Secured {
 }
 
 async fn agent_metrics(listen: &str) -> String {
+    kubelet_push::http::install_crypto_provider();
     match reqwest::Client::builder()
         .no_proxy()
         .build()
@@ -182,14 +269,19 @@ async fn agent_metrics(listen: &str) -> String {
     }
 }
 
-/// Waits until the agent's `/metrics` shows `sent` samples at least and none pending.
-async fn wait_delivered(listen: &str, at_least: f64, timeout: Duration) -> String {
-    let deadline = Instant::now() + timeout;
+/// The samples the agent's `/metrics` text says it sent.
+fn sent_in(text: &str) -> f64 {
+    metric_value(text, "kubelet_push_samples_sent_total").unwrap_or(0.0)
+}
+
+/// Waits (up to [`PATIENCE`]) until the agent's `/metrics` shows `sent` samples at least and
+/// none pending; that text.
+async fn wait_delivered(listen: &str, at_least: f64) -> String {
+    let deadline = Instant::now() + PATIENCE;
     loop {
         let text = agent_metrics(listen).await;
-        let sent = metric_value(&text, "kubelet_push_samples_sent_total").unwrap_or(0.0);
         let pending = metric_value(&text, "kubelet_push_samples_pending").unwrap_or(1.0);
-        if sent >= at_least && pending == 0.0 {
+        if sent_in(&text) >= at_least && pending == 0.0 {
             return text;
         }
         assert!(Instant::now() < deadline, "not delivered:\n{text}");
@@ -211,6 +303,8 @@ async fn prometheus_behind_mtls_and_basic_auth() {
     if !available(Kind::Prometheus) {
         return;
     }
+    // Where the window that finds everything the agent sent starts.
+    let started = now_ms();
     let dir = tempfile::tempdir().unwrap();
     let ca1 = ca();
     let server = leaf(&ca1, &["127.0.0.1"], false);
@@ -227,7 +321,6 @@ async fn prometheus_behind_mtls_and_basic_auth() {
     let cert = f("tls.crt", &client.cert_pem);
     let key = f("tls.key", &client.key_pem);
     let password = f("password", "not-the-password\n");
-    let listen = format!("127.0.0.1:{}", free_port());
     let mut args = vec![
         "--remote-ca-file",
         &ca_file,
@@ -239,22 +332,22 @@ async fn prometheus_behind_mtls_and_basic_auth() {
         USER,
         "--remote-basic-auth-password-file",
         &password,
-        "--listen-address",
-        &listen,
         "--kubelet-pods=false",
     ];
     args.extend(super::ONE_SECOND_POLLS);
-    let child = agent(&kubelet.url(), &prom.write_url(), &args);
+    let (child, listen) =
+        AgentProcess::listening(&mut agent_command(&kubelet.url(), &prom.write_url(), &args)).await;
 
-    // Wrong password: nothing is stored, the agent keeps what it polls.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Wrong password: the first request is refused (the agent says so once), nothing is
+    // stored, the agent keeps what it polled. Waiting for the refusal, not for a time, makes
+    // sure a request with samples polled before the fix was refused before the fix.
+    wait_for_log(&child, "remote write failed").await;
     assert_eq!(prom.samples_appended().await, 0.0);
     let before_fix = now_ms();
     std::fs::write(&password, format!("{PASSWORD}\n")).unwrap();
-    let text = wait_delivered(&listen, 1.0, Duration::from_secs(30)).await;
-    // Two more polls after the backlog, delivered too.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let text_after = wait_delivered(&listen, 1.0, Duration::from_secs(30)).await;
+    let text = wait_delivered(&listen, 1.0).await;
+    // More polls after the backlog, delivered too.
+    let text_after = wait_delivered(&listen, sent_in(&text) + 1.0).await;
     let log = stop_agent(child).await.1;
     dropped_nothing(&text);
     dropped_nothing(&text_after);
@@ -265,14 +358,26 @@ async fn prometheus_behind_mtls_and_basic_auth() {
         sent as f64,
         "Prometheus stored every sample the agent sent, backlog included"
     );
-    // The backlog is there: samples polled while the password was wrong.
-    let before = prom
-        .query(&format!(
-            "min_over_time(timestamp(node_memory_working_set_bytes{{job=\"kubelet\"}})[1m:1s]) < {}",
-            before_fix as f64 / 1000.0
-        ))
+    // The backlog is there: samples polled while the password was wrong. The range reaches
+    // back to before the test's start (the simulator stamps the node's memory with the
+    // second it serves it), so it holds every sample however long the run took.
+    let end = now_ms();
+    let window_s = (end - started) / 1000 + 30;
+    let stored = prom
+        .query_at(
+            &format!("node_memory_working_set_bytes{{job=\"kubelet\"}}[{window_s}s]"),
+            end,
+        )
         .await;
-    assert!(!before.is_empty(), "no sample from before the fix");
+    let stamps: Vec<f64> = stored
+        .iter()
+        .flat_map(|s| s["values"].as_array().cloned().unwrap_or_default())
+        .map(|pair| pair[0].as_f64().unwrap())
+        .collect();
+    assert!(
+        stamps.iter().any(|t| *t * 1000.0 < before_fix as f64),
+        "no sample from before the fix ({before_fix} ms): {stamps:?}"
+    );
     let memory = prom.query("node_memory_working_set_bytes").await;
     assert_eq!(memory.len(), 1, "{memory:?}");
     let value: f64 = memory[0]["value"][1].as_str().unwrap().parse().unwrap();
@@ -285,7 +390,8 @@ async fn prometheus_behind_mtls_and_basic_auth() {
         "{log}"
     );
 
-    // A CA that did not sign Prometheus's certificate: one warning that says so.
+    // A CA that did not sign Prometheus's certificate: one warning that says so. The agent is
+    // stopped once it has said it (its retries after the first failure log at debug only).
     let other = ca();
     let wrong_ca = f("other-ca.crt", &other.pem);
     let mut args2 = vec![
@@ -304,8 +410,12 @@ async fn prometheus_behind_mtls_and_basic_auth() {
         "1s",
     ];
     args2.extend(super::ONE_SECOND_POLLS);
-    let child = agent(&kubelet.url(), &prom.write_url(), &args2);
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let child = AgentProcess::spawn(&mut agent_command(
+        &kubelet.url(),
+        &prom.write_url(),
+        &args2,
+    ));
+    wait_for_log(&child, "remote write failed").await;
     let log = stop_agent(child).await.1;
     assert_eq!(log.matches("remote write failed").count(), 1, "{log}");
     assert!(
@@ -327,8 +437,12 @@ async fn prometheus_behind_mtls_and_basic_auth() {
         "1s",
     ];
     args3.extend(super::ONE_SECOND_POLLS);
-    let child = agent(&kubelet.url(), &prom.write_url(), &args3);
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let child = AgentProcess::spawn(&mut agent_command(
+        &kubelet.url(),
+        &prom.write_url(),
+        &args3,
+    ));
+    wait_for_log(&child, "remote write failed").await;
     let log = stop_agent(child).await.1;
     assert_eq!(log.matches("remote write failed").count(), 1, "{log}");
     assert!(
@@ -353,10 +467,10 @@ async fn victoria_metrics_behind_tls_and_basic_auth() {
     std::fs::write(d.join("server.key"), &server.key_pem).unwrap();
     std::fs::write(d.join("ca.crt"), &ca1.pem).unwrap();
     std::fs::write(d.join("password"), format!("{PASSWORD}\n")).unwrap();
-    let port = free_port();
     let log = std::fs::File::create(d.join("receiver.log")).unwrap();
-    let _vm = Command::new("victoria-metrics")
-        .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+    // Port 0: VictoriaMetrics binds a port no one holds; the kernel's table says which.
+    let mut vm = Command::new("victoria-metrics")
+        .arg("-httpListenAddr=127.0.0.1:0")
         .arg(format!("-storageDataPath={}/data", d.display()))
         .arg("-search.latencyOffset=0s")
         .arg("-search.disableCache")
@@ -371,6 +485,10 @@ async fn victoria_metrics_behind_tls_and_basic_auth() {
         .kill_on_drop(true)
         .spawn()
         .expect("start victoria-metrics");
+    let port = bound_port(&mut vm, "victoria-metrics", || {
+        std::fs::read_to_string(d.join("receiver.log")).unwrap_or_default()
+    })
+    .await;
     let http = reqwest::Client::builder()
         .use_preconfigured_tls(client_tls(&ca1, None))
         .no_proxy()
@@ -382,7 +500,7 @@ async fn victoria_metrics_behind_tls_and_basic_auth() {
             .basic_auth(USER, Some(PASSWORD))
             .send()
     };
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + PATIENCE;
     while !get("/health".into())
         .await
         .is_ok_and(|r| r.status().is_success())
@@ -399,7 +517,6 @@ async fn victoria_metrics_behind_tls_and_basic_auth() {
     assert_eq!(anonymous.status(), 401);
 
     let kubelet = crate::support::simulated_kubelet(3, 12).await;
-    let listen = format!("127.0.0.1:{}", free_port());
     let (ca_file, pw) = (
         d.join("ca.crt").to_str().unwrap().to_owned(),
         d.join("password").to_str().unwrap().to_owned(),
@@ -411,14 +528,19 @@ async fn victoria_metrics_behind_tls_and_basic_auth() {
         USER,
         "--remote-basic-auth-password-file",
         &pw,
-        "--listen-address",
-        &listen,
         "--kubelet-pods=false",
+        // The log must have no warning, so the stop's drain must finish: a healthy one returns
+        // at once, and this bound is far above what a loaded machine needs for it.
+        "--shutdown-timeout",
+        "30s",
     ];
     args.extend(super::ONE_SECOND_POLLS);
-    let child = agent(&kubelet.url(), &format!("{base}/api/v1/write"), &args);
-    let text = wait_delivered(&listen, 1.0, Duration::from_secs(30)).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let write_url = format!("{base}/api/v1/write");
+    let (child, listen) =
+        AgentProcess::listening(&mut agent_command(&kubelet.url(), &write_url, &args)).await;
+    let text = wait_delivered(&listen, 1.0).await;
+    // More polls after the first delivery, delivered too.
+    wait_delivered(&listen, sent_in(&text) + 1.0).await;
     let log = stop_agent(child).await.1;
     dropped_nothing(&text);
     let sent = super::samples_sent(&log);
@@ -460,6 +582,41 @@ struct Tinyproxy {
     log: std::path::PathBuf,
 }
 
+/// How tinyproxy says it could not bind its port (exit status 71).
+const PORT_TAKEN: &str = "Could not create listening sockets";
+
+/// A port for tinyproxy, which refuses `Port 0`: a random one outside the kernel's ephemeral
+/// range, so that no `bind(0)` elsewhere (an agent on 127.0.0.1:0, a receiver, a
+/// `ReservedPort`, an outgoing connection) is handed it while tinyproxy starts. A service on a
+/// fixed port may hold it: then tinyproxy exits saying [`PORT_TAKEN`] and gets another.
+fn proxy_port(attempt: u64) -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    let range =
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
+    let mut bounds = range
+        .split_whitespace()
+        .filter_map(|n| n.parse::<u32>().ok());
+    let (low, high) = (
+        bounds.next().unwrap_or(32768),
+        bounds.next().unwrap_or(60999),
+    );
+    // Below the range from 10000 (above the well-known services), or else above it.
+    let (from, to) = if low > 11_000 {
+        (10_000, low)
+    } else {
+        (high + 1, 65_536)
+    };
+    assert!(
+        to > from + 100,
+        "no room outside the ephemeral ports {low}-{high}"
+    );
+    let mut random = std::collections::hash_map::RandomState::new().build_hasher();
+    random.write_u64(attempt);
+    random.write_u32(std::process::id());
+    random.write_i64(now_ms());
+    (from + (random.finish() % u64::from(to - from)) as u32) as u16
+}
+
 impl Tinyproxy {
     async fn start(dir: &Path) -> Option<Tinyproxy> {
         if !Path::new("/usr/bin/tinyproxy").is_file() {
@@ -470,32 +627,58 @@ impl Tinyproxy {
             eprintln!("SKIPPED: tinyproxy not installed (apt-get install tinyproxy)");
             return None;
         }
-        let port = free_port();
         let log = dir.join("tinyproxy.log");
-        // Foreground (-d), no user switch (runs as whoever runs the test), only 127.0.0.1,
-        // CONNECT to any port (receivers listen on free ports, not 443).
-        let config = format!(
-            "Port {port}\nListen 127.0.0.1\nTimeout 30\nMaxClients 20\nLogFile \"{}\"\nLogLevel Info\nAllow 127.0.0.1\nDisableViaHeader Yes\nBasicAuth proxyuser proxy-pw-93e1\n",
-            log.display()
-        );
-        std::fs::write(dir.join("tinyproxy.conf"), config).unwrap();
-        let child = Command::new("/usr/bin/tinyproxy")
-            .args(["-d", "-c"])
-            .arg(dir.join("tinyproxy.conf"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start tinyproxy");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err()
-        {
-            assert!(Instant::now() < deadline, "tinyproxy did not start");
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        // A start-up, not a retry of a test: each attempt that finds its port taken tries
+        // another; ten in a row taken would mean something else is wrong.
+        for attempt in 0..10 {
+            let port = proxy_port(attempt);
+            let _ = std::fs::remove_file(&log);
+            // Foreground (-d), no user switch (runs as whoever runs the test), only 127.0.0.1,
+            // CONNECT to any port (receivers listen on free ports, not 443).
+            let config = format!(
+                "Port {port}\nListen 127.0.0.1\nTimeout 30\nMaxClients 20\nLogFile \"{}\"\nLogLevel Info\nAllow 127.0.0.1\nDisableViaHeader Yes\nBasicAuth proxyuser proxy-pw-93e1\n",
+                log.display()
+            );
+            std::fs::write(dir.join("tinyproxy.conf"), config).unwrap();
+            let mut child = Command::new("/usr/bin/tinyproxy")
+                .args(["-d", "-c"])
+                .arg(dir.join("tinyproxy.conf"))
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+                .expect("start tinyproxy");
+            // tinyproxy logs this once it listens: it, not another process that happens to
+            // hold the port, is the one answering there.
+            let deadline = Instant::now() + PATIENCE;
+            loop {
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                if text.contains("Accepting connections") {
+                    return Some(Tinyproxy { child, port, log });
+                }
+                if let Ok(Some(status)) = child.try_wait() {
+                    let mut stderr = String::new();
+                    use tokio::io::AsyncReadExt;
+                    let _ = child
+                        .stderr
+                        .take()
+                        .unwrap()
+                        .read_to_string(&mut stderr)
+                        .await;
+                    assert!(
+                        stderr.contains(PORT_TAKEN),
+                        "tinyproxy exited ({status}): {stderr}\n{text}"
+                    );
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "tinyproxy did not start within {PATIENCE:?}:\n{text}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
         }
-        Some(Tinyproxy { child, port, log })
+        panic!("tinyproxy found its port taken ten times in a row");
     }
 
     fn log(&self) -> String {
@@ -514,42 +697,58 @@ impl Drop for Tinyproxy {
 }
 
 /// The agent with proxy settings `env` and `extra` flags, pushing to `remote` from `kubelet`
-/// for two seconds; its log.
-async fn through_proxy(
+/// until `done` holds of its `/metrics` text (checked every 100 ms, up to [`PATIENCE`]: what
+/// the caller is about happened), then stopped; its log.
+async fn through_proxy<F, Fut>(
     kubelet: &str,
     remote: &str,
     env: &[(&str, &str)],
     extra: &[&str],
-) -> String {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kubelet-push"));
-    cmd.args(["--kubelet-url", kubelet, "--remote-url", remote])
-        .args([
-            "--kubelet-pods=false",
-            "--log-level",
-            "trace",
-            "--shutdown-timeout",
-            "2s",
-        ])
-        .args(super::ONE_SECOND_POLLS)
-        .args(extra)
-        .env_remove("HTTPS_PROXY")
-        .env_remove("HTTP_PROXY")
-        .env_remove("NO_PROXY")
-        .env_remove("https_proxy")
-        .env_remove("http_proxy")
-        .env_remove("no_proxy")
-        .env_remove("ALL_PROXY")
-        .env_remove("all_proxy");
+    what: &str,
+    mut done: F,
+) -> String
+where
+    F: FnMut(String) -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let mut cmd = agent_command(kubelet, remote, extra);
+    cmd.args([
+        "--kubelet-pods=false",
+        "--log-level",
+        "trace",
+        // The callers require a log without warnings, so the stop's drain must finish: a
+        // healthy one returns at once, and this bound is far above what a loaded machine
+        // needs for it.
+        "--shutdown-timeout",
+        "30s",
+    ])
+    .args(super::ONE_SECOND_POLLS)
+    .env_remove("HTTPS_PROXY")
+    .env_remove("HTTP_PROXY")
+    .env_remove("NO_PROXY")
+    .env_remove("https_proxy")
+    .env_remove("http_proxy")
+    .env_remove("no_proxy")
+    .env_remove("ALL_PROXY")
+    .env_remove("all_proxy");
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let child = cmd
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    stop_agent(child).await.1
+    let (agent, listen) = AgentProcess::listening(&mut cmd).await;
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let text = agent_metrics(&listen).await;
+        if done(text.clone()).await {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not within {PATIENCE:?}: {what}\n{text}\n{}",
+            agent.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop_agent(agent).await.1
 }
 
 #[tokio::test]
@@ -565,15 +764,22 @@ async fn pushes_go_through_a_real_forward_proxy() {
     let prom = Real::start(Kind::Prometheus, prom_dir.path(), free_port()).await;
     let kubelet = crate::support::simulated_kubelet(2, 13).await;
     let k = kubelet.url();
+    let post = format!("POST http://127.0.0.1:{}/api/v1/write", prom.port);
+    let (p, post) = (&proxy, post.as_str());
 
     // HTTP_PROXY for an http receiver: tinyproxy forwards the POST itself.
-    let log = through_proxy(&k, &prom.write_url(), &[("HTTP_PROXY", &proxy.url())], &[]).await;
+    let log = through_proxy(
+        &k,
+        &prom.write_url(),
+        &[("HTTP_PROXY", &proxy.url())],
+        &[],
+        "a push through the proxy",
+        |m| async move { p.log().contains(post) && sent_in(&m) > 0.0 },
+    )
+    .await;
     assert!(!log.contains("WARN"), "{log}");
     let plog = proxy.log();
-    assert!(
-        plog.contains(&format!("POST http://127.0.0.1:{}/api/v1/write", prom.port)),
-        "tinyproxy saw no POST:\n{plog}"
-    );
+    assert!(plog.contains(post), "tinyproxy saw no POST:\n{plog}");
     let kubelet_port = reqwest::Url::parse(&k).unwrap().port().unwrap();
     assert!(
         !plog.contains(&format!("127.0.0.1:{kubelet_port}")),
@@ -593,28 +799,34 @@ async fn pushes_go_through_a_real_forward_proxy() {
             ("HTTPS_PROXY", "http://127.0.0.1:9"),
         ],
         &["--remote-proxy-url", &proxy.url()],
+        "a push through --remote-proxy-url",
+        |m| async move { p.log()[before..].contains(post) && sent_in(&m) > 0.0 },
     )
     .await;
     assert!(!log.contains("WARN"), "{log}");
     let plog = proxy.log();
     assert!(
-        plog[before..].contains(&format!("POST http://127.0.0.1:{}/api/v1/write", prom.port)),
+        plog[before..].contains(post),
         "--remote-proxy-url not used:\n{plog}"
     );
     for secret in ["proxy-pw-93e1", "cHJveHl1c2VyOnByb3h5LXB3LTkzZTE"] {
         assert!(!log.contains(secret), "{secret} in the log:\n{log}");
     }
 
-    // NO_PROXY naming the receiver: direct, the proxy sees nothing new.
+    // NO_PROXY naming the receiver: direct, the proxy sees nothing new. The agent is stopped
+    // once it has delivered, so there was a push for the proxy not to see.
     let before = proxy.log().len();
     let log = through_proxy(
         &k,
         &prom.write_url(),
         &[("HTTP_PROXY", &proxy.url()), ("NO_PROXY", "127.0.0.1")],
         &[],
+        "a push with NO_PROXY",
+        |m| async move { sent_in(&m) > 0.0 },
     )
     .await;
     assert!(!log.contains("WARN"), "{log}");
+    assert!(super::samples_sent(&log) > 0, "{log}");
     assert!(
         !proxy.log()[before..].contains("POST"),
         "NO_PROXY ignored:\n{}",
@@ -656,6 +868,8 @@ async fn https_pushes_tunnel_through_the_proxy() {
         f("pw", PASSWORD),
     );
     let kubelet = crate::support::simulated_kubelet(2, 14).await;
+    let connect = format!("CONNECT 127.0.0.1:{}", prom.port);
+    let (p, connect) = (&proxy, connect.as_str());
     let log = through_proxy(
         &kubelet.url(),
         &prom.write_url(),
@@ -672,18 +886,29 @@ async fn https_pushes_tunnel_through_the_proxy() {
             "--remote-basic-auth-password-file",
             &pw,
         ],
+        "a push tunnelled through the proxy",
+        |m| async move { p.log().contains(connect) && sent_in(&m) > 0.0 },
     )
     .await;
     assert!(!log.contains("WARN"), "{log}");
     let plog = proxy.log();
     assert!(
-        plog.contains(&format!("CONNECT 127.0.0.1:{}", prom.port)),
+        plog.contains(connect),
         "no CONNECT in the proxy's log:\n{plog}"
     );
     assert!(prom.samples_appended().await > 0.0);
     for secret in [PASSWORD, "proxy-pw-93e1", "cHJveHl1c2VyOnByb3h5LXB3LTkzZTE"] {
         assert!(!log.contains(secret), "{secret} in the log:\n{log}");
     }
+}
+
+/// The `up` values the receiver accepted.
+fn ups(rx: &kubelet_push::demo::receiver::Receiver) -> Vec<f64> {
+    let series = rx.accepted_series();
+    crate::support::named(&series, "up")
+        .iter()
+        .flat_map(|s| s.samples.iter().map(|x| x.value))
+        .collect()
 }
 
 /// The kubelet goes through a proxy only when `--kubelet-proxy-url` asks: the proxy's log
@@ -701,11 +926,14 @@ async fn the_kubelet_is_reached_through_a_proxy_only_when_asked() {
     let kubelet = crate::support::simulated_kubelet(2, 15).await;
     let kubelet_port = reqwest::Url::parse(&kubelet.url()).unwrap().port().unwrap();
     let summary_get = format!("GET http://127.0.0.1:{kubelet_port}/stats/summary");
+    let (p, r, get) = (&proxy, &rx, summary_get.as_str());
     let log = through_proxy(
         &kubelet.url(),
         &rx.url(),
         &[],
         &["--kubelet-proxy-url", &proxy.url()],
+        "two polls through the proxy delivered",
+        |_| async move { p.log().contains(get) && ups(r).len() >= 2 },
     )
     .await;
     assert!(!log.contains("WARN"), "{log}");
@@ -718,11 +946,7 @@ async fn the_kubelet_is_reached_through_a_proxy_only_when_asked() {
         !plog.contains("POST"),
         "the receiver went through the proxy:\n{plog}"
     );
-    let series = rx.accepted_series();
-    let ups: Vec<f64> = crate::support::named(&series, "up")
-        .iter()
-        .flat_map(|s| s.samples.iter().map(|x| x.value))
-        .collect();
+    let ups = ups(&rx);
     assert!(
         ups.len() >= 2 && ups.iter().all(|v| *v == 1.0),
         "up: {ups:?}"
@@ -731,13 +955,16 @@ async fn the_kubelet_is_reached_through_a_proxy_only_when_asked() {
         assert!(!log.contains(secret), "{secret} in the log:\n{log}");
     }
 
-    // HTTP_PROXY alone is for the receiver: the kubelet is reached directly.
+    // HTTP_PROXY alone is for the receiver: the kubelet is reached directly. The agent is
+    // stopped once a poll was delivered, so there was a poll for the proxy not to see.
     let before = proxy.log().len();
     let log = through_proxy(
         &kubelet.url(),
         &rx.url(),
         &[("HTTP_PROXY", &proxy.url())],
         &[],
+        "a push through the proxy",
+        |m| async move { p.log()[before..].contains("POST") && sent_in(&m) > 0.0 },
     )
     .await;
     assert!(!log.contains("WARN"), "{log}");
