@@ -46,8 +46,11 @@ pub(super) const STEP_S: i64 = 20;
 pub(super) const HISTORY_S: i64 = 420;
 /// The slope of every CPU counter, in cores.
 pub(super) const RATE: f64 = CPU_NS_PER_STEP as f64 / 1e9 / STEP_S as f64;
-/// Every wait on the agents and Prometheus.
-const WAIT: Duration = Duration::from_secs(60);
+/// The wait for the agents to catch up with the clock: the polls it takes at one a second
+/// (the timeline's documents up to now, `HISTORY_S / STEP_S` of them, and one more) plus
+/// [`PATIENCE`] for a loaded machine.
+const CATCH_UP_WAIT: Duration =
+    Duration::from_secs((HISTORY_S / STEP_S + 1) as u64 + PATIENCE.as_secs());
 
 pub(super) const LINUX_SUMMARY: &str = "nri-kubernetes-testutil-1_34__summary.json";
 pub(super) const LINUX_PODS: &str = "nri-kubernetes-testutil-1_34__pods.json";
@@ -363,6 +366,16 @@ impl StandIns {
         StandIns::start(remote, series)
     }
 
+    /// Waits (up to [`PATIENCE`]) until a push was accepted; fails at once on a refused one.
+    pub(super) async fn wait_pushed(&self) {
+        crate::support::wait_until("a stand-in push accepted", || {
+            let failed = self.failed.lock().unwrap();
+            assert!(failed.is_empty(), "stand-in pushes failed: {failed:?}");
+            self.pushed.load(Ordering::SeqCst) > 0
+        })
+        .await;
+    }
+
     pub(super) fn assert_all_accepted(&self) {
         let failed = self.failed.lock().unwrap();
         assert!(failed.is_empty(), "stand-in pushes failed: {failed:?}");
@@ -385,7 +398,7 @@ pub(super) async fn prometheus(dir: &Path, rules: &str) -> Real {
         "global": {"scrape_interval": "1h", "evaluation_interval": "1s"},
         "rule_files": [file],
     });
-    let prom = Real::start_prometheus_with(dir, free_port(), config).await;
+    let prom = Real::launch_prometheus_with(dir, config).await;
     // Every group and rule of the file, as Prometheus loaded them.
     // Groups are the items of the top-level list (`- name:`, or `- interval:` first).
     let groups = rules.lines().filter(|l| l.starts_with("- ")).count();
@@ -433,7 +446,7 @@ pub(super) async fn wait_caught_up(prom: &Real, node: &Node, labelled: bool) -> 
         "min(timestamp(container_cpu_usage_seconds_total{{node=\"{}\"{image}}}))",
         node.name
     );
-    let deadline = Instant::now() + WAIT;
+    let deadline = Instant::now() + CATCH_UP_WAIT;
     loop {
         // Ahead of the clock: the newest sample of each series in the five minutes after now.
         let now = now_ms();
@@ -447,7 +460,7 @@ pub(super) async fn wait_caught_up(prom: &Real, node: &Node, labelled: bool) -> 
         }
         if Instant::now() > deadline {
             return Err(format!(
-                "{}: CPU series{image} not caught up with the clock within {WAIT:?} ({} \
+                "{}: CPU series{image} not caught up with the clock within {CATCH_UP_WAIT:?} ({} \
                  documents served, newest sample {newest_s:?})",
                 node.name,
                 node.kubelet.requests()
@@ -457,9 +470,62 @@ pub(super) async fn wait_caught_up(prom: &Real, node: &Node, labelled: bool) -> 
     }
 }
 
+/// Waits until every recorded series in `names` has a sample from an evaluation at least one
+/// evaluation (a second) after `caught_up_ms`, and returns the newest evaluation time of each.
+///
+/// `caught_up_ms` is when every input series was known complete up to the clock and ahead of
+/// it (`wait_caught_up`, and the stand-ins pushed): an evaluation stamped after it ran after
+/// it, over complete windows, since the inputs stay ahead of the clock; the second one after
+/// it also sees what the first one recorded in other groups. How long Prometheus takes to
+/// evaluate its 134 rules (two instances compete for the cores) does not matter: the
+/// evaluation is waited for, bounded, not assumed to fit in a time.
+pub(super) async fn evaluated_after(
+    prom: &Real,
+    names: &[&str],
+    caught_up_ms: i64,
+) -> BTreeMap<String, i64> {
+    let deadline = Instant::now() + PATIENCE;
+    let mut newest = BTreeMap::new();
+    for name in names {
+        loop {
+            let result = prom
+                .query(&format!("max(timestamp({name}))"), now_ms())
+                .await;
+            let t = result
+                .first()
+                .and_then(|s| s["value"][1].as_str())
+                .and_then(|v| v.parse::<f64>().ok())
+                .map(|t| (t * 1000.0).round() as i64);
+            if let Some(t) = t.filter(|t| *t >= caught_up_ms + 1000) {
+                newest.insert((*name).to_owned(), t);
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name}: no evaluation a second after {caught_up_ms} within {PATIENCE:?} \
+                 (newest {t:?})"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    newest
+}
+
+/// The query time for rules evaluated as [`evaluated_after`] says: the newest of their
+/// newest evaluations, so every rule's value at it is one of those evaluations or a later one.
+pub(super) fn query_time(evaluations: &BTreeMap<String, i64>) -> i64 {
+    *evaluations.values().max().expect("rules to wait for")
+}
+
 /// The document whose sample is the first of `node`'s labelled CPU series, for each container;
-/// checks each series' first sample lies before the five-minute window ending at `at_ms`.
-async fn first_labelled_documents(prom: &Real, node: &Node, at_ms: i64) -> BTreeSet<i64> {
+/// checks each series' first sample lies within a step of the five-minute window of the
+/// rate5m rule's evaluation at `evaluated_ms` (the earliest its value at `at_ms` can be from).
+async fn first_labelled_documents(
+    prom: &Real,
+    node: &Node,
+    at_ms: i64,
+    evaluated_ms: i64,
+) -> BTreeSet<i64> {
     let selector = format!(
         "container_cpu_usage_seconds_total{{node=\"{}\",image!=\"\"}}",
         node.name
@@ -489,14 +555,13 @@ async fn first_labelled_documents(prom: &Real, node: &Node, at_ms: i64) -> BTree
             "{key}: off the timeline"
         );
         docs.insert((first - at_doc0) / (STEP_S * 1000));
-        // Within a step of the window's start (taken a second early: the last evaluation
-        // before `at_ms`), so rate() extrapolates over the whole window.
+        // Within a step of the window's start, so rate() extrapolates over the whole window.
         assert!(
-            first <= at_ms - 1000 - 300_000 + STEP_S * 1000,
+            first <= evaluated_ms - 300_000 + STEP_S * 1000,
             "{key}: labels came too late for a full 5m window: first labelled sample at \
-             document {}, {} s before the query",
+             document {}, {} s before the evaluation",
             (first - at_doc0) / (STEP_S * 1000),
-            (at_ms - first) / 1000
+            (evaluated_ms - first) / 1000
         );
     }
     docs
@@ -721,14 +786,22 @@ async fn kube_prometheus_rules_and_adapter_find_every_container() {
         }
         panic!("{e}{logs}");
     }
+    pusher.wait_pushed().await;
+    bare_pusher.wait_pushed().await;
     let caught_up = began.elapsed();
-    // Two evaluations of every rule over complete windows.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    let at = now_ms();
+    let caught_up_ms = now_ms();
+    // Every rule checked, evaluated over complete windows (waited for, bounded).
+    let rules: Vec<&str> = RULES.iter().map(|(r, _)| *r).collect();
+    let evaluations = evaluated_after(&prom, &rules, caught_up_ms).await;
+    let at = query_time(&evaluations);
 
     let mut first_docs = BTreeMap::new();
     for n in [&linux, &windows] {
-        first_docs.insert(n.name.clone(), first_labelled_documents(&prom, n, at).await);
+        let rate5m = evaluations[RULES[0].0];
+        first_docs.insert(
+            n.name.clone(),
+            first_labelled_documents(&prom, n, at, rate5m).await,
+        );
     }
 
     // The recording rules: every container of both nodes, with the summary's values...

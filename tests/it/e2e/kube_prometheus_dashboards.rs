@@ -40,9 +40,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::kube_prometheus::{
-    assert_close, fixture_path, label, node, prometheus, read, rules_file, wait_caught_up,
-    Container, Key, Node, StandIns, HISTORY_S, LINUX_PODS, LINUX_SUMMARY, RATE, STEP_S,
-    WINDOWS_PODS, WINDOWS_SUMMARY,
+    assert_close, evaluated_after, fixture_path, label, node, prometheus, query_time, read,
+    rules_file, wait_caught_up, Container, Key, Node, StandIns, HISTORY_S, LINUX_PODS,
+    LINUX_SUMMARY, RATE, STEP_S, WINDOWS_PODS, WINDOWS_SUMMARY,
 };
 use super::*;
 
@@ -859,10 +859,20 @@ async fn kube_prometheus_compute_resources_dashboards_show_windows_pods() {
         }
         panic!("{e}{logs}");
     }
+    pod_info.wait_pushed().await;
+    stand_ins.wait_pushed().await;
     let caught_up = began.elapsed();
-    // Two evaluations of every rule over complete windows.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    let at = now_ms();
+    let caught_up_ms = now_ms();
+    // Every recorded series the dashboards read from our series or the stand-ins, evaluated
+    // over complete windows (waited for, bounded); the other exporters' are empty.
+    let recorded: Vec<&str> = SOURCES
+        .iter()
+        .filter(|(name, source)| {
+            name.contains(':') && matches!(source, Source::Agent(_) | Source::StandIn(_))
+        })
+        .map(|(name, _)| *name)
+        .collect();
+    let at = query_time(&evaluated_after(&prom, &recorded, caught_up_ms).await);
 
     // The views a user opens: every pod, every namespace, the cluster.
     let mut pods = BTreeSet::new();

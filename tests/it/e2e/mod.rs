@@ -1,7 +1,7 @@
 //! End to end against real receivers: Debian's `prometheus` and `victoria-metrics`, started
-//! per test on free 127.0.0.1 ports with temporary data directories, fed by the real
-//! `kubelet-push` binary polling a fake kubelet that serves the shared captures. Assertions go
-//! through the receivers' own query APIs.
+//! per test on 127.0.0.1 ports the test holds ([`Real`]) with temporary data directories, fed
+//! by the real `kubelet-push` binary polling a fake kubelet that serves the shared captures.
+//! Assertions go through the receivers' own query APIs.
 //!
 //! In CI (`CI` set) a missing receiver binary fails the test; elsewhere the test says it was
 //! skipped and why. `.ci/run` installs both packages.
@@ -62,7 +62,10 @@ pub fn available(kind: Kind) -> bool {
     found
 }
 
+// `free_port` only for the files still written with it (auth, dashboard, destinations,
+// image); nothing here uses it.
 pub use crate::support::{free_port, now_ms, sigterm as stop_agent};
+use crate::support::{AgentProcess, ReservedPort, PATIENCE};
 
 /// The agent's flags for a test timeline: a poll a second, and retries quick enough that a
 /// receiver coming back is seen within a poll.
@@ -125,6 +128,17 @@ pub fn dropped(text: &str) -> Vec<&str> {
 }
 
 /// A receiver process. Killed when dropped, so a failing test leaves nothing running.
+///
+/// Its port is held by the test for the receiver's whole life, from before the first start
+/// to the drop: a socket bound to it with `SO_REUSEADDR` and never listening
+/// ([`ReservedPort`]). On Linux the receiver (Go sets `SO_REUSEADDR` on its listeners) can
+/// still bind and listen there, which no other process can do meanwhile: a bind without
+/// `SO_REUSEADDR` fails on the held port, an ephemeral bind or connect never picks it, and
+/// once the receiver listens no one else can listen there either. So a restart after an
+/// outage (the receiver killed, the port refusing connections as a receiver that is down)
+/// finds its port free, with no window in which another test's process could take it; and
+/// the readiness probe also checks the answer comes from this receiver (its data directory,
+/// as it reports its own flags), so it can never be satisfied by someone else's.
 pub struct Real {
     pub kind: Kind,
     pub port: u16,
@@ -133,38 +147,53 @@ pub struct Real {
     http: reqwest::Client,
     /// Prometheus's whole configuration file; `None` for the default that scrapes nothing.
     config: Option<Value>,
+    /// The port, held as the struct's doc says.
+    _held: ReservedPort,
 }
 
 impl Real {
-    pub async fn start(kind: Kind, dir: &Path, port: u16) -> Real {
-        kubelet_push::http::install_crypto_provider();
-        let mut real = Real {
-            kind,
-            port,
-            dir: dir.to_path_buf(),
-            child: None,
-            http: reqwest::Client::new(),
-            config: None,
-        };
-        real.spawn().await;
-        real
+    /// A receiver of `kind` with its data in `dir`, on a port the test holds (see [`Real`]).
+    pub async fn launch(kind: Kind, dir: &Path) -> Real {
+        Self::launch_with(kind, dir, None).await
     }
 
     /// Prometheus with `config` as its configuration file (scrape configs, rule files, scrape
     /// and evaluation intervals), written as JSON, which YAML reads as it is. It still
     /// receives remote write.
-    pub async fn start_prometheus_with(dir: &Path, port: u16, config: Value) -> Real {
+    pub async fn launch_prometheus_with(dir: &Path, config: Value) -> Real {
+        Self::launch_with(Kind::Prometheus, dir, Some(config)).await
+    }
+
+    /// As [`Real::launch`], for callers written when the test chose the port: `_port` (a port
+    /// found free and released, which anyone could have taken since) is not used; the
+    /// receiver runs on `self.port`, held from before it starts.
+    pub async fn start(kind: Kind, dir: &Path, _port: u16) -> Real {
+        Self::launch(kind, dir).await
+    }
+
+    /// As [`Real::launch_prometheus_with`]; `_port` is not used (see [`Real::start`]).
+    pub async fn start_prometheus_with(dir: &Path, _port: u16, config: Value) -> Real {
+        Self::launch_prometheus_with(dir, config).await
+    }
+
+    async fn launch_with(kind: Kind, dir: &Path, config: Option<Value>) -> Real {
         kubelet_push::http::install_crypto_provider();
+        let held = ReservedPort::new();
         let mut real = Real {
-            kind: Kind::Prometheus,
-            port,
+            kind,
+            port: held.port(),
             dir: dir.to_path_buf(),
             child: None,
             http: reqwest::Client::new(),
-            config: Some(config),
+            config,
+            _held: held,
         };
         real.spawn().await;
         real
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
     }
 
     async fn spawn(&mut self) {
@@ -179,19 +208,13 @@ impl Real {
                 };
                 std::fs::write(&config, text).unwrap();
                 cmd.arg(format!("--config.file={}", config.display()))
-                    .arg(format!(
-                        "--storage.tsdb.path={}",
-                        self.dir.join("data").display()
-                    ))
+                    .arg(format!("--storage.tsdb.path={}", self.data_dir().display()))
                     .arg(format!("--web.listen-address={addr}"))
                     .arg("--web.enable-remote-write-receiver");
             }
             Kind::VictoriaMetrics => {
                 cmd.arg(format!("-httpListenAddr={addr}"))
-                    .arg(format!(
-                        "-storageDataPath={}",
-                        self.dir.join("data").display()
-                    ))
+                    .arg(format!("-storageDataPath={}", self.data_dir().display()))
                     // Query what was just written, without the default 30 s hold-back.
                     .arg("-search.latencyOffset=0s")
                     .arg("-search.disableCache")
@@ -210,23 +233,68 @@ impl Real {
                 .spawn()
                 .unwrap_or_else(|e| panic!("start {}: {e}", self.kind.binary())),
         );
-        let ready = match self.kind {
-            Kind::Prometheus => "/-/ready",
-            Kind::VictoriaMetrics => "/health",
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + PATIENCE;
         loop {
-            let r = self.http.get(format!("http://{addr}{ready}")).send().await;
-            if r.is_ok_and(|r| r.status().is_success()) {
+            // A receiver that cannot start (its port taken after all, or anything else) says
+            // so at once, with its log, instead of at the deadline.
+            let exited = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            if let Some(status) = exited {
+                panic!(
+                    "{:?} exited ({status}) before it was ready on {addr} (\"address already \
+                     in use\" would mean another process listens on the held port):\n{}",
+                    self.kind,
+                    self.log()
+                );
+            }
+            if self.answers_as_ours(&addr).await {
                 return;
             }
             assert!(
                 Instant::now() < deadline,
-                "{:?} not ready: {}",
+                "{:?} not ready on {addr} within {PATIENCE:?}: {}",
                 self.kind,
                 self.log()
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Whether the server at `addr` is ready and is this receiver: it reports this receiver's
+    /// data directory among its flags.
+    async fn answers_as_ours(&self, addr: &str) -> bool {
+        let get = |path: &str| {
+            let url = format!("http://{addr}{path}");
+            async move {
+                let r = self.http.get(url).send().await.ok()?;
+                if !r.status().is_success() {
+                    return None;
+                }
+                r.text().await.ok()
+            }
+        };
+        let data = self.data_dir().display().to_string();
+        match self.kind {
+            Kind::Prometheus => {
+                if get("/-/ready").await.is_none() {
+                    return false;
+                }
+                let Some(flags) = get("/api/v1/status/flags").await else {
+                    return false;
+                };
+                let flags: Value = serde_json::from_str(&flags).unwrap_or_default();
+                flags["data"]["storage.tsdb.path"] == data.as_str()
+            }
+            Kind::VictoriaMetrics => {
+                if get("/health").await.is_none() {
+                    return false;
+                }
+                get("/flags")
+                    .await
+                    .is_some_and(|flags| flags.contains(&format!("-storageDataPath=\"{data}\"")))
+            }
         }
     }
 
@@ -247,17 +315,14 @@ impl Real {
                         .args(["-TERM", &pid.to_string()])
                         .status();
                 }
-                if tokio::time::timeout(Duration::from_secs(20), child.wait())
-                    .await
-                    .is_err()
-                {
+                if tokio::time::timeout(PATIENCE, child.wait()).await.is_err() {
                     let _ = child.kill().await;
                 }
             }
         }
     }
 
-    /// Starts again on the same port and data directory.
+    /// Starts again on the same port (held meanwhile, see [`Real`]) and data directory.
     pub async fn restart(&mut self) {
         self.kill().await;
         self.spawn().await;
@@ -478,6 +543,11 @@ pub const BYTES_PER_STEP: u64 = 1_000;
 /// `drop_pod_from` on, the last pod removed. With [`FixtureKubelet::start_with_pods`] it also
 /// answers `GET /pods` with a captured `v1.PodList`, the same bytes every time (pod metadata
 /// does not move with the clock); without, `/pods` is a 404 as on any unknown path.
+///
+/// It records every document it served ([`FixtureKubelet::served`]), so a test can expect
+/// exactly those documents' samples at the receiver, and it can sit on its answers
+/// ([`FixtureKubelet::hold`]): a poll held there is a poll in progress, so a stop or a kill
+/// can be made to land at a known point of the poll cycle.
 pub struct FixtureKubelet {
     server: LocalServer,
     state: Arc<FixtureState>,
@@ -491,8 +561,22 @@ struct FixtureState {
     requests: AtomicUsize,
     /// `GET /pods` answers, counted apart from the summaries so `k` stays the summary's index.
     pods_requests: AtomicUsize,
-    /// The times (s) the served documents' newest section carried.
-    served: Mutex<Vec<i64>>,
+    /// Every summary request, in the order of `k`.
+    served: Mutex<Vec<Served>>,
+    /// While true, summary answers wait until it is false again.
+    hold: tokio::sync::watch::Sender<bool>,
+}
+
+/// One summary document a [`FixtureKubelet`] served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Served {
+    /// Which document: the `k` of [`FixtureKubelet::shift_ms`].
+    pub k: usize,
+    /// When its request arrived (Unix ms, this machine's clock, as the agent's): after the
+    /// start of the poll that asked for it, before the start of the next one.
+    pub at_ms: i64,
+    /// Whether its answer was held ([`FixtureKubelet::hold`]).
+    pub held: bool,
 }
 
 impl FixtureKubelet {
@@ -528,6 +612,7 @@ impl FixtureKubelet {
             requests: AtomicUsize::new(0),
             pods_requests: AtomicUsize::new(0),
             served: Mutex::new(Vec::new()),
+            hold: tokio::sync::watch::Sender::new(false),
         });
         let handler = state.clone();
         let mut app = axum::Router::new().route(
@@ -535,9 +620,25 @@ impl FixtureKubelet {
             axum::routing::get(move || {
                 let state = handler.clone();
                 async move {
-                    let k = state.requests.fetch_add(1, Ordering::SeqCst);
-                    let (doc, newest) = state.document(k);
-                    state.served.lock().unwrap().push(newest);
+                    // Counted and recorded under one lock, so `served` is in the order of `k`
+                    // even when two requests arrive at once (an agent killed mid-poll and its
+                    // successor).
+                    let (k, held) = {
+                        let mut served = state.served.lock().unwrap();
+                        let k = state.requests.fetch_add(1, Ordering::SeqCst);
+                        let held = *state.hold.borrow();
+                        served.push(Served {
+                            k,
+                            at_ms: now_ms(),
+                            held,
+                        });
+                        (k, held)
+                    };
+                    let (doc, _) = state.document(k);
+                    if held {
+                        let mut released = state.hold.subscribe();
+                        let _ = released.wait_for(|held| !*held).await;
+                    }
                     (
                         [(axum::http::header::CONTENT_TYPE, "application/json")],
                         doc,
@@ -573,6 +674,38 @@ impl FixtureKubelet {
         self.state.requests.load(Ordering::SeqCst)
     }
 
+    /// Every summary document served so far, in order (`served()[k].k == k`).
+    pub fn served(&self) -> Vec<Served> {
+        self.state.served.lock().unwrap().clone()
+    }
+
+    /// From now on, summary answers wait until [`FixtureKubelet::release`]: the next poll is
+    /// held in progress, its document counted as served when its request arrives.
+    pub fn hold(&self) {
+        self.state.hold.send_replace(true);
+    }
+
+    /// Lets held answers go, and later ones through at once.
+    pub fn release(&self) {
+        self.state.hold.send_replace(false);
+    }
+
+    /// Waits (up to [`PATIENCE`]) for a held request: the agent is then in the middle of that
+    /// poll, and stays there until [`FixtureKubelet::release`].
+    pub async fn wait_held(&self) -> Served {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(s) = self.served().into_iter().find(|s| s.held) {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no poll reached the held kubelet within {PATIENCE:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// How many times `/pods` was asked for.
     pub fn pods_requests(&self) -> usize {
         self.state.pods_requests.load(Ordering::SeqCst)
@@ -594,6 +727,7 @@ impl FixtureKubelet {
 }
 
 impl FixtureState {
+    /// Document `k`, and the newest time (s) it carries.
     fn document(&self, k: usize) -> (String, i64) {
         let mut doc = self.doc.clone();
         let shift = self.offset_s + k as i64 * self.step_s;
@@ -682,19 +816,90 @@ pub fn now_s() -> i64 {
         .as_secs() as i64
 }
 
+/// The agent binary's command line.
+pub fn agent_command(kubelet: &str, remote: &str, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kubelet-push"));
+    cmd.env(
+        crate::support::SHORT_INTERVALS.0,
+        crate::support::SHORT_INTERVALS.1,
+    )
+    .args(["--kubelet-url", kubelet, "--remote-url", remote])
+    .args(extra);
+    cmd
+}
+
 /// The agent binary as a child process, killed when dropped.
 pub fn agent(kubelet: &str, remote: &str, extra: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_kubelet-push"))
-        .env(
-            crate::support::SHORT_INTERVALS.0,
-            crate::support::SHORT_INTERVALS.1,
-        )
-        .args(["--kubelet-url", kubelet, "--remote-url", remote])
-        .args(extra)
+    agent_command(kubelet, remote, extra)
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .unwrap()
+}
+
+/// The agent binary serving its `/metrics` on a port it bound itself
+/// ([`AgentProcess::listening`]): the agent, and its `host:port`.
+pub async fn agent_listening(
+    kubelet: &str,
+    remote: &str,
+    extra: &[&str],
+) -> (AgentProcess, String) {
+    AgentProcess::listening(&mut agent_command(kubelet, remote, extra)).await
+}
+
+/// Waits (up to [`PATIENCE`]) until the `/metrics` text of the agent at `listen` satisfies
+/// `done`; returns that text. Fails early, with its log, if the agent exited.
+pub async fn wait_metrics(
+    agent: &mut AgentProcess,
+    listen: &str,
+    what: impl std::fmt::Display,
+    done: impl Fn(&str) -> bool,
+) -> String {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Ok(r) = reqwest::get(format!("http://{listen}/metrics")).await {
+            if let Ok(text) = r.text().await {
+                if done(&text) {
+                    return text;
+                }
+            }
+        }
+        if let Ok(Some(status)) = agent.child.try_wait() {
+            panic!("the agent exited ({status}) before {what}: {}", agent.log());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not within {PATIENCE:?}: {what}: {}",
+            agent.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The sum of every sample of `name` (all label sets) in a `/metrics` text.
+pub fn metric_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// `field=N` from the agent's "kubelet-push stopped" line (`polls_ok`, `polls_failed`,
+/// `samples_sent`, `samples_pending`).
+pub fn stopped_field(log: &str, field: &str) -> u64 {
+    let line = log
+        .lines()
+        .rev()
+        .find(|l| l.contains("kubelet-push stopped"))
+        .unwrap_or_else(|| panic!("no \"kubelet-push stopped\" in:\n{log}"));
+    line.split(&format!("{field}="))
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in {line}"))
 }
 
 /// `samples_sent=N` from the agent's last log line.

@@ -32,9 +32,9 @@ async fn victoria_metrics_stores_what_the_kubelet_reported() {
 
 async fn values_arrive(kind: Kind) {
     let dir = tempfile::tempdir().unwrap();
-    let receiver = Real::start(kind, dir.path(), free_port()).await;
+    let receiver = Real::launch(kind, dir.path()).await;
     let url = receiver.write_url();
-    let pushed = push_fixtures(|_| url.clone(), &[]).await;
+    let pushed = push_fixtures(|_| url.clone(), &[], |_| true).await;
     check_fixtures(&receiver, &pushed).await;
 }
 
@@ -44,16 +44,19 @@ pub(super) struct Pushed {
     pub kubelet: FixtureKubelet,
     /// The agent's stderr, to its exit.
     pub log: String,
-    /// The agent's own `/metrics`, read after its last poll and before its stop.
+    /// The agent's own `/metrics`, read once its kubelet served every document and `settled`
+    /// held for it, before its stop.
     pub metrics: String,
 }
 
 /// Runs one agent per fixture, all at once, each pushing to `write_url(fixture index)` with
 /// `extra` flags, and stops each cleanly once its kubelet has served every document and its
-/// buffer is empty.
+/// `/metrics` text satisfies `settled` (what the caller asserts on it, waited for: an agent
+/// that never gets there fails the wait), and checks its buffer emptied.
 pub(super) async fn push_fixtures(
     write_url: impl Fn(usize) -> String,
     extra: &[&str],
+    settled: impl Fn(&str) -> bool,
 ) -> Vec<Pushed> {
     // The whole virtual timeline (documents STEP_S apart) lies in the last few minutes:
     // receivers do not answer for samples in the future.
@@ -67,31 +70,39 @@ pub(super) async fn push_fixtures(
             Some(DROP_POD_FROM),
         )
         .await;
-        let listen = format!("127.0.0.1:{}", free_port());
-        let args: Vec<&str> = ["--interval", "200ms", "--min-backoff", "50ms"]
-            .into_iter()
-            .chain(["--listen-address", listen.as_str()])
-            .chain(extra.iter().copied())
-            .collect();
-        let agent = agent(&kubelet.url(), &write_url(i), &args);
+        // A shutdown timeout ample for the final flush to a healthy local receiver on a
+        // loaded machine (well within the stop's own bound, PATIENCE): the test is about what
+        // arrives, not about how fast.
+        let args: Vec<&str> = [
+            "--interval",
+            "200ms",
+            "--min-backoff",
+            "50ms",
+            "--shutdown-timeout",
+            "30s",
+        ]
+        .into_iter()
+        .chain(extra.iter().copied())
+        .collect();
+        let (agent, listen) = agent_listening(&kubelet.url(), &write_url(i), &args).await;
         runs.push((fixture, kubelet, listen, agent));
     }
+    // One deadline for all: the agents poll side by side, so every kubelet's DROP_POD_FROM-th
+    // request (where check_fixture looks for the stale markers) comes within it.
+    crate::support::wait_until(format!("every kubelet served {DOCS} documents"), || {
+        runs.iter()
+            .all(|(_, kubelet, _, _)| kubelet.requests() >= DOCS)
+    })
+    .await;
     let mut pushed = Vec::new();
-    for (fixture, kubelet, listen, child) in runs {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while kubelet.requests() < DOCS {
-            assert!(
-                Instant::now() < deadline,
-                "{fixture}: the agent stopped polling"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let metrics = reqwest::get(format!("http://{listen}/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+    for (fixture, kubelet, listen, mut child) in runs {
+        let metrics = wait_metrics(
+            &mut child,
+            &listen,
+            format!("{fixture}: the agent's metrics settled"),
+            &settled,
+        )
+        .await;
         let (code, log) = stop_agent(child).await;
         assert_eq!(code, Some(0), "{fixture}: {log}");
         assert!(
@@ -112,8 +123,11 @@ pub(super) async fn push_fixtures(
 /// them, and nothing turned away.
 pub(super) async fn check_fixtures(receiver: &Real, pushed: &[Pushed]) {
     receiver.make_visible().await;
-    // The stale markers went out with the last polls; VictoriaMetrics rounds an instant
-    // query's time down to the second, so look a full second later.
+    // The stale markers went out before the agents stopped, stamped with the start of the
+    // poll that found the pod gone, which was before its request reached the kubelet.
+    // check_fixture looks for them a second after that request (VictoriaMetrics rounds an
+    // instant query's time down to the second); this sleep puts "now" past that time, on the
+    // same clock, so it is sound on any machine.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let mut sent = 0;
     for p in pushed {
@@ -234,11 +248,16 @@ async fn check_fixture(receiver: &Real, fixture: &str, kubelet: &FixtureKubelet)
             1,
             "{fixture}: {key} present at its last sample"
         );
-        // Now is well within the five-minute lookback of that last sample: only the stale
-        // marker the agent sent when the pod vanished can make the series disappear.
-        let now_ms = now_ms();
-        assert!(now_ms - last < 240_000);
-        let after = receiver.query(&selector, now_ms).await;
+        // A second after the request of the first document without the pod (its poll's
+        // start stamped the stale marker, before that request) and well within the
+        // five-minute lookback of that last sample: only the stale marker the agent sent when
+        // the pod vanished can make the series disappear. Within the lookback by
+        // construction: that request came within PATIENCE of the agents' start (push_fixtures
+        // waits for it with one deadline), minutes before the lookback ends.
+        let after_ms = kubelet.served()[DROP_POD_FROM].at_ms + 1000;
+        assert!(after_ms <= now_ms(), "{fixture}: {after_ms} in the future");
+        assert!(after_ms - last < 240_000, "{fixture}: {key} last at {last}");
+        let after = receiver.query(&selector, after_ms).await;
         assert!(
             after.is_empty(),
             "{fixture} on {:?}: {key} still answers after its pod vanished: {after:?}",

@@ -88,8 +88,9 @@ struct RecordingKubelet {
     /// The second of each document served, and whether its answer was held. A document
     /// counts as served when its request arrives.
     served: Arc<Mutex<Vec<(u64, bool)>>>,
-    /// How long to sit on each answer: a poll held here is a poll in progress.
-    hold: Arc<Mutex<Duration>>,
+    /// While true, answers wait until it is false again: a poll held here is a poll in
+    /// progress, for as long as the test needs.
+    hold: Arc<tokio::sync::watch::Sender<bool>>,
     reference: Mutex<SimulatedKubelet>,
 }
 
@@ -100,12 +101,12 @@ impl RecordingKubelet {
         let reference = Mutex::new(sim.clone());
         let sim = Arc::new(Mutex::new(sim));
         let served = Arc::new(Mutex::new(Vec::new()));
-        let hold = Arc::new(Mutex::new(Duration::ZERO));
-        let (record, held) = (served.clone(), hold.clone());
+        let hold = Arc::new(tokio::sync::watch::Sender::new(false));
+        let (record, gate) = (served.clone(), hold.clone());
         let app = axum::Router::new().route(
             "/stats/summary",
             axum::routing::get(move || {
-                let (sim, record, held) = (sim.clone(), record.clone(), held.clone());
+                let (sim, record, gate) = (sim.clone(), record.clone(), gate.clone());
                 async move {
                     let now = SystemTime::now();
                     let second = now
@@ -113,9 +114,12 @@ impl RecordingKubelet {
                         .unwrap()
                         .as_secs();
                     let doc = sim.lock().unwrap().summary_json(now);
-                    let hold = *held.lock().unwrap();
-                    record.lock().unwrap().push((second, !hold.is_zero()));
-                    tokio::time::sleep(hold).await;
+                    let held = *gate.borrow();
+                    record.lock().unwrap().push((second, held));
+                    if held {
+                        let mut released = gate.subscribe();
+                        let _ = released.wait_for(|held| !*held).await;
+                    }
                     (
                         [(axum::http::header::CONTENT_TYPE, "application/json")],
                         doc,
@@ -136,8 +140,18 @@ impl RecordingKubelet {
         format!("http://{}", self.server.addr())
     }
 
-    fn hold(&self, answers_for: Duration) {
-        *self.hold.lock().unwrap() = answers_for;
+    /// From now on, answers wait until [`RecordingKubelet::release`].
+    fn hold(&self) {
+        self.hold.send_replace(true);
+    }
+
+    fn release(&self) {
+        self.hold.send_replace(false);
+    }
+
+    /// Whether each document served so far was held, in order.
+    fn held(&self) -> Vec<bool> {
+        self.served.lock().unwrap().iter().map(|s| s.1).collect()
     }
 
     /// The seconds of the documents served so far, in order, repeats included.
@@ -181,17 +195,35 @@ impl RecordingKubelet {
     }
 }
 
-/// The seconds of the documents served after the first `completed` ones: a stop requested
-/// after those completed may find one of these polls in progress, which the agent abandons
-/// (DESIGN.md: a stop does not wait for a poll).
-fn in_progress(kubelet: &RecordingKubelet, completed: usize) -> BTreeSet<u64> {
-    kubelet.served()[completed..].iter().copied().collect()
+/// The documents one agent asked for, `served[from..to]`, split by what became of them: the
+/// seconds of those whose polls completed (the first `completed` of them: polls go one at a
+/// time), and of the rest, which the stop abandoned (DESIGN.md: a stop does not wait for a
+/// poll; so at most the one in progress).
+fn split_polls(served: &[u64], from: usize, to: usize, completed: usize) -> (Vec<u64>, Vec<u64>) {
+    let theirs = &served[from..to];
+    assert!(
+        completed <= theirs.len() && theirs.len() - completed <= 1,
+        "{completed} polls completed of {} asked for ({theirs:?}): a stop abandons at most \
+         the one in progress",
+        theirs.len()
+    );
+    (theirs[..completed].to_vec(), theirs[completed..].to_vec())
+}
+
+/// How many polls an agent that stopped gracefully completed, from its last log line, which
+/// also says none failed (the kubelet here always answers): a completed poll is in the
+/// buffer, polls go one at a time, so these are the first ones it asked for.
+fn polls_completed(log: &str) -> usize {
+    assert_eq!(stopped_field(log, "polls_failed"), 0, "{log}");
+    stopped_field(log, "polls_ok") as usize
 }
 
 /// One run of the Windows `.exe` under Wine, under an image name of its own.
 struct WindowsAgent {
     child: Child,
     image: String,
+    /// Where it serves `/metrics`: `127.0.0.1:0` bound by the agent, the port read from its
+    /// log, so no port is chosen before the agent binds it.
     listen: String,
     log: Arc<Mutex<String>>,
     reader: tokio::task::JoinHandle<()>,
@@ -201,7 +233,12 @@ struct WindowsAgent {
 static RUNS: AtomicUsize = AtomicUsize::new(0);
 
 impl WindowsAgent {
-    fn start(wine: &WineSetup, dir: &Path, image: Option<&str>, args: &[&str]) -> WindowsAgent {
+    async fn start(
+        wine: &WineSetup,
+        dir: &Path,
+        image: Option<&str>,
+        args: &[&str],
+    ) -> WindowsAgent {
         let image = match image {
             Some(name) => name.to_owned(),
             None => format!(
@@ -214,10 +251,9 @@ impl WindowsAgent {
         if !exe.exists() {
             std::fs::copy(&wine.exe, &exe).unwrap();
         }
-        let listen = format!("127.0.0.1:{}", free_port());
         let mut child = Command::new("wine")
             .arg(&exe)
-            .args(["--listen-address", &listen])
+            .args(["--listen-address", "127.0.0.1:0"])
             .args(args)
             .env("WINEPREFIX", &wine.prefix)
             .env("WINEDEBUG", "-all")
@@ -237,12 +273,34 @@ impl WindowsAgent {
                 log.push('\n');
             }
         });
-        WindowsAgent {
+        let mut agent = WindowsAgent {
             child,
             image,
-            listen,
+            listen: String::new(),
             log,
             reader,
+        };
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(address) = listening_address(&agent.log()) {
+                agent.listen = address;
+                return agent;
+            }
+            if let Ok(Some(status)) = agent.child.try_wait() {
+                panic!(
+                    "{} exited before serving: {}\n{}",
+                    agent.image,
+                    exit_hint(status.code()),
+                    agent.log()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: not serving within {WAIT:?}:\n{}",
+                agent.image,
+                agent.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
@@ -291,8 +349,8 @@ impl WindowsAgent {
             .unwrap_or(0.0)
     }
 
-    /// Waits for a poll to complete (the `at_least`-th or a later one), so that a stop
-    /// requested now is unlikely to find a poll in progress.
+    /// Waits for a poll to complete (the `at_least`-th or a later one): pacing before a stop,
+    /// which still lands anywhere in the poll cycle (the tests count on no particular point).
     async fn just_polled(&mut self, at_least: f64) {
         let before = self.polls_ok().await.max(at_least - 1.0);
         self.wait_until("polled", |polls, _, _| polls > before)
@@ -302,7 +360,7 @@ impl WindowsAgent {
     /// Runs `ctrl-event.exe` on this agent: a console control event, or `kill`.
     async fn ctrl_event(&self, wine: &WineSetup, event: &str) {
         let out = tokio::time::timeout(
-            Duration::from_secs(30),
+            WAIT,
             Command::new("wine")
                 .arg(&wine.ctrl_event)
                 .args([self.image.as_str(), event])
@@ -313,7 +371,7 @@ impl WindowsAgent {
                 .output(),
         )
         .await
-        .expect("ctrl-event.exe finishes within 30 s")
+        .expect("ctrl-event.exe finishes within WAIT")
         .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert_eq!(
@@ -341,8 +399,22 @@ impl WindowsAgent {
             .success());
     }
 
-    /// Waits (bounded) for the exit: its code and the whole log.
-    async fn exit(mut self, within: Duration) -> (Option<i32>, String) {
+    /// Waits (bounded) for the exit after a graceful stop: its code and the whole log, which
+    /// then ends with "kubelet-push stopped". The end of the pipe may come only when the
+    /// wineserver exits (it inherits the pipe from the Wine process that started it), so that
+    /// line is waited for (bounded) rather than the end of the pipe.
+    async fn exit(self, within: Duration) -> (Option<i32>, String) {
+        self.exit_until(within, Some("kubelet-push stopped")).await
+    }
+
+    /// Waits (bounded) for the exit of an agent that was terminated: its code and its log,
+    /// as far as it was read within 5 s of the exit (the end of the pipe may come only when
+    /// the wineserver exits, see [`WindowsAgent::exit`]).
+    async fn terminated(self, within: Duration) -> (Option<i32>, String) {
+        self.exit_until(within, None).await
+    }
+
+    async fn exit_until(mut self, within: Duration, last: Option<&str>) -> (Option<i32>, String) {
         let status = match tokio::time::timeout(within, self.child.wait()).await {
             Ok(status) => status.unwrap(),
             Err(_) => panic!(
@@ -351,9 +423,39 @@ impl WindowsAgent {
                 self.log()
             ),
         };
-        let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.reader).await;
+        match last {
+            Some(line) => {
+                let deadline = Instant::now() + WAIT;
+                while !self.log().contains(line) && !self.reader.is_finished() {
+                    assert!(
+                        Instant::now() < deadline,
+                        "{}: exited ({}) without {line:?} within {WAIT:?}:\n{}",
+                        self.image,
+                        exit_hint(status.code()),
+                        self.log()
+                    );
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+            None => {
+                let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.reader).await;
+            }
+        }
         (status.code(), self.log())
     }
+}
+
+/// The address in the agent's "serving /metrics" log line (as `support::AgentProcess` reads
+/// it; the Windows `.exe` logs the same line).
+fn listening_address(log: &str) -> Option<String> {
+    let line = log
+        .lines()
+        .find(|l| l.contains(kubelet_push::telemetry::SERVING))?;
+    let value = line.split_once("address=")?.1;
+    let end = value
+        .find(|c: char| c.is_whitespace() || c == '"')
+        .unwrap_or(value.len());
+    Some(value[..end].to_owned())
 }
 
 /// An exit code, with what 53 means under Wine.
@@ -374,16 +476,23 @@ fn line<'a>(log: &'a str, needle: &str) -> &'a str {
 }
 
 /// Asserts that Prometheus holds, for run `run`, the node's CPU and working-set samples of
-/// every document `kubelet` served, exactly (timestamps and values), and nothing else; only
-/// the seconds in `may_be_lost` may be missing, one at most. Returns how many seconds were
-/// stored, and the lost ones.
-async fn assert_every_poll_stored(
+/// exactly the documents served at the seconds in `completed` (those whose polls completed):
+/// every one, with its timestamp and value, and nothing else. Two polls in the same second
+/// (ticks jitter by tens of ms under Wine) carry the same samples, stored once. Returns how
+/// many samples of each series that is, and the seconds of `served` whose samples are not
+/// there (the abandoned and interrupted polls' documents, unless a completed poll fell in the
+/// same second).
+async fn assert_exactly_stored(
     prometheus: &Real,
     kubelet: &RecordingKubelet,
     run: &str,
-    may_be_lost: &BTreeSet<u64>,
+    completed: &BTreeSet<u64>,
 ) -> (usize, Vec<u64>) {
     let served: BTreeSet<u64> = kubelet.served().into_iter().collect();
+    assert!(
+        completed.is_subset(&served),
+        "{run}: {completed:?} of {served:?}"
+    );
     let first = *served.first().expect("the kubelet served documents");
     let now = now_ms();
     let window_s = (now / 1000 - first as i64 + 30) as u64;
@@ -402,34 +511,39 @@ async fn assert_every_poll_stored(
         assert_eq!(raw.len(), 1, "{run}: one {metric} series: {raw:?}");
         let stored: BTreeMap<i64, f64> = raw.into_values().next().unwrap().into_iter().collect();
         let mut expected = BTreeMap::new();
-        for &second in &served {
+        for &second in completed {
             let (t, v) = kubelet.node_samples(second)[i];
             expected.insert(t, (second, v));
         }
         for (t, v) in &stored {
-            let (second, want) = expected
-                .get(t)
-                .unwrap_or_else(|| panic!("{run}: {metric} at {t}: no document had that time"));
+            let (second, want) = expected.get(t).unwrap_or_else(|| {
+                panic!(
+                    "{run}: {metric} at {t}: no completed poll's document had that time \
+                     (completed {completed:?}, served {served:?})"
+                )
+            });
             assert_eq!(
                 v, want,
                 "{run}: {metric} of the document served at {second}"
             );
         }
         for (t, (second, _)) in &expected {
-            if !stored.contains_key(t) {
-                assert!(
-                    may_be_lost.contains(second),
-                    "{run}: {metric} of the document served at {second} (time {t}) is missing; \
-                     served {served:?}"
-                );
-                lost.push(*second);
+            assert!(
+                stored.contains_key(t),
+                "{run}: {metric} of the document served at {second} (time {t}), whose poll \
+                 completed, is missing; completed {completed:?}, served {served:?}"
+            );
+        }
+        for &second in &served {
+            let (t, _) = kubelet.node_samples(second)[i];
+            if !stored.contains_key(&t) {
+                lost.push(second);
             }
         }
         stored_seconds = stored.len();
     }
     lost.sort();
     lost.dedup();
-    assert!(lost.len() <= 1, "{run}: lost {lost:?}");
     (stored_seconds, lost)
 }
 
@@ -443,7 +557,7 @@ async fn windows_console_events_stop_gracefully() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let prometheus = Real::start(Kind::Prometheus, dir.path(), free_port()).await;
+    let prometheus = Real::launch(Kind::Prometheus, dir.path()).await;
     let started = Instant::now();
     // (how it is sent, what the agent must log)
     let cases = [
@@ -475,15 +589,16 @@ async fn windows_console_events_stop_gracefully() {
                     "--shutdown-timeout",
                     "20s",
                 ],
-            );
+            )
+            .await;
+            // Pacing: a few polls before the stop, which lands anywhere in the poll cycle.
             agent.just_polled(3.0).await;
-            let completed = kubelet.served().len();
             let asked = Instant::now();
             match how {
                 "sigint" => agent.sigint(),
                 event => agent.ctrl_event(wine, event).await,
             }
-            let (code, log) = agent.exit(Duration::from_secs(30)).await;
+            let (code, log) = agent.exit(WAIT).await;
             let took = asked.elapsed();
             assert_eq!(code, Some(0), "{how}: {}:\n{log}", exit_hint(code));
             let stop = line(&log, "shutting down (signal received)");
@@ -491,19 +606,19 @@ async fn windows_console_events_stop_gracefully() {
             let stopped = line(&log, "kubelet-push stopped");
             assert!(stopped.contains("samples_pending=0"), "{how}: {stopped}");
             assert!(!log.contains("second signal"), "{how}:\n{log}");
-            let (stored, lost) = assert_every_poll_stored(
-                prometheus,
-                &kubelet,
-                how,
-                &in_progress(&kubelet, completed),
-            )
-            .await;
-            // Two polls can fall in the same second (ticks jitter by tens of ms under Wine):
-            // their samples share timestamps and are stored once.
-            let served: BTreeSet<u64> = kubelet.served().into_iter().collect();
-            assert_eq!(stored + lost.len(), served.len(), "{how}");
-            assert!(kubelet.served().len() >= 3, "{how}: {:?}", kubelet.served());
-            eprintln!("{how}: {event}, clean exit {took:?} after the request, {stored} polls stored, lost {lost:?}");
+            // Exactly the polls the agent says it completed are in Prometheus: the stop
+            // abandoned the one in progress, if it came mid-poll, and lost nothing else.
+            let served = kubelet.served();
+            assert!(served.len() >= 3, "{how}: {served:?}");
+            let (completed, abandoned) =
+                split_polls(&served, 0, served.len(), polls_completed(&log));
+            let (stored, lost) =
+                assert_exactly_stored(prometheus, &kubelet, how, &completed.into_iter().collect())
+                    .await;
+            eprintln!(
+                "{how}: {event}, clean exit {took:?} after the request, {stored} polls stored, \
+                 abandoned {abandoned:?}, lost {lost:?}"
+            );
         }
     };
     tokio::join!(
@@ -521,8 +636,11 @@ async fn windows_console_events_stop_gracefully() {
 /// The disk buffer across a receiver outage, with the agent stopped twice during it the two
 /// ways a Windows node stops a container: gracefully (`CTRL_SHUTDOWN_EVENT`, the buffer keeps
 /// what could not be sent) and by `TerminateProcess` (the grace period ran out). Then the
-/// receiver comes back and every poll is in Prometheus, exactly, except the one the terminate
-/// interrupted.
+/// receiver comes back and every poll is in Prometheus, exactly: every poll that completed,
+/// and none of the one the terminate interrupted (held at the kubelet, so it lands at a known
+/// point) nor of one a graceful stop abandoned (it lands anywhere in the poll cycle, starting
+/// `ctrl-event.exe` under Wine taking 0.5-3 s; the agent's last log line says how many polls
+/// it completed).
 #[tokio::test]
 async fn windows_exe_keeps_every_poll_across_an_outage_and_two_stops() {
     let Some(wine) = wine_setup() else { return };
@@ -533,31 +651,39 @@ async fn windows_exe_keeps_every_poll_across_an_outage_and_two_stops() {
     let dir = tempfile::tempdir().unwrap();
     let buffer = tempfile::tempdir().unwrap();
     let buffer_dir = windows_path(buffer.path());
-    let mut prometheus = Real::start(Kind::Prometheus, dir.path(), free_port()).await;
+    let mut prometheus = Real::launch(Kind::Prometheus, dir.path()).await;
     let kubelet = RecordingKubelet::start(7).await;
     let (kubelet_url, write_url) = (kubelet.url(), prometheus.write_url());
-    let args: Vec<&str> = [
-        "--kubelet-url",
-        kubelet_url.as_str(),
-        "--remote-url",
-        write_url.as_str(),
-    ]
-    .into_iter()
-    .chain(ONE_SECOND_POLLS)
-    .chain([
-        "--shutdown-timeout",
-        "2s",
-        "--buffer-dir",
-        buffer_dir.as_str(),
-        "--label",
-        "run=outage",
-    ])
-    .collect();
+    // The agents stopped during the outage keep what they cannot send in the buffer after a
+    // 2 s grace; the last one stops after the receiver is back, with a timeout ample for its
+    // final flush on a loaded machine.
+    let args_with = |shutdown_timeout: &'static str| -> Vec<&str> {
+        [
+            "--kubelet-url",
+            kubelet_url.as_str(),
+            "--remote-url",
+            write_url.as_str(),
+        ]
+        .into_iter()
+        .chain(ONE_SECOND_POLLS)
+        .chain([
+            "--shutdown-timeout",
+            shutdown_timeout,
+            "--buffer-dir",
+            buffer_dir.as_str(),
+            "--label",
+            "run=outage",
+        ])
+        .collect()
+    };
+    let (args, last_args) = (args_with("2s"), args_with("20s"));
     let image = format!("kp-{}-outage.exe", std::process::id());
     let start = || WindowsAgent::start(&wine, dir.path(), Some(&image), &args);
+    // The seconds of the documents whose polls completed, over the three agents.
+    let mut completed: BTreeSet<u64> = BTreeSet::new();
 
     // Before the outage: delivered as it goes.
-    let mut agent = start();
+    let mut agent = start().await;
     agent
         .wait_until("delivering", |polls, sent, pending| {
             polls >= 3.0 && sent > 0.0 && pending == 0.0
@@ -570,12 +696,11 @@ async fn windows_exe_keeps_every_poll_across_an_outage_and_two_stops() {
     agent
         .wait_until("buffering", |_, _, pending| pending > 0.0)
         .await;
+    // Pacing: a few polls buffered before the stop.
     tokio::time::sleep(Duration::from_secs(3)).await;
     agent.just_polled(1.0).await;
-    let served_at_stop = kubelet.served().len();
     agent.ctrl_event(&wine, "shutdown").await;
-    let (code, log) = agent.exit(Duration::from_secs(30)).await;
-    let mut may_be_lost = in_progress(&kubelet, served_at_stop);
+    let (code, log) = agent.exit(WAIT).await;
     assert_eq!(code, Some(0), "{}:\n{log}", exit_hint(code));
     assert!(line(&log, "shutting down").contains("CTRL_SHUTDOWN_EVENT"));
     line(&log, "undelivered samples stay in the disk buffer");
@@ -585,14 +710,19 @@ async fn windows_exe_keeps_every_poll_across_an_outage_and_two_stops() {
         "nothing of {buffer_dir} in {}",
         buffer.path().display()
     );
+    let first_end = kubelet.served().len();
+    let (done, abandoned_at_shutdown) =
+        split_polls(&kubelet.served(), 0, first_end, polls_completed(&log));
+    completed.extend(done);
 
     // Restarted on the same buffer, then terminated, as after an expired grace period, in
-    // the middle of a poll: the kubelet has served the document and sits on the answer.
-    let mut agent = start();
+    // the middle of a poll: the kubelet has served the document and sits on the answer until
+    // the agent is gone.
+    let mut agent = start().await;
     agent
         .wait_until("polling again", |polls, _, _| polls >= 3.0)
         .await;
-    kubelet.hold(Duration::from_secs(30));
+    kubelet.hold();
     let deadline = Instant::now() + WAIT;
     let interrupted = loop {
         if let Some(second) = kubelet.first_held() {
@@ -601,9 +731,18 @@ async fn windows_exe_keeps_every_poll_across_an_outage_and_two_stops() {
         assert!(Instant::now() < deadline, "no poll within {WAIT:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
+    // The agent sits in the held poll: its counts are final, every earlier poll completed.
+    let polls_ok = agent
+        .metric("kubelet_push_polls_total{result=\"ok\"}")
+        .await
+        .unwrap_or_else(|| panic!("no polls count: {}", agent.log())) as usize;
+    let polls_failed = agent
+        .metric("kubelet_push_polls_total{result=\"error\"}")
+        .await;
+    assert_eq!(polls_failed, Some(0.0), "{}", agent.log());
     agent.ctrl_event(&wine, "kill").await;
-    let (code, log) = agent.exit(Duration::from_secs(30)).await;
-    kubelet.hold(Duration::ZERO);
+    let (code, log) = agent.terminated(WAIT).await;
+    kubelet.release();
     // Windows reports TerminateProcess's 1. Under Wine the Linux exit status depends on
     // which thread learns of the termination first: one woken from a server call exits with
     // the code given, one reached by SIGQUIT exits with 0 (ntdll's quit_handler calls
@@ -616,10 +755,23 @@ async fn windows_exe_keeps_every_poll_across_an_outage_and_two_stops() {
     );
     assert!(!log.contains("shutting down"), "{log}");
     assert!(!log.contains("kubelet-push stopped"), "{log}");
-    may_be_lost.insert(interrupted);
+    let second_end = kubelet.served().len();
+    let held: Vec<usize> = (0..second_end).filter(|i| kubelet.held()[*i]).collect();
+    assert_eq!(
+        held,
+        [second_end - 1],
+        "the held poll, the terminated agent's last"
+    );
+    let (done, interrupted_docs) = split_polls(&kubelet.served(), first_end, second_end, polls_ok);
+    assert_eq!(
+        interrupted_docs,
+        [interrupted],
+        "the terminated agent completed every poll but the held one"
+    );
+    completed.extend(done);
 
     // Restarted again; the receiver comes back and the backlog drains.
-    let mut agent = start();
+    let mut agent = WindowsAgent::start(&wine, dir.path(), Some(&image), &last_args).await;
     agent
         .wait_until("polling again", |polls, _, _| polls >= 3.0)
         .await;
@@ -628,29 +780,19 @@ async fn windows_exe_keeps_every_poll_across_an_outage_and_two_stops() {
     agent
         .wait_until("drained", |_, sent, pending| sent > 0.0 && pending == 0.0)
         .await;
+    // Pacing: a poll after the drain, then the stop, anywhere in the poll cycle.
     agent.just_polled(1.0).await;
-    let served_at_stop = kubelet.served().len();
     agent.sigint();
-    let (code, log) = agent.exit(Duration::from_secs(30)).await;
-    may_be_lost.extend(in_progress(&kubelet, served_at_stop));
+    let (code, log) = agent.exit(WAIT).await;
     assert_eq!(code, Some(0), "{}:\n{log}", exit_hint(code));
     assert!(line(&log, "kubelet-push stopped").contains("samples_pending=0"));
-
-    let (stored, lost) =
-        assert_every_poll_stored(&prometheus, &kubelet, "outage", &may_be_lost).await;
-    // The terminate lost the poll it interrupted, and nothing else; unless another poll fell
-    // in the same second (the one before it, as ticks jitter by tens of ms under Wine, or
-    // the restarted agent's first, when Wine starts it within the second): that one's
-    // samples carry the same timestamps and were stored.
-    let twice = kubelet
-        .served()
-        .iter()
-        .filter(|s| **s == interrupted)
-        .count()
-        > 1;
-    let expected: &[u64] = if twice { &[] } else { &[interrupted] };
-    assert_eq!(lost, expected, "may be lost: {may_be_lost:?}");
     let served = kubelet.served();
+    let (done, abandoned_at_sigint) =
+        split_polls(&served, second_end, served.len(), polls_completed(&log));
+    completed.extend(done);
+
+    // Every completed poll's document is in Prometheus, and nothing else.
+    let (stored, lost) = assert_exactly_stored(&prometheus, &kubelet, "outage", &completed).await;
     let polls = served.len();
     // The agent was down between the stops and the starts: where the timeline has holes.
     let holes: Vec<u64> = served
@@ -660,8 +802,9 @@ async fn windows_exe_keeps_every_poll_across_an_outage_and_two_stops() {
         .collect();
     prometheus.assert_nothing_rejected(0).await;
     eprintln!(
-        "{polls} polls served, {stored} seconds stored, lost {lost:?}, holes {holes:?} s, \
-         outage {outage:?}, test {:?}",
+        "{polls} polls served, {stored} seconds stored, interrupted {interrupted}, abandoned \
+         {abandoned_at_shutdown:?} and {abandoned_at_sigint:?}, lost {lost:?}, holes {holes:?} \
+         s, outage {outage:?}, test {:?}",
         started.elapsed()
     );
 }
