@@ -21,7 +21,7 @@ use serde_json::Value;
 use tokio::process::{Child, Command};
 use tokio_rustls::rustls;
 
-use super::{available, free_port, metric_value, now_ms, stop_agent, Kind, Real};
+use super::{available, metric_value, now_ms, stop_agent, Kind, Real};
 use crate::access::{ca, leaf, Ca, Leaf};
 use crate::support::{AgentProcess, PATIENCE};
 
@@ -761,7 +761,7 @@ async fn pushes_go_through_a_real_forward_proxy() {
         return;
     };
     let prom_dir = tempfile::tempdir().unwrap();
-    let prom = Real::start(Kind::Prometheus, prom_dir.path(), free_port()).await;
+    let prom = Real::launch(Kind::Prometheus, prom_dir.path()).await;
     let kubelet = crate::support::simulated_kubelet(2, 13).await;
     let k = kubelet.url();
     let post = format!("POST http://127.0.0.1:{}/api/v1/write", prom.port);

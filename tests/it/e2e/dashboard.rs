@@ -564,7 +564,7 @@ async fn every_panel_and_rule_has_data_and_the_outage_fires_send_stalled() {
             "file_sd_configs": [{"files": [&targets_file], "refresh_interval": "1s"}],
         }],
     });
-    let prom = Real::start_prometheus_with(dir.path(), free_port(), config).await;
+    let prom = Real::launch_prometheus_with(dir.path(), config).await;
     let p = &prom;
     let t0 = now_ms();
 

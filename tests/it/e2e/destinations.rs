@@ -93,8 +93,8 @@ async fn a_dead_destination_never_delays_the_other_and_gets_its_backlog() {
         tempfile::tempdir().unwrap(),
         tempfile::tempdir().unwrap(),
     );
-    let prometheus = Real::start(Kind::Prometheus, pdir.path(), free_port()).await;
-    let mut victoria = Real::start(Kind::VictoriaMetrics, vdir.path(), free_port()).await;
+    let prometheus = Real::launch(Kind::Prometheus, pdir.path()).await;
+    let mut victoria = Real::launch(Kind::VictoriaMetrics, vdir.path()).await;
     let kubelet = FixtureKubelet::start("seed-windows-node.json", now_s() - 2, 1, None).await;
     let (purl, vurl) = (prometheus.write_url(), victoria.write_url());
     let args: Vec<&str> = ONE_SECOND_POLLS

@@ -339,7 +339,7 @@ async fn container_pushes_what_the_kubelet_served_to_prometheus_and_stops_cleanl
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let prometheus = Real::start(Kind::Prometheus, dir.path(), free_port()).await;
+    let prometheus = Real::launch(Kind::Prometheus, dir.path()).await;
     // The same inputs make the same node: `reference` answers what the server served at any
     // second.
     let booted = SystemTime::now() - Duration::from_secs(3600);

@@ -62,9 +62,7 @@ pub fn available(kind: Kind) -> bool {
     found
 }
 
-// `free_port` only for the files still written with it (auth, dashboard, destinations,
-// image); nothing here uses it.
-pub use crate::support::{free_port, now_ms, sigterm as stop_agent};
+pub use crate::support::{now_ms, sigterm as stop_agent};
 use crate::support::{AgentProcess, ReservedPort, PATIENCE};
 
 /// The agent's flags for a test timeline: a poll a second, and retries quick enough that a
@@ -162,18 +160,6 @@ impl Real {
     /// receives remote write.
     pub async fn launch_prometheus_with(dir: &Path, config: Value) -> Real {
         Self::launch_with(Kind::Prometheus, dir, Some(config)).await
-    }
-
-    /// As [`Real::launch`], for callers written when the test chose the port: `_port` (a port
-    /// found free and released, which anyone could have taken since) is not used; the
-    /// receiver runs on `self.port`, held from before it starts.
-    pub async fn start(kind: Kind, dir: &Path, _port: u16) -> Real {
-        Self::launch(kind, dir).await
-    }
-
-    /// As [`Real::launch_prometheus_with`]; `_port` is not used (see [`Real::start`]).
-    pub async fn start_prometheus_with(dir: &Path, _port: u16, config: Value) -> Real {
-        Self::launch_prometheus_with(dir, config).await
     }
 
     async fn launch_with(kind: Kind, dir: &Path, config: Option<Value>) -> Real {
