@@ -100,9 +100,11 @@ fn a_repeated_poll_allocates_nothing_per_series() {
         } else {
             Protocol::V2
         };
-        let started = SystemTime::now() - Duration::from_secs(3600);
-        let bytes = SimulatedKubelet::new(pods, 3, started)
-            .summary_json(SystemTime::now())
+        // A fixed time just before the polls' (1_800_000_000_000): a summary stamped with the
+        // real clock would be from the future for them once the real clock passes it.
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000 - 60);
+        let bytes = SimulatedKubelet::new(pods, 3, at - Duration::from_secs(3600))
+            .summary_json(at)
             .into_bytes();
         let mut poller = Poller::new(
             &config(&["--dry-run", "--kubelet-url", "file://unused.json"]),

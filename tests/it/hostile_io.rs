@@ -58,7 +58,7 @@ impl HugeBody {
     }
 
     async fn wait_for(&self, path: &str, n: usize) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let deadline = tokio::time::Instant::now() + PATIENCE;
         while self.requests().iter().filter(|(p, _)| p == path).count() < n {
             assert!(
                 tokio::time::Instant::now() < deadline,
@@ -134,13 +134,19 @@ async fn serve(
     }
 }
 
+/// The agent binary with `args`.
+fn command(args: &[&str]) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubelet-push"));
+    cmd.args(args)
+        .env_remove("KUBELET_PUSH_REMOTE_URL")
+        .kill_on_drop(true);
+    cmd
+}
+
 /// The agent binary with `args`, its stderr kept for [`stop_agent`].
 fn agent(args: &[&str]) -> tokio::process::Child {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_kubelet-push"))
-        .args(args)
-        .env_remove("KUBELET_PUSH_REMOTE_URL")
+    command(args)
         .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .expect("start kubelet-push")
 }
@@ -195,7 +201,7 @@ async fn a_huge_error_body_from_the_kubelet_is_not_read() {
     ]);
     kubelet.wait_for("/stats/summary", 3).await;
     kubelet.wait_for("/pods", 1).await;
-    assert!(rx.wait_for_requests(2, SHORT).await);
+    assert!(rx.wait_for_requests(2, PATIENCE).await);
     #[cfg(target_os = "linux")]
     let peak = peak_rss_mib(&child);
     let log = stop_agent(child).await;
@@ -304,7 +310,7 @@ async fn a_file_that_never_ends_is_read_up_to_the_limit() {
         "--interval",
         "1s",
     ]);
-    assert!(rx.wait_for_requests(2, Duration::from_secs(20)).await);
+    assert!(rx.wait_for_requests(2, PATIENCE).await);
     #[cfg(target_os = "linux")]
     let peak = peak_rss_mib(&child);
     let log = stop_agent(child).await;
@@ -363,10 +369,18 @@ fn fifo(dir: &std::path::Path) -> std::path::PathBuf {
 /// A FIFO nobody writes blocks in `open(2)` for ever: each poll gives up after
 /// `--kubelet-timeout` with a clear error, and once four reads are stuck the next is refused
 /// at once instead of adding a fifth thread. Before: the first poll never returned.
+///
+/// On tokio's paused clock: the poll is a file read on a thread of its own, awaited with a
+/// timer, and no socket is involved (a `--dry-run` poller of a `file://` URL asks no `/pods`),
+/// so the clock moves only when every task waits, straight to the next timer. Each time read
+/// below is then exactly what the agent waited for, whatever the machine's load: a stuck read
+/// takes its 200 ms, a refused one none, and one that never returned would run into the
+/// PATIENCE timer instead of hanging the test.
 #[cfg(unix)]
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_fifo_without_a_writer_times_out_and_stuck_reads_are_capped() {
     use kubelet_push::kubelet::ScrapeError;
+    use tokio::time::{timeout, Instant};
     let dir = tempfile::tempdir().unwrap();
     let path = fifo(dir.path());
     let url = format!("file://{}", path.display());
@@ -378,8 +392,10 @@ async fn a_fifo_without_a_writer_times_out_and_stuck_reads_are_capped() {
         "--dry-run",
     ]);
     for _ in 0..kubelet_push::kubelet::client::MAX_STUCK_READS {
-        let started = std::time::Instant::now();
-        let out = polled(&mut p).await;
+        let started = Instant::now();
+        let out = timeout(PATIENCE, polled(&mut p))
+            .await
+            .expect("the poll returns");
         let took = started.elapsed();
         let err = out.error.expect("timed out");
         assert!(matches!(err, ScrapeError::FileTimeout { .. }), "{err:?}");
@@ -394,13 +410,16 @@ async fn a_fifo_without_a_writer_times_out_and_stuck_reads_are_capped() {
         );
         assert_eq!(only_value(&out.series, "up"), 0.0);
     }
-    let started = std::time::Instant::now();
-    let out = polled(&mut p).await;
+    let started = Instant::now();
+    let out = timeout(PATIENCE, polled(&mut p))
+        .await
+        .expect("the poll returns");
     assert!(
         matches!(out.error, Some(ScrapeError::FileBusy { .. })),
         "{:?}",
         out.error
     );
+    // A fifth read started and waited for would take the 200 ms timeout.
     assert!(started.elapsed() < Duration::from_millis(100));
     // A writer lets the stuck readers go (they read nothing and end).
     drop(std::fs::OpenOptions::new().write(true).open(&path).unwrap());
@@ -417,7 +436,9 @@ async fn sigterm_ends_an_agent_stuck_on_a_fifo() {
     let url = format!("file://{}", path.display());
     let rx = Receiver::start().await.unwrap();
     let ru = rx.url();
-    let child = agent(&[
+    // Serving means the signal handlers are in place (they are installed before the agent
+    // starts), so the SIGTERM below is the agent's to handle, not the default action's.
+    let (agent, _) = AgentProcess::listening(&mut command(&[
         "--kubelet-url",
         &url,
         "--kubelet-timeout",
@@ -426,15 +447,34 @@ async fn sigterm_ends_an_agent_stuck_on_a_fifo() {
         &ru,
         "--shutdown-timeout",
         "2s",
-    ]);
-    // The first poll starts at once and stays in open(2).
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    ]))
+    .await;
+    // The first poll starts right after that and stays in open(2), on the agent's thread for
+    // file reads: wait until that thread is there, not for a guessed second.
+    #[cfg(target_os = "linux")]
+    {
+        let pid = agent.child.id().expect("running");
+        wait_until("the agent reads the FIFO", || {
+            std::fs::read_dir(format!("/proc/{pid}/task"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|task| {
+                    std::fs::read_to_string(task.path().join("comm"))
+                        .is_ok_and(|name| name.trim() == "kubelet-file")
+                })
+        })
+        .await;
+    }
     assert_eq!(rx.requests().len(), 0, "no poll finished");
     let asked = std::time::Instant::now();
-    let (code, log) = sigterm(child).await;
+    let (code, log) = sigterm(agent).await;
     let took = asked.elapsed();
     assert_eq!(code, Some(0), "{log}");
-    assert!(took < Duration::from_secs(3), "stopped in {took:?}: {log}");
+    // The stuck read only ends with --kubelet-timeout (60 s): an agent that waited for it
+    // would take twice this bound; a correct one takes the 2 s drain at most, and a loaded
+    // machine only adds to that far less than the 28 s left.
+    assert!(took < Duration::from_secs(30), "stopped in {took:?}: {log}");
 }
 
 /// `--help` shows no value of a flag that may hold a secret, however it is set in the
@@ -602,9 +642,13 @@ async fn a_redirect_to_another_host_is_not_followed_and_loses_nothing() {
         "200ms",
         "--log-level",
         "trace",
+        // Every poll's requests are delivered at the stop however long a loaded machine
+        // takes (the default 10 s could cut the drain short and lose the `up` counted below).
+        "--shutdown-timeout",
+        "30s",
     ]);
     // Three refused redirects, two followed ones, then at least three polls delivered.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
     while first.requests().iter().filter(|r| r.accepted()).count() < 3 {
         assert!(
             tokio::time::Instant::now() < deadline,
@@ -662,7 +706,7 @@ async fn a_fifo_as_the_remote_token_file_is_refused() {
         "--remote-bearer-token-file",
         path.to_str().unwrap(),
     ]);
-    let out = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
+    let out = tokio::time::timeout(PATIENCE, child.wait_with_output())
         .await
         .expect("exits without waiting for a writer")
         .unwrap();

@@ -210,6 +210,8 @@ struct PodsKubelet {
     answer: std::sync::Arc<std::sync::Mutex<PodsAnswer>>,
     requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     in_flight: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// Answers cut off halfway ([`PodsAnswer::Broken`]) sent.
+    broken: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl PodsKubelet {
@@ -221,7 +223,13 @@ impl PodsKubelet {
         let answer = Arc::new(Mutex::new(answer));
         let requests = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let (a, r, f) = (answer.clone(), requests.clone(), in_flight.clone());
+        let broken = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (a, r, f, b) = (
+            answer.clone(),
+            requests.clone(),
+            in_flight.clone(),
+            broken.clone(),
+        );
         let full = fixture("pods/nri-kubernetes-testutil-1_34__pods.json");
         let app = axum::Router::new()
             .route(
@@ -233,7 +241,8 @@ impl PodsKubelet {
             .route(
                 "/pods",
                 axum::routing::get(move || {
-                    let (a, r, f, full) = (a.clone(), r.clone(), f.clone(), full.clone());
+                    let (a, r, f, b, full) =
+                        (a.clone(), r.clone(), f.clone(), b.clone(), full.clone());
                     async move {
                         r.fetch_add(1, Ordering::SeqCst);
                         let answer = a.lock().unwrap().clone();
@@ -245,7 +254,10 @@ impl PodsKubelet {
                             PodsAnswer::Status(code, body) => {
                                 (StatusCode::from_u16(code).unwrap(), body).into_response()
                             }
-                            PodsAnswer::Broken => json(full[..full.len() / 2].to_vec()),
+                            PodsAnswer::Broken => {
+                                b.fetch_add(1, Ordering::SeqCst);
+                                json(full[..full.len() / 2].to_vec())
+                            }
                             PodsAnswer::Slow(d) => {
                                 f.fetch_add(1, Ordering::SeqCst);
                                 tokio::time::sleep(d).await;
@@ -264,6 +276,7 @@ impl PodsKubelet {
             answer,
             requests,
             in_flight,
+            broken,
         }
     }
 
@@ -282,6 +295,10 @@ impl PodsKubelet {
     fn in_flight(&self) -> usize {
         self.in_flight.load(std::sync::atomic::Ordering::SeqCst)
     }
+
+    fn broken(&self) -> usize {
+        self.broken.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 /// The 1.34 capture's pod list without the pod named `name`.
@@ -295,7 +312,9 @@ fn pods_without(name: &str) -> Vec<u8> {
     serde_json::to_vec(&doc).unwrap()
 }
 
-use crate::support::{current_thread_runtime, label, named, only_value, Logs, Polled};
+use crate::support::{
+    current_thread_runtime, label, metric_in, named, only_value, wait_until, Logs, Polled, PATIENCE,
+};
 
 /// Container CPU series of one poll: (pod, image) for each, image `None` when unlabelled.
 fn container_cpu(p: &Polled) -> Vec<(String, Option<String>)> {
@@ -320,9 +339,21 @@ const LATE_POD: &str = "coredns-66bc5c9577-d98t2";
 /// their labelled ones start. The summary is the same bytes every time (so after the first
 /// poll only label changes send anything), which also checks that new metadata is applied to
 /// a summary that did not change.
+///
+/// `/pods` is asked between polls and its answer taken in by a later poll once it has arrived,
+/// with a gap between requests that doubles while they fail: how many polls that takes depends
+/// on the machine. So each phase polls until what it waits for has happened (bounded by
+/// PATIENCE), every poll checked on the way (no error, `up` 1, and in the quiet phases nothing
+/// but the per-poll series: stats never go missing, labels never go back).
 #[test]
 fn pod_metadata_failures_never_cost_stats_and_labels_come_later() {
+    use std::sync::Arc;
     use std::time::Duration;
+    use tokio::time::Instant;
+    // How long the slow kubelet holds `/pods`: far past the agent's --kubelet-timeout (1 s),
+    // and twice the bound on a poll below, which a correct poll (that never waits for `/pods`)
+    // stays far under on any machine.
+    const HOLD: Duration = PATIENCE;
     let (logs, _guard) = Logs::capture();
     let rt = current_thread_runtime();
     rt.block_on(async {
@@ -335,7 +366,9 @@ fn pod_metadata_failures_never_cost_stats_and_labels_come_later() {
         )
         .await;
         let url = kubelet.url();
-        let mut p = crate::support::poller(&[
+        let metrics = Arc::new(kubelet_push::telemetry::Metrics::new());
+        let mut p = kubelet_push::pipeline::Poller::new(
+            &crate::support::config(&[
                 "--kubelet-url",
                 &url,
                 "--remote-url",
@@ -344,8 +377,20 @@ fn pod_metadata_failures_never_cost_stats_and_labels_come_later() {
                 "10ms",
                 "--kubelet-timeout",
                 "1s",
-            ]);
-        // A poll, given time for a /pods request started by it to finish before the next.
+            ]),
+            metrics.clone(),
+        )
+        .unwrap();
+        // `/pods` answers the poller took in that were failures.
+        let failed_answers = || {
+            metric_in(
+                &metrics.encode(),
+                "kubelet_push_pod_list_requests_total{result=\"error\"}",
+            )
+            .expect("the pod list counter")
+        };
+        // A poll, checked (no error, `up` 1: the stats never wait for `/pods`), then a pause
+        // that paces the polls; nothing below counts on what happens during it.
         async fn poll(p: &mut kubelet_push::pipeline::Poller) -> Polled {
             let polled = crate::support::polled(p).await;
             assert!(polled.error.is_none(), "{:?}", polled.error);
@@ -370,19 +415,24 @@ fn pod_metadata_failures_never_cost_stats_and_labels_come_later() {
         for _ in 0..2 {
             assert!(quiet(&poll(&mut p).await));
         }
+        // The second poll came more than the doubled gap (20 ms) after the first request and
+        // found none under way, so it asked again: that request arrives, however slowly.
+        wait_until("/pods asked again", || kubelet.requests() >= 2).await;
         assert!((2..=4).contains(&kubelet.requests()), "{}", kubelet.requests());
 
         // /pods answers, without one pod the summary shows: the others are labelled.
         kubelet.set(PodsAnswer::List(pods_without(LATE_POD)));
-        let mut labelled = None;
-        for _ in 0..5 {
+        let deadline = Instant::now() + PATIENCE;
+        let polled = loop {
             let polled = poll(&mut p).await;
             if container_cpu(&polled).iter().any(|(_, image)| image.is_some()) {
-                labelled = Some(polled);
-                break;
+                break polled;
             }
-        }
-        let polled = labelled.expect("labels within a few polls of /pods answering");
+            assert!(
+                Instant::now() < deadline,
+                "no labels within {PATIENCE:?} of /pods answering"
+            );
+        };
         let cpu = container_cpu(&polled);
         assert_eq!(cpu.len(), 17, "every container but the late pod's, now labelled");
         assert!(cpu.iter().all(|(pod, image)| pod != LATE_POD && image.is_some()));
@@ -393,41 +443,70 @@ fn pod_metadata_failures_never_cost_stats_and_labels_come_later() {
             .count();
         assert_eq!(ended, 17, "their unlabelled series end");
 
-        // Slow: the kubelet holds /pods past --kubelet-timeout; polls do not wait for it.
-        kubelet.set(PodsAnswer::Slow(Duration::from_secs(3)));
+        // Slow: the kubelet holds /pods past --kubelet-timeout; polls do not wait for it. The
+        // late pod is still undescribed, so the next poll asks; polls go on (six at least)
+        // until one has run while that request was being answered.
+        kubelet.set(PodsAnswer::Slow(HOLD));
         let asked = kubelet.requests();
+        let deadline = Instant::now() + PATIENCE;
         let mut overlapped = false;
-        for _ in 0..6 {
-            let polled = tokio::time::timeout(Duration::from_secs(2), poll(&mut p))
+        let mut polls = 0;
+        while polls < 6 || !overlapped {
+            assert!(
+                Instant::now() < deadline,
+                "no poll ran while /pods was being answered"
+            );
+            let polled = tokio::time::timeout(HOLD / 2, poll(&mut p))
                 .await
                 .expect("a poll never waits for /pods");
             assert!(quiet(&polled));
             overlapped |= kubelet.in_flight() > 0;
+            polls += 1;
         }
         assert!(overlapped, "polls ran while /pods was being answered");
         assert!(kubelet.requests() > asked);
         // Broken JSON from now on; the slow request times out (1 s) first, in the same failing
-        // episode: no second warning. Labels are kept meanwhile.
+        // episode: no second warning. Labels are kept meanwhile. Polls go on (three at least)
+        // until the timeout was taken in (its warning) and then a broken answer too: the
+        // failure count rises past the broken answer's arrival.
         kubelet.set(PodsAnswer::Broken);
-        tokio::time::sleep(Duration::from_millis(1200)).await;
-        for _ in 0..3 {
+        let deadline = Instant::now() + PATIENCE;
+        let mut polls = 0;
+        let mut failures_before_broken = None;
+        loop {
             assert!(quiet(&poll(&mut p).await), "the last good answer keeps labelling");
+            polls += 1;
+            let timed_out = logs.text().contains("did not answer within");
+            if failures_before_broken.is_none() && timed_out && kubelet.broken() > 0 {
+                // The broken answer is not taken in before the poll after its arrival.
+                failures_before_broken = Some(failed_answers());
+            }
+            if polls >= 3 && failures_before_broken.is_some_and(|n| failed_answers() > n) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no timeout, then broken answer, taken in: {}",
+                logs.text()
+            );
         }
 
         // Whole: the late pod is labelled on a later poll; its unlabelled series end.
         kubelet.set(PodsAnswer::List(fixture(
             "pods/nri-kubernetes-testutil-1_34__pods.json",
         )));
-        let mut done = None;
         // Failures in a row have doubled the gap between requests (10 ms at first).
-        for _ in 0..30 {
+        let deadline = Instant::now() + PATIENCE;
+        let polled = loop {
             let polled = poll(&mut p).await;
             if !quiet(&polled) {
-                done = Some(polled);
-                break;
+                break polled;
             }
-        }
-        let polled = done.expect("the late pod labelled within a few polls");
+            assert!(
+                Instant::now() < deadline,
+                "the late pod not labelled within {PATIENCE:?}"
+            );
+        };
         assert_eq!(
             container_cpu(&polled),
             vec![(

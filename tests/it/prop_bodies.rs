@@ -31,10 +31,16 @@ fn allocation_bound(input: usize) -> usize {
 fn real_bodies() -> &'static [(Protocol, Vec<u8>)] {
     static BODIES: OnceLock<Vec<(Protocol, Vec<u8>)>> = OnceLock::new();
     BODIES.get_or_init(|| {
-        let started = SystemTime::now() - Duration::from_secs(3600);
-        let bytes = kubelet_push::demo::simulator::SimulatedKubelet::new(10, 7, started)
-            .summary_json(SystemTime::now())
-            .into_bytes();
+        // A fixed time just before the poll's (1_800_000_000_000): a summary stamped with the
+        // real clock would be from the future for it once the real clock passes it.
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000 - 60);
+        let bytes = kubelet_push::demo::simulator::SimulatedKubelet::new(
+            10,
+            7,
+            at - Duration::from_secs(3600),
+        )
+        .summary_json(at)
+        .into_bytes();
         let mut out = Vec::new();
         for protocol in [Protocol::V1, Protocol::V2] {
             let mut poller =
