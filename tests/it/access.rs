@@ -357,7 +357,7 @@ async fn token_rotation(seed: u64, token: &Path, rotate: impl FnOnce()) -> Strin
         rx.requests().last().unwrap().header("authorization"),
         Some("Bearer token-two")
     );
-    agent.wait_drained(1, PATIENCE).await;
+    agent.wait_drained(1).await;
     let (_, metrics) = agent.stop().await;
     assert_nothing_lost(&rx, &metrics);
     let text = logs.text();
@@ -399,7 +399,7 @@ async fn basic_auth_password_file_fixed_while_running() {
     assert!(rx.requests().iter().all(|r| r.status == 401));
     write(&password, "s3cret pass\n");
     accepted_more_than(&rx, 2).await;
-    agent.wait_drained(1, PATIENCE).await;
+    agent.wait_drained(1).await;
     let (_, metrics) = agent.stop().await;
     assert_nothing_lost(&rx, &metrics);
     let text = logs.text();
@@ -437,7 +437,7 @@ async fn a_deleted_token_file_keeps_the_last_value() {
     write(&token, "kept\n");
     let n = accepted(&rx);
     accepted_more_than(&rx, n + 3).await;
-    agent.wait_drained(1, PATIENCE).await;
+    agent.wait_drained(1).await;
     let (_, metrics) = agent.stop().await;
     assert_nothing_lost(&rx, &metrics);
     assert!(rx.requests().iter().all(|r| r.status != 401));
@@ -516,7 +516,7 @@ async fn mutual_tls_and_certificate_rotation() {
     tls.install(&ca2, &client2);
     accepted_more_than(&rx, stuck + 2).await;
     assert!(front.handshakes_now() > 0);
-    agent.wait_drained(1, PATIENCE).await;
+    agent.wait_drained(1).await;
     let (_, metrics) = agent.stop().await;
     assert_nothing_lost(&rx, &metrics);
     // Four refused handshakes: at least three failed attempts the agent had retried.
@@ -645,7 +645,7 @@ async fn insecure_skip_verify_accepts_any_certificate() {
     let (k, u) = (kubelet.url(), front.url());
     let agent = Agent::start(&lossless_args(&k, &u, &["--remote-insecure-skip-verify"]));
     accepted_more_than(&rx, 1).await;
-    agent.wait_drained(1, PATIENCE).await;
+    agent.wait_drained(1).await;
     let (_, metrics) = agent.stop().await;
     assert_nothing_lost(&rx, &metrics);
 }

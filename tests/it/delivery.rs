@@ -124,7 +124,7 @@ async fn an_outage_of_twenty_polls_loses_nothing() {
     let polls_in_outage = agent.metrics.polls(true);
     assert_eq!(agent.dest().samples_sent.get(), 0);
     rx.clear_responses();
-    agent.wait_drained(1, PATIENCE).await;
+    agent.wait_drained(1).await;
     let (_, m) = agent.stop().await;
     let delivered = assert_ordered_once(&rx.accepted_series());
     assert_eq!(delivered as u64, m.samples_sent.get());
@@ -161,7 +161,7 @@ async fn a_receiver_that_is_not_up_yet_gets_everything_once_it_is() {
     .await;
     let polls_in_outage = agent.metrics.polls(true);
     let rx = Receiver::start_on(port.listen()).unwrap();
-    agent.wait_drained(1, PATIENCE).await;
+    agent.wait_drained(1).await;
     let (_, m) = agent.stop().await;
     let delivered = assert_ordered_once(&rx.accepted_series());
     assert_eq!(delivered as u64, m.samples_sent.get());
@@ -355,7 +355,7 @@ async fn a_receiver_slower_than_the_timeout_is_retried() {
     })
     .await;
     assert!(rx.wait_for_requests(2, timeout + PATIENCE).await);
-    agent.wait_drained(1, PATIENCE).await;
+    agent.wait_drained(1).await;
     let (_, m) = agent.stop().await;
     let r = rx.requests();
     assert_eq!(
@@ -547,7 +547,7 @@ async fn a_full_memory_buffer_drops_the_oldest_and_counts_exactly() {
     let seen = rx.requests().len();
     wait_until("two more attempts", || rx.requests().len() >= seen + 2).await;
     rx.clear_responses();
-    agent.wait_drained(1, PATIENCE).await;
+    agent.wait_drained(1).await;
     let metrics_text = agent.metrics.encode();
     let (_, m) = agent.stop().await;
     let value = |name: &str| -> u64 {

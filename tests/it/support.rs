@@ -89,8 +89,6 @@ pub fn only_value(series: &[TimeSeries], metric: &str) -> f64 {
     found[0].samples[0].value
 }
 
-pub const SHORT: Duration = Duration::from_secs(5);
-
 /// How long a test waits for something a correct agent does in well under a second: long
 /// enough that a loaded machine (two busy cores, Wine) never fails a correct run, bounded so
 /// that a broken agent fails the test instead of hanging it. Tests wait for counted events
@@ -205,15 +203,6 @@ pub fn metric_in(text: &str, pattern: &str) -> Option<f64> {
             .then(|| value.parse().ok())
             .flatten()
     })
-}
-
-/// A port on 127.0.0.1 that was free a moment ago (bound, then released).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 pub fn now_ms() -> i64 {
@@ -437,9 +426,10 @@ impl Agent {
         self.dests[0].clone()
     }
 
-    /// Waits until the buffer is empty after at least `min_sent` samples were delivered.
-    pub async fn wait_drained(&self, min_sent: u64, timeout: Duration) {
-        let deadline = tokio::time::Instant::now() + timeout;
+    /// Waits (up to [`PATIENCE`]) until the buffer is empty after at least `min_sent`
+    /// samples were delivered.
+    pub async fn wait_drained(&self, min_sent: u64) {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
         let d = self.dest();
         while d.samples_sent.get() < min_sent || d.samples_pending.get() > 0 {
             assert!(

@@ -564,7 +564,7 @@ async fn the_agent_sends_v2_to_a_v2_receiver() {
     let (ku, ru) = (k.url(), rx.url());
     let agent = crate::support::Agent::start(&agent_args(&ku, &ru, &[]));
     wait_until("4 requests", || rx.requests().len() >= 4).await;
-    agent.wait_drained(1, PATIENCE).await;
+    agent.wait_drained(1).await;
     let (outcome, m) = agent.stop().await;
     assert_eq!(outcome, kubelet_push::Outcome::Ok);
     let got = rx.requests();
@@ -596,7 +596,7 @@ async fn the_agent_falls_back(old: OldReceiver, first_status: u16) {
     let (ku, ru) = (k.url(), rx.url());
     let agent = crate::support::Agent::start(&agent_args(&ku, &ru, &[]));
     wait_until("6 requests", || rx.requests().len() >= 6).await;
-    agent.wait_drained(1, PATIENCE).await;
+    agent.wait_drained(1).await;
     let (outcome, m) = agent.stop().await;
     assert_eq!(outcome, kubelet_push::Outcome::Ok);
     let got = rx.requests();
@@ -677,7 +677,7 @@ async fn a_restarted_agent_falls_back_again_and_delivers_its_v2_disk_buffer() {
     let extra = ["--buffer-dir", d, "--shutdown-timeout", "8s"];
     let second = crate::support::Agent::start(&agent_args(&ku, &ru, &extra));
     wait_until("3 fresh polls", || second.metrics.polls(true) >= 3).await;
-    second.wait_drained(buffered + 1, PATIENCE).await;
+    second.wait_drained(buffered + 1).await;
     let (outcome, m2) = second.stop().await;
     assert_eq!(outcome, kubelet_push::Outcome::Ok);
     let after = &rx.requests()[before..];
