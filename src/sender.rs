@@ -559,7 +559,7 @@ mod tests {
             (1, fresh, fresh)
         );
         assert_eq!(metrics.dropped_total(DropReason::TooOld), 2);
-        let got = fallback::decode_v2(&kept.body).unwrap();
+        let got = crate::remote_write::wire::decode_v2(&kept.body).unwrap();
         assert_eq!(got.timeseries.len(), 1);
         assert_eq!(got.timeseries[0].labels_refs, vec![1, 2]);
         assert_eq!(got.timeseries[0].samples, vec![sample(fresh)]);

@@ -323,7 +323,7 @@ impl Poller {
         self.encode_as(Protocol::V1, poll, usize::MAX)
             .unwrap_or_default()
             .iter()
-            .filter_map(|r| crate::remote_write::encode::decode(&r.body).ok())
+            .filter_map(|r| crate::remote_write::wire::decode_v1(&r.body).ok())
             .flat_map(|r| r.timeseries)
             .collect()
     }

@@ -1,9 +1,9 @@
 //! The interface every protocol encoder implements ([`Encoder`]: points of the series model in,
 //! compressed request bodies out), the request it produces, and the reference encodings built
-//! from the prost-generated types ([`time_series`], [`encode_batches`], [`decode`] for 1.0;
-//! [`encode_batches_v2`], [`decode_v2`] for 2.0): the hand-written encoders are tested against
-//! them byte for byte, and tests use them to craft and read bodies. The agent never sends what
-//! a reference builds.
+//! from the prost-generated types ([`time_series`], [`encode_batches`] for 1.0;
+//! [`encode_batches_v2`] for 2.0): the hand-written encoders are tested against them byte for
+//! byte, and tests use them to craft bodies. The agent never sends what a reference builds.
+//! Reading bodies back is `wire`'s.
 
 use bytes::Bytes;
 use prost::Message;
@@ -232,7 +232,7 @@ fn v2_request(mut batch: Vec<(TimeSeries, i64)>) -> v2::Request {
                 .map_or("", |l| l.value.as_str());
             let metadata = match crate::metadata::family(name) {
                 Some(f) => v2::Metadata {
-                    r#type: super::v2::metric_type(f.kind),
+                    r#type: super::wire::metric_type(f.kind),
                     help_ref: intern(f.help),
                     unit_ref: intern(f.unit),
                 },
@@ -260,29 +260,10 @@ fn v2_request(mut batch: Vec<(TimeSeries, i64)>) -> v2::Request {
     }
 }
 
-/// Decodes a Remote Write 2.0 body; for tests and receivers.
-pub fn decode_v2(body: &[u8]) -> Result<v2::Request, String> {
-    super::fallback::decode_v2(body).map_err(|e| crate::http::error_chain(&e))
-}
-
-/// The labels of a decoded 2.0 series as (name, value) pairs, resolved through the request's
-/// symbols; `None` when a ref is out of range or the refs do not pair up.
-pub fn v2_labels<'r>(
-    request: &'r v2::Request,
-    series: &v2::TimeSeries,
-) -> Option<Vec<(&'r str, &'r str)>> {
-    super::fallback::labels_of(request, series).ok()
-}
-
-/// Decodes a Remote Write 1.0 body; for tests, trimming by age and the demo receiver.
-pub fn decode(body: &[u8]) -> Result<WriteRequest, String> {
-    let raw = super::fallback::decompress(body).map_err(|e| format!("snappy: {e}"))?;
-    WriteRequest::decode(raw.as_slice()).map_err(|e| format!("protobuf: {e}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::remote_write::wire::decode_v1;
 
     fn names(ts: &TimeSeries) -> Vec<(&str, &str)> {
         ts.labels
@@ -351,7 +332,7 @@ mod tests {
         );
         let decoded: Vec<f64> = reqs
             .iter()
-            .flat_map(|r| decode(&r.body).unwrap().timeseries)
+            .flat_map(|r| decode_v1(&r.body).unwrap().timeseries)
             .map(|ts| ts.samples[0].value)
             .collect();
         assert_eq!(decoded, vec![0.0, 1.0, 2.0, 3.0, 4.0]);

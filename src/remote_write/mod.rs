@@ -1,6 +1,8 @@
 //! Prometheus Remote Write: the wire types, the encoder interface and the reference encoding
-//! (`encode`), the 1.0 and 2.0 encoders (`v1`, `v2`), sending one body (`client`) and how it
-//! reaches the receiver: auth, TLS, proxy (`access`). Retrying and buffering are not here.
+//! (`encode`), the 1.0 and 2.0 encoders (`v1`, `v2`), what both sides of the wire share:
+//! varints, bounded decompression, the decoders (`wire`), rewriting encoded bodies
+//! (`fallback`), sending one body (`client`) and how it reaches the receiver: auth, TLS, proxy
+//! (`access`). Retrying and buffering are not here.
 
 pub mod access;
 pub mod client;
@@ -9,6 +11,7 @@ pub mod fallback;
 pub mod proto;
 pub mod v1;
 pub mod v2;
+pub mod wire;
 
 pub use crate::series::{is_stale_marker, CommonLabels, STALE_NAN_BITS};
 pub use client::{Accepted, RemoteWriteClient, SendError, Written};

@@ -17,11 +17,13 @@
 //! sample, and nothing is cached per series, since a sample is only encoded when it is new
 //! (measured in docs/performance.md: the cache cost more memory than it saved time). Not here:
 //! which points to send (the series model), batching policy (the caller passes
-//! `--max-samples-per-send`), retries.
+//! `--max-samples-per-send`), retries, the varint helpers both encoders share and decoding
+//! (`wire`).
 
 use bytes::Bytes;
 
 use super::encode::{EncodedRequest, Encoder};
+use super::wire::{put_varint, varint_len};
 use super::{Protocol, METRIC_NAME_LABEL};
 use crate::series::{Point, SeriesId, SeriesSet};
 
@@ -223,49 +225,13 @@ fn write_series(buf: &mut Vec<u8>, labels: &[Label<'_>], value: f64, timestamp_m
     }
 }
 
-#[inline(always)]
-pub(super) fn varint_len(v: u64) -> usize {
-    // 1 byte per started 7 bits; 0 takes one byte.
-    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
-}
-
-#[inline(always)]
-pub(super) fn put_varint(buf: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        buf.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    buf.push(v as u8);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::remote_write::encode::{decode, encode_batches, time_series};
+    use crate::remote_write::encode::{encode_batches, time_series};
     use crate::remote_write::proto::v1::TimeSeries;
+    use crate::remote_write::wire::decode_v1;
     use crate::series::{Admit, CommonLabels, STALE_NAN_BITS};
-
-    #[test]
-    fn varint_lengths_match_prost() {
-        for v in [
-            0u64,
-            1,
-            127,
-            128,
-            16_383,
-            16_384,
-            u64::from(u32::MAX),
-            u64::MAX,
-            (-1i64) as u64,
-        ] {
-            assert_eq!(varint_len(v), prost::encoding::encoded_len_varint(v), "{v}");
-            let mut ours = Vec::new();
-            put_varint(&mut ours, v);
-            let mut theirs = Vec::new();
-            prost::encoding::encode_varint(v, &mut theirs);
-            assert_eq!(ours, theirs);
-        }
-    }
 
     /// xorshift64*: deterministic random cases without a dependency.
     struct Rng(u64);
@@ -410,7 +376,7 @@ mod tests {
                         raw(&b.body),
                         "case {case} poll {poll}: bytes differ"
                     );
-                    let (da, db) = (decode(&a.body).unwrap(), decode(&b.body).unwrap());
+                    let (da, db) = (decode_v1(&a.body).unwrap(), decode_v1(&b.body).unwrap());
                     assert_eq!(da.timeseries.len(), db.timeseries.len());
                     for (x, y) in da.timeseries.iter().zip(&db.timeseries) {
                         assert_eq!(x.labels, y.labels);
@@ -464,7 +430,7 @@ mod tests {
             &mut out,
         )
         .unwrap();
-        let ts = &decode(&out[0].body).unwrap().timeseries[0];
+        let ts = &decode_v1(&out[0].body).unwrap().timeseries[0];
         let pod = ts.labels.iter().find(|l| l.name == "pod").unwrap();
         assert_eq!(pod.value, "b");
     }

@@ -40,17 +40,18 @@
 //!
 //! Not here: which points to send (the series model), choosing 1.0 or 2.0 (`pipeline`, through
 //! [`super::Negotiated`]), falling back and converting buffered 2.0 bodies (`sender`,
-//! `fallback`), headers (`client`).
+//! `fallback`), headers (`client`), the varint helpers and `Metadata.MetricType` values both
+//! encoders share and decoding (`wire`).
 
-use super::v1::{put_varint, varint_len};
 use std::hash::BuildHasher;
 
 use bytes::Bytes;
 use hashbrown::HashTable;
 
 use super::encode::{EncodedRequest, Encoder};
+use super::wire::{metric_type, put_varint, varint_len};
 use super::{Protocol, METRIC_NAME_LABEL};
-use crate::metadata::{self, MetricType};
+use crate::metadata;
 use crate::series::{Point, SeriesId, SeriesSet};
 
 /// `Request` fields.
@@ -68,14 +69,6 @@ const TAG_SAMPLE_START: u8 = 3 << 3;
 const TAG_METADATA_TYPE: u8 = 1 << 3;
 const TAG_METADATA_HELP: u8 = 3 << 3;
 const TAG_METADATA_UNIT: u8 = 4 << 3;
-
-/// `Metadata.MetricType` values.
-pub(crate) fn metric_type(kind: MetricType) -> i32 {
-    match kind {
-        MetricType::Counter => 1,
-        MetricType::Gauge => 2,
-    }
-}
 
 pub struct V2Encoder {
     /// The `TimeSeries` of the request being built; written after the symbols they refer to,
@@ -428,19 +421,12 @@ fn write_series(buf: &mut Vec<u8>, refs: &[u32], p: &Point, (kind, help, unit): 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::remote_write::encode::{
-        decode, decode_v2, encode_batches_v2, time_series, v2_labels,
-    };
+    use crate::metadata::MetricType;
+    use crate::remote_write::encode::{encode_batches_v2, time_series};
     use crate::remote_write::proto::v1::TimeSeries;
     use crate::remote_write::v1::V1Encoder;
+    use crate::remote_write::wire::{decode_v1, decode_v2, labels_of};
     use crate::series::{Admit, CommonLabels, STALE_NAN_BITS};
-
-    #[test]
-    fn varint_lengths_match_prost() {
-        for v in [0u64, 1, 127, 128, 16_384, u64::from(u32::MAX), u64::MAX] {
-            assert_eq!(varint_len(v), prost::encoding::encoded_len_varint(v), "{v}");
-        }
-    }
 
     /// xorshift64*: deterministic random cases without a dependency (as `v1`'s test).
     struct Rng(u64);
@@ -657,8 +643,7 @@ mod tests {
         assert_eq!(out[0].samples, points.len());
         let request = decode_v2(&out[0].body).unwrap();
         assert!(
-            crate::remote_write::encode::decode(&out[0].body)
-                .map_or(true, |r| r.timeseries.is_empty()),
+            decode_v1(&out[0].body).map_or(true, |r| r.timeseries.is_empty()),
             "a 2.0 body read as 1.0 holds no series (fields 4 and 5 are unknown to 1.0)"
         );
         // Symbols: "" first, each string once.
@@ -668,7 +653,7 @@ mod tests {
         assert_eq!(request.timeseries.len(), points.len());
         let mut starts = std::collections::HashMap::new();
         for ts in &request.timeseries {
-            let labels = v2_labels(&request, ts).expect("refs in range and paired");
+            let labels = labels_of(&request, ts).expect("refs in range and paired");
             let names: Vec<&str> = labels.iter().map(|l| l.0).collect();
             assert!(
                 names.windows(2).all(|w| w[0].as_bytes() < w[1].as_bytes()),
@@ -755,7 +740,7 @@ mod tests {
                 (a.samples, a.oldest_ms, a.newest_ms),
                 (b.samples, b.oldest_ms, b.newest_ms)
             );
-            let one = decode(&a.body).unwrap();
+            let one = decode_v1(&a.body).unwrap();
             let two = decode_v2(&b.body).unwrap();
             assert_eq!(one.timeseries.len(), two.timeseries.len());
             type Key<'a> = Vec<(&'a str, &'a str)>;
@@ -778,7 +763,7 @@ mod tests {
                 .iter()
                 .map(|y| {
                     let s = &y.samples[0];
-                    let labels = v2_labels(&two, y).unwrap();
+                    let labels = labels_of(&two, y).unwrap();
                     let name = labels[0].1.to_owned();
                     (labels, name, s.timestamp, s.value.to_bits())
                 })
