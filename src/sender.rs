@@ -26,8 +26,10 @@ use backon::Retryable;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::buffer::{Batch, Queue};
-use crate::remote_write::{fallback, Negotiated, Protocol, RemoteWriteClient, SendError, Written};
+use crate::buffer::Queue;
+use crate::remote_write::{
+    fallback, Negotiated, Protocol, RemoteWriteClient, Request, SendError, Written,
+};
 use crate::telemetry::{DestinationMetrics, DropReason, Episode};
 
 /// Exponential backoff with full jitter, as a value: `next_delay` is a pure function of the
@@ -304,7 +306,7 @@ async fn deliver(
     settings: &SenderSettings,
     seed: u64,
     seq: u64,
-    batch: &Batch,
+    batch: &Request,
     failing: &mut Failing,
 ) -> Result<Option<Written>, Failure> {
     let backoff = Backoff::new(settings.min_backoff, settings.max_backoff, seed ^ seq);
@@ -415,21 +417,12 @@ impl Failing {
 /// A 2.0 batch as the 1.0 batch with the same series and samples. A body that cannot be read
 /// is counted as rejected (what a 1.0 receiver would do with it; the agent wrote it, so this
 /// means damage the disk buffer's checksum did not catch) and logged.
-fn to_v1(batch: &Batch, metrics: &DestinationMetrics) -> Result<Batch, Failure> {
-    match fallback::to_v1(&batch.body) {
-        Ok(converted) => Ok(Batch {
-            protocol: Protocol::V1,
-            body: converted.body,
-            samples: u32::try_from(converted.samples).unwrap_or(u32::MAX),
-            oldest_ms: converted.oldest_ms,
-            newest_ms: converted.newest_ms,
-        }),
-        Err(error) => {
-            metrics.dropped(DropReason::Rejected, u64::from(batch.samples));
-            warn!(%error, samples = batch.samples, "a Remote Write 2.0 request cannot be converted to 1.0; dropped");
-            Err(Failure::Unconvertible)
-        }
-    }
+fn to_v1(batch: &Request, metrics: &DestinationMetrics) -> Result<Request, Failure> {
+    fallback::to_v1(&batch.body).map_err(|error| {
+        metrics.dropped(DropReason::Rejected, u64::from(batch.samples));
+        warn!(%error, samples = batch.samples, "a Remote Write 2.0 request cannot be converted to 1.0; dropped");
+        Failure::Unconvertible
+    })
 }
 
 /// Removes batch `seq` from the buffer and updates the gauges. A failure to record that on
@@ -472,10 +465,10 @@ fn too_old(timestamp_ms: i64, max_age: Duration) -> bool {
 /// 1 ms for a 2,000-sample batch (docs/performance.md), so keeping per-series time bounds
 /// beside every body was not worth the bytes it would add to the buffer.
 pub fn trim_to_age(
-    batch: Batch,
+    batch: Request,
     max_age: Option<Duration>,
     metrics: &DestinationMetrics,
-) -> Option<Batch> {
+) -> Option<Request> {
     let Some(age) = max_age else {
         return Some(batch);
     };
@@ -493,12 +486,9 @@ pub fn trim_to_age(
     };
     metrics.dropped(DropReason::TooOld, cut);
     let kept = kept?;
-    Some(Batch {
-        protocol: kept.protocol,
-        body: kept.body,
-        samples: u32::try_from(kept.samples).unwrap_or(u32::MAX),
-        oldest_ms: kept.oldest_ms,
+    Some(Request {
         newest_ms: batch.newest_ms,
+        ..kept
     })
 }
 
@@ -544,7 +534,7 @@ mod tests {
         let body = snap::raw::Encoder::new()
             .compress_vec(&request.encode_to_vec())
             .unwrap();
-        let batch = Batch {
+        let batch = Request {
             protocol: Protocol::V2,
             body: body.into(),
             samples: 3,

@@ -1,31 +1,17 @@
-//! The interface every protocol encoder implements ([`Encoder`]: points of the series model in,
-//! compressed request bodies out), the request it produces, and the reference encodings built
-//! from the prost-generated types ([`time_series`], [`encode_batches`] for 1.0;
-//! [`encode_batches_v2`] for 2.0): the hand-written encoders are tested against them byte for
-//! byte, and tests use them to craft bodies. The agent never sends what a reference builds.
-//! Reading bodies back is `wire`'s.
+//! The reference encodings built from the prost-generated types ([`time_series`],
+//! [`encode_batches`] for 1.0; [`encode_batches_v2`] for 2.0): the hand-written encoders are
+//! tested against them byte for byte, and tests use them to craft bodies. The agent never
+//! sends what a reference builds. Not here: the request they produce and the encoder
+//! interface (`request`), reading bodies back (`wire`).
 
 use bytes::Bytes;
 use prost::Message;
 
 use super::proto::v1::{Label, Sample, TimeSeries, WriteRequest};
 use super::proto::v2;
+use super::request::Request;
 use super::{Protocol, METRIC_NAME_LABEL};
-use crate::series::{CommonLabels, Point, SeriesSet};
-
-/// Turns the points of one poll into request bodies of one protocol.
-pub trait Encoder: Send {
-    /// Encodes `points` in order into requests of at most `max_samples` samples each (at least
-    /// one), appended to `out`. Nothing fails but compression, which only fails on a body
-    /// larger than snappy's 4 GiB limit.
-    fn encode(
-        &mut self,
-        series: &SeriesSet,
-        points: &[Point],
-        max_samples: usize,
-        out: &mut Vec<EncodedRequest>,
-    ) -> Result<(), snap::Error>;
-}
+use crate::series::CommonLabels;
 
 /// Reference: builds one series with one sample: `__name__`, the metric's labels and the common labels,
 /// sorted by name; labels with empty values are left out (Prometheus treats an empty value as
@@ -66,23 +52,12 @@ pub fn time_series<'a>(
     }
 }
 
-/// One compressed request body, ready to POST.
-#[derive(Debug, Clone)]
-pub struct EncodedRequest {
-    pub protocol: Protocol,
-    pub body: Bytes,
-    pub samples: usize,
-    /// Oldest and newest sample timestamp in the request, in milliseconds.
-    pub oldest_ms: i64,
-    pub newest_ms: i64,
-}
-
 /// Reference: splits `series` into requests of at most `max_samples` samples each (at least one) and
 /// encodes them. Series keep their order, so each series' samples stay in time order.
 pub fn encode_batches(
     series: Vec<TimeSeries>,
     max_samples: usize,
-) -> Result<Vec<EncodedRequest>, snap::Error> {
+) -> Result<Vec<Request>, snap::Error> {
     let max_samples = max_samples.max(1);
     let mut requests = Vec::new();
     let mut batch: Vec<TimeSeries> = Vec::new();
@@ -123,7 +98,7 @@ impl Reference {
         &mut self,
         timeseries: Vec<TimeSeries>,
         samples: usize,
-    ) -> Result<EncodedRequest, snap::Error> {
+    ) -> Result<Request, snap::Error> {
         let request = WriteRequest { timeseries };
         let times = request
             .timeseries
@@ -139,7 +114,7 @@ impl Reference {
         protocol: Protocol,
         samples: usize,
         times: impl Iterator<Item = i64>,
-    ) -> Result<EncodedRequest, snap::Error> {
+    ) -> Result<Request, snap::Error> {
         let (oldest_ms, newest_ms) =
             times.fold((i64::MAX, i64::MIN), |(lo, hi), t| (lo.min(t), hi.max(t)));
         self.buf.clear();
@@ -147,10 +122,10 @@ impl Reference {
         // Cannot fail: the buffer was just given the room the message needs.
         let _ = request.encode(&mut self.buf);
         let compressed = self.snappy.compress_vec(&self.buf)?;
-        Ok(EncodedRequest {
+        Ok(Request {
             protocol,
             body: Bytes::from(compressed),
-            samples,
+            samples: u32::try_from(samples).unwrap_or(u32::MAX),
             oldest_ms,
             newest_ms,
         })
@@ -166,7 +141,7 @@ impl Reference {
 pub fn encode_batches_v2(
     series: Vec<(TimeSeries, i64)>,
     max_samples: usize,
-) -> Result<Vec<EncodedRequest>, snap::Error> {
+) -> Result<Vec<Request>, snap::Error> {
     let max_samples = max_samples.max(1);
     let mut encoder = Reference::default();
     let mut requests = Vec::new();

@@ -23,8 +23,8 @@
 use bytes::Bytes;
 use prost::Message;
 
-use super::encode::EncodedRequest;
 use super::proto::{v1, v2};
+use super::request::Request;
 use super::wire::{decode_v1, decode_v2, labels_of, RefError, WireError};
 use super::Protocol;
 
@@ -102,7 +102,7 @@ pub fn v2_to_v1(request: &v2::Request) -> Result<v1::WriteRequest, ConvertError>
 
 /// A 2.0 body as the equivalent 1.0 request, compressed. `samples` may be 0 (every series of
 /// the body was empty): there is then nothing to send.
-pub fn to_v1(body: &[u8]) -> Result<EncodedRequest, ConvertError> {
+pub fn to_v1(body: &[u8]) -> Result<Request, ConvertError> {
     let request = v2_to_v1(&decode_v2(body)?)?;
     let times = request
         .timeseries
@@ -120,7 +120,7 @@ pub fn retain(
     protocol: Protocol,
     body: &[u8],
     keep: impl Fn(i64) -> bool,
-) -> Result<(Option<EncodedRequest>, u64), ConvertError> {
+) -> Result<(Option<Request>, u64), ConvertError> {
     let mut cut = 0u64;
     let kept = match protocol {
         Protocol::V1 => {
@@ -164,17 +164,18 @@ fn finish(
     protocol: Protocol,
     message: &impl Message,
     times: impl Iterator<Item = i64>,
-) -> Result<EncodedRequest, ConvertError> {
-    let (samples, oldest_ms, newest_ms) = times.fold((0, i64::MAX, i64::MIN), |(n, lo, hi), t| {
-        (n + 1, lo.min(t), hi.max(t))
-    });
+) -> Result<Request, ConvertError> {
+    let (samples, oldest_ms, newest_ms) = times
+        .fold((0usize, i64::MAX, i64::MIN), |(n, lo, hi), t| {
+            (n + 1, lo.min(t), hi.max(t))
+        });
     let body = snap::raw::Encoder::new()
         .compress_vec(&message.encode_to_vec())
         .map_err(WireError::from)?;
-    Ok(EncodedRequest {
+    Ok(Request {
         protocol,
         body: Bytes::from(body),
-        samples,
+        samples: u32::try_from(samples).unwrap_or(u32::MAX),
         oldest_ms,
         newest_ms,
     })
@@ -365,7 +366,7 @@ mod tests {
             let v1 = decode_v1(&converted.body).unwrap();
             assert_eq!(meaning_v1(&v1), meaning_v2(&sent), "seed {seed}");
             let want: usize = request.timeseries.iter().map(|t| t.samples.len()).sum();
-            assert_eq!(converted.samples, want, "seed {seed}");
+            assert_eq!(converted.samples as usize, want, "seed {seed}");
             for ts in &v1.timeseries {
                 assert!(!ts.samples.is_empty());
                 assert!(ts.labels.iter().all(|l| !l.value.is_empty()));

@@ -1,6 +1,7 @@
-//! Prometheus Remote Write: the wire types, the encoder interface and the reference encoding
-//! (`encode`), the 1.0 and 2.0 encoders (`v1`, `v2`), what both sides of the wire share:
-//! varints, bounded decompression, the decoders (`wire`), rewriting encoded bodies
+//! Prometheus Remote Write: the request every other module passes around and the encoder
+//! interface (`request`), the wire types (`proto`), the 1.0 and 2.0 encoders (`v1`, `v2`) and
+//! the reference encoding they are tested against (`encode`), what both sides of the wire
+//! share: varints, bounded decompression, the decoders (`wire`), rewriting encoded bodies
 //! (`fallback`), sending one body (`client`) and how it reaches the receiver: auth, TLS, proxy
 //! (`access`). Retrying and buffering are not here.
 
@@ -9,13 +10,14 @@ pub mod client;
 pub mod encode;
 pub mod fallback;
 pub mod proto;
+pub mod request;
 pub mod v1;
 pub mod v2;
 pub mod wire;
 
 pub use crate::series::{is_stale_marker, CommonLabels, STALE_NAN_BITS};
 pub use client::{Accepted, RemoteWriteClient, SendError, Written};
-pub use encode::{EncodedRequest, Encoder};
+pub use request::{Encoder, Request};
 
 /// `Content-Type` of a Remote Write 1.0 body.
 pub const CONTENT_TYPE_V1: &str = "application/x-protobuf";

@@ -22,7 +22,7 @@
 
 use bytes::Bytes;
 
-use super::encode::{EncodedRequest, Encoder};
+use super::request::{Encoder, Request};
 use super::wire::{put_varint, varint_len};
 use super::{Protocol, METRIC_NAME_LABEL};
 use crate::series::{Point, SeriesId, SeriesSet};
@@ -72,16 +72,16 @@ impl V1Encoder {
         samples: usize,
         oldest_ms: i64,
         newest_ms: i64,
-    ) -> Result<EncodedRequest, snap::Error> {
+    ) -> Result<Request, snap::Error> {
         let mut body = vec![0; snap::raw::max_compress_len(self.buf.len())];
         let n = self.snappy.compress(&self.buf, &mut body)?;
         body.truncate(n);
         body.shrink_to_fit();
         self.buf.clear();
-        Ok(EncodedRequest {
+        Ok(Request {
             protocol: Protocol::V1,
             body: Bytes::from(body),
-            samples,
+            samples: u32::try_from(samples).unwrap_or(u32::MAX),
             oldest_ms,
             newest_ms,
         })
@@ -94,7 +94,7 @@ impl Encoder for V1Encoder {
         set: &SeriesSet,
         points: &[Point],
         max_samples: usize,
-        out: &mut Vec<EncodedRequest>,
+        out: &mut Vec<Request>,
     ) -> Result<(), snap::Error> {
         let max_samples = max_samples.max(1);
         let common: Vec<Label<'_>> = set

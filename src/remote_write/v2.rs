@@ -48,7 +48,7 @@ use std::hash::BuildHasher;
 use bytes::Bytes;
 use hashbrown::HashTable;
 
-use super::encode::{EncodedRequest, Encoder};
+use super::request::{Encoder, Request};
 use super::wire::{metric_type, put_varint, varint_len};
 use super::{Protocol, METRIC_NAME_LABEL};
 use crate::metadata;
@@ -123,7 +123,7 @@ impl V2Encoder {
         samples: usize,
         oldest_ms: i64,
         newest_ms: i64,
-    ) -> Result<EncodedRequest, snap::Error> {
+    ) -> Result<Request, snap::Error> {
         self.buf.clear();
         self.buf
             .reserve_exact(self.symbols.arena.len() + 3 * self.symbols.len() + self.series.len());
@@ -139,10 +139,10 @@ impl V2Encoder {
         body.shrink_to_fit();
         self.buf.clear();
         self.series.clear();
-        Ok(EncodedRequest {
+        Ok(Request {
             protocol: Protocol::V2,
             body: Bytes::from(body),
-            samples,
+            samples: u32::try_from(samples).unwrap_or(u32::MAX),
             oldest_ms,
             newest_ms,
         })
@@ -155,7 +155,7 @@ impl Encoder for V2Encoder {
         set: &SeriesSet,
         points: &[Point],
         max_samples: usize,
-        out: &mut Vec<EncodedRequest>,
+        out: &mut Vec<Request>,
     ) -> Result<(), snap::Error> {
         let max_samples = max_samples.max(1);
         let common: Vec<(&str, &str)> = set
@@ -640,7 +640,7 @@ mod tests {
             .encode(&set, &points, 2000, &mut out)
             .unwrap();
         assert_eq!(out.len(), 1, "one request per poll when it fits");
-        assert_eq!(out[0].samples, points.len());
+        assert_eq!(out[0].samples as usize, points.len());
         let request = decode_v2(&out[0].body).unwrap();
         assert!(
             decode_v1(&out[0].body).map_or(true, |r| r.timeseries.is_empty()),

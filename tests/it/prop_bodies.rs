@@ -9,9 +9,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use kubelet_push::buffer::Batch;
 use kubelet_push::remote_write::proto::{v1, v2};
-use kubelet_push::remote_write::{fallback, wire, Protocol};
+use kubelet_push::remote_write::{fallback, wire, Protocol, Request};
 use kubelet_push::telemetry::{DropReason, Metrics};
 use proptest::prelude::*;
 use prost::Message;
@@ -61,7 +60,7 @@ fn decode_everything(body: &[u8]) -> usize {
         for protocol in [Protocol::V1, Protocol::V2] {
             let _ = fallback::retain(protocol, body, |t| t % 2 == 0);
             let now = now_ms();
-            let batch = Batch {
+            let batch = Request {
                 protocol,
                 body: Bytes::copy_from_slice(body),
                 samples: 10,
@@ -151,7 +150,7 @@ fn wire_bits(value: f64) -> u64 {
     }
 }
 
-fn build(protocol: Protocol, series: &[Vec<(i64, f64)>], now: i64) -> (Batch, Flat) {
+fn build(protocol: Protocol, series: &[Vec<(i64, f64)>], now: i64) -> (Request, Flat) {
     let mut flat = Vec::new();
     let body = match protocol {
         Protocol::V1 => {
@@ -216,7 +215,7 @@ fn build(protocol: Protocol, series: &[Vec<(i64, f64)>], now: i64) -> (Batch, Fl
     };
     flat.sort_unstable();
     let times = flat.iter().map(|&(_, t, _)| t);
-    let batch = Batch {
+    let batch = Request {
         protocol,
         body: snap::raw::Encoder::new()
             .compress_vec(&body)
@@ -230,7 +229,7 @@ fn build(protocol: Protocol, series: &[Vec<(i64, f64)>], now: i64) -> (Batch, Fl
 }
 
 /// The samples of a (trimmed) batch, decoded, in the form [`build`] gives.
-fn flatten(batch: &Batch) -> Flat {
+fn flatten(batch: &Request) -> Flat {
     let mut flat = Vec::new();
     let series_index = |labels: Vec<(&str, &str)>| -> usize {
         let i = labels.iter().find(|(n, _)| *n == "i").unwrap().1;

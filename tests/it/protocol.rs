@@ -8,10 +8,10 @@ use std::time::Instant;
 use std::sync::Arc;
 
 use kubelet_push::buffer::memory::MemoryBuffer;
-use kubelet_push::buffer::{Batch, Queue};
+use kubelet_push::buffer::Queue;
 use kubelet_push::pipeline::{deliver, Outlet, Poller};
 use kubelet_push::remote_write::wire::{decode_v1, decode_v2, labels_of};
-use kubelet_push::remote_write::{Negotiated, Protocol};
+use kubelet_push::remote_write::{Negotiated, Protocol, Request};
 use kubelet_push::telemetry::Metrics;
 
 use crate::support::config;
@@ -25,7 +25,7 @@ fn capture() -> Vec<u8> {
 }
 
 /// Takes every batch out of `queue`, in order.
-fn drain(queue: &Queue) -> Vec<Batch> {
+fn drain(queue: &Queue) -> Vec<Request> {
     let mut out = Vec::new();
     while let Some((seq, batch)) = queue.front().expect("memory") {
         queue.ack(seq).1.expect("ack");
@@ -178,7 +178,7 @@ fn wire_bytes_per_sample_v2_vs_v1() {
                 assert_eq!(o1.points.len(), o2.points.len());
                 let r1 = p1.encode_as(Protocol::V1, &o1, max).expect("v1");
                 let r2 = p2.encode_as(Protocol::V2, &o2, max).expect("v2");
-                let n: usize = r1.iter().map(|r| r.samples).sum();
+                let n: usize = r1.iter().map(|r| r.samples as usize).sum();
                 let decoded2: usize = r2
                     .iter()
                     .map(|r| decode_v2(&r.body).expect("v2").timeseries.len())
