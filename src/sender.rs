@@ -14,7 +14,7 @@
 //! Remote Write 2.0 falls back here, per destination and for the life of the process: a 2.0
 //! request the receiver shows it does not understand (`SendError::NotV2`: 415, or a 2xx
 //! without the written-samples header, which receivers that predate 2.0 send while storing
-//! nothing) is converted to 1.0 (`remote_write::fallback`) and sent again, the shared
+//! nothing) is converted to 1.0 (`remote_write::rewrite`) and sent again, the shared
 //! `Negotiated` switches to 1.0 so the poller encodes 1.0 from then on, and 2.0 requests still
 //! buffered are converted as their turn comes. A 2.0 receiver that writes fewer samples than
 //! a request held has refused the rest: counted (`receiver_refused`), not retried.
@@ -28,7 +28,7 @@ use tracing::{debug, info, warn};
 
 use crate::buffer::Queue;
 use crate::remote_write::{
-    fallback, Negotiated, Protocol, RemoteWriteClient, Request, SendError, Written,
+    rewrite, Negotiated, Protocol, RemoteWriteClient, Request, SendError, Written,
 };
 use crate::telemetry::{DestinationMetrics, DropReason, Episode};
 
@@ -418,7 +418,7 @@ impl Failing {
 /// is counted as rejected (what a 1.0 receiver would do with it; the agent wrote it, so this
 /// means damage the disk buffer's checksum did not catch) and logged.
 fn to_v1(batch: &Request, metrics: &DestinationMetrics) -> Result<Request, Failure> {
-    fallback::to_v1(&batch.body).map_err(|error| {
+    rewrite::to_v1(&batch.body).map_err(|error| {
         metrics.dropped(DropReason::Rejected, u64::from(batch.samples));
         warn!(%error, samples = batch.samples, "a Remote Write 2.0 request cannot be converted to 1.0; dropped");
         Failure::Unconvertible
@@ -479,7 +479,7 @@ pub fn trim_to_age(
     if !too_old(batch.oldest_ms, age) {
         return Some(batch);
     }
-    let Ok((kept, cut)) = fallback::retain(batch.protocol, &batch.body, |ts| !too_old(ts, age))
+    let Ok((kept, cut)) = rewrite::retain(batch.protocol, &batch.body, |ts| !too_old(ts, age))
     else {
         // Our own encoding; if it cannot be read the receiver could not either. Send as is.
         return Some(batch);

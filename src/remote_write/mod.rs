@@ -2,15 +2,15 @@
 //! interface (`request`), the wire types (`proto`), the 1.0 and 2.0 encoders (`v1`, `v2`) and
 //! the reference encoding they are tested against (`encode`), what both sides of the wire
 //! share: varints, bounded decompression, the decoders (`wire`), rewriting encoded bodies
-//! (`fallback`), sending one body (`client`) and how it reaches the receiver: auth, TLS, proxy
+//! (`rewrite`), sending one body (`client`) and how it reaches the receiver: auth, TLS, proxy
 //! (`access`). Retrying and buffering are not here.
 
 pub mod access;
 pub mod client;
 pub mod encode;
-pub mod fallback;
 pub mod proto;
 pub mod request;
+pub mod rewrite;
 pub mod v1;
 pub mod v2;
 pub mod wire;

@@ -2,7 +2,7 @@
 //! with what must be known about it without decoding it, and [`Encoder`], the interface that
 //! turns the points of one poll into requests. The encoders (`v1`, `v2`) make requests, the
 //! buffer (`buffer`, on disk as the record drawn in `buffer::disk`) stores them, the sender
-//! sends them, and `fallback` rewrites them; all of them import it from here, and it imports
+//! sends them, and `rewrite` rewrites them; all of them import it from here, and it imports
 //! none of them.
 //!
 //! Not here: how a body is encoded (`v1`, `v2`) or read (`wire`), the protocols' headers

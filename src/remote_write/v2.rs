@@ -40,7 +40,7 @@
 //!
 //! Not here: which points to send (the series model), choosing 1.0 or 2.0 (`pipeline`, through
 //! [`super::Negotiated`]), falling back and converting buffered 2.0 bodies (`sender`,
-//! `fallback`), headers (`client`), the varint helpers and `Metadata.MetricType` values both
+//! `rewrite`), headers (`client`), the varint helpers and `Metadata.MetricType` values both
 //! encoders share and decoding (`wire`).
 
 use std::hash::BuildHasher;

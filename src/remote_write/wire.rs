@@ -6,12 +6,12 @@
 //! 2.0 series' label refs ([`labels_of`], [`RefError`]).
 //!
 //! Decoding goes through the prost-generated types (`proto`): the agent only decodes a body it
-//! rewrites (`fallback`: 2.0 → 1.0, trimming by age) or that a test inspects
+//! rewrites (`rewrite`: 2.0 → 1.0, trimming by age) or that a test inspects
 //! (`pipeline::Poller::time_series`); the demo receiver and the tests read bodies with it too.
 //! Bodies are snappy block format (`snap::raw`), not the framed stream format.
 //!
 //! Not here: encoding a request (`v1`, `v2`), the request (`encode`), rewriting one
-//! (`fallback`), checking a request against the protocol as a receiver does (`demo::receiver`).
+//! (`rewrite`), checking a request against the protocol as a receiver does (`demo::receiver`).
 
 use prost::Message;
 

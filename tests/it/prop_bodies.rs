@@ -1,16 +1,16 @@
 //! Property tests of request decoding and trimming (issue 12): random bytes and real bodies
 //! from the encoders with bytes flipped, cut or appended (in the snappy stream, or in the
-//! protobuf under it) never panic the decoders (`wire::{decode_v1, decode_v2}`, `fallback::{
-//! to_v1, v2_to_v1, retain}`) nor `sender::trim_to_age`, and no length a body claims is
-//! allocated beyond what its bytes can hold; `trim_to_age` keeps exactly the samples newer
-//! than the limit. `PROPTEST_CASES=N` runs more cases (see docs/robustness.md).
+//! protobuf under it) never panic the decoders (`wire::{decode_v1, decode_v2}`,
+//! `rewrite::{to_v1, v2_to_v1, retain}`) nor `sender::trim_to_age`, and no length a body
+//! claims is allocated beyond what its bytes can hold; `trim_to_age` keeps exactly the samples
+//! newer than the limit. `PROPTEST_CASES=N` runs more cases (see docs/robustness.md).
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use kubelet_push::remote_write::proto::{v1, v2};
-use kubelet_push::remote_write::{fallback, wire, Protocol, Request};
+use kubelet_push::remote_write::{rewrite, wire, Protocol, Request};
 use kubelet_push::telemetry::{DropReason, Metrics};
 use proptest::prelude::*;
 use prost::Message;
@@ -54,11 +54,11 @@ fn decode_everything(body: &[u8]) -> usize {
     let (largest, ()) = largest_allocation(|| {
         let _ = wire::decode_v1(body);
         if let Ok(request) = wire::decode_v2(body) {
-            let _ = fallback::v2_to_v1(&request);
+            let _ = rewrite::v2_to_v1(&request);
         }
-        let _ = fallback::to_v1(body);
+        let _ = rewrite::to_v1(body);
         for protocol in [Protocol::V1, Protocol::V2] {
-            let _ = fallback::retain(protocol, body, |t| t % 2 == 0);
+            let _ = rewrite::retain(protocol, body, |t| t % 2 == 0);
             let now = now_ms();
             let batch = Request {
                 protocol,
@@ -325,7 +325,7 @@ proptest! {
         // What still decodes as 2.0 converts to 1.0 with no more samples than it had.
         if *protocol == Protocol::V2 {
             if let Ok(request) = wire::decode_v2(&body) {
-                if let Ok(v1) = fallback::v2_to_v1(&request) {
+                if let Ok(v1) = rewrite::v2_to_v1(&request) {
                     let before: usize = request.timeseries.iter().map(|t| t.samples.len()).sum();
                     let after: usize = v1.timeseries.iter().map(|t| t.samples.len()).sum();
                     prop_assert!(after <= before);

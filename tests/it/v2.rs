@@ -428,7 +428,7 @@ async fn the_client_sends_each_protocol_its_headers_and_reads_the_written_counts
     )
     .unwrap();
     let (batch, expected) = poll(0, 2);
-    let v1_body = kubelet_push::remote_write::fallback::to_v1(&batch.body)
+    let v1_body = kubelet_push::remote_write::rewrite::to_v1(&batch.body)
         .unwrap()
         .body;
 

@@ -17,8 +17,8 @@
 //!
 //! Bodies are snappy block format (`snap::raw`) on both sides; encoding goes through the
 //! prost-generated types, which is fine here: this runs once per request that needs it, not
-//! once per poll. Reading a body (decompressing, decoding, resolving 2.0 label refs) is
-//! `wire`'s.
+//! once per poll. Not here: reading a body (decompressing, decoding, resolving 2.0 label refs:
+//! `wire`), the request it returns (`request`), deciding when to rewrite (`sender`).
 
 use bytes::Bytes;
 use prost::Message;
