@@ -152,7 +152,7 @@ fn bench(c: &mut Criterion) {
 
 /// `--max-sample-age` on a batch that straddles the limit: the one case that decodes a body.
 fn trim(c: &mut Criterion) {
-    use kubelet_push::remote_write::encode::{encode_batches, time_series};
+    use kubelet_push::remote_write::reference::{encode_batches, time_series};
     use kubelet_push::remote_write::{CommonLabels, Protocol, Request};
 
     let now = SystemTime::now()

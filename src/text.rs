@@ -94,7 +94,7 @@ pub fn format_value(v: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::remote_write::encode::time_series;
+    use crate::remote_write::reference::time_series;
     use crate::remote_write::v1::V1Encoder;
     use crate::remote_write::wire::decode_v1;
     use crate::remote_write::{CommonLabels, Encoder};

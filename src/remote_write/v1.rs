@@ -10,15 +10,16 @@
 //!
 //! Every field is written exactly as prost writes the generated types (field order, proto3
 //! defaults left out: a `0.0` value or a `0` timestamp is not written), so bodies are
-//! byte-for-byte the reference encoding; the tests compare the two on random series sets.
+//! byte-for-byte the reference encoding (`reference::encode_batches`); the tests compare the
+//! two on random series sets.
 //!
 //! Labels are written straight from the series set's interned strings (`__name__`, the series'
 //! own labels without empty values, the common labels, sorted): nothing is allocated per
 //! sample, and nothing is cached per series, since a sample is only encoded when it is new
 //! (measured in docs/performance.md: the cache cost more memory than it saved time). Not here:
 //! which points to send (the series model), batching policy (the caller passes
-//! `--max-samples-per-send`), retries, the varint helpers both encoders share and decoding
-//! (`wire`).
+//! `--max-samples-per-send`), retries, the [`Request`] it produces and the [`Encoder`]
+//! interface (`request`), the varint helpers the encoders share and decoding (`wire`).
 
 use bytes::Bytes;
 
@@ -228,8 +229,8 @@ fn write_series(buf: &mut Vec<u8>, labels: &[Label<'_>], value: f64, timestamp_m
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::remote_write::encode::{encode_batches, time_series};
     use crate::remote_write::proto::v1::TimeSeries;
+    use crate::remote_write::reference::{encode_batches, time_series};
     use crate::remote_write::wire::decode_v1;
     use crate::series::{Admit, CommonLabels, STALE_NAN_BITS};
 

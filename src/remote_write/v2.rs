@@ -12,11 +12,11 @@
 //! ```
 //!
 //! Every field is written exactly as prost writes the generated types (field order, proto3
-//! defaults left out, packed refs), so bodies are byte-for-byte the reference encoding of
-//! `encode` ([`super::encode::encode_batches_v2`]); the tests compare the two on random series
-//! sets. Symbols are interned per request in first-use order: for each series its label names
-//! and values in label order, then its help text and unit. The table starts empty each request
-//! (a request must stand alone), but its memory is kept, so a repeated poll allocates nothing.
+//! defaults left out, packed refs), so bodies are byte-for-byte the reference encoding
+//! (`reference::encode_batches_v2`); the tests compare the two on random series sets. Symbols
+//! are interned per request in first-use order: for each series its label names and values in
+//! label order, then its help text and unit. The table starts empty each request (a request
+//! must stand alone), but its memory is kept, so a repeated poll allocates nothing.
 //!
 //! Series are sent grouped by family (in [`crate::metadata`]'s order, names it does not know
 //! last), each family's series in the order given. Every series repeats its family's
@@ -40,8 +40,9 @@
 //!
 //! Not here: which points to send (the series model), choosing 1.0 or 2.0 (`pipeline`, through
 //! [`super::Negotiated`]), falling back and converting buffered 2.0 bodies (`sender`,
-//! `rewrite`), headers (`client`), the varint helpers and `Metadata.MetricType` values both
-//! encoders share and decoding (`wire`).
+//! `rewrite`), headers (`client`), the [`Request`] it produces and the [`Encoder`] interface
+//! (`request`), the varint helpers and `Metadata.MetricType` values the encoders share and
+//! decoding (`wire`).
 
 use std::hash::BuildHasher;
 
@@ -422,8 +423,8 @@ fn write_series(buf: &mut Vec<u8>, refs: &[u32], p: &Point, (kind, help, unit): 
 mod tests {
     use super::*;
     use crate::metadata::MetricType;
-    use crate::remote_write::encode::{encode_batches_v2, time_series};
     use crate::remote_write::proto::v1::TimeSeries;
+    use crate::remote_write::reference::{encode_batches_v2, time_series};
     use crate::remote_write::v1::V1Encoder;
     use crate::remote_write::wire::{decode_v1, decode_v2, labels_of};
     use crate::series::{Admit, CommonLabels, STALE_NAN_BITS};

@@ -1,16 +1,16 @@
 //! The Remote Write wire format as every side of it reads and writes it, below any one
-//! encoder: protobuf varints ([`varint_len`], [`put_varint`]) and the 2.0 `Metadata.MetricType`
-//! values ([`metric_type`]), which the hand-written encoders and the reference share; snappy
-//! decompression bounded by what a body's bytes can hold ([`decompress`]); the 1.0 and 2.0
-//! decoders ([`decode_v1`], [`decode_v2`]) with their one error ([`WireError`]); and reading a
-//! 2.0 series' label refs ([`labels_of`], [`RefError`]).
+//! encoder: protobuf varints (`varint_len`, `put_varint`) and the 2.0 `Metadata.MetricType`
+//! values (`metric_type`), which the hand-written encoders and the reference encoders
+//! (`reference`) share; snappy decompression bounded by what a body's bytes can hold
+//! ([`decompress`]); the 1.0 and 2.0 decoders ([`decode_v1`], [`decode_v2`]) with their one
+//! error ([`WireError`]); and reading a 2.0 series' label refs ([`labels_of`], [`RefError`]).
 //!
 //! Decoding goes through the prost-generated types (`proto`): the agent only decodes a body it
 //! rewrites (`rewrite`: 2.0 → 1.0, trimming by age) or that a test inspects
 //! (`pipeline::Poller::time_series`); the demo receiver and the tests read bodies with it too.
 //! Bodies are snappy block format (`snap::raw`), not the framed stream format.
 //!
-//! Not here: encoding a request (`v1`, `v2`), the request (`encode`), rewriting one
+//! Not here: encoding a request (`v1`, `v2`), the request (`request`), rewriting one
 //! (`rewrite`), checking a request against the protocol as a receiver does (`demo::receiver`).
 
 use prost::Message;

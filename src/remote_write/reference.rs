@@ -1,8 +1,9 @@
 //! The reference encodings built from the prost-generated types ([`time_series`],
 //! [`encode_batches`] for 1.0; [`encode_batches_v2`] for 2.0): the hand-written encoders are
-//! tested against them byte for byte, and tests use them to craft bodies. The agent never
-//! sends what a reference builds. Not here: the request they produce and the encoder
-//! interface (`request`), reading bodies back (`wire`).
+//! tested against them byte for byte, and tests and benches use them to craft bodies. Compiled
+//! only for tests and with the `test-support` feature: the agent never sends what a reference
+//! builds, and the release binary does not contain it. Not here: the request they produce and
+//! the encoder interface (`request`), reading bodies back (`wire`).
 
 use bytes::Bytes;
 use prost::Message;
