@@ -152,9 +152,8 @@ fn bench(c: &mut Criterion) {
 
 /// `--max-sample-age` on a batch that straddles the limit: the one case that decodes a body.
 fn trim(c: &mut Criterion) {
-    use kubelet_push::buffer::Batch;
-    use kubelet_push::remote_write::encode::{encode_batches, time_series};
-    use kubelet_push::remote_write::{CommonLabels, Protocol};
+    use kubelet_push::remote_write::reference::{encode_batches, time_series};
+    use kubelet_push::remote_write::{CommonLabels, Protocol, Request};
 
     let now = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -181,7 +180,7 @@ fn trim(c: &mut Criterion) {
         })
         .collect();
     let request = encode_batches(series, 2000).expect("encode").remove(0);
-    let batch = Batch {
+    let batch = Request {
         protocol: Protocol::V1,
         body: request.body,
         samples: 2000,

@@ -14,7 +14,7 @@
 //! Remote Write 2.0 falls back here, per destination and for the life of the process: a 2.0
 //! request the receiver shows it does not understand (`SendError::NotV2`: 415, or a 2xx
 //! without the written-samples header, which receivers that predate 2.0 send while storing
-//! nothing) is converted to 1.0 (`remote_write::fallback`) and sent again, the shared
+//! nothing) is converted to 1.0 (`remote_write::rewrite`) and sent again, the shared
 //! `Negotiated` switches to 1.0 so the poller encodes 1.0 from then on, and 2.0 requests still
 //! buffered are converted as their turn comes. A 2.0 receiver that writes fewer samples than
 //! a request held has refused the rest: counted (`receiver_refused`), not retried.
@@ -26,8 +26,10 @@ use backon::Retryable;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::buffer::{Batch, Queue};
-use crate::remote_write::{fallback, Negotiated, Protocol, RemoteWriteClient, SendError, Written};
+use crate::buffer::Queue;
+use crate::remote_write::{
+    rewrite, Negotiated, Protocol, RemoteWriteClient, Request, SendError, Written,
+};
 use crate::telemetry::{DestinationMetrics, DropReason, Episode};
 
 /// Exponential backoff with full jitter, as a value: `next_delay` is a pure function of the
@@ -304,7 +306,7 @@ async fn deliver(
     settings: &SenderSettings,
     seed: u64,
     seq: u64,
-    batch: &Batch,
+    batch: &Request,
     failing: &mut Failing,
 ) -> Result<Option<Written>, Failure> {
     let backoff = Backoff::new(settings.min_backoff, settings.max_backoff, seed ^ seq);
@@ -415,21 +417,12 @@ impl Failing {
 /// A 2.0 batch as the 1.0 batch with the same series and samples. A body that cannot be read
 /// is counted as rejected (what a 1.0 receiver would do with it; the agent wrote it, so this
 /// means damage the disk buffer's checksum did not catch) and logged.
-fn to_v1(batch: &Batch, metrics: &DestinationMetrics) -> Result<Batch, Failure> {
-    match fallback::to_v1(&batch.body) {
-        Ok(converted) => Ok(Batch {
-            protocol: Protocol::V1,
-            body: converted.body,
-            samples: u32::try_from(converted.samples).unwrap_or(u32::MAX),
-            oldest_ms: converted.oldest_ms,
-            newest_ms: converted.newest_ms,
-        }),
-        Err(error) => {
-            metrics.dropped(DropReason::Rejected, u64::from(batch.samples));
-            warn!(%error, samples = batch.samples, "a Remote Write 2.0 request cannot be converted to 1.0; dropped");
-            Err(Failure::Unconvertible)
-        }
-    }
+fn to_v1(batch: &Request, metrics: &DestinationMetrics) -> Result<Request, Failure> {
+    rewrite::to_v1(&batch.body).map_err(|error| {
+        metrics.dropped(DropReason::Rejected, u64::from(batch.samples));
+        warn!(%error, samples = batch.samples, "a Remote Write 2.0 request cannot be converted to 1.0; dropped");
+        Failure::Unconvertible
+    })
 }
 
 /// Removes batch `seq` from the buffer and updates the gauges. A failure to record that on
@@ -472,10 +465,10 @@ fn too_old(timestamp_ms: i64, max_age: Duration) -> bool {
 /// 1 ms for a 2,000-sample batch (docs/performance.md), so keeping per-series time bounds
 /// beside every body was not worth the bytes it would add to the buffer.
 pub fn trim_to_age(
-    batch: Batch,
+    batch: Request,
     max_age: Option<Duration>,
     metrics: &DestinationMetrics,
-) -> Option<Batch> {
+) -> Option<Request> {
     let Some(age) = max_age else {
         return Some(batch);
     };
@@ -486,19 +479,16 @@ pub fn trim_to_age(
     if !too_old(batch.oldest_ms, age) {
         return Some(batch);
     }
-    let Ok((kept, cut)) = fallback::retain(batch.protocol, &batch.body, |ts| !too_old(ts, age))
+    let Ok((kept, cut)) = rewrite::retain(batch.protocol, &batch.body, |ts| !too_old(ts, age))
     else {
         // Our own encoding; if it cannot be read the receiver could not either. Send as is.
         return Some(batch);
     };
     metrics.dropped(DropReason::TooOld, cut);
     let kept = kept?;
-    Some(Batch {
-        protocol: kept.protocol,
-        body: kept.body,
-        samples: u32::try_from(kept.samples).unwrap_or(u32::MAX),
-        oldest_ms: kept.oldest_ms,
+    Some(Request {
         newest_ms: batch.newest_ms,
+        ..kept
     })
 }
 
@@ -544,7 +534,7 @@ mod tests {
         let body = snap::raw::Encoder::new()
             .compress_vec(&request.encode_to_vec())
             .unwrap();
-        let batch = Batch {
+        let batch = Request {
             protocol: Protocol::V2,
             body: body.into(),
             samples: 3,
@@ -559,7 +549,7 @@ mod tests {
             (1, fresh, fresh)
         );
         assert_eq!(metrics.dropped_total(DropReason::TooOld), 2);
-        let got = fallback::decode_v2(&kept.body).unwrap();
+        let got = crate::remote_write::wire::decode_v2(&kept.body).unwrap();
         assert_eq!(got.timeseries.len(), 1);
         assert_eq!(got.timeseries[0].labels_refs, vec![1, 2]);
         assert_eq!(got.timeseries[0].samples, vec![sample(fresh)]);

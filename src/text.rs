@@ -94,8 +94,9 @@ pub fn format_value(v: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::remote_write::encode::{decode, time_series};
+    use crate::remote_write::reference::time_series;
     use crate::remote_write::v1::V1Encoder;
+    use crate::remote_write::wire::decode_v1;
     use crate::remote_write::{CommonLabels, Encoder};
     use crate::series::Admit;
 
@@ -149,7 +150,7 @@ mod tests {
             .unwrap();
         let decoded: Vec<TimeSeries> = requests
             .iter()
-            .flat_map(|r| decode(&r.body).unwrap().timeseries)
+            .flat_map(|r| decode_v1(&r.body).unwrap().timeseries)
             .collect();
         assert_eq!(render_points(&set, &points), render(&decoded));
         assert!(render(&decoded)

@@ -1,6 +1,6 @@
 //! The durable buffer (`--buffer-dir`): batches appended to segment files, fsynced before
 //! [`Buffer::push`] returns, replayed after a restart. Same semantics as
-//! [`super::memory::MemoryBuffer`] (FIFO, bounded by [`Batch::size`], oldest dropped first),
+//! [`super::memory::MemoryBuffer`] (FIFO, bounded by [`Request::size`], oldest dropped first),
 //! plus: a batch reported as buffered survives `kill -9` and power loss; one buffer at a time
 //! per directory (an OS lock, see "The lock"); and the disk holds little more than what is
 //! pending, so a small volume works (see "Segment sizing"). Not here: choosing the directory
@@ -32,12 +32,12 @@
 //!     len:      u32 LE,                  // payload length, >= 22
 //!     crc:      u32 LE,                  // crc32c(payload)
 //!     payload:  [u8; len] := {
-//!         protocol:  u8,                 // Batch::protocol, as Protocol::code (1 = Remote Write 1.0)
+//!         protocol:  u8,                 // Request::protocol, as Protocol::code (1 = Remote Write 1.0)
 //!         flags:     u8,                 // 0; none defined yet (see below)
-//!         samples:   u32 LE,             // Batch::samples
-//!         oldest_ms: i64 LE,             // Batch::oldest_ms
-//!         newest_ms: i64 LE,             // Batch::newest_ms
-//!         body:      [u8; len - 22],     // Batch::body, the request as `protocol` defines it
+//!         samples:   u32 LE,             // Request::samples
+//!         oldest_ms: i64 LE,             // Request::oldest_ms
+//!         newest_ms: i64 LE,             // Request::newest_ms
+//!         body:      [u8; len - 22],     // Request::body, the request as `protocol` defines it
 //!     },
 //! }
 //!
@@ -153,8 +153,8 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use tracing::warn;
 
-use super::{Batch, Buffer, BufferError, Dropped};
-use crate::remote_write::Protocol;
+use super::{Buffer, BufferError, Dropped};
+use crate::remote_write::{Protocol, Request};
 
 /// A record's `len` + `crc` (both versions).
 const HEADER_LEN: u64 = 8;
@@ -268,7 +268,7 @@ struct Segment {
     read_index: u64,
     /// File offset of record `read_index`.
     read_offset: u64,
-    /// [`Batch::size`] and samples of the records from `read_index` on.
+    /// [`Request::size`] and samples of the records from `read_index` on.
     pending_bytes: u64,
     pending_samples: u64,
     /// Never appended to again (a write error could not be undone, it was damaged, it has no
@@ -316,7 +316,7 @@ pub struct DiskBuffer {
     /// Open handle on the last segment, while it is being appended to.
     writer: Option<File>,
     /// The front batch, once read.
-    front: Option<(u64, Batch)>,
+    front: Option<(u64, Request)>,
     next_seq: u64,
     len: usize,
     bytes: u64,
@@ -447,7 +447,7 @@ impl DiskBuffer {
         (n, samples)
     }
 
-    /// Length on disk, [`Batch::size`] and samples of the front record of segment `i`.
+    /// Length on disk, [`Request::size`] and samples of the front record of segment `i`.
     fn front_record_meta(&self, i: usize) -> io::Result<(u64, u64, u64)> {
         if let Some((_, b)) = &self.front {
             return Ok((
@@ -658,7 +658,7 @@ impl DiskBuffer {
 }
 
 impl Buffer for DiskBuffer {
-    fn push(&mut self, batch: Batch) -> Result<Dropped, BufferError> {
+    fn push(&mut self, batch: Request) -> Result<Dropped, BufferError> {
         let mut dropped = Dropped::default();
         if batch.size() > self.max_bytes {
             dropped.add(batch.samples);
@@ -689,7 +689,7 @@ impl Buffer for DiskBuffer {
         Ok(self.trim())
     }
 
-    fn front(&mut self) -> Result<Option<(u64, Batch)>, BufferError> {
+    fn front(&mut self) -> Result<Option<(u64, Request)>, BufferError> {
         loop {
             if let Some(front) = &self.front {
                 return Ok(Some(front.clone()));
@@ -765,7 +765,7 @@ fn io_error(path: &Path, source: io::Error) -> BufferError {
     }
 }
 
-/// [`Batch::size`] of a batch with a body of `body_len` bytes.
+/// [`Request::size`] of a batch with a body of `body_len` bytes.
 fn size_of_body(body_len: u64) -> u64 {
     body_len + 32
 }
@@ -791,7 +791,7 @@ fn parse_segment_name(name: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-fn encode(batch: &Batch) -> io::Result<Vec<u8>> {
+fn encode(batch: &Request) -> io::Result<Vec<u8>> {
     let len = u32::try_from(batch.body.len() as u64 + META_LEN).map_err(|_| {
         io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -829,7 +829,7 @@ fn append(file: &mut File, at: u64, record: &[u8]) -> io::Result<()> {
 }
 
 /// Reads and checks the front record of `s`. Damage comes back as `InvalidData`.
-fn read_record(s: &Segment) -> io::Result<Batch> {
+fn read_record(s: &Segment) -> io::Result<Request> {
     let invalid = |what| io::Error::new(io::ErrorKind::InvalidData, what);
     let mut file = File::open(&s.path)?;
     file.seek(SeekFrom::Start(s.read_offset))?;
@@ -850,7 +850,7 @@ fn read_record(s: &Segment) -> io::Result<Batch> {
     let protocol = meta
         .protocol()
         .ok_or_else(|| invalid("unknown protocol code or flags"))?;
-    Ok(Batch {
+    Ok(Request {
         protocol,
         body: Bytes::from(payload).slice(meta_len as usize..),
         samples: meta.samples,
@@ -1175,8 +1175,8 @@ mod tests {
     use crate::buffer::memory::MemoryBuffer;
 
     /// A batch whose body (`len` bytes) and metadata all derive from `n`.
-    fn batch(n: u32, len: usize) -> Batch {
-        Batch {
+    fn batch(n: u32, len: usize) -> Request {
+        Request {
             protocol: Protocol::V1,
             body: (0..len).map(|i| (i as u32 ^ n) as u8).collect(),
             samples: n,
@@ -1191,7 +1191,7 @@ mod tests {
     }
 
     /// Everything left, acknowledging it as it goes.
-    fn drain(b: &mut DiskBuffer) -> Vec<Batch> {
+    fn drain(b: &mut DiskBuffer) -> Vec<Request> {
         let mut out = Vec::new();
         while let Some((seq, x)) = b.front().unwrap() {
             b.ack(seq).unwrap();
@@ -1212,7 +1212,7 @@ mod tests {
     }
 
     /// A version-1 record, as the earlier release wrote it (see the module docs).
-    fn v1_record(b: &Batch) -> Vec<u8> {
+    fn v1_record(b: &Request) -> Vec<u8> {
         let mut payload = Vec::new();
         payload.extend_from_slice(&b.samples.to_le_bytes());
         payload.extend_from_slice(&b.oldest_ms.to_le_bytes());
@@ -1226,7 +1226,7 @@ mod tests {
     }
 
     /// Writes a version-1 segment holding `batches`.
-    fn write_v1_segment(dir: &Path, first_seq: u64, batches: &[Batch]) -> PathBuf {
+    fn write_v1_segment(dir: &Path, first_seq: u64, batches: &[Request]) -> PathBuf {
         let path = dir.join(format!("{first_seq:020}.seg"));
         fs::write(
             &path,
@@ -1287,7 +1287,7 @@ mod tests {
     fn version_2_layout_is_as_documented() {
         let dir = tempfile::tempdir().unwrap();
         let (mut b, _) = DiskBuffer::open(dir.path(), 1 << 20).unwrap();
-        let x = Batch {
+        let x = Request {
             protocol: Protocol::V1,
             body: Bytes::from_static(b"body!"),
             samples: 0x0102_0304,
@@ -1323,7 +1323,7 @@ mod tests {
     #[test]
     fn version_1_segments_replay_and_are_never_appended_to() {
         let dir = tempfile::tempdir().unwrap();
-        let old: Vec<Batch> = (1..=5).map(|n| batch(n, 40 + n as usize)).collect();
+        let old: Vec<Request> = (1..=5).map(|n| batch(n, 40 + n as usize)).collect();
         let first = write_v1_segment(dir.path(), 0, &old[..3]);
         let second = write_v1_segment(dir.path(), 3, &old[3..]);
         write_read_pos(dir.path(), 1).unwrap();
@@ -1332,12 +1332,12 @@ mod tests {
         let (mut b, rec) = DiskBuffer::open(dir.path(), 1 << 20).unwrap();
         assert_eq!((rec.batches, rec.samples), (4, 2 + 3 + 4 + 5));
         assert_eq!((rec.truncated_bytes, rec.corrupt_records), (0, 0));
-        let size: u64 = old[1..].iter().map(Batch::size).sum();
+        let size: u64 = old[1..].iter().map(Request::size).sum();
         assert_eq!((b.len(), b.bytes(), b.samples()), (4, size, 14));
         let (seq, x) = b.front().unwrap().unwrap();
         assert_eq!((seq, &x), (1, &old[1]));
         b.ack(seq).unwrap();
-        let new: Vec<Batch> = (6..=7).map(|n| batch(n, 30)).collect();
+        let new: Vec<Request> = (6..=7).map(|n| batch(n, 30)).collect();
         for x in &new {
             b.push(x.clone()).unwrap();
         }
@@ -1371,7 +1371,7 @@ mod tests {
     /// and later segments still replay.
     #[test]
     fn damage_in_a_version_1_segment_is_cut_as_before() {
-        let old: Vec<Batch> = (1..=3).map(|n| batch(n, 50)).collect();
+        let old: Vec<Request> = (1..=3).map(|n| batch(n, 50)).collect();
         let v1_len = (HEADER_LEN + META_LEN_V1 + 50) as usize;
         for damage in ["torn", "crc", "length looks like the magic"] {
             let dir = tempfile::tempdir().unwrap();
@@ -1640,11 +1640,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (mut b, rec) = DiskBuffer::open(dir.path(), 1 << 20).unwrap();
         assert_eq!(rec, Recovery::default());
-        let all: Vec<Batch> = (1..=10).map(|n| batch(n, 100 + n as usize)).collect();
+        let all: Vec<Request> = (1..=10).map(|n| batch(n, 100 + n as usize)).collect();
         for x in &all {
             assert_eq!(b.push(x.clone()).unwrap(), Dropped::default());
         }
-        let bytes: u64 = all.iter().map(Batch::size).sum();
+        let bytes: u64 = all.iter().map(Request::size).sum();
         assert_eq!((b.len(), b.samples(), b.bytes()), (10, 55, bytes));
         drop(b);
 
@@ -1678,7 +1678,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         // Segments of 64 KiB; 20 KiB bodies: 4 records per segment.
         let (mut b, _) = DiskBuffer::open(dir.path(), 256 << 10).unwrap();
-        let all: Vec<Batch> = (0..10).map(|n| batch(n, 20 << 10)).collect();
+        let all: Vec<Request> = (0..10).map(|n| batch(n, 20 << 10)).collect();
         for x in &all {
             b.push(x.clone()).unwrap();
         }
@@ -1723,7 +1723,7 @@ mod tests {
     fn torn_tail_is_cut_and_appends_continue() {
         let dir = tempfile::tempdir().unwrap();
         let (mut b, _) = DiskBuffer::open(dir.path(), 1 << 20).unwrap();
-        let all: Vec<Batch> = (1..=5).map(|n| batch(n, 50)).collect();
+        let all: Vec<Request> = (1..=5).map(|n| batch(n, 50)).collect();
         for x in &all {
             b.push(x.clone()).unwrap();
         }
@@ -1797,7 +1797,7 @@ mod tests {
     fn damage_in_an_older_segment_keeps_later_segments() {
         let dir = tempfile::tempdir().unwrap();
         let (mut b, _) = DiskBuffer::open(dir.path(), 256 << 10).unwrap();
-        let all: Vec<Batch> = (0..8).map(|n| batch(n, 20 << 10)).collect();
+        let all: Vec<Request> = (0..8).map(|n| batch(n, 20 << 10)).collect();
         for x in &all {
             b.push(x.clone()).unwrap();
         }
@@ -1822,7 +1822,7 @@ mod tests {
     fn garbled_or_missing_read_pos_replays_from_the_oldest_segment() {
         let dir = tempfile::tempdir().unwrap();
         let (mut b, _) = DiskBuffer::open(dir.path(), 1 << 20).unwrap();
-        let all: Vec<Batch> = (1..=4).map(|n| batch(n, 30)).collect();
+        let all: Vec<Request> = (1..=4).map(|n| batch(n, 30)).collect();
         for x in &all {
             b.push(x.clone()).unwrap();
         }

@@ -3,10 +3,11 @@
 
 use std::collections::VecDeque;
 
-use super::{Batch, Buffer, BufferError, Dropped};
+use super::{Buffer, BufferError, Dropped};
+use crate::remote_write::Request;
 
 pub struct MemoryBuffer {
-    batches: VecDeque<(u64, Batch)>,
+    batches: VecDeque<(u64, Request)>,
     next_seq: u64,
     max_bytes: u64,
     bytes: u64,
@@ -24,7 +25,7 @@ impl MemoryBuffer {
         }
     }
 
-    fn pop_oldest(&mut self) -> Option<Batch> {
+    fn pop_oldest(&mut self) -> Option<Request> {
         let (_, b) = self.batches.pop_front()?;
         self.bytes -= b.size();
         self.samples -= u64::from(b.samples);
@@ -33,7 +34,7 @@ impl MemoryBuffer {
 }
 
 impl Buffer for MemoryBuffer {
-    fn push(&mut self, batch: Batch) -> Result<Dropped, BufferError> {
+    fn push(&mut self, batch: Request) -> Result<Dropped, BufferError> {
         let mut dropped = Dropped::default();
         if batch.size() > self.max_bytes {
             dropped.add(batch.samples);
@@ -52,7 +53,7 @@ impl Buffer for MemoryBuffer {
         Ok(dropped)
     }
 
-    fn front(&mut self) -> Result<Option<(u64, Batch)>, BufferError> {
+    fn front(&mut self) -> Result<Option<(u64, Request)>, BufferError> {
         Ok(self.batches.front().cloned())
     }
 
@@ -80,8 +81,8 @@ impl Buffer for MemoryBuffer {
 mod tests {
     use super::*;
 
-    fn batch(n: u8, body_len: usize) -> Batch {
-        Batch {
+    fn batch(n: u8, body_len: usize) -> Request {
+        Request {
             protocol: crate::remote_write::Protocol::V1,
             body: bytes::Bytes::from(vec![n; body_len]),
             samples: u32::from(n),

@@ -1,49 +1,25 @@
 //! Requests waiting to be sent: encoded, compressed Remote Write bodies, oldest first.
 //!
-//! The poller pushes one [`Batch`] per request it encodes; the sender reads the oldest with
+//! The poller pushes each [`Request`] it encodes (a *batch*, once buffered: the word this
+//! module and its callers use for a request waiting here); the sender reads the oldest with
 //! [`Buffer::front`], sends it, and removes it with [`Buffer::ack`] once it was delivered or
 //! dropped for good. Both kinds of buffer are bounded in bytes and drop their *oldest* batches
 //! when full (newest data wins), reporting what they dropped so it can be counted. Sequence
 //! numbers make the hand-over safe: if the front batch is dropped for room while the sender is
 //! still sending it, acknowledging it later is a no-op instead of removing a newer batch.
 //!
-//! Not here: deciding what to send (the poller), retrying (the sender), or the self-metrics:
-//! [`Queue`] returns the [`Levels`] each change leaves and what it dropped, and its callers
-//! report them.
+//! Not here: deciding what to send (the poller), retrying (the sender), what a request holds
+//! (`remote_write::request`), or the self-metrics: [`Queue`] returns the [`Levels`] each change
+//! leaves and what it dropped, and its callers report them.
 
 pub mod disk;
 pub mod memory;
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use bytes::Bytes;
 use tokio::sync::Notify;
 
-use crate::remote_write::Protocol;
-
-/// One encoded request: the samples of exactly one poll (a request never mixes polls, so a
-/// receiver rejecting a too-old poll cannot take a fresh one down with it).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Batch {
-    /// What `body` is, so it is sent with the right headers, and a body written by one release
-    /// is never taken for another protocol by the next.
-    pub protocol: Protocol,
-    /// The compressed request, as [`Batch::protocol`] defines it (for [`Protocol::V1`]: a
-    /// snappy-compressed, block format, `prometheus.WriteRequest`).
-    pub body: Bytes,
-    pub samples: u32,
-    /// Oldest and newest sample timestamps in the batch (ms since the Unix epoch), so
-    /// `--max-sample-age` can be applied without decoding the body.
-    pub oldest_ms: i64,
-    pub newest_ms: i64,
-}
-
-impl Batch {
-    /// Bytes the batch occupies in a buffer (its body plus a fixed allowance for the rest).
-    pub fn size(&self) -> u64 {
-        self.body.len() as u64 + 32
-    }
-}
+use crate::remote_write::Request;
 
 /// What a push or a start-up recovery had to drop.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -118,11 +94,11 @@ pub trait Buffer: Send {
     /// Appends `batch` behind every other. When the buffer is then over its size, the oldest
     /// batches are removed until it fits, and returned as dropped. A batch larger than the
     /// whole buffer is itself dropped.
-    fn push(&mut self, batch: Batch) -> Result<Dropped, BufferError>;
+    fn push(&mut self, batch: Request) -> Result<Dropped, BufferError>;
 
     /// The oldest batch not yet acknowledged, with its sequence number; it stays in the
     /// buffer until [`Buffer::ack`].
-    fn front(&mut self) -> Result<Option<(u64, Batch)>, BufferError>;
+    fn front(&mut self) -> Result<Option<(u64, Request)>, BufferError>;
 
     /// Removes batch `seq` if it is still the oldest; a no-op if it was dropped meanwhile.
     fn ack(&mut self, seq: u64) -> Result<(), BufferError>;
@@ -181,7 +157,7 @@ impl Queue {
 
     /// Adds a batch. `Ok` says what the buffer dropped for room; an error means the batch
     /// itself could not be stored. The levels are after the attempt either way.
-    pub fn push(&self, batch: Batch) -> (Levels, Result<Dropped, BufferError>) {
+    pub fn push(&self, batch: Request) -> (Levels, Result<Dropped, BufferError>) {
         let mut buffer = self.lock();
         let result = buffer.push(batch);
         let levels = Levels::of(&**buffer);
@@ -192,7 +168,7 @@ impl Queue {
         (levels, result)
     }
 
-    pub fn front(&self) -> Result<Option<(u64, Batch)>, BufferError> {
+    pub fn front(&self) -> Result<Option<(u64, Request)>, BufferError> {
         self.lock().front()
     }
 

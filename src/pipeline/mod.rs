@@ -29,14 +29,14 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::buffer::{Batch, Queue};
+use crate::buffer::Queue;
 use crate::config::{Config, Mode};
 use crate::kubelet::client::{ClientError, KubeletClient};
 use crate::kubelet::{summary, ScrapeError};
 use crate::remote_write::proto::v1::TimeSeries;
 use crate::remote_write::v1::V1Encoder;
 use crate::remote_write::v2::V2Encoder;
-use crate::remote_write::{EncodedRequest, Encoder, Negotiated, Protocol};
+use crate::remote_write::{Encoder, Negotiated, Protocol, Request};
 use crate::series::{Admit, CommonLabels, Point, SeriesSet};
 use crate::telemetry::{DestinationMetrics, DropReason, Episode, InvalidValue, Metrics};
 use convert::FUTURE_ALLOWANCE_MS;
@@ -302,7 +302,7 @@ impl Poller {
         protocol: Protocol,
         poll: &PollOutput,
         max_samples: usize,
-    ) -> Result<Vec<EncodedRequest>, snap::Error> {
+    ) -> Result<Vec<Request>, snap::Error> {
         let mut out = Vec::new();
         let encoder: &mut dyn Encoder = match protocol {
             Protocol::V1 => &mut self.v1,
@@ -323,7 +323,7 @@ impl Poller {
         self.encode_as(Protocol::V1, poll, usize::MAX)
             .unwrap_or_default()
             .iter()
-            .filter_map(|r| crate::remote_write::encode::decode(&r.body).ok())
+            .filter_map(|r| crate::remote_write::wire::decode_v1(&r.body).ok())
             .flat_map(|r| r.timeseries)
             .collect()
     }
@@ -572,7 +572,7 @@ pub fn deliver(
     outlets: &mut [Outlet],
     max_samples: usize,
 ) -> bool {
-    let mut encoded: [Option<Vec<EncodedRequest>>; 2] = [None, None];
+    let mut encoded: [Option<Vec<Request>>; 2] = [None, None];
     let mut ok = true;
     for outlet in outlets.iter_mut() {
         let protocol = outlet.negotiated.get();
@@ -597,20 +597,13 @@ pub fn deliver(
 /// Puts one poll's requests in one outlet's buffer. A request the buffer cannot store (a
 /// full disk) is counted as dropped, and so are the oldest requests a full buffer evicts; each
 /// of the two is logged when it starts and when it ends, never per request.
-fn enqueue(requests: &[EncodedRequest], outlet: &mut Outlet) {
+fn enqueue(requests: &[Request], outlet: &mut Outlet) {
     let metrics = &outlet.metrics;
     let mut evicted = 0;
     for request in requests {
-        let samples = request.samples as u64;
+        let samples = u64::from(request.samples);
         metrics.samples_queued.inc_by(samples);
-        let batch = Batch {
-            protocol: request.protocol,
-            body: request.body.clone(),
-            samples: u32::try_from(request.samples).unwrap_or(u32::MAX),
-            oldest_ms: request.oldest_ms,
-            newest_ms: request.newest_ms,
-        };
-        let (levels, result) = outlet.queue.push(batch);
+        let (levels, result) = outlet.queue.push(request.clone());
         metrics.buffer_levels(levels);
         match result {
             Ok(dropped) => {

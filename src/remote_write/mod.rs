@@ -1,18 +1,34 @@
-//! Prometheus Remote Write: the wire types, the encoder interface and the reference encoding
-//! (`encode`), the 1.0 and 2.0 encoders (`v1`, `v2`), sending one body (`client`) and how it
-//! reaches the receiver: auth, TLS, proxy (`access`). Retrying and buffering are not here.
+//! Prometheus Remote Write, one file per concern, imports one way (each file names the others
+//! it leaves things to):
+//! - `request`: the [`Request`] every other module passes around (encoders make it, the buffer
+//!   stores it, the sender sends it) and the [`Encoder`] interface;
+//! - `proto`: the prost-generated wire types;
+//! - `wire`: what both sides of the wire share: varints, bounded snappy decompression, the
+//!   1.0 and 2.0 decoders, reading 2.0 label refs;
+//! - `v1`, `v2`: the hand-written encoders, one per protocol;
+//! - `rewrite`: encoded bodies rewritten, 2.0 as 1.0 and trimmed by sample age;
+//! - `client`: sending one body and classifying the answer; `access`: how it reaches the
+//!   receiver (auth, TLS, proxy);
+//! - `reference`: the prost-built encoders the hand-written ones are tested against, compiled
+//!   for tests and the `test-support` feature only; the release binary has none of it.
+//!
+//! Here: the protocols' literals (content types, headers) and [`Protocol`] / [`Negotiated`].
+//! Retrying and buffering are not here (`sender`, `buffer`).
 
 pub mod access;
 pub mod client;
-pub mod encode;
-pub mod fallback;
 pub mod proto;
+#[cfg(any(test, feature = "test-support"))]
+pub mod reference;
+pub mod request;
+pub mod rewrite;
 pub mod v1;
 pub mod v2;
+pub mod wire;
 
 pub use crate::series::{is_stale_marker, CommonLabels, STALE_NAN_BITS};
 pub use client::{Accepted, RemoteWriteClient, SendError, Written};
-pub use encode::{EncodedRequest, Encoder};
+pub use request::{Encoder, Request};
 
 /// `Content-Type` of a Remote Write 1.0 body.
 pub const CONTENT_TYPE_V1: &str = "application/x-protobuf";

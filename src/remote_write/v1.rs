@@ -10,18 +10,21 @@
 //!
 //! Every field is written exactly as prost writes the generated types (field order, proto3
 //! defaults left out: a `0.0` value or a `0` timestamp is not written), so bodies are
-//! byte-for-byte the reference encoding; the tests compare the two on random series sets.
+//! byte-for-byte the reference encoding (`reference::encode_batches`); the tests compare the
+//! two on random series sets.
 //!
 //! Labels are written straight from the series set's interned strings (`__name__`, the series'
 //! own labels without empty values, the common labels, sorted): nothing is allocated per
 //! sample, and nothing is cached per series, since a sample is only encoded when it is new
 //! (measured in docs/performance.md: the cache cost more memory than it saved time). Not here:
 //! which points to send (the series model), batching policy (the caller passes
-//! `--max-samples-per-send`), retries.
+//! `--max-samples-per-send`), retries, the [`Request`] it produces and the [`Encoder`]
+//! interface (`request`), the varint helpers the encoders share and decoding (`wire`).
 
 use bytes::Bytes;
 
-use super::encode::{EncodedRequest, Encoder};
+use super::request::{Encoder, Request};
+use super::wire::{put_varint, varint_len};
 use super::{Protocol, METRIC_NAME_LABEL};
 use crate::series::{Point, SeriesId, SeriesSet};
 
@@ -70,16 +73,16 @@ impl V1Encoder {
         samples: usize,
         oldest_ms: i64,
         newest_ms: i64,
-    ) -> Result<EncodedRequest, snap::Error> {
+    ) -> Result<Request, snap::Error> {
         let mut body = vec![0; snap::raw::max_compress_len(self.buf.len())];
         let n = self.snappy.compress(&self.buf, &mut body)?;
         body.truncate(n);
         body.shrink_to_fit();
         self.buf.clear();
-        Ok(EncodedRequest {
+        Ok(Request {
             protocol: Protocol::V1,
             body: Bytes::from(body),
-            samples,
+            samples: u32::try_from(samples).unwrap_or(u32::MAX),
             oldest_ms,
             newest_ms,
         })
@@ -92,7 +95,7 @@ impl Encoder for V1Encoder {
         set: &SeriesSet,
         points: &[Point],
         max_samples: usize,
-        out: &mut Vec<EncodedRequest>,
+        out: &mut Vec<Request>,
     ) -> Result<(), snap::Error> {
         let max_samples = max_samples.max(1);
         let common: Vec<Label<'_>> = set
@@ -223,49 +226,13 @@ fn write_series(buf: &mut Vec<u8>, labels: &[Label<'_>], value: f64, timestamp_m
     }
 }
 
-#[inline(always)]
-pub(super) fn varint_len(v: u64) -> usize {
-    // 1 byte per started 7 bits; 0 takes one byte.
-    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
-}
-
-#[inline(always)]
-pub(super) fn put_varint(buf: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        buf.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    buf.push(v as u8);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::remote_write::encode::{decode, encode_batches, time_series};
     use crate::remote_write::proto::v1::TimeSeries;
+    use crate::remote_write::reference::{encode_batches, time_series};
+    use crate::remote_write::wire::decode_v1;
     use crate::series::{Admit, CommonLabels, STALE_NAN_BITS};
-
-    #[test]
-    fn varint_lengths_match_prost() {
-        for v in [
-            0u64,
-            1,
-            127,
-            128,
-            16_383,
-            16_384,
-            u64::from(u32::MAX),
-            u64::MAX,
-            (-1i64) as u64,
-        ] {
-            assert_eq!(varint_len(v), prost::encoding::encoded_len_varint(v), "{v}");
-            let mut ours = Vec::new();
-            put_varint(&mut ours, v);
-            let mut theirs = Vec::new();
-            prost::encoding::encode_varint(v, &mut theirs);
-            assert_eq!(ours, theirs);
-        }
-    }
 
     /// xorshift64*: deterministic random cases without a dependency.
     struct Rng(u64);
@@ -410,7 +377,7 @@ mod tests {
                         raw(&b.body),
                         "case {case} poll {poll}: bytes differ"
                     );
-                    let (da, db) = (decode(&a.body).unwrap(), decode(&b.body).unwrap());
+                    let (da, db) = (decode_v1(&a.body).unwrap(), decode_v1(&b.body).unwrap());
                     assert_eq!(da.timeseries.len(), db.timeseries.len());
                     for (x, y) in da.timeseries.iter().zip(&db.timeseries) {
                         assert_eq!(x.labels, y.labels);
@@ -464,7 +431,7 @@ mod tests {
             &mut out,
         )
         .unwrap();
-        let ts = &decode(&out[0].body).unwrap().timeseries[0];
+        let ts = &decode_v1(&out[0].body).unwrap().timeseries[0];
         let pod = ts.labels.iter().find(|l| l.name == "pod").unwrap();
         assert_eq!(pod.value, "b");
     }

@@ -12,11 +12,11 @@
 //! ```
 //!
 //! Every field is written exactly as prost writes the generated types (field order, proto3
-//! defaults left out, packed refs), so bodies are byte-for-byte the reference encoding of
-//! `encode` ([`super::encode::encode_batches_v2`]); the tests compare the two on random series
-//! sets. Symbols are interned per request in first-use order: for each series its label names
-//! and values in label order, then its help text and unit. The table starts empty each request
-//! (a request must stand alone), but its memory is kept, so a repeated poll allocates nothing.
+//! defaults left out, packed refs), so bodies are byte-for-byte the reference encoding
+//! (`reference::encode_batches_v2`); the tests compare the two on random series sets. Symbols
+//! are interned per request in first-use order: for each series its label names and values in
+//! label order, then its help text and unit. The table starts empty each request (a request
+//! must stand alone), but its memory is kept, so a repeated poll allocates nothing.
 //!
 //! Series are sent grouped by family (in [`crate::metadata`]'s order, names it does not know
 //! last), each family's series in the order given. Every series repeats its family's
@@ -40,17 +40,19 @@
 //!
 //! Not here: which points to send (the series model), choosing 1.0 or 2.0 (`pipeline`, through
 //! [`super::Negotiated`]), falling back and converting buffered 2.0 bodies (`sender`,
-//! `fallback`), headers (`client`).
+//! `rewrite`), headers (`client`), the [`Request`] it produces and the [`Encoder`] interface
+//! (`request`), the varint helpers and `Metadata.MetricType` values the encoders share and
+//! decoding (`wire`).
 
-use super::v1::{put_varint, varint_len};
 use std::hash::BuildHasher;
 
 use bytes::Bytes;
 use hashbrown::HashTable;
 
-use super::encode::{EncodedRequest, Encoder};
+use super::request::{Encoder, Request};
+use super::wire::{metric_type, put_varint, varint_len};
 use super::{Protocol, METRIC_NAME_LABEL};
-use crate::metadata::{self, MetricType};
+use crate::metadata;
 use crate::series::{Point, SeriesId, SeriesSet};
 
 /// `Request` fields.
@@ -68,14 +70,6 @@ const TAG_SAMPLE_START: u8 = 3 << 3;
 const TAG_METADATA_TYPE: u8 = 1 << 3;
 const TAG_METADATA_HELP: u8 = 3 << 3;
 const TAG_METADATA_UNIT: u8 = 4 << 3;
-
-/// `Metadata.MetricType` values.
-pub(crate) fn metric_type(kind: MetricType) -> i32 {
-    match kind {
-        MetricType::Counter => 1,
-        MetricType::Gauge => 2,
-    }
-}
 
 pub struct V2Encoder {
     /// The `TimeSeries` of the request being built; written after the symbols they refer to,
@@ -130,7 +124,7 @@ impl V2Encoder {
         samples: usize,
         oldest_ms: i64,
         newest_ms: i64,
-    ) -> Result<EncodedRequest, snap::Error> {
+    ) -> Result<Request, snap::Error> {
         self.buf.clear();
         self.buf
             .reserve_exact(self.symbols.arena.len() + 3 * self.symbols.len() + self.series.len());
@@ -146,10 +140,10 @@ impl V2Encoder {
         body.shrink_to_fit();
         self.buf.clear();
         self.series.clear();
-        Ok(EncodedRequest {
+        Ok(Request {
             protocol: Protocol::V2,
             body: Bytes::from(body),
-            samples,
+            samples: u32::try_from(samples).unwrap_or(u32::MAX),
             oldest_ms,
             newest_ms,
         })
@@ -162,7 +156,7 @@ impl Encoder for V2Encoder {
         set: &SeriesSet,
         points: &[Point],
         max_samples: usize,
-        out: &mut Vec<EncodedRequest>,
+        out: &mut Vec<Request>,
     ) -> Result<(), snap::Error> {
         let max_samples = max_samples.max(1);
         let common: Vec<(&str, &str)> = set
@@ -428,19 +422,12 @@ fn write_series(buf: &mut Vec<u8>, refs: &[u32], p: &Point, (kind, help, unit): 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::remote_write::encode::{
-        decode, decode_v2, encode_batches_v2, time_series, v2_labels,
-    };
+    use crate::metadata::MetricType;
     use crate::remote_write::proto::v1::TimeSeries;
+    use crate::remote_write::reference::{encode_batches_v2, time_series};
     use crate::remote_write::v1::V1Encoder;
+    use crate::remote_write::wire::{decode_v1, decode_v2, labels_of};
     use crate::series::{Admit, CommonLabels, STALE_NAN_BITS};
-
-    #[test]
-    fn varint_lengths_match_prost() {
-        for v in [0u64, 1, 127, 128, 16_384, u64::from(u32::MAX), u64::MAX] {
-            assert_eq!(varint_len(v), prost::encoding::encoded_len_varint(v), "{v}");
-        }
-    }
 
     /// xorshift64*: deterministic random cases without a dependency (as `v1`'s test).
     struct Rng(u64);
@@ -654,11 +641,10 @@ mod tests {
             .encode(&set, &points, 2000, &mut out)
             .unwrap();
         assert_eq!(out.len(), 1, "one request per poll when it fits");
-        assert_eq!(out[0].samples, points.len());
+        assert_eq!(out[0].samples as usize, points.len());
         let request = decode_v2(&out[0].body).unwrap();
         assert!(
-            crate::remote_write::encode::decode(&out[0].body)
-                .map_or(true, |r| r.timeseries.is_empty()),
+            decode_v1(&out[0].body).map_or(true, |r| r.timeseries.is_empty()),
             "a 2.0 body read as 1.0 holds no series (fields 4 and 5 are unknown to 1.0)"
         );
         // Symbols: "" first, each string once.
@@ -668,7 +654,7 @@ mod tests {
         assert_eq!(request.timeseries.len(), points.len());
         let mut starts = std::collections::HashMap::new();
         for ts in &request.timeseries {
-            let labels = v2_labels(&request, ts).expect("refs in range and paired");
+            let labels = labels_of(&request, ts).expect("refs in range and paired");
             let names: Vec<&str> = labels.iter().map(|l| l.0).collect();
             assert!(
                 names.windows(2).all(|w| w[0].as_bytes() < w[1].as_bytes()),
@@ -755,7 +741,7 @@ mod tests {
                 (a.samples, a.oldest_ms, a.newest_ms),
                 (b.samples, b.oldest_ms, b.newest_ms)
             );
-            let one = decode(&a.body).unwrap();
+            let one = decode_v1(&a.body).unwrap();
             let two = decode_v2(&b.body).unwrap();
             assert_eq!(one.timeseries.len(), two.timeseries.len());
             type Key<'a> = Vec<(&'a str, &'a str)>;
@@ -778,7 +764,7 @@ mod tests {
                 .iter()
                 .map(|y| {
                     let s = &y.samples[0];
-                    let labels = v2_labels(&two, y).unwrap();
+                    let labels = labels_of(&two, y).unwrap();
                     let name = labels[0].1.to_owned();
                     (labels, name, s.timestamp, s.value.to_bits())
                 })

@@ -872,7 +872,7 @@ fn the_v1_fixture_holds_what_its_readme_says() {
 }
 
 /// A request in the new format, built without the crate's encoder.
-fn new_batch(n: u32) -> kubelet_push::buffer::Batch {
+fn new_batch(n: u32) -> kubelet_push::remote_write::Request {
     use kubelet_push::remote_write::proto::v1::{Label, Sample, TimeSeries, WriteRequest};
     use prost::Message;
     let t = 1_800_000_000_000 + i64::from(n);
@@ -891,7 +891,7 @@ fn new_batch(n: u32) -> kubelet_push::buffer::Batch {
     let body = snap::raw::Encoder::new()
         .compress_vec(&w.encode_to_vec())
         .unwrap();
-    kubelet_push::buffer::Batch {
+    kubelet_push::remote_write::Request {
         protocol: kubelet_push::remote_write::Protocol::V1,
         body: body.into(),
         samples: 1,

@@ -1,17 +1,16 @@
 //! Property tests of request decoding and trimming (issue 12): random bytes and real bodies
 //! from the encoders with bytes flipped, cut or appended (in the snappy stream, or in the
-//! protobuf under it) never panic the decoders (`encode::decode`, `fallback::{decode_v2,
-//! to_v1, v2_to_v1, retain}`) nor `sender::trim_to_age`, and no length a body claims is
-//! allocated beyond what its bytes can hold; `trim_to_age` keeps exactly the samples newer
-//! than the limit. `PROPTEST_CASES=N` runs more cases (see docs/robustness.md).
+//! protobuf under it) never panic the decoders (`wire::{decode_v1, decode_v2}`,
+//! `rewrite::{to_v1, v2_to_v1, retain}`) nor `sender::trim_to_age`, and no length a body
+//! claims is allocated beyond what its bytes can hold; `trim_to_age` keeps exactly the samples
+//! newer than the limit. `PROPTEST_CASES=N` runs more cases (see docs/robustness.md).
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use kubelet_push::buffer::Batch;
 use kubelet_push::remote_write::proto::{v1, v2};
-use kubelet_push::remote_write::{encode, fallback, Protocol};
+use kubelet_push::remote_write::{rewrite, wire, Protocol, Request};
 use kubelet_push::telemetry::{DropReason, Metrics};
 use proptest::prelude::*;
 use prost::Message;
@@ -59,15 +58,15 @@ fn real_bodies() -> &'static [(Protocol, Vec<u8>)] {
 fn decode_everything(body: &[u8]) -> usize {
     let metrics = Metrics::new().destination("http://r/");
     let (largest, ()) = largest_allocation(|| {
-        let _ = encode::decode(body);
-        if let Ok(request) = fallback::decode_v2(body) {
-            let _ = fallback::v2_to_v1(&request);
+        let _ = wire::decode_v1(body);
+        if let Ok(request) = wire::decode_v2(body) {
+            let _ = rewrite::v2_to_v1(&request);
         }
-        let _ = fallback::to_v1(body);
+        let _ = rewrite::to_v1(body);
         for protocol in [Protocol::V1, Protocol::V2] {
-            let _ = fallback::retain(protocol, body, |t| t % 2 == 0);
+            let _ = rewrite::retain(protocol, body, |t| t % 2 == 0);
             let now = now_ms();
-            let batch = Batch {
+            let batch = Request {
                 protocol,
                 body: Bytes::copy_from_slice(body),
                 samples: 10,
@@ -157,7 +156,7 @@ fn wire_bits(value: f64) -> u64 {
     }
 }
 
-fn build(protocol: Protocol, series: &[Vec<(i64, f64)>], now: i64) -> (Batch, Flat) {
+fn build(protocol: Protocol, series: &[Vec<(i64, f64)>], now: i64) -> (Request, Flat) {
     let mut flat = Vec::new();
     let body = match protocol {
         Protocol::V1 => {
@@ -222,7 +221,7 @@ fn build(protocol: Protocol, series: &[Vec<(i64, f64)>], now: i64) -> (Batch, Fl
     };
     flat.sort_unstable();
     let times = flat.iter().map(|&(_, t, _)| t);
-    let batch = Batch {
+    let batch = Request {
         protocol,
         body: snap::raw::Encoder::new()
             .compress_vec(&body)
@@ -236,7 +235,7 @@ fn build(protocol: Protocol, series: &[Vec<(i64, f64)>], now: i64) -> (Batch, Fl
 }
 
 /// The samples of a (trimmed) batch, decoded, in the form [`build`] gives.
-fn flatten(batch: &Batch) -> Flat {
+fn flatten(batch: &Request) -> Flat {
     let mut flat = Vec::new();
     let series_index = |labels: Vec<(&str, &str)>| -> usize {
         let i = labels.iter().find(|(n, _)| *n == "i").unwrap().1;
@@ -244,7 +243,7 @@ fn flatten(batch: &Batch) -> Flat {
     };
     match batch.protocol {
         Protocol::V1 => {
-            for ts in encode::decode(&batch.body).unwrap().timeseries {
+            for ts in wire::decode_v1(&batch.body).unwrap().timeseries {
                 let i = series_index(
                     ts.labels
                         .iter()
@@ -259,9 +258,9 @@ fn flatten(batch: &Batch) -> Flat {
             }
         }
         Protocol::V2 => {
-            let request = fallback::decode_v2(&batch.body).unwrap();
+            let request = wire::decode_v2(&batch.body).unwrap();
             for ts in &request.timeseries {
-                let i = series_index(fallback::labels_of(&request, ts).unwrap());
+                let i = series_index(wire::labels_of(&request, ts).unwrap());
                 flat.extend(
                     ts.samples
                         .iter()
@@ -331,8 +330,8 @@ proptest! {
         prop_assert!(largest <= allocation_bound(raw.len()), "{largest} bytes allocated for a {}-byte message", raw.len());
         // What still decodes as 2.0 converts to 1.0 with no more samples than it had.
         if *protocol == Protocol::V2 {
-            if let Ok(request) = fallback::decode_v2(&body) {
-                if let Ok(v1) = fallback::v2_to_v1(&request) {
+            if let Ok(request) = wire::decode_v2(&body) {
+                if let Ok(v1) = rewrite::v2_to_v1(&request) {
                     let before: usize = request.timeseries.iter().map(|t| t.samples.len()).sum();
                     let after: usize = v1.timeseries.iter().map(|t| t.samples.len()).sum();
                     prop_assert!(after <= before);

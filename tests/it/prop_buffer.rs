@@ -8,8 +8,8 @@ use std::path::Path;
 
 use bytes::Bytes;
 use kubelet_push::buffer::disk::DiskBuffer;
-use kubelet_push::buffer::{Batch, Buffer};
-use kubelet_push::remote_write::Protocol;
+use kubelet_push::buffer::Buffer;
+use kubelet_push::remote_write::{Protocol, Request};
 use proptest::prelude::*;
 
 use crate::alloc::largest_allocation;
@@ -35,7 +35,7 @@ pub(crate) fn cases(default: u32) -> ProptestConfig {
 
 /// Opens `dir` and takes every batch out in order, acknowledging each. Errors other than a
 /// refusal at open time are failures of the property.
-fn open_and_drain(dir: &Path) -> Result<Vec<Batch>, TestCaseError> {
+fn open_and_drain(dir: &Path) -> Result<Vec<Request>, TestCaseError> {
     let (mut buffer, _recovery) = match DiskBuffer::open(dir, MAX_BYTES) {
         Ok(b) => b,
         // A header of another version, or an unknown protocol code: refused, touching nothing.
@@ -60,7 +60,7 @@ fn open_and_drain(dir: &Path) -> Result<Vec<Batch>, TestCaseError> {
     Ok(out)
 }
 
-fn batch_strategy() -> impl Strategy<Value = Batch> {
+fn batch_strategy() -> impl Strategy<Value = Request> {
     (
         prop::bool::ANY,
         prop::collection::vec(any::<u8>(), 0..600),
@@ -68,7 +68,7 @@ fn batch_strategy() -> impl Strategy<Value = Batch> {
         any::<i64>(),
         any::<i64>(),
     )
-        .prop_map(|(v2, body, samples, a, b)| Batch {
+        .prop_map(|(v2, body, samples, a, b)| Request {
             protocol: if v2 { Protocol::V2 } else { Protocol::V1 },
             body: Bytes::from(body),
             samples,
@@ -104,7 +104,7 @@ fn damage_strategy() -> impl Strategy<Value = Damage> {
 
 /// Record `i` of a fresh version-2 segment ends at `ends[i]` (16-byte segment header, then an
 /// 8-byte record header and a 22-byte meta before each body).
-fn record_ends(batches: &[Batch]) -> Vec<usize> {
+fn record_ends(batches: &[Request]) -> Vec<usize> {
     let mut end = 16;
     batches
         .iter()
@@ -131,7 +131,7 @@ proptest! {
         if with_header {
             // The real header of an empty segment, taken from the buffer itself.
             let (mut b, _) = DiskBuffer::open(dir.path(), MAX_BYTES).unwrap();
-            b.push(Batch { protocol: Protocol::V1, body: Bytes::new(), samples: 0, oldest_ms: 0, newest_ms: 0 }).unwrap();
+            b.push(Request { protocol: Protocol::V1, body: Bytes::new(), samples: 0, oldest_ms: 0, newest_ms: 0 }).unwrap();
             drop(b);
             let written = std::fs::read(dir.path().join(SEGMENT)).unwrap();
             file.extend_from_slice(&written[..16]);
@@ -197,7 +197,7 @@ proptest! {
 /// it is still delivered.
 #[test]
 fn a_record_claiming_4_gib_is_not_allocated() {
-    let kept = Batch {
+    let kept = Request {
         protocol: Protocol::V1,
         body: Bytes::from_static(b"kept"),
         samples: 1,

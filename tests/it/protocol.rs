@@ -8,10 +8,10 @@ use std::time::Instant;
 use std::sync::Arc;
 
 use kubelet_push::buffer::memory::MemoryBuffer;
-use kubelet_push::buffer::{Batch, Queue};
+use kubelet_push::buffer::Queue;
 use kubelet_push::pipeline::{deliver, Outlet, Poller};
-use kubelet_push::remote_write::encode::{decode, decode_v2, v2_labels};
-use kubelet_push::remote_write::{Negotiated, Protocol};
+use kubelet_push::remote_write::wire::{decode_v1, decode_v2, labels_of};
+use kubelet_push::remote_write::{Negotiated, Protocol, Request};
 use kubelet_push::telemetry::Metrics;
 
 use crate::support::config;
@@ -25,7 +25,7 @@ fn capture() -> Vec<u8> {
 }
 
 /// Takes every batch out of `queue`, in order.
-fn drain(queue: &Queue) -> Vec<Batch> {
+fn drain(queue: &Queue) -> Vec<Request> {
     let mut out = Vec::new();
     while let Some((seq, batch)) = queue.front().expect("memory") {
         queue.ack(seq).1.expect("ack");
@@ -79,17 +79,17 @@ fn polls_follow_each_destinations_negotiated_protocol() {
         .timeseries
         .iter()
         .find(|ts| {
-            v2_labels(&request, ts)
+            labels_of(&request, ts)
                 .expect("refs")
                 .contains(&("__name__", "up"))
         })
         .expect("up is sent");
     assert_eq!(up.samples[0].value, 1.0);
     assert_eq!(up.samples[0].timestamp, 1_800_000_000_000);
-    assert!(v2_labels(&request, up)
+    assert!(labels_of(&request, up)
         .expect("refs")
         .contains(&("node", "n1")));
-    let v1 = decode(&one[0].body).expect("a 1.0 body");
+    let v1 = decode_v1(&one[0].body).expect("a 1.0 body");
     assert_eq!(v1.timeseries.len(), first.points.len());
     for (o, name) in outlets.iter().zip(["http://two/", "http://one/"]) {
         assert_eq!(o.metrics.url(), name);
@@ -112,7 +112,7 @@ fn polls_follow_each_destinations_negotiated_protocol() {
         two[0].body, one[0].body,
         "encoded once, the same body for both"
     );
-    let body = decode(&two[0].body).expect("a 1.0 body");
+    let body = decode_v1(&two[0].body).expect("a 1.0 body");
     let mut names: Vec<&str> = body
         .timeseries
         .iter()
@@ -178,14 +178,14 @@ fn wire_bytes_per_sample_v2_vs_v1() {
                 assert_eq!(o1.points.len(), o2.points.len());
                 let r1 = p1.encode_as(Protocol::V1, &o1, max).expect("v1");
                 let r2 = p2.encode_as(Protocol::V2, &o2, max).expect("v2");
-                let n: usize = r1.iter().map(|r| r.samples).sum();
+                let n: usize = r1.iter().map(|r| r.samples as usize).sum();
                 let decoded2: usize = r2
                     .iter()
                     .map(|r| decode_v2(&r.body).expect("v2").timeseries.len())
                     .sum();
                 let decoded1: usize = r1
                     .iter()
-                    .map(|r| decode(&r.body).expect("v1").timeseries.len())
+                    .map(|r| decode_v1(&r.body).expect("v1").timeseries.len())
                     .sum();
                 assert_eq!((decoded1, decoded2), (n, n));
                 let b1: usize = r1.iter().map(|r| r.body.len()).sum();

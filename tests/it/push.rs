@@ -333,8 +333,8 @@ async fn send_errors_are_classified_for_the_retry_policy() {
     .unwrap();
     let body = {
         let c = kubelet_push::remote_write::CommonLabels::new("j", "n", &[]);
-        let ts = kubelet_push::remote_write::encode::time_series("m", [], &c, 1.0, 1);
-        kubelet_push::remote_write::encode::encode_batches(vec![ts], 10)
+        let ts = kubelet_push::remote_write::reference::time_series("m", [], &c, 1.0, 1);
+        kubelet_push::remote_write::reference::encode_batches(vec![ts], 10)
             .unwrap()
             .remove(0)
             .body

@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use kubelet_push::buffer::disk::DiskBuffer;
 use kubelet_push::buffer::memory::MemoryBuffer;
-use kubelet_push::buffer::{Batch, Buffer, Queue};
+use kubelet_push::buffer::{Buffer, Queue};
 use kubelet_push::demo::receiver::{OldReceiver, ReceivedRequest, Receiver, Response};
 use kubelet_push::remote_write::proto::v1::{Label, Sample, TimeSeries};
 use kubelet_push::remote_write::proto::v2;
+use kubelet_push::remote_write::Request;
 use kubelet_push::remote_write::{
     Negotiated, Protocol, RemoteWriteClient, CONTENT_TYPE_V1, CONTENT_TYPE_V2, STALE_NAN_BITS,
 };
@@ -29,7 +30,7 @@ const PARTIAL_LINE: &str = "the receiver wrote fewer samples than the request he
 /// Poll `poll` of a node with `pods` pods: one 2.0 request (`job` and `pod` labels, a counter
 /// with metadata and start timestamps, pod 0's value a stale marker from poll 2 on), and the
 /// 1.0 series a receiver must end up with.
-fn poll(poll: i64, pods: i64) -> (Batch, Vec<TimeSeries>) {
+fn poll(poll: i64, pods: i64) -> (Request, Vec<TimeSeries>) {
     let ts = now_ms() - 60_000 + poll * 1_000;
     // Interned in first-use order, as an encoder does; refs by label name.
     let mut symbols: Vec<String> = vec![String::new()];
@@ -91,7 +92,7 @@ fn poll(poll: i64, pods: i64) -> (Batch, Vec<TimeSeries>) {
     let body = snap::raw::Encoder::new()
         .compress_vec(&request.encode_to_vec())
         .unwrap();
-    let batch = Batch {
+    let batch = Request {
         protocol: Protocol::V2,
         body: body.into(),
         samples: pods as u32,
@@ -170,7 +171,7 @@ impl Running {
     }
 }
 
-fn memory_queue(batches: &[Batch]) -> Arc<Queue> {
+fn memory_queue(batches: &[Request]) -> Arc<Queue> {
     let mut buffer = MemoryBuffer::new(64 << 20);
     for b in batches {
         buffer.push(b.clone()).unwrap();
@@ -217,7 +218,7 @@ async fn a_v2_receiver_gets_v2_and_no_fallback_happens() {
     let (logs, _guard) = Logs::capture();
     let rx = Receiver::start().await.unwrap();
     let polls: Vec<_> = (0..3).map(|p| poll(p, 4)).collect();
-    let batches: Vec<Batch> = polls.iter().map(|(b, _)| b.clone()).collect();
+    let batches: Vec<Request> = polls.iter().map(|(b, _)| b.clone()).collect();
     let negotiated = Negotiated::new(Protocol::V2);
     let metrics = start_sender(&rx, memory_queue(&batches), negotiated.clone())
         .drained()
@@ -251,7 +252,7 @@ async fn falls_back(old: OldReceiver, first_status: u16) {
     let rx = Receiver::start().await.unwrap();
     rx.answer_v2_like(Some(old));
     let polls: Vec<_> = (0..4).map(|p| poll(p, 3)).collect();
-    let batches: Vec<Batch> = polls.iter().map(|(b, _)| b.clone()).collect();
+    let batches: Vec<Request> = polls.iter().map(|(b, _)| b.clone()).collect();
     let negotiated = Negotiated::new(Protocol::V2);
     let queue = memory_queue(&batches[..3]);
     // Secrets in the URL must not reach the log line.
@@ -316,7 +317,7 @@ async fn a_partial_written_count_is_counted_and_logged_once_per_episode() {
     rx.push_response(written(4));
     rx.push_response(written(5));
     rx.push_response(written(0));
-    let batches: Vec<Batch> = (0..4).map(|p| poll(p, 5).0).collect();
+    let batches: Vec<Request> = (0..4).map(|p| poll(p, 5).0).collect();
     let negotiated = Negotiated::new(Protocol::V2);
     let metrics = start_sender(&rx, memory_queue(&batches), negotiated.clone())
         .drained()
@@ -429,7 +430,7 @@ async fn the_client_sends_each_protocol_its_headers_and_reads_the_written_counts
     )
     .unwrap();
     let (batch, expected) = poll(0, 2);
-    let v1_body = kubelet_push::remote_write::fallback::to_v1(&batch.body)
+    let v1_body = kubelet_push::remote_write::rewrite::to_v1(&batch.body)
         .unwrap()
         .body;
 

@@ -30,9 +30,9 @@ use super::server::LocalServer;
 use crate::remote_write::client::{
     EXEMPLARS_WRITTEN_HEADER, HISTOGRAMS_WRITTEN_HEADER, SAMPLES_WRITTEN_HEADER,
 };
-use crate::remote_write::fallback::{labels_of, RefError};
 use crate::remote_write::proto::v1::{Label, Sample, TimeSeries, WriteRequest};
 use crate::remote_write::proto::v2;
+use crate::remote_write::wire::{labels_of, RefError};
 use crate::remote_write::Protocol;
 
 pub use printer::{spawn_printer, Tally, TallyTracker};

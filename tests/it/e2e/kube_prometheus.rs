@@ -35,7 +35,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use kubelet_push::remote_write::proto::v1::{Label, Sample, TimeSeries};
-use kubelet_push::remote_write::{self as rw, encode};
+use kubelet_push::remote_write::{self as rw, reference};
 
 use super::*;
 
@@ -303,7 +303,7 @@ impl StandIns {
                         }
                     })
                     .collect();
-                for request in encode::encode_batches(batch, usize::MAX).unwrap() {
+                for request in reference::encode_batches(batch, usize::MAX).unwrap() {
                     let answer = http
                         .post(&url)
                         .header("Content-Encoding", rw::CONTENT_ENCODING)

@@ -13,7 +13,7 @@
 use axum::body::Bytes;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use kubelet_push::demo::server::LocalServer;
-use kubelet_push::remote_write::encode::{decode, decode_v2, v2_labels};
+use kubelet_push::remote_write::wire::{decode_v1, decode_v2, labels_of};
 
 use super::outage::outage;
 use super::values::{check_fixtures, push_fixtures, Pushed};
@@ -121,7 +121,7 @@ fn check_fallback(kind: Kind, p: &Pushed, wire: &[Exchange]) {
         .timeseries
         .iter()
         .map(|ts| {
-            let mut labels: Vec<(String, String)> = v2_labels(&v2, ts)
+            let mut labels: Vec<(String, String)> = labels_of(&v2, ts)
                 .unwrap()
                 .into_iter()
                 .filter(|(_, v)| !v.is_empty())
@@ -174,7 +174,7 @@ fn push_attempts(metrics: &str) -> f64 {
 type Series = (Vec<(String, String)>, Vec<(i64, u64)>);
 
 fn v1_series(body: &[u8]) -> Vec<Series> {
-    let mut out: Vec<Series> = decode(body)
+    let mut out: Vec<Series> = decode_v1(body)
         .unwrap()
         .timeseries
         .iter()

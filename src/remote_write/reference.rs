@@ -1,31 +1,18 @@
-//! The interface every protocol encoder implements ([`Encoder`]: points of the series model in,
-//! compressed request bodies out), the request it produces, and the reference encodings built
-//! from the prost-generated types ([`time_series`], [`encode_batches`], [`decode`] for 1.0;
-//! [`encode_batches_v2`], [`decode_v2`] for 2.0): the hand-written encoders are tested against
-//! them byte for byte, and tests use them to craft and read bodies. The agent never sends what
-//! a reference builds.
+//! The reference encodings built from the prost-generated types ([`time_series`],
+//! [`encode_batches`] for 1.0; [`encode_batches_v2`] for 2.0): the hand-written encoders are
+//! tested against them byte for byte, and tests and benches use them to craft bodies. Compiled
+//! only for tests and with the `test-support` feature: the agent never sends what a reference
+//! builds, and the release binary does not contain it. Not here: the request they produce and
+//! the encoder interface (`request`), reading bodies back (`wire`).
 
 use bytes::Bytes;
 use prost::Message;
 
 use super::proto::v1::{Label, Sample, TimeSeries, WriteRequest};
 use super::proto::v2;
+use super::request::Request;
 use super::{Protocol, METRIC_NAME_LABEL};
-use crate::series::{CommonLabels, Point, SeriesSet};
-
-/// Turns the points of one poll into request bodies of one protocol.
-pub trait Encoder: Send {
-    /// Encodes `points` in order into requests of at most `max_samples` samples each (at least
-    /// one), appended to `out`. Nothing fails but compression, which only fails on a body
-    /// larger than snappy's 4 GiB limit.
-    fn encode(
-        &mut self,
-        series: &SeriesSet,
-        points: &[Point],
-        max_samples: usize,
-        out: &mut Vec<EncodedRequest>,
-    ) -> Result<(), snap::Error>;
-}
+use crate::series::CommonLabels;
 
 /// Reference: builds one series with one sample: `__name__`, the metric's labels and the common labels,
 /// sorted by name; labels with empty values are left out (Prometheus treats an empty value as
@@ -66,23 +53,12 @@ pub fn time_series<'a>(
     }
 }
 
-/// One compressed request body, ready to POST.
-#[derive(Debug, Clone)]
-pub struct EncodedRequest {
-    pub protocol: Protocol,
-    pub body: Bytes,
-    pub samples: usize,
-    /// Oldest and newest sample timestamp in the request, in milliseconds.
-    pub oldest_ms: i64,
-    pub newest_ms: i64,
-}
-
 /// Reference: splits `series` into requests of at most `max_samples` samples each (at least one) and
 /// encodes them. Series keep their order, so each series' samples stay in time order.
 pub fn encode_batches(
     series: Vec<TimeSeries>,
     max_samples: usize,
-) -> Result<Vec<EncodedRequest>, snap::Error> {
+) -> Result<Vec<Request>, snap::Error> {
     let max_samples = max_samples.max(1);
     let mut requests = Vec::new();
     let mut batch: Vec<TimeSeries> = Vec::new();
@@ -123,7 +99,7 @@ impl Reference {
         &mut self,
         timeseries: Vec<TimeSeries>,
         samples: usize,
-    ) -> Result<EncodedRequest, snap::Error> {
+    ) -> Result<Request, snap::Error> {
         let request = WriteRequest { timeseries };
         let times = request
             .timeseries
@@ -139,7 +115,7 @@ impl Reference {
         protocol: Protocol,
         samples: usize,
         times: impl Iterator<Item = i64>,
-    ) -> Result<EncodedRequest, snap::Error> {
+    ) -> Result<Request, snap::Error> {
         let (oldest_ms, newest_ms) =
             times.fold((i64::MAX, i64::MIN), |(lo, hi), t| (lo.min(t), hi.max(t)));
         self.buf.clear();
@@ -147,10 +123,10 @@ impl Reference {
         // Cannot fail: the buffer was just given the room the message needs.
         let _ = request.encode(&mut self.buf);
         let compressed = self.snappy.compress_vec(&self.buf)?;
-        Ok(EncodedRequest {
+        Ok(Request {
             protocol,
             body: Bytes::from(compressed),
-            samples,
+            samples: u32::try_from(samples).unwrap_or(u32::MAX),
             oldest_ms,
             newest_ms,
         })
@@ -166,7 +142,7 @@ impl Reference {
 pub fn encode_batches_v2(
     series: Vec<(TimeSeries, i64)>,
     max_samples: usize,
-) -> Result<Vec<EncodedRequest>, snap::Error> {
+) -> Result<Vec<Request>, snap::Error> {
     let max_samples = max_samples.max(1);
     let mut encoder = Reference::default();
     let mut requests = Vec::new();
@@ -232,7 +208,7 @@ fn v2_request(mut batch: Vec<(TimeSeries, i64)>) -> v2::Request {
                 .map_or("", |l| l.value.as_str());
             let metadata = match crate::metadata::family(name) {
                 Some(f) => v2::Metadata {
-                    r#type: super::v2::metric_type(f.kind),
+                    r#type: super::wire::metric_type(f.kind),
                     help_ref: intern(f.help),
                     unit_ref: intern(f.unit),
                 },
@@ -260,29 +236,10 @@ fn v2_request(mut batch: Vec<(TimeSeries, i64)>) -> v2::Request {
     }
 }
 
-/// Decodes a Remote Write 2.0 body; for tests and receivers.
-pub fn decode_v2(body: &[u8]) -> Result<v2::Request, String> {
-    super::fallback::decode_v2(body).map_err(|e| crate::http::error_chain(&e))
-}
-
-/// The labels of a decoded 2.0 series as (name, value) pairs, resolved through the request's
-/// symbols; `None` when a ref is out of range or the refs do not pair up.
-pub fn v2_labels<'r>(
-    request: &'r v2::Request,
-    series: &v2::TimeSeries,
-) -> Option<Vec<(&'r str, &'r str)>> {
-    super::fallback::labels_of(request, series).ok()
-}
-
-/// Decodes a Remote Write 1.0 body; for tests, trimming by age and the demo receiver.
-pub fn decode(body: &[u8]) -> Result<WriteRequest, String> {
-    let raw = super::fallback::decompress(body).map_err(|e| format!("snappy: {e}"))?;
-    WriteRequest::decode(raw.as_slice()).map_err(|e| format!("protobuf: {e}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::remote_write::wire::decode_v1;
 
     fn names(ts: &TimeSeries) -> Vec<(&str, &str)> {
         ts.labels
@@ -351,7 +308,7 @@ mod tests {
         );
         let decoded: Vec<f64> = reqs
             .iter()
-            .flat_map(|r| decode(&r.body).unwrap().timeseries)
+            .flat_map(|r| decode_v1(&r.body).unwrap().timeseries)
             .map(|ts| ts.samples[0].value)
             .collect();
         assert_eq!(decoded, vec![0.0, 1.0, 2.0, 3.0, 4.0]);

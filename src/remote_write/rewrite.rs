@@ -17,21 +17,22 @@
 //!
 //! Bodies are snappy block format (`snap::raw`) on both sides; encoding goes through the
 //! prost-generated types, which is fine here: this runs once per request that needs it, not
-//! once per poll.
+//! once per poll. Not here: reading a body (decompressing, decoding, resolving 2.0 label refs:
+//! `wire`), the request it returns (`request`), deciding when to rewrite (`sender`).
 
 use bytes::Bytes;
 use prost::Message;
 
-use super::encode::EncodedRequest;
 use super::proto::{v1, v2};
+use super::request::Request;
+use super::wire::{decode_v1, decode_v2, labels_of, RefError, WireError};
 use super::Protocol;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConvertError {
-    #[error("snappy: {0}")]
-    Snappy(#[from] snap::Error),
-    #[error("protobuf: {0}")]
-    Protobuf(#[from] prost::DecodeError),
+    /// The body cannot be read, or the rewritten one cannot be compressed.
+    #[error(transparent)]
+    Wire(#[from] WireError),
     #[error("series {series}: label ref {reference} is outside the {symbols} symbols")]
     Ref {
         series: usize,
@@ -42,72 +43,6 @@ pub enum ConvertError {
     OddRefs { series: usize, refs: usize },
     #[error("series {series} holds {what}, which Remote Write 1.0 as sent here cannot carry")]
     Unconvertible { series: usize, what: &'static str },
-}
-
-/// Decompresses and decodes a 2.0 body.
-pub fn decode_v2(body: &[u8]) -> Result<v2::Request, ConvertError> {
-    let raw = decompress(body)?;
-    Ok(v2::Request::decode(raw.as_slice())?)
-}
-
-fn decode_v1(body: &[u8]) -> Result<v1::WriteRequest, ConvertError> {
-    let raw = decompress(body)?;
-    Ok(v1::WriteRequest::decode(raw.as_slice())?)
-}
-
-/// The most output one input byte of a snappy block can give: a 3-byte copy element yields at
-/// most 64 bytes, and nothing yields more per byte.
-const SNAPPY_MAX_EXPANSION: usize = 22;
-
-/// `snap::raw::Decoder::decompress_vec`, except that the length the body's header claims is
-/// checked against what its bytes can hold before it is allocated: `decompress_vec` allocates
-/// the claim as is, so five bytes claiming 4 GiB cost a 4 GiB allocation (found by the
-/// property tests, `tests/it/prop_bodies.rs`).
-pub fn decompress(body: &[u8]) -> Result<Vec<u8>, snap::Error> {
-    let claimed = snap::raw::decompress_len(body)?;
-    let most = body.len().saturating_mul(SNAPPY_MAX_EXPANSION);
-    if claimed > most {
-        return Err(snap::Error::TooBig {
-            given: claimed as u64,
-            max: most as u64,
-        });
-    }
-    snap::raw::Decoder::new().decompress_vec(body)
-}
-
-/// Why a 2.0 series' label refs cannot be read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum RefError {
-    #[error("an odd number of label refs ({0})")]
-    Odd(usize),
-    #[error("label ref {reference} is outside the {symbols} symbols")]
-    OutOfRange { reference: u32, symbols: usize },
-}
-
-/// A 2.0 series' labels as (name, value) pairs, resolved through the request's symbols, in the
-/// order of its refs (empty values kept): the one reading of refs that the conversion, the
-/// demo's receiver and the tests share.
-pub fn labels_of<'r>(
-    request: &'r v2::Request,
-    series: &v2::TimeSeries,
-) -> Result<Vec<(&'r str, &'r str)>, RefError> {
-    let refs = &series.labels_refs;
-    if !refs.len().is_multiple_of(2) {
-        return Err(RefError::Odd(refs.len()));
-    }
-    let symbol = |reference: u32| {
-        request
-            .symbols
-            .get(reference as usize)
-            .map(String::as_str)
-            .ok_or(RefError::OutOfRange {
-                reference,
-                symbols: request.symbols.len(),
-            })
-    };
-    refs.chunks_exact(2)
-        .map(|pair| Ok((symbol(pair[0])?, symbol(pair[1])?)))
-        .collect()
 }
 
 /// The 1.0 request holding exactly the series and samples of `request`.
@@ -167,7 +102,7 @@ pub fn v2_to_v1(request: &v2::Request) -> Result<v1::WriteRequest, ConvertError>
 
 /// A 2.0 body as the equivalent 1.0 request, compressed. `samples` may be 0 (every series of
 /// the body was empty): there is then nothing to send.
-pub fn to_v1(body: &[u8]) -> Result<EncodedRequest, ConvertError> {
+pub fn to_v1(body: &[u8]) -> Result<Request, ConvertError> {
     let request = v2_to_v1(&decode_v2(body)?)?;
     let times = request
         .timeseries
@@ -185,7 +120,7 @@ pub fn retain(
     protocol: Protocol,
     body: &[u8],
     keep: impl Fn(i64) -> bool,
-) -> Result<(Option<EncodedRequest>, u64), ConvertError> {
+) -> Result<(Option<Request>, u64), ConvertError> {
     let mut cut = 0u64;
     let kept = match protocol {
         Protocol::V1 => {
@@ -229,15 +164,18 @@ fn finish(
     protocol: Protocol,
     message: &impl Message,
     times: impl Iterator<Item = i64>,
-) -> Result<EncodedRequest, ConvertError> {
-    let (samples, oldest_ms, newest_ms) = times.fold((0, i64::MAX, i64::MIN), |(n, lo, hi), t| {
-        (n + 1, lo.min(t), hi.max(t))
-    });
-    let body = snap::raw::Encoder::new().compress_vec(&message.encode_to_vec())?;
-    Ok(EncodedRequest {
+) -> Result<Request, ConvertError> {
+    let (samples, oldest_ms, newest_ms) = times
+        .fold((0usize, i64::MAX, i64::MIN), |(n, lo, hi), t| {
+            (n + 1, lo.min(t), hi.max(t))
+        });
+    let body = snap::raw::Encoder::new()
+        .compress_vec(&message.encode_to_vec())
+        .map_err(WireError::from)?;
+    Ok(Request {
         protocol,
         body: Bytes::from(body),
-        samples,
+        samples: u32::try_from(samples).unwrap_or(u32::MAX),
         oldest_ms,
         newest_ms,
     })
@@ -428,7 +366,7 @@ mod tests {
             let v1 = decode_v1(&converted.body).unwrap();
             assert_eq!(meaning_v1(&v1), meaning_v2(&sent), "seed {seed}");
             let want: usize = request.timeseries.iter().map(|t| t.samples.len()).sum();
-            assert_eq!(converted.samples, want, "seed {seed}");
+            assert_eq!(converted.samples as usize, want, "seed {seed}");
             for ts in &v1.timeseries {
                 assert!(!ts.samples.is_empty());
                 assert!(ts.labels.iter().all(|l| !l.value.is_empty()));
@@ -549,7 +487,7 @@ mod tests {
         ));
         assert!(matches!(
             to_v1(b"\xff\xff\xff"),
-            Err(ConvertError::Snappy(_))
+            Err(ConvertError::Wire(WireError::Snappy(_)))
         ));
     }
 
