@@ -27,6 +27,7 @@ pub mod cli;
 pub mod config;
 pub mod config_file;
 pub mod demo;
+pub mod episode;
 pub mod http;
 pub mod kubelet;
 pub mod metadata;

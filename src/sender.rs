@@ -27,10 +27,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::buffer::Queue;
+use crate::episode::Episode;
 use crate::remote_write::{
     rewrite, Negotiated, Protocol, RemoteWriteClient, Request, SendError, Written,
 };
-use crate::telemetry::{DestinationMetrics, DropReason, Episode};
+use crate::telemetry::{DestinationMetrics, DropReason};
 
 /// Exponential backoff with full jitter, as a value: `next_delay` is a pure function of the
 /// attempt count and the random state, so it is tested without sleeping.

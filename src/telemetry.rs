@@ -1,5 +1,6 @@
 //! The agent's own metrics (`kubelet_push_*`), exposed on `--listen-address` at `/metrics`,
-//! and the small helper that keeps repeating failures to two log lines.
+//! and the health endpoints (`/healthz`, `/readyz`). Not here: keeping a repeating failure to
+//! two log lines (`episode`).
 //!
 //! Metrics are prometheus-client types (atomics underneath), shared by the poller, the senders
 //! and the HTTP endpoint through one `Arc<Metrics>`. Delivery metrics are per destination:
@@ -649,54 +650,9 @@ pub async fn serve(
 /// The message of the log line that gives the address `serve` bound (its `address` field).
 pub const SERVING: &str = "serving /metrics, /healthz and /readyz";
 
-/// Tracks one kind of repeating failure so it is logged when it starts and when it ends,
-/// with a count, instead of once per attempt.
-#[derive(Debug, Default)]
-pub struct Episode {
-    failures: u64,
-    since: Option<Instant>,
-}
-
-impl Episode {
-    /// Records a failure; true for the first one of an episode (log it).
-    pub fn fail(&mut self) -> bool {
-        self.failures += 1;
-        if self.since.is_none() {
-            self.since = Some(Instant::now());
-            return true;
-        }
-        false
-    }
-
-    /// Records a success; returns the failure count and duration of the episode it ends, if
-    /// one was under way (log the recovery).
-    pub fn recover(&mut self) -> Option<(u64, Duration)> {
-        let since = self.since.take()?;
-        let n = std::mem::take(&mut self.failures);
-        Some((n, since.elapsed()))
-    }
-
-    pub fn failing(&self) -> bool {
-        self.since.is_some()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn episode_logs_start_and_end_once() {
-        let mut e = Episode::default();
-        assert!(e.recover().is_none());
-        assert!(e.fail());
-        assert!(!e.fail());
-        assert!(!e.fail());
-        assert!(e.failing());
-        assert_eq!(e.recover().map(|r| r.0), Some(3));
-        assert!(e.recover().is_none());
-        assert!(e.fail(), "a new episode starts after recovery");
-    }
 
     #[test]
     fn exposition_names_and_labels() {

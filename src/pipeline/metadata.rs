@@ -29,9 +29,10 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use super::convert::Context;
+use crate::episode::Episode;
 use crate::kubelet::client::{KubeletClient, ScrapeError};
 use crate::kubelet::pods::{self, PodMetadata};
-use crate::telemetry::{Episode, Metrics};
+use crate::telemetry::Metrics;
 
 /// One `/pods` request's outcome.
 struct Answer {

@@ -31,6 +31,7 @@ use tracing::{debug, info, warn};
 
 use crate::buffer::Queue;
 use crate::config::{Config, Mode};
+use crate::episode::Episode;
 use crate::kubelet::client::{ClientError, KubeletClient};
 use crate::kubelet::{summary, ScrapeError};
 use crate::remote_write::proto::v1::TimeSeries;
@@ -38,7 +39,7 @@ use crate::remote_write::v1::V1Encoder;
 use crate::remote_write::v2::V2Encoder;
 use crate::remote_write::{Encoder, Negotiated, Protocol, Request};
 use crate::series::{Admit, CommonLabels, Point, SeriesSet};
-use crate::telemetry::{DestinationMetrics, DropReason, Episode, InvalidValue, Metrics};
+use crate::telemetry::{DestinationMetrics, DropReason, InvalidValue, Metrics};
 use convert::FUTURE_ALLOWANCE_MS;
 
 /// The points of one poll, and its error when it failed. Points name series of the

@@ -36,9 +36,9 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use tracing::{info, warn};
 
+use crate::episode::Episode;
 use crate::http::ProxyUrl;
 pub use crate::http::TlsHints;
-use crate::telemetry::Episode;
 
 /// What the flags, or one config-file entry, say; unvalidated.
 #[derive(Debug, Clone, Default)]
