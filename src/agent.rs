@@ -33,7 +33,7 @@ use crate::buffer::{Buffer, Queue};
 use crate::config::{Config, ConfigError, Mode};
 use crate::http::error_chain;
 use crate::kubelet::client::ClientError;
-use crate::pipeline::{Outlet, Poller, Polling};
+use crate::pipeline::{Outlet, Poller, PollerSettings, Polling};
 use crate::remote_write::{Negotiated, RemoteWriteClient};
 use crate::sender::{self, SenderSettings};
 use crate::telemetry::{DestinationMetrics, DropReason, Metrics};
@@ -175,7 +175,7 @@ pub async fn run(
     }
     let polling = Polling {
         interval: config.interval,
-        mode: config.mode,
+        once: config.mode == Mode::Once,
         max_samples_per_send: config.max_samples_per_send,
     };
     let polls = tasks.spawn(crate::pipeline::run(
@@ -325,4 +325,22 @@ fn open_buffer(
         );
     }
     Ok(Box::new(disk))
+}
+
+/// The poller's settings, taken from the validated configuration: `pipeline` never reads the
+/// configuration itself.
+impl From<&Config> for PollerSettings {
+    fn from(config: &Config) -> Self {
+        PollerSettings {
+            kubelet: config.kubelet.clone(),
+            metric_filter: config.metric_filter.clone(),
+            interval: config.interval,
+            job: config.job.clone(),
+            node_name: config.node_name.clone(),
+            external_labels: config.external_labels.clone(),
+            kubelet_pods: config.kubelet_pods,
+            pod_labels: config.pod_labels.clone(),
+            max_stats_age: config.max_stats_age,
+        }
+    }
 }

@@ -17,7 +17,9 @@
 //! buffer ([`Outlet`]). It never waits for a receiver.
 //!
 //! Not here: sending and retrying (`sender`), the buffer (`buffer`), task wiring and shutdown
-//! (`agent`).
+//! (`agent`), and the configuration: `agent` builds the [`PollerSettings`] and [`Polling`] this
+//! module runs on, so it never imports `config` (which imports `filter` and
+//! `convert::MAX_POD_LABELS` from here).
 
 pub mod convert;
 pub mod filter;
@@ -30,9 +32,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::buffer::Queue;
-use crate::config::{Config, Mode};
 use crate::episode::Episode;
-use crate::kubelet::client::{ClientError, KubeletClient};
+use crate::kubelet::client::{ClientError, KubeletClient, KubeletSettings};
 use crate::kubelet::{summary, ScrapeError};
 use crate::remote_write::proto::v1::TimeSeries;
 use crate::remote_write::v1::V1Encoder;
@@ -47,6 +48,27 @@ use convert::FUTURE_ALLOWANCE_MS;
 pub struct PollOutput {
     pub points: Vec<Point>,
     pub error: Option<ScrapeError>,
+}
+
+/// What a [`Poller`] is built from: the validated settings it needs, and nothing else.
+/// `agent` builds it from the configuration (`From<&Config>`), as it builds the sender's
+/// settings; this module never reads the configuration itself.
+#[derive(Debug, Clone)]
+pub struct PollerSettings {
+    pub kubelet: KubeletSettings,
+    /// `--metric-allow` / `--metric-deny`; `None` when neither is given.
+    pub metric_filter: Option<filter::MetricFilter>,
+    /// How often the pod metadata may be asked again.
+    pub interval: Duration,
+    pub job: String,
+    /// Overrides the summary's `nodeName` for the `node` and `instance` labels.
+    pub node_name: Option<String>,
+    pub external_labels: Vec<(String, String)>,
+    /// Whether pod metadata is asked from the kubelet's `/pods`.
+    pub kubelet_pods: bool,
+    /// `--pod-label`: each pod label and the metric label it becomes.
+    pub pod_labels: Vec<(String, String)>,
+    pub max_stats_age: Duration,
 }
 
 /// Owns everything that lives from one poll to the next.
@@ -98,24 +120,28 @@ enum Fetched<'a> {
 }
 
 impl Poller {
-    pub fn new(config: &Config, metrics: Arc<Metrics>) -> Result<Self, ClientError> {
-        let kubelet_display = match &config.kubelet.source {
+    pub fn new(
+        settings: impl Into<PollerSettings>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, ClientError> {
+        let settings: PollerSettings = settings.into();
+        let kubelet_display = match &settings.kubelet.source {
             crate::kubelet::client::Source::Http(u) => crate::http::redact(u),
             crate::kubelet::client::Source::File(p) => format!("file://{}", p.display()),
         };
-        let node = config.node_name.clone().unwrap_or_else(host_name);
-        let common = CommonLabels::new(&config.job, &node, &config.external_labels);
-        let kubelet = Arc::new(KubeletClient::new(config.kubelet.clone())?);
+        let node = settings.node_name.clone().unwrap_or_else(host_name);
+        let common = CommonLabels::new(&settings.job, &node, &settings.external_labels);
+        let kubelet = Arc::new(KubeletClient::new(settings.kubelet.clone())?);
         let from_kubelet = matches!(
-            config.kubelet.source,
+            settings.kubelet.source,
             crate::kubelet::client::Source::Http(_)
         );
-        let pods = (config.kubelet_pods && from_kubelet).then(|| {
+        let pods = (settings.kubelet_pods && from_kubelet).then(|| {
             metadata::PodSource::new(
                 kubelet.clone(),
                 metrics.clone(),
-                config.pod_labels.clone(),
-                config.interval,
+                settings.pod_labels.clone(),
+                settings.interval,
             )
         });
         Ok(Poller {
@@ -125,13 +151,16 @@ impl Poller {
             series: SeriesSet::new(common),
             v1: V1Encoder::new(),
             v2: V2Encoder::new(),
-            filter: config.metric_filter.clone().map(filter::CachedFilter::new),
-            job: config.job.clone(),
-            node_override: config.node_name.clone(),
-            external_labels: config.external_labels.clone(),
+            filter: settings
+                .metric_filter
+                .clone()
+                .map(filter::CachedFilter::new),
+            job: settings.job.clone(),
+            node_override: settings.node_name.clone(),
+            external_labels: settings.external_labels.clone(),
             node,
-            node_known: config.node_name.is_some(),
-            max_stats_age_ms: i64::try_from(config.max_stats_age.as_millis()).unwrap_or(i64::MAX),
+            node_known: settings.node_name.is_some(),
+            max_stats_age_ms: i64::try_from(settings.max_stats_age.as_millis()).unwrap_or(i64::MAX),
             capacity_hint: 0,
             last_poll_ms: i64::MIN,
             kubelet_failing: Episode::default(),
@@ -488,7 +517,8 @@ impl Poller {
 /// What the polling task needs besides the poller.
 pub struct Polling {
     pub interval: Duration,
-    pub mode: Mode,
+    /// `--once`: stop after the first poll.
+    pub once: bool,
     pub max_samples_per_send: usize,
 }
 
@@ -556,7 +586,7 @@ pub async fn run(
             &mut outlets,
             settings.max_samples_per_send,
         );
-        if settings.mode == Mode::Once {
+        if settings.once {
             break;
         }
     }
