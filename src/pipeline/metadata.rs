@@ -28,7 +28,7 @@ use reqwest::StatusCode;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-use super::convert::Context;
+use super::convert::{unix_ms, Context};
 use crate::episode::Episode;
 use crate::kubelet::client::{KubeletClient, ScrapeError};
 use crate::kubelet::pods::{self, PodMetadata};
@@ -101,8 +101,7 @@ impl PodSource {
         let list = pods::parse(bytes)?;
         let now = Instant::now();
         self.meta.asked(now);
-        self.meta
-            .replace(&list, super::unix_ms(SystemTime::now()), now);
+        self.meta.replace(&list, unix_ms(SystemTime::now()), now);
         self.settled = true;
         Ok(())
     }
@@ -143,7 +142,7 @@ impl PodSource {
         self.meta.asked(now);
         let kubelet = self.kubelet.clone();
         self.pending = Some(tokio::spawn(async move {
-            let asked_ms = super::unix_ms(SystemTime::now());
+            let asked_ms = unix_ms(SystemTime::now());
             let result = kubelet.fetch_pods().await;
             Answer { asked_ms, result }
         }));

@@ -41,7 +41,7 @@ use crate::remote_write::v2::V2Encoder;
 use crate::remote_write::{Encoder, Negotiated, Protocol, Request};
 use crate::series::{Admit, CommonLabels, Point, SeriesSet};
 use crate::telemetry::{DestinationMetrics, DropReason, InvalidValue, Metrics};
-use convert::FUTURE_ALLOWANCE_MS;
+use convert::{unix_ms, FUTURE_ALLOWANCE_MS};
 
 /// The points of one poll, and its error when it failed. Points name series of the
 /// [`Poller`] that made them, valid until its next poll.
@@ -700,12 +700,6 @@ const BUFFER_FULL_QUIET_POLLS: u32 = 10;
 fn body_hash(bytes: &[u8]) -> u64 {
     use std::hash::BuildHasher;
     foldhash::fast::FixedState::with_seed(0x6b75_6265_6c65_7421).hash_one(bytes)
-}
-
-fn unix_ms(t: SystemTime) -> i64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 /// The host name, for the node label when the kubelet has never answered and no
