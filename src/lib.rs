@@ -18,6 +18,20 @@
 //! the encoders are pure; I/O lives in `kubelet::client`, `remote_write::client`, `buffer` and
 //! the tasks. `agent` only wires the tasks and stops them in order. `config` validates flags once at start-up, `demo` runs
 //! the whole pipeline against a simulated kubelet and a decoding receiver.
+//!
+//! Imports run one way, downward (`tests/it/layout.rs` fails on any loop, between top-level
+//! modules or between the files of one):
+//!
+//! ```text
+//! demo ─► agent ─► config ─► cli, config_file
+//!           │        └─────► the settings it builds: kubelet, pipeline (filter), remote_write (access)
+//!           ├─► pipeline ─► kubelet, text, remote_write, buffer, telemetry
+//!           └─► sender ───► remote_write, buffer, telemetry
+//! telemetry ─► buffer ─► remote_write ─► series, metadata, http, episode
+//! leaves (nothing of the crate): episode (once-per-episode logging), http, series, metadata, signal
+//! ```
+//!
+//! `pipeline` and `sender` take settings `agent` builds from the config; neither imports `config`.
 
 #![forbid(unsafe_code)]
 

@@ -11,6 +11,7 @@ mod golden;
 mod hostile_io;
 mod hostile_summary;
 mod kubelet;
+mod layout;
 mod pods;
 mod prop_bodies;
 mod prop_buffer;
