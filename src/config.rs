@@ -1,6 +1,12 @@
 //! Raw flags → a validated [`Config`], once, at start-up. Every problem becomes a
 //! [`ConfigError`] naming the flag, which `main` turns into exit code 64; nothing is left to
 //! fail mid-run.
+//!
+//! Not here: the types of the settings it validates, which belong to the modules they
+//! configure (`kubelet::client::KubeletSettings`, `remote_write::access`, the metric filter in
+//! `pipeline::filter`), and turning a [`Config`] into the poller's and senders' settings
+//! (`agent`: `pipeline` and `sender` never import this module). Its tests are in
+//! `config/tests.rs`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
