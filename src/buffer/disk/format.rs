@@ -257,13 +257,129 @@ pub(super) fn read_start(mut file: &File, file_len: u64) -> io::Result<Start> {
     Ok(Start::Header(le_u32(&h, 8)))
 }
 
-/// `read_exact` that reports a short read as `false` instead of an error.
-pub(super) fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<bool> {
-    match r.read_exact(buf) {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(false),
-        Err(e) => Err(e),
+/// Why a record could not be read. Recovery cuts its segment there (torn or corrupt, see
+/// [`FrameError::damage`]); a running buffer takes any of these as an [`io::Error`].
+#[derive(Debug)]
+pub(super) enum FrameError {
+    /// The bytes end inside the record (a short read): torn.
+    Eof(io::Error),
+    /// `len` is below the least payload of the segment's format: corrupt.
+    LenTooShort,
+    /// `len` runs past the end of the segment: torn.
+    LenPastEnd,
+    /// The payload does not match `crc`: corrupt.
+    Crc,
+    /// Reading failed otherwise: not damage, the caller reports it.
+    Io(io::Error),
+}
+
+impl FrameError {
+    /// `Some(true)` for a corrupt record, `Some(false)` for a torn one, `None` for an I/O error.
+    pub(super) fn damage(&self) -> Option<bool> {
+        match self {
+            FrameError::LenTooShort | FrameError::Crc => Some(true),
+            FrameError::Eof(_) | FrameError::LenPastEnd => Some(false),
+            FrameError::Io(_) => None,
+        }
     }
+}
+
+impl From<FrameError> for io::Error {
+    fn from(error: FrameError) -> io::Error {
+        match error {
+            FrameError::Eof(e) | FrameError::Io(e) => e,
+            FrameError::LenTooShort | FrameError::LenPastEnd => {
+                io::Error::new(io::ErrorKind::InvalidData, "record length out of bounds")
+            }
+            FrameError::Crc => io::Error::new(io::ErrorKind::InvalidData, "record crc mismatch"),
+        }
+    }
+}
+
+/// A record's framing and metadata, read and checked: everything before its body.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Head {
+    /// `len`: payload bytes.
+    pub(super) len: u64,
+    /// Bytes after the metadata.
+    pub(super) body_len: u64,
+    pub(super) meta: Meta,
+    /// `crc`, as stored, over the whole payload.
+    crc: u32,
+    /// crc32c of the metadata, continued over the body when it is read.
+    meta_crc: u32,
+}
+
+/// The one reader of a record's framing, for every place that reads a record: reads `len` and
+/// `crc`, checks `len` (not below the format's least payload, not past `room`, the bytes of
+/// the segment from the record's start on), then reads the metadata. Its body is read next
+/// with [`Head::read_body`] or [`Head::skip_body`], which check the crc.
+pub(super) fn read_head(r: &mut impl Read, format: Format, room: u64) -> Result<Head, FrameError> {
+    let meta_len = format.meta_len();
+    let mut buf = [0u8; (HEADER_LEN + META_LEN) as usize];
+    let (header, meta) = buf[..(HEADER_LEN + meta_len) as usize].split_at_mut(HEADER_LEN as usize);
+    read_exact(r, header)?;
+    let len = u64::from(le_u32(header, 0));
+    if len < meta_len {
+        return Err(FrameError::LenTooShort);
+    }
+    if HEADER_LEN + len > room {
+        return Err(FrameError::LenPastEnd);
+    }
+    read_exact(r, meta)?;
+    Ok(Head {
+        len,
+        body_len: len - meta_len,
+        meta: Meta::parse(format, meta),
+        crc: le_u32(header, 4),
+        meta_crc: crc32c::crc32c(meta),
+    })
+}
+
+impl Head {
+    /// Bytes the whole record takes on disk.
+    pub(super) fn disk_len(&self) -> u64 {
+        HEADER_LEN + self.len
+    }
+
+    /// Reads the body and checks the payload's crc.
+    pub(super) fn read_body(&self, r: &mut impl Read) -> Result<Vec<u8>, FrameError> {
+        let len = usize::try_from(self.body_len).map_err(|_| FrameError::LenPastEnd)?;
+        let mut body = vec![0u8; len];
+        read_exact(r, &mut body)?;
+        if crc32c::crc32c_append(self.meta_crc, &body) != self.crc {
+            return Err(FrameError::Crc);
+        }
+        Ok(body)
+    }
+
+    /// Reads past the body a `chunk` at a time, checking the payload's crc without keeping
+    /// the body in memory.
+    pub(super) fn skip_body(&self, r: &mut impl Read, chunk: &mut [u8]) -> Result<(), FrameError> {
+        let mut crc = self.meta_crc;
+        let mut left = self.body_len;
+        while left > 0 {
+            let want = chunk.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            let n = r.read(&mut chunk[..want]).map_err(FrameError::Io)?;
+            if n == 0 {
+                return Err(FrameError::Eof(io::ErrorKind::UnexpectedEof.into()));
+            }
+            crc = crc32c::crc32c_append(crc, &chunk[..n]);
+            left -= n as u64;
+        }
+        if crc != self.crc {
+            return Err(FrameError::Crc);
+        }
+        Ok(())
+    }
+}
+
+/// `read_exact`, telling a short read (damage) from a failed one.
+fn read_exact(r: &mut impl Read, buf: &mut [u8]) -> Result<(), FrameError> {
+    r.read_exact(buf).map_err(|e| match e.kind() {
+        io::ErrorKind::UnexpectedEof => FrameError::Eof(e),
+        _ => FrameError::Io(e),
+    })
 }
 
 /// `Ok(None)` when there is no read position; `Err` when it is unreadable or garbled.

@@ -71,9 +71,9 @@ use super::{Buffer, BufferError, Dropped};
 use crate::remote_write::Request;
 use dir::{lock_dir, probe, sync_dir};
 use format::{
-    encode, le_u32, load_read_pos, parse_segment_name, read_full, read_start, segment_header,
-    size_of_body, write_read_pos, Format, Meta, Start, FORMAT_VERSION, HEADER_LEN, META_LEN,
-    SEGMENT_HEADER_LEN, SEGMENT_SUFFIX,
+    encode, load_read_pos, parse_segment_name, read_head, read_start, segment_header, size_of_body,
+    write_read_pos, Format, Start, FORMAT_VERSION, HEADER_LEN, META_LEN, SEGMENT_HEADER_LEN,
+    SEGMENT_SUFFIX,
 };
 
 /// Bounds of the size at which a segment is closed for appends (`max_bytes / 8` between
@@ -300,24 +300,18 @@ impl DiskBuffer {
             ));
         }
         let s = &self.segments[i];
-        let meta_len = s.format.meta_len();
         let mut file = File::open(&s.path)?;
         file.seek(SeekFrom::Start(s.read_offset))?;
-        let mut head = [0u8; (HEADER_LEN + META_LEN) as usize];
-        let head = &mut head[..(HEADER_LEN + meta_len) as usize];
-        file.read_exact(head)?;
-        let len = u64::from(le_u32(head, 0));
-        if len < meta_len || s.read_offset + HEADER_LEN + len > s.len {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "record length out of bounds",
-            ));
-        }
-        let meta = Meta::parse(s.format, &head[HEADER_LEN as usize..]);
+        // Framing and metadata in one read, checked after it: a file cut shorter since
+        // start-up fails as a short read whatever its length field says.
+        let mut buf = [0u8; (HEADER_LEN + META_LEN) as usize];
+        let buf = &mut buf[..(HEADER_LEN + s.format.meta_len()) as usize];
+        file.read_exact(buf)?;
+        let head = read_head(&mut &buf[..], s.format, s.len.saturating_sub(s.read_offset))?;
         Ok((
-            HEADER_LEN + len,
-            size_of_body(len - meta_len),
-            u64::from(meta.samples),
+            head.disk_len(),
+            size_of_body(head.body_len),
+            u64::from(head.meta.samples),
         ))
     }
 
@@ -616,29 +610,18 @@ fn append(file: &mut File, at: u64, record: &[u8]) -> io::Result<()> {
 
 /// Reads and checks the front record of `s`. Damage comes back as `InvalidData`.
 fn read_record(s: &Segment) -> io::Result<Request> {
-    let invalid = |what| io::Error::new(io::ErrorKind::InvalidData, what);
     let mut file = File::open(&s.path)?;
     file.seek(SeekFrom::Start(s.read_offset))?;
-    let mut header = [0u8; HEADER_LEN as usize];
-    file.read_exact(&mut header)?;
-    let len = u64::from(le_u32(&header, 0));
-    let meta_len = s.format.meta_len();
-    if len < meta_len || s.read_offset + HEADER_LEN + len > s.len {
-        return Err(invalid("record length out of bounds"));
-    }
-    let mut payload = vec![0u8; len as usize];
-    file.read_exact(&mut payload)?;
-    if crc32c::crc32c(&payload) != le_u32(&header, 4) {
-        return Err(invalid("record crc mismatch"));
-    }
-    let meta = Meta::parse(s.format, &payload);
+    let head = read_head(&mut file, s.format, s.len.saturating_sub(s.read_offset))?;
+    let body = head.read_body(&mut file)?;
+    let meta = head.meta;
     // Start-up refused unknown codes; one here means the file changed since.
-    let protocol = meta
-        .protocol()
-        .ok_or_else(|| invalid("unknown protocol code or flags"))?;
+    let protocol = meta.protocol().ok_or_else(|| {
+        io::Error::new(io::ErrorKind::InvalidData, "unknown protocol code or flags")
+    })?;
     Ok(Request {
         protocol,
-        body: Bytes::from(payload).slice(meta_len as usize..),
+        body: Bytes::from(body),
         samples: meta.samples,
         oldest_ms: meta.oldest_ms,
         newest_ms: meta.newest_ms,
@@ -680,59 +663,25 @@ fn scan_segment(
     }
     let header_damaged = damage.is_some();
     seg.read_offset = offset;
-    let meta_len = seg.format.meta_len();
     (&file).seek(SeekFrom::Start(offset)).map_err(err)?;
     let mut r = BufReader::with_capacity(64 << 10, &file);
     let mut chunk = vec![0u8; 64 << 10];
     while damage.is_none() && offset < file_len {
-        let remaining = file_len - offset;
-        let mut head_buf = [0u8; (HEADER_LEN + META_LEN) as usize];
-        let head = &mut head_buf[..(HEADER_LEN + meta_len) as usize];
-        if remaining < HEADER_LEN {
-            damage = Some(false);
-            break;
-        }
-        let len = match read_full(&mut r, &mut head[..HEADER_LEN as usize]).map_err(err)? {
-            true => u64::from(le_u32(head, 0)),
-            false => {
-                damage = Some(false);
-                break;
-            }
+        let frame = read_head(&mut r, seg.format, file_len - offset)
+            .and_then(|head| head.skip_body(&mut r, &mut chunk).map(|()| head));
+        let head = match frame {
+            Ok(head) => head,
+            Err(error) => match error.damage() {
+                Some(corrupt) => {
+                    damage = Some(corrupt);
+                    break;
+                }
+                None => return Err(err(error.into())),
+            },
         };
-        if len < meta_len {
-            damage = Some(true);
-            break;
-        }
-        if len > remaining - HEADER_LEN {
-            damage = Some(false);
-            break;
-        }
-        if !read_full(&mut r, &mut head[HEADER_LEN as usize..]).map_err(err)? {
-            damage = Some(false);
-            break;
-        }
-        let mut crc = crc32c::crc32c(&head[HEADER_LEN as usize..]);
-        let mut left = len - meta_len;
-        while left > 0 {
-            let want = chunk.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-            let n = r.read(&mut chunk[..want]).map_err(err)?;
-            if n == 0 {
-                break;
-            }
-            crc = crc32c::crc32c_append(crc, &chunk[..n]);
-            left -= n as u64;
-        }
-        if left > 0 {
-            damage = Some(false);
-            break;
-        }
-        if crc != le_u32(head, 4) {
-            damage = Some(true);
-            break;
-        }
-        let meta = Meta::parse(seg.format, &head[HEADER_LEN as usize..]);
+        let meta = head.meta;
         let seq = seg.first_seq.saturating_add(seg.records);
-        let rec_len = HEADER_LEN + len;
+        let rec_len = head.disk_len();
         if seq < read_pos {
             seg.read_index += 1;
             seg.read_offset += rec_len;
@@ -745,7 +694,7 @@ fn scan_segment(
                     flags: meta.flags,
                 });
             }
-            seg.pending_bytes += size_of_body(len - meta_len);
+            seg.pending_bytes += size_of_body(head.body_len);
             seg.pending_samples += u64::from(meta.samples);
         }
         seg.records += 1;

@@ -3,7 +3,7 @@
 //! directory lock. Not here: tests that need a process, a tmpfs or the agent (`tests/it/disk.rs`).
 
 use super::dir::{LOCK, LOCK_PID};
-use super::format::{le_i64, META_LEN_V1, READ_POS, SEGMENT_MAGIC};
+use super::format::{le_i64, le_u32, META_LEN_V1, READ_POS, SEGMENT_MAGIC};
 use super::*;
 use crate::buffer::memory::MemoryBuffer;
 use crate::remote_write::Protocol;
