@@ -81,6 +81,16 @@ pub enum BufferError {
     },
 }
 
+impl BufferError {
+    /// An I/O error on the buffer file or directory at `path`.
+    pub fn io(path: &std::path::Path, source: std::io::Error) -> BufferError {
+        BufferError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
 fn holder(pid: Option<u32>) -> String {
     match pid {
         Some(pid) => format!("process {pid}"),

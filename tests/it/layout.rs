@@ -1,5 +1,5 @@
-//! The crate's layout rule: imports run one way. No module imports one that imports it back,
-//! directly or through others.
+//! The crate's layout rules: imports run one way (no module imports one that imports it back,
+//! directly or through others), and no source file is over [`MAX_LINES`] lines.
 //!
 //! The test reads every file under `src/` (no compiler, no dependency: a small Rust lexer that
 //! skips comments, strings and char literals) and collects every path that names a module of
@@ -673,6 +673,36 @@ fn edges_text(edges: &BTreeMap<String, BTreeMap<String, String>>) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// No source file is longer than this, tests included: past it a file holds more than one
+/// concept (the disk buffer's 2 146 lines held its record format, its directory lock and its
+/// queue, and a thousand lines of tests).
+const MAX_LINES: usize = 1200;
+
+#[test]
+fn no_source_file_is_over_the_line_limit() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut long = Vec::new();
+    let mut files = 0;
+    for dir in ["src", "tests", "benches"] {
+        for (rel, text) in rust_files(&root.join(dir)) {
+            files += 1;
+            let lines = text.lines().count();
+            if lines > MAX_LINES {
+                long.push(format!("{dir}/{rel}: {lines} lines"));
+            }
+        }
+    }
+    assert!(
+        files > 50,
+        "only {files} files found under src/, tests/ and benches/"
+    );
+    assert!(
+        long.is_empty(),
+        "over {MAX_LINES} lines (split by concept, tests into a file of their own):\n{}",
+        long.join("\n")
+    );
 }
 
 #[test]

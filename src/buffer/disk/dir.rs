@@ -24,7 +24,6 @@ use std::path::Path;
 
 use tracing::warn;
 
-use super::io_error;
 use crate::buffer::BufferError;
 
 const PROBE: &str = ".write-probe";
@@ -79,7 +78,7 @@ pub(super) fn lock_dir(dir: &Path) -> Result<Option<File>, BufferError> {
             warn!(file = %path.display(), %error, "cannot lock the buffer directory; make sure no other agent uses it");
             return Ok(None);
         }
-        Err(fs::TryLockError::Error(source)) => return Err(io_error(&path, source)),
+        Err(fs::TryLockError::Error(source)) => return Err(BufferError::io(&path, source)),
     }
     fs::write(dir.join(LOCK_PID), format!("{}\n", std::process::id())).map_err(not_writable)?;
     Ok(Some(file))

@@ -87,7 +87,6 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use super::dir::sync_dir;
-use super::io_error;
 use crate::buffer::BufferError;
 use crate::remote_write::{Protocol, Request};
 
@@ -416,10 +415,11 @@ pub(super) fn write_read_pos(dir: &Path, seq: u64) -> Result<(), BufferError> {
         // On a full disk there is no room for a second file, but overwriting the existing
         // 12 bytes needs no new space. Not atomic, but a torn write fails its crc and only
         // means replaying from the oldest segment.
-        return overwrite_read_pos(&dir.join(READ_POS), &data).map_err(|_| io_error(&tmp, source));
+        return overwrite_read_pos(&dir.join(READ_POS), &data)
+            .map_err(|_| BufferError::io(&tmp, source));
     }
     let target = dir.join(READ_POS);
-    fs::rename(&tmp, &target).map_err(|source| io_error(&target, source))?;
+    fs::rename(&tmp, &target).map_err(|source| BufferError::io(&target, source))?;
     sync_dir(dir).map_err(|source| BufferError::Dir {
         path: dir.to_path_buf(),
         source,

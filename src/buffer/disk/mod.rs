@@ -357,7 +357,7 @@ impl DiskBuffer {
     fn append_record(&mut self, record: &[u8]) -> Result<(), BufferError> {
         self.writable_tail()?;
         let (Some(seg), Some(file)) = (self.segments.back_mut(), self.writer.as_mut()) else {
-            return Err(io_error(
+            return Err(BufferError::io(
                 &self.dir,
                 io::Error::other("no segment open for writing"),
             ));
@@ -371,7 +371,7 @@ impl DiskBuffer {
                 seg.sealed = true;
                 self.writer = None;
             }
-            return Err(io_error(&seg.path, source));
+            return Err(BufferError::io(&seg.path, source));
         }
         Ok(())
     }
@@ -442,7 +442,7 @@ impl DiskBuffer {
                         Ok(f) => self.writer = Some(f),
                         Err(source) => {
                             s.sealed = true;
-                            return Err(io_error(&s.path, source));
+                            return Err(BufferError::io(&s.path, source));
                         }
                     }
                 }
@@ -457,7 +457,7 @@ impl DiskBuffer {
                     if source.kind() != io::ErrorKind::NotFound {
                         let path = s.path.clone();
                         self.segments.push_back(s);
-                        return Err(io_error(&path, source));
+                        return Err(BufferError::io(&path, source));
                     }
                 }
             }
@@ -470,14 +470,14 @@ impl DiskBuffer {
             .write(true)
             .create_new(true)
             .open(&seg.path)
-            .map_err(|source| io_error(&seg.path, source))?;
+            .map_err(|source| BufferError::io(&seg.path, source))?;
         if let Err(source) = append(&mut file, 0, &segment_header(FORMAT_VERSION)) {
             // Without a whole header it takes no record; sealed and empty, the next roll
             // deletes it (and a restart cuts a torn header).
             let path = seg.path.clone();
             seg.sealed = true;
             self.segments.push_back(seg);
-            return Err(io_error(&path, source));
+            return Err(BufferError::io(&path, source));
         }
         seg.len = SEGMENT_HEADER_LEN;
         seg.read_offset = SEGMENT_HEADER_LEN;
@@ -501,7 +501,7 @@ impl Buffer for DiskBuffer {
             dropped.add(batch.samples);
             return Ok(dropped);
         }
-        let record = encode(&batch).map_err(|source| io_error(&self.dir, source))?;
+        let record = encode(&batch).map_err(|source| BufferError::io(&self.dir, source))?;
         if let Err(first) = self.append_record(&record) {
             // A full disk may be full of records already delivered: free them and try once more.
             if !self.reclaim_consumed_tail() {
@@ -510,7 +510,7 @@ impl Buffer for DiskBuffer {
             self.append_record(&record)?;
         }
         let Some(seg) = self.segments.back_mut() else {
-            return Err(io_error(
+            return Err(BufferError::io(
                 &self.dir,
                 io::Error::other("no segment after an append"),
             ));
@@ -561,7 +561,7 @@ impl Buffer for DiskBuffer {
                     }
                     self.reap();
                 }
-                Err(source) => return Err(io_error(&s.path, source)),
+                Err(source) => return Err(BufferError::io(&s.path, source)),
             }
         }
     }
@@ -575,7 +575,7 @@ impl Buffer for DiskBuffer {
         }
         let (disk, size, samples) = self
             .front_record_meta(i)
-            .map_err(|source| io_error(&self.segments[i].path, source))?;
+            .map_err(|source| BufferError::io(&self.segments[i].path, source))?;
         self.consume(i, 1, disk, size, samples);
         let persisted = self.persist_read_pos();
         self.reap();
@@ -592,13 +592,6 @@ impl Buffer for DiskBuffer {
 
     fn samples(&self) -> u64 {
         self.samples
-    }
-}
-
-fn io_error(path: &Path, source: io::Error) -> BufferError {
-    BufferError::Io {
-        path: path.to_path_buf(),
-        source,
     }
 }
 
@@ -638,7 +631,7 @@ fn scan_segment(
     recovery: &mut Recovery,
 ) -> Result<Segment, BufferError> {
     let path = seg.path.clone();
-    let err = |source| io_error(&path, source);
+    let err = |source| BufferError::io(&path, source);
     let file = OpenOptions::new()
         .read(true)
         .write(true)
