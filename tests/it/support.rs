@@ -463,7 +463,7 @@ pub struct Polled {
 pub async fn polled(p: &mut kubelet_push::pipeline::Poller) -> Polled {
     let out = p.poll().await;
     Polled {
-        series: p.time_series(&out),
+        series: p.decoded_series(&out),
         error: out.error,
     }
 }
