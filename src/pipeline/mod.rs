@@ -32,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::buffer::Queue;
+use crate::clock::unix_ms;
 use crate::episode::Episode;
 use crate::kubelet::client::{ClientError, KubeletClient, KubeletSettings};
 use crate::kubelet::{summary, ScrapeError};
@@ -41,7 +42,7 @@ use crate::remote_write::v2::V2Encoder;
 use crate::remote_write::{Encoder, Negotiated, Protocol, Request};
 use crate::series::{Admit, CommonLabels, Point, SeriesSet};
 use crate::telemetry::{DestinationMetrics, DropReason, InvalidValue, Metrics};
-use convert::{unix_ms, FUTURE_ALLOWANCE_MS};
+use convert::FUTURE_ALLOWANCE_MS;
 
 /// The points of one poll, and its error when it failed. Points name series of the
 /// [`Poller`] that made them, valid until its next poll.

@@ -143,11 +143,7 @@ fn samples_in(doc: &str) -> usize {
     n
 }
 
-fn unix_ms(t: SystemTime) -> i64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
+use kubelet_push::clock::unix_ms;
 
 /// The kubelet's clock jumps a day ahead for one poll, then comes back: the day-ahead samples
 /// are dropped and counted (never sent, never remembered), and every series goes on at the

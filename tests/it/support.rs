@@ -205,12 +205,7 @@ pub fn metric_in(text: &str, pattern: &str) -> Option<f64> {
     })
 }
 
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
+pub use kubelet_push::clock::now_ms;
 
 /// A simulated Windows node that booted an hour ago, so its counters are well above zero.
 pub async fn simulated_kubelet(
