@@ -29,7 +29,7 @@
 //!           └─► sender ───► remote_write, buffer, telemetry
 //! telemetry ─► buffer ─► remote_write ─► series, metadata, http, episode
 //! leaves (nothing of the crate): episode (once-per-episode logging), http, series, metadata, signal,
-//!   clock (Unix epoch milliseconds)
+//!   clock (Unix epoch milliseconds), rng (the seeded generator)
 //! ```
 //!
 //! `pipeline` and `sender` take settings `agent` builds from the config; neither imports `config`.
@@ -49,6 +49,7 @@ pub mod kubelet;
 pub mod metadata;
 pub mod pipeline;
 pub mod remote_write;
+pub mod rng;
 pub mod sender;
 pub mod series;
 pub mod signal;
