@@ -155,10 +155,7 @@ fn trim(c: &mut Criterion) {
     use kubelet_push::remote_write::reference::{encode_batches, time_series};
     use kubelet_push::remote_write::{CommonLabels, Protocol, Request};
 
-    let now = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as i64;
+    let now = kubelet_push::clock::now_ms();
     let common = CommonLabels::new("kubelet", "node-1", &[]);
     // Half the samples two hours old, half fresh; a one-hour limit cuts the old half.
     let series = (0..2000)

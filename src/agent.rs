@@ -78,18 +78,59 @@ pub async fn run(
         config_error(flag, &e)
     })?;
     if config.mode == Mode::DryRun {
-        let poll = poller.poll().await;
-        let text = poller.render_text(&poll);
-        if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-            warn!(error = %e, "cannot write dry-run output");
-            return Ok(Outcome::Failed);
-        }
-        return Ok(if poll.error.is_some() {
-            Outcome::Failed
-        } else {
-            Outcome::Ok
-        });
+        return Ok(dry_run(&mut poller, out).await);
     }
+    let destinations = build(&config, &metrics)?;
+    let stopped = run_tasks(&config, &metrics, poller, destinations, shutdown).await?;
+    Ok(report(&config, &metrics, &stopped))
+}
+
+/// `--dry-run`: one poll, written to `out` as text.
+async fn dry_run(poller: &mut Poller, out: &mut (dyn std::io::Write + Send)) -> Outcome {
+    let poll = poller.poll().await;
+    let text = poller.render_text(&poll);
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        warn!(error = %e, "cannot write dry-run output");
+        return Outcome::Failed;
+    }
+    if poll.error.is_some() {
+        Outcome::Failed
+    } else {
+        Outcome::Ok
+    }
+}
+
+/// One destination as `build` leaves it: what its sender task needs, and what the report
+/// reads after the tasks ended.
+struct Destination {
+    client: RemoteWriteClient,
+    /// Shared by the sender and the report (what is left in it at the end).
+    buffered: Buffered,
+    /// One handle for the polling task and this sender: a fallback the sender makes is
+    /// what the next poll is encoded in for this destination.
+    negotiated: Negotiated,
+}
+
+/// A destination's buffer after the tasks are spawned: the health endpoint and the final
+/// report read it.
+struct Buffered {
+    queue: Arc<Queue>,
+    metrics: Arc<DestinationMetrics>,
+    /// `None` for a memory buffer: what is left in it at the end is dropped, not kept.
+    dir: Option<std::path::PathBuf>,
+}
+
+/// What `run_tasks` hands to the report once every task ended.
+struct Stopped {
+    /// The polling task said a poll failed (or it panicked).
+    poll_failed: bool,
+    buffers: Vec<Buffered>,
+}
+
+/// Builds each destination (client, buffer, queue, protocol handle) in `--remote-url` order,
+/// moving a buffer an earlier release left in `--buffer-dir` to the first one. Spawns nothing;
+/// a bad flag fails here.
+fn build(config: &Config, metrics: &Metrics) -> Result<Vec<Destination>, RunError> {
     if config.remotes.is_empty() {
         return Err(ConfigError {
             flag: "--remote-url",
@@ -98,19 +139,7 @@ pub async fn run(
         .into());
     }
     let delivery = &config.delivery;
-    let settings = SenderSettings {
-        min_backoff: delivery.min_backoff,
-        max_backoff: delivery.max_backoff,
-        max_sample_age: delivery.max_sample_age,
-    };
-    // Cancelled when every task must stop at once; each task holds a child of it.
-    let root = CancellationToken::new();
-    // Tells the senders no more requests will come: deliver what is buffered, then return.
-    let drain = CancellationToken::new();
-    let tasks = TaskTracker::new();
-    let mut outlets = Vec::with_capacity(config.remotes.len());
-    let mut senders = Vec::with_capacity(config.remotes.len());
-    let mut buffers = Vec::with_capacity(config.remotes.len());
+    let mut destinations = Vec::with_capacity(config.remotes.len());
     let legacy = delivery.buffer_dir.as_deref().map(adopt_legacy_buffer);
     for (i, remote) in config.remotes.iter().enumerate() {
         let client = RemoteWriteClient::new(
@@ -131,10 +160,53 @@ pub async fn run(
         let buffer = open_buffer(dir.as_deref(), delivery, &dest_metrics)?;
         let queue = Arc::new(Queue::new(buffer));
         dest_metrics.buffer_levels(queue.levels());
-        // One handle for the polling task and this sender: a fallback the sender makes is
-        // what the next poll is encoded in for this destination.
-        let negotiated = Negotiated::new(remote.protocol);
-        buffers.push((queue.clone(), dest_metrics.clone(), dir));
+        destinations.push(Destination {
+            client,
+            buffered: Buffered {
+                queue,
+                metrics: dest_metrics,
+                dir,
+            },
+            negotiated: Negotiated::new(remote.protocol),
+        });
+    }
+    Ok(destinations)
+}
+
+/// Spawns a sender per destination, the endpoints and the polling task, waits for the polling
+/// task to end (`shutdown`, or one poll for `--once`), then stops the rest in order: the
+/// senders drain for at most `--shutdown-timeout`, the root token stops what is left, and this
+/// returns once every task ended.
+async fn run_tasks(
+    config: &Config,
+    metrics: &Arc<Metrics>,
+    poller: Poller,
+    destinations: Vec<Destination>,
+    shutdown: CancellationToken,
+) -> Result<Stopped, RunError> {
+    let delivery = &config.delivery;
+    let settings = SenderSettings {
+        min_backoff: delivery.min_backoff,
+        max_backoff: delivery.max_backoff,
+        max_sample_age: delivery.max_sample_age,
+    };
+    // Cancelled when every task must stop at once; each task holds a child of it.
+    let root = CancellationToken::new();
+    // Tells the senders no more requests will come: deliver what is buffered, then return.
+    let drain = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    let mut outlets = Vec::with_capacity(destinations.len());
+    let mut senders = Vec::with_capacity(destinations.len());
+    let mut buffers = Vec::with_capacity(destinations.len());
+    for Destination {
+        client,
+        buffered,
+        negotiated,
+    } in destinations
+    {
+        let queue = buffered.queue.clone();
+        let dest_metrics = buffered.metrics.clone();
+        buffers.push(buffered);
         senders.push(tasks.spawn(sender::run(
             client,
             queue.clone(),
@@ -151,7 +223,7 @@ pub async fn run(
             metrics: metrics.clone(),
             destinations: buffers
                 .iter()
-                .map(|(q, m, _)| (q.clone(), m.clone()))
+                .map(|b| (b.queue.clone(), b.metrics.clone()))
                 .collect(),
             interval: config.interval,
             max_backoff: delivery.max_backoff,
@@ -160,16 +232,16 @@ pub async fn run(
             .await
             .map_err(|e| config_error("--listen-address", &e))?;
     }
-    for (remote, (_, m, dir)) in config.remotes.iter().zip(&buffers) {
+    for (remote, b) in config.remotes.iter().zip(&buffers) {
         info!(
             kubelet = %poller.kubelet_display(),
-            remote = m.url(),
+            remote = b.metrics.url(),
             remote_write = match remote.protocol {
                 crate::remote_write::Protocol::V1 => "1.0",
                 crate::remote_write::Protocol::V2 => "2.0 (1.0 if the receiver does not take it)",
             },
             interval = ?config.interval,
-            buffer = %dir.as_ref().map_or_else(|| "memory".to_owned(), |d| d.display().to_string()),
+            buffer = %b.dir.as_ref().map_or_else(|| "memory".to_owned(), |d| d.display().to_string()),
             "kubelet-push started"
         );
     }
@@ -190,7 +262,7 @@ pub async fn run(
     let poll_failed = polls.await.unwrap_or(true);
     drain.cancel();
     // The senders drain side by side; when the timeout runs out, what is left is reported
-    // below: kept on disk, or dropped from memory with a warning.
+    // afterwards: kept on disk, or dropped from memory with a warning.
     let _ = tokio::time::timeout(delivery.shutdown_timeout, async {
         for sender in senders {
             let _ = sender.await;
@@ -199,10 +271,25 @@ pub async fn run(
     .await;
     root.cancel();
     tasks.wait().await;
+    Ok(Stopped {
+        poll_failed,
+        buffers,
+    })
+}
 
+/// Logs what each destination left (kept on disk, or dropped from memory) and the final
+/// summary, and says how the run ended: `--once` fails on a failed poll or any sample not
+/// delivered.
+fn report(config: &Config, metrics: &Metrics, stopped: &Stopped) -> Outcome {
+    let delivery = &config.delivery;
     let mut left_total = 0;
-    let mut failed = config.mode == Mode::Once && poll_failed;
-    for (queue, m, dir) in &buffers {
+    let mut failed = config.mode == Mode::Once && stopped.poll_failed;
+    for Buffered {
+        queue,
+        metrics: m,
+        dir,
+    } in &stopped.buffers
+    {
         let left = queue.samples();
         left_total += left;
         if left > 0 {
@@ -227,14 +314,19 @@ pub async fn run(
     info!(
         polls_ok = metrics.polls(true),
         polls_failed = metrics.polls(false),
-        samples_sent = buffers
+        samples_sent = stopped
+            .buffers
             .iter()
-            .map(|(_, m, _)| m.samples_sent.get())
+            .map(|b| b.metrics.samples_sent.get())
             .sum::<u64>(),
         samples_pending = left_total,
         "kubelet-push stopped"
     );
-    Ok(if failed { Outcome::Failed } else { Outcome::Ok })
+    if failed {
+        Outcome::Failed
+    } else {
+        Outcome::Ok
+    }
 }
 
 /// Buffers written before destinations had subdirectories sit in `--buffer-dir` itself.

@@ -28,7 +28,8 @@
 //!           ├─► pipeline ─► kubelet, text, remote_write, buffer, telemetry
 //!           └─► sender ───► remote_write, buffer, telemetry
 //! telemetry ─► buffer ─► remote_write ─► series, metadata, http, episode
-//! leaves (nothing of the crate): episode (once-per-episode logging), http, series, metadata, signal
+//! leaves (nothing of the crate): episode (once-per-episode logging), http, series, metadata, signal,
+//!   clock (Unix epoch milliseconds), rng (the seeded generator)
 //! ```
 //!
 //! `pipeline` and `sender` take settings `agent` builds from the config; neither imports `config`.
@@ -38,6 +39,7 @@
 pub mod agent;
 pub mod buffer;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod config_file;
 pub mod demo;
@@ -47,6 +49,7 @@ pub mod kubelet;
 pub mod metadata;
 pub mod pipeline;
 pub mod remote_write;
+pub mod rng;
 pub mod sender;
 pub mod series;
 pub mod signal;

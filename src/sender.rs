@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::buffer::Queue;
+use crate::clock::now_ms;
 use crate::episode::Episode;
 use crate::remote_write::{
     rewrite, Negotiated, Protocol, RemoteWriteClient, Request, SendError, Written,
@@ -442,12 +443,6 @@ fn acknowledge(queue: &Queue, seq: u64, metrics: &DestinationMetrics, failing: &
             }
         }
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 fn too_old(timestamp_ms: i64, max_age: Duration) -> bool {

@@ -69,14 +69,6 @@ pub static KUBELET_METRICS: (&str, &str) = ("metrics_path", "/metrics");
 /// the clock passes the last time sent, at most this long.
 pub const FUTURE_ALLOWANCE_MS: i64 = 120_000;
 
-/// Milliseconds since the Unix epoch; 0 for a time before it. Here, not in `pipeline`, so
-/// the poller and the pod metadata (`pipeline::metadata`) share it without a loop.
-pub(super) fn unix_ms(t: std::time::SystemTime) -> i64 {
-    t.duration_since(std::time::SystemTime::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
 /// What the converter takes from outside the summary.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Context<'m> {

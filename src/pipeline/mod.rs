@@ -9,7 +9,7 @@
 //!
 //! [`Poller`] owns what lives from one poll to the next: the kubelet client, the series set
 //! (ids, last timestamps, staleness), the common labels, the encoder's per-series caches and
-//! the pod metadata of `GET /pods`, asked beside the polls (`metadata`).
+//! the pod metadata of `GET /pods`, asked beside the polls (`pods`).
 //! A poll always yields the per-poll series (`up`, `scrape_duration_seconds`,
 //! `scrape_samples_scraped`); a failed poll marks nothing stale. [`run`] is the polling task:
 //! tick, poll, encode, enqueue, until it is told to stop. With several destinations a poll is
@@ -23,7 +23,7 @@
 
 pub mod convert;
 pub mod filter;
-mod metadata;
+mod pods;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -32,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::buffer::Queue;
+use crate::clock::unix_ms;
 use crate::episode::Episode;
 use crate::kubelet::client::{ClientError, KubeletClient, KubeletSettings};
 use crate::kubelet::{summary, ScrapeError};
@@ -41,7 +42,7 @@ use crate::remote_write::v2::V2Encoder;
 use crate::remote_write::{Encoder, Negotiated, Protocol, Request};
 use crate::series::{Admit, CommonLabels, Point, SeriesSet};
 use crate::telemetry::{DestinationMetrics, DropReason, InvalidValue, Metrics};
-use convert::{unix_ms, FUTURE_ALLOWANCE_MS};
+use convert::FUTURE_ALLOWANCE_MS;
 
 /// The points of one poll, and its error when it failed. Points name series of the
 /// [`Poller`] that made them, valid until its next poll.
@@ -75,7 +76,7 @@ pub struct PollerSettings {
 pub struct Poller {
     kubelet: Arc<KubeletClient>,
     /// `None` when `--kubelet-pods=false` or the summary comes from a file.
-    pods: Option<metadata::PodSource>,
+    pods: Option<pods::PodSource>,
     kubelet_display: String,
     series: SeriesSet,
     v1: V1Encoder,
@@ -137,7 +138,7 @@ impl Poller {
             crate::kubelet::client::Source::Http(_)
         );
         let pods = (settings.kubelet_pods && from_kubelet).then(|| {
-            metadata::PodSource::new(
+            pods::PodSource::new(
                 kubelet.clone(),
                 metrics.clone(),
                 settings.pod_labels.clone(),
@@ -185,7 +186,7 @@ impl Poller {
         bytes: &[u8],
         pod_labels: Vec<(String, String)>,
     ) -> Result<(), serde_json::Error> {
-        let mut source = metadata::PodSource::new(
+        let mut source = pods::PodSource::new(
             self.kubelet.clone(),
             self.metrics.clone(),
             pod_labels,
@@ -211,7 +212,7 @@ impl Poller {
         let poll_time_ms = unix_ms(SystemTime::now());
         if let Some(pods) = &mut self.pods {
             // The first poll asks `/pods` and waits for it, before the summary so both go over
-            // one connection (`metadata`'s module doc says why it waits); later polls take in
+            // one connection (`pods`'s module doc says why it waits); later polls take in
             // an answer that arrived since the last one.
             pods.ask_if_first();
             if pods.collect().await {
@@ -349,7 +350,7 @@ impl Poller {
 
     /// What one poll puts on the wire, encoded and decoded again with the reference types: for
     /// tests that inspect a poll.
-    pub fn time_series(&mut self, poll: &PollOutput) -> Vec<TimeSeries> {
+    pub fn decoded_series(&mut self, poll: &PollOutput) -> Vec<TimeSeries> {
         self.encode_as(Protocol::V1, poll, usize::MAX)
             .unwrap_or_default()
             .iter()
@@ -388,7 +389,7 @@ impl Poller {
         let context = self
             .pods
             .as_ref()
-            .map(metadata::PodSource::context)
+            .map(pods::PodSource::context)
             .unwrap_or_default();
         let converted = convert::convert_until(
             &summary,
@@ -580,7 +581,7 @@ pub async fn run(
             poll = poller.poll() => poll,
         };
         poll_failed |= poll.error.is_some();
-        poll_failed |= !deliver(
+        poll_failed |= !fan_out(
             &mut poller,
             &poll,
             &mut outlets,
@@ -597,7 +598,7 @@ pub async fn run(
 /// in every outlet's buffer (the bodies are shared, not copied). Never waits: a destination
 /// that is down only fills its own buffer. False when a request could not be compressed (a
 /// body over snappy's 4 GiB limit): the poll is then lost for every destination, logged.
-pub fn deliver(
+pub fn fan_out(
     poller: &mut Poller,
     poll: &PollOutput,
     outlets: &mut [Outlet],

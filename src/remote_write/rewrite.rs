@@ -186,23 +186,9 @@ mod tests {
     use super::*;
     use crate::remote_write::STALE_NAN_BITS;
 
-    /// splitmix64, so the property test needs no dependency and every failure is reproducible
-    /// from its seed.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        }
-
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-    }
+    // The crate's splitmix64, so the property test needs no dependency and every failure is
+    // reproducible from its seed.
+    use crate::rng::SplitMix64 as Rng;
 
     /// What a decoded request means, independent of protocol: per series, its labels (as the
     /// 1.0 form orders them) and its samples as (value bits, timestamp).
@@ -315,8 +301,8 @@ mod tests {
                         0 => f64::from_bits(STALE_NAN_BITS),
                         1 => -0.0,
                         2 => f64::INFINITY,
-                        3 => rng.next() as f64,
-                        _ => f64::from_bits(rng.next() & !(0x7ff << 52)),
+                        3 => rng.next_u64() as f64,
+                        _ => f64::from_bits(rng.next_u64() & !(0x7ff << 52)),
                     };
                     let start_timestamp = if rng.below(2) == 0 { 0 } else { t - 5_000 };
                     v2::Sample {
@@ -355,7 +341,7 @@ mod tests {
         let mut total_samples = 0;
         let mut stale = 0;
         for seed in 0..500 {
-            let mut rng = Rng(seed);
+            let mut rng = Rng::new(seed);
             let request = random_request(&mut rng);
             let body = compress(&request);
             // What is on the wire: proto3 leaves out a double equal to its default, and
@@ -493,7 +479,7 @@ mod tests {
 
     #[test]
     fn retain_cuts_by_timestamp_in_either_protocol() {
-        let mut rng = Rng(99);
+        let mut rng = Rng::new(99);
         let mut request = random_request(&mut rng);
         while request
             .timeseries

@@ -7,7 +7,7 @@
 //!
 //! Decoding goes through the prost-generated types (`proto`): the agent only decodes a body it
 //! rewrites (`rewrite`: 2.0 → 1.0, trimming by age) or that a test inspects
-//! (`pipeline::Poller::time_series`); the demo receiver and the tests read bodies with it too.
+//! (`pipeline::Poller::decoded_series`); the demo receiver and the tests read bodies with it too.
 //! Bodies are snappy block format (`snap::raw`), not the framed stream format.
 //!
 //! Not here: encoding a request (`v1`, `v2`), the request (`request`), rewriting one

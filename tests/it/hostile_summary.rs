@@ -143,11 +143,7 @@ fn samples_in(doc: &str) -> usize {
     n
 }
 
-fn unix_ms(t: SystemTime) -> i64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
+use kubelet_push::clock::unix_ms;
 
 /// The kubelet's clock jumps a day ahead for one poll, then comes back: the day-ahead samples
 /// are dropped and counted (never sent, never remembered), and every series goes on at the
@@ -450,11 +446,11 @@ fn the_agents_clock_put_back_a_day_holds_nothing_back() {
     let ahead = shifted(&base, day);
     let started = std::time::Instant::now();
     let out = p.ingest(Ok(ahead.as_bytes()), t0_ms + 86_400_000, started);
-    let first = p.time_series(&out);
+    let first = p.decoded_series(&out);
     assert!(kubelet_series(&first).len() > 50);
     let back = shifted(&base, Duration::from_secs(10));
     let out = p.ingest(Ok(back.as_bytes()), t0_ms + 10_000, started);
-    let series = p.time_series(&out);
+    let series = p.decoded_series(&out);
     let again = kubelet_series(&series);
     assert_eq!(
         again.len(),

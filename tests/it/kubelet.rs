@@ -295,10 +295,7 @@ async fn stale_markers_and_repeated_timestamps() {
         ]
     );
     // The kubelet's clock runs ahead of ours: the marker follows b's last sample.
-    let b_last = ahead
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
+    let b_last = kubelet_push::clock::unix_ms(ahead);
     assert!(
         stale.iter().all(|ts| ts.samples[0].timestamp == b_last + 1),
         "{stale:?}"

@@ -81,12 +81,7 @@ fn decode_everything(body: &[u8]) -> usize {
     largest
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
+use kubelet_push::clock::now_ms;
 
 #[derive(Debug, Clone)]
 enum Mutation {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use kubelet_push::buffer::memory::MemoryBuffer;
 use kubelet_push::buffer::Queue;
-use kubelet_push::pipeline::{deliver, Outlet, Poller};
+use kubelet_push::pipeline::{fan_out, Outlet, Poller};
 use kubelet_push::remote_write::wire::{decode_v1, decode_v2, labels_of};
 use kubelet_push::remote_write::{Negotiated, Protocol, Request};
 use kubelet_push::telemetry::Metrics;
@@ -66,7 +66,7 @@ fn polls_follow_each_destinations_negotiated_protocol() {
     let bytes = capture();
     let first = poller.ingest(Ok(&bytes), 1_800_000_000_000, Instant::now());
     assert!(first.error.is_none());
-    assert!(deliver(&mut poller, &first, &mut outlets, 2000));
+    assert!(fan_out(&mut poller, &first, &mut outlets, 2000));
     let two = drain(&outlets[0].queue);
     let one = drain(&outlets[1].queue);
     assert_eq!(two.len(), 1);
@@ -104,7 +104,7 @@ fn polls_follow_each_destinations_negotiated_protocol() {
     );
     assert!(!outlets[0].negotiated.fall_back_to_v1(), "once");
     let second = poller.ingest(Ok(&bytes), 1_800_000_010_000, Instant::now());
-    assert!(deliver(&mut poller, &second, &mut outlets, 2000));
+    assert!(fan_out(&mut poller, &second, &mut outlets, 2000));
     let two = drain(&outlets[0].queue);
     let one = drain(&outlets[1].queue);
     assert_eq!((two.len(), two[0].protocol), (1, Protocol::V1));

@@ -205,12 +205,7 @@ pub fn metric_in(text: &str, pattern: &str) -> Option<f64> {
     })
 }
 
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
+pub use kubelet_push::clock::now_ms;
 
 /// A simulated Windows node that booted an hour ago, so its counters are well above zero.
 pub async fn simulated_kubelet(
@@ -463,7 +458,7 @@ pub struct Polled {
 pub async fn polled(p: &mut kubelet_push::pipeline::Poller) -> Polled {
     let out = p.poll().await;
     Polled {
-        series: p.time_series(&out),
+        series: p.decoded_series(&out),
         error: out.error,
     }
 }

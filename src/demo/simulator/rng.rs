@@ -1,30 +1,16 @@
-//! The simulator's pseudo-random numbers: a splitmix64 generator and the Kubernetes-style
-//! strings drawn from it (name suffixes, hashes, UIDs, GUIDs). It owns determinism: a generator
-//! is keyed by the values that identify what it generates, never by call order. It does not
-//! own what the numbers mean; `model` does.
+//! The simulator's pseudo-random numbers: the crate's splitmix64 generator (`crate::rng`) and
+//! the Kubernetes-style strings drawn from it (name suffixes, hashes, UIDs, GUIDs). It owns
+//! determinism: a generator is keyed by the values that identify what it generates, never by
+//! call order. It does not own what the numbers mean; `model` does.
 
 /// Alphabet of Kubernetes' `rand.SafeEncodeString`, used for pod-template hashes and name
 /// suffixes; without vowels so generated names never spell words.
 const SAFE_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 
-/// splitmix64: small, well distributed, and no dependency, which is all a simulator needs.
-#[derive(Debug, Clone)]
-pub(super) struct SplitMix64(u64);
+use crate::rng::SplitMix64;
 
+/// The simulator's strings, drawn from the crate's generator.
 impl SplitMix64 {
-    pub(super) fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Inclusive range; the modulo bias is irrelevant at these sizes.
-    pub(super) fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next_u64() % (hi - lo + 1)
-    }
-
     pub(super) fn safe_string(&mut self, len: usize) -> String {
         (0..len)
             .map(|_| {

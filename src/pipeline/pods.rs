@@ -28,7 +28,8 @@ use reqwest::StatusCode;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-use super::convert::{unix_ms, Context};
+use super::convert::Context;
+use crate::clock::unix_ms;
 use crate::episode::Episode;
 use crate::kubelet::client::{KubeletClient, ScrapeError};
 use crate::kubelet::pods::{self, PodMetadata};
