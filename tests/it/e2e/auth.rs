@@ -21,7 +21,7 @@ use serde_json::Value;
 use tokio::process::{Child, Command};
 use tokio_rustls::rustls;
 
-use super::{available, metric_value, now_ms, stop_agent, Kind, Real};
+use super::{agent_command, available, metric_value, now_ms, stop_agent, Kind, Real};
 use crate::access::{ca, leaf, Ca, Leaf};
 use crate::support::{AgentProcess, PATIENCE};
 
@@ -53,19 +53,6 @@ fn client_tls(ca: &Ca, client: Option<&Leaf>) -> rustls::ClientConfig {
             .unwrap(),
         None => builder.with_no_client_auth(),
     }
-}
-
-/// The agent binary with its kubelet, receiver and `extra` flags (as `super::agent` starts it),
-/// not started yet: [`AgentProcess::spawn`] or [`AgentProcess::listening`] starts it.
-fn agent_command(kubelet: &str, remote: &str, extra: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kubelet-push"));
-    cmd.env(
-        crate::support::SHORT_INTERVALS.0,
-        crate::support::SHORT_INTERVALS.1,
-    )
-    .args(["--kubelet-url", kubelet, "--remote-url", remote])
-    .args(extra);
-    cmd
 }
 
 /// Waits (up to [`PATIENCE`]) until the running agent's log has `line`.

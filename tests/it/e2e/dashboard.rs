@@ -470,19 +470,6 @@ fn write_targets(path: &Path, targets: &[(&str, &str)]) {
     std::fs::rename(&partial, path).unwrap();
 }
 
-/// The agent binary with its kubelet, receiver and `extra` flags (as `super::agent` starts it),
-/// for [`AgentProcess::listening`].
-fn agent_command(kubelet: &str, remote: &str, extra: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kubelet-push"));
-    cmd.env(
-        crate::support::SHORT_INTERVALS.0,
-        crate::support::SHORT_INTERVALS.1,
-    )
-    .args(["--kubelet-url", kubelet, "--remote-url", remote])
-    .args(extra);
-    cmd
-}
-
 /// The longest `for:` of a rules file, in seconds (`for: 15s` as the test's copy has them).
 fn longest_for_s(rules: &str) -> u64 {
     rules

@@ -802,7 +802,8 @@ pub fn now_s() -> i64 {
         .as_secs() as i64
 }
 
-/// The agent binary's command line.
+/// The agent binary with its kubelet, receiver and `extra` flags (as [`agent`] starts it), not
+/// started yet: [`AgentProcess::spawn`] or [`AgentProcess::listening`] starts it.
 pub fn agent_command(kubelet: &str, remote: &str, extra: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kubelet-push"));
     cmd.env(
