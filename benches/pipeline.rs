@@ -47,7 +47,7 @@ fn poller() -> Poller {
     ])
     .expect("flags");
     let config = Config::from_args(&cli.agent, false).expect("config");
-    Poller::new(&config, Arc::new(Metrics::new())).expect("poller")
+    Poller::new(&config.poll, Arc::new(Metrics::new())).expect("poller")
 }
 
 fn bench(c: &mut Criterion) {

@@ -33,7 +33,7 @@ use crate::buffer::{Buffer, Queue};
 use crate::config::{Config, ConfigError, Mode};
 use crate::http::error_chain;
 use crate::kubelet::client::ClientError;
-use crate::pipeline::{Outlet, Poller, PollerSettings, Polling};
+use crate::pipeline::{Outlet, Poller, Polling};
 use crate::remote_write::{Negotiated, RemoteWriteClient};
 use crate::sender::{self, SenderSettings};
 use crate::telemetry::{DestinationMetrics, DropReason, Metrics};
@@ -70,7 +70,7 @@ pub async fn run(
     metrics: Arc<Metrics>,
     out: &mut (dyn std::io::Write + Send),
 ) -> Result<Outcome, RunError> {
-    let mut poller = Poller::new(&config, metrics.clone()).map_err(|e| {
+    let mut poller = Poller::new(&config.poll, metrics.clone()).map_err(|e| {
         let flag = match e {
             ClientError::Build(_) => "--kubelet-url",
             _ => "--kubelet-ca-file",
@@ -225,7 +225,7 @@ async fn run_tasks(
                 .iter()
                 .map(|b| (b.queue.clone(), b.metrics.clone()))
                 .collect(),
-            interval: config.interval,
+            interval: config.poll.interval,
             max_backoff: delivery.max_backoff,
         };
         crate::telemetry::serve(addr, health, root.child_token(), &tasks)
@@ -240,13 +240,13 @@ async fn run_tasks(
                 crate::remote_write::Protocol::V1 => "1.0",
                 crate::remote_write::Protocol::V2 => "2.0 (1.0 if the receiver does not take it)",
             },
-            interval = ?config.interval,
+            interval = ?config.poll.interval,
             buffer = %b.dir.as_ref().map_or_else(|| "memory".to_owned(), |d| d.display().to_string()),
             "kubelet-push started"
         );
     }
     let polling = Polling {
-        interval: config.interval,
+        interval: config.poll.interval,
         once: config.mode == Mode::Once,
         max_samples_per_send: config.max_samples_per_send,
     };
@@ -417,22 +417,4 @@ fn open_buffer(
         );
     }
     Ok(Box::new(disk))
-}
-
-/// The poller's settings, taken from the validated configuration: `pipeline` never reads the
-/// configuration itself.
-impl From<&Config> for PollerSettings {
-    fn from(config: &Config) -> Self {
-        PollerSettings {
-            kubelet: config.kubelet.clone(),
-            metric_filter: config.metric_filter.clone(),
-            interval: config.interval,
-            job: config.job.clone(),
-            node_name: config.node_name.clone(),
-            external_labels: config.external_labels.clone(),
-            kubelet_pods: config.kubelet_pods,
-            pod_labels: config.pod_labels.clone(),
-            max_stats_age: config.max_stats_age,
-        }
-    }
 }

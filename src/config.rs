@@ -15,6 +15,7 @@ use reqwest::header::{HeaderName, HeaderValue};
 
 use crate::cli::AgentArgs;
 use crate::kubelet::client::{KubeletSettings, Source};
+use crate::pipeline::PollerSettings;
 use crate::remote_write::client::PROTOCOL_HEADERS;
 use crate::remote_write::Protocol;
 
@@ -157,23 +158,12 @@ const MIN_BUFFER_BYTES: u64 = 64 << 10;
 
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub kubelet: KubeletSettings,
+    /// What each poll asks and how its samples are labelled: the poller's own settings.
+    pub poll: PollerSettings,
     /// Every destination, in the order given; empty only in dry-run mode (and for the demo,
     /// which brings its own receiver).
     pub remotes: Vec<RemoteSettings>,
-    /// `--metric-allow` / `--metric-deny`; `None` when neither is given.
-    pub metric_filter: Option<crate::pipeline::filter::MetricFilter>,
     pub mode: Mode,
-    pub interval: Duration,
-    pub job: String,
-    /// Overrides the summary's `nodeName` for the `node` and `instance` labels.
-    pub node_name: Option<String>,
-    pub external_labels: Vec<(String, String)>,
-    /// Whether pod metadata is asked from the kubelet's `/pods`.
-    pub kubelet_pods: bool,
-    /// `--pod-label`: each pod label and the metric label it becomes.
-    pub pod_labels: Vec<(String, String)>,
-    pub max_stats_age: Duration,
     pub max_samples_per_send: usize,
     pub delivery: Delivery,
     pub listen_address: Option<std::net::SocketAddr>,
@@ -261,24 +251,26 @@ impl Config {
             ));
         }
         Ok(Config {
-            kubelet: KubeletSettings {
-                source,
-                timeout: args.kubelet_timeout,
-                token_file,
-                ca_file,
-                insecure_skip_verify: args.kubelet_insecure_skip_verify,
-                proxy,
+            poll: PollerSettings {
+                kubelet: KubeletSettings {
+                    source,
+                    timeout: args.kubelet_timeout,
+                    token_file,
+                    ca_file,
+                    insecure_skip_verify: args.kubelet_insecure_skip_verify,
+                    proxy,
+                },
+                metric_filter,
+                interval: args.interval.unwrap_or(Duration::from_secs(10)),
+                job: args.job.clone(),
+                node_name: args.node_name.clone(),
+                external_labels,
+                kubelet_pods: args.kubelet_pods,
+                pod_labels,
+                max_stats_age: args.max_stats_age,
             },
             remotes,
-            metric_filter,
             mode,
-            interval: args.interval.unwrap_or(Duration::from_secs(10)),
-            job: args.job.clone(),
-            node_name: args.node_name.clone(),
-            external_labels,
-            kubelet_pods: args.kubelet_pods,
-            pod_labels,
-            max_stats_age: args.max_stats_age,
             max_samples_per_send: args.max_samples_per_send,
             delivery: Delivery {
                 min_backoff: args.min_backoff,
@@ -312,24 +304,25 @@ impl Config {
             Mode::DryRun => "dry-run",
         };
         line("mode", &mode);
-        let kubelet = match &self.kubelet.source {
+        let kubelet = match &self.poll.kubelet.source {
             Source::Http(u) => crate::http::redact(u),
             Source::File(p) => format!("file {}", p.display()),
         };
         line("kubelet-url", &kubelet);
-        line("kubelet-token-file", &path(&self.kubelet.token_file));
-        line("kubelet-ca-file", &path(&self.kubelet.ca_file));
+        line("kubelet-token-file", &path(&self.poll.kubelet.token_file));
+        line("kubelet-ca-file", &path(&self.poll.kubelet.ca_file));
         line(
             "kubelet-insecure-skip-verify",
-            &self.kubelet.insecure_skip_verify,
+            &self.poll.kubelet.insecure_skip_verify,
         );
         line(
             "kubelet-timeout",
-            &humantime::format_duration(self.kubelet.timeout),
+            &humantime::format_duration(self.poll.kubelet.timeout),
         );
         line(
             "kubelet-proxy-url",
             &self
+                .poll
                 .kubelet
                 .proxy
                 .as_ref()
@@ -365,27 +358,30 @@ impl Config {
                 &r.buffer_subdir(),
             );
         }
-        match &self.metric_filter {
+        match &self.poll.metric_filter {
             Some(f) => line("metric filter", f),
             None => line("metric filter", &"none (every metric is sent)"),
         }
-        line("interval", &humantime::format_duration(self.interval));
-        line("job", &self.job);
+        line("interval", &humantime::format_duration(self.poll.interval));
+        line("job", &self.poll.job);
         line(
             "node-name",
             &self
+                .poll
                 .node_name
                 .as_deref()
                 .unwrap_or("(the summary's nodeName)"),
         );
         let labels: Vec<String> = self
+            .poll
             .external_labels
             .iter()
             .map(|(n, v)| format!("{n}={v}"))
             .collect();
         line("label", &format!("[{}]", labels.join(", ")));
-        line("kubelet-pods", &self.kubelet_pods);
+        line("kubelet-pods", &self.poll.kubelet_pods);
         let pod_labels: Vec<String> = self
+            .poll
             .pod_labels
             .iter()
             .map(|(from, to)| format!("{from} as {to}"))
@@ -393,7 +389,7 @@ impl Config {
         line("pod-label", &format!("[{}]", pod_labels.join(", ")));
         line(
             "max-stats-age",
-            &humantime::format_duration(self.max_stats_age),
+            &humantime::format_duration(self.poll.max_stats_age),
         );
         line("max-samples-per-send", &self.max_samples_per_send);
         let d = &self.delivery;

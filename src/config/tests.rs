@@ -14,8 +14,8 @@ fn config(args: &[&str]) -> Result<Config, ConfigError> {
 #[test]
 fn pod_labels_become_kube_state_metrics_names() {
     let c = config(&["--remote-url=http://r/w"]).unwrap();
-    assert!(c.kubelet_pods, "on by default");
-    assert!(c.pod_labels.is_empty());
+    assert!(c.poll.kubelet_pods, "on by default");
+    assert!(c.poll.pod_labels.is_empty());
     let c = config(&[
         "--remote-url=http://r/w",
         "--pod-label",
@@ -24,7 +24,7 @@ fn pod_labels_become_kube_state_metrics_names() {
     ])
     .unwrap();
     assert_eq!(
-        c.pod_labels,
+        c.poll.pod_labels,
         vec![
             (
                 "app.kubernetes.io/name".into(),
@@ -34,7 +34,7 @@ fn pod_labels_become_kube_state_metrics_names() {
         ]
     );
     let c = config(&["--remote-url=http://r/w", "--kubelet-pods=false"]).unwrap();
-    assert!(!c.kubelet_pods);
+    assert!(!c.poll.kubelet_pods);
     let refused = |args: &[&str], want: &str| {
         let mut all = vec!["--remote-url=http://r/w"];
         all.extend_from_slice(args);
@@ -63,13 +63,13 @@ fn pod_labels_become_kube_state_metrics_names() {
 #[test]
 fn defaults() {
     let c = config(&["--remote-url", "http://127.0.0.1:9090/api/v1/write"]).unwrap();
-    assert_eq!(c.interval, Duration::from_secs(10));
-    assert_eq!(c.max_stats_age, Duration::from_secs(120));
-    assert_eq!(c.job, "kubelet");
+    assert_eq!(c.poll.interval, Duration::from_secs(10));
+    assert_eq!(c.poll.max_stats_age, Duration::from_secs(120));
+    assert_eq!(c.poll.job, "kubelet");
     assert_eq!(c.mode, Mode::Run);
     assert_eq!(c.remotes[0].protocol, Protocol::V1);
     assert_eq!(c.max_samples_per_send, 2000);
-    match &c.kubelet.source {
+    match &c.poll.kubelet.source {
         Source::Http(u) => assert_eq!(u.as_str(), "https://127.0.0.1:10250/"),
         other => panic!("{other:?}"),
     }
@@ -82,7 +82,7 @@ fn remote_url_is_required_unless_dry_run() {
     let c = config(&["--dry-run", "--kubelet-url", "file://x.json"]).unwrap();
     assert_eq!(c.mode, Mode::DryRun);
     assert!(c.remotes.is_empty());
-    match c.kubelet.source {
+    match c.poll.kubelet.source {
         Source::File(p) => assert_eq!(p, PathBuf::from("x.json")),
         other => panic!("{other:?}"),
     }
@@ -251,7 +251,7 @@ fn every_file_setting_is_looked_up_in_the_sandbox() {
         );
     }
     assert_eq!(
-        c.kubelet.token_file.as_deref(),
+        c.poll.kubelet.token_file.as_deref(),
         Some(Path::new(&kubelet_token_in))
     );
 
@@ -395,7 +395,7 @@ fn labels_and_headers_parse() {
     ])
     .unwrap();
     assert_eq!(
-        c.external_labels,
+        c.poll.external_labels,
         vec![
             ("cluster".into(), "prod".into()),
             ("Region".into(), "eu-west".into())
@@ -625,13 +625,13 @@ fn metric_filters_are_checked_at_start() {
         ".*_fs_.*",
     ])
     .unwrap();
-    let f = c.metric_filter.as_ref().unwrap();
+    let f = c.poll.metric_filter.as_ref().unwrap();
     assert!(f.allows("container_cpu_usage_seconds_total"));
     assert!(!f.allows("container_fs_usage_bytes"));
     assert!(c
         .describe()
         .contains("metric filter: allow [container_.*], deny [.*_fs_.*]\n"));
-    assert!(config(&[r]).unwrap().metric_filter.is_none());
+    assert!(config(&[r]).unwrap().poll.metric_filter.is_none());
     let e = config(&[r, "--metric-deny", "(unclosed"]).unwrap_err();
     assert_eq!(e.flag, "--metric-deny");
 }

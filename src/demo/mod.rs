@@ -42,14 +42,14 @@ pub async fn run(
         flag: "demo",
         reason: format!("simulated kubelet URL: {e}"),
     })?;
-    config.kubelet.source = Source::Http(base);
+    config.poll.kubelet.source = Source::Http(base);
     // The simulator needs no credentials; never send the pod's token to it. It is local:
     // a kubelet proxy from the agent's environment does not apply.
-    config.kubelet.token_file = None;
-    config.kubelet.ca_file = None;
-    config.kubelet.proxy = None;
+    config.poll.kubelet.token_file = None;
+    config.poll.kubelet.ca_file = None;
+    config.poll.kubelet.proxy = None;
     // The demo's own default, but any --interval given is honoured, 10s included.
-    config.interval = args.interval.unwrap_or(DEMO_INTERVAL);
+    config.poll.interval = args.interval.unwrap_or(DEMO_INTERVAL);
     let printer_stop = CancellationToken::new();
     let mut local = None;
     if config.remotes.is_empty() && config.mode != Mode::DryRun {
@@ -66,7 +66,7 @@ pub async fn run(
         }];
         let printer = receiver::spawn_printer(
             &receiver,
-            config.interval,
+            config.poll.interval,
             std::io::stdout(),
             printer_stop.clone(),
         );

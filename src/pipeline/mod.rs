@@ -17,9 +17,9 @@
 //! buffer ([`Outlet`]). It never waits for a receiver.
 //!
 //! Not here: sending and retrying (`sender`), the buffer (`buffer`), task wiring and shutdown
-//! (`agent`), and the configuration: `agent` builds the [`PollerSettings`] and [`Polling`] this
-//! module runs on, so it never imports `config` (which imports `filter` and
-//! `convert::MAX_POD_LABELS` from here).
+//! (`agent`), and the configuration: `config` holds the [`PollerSettings`] it validated and
+//! `agent` builds the [`Polling`] this module runs on, so it never imports `config` (which
+//! imports `filter`, `convert::MAX_POD_LABELS` and [`PollerSettings`] from here).
 
 pub mod convert;
 pub mod filter;
@@ -51,9 +51,8 @@ pub struct PollOutput {
     pub error: Option<ScrapeError>,
 }
 
-/// What a [`Poller`] is built from: the validated settings it needs, and nothing else.
-/// `agent` builds it from the configuration (`From<&Config>`), as it builds the sender's
-/// settings; this module never reads the configuration itself.
+/// What a [`Poller`] is built from: the validated settings it needs, and nothing else. The
+/// configuration holds one (`Config::poll`); this module never reads the configuration itself.
 #[derive(Debug, Clone)]
 pub struct PollerSettings {
     pub kubelet: KubeletSettings,
@@ -121,11 +120,7 @@ enum Fetched<'a> {
 }
 
 impl Poller {
-    pub fn new(
-        settings: impl Into<PollerSettings>,
-        metrics: Arc<Metrics>,
-    ) -> Result<Self, ClientError> {
-        let settings: PollerSettings = settings.into();
+    pub fn new(settings: &PollerSettings, metrics: Arc<Metrics>) -> Result<Self, ClientError> {
         let kubelet_display = match &settings.kubelet.source {
             crate::kubelet::client::Source::Http(u) => crate::http::redact(u),
             crate::kubelet::client::Source::File(p) => format!("file://{}", p.display()),

@@ -107,7 +107,7 @@ fn a_repeated_poll_allocates_nothing_per_series() {
             .summary_json(at)
             .into_bytes();
         let mut poller = Poller::new(
-            &config(&["--dry-run", "--kubelet-url", "file://unused.json"]),
+            &config(&["--dry-run", "--kubelet-url", "file://unused.json"]).poll,
             std::sync::Arc::new(kubelet_push::telemetry::Metrics::new()),
         )
         .unwrap();

@@ -95,7 +95,7 @@ fn poller_with(kubelet: &ScriptedKubelet, metrics: &Arc<Metrics>) -> Poller {
         "--kubelet-timeout",
         "60s",
     ]);
-    Poller::new(&cfg, metrics.clone()).unwrap()
+    Poller::new(&cfg.poll, metrics.clone()).unwrap()
 }
 
 /// One poll's series as they go over the wire (encoded, then decoded), the per-poll series
@@ -438,7 +438,7 @@ async fn a_summary_that_is_not_an_object_fails_the_poll() {
 fn the_agents_clock_put_back_a_day_holds_nothing_back() {
     let metrics = Arc::new(Metrics::new());
     let cfg = config(&["--kubelet-url", "file://unused.json", "--dry-run"]);
-    let mut p = Poller::new(&cfg, metrics).unwrap();
+    let mut p = Poller::new(&cfg.poll, metrics).unwrap();
     let t0 = SystemTime::now() - Duration::from_secs(60);
     let base = summary_at(t0);
     let t0_ms = unix_ms(t0) / 1000 * 1000;

@@ -18,16 +18,15 @@ async fn simulated(pods: usize) -> KubeletServer {
 /// that measure a timeout set their own.
 const PATIENT: [&str; 2] = ["--kubelet-timeout", "60s"];
 
+/// A dry-run poller of the kubelet at `url`, [`PATIENT`].
+fn patient_poller(url: &str) -> kubelet_push::pipeline::Poller {
+    poller(&["--kubelet-url", url, PATIENT[0], PATIENT[1], "--dry-run"])
+}
+
 #[tokio::test]
 async fn polls_a_simulated_kubelet_over_http() {
     let kubelet = simulated(5).await;
-    let mut p = poller(&[
-        "--kubelet-url",
-        &kubelet.url(),
-        PATIENT[0],
-        PATIENT[1],
-        "--dry-run",
-    ]);
+    let mut p = patient_poller(&kubelet.url());
     let out = polled(&mut p).await;
     assert!(out.error.is_none(), "{:?}", out.error);
     assert_eq!(only_value(&out.series, "up"), 1.0);
@@ -55,13 +54,7 @@ async fn polls_a_simulated_kubelet_over_http() {
 async fn every_kubelet_failure_gives_up_zero_and_a_clear_error() {
     use tokio::time::Instant;
     let kubelet = simulated(3).await;
-    let mut p = poller(&[
-        "--kubelet-url",
-        &kubelet.url(),
-        PATIENT[0],
-        PATIENT[1],
-        "--dry-run",
-    ]);
+    let mut p = patient_poller(&kubelet.url());
 
     kubelet.set_fault(Fault::Status(500));
     let out = polled(&mut p).await;
@@ -135,13 +128,7 @@ fn failures_are_logged_when_they_start_and_when_they_end() {
     let rt = current_thread_runtime();
     rt.block_on(async {
         let kubelet = simulated(2).await;
-        let mut p = poller(&[
-            "--kubelet-url",
-            &kubelet.url(),
-            PATIENT[0],
-            PATIENT[1],
-            "--dry-run",
-        ]);
+        let mut p = patient_poller(&kubelet.url());
         kubelet.set_fault(Fault::Status(503));
         for _ in 0..4 {
             assert!(p.poll().await.error.is_some());

@@ -148,7 +148,7 @@ async fn the_pod_list_is_fetched_like_the_summary() {
         "--kubelet-token-file",
         &token_arg,
     ]);
-    let client = KubeletClient::new(config.kubelet.clone()).unwrap();
+    let client = KubeletClient::new(config.poll.kubelet.clone()).unwrap();
     let bytes = client.fetch_pods().await.expect("an HTTP kubelet").unwrap();
     let head = server.await.unwrap();
     assert!(
@@ -172,7 +172,7 @@ async fn the_pod_list_is_fetched_like_the_summary() {
     )
     .await;
     let config = crate::support::config(&["--dry-run", "--kubelet-url", &url]);
-    let client = KubeletClient::new(config.kubelet.clone()).unwrap();
+    let client = KubeletClient::new(config.poll.kubelet.clone()).unwrap();
     match client.fetch_pods().await.expect("an HTTP kubelet") {
         Err(kubelet_push::kubelet::ScrapeError::Status { status, body }) => {
             assert_eq!(status.as_u16(), 403);
@@ -184,7 +184,7 @@ async fn the_pod_list_is_fetched_like_the_summary() {
 
     // A captured summary has no kubelet behind it.
     let config = crate::support::config(&["--dry-run", "--kubelet-url", "file://unused.json"]);
-    assert!(KubeletClient::new(config.kubelet.clone())
+    assert!(KubeletClient::new(config.poll.kubelet.clone())
         .unwrap()
         .fetch_pods()
         .await
@@ -377,7 +377,7 @@ fn pod_metadata_failures_never_cost_stats_and_labels_come_later() {
                 "10ms",
                 "--kubelet-timeout",
                 "1s",
-            ]),
+            ]).poll,
             metrics.clone(),
         )
         .unwrap();

@@ -47,7 +47,8 @@ fn polls_follow_each_destinations_negotiated_protocol() {
             "file://unused.json",
             "--node-name",
             "n1",
-        ]),
+        ])
+        .poll,
         metrics.clone(),
     )
     .expect("poller");
@@ -137,7 +138,7 @@ fn wire_bytes_per_sample_v2_vs_v1() {
 
     let poller = || {
         Poller::new(
-            &config(&["--dry-run", "--kubelet-url", "file://unused.json"]),
+            &config(&["--dry-run", "--kubelet-url", "file://unused.json"]).poll,
             Arc::new(Metrics::new()),
         )
         .expect("poller")

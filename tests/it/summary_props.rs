@@ -218,7 +218,7 @@ fn doc_and_path() -> impl Strategy<Value = (usize, Index)> {
 /// could log), with its log lines captured.
 fn ingest_twice(doc: &str) -> (usize, usize) {
     let cfg = config(&["--kubelet-url", "file://unused.json", "--dry-run"]);
-    let mut p = Poller::new(&cfg, Arc::new(Metrics::new())).unwrap();
+    let mut p = Poller::new(&cfg.poll, Arc::new(Metrics::new())).unwrap();
     let (logs, _guard) = Logs::capture();
     let (peak, ()) = peak_bytes(|| {
         for i in 0..2 {

@@ -47,7 +47,7 @@ pub fn config(args: &[&str]) -> Config {
         Cli::try_parse_from(std::iter::once("kubelet-push").chain(rest)).expect("flags parse");
     let mut config = Config::from_args(&cli.agent, false).expect("valid config");
     if let Some(i) = interval {
-        config.interval = humantime::parse_duration(i).expect("an --interval");
+        config.poll.interval = humantime::parse_duration(i).expect("an --interval");
     }
     config
 }
@@ -58,7 +58,7 @@ pub const SHORT_INTERVALS: (&str, &str) = (kubelet_push::cli::SHORT_INTERVALS_FO
 
 /// A poller configured from command-line style arguments, with fresh self-metrics.
 pub fn poller(args: &[&str]) -> kubelet_push::pipeline::Poller {
-    kubelet_push::pipeline::Poller::new(&config(args), Arc::new(Metrics::new())).unwrap()
+    kubelet_push::pipeline::Poller::new(&config(args).poll, Arc::new(Metrics::new())).unwrap()
 }
 
 pub fn label<'a>(ts: &'a TimeSeries, name: &str) -> Option<&'a str> {
