@@ -11,10 +11,10 @@ use std::time::{Duration, Instant, SystemTime};
 use clap::Parser;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use kubelet_push::cli::Cli;
-use kubelet_push::demo::simulator::SimulatedKubelet;
 use kubelet_push::pipeline::Poller;
 use kubelet_push::remote_write::Protocol::{V1, V2};
 use kubelet_push::telemetry::Metrics;
+use kubelet_push::testkit::simulator::SimulatedKubelet;
 use kubelet_push::Config;
 
 fn inputs() -> Vec<(&'static str, Vec<u8>, Vec<u8>)> {
@@ -46,7 +46,7 @@ fn poller() -> Poller {
         "file://unused.json",
     ])
     .expect("flags");
-    let config = Config::from_args(&cli.agent, false).expect("config");
+    let config = Config::from_args(&cli.agent).expect("config");
     Poller::new(&config.poll, Arc::new(Metrics::new())).expect("poller")
 }
 

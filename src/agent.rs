@@ -131,13 +131,6 @@ struct Stopped {
 /// moving a buffer an earlier release left in `--buffer-dir` to the first one. Spawns nothing;
 /// a bad flag fails here.
 fn build(config: &Config, metrics: &Metrics) -> Result<Vec<Destination>, RunError> {
-    if config.remotes.is_empty() {
-        return Err(ConfigError {
-            flag: "--remote-url",
-            reason: "required unless --dry-run".into(),
-        }
-        .into());
-    }
     let delivery = &config.delivery;
     let mut destinations = Vec::with_capacity(config.remotes.len());
     let legacy = delivery.buffer_dir.as_deref().map(adopt_legacy_buffer);

@@ -24,6 +24,7 @@ pub enum Command {
     /// Run the real pipeline against a built-in simulated Windows kubelet and show what a
     /// receiver gets. Pushes to --remote-url when given, otherwise to a built-in receiver that
     /// decodes each request and prints a summary per interval.
+    #[cfg(feature = "demo")]
     Demo(DemoArgs),
     /// Check the flags and KUBELET_PUSH_* environment exactly as a start would, print the
     /// settings they give (secrets redacted) and exit: 0 when valid, 64 naming the first bad
@@ -31,6 +32,7 @@ pub enum Command {
     CheckConfig,
 }
 
+#[cfg(feature = "demo")]
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// Number of simulated pods
@@ -58,6 +60,7 @@ pub struct DemoArgs {
 /// when the subcommand has no argument of that id; these take their place, hidden. Given on the
 /// command line, before or after `demo`, they are refused by [`not_for_demo`]; their values are
 /// never read.
+#[cfg(feature = "demo")]
 #[derive(Debug, Args)]
 pub struct NotForDemo {
     #[arg(long, hide = true)]
@@ -77,6 +80,7 @@ pub struct NotForDemo {
 /// The first flag given on the command line that `demo` cannot honour, if `matches` (the
 /// `demo` subcommand's) holds one. Values from the environment are ignored, so the demo runs
 /// unchanged inside an agent's pod.
+#[cfg(feature = "demo")]
 pub fn not_for_demo(matches: &clap::ArgMatches) -> Option<String> {
     // The shadow flags themselves say which they are: nothing to keep in step by hand.
     let shadows = <NotForDemo as Args>::augment_args(clap::Command::new("demo"));
@@ -538,6 +542,7 @@ pub fn log_filter(spec: &str) -> Result<tracing_subscriber::filter::Targets, Str
 /// faster only loads it (and the receiver) with repeats.
 pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
 /// The shortest `demo --interval`: the simulated kubelet is local and made for watching.
+#[cfg(feature = "demo")]
 pub const MIN_DEMO_INTERVAL: Duration = Duration::from_millis(100);
 
 fn parse_interval(s: &str) -> Result<Duration, String> {
@@ -562,6 +567,7 @@ fn interval_floor() -> Duration {
 /// See [`interval_floor`]; read only by builds with the `test-support` feature.
 pub const SHORT_INTERVALS_FOR_TESTS: &str = "KUBELET_PUSH_TEST_SHORT_INTERVALS";
 
+#[cfg(feature = "demo")]
 fn parse_demo_interval(s: &str) -> Result<Duration, String> {
     at_least(parse_duration(s)?, MIN_DEMO_INTERVAL, "demo")
 }
@@ -654,6 +660,12 @@ mod tests {
         let e = super::parse_interval("999ms").unwrap_err();
         assert!(e.contains("at least 1s"), "{e}");
         assert!(super::parse_interval("1ns").is_err());
+    }
+
+    #[cfg(feature = "demo")]
+    #[test]
+    fn demo_interval_floor() {
+        use std::time::Duration;
         assert_eq!(
             super::parse_demo_interval("100ms"),
             Ok(Duration::from_millis(100))

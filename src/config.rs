@@ -169,30 +169,55 @@ pub struct Config {
     pub listen_address: Option<std::net::SocketAddr>,
 }
 
+/// What the demo brings in place of the agent's kubelet and destination flags
+/// ([`Config::for_demo`]).
+#[derive(Debug, Clone)]
+pub struct DemoSetup {
+    /// The simulated kubelet's URL.
+    pub kubelet: reqwest::Url,
+    pub interval: Duration,
+    /// The built-in receiver, used when the flags name no destination.
+    pub receiver: RemoteSettings,
+}
+
 impl Config {
-    /// Validates `args`. `remote_required` is false for the demo, which brings its own
-    /// receiver.
-    pub fn from_args(args: &AgentArgs, remote_required: bool) -> Result<Self, ConfigError> {
-        Self::from_args_in(args, remote_required, sandbox_mount_point().as_deref())
+    /// Validates `args`: a destination is required unless `--dry-run`.
+    pub fn from_args(args: &AgentArgs) -> Result<Self, ConfigError> {
+        Self::from_args_in(args, sandbox_mount_point().as_deref(), None)
     }
 
-    /// [`Config::from_args`] with every file looked up [`in_sandbox`] `sandbox`.
+    /// The demo's configuration: `args` validated as for a start, except that the kubelet is
+    /// the demo's own (`demo.kubelet`: local, so no credentials and no proxy), polled every
+    /// `demo.interval`, and that `demo.receiver` is the destination when the flags name none.
+    #[cfg(feature = "demo")]
+    pub fn for_demo(args: &AgentArgs, demo: DemoSetup) -> Result<Self, ConfigError> {
+        Self::from_args_in(args, sandbox_mount_point().as_deref(), Some(demo))
+    }
+
+    /// [`Config::from_args`] with every file looked up [`in_sandbox`] `sandbox`, or
+    /// [`Config::for_demo`] when `demo` is given.
     fn from_args_in(
         args: &AgentArgs,
-        remote_required: bool,
         sandbox: Option<&Path>,
+        demo: Option<DemoSetup>,
     ) -> Result<Self, ConfigError> {
-        let source = parse_kubelet_url(&args.kubelet_url)?;
+        let source = match &demo {
+            Some(d) => Source::Http(d.kubelet.clone()),
+            None => parse_kubelet_url(&args.kubelet_url)?,
+        };
         let mode = match (args.dry_run, args.once) {
             (true, _) => Mode::DryRun,
             (false, true) => Mode::Once,
             (false, false) => Mode::Run,
         };
-        let remotes = match mode {
+        let mut remotes = match mode {
             Mode::DryRun => Vec::new(),
             Mode::Run | Mode::Once => remotes(args, sandbox)?,
         };
-        if remotes.is_empty() && remote_required && mode != Mode::DryRun {
+        if let (true, Some(d), false) = (remotes.is_empty(), &demo, mode == Mode::DryRun) {
+            remotes.push(d.receiver.clone());
+        }
+        if remotes.is_empty() && mode != Mode::DryRun {
             return Err(err(
                 "--remote-url",
                 "required (or KUBELET_PUSH_REMOTE_URL, or --config-file); use --dry-run to print instead of pushing",
@@ -210,16 +235,24 @@ impl Config {
         if args.max_samples_per_send == 0 {
             return Err(err("--max-samples-per-send", "must be at least 1"));
         }
-        let token_file = match &args.kubelet_token_file {
-            Some(p) => Some(readable("--kubelet-token-file", &in_sandbox(p, sandbox))?),
-            None => service_account_file(SA_TOKEN, sandbox),
-        };
-        let ca_file = match &args.kubelet_ca_file {
-            Some(p) => Some(readable("--kubelet-ca-file", &in_sandbox(p, sandbox))?),
-            None => service_account_file(SA_CA, sandbox),
+        // The demo's kubelet needs no credentials (never send it the pod's token), and a proxy
+        // from the agent's environment does not apply to it: it is local.
+        let (token_file, ca_file) = match &demo {
+            Some(_) => (None, None),
+            None => (
+                match &args.kubelet_token_file {
+                    Some(p) => Some(readable("--kubelet-token-file", &in_sandbox(p, sandbox))?),
+                    None => service_account_file(SA_TOKEN, sandbox),
+                },
+                match &args.kubelet_ca_file {
+                    Some(p) => Some(readable("--kubelet-ca-file", &in_sandbox(p, sandbox))?),
+                    None => service_account_file(SA_CA, sandbox),
+                },
+            ),
         };
         let proxy = match (&args.kubelet_proxy_url, &source) {
             (None, _) => None,
+            (Some(_), _) if demo.is_some() => None,
             (Some(_), Source::File(_)) => {
                 return Err(err(
                     "--kubelet-proxy-url",
@@ -261,7 +294,10 @@ impl Config {
                     proxy,
                 },
                 metric_filter,
-                interval: args.interval.unwrap_or(Duration::from_secs(10)),
+                interval: match &demo {
+                    Some(d) => d.interval,
+                    None => args.interval.unwrap_or(Duration::from_secs(10)),
+                },
                 job: args.job.clone(),
                 node_name: args.node_name.clone(),
                 external_labels,

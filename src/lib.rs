@@ -17,13 +17,16 @@
 //! unit of every family (sent by the 2.0 encoder). `pipeline::convert`, `series` and
 //! the encoders are pure; I/O lives in `kubelet::client`, `remote_write::client`, `buffer` and
 //! the tasks. `agent` only wires the tasks and stops them in order. `config` validates flags once at start-up, `demo` runs
-//! the whole pipeline against a simulated kubelet and a decoding receiver.
+//! the whole pipeline against `testkit`'s simulated kubelet and decoding receiver (the fakes
+//! the tests use too). Both are left out of a build without the default `demo` feature
+//! (`cargo build --release --no-default-features`); nothing else imports them.
 //!
 //! Imports run one way, downward (`tests/it/layout.rs` fails on any loop, between top-level
 //! modules or between the files of one):
 //!
 //! ```text
-//! demo ─► agent ─► config ─► cli, config_file
+//! demo ─► testkit (simulator, receiver) ─► remote_write, kubelet, rng
+//!   └──► agent ─► config ─► cli, config_file
 //!           │        └─────► the settings it builds: kubelet, pipeline (filter), remote_write (access)
 //!           ├─► pipeline ─► kubelet, text, remote_write, buffer, telemetry
 //!           └─► sender ───► remote_write, buffer, telemetry
@@ -32,7 +35,8 @@
 //!   clock (Unix epoch milliseconds), rng (the seeded generator)
 //! ```
 //!
-//! `pipeline` and `sender` take settings `agent` builds from the config; neither imports `config`.
+//! `pipeline` and `sender` take settings the config holds or `agent` builds from it; neither
+//! imports `config`.
 
 #![forbid(unsafe_code)]
 
@@ -42,6 +46,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod config_file;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod episode;
 pub mod http;
@@ -54,6 +59,8 @@ pub mod sender;
 pub mod series;
 pub mod signal;
 pub mod telemetry;
+#[cfg(any(test, feature = "demo", feature = "test-support"))]
+pub mod testkit;
 pub mod text;
 
 pub use agent::{run, Outcome, RunError};

@@ -28,6 +28,7 @@ fn main() -> ExitCode {
             };
         }
     };
+    #[cfg(feature = "demo")]
     if let Some(("demo", demo)) = matches.subcommand() {
         if let Some(flag) = kubelet_push::cli::not_for_demo(demo) {
             eprintln!(
@@ -41,18 +42,28 @@ fn main() -> ExitCode {
         eprintln!("error: --log-level: {e}");
         return ExitCode::from(EXIT_USAGE);
     }
-    let demo = matches!(cli.command, Some(Command::Demo(_)));
-    let config = match Config::from_args(&cli.agent, !demo) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(EXIT_USAGE);
+    #[cfg(not(feature = "demo"))]
+    let _ = &matches;
+    let agent = cli.agent;
+    let run = match cli.command {
+        // The demo validates the flags itself, once its kubelet and receiver have started.
+        #[cfg(feature = "demo")]
+        Some(Command::Demo(args)) => Run::Demo(args),
+        command => {
+            let config = match Config::from_args(&agent) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(EXIT_USAGE);
+                }
+            };
+            if matches!(command, Some(Command::CheckConfig)) {
+                print!("{}", config.describe());
+                return ExitCode::SUCCESS;
+            }
+            Run::Agent(Box::new(config))
         }
     };
-    if matches!(cli.command, Some(Command::CheckConfig)) {
-        print!("{}", config.describe());
-        return ExitCode::SUCCESS;
-    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -66,13 +77,14 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         let shutdown = CancellationToken::new();
         kubelet_push::signal::cancel_on_shutdown(shutdown.clone());
-        match cli.command {
-            Some(Command::Demo(args)) => kubelet_push::demo::run(config, args, shutdown).await,
-            Some(Command::CheckConfig) | None => {
+        match run {
+            Run::Agent(config) => {
                 let metrics = Arc::new(kubelet_push::telemetry::Metrics::new());
                 let mut stdout = std::io::stdout();
-                kubelet_push::run(config, shutdown, metrics, &mut stdout).await
+                kubelet_push::run(*config, shutdown, metrics, &mut stdout).await
             }
+            #[cfg(feature = "demo")]
+            Run::Demo(args) => kubelet_push::demo::run(&agent, args, shutdown).await,
         }
     });
     match result {
@@ -83,6 +95,13 @@ fn main() -> ExitCode {
             ExitCode::from(EXIT_USAGE)
         }
     }
+}
+
+/// What the command line asks for, validated.
+enum Run {
+    Agent(Box<Config>),
+    #[cfg(feature = "demo")]
+    Demo(kubelet_push::cli::DemoArgs),
 }
 
 fn init_logging(format: LogFormat, level: &str) -> Result<(), String> {

@@ -2,7 +2,7 @@
 //! pods and stats from it, and tests draw reproducible cases from it (a seed names a case).
 //! A leaf: it imports nothing of the crate. It is not for anything that must be unpredictable,
 //! and it does not own what the numbers mean (the simulator's names and IDs live in
-//! `demo::simulator::rng`).
+//! `testkit::simulator::rng`).
 
 /// splitmix64: small, well distributed, and no dependency. One seed, one sequence, on every
 /// platform.

@@ -8,7 +8,7 @@ fn config(args: &[&str]) -> Result<Config, ConfigError> {
         std::iter::once("kubelet-push").chain(args.iter().copied()),
     )
     .expect("flags parse");
-    Config::from_args(&cli.agent, true)
+    Config::from_args(&cli.agent)
 }
 
 #[test]
@@ -235,7 +235,7 @@ fn every_file_setting_is_looked_up_in_the_sandbox() {
         "--remote-key-file",
         &key,
     ];
-    let c = Config::from_args_in(&parse(&flags).agent, true, Some(sandbox.path())).unwrap();
+    let c = Config::from_args_in(&parse(&flags).agent, Some(sandbox.path()), None).unwrap();
     let text = c.describe();
     for (name, path) in [
         ("kubelet-token-file", &kubelet_token_in),
@@ -262,8 +262,8 @@ fn every_file_setting_is_looked_up_in_the_sandbox() {
         );
     let c = Config::from_args_in(
         &parse(&["--config-file", &file]).agent,
-        true,
         Some(sandbox.path()),
+        None,
     )
     .unwrap();
     let text = c.describe();
@@ -281,8 +281,8 @@ fn every_file_setting_is_looked_up_in_the_sandbox() {
     let missing = format!("/{dir}/missing");
     let e = Config::from_args_in(
         &parse(&["--remote-url=http://r/w", "--kubelet-token-file", &missing]).agent,
-        true,
         Some(sandbox.path()),
+        None,
     )
     .unwrap_err();
     assert_eq!(e.flag, "--kubelet-token-file");

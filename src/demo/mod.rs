@@ -1,10 +1,9 @@
 //! `kubelet-push demo`: the real agent pipeline against a simulated Windows kubelet, pushing to
 //! `--remote-url` when given, otherwise to a built-in receiver that decodes every request and
-//! prints what arrived once per interval. The simulator and receiver also serve the tests.
+//! prints what arrived once per interval. The simulator and receiver are `testkit`'s, which the
+//! tests use too; this module owns the demo's settings and its printed summary (`printer`).
 
-pub mod receiver;
-pub mod server;
-pub mod simulator;
+mod printer;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -12,10 +11,10 @@ use std::time::{Duration, SystemTime};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::cli::DemoArgs;
-use crate::config::{Config, ConfigError, Mode, RemoteSettings};
-use crate::kubelet::client::Source;
+use crate::cli::{AgentArgs, DemoArgs};
+use crate::config::{Config, ConfigError, DemoSetup, RemoteSettings};
 use crate::telemetry::{DropReason, Metrics};
+use crate::testkit::{receiver, simulator};
 use crate::{Outcome, RunError};
 
 /// The demo's poll interval unless `--interval` is given: short enough to see things move.
@@ -23,8 +22,10 @@ const DEMO_INTERVAL: Duration = Duration::from_secs(2);
 /// Requests the built-in receiver keeps for its printer; older ones are forgotten.
 const RECEIVER_RETAIN: usize = 1024;
 
+/// Starts the simulated kubelet and the built-in receiver, validates `agent` for them
+/// ([`Config::for_demo`]), and runs the agent until `shutdown` or `--duration`.
 pub async fn run(
-    mut config: Config,
+    agent: &AgentArgs,
     args: DemoArgs,
     shutdown: CancellationToken,
 ) -> Result<Outcome, RunError> {
@@ -32,46 +33,46 @@ pub async fn run(
         flag: "demo",
         reason: format!("cannot start the {what} on 127.0.0.1: {e}"),
     };
+    let url = |what: &str, url: String| {
+        reqwest::Url::parse(&url).map_err(|e| ConfigError {
+            flag: "demo",
+            reason: format!("{what} URL: {e}"),
+        })
+    };
     // A node that booted hours ago, so counters and start times look like a real node's.
     let booted = SystemTime::now() - Duration::from_secs(3 * 3600);
     let sim = simulator::SimulatedKubelet::new(args.pods, seed(), booted);
     let kubelet = simulator::KubeletServer::start(sim)
         .await
         .map_err(|e| io_error("simulated kubelet", e))?;
-    let base = reqwest::Url::parse(&kubelet.url()).map_err(|e| ConfigError {
-        flag: "demo",
-        reason: format!("simulated kubelet URL: {e}"),
-    })?;
-    config.poll.kubelet.source = Source::Http(base);
-    // The simulator needs no credentials; never send the pod's token to it. It is local:
-    // a kubelet proxy from the agent's environment does not apply.
-    config.poll.kubelet.token_file = None;
-    config.poll.kubelet.ca_file = None;
-    config.poll.kubelet.proxy = None;
-    // The demo's own default, but any --interval given is honoured, 10s included.
-    config.poll.interval = args.interval.unwrap_or(DEMO_INTERVAL);
+    let receiver = receiver::Receiver::start_retaining(RECEIVER_RETAIN)
+        .await
+        .map_err(|e| io_error("demo receiver", e))?;
+    let receiver_url = url("demo receiver", receiver.url())?;
+    let config = Config::for_demo(
+        agent,
+        DemoSetup {
+            kubelet: url("simulated kubelet", kubelet.url())?,
+            // The demo's own default, but any --interval given is honoured, 10s included.
+            interval: args.interval.unwrap_or(DEMO_INTERVAL),
+            receiver: RemoteSettings {
+                timeout: Duration::from_secs(5),
+                ..RemoteSettings::new(receiver_url.clone())
+            },
+        },
+    )?;
     let printer_stop = CancellationToken::new();
-    let mut local = None;
-    if config.remotes.is_empty() && config.mode != Mode::DryRun {
-        let receiver = receiver::Receiver::start_retaining(RECEIVER_RETAIN)
-            .await
-            .map_err(|e| io_error("demo receiver", e))?;
-        let url = reqwest::Url::parse(&receiver.url()).map_err(|e| ConfigError {
-            flag: "demo",
-            reason: format!("demo receiver URL: {e}"),
-        })?;
-        config.remotes = vec![RemoteSettings {
-            timeout: Duration::from_secs(5),
-            ..RemoteSettings::new(url)
-        }];
-        let printer = receiver::spawn_printer(
+    // The built-in receiver is used (and printed) only when the flags name no destination.
+    let built_in = config.remotes.iter().any(|r| r.url == receiver_url);
+    let local = built_in.then(|| {
+        let printer = printer::spawn_printer(
             &receiver,
             config.poll.interval,
             std::io::stdout(),
             printer_stop.clone(),
         );
-        local = Some((receiver, printer));
-    }
+        (receiver, printer)
+    });
     info!(
         pods = args.pods,
         kubelet = %kubelet.url(),

@@ -32,8 +32,12 @@ pub use request::{Encoder, Request};
 
 /// `Content-Type` of a Remote Write 1.0 body.
 pub const CONTENT_TYPE_V1: &str = "application/x-protobuf";
-/// `Content-Type` of a Remote Write 2.0 body.
+/// `Content-Type` of a Remote Write 2.0 body: [`CONTENT_TYPE_V1`] with `proto=` [`PROTO_V2`].
 pub const CONTENT_TYPE_V2: &str = "application/x-protobuf;proto=io.prometheus.write.v2.Request";
+/// The message a 1.0 body holds, as a `proto=` parameter of the content type names it.
+pub const PROTO_V1: &str = "prometheus.WriteRequest";
+/// The message a 2.0 body holds.
+pub const PROTO_V2: &str = "io.prometheus.write.v2.Request";
 /// Remote Write bodies are snappy *block* format (`snap::raw`), not the framed stream format.
 pub const CONTENT_ENCODING: &str = "snappy";
 pub const VERSION_HEADER: &str = "X-Prometheus-Remote-Write-Version";
@@ -114,5 +118,20 @@ impl Negotiated {
         self.0
             .swap(Protocol::V1.code(), std::sync::atomic::Ordering::Relaxed)
             != Protocol::V1.code()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The 2.0 content type is the 1.0 one naming the 2.0 message, as the spec writes it.
+    #[test]
+    fn content_types_name_their_messages() {
+        assert_eq!(
+            CONTENT_TYPE_V2,
+            format!("{CONTENT_TYPE_V1};proto={PROTO_V2}")
+        );
+        assert_eq!(PROTO_V1, "prometheus.WriteRequest");
     }
 }

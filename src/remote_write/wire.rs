@@ -11,7 +11,7 @@
 //! Bodies are snappy block format (`snap::raw`), not the framed stream format.
 //!
 //! Not here: encoding a request (`v1`, `v2`), the request (`request`), rewriting one
-//! (`rewrite`), checking a request against the protocol as a receiver does (`demo::receiver`).
+//! (`rewrite`), checking a request against the protocol as a receiver does (`testkit::receiver`).
 
 use prost::Message;
 

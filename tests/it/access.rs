@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kubelet_push::demo::receiver::Receiver;
 use kubelet_push::telemetry::DropReason;
+use kubelet_push::testkit::receiver::Receiver;
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa, KeyPair,
 };

@@ -7,8 +7,8 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::time::{Duration, Instant, SystemTime};
 
-use kubelet_push::demo::simulator::SimulatedKubelet;
 use kubelet_push::pipeline::Poller;
+use kubelet_push::testkit::simulator::SimulatedKubelet;
 
 use crate::support::config;
 

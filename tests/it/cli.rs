@@ -2,7 +2,7 @@
 
 use std::process::{Command, Output};
 
-use kubelet_push::demo::receiver::Receiver;
+use kubelet_push::testkit::receiver::Receiver;
 
 use crate::support::*;
 
@@ -380,7 +380,9 @@ async fn once_exit_codes_follow_the_push() {
         );
     }
 
-    rx.push_response(kubelet_push::demo::receiver::Response::status(400).with_body("bad labels"));
+    rx.push_response(
+        kubelet_push::testkit::receiver::Response::status(400).with_body("bad labels"),
+    );
     let failed = agent_output(
         &[
             "--once",
@@ -823,7 +825,7 @@ async fn demo_honours_an_interval_of_ten_seconds() {
 /// follows the first unless the sender stalls for seconds.
 #[tokio::test]
 async fn a_full_buffer_is_logged_once_per_episode_with_its_url() {
-    use kubelet_push::demo::receiver::Response;
+    use kubelet_push::testkit::receiver::Response;
     let rx = Receiver::start().await.unwrap();
     // Down until the test lets it come back.
     for _ in 0..100_000 {

@@ -9,11 +9,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use kubelet_push::demo::receiver::{ReceivedRequest, Receiver, Response};
-use kubelet_push::demo::server::LocalServer;
-use kubelet_push::demo::simulator::KubeletServer;
 use kubelet_push::remote_write::proto::v1::TimeSeries;
 use kubelet_push::telemetry::DropReason;
+use kubelet_push::testkit::receiver::{ReceivedRequest, Receiver, Response};
+use kubelet_push::testkit::server::LocalServer;
+use kubelet_push::testkit::simulator::KubeletServer;
 use kubelet_push::Outcome;
 
 use crate::support::*;

@@ -11,9 +11,9 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use kubelet_push::demo::receiver::Receiver;
-use kubelet_push::demo::simulator::KubeletServer;
 use kubelet_push::remote_write::proto::v1::TimeSeries;
+use kubelet_push::testkit::receiver::Receiver;
+use kubelet_push::testkit::simulator::KubeletServer;
 use tokio::process::{Child, Command};
 
 use crate::support::*;
@@ -464,7 +464,7 @@ impl SelfMetrics {
 #[cfg(unix)]
 #[tokio::test]
 async fn a_full_disk_is_counted_and_survived() {
-    use kubelet_push::demo::receiver::Response;
+    use kubelet_push::testkit::receiver::Response;
     let Some(mount) = Tmpfs::mount("128k") else {
         return;
     };
@@ -566,7 +566,7 @@ async fn a_full_disk_is_counted_and_survived() {
 /// a receiver that keeps up, however slowly the machine lets the agent deliver.
 #[cfg(unix)]
 struct FastKubelet {
-    server: kubelet_push::demo::server::LocalServer,
+    server: kubelet_push::testkit::server::LocalServer,
     polls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     agent: std::sync::Arc<std::sync::Mutex<Option<SelfMetrics>>>,
 }
@@ -579,7 +579,7 @@ impl FastKubelet {
         use std::sync::{Arc, Mutex};
         use std::time::SystemTime;
         let now = SystemTime::now();
-        let sim = kubelet_push::demo::simulator::SimulatedKubelet::new(
+        let sim = kubelet_push::testkit::simulator::SimulatedKubelet::new(
             pods,
             5,
             now - Duration::from_secs(2 * 3600),
@@ -625,7 +625,7 @@ impl FastKubelet {
                     async move { (json(), doc) }
                 }),
             );
-        let server = kubelet_push::demo::server::LocalServer::start(app, "fast kubelet")
+        let server = kubelet_push::testkit::server::LocalServer::start(app, "fast kubelet")
             .await
             .unwrap();
         FastKubelet {
@@ -670,7 +670,7 @@ impl FastKubelet {
 #[cfg(unix)]
 #[tokio::test]
 async fn a_small_volume_with_a_healthy_receiver_loses_nothing() {
-    use kubelet_push::demo::receiver::Response;
+    use kubelet_push::testkit::receiver::Response;
     const VOLUME: f64 = 256.0 * 1024.0;
     const POLLS: usize = 120;
     let Some(mount) = Tmpfs::mount("256k") else {

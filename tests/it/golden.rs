@@ -163,7 +163,7 @@ async fn dry_run_with_pod_metadata_matches_golden_files() {
         let app = axum::Router::new()
             .route("/stats/summary", get(json(summary)))
             .route("/pods", get(json(pods)));
-        let kubelet = kubelet_push::demo::server::LocalServer::start(app, "golden kubelet")
+        let kubelet = kubelet_push::testkit::server::LocalServer::start(app, "golden kubelet")
             .await
             .unwrap();
         let before = now_ms();

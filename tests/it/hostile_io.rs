@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kubelet_push::demo::receiver::{Receiver, Response};
 use kubelet_push::remote_write::proto::v1::WriteRequest;
+use kubelet_push::testkit::receiver::{Receiver, Response};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::*;

@@ -9,11 +9,11 @@ use std::time::{Duration, SystemTime};
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::Router;
-use kubelet_push::demo::server::LocalServer;
-use kubelet_push::demo::simulator::SimulatedKubelet;
 use kubelet_push::pipeline::Poller;
 use kubelet_push::remote_write::proto::v1::TimeSeries;
 use kubelet_push::telemetry::Metrics;
+use kubelet_push::testkit::server::LocalServer;
+use kubelet_push::testkit::simulator::SimulatedKubelet;
 
 use crate::support::*;
 

@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use kubelet_push::demo::simulator::{Fault, KubeletServer};
 use kubelet_push::kubelet::ScrapeError;
 use kubelet_push::remote_write::is_stale_marker;
+use kubelet_push::testkit::simulator::{Fault, KubeletServer};
 
 use crate::support::*;
 
@@ -379,7 +379,7 @@ async fn an_oversized_summary_is_refused_before_it_is_read() {
 async fn shutdown_interrupts_a_slow_poll() {
     let kubelet = simulated(1).await;
     kubelet.set_fault(Fault::Delay(Duration::from_secs(3600)));
-    let rx = kubelet_push::demo::receiver::Receiver::start()
+    let rx = kubelet_push::testkit::receiver::Receiver::start()
         .await
         .unwrap();
     let agent = Agent::start(&[

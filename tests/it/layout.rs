@@ -15,7 +15,7 @@
 //!   others by `crate::` only.
 //! - **Inside each module that has files of its own** (`remote_write`, `pipeline`, `buffer`,
 //!   `kubelet`, `demo`, …): each file is a node (`pipeline`, `pipeline::convert`,
-//!   `demo::receiver::printer`) and the edges are the paths between them. A parent's
+//!   `testkit::receiver::printer`) and the edges are the paths between them. A parent's
 //!   `pub use child::…` is its public face, not a use of the child, and is not an edge; any
 //!   other use of a child by its parent is (a child that uses its parent's items while the
 //!   parent uses the child's is a loop).
@@ -729,6 +729,30 @@ fn files_of_a_module_import_one_way() {
             );
         }
     }
+}
+
+/// The agent runs without the demo and its fakes (a build without the `demo` feature leaves
+/// them out): nothing imports `demo`, and only `demo` imports `testkit`.
+#[test]
+fn only_the_demo_imports_the_fakes() {
+    let g = crate_graph();
+    assert!(g.errors.is_empty(), "{}", g.errors.join("\n"));
+    let mut wrong = Vec::new();
+    for (from, edges) in &g.top {
+        for (to, place) in edges {
+            let allowed = match to.as_str() {
+                "demo" => false,
+                "testkit" => from == "demo",
+                _ => true,
+            };
+            if !allowed && from != to {
+                wrong.push(format!("{from} → {to}: {place}"));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    // Not vacuous: the demo's use of the fakes is seen.
+    assert!(g.top.get("demo").is_some_and(|e| e.contains_key("testkit")));
 }
 
 /// The scanner sees what it must: grouped `use`, inline paths, the crate root's re-exports,

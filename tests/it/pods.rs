@@ -206,7 +206,7 @@ enum PodsAnswer {
 }
 
 struct PodsKubelet {
-    server: kubelet_push::demo::server::LocalServer,
+    server: kubelet_push::testkit::server::LocalServer,
     answer: std::sync::Arc<std::sync::Mutex<PodsAnswer>>,
     requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     in_flight: std::sync::Arc<std::sync::atomic::AtomicUsize>,
@@ -268,7 +268,7 @@ impl PodsKubelet {
                     }
                 }),
             );
-        let server = kubelet_push::demo::server::LocalServer::start(app, "pods kubelet")
+        let server = kubelet_push::testkit::server::LocalServer::start(app, "pods kubelet")
             .await
             .unwrap();
         PodsKubelet {

@@ -33,7 +33,7 @@ fn real_bodies() -> &'static [(Protocol, Vec<u8>)] {
         // A fixed time just before the poll's (1_800_000_000_000): a summary stamped with the
         // real clock would be from the future for it once the real clock passes it.
         let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000 - 60);
-        let bytes = kubelet_push::demo::simulator::SimulatedKubelet::new(
+        let bytes = kubelet_push::testkit::simulator::SimulatedKubelet::new(
             10,
             7,
             at - Duration::from_secs(3600),

@@ -133,7 +133,7 @@ fn polls_follow_each_destinations_negotiated_protocol() {
 /// samples.
 #[test]
 fn wire_bytes_per_sample_v2_vs_v1() {
-    use kubelet_push::demo::simulator::SimulatedKubelet;
+    use kubelet_push::testkit::simulator::SimulatedKubelet;
     use std::time::{Duration, SystemTime};
 
     let poller = || {

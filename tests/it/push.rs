@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
-use kubelet_push::demo::receiver::{Receiver, Response};
 use kubelet_push::remote_write::is_stale_marker;
 use kubelet_push::telemetry::Metrics;
+use kubelet_push::testkit::receiver::{Receiver, Response};
 use kubelet_push::Outcome;
 use tokio_util::sync::CancellationToken;
 

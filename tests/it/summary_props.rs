@@ -56,7 +56,7 @@ fn docs() -> &'static [Doc] {
             .collect();
         docs.sort_by(|a, b| a.name.cmp(&b.name));
         let booted = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let sim = kubelet_push::demo::simulator::SimulatedKubelet::new(8, 5, booted)
+        let sim = kubelet_push::testkit::simulator::SimulatedKubelet::new(8, 5, booted)
             .summary_json(booted + Duration::from_secs(3600));
         docs.push(Doc {
             name: "simulated".into(),

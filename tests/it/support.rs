@@ -45,7 +45,7 @@ pub fn config(args: &[&str]) -> Config {
     }
     let cli =
         Cli::try_parse_from(std::iter::once("kubelet-push").chain(rest)).expect("flags parse");
-    let mut config = Config::from_args(&cli.agent, false).expect("valid config");
+    let mut config = Config::from_args(&cli.agent).expect("valid config");
     if let Some(i) = interval {
         config.poll.interval = humantime::parse_duration(i).expect("an --interval");
     }
@@ -211,10 +211,10 @@ pub use kubelet_push::clock::now_ms;
 pub async fn simulated_kubelet(
     pods: usize,
     seed: u64,
-) -> kubelet_push::demo::simulator::KubeletServer {
+) -> kubelet_push::testkit::simulator::KubeletServer {
     let booted = std::time::SystemTime::now() - Duration::from_secs(3600);
-    let sim = kubelet_push::demo::simulator::SimulatedKubelet::new(pods, seed, booted);
-    kubelet_push::demo::simulator::KubeletServer::start(sim)
+    let sim = kubelet_push::testkit::simulator::SimulatedKubelet::new(pods, seed, booted);
+    kubelet_push::testkit::simulator::KubeletServer::start(sim)
         .await
         .unwrap()
 }

@@ -9,7 +9,6 @@ use std::time::Duration;
 use kubelet_push::buffer::disk::DiskBuffer;
 use kubelet_push::buffer::memory::MemoryBuffer;
 use kubelet_push::buffer::{Buffer, Queue};
-use kubelet_push::demo::receiver::{OldReceiver, ReceivedRequest, Receiver, Response};
 use kubelet_push::remote_write::proto::v1::{Label, Sample, TimeSeries};
 use kubelet_push::remote_write::proto::v2;
 use kubelet_push::remote_write::Request;
@@ -18,6 +17,7 @@ use kubelet_push::remote_write::{
 };
 use kubelet_push::sender::{self, SenderSettings};
 use kubelet_push::telemetry::{DestinationMetrics, DropReason, Metrics};
+use kubelet_push::testkit::receiver::{OldReceiver, ReceivedRequest, Receiver, Response};
 use prost::Message;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;

@@ -890,7 +890,7 @@ async fn https_pushes_tunnel_through_the_proxy() {
 }
 
 /// The `up` values the receiver accepted.
-fn ups(rx: &kubelet_push::demo::receiver::Receiver) -> Vec<f64> {
+fn ups(rx: &kubelet_push::testkit::receiver::Receiver) -> Vec<f64> {
     let series = rx.accepted_series();
     crate::support::named(&series, "up")
         .iter()
@@ -907,7 +907,7 @@ async fn the_kubelet_is_reached_through_a_proxy_only_when_asked() {
     let Some(proxy) = Tinyproxy::start(dir.path()).await else {
         return;
     };
-    let rx = kubelet_push::demo::receiver::Receiver::start()
+    let rx = kubelet_push::testkit::receiver::Receiver::start()
         .await
         .unwrap();
     let kubelet = crate::support::simulated_kubelet(2, 15).await;

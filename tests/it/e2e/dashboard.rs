@@ -15,8 +15,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 
-use kubelet_push::demo::receiver::{Receiver, Response};
-use kubelet_push::demo::simulator::Fault;
+use kubelet_push::testkit::receiver::{Receiver, Response};
+use kubelet_push::testkit::simulator::Fault;
 
 use super::*;
 use crate::support::{AgentProcess, ReservedPort, PATIENCE};

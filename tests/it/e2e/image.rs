@@ -13,7 +13,7 @@
 
 use std::process::Output;
 
-use kubelet_push::demo::simulator::{KubeletServer, SimulatedKubelet};
+use kubelet_push::testkit::simulator::{KubeletServer, SimulatedKubelet};
 
 use super::*;
 use crate::support::{AgentProcess, PATIENCE};

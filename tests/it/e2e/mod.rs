@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use kubelet_push::demo::server::LocalServer;
+use kubelet_push::testkit::server::LocalServer;
 use serde_json::Value;
 use tokio::process::{Child, Command};
 

@@ -12,8 +12,8 @@
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
-use kubelet_push::demo::server::LocalServer;
 use kubelet_push::remote_write::wire::{decode_v1, decode_v2, labels_of};
+use kubelet_push::testkit::server::LocalServer;
 
 use super::outage::outage;
 use super::values::{check_fixtures, push_fixtures, Pushed};

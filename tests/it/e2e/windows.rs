@@ -30,7 +30,7 @@ use super::*;
 
 use std::collections::BTreeSet;
 
-use kubelet_push::demo::simulator::SimulatedKubelet;
+use kubelet_push::testkit::simulator::SimulatedKubelet;
 use tokio::io::AsyncBufReadExt;
 
 /// Pods of the simulated node: enough for a realistic request, few enough to stay small.

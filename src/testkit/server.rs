@@ -1,4 +1,4 @@
-//! A small HTTP/1.1 server on `127.0.0.1` for the demo's fakes: binds an ephemeral port, serves
+//! A small HTTP/1.1 server on `127.0.0.1` for the fakes (`testkit`): binds an ephemeral port, serves
 //! an axum router, and stops when dropped. Nothing here knows what it serves.
 
 use std::net::SocketAddr;

@@ -5,14 +5,13 @@
 //! tally and the printing loop; it reads the receiver's records, never its server.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::{ReceivedRequest, Receiver};
 use crate::remote_write::is_stale_marker;
+use crate::testkit::receiver::{ReceivedRequest, Receiver};
 
 /// `tokio::time::interval` panics on a zero period.
 const MIN_PRINT_INTERVAL: Duration = Duration::from_millis(10);
@@ -187,11 +186,10 @@ pub fn spawn_printer(
     mut out: impl std::io::Write + Send + 'static,
     cancel: CancellationToken,
 ) -> JoinHandle<()> {
-    let shared = Arc::clone(&receiver.shared);
+    let mut feed = receiver.feed();
     let every = every.max(MIN_PRINT_INTERVAL);
     tokio::spawn(async move {
         let mut tracker = TallyTracker::new();
-        let mut seen = 0;
         let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -199,13 +197,7 @@ pub fn spawn_printer(
                 () = cancel.cancelled() => break,
                 _ = ticks.tick() => {}
             }
-            let tally = {
-                let state = shared.lock();
-                let unread = (state.recorded - seen).min(state.requests.len());
-                let fresh = &state.requests[state.requests.len() - unread..];
-                seen = state.recorded;
-                tracker.observe(fresh)
-            };
+            let tally = feed.read_new(|fresh| tracker.observe(fresh));
             if let Err(err) = writeln!(out, "{}", tally.line(every)).and_then(|()| out.flush()) {
                 tracing::debug!(%err, "tally printer stopped: output closed");
                 break;
@@ -216,11 +208,11 @@ pub fn spawn_printer(
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::*;
     use super::*;
     use crate::remote_write::proto::v1::WriteRequest;
     use crate::remote_write::STALE_NAN_BITS;
-    use std::sync::Mutex;
+    use crate::testkit::receiver::testing::*;
+    use std::sync::{Arc, Mutex};
 
     fn accepted(w: WriteRequest, bytes: usize) -> ReceivedRequest {
         ReceivedRequest {

@@ -3,7 +3,7 @@
 //! snappy block compression, `prometheus.WriteRequest` or `io.prometheus.write.v2.Request`
 //! decoding, a 2.0 symbols table and its refs, series well-formedness), answering 204 (for 2.0
 //! with the `X-Prometheus-Remote-Write-*-Written` headers) or 400 with the reason, and keeping
-//! the latest requests for the demo's [`printer`]. A 2.0 request is kept in its 1.0 form too
+//! the latest requests for whoever reads them ([`Feed`]: the demo's printer). A 2.0 request is kept in its 1.0 form too
 //! (labels looked up from the refs, in the order the refs give them), so everything that reads
 //! requests reads both. It does not own storing or querying samples, TLS, or authentication.
 //!
@@ -12,7 +12,6 @@
 //! only with the `test-support` feature, which only the tests turn on, so the release binary
 //! carries none of it.
 
-mod printer;
 #[cfg(any(test, feature = "test-support"))]
 mod script;
 
@@ -26,16 +25,18 @@ use axum::response::IntoResponse;
 use axum::Router;
 use prost::Message;
 
-use super::server::LocalServer;
 use crate::remote_write::client::{
     EXEMPLARS_WRITTEN_HEADER, HISTOGRAMS_WRITTEN_HEADER, SAMPLES_WRITTEN_HEADER,
 };
 use crate::remote_write::proto::v1::{Label, Sample, TimeSeries, WriteRequest};
 use crate::remote_write::proto::v2;
-use crate::remote_write::wire::{labels_of, RefError};
-use crate::remote_write::Protocol;
+use crate::remote_write::wire::{decompress, labels_of, RefError};
+use crate::remote_write::{
+    Protocol, CONTENT_ENCODING, CONTENT_TYPE_V1, CONTENT_TYPE_V2, PROTO_V1, PROTO_V2,
+    VERSION_HEADER, VERSION_V1, VERSION_V2,
+};
+use crate::testkit::server::LocalServer;
 
-pub use printer::{spawn_printer, Tally, TallyTracker};
 #[cfg(any(test, feature = "test-support"))]
 pub use script::{OldReceiver, Response};
 
@@ -84,13 +85,15 @@ impl ReceivedRequest {
 enum Invalid {
     #[error("method {0} not allowed: Remote Write uses POST")]
     Method(Method),
-    #[error("Content-Encoding must be \"snappy\", got {0}")]
+    #[error("Content-Encoding must be {CONTENT_ENCODING:?}, got {0}")]
     ContentEncoding(String),
-    #[error("Content-Type must be \"application/x-protobuf\" (1.0) or \"application/x-protobuf;proto=io.prometheus.write.v2.Request\" (2.0), got {0}")]
+    #[error(
+        "Content-Type must be {CONTENT_TYPE_V1:?} (1.0) or {CONTENT_TYPE_V2:?} (2.0), got {0}"
+    )]
     ContentType(String),
-    #[error("X-Prometheus-Remote-Write-Version must be \"0.1.0\", got {0}")]
+    #[error("{VERSION_HEADER} must be {VERSION_V1:?}, got {0}")]
     Version(String),
-    #[error("X-Prometheus-Remote-Write-Version must be 2.0.x for a 2.0 body, got {0}")]
+    #[error("{VERSION_HEADER} must be {v2}.x for a 2.0 body, got {0}", v2 = v2_major_minor())]
     VersionV2(String),
     #[error("User-Agent header is missing")]
     UserAgent,
@@ -181,6 +184,14 @@ impl Receiver {
     }
 
     /// The conventional write URL; any other path on this host works too.
+    /// A reader of the requests: first those still retained, then each new one.
+    pub fn feed(&self) -> Feed {
+        Feed {
+            shared: Arc::clone(&self.shared),
+            seen: 0,
+        }
+    }
+
     pub fn url(&self) -> String {
         format!("http://{}/api/v1/write", self.server.addr())
     }
@@ -264,6 +275,25 @@ async fn handle(
     response
 }
 
+/// Reads what a [`Receiver`] records, in arrival order, each request once; it keeps the
+/// records alive, not the server.
+pub struct Feed {
+    shared: Arc<Shared>,
+    /// Requests recorded when this last read.
+    seen: usize,
+}
+
+impl Feed {
+    /// Calls `f` with the requests recorded since the last call that are still retained (a
+    /// reader slower than `retain` requests misses the oldest of them).
+    pub fn read_new<R>(&mut self, f: impl FnOnce(&[ReceivedRequest]) -> R) -> R {
+        let state = self.shared.lock();
+        let unread = (state.recorded - self.seen).min(state.requests.len());
+        self.seen = state.recorded;
+        f(&state.requests[state.requests.len() - unread..])
+    }
+}
+
 impl State {
     fn keep(&mut self, request: ReceivedRequest) {
         self.requests.push(request);
@@ -275,7 +305,14 @@ impl State {
     }
 }
 
-fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
+/// `2.0` of [`VERSION_V2`]: a 2.0 sender may send any patch release.
+fn v2_major_minor() -> &'static str {
+    VERSION_V2
+        .rsplit_once('.')
+        .map_or(VERSION_V2, |(major_minor, _)| major_minor)
+}
+
+fn header_str(headers: &HeaderMap, name: impl header::AsHeaderName) -> Option<&str> {
     headers
         .get(name)
         .map(|v| v.to_str().unwrap_or("<non-ASCII>"))
@@ -304,7 +341,7 @@ fn decode(
         return Err(Invalid::Method(method.clone()));
     }
     let encoding = header_str(headers, header::CONTENT_ENCODING);
-    if !encoding.is_some_and(|e| e.trim().eq_ignore_ascii_case("snappy")) {
+    if !encoding.is_some_and(|e| e.trim().eq_ignore_ascii_case(CONTENT_ENCODING)) {
         return Err(Invalid::ContentEncoding(shown(encoding)));
     }
     let content_type = header_str(headers, header::CONTENT_TYPE);
@@ -312,15 +349,18 @@ fn decode(
     if protocol == Protocol::V1 && !content_type.is_some_and(is_v1_content_type) {
         return Err(Invalid::ContentType(shown(content_type)));
     }
-    let version = header_str(
-        headers,
-        HeaderName::from_static("x-prometheus-remote-write-version"),
-    );
+    let version = header_str(headers, VERSION_HEADER);
     match protocol {
-        Protocol::V1 if version.map(str::trim) != Some("0.1.0") => {
+        Protocol::V1 if version.map(str::trim) != Some(VERSION_V1) => {
             return Err(Invalid::Version(shown(version)));
         }
-        Protocol::V2 if !version.is_some_and(|v| v.trim().starts_with("2.0.")) => {
+        Protocol::V2
+            if !version.is_some_and(|v| {
+                v.trim()
+                    .strip_prefix(v2_major_minor())
+                    .is_some_and(|patch| patch.starts_with('.'))
+            }) =>
+        {
             return Err(Invalid::VersionV2(shown(version)));
         }
         _ => {}
@@ -337,7 +377,7 @@ fn decode(
     if len > MAX_DECOMPRESSED {
         return Err(Invalid::TooLarge(len));
     }
-    let raw = snap::raw::Decoder::new().decompress_vec(body)?;
+    let raw = decompress(body)?;
     match protocol {
         Protocol::V1 => Ok((WriteRequest::decode(raw.as_slice())?, None)),
         Protocol::V2 => {
@@ -395,11 +435,10 @@ fn is_v2_content_type(value: &str) -> bool {
     let mut parts = value.split(';').map(str::trim);
     parts
         .next()
-        .is_some_and(|m| m.eq_ignore_ascii_case("application/x-protobuf"))
+        .is_some_and(|m| m.eq_ignore_ascii_case(CONTENT_TYPE_V1))
         && parts.any(|p| {
             p.split_once('=').is_some_and(|(k, v)| {
-                k.trim().eq_ignore_ascii_case("proto")
-                    && v.trim() == "io.prometheus.write.v2.Request"
+                k.trim().eq_ignore_ascii_case("proto") && v.trim() == PROTO_V2
             })
         })
 }
@@ -410,14 +449,12 @@ fn is_v1_content_type(value: &str) -> bool {
     let mut parts = value.split(';').map(str::trim);
     if !parts
         .next()
-        .is_some_and(|m| m.eq_ignore_ascii_case("application/x-protobuf"))
+        .is_some_and(|m| m.eq_ignore_ascii_case(CONTENT_TYPE_V1))
     {
         return false;
     }
     parts.all(|p| match p.split_once('=') {
-        Some((k, v)) if k.trim().eq_ignore_ascii_case("proto") => {
-            v.trim() == "prometheus.WriteRequest"
-        }
+        Some((k, v)) if k.trim().eq_ignore_ascii_case("proto") => v.trim() == PROTO_V1,
         _ => true,
     })
 }
@@ -489,7 +526,7 @@ fn series_problem(ts: &TimeSeries) -> Option<String> {
 }
 
 #[cfg(test)]
-mod testing {
+pub(crate) mod testing {
     //! What the unit tests of the receiver, its printer and its script share.
 
     use super::*;

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 
 use super::model::SimulatedKubelet;
-use crate::demo::server::LocalServer;
+use crate::testkit::server::LocalServer;
 
 /// Everything the release binary leaves out: tests count and inspect requests and make the
 /// kubelet misbehave.
