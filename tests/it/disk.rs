@@ -465,7 +465,10 @@ impl SelfMetrics {
 #[tokio::test]
 async fn a_full_disk_is_counted_and_survived() {
     use kubelet_push::testkit::receiver::Response;
-    let Some(mount) = Tmpfs::mount("128k") else {
+    const DISK: usize = 128 << 10;
+    // A stored request's record: its header and a body of at least the per-poll series.
+    const MIN_RECORD: usize = 64;
+    let Some(mount) = Tmpfs::mount(&format!("{}k", DISK >> 10)) else {
         return;
     };
 
@@ -497,14 +500,21 @@ async fn a_full_disk_is_counted_and_survived() {
     // With `pending` unchanged (the receiver is down: nothing leaves the buffer) every one of
     // those tries failed, with no successful store between them: one episode of at least five
     // failed writes, on any machine however slow.
+    //
+    // Bounded in polls, not in time: filling the disk takes stores, and a loaded machine
+    // polls slower (unloaded it takes about 90 polls, 9 s; a deadline of a minute failed once
+    // under load). While the disk is not full for good, every poll stores a request of at
+    // least `MIN_RECORD` bytes, so within `DISK / MIN_RECORD` polls it is.
+    let most_polls = DISK / MIN_RECORD;
     let dropped = "kubelet_push_samples_dropped_total{reason=\"buffer_write_error\"}";
     let pending = "kubelet_push_samples_pending";
-    let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
         assert!(
-            tokio::time::Instant::now() < deadline,
-            "the disk never filled for good: {} samples dropped",
-            read(dropped).await
+            k.requests() < most_polls,
+            "the disk never filled for good in {} polls: {} samples dropped, {} pending",
+            k.requests(),
+            read(dropped).await,
+            read(pending).await
         );
         let before = (read(pending).await, read(dropped).await, k.requests());
         wait_for_polls(&k, before.2 + 6).await;
