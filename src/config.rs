@@ -215,7 +215,15 @@ impl Config {
             Mode::Run | Mode::Once => remotes(args, sandbox)?,
         };
         if let (true, Some(d), false) = (remotes.is_empty(), &demo, mode == Mode::DryRun) {
-            remotes.push(d.receiver.clone());
+            // The built-in receiver speaks both protocols: `--remote-write-version` applies.
+            let protocol = match &args.remote_write_version {
+                Some(v) => parse_protocol(v).map_err(|r| err("--remote-write-version", r))?,
+                None => d.receiver.protocol,
+            };
+            remotes.push(RemoteSettings {
+                protocol,
+                ..d.receiver.clone()
+            });
         }
         if remotes.is_empty() && mode != Mode::DryRun {
             return Err(err(

@@ -434,6 +434,41 @@ async fn demo_runs_for_its_duration_and_shows_decoded_traffic() {
     assert!(last.contains("0 samples dropped"), "{last}");
 }
 
+/// `--remote-write-version 2` applies to the built-in receiver too: what it shows arrived as
+/// 2.0, and nothing as 1.0.
+#[tokio::test]
+async fn demo_speaks_remote_write_2_to_its_receiver_when_asked() {
+    let demo = Demo::start(
+        &[
+            "demo",
+            "--pods",
+            "2",
+            "--interval",
+            "300ms",
+            "--remote-write-version",
+            "2",
+            "--shutdown-timeout",
+            "30s",
+        ],
+        &[],
+        "20s",
+    );
+    demo.wait_for("a line showing a request", |d| {
+        d.stdout().contains(" req as ")
+    })
+    .await;
+    let (code, text, err) = demo.finish().await;
+    assert_eq!(code, Some(0), "{err}");
+    let shown: Vec<&str> = text.lines().filter(|l| l.contains(" req as ")).collect();
+    assert!(!shown.is_empty(), "{text}");
+    for line in shown {
+        assert!(
+            line.contains(" req as 2.0 (0 not accepted)"),
+            "{line}\n{text}"
+        );
+    }
+}
+
 /// With `--remote-url` the demo pushes there: every poll at least one request of its own.
 #[tokio::test]
 async fn demo_pushes_to_a_given_remote_url() {
