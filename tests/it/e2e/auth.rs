@@ -12,7 +12,6 @@
 //!   the POST) with `HTTPS_PROXY`, `HTTP_PROXY` and `--remote-proxy-url`; kubelet requests
 //!   never do.
 
-use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,7 +20,10 @@ use serde_json::Value;
 use tokio::process::{Child, Command};
 use tokio_rustls::rustls;
 
-use super::{agent_command, available, metric_value, now_ms, stop_agent, Kind, Real};
+use super::{
+    agent_command, available, metric_value, now_ms, stop_agent, wait_metrics,
+    wait_metrics_and_stop, Kind, Real,
+};
 use crate::access::{ca, leaf, Ca, Leaf};
 use crate::support::{AgentProcess, PATIENCE};
 
@@ -241,38 +243,16 @@ impl Drop for Secured {
     }
 }
 
-async fn agent_metrics(listen: &str) -> String {
-    kubelet_push::http::install_crypto_provider();
-    match reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .unwrap()
-        .get(format!("http://{listen}/metrics"))
-        .send()
-        .await
-    {
-        Ok(r) => r.text().await.unwrap_or_default(),
-        Err(_) => String::new(),
-    }
-}
-
 /// The samples the agent's `/metrics` text says it sent.
 fn sent_in(text: &str) -> f64 {
     metric_value(text, "kubelet_push_samples_sent_total").unwrap_or(0.0)
 }
 
-/// Waits (up to [`PATIENCE`]) until the agent's `/metrics` shows `sent` samples at least and
-/// none pending; that text.
-async fn wait_delivered(listen: &str, at_least: f64) -> String {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let text = agent_metrics(listen).await;
-        let pending = metric_value(&text, "kubelet_push_samples_pending").unwrap_or(1.0);
-        if sent_in(&text) >= at_least && pending == 0.0 {
-            return text;
-        }
-        assert!(Instant::now() < deadline, "not delivered:\n{text}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
+/// Whether an agent's `/metrics` text shows `at_least` samples sent and none pending.
+fn delivered(at_least: f64) -> impl Fn(&str) -> bool {
+    move |text| {
+        sent_in(text) >= at_least
+            && metric_value(text, "kubelet_push_samples_pending").unwrap_or(1.0) == 0.0
     }
 }
 
@@ -322,7 +302,7 @@ async fn prometheus_behind_mtls_and_basic_auth() {
         "--kubelet-pods=false",
     ];
     args.extend(super::ONE_SECOND_POLLS);
-    let (child, listen) =
+    let (mut child, listen) =
         AgentProcess::listening(&mut agent_command(&kubelet.url(), &prom.write_url(), &args)).await;
 
     // Wrong password: the first request is refused (the agent says so once), nothing is
@@ -332,10 +312,15 @@ async fn prometheus_behind_mtls_and_basic_auth() {
     assert_eq!(prom.samples_appended().await, 0.0);
     let before_fix = now_ms();
     std::fs::write(&password, format!("{PASSWORD}\n")).unwrap();
-    let text = wait_delivered(&listen, 1.0).await;
+    let text = wait_metrics(&mut child, &listen, "the backlog delivered", delivered(1.0)).await;
     // More polls after the backlog, delivered too.
-    let text_after = wait_delivered(&listen, sent_in(&text) + 1.0).await;
-    let log = stop_agent(child).await.1;
+    let (text_after, log) = wait_metrics_and_stop(
+        child,
+        &listen,
+        "more polls delivered after the backlog",
+        delivered(sent_in(&text) + 1.0),
+    )
+    .await;
     dropped_nothing(&text);
     dropped_nothing(&text_after);
     let sent = super::samples_sent(&log);
@@ -523,12 +508,17 @@ async fn victoria_metrics_behind_tls_and_basic_auth() {
     ];
     args.extend(super::ONE_SECOND_POLLS);
     let write_url = format!("{base}/api/v1/write");
-    let (child, listen) =
+    let (mut child, listen) =
         AgentProcess::listening(&mut agent_command(&kubelet.url(), &write_url, &args)).await;
-    let text = wait_delivered(&listen, 1.0).await;
+    let text = wait_metrics(&mut child, &listen, "the first delivery", delivered(1.0)).await;
     // More polls after the first delivery, delivered too.
-    wait_delivered(&listen, sent_in(&text) + 1.0).await;
-    let log = stop_agent(child).await.1;
+    let (_, log) = wait_metrics_and_stop(
+        child,
+        &listen,
+        "more polls delivered after the first",
+        delivered(sent_in(&text) + 1.0),
+    )
+    .await;
     dropped_nothing(&text);
     let sent = super::samples_sent(&log);
     assert!(get("/internal/force_flush".into())
@@ -684,20 +674,16 @@ impl Drop for Tinyproxy {
 }
 
 /// The agent with proxy settings `env` and `extra` flags, pushing to `remote` from `kubelet`
-/// until `done` holds of its `/metrics` text (checked every 100 ms, up to [`PATIENCE`]: what
-/// the caller is about happened), then stopped; its log.
-async fn through_proxy<F, Fut>(
+/// until `done` holds of its `/metrics` text (up to [`PATIENCE`]: what the caller is about
+/// happened), then stopped, cleanly; its log.
+async fn through_proxy(
     kubelet: &str,
     remote: &str,
     env: &[(&str, &str)],
     extra: &[&str],
     what: &str,
-    mut done: F,
-) -> String
-where
-    F: FnMut(String) -> Fut,
-    Fut: Future<Output = bool>,
-{
+    done: impl Fn(&str) -> bool,
+) -> String {
     let mut cmd = agent_command(kubelet, remote, extra);
     cmd.args([
         "--kubelet-pods=false",
@@ -722,20 +708,7 @@ where
         cmd.env(k, v);
     }
     let (agent, listen) = AgentProcess::listening(&mut cmd).await;
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let text = agent_metrics(&listen).await;
-        if done(text.clone()).await {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not within {PATIENCE:?}: {what}\n{text}\n{}",
-            agent.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    stop_agent(agent).await.1
+    wait_metrics_and_stop(agent, &listen, what, done).await.1
 }
 
 #[tokio::test]
@@ -761,7 +734,7 @@ async fn pushes_go_through_a_real_forward_proxy() {
         &[("HTTP_PROXY", &proxy.url())],
         &[],
         "a push through the proxy",
-        |m| async move { p.log().contains(post) && sent_in(&m) > 0.0 },
+        |m| p.log().contains(post) && sent_in(m) > 0.0,
     )
     .await;
     assert!(!log.contains("WARN"), "{log}");
@@ -787,7 +760,7 @@ async fn pushes_go_through_a_real_forward_proxy() {
         ],
         &["--remote-proxy-url", &proxy.url()],
         "a push through --remote-proxy-url",
-        |m| async move { p.log()[before..].contains(post) && sent_in(&m) > 0.0 },
+        |m| p.log()[before..].contains(post) && sent_in(m) > 0.0,
     )
     .await;
     assert!(!log.contains("WARN"), "{log}");
@@ -809,7 +782,7 @@ async fn pushes_go_through_a_real_forward_proxy() {
         &[("HTTP_PROXY", &proxy.url()), ("NO_PROXY", "127.0.0.1")],
         &[],
         "a push with NO_PROXY",
-        |m| async move { sent_in(&m) > 0.0 },
+        |m| sent_in(m) > 0.0,
     )
     .await;
     assert!(!log.contains("WARN"), "{log}");
@@ -874,7 +847,7 @@ async fn https_pushes_tunnel_through_the_proxy() {
             &pw,
         ],
         "a push tunnelled through the proxy",
-        |m| async move { p.log().contains(connect) && sent_in(&m) > 0.0 },
+        |m| p.log().contains(connect) && sent_in(m) > 0.0,
     )
     .await;
     assert!(!log.contains("WARN"), "{log}");
@@ -920,7 +893,7 @@ async fn the_kubelet_is_reached_through_a_proxy_only_when_asked() {
         &[],
         &["--kubelet-proxy-url", &proxy.url()],
         "two polls through the proxy delivered",
-        |_| async move { p.log().contains(get) && ups(r).len() >= 2 },
+        |_| p.log().contains(get) && ups(r).len() >= 2,
     )
     .await;
     assert!(!log.contains("WARN"), "{log}");
@@ -951,7 +924,7 @@ async fn the_kubelet_is_reached_through_a_proxy_only_when_asked() {
         &[("HTTP_PROXY", &proxy.url())],
         &[],
         "a push through the proxy",
-        |m| async move { p.log()[before..].contains("POST") && sent_in(&m) > 0.0 },
+        |m| p.log()[before..].contains("POST") && sent_in(m) > 0.0,
     )
     .await;
     assert!(!log.contains("WARN"), "{log}");
