@@ -57,13 +57,14 @@ fn client_tls(ca: &Ca, client: Option<&Leaf>) -> rustls::ClientConfig {
     }
 }
 
-/// Waits (up to [`PATIENCE`]) until the running agent's log has `line`.
-async fn wait_for_log(agent: &AgentProcess, line: &str) {
+/// Waits (up to [`PATIENCE`]) until the running agent's log has `line`; `case` names the
+/// agent in the failure.
+async fn wait_for_log(agent: &AgentProcess, line: &str, case: &str) {
     let deadline = Instant::now() + PATIENCE;
     while !agent.log().contains(line) {
         assert!(
             Instant::now() < deadline,
-            "no `{line}` in the agent's log within {PATIENCE:?}:\n{}",
+            "{case}: no `{line}` in the agent's log within {PATIENCE:?}:\n{}",
             agent.log()
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -308,7 +309,7 @@ async fn prometheus_behind_mtls_and_basic_auth() {
     // Wrong password: the first request is refused (the agent says so once), nothing is
     // stored, the agent keeps what it polled. Waiting for the refusal, not for a time, makes
     // sure a request with samples polled before the fix was refused before the fix.
-    wait_for_log(&child, "remote write failed").await;
+    wait_for_log(&child, "remote write failed", "the wrong password").await;
     assert_eq!(prom.samples_appended().await, 0.0);
     let before_fix = now_ms();
     std::fs::write(&password, format!("{PASSWORD}\n")).unwrap();
@@ -362,67 +363,53 @@ async fn prometheus_behind_mtls_and_basic_auth() {
         "{log}"
     );
 
-    // A CA that did not sign Prometheus's certificate: one warning that says so. The agent is
-    // stopped once it has said it (its retries after the first failure log at debug only).
+    // Credentials Prometheus turns away at the TLS handshake: one warning that says why. The
+    // agent is stopped once it has said it (its retries after the first failure log at debug
+    // only).
     let other = ca();
     let wrong_ca = f("other-ca.crt", &other.pem);
-    let mut args2 = vec![
-        "--remote-ca-file",
-        &wrong_ca,
-        "--remote-cert-file",
-        &cert,
-        "--remote-key-file",
-        &key,
-        "--remote-basic-auth-username",
-        USER,
-        "--remote-basic-auth-password-file",
-        &password,
-        "--kubelet-pods=false",
-        "--shutdown-timeout",
-        "1s",
-    ];
-    args2.extend(super::ONE_SECOND_POLLS);
-    let child = AgentProcess::spawn(&mut agent_command(
-        &kubelet.url(),
-        &prom.write_url(),
-        &args2,
-    ));
-    wait_for_log(&child, "remote write failed").await;
-    let log = stop_agent(child).await.1;
-    assert_eq!(log.matches("remote write failed").count(), 1, "{log}");
-    assert!(
-        log.contains("signed by an unknown authority, not by the CA in --remote-ca-file"),
-        "{log}"
-    );
-    assert!(!log.contains("ERROR"), "{log}");
-
-    // No client certificate: Prometheus requires one.
-    let mut args3 = vec![
-        "--remote-ca-file",
-        &ca_file,
-        "--remote-basic-auth-username",
-        USER,
-        "--remote-basic-auth-password-file",
-        &password,
-        "--kubelet-pods=false",
-        "--shutdown-timeout",
-        "1s",
-    ];
-    args3.extend(super::ONE_SECOND_POLLS);
-    let child = AgentProcess::spawn(&mut agent_command(
-        &kubelet.url(),
-        &prom.write_url(),
-        &args3,
-    ));
-    wait_for_log(&child, "remote write failed").await;
-    let log = stop_agent(child).await.1;
-    assert_eq!(log.matches("remote write failed").count(), 1, "{log}");
-    assert!(
-        log.contains(
-            "requires a client certificate; pass --remote-cert-file and --remote-key-file"
+    let refused = [
+        (
+            "a CA that did not sign Prometheus's certificate",
+            vec![
+                "--remote-ca-file",
+                &wrong_ca,
+                "--remote-cert-file",
+                &cert,
+                "--remote-key-file",
+                &key,
+            ],
+            "signed by an unknown authority, not by the CA in --remote-ca-file",
         ),
-        "{log}"
-    );
+        (
+            "no client certificate, which Prometheus requires",
+            vec!["--remote-ca-file", &ca_file],
+            "requires a client certificate; pass --remote-cert-file and --remote-key-file",
+        ),
+    ];
+    for (case, mut args, says) in refused {
+        args.extend([
+            "--remote-basic-auth-username",
+            USER,
+            "--remote-basic-auth-password-file",
+            &password,
+            "--kubelet-pods=false",
+            "--shutdown-timeout",
+            "1s",
+        ]);
+        args.extend(super::ONE_SECOND_POLLS);
+        let child =
+            AgentProcess::spawn(&mut agent_command(&kubelet.url(), &prom.write_url(), &args));
+        wait_for_log(&child, "remote write failed", case).await;
+        let log = stop_agent(child).await.1;
+        assert_eq!(
+            log.matches("remote write failed").count(),
+            1,
+            "{case}: {log}"
+        );
+        assert!(log.contains(says), "{case}: {log}");
+        assert!(!log.contains("ERROR"), "{case}: {log}");
+    }
 }
 
 #[tokio::test]
