@@ -257,6 +257,31 @@ fn delivered(at_least: f64) -> impl Fn(&str) -> bool {
     }
 }
 
+/// Waits until the agent has delivered `first` (and everything polled before), then more polls
+/// after it, and stops it cleanly ([`wait_metrics_and_stop`]): its `/metrics` text at each of
+/// the two points, and its log.
+async fn deliver_more_then_stop(
+    mut agent: AgentProcess,
+    listen: &str,
+    first: &str,
+) -> (String, String, String) {
+    let text = wait_metrics(
+        &mut agent,
+        listen,
+        format!("{first} delivered"),
+        delivered(1.0),
+    )
+    .await;
+    let (text_after, log) = wait_metrics_and_stop(
+        agent,
+        listen,
+        format!("more polls delivered after {first}"),
+        delivered(sent_in(&text) + 1.0),
+    )
+    .await;
+    (text, text_after, log)
+}
+
 fn dropped_nothing(text: &str) {
     for line in text
         .lines()
@@ -303,7 +328,7 @@ async fn prometheus_behind_mtls_and_basic_auth() {
         "--kubelet-pods=false",
     ];
     args.extend(super::ONE_SECOND_POLLS);
-    let (mut child, listen) =
+    let (child, listen) =
         AgentProcess::listening(&mut agent_command(&kubelet.url(), &prom.write_url(), &args)).await;
 
     // Wrong password: the first request is refused (the agent says so once), nothing is
@@ -313,15 +338,8 @@ async fn prometheus_behind_mtls_and_basic_auth() {
     assert_eq!(prom.samples_appended().await, 0.0);
     let before_fix = now_ms();
     std::fs::write(&password, format!("{PASSWORD}\n")).unwrap();
-    let text = wait_metrics(&mut child, &listen, "the backlog delivered", delivered(1.0)).await;
-    // More polls after the backlog, delivered too.
-    let (text_after, log) = wait_metrics_and_stop(
-        child,
-        &listen,
-        "more polls delivered after the backlog",
-        delivered(sent_in(&text) + 1.0),
-    )
-    .await;
+    // The backlog delivered, and more polls after it.
+    let (text, text_after, log) = deliver_more_then_stop(child, &listen, "the backlog").await;
     dropped_nothing(&text);
     dropped_nothing(&text_after);
     let sent = super::samples_sent(&log);
@@ -495,17 +513,10 @@ async fn victoria_metrics_behind_tls_and_basic_auth() {
     ];
     args.extend(super::ONE_SECOND_POLLS);
     let write_url = format!("{base}/api/v1/write");
-    let (mut child, listen) =
+    let (child, listen) =
         AgentProcess::listening(&mut agent_command(&kubelet.url(), &write_url, &args)).await;
-    let text = wait_metrics(&mut child, &listen, "the first delivery", delivered(1.0)).await;
-    // More polls after the first delivery, delivered too.
-    let (_, log) = wait_metrics_and_stop(
-        child,
-        &listen,
-        "more polls delivered after the first",
-        delivered(sent_in(&text) + 1.0),
-    )
-    .await;
+    // A first delivery, and more polls after it.
+    let (text, _, log) = deliver_more_then_stop(child, &listen, "the first poll").await;
     dropped_nothing(&text);
     let sent = super::samples_sent(&log);
     assert!(get("/internal/force_flush".into())
