@@ -1,8 +1,8 @@
-//! The crate's one seeded pseudo-random generator, splitmix64: the simulated kubelet draws its
-//! pods and stats from it, and tests draw reproducible cases from it (a seed names a case).
-//! A leaf: it imports nothing of the crate. It is not for anything that must be unpredictable,
-//! and it does not own what the numbers mean (the simulator's names and IDs live in
-//! `testkit::simulator::rng`).
+//! The crate's one seeded pseudo-random generator, splitmix64: the sender draws its backoff
+//! jitter from it, the simulated kubelet its pods and stats, and tests their reproducible cases
+//! (a seed names a case). A leaf: it imports nothing of the crate. It is not for anything that
+//! must be unpredictable, and it does not own what the numbers mean (the simulator's names and
+//! IDs live in `testkit::simulator::rng`).
 
 /// splitmix64: small, well distributed, and no dependency. One seed, one sequence, on every
 /// platform.

@@ -32,6 +32,7 @@ use crate::episode::Episode;
 use crate::remote_write::{
     rewrite, Negotiated, Protocol, RemoteWriteClient, Request, SendError, Written,
 };
+use crate::rng::SplitMix64;
 use crate::telemetry::{DestinationMetrics, DropReason};
 
 /// Exponential backoff with full jitter, as a value: `next_delay` is a pure function of the
@@ -41,7 +42,9 @@ pub struct Backoff {
     min: Duration,
     max: Duration,
     attempt: u32,
-    rng: u64,
+    /// Seeded per batch (`seed ^ seq`), so agents and batches that failed together draw
+    /// different delays.
+    rng: SplitMix64,
 }
 
 impl Backoff {
@@ -50,8 +53,7 @@ impl Backoff {
             min,
             max: max.max(min),
             attempt: 0,
-            // xorshift needs a non-zero state.
-            rng: seed | 1,
+            rng: SplitMix64::new(seed),
         }
     }
 
@@ -66,12 +68,10 @@ impl Backoff {
     pub fn next_delay(&mut self) -> Duration {
         let ceiling = self.ceiling();
         self.attempt = self.attempt.saturating_add(1);
-        let r = self.next_random();
         let nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
-        Duration::from_nanos(if nanos == u64::MAX {
-            r
-        } else {
-            r % (nanos + 1)
+        Duration::from_nanos(match nanos.checked_add(1) {
+            Some(n) => self.rng.below(n),
+            None => self.rng.next_u64(),
         })
     }
 
@@ -83,15 +83,6 @@ impl Backoff {
 
     pub fn reset(&mut self) {
         self.attempt = 0;
-    }
-
-    fn next_random(&mut self) -> u64 {
-        let mut x = self.rng;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.rng = x;
-        x
     }
 }
 

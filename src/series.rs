@@ -627,6 +627,7 @@ fn part_matches(key: &[u8], at: &mut usize, s: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rng::SplitMix64;
 
     fn admit(t: &mut SeriesSet, name: &str, pod: &str, ts: i64) -> Admit {
         t.admit(name, &[("namespace", "ns"), ("pod", pod)], ts)
@@ -845,27 +846,21 @@ mod tests {
     #[test]
     fn answers_match_a_plain_map_whatever_the_order() {
         use std::collections::HashMap;
-        let mut rng = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move |n: u64| {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng % n
-        };
+        let mut rng = SplitMix64::new(0x2545_f491_4f6c_dd1d);
         let pods: Vec<String> = (0..30).map(|i| format!("p{i}")).collect();
         let mut t = SeriesSet::default();
         // label set -> (last sent, poll last seen, id)
         let mut reference: HashMap<String, (i64, u64, SeriesId)> = HashMap::new();
         for poll in 1..=40u64 {
             t.begin_poll();
-            let mut order: Vec<usize> = (0..pods.len()).filter(|_| next(10) > 1).collect();
-            if next(3) == 0 {
+            let mut order: Vec<usize> = (0..pods.len()).filter(|_| rng.below(10) > 1).collect();
+            if rng.below(3) == 0 {
                 // A different order now and then, with a repeat thrown in.
                 order.reverse();
                 order.push(order[0]);
             }
             for &p in &order {
-                let ts = 1000 * (poll as i64) - 1000 * (next(3) as i64);
+                let ts = 1000 * (poll as i64) - 1000 * (rng.below(3) as i64);
                 let got = admit(&mut t, "m", &pods[p], ts);
                 let want = match reference.get_mut(&pods[p]) {
                     Some((_, seen, _)) if *seen == poll => Admit::Duplicate,

@@ -11,11 +11,15 @@
 //!   receiver (auth, TLS, proxy);
 //! - `reference`: the prost-built encoders the hand-written ones are tested against, compiled
 //!   for tests and the `test-support` feature only; the release binary has none of it.
+//! - `cases`: the random encoder inputs (`text`, `value`, `timestamp`, …) the `v1` and `v2`
+//!   tests draw, compiled for tests only.
 //!
 //! Here: the protocols' literals (content types, headers) and [`Protocol`] / [`Negotiated`].
 //! Retrying and buffering are not here (`sender`, `buffer`).
 
 pub mod access;
+#[cfg(test)]
+mod cases;
 pub mod client;
 pub mod proto;
 #[cfg(any(test, feature = "test-support"))]

@@ -232,64 +232,15 @@ mod tests {
     use crate::remote_write::proto::v1::TimeSeries;
     use crate::remote_write::reference::{encode_batches, time_series};
     use crate::remote_write::wire::decode_v1;
-    use crate::series::{Admit, CommonLabels, STALE_NAN_BITS};
-
-    /// xorshift64*: deterministic random cases without a dependency.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-
-        fn text(&mut self, max: u64) -> String {
-            const ALPHABET: &[&str] = &[
-                "a", "b", "z", "_", "0", "é", "名", "\"", "\\", "\n", "-", "A", "Z", "\u{0}",
-            ];
-            let len = self.below(max + 1);
-            (0..len)
-                .map(|_| ALPHABET[self.below(ALPHABET.len() as u64) as usize])
-                .collect()
-        }
-
-        fn value(&mut self) -> f64 {
-            match self.below(10) {
-                0 => 0.0,
-                1 => -0.0,
-                2 => f64::NAN,
-                3 => f64::from_bits(STALE_NAN_BITS),
-                4 => f64::INFINITY,
-                5 => f64::NEG_INFINITY,
-                6 => f64::MIN_POSITIVE,
-                7 => self.below(1 << 40) as f64,
-                _ => f64::from_bits(self.next()),
-            }
-        }
-
-        fn timestamp(&mut self) -> i64 {
-            match self.below(6) {
-                0 => 0,
-                1 => -(self.below(1 << 40) as i64),
-                2 => i64::MAX,
-                3 => i64::MIN,
-                _ => 1_700_000_000_000 + self.below(1 << 30) as i64,
-            }
-        }
-    }
+    use crate::rng::SplitMix64;
+    use crate::series::{Admit, CommonLabels};
 
     /// A random series set through the hand-written encoder and through prost: the decoded
     /// messages and the uncompressed bytes must be identical, with label caches exercised by
     /// encoding several polls of the same set.
     #[test]
     fn matches_prost_on_random_series_sets() {
-        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut rng = SplitMix64::new(0x9e37_79b9_7f4a_7c15);
         for case in 0..300 {
             let external: Vec<(String, String)> = (0..rng.below(3))
                 .map(|i| (format!("ext{i}_{}", rng.text(3)), rng.text(4)))

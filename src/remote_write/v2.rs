@@ -427,82 +427,15 @@ mod tests {
     use crate::remote_write::reference::{encode_batches_v2, time_series};
     use crate::remote_write::v1::V1Encoder;
     use crate::remote_write::wire::{decode_v1, decode_v2, labels_of};
+    use crate::rng::SplitMix64;
     use crate::series::{Admit, CommonLabels, STALE_NAN_BITS};
-
-    /// xorshift64*: deterministic random cases without a dependency (as `v1`'s test).
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-
-        fn text(&mut self, max: u64) -> String {
-            const ALPHABET: &[&str] = &[
-                "a", "b", "z", "_", "0", "é", "名", "\"", "\\", "\n", "-", "A", "Z", "\u{0}",
-            ];
-            let len = self.below(max + 1);
-            (0..len)
-                .map(|_| ALPHABET[self.below(ALPHABET.len() as u64) as usize])
-                .collect()
-        }
-
-        /// A known family now and then (metadata written), a random name otherwise.
-        fn name(&mut self) -> String {
-            let all = crate::metadata::all();
-            match self.below(3) {
-                0 => all[self.below(all.len() as u64) as usize].name.to_owned(),
-                _ => self.text(12),
-            }
-        }
-
-        fn value(&mut self) -> f64 {
-            match self.below(10) {
-                0 => 0.0,
-                1 => -0.0,
-                2 => f64::NAN,
-                3 => f64::from_bits(STALE_NAN_BITS),
-                4 => f64::INFINITY,
-                5 => f64::NEG_INFINITY,
-                6 => f64::MIN_POSITIVE,
-                7 => self.below(1 << 40) as f64,
-                _ => f64::from_bits(self.next()),
-            }
-        }
-
-        fn timestamp(&mut self) -> i64 {
-            match self.below(6) {
-                0 => 0,
-                1 => -(self.below(1 << 40) as i64),
-                2 => i64::MAX,
-                3 => i64::MIN,
-                _ => 1_700_000_000_000 + self.below(1 << 30) as i64,
-            }
-        }
-
-        /// Absent half the time; otherwise anything, extremes included (the encoder writes
-        /// what it is given; `convert` decides what is sensible).
-        fn start(&mut self) -> i64 {
-            match self.below(2) {
-                0 => 0,
-                _ => self.timestamp(),
-            }
-        }
-    }
 
     /// A random series set through the hand-written encoder and through prost: the
     /// uncompressed bytes and the decoded messages must be identical, over several polls of
     /// the same set (stale markers included) and random request sizes.
     #[test]
     fn matches_prost_on_random_series_sets() {
-        let mut rng = Rng(0x51_7cc1_b727_220a);
+        let mut rng = SplitMix64::new(0x51_7cc1_b727_220a);
         let mut encoder = V2Encoder::new();
         for case in 0..300 {
             let external: Vec<(String, String)> = (0..rng.below(3))
@@ -522,7 +455,7 @@ mod tests {
             ];
             let series: Vec<(String, Vec<(String, String)>)> = (0..1 + rng.below(40))
                 .map(|_| {
-                    let name = rng.name();
+                    let name = rng.metric_name();
                     let n = rng.below(names.len() as u64) as usize;
                     let labels = names[..n]
                         .iter()

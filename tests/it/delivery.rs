@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use kubelet_push::remote_write::proto::v1::TimeSeries;
+use kubelet_push::rng::SplitMix64;
 use kubelet_push::telemetry::DropReason;
 use kubelet_push::testkit::receiver::{ReceivedRequest, Receiver, Response};
 use kubelet_push::testkit::server::LocalServer;
@@ -440,17 +441,11 @@ impl NumberedKubelet {
 
     fn summary(start: SystemTime, n: u64) -> String {
         let t = humantime::format_rfc3339_seconds(start + Duration::from_secs(n)).to_string();
-        let mut x = n.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-        let mut random = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut rng = SplitMix64::new(n);
         let pods: Vec<String> = (0..Self::PODS)
             .map(|i| {
-                let cpu = n * 1_000_000_000_000 + random() % 1_000_000_000_000;
-                let memory = random() % 4_000_000_000;
+                let cpu = n * 1_000_000_000_000 + rng.below(1_000_000_000_000);
+                let memory = rng.below(4_000_000_000);
                 format!(
                     r#"{{"podRef":{{"name":"pod-{i}","namespace":"ns"}},"cpu":{{"time":"{t}","usageCoreNanoSeconds":{cpu}}},"memory":{{"time":"{t}","workingSetBytes":{memory}}}}}"#
                 )

@@ -73,21 +73,40 @@ async fn run_once(args: &[&str]) -> (Outcome, Arc<Metrics>) {
     (outcome, stats)
 }
 
+/// The kubelet of every test here but one: the seed fixture, read from its file.
+fn seed_kubelet() -> String {
+    format!("file://{}", fixture("seed-windows-node.json").display())
+}
+
+/// `--once` from [`seed_kubelet`] to `remote`, with `extra` flags (see [`run_once`]).
+async fn seed_once(remote: &str, extra: &[&str]) -> (Outcome, Arc<Metrics>) {
+    let kubelet = seed_kubelet();
+    let mut args = vec!["--once", "--kubelet-url", &kubelet, "--remote-url", remote];
+    args.extend_from_slice(extra);
+    run_once(&args).await
+}
+
+/// The run loop from [`seed_kubelet`] to `remote`, with `extra` flags. The receivers answer at
+/// once, on loopback: a remote timeout of a minute, not the default 30 s deadline.
+fn seed_agent(remote: &str, extra: &[&str]) -> Agent {
+    let kubelet = seed_kubelet();
+    let mut args = vec![
+        "--kubelet-url",
+        &kubelet,
+        "--remote-url",
+        remote,
+        "--remote-timeout",
+        "60s",
+    ];
+    args.extend_from_slice(extra);
+    Agent::start(&args)
+}
+
 #[tokio::test]
 async fn once_pushes_the_fixture_exactly_with_protocol_headers() {
     let rx = Receiver::start().await.unwrap();
-    let seed = fixture("seed-windows-node.json");
-    let kubelet_url = format!("file://{}", seed.display());
-    let (outcome, stats) = run_once(&[
-        "--once",
-        "--kubelet-url",
-        &kubelet_url,
-        "--remote-url",
-        &rx.url(),
-        "--remote-header",
-        "X-Scope-OrgID=tenant-a",
-    ])
-    .await;
+    let (outcome, stats) =
+        seed_once(&rx.url(), &["--remote-header", "X-Scope-OrgID=tenant-a"]).await;
     assert_eq!(outcome, Outcome::Ok);
     let requests = rx.requests();
     assert_eq!(requests.len(), 1);
@@ -120,17 +139,7 @@ async fn once_pushes_the_fixture_exactly_with_protocol_headers() {
 #[tokio::test]
 async fn max_samples_per_send_splits_requests_without_losing_any() {
     let rx = Receiver::start().await.unwrap();
-    let kubelet_url = format!("file://{}", fixture("seed-windows-node.json").display());
-    let (outcome, _) = run_once(&[
-        "--once",
-        "--kubelet-url",
-        &kubelet_url,
-        "--remote-url",
-        &rx.url(),
-        "--max-samples-per-send",
-        "10",
-    ])
-    .await;
+    let (outcome, _) = seed_once(&rx.url(), &["--max-samples-per-send", "10"]).await;
     assert_eq!(outcome, Outcome::Ok);
     let sizes: Vec<usize> = rx
         .requests()
@@ -147,20 +156,17 @@ async fn max_samples_per_send_splits_requests_without_losing_any() {
 #[tokio::test]
 async fn external_labels_and_overrides_reach_every_series() {
     let rx = Receiver::start().await.unwrap();
-    let kubelet_url = format!("file://{}", fixture("seed-windows-node.json").display());
-    run_once(&[
-        "--once",
-        "--kubelet-url",
-        &kubelet_url,
-        "--remote-url",
+    seed_once(
         &rx.url(),
-        "--label",
-        "cluster=edge-7",
-        "--job",
-        "windows-nodes",
-        "--node-name",
-        "win-01",
-    ])
+        &[
+            "--label",
+            "cluster=edge-7",
+            "--job",
+            "windows-nodes",
+            "--node-name",
+            "win-01",
+        ],
+    )
     .await;
     let series = rx.accepted_series();
     assert_eq!(series.len(), 36);
@@ -176,18 +182,10 @@ async fn external_labels_and_overrides_reach_every_series() {
 #[tokio::test]
 async fn receiver_errors_are_dropped_or_retried_by_kind() {
     use kubelet_push::telemetry::DropReason;
-    let kubelet_url = format!("file://{}", fixture("seed-windows-node.json").display());
     for (status, delivered) in [(400, false), (429, true), (503, true)] {
         let rx = Receiver::start().await.unwrap();
         rx.push_response(Response::status(status).with_body(format!("no thanks ({status})")));
-        let (outcome, stats) = run_once(&[
-            "--once",
-            "--kubelet-url",
-            &kubelet_url,
-            "--remote-url",
-            &rx.url(),
-        ])
-        .await;
+        let (outcome, stats) = seed_once(&rx.url(), &[]).await;
         let statuses: Vec<u16> = rx.requests().iter().map(|r| r.status).collect();
         if delivered {
             assert_eq!(outcome, Outcome::Ok, "status {status}");
@@ -219,17 +217,7 @@ async fn receiver_errors_are_dropped_or_retried_by_kind() {
 async fn once_fails_when_the_receiver_is_unreachable() {
     let port = ReservedPort::new();
     let url = format!("http://127.0.0.1:{}/api/v1/write", port.port());
-    let kubelet_url = format!("file://{}", fixture("seed-windows-node.json").display());
-    let (outcome, stats) = run_once(&[
-        "--once",
-        "--kubelet-url",
-        &kubelet_url,
-        "--remote-url",
-        &url,
-        "--shutdown-timeout",
-        "10s",
-    ])
-    .await;
+    let (outcome, stats) = seed_once(&url, &["--shutdown-timeout", "10s"]).await;
     assert_eq!(outcome, Outcome::Failed);
     assert_eq!(only_dest(&stats).samples_sent.get(), 0);
     assert!(
@@ -273,21 +261,17 @@ async fn run_loop_survives_a_failing_receiver() {
     let rx = Receiver::start().await.unwrap();
     rx.push_response(Response::status(503).with_body("overloaded"));
     rx.push_response(Response::status(400).with_body("out of order sample"));
-    let kubelet_url = format!("file://{}", fixture("seed-windows-node.json").display());
-    let agent = Agent::start(&[
-        "--kubelet-url",
-        &kubelet_url,
-        "--remote-url",
+    let agent = seed_agent(
         &rx.url(),
-        "--remote-timeout",
-        "60s",
-        "--interval",
-        "50ms",
-        "--min-backoff",
-        "10ms",
-        "--max-backoff",
-        "50ms",
-    ]);
+        &[
+            "--interval",
+            "50ms",
+            "--min-backoff",
+            "10ms",
+            "--max-backoff",
+            "50ms",
+        ],
+    );
     assert!(
         rx.wait_for_requests(4, PATIENCE).await,
         "agent kept polling and pushing"
@@ -431,74 +415,76 @@ async fn remote_timeout_bounds_a_receiver_that_never_answers() {
     silent.abort();
 }
 
-/// A receiver failing again and again is reported once when it starts and once when it ends.
+/// A receiver that fails request after request is reported once when the failures start and
+/// once when they end, with their count, not once per attempt: a 503 (retried) as a failure, a
+/// 400 (a tenant's limit, say: each request dropped) as a rejection, the next accepted request
+/// saying how many were rejected.
 #[tokio::test]
-async fn push_failures_are_logged_when_they_start_and_when_they_end() {
-    let (logs, _guard) = Logs::capture();
-    let rx = Receiver::start().await.unwrap();
-    for _ in 0..3 {
-        rx.push_response(Response::status(503).with_body("ingester unavailable"));
+async fn repeated_failures_are_logged_when_they_start_and_when_they_end() {
+    struct Case {
+        name: &'static str,
+        status: u16,
+        body: &'static str,
+        /// How many requests in a row get `status`.
+        times: usize,
+        flags: &'static [&'static str],
+        /// Requests the receiver must have seen before the agent stops: the failures and
+        /// at least two accepted after them.
+        requests: usize,
+        began: &'static str,
+        ended: &'static str,
+        /// The count the ending line gives.
+        counted: &'static str,
     }
-    let kubelet_url = format!("file://{}", fixture("seed-windows-node.json").display());
-    let agent = Agent::start(&[
-        "--kubelet-url",
-        &kubelet_url,
-        "--remote-url",
-        &rx.url(),
-        "--remote-timeout",
-        "60s",
-        "--interval",
-        "30ms",
-        "--min-backoff",
-        "10ms",
-        "--max-backoff",
-        "30ms",
-    ]);
-    assert!(rx.wait_for_requests(5, PATIENCE).await);
-    agent.stop().await;
-    let text = logs.text();
-    assert_eq!(text.matches("remote write failed").count(), 1, "{text}");
-    assert!(
-        text.contains("503") && text.contains("ingester unavailable"),
-        "{text}"
-    );
-    assert_eq!(text.matches("remote write recovered").count(), 1, "{text}");
-    assert!(text.contains("failed_attempts=3"), "{text}");
-}
-
-/// A receiver that rejects request after request (a tenant's limit, say) is reported once, not
-/// once per poll; the next accepted request says how many were rejected.
-#[tokio::test]
-async fn repeated_rejections_are_logged_once() {
-    let (logs, _guard) = Logs::capture();
-    let rx = Receiver::start().await.unwrap();
-    for _ in 0..4 {
-        rx.push_response(Response::status(400).with_body("tenant limit"));
+    let cases = [
+        Case {
+            name: "503, retried",
+            status: 503,
+            body: "ingester unavailable",
+            times: 3,
+            flags: &["--min-backoff", "10ms", "--max-backoff", "30ms"],
+            requests: 5,
+            began: "remote write failed",
+            ended: "remote write recovered",
+            counted: "failed_attempts=3",
+        },
+        Case {
+            name: "400, dropped",
+            status: 400,
+            body: "tenant limit",
+            times: 4,
+            flags: &[],
+            requests: 6,
+            began: "rejected by the receiver",
+            ended: "receiver accepts requests again",
+            counted: "rejected_requests=4",
+        },
+    ];
+    for case in cases {
+        let name = case.name;
+        let (logs, _guard) = Logs::capture();
+        let rx = Receiver::start().await.unwrap();
+        for _ in 0..case.times {
+            rx.push_response(Response::status(case.status).with_body(case.body));
+        }
+        let mut flags = vec!["--interval", "30ms"];
+        flags.extend_from_slice(case.flags);
+        let agent = seed_agent(&rx.url(), &flags);
+        assert!(
+            rx.wait_for_requests(case.requests, PATIENCE).await,
+            "{name}: {} requests",
+            case.requests
+        );
+        agent.stop().await;
+        let text = logs.text();
+        assert_eq!(text.matches(case.began).count(), 1, "{name}: {text}");
+        assert!(
+            text.contains(&case.status.to_string()) && text.contains(case.body),
+            "{name}: {text}"
+        );
+        assert_eq!(text.matches(case.ended).count(), 1, "{name}: {text}");
+        assert!(text.contains(case.counted), "{name}: {text}");
     }
-    let kubelet_url = format!("file://{}", fixture("seed-windows-node.json").display());
-    let agent = Agent::start(&[
-        "--kubelet-url",
-        &kubelet_url,
-        "--remote-url",
-        &rx.url(),
-        "--remote-timeout",
-        "60s",
-        "--interval",
-        "30ms",
-    ]);
-    assert!(rx.wait_for_requests(6, PATIENCE).await);
-    agent.stop().await;
-    let text = logs.text();
-    assert_eq!(
-        text.matches("rejected by the receiver").count(),
-        1,
-        "{text}"
-    );
-    assert!(
-        text.contains("400") && text.contains("tenant limit"),
-        "{text}"
-    );
-    assert!(text.contains("rejected_requests=4"), "{text}");
 }
 
 /// `--metric-allow` / `--metric-deny` decide what goes on the wire, before dedupe: the
@@ -507,8 +493,6 @@ async fn repeated_rejections_are_logged_once() {
 /// counted, not queued.
 #[tokio::test]
 async fn metric_filters_leave_series_out_before_they_are_queued() {
-    let seed = fixture("seed-windows-node.json");
-    let kubelet_url = format!("file://{}", seed.display());
     let names = |series: &[kubelet_push::remote_write::proto::v1::TimeSeries]| {
         let mut n: Vec<String> = series
             .iter()
@@ -519,31 +503,22 @@ async fn metric_filters_leave_series_out_before_they_are_queued() {
         n
     };
     let all_rx = Receiver::start().await.unwrap();
-    let (outcome, _) = run_once(&[
-        "--once",
-        "--kubelet-url",
-        &kubelet_url,
-        "--remote-url",
-        &all_rx.url(),
-    ])
-    .await;
+    let (outcome, _) = seed_once(&all_rx.url(), &[]).await;
     assert_eq!(outcome, Outcome::Ok);
     let everything = all_rx.accepted_series();
 
     let rx = Receiver::start().await.unwrap();
-    let (outcome, stats) = run_once(&[
-        "--once",
-        "--kubelet-url",
-        &kubelet_url,
-        "--remote-url",
+    let (outcome, stats) = seed_once(
         &rx.url(),
-        "--metric-allow",
-        "container_.*",
-        "--metric-allow",
-        "node_cpu_usage_seconds_total",
-        "--metric-deny",
-        "container_fs_.*",
-    ])
+        &[
+            "--metric-allow",
+            "container_.*",
+            "--metric-allow",
+            "node_cpu_usage_seconds_total",
+            "--metric-deny",
+            "container_fs_.*",
+        ],
+    )
     .await;
     assert_eq!(outcome, Outcome::Ok);
     let sent = rx.accepted_series();

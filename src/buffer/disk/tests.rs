@@ -7,6 +7,7 @@ use super::format::{le_i64, le_u32, META_LEN_V1, READ_POS, SEGMENT_MAGIC};
 use super::*;
 use crate::buffer::memory::MemoryBuffer;
 use crate::remote_write::Protocol;
+use crate::rng::SplitMix64;
 
 /// A batch whose body (`len` bytes) and metadata all derive from `n`.
 fn batch(n: u32, len: usize) -> Request {
@@ -773,18 +774,12 @@ fn behaves_like_the_memory_buffer() {
     let max = 96 << 10;
     let (mut d, _) = DiskBuffer::open(dir.path(), max).unwrap();
     let mut m = MemoryBuffer::new(max);
-    let mut rng = 0x2545_f491_4f6c_dd1du64;
-    let mut next = |bound: u64| {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng % bound
-    };
+    let mut rng = SplitMix64::new(0x2545_f491_4f6c_dd1d);
     let mut in_flight = None;
     for step in 0..400u32 {
-        match next(10) {
+        match rng.below(10) {
             0..=4 => {
-                let x = batch(step, next(30_000) as usize);
+                let x = batch(step, rng.below(30_000) as usize);
                 assert_eq!(
                     d.push(x.clone()).unwrap(),
                     m.push(x).unwrap(),

@@ -12,7 +12,6 @@
 //!   the POST) with `HTTPS_PROXY`, `HTTP_PROXY` and `--remote-proxy-url`; kubelet requests
 //!   never do.
 
-use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,7 +20,10 @@ use serde_json::Value;
 use tokio::process::{Child, Command};
 use tokio_rustls::rustls;
 
-use super::{agent_command, available, metric_value, now_ms, stop_agent, Kind, Real};
+use super::{
+    agent_command, available, metric_value, now_ms, stop_agent, wait_metrics,
+    wait_metrics_and_stop, Kind, Real,
+};
 use crate::access::{ca, leaf, Ca, Leaf};
 use crate::support::{AgentProcess, PATIENCE};
 
@@ -55,13 +57,14 @@ fn client_tls(ca: &Ca, client: Option<&Leaf>) -> rustls::ClientConfig {
     }
 }
 
-/// Waits (up to [`PATIENCE`]) until the running agent's log has `line`.
-async fn wait_for_log(agent: &AgentProcess, line: &str) {
+/// Waits (up to [`PATIENCE`]) until the running agent's log has `line`; `case` names the
+/// agent in the failure.
+async fn wait_for_log(agent: &AgentProcess, line: &str, case: &str) {
     let deadline = Instant::now() + PATIENCE;
     while !agent.log().contains(line) {
         assert!(
             Instant::now() < deadline,
-            "no `{line}` in the agent's log within {PATIENCE:?}:\n{}",
+            "{case}: no `{line}` in the agent's log within {PATIENCE:?}:\n{}",
             agent.log()
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -241,39 +244,42 @@ impl Drop for Secured {
     }
 }
 
-async fn agent_metrics(listen: &str) -> String {
-    kubelet_push::http::install_crypto_provider();
-    match reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .unwrap()
-        .get(format!("http://{listen}/metrics"))
-        .send()
-        .await
-    {
-        Ok(r) => r.text().await.unwrap_or_default(),
-        Err(_) => String::new(),
-    }
-}
-
 /// The samples the agent's `/metrics` text says it sent.
 fn sent_in(text: &str) -> f64 {
     metric_value(text, "kubelet_push_samples_sent_total").unwrap_or(0.0)
 }
 
-/// Waits (up to [`PATIENCE`]) until the agent's `/metrics` shows `sent` samples at least and
-/// none pending; that text.
-async fn wait_delivered(listen: &str, at_least: f64) -> String {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let text = agent_metrics(listen).await;
-        let pending = metric_value(&text, "kubelet_push_samples_pending").unwrap_or(1.0);
-        if sent_in(&text) >= at_least && pending == 0.0 {
-            return text;
-        }
-        assert!(Instant::now() < deadline, "not delivered:\n{text}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
+/// Whether an agent's `/metrics` text shows `at_least` samples sent and none pending.
+fn delivered(at_least: f64) -> impl Fn(&str) -> bool {
+    move |text| {
+        sent_in(text) >= at_least
+            && metric_value(text, "kubelet_push_samples_pending").unwrap_or(1.0) == 0.0
     }
+}
+
+/// Waits until the agent has delivered `first` (and everything polled before), then more polls
+/// after it, and stops it cleanly ([`wait_metrics_and_stop`]): its `/metrics` text at each of
+/// the two points, and its log.
+async fn deliver_more_then_stop(
+    mut agent: AgentProcess,
+    listen: &str,
+    first: &str,
+) -> (String, String, String) {
+    let text = wait_metrics(
+        &mut agent,
+        listen,
+        format!("{first} delivered"),
+        delivered(1.0),
+    )
+    .await;
+    let (text_after, log) = wait_metrics_and_stop(
+        agent,
+        listen,
+        format!("more polls delivered after {first}"),
+        delivered(sent_in(&text) + 1.0),
+    )
+    .await;
+    (text, text_after, log)
 }
 
 fn dropped_nothing(text: &str) {
@@ -328,14 +334,12 @@ async fn prometheus_behind_mtls_and_basic_auth() {
     // Wrong password: the first request is refused (the agent says so once), nothing is
     // stored, the agent keeps what it polled. Waiting for the refusal, not for a time, makes
     // sure a request with samples polled before the fix was refused before the fix.
-    wait_for_log(&child, "remote write failed").await;
+    wait_for_log(&child, "remote write failed", "the wrong password").await;
     assert_eq!(prom.samples_appended().await, 0.0);
     let before_fix = now_ms();
     std::fs::write(&password, format!("{PASSWORD}\n")).unwrap();
-    let text = wait_delivered(&listen, 1.0).await;
-    // More polls after the backlog, delivered too.
-    let text_after = wait_delivered(&listen, sent_in(&text) + 1.0).await;
-    let log = stop_agent(child).await.1;
+    // The backlog delivered, and more polls after it.
+    let (text, text_after, log) = deliver_more_then_stop(child, &listen, "the backlog").await;
     dropped_nothing(&text);
     dropped_nothing(&text_after);
     let sent = super::samples_sent(&log);
@@ -377,67 +381,53 @@ async fn prometheus_behind_mtls_and_basic_auth() {
         "{log}"
     );
 
-    // A CA that did not sign Prometheus's certificate: one warning that says so. The agent is
-    // stopped once it has said it (its retries after the first failure log at debug only).
+    // Credentials Prometheus turns away at the TLS handshake: one warning that says why. The
+    // agent is stopped once it has said it (its retries after the first failure log at debug
+    // only).
     let other = ca();
     let wrong_ca = f("other-ca.crt", &other.pem);
-    let mut args2 = vec![
-        "--remote-ca-file",
-        &wrong_ca,
-        "--remote-cert-file",
-        &cert,
-        "--remote-key-file",
-        &key,
-        "--remote-basic-auth-username",
-        USER,
-        "--remote-basic-auth-password-file",
-        &password,
-        "--kubelet-pods=false",
-        "--shutdown-timeout",
-        "1s",
-    ];
-    args2.extend(super::ONE_SECOND_POLLS);
-    let child = AgentProcess::spawn(&mut agent_command(
-        &kubelet.url(),
-        &prom.write_url(),
-        &args2,
-    ));
-    wait_for_log(&child, "remote write failed").await;
-    let log = stop_agent(child).await.1;
-    assert_eq!(log.matches("remote write failed").count(), 1, "{log}");
-    assert!(
-        log.contains("signed by an unknown authority, not by the CA in --remote-ca-file"),
-        "{log}"
-    );
-    assert!(!log.contains("ERROR"), "{log}");
-
-    // No client certificate: Prometheus requires one.
-    let mut args3 = vec![
-        "--remote-ca-file",
-        &ca_file,
-        "--remote-basic-auth-username",
-        USER,
-        "--remote-basic-auth-password-file",
-        &password,
-        "--kubelet-pods=false",
-        "--shutdown-timeout",
-        "1s",
-    ];
-    args3.extend(super::ONE_SECOND_POLLS);
-    let child = AgentProcess::spawn(&mut agent_command(
-        &kubelet.url(),
-        &prom.write_url(),
-        &args3,
-    ));
-    wait_for_log(&child, "remote write failed").await;
-    let log = stop_agent(child).await.1;
-    assert_eq!(log.matches("remote write failed").count(), 1, "{log}");
-    assert!(
-        log.contains(
-            "requires a client certificate; pass --remote-cert-file and --remote-key-file"
+    let refused = [
+        (
+            "a CA that did not sign Prometheus's certificate",
+            vec![
+                "--remote-ca-file",
+                &wrong_ca,
+                "--remote-cert-file",
+                &cert,
+                "--remote-key-file",
+                &key,
+            ],
+            "signed by an unknown authority, not by the CA in --remote-ca-file",
         ),
-        "{log}"
-    );
+        (
+            "no client certificate, which Prometheus requires",
+            vec!["--remote-ca-file", &ca_file],
+            "requires a client certificate; pass --remote-cert-file and --remote-key-file",
+        ),
+    ];
+    for (case, mut args, says) in refused {
+        args.extend([
+            "--remote-basic-auth-username",
+            USER,
+            "--remote-basic-auth-password-file",
+            &password,
+            "--kubelet-pods=false",
+            "--shutdown-timeout",
+            "1s",
+        ]);
+        args.extend(super::ONE_SECOND_POLLS);
+        let child =
+            AgentProcess::spawn(&mut agent_command(&kubelet.url(), &prom.write_url(), &args));
+        wait_for_log(&child, "remote write failed", case).await;
+        let log = stop_agent(child).await.1;
+        assert_eq!(
+            log.matches("remote write failed").count(),
+            1,
+            "{case}: {log}"
+        );
+        assert!(log.contains(says), "{case}: {log}");
+        assert!(!log.contains("ERROR"), "{case}: {log}");
+    }
 }
 
 #[tokio::test]
@@ -525,10 +515,8 @@ async fn victoria_metrics_behind_tls_and_basic_auth() {
     let write_url = format!("{base}/api/v1/write");
     let (child, listen) =
         AgentProcess::listening(&mut agent_command(&kubelet.url(), &write_url, &args)).await;
-    let text = wait_delivered(&listen, 1.0).await;
-    // More polls after the first delivery, delivered too.
-    wait_delivered(&listen, sent_in(&text) + 1.0).await;
-    let log = stop_agent(child).await.1;
+    // A first delivery, and more polls after it.
+    let (text, _, log) = deliver_more_then_stop(child, &listen, "the first poll").await;
     dropped_nothing(&text);
     let sent = super::samples_sent(&log);
     assert!(get("/internal/force_flush".into())
@@ -684,20 +672,16 @@ impl Drop for Tinyproxy {
 }
 
 /// The agent with proxy settings `env` and `extra` flags, pushing to `remote` from `kubelet`
-/// until `done` holds of its `/metrics` text (checked every 100 ms, up to [`PATIENCE`]: what
-/// the caller is about happened), then stopped; its log.
-async fn through_proxy<F, Fut>(
+/// until `done` holds of its `/metrics` text (up to [`PATIENCE`]: what the caller is about
+/// happened), then stopped, cleanly; its log.
+async fn through_proxy(
     kubelet: &str,
     remote: &str,
     env: &[(&str, &str)],
     extra: &[&str],
     what: &str,
-    mut done: F,
-) -> String
-where
-    F: FnMut(String) -> Fut,
-    Fut: Future<Output = bool>,
-{
+    done: impl Fn(&str) -> bool,
+) -> String {
     let mut cmd = agent_command(kubelet, remote, extra);
     cmd.args([
         "--kubelet-pods=false",
@@ -722,20 +706,7 @@ where
         cmd.env(k, v);
     }
     let (agent, listen) = AgentProcess::listening(&mut cmd).await;
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let text = agent_metrics(&listen).await;
-        if done(text.clone()).await {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not within {PATIENCE:?}: {what}\n{text}\n{}",
-            agent.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    stop_agent(agent).await.1
+    wait_metrics_and_stop(agent, &listen, what, done).await.1
 }
 
 #[tokio::test]
@@ -761,7 +732,7 @@ async fn pushes_go_through_a_real_forward_proxy() {
         &[("HTTP_PROXY", &proxy.url())],
         &[],
         "a push through the proxy",
-        |m| async move { p.log().contains(post) && sent_in(&m) > 0.0 },
+        |m| p.log().contains(post) && sent_in(m) > 0.0,
     )
     .await;
     assert!(!log.contains("WARN"), "{log}");
@@ -787,7 +758,7 @@ async fn pushes_go_through_a_real_forward_proxy() {
         ],
         &["--remote-proxy-url", &proxy.url()],
         "a push through --remote-proxy-url",
-        |m| async move { p.log()[before..].contains(post) && sent_in(&m) > 0.0 },
+        |m| p.log()[before..].contains(post) && sent_in(m) > 0.0,
     )
     .await;
     assert!(!log.contains("WARN"), "{log}");
@@ -809,7 +780,7 @@ async fn pushes_go_through_a_real_forward_proxy() {
         &[("HTTP_PROXY", &proxy.url()), ("NO_PROXY", "127.0.0.1")],
         &[],
         "a push with NO_PROXY",
-        |m| async move { sent_in(&m) > 0.0 },
+        |m| sent_in(m) > 0.0,
     )
     .await;
     assert!(!log.contains("WARN"), "{log}");
@@ -874,7 +845,7 @@ async fn https_pushes_tunnel_through_the_proxy() {
             &pw,
         ],
         "a push tunnelled through the proxy",
-        |m| async move { p.log().contains(connect) && sent_in(&m) > 0.0 },
+        |m| p.log().contains(connect) && sent_in(m) > 0.0,
     )
     .await;
     assert!(!log.contains("WARN"), "{log}");
@@ -920,7 +891,7 @@ async fn the_kubelet_is_reached_through_a_proxy_only_when_asked() {
         &[],
         &["--kubelet-proxy-url", &proxy.url()],
         "two polls through the proxy delivered",
-        |_| async move { p.log().contains(get) && ups(r).len() >= 2 },
+        |_| p.log().contains(get) && ups(r).len() >= 2,
     )
     .await;
     assert!(!log.contains("WARN"), "{log}");
@@ -951,7 +922,7 @@ async fn the_kubelet_is_reached_through_a_proxy_only_when_asked() {
         &[("HTTP_PROXY", &proxy.url())],
         &[],
         "a push through the proxy",
-        |m| async move { p.log()[before..].contains("POST") && sent_in(&m) > 0.0 },
+        |m| p.log()[before..].contains("POST") && sent_in(m) > 0.0,
     )
     .await;
     assert!(!log.contains("WARN"), "{log}");

@@ -7,7 +7,7 @@
 use super::*;
 use std::collections::BTreeSet;
 
-use crate::support::{dest_buffer, metric_in, wait_until, AgentProcess, PATIENCE};
+use crate::support::{dest_buffer, metric_in, wait_until, PATIENCE};
 
 const OUTAGE: Duration = Duration::from_secs(30);
 const CPU: &str = "node_cpu_usage_seconds_total{instance=\"35598k8s9001\",job=\"kubelet\",metrics_path=\"/metrics/resource\",node=\"35598k8s9001\"}";
@@ -37,12 +37,7 @@ fn cpu_time_ms(kubelet: &FixtureKubelet, k: usize) -> i64 {
 
 /// The agent's `/metrics` at `listen`, and when it was read (ms).
 async fn agent_metrics(listen: &str) -> (String, i64) {
-    let text = reqwest::get(format!("http://{listen}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = read_metrics(listen).await.expect("the agent's /metrics");
     (text, now_ms())
 }
 
@@ -106,16 +101,8 @@ async fn a_dead_destination_never_delays_the_other_and_gets_its_backlog() {
             buffer.path().to_str().unwrap(),
         ])
         .collect();
-    let start_agent = || {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kubelet-push"));
-        cmd.env(
-            crate::support::SHORT_INTERVALS.0,
-            crate::support::SHORT_INTERVALS.1,
-        )
-        .args(["--kubelet-url", &kubelet.url(), "--remote-url", &purl])
-        .args(&args);
-        async move { AgentProcess::listening(&mut cmd).await }
-    };
+    let kubelet_url = kubelet.url();
+    let start_agent = || agent_listening(&kubelet_url, &purl, &args);
     let (mut agent, mut listen) = start_agent().await;
     // Pacing: VictoriaMetrics gets some polls live before its outage.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -154,18 +141,13 @@ async fn a_dead_destination_never_delays_the_other_and_gets_its_backlog() {
     );
     // At most a poll in flight for the live destination: its buffer empties between polls.
     // A destination held up by the dead one never empties it.
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let (text, _) = agent_metrics(&listen).await;
-        if pending(&text, &purl) == 0.0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the live destination's buffer never empty within {PATIENCE:?}: {text}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_metrics(
+        &mut agent,
+        &listen,
+        "the live destination's buffer empty",
+        |m| pending(m, &purl) == 0.0,
+    )
+    .await;
     let (pbuf, vbuf) = (
         dest_buffer(buffer.path(), &purl),
         dest_buffer(buffer.path(), &vurl),
@@ -207,23 +189,14 @@ async fn a_dead_destination_never_delays_the_other_and_gets_its_backlog() {
     assert_every_poll("Prometheus during the outage", &live, 1);
     victoria.restart().await;
 
-    let deadline = Instant::now() + PATIENCE;
-    while crate::support::self_metric(
-        &listen,
-        &format!("kubelet_push_samples_pending{{url=\"{vurl}\"}}"),
-    )
-    .await
-        != Some(0.0)
-    {
-        assert!(
-            Instant::now() < deadline,
-            "backlog not delivered within {PATIENCE:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let (text, _) = agent_metrics(&listen).await;
-    let (code, log) = stop_agent(agent).await;
-    assert_eq!(code, Some(0), "{log}");
+    let (text, log) =
+        wait_metrics_and_stop(agent, &listen, "VictoriaMetrics' backlog delivered", |m| {
+            metric_in(
+                m,
+                &format!("kubelet_push_samples_pending{{url=\"{vurl}\"}}"),
+            ) == Some(0.0)
+        })
+        .await;
     assert_eq!(dropped(&text), Vec::<&str>::new(), "{log}");
     assert!(
         first_log.matches("kubelet-push started").count() == 2,

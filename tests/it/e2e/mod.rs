@@ -834,8 +834,22 @@ pub async fn agent_listening(
     AgentProcess::listening(&mut agent_command(kubelet, remote, extra)).await
 }
 
+/// The `/metrics` text of the agent at `listen`; `None` while it does not answer. Asked
+/// directly, never through a proxy the test's own environment may name.
+pub async fn read_metrics(listen: &str) -> Option<String> {
+    kubelet_push::http::install_crypto_provider();
+    let client = reqwest::Client::builder().no_proxy().build().ok()?;
+    let answer = client
+        .get(format!("http://{listen}/metrics"))
+        .send()
+        .await
+        .ok()?;
+    answer.text().await.ok()
+}
+
 /// Waits (up to [`PATIENCE`]) until the `/metrics` text of the agent at `listen` satisfies
-/// `done`; returns that text. Fails early, with its log, if the agent exited.
+/// `done`; returns that text. Fails early, with its log, if the agent exited; at the deadline
+/// with the last text read and the log.
 pub async fn wait_metrics(
     agent: &mut AgentProcess,
     listen: &str,
@@ -843,24 +857,40 @@ pub async fn wait_metrics(
     done: impl Fn(&str) -> bool,
 ) -> String {
     let deadline = Instant::now() + PATIENCE;
+    let mut last = String::new();
     loop {
-        if let Ok(r) = reqwest::get(format!("http://{listen}/metrics")).await {
-            if let Ok(text) = r.text().await {
-                if done(&text) {
-                    return text;
-                }
+        if let Some(text) = read_metrics(listen).await {
+            if done(&text) {
+                return text;
             }
+            last = text;
         }
         if let Ok(Some(status)) = agent.child.try_wait() {
             panic!("the agent exited ({status}) before {what}: {}", agent.log());
         }
         assert!(
             Instant::now() < deadline,
-            "not within {PATIENCE:?}: {what}: {}",
+            "not within {PATIENCE:?}: {what}\n{last}\n{}",
             agent.log()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// How a test ends an agent whose run it has checked: waits (as [`wait_metrics`]) until its
+/// `/metrics` text satisfies `done` (its backlog delivered, a sample count reached), then
+/// SIGTERM, and the exit must be clean (0). That text, read before the stop, and the agent's
+/// whole log.
+pub async fn wait_metrics_and_stop(
+    mut agent: AgentProcess,
+    listen: &str,
+    what: impl std::fmt::Display,
+    done: impl Fn(&str) -> bool,
+) -> (String, String) {
+    let metrics = wait_metrics(&mut agent, listen, &what, done).await;
+    let (code, log) = stop_agent(agent).await;
+    assert_eq!(code, Some(0), "{what}: a clean exit after SIGTERM: {log}");
+    (metrics, log)
 }
 
 /// The sum of every sample of `name` (all label sets) in a `/metrics` text.

@@ -95,16 +95,14 @@ pub(super) async fn push_fixtures(
     })
     .await;
     let mut pushed = Vec::new();
-    for (fixture, kubelet, listen, mut child) in runs {
-        let metrics = wait_metrics(
-            &mut child,
+    for (fixture, kubelet, listen, child) in runs {
+        let (metrics, log) = wait_metrics_and_stop(
+            child,
             &listen,
             format!("{fixture}: the agent's metrics settled"),
             &settled,
         )
         .await;
-        let (code, log) = stop_agent(child).await;
-        assert_eq!(code, Some(0), "{fixture}: {log}");
         assert!(
             log.contains("samples_pending=0"),
             "{fixture}: everything flushed: {log}"
