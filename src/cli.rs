@@ -326,8 +326,9 @@ pub struct AgentArgs {
     #[arg(long, global = true, env = "KUBELET_PUSH_MIN_BACKOFF", default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
     pub min_backoff: Duration,
 
-    /// Longest wait between two attempts of a failed push
-    #[arg(long, global = true, env = "KUBELET_PUSH_MAX_BACKOFF", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    /// Longest wait between two attempts of a failed push: a receiver that stays down gets
+    /// one attempt per this long, and one that returns is noticed within it
+    #[arg(long, global = true, env = "KUBELET_PUSH_MAX_BACKOFF", default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
     pub max_backoff: Duration,
 
     /// Most bytes of compressed requests the buffer holds, e.g. 64MiB; past it the oldest

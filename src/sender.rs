@@ -5,8 +5,10 @@
 //! The retry rules are the Remote Write spec's and Prometheus's own sender's, but for refused
 //! credentials: network errors, timeouts, 5xx and 401/403/407 (a credential is fixed by
 //! rewriting the file the agent re-reads, and the buffer must survive until then; vmagent does
-//! the same, Prometheus drops) are retried with exponential backoff and full jitter until they
-//! succeed; 429 is retried after its `Retry-After` (clamped to the backoff range); any other
+//! the same, Prometheus drops) are retried with exponential backoff (full jitter below
+//! `--max-backoff`, then one attempt per `--max-backoff`: see [`Backoff`]) until they succeed;
+//! 429 is retried after its `Retry-After` (at least `--min-backoff`, at most five minutes or
+//! `--max-backoff` if longer); any other
 //! 4xx drops that batch (counted, the receiver's message logged) and the next one goes. Batches are
 //! dropped by age (`--max-sample-age`), never by attempt count. The HTTP client classifies each
 //! answer (`SendError`); nothing here reads a status code.
@@ -35,8 +37,20 @@ use crate::remote_write::{
 use crate::rng::SplitMix64;
 use crate::telemetry::{DestinationMetrics, DropReason};
 
-/// Exponential backoff with full jitter, as a value: `next_delay` is a pure function of the
-/// attempt count and the random state, so it is tested without sleeping.
+/// Exponential backoff with full jitter below the cap and a jittered period at it, as a
+/// value: `next_delay` is a pure function of the attempt count and the random state, so it is
+/// tested without sleeping.
+///
+/// Below `max` each delay is uniform in `[0, ceiling]` (full jitter), so agents on many nodes
+/// that failed together do not retry together. The first delay whose ceiling reaches `max` is
+/// still uniform in `[0, max]`; every later one is `max` itself. A receiver that stays down
+/// thus gets one attempt per `max` from each destination, never more, at a phase drawn at
+/// random (so a fleet's attempts stay spread), and a receiver that comes back is noticed at
+/// most `max` later (full jitter at the cap would spend two attempts per `max` on average for
+/// the same worst case).
+/// The longest `Retry-After` honoured (unless `--max-backoff` is longer).
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+
 #[derive(Debug, Clone)]
 pub struct Backoff {
     min: Duration,
@@ -59,15 +73,23 @@ impl Backoff {
 
     /// The ceiling of the next delay: `min · 2^attempt`, at most `max`.
     pub fn ceiling(&self) -> Duration {
-        let factor = 1u32.checked_shl(self.attempt.min(31)).unwrap_or(u32::MAX);
+        self.ceiling_of(self.attempt)
+    }
+
+    fn ceiling_of(&self, attempt: u32) -> Duration {
+        let factor = 1u32.checked_shl(attempt.min(31)).unwrap_or(u32::MAX);
         self.min.saturating_mul(factor).min(self.max)
     }
 
-    /// Full jitter: uniform in `[0, ceiling]`, so agents on many nodes that failed together do
-    /// not retry together.
+    /// The next delay: full jitter below the cap and for the first delay at it, `max` after
+    /// that (see [`Backoff`]).
     pub fn next_delay(&mut self) -> Duration {
         let ceiling = self.ceiling();
+        let at_cap_before = self.attempt > 0 && self.ceiling_of(self.attempt - 1) >= self.max;
         self.attempt = self.attempt.saturating_add(1);
+        if at_cap_before {
+            return self.max;
+        }
         let nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
         Duration::from_nanos(match nanos.checked_add(1) {
             Some(n) => self.rng.below(n),
@@ -75,10 +97,11 @@ impl Backoff {
         })
     }
 
-    /// A receiver's `Retry-After`, kept within `[min, max]` so a bogus hour-long value cannot
-    /// stall delivery and a zero cannot turn into a busy loop.
+    /// A receiver's `Retry-After`, honoured beyond `max` (a receiver that asks for a minute
+    /// gets it) up to [`MAX_RETRY_AFTER`], so a bogus hour-long value cannot stall delivery,
+    /// and at least `min`, so a zero cannot turn into a busy loop.
     pub fn clamp(&self, retry_after: Duration) -> Duration {
-        retry_after.clamp(self.min, self.max)
+        retry_after.clamp(self.min, self.max.max(MAX_RETRY_AFTER))
     }
 
     pub fn reset(&mut self) {
@@ -482,6 +505,7 @@ pub fn trim_to_age(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeSet;
 
     /// `--max-sample-age` on a 2.0 batch straddling the limit: the old samples are cut, the
     /// body stays 2.0 (metadata kept), the cut is counted.
@@ -559,10 +583,15 @@ mod tests {
         assert_eq!(b.ceiling(), Duration::from_secs(1));
     }
 
+    /// The first delay at the cap is the phase of every later attempt: across batches and
+    /// agents (seeds) it spreads over the whole range.
     #[test]
     fn jitter_spreads_over_the_whole_range() {
-        let mut b = Backoff::new(Duration::from_secs(8), Duration::from_secs(8), 7);
-        let delays: Vec<Duration> = (0..2000).map(|_| b.next_delay()).collect();
+        let delays: Vec<Duration> = (0..2000)
+            .map(|seed| {
+                Backoff::new(Duration::from_secs(8), Duration::from_secs(8), seed).next_delay()
+            })
+            .collect();
         let low = delays
             .iter()
             .filter(|d| **d < Duration::from_secs(2))
@@ -577,12 +606,77 @@ mod tests {
         assert!(delays.iter().all(|d| *d <= Duration::from_secs(8)));
     }
 
+    /// Below the cap each delay is drawn anew: a long first ceiling spreads within one
+    /// batch's attempts as well.
+    #[test]
+    fn delays_below_the_cap_spread_within_one_batch() {
+        let mut b = Backoff::new(Duration::from_secs(8), Duration::from_secs(8 << 20), 7);
+        let delays: Vec<Duration> = (0..20).map(|_| b.next_delay()).collect();
+        for (i, d) in delays.iter().enumerate() {
+            assert!(*d <= Duration::from_secs(8 << i), "{i}: {d:?}");
+        }
+        let distinct: BTreeSet<Duration> = delays.iter().copied().collect();
+        assert_eq!(distinct.len(), delays.len(), "{delays:?}");
+    }
+
+    /// At the cap, one attempt per `max`: after the first (jittered) delay at it, every
+    /// delay is `max` exactly, so a receiver that stays down is tried once per `max` and one
+    /// that returns is noticed within `max`.
+    #[test]
+    fn at_the_cap_one_attempt_per_max() {
+        for seed in 0..100 {
+            let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(5), seed);
+            let ceilings: Vec<Duration> = (0..6)
+                .map(|_| {
+                    let c = b.ceiling();
+                    assert!(b.next_delay() <= c);
+                    c
+                })
+                .collect();
+            assert_eq!(
+                ceilings,
+                [1, 2, 4, 5, 5, 5].map(Duration::from_secs),
+                "seed {seed}"
+            );
+            // The sixth delay (the ceiling reached 5 s at the fourth) and every later one.
+            for _ in 0..50 {
+                assert_eq!(b.next_delay(), Duration::from_secs(5), "seed {seed}");
+            }
+        }
+        // The first delay at the cap is still drawn.
+        let firsts: BTreeSet<Duration> = (0..50)
+            .map(|seed| {
+                let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(5), seed);
+                (0..3).for_each(|_| {
+                    b.next_delay();
+                });
+                b.next_delay()
+            })
+            .collect();
+        assert!(firsts.len() > 40, "{firsts:?}");
+        assert!(firsts.iter().all(|d| *d <= Duration::from_secs(5)));
+    }
+
+    /// Two batches (or agents) that failed together draw different delays up to the cap, and
+    /// so attempt at different times from then on too: their attempts never coincide.
     #[test]
     fn different_seeds_decorrelate() {
         let mut a = Backoff::new(Duration::from_secs(1), Duration::from_secs(60), 1);
         let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(60), 2);
-        let same = (0..20).filter(|_| a.next_delay() == b.next_delay()).count();
-        assert!(same < 3);
+        // Ceilings 1, 2, 4, … 32 s, then the first at 60 s: seven drawn delays.
+        let drawn: Vec<(Duration, Duration)> =
+            (0..7).map(|_| (a.next_delay(), b.next_delay())).collect();
+        let same = drawn.iter().filter(|(x, y)| x == y).count();
+        assert_eq!(same, 0, "{drawn:?}");
+        let (mut at_a, mut at_b): (Duration, Duration) = (
+            drawn.iter().map(|d| d.0).sum(),
+            drawn.iter().map(|d| d.1).sum(),
+        );
+        for _ in 0..20 {
+            assert_ne!(at_a, at_b);
+            at_a += a.next_delay();
+            at_b += b.next_delay();
+        }
     }
 
     #[test]
@@ -590,7 +684,14 @@ mod tests {
         let b = Backoff::new(Duration::from_millis(500), Duration::from_secs(30), 1);
         assert_eq!(b.clamp(Duration::from_secs(2)), Duration::from_secs(2));
         assert_eq!(b.clamp(Duration::ZERO), Duration::from_millis(500));
-        assert_eq!(b.clamp(Duration::from_secs(3600)), Duration::from_secs(30));
+        // Honoured past --max-backoff: the receiver said how long it needs.
+        assert_eq!(b.clamp(Duration::from_secs(60)), Duration::from_secs(60));
+        assert_eq!(b.clamp(Duration::from_secs(3600)), MAX_RETRY_AFTER);
+        let patient = Backoff::new(Duration::from_secs(1), Duration::from_secs(900), 1);
+        assert_eq!(
+            patient.clamp(Duration::from_secs(3600)),
+            Duration::from_secs(900)
+        );
     }
 
     #[test]
