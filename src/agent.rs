@@ -182,6 +182,8 @@ async fn run_tasks(
         min_backoff: delivery.min_backoff,
         max_backoff: delivery.max_backoff,
         max_sample_age: delivery.max_sample_age,
+        max_catch_up_bytes: delivery.max_catch_up_bytes,
+        interval: config.poll.interval,
     };
     // Cancelled when every task must stop at once; each task holds a child of it.
     let root = CancellationToken::new();

@@ -230,6 +230,12 @@ pub struct AgentArgs {
     )]
     pub max_samples_per_send: usize,
 
+    /// Largest request when catching up: while several polls' requests wait for a
+    /// destination (after an outage), they go merged, in order, in requests of at most this
+    /// many compressed bytes; a 413 to one halves it for that destination
+    #[arg(long, global = true, env = "KUBELET_PUSH_MAX_CATCH_UP_SIZE", default_value = "2MiB", value_parser = parse_size, value_name = "SIZE")]
+    pub max_catch_up_size: u64,
+
     /// Remote Write protocol version: 1 (every receiver), or 2 (smaller requests, with
     /// metric type, help, unit and counter start times; falls back to 1 for a receiver that
     /// does not take it) [default: 1]

@@ -151,6 +151,8 @@ pub struct Delivery {
     pub buffer_dir: Option<PathBuf>,
     pub max_sample_age: Option<Duration>,
     pub shutdown_timeout: Duration,
+    /// `--max-catch-up-size`: the most compressed bytes of a merged catch-up request.
+    pub max_catch_up_bytes: u64,
 }
 
 /// The smallest buffer accepted: one poll of a large node.
@@ -323,6 +325,7 @@ impl Config {
                 buffer_dir: args.buffer_dir.clone(),
                 max_sample_age: args.max_sample_age,
                 shutdown_timeout: args.shutdown_timeout,
+                max_catch_up_bytes: args.max_catch_up_size,
             },
             listen_address: args.listen_address,
         })
@@ -437,6 +440,10 @@ impl Config {
         );
         line("max-samples-per-send", &self.max_samples_per_send);
         let d = &self.delivery;
+        line(
+            "max-catch-up-size",
+            &format!("{} bytes", d.max_catch_up_bytes),
+        );
         let buffer = match &d.buffer_dir {
             Some(dir) => dir.display().to_string(),
             None => "none (in memory)".to_owned(),

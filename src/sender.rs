@@ -1,6 +1,11 @@
 //! Delivery: one task per destination takes the oldest batch from the buffer, sends it until
 //! the receiver takes it, and only then moves to the next, so every series arrives in
-//! timestamp order after any outage.
+//! timestamp order after any outage. A buffer that has not been empty for a whole poll
+//! interval is behind (an outage, a slow link): then the oldest batches go merged into one
+//! request of up to `--max-catch-up-size` (`remote_write::rewrite::merge`), acknowledged
+//! together; a 413 to a merged request halves that size for the destination, any other
+//! rejection sends its batches again one at a time, so merging never drops what sending them
+//! one by one would have delivered.
 //!
 //! The retry rules are the Remote Write spec's and Prometheus's own sender's, but for refused
 //! credentials: network errors, timeouts, 5xx and 401/403/407 (a credential is fixed by
@@ -123,6 +128,11 @@ pub struct SenderSettings {
     pub min_backoff: Duration,
     pub max_backoff: Duration,
     pub max_sample_age: Option<Duration>,
+    /// The most [`Request::size`] bytes of buffered requests merged into one catch-up request.
+    pub max_catch_up_bytes: u64,
+    /// The poll interval: a buffer that has not been empty for this long is behind, and its
+    /// requests are merged (see [`run`]).
+    pub interval: Duration,
 }
 
 /// Why one attempt did not deliver.
@@ -170,10 +180,26 @@ pub async fn run(
     // A 2.0 receiver writing fewer samples than sent would do so on every poll (a limit, a
     // relabelling that drops series): logged when it starts and when it ends.
     let mut partial = Episode::default();
+    // The catch-up bound for this destination: halved by a 413 to a merged request.
+    let mut bound = settings.max_catch_up_bytes;
+    // After a merged request was rejected, this many batches go one at a time, so a poll the
+    // receiver refuses takes no other poll down with it.
+    let mut singles = 0usize;
+    // Since when the buffer has held something: a buffer that empties every poll is keeping
+    // up, and a poll's requests go as the poller split them (`--max-samples-per-send`); one
+    // that has not been empty for a whole interval is behind (an outage, a slow link), and
+    // its requests go merged.
+    let mut waiting_since: Option<tokio::time::Instant> = None;
     loop {
-        let (seq, batch) = match queue.front() {
-            Ok(Some(next)) => next,
-            Ok(None) => {
+        if waiting_since.is_none() && !queue.is_empty() {
+            waiting_since = Some(tokio::time::Instant::now());
+        }
+        let behind = waiting_since.is_some_and(|t| t.elapsed() >= settings.interval);
+        let max_bytes = if singles > 0 || !behind { 0 } else { bound };
+        let run = match queue.run(max_bytes) {
+            Ok(run) if !run.is_empty() => run,
+            Ok(_) => {
+                waiting_since = None;
                 if drain.is_cancelled() {
                     return;
                 }
@@ -196,24 +222,46 @@ pub async fn run(
         if let Some((n, _)) = read_errors.recover() {
             info!(failed_reads = n, "buffer readable again");
         }
-        // Buffered before the fallback (or by an earlier run, from disk): its turn has come.
-        let batch = if batch.protocol == Protocol::V2 && negotiated.get() == Protocol::V1 {
-            match to_v1(&batch, &metrics) {
-                Ok(b) => b,
-                Err(_) => {
-                    acknowledge(&queue, seq, &metrics, &mut ack_failing);
-                    continue;
+        // Each batch as it goes: buffered before the fallback (or by an earlier run, from
+        // disk), its turn has come to be 1.0; and cut by age. One that leaves nothing to send
+        // (counted where it was cut) is acknowledged with the run.
+        let seq = run[0].0;
+        let mut seqs = Vec::with_capacity(run.len());
+        let mut parts: Vec<Request> = Vec::with_capacity(run.len());
+        for (s, batch) in run {
+            let batch = if batch.protocol == Protocol::V2 && negotiated.get() == Protocol::V1 {
+                to_v1(&batch, &metrics).ok()
+            } else {
+                Some(batch)
+            };
+            let batch = batch.and_then(|b| trim_to_age(b, settings.max_sample_age, &metrics));
+            // One protocol per request: a run ends before a batch of another.
+            if let (Some(b), Some(first)) = (&batch, parts.first()) {
+                if b.protocol != first.protocol {
+                    break;
                 }
             }
-        } else {
-            batch
-        };
-        let mut batch = match trim_to_age(batch, settings.max_sample_age, &metrics) {
-            Some(b) => b,
-            None => {
-                acknowledge(&queue, seq, &metrics, &mut ack_failing);
+            seqs.push(s);
+            parts.extend(batch);
+        }
+        let merged = parts.len() > 1;
+        let mut batch = match parts.len() {
+            0 => {
+                acknowledge_all(&queue, &seqs, &metrics, &mut ack_failing);
+                singles = singles.saturating_sub(seqs.len());
                 continue;
             }
+            1 => parts.pop().unwrap_or_else(|| unreachable!("one part")),
+            _ => match rewrite::merge(parts[0].protocol, &parts) {
+                Ok(m) => m,
+                Err(error) => {
+                    // Our own bodies; one that cannot be read goes alone, where the single
+                    // path counts it.
+                    debug!(%error, "cannot merge buffered requests; sending them one at a time");
+                    singles = seqs.len();
+                    continue;
+                }
+            },
         };
         // At most two rounds: the batch as it is, and, when a 2.0 batch shows the receiver
         // does not take 2.0, the same samples as 1.0.
@@ -277,6 +325,18 @@ pub async fn run(
                     rejected_status = None;
                 }
             }
+            Err(Failure::Send(error @ SendError::Permanent { .. })) if merged => {
+                // Nothing dropped for a merged request: a 413 halves the bound, any other
+                // rejection sends the same polls one at a time, and the single path decides.
+                if error.status() == Some(reqwest::StatusCode::PAYLOAD_TOO_LARGE) {
+                    bound = (batch.size() / 2).min(bound / 2);
+                    info!(%error, max_bytes = bound, "the receiver refused a catch-up request as too large; sending smaller ones");
+                } else {
+                    singles = seqs.len();
+                    debug!(%error, requests = seqs.len(), "a catch-up request was rejected; sending its requests one at a time");
+                }
+                continue;
+            }
             Err(Failure::Send(error @ SendError::Permanent { .. })) => {
                 metrics.dropped(DropReason::Rejected, samples);
                 let first = rejecting.fail();
@@ -293,6 +353,8 @@ pub async fn run(
                     samples,
                     "request evicted from the full buffer while retrying"
                 );
+                // Only its oldest part may be gone: the rest is read again, not acknowledged.
+                continue;
             }
             Err(Failure::TooOld) => {
                 metrics.dropped(DropReason::TooOld, samples);
@@ -308,7 +370,8 @@ pub async fn run(
                 metrics.dropped(DropReason::Rejected, samples);
             }
         }
-        acknowledge(&queue, seq, &metrics, &mut ack_failing);
+        acknowledge_all(&queue, &seqs, &metrics, &mut ack_failing);
+        singles = singles.saturating_sub(seqs.len());
     }
 }
 
@@ -439,6 +502,18 @@ fn to_v1(batch: &Request, metrics: &DestinationMetrics) -> Result<Request, Failu
         warn!(%error, samples = batch.samples, "a Remote Write 2.0 request cannot be converted to 1.0; dropped");
         Failure::Unconvertible
     })
+}
+
+/// [`acknowledge`] each of `seqs`, oldest first.
+fn acknowledge_all(
+    queue: &Queue,
+    seqs: &[u64],
+    metrics: &DestinationMetrics,
+    failing: &mut Episode,
+) {
+    for &seq in seqs {
+        acknowledge(queue, seq, metrics, failing);
+    }
 }
 
 /// Removes batch `seq` from the buffer and updates the gauges. A failure to record that on

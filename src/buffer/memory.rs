@@ -57,6 +57,20 @@ impl Buffer for MemoryBuffer {
         Ok(self.batches.front().cloned())
     }
 
+    fn run(&mut self, max_bytes: u64) -> Result<Vec<(u64, Request)>, BufferError> {
+        let mut total = 0u64;
+        Ok(self
+            .batches
+            .iter()
+            .enumerate()
+            .take_while(|(i, (_, b))| {
+                total = total.saturating_add(b.size());
+                *i == 0 || total <= max_bytes
+            })
+            .map(|(_, batch)| batch.clone())
+            .collect())
+    }
+
     fn ack(&mut self, seq: u64) -> Result<(), BufferError> {
         if self.batches.front().is_some_and(|(s, _)| *s == seq) {
             self.pop_oldest();
@@ -108,6 +122,32 @@ mod tests {
             "a repeated ack removes nothing more"
         );
         assert_eq!(b.len(), 2);
+    }
+
+    /// A run: the front and those behind it within the bound, the front always; it starts at
+    /// the front again after acknowledgements.
+    #[test]
+    fn a_run_is_the_front_and_what_fits_behind_it() {
+        let mut b = MemoryBuffer::new(1 << 20);
+        for n in 1..=5 {
+            b.push(batch(n, 100)).unwrap();
+        }
+        let size = batch(1, 100).size();
+        let samples = |run: Vec<(u64, Request)>| -> Vec<u32> {
+            run.into_iter().map(|(_, r)| r.samples).collect()
+        };
+        assert_eq!(samples(b.run(u64::MAX).unwrap()), [1, 2, 3, 4, 5]);
+        assert_eq!(samples(b.run(2 * size).unwrap()), [1, 2]);
+        assert_eq!(samples(b.run(2 * size - 1).unwrap()), [1]);
+        assert_eq!(
+            samples(b.run(0).unwrap()),
+            [1],
+            "the front, whatever the bound"
+        );
+        let (front, _) = b.front().unwrap().unwrap();
+        b.ack(front).unwrap();
+        assert_eq!(samples(b.run(u64::MAX).unwrap()), [2, 3, 4, 5]);
+        assert!(MemoryBuffer::new(1 << 20).run(u64::MAX).unwrap().is_empty());
     }
 
     #[test]

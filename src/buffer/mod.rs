@@ -110,6 +110,12 @@ pub trait Buffer: Send {
     /// buffer until [`Buffer::ack`].
     fn front(&mut self) -> Result<Option<(u64, Request)>, BufferError>;
 
+    /// The oldest batch and those right behind it, in order, as long as their [`Request::size`]
+    /// adds up to at most `max_bytes` (the oldest is always there, whatever its size): what a
+    /// sender catching up sends as one request. They stay in the buffer until acknowledged,
+    /// oldest first.
+    fn run(&mut self, max_bytes: u64) -> Result<Vec<(u64, Request)>, BufferError>;
+
     /// Removes batch `seq` if it is still the oldest; a no-op if it was dropped meanwhile.
     fn ack(&mut self, seq: u64) -> Result<(), BufferError>;
 
@@ -180,6 +186,11 @@ impl Queue {
 
     pub fn front(&self) -> Result<Option<(u64, Request)>, BufferError> {
         self.lock().front()
+    }
+
+    /// See [`Buffer::run`].
+    pub fn run(&self, max_bytes: u64) -> Result<Vec<(u64, Request)>, BufferError> {
+        self.lock().run(max_bytes)
     }
 
     /// Acknowledges batch `seq`. A failure to record that on disk only means the batch may

@@ -509,6 +509,10 @@ async fn a_full_memory_buffer_drops_the_oldest_and_counts_exactly() {
             // The held poll must stay open: an hour, where the test takes seconds.
             "--kubelet-timeout",
             "1h",
+            // One poll per request after the recovery too, so each request names its poll:
+            // merging a backlog is tested in v2.rs (the catch-up tests).
+            "--max-catch-up-size",
+            "0",
         ],
     ));
     // Every poll is one request of the same size, with one `up`; the first attempt is the

@@ -534,6 +534,7 @@ fn help_shows_no_secret_from_the_environment() {
         "KUBELET_PUSH_LOG_LEVEL",
         "KUBELET_PUSH_MAX_BACKOFF",
         "KUBELET_PUSH_MAX_SAMPLES_PER_SEND",
+        "KUBELET_PUSH_MAX_CATCH_UP_SIZE",
         "KUBELET_PUSH_MAX_SAMPLE_AGE",
         "KUBELET_PUSH_MAX_STATS_AGE",
         "KUBELET_PUSH_METRIC_ALLOW",

@@ -126,6 +126,23 @@ fn start_sender(rx: &Receiver, queue: Arc<Queue>, negotiated: Negotiated) -> Run
 }
 
 fn start_sender_at(url: &str, queue: Arc<Queue>, negotiated: Negotiated) -> Running {
+    // Never behind: each buffered request goes as it is (merging: the catch-up tests).
+    start_sender_with(url, queue, negotiated, Duration::from_secs(3600), 2 << 20)
+}
+
+/// A sender that is behind from its first request on (a poll interval of zero): whatever
+/// waits goes merged, as after an outage.
+fn start_catching_up(rx: &Receiver, queue: Arc<Queue>, negotiated: Negotiated) -> Running {
+    start_sender_with(&rx.url(), queue, negotiated, Duration::ZERO, 2 << 20)
+}
+
+fn start_sender_with(
+    url: &str,
+    queue: Arc<Queue>,
+    negotiated: Negotiated,
+    interval: Duration,
+    max_catch_up_bytes: u64,
+) -> Running {
     // No request to the in-process receiver is cut short and sent again (which the exact
     // request lists below would show), however loaded the machine.
     let client = RemoteWriteClient::new(
@@ -140,6 +157,8 @@ fn start_sender_at(url: &str, queue: Arc<Queue>, negotiated: Negotiated) -> Runn
         min_backoff: Duration::from_millis(5),
         max_backoff: Duration::from_millis(20),
         max_sample_age: None,
+        max_catch_up_bytes,
+        interval,
     };
     let (drain, stop) = (CancellationToken::new(), CancellationToken::new());
     let task = tokio::spawn(sender::run(
@@ -711,4 +730,157 @@ async fn a_restarted_agent_falls_back_again_and_delivers_its_v2_disk_buffer() {
     assert!(ups.len() as u64 >= agent_metrics.polls(true) + 3);
     assert_eq!(m2.samples_sent.get(), delivered);
     assert_eq!(protocol_gauge(&m2), ("1".into(), "0".into()));
+}
+
+// ---------------------------------------------------------------------------------------
+// Catching up: a backlog goes merged.
+
+/// The polls each accepted request holds, by their distinct sample timestamps (each poll of
+/// [`poll`] has its own).
+fn polls_per_request(requests: &[ReceivedRequest]) -> Vec<usize> {
+    requests
+        .iter()
+        .filter(|r| r.accepted())
+        .map(|r| {
+            let w = r.write_request.as_ref().unwrap();
+            let times: std::collections::BTreeSet<i64> = w
+                .timeseries
+                .iter()
+                .flat_map(|t| t.samples.iter().map(|s| s.timestamp))
+                .collect();
+            times.len()
+        })
+        .collect()
+}
+
+/// Ten polls waiting, in either protocol: they arrive in fewer requests than polls, each
+/// series' samples in order, every sample once, nothing dropped; 2.0 stays 2.0.
+#[tokio::test]
+async fn a_backlog_goes_merged_in_order_and_whole() {
+    for protocol in [Protocol::V2, Protocol::V1] {
+        let rx = Receiver::start().await.unwrap();
+        let polls: Vec<_> = (0..10).map(|p| poll(p, 4)).collect();
+        let batches: Vec<Request> = polls
+            .iter()
+            .map(|(b, _)| match protocol {
+                Protocol::V2 => b.clone(),
+                Protocol::V1 => kubelet_push::remote_write::rewrite::to_v1(&b.body).unwrap(),
+            })
+            .collect();
+        let metrics = start_catching_up(&rx, memory_queue(&batches), Negotiated::new(protocol))
+            .drained()
+            .await;
+        let got = rx.requests();
+        assert!(got
+            .iter()
+            .all(|r| r.protocol == protocol && r.status == 204));
+        assert!(
+            got.len() < 10,
+            "{protocol:?}: {} requests for 10 polls",
+            got.len()
+        );
+        let per_request = polls_per_request(&got);
+        assert_eq!(per_request.iter().sum::<usize>(), 10, "{per_request:?}");
+        assert!(per_request.iter().any(|n| *n > 1), "{per_request:?}");
+        let want: Vec<TimeSeries> = polls.iter().flat_map(|(_, e)| e.clone()).collect();
+        assert_eq!(bytes(&rx.accepted_series()), bytes(&want), "{protocol:?}");
+        assert_eq!(metrics.samples_sent.get(), 40);
+        for reason in DropReason::ALL {
+            assert_eq!(metrics.dropped_total(reason), 0, "{protocol:?} {reason:?}");
+        }
+    }
+}
+
+/// A 413 to a merged request drops nothing: the same polls go again in smaller requests.
+#[tokio::test]
+async fn a_413_to_a_merged_request_sends_smaller_ones_and_loses_nothing() {
+    let rx = Receiver::start().await.unwrap();
+    rx.push_response(Response::status(413).with_body("request too large"));
+    let polls: Vec<_> = (0..10).map(|p| poll(p, 4)).collect();
+    let batches: Vec<Request> = polls.iter().map(|(b, _)| b.clone()).collect();
+    let metrics = start_catching_up(&rx, memory_queue(&batches), Negotiated::new(Protocol::V2))
+        .drained()
+        .await;
+    let got = rx.requests();
+    assert_eq!(got[0].status, 413);
+    let refused = got[0].write_request.as_ref().unwrap().timeseries.len();
+    assert_eq!(refused, 40, "the first request held the whole backlog");
+    for r in &got[1..] {
+        assert_eq!(r.status, 204);
+        assert!(r.write_request.as_ref().unwrap().timeseries.len() <= refused / 2);
+    }
+    let want: Vec<TimeSeries> = polls.iter().flat_map(|(_, e)| e.clone()).collect();
+    assert_eq!(bytes(&rx.accepted_series()), bytes(&want));
+    assert_eq!(metrics.samples_sent.get(), 40);
+    assert_eq!(metrics.dropped_total(DropReason::Rejected), 0);
+}
+
+/// Any other rejection of a merged request drops nothing by itself: its polls go again one
+/// at a time, so a poll the receiver refuses takes no other down with it.
+#[tokio::test]
+async fn a_rejected_merged_request_goes_again_one_poll_at_a_time() {
+    let rx = Receiver::start().await.unwrap();
+    rx.push_response(Response::status(400).with_body("out of order sample"));
+    let polls: Vec<_> = (0..10).map(|p| poll(p, 4)).collect();
+    let batches: Vec<Request> = polls.iter().map(|(b, _)| b.clone()).collect();
+    let metrics = start_catching_up(&rx, memory_queue(&batches), Negotiated::new(Protocol::V2))
+        .drained()
+        .await;
+    let got = rx.requests();
+    assert_eq!(got[0].status, 400);
+    assert_eq!(polls_per_request(&got[1..11]), vec![1; 10]);
+    let want: Vec<TimeSeries> = polls.iter().flat_map(|(_, e)| e.clone()).collect();
+    assert_eq!(bytes(&rx.accepted_series()), bytes(&want));
+    assert_eq!(metrics.samples_sent.get(), 40);
+    assert_eq!(metrics.dropped_total(DropReason::Rejected), 0);
+}
+
+/// A merged 2.0 request to a receiver that does not take 2.0 is sent again as 1.0, merged,
+/// and the rest of the backlog follows as 1.0: nothing lost, order kept.
+#[tokio::test]
+async fn a_merged_2_0_request_falls_back_to_1_0_without_loss() {
+    let rx = Receiver::start().await.unwrap();
+    rx.answer_v2_like(Some(OldReceiver::Unsupported));
+    let polls: Vec<_> = (0..10).map(|p| poll(p, 4)).collect();
+    let batches: Vec<Request> = polls.iter().map(|(b, _)| b.clone()).collect();
+    let negotiated = Negotiated::new(Protocol::V2);
+    let metrics = start_catching_up(&rx, memory_queue(&batches), negotiated.clone())
+        .drained()
+        .await;
+    let got = rx.requests();
+    assert_eq!(wire(&got[..1]), vec![v2_wire(415)]);
+    assert!(got[1..]
+        .iter()
+        .all(|r| r.protocol == Protocol::V1 && r.status == 204));
+    let want: Vec<TimeSeries> = polls.iter().flat_map(|(_, e)| e.clone()).collect();
+    assert_eq!(bytes(&rx.accepted_series()), bytes(&want));
+    assert_eq!(negotiated.get(), Protocol::V1);
+    assert_eq!(metrics.samples_sent.get(), 40);
+}
+
+/// A merged request holds at most `--max-catch-up-size` of buffered bytes: here three polls'.
+#[tokio::test]
+async fn merged_requests_stay_within_the_bound() {
+    let rx = Receiver::start().await.unwrap();
+    let polls: Vec<_> = (0..10).map(|p| poll(p, 4)).collect();
+    let batches: Vec<Request> = polls.iter().map(|(b, _)| b.clone()).collect();
+    let largest = batches.iter().map(Request::size).max().unwrap();
+    let smallest = batches.iter().map(Request::size).min().unwrap();
+    // Room for three of the largest, never four of the smallest.
+    let bound = 3 * largest;
+    assert!(4 * smallest > bound, "polls of similar size");
+    let metrics = start_sender_with(
+        &rx.url(),
+        memory_queue(&batches),
+        Negotiated::new(Protocol::V2),
+        Duration::ZERO,
+        bound,
+    )
+    .drained()
+    .await;
+    let per_request = polls_per_request(&rx.requests());
+    assert_eq!(per_request, vec![3, 3, 3, 1]);
+    let want: Vec<TimeSeries> = polls.iter().flat_map(|(_, e)| e.clone()).collect();
+    assert_eq!(bytes(&rx.accepted_series()), bytes(&want));
+    assert_eq!(metrics.samples_sent.get(), 40);
 }

@@ -566,6 +566,75 @@ impl Buffer for DiskBuffer {
         }
     }
 
+    /// The front as [`Buffer::front`] reads it, then the records behind it, read in order from
+    /// their files, one at a time: memory holds at most `max_bytes` of bodies, however long the
+    /// backlog. A record that cannot be read ends the run early; its turn at the front deals
+    /// with it (see [`Buffer::front`]).
+    fn run(&mut self, max_bytes: u64) -> Result<Vec<(u64, Request)>, BufferError> {
+        let Some(front) = self.front()? else {
+            return Ok(Vec::new());
+        };
+        let mut total = front.1.size();
+        let mut next_seq = front.0.saturating_add(1);
+        let mut out = vec![front];
+        let Some(head) = self.head() else {
+            return Ok(out);
+        };
+        for (n, s) in self.segments.iter().skip(head).enumerate() {
+            // The head segment's front record was read above; later segments from their
+            // first pending record.
+            let (mut offset, mut index) = (s.read_offset, s.read_index);
+            if n == 0 {
+                let (disk, _, _) = match self.front_record_meta(head) {
+                    Ok(meta) => meta,
+                    Err(_) => return Ok(out),
+                };
+                offset += disk;
+                index += 1;
+            }
+            if index >= s.records {
+                continue;
+            }
+            let Ok(file) = File::open(&s.path) else {
+                return Ok(out);
+            };
+            let mut file = BufReader::new(file);
+            if file.seek(SeekFrom::Start(offset)).is_err() {
+                return Ok(out);
+            }
+            while index < s.records {
+                let Ok(frame) = read_head(&mut file, s.format, s.len.saturating_sub(offset)) else {
+                    return Ok(out);
+                };
+                if total.saturating_add(size_of_body(frame.body_len)) > max_bytes {
+                    return Ok(out);
+                }
+                let (Ok(body), Some(protocol)) =
+                    (frame.read_body(&mut file), frame.meta.protocol())
+                else {
+                    return Ok(out);
+                };
+                let seq = s.first_seq.saturating_add(index);
+                if seq != next_seq {
+                    return Ok(out);
+                }
+                let request = Request {
+                    protocol,
+                    body: Bytes::from(body),
+                    samples: frame.meta.samples,
+                    oldest_ms: frame.meta.oldest_ms,
+                    newest_ms: frame.meta.newest_ms,
+                };
+                total += request.size();
+                out.push((seq, request));
+                next_seq = seq.saturating_add(1);
+                offset += frame.disk_len();
+                index += 1;
+            }
+        }
+        Ok(out)
+    }
+
     /// On an error persisting the read position the batch is still removed (in memory); it
     /// may be delivered again after a restart.
     fn ack(&mut self, seq: u64) -> Result<(), BufferError> {

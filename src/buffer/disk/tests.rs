@@ -972,3 +972,49 @@ fn damage_found_at_run_time_is_skipped() {
     b.push(batch(4, 10)).unwrap();
     assert_eq!(drain(&mut b), [batch(4, 10)]);
 }
+
+/// A run reads the records behind the front in order, across segment files, bounded by
+/// bytes (the front always in it), and starts at the front again after acknowledgements.
+#[test]
+fn a_run_reads_on_across_segments_within_its_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut b, _) = DiskBuffer::open(dir.path(), 1 << 20).unwrap();
+    let pushed: Vec<Request> = (1..=20).map(|n| batch(n, 20_000)).collect();
+    for r in &pushed {
+        b.push(r.clone()).unwrap();
+    }
+    assert!(
+        segment_files(dir.path()).len() >= 3,
+        "spans several segments"
+    );
+    let all = b.run(u64::MAX).unwrap();
+    let seqs: Vec<u64> = all.iter().map(|(s, _)| *s).collect();
+    assert_eq!(seqs, (seqs[0]..seqs[0] + 20).collect::<Vec<_>>());
+    assert_eq!(all.into_iter().map(|(_, r)| r).collect::<Vec<_>>(), pushed);
+
+    let size = pushed[0].size();
+    let three = b.run(3 * size).unwrap();
+    assert_eq!(three.len(), 3);
+    assert_eq!(b.run(0).unwrap().len(), 1, "the front, whatever the bound");
+    // Acknowledged oldest first, the next run starts behind them, the front read again.
+    b.ack(three[0].0).unwrap();
+    b.ack(three[1].0).unwrap();
+    let rest = b.run(u64::MAX).unwrap();
+    assert_eq!(rest.len(), 18);
+    assert_eq!(rest[0].0, three[2].0);
+    assert_eq!(
+        rest.into_iter().map(|(_, r)| r).collect::<Vec<_>>(),
+        pushed[2..]
+    );
+    // A reopened buffer reads the same run.
+    drop(b);
+    let (mut b, _) = DiskBuffer::open(dir.path(), 1 << 20).unwrap();
+    assert_eq!(
+        b.run(u64::MAX)
+            .unwrap()
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect::<Vec<_>>(),
+        pushed[2..]
+    );
+}
