@@ -40,7 +40,7 @@ use crate::remote_write::{
     rewrite, Negotiated, Protocol, RemoteWriteClient, Request, SendError, Written,
 };
 use crate::rng::SplitMix64;
-use crate::telemetry::{DestinationMetrics, DropReason};
+use crate::telemetry::{DestinationMetrics, DropReason, Metrics};
 
 /// Exponential backoff with full jitter below the cap and a jittered period at it, as a
 /// value: `next_delay` is a pure function of the attempt count and the random state, so it is
@@ -226,15 +226,23 @@ pub async fn run(
         // disk), its turn has come to be 1.0; and cut by age. One that leaves nothing to send
         // (counted where it was cut) is acknowledged with the run.
         let seq = run[0].0;
+        // What converting and trimming a run drops is counted once the run is acknowledged:
+        // a merged request given up (a rejection, an eviction) is read and trimmed again.
+        let cut = if run.len() > 1 {
+            Some(Metrics::new().destination(metrics.url()))
+        } else {
+            None
+        };
+        let counted = cut.as_deref().unwrap_or(&metrics);
         let mut seqs = Vec::with_capacity(run.len());
         let mut parts: Vec<Request> = Vec::with_capacity(run.len());
         for (s, batch) in run {
             let batch = if batch.protocol == Protocol::V2 && negotiated.get() == Protocol::V1 {
-                to_v1(&batch, &metrics).ok()
+                to_v1(&batch, counted).ok()
             } else {
                 Some(batch)
             };
-            let batch = batch.and_then(|b| trim_to_age(b, settings.max_sample_age, &metrics));
+            let batch = batch.and_then(|b| trim_to_age(b, settings.max_sample_age, counted));
             // One protocol per request: a run ends before a batch of another.
             if let (Some(b), Some(first)) = (&batch, parts.first()) {
                 if b.protocol != first.protocol {
@@ -247,6 +255,7 @@ pub async fn run(
         let merged = parts.len() > 1;
         let mut batch = match parts.len() {
             0 => {
+                count_cut(cut.as_deref(), &metrics);
                 acknowledge_all(&queue, &seqs, &metrics, &mut ack_failing);
                 singles = singles.saturating_sub(seqs.len());
                 continue;
@@ -370,8 +379,19 @@ pub async fn run(
                 metrics.dropped(DropReason::Rejected, samples);
             }
         }
+        count_cut(cut.as_deref(), &metrics);
         acknowledge_all(&queue, &seqs, &metrics, &mut ack_failing);
         singles = singles.saturating_sub(seqs.len());
+    }
+}
+
+/// Adds what preparing a merged run dropped (`cut`, counted aside) to the destination's drops.
+fn count_cut(cut: Option<&DestinationMetrics>, metrics: &DestinationMetrics) {
+    for reason in DropReason::ALL {
+        let n = cut.map_or(0, |c| c.dropped_total(reason));
+        if n > 0 {
+            metrics.dropped(reason, n);
+        }
     }
 }
 

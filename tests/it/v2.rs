@@ -127,13 +127,20 @@ fn start_sender(rx: &Receiver, queue: Arc<Queue>, negotiated: Negotiated) -> Run
 
 fn start_sender_at(url: &str, queue: Arc<Queue>, negotiated: Negotiated) -> Running {
     // Never behind: each buffered request goes as it is (merging: the catch-up tests).
-    start_sender_with(url, queue, negotiated, Duration::from_secs(3600), 2 << 20)
+    start_sender_with(
+        url,
+        queue,
+        negotiated,
+        Duration::from_secs(3600),
+        2 << 20,
+        None,
+    )
 }
 
 /// A sender that is behind from its first request on (a poll interval of zero): whatever
 /// waits goes merged, as after an outage.
 fn start_catching_up(rx: &Receiver, queue: Arc<Queue>, negotiated: Negotiated) -> Running {
-    start_sender_with(&rx.url(), queue, negotiated, Duration::ZERO, 2 << 20)
+    start_sender_with(&rx.url(), queue, negotiated, Duration::ZERO, 2 << 20, None)
 }
 
 fn start_sender_with(
@@ -142,6 +149,7 @@ fn start_sender_with(
     negotiated: Negotiated,
     interval: Duration,
     max_catch_up_bytes: u64,
+    max_sample_age: Option<Duration>,
 ) -> Running {
     // No request to the in-process receiver is cut short and sent again (which the exact
     // request lists below would show), however loaded the machine.
@@ -156,7 +164,7 @@ fn start_sender_with(
     let settings = SenderSettings {
         min_backoff: Duration::from_millis(5),
         max_backoff: Duration::from_millis(20),
-        max_sample_age: None,
+        max_sample_age,
         max_catch_up_bytes,
         interval,
     };
@@ -875,6 +883,7 @@ async fn merged_requests_stay_within_the_bound() {
         Negotiated::new(Protocol::V2),
         Duration::ZERO,
         bound,
+        None,
     )
     .drained()
     .await;
@@ -883,4 +892,40 @@ async fn merged_requests_stay_within_the_bound() {
     let want: Vec<TimeSeries> = polls.iter().flat_map(|(_, e)| e.clone()).collect();
     assert_eq!(bytes(&rx.accepted_series()), bytes(&want));
     assert_eq!(metrics.samples_sent.get(), 40);
+}
+
+/// What a merged run cuts by age is counted once, even when the merged request is given up
+/// and its polls go again one at a time (each read and cut again).
+#[tokio::test]
+async fn a_cut_by_age_in_a_run_given_up_is_counted_once() {
+    let rx = Receiver::start().await.unwrap();
+    rx.push_response(Response::status(400).with_body("out of order sample"));
+    // Five polls a minute old (past --max-sample-age 30s), five 20 s old (within it).
+    let polls: Vec<_> = (0..5).chain(40..45).map(|p| poll(p, 4)).collect();
+    let batches: Vec<Request> = polls.iter().map(|(b, _)| b.clone()).collect();
+    let metrics = start_sender_with(
+        &rx.url(),
+        memory_queue(&batches),
+        Negotiated::new(Protocol::V2),
+        Duration::ZERO,
+        2 << 20,
+        Some(Duration::from_secs(30)),
+    )
+    .drained()
+    .await;
+    let got = rx.requests();
+    assert_eq!(
+        got[0].status, 400,
+        "the merged request of the five fresh polls"
+    );
+    assert_eq!(polls_per_request(&got[1..]), vec![1; 5]);
+    let want: Vec<TimeSeries> = polls[5..].iter().flat_map(|(_, e)| e.clone()).collect();
+    assert_eq!(bytes(&rx.accepted_series()), bytes(&want));
+    assert_eq!(metrics.samples_sent.get(), 20);
+    assert_eq!(
+        metrics.dropped_total(DropReason::TooOld),
+        20,
+        "counted once"
+    );
+    assert_eq!(metrics.dropped_total(DropReason::Rejected), 0);
 }
