@@ -184,17 +184,14 @@ fn trim(c: &mut Criterion) {
         oldest_ms: request.oldest_ms,
         newest_ms: request.newest_ms,
     };
-    let metrics = Metrics::new().destination("http://bench/");
     c.bench_function("trim_to_age_straddling_2000_samples", |b| {
         b.iter_batched(
             || batch.clone(),
             |batch| {
-                let kept = kubelet_push::sender::trim_to_age(
-                    batch,
-                    Some(Duration::from_secs(3600)),
-                    &metrics,
-                )
-                .expect("fresh half kept");
+                let (kept, cut) =
+                    kubelet_push::sender::trim_to_age(batch, Some(Duration::from_secs(3600)));
+                let kept = kept.expect("fresh half kept");
+                assert_eq!(cut, 1000);
                 assert_eq!(kept.samples, 1000);
                 kept
             },

@@ -40,7 +40,7 @@ use crate::remote_write::{
     rewrite, Negotiated, Protocol, RemoteWriteClient, Request, SendError, Written,
 };
 use crate::rng::SplitMix64;
-use crate::telemetry::{DestinationMetrics, DropReason, Metrics};
+use crate::telemetry::{DestinationMetrics, DropReason};
 
 /// Exponential backoff with full jitter below the cap and a jittered period at it, as a
 /// value: `next_delay` is a pure function of the attempt count and the random state, so it is
@@ -53,9 +53,6 @@ use crate::telemetry::{DestinationMetrics, DropReason, Metrics};
 /// random (so a fleet's attempts stay spread), and a receiver that comes back is noticed at
 /// most `max` later (full jitter at the cap would spend two attempts per `max` on average for
 /// the same worst case).
-/// The longest `Retry-After` honoured (unless `--max-backoff` is longer).
-pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
-
 #[derive(Debug, Clone)]
 pub struct Backoff {
     min: Duration,
@@ -114,6 +111,9 @@ impl Backoff {
     }
 }
 
+/// The longest `Retry-After` honoured (unless `--max-backoff` is longer).
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+
 /// backon drives the retry loop; this is the delay sequence it sleeps by. It never ends: a
 /// batch is retried until it succeeds or is dropped by age.
 impl Iterator for Backoff {
@@ -164,150 +164,341 @@ pub async fn run(
     drain: CancellationToken,
     stop: CancellationToken,
 ) {
-    let seed = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0x9e37_79b9, |d| d.as_nanos() as u64)
-        ^ u64::from(std::process::id());
     metrics.remote_write_protocol(negotiated.get());
-    let mut failing = Failing::default();
-    let mut read_errors = Episode::default();
-    // Failures to record a delivery in the buffer, logged when they start and when they end.
-    let mut ack_failing = Episode::default();
-    // A receiver that rejects every request (a tenant limit, a relabelling rule answering
-    // 400) would otherwise log once per poll forever: log when rejections start or change status.
-    let mut rejecting = Episode::default();
-    let mut rejected_status = None;
-    // A 2.0 receiver writing fewer samples than sent would do so on every poll (a limit, a
-    // relabelling that drops series): logged when it starts and when it ends.
-    let mut partial = Episode::default();
-    // The catch-up bound for this destination: halved by a 413 to a merged request.
-    let mut bound = settings.max_catch_up_bytes;
-    // After a merged request was rejected, this many batches go one at a time, so a poll the
-    // receiver refuses takes no other poll down with it.
-    let mut singles = 0usize;
-    // Since when the buffer has held something: a buffer that empties every poll is keeping
-    // up, and a poll's requests go as the poller split them (`--max-samples-per-send`); one
-    // that has not been empty for a whole interval is behind (an outage, a slow link), and
-    // its requests go merged.
-    let mut waiting_since: Option<tokio::time::Instant> = None;
+    let mut sender = Sender::new(client, queue, metrics, settings, negotiated);
     loop {
-        if waiting_since.is_none() && !queue.is_empty() {
-            waiting_since = Some(tokio::time::Instant::now());
-        }
-        let behind = waiting_since.is_some_and(|t| t.elapsed() >= settings.interval);
-        let max_bytes = if singles > 0 || !behind { 0 } else { bound };
-        let run = match queue.run(max_bytes) {
-            Ok(run) if !run.is_empty() => run,
-            Ok(_) => {
-                waiting_since = None;
-                if drain.is_cancelled() {
-                    return;
-                }
-                tokio::select! {
-                    _ = queue.changed() => continue,
-                    _ = drain.cancelled() => continue,
-                    _ = stop.cancelled() => return,
-                }
-            }
-            Err(error) => {
-                if read_errors.fail() {
-                    warn!(%error, "cannot read the buffer; retrying");
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(settings.max_backoff) => continue,
-                    _ = stop.cancelled() => return,
-                }
-            }
+        let Some(run) = sender.next_run(&drain, &stop).await else {
+            return;
         };
-        if let Some((n, _)) = read_errors.recover() {
-            info!(failed_reads = n, "buffer readable again");
-        }
-        // Each batch as it goes: buffered before the fallback (or by an earlier run, from
-        // disk), its turn has come to be 1.0; and cut by age. One that leaves nothing to send
-        // (counted where it was cut) is acknowledged with the run.
-        let seq = run[0].0;
-        // What converting and trimming a run drops is counted once the run is acknowledged:
-        // a merged request given up (a rejection, an eviction) is read and trimmed again.
-        let cut = if run.len() > 1 {
-            Some(Metrics::new().destination(metrics.url()))
-        } else {
-            None
-        };
-        let counted = cut.as_deref().unwrap_or(&metrics);
-        let mut seqs = Vec::with_capacity(run.len());
-        let mut parts: Vec<Request> = Vec::with_capacity(run.len());
-        for (s, batch) in run {
-            let batch = if batch.protocol == Protocol::V2 && negotiated.get() == Protocol::V1 {
-                to_v1(&batch, counted).ok()
-            } else {
-                Some(batch)
-            };
-            let batch = batch.and_then(|b| trim_to_age(b, settings.max_sample_age, counted));
-            // One protocol per request: a run ends before a batch of another.
-            if let (Some(b), Some(first)) = (&batch, parts.first()) {
-                if b.protocol != first.protocol {
-                    break;
-                }
-            }
-            seqs.push(s);
-            parts.extend(batch);
-        }
-        let merged = parts.len() > 1;
-        let mut batch = match parts.len() {
+        let Prepared { parts, mut bodies } =
+            prepare(run, sender.negotiated.get(), sender.settings.max_sample_age);
+        let merged = bodies.len() > 1;
+        let batch = match bodies.len() {
             0 => {
-                count_cut(cut.as_deref(), &metrics);
-                acknowledge_all(&queue, &seqs, &metrics, &mut ack_failing);
-                singles = singles.saturating_sub(seqs.len());
+                sender.acknowledge(&parts);
                 continue;
             }
-            1 => parts.pop().unwrap_or_else(|| unreachable!("one part")),
-            _ => match rewrite::merge(parts[0].protocol, &parts) {
+            1 => bodies.pop().unwrap_or_else(|| unreachable!("one body")),
+            _ => match rewrite::merge(bodies[0].protocol, &bodies) {
                 Ok(m) => m,
                 Err(error) => {
                     // Our own bodies; one that cannot be read goes alone, where the single
                     // path counts it.
                     debug!(%error, "cannot merge buffered requests; sending them one at a time");
-                    singles = seqs.len();
+                    sender.singles = parts.len();
                     continue;
                 }
             },
         };
-        // At most two rounds: the batch as it is, and, when a 2.0 batch shows the receiver
-        // does not take 2.0, the same samples as 1.0.
-        let result = loop {
+        let Some((batch, result)) = sender.send(batch, parts[0].seq, &stop).await else {
+            // The batch stays in the buffer: a disk buffer sends it after a restart.
+            return;
+        };
+        match result {
+            Err(Failure::Send(error @ SendError::Permanent { .. })) if merged => {
+                sender.merged_rejected(&error, batch.size(), parts.len());
+            }
+            Err(Failure::Evicted) => {
+                debug!(
+                    samples = batch.samples,
+                    "request evicted from the full buffer while retrying"
+                );
+                // Only its oldest part may be gone: the rest is read again, not acknowledged.
+            }
+            result => {
+                let evicted = sender.acknowledge(&parts);
+                sender.settle(result, u64::from(batch.samples), evicted);
+            }
+        }
+    }
+}
+
+/// One destination's sender between two runs: what it is sending to and with, and what it
+/// remembers across runs (the log's episodes, the catch-up bound, whether it is behind).
+struct Sender {
+    client: RemoteWriteClient,
+    queue: Arc<Queue>,
+    metrics: Arc<DestinationMetrics>,
+    settings: SenderSettings,
+    negotiated: Negotiated,
+    /// Seeds each batch's backoff (`seed ^ seq`).
+    seed: u64,
+    failing: Failing,
+    read_errors: Episode,
+    /// Failures to record a delivery in the buffer, logged when they start and when they end.
+    ack_failing: Episode,
+    /// A receiver that rejects every request (a tenant limit, a relabelling rule answering
+    /// 400) would otherwise log once per poll forever: logged when rejections start or change
+    /// status.
+    rejecting: Episode,
+    rejected_status: Option<reqwest::StatusCode>,
+    /// A 2.0 receiver writing fewer samples than sent would do so on every poll (a limit, a
+    /// relabelling that drops series): logged when it starts and when it ends.
+    partial: Episode,
+    /// The catch-up bound for this destination: halved by a 413 to a merged request.
+    bound: u64,
+    /// After a merged request was rejected, this many batches go one at a time, so a poll the
+    /// receiver refuses takes no other poll down with it.
+    singles: usize,
+    /// Since when the buffer has held something: a buffer that empties every poll is keeping
+    /// up, and a poll's requests go as the poller split them (`--max-samples-per-send`); one
+    /// that has not been empty for a whole interval is behind (an outage, a slow link), and
+    /// its requests go merged.
+    waiting_since: Option<tokio::time::Instant>,
+}
+
+/// A run's batches made ready to send.
+struct Prepared {
+    /// Every batch of the run, oldest first: acknowledged together.
+    parts: Vec<Part>,
+    /// What is left to send of them, in the same order (a batch cut to nothing has none).
+    bodies: Vec<Request>,
+}
+
+/// One batch of a run.
+struct Part {
+    seq: u64,
+    /// Samples it sends, after the cuts.
+    samples: u64,
+    /// What preparing it cut out: counted when it is acknowledged, not when it is prepared,
+    /// because a merged request given up (a rejection, an eviction) is read and prepared again.
+    cut: Cut,
+}
+
+/// Samples cut out of a batch before it is sent, by reason.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Cut {
+    /// Older than `--max-sample-age`.
+    too_old: u64,
+    /// A 2.0 batch that had to go as 1.0 and could not be converted (counted as rejected).
+    unconvertible: u64,
+}
+
+impl Cut {
+    fn count(self, metrics: &DestinationMetrics) {
+        for (reason, n) in [
+            (DropReason::TooOld, self.too_old),
+            (DropReason::Rejected, self.unconvertible),
+        ] {
+            if n > 0 {
+                metrics.dropped(reason, n);
+            }
+        }
+    }
+}
+
+/// Makes each batch of `run` ready to go with `protocol`, the destination's: a 2.0 batch
+/// buffered before the fallback (or by an earlier run, from disk) is converted to 1.0, and
+/// each is cut by age. One protocol per request: the run ends before a batch of another.
+fn prepare(run: Vec<(u64, Request)>, protocol: Protocol, max_age: Option<Duration>) -> Prepared {
+    let mut prepared = Prepared {
+        parts: Vec::with_capacity(run.len()),
+        bodies: Vec::with_capacity(run.len()),
+    };
+    for (seq, batch) in run {
+        let mut cut = Cut::default();
+        let batch = if batch.protocol == Protocol::V2 && protocol == Protocol::V1 {
+            to_v1(&batch)
+                .map_err(|samples| cut.unconvertible = samples)
+                .ok()
+        } else {
+            Some(batch)
+        };
+        let batch = batch.and_then(|b| {
+            let (kept, too_old) = trim_to_age(b, max_age);
+            cut.too_old = too_old;
+            kept
+        });
+        if let (Some(b), Some(first)) = (&batch, prepared.bodies.first()) {
+            if b.protocol != first.protocol {
+                break;
+            }
+        }
+        prepared.parts.push(Part {
+            seq,
+            samples: batch.as_ref().map_or(0, |b| u64::from(b.samples)),
+            cut,
+        });
+        prepared.bodies.extend(batch);
+    }
+    prepared
+}
+
+impl Sender {
+    fn new(
+        client: RemoteWriteClient,
+        queue: Arc<Queue>,
+        metrics: Arc<DestinationMetrics>,
+        settings: SenderSettings,
+        negotiated: Negotiated,
+    ) -> Self {
+        let seed = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0x9e37_79b9, |d| d.as_nanos() as u64)
+            ^ u64::from(std::process::id());
+        Sender {
+            client,
+            queue,
+            metrics,
+            bound: settings.max_catch_up_bytes,
+            settings,
+            negotiated,
+            seed,
+            failing: Failing::default(),
+            read_errors: Episode::default(),
+            ack_failing: Episode::default(),
+            rejecting: Episode::default(),
+            rejected_status: None,
+            partial: Episode::default(),
+            singles: 0,
+            waiting_since: None,
+        }
+    }
+
+    /// The next run of batches to send: the oldest alone, or, when behind, the oldest merged
+    /// up to the catch-up bound. Waits while the buffer is empty; `None` when the sender is
+    /// to end (`stop`, or `drain` with nothing left).
+    async fn next_run(
+        &mut self,
+        drain: &CancellationToken,
+        stop: &CancellationToken,
+    ) -> Option<Vec<(u64, Request)>> {
+        loop {
+            if self.waiting_since.is_none() && !self.queue.is_empty() {
+                self.waiting_since = Some(tokio::time::Instant::now());
+            }
+            let behind = self
+                .waiting_since
+                .is_some_and(|t| t.elapsed() >= self.settings.interval);
+            let max_bytes = if self.singles > 0 || !behind {
+                0
+            } else {
+                self.bound
+            };
+            match self.queue.run(max_bytes) {
+                Ok(run) if !run.is_empty() => {
+                    if let Some((n, _)) = self.read_errors.recover() {
+                        info!(failed_reads = n, "buffer readable again");
+                    }
+                    return Some(run);
+                }
+                Ok(_) => {
+                    self.waiting_since = None;
+                    if drain.is_cancelled() {
+                        return None;
+                    }
+                    tokio::select! {
+                        _ = self.queue.changed() => {}
+                        _ = drain.cancelled() => {}
+                        _ = stop.cancelled() => return None,
+                    }
+                }
+                Err(error) => {
+                    if self.read_errors.fail() {
+                        warn!(%error, "cannot read the buffer; retrying");
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(self.settings.max_backoff) => {}
+                        _ = stop.cancelled() => return None,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends `batch` (the run starting at `seq`) until it is delivered or given up, and gives
+    /// it back as it went last with the outcome. At most two rounds: the batch as it is, and,
+    /// when a 2.0 batch shows the receiver does not take 2.0, the same samples as 1.0. `None`
+    /// once `stop` is cancelled.
+    async fn send(
+        &mut self,
+        mut batch: Request,
+        seq: u64,
+        stop: &CancellationToken,
+    ) -> Option<(Request, Result<Option<Written>, Failure>)> {
+        loop {
             let result = tokio::select! {
-                r = deliver(&client, &queue, &metrics, &settings, seed, seq, &batch, &mut failing) => r,
-                // The batch stays in the buffer: a disk buffer sends it after a restart.
-                _ = stop.cancelled() => return,
+                r = deliver(&self.client, &self.queue, &self.metrics, &self.settings, self.seed, seq, &batch, &mut self.failing) => r,
+                _ = stop.cancelled() => return None,
             };
             match result {
                 Err(Failure::Send(SendError::NotV2 { status }))
                     if batch.protocol == Protocol::V2 =>
                 {
-                    if negotiated.fall_back_to_v1() {
-                        metrics.remote_write_protocol(Protocol::V1);
+                    if self.negotiated.fall_back_to_v1() {
+                        self.metrics.remote_write_protocol(Protocol::V1);
                         info!(
-                            remote = client.display_url(),
+                            remote = self.client.display_url(),
                             status = status.as_u16(),
                             "the receiver does not take Remote Write 2.0; sending this request and every later one as 1.0"
                         );
                     }
-                    match to_v1(&batch, &metrics) {
+                    match to_v1(&batch) {
                         Ok(b) => batch = b,
-                        Err(f) => break Err(f),
+                        Err(_) => return Some((batch, Err(Failure::Unconvertible))),
                     }
                 }
-                other => break other,
+                other => return Some((batch, other)),
             }
-        };
-        let samples = u64::from(batch.samples);
+        }
+    }
+
+    /// A merged request the receiver rejected: nothing is dropped. A 413 halves the bound;
+    /// any other rejection sends the same polls one at a time, and the single path decides.
+    fn merged_rejected(&mut self, error: &SendError, size: u64, batches: usize) {
+        if error.status() == Some(reqwest::StatusCode::PAYLOAD_TOO_LARGE) {
+            self.bound = (size / 2).min(self.bound / 2);
+            info!(%error, max_bytes = self.bound, "the receiver refused a catch-up request as too large; sending smaller ones");
+        } else {
+            self.singles = batches;
+            debug!(%error, requests = batches, "a catch-up request was rejected; sending its requests one at a time");
+        }
+    }
+
+    /// Removes the run's batches from the buffer, oldest first, counting what preparing each
+    /// cut out; returns the samples (as sent) of those the buffer evicted for room while they
+    /// were in flight. Those the eviction counted as dropped already: they count as nothing
+    /// else, whatever the receiver answered.
+    fn acknowledge(&mut self, parts: &[Part]) -> u64 {
+        let mut evicted = 0;
+        for part in parts {
+            let (levels, result) = self.queue.ack(part.seq);
+            self.metrics.buffer_levels(levels);
+            match result {
+                Ok(false) => {
+                    evicted += part.samples;
+                    continue;
+                }
+                Ok(true) => {
+                    if let Some((n, _)) = self.ack_failing.recover() {
+                        info!(failed = n, "recording deliveries in the buffer works again");
+                    }
+                }
+                // Found, and removed in memory: the batch may be sent again after a restart.
+                Err(error) => {
+                    if self.ack_failing.fail() {
+                        warn!(%error, "cannot record delivery in the buffer; requests may be sent again after a restart");
+                    }
+                }
+            }
+            part.cut.count(&self.metrics);
+        }
+        self.singles = self.singles.saturating_sub(parts.len());
+        evicted
+    }
+
+    /// Counts and logs how an acknowledged request of `samples` samples ended; `evicted` of
+    /// them were counted as dropped by the buffer already.
+    fn settle(&mut self, result: Result<Option<Written>, Failure>, samples: u64, evicted: u64) {
+        let ours = |n: u64| n.saturating_sub(evicted);
         match result {
             Ok(written) => {
                 let stored = written.map_or(samples, |w| w.samples.min(samples));
-                metrics.sent(stored);
+                self.metrics.sent(ours(stored));
                 if stored < samples {
-                    metrics.dropped(DropReason::ReceiverRefused, samples - stored);
-                    if partial.fail() {
+                    self.metrics
+                        .dropped(DropReason::ReceiverRefused, samples - stored);
+                    if self.partial.fail() {
                         warn!(
                             sent = samples,
                             written = stored,
@@ -320,53 +511,36 @@ pub async fn run(
                             "the receiver wrote fewer samples again"
                         );
                     }
-                } else if let Some((n, _)) = partial.recover() {
+                } else if let Some((n, _)) = self.partial.recover() {
                     info!(
                         partial_requests = n,
                         "the receiver writes every sample again"
                     );
                 }
-                if let Some((n, took)) = failing.recover() {
+                if let Some((n, took)) = self.failing.recover() {
                     info!(failed_attempts = n, after = ?Duration::from_secs(took.as_secs()), "remote write recovered");
                 }
-                if let Some((n, _)) = rejecting.recover() {
+                if let Some((n, _)) = self.rejecting.recover() {
                     info!(rejected_requests = n, "receiver accepts requests again");
-                    rejected_status = None;
+                    self.rejected_status = None;
                 }
-            }
-            Err(Failure::Send(error @ SendError::Permanent { .. })) if merged => {
-                // Nothing dropped for a merged request: a 413 halves the bound, any other
-                // rejection sends the same polls one at a time, and the single path decides.
-                if error.status() == Some(reqwest::StatusCode::PAYLOAD_TOO_LARGE) {
-                    bound = (batch.size() / 2).min(bound / 2);
-                    info!(%error, max_bytes = bound, "the receiver refused a catch-up request as too large; sending smaller ones");
-                } else {
-                    singles = seqs.len();
-                    debug!(%error, requests = seqs.len(), "a catch-up request was rejected; sending its requests one at a time");
-                }
-                continue;
             }
             Err(Failure::Send(error @ SendError::Permanent { .. })) => {
-                metrics.dropped(DropReason::Rejected, samples);
-                let first = rejecting.fail();
-                if first || rejected_status != error.status() {
-                    rejected_status = error.status();
+                self.metrics.dropped(DropReason::Rejected, ours(samples));
+                let first = self.rejecting.fail();
+                if first || self.rejected_status != error.status() {
+                    self.rejected_status = error.status();
                     warn!(%error, samples, "remote write rejected by the receiver; request dropped");
                 } else {
                     debug!(%error, samples, "remote write rejected again; request dropped");
                 }
             }
-            Err(Failure::Unconvertible) => {}
-            Err(Failure::Evicted) => {
-                debug!(
-                    samples,
-                    "request evicted from the full buffer while retrying"
-                );
-                // Only its oldest part may be gone: the rest is read again, not acknowledged.
-                continue;
+            Err(Failure::Unconvertible) => {
+                self.metrics.dropped(DropReason::Rejected, ours(samples));
             }
+            Err(Failure::Evicted) => {}
             Err(Failure::TooOld) => {
-                metrics.dropped(DropReason::TooOld, samples);
+                self.metrics.dropped(DropReason::TooOld, ours(samples));
                 debug!(
                     samples,
                     "request aged past --max-sample-age while retrying; dropped"
@@ -376,21 +550,8 @@ pub async fn run(
                 // `when` retries every retryable error and the backoff never ends; NotV2 only
                 // comes for 2.0 bodies, which were converted above.
                 warn!(%error, "remote write gave up unexpectedly; request dropped");
-                metrics.dropped(DropReason::Rejected, samples);
+                self.metrics.dropped(DropReason::Rejected, ours(samples));
             }
-        }
-        count_cut(cut.as_deref(), &metrics);
-        acknowledge_all(&queue, &seqs, &metrics, &mut ack_failing);
-        singles = singles.saturating_sub(seqs.len());
-    }
-}
-
-/// Adds what preparing a merged run dropped (`cut`, counted aside) to the destination's drops.
-fn count_cut(cut: Option<&DestinationMetrics>, metrics: &DestinationMetrics) {
-    for reason in DropReason::ALL {
-        let n = cut.map_or(0, |c| c.dropped_total(reason));
-        if n > 0 {
-            metrics.dropped(reason, n);
         }
     }
 }
@@ -514,53 +675,24 @@ impl Failing {
 }
 
 /// A 2.0 batch as the 1.0 batch with the same series and samples. A body that cannot be read
-/// is counted as rejected (what a 1.0 receiver would do with it; the agent wrote it, so this
-/// means damage the disk buffer's checksum did not catch) and logged.
-fn to_v1(batch: &Request, metrics: &DestinationMetrics) -> Result<Request, Failure> {
+/// is logged and its samples are returned, to be counted as rejected (what a 1.0 receiver
+/// would do with it; the agent wrote it, so this means damage the disk buffer's checksum did
+/// not catch).
+fn to_v1(batch: &Request) -> Result<Request, u64> {
     rewrite::to_v1(&batch.body).map_err(|error| {
-        metrics.dropped(DropReason::Rejected, u64::from(batch.samples));
         warn!(%error, samples = batch.samples, "a Remote Write 2.0 request cannot be converted to 1.0; dropped");
-        Failure::Unconvertible
+        u64::from(batch.samples)
     })
-}
-
-/// [`acknowledge`] each of `seqs`, oldest first.
-fn acknowledge_all(
-    queue: &Queue,
-    seqs: &[u64],
-    metrics: &DestinationMetrics,
-    failing: &mut Episode,
-) {
-    for &seq in seqs {
-        acknowledge(queue, seq, metrics, failing);
-    }
-}
-
-/// Removes batch `seq` from the buffer and updates the gauges. A failure to record that on
-/// disk only means the batch may be sent again after a restart: logged, not returned.
-fn acknowledge(queue: &Queue, seq: u64, metrics: &DestinationMetrics, failing: &mut Episode) {
-    let (levels, result) = queue.ack(seq);
-    metrics.buffer_levels(levels);
-    match result {
-        Err(error) if failing.fail() => {
-            warn!(%error, "cannot record delivery in the buffer; requests may be sent again after a restart")
-        }
-        Err(_) => {}
-        Ok(()) => {
-            if let Some((n, _)) = failing.recover() {
-                info!(failed = n, "recording deliveries in the buffer works again");
-            }
-        }
-    }
 }
 
 fn too_old(timestamp_ms: i64, max_age: Duration) -> bool {
     now_ms().saturating_sub(timestamp_ms) > i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// Applies `--max-sample-age` before a batch is sent: all too old → `None` (counted as
-/// dropped); partly too old → the old samples are cut out of the body (1.0 or 2.0, which stays
-/// what it was); else unchanged.
+/// Applies `--max-sample-age` before a batch is sent, returning what is left of it and how
+/// many samples were cut: all too old → `None`; partly too old → the old samples are cut out
+/// of the body (1.0 or 2.0, which stays what it was); else unchanged. The caller counts the
+/// cut as dropped.
 ///
 /// The common cases need no decoding: the batch's time bounds, kept beside the body (and in
 /// every disk record), decide "all too old" and "none too old". Only a batch that straddles
@@ -569,32 +701,26 @@ fn too_old(timestamp_ms: i64, max_age: Duration) -> bool {
 /// a long outage leaves right at the limit; `cargo bench --bench pipeline` measures it at about
 /// 1 ms for a 2,000-sample batch (docs/performance.md), so keeping per-series time bounds
 /// beside every body was not worth the bytes it would add to the buffer.
-pub fn trim_to_age(
-    batch: Request,
-    max_age: Option<Duration>,
-    metrics: &DestinationMetrics,
-) -> Option<Request> {
+pub fn trim_to_age(batch: Request, max_age: Option<Duration>) -> (Option<Request>, u64) {
     let Some(age) = max_age else {
-        return Some(batch);
+        return (Some(batch), 0);
     };
     if too_old(batch.newest_ms, age) {
-        metrics.dropped(DropReason::TooOld, u64::from(batch.samples));
-        return None;
+        return (None, u64::from(batch.samples));
     }
     if !too_old(batch.oldest_ms, age) {
-        return Some(batch);
+        return (Some(batch), 0);
     }
     let Ok((kept, cut)) = rewrite::retain(batch.protocol, &batch.body, |ts| !too_old(ts, age))
     else {
         // Our own encoding; if it cannot be read the receiver could not either. Send as is.
-        return Some(batch);
+        return (Some(batch), 0);
     };
-    metrics.dropped(DropReason::TooOld, cut);
-    let kept = kept?;
-    Some(Request {
+    let kept = kept.map(|kept| Request {
         newest_ms: batch.newest_ms,
         ..kept
-    })
+    });
+    (kept, cut)
 }
 
 #[cfg(test)]
@@ -647,14 +773,14 @@ mod tests {
             oldest_ms: old,
             newest_ms: fresh,
         };
-        let metrics = crate::telemetry::Metrics::new().destination("http://r/");
-        let kept = trim_to_age(batch, Some(Duration::from_secs(600)), &metrics).unwrap();
+        let (kept, cut) = trim_to_age(batch, Some(Duration::from_secs(600)));
+        let kept = kept.unwrap();
         assert_eq!(kept.protocol, Protocol::V2);
         assert_eq!(
             (kept.samples, kept.oldest_ms, kept.newest_ms),
             (1, fresh, fresh)
         );
-        assert_eq!(metrics.dropped_total(DropReason::TooOld), 2);
+        assert_eq!(cut, 2);
         let got = crate::remote_write::wire::decode_v2(&kept.body).unwrap();
         assert_eq!(got.timeseries.len(), 1);
         assert_eq!(got.timeseries[0].labels_refs, vec![1, 2]);

@@ -71,11 +71,12 @@ impl Buffer for MemoryBuffer {
             .collect())
     }
 
-    fn ack(&mut self, seq: u64) -> Result<(), BufferError> {
-        if self.batches.front().is_some_and(|(s, _)| *s == seq) {
+    fn ack(&mut self, seq: u64) -> Result<bool, BufferError> {
+        let found = self.batches.front().is_some_and(|(s, _)| *s == seq);
+        if found {
             self.pop_oldest();
         }
-        Ok(())
+        Ok(found)
     }
 
     fn len(&self) -> usize {
@@ -162,7 +163,7 @@ mod tests {
             dropped,
             Dropped {
                 batches: 1,
-                samples: 1
+                samples: 1,
             }
         );
         b.ack(in_flight).unwrap();
@@ -186,7 +187,7 @@ mod tests {
             b.push(batch(7, 100)).unwrap(),
             Dropped {
                 batches: 1,
-                samples: 7
+                samples: 7,
             }
         );
         assert!(b.is_empty());

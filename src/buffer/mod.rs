@@ -116,8 +116,10 @@ pub trait Buffer: Send {
     /// oldest first.
     fn run(&mut self, max_bytes: u64) -> Result<Vec<(u64, Request)>, BufferError>;
 
-    /// Removes batch `seq` if it is still the oldest; a no-op if it was dropped meanwhile.
-    fn ack(&mut self, seq: u64) -> Result<(), BufferError>;
+    /// Removes batch `seq` if it is still the oldest, and says whether it was: `Ok(false)` if
+    /// it was dropped meanwhile (evicted for room, or skipped as damaged). An error comes only
+    /// after the batch was found.
+    fn ack(&mut self, seq: u64) -> Result<bool, BufferError>;
 
     /// Batches waiting.
     fn len(&self) -> usize;
@@ -193,9 +195,9 @@ impl Queue {
         self.lock().run(max_bytes)
     }
 
-    /// Acknowledges batch `seq`. A failure to record that on disk only means the batch may
-    /// be sent again after a restart: the caller logs it and goes on.
-    pub fn ack(&self, seq: u64) -> (Levels, Result<(), BufferError>) {
+    /// Acknowledges batch `seq` (see [`Buffer::ack`]). A failure to record that on disk only
+    /// means the batch may be sent again after a restart: the caller logs it and goes on.
+    pub fn ack(&self, seq: u64) -> (Levels, Result<bool, BufferError>) {
         let mut buffer = self.lock();
         let result = buffer.ack(seq);
         (Levels::of(&**buffer), result)

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use kubelet_push::remote_write::proto::{v1, v2};
 use kubelet_push::remote_write::{rewrite, wire, Protocol, Request};
-use kubelet_push::telemetry::{DropReason, Metrics};
+
 use proptest::prelude::*;
 use prost::Message;
 
@@ -56,7 +56,6 @@ fn real_bodies() -> &'static [(Protocol, Vec<u8>)] {
 
 /// Runs every decoder and the trimmer over `body`; returns the largest allocation made.
 fn decode_everything(body: &[u8]) -> usize {
-    let metrics = Metrics::new().destination("http://r/");
     let (largest, ()) = largest_allocation(|| {
         let _ = wire::decode_v1(body);
         if let Ok(request) = wire::decode_v2(body) {
@@ -74,8 +73,7 @@ fn decode_everything(body: &[u8]) -> usize {
                 oldest_ms: now - 7_200_000,
                 newest_ms: now,
             };
-            let _ =
-                kubelet_push::sender::trim_to_age(batch, Some(Duration::from_secs(3600)), &metrics);
+            let _ = kubelet_push::sender::trim_to_age(batch, Some(Duration::from_secs(3600)));
         }
     });
     largest
@@ -347,12 +345,8 @@ proptest! {
         let (batch, flat) = build(protocol, &series, now);
         let limit = now - 3_600_000;
         let expected: Flat = flat.iter().copied().filter(|&(_, t, _)| t >= limit).collect();
-        let metrics = Metrics::new().destination("http://r/");
-        let kept = kubelet_push::sender::trim_to_age(batch, Some(Duration::from_secs(3600)), &metrics);
-        prop_assert_eq!(
-            metrics.dropped_total(DropReason::TooOld),
-            (flat.len() - expected.len()) as u64
-        );
+        let (kept, cut) = kubelet_push::sender::trim_to_age(batch, Some(Duration::from_secs(3600)));
+        prop_assert_eq!(cut, (flat.len() - expected.len()) as u64);
         match kept {
             None => prop_assert!(expected.is_empty()),
             Some(kept) => {

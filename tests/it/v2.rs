@@ -761,21 +761,52 @@ fn polls_per_request(requests: &[ReceivedRequest]) -> Vec<usize> {
         .collect()
 }
 
+/// Polls waiting in a buffer, four series each (see [`poll`]), as `protocol` encodes them,
+/// and what a receiver holds once they are all delivered.
+struct Backlog {
+    batches: Vec<Request>,
+    want: Vec<TimeSeries>,
+}
+
+impl Backlog {
+    fn of(polls: impl IntoIterator<Item = i64>, protocol: Protocol) -> Backlog {
+        let (batches, want) = polls
+            .into_iter()
+            .map(|p| {
+                let (batch, expected) = poll(p, 4);
+                let batch = match protocol {
+                    Protocol::V2 => batch,
+                    Protocol::V1 => {
+                        kubelet_push::remote_write::rewrite::to_v1(&batch.body).unwrap()
+                    }
+                };
+                (batch, expected)
+            })
+            .unzip::<_, _, Vec<_>, Vec<_>>();
+        Backlog {
+            batches,
+            want: want.into_iter().flatten().collect(),
+        }
+    }
+
+    fn queue(&self) -> Arc<Queue> {
+        memory_queue(&self.batches)
+    }
+
+    /// The receiver accepted exactly the backlog's series and samples, in order, once.
+    fn assert_delivered(&self, rx: &Receiver, what: impl std::fmt::Debug) {
+        assert_eq!(bytes(&rx.accepted_series()), bytes(&self.want), "{what:?}");
+    }
+}
+
 /// Ten polls waiting, in either protocol: they arrive in fewer requests than polls, each
 /// series' samples in order, every sample once, nothing dropped; 2.0 stays 2.0.
 #[tokio::test]
 async fn a_backlog_goes_merged_in_order_and_whole() {
     for protocol in [Protocol::V2, Protocol::V1] {
         let rx = Receiver::start().await.unwrap();
-        let polls: Vec<_> = (0..10).map(|p| poll(p, 4)).collect();
-        let batches: Vec<Request> = polls
-            .iter()
-            .map(|(b, _)| match protocol {
-                Protocol::V2 => b.clone(),
-                Protocol::V1 => kubelet_push::remote_write::rewrite::to_v1(&b.body).unwrap(),
-            })
-            .collect();
-        let metrics = start_catching_up(&rx, memory_queue(&batches), Negotiated::new(protocol))
+        let backlog = Backlog::of(0..10, protocol);
+        let metrics = start_catching_up(&rx, backlog.queue(), Negotiated::new(protocol))
             .drained()
             .await;
         let got = rx.requests();
@@ -790,8 +821,7 @@ async fn a_backlog_goes_merged_in_order_and_whole() {
         let per_request = polls_per_request(&got);
         assert_eq!(per_request.iter().sum::<usize>(), 10, "{per_request:?}");
         assert!(per_request.iter().any(|n| *n > 1), "{per_request:?}");
-        let want: Vec<TimeSeries> = polls.iter().flat_map(|(_, e)| e.clone()).collect();
-        assert_eq!(bytes(&rx.accepted_series()), bytes(&want), "{protocol:?}");
+        backlog.assert_delivered(&rx, protocol);
         assert_eq!(metrics.samples_sent.get(), 40);
         for reason in DropReason::ALL {
             assert_eq!(metrics.dropped_total(reason), 0, "{protocol:?} {reason:?}");
@@ -804,9 +834,8 @@ async fn a_backlog_goes_merged_in_order_and_whole() {
 async fn a_413_to_a_merged_request_sends_smaller_ones_and_loses_nothing() {
     let rx = Receiver::start().await.unwrap();
     rx.push_response(Response::status(413).with_body("request too large"));
-    let polls: Vec<_> = (0..10).map(|p| poll(p, 4)).collect();
-    let batches: Vec<Request> = polls.iter().map(|(b, _)| b.clone()).collect();
-    let metrics = start_catching_up(&rx, memory_queue(&batches), Negotiated::new(Protocol::V2))
+    let backlog = Backlog::of(0..10, Protocol::V2);
+    let metrics = start_catching_up(&rx, backlog.queue(), Negotiated::new(Protocol::V2))
         .drained()
         .await;
     let got = rx.requests();
@@ -817,8 +846,7 @@ async fn a_413_to_a_merged_request_sends_smaller_ones_and_loses_nothing() {
         assert_eq!(r.status, 204);
         assert!(r.write_request.as_ref().unwrap().timeseries.len() <= refused / 2);
     }
-    let want: Vec<TimeSeries> = polls.iter().flat_map(|(_, e)| e.clone()).collect();
-    assert_eq!(bytes(&rx.accepted_series()), bytes(&want));
+    backlog.assert_delivered(&rx, "");
     assert_eq!(metrics.samples_sent.get(), 40);
     assert_eq!(metrics.dropped_total(DropReason::Rejected), 0);
 }
@@ -829,16 +857,14 @@ async fn a_413_to_a_merged_request_sends_smaller_ones_and_loses_nothing() {
 async fn a_rejected_merged_request_goes_again_one_poll_at_a_time() {
     let rx = Receiver::start().await.unwrap();
     rx.push_response(Response::status(400).with_body("out of order sample"));
-    let polls: Vec<_> = (0..10).map(|p| poll(p, 4)).collect();
-    let batches: Vec<Request> = polls.iter().map(|(b, _)| b.clone()).collect();
-    let metrics = start_catching_up(&rx, memory_queue(&batches), Negotiated::new(Protocol::V2))
+    let backlog = Backlog::of(0..10, Protocol::V2);
+    let metrics = start_catching_up(&rx, backlog.queue(), Negotiated::new(Protocol::V2))
         .drained()
         .await;
     let got = rx.requests();
     assert_eq!(got[0].status, 400);
     assert_eq!(polls_per_request(&got[1..11]), vec![1; 10]);
-    let want: Vec<TimeSeries> = polls.iter().flat_map(|(_, e)| e.clone()).collect();
-    assert_eq!(bytes(&rx.accepted_series()), bytes(&want));
+    backlog.assert_delivered(&rx, "");
     assert_eq!(metrics.samples_sent.get(), 40);
     assert_eq!(metrics.dropped_total(DropReason::Rejected), 0);
 }
@@ -849,10 +875,9 @@ async fn a_rejected_merged_request_goes_again_one_poll_at_a_time() {
 async fn a_merged_2_0_request_falls_back_to_1_0_without_loss() {
     let rx = Receiver::start().await.unwrap();
     rx.answer_v2_like(Some(OldReceiver::Unsupported));
-    let polls: Vec<_> = (0..10).map(|p| poll(p, 4)).collect();
-    let batches: Vec<Request> = polls.iter().map(|(b, _)| b.clone()).collect();
+    let backlog = Backlog::of(0..10, Protocol::V2);
     let negotiated = Negotiated::new(Protocol::V2);
-    let metrics = start_catching_up(&rx, memory_queue(&batches), negotiated.clone())
+    let metrics = start_catching_up(&rx, backlog.queue(), negotiated.clone())
         .drained()
         .await;
     let got = rx.requests();
@@ -860,8 +885,7 @@ async fn a_merged_2_0_request_falls_back_to_1_0_without_loss() {
     assert!(got[1..]
         .iter()
         .all(|r| r.protocol == Protocol::V1 && r.status == 204));
-    let want: Vec<TimeSeries> = polls.iter().flat_map(|(_, e)| e.clone()).collect();
-    assert_eq!(bytes(&rx.accepted_series()), bytes(&want));
+    backlog.assert_delivered(&rx, "");
     assert_eq!(negotiated.get(), Protocol::V1);
     assert_eq!(metrics.samples_sent.get(), 40);
 }
@@ -870,16 +894,15 @@ async fn a_merged_2_0_request_falls_back_to_1_0_without_loss() {
 #[tokio::test]
 async fn merged_requests_stay_within_the_bound() {
     let rx = Receiver::start().await.unwrap();
-    let polls: Vec<_> = (0..10).map(|p| poll(p, 4)).collect();
-    let batches: Vec<Request> = polls.iter().map(|(b, _)| b.clone()).collect();
-    let largest = batches.iter().map(Request::size).max().unwrap();
-    let smallest = batches.iter().map(Request::size).min().unwrap();
+    let backlog = Backlog::of(0..10, Protocol::V2);
+    let largest = backlog.batches.iter().map(Request::size).max().unwrap();
+    let smallest = backlog.batches.iter().map(Request::size).min().unwrap();
     // Room for three of the largest, never four of the smallest.
     let bound = 3 * largest;
     assert!(4 * smallest > bound, "polls of similar size");
     let metrics = start_sender_with(
         &rx.url(),
-        memory_queue(&batches),
+        backlog.queue(),
         Negotiated::new(Protocol::V2),
         Duration::ZERO,
         bound,
@@ -889,8 +912,7 @@ async fn merged_requests_stay_within_the_bound() {
     .await;
     let per_request = polls_per_request(&rx.requests());
     assert_eq!(per_request, vec![3, 3, 3, 1]);
-    let want: Vec<TimeSeries> = polls.iter().flat_map(|(_, e)| e.clone()).collect();
-    assert_eq!(bytes(&rx.accepted_series()), bytes(&want));
+    backlog.assert_delivered(&rx, "");
     assert_eq!(metrics.samples_sent.get(), 40);
 }
 
@@ -901,8 +923,11 @@ async fn a_cut_by_age_in_a_run_given_up_is_counted_once() {
     let rx = Receiver::start().await.unwrap();
     rx.push_response(Response::status(400).with_body("out of order sample"));
     // Five polls a minute old (past --max-sample-age 30s), five 20 s old (within it).
-    let polls: Vec<_> = (0..5).chain(40..45).map(|p| poll(p, 4)).collect();
-    let batches: Vec<Request> = polls.iter().map(|(b, _)| b.clone()).collect();
+    let (old, fresh) = (
+        Backlog::of(0..5, Protocol::V2),
+        Backlog::of(40..45, Protocol::V2),
+    );
+    let batches = [old.batches, fresh.batches.clone()].concat();
     let metrics = start_sender_with(
         &rx.url(),
         memory_queue(&batches),
@@ -919,8 +944,7 @@ async fn a_cut_by_age_in_a_run_given_up_is_counted_once() {
         "the merged request of the five fresh polls"
     );
     assert_eq!(polls_per_request(&got[1..]), vec![1; 5]);
-    let want: Vec<TimeSeries> = polls[5..].iter().flat_map(|(_, e)| e.clone()).collect();
-    assert_eq!(bytes(&rx.accepted_series()), bytes(&want));
+    fresh.assert_delivered(&rx, "");
     assert_eq!(metrics.samples_sent.get(), 20);
     assert_eq!(
         metrics.dropped_total(DropReason::TooOld),
@@ -928,4 +952,72 @@ async fn a_cut_by_age_in_a_run_given_up_is_counted_once() {
         "counted once"
     );
     assert_eq!(metrics.dropped_total(DropReason::Rejected), 0);
+}
+
+/// A batch the full buffer evicts while it is in flight, and which the receiver then takes,
+/// is counted once: as dropped by the eviction, not as sent too.
+#[tokio::test]
+async fn a_batch_evicted_in_flight_is_not_counted_as_sent_too() {
+    let rx = Receiver::start().await.unwrap();
+    rx.push_response(Response::status(204).held());
+    // 1.0, whose receivers answer a bare 204 (a 2.0 one would have to say what it wrote).
+    let backlog = Backlog::of(0..3, Protocol::V1);
+    let sizes: Vec<u64> = backlog.batches.iter().map(Request::size).collect();
+    // Room for the two newest batches, never for all three: the third push evicts the first.
+    let room = sizes[1] + sizes[2];
+    assert!(room < sizes.iter().sum::<u64>() && room >= sizes[0] + sizes[1]);
+    let queue = Arc::new(Queue::new(Box::new(MemoryBuffer::new(room))));
+    let pushed = |b: &Request| queue.push(b.clone()).1.unwrap();
+    assert_eq!(pushed(&backlog.batches[0]).samples, 0);
+    let running = start_catching_up(&rx, Arc::clone(&queue), Negotiated::new(Protocol::V1));
+    assert!(
+        rx.wait_for_requests(1, PATIENCE).await,
+        "the first batch is sent"
+    );
+    assert_eq!(pushed(&backlog.batches[1]).samples, 0);
+    assert_eq!(
+        pushed(&backlog.batches[2]).samples,
+        4,
+        "the first batch evicted"
+    );
+    rx.release();
+    let metrics = running.drained().await;
+    // The receiver got everything, the first batch included, in two requests ...
+    assert_eq!(polls_per_request(&rx.requests()), [1, 2]);
+    backlog.assert_delivered(&rx, "");
+    // ... but the agent had counted the first batch's 4 samples as dropped when it evicted
+    // them (the poller does; here the test did, above), so "sent" holds only the other 8.
+    assert_eq!(metrics.samples_sent.get(), 8);
+    for reason in DropReason::ALL {
+        assert_eq!(metrics.dropped_total(reason), 0, "{reason:?}");
+    }
+}
+
+/// A run ends before a batch of another protocol (one a restart with another
+/// `--remote-write-version` left on disk); what cutting that batch by age dropped is counted
+/// when it is sent, in its own run, not also when it ended the run before.
+#[tokio::test]
+async fn a_cut_batch_that_ends_a_run_is_counted_once() {
+    let rx = Receiver::start().await.unwrap();
+    let fresh_v1 = Backlog::of([50], Protocol::V1);
+    // One batch straddling --max-sample-age 30s: a poll a minute old and one 15 s old.
+    let straddling = Backlog::of([0, 45], Protocol::V2);
+    let merged =
+        kubelet_push::remote_write::rewrite::merge(Protocol::V2, &straddling.batches).unwrap();
+    let metrics = start_sender_with(
+        &rx.url(),
+        memory_queue(&[fresh_v1.batches[0].clone(), merged]),
+        Negotiated::new(Protocol::V2),
+        Duration::ZERO,
+        2 << 20,
+        Some(Duration::from_secs(30)),
+    )
+    .drained()
+    .await;
+    let got = rx.requests();
+    let protocols: Vec<Protocol> = got.iter().map(|r| r.protocol).collect();
+    assert_eq!(protocols, [Protocol::V1, Protocol::V2]);
+    assert!(got.iter().all(|r| r.status == 204));
+    assert_eq!(metrics.samples_sent.get(), 8);
+    assert_eq!(metrics.dropped_total(DropReason::TooOld), 4, "counted once");
 }

@@ -352,6 +352,23 @@ impl Head {
         Ok(body)
     }
 
+    /// Reads the body, checks the payload's crc, and gives the record back as the request it
+    /// stored. Damage, and a protocol code or flags this build does not know (start-up
+    /// refused those, so the file changed since), come back as `InvalidData`.
+    pub(super) fn read_request(&self, r: &mut impl Read) -> io::Result<Request> {
+        let body = self.read_body(r)?;
+        let protocol = self.meta.protocol().ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidData, "unknown protocol code or flags")
+        })?;
+        Ok(Request {
+            protocol,
+            body: body.into(),
+            samples: self.meta.samples,
+            oldest_ms: self.meta.oldest_ms,
+            newest_ms: self.meta.newest_ms,
+        })
+    }
+
     /// Reads past the body a `chunk` at a time, checking the payload's crc without keeping
     /// the body in memory.
     pub(super) fn skip_body(&self, r: &mut impl Read, chunk: &mut [u8]) -> Result<(), FrameError> {

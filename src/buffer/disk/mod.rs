@@ -64,7 +64,6 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use bytes::Bytes;
 use tracing::warn;
 
 use super::{Buffer, BufferError, Dropped};
@@ -609,22 +608,13 @@ impl Buffer for DiskBuffer {
                 if total.saturating_add(size_of_body(frame.body_len)) > max_bytes {
                     return Ok(out);
                 }
-                let (Ok(body), Some(protocol)) =
-                    (frame.read_body(&mut file), frame.meta.protocol())
-                else {
+                let Ok(request) = frame.read_request(&mut file) else {
                     return Ok(out);
                 };
                 let seq = s.first_seq.saturating_add(index);
                 if seq != next_seq {
                     return Ok(out);
                 }
-                let request = Request {
-                    protocol,
-                    body: Bytes::from(body),
-                    samples: frame.meta.samples,
-                    oldest_ms: frame.meta.oldest_ms,
-                    newest_ms: frame.meta.newest_ms,
-                };
                 total += request.size();
                 out.push((seq, request));
                 next_seq = seq.saturating_add(1);
@@ -637,10 +627,12 @@ impl Buffer for DiskBuffer {
 
     /// On an error persisting the read position the batch is still removed (in memory); it
     /// may be delivered again after a restart.
-    fn ack(&mut self, seq: u64) -> Result<(), BufferError> {
-        let Some(i) = self.head() else { return Ok(()) };
+    fn ack(&mut self, seq: u64) -> Result<bool, BufferError> {
+        let Some(i) = self.head() else {
+            return Ok(false);
+        };
         if self.read_seq() != seq {
-            return Ok(());
+            return Ok(false);
         }
         let (disk, size, samples) = self
             .front_record_meta(i)
@@ -648,7 +640,7 @@ impl Buffer for DiskBuffer {
         self.consume(i, 1, disk, size, samples);
         let persisted = self.persist_read_pos();
         self.reap();
-        persisted
+        persisted.map(|()| true)
     }
 
     fn len(&self) -> usize {
@@ -675,19 +667,7 @@ fn read_record(s: &Segment) -> io::Result<Request> {
     let mut file = File::open(&s.path)?;
     file.seek(SeekFrom::Start(s.read_offset))?;
     let head = read_head(&mut file, s.format, s.len.saturating_sub(s.read_offset))?;
-    let body = head.read_body(&mut file)?;
-    let meta = head.meta;
-    // Start-up refused unknown codes; one here means the file changed since.
-    let protocol = meta.protocol().ok_or_else(|| {
-        io::Error::new(io::ErrorKind::InvalidData, "unknown protocol code or flags")
-    })?;
-    Ok(Request {
-        protocol,
-        body: Bytes::from(body),
-        samples: meta.samples,
-        oldest_ms: meta.oldest_ms,
-        newest_ms: meta.newest_ms,
-    })
+    head.read_request(&mut file)
 }
 
 /// Checks every record of `seg`, counts what is pending at or after `read_pos`, and cuts the

@@ -8,6 +8,7 @@ use super::*;
 use crate::buffer::memory::MemoryBuffer;
 use crate::remote_write::Protocol;
 use crate::rng::SplitMix64;
+use bytes::Bytes;
 
 /// A batch whose body (`len` bytes) and metadata all derive from `n`.
 fn batch(n: u32, len: usize) -> Request {
@@ -697,7 +698,7 @@ fn full_buffer_drops_oldest_and_reports_them() {
         dropped,
         Dropped {
             batches: 1,
-            samples: 1
+            samples: 1,
         }
     );
     b.ack(in_flight).unwrap();
@@ -726,7 +727,7 @@ fn drops_span_segments_with_exact_counts() {
         b.push(big.clone()).unwrap(),
         Dropped {
             batches: 3,
-            samples: 1 + 2
+            samples: 1 + 2,
         }
     );
     assert_eq!((b.len(), b.bytes()), (10, 9 * 20512 + 61536));
@@ -738,7 +739,7 @@ fn drops_span_segments_with_exact_counts() {
         rec.dropped,
         Dropped {
             batches: 8,
-            samples: (3..=10).sum()
+            samples: (3..=10).sum(),
         }
     );
     assert_eq!((rec.batches, rec.samples), (2, 11 + 100));
@@ -761,7 +762,7 @@ fn a_batch_larger_than_the_buffer_is_dropped() {
         b.push(batch(7, 100)).unwrap(),
         Dropped {
             batches: 1,
-            samples: 7
+            samples: 7,
         }
     );
     assert!(b.is_empty());

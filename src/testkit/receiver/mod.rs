@@ -134,6 +134,8 @@ struct Shared {
     state: Mutex<State>,
     #[cfg(any(test, feature = "test-support"))]
     waiters: script::Waiters,
+    #[cfg(any(test, feature = "test-support"))]
+    gate: script::Gate,
 }
 
 impl Shared {
@@ -169,6 +171,8 @@ impl Receiver {
             }),
             #[cfg(any(test, feature = "test-support"))]
             waiters: script::Waiters::default(),
+            #[cfg(any(test, feature = "test-support"))]
+            gate: script::Gate::default(),
         });
         let handler_shared = Arc::clone(&shared);
         let app = Router::new()
@@ -257,6 +261,9 @@ async fn handle(
     shared.lock().keep(request);
     #[cfg(any(test, feature = "test-support"))]
     if let Some(queued) = script::keep(shared, request) {
+        if queued.held {
+            script::released(shared).await;
+        }
         return queued.answer().await;
     }
     let mut response = (status, text).into_response();

@@ -23,6 +23,9 @@ pub struct Response {
     /// Wait this long before answering (a receiver slower than the client's timeout). The wait
     /// is on tokio's clock, so under paused time it takes no wall time.
     pub delay: Option<Duration>,
+    /// Answer only once the test calls [`Receiver::release`]: a request kept in flight for
+    /// exactly as long as the test needs, whatever the machine's load.
+    pub held: bool,
 }
 
 impl Response {
@@ -32,7 +35,14 @@ impl Response {
             headers: Vec::new(),
             body: String::new(),
             delay: None,
+            held: false,
         }
+    }
+
+    /// See [`Response::held`].
+    pub fn held(mut self) -> Self {
+        self.held = true;
+        self
     }
 
     pub fn with_delay(mut self, delay: Duration) -> Self {
@@ -153,6 +163,22 @@ pub(super) fn as_old_receiver(
 /// The number of requests recorded, for [`Receiver::wait_for_requests`].
 pub(super) struct Waiters(watch::Sender<usize>);
 
+/// Opened by [`Receiver::release`]; held answers wait for it.
+pub(super) struct Gate(watch::Sender<bool>);
+
+impl Default for Gate {
+    fn default() -> Self {
+        Gate(watch::Sender::new(false))
+    }
+}
+
+/// Waits until the test released held answers (at once if it has).
+pub(super) async fn released(shared: &Shared) {
+    let mut rx = shared.gate.0.subscribe();
+    // The sender lives as long as `shared`: `wait_for` only ends by the gate opening.
+    let _ = rx.wait_for(|open| *open).await;
+}
+
 impl Default for Waiters {
     fn default() -> Self {
         Waiters(watch::Sender::new(0))
@@ -229,6 +255,11 @@ impl Receiver {
     /// (`None`: no authentication).
     pub fn require_authorization(&self, value: Option<&str>) {
         self.shared.lock().script.authorization = value.map(str::to_owned);
+    }
+
+    /// Answers the requests whose queued answer is [`Response::held`], and every later one.
+    pub fn release(&self) {
+        self.shared.gate.0.send_replace(true);
     }
 
     /// Forgets the queued answers: from now on every valid request gets 204.
