@@ -306,14 +306,15 @@ fn report(config: &Config, metrics: &Metrics, stopped: &Stopped) -> Outcome {
         failed |= config.mode == Mode::Once
             && (left > 0 || rejected > 0 || m.dropped_total(DropReason::BufferWrite) > 0);
     }
+    let total = |count: &dyn Fn(&DestinationMetrics) -> u64| -> u64 {
+        stopped.buffers.iter().map(|b| count(&b.metrics)).sum()
+    };
     info!(
         polls_ok = metrics.polls(true),
         polls_failed = metrics.polls(false),
-        samples_sent = stopped
-            .buffers
-            .iter()
-            .map(|b| b.metrics.samples_sent.get())
-            .sum::<u64>(),
+        samples_queued = total(&|m| m.samples_queued.get()),
+        samples_sent = total(&|m| m.samples_sent.get()),
+        samples_dropped = total(&|m| DropReason::ALL.iter().map(|r| m.dropped_total(*r)).sum()),
         samples_pending = left_total,
         "kubelet-push stopped"
     );

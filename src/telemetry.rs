@@ -24,11 +24,15 @@ use prometheus_client::registry::Registry;
 pub enum DropReason {
     /// The receiver answered a 4xx other than 429: it will never take them.
     Rejected,
-    /// The buffer was full and these were its oldest.
+    /// The buffer was full (`--buffer-max-size`) and these were its oldest.
     BufferFull,
+    /// The disk buffer's file system was full and these were its oldest: their segment
+    /// files were deleted so that the newest request could be written.
+    DiskFull,
     /// Older than `--max-sample-age`.
     TooOld,
-    /// The disk buffer could not store them (disk full, I/O error).
+    /// The disk buffer could not store them (an I/O error, or a request larger than the
+    /// whole volume).
     BufferWrite,
     /// Still in the memory buffer when the shutdown timeout ran out.
     Shutdown,
@@ -41,9 +45,10 @@ pub enum DropReason {
 impl DropReason {
     /// Every reason, so each drop counter exists at 0 from the start: `increase()` in an
     /// alert cannot see the first drop of a counter that appears with value 1.
-    pub const ALL: [DropReason; 6] = [
+    pub const ALL: [DropReason; 7] = [
         DropReason::Rejected,
         DropReason::BufferFull,
+        DropReason::DiskFull,
         DropReason::TooOld,
         DropReason::BufferWrite,
         DropReason::Shutdown,
@@ -54,6 +59,7 @@ impl DropReason {
         match self {
             DropReason::Rejected => "rejected",
             DropReason::BufferFull => "buffer_full",
+            DropReason::DiskFull => "disk_full",
             DropReason::TooOld => "too_old",
             DropReason::BufferWrite => "buffer_write_error",
             DropReason::Shutdown => "shutdown",

@@ -164,6 +164,7 @@ mod tests {
             Dropped {
                 batches: 1,
                 samples: 1,
+                ..Dropped::default()
             }
         );
         b.ack(in_flight).unwrap();
@@ -188,6 +189,7 @@ mod tests {
             Dropped {
                 batches: 1,
                 samples: 7,
+                ..Dropped::default()
             }
         );
         assert!(b.is_empty());

@@ -21,11 +21,17 @@ use tokio::sync::Notify;
 
 use crate::remote_write::Request;
 
-/// What a push or a start-up recovery had to drop.
+/// What a push or a start-up recovery had to drop: the oldest batches, so that the newest
+/// fit. The two causes are counted apart, each under its own reason.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Dropped {
+    /// For `--buffer-max-size` (or, alone, a batch larger than the whole buffer).
     pub batches: u64,
     pub samples: u64,
+    /// For a full file system (the disk buffer): the oldest segment files deleted so that
+    /// the new batch could be written.
+    pub disk_full_batches: u64,
+    pub disk_full_samples: u64,
 }
 
 impl Dropped {
@@ -89,6 +95,21 @@ impl BufferError {
             source,
         }
     }
+
+    /// The file system (or the user's quota on it) is full: deleting older files makes room.
+    pub fn is_out_of_space(&self) -> bool {
+        match self {
+            BufferError::Io { source, .. }
+            | BufferError::Dir { source, .. }
+            | BufferError::NotWritable { source, .. } => matches!(
+                source.kind(),
+                std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+            ),
+            BufferError::Locked { .. }
+            | BufferError::UnknownFormat { .. }
+            | BufferError::UnknownProtocol { .. } => false,
+        }
+    }
 }
 
 fn holder(pid: Option<u32>) -> String {
@@ -102,8 +123,9 @@ fn holder(pid: Option<u32>) -> String {
 /// [`disk::DiskBuffer`].
 pub trait Buffer: Send {
     /// Appends `batch` behind every other. When the buffer is then over its size, the oldest
-    /// batches are removed until it fits, and returned as dropped. A batch larger than the
-    /// whole buffer is itself dropped.
+    /// batches are removed until it fits, and returned as dropped; so are those a disk buffer
+    /// deletes because the file system is full. A batch larger than the whole buffer is itself
+    /// dropped. An error means `batch` could not be stored.
     fn push(&mut self, batch: Request) -> Result<Dropped, BufferError>;
 
     /// The oldest batch not yet acknowledged, with its sequence number; it stays in the

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::buffer::Queue;
+use crate::buffer::{Dropped, Queue};
 use crate::clock::unix_ms;
 use crate::episode::Episode;
 use crate::kubelet::client::{ClientError, KubeletClient, KubeletSettings};
@@ -527,11 +527,54 @@ pub struct Outlet {
     pub metrics: Arc<DestinationMetrics>,
     /// Buffer write failures, logged when they start and when they end.
     store_failing: Episode,
-    /// Pushes that evicted older requests (a full buffer), logged when they start and end,
-    /// with the samples evicted meanwhile: the counter alone tells no one it is happening.
-    buffer_full: Episode,
-    buffer_full_samples: u64,
-    polls_since_eviction: u32,
+    /// Pushes that evicted older requests for `--buffer-max-size`.
+    buffer_full: Evicting,
+    /// Pushes that evicted older requests because the disk buffer's file system was full.
+    disk_full: Evicting,
+}
+
+/// Pushes that evicted older requests for one cause, logged when they start and when they
+/// end, with the samples evicted meanwhile: the counter alone tells no one it is happening.
+#[derive(Debug, Default)]
+struct Evicting {
+    episode: Episode,
+    samples: u64,
+    /// Polls in a row since the last eviction.
+    quiet_polls: u32,
+    /// Bytes buffered after the last eviction.
+    high: u64,
+}
+
+impl Evicting {
+    /// A poll that evicted `samples`, leaving `buffered` bytes; true when this starts an
+    /// episode (log it).
+    fn evicted(&mut self, samples: u64, buffered: u64) -> bool {
+        self.samples += samples;
+        self.quiet_polls = 0;
+        self.high = buffered;
+        self.episode.fail()
+    }
+
+    /// A poll that evicted nothing. One poll that happened to fit is no recovery: the
+    /// episode ends once [`BUFFER_FULL_QUIET_POLLS`] polls in a row went in whole and the
+    /// sender has drained the buffer to `calm` bytes, so a buffer that only overflows on the
+    /// kubelet's full refreshes (every 10-15 s) says so once, not per refresh. Returns the
+    /// samples evicted in the episode and its length when it ends (log it).
+    fn quiet(
+        &mut self,
+        buffered: impl FnOnce() -> u64,
+        calm: impl FnOnce(u64) -> u64,
+    ) -> Option<(u64, Duration)> {
+        if !self.episode.failing() {
+            return None;
+        }
+        self.quiet_polls += 1;
+        if self.quiet_polls < BUFFER_FULL_QUIET_POLLS || buffered() > calm(self.high) {
+            return None;
+        }
+        let (_, took) = self.episode.recover()?;
+        Some((std::mem::take(&mut self.samples), took))
+    }
 }
 
 impl Outlet {
@@ -545,9 +588,8 @@ impl Outlet {
             negotiated,
             metrics,
             store_failing: Episode::default(),
-            buffer_full: Episode::default(),
-            buffer_full_samples: 0,
-            polls_since_eviction: 0,
+            buffer_full: Evicting::default(),
+            disk_full: Evicting::default(),
         }
     }
 }
@@ -622,22 +664,25 @@ pub fn fan_out(
 }
 
 /// Puts one poll's requests in one outlet's buffer. A request the buffer cannot store (a
-/// full disk) is counted as dropped, and so are the oldest requests a full buffer evicts; each
-/// of the two is logged when it starts and when it ends, never per request.
+/// failing disk) is counted as dropped, and so are the oldest requests a full buffer or a full
+/// disk evicts, each cause under its own reason; each is logged when it starts and when it
+/// ends, never per request.
 fn enqueue(requests: &[Request], outlet: &mut Outlet) {
     let metrics = &outlet.metrics;
-    let mut evicted = 0;
+    let mut evicted = Dropped::default();
+    let mut buffered = 0;
     for request in requests {
         let samples = u64::from(request.samples);
         metrics.samples_queued.inc_by(samples);
         let (levels, result) = outlet.queue.push(request.clone());
         metrics.buffer_levels(levels);
+        buffered = levels.bytes;
         match result {
             Ok(dropped) => {
-                if dropped.samples > 0 {
-                    metrics.dropped(DropReason::BufferFull, dropped.samples);
-                    evicted += dropped.samples;
-                }
+                metrics.dropped(DropReason::BufferFull, dropped.samples);
+                metrics.dropped(DropReason::DiskFull, dropped.disk_full_samples);
+                evicted.samples += dropped.samples;
+                evicted.disk_full_samples += dropped.disk_full_samples;
                 if let Some((n, _)) = outlet.store_failing.recover() {
                     info!(
                         url = metrics.url(),
@@ -654,35 +699,44 @@ fn enqueue(requests: &[Request], outlet: &mut Outlet) {
             }
         }
     }
-    if evicted > 0 {
-        outlet.buffer_full_samples += evicted;
-        outlet.polls_since_eviction = 0;
-        if outlet.buffer_full.fail() {
+    let levels = || outlet.queue.levels().bytes;
+    let max_bytes = u64::try_from(metrics.buffer_max_bytes.get()).unwrap_or(0);
+    if evicted.samples > 0 {
+        if outlet.buffer_full.evicted(evicted.samples, buffered) {
             warn!(
                 url = metrics.url(),
-                max_bytes = metrics.buffer_max_bytes.get(),
-                dropped_samples = evicted,
+                max_bytes,
+                dropped_samples = evicted.samples,
                 "buffer full: dropping the oldest requests to keep the newest; the receiver is down or not keeping up, or --buffer-max-size is smaller than a few polls"
             );
         }
-    } else if outlet.buffer_full.failing() {
-        outlet.polls_since_eviction += 1;
-        // One poll that happened to fit is no recovery: the episode ends once the sender has
-        // drained half the buffer and a run of polls went in whole, so a buffer that only
-        // overflows on the kubelet's full refreshes (every 10-15 s) says so once, not per refresh.
-        let buffered = i64::try_from(outlet.queue.levels().bytes).unwrap_or(i64::MAX);
-        if outlet.polls_since_eviction >= BUFFER_FULL_QUIET_POLLS
-            && buffered <= metrics.buffer_max_bytes.get() / 2
+    } else if let Some((samples, took)) = outlet.buffer_full.quiet(levels, |_| max_bytes / 2) {
+        info!(
+            url = metrics.url(),
+            dropped_samples = samples,
+            after = ?Duration::from_secs(took.as_secs()),
+            "buffer no longer full; nothing dropped for {BUFFER_FULL_QUIET_POLLS} polls"
+        );
+    }
+    if evicted.disk_full_samples > 0 {
+        if outlet
+            .disk_full
+            .evicted(evicted.disk_full_samples, buffered)
         {
-            if let Some((_, took)) = outlet.buffer_full.recover() {
-                info!(
-                    url = metrics.url(),
-                    dropped_samples = std::mem::take(&mut outlet.buffer_full_samples),
-                    after = ?Duration::from_secs(took.as_secs()),
-                    "buffer no longer full; nothing dropped for {BUFFER_FULL_QUIET_POLLS} polls"
-                );
-            }
+            warn!(
+                url = metrics.url(),
+                buffered_bytes = buffered,
+                dropped_samples = evicted.disk_full_samples,
+                "disk full: deleting the oldest buffered requests to keep the newest; the receiver is down or not keeping up, and the buffer's volume holds less than --buffer-max-size"
+            );
         }
+    } else if let Some((samples, took)) = outlet.disk_full.quiet(levels, |high| high / 2) {
+        info!(
+            url = metrics.url(),
+            dropped_samples = samples,
+            after = ?Duration::from_secs(took.as_secs()),
+            "disk no longer full; nothing dropped for {BUFFER_FULL_QUIET_POLLS} polls"
+        );
     }
 }
 
@@ -710,4 +764,38 @@ fn host_name() -> String {
     name.map(|n| n.trim().to_owned())
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| "unknown".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An eviction episode starts with the first eviction and ends only after
+    /// `BUFFER_FULL_QUIET_POLLS` polls in a row without one, once the buffer has drained to
+    /// the calm level; it reports every sample evicted in it.
+    #[test]
+    fn an_eviction_episode_is_said_once_and_ends_when_quiet_and_drained() {
+        let mut e = Evicting::default();
+        assert_eq!(e.quiet(|| 0, |_| 0), None, "no episode, nothing to end");
+        assert!(e.evicted(30, 1000));
+        assert!(!e.evicted(12, 900), "the same episode");
+        // Quiet polls, but still more than half of what was held at the last eviction.
+        for _ in 0..BUFFER_FULL_QUIET_POLLS {
+            assert_eq!(e.quiet(|| 451, |high| high / 2), None);
+        }
+        // Drained to the calm level after enough quiet polls: ended, with its samples.
+        let (samples, _) = e.quiet(|| 450, |high| high / 2).unwrap();
+        assert_eq!(samples, 42);
+        assert_eq!(e.quiet(|| 0, |_| 0), None);
+        // An eviction in between quiet polls starts the count again.
+        assert!(e.evicted(5, 100));
+        for _ in 1..BUFFER_FULL_QUIET_POLLS {
+            assert_eq!(e.quiet(|| 0, |high| high / 2), None);
+        }
+        assert!(!e.evicted(1, 100));
+        for _ in 1..BUFFER_FULL_QUIET_POLLS {
+            assert_eq!(e.quiet(|| 0, |high| high / 2), None);
+        }
+        assert_eq!(e.quiet(|| 0, |high| high / 2).map(|(n, _)| n), Some(6));
+    }
 }

@@ -293,7 +293,8 @@ async fn a_second_agent_on_one_buffer_dir_exits_64_and_the_first_delivers_everyt
             .unwrap_or_else(|| panic!("{log}"));
         let received: usize = rx.accepted_series().iter().map(|ts| ts.samples.len()).sum();
         assert!(
-            stopped.contains(&format!("samples_sent={received} samples_pending=0")),
+            stopped.contains(&format!("samples_sent={received} "))
+                && stopped.contains("samples_pending=0"),
             "{received} received: {stopped}"
         );
     }
@@ -458,14 +459,74 @@ impl SelfMetrics {
     }
 }
 
-/// A real full disk (a 128 KiB tmpfs): writes fail, are counted and logged once, the agent
-/// keeps polling, and once the receiver drains the buffer, writing works again. Mounting needs
-/// root; CI runs as root and must not skip this.
+/// A real full file system (a 256 KiB tmpfs, under a 16 MiB `--buffer-max-size`): every push
+/// is stored, the oldest segments making room, so what is left is exactly the newest batches,
+/// in order; what went is counted as `disk_full` drops, apart from `--buffer-max-size`'s.
+#[cfg(unix)]
+#[test]
+fn a_full_file_system_evicts_the_oldest_batches() {
+    use kubelet_push::buffer::disk::DiskBuffer;
+    use kubelet_push::buffer::{Buffer, Dropped};
+    use kubelet_push::remote_write::{Protocol, Request};
+    const DISK: u64 = 256 << 10;
+    let Some(mount) = Tmpfs::mount(&format!("{}k", DISK >> 10)) else {
+        return;
+    };
+    // `--buffer-max-size 512KiB`: 64 KiB segments, so a full disk loses a quarter of itself
+    // at a time, not everything.
+    let (mut buffer, _) = DiskBuffer::open(mount.path(), 512 << 10).unwrap();
+    let batch = |n: u32| Request {
+        protocol: Protocol::V1,
+        // Incompressible bytes (the buffer stores bodies as they are), 3 KiB, distinct per batch.
+        body: (0..3072u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) ^ n) as u8)
+            .collect(),
+        samples: n,
+        oldest_ms: i64::from(n),
+        newest_ms: i64::from(n),
+    };
+    let mut dropped = Dropped::default();
+    let mut pushed = 0u32;
+    // Three times the volume: the disk fills, and room is made for each push again and again.
+    while u64::from(pushed) * 3072 < 3 * DISK {
+        pushed += 1;
+        let d = buffer
+            .push(batch(pushed))
+            .unwrap_or_else(|e| panic!("push {pushed}: {e}"));
+        dropped.disk_full_batches += d.disk_full_batches;
+        dropped.disk_full_samples += d.disk_full_samples;
+        dropped.batches += d.batches;
+    }
+    assert_eq!(dropped.batches, 0, "nothing dropped for --buffer-max-size");
+    let evicted = u32::try_from(dropped.disk_full_batches).unwrap();
+    assert!(
+        evicted > 0 && evicted < pushed,
+        "{evicted} of {pushed} evicted"
+    );
+    // The evicted are the oldest, whole segments of them, and were counted exactly.
+    assert_eq!(
+        dropped.disk_full_samples,
+        (1..=evicted).map(u64::from).sum::<u64>()
+    );
+    let mut left = Vec::new();
+    while let Some((seq, b)) = buffer.front().unwrap() {
+        left.push(b.samples);
+        assert!(buffer.ack(seq).unwrap());
+    }
+    assert_eq!(left, (evicted + 1..=pushed).collect::<Vec<_>>());
+}
+
+/// A real full disk (a 256 KiB tmpfs, under a 512 KiB `--buffer-max-size`), through the agent:
+/// while the receiver is down the disk fills, and every later poll is still stored, the oldest
+/// requests deleted to make room (newest data wins, as at `--buffer-max-size`), counted as
+/// `reason="disk_full"` and said once per episode; no write fails. Once the receiver is back
+/// everything not evicted arrives, in order. Mounting needs root; CI runs as root and must not
+/// skip this.
 #[cfg(unix)]
 #[tokio::test]
-async fn a_full_disk_is_counted_and_survived() {
+async fn a_full_disk_evicts_the_oldest_and_keeps_polling() {
     use kubelet_push::testkit::receiver::Response;
-    const DISK: usize = 128 << 10;
+    const DISK: usize = 256 << 10;
     // A stored request's record: its header and a body of at least the per-poll series.
     const MIN_RECORD: usize = 64;
     let Some(mount) = Tmpfs::mount(&format!("{}k", DISK >> 10)) else {
@@ -481,7 +542,7 @@ async fn a_full_disk_is_counted_and_survived() {
         &k.url(),
         &rx.url(),
         mount.path(),
-        &["--buffer-max-size", "16MiB"],
+        &["--buffer-max-size", "512KiB"],
     ))
     .await;
     let metrics = SelfMetrics::at(&listen);
@@ -489,43 +550,29 @@ async fn a_full_disk_is_counted_and_survived() {
         let metrics = metrics.clone();
         async move { metrics.read(pattern).await }
     };
-    // A nearly full disk still takes the small requests of the polls that find few new
-    // values (measured: a 700-sample request failed once a second while the polls between
-    // went in, each a one-failure episode). Keep the receiver down until the disk is full for
-    // every request: six polls in a row in which the agent dropped and stored nothing.
-    //
-    // Counted in polls, not in time: the kubelet's sixth request after `before` was read
-    // means the five polls before it ran whole after that read (polls are sequential), each
-    // trying to store at least one request (`up` and the scrape series are new every poll).
-    // With `pending` unchanged (the receiver is down: nothing leaves the buffer) every one of
-    // those tries failed, with no successful store between them: one episode of at least five
-    // failed writes, on any machine however slow.
-    //
+    let disk_full = "kubelet_push_samples_dropped_total{reason=\"disk_full\"}";
     // Bounded in polls, not in time: filling the disk takes stores, and a loaded machine
-    // polls slower (unloaded it takes about 90 polls, 9 s; a deadline of a minute failed once
-    // under load). While the disk is not full for good, every poll stores a request of at
-    // least `MIN_RECORD` bytes, so within `DISK / MIN_RECORD` polls it is.
-    let most_polls = DISK / MIN_RECORD;
-    let dropped = "kubelet_push_samples_dropped_total{reason=\"buffer_write_error\"}";
-    let pending = "kubelet_push_samples_pending";
-    loop {
+    // polls slower. Until the disk is full, every poll stores a request of at least
+    // `MIN_RECORD` bytes, so within `DISK / MIN_RECORD` polls it is; then evictions come
+    // every few polls (a 64 KiB segment at a time). Wait for two, so that polls were stored
+    // on a full disk in between.
+    let most_polls = 2 * DISK / MIN_RECORD;
+    let mut evictions = Vec::new();
+    while evictions.len() < 2 {
         assert!(
             k.requests() < most_polls,
-            "the disk never filled for good in {} polls: {} samples dropped, {} pending",
+            "the disk never filled in {} polls: {} samples pending",
             k.requests(),
-            read(dropped).await,
-            read(pending).await
+            read("kubelet_push_samples_pending").await
         );
-        let before = (read(pending).await, read(dropped).await, k.requests());
-        wait_for_polls(&k, before.2 + 6).await;
-        let after = (read(pending).await, read(dropped).await);
-        if after.0 == before.0 && after.1 > before.1 {
-            break;
+        let before = k.requests();
+        wait_for_polls(&k, before + 1).await;
+        let now = read(disk_full).await;
+        if now > evictions.last().copied().unwrap_or(0.0) {
+            evictions.push(now);
         }
     }
     rx.clear_responses();
-    // Drained, then the next poll's store works again and ends the episode: wait for that
-    // line, not for a guessed half second.
     let deadline = tokio::time::Instant::now() + PATIENCE;
     while read("kubelet_push_samples_pending").await > 0.0
         || read("kubelet_push_samples_sent_total").await == 0.0
@@ -533,37 +580,42 @@ async fn a_full_disk_is_counted_and_survived() {
         assert!(tokio::time::Instant::now() < deadline, "never drained");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let episodes = |log: &str| {
-        (
-            log.matches("cannot store a request in the buffer").count(),
-            log.matches("buffer writable again").count(),
-        )
-    };
-    wait_until("the episode of failed writes ends", || {
-        let (started, ended) = episodes(&agent.log());
-        started >= 1 && ended == started
-    })
-    .await;
+    // With the receiver back and the buffer drained, nothing is evicted any more.
+    let evicted = read(disk_full).await;
     let (code, log) = sigterm(agent).await;
     assert_eq!(code, Some(0), "{log}");
-    // Each episode of failed writes is logged when it starts and when it ends, with its
-    // count; never once per failed write.
-    let started = episodes(&log).0;
-    let ended: Vec<usize> = log
-        .lines()
-        .filter(|l| l.contains("buffer writable again"))
-        .map(|l| {
-            let n = l.split("failed_writes=").nth(1).expect("a count");
-            n.split_whitespace().next().unwrap().parse().unwrap()
-        })
-        .collect();
-    assert!(started >= 1, "{log}");
-    assert_eq!(started, ended.len(), "every episode ends once: {log}");
-    // The six polls above were one episode of a failed write per poll at least.
-    assert!(
-        ended.iter().any(|n| *n >= 5),
-        "logged per episode, not per failed write: {log}"
+    // No write failed: the disk always made room.
+    assert!(!log.contains("cannot store a request"), "{log}");
+    // One episode (it ends only after quiet polls with the buffer drained): said once.
+    assert_eq!(
+        log.matches("disk full: deleting the oldest").count(),
+        1,
+        "{log}"
     );
+    // Everything queued was delivered or evicted for space; nothing else was dropped.
+    let stopped = log
+        .lines()
+        .find(|l| l.contains("kubelet-push stopped"))
+        .unwrap_or_else(|| panic!("no final line: {log}"));
+    let field = |name: &str| -> f64 {
+        let v = stopped
+            .split(&format!("{name}="))
+            .nth(1)
+            .unwrap_or_else(|| panic!("no {name}: {stopped}"));
+        v.split_whitespace().next().unwrap().parse().unwrap()
+    };
+    assert!(evicted >= evictions[1], "{evicted} {evictions:?}");
+    assert_eq!(field("samples_pending"), 0.0, "{stopped}");
+    assert_eq!(field("samples_dropped"), evicted, "{stopped}");
+    assert_eq!(
+        field("samples_sent") + evicted,
+        field("samples_queued"),
+        "{stopped}"
+    );
+    let received: usize = rx.accepted_series().iter().map(|ts| ts.samples.len()).sum();
+    assert_eq!(received as f64, field("samples_sent"));
+    // Which ones were evicted (the oldest, whole segments) is
+    // `a_full_file_system_evicts_the_oldest_batches`'s to check; here, what arrived is in order.
     assert_in_order(&rx.accepted_series());
 }
 

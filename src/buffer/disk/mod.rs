@@ -4,8 +4,8 @@
 //! plus: a batch reported as buffered survives `kill -9` and power loss; one buffer at a time
 //! per directory (an OS lock, see `dir.rs`); and the disk holds little more than what is
 //! pending, so a small volume works (see "Segment sizing"). Not here: choosing the directory
-//! (one per destination, by the agent) and checking free space (a write that does not fit
-//! fails, and the caller counts it).
+//! (one per destination, by the agent). Free space is not checked ahead: a write that does
+//! not fit deletes the oldest segments until it does (see "Segment sizing").
 //!
 //! The on-disk format (segment files, records, `read.pos`) is drawn in `format.rs`; the
 //! directory's lock, probe and fsync are in `dir.rs`.
@@ -21,8 +21,11 @@
 //! one poll's requests, whatever `--buffer-max-size` says (before: the newest segment kept
 //! delivered records until it reached 1 MiB, and rolled at up to 64 MiB). The cost: with a
 //! healthy receiver, one segment file created and deleted per poll (a create, two fsyncs and
-//! an unlink). The buffer does not read the free space; a push the volume cannot take fails
-//! and is counted by the caller.
+//! an unlink). The buffer does not read the free space. A push the volume cannot take
+//! (`ENOSPC`, or a quota) deletes the oldest segment, its pending records dropped and counted
+//! apart from those `--buffer-max-size` drops, and tries again: a full file system keeps the
+//! newest data, like a full buffer. Only a record that does not fit on the volume even with
+//! nothing else buffered fails, and the caller counts it.
 //!
 //! # Recovery
 //!
@@ -375,6 +378,44 @@ impl DiskBuffer {
         Ok(())
     }
 
+    /// Appends `record`. On a full file system, first frees what is already delivered, then
+    /// deletes the oldest segment, its pending records counted in `dropped` (`disk_full_*`),
+    /// and tries again, until the record fits: the newest data wins, as at
+    /// `--buffer-max-size`. Room comes back a whole segment file at a time, at most
+    /// `segment_max` of records. Fails on any other error, and when even an empty buffer has
+    /// no room for the record.
+    fn append_making_room(
+        &mut self,
+        record: &[u8],
+        dropped: &mut Dropped,
+    ) -> Result<(), BufferError> {
+        let mut reclaimed = false;
+        loop {
+            let Err(error) = self.append_record(record) else {
+                return Ok(());
+            };
+            // A full disk may be full of records already delivered: free them and try again.
+            if !reclaimed && self.reclaim_consumed_tail() {
+                reclaimed = true;
+                continue;
+            }
+            if !error.is_out_of_space() {
+                return Err(error);
+            }
+            let Some(i) = self.head() else {
+                return Err(error);
+            };
+            let (n, samples) = self.consume_segment(i);
+            dropped.disk_full_batches += n;
+            dropped.disk_full_samples += samples;
+            // Overwrites read.pos in place when there is no room for a new file.
+            if let Err(error) = self.persist_read_pos() {
+                warn!(%error, "could not persist the read position after dropping for space");
+            }
+            self.reap();
+        }
+    }
+
     fn persist_read_pos(&self) -> Result<(), BufferError> {
         write_read_pos(&self.dir, self.read_seq())
     }
@@ -501,13 +542,7 @@ impl Buffer for DiskBuffer {
             return Ok(dropped);
         }
         let record = encode(&batch).map_err(|source| BufferError::io(&self.dir, source))?;
-        if let Err(first) = self.append_record(&record) {
-            // A full disk may be full of records already delivered: free them and try once more.
-            if !self.reclaim_consumed_tail() {
-                return Err(first);
-            }
-            self.append_record(&record)?;
-        }
+        self.append_making_room(&record, &mut dropped)?;
         let Some(seg) = self.segments.back_mut() else {
             return Err(BufferError::io(
                 &self.dir,
@@ -522,7 +557,10 @@ impl Buffer for DiskBuffer {
         self.bytes += batch.size();
         self.samples += u64::from(batch.samples);
         self.next_seq = self.next_seq.saturating_add(1);
-        Ok(self.trim())
+        let trimmed = self.trim();
+        dropped.batches += trimmed.batches;
+        dropped.samples += trimmed.samples;
+        Ok(dropped)
     }
 
     fn front(&mut self) -> Result<Option<(u64, Request)>, BufferError> {

@@ -699,6 +699,7 @@ fn full_buffer_drops_oldest_and_reports_them() {
         Dropped {
             batches: 1,
             samples: 1,
+            ..Dropped::default()
         }
     );
     b.ack(in_flight).unwrap();
@@ -728,6 +729,7 @@ fn drops_span_segments_with_exact_counts() {
         Dropped {
             batches: 3,
             samples: 1 + 2,
+            ..Dropped::default()
         }
     );
     assert_eq!((b.len(), b.bytes()), (10, 9 * 20512 + 61536));
@@ -740,6 +742,7 @@ fn drops_span_segments_with_exact_counts() {
         Dropped {
             batches: 8,
             samples: (3..=10).sum(),
+            ..Dropped::default()
         }
     );
     assert_eq!((rec.batches, rec.samples), (2, 11 + 100));
@@ -763,6 +766,7 @@ fn a_batch_larger_than_the_buffer_is_dropped() {
         Dropped {
             batches: 1,
             samples: 7,
+            ..Dropped::default()
         }
     );
     assert!(b.is_empty());
