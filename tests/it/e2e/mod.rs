@@ -9,9 +9,11 @@
 mod auth;
 mod dashboard;
 mod destinations;
+mod faults;
 mod image;
 mod kube_prometheus;
 mod kube_prometheus_dashboards;
+mod network;
 mod outage;
 mod v2;
 mod values;
