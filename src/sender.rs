@@ -5,7 +5,9 @@
 //! request of up to `--max-catch-up-size` (`remote_write::rewrite::merge`), acknowledged
 //! together; a 413 to a merged request halves that size for the destination, any other
 //! rejection sends its batches again one at a time, so merging never drops what sending them
-//! one by one would have delivered.
+//! one by one would have delivered; and so does no answer at all (a timeout, a lost
+//! connection), so a link too slow to carry a merged request within `--remote-timeout` still
+//! carries the backlog.
 //!
 //! The retry rules are the Remote Write spec's and Prometheus's own sender's, but for refused
 //! credentials: network errors, timeouts, 5xx and 401/403/407 (a credential is fixed by
@@ -190,13 +192,16 @@ pub async fn run(
                 }
             },
         };
-        let Some((batch, result)) = sender.send(batch, parts[0].seq, &stop).await else {
+        let Some((batch, result)) = sender.send(batch, parts[0].seq, merged, &stop).await else {
             // The batch stays in the buffer: a disk buffer sends it after a restart.
             return;
         };
         match result {
             Err(Failure::Send(error @ SendError::Permanent { .. })) if merged => {
                 sender.merged_rejected(&error, batch.size(), parts.len());
+            }
+            Err(Failure::Send(error @ SendError::Retryable { status: None, .. })) if merged => {
+                sender.merged_unanswered(&error, batch.samples, parts.len());
             }
             Err(Failure::Evicted) => {
                 debug!(
@@ -237,8 +242,8 @@ struct Sender {
     partial: Episode,
     /// The catch-up bound for this destination: halved by a 413 to a merged request.
     bound: u64,
-    /// After a merged request was rejected, this many batches go one at a time, so a poll the
-    /// receiver refuses takes no other poll down with it.
+    /// After a merged request was rejected (or got no answer), this many batches go one at a
+    /// time, so a poll the receiver refuses takes no other poll down with it.
     singles: usize,
     /// Since when the buffer has held something: a buffer that empties every poll is keeping
     /// up, and a poll's requests go as the poller split them (`--max-samples-per-send`); one
@@ -406,19 +411,20 @@ impl Sender {
         }
     }
 
-    /// Sends `batch` (the run starting at `seq`) until it is delivered or given up, and gives
-    /// it back as it went last with the outcome. At most two rounds: the batch as it is, and,
-    /// when a 2.0 batch shows the receiver does not take 2.0, the same samples as 1.0. `None`
-    /// once `stop` is cancelled.
+    /// Sends `batch` (the run starting at `seq`, `merged` if it holds several) until it is
+    /// delivered or given up, and gives it back as it went last with the outcome. At most two
+    /// rounds: the batch as it is, and, when a 2.0 batch shows the receiver does not take 2.0,
+    /// the same samples as 1.0. `None` once `stop` is cancelled.
     async fn send(
         &mut self,
         mut batch: Request,
         seq: u64,
+        merged: bool,
         stop: &CancellationToken,
     ) -> Option<(Request, Result<Option<Written>, Failure>)> {
         loop {
             let result = tokio::select! {
-                r = deliver(&self.client, &self.queue, &self.metrics, &self.settings, self.seed, seq, &batch, &mut self.failing) => r,
+                r = deliver(&self.client, &self.queue, &self.metrics, &self.settings, self.seed, seq, merged, &batch, &mut self.failing) => r,
                 _ = stop.cancelled() => return None,
             };
             match result {
@@ -453,6 +459,17 @@ impl Sender {
             self.singles = batches;
             debug!(%error, requests = batches, "a catch-up request was rejected; sending its requests one at a time");
         }
+    }
+
+    /// A merged request that got no answer (a timeout: a link too slow to carry it within
+    /// `--remote-timeout`; a connection lost) is not tried again as it is: the same request
+    /// would time out on that link every time, for good. Its polls go one at a time, each of
+    /// which the link can carry, and once they are through the buffer merges again. The
+    /// failure counts in the episode as any retried attempt does.
+    fn merged_unanswered(&mut self, error: &SendError, samples: u32, batches: usize) {
+        self.metrics.retries.inc();
+        tell(&mut self.failing, error, Duration::ZERO, samples);
+        self.singles = batches;
     }
 
     /// Removes the run's batches from the buffer, oldest first, counting what preparing each
@@ -556,8 +573,9 @@ impl Sender {
     }
 }
 
-/// Sends `batch` until it is delivered, rejected, evicted or too old. `Ok` carries what a 2.0
-/// receiver said it wrote (`None` for 1.0).
+/// Sends `batch` until it is delivered, rejected, evicted or too old, or, `merged`, gets no
+/// answer (see [`Sender::merged_unanswered`]). `Ok` carries what a 2.0 receiver said it wrote
+/// (`None` for 1.0).
 #[allow(clippy::too_many_arguments)]
 async fn deliver(
     client: &RemoteWriteClient,
@@ -566,6 +584,7 @@ async fn deliver(
     settings: &SenderSettings,
     seed: u64,
     seq: u64,
+    merged: bool,
     batch: &Request,
     failing: &mut Failing,
 ) -> Result<Option<Written>, Failure> {
@@ -600,7 +619,10 @@ async fn deliver(
     attempt
         .retry(backoff)
         .sleep(tokio::time::sleep)
-        .when(|f| matches!(f, Failure::Send(SendError::Retryable { .. })))
+        .when(|f| match f {
+            Failure::Send(SendError::Retryable { status: None, .. }) => !merged,
+            f => matches!(f, Failure::Send(SendError::Retryable { .. })),
+        })
         .adjust(|f, delay| match f {
             Failure::Send(SendError::Retryable {
                 retry_after: Some(after),
@@ -611,20 +633,26 @@ async fn deliver(
         .notify(|f, delay| {
             metrics.retries.inc();
             if let Failure::Send(error) = f {
-                match failing.fail(error) {
-                    Said::First => {
-                        warn!(%error, retry_in_ms = delay.as_millis() as u64, samples = batch.samples, "remote write failed; retrying until it succeeds");
-                    }
-                    Said::NewCause => {
-                        warn!(%error, retry_in_ms = delay.as_millis() as u64, "remote write still failing, now for another reason");
-                    }
-                    Said::Again => {
-                        debug!(%error, retry_in_ms = delay.as_millis() as u64, "remote write failed again");
-                    }
-                }
+                tell(failing, error, delay, batch.samples);
             }
         })
         .await
+}
+
+/// Counts a failed attempt of a request of `samples` samples in the episode, and logs it as
+/// [`Failing`] says: the first and each new cause at warn, the rest at debug.
+fn tell(failing: &mut Failing, error: &SendError, delay: Duration, samples: u32) {
+    match failing.fail(error) {
+        Said::First => {
+            warn!(%error, retry_in_ms = delay.as_millis() as u64, samples, "remote write failed; retrying until it succeeds");
+        }
+        Said::NewCause => {
+            warn!(%error, retry_in_ms = delay.as_millis() as u64, "remote write still failing, now for another reason");
+        }
+        Said::Again => {
+            debug!(%error, retry_in_ms = delay.as_millis() as u64, "remote write failed again");
+        }
+    }
 }
 
 /// One outage of the receiver as the log tells it: a warning when it starts, and again when

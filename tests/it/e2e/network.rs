@@ -23,7 +23,9 @@
 //! connection within the backoff; a request reset mid-body is retried on a new connection; a
 //! cut TLS handshake fails at our TLS front ([`crate::access::Front`], in front of the
 //! receiver) as often as the proxy cut one; the shaping faults did slow their requests down
-//! ([`assert_shaped`]).
+//! ([`assert_shaped`]). One more case puts a slow link after an outage: the backlog, merged
+//! into one catch-up request too big for the link to carry within `--remote-timeout`, must
+//! still get through ([`assert_slow_link_carried_the_backlog`]).
 //!
 //! Every count is waited for (bounded by [`PATIENCE`]), never expected within a time window;
 //! the only durations asserted are what the agent's own timeout and backoff promise, and
@@ -39,7 +41,9 @@ use crate::support::wait_until;
 const FAULT_POLLS: usize = 5;
 /// Attempts a failing fault breaks before it is removed, at least.
 const FAILED_ATTEMPTS: usize = 3;
-/// `--remote-timeout` for the blackhole: short, so that each attempt gives
+/// Polls the slow-link case's outage leaves in the buffer, at least.
+const BACKLOG_POLLS: usize = 16;
+/// `--remote-timeout` for the blackhole and the slow link: short, so that each attempt gives
 /// up quickly, yet with room for a healthy request on a loaded machine (2 s timed healthy
 /// requests out when the suite ran at a lower priority than `stress-ng`).
 const SHORT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -54,8 +58,9 @@ const SLACK: Duration = Duration::from_secs(2);
 /// agent starts its timer, then connects and writes): the blackhole's lower bound is the
 /// timeout less this.
 const EARLY: Duration = Duration::from_millis(500);
-/// The bandwidth cap: one poll's request here is about 1.3 KB of body and 0.25 KB of head,
-/// under a second at this rate, so the link carries more than the agent produces.
+/// The slow link: one poll's request here is about 1.3 KB of body and 0.25 KB of head, under
+/// a second at this rate, so one at a time the link carries more than the agent produces;
+/// [`BACKLOG_POLLS`] merged are about 8 KB, more than it carries within [`SHORT_TIMEOUT`].
 const SLOW_LINK: u64 = 2 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +71,8 @@ enum Case {
     Blackhole,
     Trickle,
     CutHandshake,
+    /// A blackhole for [`BACKLOG_POLLS`] polls, then a [`SLOW_LINK`] bandwidth cap.
+    SlowLinkAfterOutage,
 }
 
 impl Case {
@@ -74,7 +81,7 @@ impl Case {
             // Per chunk, each way: a request and its answer take at least 0.5 s.
             Case::Latency => Fault::Latency(Duration::from_millis(250)),
             // Each request takes most of a poll interval, one merged after a wait longer.
-            Case::Bandwidth => Fault::Bandwidth(SLOW_LINK),
+            Case::Bandwidth | Case::SlowLinkAfterOutage => Fault::Bandwidth(SLOW_LINK),
             // The body's first KiB (or all of it but its last byte), then a reset.
             Case::ResetMidBody => Fault::ResetMidBody(1024),
             Case::Blackhole => Fault::Blackhole,
@@ -103,7 +110,7 @@ impl Case {
 
     fn remote_timeout(self) -> String {
         match self {
-            Case::Blackhole => {
+            Case::Blackhole | Case::SlowLinkAfterOutage => {
                 format!("{}s", SHORT_TIMEOUT.as_secs())
             }
             _ => TIMEOUT.to_owned(),
@@ -135,6 +142,8 @@ cases! {
     victoria_metrics_trickled_response_delivers_everything: VictoriaMetrics, Trickle;
     prometheus_cut_tls_handshake_loses_nothing: Prometheus, CutHandshake;
     victoria_metrics_cut_tls_handshake_loses_nothing: VictoriaMetrics, CutHandshake;
+    prometheus_slow_link_after_outage_carries_the_backlog: Prometheus, SlowLinkAfterOutage;
+    victoria_metrics_slow_link_after_outage_carries_the_backlog: VictoriaMetrics, SlowLinkAfterOutage;
 }
 
 async fn network_fault(kind: Kind, case: Case) {
@@ -190,6 +199,16 @@ async fn network_fault(kind: Kind, case: Case) {
             && metric_value(m, "kubelet_push_samples_sent_total") > Some(0.0)
     })
     .await;
+    if case == Case::SlowLinkAfterOutage {
+        // The outage: a backlog of BACKLOG_POLLS polls, the first of them retried.
+        proxy.set(Fault::Blackhole);
+        let from = kubelet.requests();
+        wait_until(
+            format!("{what}: a backlog of {BACKLOG_POLLS} polls"),
+            || kubelet.requests() >= from + BACKLOG_POLLS && broken(&proxy.connections()) >= 2,
+        )
+        .await;
+    }
     let fault = case.fault();
     proxy.set(fault);
     let fault_from = kubelet.requests();
@@ -199,6 +218,7 @@ async fn network_fault(kind: Kind, case: Case) {
     )
     .await;
     let in_use = match case {
+        Case::SlowLinkAfterOutage => "requests carried by the slow link after one given up",
         _ if case.fails() => "attempts broken",
         _ => "requests slowed down and answered",
     };
@@ -233,7 +253,8 @@ async fn network_fault(kind: Kind, case: Case) {
     assert_eq!(proxy.problems(), Vec::<String>::new(), "{what}");
 
     assert_every_poll_once(kind, &receiver, &kubelet, &log, stopped_at).await;
-    // Requests whose head went on but not all of their body: reset mid-body.
+    // Requests whose head went on but not all of their body: reset mid-body, or given up by
+    // the agent on the slow link.
     let cut_short = proxy
         .requests()
         .iter()
@@ -253,7 +274,13 @@ async fn network_fault(kind: Kind, case: Case) {
     let episodes = assert_episodes(&what, &log, failed);
     if case.fails() {
         assert!(failed >= FAILED_ATTEMPTS, "{what}: {connections:#?}");
-        assert_eq!(episodes, 1, "{what}: {log}");
+        // The slow link's outage is one episode, and each merged request it gave up another
+        // (one at least; more if the link is still slow when the next catch-up comes).
+        let episodes_ok = match case {
+            Case::SlowLinkAfterOutage => episodes >= 2,
+            _ => episodes == 1,
+        };
+        assert!(episodes_ok, "{what}: {episodes} episodes: {log}");
     } else {
         assert_eq!(episodes, 0, "{what}: nothing failed: {log}");
         assert_shaped(&what, &proxy, fault, healed_at);
@@ -269,6 +296,11 @@ async fn network_fault(kind: Kind, case: Case) {
                 "{what}: the front saw a failed handshake for each one the proxy cut"
             );
             assert_new_connection_per_retry(&what, &proxy, fault);
+        }
+        Case::SlowLinkAfterOutage => {
+            assert_blackholes_given_up(&what, &proxy);
+            assert_slow_link_carried_the_backlog(&what, &proxy);
+            assert_shaped(&what, &proxy, fault, healed_at);
         }
         Case::Latency | Case::Bandwidth | Case::Trickle => {}
     }
@@ -300,7 +332,8 @@ fn broken(connections: &[Connection]) -> usize {
 }
 
 /// What the proxy did under `case`'s fault so far: for the faults that shape, the requests
-/// that started under it and were answered; for the ones that fail, the attempts it broke.
+/// that started under it and were answered; for the ones that fail, the attempts it broke;
+/// for the slow link, the requests it carried after the agent gave one up.
 fn faulted(proxy: &Proxy, case: Case) -> usize {
     let fault = case.fault();
     match case {
@@ -309,8 +342,29 @@ fn faulted(proxy: &Proxy, case: Case) -> usize {
             .iter()
             .filter(|(_, r)| r.fault == fault && r.answered.is_some())
             .count(),
+        Case::SlowLinkAfterOutage => {
+            carried_after_giving_up(proxy).map_or(0, |(_, after)| after.len())
+        }
         _ => broken(&proxy.connections()),
     }
+}
+
+/// On the slow link: the first request the agent gave up (started under the cap, never
+/// carried whole, its connection closed by the agent), with its body's length, and the body
+/// lengths of the requests the link carried whole and answered after it.
+fn carried_after_giving_up(proxy: &Proxy) -> Option<(u64, Vec<u64>)> {
+    let slow = Fault::Bandwidth(SLOW_LINK);
+    let requests = proxy.requests();
+    let connections = proxy.connections();
+    let given_up = requests.iter().position(|(id, r)| {
+        r.fault == slow && r.forwarded.is_none() && connections[*id].client_closed.is_some()
+    })?;
+    let carried = requests[given_up + 1..]
+        .iter()
+        .filter(|(_, r)| r.fault == slow && r.answered.is_some())
+        .map(|(_, r)| r.body_len.unwrap_or(0))
+        .collect();
+    Some((requests[given_up].1.body_len.unwrap_or(0), carried))
 }
 
 /// The receiver holds exactly one sample of the node's CPU counter per document whose poll
@@ -651,5 +705,46 @@ fn assert_shaped(what: &str, proxy: &Proxy, fault: Fault, healed_at: tokio::time
         took[0],
         took[took.len() - 1],
         took[took.len() / 2]
+    );
+}
+
+/// The slow link carried the backlog: the agent gave up a request the link could not carry
+/// within `--remote-timeout` (the merged backlog, bigger than one poll's request), no sooner
+/// than the timeout, and the link then carried whole requests, each smaller than it, instead
+/// of the same one timing out again and again.
+fn assert_slow_link_carried_the_backlog(what: &str, proxy: &Proxy) {
+    let (given_up, carried) = carried_after_giving_up(proxy)
+        .unwrap_or_else(|| panic!("{what}: no request given up on the slow link"));
+    let requests = proxy.requests();
+    let single = requests
+        .iter()
+        .filter_map(|(_, r)| r.body_len)
+        .min()
+        .unwrap();
+    let carries = SLOW_LINK * SHORT_TIMEOUT.as_secs();
+    assert!(
+        given_up > carries && given_up > 2 * single,
+        "{what}: the request given up ({given_up} bytes) is a merged one (one poll's is \
+         {single}) bigger than the link carries within --remote-timeout ({carries})"
+    );
+    assert!(
+        carried.len() >= FAILED_ATTEMPTS && carried.iter().all(|&len| len < given_up),
+        "{what}: carried after it, bodies of {carried:?} bytes"
+    );
+    let connections = proxy.connections();
+    let slow = Fault::Bandwidth(SLOW_LINK);
+    for (id, r) in &requests {
+        let c = &connections[*id];
+        if r.fault != slow || r.forwarded.is_some() || c.client_closed.is_none() {
+            continue;
+        }
+        let held = c.client_closed.unwrap() - r.at;
+        assert!(
+            held + EARLY >= SHORT_TIMEOUT,
+            "{what}: a request on the slow link given up after {held:?}"
+        );
+    }
+    eprintln!(
+        "{what}: a {given_up}-byte request given up, then bodies of {carried:?} bytes carried"
     );
 }
