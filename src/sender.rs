@@ -5,9 +5,13 @@
 //! request of up to `--max-catch-up-size` (`remote_write::rewrite::merge`), acknowledged
 //! together; a 413 to a merged request halves that size for the destination, any other
 //! rejection sends its batches again one at a time, so merging never drops what sending them
-//! one by one would have delivered; and so does no answer at all (a timeout, a lost
-//! connection), so a link too slow to carry a merged request within `--remote-timeout` still
-//! carries the backlog.
+//! one by one would have delivered. A merged request that gets no answer (a timeout, a
+//! connection lost once made) halves the size too, for this catch-up: a link too slow to carry
+//! it within `--remote-timeout` would time it out again on every attempt. A request that goes
+//! through in less than half the timeout doubles it back, up to the setting, so a catch-up that
+//! starts small after an outage of unanswered connections (a firewall dropping them) grows back
+//! within a few round trips. A receiver that refuses connections or answers 5xx changes nothing:
+//! its outage says nothing about the size.
 //!
 //! The retry rules are the Remote Write spec's and Prometheus's own sender's, but for refused
 //! credentials: network errors, timeouts, 5xx and 401/403/407 (a credential is fixed by
@@ -192,6 +196,7 @@ pub async fn run(
                 }
             },
         };
+        let started = tokio::time::Instant::now();
         let Some((batch, result)) = sender.send(batch, parts[0].seq, merged, &stop).await else {
             // The batch stays in the buffer: a disk buffer sends it after a restart.
             return;
@@ -200,8 +205,12 @@ pub async fn run(
             Err(Failure::Send(error @ SendError::Permanent { .. })) if merged => {
                 sender.merged_rejected(&error, batch.size(), parts.len());
             }
-            Err(Failure::Send(error @ SendError::Retryable { status: None, .. })) if merged => {
-                sender.merged_unanswered(&error, batch.samples, parts.len());
+            Err(Failure::Send(
+                error @ SendError::Retryable {
+                    unanswered: true, ..
+                },
+            )) if merged => {
+                sender.merged_unanswered(&error, &batch, &stop).await;
             }
             Err(Failure::Evicted) => {
                 debug!(
@@ -211,6 +220,9 @@ pub async fn run(
                 // Only its oldest part may be gone: the rest is read again, not acknowledged.
             }
             result => {
+                if result.is_ok() {
+                    sender.went_through(started.elapsed());
+                }
                 let evicted = sender.acknowledge(&parts);
                 sender.settle(result, u64::from(batch.samples), evicted);
             }
@@ -240,10 +252,14 @@ struct Sender {
     /// A 2.0 receiver writing fewer samples than sent would do so on every poll (a limit, a
     /// relabelling that drops series): logged when it starts and when it ends.
     partial: Episode,
-    /// The catch-up bound for this destination: halved by a 413 to a merged request.
+    /// The largest merged request this destination takes: `--max-catch-up-size`, halved by
+    /// each 413 to a merged request, for the life of the process.
+    limit: u64,
+    /// The size merged requests are made up to now: at most `limit`, halved by a merged
+    /// request left unanswered, doubled back by one that went through quickly.
     bound: u64,
-    /// After a merged request was rejected (or got no answer), this many batches go one at a
-    /// time, so a poll the receiver refuses takes no other poll down with it.
+    /// After a merged request was rejected, this many batches go one at a time, so a poll the
+    /// receiver refuses takes no other poll down with it.
     singles: usize,
     /// Since when the buffer has held something: a buffer that empties every poll is keeping
     /// up, and a poll's requests go as the poller split them (`--max-samples-per-send`); one
@@ -345,6 +361,7 @@ impl Sender {
             client,
             queue,
             metrics,
+            limit: settings.max_catch_up_bytes,
             bound: settings.max_catch_up_bytes,
             settings,
             negotiated,
@@ -453,8 +470,9 @@ impl Sender {
     /// any other rejection sends the same polls one at a time, and the single path decides.
     fn merged_rejected(&mut self, error: &SendError, size: u64, batches: usize) {
         if error.status() == Some(reqwest::StatusCode::PAYLOAD_TOO_LARGE) {
-            self.bound = (size / 2).min(self.bound / 2);
-            info!(%error, max_bytes = self.bound, "the receiver refused a catch-up request as too large; sending smaller ones");
+            self.limit = (size / 2).min(self.limit / 2);
+            self.bound = self.bound.min(self.limit);
+            info!(%error, max_bytes = self.limit, "the receiver refused a catch-up request as too large; sending smaller ones");
         } else {
             self.singles = batches;
             debug!(%error, requests = batches, "a catch-up request was rejected; sending its requests one at a time");
@@ -462,14 +480,38 @@ impl Sender {
     }
 
     /// A merged request that got no answer (a timeout: a link too slow to carry it within
-    /// `--remote-timeout`; a connection lost) is not tried again as it is: the same request
-    /// would time out on that link every time, for good. Its polls go one at a time, each of
-    /// which the link can carry, and once they are through the buffer merges again. The
-    /// failure counts in the episode as any retried attempt does.
-    fn merged_unanswered(&mut self, error: &SendError, samples: u32, batches: usize) {
+    /// `--remote-timeout`; a connection lost) is not tried again as it is, since on that link
+    /// it would time out every time: the catch-up goes on in requests half its size (down to
+    /// one batch each, retried as any other). The attempt counts in the episode as any failed
+    /// one does, and the next waits `--min-backoff`, so a connection lost at once cannot
+    /// spin.
+    async fn merged_unanswered(
+        &mut self,
+        error: &SendError,
+        batch: &Request,
+        stop: &CancellationToken,
+    ) {
+        self.bound = (batch.size() / 2).min(self.bound / 2);
         self.metrics.retries.inc();
-        tell(&mut self.failing, error, Duration::ZERO, samples);
-        self.singles = batches;
+        tell(
+            &mut self.failing,
+            error,
+            self.settings.min_backoff,
+            batch.samples,
+        );
+        debug!(%error, max_bytes = self.bound, "a catch-up request got no answer; sending smaller ones");
+        tokio::select! {
+            _ = tokio::time::sleep(self.settings.min_backoff) => {}
+            _ = stop.cancelled() => {}
+        }
+    }
+
+    /// A request that went through in `took`: if that was less than half the timeout, a
+    /// request twice the size would likely go through too, and the bound grows back.
+    fn went_through(&mut self, took: Duration) {
+        if took < self.client.timeout() / 2 {
+            self.bound = self.bound.saturating_mul(2).min(self.limit);
+        }
     }
 
     /// Removes the run's batches from the buffer, oldest first, counting what preparing each
@@ -619,9 +661,10 @@ async fn deliver(
     attempt
         .retry(backoff)
         .sleep(tokio::time::sleep)
+        // A merged request left unanswered goes back to the caller, to be made smaller.
         .when(|f| match f {
-            Failure::Send(SendError::Retryable { status: None, .. }) => !merged,
-            f => matches!(f, Failure::Send(SendError::Retryable { .. })),
+            Failure::Send(SendError::Retryable { unanswered, .. }) => !(merged && *unanswered),
+            _ => false,
         })
         .adjust(|f, delay| match f {
             Failure::Send(SendError::Retryable {
@@ -957,11 +1000,13 @@ mod tests {
             reason: what.to_owned(),
             status: None,
             retry_after: None,
+            unanswered: false,
         };
         let status = |code: u16| SendError::Retryable {
             reason: format!("receiver answered {code}"),
             status: Some(reqwest::StatusCode::from_u16(code).unwrap()),
             retry_after: None,
+            unanswered: false,
         };
         let mut f = Failing::default();
         assert_eq!(f.fail(&network("peer closed connection")), Said::First);

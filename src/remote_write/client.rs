@@ -65,6 +65,10 @@ pub enum SendError {
         reason: String,
         status: Option<StatusCode>,
         retry_after: Option<Duration>,
+        /// The request may have reached the receiver, but no answer came back: a timeout or a
+        /// connection lost once it was made. False when no connection was made (refused,
+        /// unreachable, a failed handshake) and when the receiver answered.
+        unanswered: bool,
     },
     /// The receiver rejected this body for good (400, 404, 413, …; 401, 403 and 407 are
     /// retried, since fixing the credentials makes the same body welcome).
@@ -94,6 +98,8 @@ pub struct RemoteWriteClient {
     url: reqwest::Url,
     /// The URL as it may appear in logs (userinfo and query redacted).
     display_url: String,
+    /// `--remote-timeout`: how long one request may take, answer included.
+    timeout: Duration,
 }
 
 impl RemoteWriteClient {
@@ -144,11 +150,17 @@ impl RemoteWriteClient {
             live,
             url,
             display_url,
+            timeout,
         })
     }
 
     pub fn display_url(&self) -> &str {
         &self.display_url
+    }
+
+    /// `--remote-timeout`.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// Sends one body of `protocol` once, with that protocol's `Content-Type` and version
@@ -178,6 +190,7 @@ impl RemoteWriteClient {
                 reason: describe(&e, &self.display_url, &self.url, self.live.hints()),
                 status: None,
                 retry_after: None,
+                unanswered: !e.is_connect(),
             })?;
         let status = response.status();
         if status.is_success() {
@@ -230,6 +243,7 @@ impl RemoteWriteClient {
                 ),
                 status: Some(status),
                 retry_after: None,
+                unanswered: false,
             });
         }
         // A prefix only: a proxy's 10 MB HTML page must not cost 10 MB.
@@ -250,6 +264,7 @@ impl RemoteWriteClient {
                 ),
                 status: Some(status),
                 retry_after,
+                unanswered: false,
             });
         }
         if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
@@ -257,6 +272,7 @@ impl RemoteWriteClient {
                 reason: format!("receiver answered {status}: {message}"),
                 status: Some(status),
                 retry_after,
+                unanswered: false,
             })
         } else {
             Err(SendError::Permanent { status, message })

@@ -349,10 +349,12 @@ async fn send_errors_are_classified_for_the_retry_policy() {
             status,
             reason,
             retry_after,
+            unanswered,
         }) => {
             assert_eq!(status.map(|s| s.as_u16()), Some(503));
             assert!(reason.contains("ingester unavailable"), "{reason}");
             assert_eq!(retry_after, None);
+            assert!(!unanswered, "the receiver answered");
         }
         other => panic!("503 is retryable: {other:?}"),
     }
@@ -408,11 +410,48 @@ async fn remote_timeout_bounds_a_receiver_that_never_answers() {
         SendError::Retryable {
             reason,
             status: None,
+            unanswered,
             ..
-        } => assert!(reason.contains("timed out"), "{reason}"),
+        } => {
+            assert!(reason.contains("timed out"), "{reason}");
+            assert!(unanswered, "sent, and no answer came");
+        }
         other => panic!("{other:?}"),
     }
     silent.abort();
+}
+
+/// A receiver that refuses the connection never saw the request: not "unanswered" (the sender
+/// makes a merged request smaller only when it may have been too large to go through).
+#[tokio::test]
+async fn a_refused_connection_is_not_an_unanswered_request() {
+    use kubelet_push::remote_write::{Protocol, RemoteWriteClient, SendError};
+    let port = crate::support::ReservedPort::new();
+    let url = format!("http://127.0.0.1:{}/api/v1/write", port.port())
+        .parse()
+        .unwrap();
+    let client = RemoteWriteClient::new(
+        url,
+        crate::support::PATIENCE,
+        &[],
+        &kubelet_push::remote_write::access::Access::none(),
+    )
+    .unwrap();
+    match client
+        .send(Protocol::V1, bytes::Bytes::from_static(b"x"))
+        .await
+    {
+        Err(SendError::Retryable {
+            reason,
+            status: None,
+            unanswered,
+            ..
+        }) => {
+            assert!(reason.contains("cannot connect"), "{reason}");
+            assert!(!unanswered, "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 /// A receiver that fails request after request is reported once when the failures start and

@@ -151,16 +151,6 @@ fn start_sender_with(
     max_catch_up_bytes: u64,
     max_sample_age: Option<Duration>,
 ) -> Running {
-    // No request to the in-process receiver is cut short and sent again (which the exact
-    // request lists below would show), however loaded the machine.
-    let client = RemoteWriteClient::new(
-        url.parse().unwrap(),
-        PATIENCE,
-        &[],
-        &kubelet_push::remote_write::access::Access::none(),
-    )
-    .unwrap();
-    let metrics = Metrics::new().destination(url);
     let settings = SenderSettings {
         min_backoff: Duration::from_millis(5),
         max_backoff: Duration::from_millis(20),
@@ -168,6 +158,27 @@ fn start_sender_with(
         max_catch_up_bytes,
         interval,
     };
+    // No request to the in-process receiver is cut short and sent again (which the exact
+    // request lists below would show), however loaded the machine.
+    spawn_sender(url, PATIENCE, queue, negotiated, settings)
+}
+
+/// The sender on `queue`, to `url` with `--remote-timeout` `timeout`.
+fn spawn_sender(
+    url: &str,
+    timeout: Duration,
+    queue: Arc<Queue>,
+    negotiated: Negotiated,
+    settings: SenderSettings,
+) -> Running {
+    let client = RemoteWriteClient::new(
+        url.parse().unwrap(),
+        timeout,
+        &[],
+        &kubelet_push::remote_write::access::Access::none(),
+    )
+    .unwrap();
+    let metrics = Metrics::new().destination(url);
     let (drain, stop) = (CancellationToken::new(), CancellationToken::new());
     let task = tokio::spawn(sender::run(
         client,
@@ -1020,4 +1031,78 @@ async fn a_cut_batch_that_ends_a_run_is_counted_once() {
     assert!(got.iter().all(|r| r.status == 204));
     assert_eq!(metrics.samples_sent.get(), 8);
     assert_eq!(metrics.dropped_total(DropReason::TooOld), 4, "counted once");
+}
+
+/// A merged request that gets no answer within `--remote-timeout` (a link too slow for it) is
+/// not sent again as it is: the catch-up goes on in requests half its size, and loses nothing.
+#[tokio::test]
+async fn an_unanswered_merged_request_goes_again_in_halves() {
+    let rx = Receiver::start().await.unwrap();
+    // The first request is never answered: the client gives up after its timeout.
+    rx.push_response(Response::status(204).held());
+    let backlog = Backlog::of(0..10, Protocol::V1);
+    let settings = SenderSettings {
+        min_backoff: Duration::from_millis(5),
+        max_backoff: Duration::from_millis(20),
+        max_sample_age: None,
+        max_catch_up_bytes: 2 << 20,
+        interval: Duration::ZERO,
+    };
+    // Long enough for the in-process receiver to answer the later requests on a loaded
+    // machine; only the held one runs into it.
+    let timeout = Duration::from_secs(5);
+    let metrics = spawn_sender(
+        &rx.url(),
+        timeout,
+        backlog.queue(),
+        Negotiated::new(Protocol::V1),
+        settings,
+    )
+    .drained()
+    .await;
+    let got = rx.requests();
+    let per_request = polls_per_request(&got);
+    assert_eq!(per_request[0], 10, "the whole backlog, unanswered");
+    assert!(per_request[1] <= 5, "then half of it: {per_request:?}");
+    assert_eq!(
+        per_request[1..].iter().sum::<usize>(),
+        10,
+        "{per_request:?}"
+    );
+    // What the receiver got after the unanswered request: the backlog, once, in order.
+    let after: Vec<TimeSeries> = got[1..]
+        .iter()
+        .filter_map(|r| r.write_request.as_ref())
+        .flat_map(|w| w.timeseries.iter().cloned())
+        .collect();
+    assert_eq!(bytes(&after), bytes(&backlog.want));
+    assert_eq!(metrics.samples_sent.get(), 40);
+    assert_eq!(metrics.retries.get(), 1);
+    for reason in DropReason::ALL {
+        assert_eq!(metrics.dropped_total(reason), 0, "{reason:?}");
+    }
+}
+
+/// A receiver that refuses connections says nothing about the size of a request: once it is
+/// back, the backlog still goes merged, whole.
+#[tokio::test]
+async fn a_refused_connection_does_not_shrink_a_merged_request() {
+    let port = crate::support::ReservedPort::new();
+    let url = format!("http://127.0.0.1:{}/api/v1/write", port.port());
+    let backlog = Backlog::of(0..10, Protocol::V1);
+    let running = start_sender_with(
+        &url,
+        backlog.queue(),
+        Negotiated::new(Protocol::V1),
+        Duration::ZERO,
+        2 << 20,
+        None,
+    );
+    let metrics = Arc::clone(&running.metrics);
+    wait_until("three refused attempts", || metrics.retries.get() >= 3).await;
+    let rx = Receiver::start_on(port.listen()).unwrap();
+    let metrics = running.drained().await;
+    assert_eq!(polls_per_request(&rx.requests()), [10]);
+    backlog.assert_delivered(&rx, "");
+    assert_eq!(metrics.samples_sent.get(), 40);
 }
