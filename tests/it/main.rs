@@ -7,6 +7,7 @@ mod delivery;
 mod disk;
 #[cfg(unix)]
 mod e2e;
+mod exposition;
 mod golden;
 mod hostile_io;
 mod hostile_summary;
