@@ -241,21 +241,18 @@ impl Parser<'_> {
                 .find(|l| self.exp.str(l.name) == want)
                 .map(|l| self.exp.str(l.value))
         };
-        match (kind, suffix) {
-            (Kind::Summary, "") => {
-                if label("quantile")
-                    .and_then(|q| q.parse::<f64>().ok())
-                    .is_none()
-                {
-                    return Err("a summary quantile without a numeric quantile label".into());
-                }
+        let numeric = |name: &str| label(name).and_then(|v| v.parse::<f64>().ok()).is_some();
+        let reason = match (kind, suffix) {
+            (Kind::Summary, "") if !numeric("quantile") => {
+                Some("a summary quantile without a numeric quantile label")
             }
-            (Kind::Histogram, "_bucket") => {
-                if label("le").and_then(|q| q.parse::<f64>().ok()).is_none() {
-                    return Err("a histogram bucket without a numeric le label".into());
-                }
+            (Kind::Histogram, "_bucket") if !numeric("le") => {
+                Some("a histogram bucket without a numeric le label")
             }
-            _ => {}
+            _ => None,
+        };
+        if let Some(reason) = reason {
+            return Err(reason.into());
         }
         if self.limits.sample_limit != 0 && self.exp.samples.len() >= self.limits.sample_limit {
             return Err(Fail::Limit(self.limits.sample_limit));

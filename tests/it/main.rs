@@ -16,6 +16,7 @@ mod layout;
 mod pods;
 mod prop_bodies;
 mod prop_buffer;
+mod prop_exposition;
 mod protocol;
 mod push;
 mod summary_props;
