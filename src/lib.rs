@@ -49,6 +49,7 @@ pub mod config_file;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod episode;
+pub mod exposition;
 pub mod http;
 pub mod kubelet;
 pub mod metadata;

@@ -7,6 +7,7 @@ mod delivery;
 mod disk;
 #[cfg(unix)]
 mod e2e;
+mod exposition;
 mod golden;
 mod hostile_io;
 mod hostile_summary;
@@ -15,6 +16,7 @@ mod layout;
 mod pods;
 mod prop_bodies;
 mod prop_buffer;
+mod prop_exposition;
 mod protocol;
 mod push;
 mod summary_props;

@@ -1,0 +1,314 @@
+//! What a parse returns and how it fails: the [`Exposition`] (all strings in one buffer, so a
+//! 10 000-sample body costs a handful of allocations), its views [`Sample`] and [`Family`],
+//! the [`Limits`] and the [`ParseError`].
+
+use std::hash::BuildHasher;
+
+use hashbrown::HashTable;
+
+/// A family's type. The text format's `untyped` and OpenMetrics' `unknown` are both
+/// [`Kind::Unknown`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+    GaugeHistogram,
+    Summary,
+    Info,
+    StateSet,
+    Unknown,
+}
+
+impl Kind {
+    /// The name OpenMetrics gives the type (`unknown` for the text format's `untyped`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+            Kind::Histogram => "histogram",
+            Kind::GaugeHistogram => "gaugehistogram",
+            Kind::Summary => "summary",
+            Kind::Info => "info",
+            Kind::StateSet => "stateset",
+            Kind::Unknown => "unknown",
+        }
+    }
+}
+
+/// Bounds on one scrape, as Prometheus's scrape config has them; 0 is no limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest body in bytes, checked before anything is parsed.
+    pub body_size_limit: usize,
+    /// Most samples (OpenMetrics `_created` lines are not samples), checked while parsing.
+    pub sample_limit: usize,
+}
+
+/// How strictly OpenMetrics is held to its specification.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Strictness {
+    /// Every rule of the specification but the signs of observed values: a histogram with
+    /// negative bucket bounds may have a `_sum`, of any sign, and a summary's quantiles and
+    /// `_sum` may be negative. client_golang emits both for negative observations (Prometheus's own test
+    /// data `alltypes.5mfs.om.txt` has them) and Prometheus accepts them.
+    #[default]
+    Prometheus,
+    /// Every rule, as the OpenMetrics test suite expects.
+    Spec,
+}
+
+/// Why an exposition was refused; the scrape fails as a whole.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error("body of {size} bytes is over body_size_limit ({limit} bytes)")]
+    BodyTooLarge { size: usize, limit: usize },
+    #[error("line {line}: more than sample_limit ({limit}) samples")]
+    SampleLimit { limit: usize, line: usize },
+    #[error("line {line}: {reason}")]
+    Malformed { line: usize, reason: &'static str },
+}
+
+impl ParseError {
+    /// The 1-based line the error is on, if it is on one.
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            ParseError::BodyTooLarge { .. } => None,
+            ParseError::SampleLimit { line, .. } | ParseError::Malformed { line, .. } => {
+                Some(*line)
+            }
+        }
+    }
+}
+
+/// Line `line` (1-based) of `body`, cut to 200 bytes and made valid UTF-8, for the log line
+/// that names it. Empty when there is no such line.
+pub fn line_text(body: &[u8], line: usize) -> String {
+    let text = body
+        .split(|&b| b == b'\n')
+        .nth(line.saturating_sub(1))
+        .unwrap_or_default();
+    String::from_utf8_lossy(&text[..text.len().min(200)]).into_owned()
+}
+
+/// A string in [`Exposition::strings`]. Offsets fit u32: bodies over 4 GiB are refused and
+/// the buffer never holds more than the body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(super) struct Span {
+    pub start: u32,
+    pub end: u32,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(super) struct LabelRec {
+    pub name: Span,
+    pub value: Span,
+}
+
+/// No timestamp; a saturated conversion lands one above.
+pub(super) const NO_TIMESTAMP: i64 = i64::MIN;
+
+#[derive(Debug, Clone, Copy)]
+pub(super) struct SampleRec {
+    pub name: Span,
+    pub labels_start: u32,
+    pub labels_end: u32,
+    pub family: u32,
+    pub value: f64,
+    pub timestamp_ms: i64,
+    pub start_ms: i64,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(super) struct FamilyRec {
+    pub name: Span,
+    pub kind: Kind,
+    pub help: Option<Span>,
+    pub unit: Option<Span>,
+}
+
+/// A parsed exposition: its samples in the order of the body, and its families (those that
+/// only had metadata included).
+#[derive(Debug, Default)]
+pub struct Exposition {
+    /// Every name, label, HELP and UNIT, one after the other.
+    pub(super) strings: String,
+    pub(super) labels: Vec<LabelRec>,
+    pub(super) samples: Vec<SampleRec>,
+    pub(super) families: Vec<FamilyRec>,
+}
+
+/// One sample.
+#[derive(Debug, Clone, Copy)]
+pub struct Sample<'a> {
+    pub name: &'a str,
+    pub labels: Labels<'a>,
+    pub value: f64,
+    /// The line's own timestamp, in milliseconds since the Unix epoch.
+    pub timestamp_ms: Option<i64>,
+    /// The OpenMetrics `_created` of its metric point, in milliseconds since the Unix epoch.
+    pub start_timestamp_ms: Option<i64>,
+    /// Index of its family in [`Exposition::families`].
+    pub family: usize,
+}
+
+/// A sample's labels, in the order the line had them (never `__name__`; names unique).
+#[derive(Debug, Clone, Copy)]
+pub struct Labels<'a> {
+    strings: &'a str,
+    labels: &'a [LabelRec],
+}
+
+impl<'a> Labels<'a> {
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&'a str, &'a str)> + 'a {
+        let strings = self.strings;
+        self.labels
+            .iter()
+            .map(move |l| (span_str(strings, l.name), span_str(strings, l.value)))
+    }
+
+    pub fn get(&self, name: &str) -> Option<&'a str> {
+        self.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
+    }
+}
+
+/// One family's metadata.
+#[derive(Debug, Clone, Copy)]
+pub struct Family<'a> {
+    pub name: &'a str,
+    pub kind: Kind,
+    pub help: Option<&'a str>,
+    pub unit: Option<&'a str>,
+}
+
+fn span_str(strings: &str, span: Span) -> &str {
+    strings
+        .get(span.start as usize..span.end as usize)
+        .unwrap_or_default()
+}
+
+fn timestamp(ms: i64) -> Option<i64> {
+    (ms != NO_TIMESTAMP).then_some(ms)
+}
+
+impl Exposition {
+    /// The number of samples.
+    pub fn len(&self) -> usize {
+        self.samples.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.samples.is_empty()
+    }
+
+    pub fn sample(&self, index: usize) -> Option<Sample<'_>> {
+        self.samples.get(index).map(|s| self.view(s))
+    }
+
+    pub fn samples(&self) -> impl ExactSizeIterator<Item = Sample<'_>> + '_ {
+        self.samples.iter().map(|s| self.view(s))
+    }
+
+    pub fn families(&self) -> impl ExactSizeIterator<Item = Family<'_>> + '_ {
+        self.families.iter().map(|f| Family {
+            name: self.str(f.name),
+            kind: f.kind,
+            help: f.help.map(|h| self.str(h)),
+            unit: f.unit.map(|u| self.str(u)),
+        })
+    }
+
+    pub fn family(&self, index: usize) -> Option<Family<'_>> {
+        self.families().nth(index)
+    }
+
+    /// The index of the first sample whose name, labels (in any order) and timestamp repeat
+    /// an earlier sample's: what Prometheus's storage would refuse as a duplicate.
+    pub fn first_duplicate(&self) -> Option<usize> {
+        let hasher = foldhash::fast::FixedState::default();
+        let key = |s: &SampleRec| {
+            let mut pairs: Vec<(&str, &str)> = self.labels_of(s).iter().collect();
+            pairs.sort_unstable();
+            (self.str(s.name), s.timestamp_ms, pairs)
+        };
+        let hashes: Vec<u64> = self
+            .samples
+            .iter()
+            .map(|s| hasher.hash_one(key(s)))
+            .collect();
+        let mut seen: HashTable<u32> = HashTable::with_capacity(self.samples.len());
+        for (i, (s, &hash)) in self.samples.iter().zip(&hashes).enumerate() {
+            let k = key(s);
+            if seen
+                .find(hash, |&j| key(&self.samples[j as usize]) == k)
+                .is_some()
+            {
+                return Some(i);
+            }
+            seen.insert_unique(hash, i as u32, |&j| hashes[j as usize]);
+        }
+        None
+    }
+
+    fn labels_of(&self, s: &SampleRec) -> Labels<'_> {
+        Labels {
+            strings: &self.strings,
+            labels: self
+                .labels
+                .get(s.labels_start as usize..s.labels_end as usize)
+                .unwrap_or_default(),
+        }
+    }
+
+    fn view<'a>(&'a self, s: &SampleRec) -> Sample<'a> {
+        Sample {
+            name: self.str(s.name),
+            labels: self.labels_of(s),
+            value: s.value,
+            timestamp_ms: timestamp(s.timestamp_ms),
+            start_timestamp_ms: timestamp(s.start_ms),
+            family: s.family as usize,
+        }
+    }
+
+    pub(super) fn str(&self, span: Span) -> &str {
+        span_str(&self.strings, span)
+    }
+
+    /// The span of what was appended to `strings` since `start`.
+    pub(super) fn span_from(&self, start: usize) -> Span {
+        Span {
+            start: start as u32,
+            end: self.strings.len() as u32,
+        }
+    }
+
+    pub(super) fn push_str(&mut self, s: &str) -> Span {
+        let start = self.strings.len();
+        self.strings.push_str(s);
+        self.span_from(start)
+    }
+
+    /// Whether the labels from `start` on have distinct names, none `__name__`.
+    pub(super) fn labels_valid(&self, start: usize) -> bool {
+        let labels = self.labels.get(start..).unwrap_or_default();
+        for (i, a) in labels.iter().enumerate() {
+            let name = self.str(a.name);
+            if name == "__name__" {
+                return false;
+            }
+            if labels[..i].iter().any(|b| self.str(b.name) == name) {
+                return false;
+            }
+        }
+        true
+    }
+}
