@@ -32,7 +32,8 @@
 //!           └─► sender ───► remote_write, buffer, telemetry
 //! telemetry ─► buffer ─► remote_write ─► series, metadata, http, episode
 //! leaves (nothing of the crate): episode (once-per-episode logging), http, series, metadata, signal,
-//!   clock (Unix epoch milliseconds), rng (the seeded generator)
+//!   clock (Unix epoch milliseconds), rng (the seeded generator), exposition (the Prometheus
+//!   text and OpenMetrics parsers, for scraping exporters: issue 21, not wired into the agent yet)
 //! ```
 //!
 //! `pipeline` and `sender` take settings the config holds or `agent` builds from it; neither
