@@ -32,8 +32,10 @@ UNIX_ONLY=(
   'it cli::a_signal_stops_the_demo_cleanly'
   'it delivery::sigterm_flushes_within_the_shutdown_timeout'
   'it disk::a_stopped_agent_keeps_what_it_could_not_send'
-  # Mount a tmpfs (128 KiB to fill the disk; 256 KiB for a small volume).
-  'it disk::a_full_disk_is_counted_and_survived'
+  # Mount a tmpfs (256 KiB: to fill the disk, through the agent and through the buffer; and
+  # for a small volume).
+  'it disk::a_full_disk_evicts_the_oldest_and_keeps_polling'
+  'it disk::a_full_file_system_evicts_the_oldest_batches'
   'it disk::a_small_volume_with_a_healthy_receiver_loses_nothing'
   # Unix files: /dev/zero and FIFOs (mkfifo) have no Windows counterpart a file:// URL can
   # name; the size limit on a regular file is tested on both. The SIGTERM one also needs a
