@@ -179,11 +179,24 @@ pub fn merge(protocol: Protocol, requests: &[Request]) -> Result<Request, Conver
                 )
             });
     let raw = match protocol {
+        // One buffer of the exact merged length, each body decompressed straight into its
+        // place: no temporary per body, and no doubling of a growing buffer (which, for a
+        // 2 MiB catch-up request of about 18 MB decompressed, held twice that at its peak).
         Protocol::V1 => {
-            let mut raw = Vec::new();
-            for r in requests {
-                raw.extend_from_slice(&super::wire::decompress(&r.body).map_err(WireError::from)?);
+            let lengths = requests
+                .iter()
+                .map(|r| super::wire::decompressed_len(&r.body))
+                .collect::<Result<Vec<usize>, _>>()
+                .map_err(WireError::from)?;
+            let mut raw = vec![0u8; lengths.iter().sum()];
+            let mut at = 0;
+            for (r, len) in requests.iter().zip(lengths) {
+                let n = snap::raw::Decoder::new()
+                    .decompress(&r.body, &mut raw[at..at + len])
+                    .map_err(WireError::from)?;
+                at += n;
             }
+            raw.truncate(at);
             raw
         }
         Protocol::V2 => {

@@ -71,6 +71,13 @@ const SNAPPY_MAX_EXPANSION: usize = 22;
 /// the claim as is, so five bytes claiming 4 GiB cost a 4 GiB allocation (found by the
 /// property tests, `tests/it/prop_bodies.rs`).
 pub fn decompress(body: &[u8]) -> Result<Vec<u8>, snap::Error> {
+    decompressed_len(body)?;
+    snap::raw::Decoder::new().decompress_vec(body)
+}
+
+/// The length a snappy `body` says it decompresses to, refused (as [`decompress`] does) when
+/// more than its bytes could expand to.
+pub fn decompressed_len(body: &[u8]) -> Result<usize, snap::Error> {
     let claimed = snap::raw::decompress_len(body)?;
     let most = body.len().saturating_mul(SNAPPY_MAX_EXPANSION);
     if claimed > most {
@@ -79,7 +86,7 @@ pub fn decompress(body: &[u8]) -> Result<Vec<u8>, snap::Error> {
             max: most as u64,
         });
     }
-    snap::raw::Decoder::new().decompress_vec(body)
+    Ok(claimed)
 }
 
 /// Why a 2.0 series' label refs cannot be read.
