@@ -287,15 +287,12 @@ async fn a_second_agent_on_one_buffer_dir_exits_64_and_the_first_delivers_everyt
     // Every sample the first agent sent, and only those, arrived (the losers sent nothing).
     #[cfg(unix)]
     {
-        let stopped = log
-            .lines()
-            .find(|l| l.contains("kubelet-push stopped"))
-            .unwrap_or_else(|| panic!("{log}"));
         let received: usize = rx.accepted_series().iter().map(|ts| ts.samples.len()).sum();
-        assert!(
-            stopped.contains(&format!("samples_sent={received} "))
-                && stopped.contains("samples_pending=0"),
-            "{received} received: {stopped}"
+        let field = |name: &str| crate::e2e::stopped_field(&log, name);
+        assert_eq!(
+            (field("samples_sent"), field("samples_pending")),
+            (received as u64, 0),
+            "{log}"
         );
     }
     // Nothing interleaved: the directory opens without damage (a kill on Windows may tear
@@ -593,24 +590,14 @@ async fn a_full_disk_evicts_the_oldest_and_keeps_polling() {
         "{log}"
     );
     // Everything queued was delivered or evicted for space; nothing else was dropped.
-    let stopped = log
-        .lines()
-        .find(|l| l.contains("kubelet-push stopped"))
-        .unwrap_or_else(|| panic!("no final line: {log}"));
-    let field = |name: &str| -> f64 {
-        let v = stopped
-            .split(&format!("{name}="))
-            .nth(1)
-            .unwrap_or_else(|| panic!("no {name}: {stopped}"));
-        v.split_whitespace().next().unwrap().parse().unwrap()
-    };
+    let field = |name: &str| crate::e2e::stopped_field(&log, name) as f64;
     assert!(evicted >= evictions[1], "{evicted} {evictions:?}");
-    assert_eq!(field("samples_pending"), 0.0, "{stopped}");
-    assert_eq!(field("samples_dropped"), evicted, "{stopped}");
+    assert_eq!(field("samples_pending"), 0.0, "{log}");
+    assert_eq!(field("samples_dropped"), evicted, "{log}");
     assert_eq!(
         field("samples_sent") + evicted,
         field("samples_queued"),
-        "{stopped}"
+        "{log}"
     );
     let received: usize = rx.accepted_series().iter().map(|ts| ts.samples.len()).sum();
     assert_eq!(received as f64, field("samples_sent"));
@@ -791,18 +778,8 @@ async fn a_small_volume_with_a_healthy_receiver_loses_nothing() {
         "{peak} bytes waited at most"
     );
 
-    let stopped = log
-        .lines()
-        .find(|l| l.contains("kubelet-push stopped"))
-        .unwrap_or_else(|| panic!("no final line: {log}"));
-    let field = |name: &str| -> u64 {
-        let v = stopped
-            .split(&format!("{name}="))
-            .nth(1)
-            .unwrap_or_else(|| panic!("no {name}: {stopped}"));
-        v.split_whitespace().next().unwrap().parse().unwrap()
-    };
-    assert_eq!(field("samples_pending"), 0, "{stopped}");
+    let field = |name: &str| crate::e2e::stopped_field(&log, name);
+    assert_eq!(field("samples_pending"), 0, "{log}");
     let sent = field("samples_sent");
     assert!(sent as f64 >= queued, "{sent} sent of {queued} queued");
     let received: usize = rx.accepted_series().iter().map(|ts| ts.samples.len()).sum();

@@ -151,16 +151,25 @@ fn start_sender_with(
     max_catch_up_bytes: u64,
     max_sample_age: Option<Duration>,
 ) -> Running {
-    let settings = SenderSettings {
+    let settings = sender_settings(interval, max_catch_up_bytes, max_sample_age);
+    // No request to the in-process receiver is cut short and sent again (which the exact
+    // request lists below would show), however loaded the machine.
+    spawn_sender(url, PATIENCE, queue, negotiated, settings)
+}
+
+/// Retries a few milliseconds apart, so a test's failures cost it no time.
+fn sender_settings(
+    interval: Duration,
+    max_catch_up_bytes: u64,
+    max_sample_age: Option<Duration>,
+) -> SenderSettings {
+    SenderSettings {
         min_backoff: Duration::from_millis(5),
         max_backoff: Duration::from_millis(20),
         max_sample_age,
         max_catch_up_bytes,
         interval,
-    };
-    // No request to the in-process receiver is cut short and sent again (which the exact
-    // request lists below would show), however loaded the machine.
-    spawn_sender(url, PATIENCE, queue, negotiated, settings)
+    }
 }
 
 /// The sender on `queue`, to `url` with `--remote-timeout` `timeout`.
@@ -1041,13 +1050,7 @@ async fn an_unanswered_merged_request_goes_again_in_halves() {
     // The first request is never answered: the client gives up after its timeout.
     rx.push_response(Response::status(204).held());
     let backlog = Backlog::of(0..10, Protocol::V1);
-    let settings = SenderSettings {
-        min_backoff: Duration::from_millis(5),
-        max_backoff: Duration::from_millis(20),
-        max_sample_age: None,
-        max_catch_up_bytes: 2 << 20,
-        interval: Duration::ZERO,
-    };
+    let settings = sender_settings(Duration::ZERO, 2 << 20, None);
     // Long enough for the in-process receiver to answer the later requests on a loaded
     // machine; only the held one runs into it.
     let timeout = Duration::from_secs(5);

@@ -775,6 +775,75 @@ fn advance(v: &mut Value, shift_s: i64, k: u64, newest: &mut i64) {
     }
 }
 
+/// What `receiver` holds of the seed Windows node once its agent stopped (its last `up`
+/// stamped at `stopped_at` at the latest): exactly one sample of the node's CPU counter per
+/// document in `expected`, at that document's time, in order, its value one step up per
+/// document; and one `up` per completed poll (one per expected document), each stamped at the
+/// start of its poll: after the request of the document before it and no later than the
+/// request of its own (one clock, this machine's). `context` heads the failure messages.
+pub async fn assert_one_sample_per_document(
+    receiver: &Real,
+    kubelet: &FixtureKubelet,
+    served: &[Served],
+    expected: &[usize],
+    stopped_at: i64,
+    context: &str,
+) {
+    // VictoriaMetrics rounds an instant query's time down to the second: query a full second
+    // after everything the agent stamped. A sleep on the same clock, so sound on any machine.
+    receiver.make_visible().await;
+    let wait = stopped_at + 1100 - now_ms();
+    if wait > 0 {
+        tokio::time::sleep(Duration::from_millis(wait as u64)).await;
+    }
+    let end = now_ms();
+    let cpu_key = "node_cpu_usage_seconds_total{instance=\"35598k8s9001\",job=\"kubelet\",metrics_path=\"/metrics/resource\",node=\"35598k8s9001\"}";
+    let up_key = "up{instance=\"35598k8s9001\",job=\"kubelet\",metrics_path=\"/metrics\",node=\"35598k8s9001\"}";
+    let cpu_t0 = golden("seed-windows-node")
+        .into_iter()
+        .find(|g| g.key == cpu_key)
+        .expect("the node's CPU counter in the golden file")
+        .timestamp_ms;
+    let first_ms = (cpu_t0 + kubelet.shift_ms(0)).min(served[0].at_ms);
+    let window_s = ((end - first_ms) / 1000 + 60) as u64;
+    let raw = receiver
+        .raw("{instance=\"35598k8s9001\"}", end, window_s)
+        .await;
+
+    let cpu = &raw[cpu_key];
+    let cpu_times: Vec<i64> = cpu.iter().map(|(t, _)| *t).collect();
+    let want_times: Vec<i64> = expected
+        .iter()
+        .map(|k| cpu_t0 + kubelet.shift_ms(*k))
+        .collect();
+    assert_eq!(cpu_times, want_times, "{context}: the CPU samples");
+    for w in cpu.windows(2) {
+        let steps = ((w[1].0 - w[0].0) / 1000) as f64;
+        assert!(
+            (w[1].1 - w[0].1 - steps * CPU_NS_PER_STEP as f64 / 1e9).abs() < 1e-9,
+            "{context}: {w:?}"
+        );
+    }
+    let up = &raw[up_key];
+    assert_eq!(
+        up.len(),
+        expected.len(),
+        "{context}: one up sample per completed poll: {up:?}"
+    );
+    for ((t, v), k) in up.iter().zip(expected) {
+        assert_eq!(*v, 1.0, "{context}: up at {t}");
+        let after = k
+            .checked_sub(1)
+            .map_or(i64::MIN, |before| served[before].at_ms);
+        assert!(
+            (after..=served[*k].at_ms).contains(t),
+            "{context}: up at {t} is not the poll of document {k} (requested at {}, the one \
+             before at {after})",
+            served[*k].at_ms
+        );
+    }
+}
+
 /// `2026-11-25T10:00:07Z` for Unix seconds `t`.
 pub fn format_rfc3339(t: i64) -> String {
     let days = t.div_euclid(86_400);

@@ -193,73 +193,19 @@ pub(super) async fn outage(kind: Kind, restart_agent: bool, version: Version) {
         "{kind:?}: only the poll interrupted by the kill was held"
     );
 
-    // VictoriaMetrics rounds an instant query's time down to the second: query a full second
-    // after everything the agent stamped (its `up` at the start of its last poll, before the
-    // stop). A sleep on the same clock, so sound on any machine.
-    receiver.make_visible().await;
-    let wait = stopped_at + 1100 - now_ms();
-    if wait > 0 {
-        tokio::time::sleep(Duration::from_millis(wait as u64)).await;
-    }
-    let end = now_ms();
-    let cpu_key = "node_cpu_usage_seconds_total{instance=\"35598k8s9001\",job=\"kubelet\",metrics_path=\"/metrics/resource\",node=\"35598k8s9001\"}";
-    let up_key = "up{instance=\"35598k8s9001\",job=\"kubelet\",metrics_path=\"/metrics\",node=\"35598k8s9001\"}";
-    let cpu_t0 = golden("seed-windows-node")
-        .into_iter()
-        .find(|g| g.key == cpu_key)
-        .expect("the node's CPU counter in the golden file")
-        .timestamp_ms;
-    let first_ms = (cpu_t0 + kubelet.shift_ms(0)).min(served[0].at_ms);
-    let window_s = ((end - first_ms) / 1000 + 60) as u64;
-    let raw = receiver
-        .raw("{instance=\"35598k8s9001\"}", end, window_s)
-        .await;
-
-    // The kubelet's series: exactly one sample per completed poll's document, at its time;
-    // among them every document polled during the outage (`outage_from..outage_until`, at
-    // least OUTAGE_POLLS of them, waited for above) but the one the kill interrupted.
-    let cpu = &raw[cpu_key];
-    let cpu_times: Vec<i64> = cpu.iter().map(|(t, _)| *t).collect();
-    let want_times: Vec<i64> = expected
-        .iter()
-        .map(|k| cpu_t0 + kubelet.shift_ms(*k))
-        .collect();
-    assert_eq!(
-        cpu_times,
-        want_times,
-        "{kind:?}: the CPU samples of documents {expected:?} (of {} served; lost at the kill \
-         {lost_at_kill:?}, abandoned at the stop {abandoned:?})",
-        served.len()
-    );
-    // Values follow the documents: the counter grew by one step per document.
-    for w in cpu.windows(2) {
-        let steps = ((w[1].0 - w[0].0) / 1000) as f64;
-        assert!(
-            (w[1].1 - w[0].1 - steps * CPU_NS_PER_STEP as f64 / 1e9).abs() < 1e-9,
-            "{w:?}"
-        );
-    }
-    // The agent's own `up`, at its own clock: one sample per completed poll, each stamped at
-    // the start of that poll, so after the request of the document before it and no later
-    // than the request of its own (one clock, this machine's).
-    let up = &raw[up_key];
-    assert_eq!(
-        up.len(),
-        expected.len(),
-        "{kind:?}: one up sample per completed poll: {up:?}"
-    );
-    for ((t, v), k) in up.iter().zip(&expected) {
-        assert_eq!(*v, 1.0, "{kind:?}: up at {t}");
-        let after = k
-            .checked_sub(1)
-            .map_or(i64::MIN, |before| served[before].at_ms);
-        assert!(
-            (after..=served[*k].at_ms).contains(t),
-            "{kind:?}: up at {t} is not the poll of document {k} (requested at {}, the one \
-             before at {after})",
-            served[*k].at_ms
-        );
-    }
+    assert_one_sample_per_document(
+        &receiver,
+        &kubelet,
+        &served,
+        &expected,
+        stopped_at,
+        &format!(
+            "{kind:?}: documents {expected:?} (of {} served; lost at the kill {lost_at_kill:?}, \
+             abandoned at the stop {abandoned:?})",
+            served.len()
+        ),
+    )
+    .await;
     receiver.assert_nothing_rejected(0).await;
 }
 
