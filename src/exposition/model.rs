@@ -297,6 +297,15 @@ impl Exposition {
         self.span_from(start)
     }
 
+    /// A sample's metric name: the span of `last` (the previous sample's name) when the text is
+    /// the same, as it is for most lines of a family, else a new copy.
+    pub(super) fn push_name(&mut self, text: &str, last: Option<Span>) -> Span {
+        match last {
+            Some(last) if self.str(last) == text => last,
+            _ => self.push_str(text),
+        }
+    }
+
     /// Whether the labels from `start` on have distinct names, none `__name__`.
     pub(super) fn labels_valid(&self, start: usize) -> bool {
         let labels = self.labels.get(start..).unwrap_or_default();

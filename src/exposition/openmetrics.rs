@@ -505,10 +505,7 @@ impl Parser<'_> {
         let mut name = None;
         if i > 0 {
             let text = &line[..i];
-            name = Some(match self.last_name {
-                Some(last) if self.exp.str(last) == text => last,
-                _ => self.exp.push_str(text),
-            });
+            name = Some(self.exp.push_name(text, self.last_name));
         }
         if b.get(i) == Some(&b'{') {
             let (end, quoted) =

@@ -189,10 +189,7 @@ impl Parser<'_> {
         let mut name = None;
         if i > pos {
             let text = &line[pos..i];
-            name = Some(match self.last {
-                Some((last, _)) if self.exp.str(last) == text => last,
-                _ => self.exp.push_str(text),
-            });
+            name = Some(self.exp.push_name(text, self.last.map(|(last, _)| last)));
             i = lex::skip_blanks(b, i);
         }
         if b.get(i) == Some(&b'{') {

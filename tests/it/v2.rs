@@ -218,6 +218,13 @@ impl Running {
     }
 }
 
+/// Not one sample dropped, for any reason.
+fn assert_nothing_dropped(metrics: &DestinationMetrics, what: impl std::fmt::Debug) {
+    for reason in DropReason::ALL {
+        assert_eq!(metrics.dropped_total(reason), 0, "{what:?} {reason:?}");
+    }
+}
+
 fn memory_queue(batches: &[Request]) -> Arc<Queue> {
     let mut buffer = MemoryBuffer::new(64 << 20);
     for b in batches {
@@ -330,9 +337,7 @@ async fn falls_back(old: OldReceiver, first_status: u16) {
         metrics.requests_with(Some(first_status)),
         1 + u64::from(first_status == 204) * 4
     );
-    for reason in DropReason::ALL {
-        assert_eq!(metrics.dropped_total(reason), 0, "{reason:?}");
-    }
+    assert_nothing_dropped(&metrics, "");
     let text = logs.text();
     assert_eq!(text.matches(FALLBACK_LINE).count(), 1, "{text}");
     let line = text.lines().find(|l| l.contains(FALLBACK_LINE)).unwrap();
@@ -843,9 +848,7 @@ async fn a_backlog_goes_merged_in_order_and_whole() {
         assert!(per_request.iter().any(|n| *n > 1), "{per_request:?}");
         backlog.assert_delivered(&rx, protocol);
         assert_eq!(metrics.samples_sent.get(), 40);
-        for reason in DropReason::ALL {
-            assert_eq!(metrics.dropped_total(reason), 0, "{protocol:?} {reason:?}");
-        }
+        assert_nothing_dropped(&metrics, protocol);
     }
 }
 
@@ -1008,9 +1011,7 @@ async fn a_batch_evicted_in_flight_is_not_counted_as_sent_too() {
     // ... but the agent had counted the first batch's 4 samples as dropped when it evicted
     // them (the poller does; here the test did, above), so "sent" holds only the other 8.
     assert_eq!(metrics.samples_sent.get(), 8);
-    for reason in DropReason::ALL {
-        assert_eq!(metrics.dropped_total(reason), 0, "{reason:?}");
-    }
+    assert_nothing_dropped(&metrics, "");
 }
 
 /// A run ends before a batch of another protocol (one a restart with another
@@ -1081,9 +1082,7 @@ async fn an_unanswered_merged_request_goes_again_in_halves() {
     assert_eq!(bytes(&after), bytes(&backlog.want));
     assert_eq!(metrics.samples_sent.get(), 40);
     assert_eq!(metrics.retries.get(), 1);
-    for reason in DropReason::ALL {
-        assert_eq!(metrics.dropped_total(reason), 0, "{reason:?}");
-    }
+    assert_nothing_dropped(&metrics, "");
 }
 
 /// A receiver that refuses connections says nothing about the size of a request: once it is
