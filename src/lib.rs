@@ -57,6 +57,7 @@ pub mod metadata;
 pub mod pipeline;
 pub mod remote_write;
 pub mod rng;
+pub mod scrape;
 pub mod sender;
 pub mod series;
 pub mod signal;
