@@ -33,8 +33,9 @@ use crate::buffer::{Buffer, Queue};
 use crate::config::{Config, ConfigError, Mode};
 use crate::http::error_chain;
 use crate::kubelet::client::ClientError;
-use crate::pipeline::{Outlet, Poller, Polling};
+use crate::pipeline::{Outlet, Outlets, Poller, Polling};
 use crate::remote_write::{Negotiated, RemoteWriteClient};
+use crate::scrape::{Endpoint, Scraping, Target};
 use crate::sender::{self, SenderSettings};
 use crate::telemetry::{DestinationMetrics, DropReason, Metrics};
 
@@ -77,23 +78,82 @@ pub async fn run(
         };
         config_error(flag, &e)
     })?;
+    for target in &config.scrape {
+        if let Endpoint::Kubelet { path } = &target.endpoint {
+            poller.scraped_too(path);
+        }
+    }
+    let scraping = Scraping {
+        once: config.mode != Mode::Run,
+        max_samples_per_send: config.max_samples_per_send,
+        external_labels: config.poll.external_labels.clone(),
+        metric_filter: config.poll.metric_filter.clone(),
+        node: poller.node_name(),
+        metrics: metrics.clone(),
+    };
+    let targets = config
+        .scrape
+        .iter()
+        .map(|t| Target::new(t.clone(), poller.kubelet_client(), &scraping))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| config_error("--scrape", &e))?;
+    let summary = config.poll.kubelet_summary.then_some(poller);
     if config.mode == Mode::DryRun {
-        return Ok(dry_run(&mut poller, out).await);
+        return Ok(dry_run(summary, targets, &scraping, out).await);
     }
     let destinations = build(&config, &metrics)?;
-    let stopped = run_tasks(&config, &metrics, poller, destinations, shutdown).await?;
+    let sources = Sources {
+        summary,
+        targets,
+        scraping,
+    };
+    let stopped = run_tasks(&config, &metrics, sources, destinations, shutdown).await?;
     Ok(report(&config, &metrics, &stopped))
 }
 
-/// `--dry-run`: one poll, written to `out` as text.
-async fn dry_run(poller: &mut Poller, out: &mut (dyn std::io::Write + Send)) -> Outcome {
-    let poll = poller.poll().await;
-    let text = poller.render_text(&poll);
+/// What the agent polls and scrapes: the kubelet's summary (unless `--kubelet-summary=false`)
+/// and the scrape targets.
+struct Sources {
+    summary: Option<Poller>,
+    targets: Vec<Target>,
+    scraping: Scraping,
+}
+
+/// `--dry-run`: one poll and one scrape of every target, side by side, written to `out` as
+/// text: the summary's samples first, then each target's after a comment naming it.
+async fn dry_run(
+    summary: Option<Poller>,
+    targets: Vec<Target>,
+    scraping: &Scraping,
+    out: &mut (dyn std::io::Write + Send),
+) -> Outcome {
+    let mut scrapes = tokio::task::JoinSet::new();
+    for (i, mut target) in targets.into_iter().enumerate() {
+        let scraping = scraping.clone();
+        scrapes.spawn(async move {
+            let output = target.scrape(&scraping).await;
+            (i, target, output)
+        });
+    }
+    let mut failed = false;
+    let mut text = String::new();
+    if let Some(mut poller) = summary {
+        let poll = poller.poll().await;
+        failed |= poll.error.is_some();
+        text.push_str(&poller.render_text(&poll));
+    }
+    let mut scraped = scrapes.join_all().await;
+    scraped.sort_by_key(|(i, _, _)| *i);
+    for (_, target, output) in scraped {
+        failed |= output.error.is_some();
+        text.push_str(&format!("# scrape {}\n", target.display()));
+        text.push_str(&target.render_text(&output));
+    }
     if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         warn!(error = %e, "cannot write dry-run output");
         return Outcome::Failed;
     }
-    if poll.error.is_some() {
+    if failed {
         Outcome::Failed
     } else {
         Outcome::Ok
@@ -173,7 +233,7 @@ fn build(config: &Config, metrics: &Metrics) -> Result<Vec<Destination>, RunErro
 async fn run_tasks(
     config: &Config,
     metrics: &Arc<Metrics>,
-    poller: Poller,
+    sources: Sources,
     destinations: Vec<Destination>,
     shutdown: CancellationToken,
 ) -> Result<Stopped, RunError> {
@@ -222,14 +282,21 @@ async fn run_tasks(
                 .collect(),
             interval: config.poll.interval,
             max_backoff: delivery.max_backoff,
+            summary: sources.summary.is_some(),
         };
         crate::telemetry::serve(addr, health, root.child_token(), &tasks)
             .await
             .map_err(|e| config_error("--listen-address", &e))?;
     }
+    let kubelet = sources
+        .summary
+        .as_ref()
+        .map_or("off (--kubelet-summary=false)", |p| p.kubelet_display())
+        .to_owned();
     for (remote, b) in config.remotes.iter().zip(&buffers) {
         info!(
-            kubelet = %poller.kubelet_display(),
+            kubelet = %kubelet,
+            scrape_targets = sources.targets.len(),
             remote = b.metrics.url(),
             remote_write = match remote.protocol {
                 crate::remote_write::Protocol::V1 => "1.0",
@@ -245,16 +312,32 @@ async fn run_tasks(
         once: config.mode == Mode::Once,
         max_samples_per_send: config.max_samples_per_send,
     };
-    let polls = tasks.spawn(crate::pipeline::run(
-        poller,
-        polling,
-        outlets,
-        shutdown.child_token(),
-    ));
+    let outlets: Outlets = Arc::new(std::sync::Mutex::new(outlets));
+    let mut polls = Vec::new();
+    if let Some(poller) = sources.summary {
+        polls.push(tasks.spawn(crate::pipeline::run(
+            poller,
+            polling,
+            outlets.clone(),
+            shutdown.child_token(),
+        )));
+    }
+    for target in sources.targets {
+        info!(job = target.job(), target = target.display(), "scraping");
+        polls.push(tasks.spawn(crate::scrape::run(
+            target,
+            sources.scraping.clone(),
+            outlets.clone(),
+            shutdown.child_token(),
+        )));
+    }
     tasks.close();
 
-    // A polling task that panicked counts as a failed poll.
-    let poll_failed = polls.await.unwrap_or(true);
+    // A polling or scrape task that panicked counts as a failed poll.
+    let mut poll_failed = false;
+    for polling in polls {
+        poll_failed |= polling.await.unwrap_or(true);
+    }
     drain.cancel();
     // The senders drain side by side; when the timeout runs out, what is left is reported
     // afterwards: kept on disk, or dropped from memory with a warning.

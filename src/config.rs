@@ -169,6 +169,8 @@ pub struct Config {
     pub max_samples_per_send: usize,
     pub delivery: Delivery,
     pub listen_address: Option<std::net::SocketAddr>,
+    /// The exporters and kubelet endpoints scraped beside the summary, in the order given.
+    pub scrape: Vec<crate::scrape::TargetSettings>,
 }
 
 /// What the demo brings in place of the agent's kubelet and destination flags
@@ -314,6 +316,7 @@ impl Config {
                 kubelet_pods: args.kubelet_pods,
                 pod_labels,
                 max_stats_age: args.max_stats_age,
+                kubelet_summary: true,
             },
             remotes,
             mode,
@@ -328,6 +331,7 @@ impl Config {
                 max_catch_up_bytes: args.max_catch_up_size,
             },
             listen_address: args.listen_address,
+            scrape: Vec::new(),
         })
     }
 }

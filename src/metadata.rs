@@ -16,13 +16,66 @@
 //! (`remote_write::v2`). Lookup is a binary search over a sorted static table: a handful of
 //! string comparisons, no allocation.
 
-/// How a family's values behave over time.
+/// How a family's values behave over time: the types Remote Write 2.0's metadata names.
+/// The kubelet's families are counters and gauges; a scraped exporter may declare any.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MetricType {
     /// Only grows, except when whatever counts restarts; names end in `_total`.
     Counter,
     /// Goes up and down.
     Gauge,
+    Histogram,
+    GaugeHistogram,
+    Summary,
+    Info,
+    StateSet,
+    /// Declared `untyped`/`unknown`, or not declared at all.
+    Unknown,
+}
+
+/// A family's metadata as an encoder reads it, whoever owns the strings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Meta<'a> {
+    pub kind: MetricType,
+    pub help: &'a str,
+    pub unit: &'a str,
+}
+
+/// Where an encoder finds the family of a series' metric name. Families are numbered
+/// `0..len()`, so an encoder can keep per-family state (interned strings) in a vector.
+pub trait Catalog {
+    /// How many families there are.
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The family of the metric name `name`, if it has one.
+    fn index(&self, name: &str) -> Option<usize>;
+    /// Family `index` (below [`Catalog::len`]).
+    fn meta(&self, index: usize) -> Meta<'_>;
+}
+
+/// The families kubelet-push itself sends: the summary's and the per-poll series'.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Kubelet;
+
+impl Catalog for Kubelet {
+    fn len(&self) -> usize {
+        FAMILIES.len()
+    }
+
+    fn index(&self, name: &str) -> Option<usize> {
+        index(name)
+    }
+
+    fn meta(&self, index: usize) -> Meta<'_> {
+        let f = &FAMILIES[index];
+        Meta {
+            kind: f.kind,
+            help: f.help,
+            unit: f.unit,
+        }
+    }
 }
 
 /// What a receiver is told about a metric name.

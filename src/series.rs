@@ -104,6 +104,14 @@ impl CommonLabels {
         CommonLabels { pairs }
     }
 
+    /// Labels a caller assembled itself (a scrape target's): sorted here, empty values
+    /// left out.
+    pub fn from_sorted(mut pairs: Vec<(String, String)>) -> Self {
+        pairs.retain(|(_, v)| !v.is_empty());
+        pairs.sort();
+        CommonLabels { pairs }
+    }
+
     pub fn as_slice(&self) -> &[(String, String)] {
         &self.pairs
     }
@@ -137,6 +145,9 @@ struct Slot {
     /// next sample (checked, never trusted).
     next: u32,
     state: State,
+    /// Whether its vanishing gets a stale marker: false when its last sample carried the
+    /// exporter's own timestamp ([`SeriesSet::admit_untracked`]).
+    tracked: bool,
 }
 
 /// No slot.
@@ -257,6 +268,24 @@ impl SeriesSet {
         labels: &[(&str, &str)],
         timestamp_ms: i64,
     ) -> Admit {
+        self.admit_tracked(name, family, labels, timestamp_ms, true)
+    }
+
+    /// [`SeriesSet::admit`] for a sample that carried its own timestamp (a scraped line with
+    /// one): if the series vanishes after this, it is forgotten without a stale marker, as
+    /// Prometheus's scrape loop does, since the exporter decides when its samples end.
+    pub fn admit_untracked(&mut self, name: &str, labels: &[(&str, &str)], ts: i64) -> Admit {
+        self.admit_tracked(name, None, labels, ts, false)
+    }
+
+    fn admit_tracked(
+        &mut self,
+        name: &str,
+        family: FamilyLabel,
+        labels: &[(&str, &str)],
+        timestamp_ms: i64,
+        tracked: bool,
+    ) -> Admit {
         let future = timestamp_ms > self.horizon_ms;
         // A series first met with a sample from the future starts with nothing sent.
         let remembered = if future { i64::MIN } else { timestamp_ms };
@@ -270,6 +299,9 @@ impl SeriesSet {
             c => self.slots[c as usize].next = i,
         }
         self.cursor = i;
+        if self.slots[i as usize].seen != self.generation || new {
+            self.slots[i as usize].tracked = tracked;
+        }
         if new {
             return if future {
                 Admit::Future
@@ -347,6 +379,7 @@ impl SeriesSet {
                     birth: 0,
                     next: NONE,
                     state: State::Live,
+                    tracked: true,
                 });
                 i
             }
@@ -365,8 +398,13 @@ impl SeriesSet {
     pub fn finish_poll(&mut self, now_ms: i64, mut stale: impl FnMut(Point)) {
         let generation = self.generation;
         let horizon = self.horizon_ms;
+        let mut untracked = Vec::new();
         for (i, slot) in self.slots.iter_mut().enumerate() {
             if slot.state != State::Live || slot.seen == generation {
+                continue;
+            }
+            if !slot.tracked {
+                untracked.push(i as u32);
                 continue;
             }
             slot.state = State::Stale;
@@ -382,6 +420,9 @@ impl SeriesSet {
                 },
                 start_ms: 0,
             });
+        }
+        for i in untracked {
+            self.release(i);
         }
     }
 

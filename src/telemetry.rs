@@ -107,6 +107,20 @@ struct ResultLabel {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct TargetResultLabels {
+    job: String,
+    instance: String,
+    result: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct TargetReasonLabels {
+    job: String,
+    instance: String,
+    reason: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct UrlLabel {
     url: String,
 }
@@ -166,6 +180,10 @@ pub struct Metrics {
     pub samples_filtered: Counter,
     /// Summary values left out, by [`InvalidValue`].
     summary_values_invalid: Family<ReasonLabel, Counter>,
+    /// Scrapes of the `--scrape` / `--kubelet-scrape` targets by target and result.
+    scrapes: Family<TargetResultLabels, Counter>,
+    /// Scraped samples left out by target and reason (`duplicate`, `future_timestamp`).
+    scrape_samples_invalid: Family<TargetReasonLabels, Counter>,
     families: DestinationFamilies,
     destinations: std::sync::Mutex<Vec<std::sync::Arc<DestinationMetrics>>>,
     last_poll: FloatGauge,
@@ -194,6 +212,8 @@ impl Metrics {
             samples_scraped: Counter::default(),
             samples_filtered: Counter::default(),
             summary_values_invalid: Family::default(),
+            scrapes: Family::default(),
+            scrape_samples_invalid: Family::default(),
             families: DestinationFamilies::default(),
             destinations: std::sync::Mutex::new(Vec::new()),
             last_poll: Gauge::default(),
@@ -241,6 +261,16 @@ impl Metrics {
                 reason: reason.as_str(),
             });
         }
+        registry.register(
+            "scrapes",
+            "Scrapes of the --scrape and --kubelet-scrape targets by job, instance and result: success, or why the scrape failed (unreachable, timeout, http_status, body_size_limit, sample_limit, malformed)",
+            m.scrapes.clone(),
+        );
+        registry.register(
+            "scrape_samples_invalid",
+            "Scraped samples left out by job, instance and reason: duplicate (a series repeated within one exposition), future_timestamp (an explicit timestamp past the agent's clock plus 2m)",
+            m.scrape_samples_invalid.clone(),
+        );
         let f = &m.families;
         registry.register(
             "samples_queued",
@@ -379,6 +409,76 @@ impl Metrics {
         self.summary_values_invalid
             .get_or_create(&ReasonLabel {
                 reason: reason.as_str(),
+            })
+            .inc_by(n);
+    }
+
+    /// Every result a target's scrapes can have, so a target's counters exist at 0 from its
+    /// first scrape on (a rate over a counter that appears at 1 misses the first failure).
+    pub const SCRAPE_RESULTS: [&'static str; 7] = [
+        "success",
+        "unreachable",
+        "timeout",
+        "http_status",
+        "body_size_limit",
+        "sample_limit",
+        "malformed",
+    ];
+
+    /// Creates a target's scrape counters at 0 (every result, every invalid reason).
+    pub fn scrape_target(&self, job: &str, instance: &str) {
+        for result in Self::SCRAPE_RESULTS {
+            let _ = self.scrapes.get_or_create(&TargetResultLabels {
+                job: job.to_owned(),
+                instance: instance.to_owned(),
+                result,
+            });
+        }
+        for reason in ["duplicate", "future_timestamp"] {
+            let _ = self
+                .scrape_samples_invalid
+                .get_or_create(&TargetReasonLabels {
+                    job: job.to_owned(),
+                    instance: instance.to_owned(),
+                    reason,
+                });
+        }
+    }
+
+    /// Counts one scrape of the target `job`/`instance` with `result` (one of
+    /// [`Metrics::SCRAPE_RESULTS`]).
+    pub fn scrape_finished(&self, job: &str, instance: &str, result: &'static str) {
+        self.scrapes
+            .get_or_create(&TargetResultLabels {
+                job: job.to_owned(),
+                instance: instance.to_owned(),
+                result,
+            })
+            .inc();
+    }
+
+    /// Scrapes of a target with `result` so far.
+    pub fn scrapes(&self, job: &str, instance: &str, result: &'static str) -> u64 {
+        self.scrapes
+            .get_or_create(&TargetResultLabels {
+                job: job.to_owned(),
+                instance: instance.to_owned(),
+                result,
+            })
+            .get()
+    }
+
+    /// Counts `n` scraped samples of a target left out for `reason` (`duplicate`,
+    /// `future_timestamp`).
+    pub fn scrape_samples_invalid(&self, job: &str, instance: &str, reason: &'static str, n: u64) {
+        if n == 0 {
+            return;
+        }
+        self.scrape_samples_invalid
+            .get_or_create(&TargetReasonLabels {
+                job: job.to_owned(),
+                instance: instance.to_owned(),
+                reason,
             })
             .inc_by(n);
     }
@@ -547,14 +647,20 @@ pub struct Health {
     )>,
     pub interval: Duration,
     pub max_backoff: Duration,
+    /// Whether the kubelet's summary is polled (`--kubelet-summary`); when it is not, no
+    /// poll is expected.
+    pub summary: bool,
 }
 
 impl Health {
-    /// Ready when a poll succeeded within three intervals and, for every destination with
-    /// requests waiting, a send succeeded within three intervals plus the longest backoff.
+    /// Ready when a poll succeeded within three intervals (if the summary is polled) and, for
+    /// every destination with requests waiting, a send succeeded within three intervals plus
+    /// the longest backoff. A scrape target that is down does not make the agent unready:
+    /// its `up` says so, as Prometheus's would.
     pub fn ready(&self) -> Result<(), String> {
         let poll_limit = self.interval * 3;
         match self.metrics.since_last_poll() {
+            _ if !self.summary => {}
             None => return Err("no successful kubelet poll yet".into()),
             Some(age) if age > poll_limit => {
                 return Err(format!(

@@ -221,11 +221,43 @@ impl KubeletClient {
         }
     }
 
+    /// Fetches one of the kubelet's own metrics endpoints (`path`, such as `/metrics/probes`)
+    /// with the summary's TLS settings, token and proxy, asking for `accept`, within
+    /// `timeout` (the scrape's, not `--kubelet-timeout`), reading at most `limit` bytes.
+    /// Returns the body and its `Content-Type` (`""` when absent). `None` when the summary
+    /// comes from a file: there is no kubelet to ask.
+    pub async fn fetch_metrics(
+        &self,
+        path: &str,
+        accept: &'static str,
+        timeout: Duration,
+        limit: usize,
+    ) -> Option<Result<(Vec<u8>, String), ScrapeError>> {
+        let Source::Http(base) = &self.settings.source else {
+            return None;
+        };
+        let path = path.trim_start_matches('/');
+        Some(self.get(endpoint(base, path), accept, timeout, limit).await)
+    }
+
     async fn fetch_http(&self, url: reqwest::Url) -> Result<Vec<u8>, ScrapeError> {
+        let (timeout, limit) = (self.settings.timeout, MAX_SUMMARY_BYTES);
+        let (body, _) = self.get(url, "application/json", timeout, limit).await?;
+        Ok(body)
+    }
+
+    async fn get(
+        &self,
+        url: reqwest::Url,
+        accept: &'static str,
+        timeout: Duration,
+        limit: usize,
+    ) -> Result<(Vec<u8>, String), ScrapeError> {
         let mut request = self
             .http
             .get(url.clone())
-            .header("Accept", "application/json");
+            .timeout(timeout)
+            .header("Accept", accept);
         if let Some(path) = &self.settings.token_file {
             let token = self
                 .read_file(path, MAX_TOKEN_BYTES)
@@ -240,7 +272,6 @@ impl KubeletClient {
             })?;
             request = request.bearer_auth(token.trim());
         }
-        let timeout = self.settings.timeout;
         let classify = |e: reqwest::Error| {
             if e.is_timeout() {
                 ScrapeError::Timeout(timeout)
@@ -268,12 +299,17 @@ impl KubeletClient {
                 body: error_message(response).await,
             });
         }
-        read_body(&mut response, MAX_SUMMARY_BYTES)
-            .await
-            .map_err(|e| match e {
-                BodyError::TooLarge => ScrapeError::TooLarge,
-                BodyError::Read(e) => classify(e),
-            })
+        let content_type = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let body = read_body(&mut response, limit).await.map_err(|e| match e {
+            BodyError::TooLarge => ScrapeError::TooLarge,
+            BodyError::Read(e) => classify(e),
+        })?;
+        Ok((body, content_type))
     }
 }
 

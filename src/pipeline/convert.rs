@@ -62,6 +62,10 @@ pub static CADVISOR: (&str, &str) = ("metrics_path", "/metrics/cadvisor");
 pub static RESOURCE: (&str, &str) = ("metrics_path", "/metrics/resource");
 pub static KUBELET_METRICS: (&str, &str) = ("metrics_path", "/metrics");
 
+/// The per-poll series' `metrics_path` when the kubelet's own `/metrics` is scraped as well
+/// (`--kubelet-scrape /metrics`), so the two `up` series stay apart.
+pub static SUMMARY_METRICS: (&str, &str) = ("metrics_path", "/stats/summary");
+
 /// How far past the agent's clock a summary `time` may be and still be believed. The kubelet
 /// runs on the agent's node and reads the same clock, so real skew is milliseconds; a little
 /// room keeps a remote kubelet with a slightly fast clock working. It also bounds the stall

@@ -69,6 +69,9 @@ pub struct PollerSettings {
     /// `--pod-label`: each pod label and the metric label it becomes.
     pub pod_labels: Vec<(String, String)>,
     pub max_stats_age: Duration,
+    /// `--kubelet-summary`: whether the Summary API is polled at all (false: only the scrape
+    /// targets are pushed).
+    pub kubelet_summary: bool,
 }
 
 /// Owns everything that lives from one poll to the next.
@@ -108,6 +111,16 @@ pub struct Poller {
     last_body: Option<(usize, u64)>,
     /// Distinct series the last converted summary produced, reported again for a repeat.
     last_scraped: usize,
+    /// The node name as it is known now, for the scrape targets' `node` (and a kubelet
+    /// endpoint's `instance`).
+    node_tx: tokio::sync::watch::Sender<String>,
+    /// The `metrics_path` of the per-poll series (`up`, `scrape_duration_seconds`,
+    /// `scrape_samples_scraped`): `/metrics`, unless the kubelet's real `/metrics` is scraped
+    /// too (see [`Poller::per_poll_series_apart`]).
+    per_poll_path: &'static (&'static str, &'static str),
+    /// The `metrics_path`s whose summary families are left out, because the kubelet's own
+    /// endpoint is scraped (see [`Poller::scraped_too`]).
+    yielded_paths: Vec<&'static str>,
 }
 
 /// What a poll fetched.
@@ -126,6 +139,7 @@ impl Poller {
             crate::kubelet::client::Source::File(p) => format!("file://{}", p.display()),
         };
         let node = settings.node_name.clone().unwrap_or_else(host_name);
+        let node_watched = node.clone();
         let common = CommonLabels::new(&settings.job, &node, &settings.external_labels);
         let kubelet = Arc::new(KubeletClient::new(settings.kubelet.clone())?);
         let from_kubelet = matches!(
@@ -165,7 +179,46 @@ impl Poller {
             metrics,
             last_body: None,
             last_scraped: 0,
+            node_tx: tokio::sync::watch::channel(node_watched).0,
+            per_poll_path: &convert::KUBELET_METRICS,
+            yielded_paths: Vec::new(),
         })
+    }
+
+    /// The node's name from now on: `--node-name`, else the summary's `nodeName` once the
+    /// kubelet answered, else the host's name.
+    pub fn node_name(&self) -> tokio::sync::watch::Receiver<String> {
+        self.node_tx.subscribe()
+    }
+
+    /// The kubelet client, for scraping the kubelet's own endpoints with the same URL, TLS,
+    /// token and proxy.
+    pub fn kubelet_client(&self) -> &Arc<KubeletClient> {
+        &self.kubelet
+    }
+
+    /// Makes room for a scrape of the kubelet's own endpoint `path` (`--kubelet-scrape`), so
+    /// that no series is written by both:
+    /// - `/metrics`: the per-poll series (`up`, ...) are labelled
+    ///   `metrics_path="/stats/summary"` instead, and the scrape's `up` is the one
+    ///   kube-prometheus's kubelet alerts read;
+    /// - `/metrics/cadvisor`, `/metrics/resource`: the summary's families labelled with that
+    ///   path are left out; the kubelet's own are the real thing (Linux has cAdvisor; Windows
+    ///   kubelets serve `/metrics/resource` too).
+    pub fn scraped_too(&mut self, path: &str) {
+        if path == convert::KUBELET_METRICS.1 {
+            self.per_poll_path = &convert::SUMMARY_METRICS;
+        } else if [convert::CADVISOR.1, convert::RESOURCE.1].contains(&path) {
+            let path = if path == convert::CADVISOR.1 {
+                convert::CADVISOR.1
+            } else {
+                convert::RESOURCE.1
+            };
+            if !self.yielded_paths.contains(&path) {
+                self.yielded_paths.push(path);
+            }
+            self.last_body = None;
+        }
     }
 
     pub fn kubelet_display(&self) -> &str {
@@ -283,7 +336,7 @@ impl Poller {
             ("scrape_duration_seconds", duration),
             ("scrape_samples_scraped", scraped as f64),
         ] {
-            let family = Some(&convert::KUBELET_METRICS);
+            let family = Some(self.per_poll_path);
             if let Admit::Send(id) = self.series.admit_in(name, family, &[], poll_time_ms) {
                 points.push(Point {
                     id,
@@ -378,6 +431,7 @@ impl Poller {
         let horizon = self.series.horizon();
         let series = &mut self.series;
         let filter = &mut self.filter;
+        let yielded = &self.yielded_paths;
         let mut distinct = 0;
         let mut filtered = 0;
         let mut future = 0u64;
@@ -393,6 +447,11 @@ impl Poller {
             self.max_stats_age_ms,
             horizon,
             &mut |sample: &convert::Sample<'_>| {
+                if let (false, Some(family)) = (yielded.is_empty(), sample.family) {
+                    if yielded.contains(&family.1) {
+                        return;
+                    }
+                }
                 if let Some(f) = filter.as_mut() {
                     if !f.allows(sample.name) {
                         filtered += 1;
@@ -502,6 +561,7 @@ impl Poller {
         }
         self.node = wanted.to_owned();
         self.node_known = true;
+        self.node_tx.send_replace(self.node.clone());
         self.series.set_common(CommonLabels::new(
             &self.job,
             &self.node,
@@ -594,6 +654,19 @@ impl Outlet {
     }
 }
 
+/// Every destination's outlet, shared by the sources that fill them (the kubelet's polling
+/// task and each scrape target's task): one lock, taken only to enqueue a poll's requests
+/// (never across an await), so each outlet's episodes are one story whoever pushed.
+pub type Outlets = Arc<std::sync::Mutex<Vec<Outlet>>>;
+
+/// Locks `outlets`; a source that panicked while holding the lock left nothing half-done
+/// that matters (a request is in a buffer or not), so a poisoned lock is used as it is.
+pub fn lock_outlets(outlets: &Outlets) -> std::sync::MutexGuard<'_, Vec<Outlet>> {
+    outlets
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// The polling task: polls every `interval` (once for `--once`), encodes each poll and puts
 /// its requests in every outlet's buffer, until `stop` is cancelled. A poll in progress is
 /// abandoned on stop; what it would have produced is not half-queued. Returns whether any
@@ -601,7 +674,7 @@ impl Outlet {
 pub async fn run(
     mut poller: Poller,
     settings: Polling,
-    mut outlets: Vec<Outlet>,
+    outlets: Outlets,
     stop: CancellationToken,
 ) -> bool {
     let mut poll_failed = false;
@@ -621,7 +694,7 @@ pub async fn run(
         poll_failed |= !fan_out(
             &mut poller,
             &poll,
-            &mut outlets,
+            &mut lock_outlets(&outlets),
             settings.max_samples_per_send,
         );
         if settings.once {
@@ -641,13 +714,25 @@ pub fn fan_out(
     outlets: &mut [Outlet],
     max_samples: usize,
 ) -> bool {
+    fan_out_with(
+        &mut |protocol| poller.encode_as(protocol, poll, max_samples),
+        outlets,
+    )
+}
+
+/// [`fan_out`] for any source: `encode` gives the requests of what it polled or scraped in
+/// the protocol asked, and is asked at most once per protocol.
+pub fn fan_out_with(
+    encode: &mut dyn FnMut(Protocol) -> Result<Vec<Request>, snap::Error>,
+    outlets: &mut [Outlet],
+) -> bool {
     let mut encoded: [Option<Vec<Request>>; 2] = [None, None];
     let mut ok = true;
     for outlet in outlets.iter_mut() {
         let protocol = outlet.negotiated.get();
         let slot = &mut encoded[usize::from(protocol == Protocol::V2)];
         if slot.is_none() {
-            match poller.encode_as(protocol, poll, max_samples) {
+            match encode(protocol) {
                 Ok(requests) => *slot = Some(requests),
                 Err(e) => {
                     warn!(error = %e, "cannot compress a remote write request; poll dropped");

@@ -11,6 +11,7 @@
 use bytes::Bytes;
 
 use super::Protocol;
+use crate::metadata::Catalog;
 use crate::series::{Point, SeriesSet};
 
 /// One compressed request body, ready to POST: the samples of exactly one poll (a request
@@ -43,12 +44,27 @@ impl Request {
 /// Turns the points of one poll into request bodies of one protocol.
 pub trait Encoder: Send {
     /// Encodes `points` in order into requests of at most `max_samples` samples each (at least
-    /// one), appended to `out`. Nothing fails but compression, which only fails on a body
-    /// larger than snappy's 4 GiB limit.
+    /// one), appended to `out`, with the families kubelet-push itself sends as metadata.
+    /// Nothing fails but compression, which only fails on a body larger than snappy's 4 GiB
+    /// limit.
     fn encode(
         &mut self,
         series: &SeriesSet,
         points: &[Point],
+        max_samples: usize,
+        out: &mut Vec<Request>,
+    ) -> Result<(), snap::Error> {
+        let catalog = crate::metadata::Kubelet;
+        self.encode_in(series, points, &catalog, max_samples, out)
+    }
+
+    /// [`Encoder::encode`] with the family metadata of `catalog` (a scraped exporter's); a
+    /// protocol without metadata ignores it.
+    fn encode_in(
+        &mut self,
+        series: &SeriesSet,
+        points: &[Point],
+        catalog: &dyn Catalog,
         max_samples: usize,
         out: &mut Vec<Request>,
     ) -> Result<(), snap::Error>;

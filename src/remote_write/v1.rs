@@ -90,10 +90,12 @@ impl V1Encoder {
 }
 
 impl Encoder for V1Encoder {
-    fn encode(
+    /// 1.0 has no metadata: `catalog` is not read.
+    fn encode_in(
         &mut self,
         set: &SeriesSet,
         points: &[Point],
+        _catalog: &dyn crate::metadata::Catalog,
         max_samples: usize,
         out: &mut Vec<Request>,
     ) -> Result<(), snap::Error> {

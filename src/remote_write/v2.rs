@@ -52,7 +52,7 @@ use hashbrown::HashTable;
 use super::request::{Encoder, Request};
 use super::wire::{metric_type, put_varint, varint_len};
 use super::{Protocol, METRIC_NAME_LABEL};
-use crate::metadata;
+use crate::metadata::Catalog;
 use crate::series::{Point, SeriesId, SeriesSet};
 
 /// `Request` fields.
@@ -151,10 +151,11 @@ impl V2Encoder {
 }
 
 impl Encoder for V2Encoder {
-    fn encode(
+    fn encode_in(
         &mut self,
         set: &SeriesSet,
         points: &[Point],
+        catalog: &dyn Catalog,
         max_samples: usize,
         out: &mut Vec<Request>,
     ) -> Result<(), snap::Error> {
@@ -172,7 +173,7 @@ impl Encoder for V2Encoder {
             self.common_refs.clear();
             self.common_refs.resize(common.len(), (0, 0));
             self.family_refs.clear();
-            self.family_refs.resize(metadata::all().len(), (0, 0));
+            self.family_refs.resize(catalog.len(), (0, 0));
             self.series.clear();
             self.series
                 .reserve_exact(chunk.len().saturating_mul(self.series_bytes + 16));
@@ -181,7 +182,7 @@ impl Encoder for V2Encoder {
             // series to the next, which snappy then stores as copies (see the module doc).
             self.order.clear();
             self.order.extend(chunk.iter().enumerate().map(|(at, p)| {
-                let family = metadata::index(set.name(p.id)).map_or(u32::MAX, |i| i as u32);
+                let family = catalog.index(set.name(p.id)).map_or(u32::MAX, |i| i as u32);
                 (family, at as u32)
             }));
             self.order.sort_unstable();
@@ -205,7 +206,7 @@ impl Encoder for V2Encoder {
                 }
                 let meta = match (family != u32::MAX).then_some(family as usize) {
                     Some(i) => {
-                        let f = &metadata::all()[i];
+                        let f = catalog.meta(i);
                         let (help, unit) = match self.family_refs[i] {
                             (0, _) => {
                                 let refs =
@@ -703,7 +704,7 @@ mod tests {
                 })
                 .collect();
             // Grouped by family, in the table's order; within a family, 1.0's order.
-            let rank = |name: &str| metadata::index(name).unwrap_or(usize::MAX);
+            let rank = |name: &str| crate::metadata::index(name).unwrap_or(usize::MAX);
             let ranks: Vec<usize> = sent_v2.iter().map(|s| rank(&s.1)).collect();
             assert!(ranks.windows(2).all(|w| w[0] <= w[1]), "{ranks:?}");
             families_seen += ranks.windows(2).filter(|w| w[0] != w[1]).count() + 1;

@@ -36,8 +36,14 @@ pub(super) fn put_varint(buf: &mut Vec<u8>, mut v: u64) {
 /// `Metadata.MetricType` values.
 pub(crate) fn metric_type(kind: MetricType) -> i32 {
     match kind {
+        MetricType::Unknown => 0,
         MetricType::Counter => 1,
         MetricType::Gauge => 2,
+        MetricType::Histogram => 3,
+        MetricType::GaugeHistogram => 4,
+        MetricType::Summary => 5,
+        MetricType::Info => 6,
+        MetricType::StateSet => 7,
     }
 }
 

@@ -1,0 +1,527 @@
+//! What one target's scrape loop remembers and decides, without I/O: an answer (or a
+//! failure) in, the points to send out, with Prometheus's scrape-loop semantics. The task
+//! (`super::run`) fetches and enqueues; this is the part the tests drive byte for byte.
+//!
+//! Per scrape, as Prometheus does it:
+//! - **Labels.** Every sample gets the target's labels: `job`, `instance`, `node`, the
+//!   `--label` ones and the target's own (a `static_configs` entry's, `metrics_path` for a
+//!   kubelet endpoint). A sample's label that collides with one of them is renamed
+//!   `exported_<name>` (`exported_exported_<name>` if that is taken too), unless
+//!   `honor_labels`: then the sample's value wins and the target's label is left out of that
+//!   series. Labels with an empty value are no labels.
+//! - **Timestamps.** The scrape's start, unless the line has its own and `honor_timestamps`
+//!   (the default) is on. A sample stamped past the agent's clock plus 2 minutes is left out
+//!   and counted (`future_timestamp`).
+//! - **The per-target series** `up`, `scrape_duration_seconds`, `scrape_samples_scraped`,
+//!   `scrape_samples_post_metric_relabeling` (after `--metric-allow`/`--metric-deny`) and
+//!   `scrape_series_added` (series this scrape had that the previous one did not), stamped
+//!   with the scrape's start, for failed scrapes too.
+//! - **Staleness.** A series of the previous successful scrape missing from this one gets
+//!   one stale marker. A failed scrape (unreachable, timeout, an error status, malformed,
+//!   over a limit) sends nothing of the body and marks every series of the target stale
+//!   once, as an empty scrape would. A series whose last sample carried its own timestamp
+//!   gets no marker: the exporter decides when its samples end.
+//! - **Duplicates.** A series repeated within one exposition keeps its first sample; the
+//!   others are left out and counted (`duplicate`).
+//! - **Metadata.** Each family's TYPE, HELP and UNIT go out with its series in Remote Write
+//!   2.0; `_bucket`, `_sum`, `_count`, `_created`, `_total`, `_info` series carry their
+//!   family's.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::exposition::{self, Format, Kind, Limits, ParseError};
+use crate::metadata::{Catalog, Kubelet, Meta, MetricType};
+use crate::pipeline::filter::MetricFilter;
+use crate::remote_write::v1::V1Encoder;
+use crate::remote_write::v2::V2Encoder;
+use crate::remote_write::{Encoder, Protocol, Request};
+use crate::series::{Admit, CommonLabels, Point, SeriesSet};
+
+/// How far past the agent's clock an explicit timestamp may be (as for the kubelet's).
+const FUTURE_ALLOWANCE_MS: i64 = crate::pipeline::convert::FUTURE_ALLOWANCE_MS;
+
+/// Why a scrape failed: the whole scrape is lost, `up` is 0.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Failure {
+    #[error("cannot connect: {0}")]
+    Unreachable(String),
+    #[error("no answer within {0:?} (scrape_timeout)")]
+    Timeout(Duration),
+    #[error("answered {status}: {body}")]
+    Status { status: u16, body: String },
+    #[error("the request failed: {0}")]
+    Request(String),
+    #[error("body larger than body_size_limit ({limit} bytes)")]
+    BodyTooLarge { limit: usize },
+    /// The exposition did not parse, or broke a limit while parsing; `text` is the line.
+    #[error("{error}{}", if text.is_empty() { String::new() } else { format!(": {text:?}") })]
+    Parse { error: ParseError, text: String },
+}
+
+impl Failure {
+    /// The `result` label of `kubelet_push_scrapes_total` (one of
+    /// `telemetry::Metrics::SCRAPE_RESULTS`).
+    pub fn result(&self) -> &'static str {
+        match self {
+            Failure::Unreachable(_) | Failure::Request(_) => "unreachable",
+            Failure::Timeout(_) => "timeout",
+            Failure::Status { .. } => "http_status",
+            Failure::BodyTooLarge { .. }
+            | Failure::Parse {
+                error: ParseError::BodyTooLarge { .. },
+                ..
+            } => "body_size_limit",
+            Failure::Parse {
+                error: ParseError::SampleLimit { .. },
+                ..
+            } => "sample_limit",
+            Failure::Parse { .. } => "malformed",
+        }
+    }
+
+    /// The same failure kind, whatever the details: a target failing the same way scrape
+    /// after scrape is one episode.
+    pub fn same_kind(&self, other: &Failure) -> bool {
+        self.result() == other.result()
+    }
+}
+
+/// An answer to parse: the body and the `Content-Type` it came with (`""` when none).
+#[derive(Debug, Clone, Copy)]
+pub struct Answer<'a> {
+    pub body: &'a [u8],
+    pub content_type: &'a str,
+}
+
+/// The points of one scrape (naming series of the [`Scraper`] that made them, valid until
+/// its next scrape) and how it went.
+#[derive(Debug)]
+pub struct ScrapeOutput {
+    pub points: Vec<Point>,
+    pub error: Option<Failure>,
+    /// Samples the exposition had (`scrape_samples_scraped`).
+    pub scraped: usize,
+    /// Samples left out: repeated series, and explicit timestamps in the future.
+    pub duplicates: u64,
+    pub future: u64,
+}
+
+/// How a target's samples are labelled and timed; see the module doc.
+#[derive(Debug, Clone)]
+pub struct Labelling {
+    pub job: String,
+    pub instance: String,
+    pub node: String,
+    /// `--label` pairs, then the target's own; none is `job`, `instance` or `node`.
+    pub extra: Vec<(String, String)>,
+    pub honor_labels: bool,
+    pub honor_timestamps: bool,
+    pub limits: Limits,
+}
+
+impl Labelling {
+    /// The target's labels, sorted by name, empty values left out.
+    fn target_labels(&self) -> Vec<(String, String)> {
+        let mut pairs = vec![
+            ("instance".to_owned(), self.instance.clone()),
+            ("job".to_owned(), self.job.clone()),
+            ("node".to_owned(), self.node.clone()),
+        ];
+        pairs.extend(self.extra.iter().cloned());
+        pairs.retain(|(_, v)| !v.is_empty());
+        pairs.sort();
+        pairs
+    }
+}
+
+/// One target's memory from scrape to scrape.
+pub struct Scraper {
+    labelling: Labelling,
+    /// The target's labels, sorted by name: the series set's common labels, or (with
+    /// `honor_labels`) added to each series where the exposition did not set them.
+    target: Vec<(String, String)>,
+    series: SeriesSet,
+    v1: V1Encoder,
+    v2: V2Encoder,
+    catalog: ScrapeCatalog,
+    filter: Option<MetricFilter>,
+    /// Start of the previous scrape: the next is stamped at least a millisecond later.
+    last_ms: i64,
+    capacity_hint: usize,
+}
+
+impl Scraper {
+    pub fn new(labelling: Labelling, filter: Option<MetricFilter>) -> Self {
+        let target = labelling.target_labels();
+        let mut scraper = Scraper {
+            target,
+            series: SeriesSet::default(),
+            v1: V1Encoder::new(),
+            v2: V2Encoder::new(),
+            catalog: ScrapeCatalog::default(),
+            filter,
+            last_ms: i64::MIN,
+            capacity_hint: 0,
+            labelling,
+        };
+        scraper.series.set_common(scraper.common());
+        scraper
+    }
+
+    fn common(&self) -> CommonLabels {
+        if self.labelling.honor_labels {
+            CommonLabels::default()
+        } else {
+            CommonLabels::from_sorted(self.target.clone())
+        }
+    }
+
+    /// The series the points of the last scrape name.
+    pub fn series(&self) -> &SeriesSet {
+        &self.series
+    }
+
+    pub fn job(&self) -> &str {
+        &self.labelling.job
+    }
+
+    pub fn instance(&self) -> &str {
+        &self.labelling.instance
+    }
+
+    /// Follows a change of the node name (known once the kubelet first answers), which is
+    /// the `instance` too for a kubelet endpoint (`is_instance`). Every series starts
+    /// afresh, since none sent so far carries the new name.
+    pub fn set_node(&mut self, node: &str, is_instance: bool) {
+        if node == self.labelling.node {
+            return;
+        }
+        self.labelling.node = node.to_owned();
+        if is_instance {
+            self.labelling.instance = node.to_owned();
+        }
+        self.target = self.labelling.target_labels();
+        self.series.clear();
+        let common = self.common();
+        self.series.set_common(common);
+    }
+
+    /// One scrape that started at `start_ms` (Unix milliseconds) and took `duration`: its
+    /// answer, or why there is none.
+    pub fn ingest(
+        &mut self,
+        answer: Result<Answer<'_>, Failure>,
+        start_ms: i64,
+        duration: Duration,
+    ) -> ScrapeOutput {
+        // As for the kubelet's polls: never repeat a timestamp of the per-target series, but
+        // follow our clock when it was put back by more than the allowance.
+        let jumped_back = self.last_ms > start_ms.saturating_add(FUTURE_ALLOWANCE_MS);
+        let start_ms = if jumped_back {
+            start_ms
+        } else {
+            start_ms.max(self.last_ms.saturating_add(1))
+        };
+        self.last_ms = start_ms;
+        self.series
+            .set_horizon(start_ms.saturating_add(FUTURE_ALLOWANCE_MS));
+        self.series.begin_poll();
+        let live_before = self.series.len();
+        let mut out = ScrapeOutput {
+            points: Vec::with_capacity(self.capacity_hint),
+            error: None,
+            scraped: 0,
+            duplicates: 0,
+            future: 0,
+        };
+        let parsed = answer.and_then(|a| {
+            let format = Format::from_content_type(a.content_type);
+            exposition::parse(format, a.body, &self.labelling.limits).map_err(|error| {
+                let text = error
+                    .line()
+                    .map(|line| exposition::line_text(a.body, line))
+                    .unwrap_or_default();
+                Failure::Parse { error, text }
+            })
+        });
+        let mut post_filter = 0;
+        match &parsed {
+            Ok(exposition) => {
+                out.scraped = exposition.len();
+                self.catalog.refresh(exposition);
+                post_filter = self.admit_all(exposition, start_ms, &mut out);
+            }
+            Err(failure) => {
+                out.error = Some(failure.clone());
+                self.catalog.clear();
+            }
+        }
+        let added = self.series.len().saturating_sub(live_before);
+        let up = if out.error.is_none() { 1.0 } else { 0.0 };
+        for (name, value) in [
+            ("up", up),
+            ("scrape_duration_seconds", duration.as_secs_f64()),
+            ("scrape_samples_scraped", out.scraped as f64),
+            ("scrape_samples_post_metric_relabeling", post_filter as f64),
+            ("scrape_series_added", added as f64),
+        ] {
+            let target: Vec<(&str, &str)> = if self.labelling.honor_labels {
+                self.target
+                    .iter()
+                    .map(|(n, v)| (n.as_str(), v.as_str()))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            if let Admit::Send(id) = self.series.admit(name, &target, start_ms) {
+                out.points.push(Point {
+                    id,
+                    value,
+                    timestamp_ms: start_ms,
+                    start_ms: 0,
+                });
+            }
+        }
+        // A failed scrape is an empty one: every series of the last successful scrape goes
+        // stale (the per-target series were just admitted, so they stay).
+        self.series
+            .finish_poll(start_ms, |point| out.points.push(point));
+        self.capacity_hint = self.capacity_hint.max(out.points.len());
+        out
+    }
+
+    /// Admits every sample of `exposition`; returns how many passed the metric filter.
+    fn admit_all(
+        &mut self,
+        exposition: &exposition::Exposition,
+        start_ms: i64,
+        out: &mut ScrapeOutput,
+    ) -> usize {
+        let Labelling {
+            honor_labels,
+            honor_timestamps,
+            ..
+        } = self.labelling;
+        let target = &self.target;
+        let series = &mut self.series;
+        let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(16);
+        let mut owned: Vec<(String, String)> = Vec::new();
+        let mut kept = 0;
+        // The samples of a family are together: the filter is asked once per run of a name.
+        let mut decided: Option<(&str, bool)> = None;
+        for sample in exposition.samples() {
+            if let Some(f) = &self.filter {
+                let allowed = match decided {
+                    Some((name, allowed)) if name == sample.name => allowed,
+                    _ => {
+                        let allowed = f.allows(sample.name);
+                        decided = Some((sample.name, allowed));
+                        allowed
+                    }
+                };
+                if !allowed {
+                    continue;
+                }
+            }
+            kept += 1;
+            let explicit = sample.timestamp_ms.filter(|_| honor_timestamps);
+            let timestamp_ms = explicit.unwrap_or(start_ms);
+            pairs.clear();
+            pairs.extend(sample.labels.iter().filter(|(_, v)| !v.is_empty()));
+            let admit = if honor_labels {
+                // The exposition's labels win; the target's fill in the rest.
+                for (n, v) in target {
+                    if !pairs.iter().any(|(pn, _)| pn == n) {
+                        pairs.push((n, v));
+                    }
+                }
+                admit(
+                    series,
+                    sample.name,
+                    &pairs,
+                    timestamp_ms,
+                    explicit.is_some(),
+                )
+            } else if pairs
+                .iter()
+                .any(|(n, _)| target.iter().any(|(t, _)| t == n))
+            {
+                exported(&pairs, target, &mut owned);
+                let renamed: Vec<(&str, &str)> = owned
+                    .iter()
+                    .map(|(n, v)| (n.as_str(), v.as_str()))
+                    .collect();
+                admit(
+                    series,
+                    sample.name,
+                    &renamed,
+                    timestamp_ms,
+                    explicit.is_some(),
+                )
+            } else {
+                admit(
+                    series,
+                    sample.name,
+                    &pairs,
+                    timestamp_ms,
+                    explicit.is_some(),
+                )
+            };
+            match admit {
+                Admit::Send(id) => out.points.push(Point {
+                    id,
+                    value: sample.value,
+                    timestamp_ms,
+                    start_ms: sample.start_timestamp_ms.unwrap_or(0),
+                }),
+                Admit::Duplicate => out.duplicates += 1,
+                Admit::Future => out.future += 1,
+                Admit::NotNewer => {}
+            }
+        }
+        kept
+    }
+
+    /// The requests of one scrape in `protocol`, at most `max_samples` samples each.
+    pub fn encode_as(
+        &mut self,
+        protocol: Protocol,
+        output: &ScrapeOutput,
+        max_samples: usize,
+    ) -> Result<Vec<Request>, snap::Error> {
+        let mut out = Vec::new();
+        let encoder: &mut dyn Encoder = match protocol {
+            Protocol::V1 => &mut self.v1,
+            Protocol::V2 => &mut self.v2,
+        };
+        encoder.encode_in(
+            &self.series,
+            &output.points,
+            &self.catalog,
+            max_samples,
+            &mut out,
+        )?;
+        Ok(out)
+    }
+
+    /// The `--dry-run` text of one scrape.
+    pub fn render_text(&self, output: &ScrapeOutput) -> String {
+        crate::text::render_points(&self.series, &output.points)
+    }
+}
+
+fn admit(
+    series: &mut SeriesSet,
+    name: &str,
+    labels: &[(&str, &str)],
+    timestamp_ms: i64,
+    explicit: bool,
+) -> Admit {
+    if explicit {
+        series.admit_untracked(name, labels, timestamp_ms)
+    } else {
+        series.admit(name, labels, timestamp_ms)
+    }
+}
+
+/// `labels` with every name the target sets renamed `exported_<name>` (prefixed again while
+/// the new name is taken by another label of the sample), as Prometheus does without
+/// `honor_labels`; written to `out`.
+fn exported(labels: &[(&str, &str)], target: &[(String, String)], out: &mut Vec<(String, String)>) {
+    out.clear();
+    for &(n, v) in labels {
+        if !target.iter().any(|(t, _)| t == n) {
+            out.push((n.to_owned(), v.to_owned()));
+            continue;
+        }
+        let mut name = format!("exported_{n}");
+        while labels.iter().any(|(other, _)| *other == name)
+            || target.iter().any(|(t, _)| *t == name)
+        {
+            name.insert_str(0, "exported_");
+        }
+        out.push((name, v.to_owned()));
+    }
+}
+
+/// The family metadata of the last exposition: which family each sample name belongs to,
+/// and its type, HELP and UNIT. Names the exposition did not have (the per-target series,
+/// and stale markers of vanished series) fall back to kubelet-push's own families.
+#[derive(Default)]
+struct ScrapeCatalog {
+    names: HashMap<Box<str>, u32>,
+    metas: Vec<OwnedMeta>,
+}
+
+struct OwnedMeta {
+    kind: MetricType,
+    help: String,
+    unit: String,
+}
+
+impl ScrapeCatalog {
+    fn clear(&mut self) {
+        self.names.clear();
+        self.metas.clear();
+    }
+
+    fn refresh(&mut self, exposition: &exposition::Exposition) {
+        self.clear();
+        self.metas.extend(exposition.families().map(|f| OwnedMeta {
+            kind: metric_type(f.kind),
+            help: f.help.unwrap_or_default().to_owned(),
+            unit: f.unit.unwrap_or_default().to_owned(),
+        }));
+        let mut last: Option<&str> = None;
+        for sample in exposition.samples() {
+            if last == Some(sample.name) {
+                continue;
+            }
+            last = Some(sample.name);
+            if !self.names.contains_key(sample.name) {
+                self.names.insert(
+                    sample.name.into(),
+                    u32::try_from(sample.family).unwrap_or(0),
+                );
+            }
+        }
+    }
+}
+
+impl Catalog for ScrapeCatalog {
+    fn len(&self) -> usize {
+        self.metas.len() + Kubelet.len()
+    }
+
+    fn index(&self, name: &str) -> Option<usize> {
+        match self.names.get(name) {
+            Some(&i) => Some(i as usize),
+            None => Kubelet.index(name).map(|i| self.metas.len() + i),
+        }
+    }
+
+    fn meta(&self, index: usize) -> Meta<'_> {
+        match self.metas.get(index) {
+            Some(m) => Meta {
+                kind: m.kind,
+                help: &m.help,
+                unit: &m.unit,
+            },
+            None => Kubelet.meta(index - self.metas.len()),
+        }
+    }
+}
+
+fn metric_type(kind: Kind) -> MetricType {
+    match kind {
+        Kind::Counter => MetricType::Counter,
+        Kind::Gauge => MetricType::Gauge,
+        Kind::Histogram => MetricType::Histogram,
+        Kind::GaugeHistogram => MetricType::GaugeHistogram,
+        Kind::Summary => MetricType::Summary,
+        Kind::Info => MetricType::Info,
+        Kind::StateSet => MetricType::StateSet,
+        Kind::Unknown => MetricType::Unknown,
+    }
+}
