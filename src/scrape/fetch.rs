@@ -13,7 +13,7 @@ use std::time::Duration;
 use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION};
 
 use super::scraper::Failure;
-use crate::http::{error_chain, error_message, read_body, redact, root_cause, BodyError};
+use crate::http::{error_chain, error_message, read_body, root_cause, BodyError};
 use crate::kubelet::client::KubeletClient;
 use crate::kubelet::ScrapeError;
 use crate::remote_write::access::{Access, BuildError, Live};
@@ -140,12 +140,4 @@ async fn get(
         BodyError::Read(e) => classify(e),
     })?;
     Ok((body, content_type))
-}
-
-/// How a target is named in logs: its URL (redacted) or the kubelet path.
-pub fn display(endpoint: &super::Endpoint) -> String {
-    match endpoint {
-        super::Endpoint::Exporter { url, .. } => redact(url),
-        super::Endpoint::Kubelet { path } => format!("kubelet {path}"),
-    }
 }

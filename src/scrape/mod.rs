@@ -161,7 +161,10 @@ impl Target {
             .metrics
             .scrape_target(scraper.job(), scraper.instance());
         Ok(Target {
-            display: fetch::display(&settings.endpoint),
+            display: match &settings.endpoint {
+                Endpoint::Exporter { url, .. } => crate::http::redact(url),
+                Endpoint::Kubelet { path } => format!("kubelet {path}"),
+            },
             settings,
             fetcher,
             scraper,
@@ -287,3 +290,6 @@ pub async fn run(
     }
     failed
 }
+
+#[cfg(test)]
+mod tests;
