@@ -89,6 +89,7 @@ pub async fn run(
         external_labels: config.poll.external_labels.clone(),
         metric_filter: config.poll.metric_filter.clone(),
         node: poller.node_name(),
+        node_wait: config.poll.kubelet.timeout,
         metrics: metrics.clone(),
     };
     let targets = config

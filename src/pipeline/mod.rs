@@ -113,7 +113,7 @@ pub struct Poller {
     last_scraped: usize,
     /// The node name as it is known now, for the scrape targets' `node` (and a kubelet
     /// endpoint's `instance`).
-    node_tx: tokio::sync::watch::Sender<String>,
+    node_tx: tokio::sync::watch::Sender<NodeName>,
     /// The `metrics_path` of the per-poll series (`up`, `scrape_duration_seconds`,
     /// `scrape_samples_scraped`): `/metrics`, unless the kubelet's real `/metrics` is scraped
     /// too (see [`Poller::per_poll_series_apart`]).
@@ -121,6 +121,15 @@ pub struct Poller {
     /// The `metrics_path`s whose summary families are left out, because the kubelet's own
     /// endpoint is scraped (see [`Poller::scraped_too`]).
     yielded_paths: Vec<&'static str>,
+}
+
+/// The node's name as the poller knows it, for the scrape targets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeName {
+    pub name: String,
+    /// From `--node-name` or a summary, rather than the host's name standing in until the
+    /// kubelet first answers.
+    pub known: bool,
 }
 
 /// What a poll fetched.
@@ -139,7 +148,11 @@ impl Poller {
             crate::kubelet::client::Source::File(p) => format!("file://{}", p.display()),
         };
         let node = settings.node_name.clone().unwrap_or_else(host_name);
-        let node_watched = node.clone();
+        let node_watched = NodeName {
+            name: node.clone(),
+            // Nothing more will be learnt without a summary to read it from.
+            known: settings.node_name.is_some() || !settings.kubelet_summary,
+        };
         let common = CommonLabels::new(&settings.job, &node, &settings.external_labels);
         let kubelet = Arc::new(KubeletClient::new(settings.kubelet.clone())?);
         let from_kubelet = matches!(
@@ -187,7 +200,7 @@ impl Poller {
 
     /// The node's name from now on: `--node-name`, else the summary's `nodeName` once the
     /// kubelet answered, else the host's name.
-    pub fn node_name(&self) -> tokio::sync::watch::Receiver<String> {
+    pub fn node_name(&self) -> tokio::sync::watch::Receiver<NodeName> {
         self.node_tx.subscribe()
     }
 
@@ -553,7 +566,13 @@ impl Poller {
             .or(summary_node.filter(|n| !n.is_empty()));
         let Some(wanted) = wanted else { return };
         if wanted == self.node {
-            self.node_known = true;
+            if !self.node_known {
+                self.node_known = true;
+                self.node_tx.send_replace(NodeName {
+                    name: self.node.clone(),
+                    known: true,
+                });
+            }
             return;
         }
         if self.node_known {
@@ -561,7 +580,10 @@ impl Poller {
         }
         self.node = wanted.to_owned();
         self.node_known = true;
-        self.node_tx.send_replace(self.node.clone());
+        self.node_tx.send_replace(NodeName {
+            name: self.node.clone(),
+            known: true,
+        });
         self.series.set_common(CommonLabels::new(
             &self.job,
             &self.node,

@@ -25,7 +25,7 @@ pub const MAX_BODY_BYTES: usize = 64 << 20;
 /// Where one target's answers come from.
 pub enum Fetcher {
     Exporter {
-        live: Live,
+        live: Box<Live>,
         url: reqwest::Url,
     },
     Kubelet {
@@ -45,7 +45,7 @@ impl Fetcher {
                 // `Authorization` itself when the host changes.
                 .referer(false)
         };
-        let live = Live::new(access.clone(), Box::new(base))?;
+        let live = Box::new(Live::new(access.clone(), Box::new(base))?);
         Ok(Fetcher::Exporter { live, url })
     }
 

@@ -33,7 +33,7 @@ pub mod scraper;
 use crate::clock::unix_ms;
 use crate::episode::Episode;
 use crate::exposition::Limits;
-use crate::pipeline::{fan_out_with, lock_outlets, Outlets};
+use crate::pipeline::{fan_out_with, lock_outlets, NodeName, Outlets};
 use crate::remote_write::access::Access;
 use crate::telemetry::Metrics;
 use fetch::Fetcher;
@@ -65,6 +65,8 @@ pub struct TargetSettings {
 }
 
 /// Where a target is scraped.
+// A handful of targets live for the whole run: the exporter's access settings stay inline.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Endpoint {
     /// An exporter's URL, reached with its own credentials, TLS settings and proxy. Its
@@ -113,7 +115,11 @@ pub struct Scraping {
     pub metric_filter: Option<crate::pipeline::filter::MetricFilter>,
     /// The node's name, as the kubelet's poller knows it (`--node-name`, else the summary's,
     /// else the host's): `node` on every sample, and `instance` of kubelet endpoints.
-    pub node: watch::Receiver<String>,
+    pub node: watch::Receiver<NodeName>,
+    /// How long a target's first scrape waits for the node's name to be known (the first
+    /// poll's `--kubelet-timeout`), so that its first samples do not go out under the host's
+    /// name and start afresh under the node's a moment later.
+    pub node_wait: Duration,
     pub metrics: Arc<Metrics>,
 }
 
@@ -128,6 +134,8 @@ pub struct Target {
     /// The kind of failure logged last, so a target that fails another way says so.
     last_failure: Option<Failure>,
     duplicates: Episode,
+    /// Whether the first scrape has waited for the node's name.
+    named: bool,
 }
 
 impl Target {
@@ -137,7 +145,7 @@ impl Target {
         kubelet: &Arc<crate::kubelet::client::KubeletClient>,
         scraping: &Scraping,
     ) -> Result<Self, crate::remote_write::access::BuildError> {
-        let node = scraping.node.borrow().clone();
+        let node = scraping.node.borrow().name.clone();
         let fetcher = match &settings.endpoint {
             Endpoint::Exporter { url, access } => Fetcher::exporter(url.clone(), access)?,
             Endpoint::Kubelet { path } => Fetcher::Kubelet {
@@ -171,6 +179,7 @@ impl Target {
             failing: Episode::default(),
             last_failure: None,
             duplicates: Episode::default(),
+            named: false,
         })
     }
 
@@ -184,7 +193,12 @@ impl Target {
 
     /// Scrapes once: fetch (bounded by the target's timeout), then everything after.
     pub async fn scrape(&mut self, scraping: &Scraping) -> ScrapeOutput {
-        let node = scraping.node.borrow().clone();
+        if !self.named {
+            let mut node = scraping.node.clone();
+            let _ = tokio::time::timeout(scraping.node_wait, node.wait_for(|n| n.known)).await;
+            self.named = true;
+        }
+        let node = scraping.node.borrow().name.clone();
         let kubelet = matches!(self.settings.endpoint, Endpoint::Kubelet { .. });
         self.scraper.set_node(&node, kubelet);
         let started = Instant::now();

@@ -416,7 +416,7 @@ fn openmetrics_metadata_and_created_go_out_in_2_0() {
                 .chunks(2)
                 .map(|p| (sym(p[0]), sym(p[1])))
                 .collect();
-            let meta = ts.metadata.clone().unwrap_or_default();
+            let meta = ts.metadata.unwrap_or_default();
             let sample = &ts.samples[0];
             got.insert(
                 key(&labels),

@@ -19,6 +19,7 @@ mod prop_buffer;
 mod prop_exposition;
 mod protocol;
 mod push;
+mod scrape;
 mod summary_props;
 mod support;
 mod tls;

@@ -517,6 +517,30 @@ impl SimulatedKubelet {
             .to_string()
     }
 
+    /// The kubelet's `/metrics/probes` at `now`, in the Prometheus text format: each started
+    /// container's readiness probe, run every 10 s since it started and always successful.
+    pub fn probes_text(&mut self, now: SystemTime) -> String {
+        let now = unix_secs(now);
+        self.advance(now);
+        let mut out = String::from(
+            "# HELP prober_probe_total [ALPHA] Cumulative number of a liveness, readiness or startup probe for a container by result.\n# TYPE prober_probe_total counter\n",
+        );
+        for slot in &self.slots {
+            let pod = &slot.pod;
+            let namespace = WORKLOADS[pod.workload].namespace;
+            for c in pod.containers.iter().filter(|c| now >= c.start) {
+                out.push_str(&format!(
+                    "prober_probe_total{{container=\"{}\",namespace=\"{namespace}\",pod=\"{}\",pod_uid=\"{}\",probe_type=\"Readiness\",result=\"successful\"}} {}\n",
+                    c.name,
+                    pod.name,
+                    pod.uid,
+                    (now - c.start) / 10
+                ));
+            }
+        }
+        out
+    }
+
     /// The `/stats/summary` document as the kubelet would answer it at `now`.
     pub fn summary_json(&mut self, now: SystemTime) -> String {
         let now = unix_secs(now);

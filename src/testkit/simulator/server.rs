@@ -1,5 +1,6 @@
-//! The simulated kubelet over HTTP: a loopback HTTP/1.1 server answering `GET /stats/summary`
-//! and `GET /pods` with the model's documents at the time of the request (404 elsewhere, 405
+//! The simulated kubelet over HTTP: a loopback HTTP/1.1 server answering `GET /stats/summary`,
+//! `GET /pods` and `GET /metrics/probes` with the model's documents at the time of the
+//! request (404 elsewhere, 405
 //! for other methods). With the `test-support` feature (tests only) it also counts requests,
 //! keeps the last `Authorization` header and applies injected [`Fault`]s to the summary;
 //! release builds compile none of that. It owns neither TLS nor authentication: no credential is ever checked.
@@ -23,6 +24,7 @@ struct Script {
     /// `/stats/summary` requests: one per poll.
     requests: std::sync::atomic::AtomicUsize,
     pod_requests: std::sync::atomic::AtomicUsize,
+    probe_requests: std::sync::atomic::AtomicUsize,
     last_authorization: Mutex<Option<String>>,
     fault: Mutex<Fault>,
 }
@@ -95,6 +97,12 @@ impl KubeletServer {
         self.state.script.pod_requests.load(Ordering::SeqCst)
     }
 
+    /// `/metrics/probes` requests received.
+    pub fn probe_requests(&self) -> usize {
+        use std::sync::atomic::Ordering;
+        self.state.script.probe_requests.load(Ordering::SeqCst)
+    }
+
     /// The `Authorization` header of the most recent request, if it had one.
     pub fn last_authorization(&self) -> Option<String> {
         lock(&self.state.script.last_authorization).clone()
@@ -115,7 +123,7 @@ async fn handle(state: &ServerState, request: Request) -> Response {
     #[cfg(any(test, feature = "test-support"))]
     state.script.record(&request);
     let path = request.uri().path();
-    if path != "/stats/summary" && path != "/pods" {
+    if !["/stats/summary", "/pods", "/metrics/probes"].contains(&path) {
         return (StatusCode::NOT_FOUND, "404 page not found\n").into_response();
     }
     if request.method() != Method::GET {
@@ -123,6 +131,18 @@ async fn handle(state: &ServerState, request: Request) -> Response {
     }
     if path == "/pods" {
         return json_response(lock(&state.sim).pods_json(SystemTime::now()));
+    }
+    if path == "/metrics/probes" {
+        let text = lock(&state.sim).probes_text(SystemTime::now());
+        return (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response();
     }
     #[cfg(any(test, feature = "test-support"))]
     if let Some(faulty) = state.script.apply_fault(&state.sim).await {
@@ -135,10 +155,10 @@ async fn handle(state: &ServerState, request: Request) -> Response {
 #[cfg(any(test, feature = "test-support"))]
 impl Script {
     fn record(&self, request: &Request) {
-        let counter = if request.uri().path() == "/pods" {
-            &self.pod_requests
-        } else {
-            &self.requests
+        let counter = match request.uri().path() {
+            "/pods" => &self.pod_requests,
+            "/metrics/probes" => &self.probe_requests,
+            _ => &self.requests,
         };
         counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         *lock(&self.last_authorization) = request
