@@ -6,6 +6,7 @@
 //! The modules follow the data:
 //!
 //! ```text
+//! scrape (a task per target: exporters, the kubelet's /metrics*) ───────────────┐
 //! pipeline (one task) ──────────────────────────────────────────────────────────► buffer ──► sender ──► remote_write::client
 //!   kubelet::client ─► kubelet::summary ─► pipeline::convert ─► series ─► remote_write::v1/v2 Queue:    retry,     POST, classify
 //!   GET /stats/        serde, borrowed,    samples, timestamps  ids,      hand-written       memory or   backoff,   the answer
@@ -27,13 +28,14 @@
 //! ```text
 //! demo ─► testkit (simulator, receiver) ─► remote_write, kubelet, rng
 //!   └──► agent ─► config ─► cli, config_file
-//!           │        └─────► the settings it builds: kubelet, pipeline (filter), remote_write (access)
+//!           │        └─────► the settings it builds: kubelet, pipeline (filter), remote_write (access), scrape (targets)
+//!           ├─► scrape ───► pipeline (outlets, filter), exposition, kubelet (client), remote_write, telemetry
 //!           ├─► pipeline ─► kubelet, text, remote_write, buffer, telemetry
 //!           └─► sender ───► remote_write, buffer, telemetry
 //! telemetry ─► buffer ─► remote_write ─► series, metadata, http, episode
 //! leaves (nothing of the crate): episode (once-per-episode logging), http, series, metadata, signal,
 //!   clock (Unix epoch milliseconds), rng (the seeded generator), exposition (the Prometheus
-//!   text and OpenMetrics parsers, for scraping exporters: issue 21, not wired into the agent yet)
+//!   text and OpenMetrics parsers the scrape targets are read with)
 //! ```
 //!
 //! `pipeline` and `sender` take settings the config holds or `agent` builds from it; neither
