@@ -550,3 +550,57 @@ async fn scraping_the_kubelets_metrics_moves_the_summarys_up_aside() {
     assert!(up("/metrics").iter().all(|v| *v == 0.0));
     assert!(up("/stats/summary").iter().all(|v| *v == 1.0));
 }
+
+/// With the kubelet's own `/metrics/resource` scraped, the summary leaves out its families of
+/// that path (the endpoint's are the real ones), and keeps the rest.
+#[tokio::test]
+async fn scraping_a_kubelet_endpoint_leaves_its_families_to_it() {
+    let kubelet = simulated_kubelet(2, 4).await;
+    let receiver = Receiver::start().await.unwrap();
+    let cfg = config(&[
+        "--kubelet-url",
+        &kubelet.url(),
+        "--remote-url",
+        &receiver.url(),
+        "--interval",
+        "100ms",
+    ]);
+    let agent = start(
+        cfg,
+        vec![kubelet_target(
+            "/metrics/resource",
+            Duration::from_millis(100),
+        )],
+    );
+    wait_until("three polls stored", || {
+        receiver
+            .accepted_series()
+            .iter()
+            .filter(|ts| name(ts) == "up" && label(ts, "metrics_path") == Some("/metrics"))
+            .map(|ts| ts.samples.len())
+            .sum::<usize>()
+            >= 3
+    })
+    .await;
+    agent.stop().await;
+    let got = receiver.accepted_series();
+    let resource: Vec<&str> = got
+        .iter()
+        .filter(|ts| label(ts, "metrics_path") == Some("/metrics/resource"))
+        .map(name)
+        .collect();
+    // Only the failed scrape's own series (the simulator has no /metrics/resource).
+    assert!(
+        resource
+            .iter()
+            .all(|n| *n == "up" || n.starts_with("scrape_")),
+        "{resource:?}"
+    );
+    assert!(!got
+        .iter()
+        .any(|ts| name(ts) == "pod_cpu_usage_seconds_total"));
+    assert!(got
+        .iter()
+        .any(|ts| name(ts) == "container_cpu_usage_seconds_total"
+            && label(ts, "metrics_path") == Some("/metrics/cadvisor")));
+}
