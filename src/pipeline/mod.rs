@@ -66,6 +66,11 @@ pub struct PollerSettings {
     pub external_labels: Vec<(String, String)>,
     /// Whether pod metadata is asked from the kubelet's `/pods`.
     pub kubelet_pods: bool,
+    /// Whether the Summary API is polled at all (`--kubelet-summary`). Off, only the scrape
+    /// targets are pushed: for nodes where only the exporters matter, for benchmarks of the
+    /// scrape path, and for the remote-write compliance suite, which expects nothing but its
+    /// own target's series. `config` refuses it off without a scrape target.
+    pub kubelet_summary: bool,
     /// `--pod-label`: each pod label and the metric label it becomes.
     pub pod_labels: Vec<(String, String)>,
     pub max_stats_age: Duration,
