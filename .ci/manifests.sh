@@ -7,8 +7,8 @@
 #      repository);
 #   3. hands each agent container's args and env to the real binary's check-config, which
 #      must accept them (and must reject a misspelt flag);
-#   4. checks the settings kustomization.yaml shows commented out, credentials included, the
-#      same way (openssl makes the certificates).
+#   4. checks the settings kustomization.yaml and the DaemonSets show commented out,
+#      credentials and scrape targets included, the same way (openssl makes the certificates).
 # Idempotent; installs what is missing (Debian packages, the venv), quick when nothing is.
 #
 # Environment:

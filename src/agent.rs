@@ -78,7 +78,7 @@ pub async fn run(
         };
         config_error(flag, &e)
     })?;
-    for target in &config.scrape {
+    for target in &config.scrape_targets {
         if let Endpoint::Kubelet { path } = &target.endpoint {
             poller.scraped_too(path);
         }
@@ -93,7 +93,7 @@ pub async fn run(
         metrics: metrics.clone(),
     };
     let targets = config
-        .scrape
+        .scrape_targets
         .iter()
         .map(|t| Target::new(t.clone(), poller.kubelet_client(), &scraping))
         .collect::<Result<Vec<_>, _>>()

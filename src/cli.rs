@@ -75,6 +75,12 @@ pub struct NotForDemo {
     kubelet_timeout: Option<Duration>,
     #[arg(long, hide = true)]
     kubelet_proxy_url: Option<String>,
+    #[arg(long, hide = true)]
+    kubelet_scrape: Vec<String>,
+    // Any value is taken here (only its presence matters), and stored in a byte: the demo's
+    // arguments are a variant of `Command`, which clippy wants small.
+    #[arg(long, hide = true, num_args = 0..=1, require_equals = true, default_missing_value = "", value_parser = |_: &str| Ok::<_, String>(true))]
+    kubelet_summary: Option<bool>,
 }
 
 /// The first flag given on the command line that `demo` cannot honour, if `matches` (the
@@ -127,9 +133,9 @@ pub struct AgentArgs {
     )]
     pub remote_urls: Vec<String>,
 
-    /// YAML file with a remote-write list: one entry per destination, with the --remote-*
-    /// settings as keys (see the README). Instead of --remote-url and the other --remote-*
-    /// flags, not beside them
+    /// YAML file with a remote-write list (one entry per destination, with the --remote-*
+    /// settings as keys; instead of --remote-url and the other --remote-* flags, not beside
+    /// them) and/or a scrape list (Prometheus scrape_config entries); see the README
     #[arg(
         long,
         global = true,
@@ -282,6 +288,54 @@ pub struct AgentArgs {
         value_name = "NAME"
     )]
     pub pod_labels: Vec<String>,
+
+    /// Also poll the kubelet's Summary API (the stats this agent exists for);
+    /// --kubelet-summary=false pushes only the --scrape and --kubelet-scrape targets (and
+    /// the config file's scrape list)
+    #[arg(
+        long,
+        global = true,
+        env = "KUBELET_PUSH_KUBELET_SUMMARY",
+        value_parser = boolish("KUBELET_PUSH_KUBELET_SUMMARY"),
+        value_name = "BOOL",
+        default_value_t = true,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    pub kubelet_summary: bool,
+
+    /// Scrape this path of the kubelet too, through --kubelet-url with its token, CA and
+    /// proxy: /metrics, /metrics/probes, /metrics/resource or /metrics/cadvisor (repeatable).
+    /// Labelled job=--job, metrics_path=PATH, as kube-prometheus labels them; needs
+    /// nodes/metrics (see the README)
+    #[arg(
+        long = "kubelet-scrape",
+        global = true,
+        env = "KUBELET_PUSH_KUBELET_SCRAPE",
+        value_delimiter = ',',
+        value_name = "PATH"
+    )]
+    pub kubelet_scrape: Vec<String>,
+
+    /// Scrape an exporter every --interval and push what it exposes with the kubelet's
+    /// stats, e.g. node-exporter=http://127.0.0.1:9100/metrics (repeatable; JOB is the job
+    /// label). For credentials, TLS or labels per target, use the config file's scrape list
+    #[arg(
+        long = "scrape",
+        global = true,
+        env = "KUBELET_PUSH_SCRAPE",
+        value_delimiter = ',',
+        value_name = "JOB=URL",
+        hide_env_values = true
+    )]
+    pub scrape: Vec<String>,
+
+    /// Longest one scrape may take, at most the target's interval [default: 80% of the
+    /// interval, at most 10s]
+    #[arg(long, global = true, env = "KUBELET_PUSH_SCRAPE_TIMEOUT", value_parser = parse_duration, value_name = "DURATION")]
+    pub scrape_timeout: Option<Duration>,
 
     /// Timeout of one kubelet request (connect and read)
     #[arg(long, global = true, env = "KUBELET_PUSH_KUBELET_TIMEOUT", default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
@@ -563,7 +617,7 @@ fn parse_interval(s: &str) -> Result<Duration, String> {
 /// [`MIN_INTERVAL`], except in a build with the `test-support` feature (never the release
 /// binary) whose environment has [`SHORT_INTERVALS_FOR_TESTS`]: the integration tests run the
 /// binary at 10-200 ms intervals to stay fast.
-fn interval_floor() -> Duration {
+pub(crate) fn interval_floor() -> Duration {
     #[cfg(feature = "test-support")]
     if std::env::var_os(SHORT_INTERVALS_FOR_TESTS).is_some() {
         return Duration::from_millis(1);

@@ -5,8 +5,9 @@
 //! Not here: the types of the settings it validates, which belong to the modules they
 //! configure (`kubelet::client::KubeletSettings`, `remote_write::access`, the metric filter in
 //! `pipeline::filter`), and turning a [`Config`] into the poller's and senders' settings
-//! (`agent`: `pipeline` and `sender` never import this module). Its tests are in
-//! `config/tests.rs`.
+//! (`agent`: `pipeline` and `sender` never import this module). The scrape targets are
+//! validated in `config/scrape.rs`, where files are found (the HostProcess sandbox) in
+//! `config/sandbox.rs`. Its tests are in `config/tests.rs`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -19,17 +20,17 @@ use crate::pipeline::PollerSettings;
 use crate::remote_write::client::PROTOCOL_HEADERS;
 use crate::remote_write::Protocol;
 
-/// Where a pod finds its service-account credentials; used when no token or CA file is given.
-const SA_DIR: &str = "var/run/secrets/kubernetes.io/serviceaccount";
-const SA_TOKEN: &str = "token";
-const SA_CA: &str = "ca.crt";
+mod error;
+mod sandbox;
+mod scrape;
 
-/// Set by containerd inside a Windows HostProcess container: the directory that holds the
-/// container's own files and volume mounts. The process itself sees the host's file system,
-/// so a volume mounted at `/var/run/secrets/...` appears under this directory (containerd
-/// 1.6), or at `C:\var\run\secrets\...` where the runtime binds it in place (containerd 1.7+).
-/// See [`in_sandbox`].
-const SANDBOX_MOUNT_POINT: &str = "CONTAINER_SANDBOX_MOUNT_POINT";
+use error::err;
+pub use error::ConfigError;
+#[cfg(test)]
+use sandbox::SA_DIR;
+use sandbox::{
+    access_in_sandbox, in_sandbox, sandbox_mount_point, service_account_file, SA_CA, SA_TOKEN,
+};
 
 /// Label names our metrics use themselves; a `--label` with one of them would collide.
 const RESERVED_LABELS: [&str; 18] = [
@@ -52,20 +53,6 @@ const RESERVED_LABELS: [&str; 18] = [
     "image",
     "name",
 ];
-
-#[derive(Debug, thiserror::Error)]
-#[error("{flag}: {reason}")]
-pub struct ConfigError {
-    pub flag: &'static str,
-    pub reason: String,
-}
-
-fn err(flag: &'static str, reason: impl Into<String>) -> ConfigError {
-    ConfigError {
-        flag,
-        reason: reason.into(),
-    }
-}
 
 /// What one run does after a poll.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,8 +156,9 @@ pub struct Config {
     pub max_samples_per_send: usize,
     pub delivery: Delivery,
     pub listen_address: Option<std::net::SocketAddr>,
-    /// The exporters and kubelet endpoints scraped beside the summary, in the order given.
-    pub scrape: Vec<crate::scrape::TargetSettings>,
+    /// The exporters and kubelet endpoints scraped beside the summary poll: `--scrape`, then
+    /// `--kubelet-scrape`, then the config file's `scrape` list, each in the order given.
+    pub scrape_targets: Vec<crate::scrape::TargetSettings>,
 }
 
 /// What the demo brings in place of the agent's kubelet and destination flags
@@ -214,9 +202,19 @@ impl Config {
             (false, true) => Mode::Once,
             (false, false) => Mode::Run,
         };
+        // Read in every mode: its scrape list applies to a dry run too.
+        let file = match &args.config_file {
+            Some(path) => {
+                let path = in_sandbox(path, sandbox);
+                let f = crate::config_file::load(&path).map_err(|e| err("--config-file", e.0))?;
+                Some((path, f))
+            }
+            None => None,
+        };
+        let file = file.as_ref().map(|(p, f)| (p.as_path(), f));
         let mut remotes = match mode {
             Mode::DryRun => Vec::new(),
-            Mode::Run | Mode::Once => remotes(args, sandbox)?,
+            Mode::Run | Mode::Once => remotes(args, file, sandbox)?,
         };
         if let (true, Some(d), false) = (remotes.is_empty(), &demo, mode == Mode::DryRun) {
             // The built-in receiver speaks both protocols: `--remote-write-version` applies.
@@ -232,7 +230,7 @@ impl Config {
         if remotes.is_empty() && mode != Mode::DryRun {
             return Err(err(
                 "--remote-url",
-                "required (or KUBELET_PUSH_REMOTE_URL, or --config-file); use --dry-run to print instead of pushing",
+                "required (or KUBELET_PUSH_REMOTE_URL, or a remote-write list in --config-file); use --dry-run to print instead of pushing",
             ));
         }
         let metric_filter =
@@ -295,6 +293,34 @@ impl Config {
                 "needs the pod metadata that --kubelet-pods=false turns off",
             ));
         }
+        let interval = match &demo {
+            Some(d) => d.interval,
+            None => args.interval.unwrap_or(Duration::from_secs(10)),
+        };
+        // The demo polls its simulated kubelet, which serves no /metrics*: the kubelet-scrape
+        // settings are refused on its command line (`cli::not_for_demo`) and ignored from the
+        // environment, as the other kubelet settings are.
+        let (kubelet_scrape, kubelet_summary) = match &demo {
+            Some(_) => (&[][..], true),
+            None => (&args.kubelet_scrape[..], args.kubelet_summary),
+        };
+        let scrape_targets = scrape::targets(&scrape::Sources {
+            scrape: &args.scrape,
+            kubelet_scrape,
+            scrape_timeout: args.scrape_timeout,
+            file: file.and_then(|(p, f)| f.scrape.as_deref().map(|s| (p, s))),
+            job: &args.job,
+            interval,
+            external_labels: &external_labels,
+            kubelet_is_file: matches!(source, Source::File(_)),
+            sandbox,
+        })?;
+        if !kubelet_summary && scrape_targets.is_empty() {
+            return Err(err(
+                "--kubelet-summary",
+                "false leaves nothing to push: give --scrape, --kubelet-scrape or a scrape list in --config-file",
+            ));
+        }
         Ok(Config {
             poll: PollerSettings {
                 kubelet: KubeletSettings {
@@ -306,17 +332,14 @@ impl Config {
                     proxy,
                 },
                 metric_filter,
-                interval: match &demo {
-                    Some(d) => d.interval,
-                    None => args.interval.unwrap_or(Duration::from_secs(10)),
-                },
+                interval,
                 job: args.job.clone(),
                 node_name: args.node_name.clone(),
                 external_labels,
                 kubelet_pods: args.kubelet_pods,
+                kubelet_summary,
                 pod_labels,
                 max_stats_age: args.max_stats_age,
-                kubelet_summary: true,
             },
             remotes,
             mode,
@@ -331,7 +354,7 @@ impl Config {
                 max_catch_up_bytes: args.max_catch_up_size,
             },
             listen_address: args.listen_address,
-            scrape: Vec::new(),
+            scrape_targets,
         })
     }
 }
@@ -430,6 +453,7 @@ impl Config {
             .map(|(n, v)| format!("{n}={v}"))
             .collect();
         line("label", &format!("[{}]", labels.join(", ")));
+        line("kubelet-summary", &self.poll.kubelet_summary);
         line("kubelet-pods", &self.poll.kubelet_pods);
         let pod_labels: Vec<String> = self
             .poll
@@ -473,66 +497,9 @@ impl Config {
                 .listen_address
                 .map_or_else(|| "off".to_owned(), |a| a.to_string()),
         );
+        scrape::describe(&self.scrape_targets, &mut line);
         out
     }
-}
-
-/// The HostProcess sandbox this process runs in, if any. An empty value counts as none: joined
-/// to it, `/etc/x` would become `etc/x`, relative to the working directory.
-fn sandbox_mount_point() -> Option<PathBuf> {
-    std::env::var_os(SANDBOX_MOUNT_POINT)
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-}
-
-/// The file a flag or the config file names, as this process finds it: when it runs in a
-/// Windows HostProcess container (`sandbox` is [`SANDBOX_MOUNT_POINT`]), a rooted `path`
-/// (`/etc/x`, `\etc\x`, `C:\etc\x`, `c:/etc/x`) that exists as a file under the sandbox is
-/// taken from there; anything else is `path` as given. Why: a volume the pod mounts at
-/// `/etc/x` is a link under the sandbox with containerd 1.6, and bound at `C:\etc\x` with
-/// containerd 1.7+, which `/etc/x` names relative to the current drive's root; the manifest
-/// cannot know which runtime a node has. The drive letter is dropped because the sandbox has
-/// its own root. The result is what `check-config` prints and errors name, so a user sees
-/// which file was used.
-///
-/// Not behind `cfg(windows)`: only containerd sets the variable, in HostProcess pods, so
-/// elsewhere this returns `path` unchanged; compiled everywhere, the Linux tests exercise it.
-fn in_sandbox(path: &Path, sandbox: Option<&Path>) -> PathBuf {
-    let given = || path.to_path_buf();
-    let (Some(root), Some(text)) = (sandbox, path.to_str()) else {
-        return given();
-    };
-    let bytes = text.as_bytes();
-    let rest = if bytes.len() >= 2 && bytes[0].is_ascii_alphabetic() && bytes[1] == b':' {
-        &text[2..]
-    } else {
-        text
-    };
-    // `C:x` is relative to drive C's working directory: not rooted, so not under the sandbox.
-    if !rest.starts_with(['/', '\\']) {
-        return given();
-    }
-    // Both separators, as Windows reads them; a path given with `/` and joined with `\`
-    // (the service-account default) is one path.
-    let mut inside = root.to_path_buf();
-    let mut parts = 0;
-    for part in rest.split(['/', '\\']).filter(|p| !p.is_empty()) {
-        inside.push(part);
-        parts += 1;
-    }
-    if parts > 0 && inside.is_file() {
-        inside
-    } else {
-        given()
-    }
-}
-
-/// The service-account file `name` of this pod, if it has one: under the HostProcess sandbox
-/// when there is one, else at the standard path (on Windows relative to the current drive's
-/// root, which is where containerd 1.7+ binds the volume).
-fn service_account_file(name: &str, sandbox: Option<&Path>) -> Option<PathBuf> {
-    let path = in_sandbox(&Path::new("/").join(SA_DIR).join(name), sandbox);
-    path.is_file().then_some(path)
 }
 
 fn readable(flag: &'static str, path: &Path) -> Result<PathBuf, ConfigError> {
@@ -578,13 +545,18 @@ fn file_url_path(url: &str, rest: &str) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(rest))
 }
 
-/// The destinations: from `--config-file` when given (and then no `--remote-*` flag may be),
-/// else one per `--remote-url`, each with the `--remote-*` flags' settings. Two destinations
-/// with the same buffer subdirectory (the same URL twice) are refused. Files, the config file
-/// included, are looked up [`in_sandbox`].
-fn remotes(args: &AgentArgs, sandbox: Option<&Path>) -> Result<Vec<RemoteSettings>, ConfigError> {
-    let remotes = match &args.config_file {
-        Some(path) => {
+/// The destinations: from the config file's `remote-write` list when it has one (and then no
+/// `--remote-*` flag may be given), else one per `--remote-url`, each with the `--remote-*`
+/// flags' settings. Two destinations with the same buffer subdirectory (the same URL twice)
+/// are refused. Files are looked up [`in_sandbox`] (`file`'s path already is).
+fn remotes(
+    args: &AgentArgs,
+    file: Option<(&Path, &crate::config_file::File)>,
+    sandbox: Option<&Path>,
+) -> Result<Vec<RemoteSettings>, ConfigError> {
+    let listed = file.and_then(|(p, f)| f.remote_write.as_deref().map(|e| (p, e)));
+    let remotes = match listed {
+        Some((path, entries)) => {
             let beside = [
                 ("--remote-url", !args.remote_urls.is_empty()),
                 ("--remote-header", !args.remote_headers.is_empty()),
@@ -601,11 +573,9 @@ fn remotes(args: &AgentArgs, sandbox: Option<&Path>) -> Result<Vec<RemoteSetting
             if let Some(flag) = beside {
                 return Err(err(
                     "--config-file",
-                    format!("{flag} cannot be given with --config-file: set it per destination in the file"),
+                    format!("{flag} cannot be given with --config-file's remote-write list: set it per destination in the file"),
                 ));
             }
-            let path = &in_sandbox(path, sandbox);
-            let entries = crate::config_file::load(path).map_err(|e| err("--config-file", e.0))?;
             if entries.is_empty() {
                 return Err(err(
                     "--config-file",
@@ -650,7 +620,7 @@ fn remotes(args: &AgentArgs, sandbox: Option<&Path>) -> Result<Vec<RemoteSetting
             .iter()
             .position(|o| o.buffer_subdir() == r.buffer_subdir())
         {
-            let flag = if args.config_file.is_some() {
+            let flag = if listed.is_some() {
                 "--config-file"
             } else {
                 "--remote-url"
@@ -741,17 +711,6 @@ fn from_entry(
     })
 }
 
-/// `spec` with each of its files looked up [`in_sandbox`].
-fn access_in_sandbox(
-    mut spec: crate::remote_write::access::AccessSpec,
-    sandbox: Option<&Path>,
-) -> crate::remote_write::access::AccessSpec {
-    for file in spec.files_mut().into_iter().flatten() {
-        *file = in_sandbox(file, sandbox);
-    }
-    spec
-}
-
 fn parse_protocol(s: &str) -> Result<Protocol, String> {
     match s.trim() {
         "1" => Ok(Protocol::V1),
@@ -826,11 +785,7 @@ fn parse_labels(raw: &[String]) -> Result<Vec<(String, String)>, ConfigError> {
     let mut out: Vec<(String, String)> = Vec::new();
     for item in raw {
         let (name, value) = split_pair(FLAG, item)?;
-        let valid_name = name
-            .bytes()
-            .enumerate()
-            .all(|(i, b)| b == b'_' || b.is_ascii_alphabetic() || (i > 0 && b.is_ascii_digit()));
-        if name.is_empty() || !valid_name {
+        if !scrape::valid_label_name(name) {
             return Err(err(
                 FLAG,
                 format!("{name:?} is not a valid label name ([a-zA-Z_][a-zA-Z0-9_]*)"),

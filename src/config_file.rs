@@ -1,6 +1,8 @@
-//! `--config-file`: the settings of several Remote Write destinations, in YAML, for what flags
-//! cannot say readably (each destination with its own headers, credentials and version). Its
-//! keys mirror the `--remote-*` flags without the `remote-` prefix:
+//! `--config-file`: the settings of several Remote Write destinations, and the exporters to
+//! scrape, in YAML, for what flags cannot say readably (each destination or target with its own
+//! headers, credentials and version). The `remote-write` keys mirror the `--remote-*` flags
+//! without the `remote-` prefix; the `scrape` keys are those of Prometheus's `scrape_config`
+//! (snake_case), so an entry can be pasted from a Prometheus configuration:
 //!
 //! ```yaml
 //! remote-write:
@@ -13,12 +15,17 @@
 //!   - url: https://thanos-receive.example.com/api/v1/receive
 //!     bearer-token-file: /etc/kubelet-push/thanos-token
 //!     ca-file: /etc/kubelet-push/private-ca.pem
+//! scrape:
+//!   - job_name: node
+//!     static_configs:
+//!       - targets: [127.0.0.1:9100]
 //! ```
 //!
 //! This module only reads the file and keeps where each value was written (line and column);
 //! `config` validates the values with the same rules as the flags and names the file, line and
 //! key of the first bad one. Unknown keys are errors, so a typo never silently falls back to a
-//! default.
+//! default; the `scrape_config` keys kubelet-push does not implement are refused with the
+//! reason ([`unsupported`]), so a pasted entry never half-works.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -28,11 +35,15 @@ use serde::Deserialize;
 
 use crate::remote_write::access::Field;
 
+/// The whole file, as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct File {
-    #[serde(default)]
-    remote_write: Vec<Entry>,
+pub struct File {
+    /// `None` when the file has no `remote-write` key: the destinations then come from
+    /// `--remote-url` and the other `--remote-*` flags.
+    pub remote_write: Option<Vec<Entry>>,
+    /// `None` when the file has no `scrape` key.
+    pub scrape: Option<Vec<ScrapeEntry>>,
 }
 
 /// One `remote-write` entry, as written. Scalars stay strings here (YAML 1.1's `yes`/`on`
@@ -83,32 +94,223 @@ impl Entry {
     }
 }
 
+/// One `scrape` entry: a Prometheus `scrape_config`, as written, with the keys kubelet-push
+/// implements. Scalars stay strings (durations and sizes in Prometheus's syntax are parsed by
+/// `config`), except the booleans.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScrapeEntry {
+    pub job_name: Spanned<String>,
+    /// Ours, not Prometheus's: the whole URL of one target, instead of `static_configs`.
+    pub url: Option<Spanned<String>>,
+    pub static_configs: Option<Spanned<Vec<StaticConfig>>>,
+    pub scheme: Option<Spanned<String>>,
+    pub metrics_path: Option<Spanned<String>>,
+    pub scrape_interval: Option<Spanned<String>>,
+    pub scrape_timeout: Option<Spanned<String>>,
+    pub honor_labels: Option<Spanned<bool>>,
+    pub honor_timestamps: Option<Spanned<bool>>,
+    pub sample_limit: Option<Spanned<String>>,
+    pub body_size_limit: Option<Spanned<String>>,
+    pub bearer_token_file: Option<Spanned<String>>,
+    pub basic_auth: Option<BasicAuth>,
+    pub tls_config: Option<TlsConfig>,
+    pub proxy_url: Option<Spanned<String>>,
+}
+
+/// `static_configs[]`: targets as `host:port`, and labels for all of them.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticConfig {
+    #[serde(default)]
+    pub targets: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub labels: HashMap<Spanned<String>, Spanned<String>>,
+}
+
+/// `basic_auth`: the password only from a file (an inline `password` is refused).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    pub username: Option<Spanned<String>>,
+    pub password_file: Option<Spanned<String>>,
+}
+
+/// `tls_config`, with files only (inline PEM is refused).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub ca_file: Option<Spanned<String>>,
+    pub cert_file: Option<Spanned<String>>,
+    pub key_file: Option<Spanned<String>>,
+    pub server_name: Option<Spanned<String>>,
+    pub insecure_skip_verify: Option<Spanned<bool>>,
+}
+
+impl ScrapeEntry {
+    /// The text of an access setting, for the fields that are text; `Url` is the entry's
+    /// `url` (a `static_configs` target has its own span, placed by the caller).
+    pub fn text(&self, field: Field) -> Option<&Spanned<String>> {
+        let tls = self.tls_config.as_ref();
+        let basic = self.basic_auth.as_ref();
+        match field {
+            Field::BearerTokenFile => self.bearer_token_file.as_ref(),
+            Field::BasicAuthUsername => basic.and_then(|b| b.username.as_ref()),
+            Field::BasicAuthPasswordFile => basic.and_then(|b| b.password_file.as_ref()),
+            Field::CaFile => tls.and_then(|t| t.ca_file.as_ref()),
+            Field::CertFile => tls.and_then(|t| t.cert_file.as_ref()),
+            Field::KeyFile => tls.and_then(|t| t.key_file.as_ref()),
+            Field::TlsServerName => tls.and_then(|t| t.server_name.as_ref()),
+            Field::ProxyUrl => self.proxy_url.as_ref(),
+            Field::Url => self.url.as_ref(),
+            Field::InsecureSkipVerify | Field::Header => None,
+        }
+    }
+
+    /// Where `field`'s value was written, for an error about it; `job_name` when the field
+    /// has no value of its own.
+    pub fn span(&self, field: Field) -> &Span {
+        let insecure = self
+            .tls_config
+            .as_ref()
+            .and_then(|t| t.insecure_skip_verify.as_ref());
+        match (field, insecure) {
+            (Field::InsecureSkipVerify, Some(v)) => v.span(),
+            _ => self.text(field).unwrap_or(&self.job_name).span(),
+        }
+    }
+}
+
+/// Why a `scrape_config` key kubelet-push does not implement is refused, for `section` (the
+/// entry itself, `basic_auth` or `tls_config`); `None` for a key it implements or does not
+/// know (serde then names the keys it knows).
+pub fn unsupported(section: &str, key: &str) -> Option<&'static str> {
+    let reason = match (section, key) {
+        ("", "metric_relabel_configs") => {
+            "not supported; --metric-allow and --metric-deny keep or drop metrics by name"
+        }
+        ("", "relabel_configs") => {
+            "not supported: targets are static; give their labels with static_configs' labels"
+        }
+        ("", "params") => "not supported; write the query into url (url: http://HOST:PORT/PATH?NAME=VALUE)",
+        ("", "authorization") => "not supported; for a bearer token, use bearer_token_file",
+        ("", "bearer_token") => {
+            "a token is not taken inline (it would show in the file); put it in a file and use bearer_token_file"
+        }
+        ("", "oauth2") => "not supported; use bearer_token_file with a token kept current by something else",
+        ("", k) if k.ends_with("_sd_configs") => {
+            "service discovery is not supported: kubelet-push scrapes exporters of its own node; list them with url or static_configs"
+        }
+        (
+            "",
+            "follow_redirects"
+            | "enable_http2"
+            | "enable_compression"
+            | "http_headers"
+            | "no_proxy"
+            | "proxy_from_environment"
+            | "proxy_connect_header"
+            | "scrape_protocols"
+            | "fallback_scrape_protocol"
+            | "scrape_classic_histograms"
+            | "always_scrape_classic_histograms"
+            | "convert_classic_histograms_to_nhcb"
+            | "scrape_native_histograms"
+            | "native_histogram_bucket_limit"
+            | "native_histogram_min_bucket_factor"
+            | "track_timestamps_staleness"
+            | "label_limit"
+            | "label_name_length_limit"
+            | "label_value_length_limit"
+            | "target_limit"
+            | "keep_dropped_targets"
+            | "metric_name_validation_scheme"
+            | "metric_name_escaping_scheme"
+            | "scrape_failure_log_file",
+        ) => "not supported by kubelet-push; remove it",
+        ("basic_auth", "password") => {
+            "a password is not taken inline (it would show in the file); put it in a file and use password_file"
+        }
+        ("basic_auth", "username_file" | "username_ref" | "password_ref") => {
+            "not supported; use username and password_file"
+        }
+        ("tls_config", "ca" | "cert" | "key") => {
+            "inline PEM is not taken; put it in a file and use ca_file, cert_file or key_file"
+        }
+        ("tls_config", "min_version" | "max_version" | "ca_ref" | "cert_ref" | "key_ref") => {
+            "not supported by kubelet-push; remove it"
+        }
+        _ => return None,
+    };
+    Some(reason)
+}
+
+/// The first key of a `scrape` entry (or of its `basic_auth` or `tls_config`) that
+/// [`unsupported`] refuses, as `FILE:LINE:COLUMN: KEY: reason`. Run on the parsed tree before
+/// serde, which would only call it unknown.
+fn refuse_unsupported(path: &Path, root: &marked_yaml::Node) -> Result<(), FileError> {
+    let Some(list) = root
+        .as_mapping()
+        .and_then(|m| m.get_node("scrape"))
+        .and_then(marked_yaml::Node::as_sequence)
+    else {
+        return Ok(());
+    };
+    for (i, entry) in list.iter().enumerate() {
+        let Some(map) = entry.as_mapping() else {
+            continue; // serde says what is wrong with it
+        };
+        let mut sections = vec![(String::new(), format!("scrape[{i}]"), map)];
+        for name in ["basic_auth", "tls_config"] {
+            if let Some(inner) = map.get_mapping(name) {
+                sections.push((name.to_owned(), format!("scrape[{i}].{name}"), inner));
+            }
+        }
+        for (section, prefix, map) in sections {
+            for key in map.keys() {
+                if let Some(reason) = unsupported(&section, key.as_str()) {
+                    let place = format!("{prefix}.{}", key.as_str());
+                    return Err(FileError(at_span(path, key.span(), &place, reason)));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A problem in the file, already worded as `FILE:LINE:COLUMN: KEY: what is wrong` (or
 /// without the position when the problem has none, such as an unreadable file).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct FileError(pub String);
 
-/// The file at `path`, its `remote-write` entries in order.
-pub fn load(path: &Path) -> Result<Vec<Entry>, FileError> {
+/// The file at `path`, its entries in order.
+pub fn load(path: &Path) -> Result<File, FileError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| FileError(format!("cannot read {}: {e}", path.display())))?;
     parse(path, &text)
 }
 
-pub fn parse(path: &Path, text: &str) -> Result<Vec<Entry>, FileError> {
+pub fn parse(path: &Path, text: &str) -> Result<File, FileError> {
     let file = path.display();
+    let empty = || {
+        FileError(format!(
+            "{file}: empty; it needs a remote-write or a scrape list"
+        ))
+    };
     if text.trim().is_empty() {
-        return Err(FileError(format!(
-            "{file}: empty; it needs a remote-write list"
-        )));
+        return Err(empty());
     }
-    match marked_yaml::from_yaml::<File>(0, text) {
-        Ok(f) => Ok(f.remote_write),
-        Err(marked_yaml::FromYamlError::ParseYaml(e)) => {
-            Err(FileError(format!("{file}: not YAML: {e}")))
-        }
-        Err(marked_yaml::FromYamlError::FromNode(e)) => {
+    let root = marked_yaml::parse_yaml(0, text)
+        .map_err(|e| FileError(format!("{file}: not YAML: {e}")))?;
+    refuse_unsupported(path, &root)?;
+    match marked_yaml::from_node::<File>(&root) {
+        Ok(File {
+            remote_write: None,
+            scrape: None,
+        }) => Err(empty()),
+        Ok(f) => Ok(f),
+        Err(e) => {
             let place = e
                 .start_mark()
                 .map_or_else(String::new, |m| format!(":{}:{}", m.line(), m.column()));
@@ -148,7 +350,10 @@ mod tests {
     #[test]
     fn entries_keep_their_positions() {
         let text = "remote-write:\n  - url: http://a:9090/api/v1/write\n    version: \"2\"\n    headers:\n      X-Scope-OrgID: t1\n  - url: https://b/push\n    insecure-skip-verify: true\n";
-        let entries = parse(Path::new("kp.yaml"), text).unwrap();
+        let entries = parse(Path::new("kp.yaml"), text)
+            .unwrap()
+            .remote_write
+            .unwrap();
         assert_eq!(entries.len(), 2);
         assert_eq!(entries[0].url.as_str(), "http://a:9090/api/v1/write");
         assert_eq!(entries[0].version.as_ref().unwrap().as_str(), "2");

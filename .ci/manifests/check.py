@@ -14,6 +14,12 @@
    mount standing for a directory holding the example Secret's keys (and certificates made
    with openssl under cert-manager's names), check-config accepts each kind of credential
    and prints the file it will read; two kinds together, or a file the Secret lacks, exit 64.
+4. The other settings shown commented out, in kustomization.yaml and in each DaemonSet's env
+   (the node's exporters, which differ per OS), uncommented one at a time and then all the
+   scrape settings together, are accepted by check-config in each agent container ($(VAR)
+   expanded as the kubelet would), and the scrape targets they name are listed; a broken one
+   exits 64, or the check is void. The ClusterRole grants nodes/metrics, which the kubelet
+   asks for its /metrics* paths.
 
 Prints one line per check; exits 1 when any fails.
 """
@@ -48,6 +54,16 @@ VAR_REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
 EXIT_USAGE = 64
 # `# - KUBELET_PUSH_NAME=value   (comment)` in the configMapGenerator: a setting to uncomment.
 EXAMPLE_SETTING = re.compile(r"^\s*#\s*-\s*(KUBELET_PUSH_[A-Z0-9_]+)=(\S+)", re.M)
+# `# - name: KUBELET_PUSH_NAME` then `#   value: value` in a DaemonSet's env: a setting to
+# uncomment.
+COMMENTED_ENV = re.compile(
+    r"^[ \t]*#[ \t]*-[ \t]*name:[ \t]*(KUBELET_PUSH_[A-Z0-9_]+)[ \t]*\n[ \t]*#[ \t]+value:[ \t]*(\S+)[ \t]*$", re.M
+)
+# The settings that add scrape targets, and what check-config prints for each.
+SCRAPE_SETTINGS = {
+    "KUBELET_PUSH_SCRAPE": lambda value: [f"url: {v.split('=', 1)[1]}" for v in value.split(",")],
+    "KUBELET_PUSH_KUBELET_SCRAPE": lambda value: [f"kubelet path: {v} (" for v in value.split(",")],
+}
 CREDENTIALS_SECRET = "kubelet-push-remote"
 # The key names cert-manager gives a Certificate's Secret: not in the example Secret, whose
 # placeholders could not be certificates.
@@ -332,6 +348,80 @@ def check_documented(a, known, rendered, lookup, checked):
         )
 
 
+def commented_env(kustomization):
+    """{DaemonSet name: [(name, value)]}: the env settings each DaemonSet's source file shows
+    commented out."""
+    base = os.path.dirname(kustomization)
+    with open(kustomization) as f:
+        resources = yaml.safe_load(f).get("resources", [])
+    out = {}
+    for resource in resources:
+        with open(os.path.join(base, resource)) as f:
+            text = f.read()
+        daemonsets = [d["metadata"]["name"] for d in yaml.safe_load_all(text) if d and d.get("kind") == "DaemonSet"]
+        found = COMMENTED_ENV.findall(text)
+        if len(daemonsets) == 1:
+            out[daemonsets[0]] = found
+        elif found:
+            report(False, f"{resource}: commented env settings outside a single DaemonSet", str(found))
+    return out
+
+
+def scrape_lines(out):
+    """What check-config printed after `scrape N `, for every target."""
+    return [line.split(" ", 2)[2] for line in out.splitlines() if re.match(r"scrape \d+ ", line)]
+
+
+def check_settings(a, known, rendered, checked, owners):
+    """Part 4: the other settings shown commented out work as their comments say."""
+    documented = [(n, v) for n, v in documented_settings(a.kustomization) if not n.startswith("KUBELET_PUSH_REMOTE_")]
+    per_daemonset = commented_env(a.kustomization)
+    for name, settings in sorted(per_daemonset.items()):
+        unknown = sorted({n for n, _ in settings} - known)
+        report(
+            len(settings) > 0 and not unknown,
+            f"DaemonSet {name} shows env settings commented out, each one the binary reads",
+            ", ".join(n for n, _ in settings) + (f"; unknown: {', '.join(unknown)}" if unknown else ""),
+        )
+    mode = check_config_argv(a.bin)
+    for what, env, args in checked:
+        settings = documented + per_daemonset.get(owners[what], [])
+        for n, v in settings:
+            value = expand(v, env)
+            rc, out, err = run_check(a.bin, mode, {**env, n: value}, args)
+            wanted = SCRAPE_SETTINGS.get(n, lambda _: [])(value)
+            shown = scrape_lines(out)
+            missing = [w for w in wanted if not any(line.startswith(w) for line in shown)]
+            report(
+                rc == 0 and not missing,
+                f"{what}: {n}={v} uncommented",
+                f"exit {rc}" + (f": {err.strip()}" if rc else "") + (f"; targets not listed: {missing}" if missing else ""),
+            )
+        scrape = {n: expand(v, env) for n, v in settings if n in SCRAPE_SETTINGS}
+        rc, out, err = run_check(a.bin, mode, {**env, **scrape}, args)
+        jobs = [line for line in scrape_lines(out) if line.startswith("job: ")]
+        expected = sum(len(v.split(",")) for v in scrape.values())
+        report(
+            len(scrape) >= 2 and rc == 0 and len(jobs) == expected,
+            f"{what}: every scrape setting uncommented together ({', '.join(scrape)})",
+            f"exit {rc}" + (f": {err.strip()}" if rc else f"; {len(jobs)} targets listed, {expected} expected"),
+        )
+        broken = {n: v.replace("http://", "gopher://") for n, v in scrape.items() if n == "KUBELET_PUSH_SCRAPE"}
+        rc, _, err = run_check(a.bin, mode, {**env, **broken}, args)
+        report(
+            len(broken) == 1 and rc == EXIT_USAGE and "--scrape" in err,
+            f"{what}: a scrape setting with a gopher:// URL exits 64 naming --scrape",
+            f"exit {rc}: {err.strip().splitlines()[0] if err.strip() else ''}",
+        )
+    roles = [o for o in rendered if o["kind"] == "ClusterRole"]
+    granted = {r for o in roles for rule in o.get("rules", []) for r in rule.get("resources", []) if "get" in rule.get("verbs", [])}
+    report(
+        "nodes/metrics" in granted,
+        "the ClusterRole grants get on nodes/metrics, which the kubelet asks for /metrics*",
+        ", ".join(sorted(granted)),
+    )
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rendered", required=True, help="output of kubectl kustomize")
@@ -368,6 +458,7 @@ def main():
     report(len(known) > 10, "binary --help lists KUBELET_PUSH_* variables", f"{len(known)} found")
     lookup = Lookup(rendered + examples)
     checked = []
+    owners = {}
     found = 0
     for o, c in agent_containers(rendered):
         found += 1
@@ -393,6 +484,7 @@ def main():
         )
         report(rc == 0, what, f"exit {rc}; {summary}" if rc == 0 else f"exit {rc}: {err.strip()}")
         checked.append((what, env, args))
+        owners[what] = o["metadata"]["name"]
     report(found == 2, "check-config: two agent containers found", f"found {found}")
 
     # The check can fail: a misspelt flag, a bad value from the environment, an unknown name.
@@ -421,6 +513,10 @@ def main():
     # 3. The settings shown commented out.
     if checked:
         check_documented(a, known, rendered, lookup, checked)
+
+    # 4. The rest of them, the DaemonSets' own included.
+    if checked:
+        check_settings(a, known, rendered, checked, owners)
 
     print(f"manifests: {passes} passed, {failures} failed", flush=True)
     return 1 if failures else 0

@@ -66,12 +66,14 @@ pub struct PollerSettings {
     pub external_labels: Vec<(String, String)>,
     /// Whether pod metadata is asked from the kubelet's `/pods`.
     pub kubelet_pods: bool,
+    /// Whether the Summary API is polled at all (`--kubelet-summary`). Off, only the scrape
+    /// targets are pushed: for nodes where only the exporters matter, for benchmarks of the
+    /// scrape path, and for the remote-write compliance suite, which expects nothing but its
+    /// own target's series. `config` refuses it off without a scrape target.
+    pub kubelet_summary: bool,
     /// `--pod-label`: each pod label and the metric label it becomes.
     pub pod_labels: Vec<(String, String)>,
     pub max_stats_age: Duration,
-    /// `--kubelet-summary`: whether the Summary API is polled at all (false: only the scrape
-    /// targets are pushed).
-    pub kubelet_summary: bool,
 }
 
 /// Owns everything that lives from one poll to the next.
@@ -214,19 +216,21 @@ impl Poller {
     /// that no series is written by both:
     /// - `/metrics`: the per-poll series (`up`, ...) are labelled
     ///   `metrics_path="/stats/summary"` instead, and the scrape's `up` is the one
-    ///   kube-prometheus's kubelet alerts read;
+    ///   kube-prometheus's kubelet alerts read; the summary's `kubelet_volume_stats_*`
+    ///   (labelled `/metrics`) are left to the endpoint;
     /// - `/metrics/cadvisor`, `/metrics/resource`: the summary's families labelled with that
     ///   path are left out; the kubelet's own are the real thing (Linux has cAdvisor; Windows
     ///   kubelets serve `/metrics/resource` too).
     pub fn scraped_too(&mut self, path: &str) {
         if path == convert::KUBELET_METRICS.1 {
             self.per_poll_path = &convert::SUMMARY_METRICS;
-        } else if [convert::CADVISOR.1, convert::RESOURCE.1].contains(&path) {
-            let path = if path == convert::CADVISOR.1 {
-                convert::CADVISOR.1
-            } else {
-                convert::RESOURCE.1
-            };
+        }
+        let families = [
+            convert::KUBELET_METRICS.1,
+            convert::CADVISOR.1,
+            convert::RESOURCE.1,
+        ];
+        if let Some(&path) = families.iter().find(|p| **p == path) {
             if !self.yielded_paths.contains(&path) {
                 self.yielded_paths.push(path);
             }

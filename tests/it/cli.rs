@@ -6,7 +6,7 @@ use kubelet_push::testkit::receiver::Receiver;
 
 use crate::support::*;
 
-fn kubelet_push(args: &[&str]) -> Output {
+pub(crate) fn kubelet_push(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_kubelet-push"))
         .args(args)
         .env_remove("KUBELET_PUSH_REMOTE_URL")
@@ -14,7 +14,7 @@ fn kubelet_push(args: &[&str]) -> Output {
         .expect("run kubelet-push")
 }
 
-fn stderr(o: &Output) -> String {
+pub(crate) fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 

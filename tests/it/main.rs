@@ -3,6 +3,7 @@
 mod access;
 mod alloc;
 mod cli;
+mod cli_scrape;
 mod delivery;
 mod disk;
 #[cfg(unix)]

@@ -137,7 +137,7 @@ struct Running {
 }
 
 fn start(mut cfg: kubelet_push::Config, targets: Vec<TargetSettings>) -> Running {
-    cfg.scrape = targets;
+    cfg.scrape_targets = targets;
     let stop = CancellationToken::new();
     let metrics = Arc::new(Metrics::new());
     let task = {
@@ -413,7 +413,7 @@ async fn dry_run_prints_each_target_beside_the_kubelet() {
     let mut cfg = config(&["--kubelet-url", &kubelet.url(), "--dry-run"]);
     assert_eq!(cfg.mode, Mode::DryRun);
     let every = Duration::from_secs(10);
-    cfg.scrape = vec![exporter.target("exp", every, Duration::from_secs(5))];
+    cfg.scrape_targets = vec![exporter.target("exp", every, Duration::from_secs(5))];
     let mut out = Vec::new();
     let outcome = kubelet_push::run(
         cfg.clone(),
@@ -475,7 +475,7 @@ async fn once_scrapes_every_target_once() {
     ]);
     cfg.poll.kubelet_summary = false;
     let every = Duration::from_secs(10);
-    cfg.scrape = vec![
+    cfg.scrape_targets = vec![
         good.target("good", every, Duration::from_secs(5)),
         bad.target("bad", every, Duration::from_secs(5)),
     ];
