@@ -29,6 +29,8 @@ one_run_at_a_time() {
 # alone), plus any given as arguments:
 # - gcc-mingw-w64-x86-64: ring's C code for the Windows build, and the Wine DLL stand-in;
 # - prometheus, victoria-metrics: the real receivers of the end-to-end tests (tests/it/e2e);
+# - prometheus-node-exporter: the real exporter the scrape end-to-end test scrapes (each test
+#   starts its own on 127.0.0.1; the package's system service is not used);
 # - tinyproxy: the forward proxy of tests/it/e2e/auth.rs (each test starts its own on
 #   127.0.0.1 with its own configuration; the package's system service is not used);
 # - wine, wine64: the Windows tests (.ci/windows-tests.sh, .ci/windows-e2e.sh);
@@ -37,7 +39,7 @@ one_run_at_a_time() {
 # Then the Rust components and targets.
 install_deps() {
   local need_pkgs=() pkg target
-  for pkg in gcc-mingw-w64-x86-64 prometheus victoria-metrics tinyproxy wine wine64 musl-tools \
+  for pkg in gcc-mingw-w64-x86-64 prometheus prometheus-node-exporter victoria-metrics tinyproxy wine wine64 musl-tools \
     buildah podman runc ca-certificates python3-venv "$@"; do
     # "install ok installed" only: a removed package keeps its config files and a dpkg entry.
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need_pkgs+=("$pkg")

@@ -15,6 +15,7 @@ mod kube_prometheus;
 mod kube_prometheus_dashboards;
 mod network;
 mod outage;
+mod scrape;
 mod v2;
 mod values;
 mod windows;
@@ -65,6 +66,10 @@ pub fn available(kind: Kind) -> bool {
 }
 
 pub use crate::support::{now_ms, sigterm as stop_agent};
+
+/// In a configuration given to [`Real::launch_prometheus_with`], stands for the `host:port`
+/// the Prometheus being launched listens on (for a scrape of its own `/metrics`).
+pub const SELF_ADDRESS: &str = "__SELF_ADDRESS__";
 use crate::support::{AgentProcess, ReservedPort, PATIENCE};
 
 /// The agent's flags for a test timeline: a poll a second, and retries quick enough that a
@@ -191,7 +196,9 @@ impl Real {
             Kind::Prometheus => {
                 let config = self.dir.join("prometheus.yml");
                 let text = match &self.config {
-                    Some(json) => serde_json::to_string_pretty(json).unwrap(),
+                    Some(json) => serde_json::to_string_pretty(json)
+                        .unwrap()
+                        .replace(SELF_ADDRESS, &addr),
                     None => "global:\n  scrape_interval: 1h\n".to_owned(),
                 };
                 std::fs::write(&config, text).unwrap();

@@ -808,3 +808,150 @@ async fn windows_exe_keeps_every_poll_across_an_outage_and_two_stops() {
         started.elapsed()
     );
 }
+
+/// The Windows `.exe` as the one push path off a Windows node: beside the summary it scrapes
+/// a windows_exporter (its real output, `tests/fixtures/expositions/`, served as the exporter
+/// serves it) and the simulated kubelet's `/metrics/probes` through the kubelet URL. The real
+/// Prometheus then holds every sample of the exporter's exposition, with its value, under the
+/// target's `job` and `instance`; the probes labelled as kube-prometheus labels the kubelet's
+/// endpoints; and `up` 1 for both targets and the summary.
+#[tokio::test]
+async fn windows_exe_scrapes_an_exporter_and_the_kubelets_probes() {
+    let Some(wine) = wine_setup() else { return };
+    if !available(Kind::Prometheus) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let prometheus = Real::launch(Kind::Prometheus, dir.path()).await;
+    let kubelet = crate::support::simulated_kubelet(PODS, 11).await;
+    let fixture = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/expositions/windows_exporter__nri-winservices-actual-output.txt"),
+    )
+    .unwrap();
+    let expected = kubelet_push::exposition::parse(
+        kubelet_push::exposition::Format::Text,
+        &fixture,
+        &Default::default(),
+    )
+    .expect("the fixture parses");
+    let body = fixture.clone();
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let body = body.clone();
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    body,
+                )
+            }
+        }),
+    );
+    let exporter = LocalServer::start(app, "windows_exporter").await.unwrap();
+    let instance = exporter.addr().to_string();
+    let target = format!("windows-exporter=http://{instance}/metrics");
+    let (kubelet_url, write_url) = (kubelet.url(), prometheus.write_url());
+    let args: Vec<&str> = ["--kubelet-url", &kubelet_url, "--remote-url", &write_url]
+        .into_iter()
+        .chain(ONE_SECOND_POLLS)
+        .chain([
+            "--scrape",
+            target.as_str(),
+            "--kubelet-scrape",
+            "/metrics/probes",
+        ])
+        .collect();
+    let agent = WindowsAgent::start(&wine, dir.path(), None, &args).await;
+    let deadline = Instant::now() + WAIT;
+    let count = |v: &[Value]| {
+        v.first()
+            .and_then(|s| s["value"][1].as_str())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    loop {
+        let ups = prometheus
+            .query(
+                "count_over_time(up{job=\"windows-exporter\"}[1m])",
+                now_ms(),
+            )
+            .await;
+        let probes = prometheus
+            .query(
+                "count(prober_probe_total{job=\"kubelet\",metrics_path=\"/metrics/probes\"})",
+                now_ms(),
+            )
+            .await;
+        if count(&ups) >= 3.0 && count(&probes) > 0.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not stored within {WAIT:?}:\n{}",
+            agent.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let at = now_ms();
+    let stored = prometheus
+        .query(
+            &format!(
+                "{{job=\"windows-exporter\",instance=\"{instance}\",__name__!~\"up|scrape_.*\"}}"
+            ),
+            at,
+        )
+        .await;
+    let mut got: BTreeMap<String, f64> = BTreeMap::new();
+    for series in &stored {
+        let mut metric = series["metric"].as_object().unwrap().clone();
+        for label in ["job", "instance", "node"] {
+            metric.remove(label);
+        }
+        let value: f64 = series["value"][1].as_str().unwrap().parse().unwrap();
+        got.insert(series_key(&Value::Object(metric)), value);
+    }
+    let mut want: BTreeMap<String, f64> = BTreeMap::new();
+    for sample in expected.samples() {
+        let mut metric = serde_json::Map::new();
+        metric.insert("__name__".into(), Value::from(sample.name));
+        for (n, v) in sample.labels.iter().filter(|(_, v)| !v.is_empty()) {
+            metric.insert(n.into(), Value::from(v));
+        }
+        want.insert(series_key(&Value::Object(metric)), sample.value);
+    }
+    assert_eq!(got.len(), want.len(), "series stored and exposed");
+    for (key, value) in &want {
+        assert_eq!(got.get(key), Some(value), "{key}");
+    }
+    for (selector, what) in [
+        (
+            format!("up{{job=\"windows-exporter\",instance=\"{instance}\"}}"),
+            "the exporter",
+        ),
+        (
+            "up{job=\"kubelet\",metrics_path=\"/metrics/probes\"}".to_owned(),
+            "the probes",
+        ),
+        (
+            "up{job=\"kubelet\",metrics_path=\"/metrics\"}".to_owned(),
+            "the summary",
+        ),
+    ] {
+        let up = prometheus.query(&selector, at).await;
+        assert_eq!(up.len(), 1, "{what}: {up:?}");
+        assert_eq!(up[0]["value"][1], "1", "{what}");
+    }
+    let probe = prometheus
+        .query("prober_probe_total{job=\"kubelet\"}", at)
+        .await;
+    let node = probe[0]["metric"]["node"].as_str().unwrap();
+    assert_eq!(probe[0]["metric"]["instance"].as_str(), Some(node));
+    agent.ctrl_event(&wine, "shutdown").await;
+    let (code, log) = agent.exit(WAIT).await;
+    assert_eq!(code, Some(0), "{}:\n{log}", exit_hint(code));
+    assert!(!log.contains("scrape failed"), "{log}");
+}
