@@ -512,7 +512,9 @@ fn help_shows_no_secret_from_the_environment() {
     let help = flat(run(&env));
     let shown: Vec<&str> = names
         .iter()
-        .filter(|n| help.contains(&format!("key-{n}")) || help.contains(&format!("pw-{n}")))
+        // Followed by what ends the value (`]`, or `@` after the password), so a name that
+        // begins another (KUBELET_PUSH_SCRAPE, KUBELET_PUSH_SCRAPE_TIMEOUT) is told apart.
+        .filter(|n| help.contains(&format!("key-{n}]")) || help.contains(&format!("pw-{n}@")))
         .map(String::as_str)
         .collect();
     // Durations, sizes, names, switches and paths: nothing an operator keeps secret.
@@ -526,6 +528,8 @@ fn help_shows_no_secret_from_the_environment() {
         "KUBELET_PUSH_KUBELET_CA_FILE",
         "KUBELET_PUSH_KUBELET_INSECURE_SKIP_VERIFY",
         "KUBELET_PUSH_KUBELET_PODS",
+        "KUBELET_PUSH_KUBELET_SCRAPE",
+        "KUBELET_PUSH_KUBELET_SUMMARY",
         "KUBELET_PUSH_KUBELET_TIMEOUT",
         "KUBELET_PUSH_KUBELET_TOKEN_FILE",
         "KUBELET_PUSH_LABEL",
@@ -552,6 +556,7 @@ fn help_shows_no_secret_from_the_environment() {
         "KUBELET_PUSH_REMOTE_TIMEOUT",
         "KUBELET_PUSH_REMOTE_TLS_SERVER_NAME",
         "KUBELET_PUSH_REMOTE_WRITE_VERSION",
+        "KUBELET_PUSH_SCRAPE_TIMEOUT",
         "KUBELET_PUSH_SHUTDOWN_TIMEOUT",
         "KUBELET_PUSH_DEMO_PODS",
         "KUBELET_PUSH_DEMO_DURATION",
