@@ -1091,7 +1091,7 @@ def run_one(args, expo: Exposition, server: ExpoServer, agent: str, rnd: int, ke
             now = time.time()
             if now >= nxt:
                 s = sampler.sample()
-                if s is None and not proc.alive():
+                if not proc.alive():
                     raise RuntimeError(f"{agent} exited early (code {proc.p.returncode}); see {tmp}/agent.log:\n"
                                        + open(os.path.join(tmp, "agent.log"), errors="replace").read()[-2000:])
                 if s and warm is None and s["t"] >= t0 + args.warmup:
@@ -1112,6 +1112,8 @@ def run_one(args, expo: Exposition, server: ExpoServer, agent: str, rnd: int, ke
 
         ts_counts = {int(k): v for k, v in stats.pop("exposition_series_per_ts").items()}
         in_window = [r[0] for r in log if t0 <= r[0] <= window_end]
+        if not in_window:
+            raise RuntimeError(f"{agent} did not scrape in {args.duration:g} s; see {tmp}/agent.log (--keep-tmp)")
         half = 500 * peers.parse_duration(args.interval)
         pairs, unmatched = match_scrapes([r[0] for r in log], ts_counts, half)
         n = expo.series
@@ -1140,6 +1142,7 @@ def run_one(args, expo: Exposition, server: ExpoServer, agent: str, rnd: int, ke
             "other_samples_by_name": stats["other_samples_by_name"], "stale_markers": stats["stale_markers"],
             "metadata_entries": stats["metadata_entries"], "series_seen": stats["series_seen"],
             "scrapes_answered": len(log), "scrapes_in_window": len(in_window),
+            "first_scrape_after_s": round(min(r[0] for r in log) - t0, 3),
             "expected_samples": n * len(in_window), "lost": lost,
             "scrapes_without_samples": sum(1 for a, ts in pairs if ts is None and t0 <= a <= window_end),
             "unmatched_timestamps": len(unmatched), "duplicates": stats["duplicates"],
