@@ -82,11 +82,13 @@ below 100 % of a core for the receiver not to be the bottleneck.
 Figures per run (``<agent>-<round>.json``) and their medians (``result.json``, ``table.md``):
 
 * ``cpu_seconds``: utime+stime of the agent's process tree from ``/proc`` at the last 1 s sample
-  before SIGTERM (start-up included); ``steady_cpu_pct`` after ``--warmup`` s;
+  before SIGTERM (start-up included); ``steady_cpu_pct`` after ``--warmup`` s; ``cpu_ms_per_scrape``
+  = ``cpu_seconds`` / scrapes answered (the agents do not start scraping equally soon: Prometheus
+  about 5 s after its start here, vmagent and ours at once);
 * ``peak_rss_mb``: the largest ``VmHWM`` (kernel peak RSS) seen; ``sampled_peak_rss_mb``,
   ``median_rss_mb``: ``VmRSS`` sampled every second (summed over the tree);
 * ``body_bytes``: compressed request bodies accepted by the sink; ``bytes_on_wire`` adds the request
-  line and headers; ``requests``;
+  line and headers; ``requests``; ``body_bytes_per_sample``;
 * ``samples_received``: every sample accepted (stale markers apart: ``stale_markers``), of which
   ``exposition_samples_received`` are the exposition's (the rest: ``up``, ``scrape_*``);
 * ``scrapes_answered``: ``GET /metrics`` the server answered while the agent ran;
@@ -99,7 +101,9 @@ Figures per run (``<agent>-<round>.json``) and their medians (``result.json``, `
 
 The agent runs ``--duration`` + ``--tail`` (3 s, for what is in flight) and is stopped with SIGTERM
 (SIGKILL after ``--stop-timeout``). Targets checked under the table (issue 21): our CPU <= 0.5x
-vmagent's, peak RSS <= vmagent's, body bytes <= vmagent's, nothing lost in any run.
+vmagent's, peak RSS <= vmagent's, body bytes <= vmagent's, nothing lost in any run (medians).
+Runs reported in docs/performance.md: ``benches/results/issue21-scrape/`` (``identity/``: the same
+with ``--gzip never``).
 
 Setup, run
 ----------
@@ -1177,6 +1181,7 @@ COLUMNS = [  # key, header, format, compared with vmagent
     ("peak_rss_mb", "peak RSS MB", "{:.1f}", True),
     ("median_rss_mb", "median RSS MB", "{:.1f}", False),
     ("body_bytes", "body bytes", "{:,.0f}", True),
+    ("body_bytes_per_sample", "B/sample", "{:.2f}", False),
     ("requests", "requests", "{:.0f}", False),
     ("scrapes_answered", "scrapes", "{:.0f}", False),
     ("samples_received", "samples", "{:,.0f}", False),
@@ -1199,7 +1204,7 @@ def aggregate(results: dict[str, list[dict]]) -> dict:
         if not rows:
             continue
         m = {"runs": len(rows)}
-        for key, *_ in COLUMNS + [("scrapes_in_window",), ("body_bytes_per_sample",), ("bytes_on_wire",),
+        for key, *_ in COLUMNS + [("scrapes_in_window",), ("bytes_on_wire",), ("first_scrape_after_s",),
                                   ("exposition_samples_received",), ("cpu_seconds_incl_shutdown",),
                                   ("harness_cpu_pct",)]:
             vals = [get(r, key) for r in rows if isinstance(get(r, key), (int, float))]
@@ -1269,7 +1274,8 @@ def write_summary(out_dir: str, results: dict, args_d: dict) -> str:
     with open(os.path.join(out_dir, "result.json"), "w") as f:
         json.dump({"args": args_d, "medians": agg,
                    "targets": {a: targets(agg, a) for a in agg if a not in PEERS},
-                   "runs": results}, f, indent=1)
+                   "runs": {a: [{k: v for k, v in r.items() if k != "per_scrape"} for r in rows]
+                            for a, rows in results.items()}}, f, indent=1)
         f.write("\n")
     return txt
 
@@ -1290,7 +1296,8 @@ def run_main(args) -> int:
             if f.read() != expo.render(0):
                 sys.stderr.write(f"[scrape] warning: {FIXTURE} differs from the generated exposition "
                                  "(python3 benches/scrape.py fixture)\n")
-    keys_path = os.path.join(args.out, "series-keys.json")
+    keys_dir = tempfile.mkdtemp(prefix="scrape-keys-")
+    keys_path = os.path.join(keys_dir, "series-keys.json")
     with open(keys_path, "w") as f:
         json.dump(expo.keys, f)
     server = ExpoServer(expo, args.gzip)
@@ -1318,6 +1325,7 @@ def run_main(args) -> int:
                 time.sleep(args.pause)
     finally:
         server.close()
+        shutil.rmtree(keys_dir, ignore_errors=True)
     d = {k: v for k, v in vars(args).items() if k != "func"}
     print(write_summary(args.out, results, d))
     return 0
