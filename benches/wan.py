@@ -35,7 +35,31 @@ CPU seconds per phase, duplicates and out-of-order (the sink's counts), and lost
 six timestamped families x every 1 s stats period of the run, against what the sink holds
 (peers.coverage), plus how fresh data flowed during the drain.
 
-Python 3.11 standard library + cramjam (for rw_sink.py).  All traffic on 127.0.0.1; every
+The receiver: ``--sink-bin`` runs benches/rw_sink.rs (``cargo bench --no-run --bench rw_sink``
+prints its path), the same HTTP interface in Rust with the crate's own decoders, which answers
+RTT after the body arrived with its decoding done inside that wait (its per-request decode and
+store times are in /requests and ``sink_work_ms``); without it, ../shared/bench/rw_sink.py, which
+decodes a 2 MiB catch-up request in about 7.5 s (so a long drain measures the receiver).
+
+An hour of backlog without an hour of waiting (``--build-backlog``, then ``--from-backlog``):
+
+1. ``--build-backlog --polls 3600 --bin <agent built with --features test-support>``: the
+   receiver answers 503 throughout; the agent polls benches/hour_kubelet.py every
+   ``--build-interval`` (100 ms; only a test-support build takes an interval under 1 s); that
+   kubelet is fake_kubelet.py whose clock moves one stats period (1 s) per /stats/summary
+   request, so poll n gets second n of an hour that ended a minute before the build began.
+   After the last poll the agent is stopped (SIGTERM; the buffer stays on disk) and ``--out``
+   keeps the buffer directory, a manifest (size and sha256 per file), and what the kubelet
+   served.  The proxy must listen on a fixed ``--proxy-port``: the agent names its buffer's
+   subdirectory after the remote URL's host and port.
+2. ``--from-backlog DIR --bin <release build>`` (same ``--proxy-port``): copies DIR's buffer
+   (checked against the manifest), sets the receiver to 503, starts the agent with 1 s polls
+   against a real-time fake_kubelet.py (same seed, so the same series), waits ``--outage`` s
+   (the agent reopens the buffer and buffers those polls on top), brings the receiver back and
+   measures the drain as above.  "lost" then adds the built hour (every one of its periods x
+   every timestamped series, against the build's kubelet) to the run's own periods.
+
+Python 3.11 standard library (+ cramjam for rw_sink.py).  All traffic on 127.0.0.1; every
 process started here is stopped by PID; every loop is bounded in time.
 
 Run (from the repository root; the release binary of the commit under test copied aside):
@@ -48,6 +72,14 @@ Run (from the repository root; the release binary of the commit under test copie
     # three started 20 s apart, each with its own ports, directories and proxy
     python3 benches/wan.py --bin /tmp/kp-32afa93 --pods 70 --warmup 30 --outage 3600 --rtt 0.6 \
         --mbit 20 --drain-max 1500 --after 30 --out /tmp/wan-A      # also /tmp/wan-B, /tmp/wan-C
+
+    # the hour-long drain with the Rust receiver (docs/performance.md, issue 20, 2026-12-07):
+    # build the hour once (about 10 min), then drain a copy of it three times, one after another
+    python3 benches/wan.py --build-backlog --bin /tmp/kp-595da2b-ts --sink-bin /tmp/rw_sink \
+        --pods 70 --rtt 0.6 --mbit 20 --proxy-port 19731 --polls 3600 --out /tmp/wd-hour
+    python3 benches/wan.py --from-backlog /tmp/wd-hour --bin /tmp/kp-595da2b --sink-bin /tmp/rw_sink \
+        --pods 70 --rtt 0.6 --mbit 20 --proxy-port 19731 --outage 30 --drain-max 900 --after 30 \
+        --out /tmp/wd-drain-1                                 # and -2, -3
 
     # a table from result.json files
     python3 benches/wan.py --summarize /tmp/wan-A /tmp/wan-B /tmp/wan-C
@@ -64,9 +96,11 @@ the agent's own time between requests.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shlex
+import shutil
 import socket
 import statistics
 import sys
@@ -117,7 +151,7 @@ class Proxy:
 
     CHUNK = 16384
 
-    def __init__(self, target: int, mbit: float, log_path: str, deadline: float):
+    def __init__(self, target: int, mbit: float, log_path: str, deadline: float, port: int = 0):
         self.target = target
         self.up = Bucket(mbit * 1e6 / 8)
         self.down = Bucket(mbit * 1e6 / 8)
@@ -127,7 +161,7 @@ class Proxy:
         self.stop = threading.Event()
         self.ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.ls.bind(("127.0.0.1", 0))
+        self.ls.bind(("127.0.0.1", port))
         self.ls.listen(64)
         self.ls.settimeout(0.5)
         self.port = self.ls.getsockname()[1]
@@ -242,6 +276,109 @@ def dir_bytes(path: str) -> int:
     return n
 
 
+# --------------------------------------------------------------------------- the receiver, the backlog
+
+def start_sink(a, sport: int, cport: int, maxrt: str, out_name: str = "sink.json") -> peers.Proc:
+    """The receiver: --sink-bin (benches/rw_sink.rs, the same HTTP interface) or rw_sink.py."""
+    rest = ["--port", str(sport), "--control-port", str(cport), "--response-delay", str(a.rtt),
+            "--out", os.path.join(a.out, out_name), "--max-runtime", maxrt]
+    argv = [a.sink_bin] + rest if a.sink_bin else [sys.executable, os.path.join(BENCH, "rw_sink.py")] + rest
+    sink = peers.Proc("rw_sink", argv, os.path.join(a.out, "rw_sink.log"))
+    peers.wait_http(f"http://127.0.0.1:{cport}/stats", 30, sink.p)
+    return sink
+
+
+def manifest(path: str) -> dict:
+    """Every file under path: size and sha256."""
+    out = {}
+    for root, _, files in os.walk(path):
+        for f in sorted(files):
+            full = os.path.join(root, f)
+            h = hashlib.sha256()
+            with open(full, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+            out[os.path.relpath(full, path)] = [os.path.getsize(full), h.hexdigest()]
+    return out
+
+
+def build_backlog(a) -> dict:
+    """--build-backlog: the agent (--bin, a build that takes a sub-second --interval, i.e. with the
+    test-support feature) buffers --polls polls on disk while the receiver answers 503, polling
+    benches/hour_kubelet.py every --build-interval; that kubelet's clock moves one stats period
+    per poll, so the buffer holds --polls consecutive periods, as after that many seconds of an
+    outage at 1 s polls.  The agent is stopped (SIGTERM) once the last poll was answered; the
+    buffer directory, its manifest and what the kubelet served go to --out for --from-backlog."""
+    os.makedirs(a.out, exist_ok=True)
+    kport, sport, cport, mport = (peers.free_port() for _ in range(4))
+    period = a.stats_period
+    v_first = float(int(time.time()) - int(a.polls * period) - 60)
+    procs: list[peers.Proc] = []
+    proxy = None
+    res: dict = {"args": vars(a)}
+    t_start = time.time()
+    try:
+        kub = peers.Proc("hour_kubelet", [sys.executable, os.path.join(HERE, "hour_kubelet.py"),
+                                          "--start-at", str(v_first), "--max-summaries", str(a.polls),
+                                          "--stats-period", str(period), "--port", str(kport), "--pods", str(a.pods),
+                                          "--containers-per-pod", str(a.containers_per_pod), "--seed", str(a.seed),
+                                          "--max-runtime", "1000000"], os.path.join(a.out, "hour_kubelet.log"))
+        procs.append(kub)
+        peers.wait_http(f"http://127.0.0.1:{kport}/healthz", 30, kub.p)
+        sink = start_sink(a, sport, cport, str(int(a.polls * 2 + 900)))
+        procs.append(sink)
+        proxy = Proxy(sport, a.mbit, os.path.join(a.out, "proxy.jsonl"), time.time() + a.polls * 2 + 900,
+                      a.proxy_port)
+        peers.http_get(f"http://127.0.0.1:{cport}/control/down?mode=503")
+        bufdir = os.path.join(a.out, "buffer")
+        os.makedirs(bufdir, exist_ok=True)
+        argv = [a.bin, "--kubelet-url", f"http://127.0.0.1:{kport}",
+                "--remote-url", f"http://127.0.0.1:{proxy.port}/api/v1/write",
+                "--interval", a.build_interval, "--buffer-dir", bufdir, "--buffer-max-size", a.buffer_max_size,
+                "--listen-address", f"127.0.0.1:{mport}"] + shlex.split(a.agent_args)
+        res["agent_command"] = " ".join(shlex.quote(x) for x in argv)
+        env = dict(os.environ, KUBELET_PUSH_TEST_SHORT_INTERVALS="1")
+        agent = peers.Proc("agent", argv, os.path.join(a.out, "agent.log"), env=env)
+        procs.append(agent)
+        deadline = time.time() + a.polls * 2 + 600
+        n = 0
+        while time.time() < deadline:
+            if not agent.alive():
+                raise RuntimeError(f"agent exited early; see {a.out}/agent.log")
+            n = int(peers.http_get(f"http://127.0.0.1:{kport}/debug/summaries").decode())
+            if n >= a.polls:
+                break
+            time.sleep(0.02)
+        if n < a.polls:
+            raise RuntimeError(f"only {n} of {a.polls} polls in time")
+        # the last poll answered: let the agent buffer it, then stop it (the next poll is held)
+        time.sleep(0.5)
+        res["gauge_at_stop"] = buffer_gauge(mport)
+        res["stop"] = agent.stop(60)
+        res["build_seconds"] = round(time.time() - t_start, 1)
+        prod = get_json(f"http://127.0.0.1:{kport}/debug/produced", timeout=60)
+        stats = get_json(f"http://127.0.0.1:{cport}/stats", timeout=60)
+        res["sink_accepted"] = stats["requests_accepted"]
+        res["kubelet_summaries"] = int(peers.http_get(f"http://127.0.0.1:{kport}/debug/summaries").decode())
+        meta = {"polls": a.polls, "v_first": v_first, "v_last": v_first + (a.polls - 1) * period,
+                "proxy_port": proxy.port, "produced": prod, "manifest": manifest(bufdir),
+                "buffer_dir_bytes": dir_bytes(bufdir), "build_seconds": res["build_seconds"],
+                "agent_command": res["agent_command"], "built_at": t_start}
+        with open(os.path.join(a.out, "meta.json"), "w") as f:
+            json.dump(meta, f)
+        res.update({k: meta[k] for k in ("polls", "v_first", "v_last", "buffer_dir_bytes", "proxy_port")})
+        res["periods_served"] = len(prod["periods_served"])
+        res["periods_contiguous"] = prod["periods_served"] == [v_first + i * period for i in range(a.polls)]
+        res["files"] = len(meta["manifest"])
+        return res
+    finally:
+        for p in reversed(procs):
+            if p.alive():
+                p.stop(30)
+        if proxy is not None and not proxy.stop.is_set():
+            proxy.close()
+
+
 # --------------------------------------------------------------------------- the scenario
 
 def run(a) -> dict:
@@ -261,20 +398,32 @@ def run(a) -> dict:
                                           "--max-runtime", maxrt], os.path.join(a.out, "fake_kubelet.log"))
         procs.append(kub)
         peers.wait_http(f"http://127.0.0.1:{kport}/healthz", 30, kub.p)
-        sink = peers.Proc("rw_sink", [sys.executable, os.path.join(BENCH, "rw_sink.py"), "--port", str(sport),
-                                      "--control-port", str(cport), "--response-delay", str(a.rtt),
-                                      "--out", os.path.join(a.out, "sink.json"), "--max-runtime", maxrt],
-                          os.path.join(a.out, "rw_sink.log"))
+        sink = start_sink(a, sport, cport, maxrt)
         procs.append(sink)
-        peers.wait_http(f"http://127.0.0.1:{cport}/stats", 30, sink.p)
-        proxy = Proxy(sport, a.mbit, os.path.join(a.out, "proxy.jsonl"), hard_end)
+        proxy = Proxy(sport, a.mbit, os.path.join(a.out, "proxy.jsonl"), hard_end, a.proxy_port)
         bufdir = os.path.join(a.out, "buffer")
+        meta = None
+        if a.from_backlog:
+            # the drain of a backlog built once (--build-backlog): an identical copy for each run
+            with open(os.path.join(a.from_backlog, "meta.json")) as f:
+                meta = json.load(f)
+            if meta["proxy_port"] != proxy.port:
+                raise RuntimeError(f"--proxy-port must be {meta['proxy_port']}, the port the backlog was built "
+                                   "for (the agent names its buffer directory after the remote URL's host:port)")
+            shutil.copytree(os.path.join(a.from_backlog, "buffer"), bufdir)
+            res["backlog_copy_identical"] = manifest(bufdir) == meta["manifest"]
+            if not res["backlog_copy_identical"]:
+                raise RuntimeError(f"the copy of {a.from_backlog}/buffer differs from its manifest")
+            # down before the agent starts: it comes up with its hour on disk and the receiver away
+            peers.http_get(f"http://127.0.0.1:{cport}/control/down?mode=503")
+            down_at = time.time()
         os.makedirs(bufdir, exist_ok=True)
         argv = [a.bin, "--kubelet-url", f"http://127.0.0.1:{kport}",
                 "--remote-url", f"http://127.0.0.1:{proxy.port}/api/v1/write",
                 "--interval", a.interval, "--buffer-dir", bufdir, "--buffer-max-size", a.buffer_max_size,
                 "--listen-address", f"127.0.0.1:{mport}"] + shlex.split(a.agent_args)
         res["agent_command"] = " ".join(shlex.quote(x) for x in argv)
+        res["load_before"] = os.getloadavg()
         t0 = time.time()
         agent = peers.Proc("agent", argv, os.path.join(a.out, "agent.log"))
         procs.append(agent)
@@ -308,10 +457,13 @@ def run(a) -> dict:
                 nxt += a.sample_every
             time.sleep(max(0.0, min(nxt, next_probe) - time.time()))
 
-        while time.time() < t0 + a.warmup:
-            tick()
-        peers.http_get(f"http://127.0.0.1:{cport}/control/down?mode=503")
-        marks["down"] = time.time()
+        if a.from_backlog:
+            marks["down"] = down_at
+        else:
+            while time.time() < t0 + a.warmup:
+                tick()
+            peers.http_get(f"http://127.0.0.1:{cport}/control/down?mode=503")
+            marks["down"] = time.time()
         phase = "outage"
         while time.time() < marks["down"] + a.outage:
             tick()
@@ -322,7 +474,8 @@ def run(a) -> dict:
         up_at = time.time()
         marks["up"] = up_at
         phase = "drain"
-        per_poll = res["backlog_dir_bytes"] / max(1.0, a.outage / peers.parse_duration(a.interval))
+        polls_buffered = a.outage / peers.parse_duration(a.interval) + (meta["polls"] if meta else 0)
+        per_poll = res["backlog_dir_bytes"] / max(1.0, polls_buffered)
         last_check = 0.0
         while time.time() < up_at + a.drain_max:
             tick()
@@ -374,6 +527,16 @@ def run(a) -> dict:
         # completeness over the whole run up to the last poll that had time to land
         run_end = marks["stop"] - 5
         cov = peers.coverage(prod, series, t0, run_end, (o["down_at"], up), None, peers.parse_duration(a.interval))
+        if meta:
+            # the built hour, against what its kubelet served (every period of it, once each)
+            bprod = meta["produced"]
+            res["same_series_as_backlog"] = sorted(bprod["timestamped_series"]) == sorted(prod["timestamped_series"])
+            cb = peers.coverage(bprod, series, meta["v_first"], meta["v_last"], None, None, 0.0)
+            res["coverage_backlog_hour"] = {k: cb[k] for k in ("expected_series", "expected_periods",
+                                                               "periods_never_fetched", "expected_samples",
+                                                               "received_expected_samples", "missing_samples",
+                                                               "completeness")}
+            res["coverage_backlog_hour"]["gap_periods"] = cb["periods_with_gaps_s"][:50]
         del series
         rss = lambda lo, hi: [s["rss_kb"] for s in sampler.samples if lo <= s["t"] < hi]  # noqa: E731
         cpu_at = lambda t: min(sampler.samples, key=lambda s: abs(s["t"] - t))["cpu_s"]  # noqa: E731
@@ -385,6 +548,11 @@ def run(a) -> dict:
             for line in f:
                 proxy_rows.append(json.loads(line))
         drain_px = [p for p in proxy_rows if up <= p["up_first"] <= done_at + 1]
+        drain_rows = [r for r in reqlog if up <= r[0] <= done_at + 0.001]
+        if drain_rows and len(drain_rows[0]) >= 7:  # the Rust sink's own work per request
+            res["sink_work_ms"] = {k: {"median": round(statistics.median(r[i] for r in drain_rows), 1),
+                                       "max": round(max(r[i] for r in drain_rows), 1)}
+                                   for k, i in (("decode", 5), ("store", 6))}
         res.update({
             "pods": a.pods, "containers_per_pod": a.containers_per_pod, "interval": a.interval,
             "stats_period_s": a.stats_period, "rtt_s": a.rtt, "mbit": a.mbit, "outage_s": a.outage,
@@ -426,14 +594,18 @@ def run(a) -> dict:
                                            "uncompressed_bytes", "unique_series")},
             "duplicates": stats["duplicates"],
             "out_of_order": stats["out_of_order"],
-            "lost": cov["missing_samples"],
+            "lost": cov["missing_samples"] + (res["coverage_backlog_hour"]["missing_samples"] if meta else 0),
             "coverage": {k: cov[k] for k in ("expected_series", "expected_periods", "periods_never_fetched",
                                              "expected_samples", "received_expected_samples", "missing_samples",
                                              "completeness", "outage_completeness")},
             "gap_periods_s": cov["periods_with_gaps_s"][:50],
             "load1": {"max": max(loads) if loads else None,
                       "median": statistics.median(loads) if loads else None},
+            "load_after": os.getloadavg(),
         })
+        if meta:
+            res["backlog_built"] = {k: meta[k] for k in ("polls", "v_first", "v_last", "buffer_dir_bytes",
+                                                         "build_seconds", "agent_command", "built_at")}
         return res
     finally:
         tl.close()
@@ -446,6 +618,17 @@ def run(a) -> dict:
 
 def summarize(dirs: list[str]) -> int:
     """One row per run directory's result.json, then the median of each column."""
+    def lost_fetched(r):
+        """Lost of what the agent fetched: periods it never fetched (two polls in one stats
+        period) are missing whole and are not a delivery loss."""
+        c = r["coverage"]
+        return r["lost"] - c["periods_never_fetched"] * c["expected_series"]
+
+    def gap(r):
+        """The agent's time between an answer and its next request, per drain request."""
+        p = r["drain_proxy"]
+        return round(p["idle_s_between"] / max(1, p["exchanges"] - 1), 3)
+
     cols = [("backlog MiB", lambda r: r["backlog_mib"]),
             ("first write after return s", lambda r: r["first_accept_after_up_s"]),
             ("backlog stored after s", lambda r: r["backlog_done_after_up_s"]),
@@ -453,7 +636,13 @@ def summarize(dirs: list[str]) -> int:
             ("sink time beyond RTT s", lambda r: round(r["drain_proxy"]["server_s_sum"]
                                                        - r["rtt_s"] * r["drain_proxy"]["exchanges"], 1)),
             ("requests", lambda r: r["backlog_requests"]),
-            ("lost", lambda r: r["lost"]), ("dups", lambda r: r["duplicates"]),
+            ("upload s", lambda r: r["drain_proxy"]["upload_s_sum"]),
+            ("answer wait s", lambda r: r["drain_proxy"]["server_s_sum"]),
+            ("agent gap s", lambda r: r["drain_proxy"]["idle_s_between"]),
+            ("agent gap s per request", gap),
+            ("lost", lambda r: r["lost"]), ("lost of fetched", lost_fetched),
+            ("periods never fetched", lambda r: r["coverage"]["periods_never_fetched"]),
+            ("dups", lambda r: r["duplicates"]),
             ("out of order", lambda r: r["out_of_order"]),
             ("peak RSS MB outage", lambda r: r["peak_rss_mb"]["outage"]),
             ("peak RSS MB drain", lambda r: r["peak_rss_mb"]["drain"]),
@@ -492,8 +681,18 @@ def main(argv=None):
     ap.add_argument("--buffer-max-size", default="2GiB")
     ap.add_argument("--agent-args", default="")
     ap.add_argument("--sample-every", type=float, default=1.0)
+    ap.add_argument("--sink-bin", default="",
+                    help="the receiver: benches/rw_sink.rs's executable (default: ../shared/bench/rw_sink.py)")
+    ap.add_argument("--proxy-port", type=int, default=0, help="the proxy's port (default: any free one)")
+    ap.add_argument("--build-backlog", action="store_true",
+                    help="only build a backlog of --polls polls in --out (see build_backlog)")
+    ap.add_argument("--polls", type=int, default=3600)
+    ap.add_argument("--build-interval", default="100ms")
+    ap.add_argument("--from-backlog", default="",
+                    help="a --build-backlog directory: drain a copy of its buffer (--outage s more of polls "
+                         "are buffered on top first; --warmup is not used)")
     a = ap.parse_args(argv)
-    res = run(a)
+    res = build_backlog(a) if a.build_backlog else run(a)
     txt = json.dumps(res, indent=1)
     with open(os.path.join(a.out, "result.json"), "w") as f:
         f.write(txt + "\n")
