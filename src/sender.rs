@@ -520,25 +520,28 @@ impl Sender {
     /// else, whatever the receiver answered.
     fn acknowledge(&mut self, parts: &[Part]) -> u64 {
         let mut evicted = 0;
-        for part in parts {
-            let (levels, result) = self.queue.ack(part.seq);
-            self.metrics.buffer_levels(levels);
-            match result {
-                Ok(false) => {
-                    evicted += part.samples;
-                    continue;
+        // One record of the delivery for the whole run (a disk buffer writes its read
+        // position once, not once per part).
+        let seqs: Vec<u64> = parts.iter().map(|p| p.seq).collect();
+        let (levels, acked) = self.queue.ack_run(&seqs);
+        self.metrics.buffer_levels(levels);
+        match acked.error {
+            None => {
+                if let Some((n, _)) = self.ack_failing.recover() {
+                    info!(failed = n, "recording deliveries in the buffer works again");
                 }
-                Ok(true) => {
-                    if let Some((n, _)) = self.ack_failing.recover() {
-                        info!(failed = n, "recording deliveries in the buffer works again");
-                    }
+            }
+            // Found, and removed in memory: the batches may be sent again after a restart.
+            Some(error) => {
+                if self.ack_failing.fail() {
+                    warn!(%error, "cannot record delivery in the buffer; requests may be sent again after a restart");
                 }
-                // Found, and removed in memory: the batch may be sent again after a restart.
-                Err(error) => {
-                    if self.ack_failing.fail() {
-                        warn!(%error, "cannot record delivery in the buffer; requests may be sent again after a restart");
-                    }
-                }
+            }
+        }
+        for (part, found) in parts.iter().zip(acked.found) {
+            if !found {
+                evicted += part.samples;
+                continue;
             }
             part.cut.count(&self.metrics);
         }

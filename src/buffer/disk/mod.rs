@@ -166,6 +166,9 @@ pub struct DiskBuffer {
     len: usize,
     bytes: u64,
     samples: u64,
+    /// Read-position writes so far, for the tests that count them.
+    #[cfg(test)]
+    read_pos_writes: std::sync::atomic::AtomicU32,
 }
 
 impl DiskBuffer {
@@ -232,6 +235,8 @@ impl DiskBuffer {
             len: 0,
             bytes: 0,
             samples: 0,
+            #[cfg(test)]
+            read_pos_writes: Default::default(),
         };
         for s in &buf.segments {
             buf.len = buf
@@ -416,7 +421,26 @@ impl DiskBuffer {
         }
     }
 
+    /// Removes batch `seq` in memory if it is still the oldest (its read position is not
+    /// written: the caller does that once for all it removed); whether it was.
+    fn take_front(&mut self, seq: u64) -> Result<bool, BufferError> {
+        let Some(i) = self.head() else {
+            return Ok(false);
+        };
+        if self.read_seq() != seq {
+            return Ok(false);
+        }
+        let (disk, size, samples) = self
+            .front_record_meta(i)
+            .map_err(|source| BufferError::io(&self.segments[i].path, source))?;
+        self.consume(i, 1, disk, size, samples);
+        Ok(true)
+    }
+
     fn persist_read_pos(&self) -> Result<(), BufferError> {
+        #[cfg(test)]
+        self.read_pos_writes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         write_read_pos(&self.dir, self.read_seq())
     }
 
@@ -666,19 +690,36 @@ impl Buffer for DiskBuffer {
     /// On an error persisting the read position the batch is still removed (in memory); it
     /// may be delivered again after a restart.
     fn ack(&mut self, seq: u64) -> Result<bool, BufferError> {
-        let Some(i) = self.head() else {
-            return Ok(false);
-        };
-        if self.read_seq() != seq {
+        if !self.take_front(seq)? {
             return Ok(false);
         }
-        let (disk, size, samples) = self
-            .front_record_meta(i)
-            .map_err(|source| BufferError::io(&self.segments[i].path, source))?;
-        self.consume(i, 1, disk, size, samples);
         let persisted = self.persist_read_pos();
         self.reap();
         persisted.map(|()| true)
+    }
+
+    /// One read-position write for the whole run (see [`Buffer::ack_run`]).
+    fn ack_run(&mut self, seqs: &[u64]) -> crate::buffer::Acked {
+        let mut acked = crate::buffer::Acked::default();
+        for &seq in seqs {
+            match self.take_front(seq) {
+                Ok(found) => acked.found.push(found),
+                // The front could not be read: it and those behind it stay, to be sent again
+                // (as after a failed `ack`), never counted as dropped.
+                Err(error) => {
+                    acked.found.resize(seqs.len(), true);
+                    acked.error = Some(error);
+                    break;
+                }
+            }
+        }
+        if acked.found.contains(&true) {
+            if let Err(error) = self.persist_read_pos() {
+                acked.error.get_or_insert(error);
+            }
+            self.reap();
+        }
+        acked
     }
 
     fn len(&self) -> usize {

@@ -1023,3 +1023,35 @@ fn a_run_reads_on_across_segments_within_its_bound() {
         pushed[2..]
     );
 }
+
+/// A run acknowledged together (a merged catch-up request) is recorded with one read-position
+/// write, not one per batch; what was acknowledged stays acknowledged across a restart, and a
+/// batch evicted meanwhile is reported as not found.
+#[test]
+fn a_run_is_acknowledged_with_one_read_position_write() {
+    use std::sync::atomic::Ordering;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut b, _) = DiskBuffer::open(dir.path(), 1 << 20).unwrap();
+    for n in 0..10u32 {
+        b.push(batch(n, 100)).unwrap();
+    }
+    let run: Vec<u64> = b.run(u64::MAX).unwrap().iter().map(|(s, _)| *s).collect();
+    assert_eq!(run, (0..10).collect::<Vec<u64>>());
+    let before = b.read_pos_writes.load(Ordering::Relaxed);
+    let acked = b.ack_run(&run[..6]);
+    assert!(acked.error.is_none());
+    assert_eq!(acked.found, vec![true; 6]);
+    assert_eq!(b.read_pos_writes.load(Ordering::Relaxed), before + 1);
+    assert_eq!(b.len(), 4);
+    // 5 was acknowledged already: not found; 6 and 7 are.
+    let acked = b.ack_run(&[5, 6, 7]);
+    assert_eq!(acked.found, vec![false, true, true]);
+    assert_eq!(b.read_pos_writes.load(Ordering::Relaxed), before + 2);
+    // Nothing found: nothing written.
+    assert_eq!(b.ack_run(&[3]).found, vec![false]);
+    assert_eq!(b.read_pos_writes.load(Ordering::Relaxed), before + 2);
+    drop(b);
+    let (mut b, rec) = DiskBuffer::open(dir.path(), 1 << 20).unwrap();
+    assert_eq!(rec.batches, 2);
+    assert_eq!(drain(&mut b), [batch(8, 100), batch(9, 100)]);
+}
