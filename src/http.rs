@@ -267,6 +267,16 @@ pub fn redact_str(url: &str) -> String {
 /// answering 500 with a 400 MiB body took the agent to 806 MB of RSS.
 pub const ERROR_BODY_PREFIX: usize = 4 << 10;
 
+/// The `Content-Type` of `response`, `""` when it has none (or one that is not text).
+pub fn content_type(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned()
+}
+
 /// Why a body was not read whole.
 #[derive(Debug)]
 pub enum BodyError {

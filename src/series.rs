@@ -172,6 +172,8 @@ pub struct SeriesSet {
     first: u32,
     /// The latest believable timestamp (see the module doc); `i64::MAX` until set.
     horizon_ms: i64,
+    /// Time of the last poll started with [`SeriesSet::start_poll`].
+    last_poll_ms: i64,
 }
 
 impl Default for SeriesSet {
@@ -194,7 +196,27 @@ impl SeriesSet {
             cursor: NONE,
             first: NONE,
             horizon_ms: i64::MAX,
+            last_poll_ms: i64::MIN,
         }
+    }
+
+    /// Starts a poll (or a scrape) read at `now_ms` on the caller's clock, which may be off by
+    /// up to `allowance_ms`: sets the horizon to `now_ms + allowance_ms` and begins the poll
+    /// ([`SeriesSet::begin_poll`]). Returns the poll's time: `now_ms`, raised to a millisecond
+    /// after the previous poll's so the per-poll series never repeat a timestamp, unless the
+    /// clock was put back by more than the allowance (the previous time was wrong, and waiting
+    /// for it would hold the per-poll series back for the length of the jump).
+    pub fn start_poll(&mut self, now_ms: i64, allowance_ms: i64) -> i64 {
+        let jumped_back = self.last_poll_ms > now_ms.saturating_add(allowance_ms);
+        let poll_ms = if jumped_back {
+            now_ms
+        } else {
+            now_ms.max(self.last_poll_ms.saturating_add(1))
+        };
+        self.last_poll_ms = poll_ms;
+        self.set_horizon(poll_ms.saturating_add(allowance_ms));
+        self.begin_poll();
+        poll_ms
     }
 
     /// Sets the latest timestamp a sample may carry from now on: the caller's clock plus an

@@ -299,12 +299,7 @@ impl KubeletClient {
                 body: error_message(response).await,
             });
         }
-        let content_type = response
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned();
+        let content_type = crate::http::content_type(&response);
         let body = read_body(&mut response, limit).await.map_err(|e| match e {
             BodyError::TooLarge => ScrapeError::TooLarge,
             BodyError::Read(e) => classify(e),

@@ -98,9 +98,6 @@ pub struct Poller {
     max_stats_age_ms: i64,
     /// Size of the last poll, so the next one allocates once.
     capacity_hint: usize,
-    /// Time of the previous poll: the next one is stamped at least a millisecond later, so
-    /// the per-poll series never repeat a timestamp.
-    last_poll_ms: i64,
     kubelet_failing: Episode,
     /// Polls whose summary had values left out (malformed, negative counters): logged when
     /// it starts and when it ends, not per value or per poll.
@@ -187,7 +184,6 @@ impl Poller {
             node_known: settings.node_name.is_some(),
             max_stats_age_ms: i64::try_from(settings.max_stats_age.as_millis()).unwrap_or(i64::MAX),
             capacity_hint: 0,
-            last_poll_ms: i64::MIN,
             kubelet_failing: Episode::default(),
             values_invalid: Episode::default(),
             clock_ahead: Episode::default(),
@@ -325,19 +321,8 @@ impl Poller {
         poll_time_ms: i64,
         started: Instant,
     ) -> PollOutput {
-        // Our clock put back by more than the allowance: the previous poll's time was wrong,
-        // and waiting for it would hold the per-poll series back for the length of the jump.
-        let jumped_back = self.last_poll_ms > poll_time_ms.saturating_add(FUTURE_ALLOWANCE_MS);
-        let poll_time_ms = if jumped_back {
-            poll_time_ms
-        } else {
-            poll_time_ms.max(self.last_poll_ms.saturating_add(1))
-        };
-        self.last_poll_ms = poll_time_ms;
+        let poll_time_ms = self.series.start_poll(poll_time_ms, FUTURE_ALLOWANCE_MS);
         let mut points = Vec::with_capacity(self.capacity_hint);
-        self.series
-            .set_horizon(poll_time_ms.saturating_add(FUTURE_ALLOWANCE_MS));
-        self.series.begin_poll();
         let unchanged = matches!(fetched, Ok(Fetched::Unchanged));
         let result = fetched.and_then(|f| match f {
             Fetched::Body(bytes, digest) => self.convert(bytes, digest, poll_time_ms, &mut points),

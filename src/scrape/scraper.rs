@@ -146,8 +146,6 @@ pub struct Scraper {
     v2: V2Encoder,
     catalog: ScrapeCatalog,
     filter: Option<MetricFilter>,
-    /// Start of the previous scrape: the next is stamped at least a millisecond later.
-    last_ms: i64,
     capacity_hint: usize,
 }
 
@@ -161,7 +159,6 @@ impl Scraper {
             v2: V2Encoder::new(),
             catalog: ScrapeCatalog::default(),
             filter,
-            last_ms: i64::MIN,
             capacity_hint: 0,
             labelling,
         };
@@ -215,18 +212,7 @@ impl Scraper {
         start_ms: i64,
         duration: Duration,
     ) -> ScrapeOutput {
-        // As for the kubelet's polls: never repeat a timestamp of the per-target series, but
-        // follow our clock when it was put back by more than the allowance.
-        let jumped_back = self.last_ms > start_ms.saturating_add(FUTURE_ALLOWANCE_MS);
-        let start_ms = if jumped_back {
-            start_ms
-        } else {
-            start_ms.max(self.last_ms.saturating_add(1))
-        };
-        self.last_ms = start_ms;
-        self.series
-            .set_horizon(start_ms.saturating_add(FUTURE_ALLOWANCE_MS));
-        self.series.begin_poll();
+        let start_ms = self.series.start_poll(start_ms, FUTURE_ALLOWANCE_MS);
         let live_before = self.series.len();
         let mut out = ScrapeOutput {
             points: Vec::with_capacity(self.capacity_hint),

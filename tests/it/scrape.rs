@@ -176,6 +176,23 @@ fn samples(series: &[TimeSeries], metric: &str, job: &str) -> Vec<(f64, i64)> {
 
 const NODE: &str = "demo-win-node";
 
+/// The agent's configuration for the simulated `kubelet`, pushing to `receiver`, polling every
+/// `interval` (sub-second: tests only).
+fn pushing(
+    kubelet: &kubelet_push::testkit::simulator::KubeletServer,
+    receiver: &Receiver,
+    interval: &str,
+) -> kubelet_push::Config {
+    config(&[
+        "--kubelet-url",
+        &kubelet.url(),
+        "--remote-url",
+        &receiver.url(),
+        "--interval",
+        interval,
+    ])
+}
+
 #[tokio::test]
 async fn targets_and_kubelet_endpoints_are_pushed_with_their_labels_beside_the_summary() {
     let kubelet = simulated_kubelet(3, 7).await;
@@ -276,14 +293,7 @@ async fn a_hanging_target_delays_neither_the_kubelet_nor_another_target() {
     let (slow, fast) = (Exporter::start().await, Exporter::start().await);
     slow.set(Mode_::Hang);
     let receiver = Receiver::start().await.unwrap();
-    let cfg = config(&[
-        "--kubelet-url",
-        &kubelet.url(),
-        "--remote-url",
-        &receiver.url(),
-        "--interval",
-        "50ms",
-    ]);
+    let cfg = pushing(&kubelet, &receiver, "50ms");
     let every = Duration::from_millis(50);
     let agent = start(
         cfg,
@@ -326,14 +336,7 @@ fn a_failing_target_reports_up_0_marks_stale_once_and_logs_per_episode() {
         let kubelet = simulated_kubelet(1, 5).await;
         let exporter = Exporter::start().await;
         let receiver = Receiver::start().await.unwrap();
-        let cfg = config(&[
-            "--kubelet-url",
-            &kubelet.url(),
-            "--remote-url",
-            &receiver.url(),
-            "--interval",
-            "50ms",
-        ]);
+        let cfg = pushing(&kubelet, &receiver, "50ms");
         let agent = start(
             cfg,
             vec![exporter.target("exp", Duration::from_millis(50), Duration::from_millis(300))],
@@ -516,14 +519,7 @@ async fn once_scrapes_every_target_once() {
 async fn scraping_the_kubelets_metrics_moves_the_summarys_up_aside() {
     let kubelet = simulated_kubelet(1, 2).await;
     let receiver = Receiver::start().await.unwrap();
-    let cfg = config(&[
-        "--kubelet-url",
-        &kubelet.url(),
-        "--remote-url",
-        &receiver.url(),
-        "--interval",
-        "100ms",
-    ]);
+    let cfg = pushing(&kubelet, &receiver, "100ms");
     let agent = start(
         cfg,
         vec![kubelet_target("/metrics", Duration::from_millis(100))],
@@ -557,14 +553,7 @@ async fn scraping_the_kubelets_metrics_moves_the_summarys_up_aside() {
 async fn scraping_a_kubelet_endpoint_leaves_its_families_to_it() {
     let kubelet = simulated_kubelet(2, 4).await;
     let receiver = Receiver::start().await.unwrap();
-    let cfg = config(&[
-        "--kubelet-url",
-        &kubelet.url(),
-        "--remote-url",
-        &receiver.url(),
-        "--interval",
-        "100ms",
-    ]);
+    let cfg = pushing(&kubelet, &receiver, "100ms");
     let agent = start(
         cfg,
         vec![kubelet_target(
