@@ -26,6 +26,18 @@
 //!   milliseconds.
 //! - **Exemplars** are parsed and validated (where they may appear, their label length, value
 //!   and timestamp) and then dropped.
+//! - **Quoted names, as Prometheus 3 reads them** (`model/textparse`: `promlex.l`,
+//!   `openmetricslex.l` and their parsers). Inside the braces, a quoted string followed by `,`
+//!   or `}` instead of `=` is the metric name, wherever it stands in the set
+//!   (`{"my.metric", a="b"}`, `{a="b", "my.metric"}`), when the line has no name before the
+//!   braces and only once; label names may be quoted (`{"my.label"="x"}`, in exemplars too);
+//!   HELP, TYPE and UNIT lines may quote their name (`# TYPE "my.metric" counter`). Outside
+//!   the braces a quoted name is refused (`"my.metric" 1`, `"my.metric"{a="b"} 1`), as
+//!   neither of Prometheus's lexers has a quoted string there. Escapes in a quoted name read
+//!   as in a label value of the same format; unlike Prometheus, which keeps the escapes of a
+//!   name in HELP/TYPE/UNIT as written, a metadata line's name is unescaped too, so that it
+//!   names the same family as the samples. An empty quoted name (`{""}`, `{""="x"}`) fails
+//!   here; Prometheus's parser takes it and its scrape then fails on the invalid name.
 //! - **Duplicate series are left to the caller.** Two samples with the same name, labels and
 //!   timestamp are both returned, as Prometheus's parsers return them (its storage then keeps
 //!   the first and counts the rest as duplicates); [`Exposition::first_duplicate`] finds them.
@@ -110,11 +122,13 @@ pub fn parse_with(
             limit: limits.body_size_limit,
         });
     }
-    // Spans into the parsed strings are u32; no sane exposition comes near 4 GiB.
-    if u32::try_from(body.len()).is_err() {
+    // Spans into the parsed strings (the body, then unescaped strings no longer than it) are
+    // u32; no sane exposition comes near 2 GiB.
+    const SPAN_LIMIT: usize = (u32::MAX / 2) as usize;
+    if body.len() > SPAN_LIMIT {
         return Err(ParseError::BodyTooLarge {
             size: body.len(),
-            limit: u32::MAX as usize,
+            limit: SPAN_LIMIT,
         });
     }
     let body = match std::str::from_utf8(body) {

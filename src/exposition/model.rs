@@ -91,12 +91,26 @@ pub fn line_text(body: &[u8], line: usize) -> String {
     String::from_utf8_lossy(&text[..text.len().min(200)]).into_owned()
 }
 
-/// A string in [`Exposition::strings`]. Offsets fit u32: bodies over 4 GiB are refused and
-/// the buffer never holds more than the body.
+/// A string in [`Exposition::strings`]. Offsets fit u32: bodies over 4 GiB are refused, and
+/// what follows the body's copy (unescaped strings) is never longer than the body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(super) struct Span {
     pub start: u32,
     pub end: u32,
+}
+
+impl Span {
+    /// The span of `start..end`; the caller has checked that the body fits u32.
+    pub fn of(start: usize, end: usize) -> Span {
+        Span {
+            start: start as u32,
+            end: end as u32,
+        }
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.start == self.end
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -131,7 +145,9 @@ pub(super) struct FamilyRec {
 /// only had metadata included).
 #[derive(Debug, Default)]
 pub struct Exposition {
-    /// Every name, label, HELP and UNIT, one after the other.
+    /// A copy of the body, which every name, label, HELP and UNIT without escapes is a span
+    /// of, followed by those with escapes, unescaped. One copy of the body costs less than a
+    /// copy of each of its strings, and leaves it whole for spans of any part of a line.
     pub(super) strings: String,
     pub(super) labels: Vec<LabelRec>,
     pub(super) samples: Vec<SampleRec>,
@@ -291,33 +307,46 @@ impl Exposition {
         }
     }
 
-    pub(super) fn push_str(&mut self, s: &str) -> Span {
-        let start = self.strings.len();
-        self.strings.push_str(s);
-        self.span_from(start)
-    }
-
-    /// A sample's metric name: the span of `last` (the previous sample's name) when the text is
-    /// the same, as it is for most lines of a family, else a new copy.
-    pub(super) fn push_name(&mut self, text: &str, last: Option<Span>) -> Span {
-        match last {
-            Some(last) if self.str(last) == text => last,
-            _ => self.push_str(text),
-        }
+    /// A span's bytes: comparing them skips the character-boundary checks of [`Self::str`].
+    pub(super) fn bytes(&self, span: Span) -> &[u8] {
+        self.strings
+            .as_bytes()
+            .get(span.start as usize..span.end as usize)
+            .unwrap_or_default()
     }
 
     /// Whether the labels from `start` on have distinct names, none `__name__`.
     pub(super) fn labels_valid(&self, start: usize) -> bool {
         let labels = self.labels.get(start..).unwrap_or_default();
+        let len = |s: Span| s.end - s.start;
         for (i, a) in labels.iter().enumerate() {
-            let name = self.str(a.name);
-            if name == "__name__" {
+            let name = self.bytes(a.name);
+            if name == b"__name__" {
                 return false;
             }
-            if labels[..i].iter().any(|b| self.str(b.name) == name) {
+            // Lengths first: most names differ in length, and comparing them needs no slice.
+            if labels[..i]
+                .iter()
+                .any(|b| len(b.name) == len(a.name) && self.bytes(b.name) == name)
+            {
                 return false;
             }
         }
         true
+    }
+
+    /// An exposition whose strings begin with a copy of `body`, with room for what a body of
+    /// that size typically holds, so that the vectors do not grow (and copy themselves) a
+    /// dozen times while a large body is read. Only an estimate: they still grow when a body
+    /// is denser.
+    pub(super) fn with_body(body: &str) -> Exposition {
+        let mut strings = String::with_capacity(body.len() + body.len() / 16);
+        strings.push_str(body);
+        Exposition {
+            strings,
+            labels: Vec::with_capacity(body.len() / 32),
+            samples: Vec::with_capacity(body.len() / 64),
+            families: Vec::new(),
+        }
     }
 }

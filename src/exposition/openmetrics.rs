@@ -74,6 +74,13 @@ fn kind_named(name: &str) -> Option<Kind> {
     })
 }
 
+#[derive(Clone, Copy)]
+enum Keyword {
+    Help,
+    Type,
+    Unit,
+}
+
 /// The family being read.
 struct Head {
     index: u32,
@@ -231,7 +238,6 @@ struct Parser<'a> {
     histogram: Vec<HistogramLine>,
     /// Every sample name the finished families may have had: a later family must not.
     names: HashSet<String, foldhash::fast::RandomState>,
-    last_name: Option<Span>,
 }
 
 pub(super) fn parse(
@@ -240,7 +246,7 @@ pub(super) fn parse(
     strictness: Strictness,
 ) -> Result<Exposition, ParseError> {
     let mut p = Parser {
-        exp: Exposition::default(),
+        exp: Exposition::with_body(body),
         limits,
         strictness,
         head: None,
@@ -248,34 +254,42 @@ pub(super) fn parse(
         sample_groups: Vec::new(),
         histogram: Vec::new(),
         names: HashSet::with_hasher(foldhash::fast::RandomState::default()),
-        last_name: None,
     };
     let mut eof = false;
     let mut number = 0;
-    let mut lines = body.split('\n').enumerate().peekable();
-    while let Some((index, line)) = lines.next() {
-        number = index + 1;
-        let last = lines.peek().is_none();
+    let b = body.as_bytes();
+    let mut pos = 0;
+    loop {
+        number += 1;
+        let rest = b.get(pos..).unwrap_or_default();
+        let (end, last) = match memchr::memchr(b'\n', rest) {
+            Some(n) => (pos + n, false),
+            None => (b.len(), true),
+        };
+        // The body up to the end of this line (positions stay offsets into the body), and
+        // the line itself.
+        let line = body.get(..end).unwrap_or_default();
+        let text = line.get(pos..).unwrap_or_default();
         let fail = |reason| ParseError::Malformed {
             line: number,
             reason,
         };
-        if last && line.is_empty() {
+        if last && text.is_empty() {
             break;
         }
         if eof {
             return Err(fail("text after # EOF"));
         }
-        if line.is_empty() {
+        if text.is_empty() {
             return Err(fail("a blank line"));
         }
-        let done = if line == "# EOF" {
+        let done = if text == "# EOF" {
             eof = true;
             p.finish().map_err(Fail::Reason)
-        } else if line.starts_with('#') {
-            p.metadata(line).map_err(Fail::Reason)
+        } else if text.starts_with('#') {
+            p.metadata(line, pos).map_err(Fail::Reason)
         } else {
-            p.sample(line)
+            p.sample(line, pos)
         };
         done.map_err(|e| match e {
             Fail::Reason(reason) => fail(reason),
@@ -284,6 +298,10 @@ pub(super) fn parse(
                 line: number,
             },
         })?;
+        if last {
+            break;
+        }
+        pos = end + 1;
     }
     if !eof {
         return Err(ParseError::Malformed {
@@ -295,36 +313,37 @@ pub(super) fn parse(
 }
 
 impl Parser<'_> {
-    fn metadata(&mut self, line: &str) -> Result<(), Reason> {
+    fn metadata(&mut self, line: &str, pos: usize) -> Result<(), Reason> {
         const NOT_METADATA: Reason = "a comment line (only # HELP, # TYPE, # UNIT and # EOF are)";
-        let rest = line.strip_prefix("# ").ok_or(NOT_METADATA)?;
-        let (keyword, rest) = rest.split_once(' ').ok_or(NOT_METADATA)?;
-        if !matches!(keyword, "HELP" | "TYPE" | "UNIT") {
-            return Err(NOT_METADATA);
-        }
-        let b = rest.as_bytes();
-        let start = self.exp.strings.len();
-        let after = if b.first() == Some(&b'"') {
-            lex::quoted(rest, 0, Dialect::OpenMetrics, &mut self.exp.strings)?
+        let b = line.as_bytes();
+        let keyword = match b.get(pos..pos + 7) {
+            Some(b"# HELP ") => Keyword::Help,
+            Some(b"# TYPE ") => Keyword::Type,
+            Some(b"# UNIT ") => Keyword::Unit,
+            _ => return Err(NOT_METADATA),
+        };
+        let pos = pos + 7;
+        let mark = self.exp.strings.len();
+        let (after, name) = if b.get(pos) == Some(&b'"') {
+            lex::quoted(line, pos, Dialect::OpenMetrics, &mut self.exp)?
         } else {
-            let end = lex::metric_name_end(b, 0);
-            if end == 0 {
+            let end = lex::metric_name_end(b, pos);
+            if end == pos {
                 return Err("invalid metric name in a metadata line");
             }
-            self.exp.strings.push_str(&rest[..end]);
-            end
+            (end, Span::of(pos, end))
         };
         if b.get(after) != Some(&b' ') {
             return Err("a metadata line without its text");
         }
-        let text = rest.get(after + 1..).unwrap_or_default();
-        let name = self.exp.span_from(start);
+        let text_at = after + 1;
+        let text = line.get(text_at..).unwrap_or_default();
         let same = self
             .head
             .as_ref()
-            .is_some_and(|h| self.exp.str(h.name) == self.exp.str(name));
+            .is_some_and(|h| self.exp.bytes(h.name) == self.exp.bytes(name));
         if same {
-            self.exp.strings.truncate(start);
+            self.exp.strings.truncate(mark);
         } else {
             self.finish()?;
             self.start(name, None);
@@ -337,16 +356,14 @@ impl Parser<'_> {
         }
         let family = &mut self.exp.families[head.index as usize];
         match keyword {
-            "HELP" => {
+            Keyword::Help => {
                 if family.help.is_some() {
                     return Err("a second HELP line for a family");
                 }
-                let start = self.exp.strings.len();
-                lex::help(text, &mut self.exp.strings);
-                let span = self.exp.span_from(start);
-                self.exp.families[head.index as usize].help = Some(span);
+                let help = lex::help(line, text_at, &mut self.exp);
+                self.exp.families[head.index as usize].help = Some(help);
             }
-            "TYPE" => {
+            Keyword::Type => {
                 if head.kind.is_some() {
                     return Err("a second TYPE line for a family");
                 }
@@ -354,12 +371,11 @@ impl Parser<'_> {
                 head.kind = Some(kind);
                 family.kind = kind;
             }
-            _ => {
+            Keyword::Unit => {
                 if family.unit.is_some() {
                     return Err("a second UNIT line for a family");
                 }
-                let span = self.exp.push_str(text);
-                self.exp.families[head.index as usize].unit = Some(span);
+                family.unit = Some(Span::of(text_at, line.len()));
             }
         }
         Ok(())
@@ -497,33 +513,45 @@ impl Parser<'_> {
         }
     }
 
-    fn sample(&mut self, line: &str) -> Result<(), Fail> {
+    fn sample(&mut self, line: &str, pos: usize) -> Result<(), Fail> {
         let b = line.as_bytes();
         let labels_start = self.exp.labels.len();
         let strings_start = self.exp.strings.len();
-        let mut i = lex::metric_name_end(b, 0);
-        let mut name = None;
-        if i > 0 {
-            let text = &line[..i];
-            name = Some(self.exp.push_name(text, self.last_name));
-        }
+        let mut i = lex::metric_name_end(b, pos);
+        let mut name = (i > pos).then(|| Span::of(pos, i));
+        // Whether the label names are known to be distinct and none `__name__`.
+        let mut checked = true;
         if b.get(i) == Some(&b'{') {
-            let (end, quoted) =
-                lex::label_set(line, i, Dialect::OpenMetrics, name.is_none(), &mut self.exp)?;
-            if quoted.is_some() {
-                name = quoted;
-            }
-            i = end;
+            checked = false;
+            i = match lex::plain_label_set(b, i, &mut self.exp.labels) {
+                Some((end, distinct)) => {
+                    checked = distinct;
+                    end
+                }
+                None => {
+                    let (end, quoted) = lex::label_set(
+                        line,
+                        i,
+                        Dialect::OpenMetrics,
+                        name.is_none(),
+                        &mut self.exp,
+                    )?;
+                    if quoted.is_some() {
+                        name = quoted;
+                    }
+                    end
+                }
+            };
         }
         let name = name.ok_or("invalid metric name")?;
-        if !self.exp.labels_valid(labels_start) {
+        if !checked && !self.exp.labels_valid(labels_start) {
             return Err("a repeated label name, or __name__ as a label".into());
         }
         if b.get(i) != Some(&b' ') {
             return Err("expected a space before the value".into());
         }
         let end = lex::token_end(b, i + 1, false);
-        let value = lex::value(&line[i + 1..end])?;
+        let value = lex::value(line.get(i + 1..end).unwrap_or_default())?;
         let mut i = end;
         let mut timestamp = None;
         let mut exemplar = false;
@@ -534,7 +562,7 @@ impl Parser<'_> {
                 self.exemplar(line, i)?;
             } else {
                 let end = lex::token_end(b, i, false);
-                timestamp = Some(lex::om_timestamp(&line[i..end])?);
+                timestamp = Some(lex::om_timestamp(line.get(i..end).unwrap_or_default())?);
                 if end < b.len() {
                     if b.get(end + 1) != Some(&b'#') {
                         return Err("text after the timestamp".into());
@@ -580,9 +608,9 @@ impl Parser<'_> {
             return Err(INVALID);
         }
         let value_end = lex::token_end(b, end + 1, false);
-        lex::value(&line[end + 1..value_end]).map_err(|_| INVALID)?;
+        lex::value(line.get(end + 1..value_end).unwrap_or_default()).map_err(|_| INVALID)?;
         if value_end < b.len() {
-            let rest = &line[value_end + 1..];
+            let rest = line.get(value_end + 1..).unwrap_or_default();
             if rest.contains(' ') {
                 return Err(INVALID);
             }
@@ -611,12 +639,7 @@ impl Parser<'_> {
             Some(suffix) => suffix,
             None => {
                 self.finish()?;
-                let copy = self.exp.strings.len();
-                self.exp
-                    .strings
-                    .extend_from_within(name.start as usize..name.end as usize);
-                let family_name = self.exp.span_from(copy);
-                self.start(family_name, Some(Kind::Unknown));
+                self.start(name, Some(Kind::Unknown));
                 Suffix::Bare
             }
         };
@@ -717,7 +740,7 @@ impl Parser<'_> {
                 s.start_ms = ms;
             }
             self.exp.labels.truncate(labels_start);
-            // Its name, if it was not the previous sample's, and labels were appended from
+            // Its name and labels, those that had escapes, were appended from
             // `strings_start` on.
             self.exp.strings.truncate(strings_start);
             return Ok(());
@@ -744,7 +767,6 @@ impl Parser<'_> {
             timestamp_ms: timestamp.map_or(NO_TIMESTAMP, lex::seconds_to_ms),
             start_ms: self.groups.groups[group as usize].created_ms,
         });
-        self.last_name = Some(name);
         Ok(())
     }
 }

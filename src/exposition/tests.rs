@@ -102,3 +102,214 @@ fn duplicates_are_found_not_dropped() {
     assert_eq!(exp.len(), 3);
     assert_eq!(exp.first_duplicate(), Some(2));
 }
+
+/// The fast value path gives the float parser's exact bits where it answers, and leaves
+/// everything else to it.
+#[test]
+fn plain_decimals_read_as_the_float_parser_reads_them() {
+    let mut tokens: Vec<String> = [
+        "0",
+        "-0",
+        "+0",
+        "1",
+        "-3",
+        "8192",
+        "0.25",
+        "-0.5",
+        "1.305e-06",
+        "2.189426688e+10",
+        "1.150976e+06",
+        "1e22",
+        "1e-22",
+        "123456789012345678",
+        "9007199254740992",
+        ".5",
+        "5.",
+        "-.5e1",
+        "0.1",
+        "0.3",
+        "1E5",
+        "4.9351e-05",
+        "7.424100000000001e-05",
+        "0e999",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    // A spread of mantissas and exponents, the fast path's edges among them.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for _ in 0..20_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let digits = (x % 17 + 1) as usize;
+        let mantissa = (x >> 8) % 10u64.pow(digits as u32);
+        let point = (x >> 40) as usize % (digits + 1);
+        let mut s = format!("{mantissa:0digits$}");
+        s.insert(point, '.');
+        if x & 1 == 1 {
+            s.push_str(&format!("e{}", ((x >> 50) % 50) as i64 - 25));
+        }
+        if x & 2 == 2 {
+            s.insert(0, '-');
+        }
+        tokens.push(s);
+    }
+    let mut fast = 0;
+    for token in &tokens {
+        let want: f64 = token.parse().unwrap();
+        if let Some(got) = lex::plain_decimal(token.as_bytes()) {
+            assert_eq!(got.to_bits(), want.to_bits(), "{token}");
+            fast += 1;
+        }
+        assert_eq!(lex::value(token).map(f64::to_bits), Ok(want.to_bits()));
+    }
+    assert!(fast > tokens.len() / 2, "{fast} of {}", tokens.len());
+
+    // Not taken: more than 19 digits, past 2^53, far exponents, and what is not a plain
+    // decimal at all; the float parser reads or refuses those.
+    for token in [
+        "12345678901234567890",
+        "9007199254740993",
+        "1e23",
+        "1e-23",
+        "1e1000",
+        "NaN",
+        "+Inf",
+        "-Inf",
+        "inf",
+        "",
+        "-",
+        ".",
+        "1e",
+        "1e+",
+        "1.2.3",
+        "0x10",
+        "1_000",
+        "1 ",
+        "--1",
+    ] {
+        assert_eq!(lex::plain_decimal(token.as_bytes()), None, "{token}");
+        assert_eq!(
+            lex::value(token).map(f64::to_bits),
+            token
+                .parse::<f64>()
+                .map(f64::to_bits)
+                .map_err(|_| "invalid value"),
+            "{token}"
+        );
+    }
+}
+
+/// A label set read by the fast path gives what the general reader gives (a blank after the
+/// `{` sends the same set the general way), and the sets the fast path must not take still
+/// read, or fail, as the general reader says.
+#[test]
+fn plain_label_sets_read_as_the_general_reader_reads_them() {
+    let labels = |exp: &Exposition| -> Vec<(String, String)> {
+        exp.samples()
+            .flat_map(|s| s.labels.iter().map(|(n, v)| (n.to_owned(), v.to_owned())))
+            .collect()
+    };
+    for set in [
+        "a=\"b\"",
+        "a=\"b\",c=\"\"",
+        "copy=\"2\",cpu=\"0\",mode=\"idle\"",
+        "abcdefgh_1=\"x\",abcdefgh_2=\"y\"",
+        "x=\"a value longer than eight bytes, quote at the end\",y=\"é€ — utf-8\"",
+        "a=\"1\",b=\"2\",c=\"3\",d=\"4\",e=\"5\",f=\"6\",g=\"7\",h=\"8\",i=\"9\",j=\"10\"",
+    ] {
+        let fast = text(&format!("m{{{set}}} 1\n")).unwrap();
+        let general = text(&format!("m{{ {set}}} 1\n")).unwrap();
+        assert_eq!(labels(&fast), labels(&general), "{set}");
+        assert_eq!(labels(&fast).len(), set.matches('=').count(), "{set}");
+        let om_fast = om(&format!("m{{{set}}} 1\n# EOF\n")).unwrap();
+        assert_eq!(labels(&om_fast), labels(&fast), "{set}");
+    }
+    // Escapes, quoted names, blanks and a trailing comma leave the fast path; the general
+    // reader unescapes, names and accepts them.
+    let exp = text("m{a=\"x\\\\y\\\"z\",\"b.c\"=\"v\" ,d=\"e\",} 1\n").unwrap();
+    assert_eq!(
+        labels(&exp),
+        [
+            ("a".into(), "x\\y\"z".into()),
+            ("b.c".into(), "v".into()),
+            ("d".into(), "e".into())
+        ]
+    );
+    // Repeated names and `__name__`: caught whether the fast path keyed them apart or not
+    // (same first eight bytes and length, more than eight labels).
+    for set in [
+        "a=\"1\",a=\"2\"",
+        "__name__=\"x\"",
+        "abcdefgh_1=\"x\",abcdefgh_1=\"y\"",
+        "a=\"1\",b=\"2\",c=\"3\",d=\"4\",e=\"5\",f=\"6\",g=\"7\",h=\"8\",i=\"9\",a=\"10\"",
+    ] {
+        assert!(text(&format!("m{{{set}}} 1\n")).is_err(), "{set}");
+        assert!(om(&format!("m{{{set}}} 1\n# EOF\n")).is_err(), "{set}");
+    }
+    // An unterminated value stops at the end of its line, never reading into the next.
+    assert!(text("m{a=\"b} 1\nn{c=\"d\"} 2\n").is_err());
+}
+
+/// A line that starts with the previous line's name has that name only when no name byte
+/// follows, and only when the previous name was a legacy one.
+#[test]
+fn repeated_names_are_only_taken_when_whole_and_legacy() {
+    let exp = text("foo 1\nfoo_bar 2\nfoo:x 3\nfoo{a=\"b\"} 4\nfoo 5\n").unwrap();
+    let names: Vec<&str> = exp.samples().map(|s| s.name).collect();
+    assert_eq!(names, ["foo", "foo_bar", "foo:x", "foo", "foo"]);
+    assert_eq!(
+        exp.sample(3).map(|s| s.family),
+        exp.sample(0).map(|s| s.family)
+    );
+    assert_ne!(
+        exp.sample(1).map(|s| s.family),
+        exp.sample(0).map(|s| s.family)
+    );
+    // A quoted name may not be repeated unquoted.
+    let err = text("{\"my.metric\"} 1\nmy.metric 2\n").unwrap_err();
+    assert_eq!(err.line(), Some(2));
+    // A histogram's buckets keep their family and checks when repeated.
+    let exp = text(
+        "# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_bucket{le=\"+Inf\"} 2\nh_sum 3\nh_count 2\n",
+    )
+    .unwrap();
+    assert!(exp.samples().all(|s| s.family == 0));
+    assert!(text("# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_bucket{x=\"y\"} 2\n").is_err());
+}
+
+/// The eight-bytes-at-a-time search finds the first `"` or `\` wherever it stands, as a byte
+/// loop does, and nothing past the slice it is given.
+#[test]
+fn quote_search_finds_the_first_quote_or_backslash() {
+    for len in 0..40 {
+        for at in 0..=len {
+            for (c, other) in [(b'"', b'\\'), (b'\\', b'"')] {
+                let mut b = vec![b'x'; len];
+                b.extend_from_slice("é".as_bytes());
+                if at < len {
+                    b[at] = c;
+                    // A later stop never wins over the first.
+                    if at + 3 < len {
+                        b[at + 3] = other;
+                    }
+                }
+                for from in [0, at.min(3)] {
+                    let naive = b
+                        .iter()
+                        .skip(from)
+                        .position(|&x| x == b'"' || x == b'\\')
+                        .map(|n| n + from);
+                    assert_eq!(
+                        lex::quote_or_backslash(&b, from),
+                        naive,
+                        "{len} {at} {from}"
+                    );
+                }
+            }
+        }
+    }
+    assert_eq!(lex::quote_or_backslash(b"abc", 3), None);
+    assert_eq!(lex::quote_or_backslash(b"abc", 4), None);
+}

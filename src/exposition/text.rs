@@ -27,48 +27,57 @@ struct Parser<'a> {
     hasher: foldhash::fast::RandomState,
     limits: &'a Limits,
     /// The previous sample's name and family: consecutive samples of one family skip the
-    /// lookup and share the name's bytes.
+    /// lookup.
     last: Option<(Span, u32)>,
+    /// Whether that name was a legacy one, written before the braces: then a line that starts
+    /// with the same bytes, not followed by another name byte, has the same name.
+    last_legacy: bool,
 }
 
 pub(super) fn parse(body: &str, limits: &Limits) -> Result<Exposition, ParseError> {
     let mut p = Parser {
-        exp: Exposition::default(),
+        exp: Exposition::with_body(body),
         state: Vec::new(),
         by_name: HashTable::new(),
         hasher: foldhash::fast::RandomState::default(),
         limits,
         last: None,
+        last_legacy: false,
     };
-    let mut lines = body.split('\n').enumerate().peekable();
-    while let Some((index, line)) = lines.next() {
-        let number = index + 1;
-        let last = lines.peek().is_none();
-        if last && line.is_empty() {
-            break;
-        }
+    let b = body.as_bytes();
+    let mut pos = 0;
+    let mut number = 0;
+    while pos < b.len() {
+        number += 1;
         let fail = |reason| ParseError::Malformed {
             line: number,
             reason,
         };
-        if last && !line.bytes().all(lex::is_blank) {
-            return Err(fail("the last line has no newline"));
-        }
-        p.line(line, number).map_err(|e| match e {
+        let rest = b.get(pos..).unwrap_or_default();
+        let end = match memchr::memchr(b'\n', rest) {
+            Some(n) => pos + n,
+            None if rest.iter().all(|&c| lex::is_blank(c)) => break,
+            None => return Err(fail("the last line has no newline")),
+        };
+        // The body up to the end of this line: positions stay offsets into the body, which
+        // are the spans of the strings read.
+        let line = body.get(..end).unwrap_or_default();
+        p.line(line, pos).map_err(|e| match e {
             Fail::Reason(reason) => fail(reason),
             Fail::Limit(limit) => ParseError::SampleLimit {
                 limit,
                 line: number,
             },
         })?;
+        pos = end + 1;
     }
     Ok(p.exp)
 }
 
 impl Parser<'_> {
-    fn line(&mut self, line: &str, _number: usize) -> Result<(), Fail> {
+    fn line(&mut self, line: &str, pos: usize) -> Result<(), Fail> {
         let b = line.as_bytes();
-        let pos = lex::skip_blanks(b, 0);
+        let pos = lex::skip_blanks(b, pos);
         match b.get(pos) {
             None => Ok(()),
             Some(b'#') => Ok(self.comment(line, pos + 1)?),
@@ -80,8 +89,8 @@ impl Parser<'_> {
         let b = line.as_bytes();
         let pos = lex::skip_blanks(b, pos);
         let end = lex::token_end(b, pos, true);
-        let keyword = line.get(pos..end).unwrap_or_default();
-        if keyword != "HELP" && keyword != "TYPE" {
+        let keyword = b.get(pos..end).unwrap_or_default();
+        if keyword != b"HELP" && keyword != b"TYPE" {
             return Ok(());
         }
         let pos = lex::skip_blanks(b, end);
@@ -89,39 +98,36 @@ impl Parser<'_> {
             // `# HELP` alone is a comment to `expfmt`.
             return Ok(());
         }
-        let start = self.exp.strings.len();
-        let after = if b.get(pos) == Some(&b'"') {
-            lex::quoted(line, pos, Dialect::Text, &mut self.exp.strings)?
+        let mark = self.exp.strings.len();
+        let (after, name) = if b.get(pos) == Some(&b'"') {
+            lex::quoted(line, pos, Dialect::Text, &mut self.exp)?
         } else {
             let end = lex::metric_name_end(b, pos);
             if end == pos || b.get(end).is_some_and(|&c| !lex::is_blank(c)) {
                 return Err("invalid metric name in a HELP or TYPE line");
             }
-            self.exp.strings.push_str(&line[pos..end]);
-            end
+            (end, Span::of(pos, end))
         };
         if b.get(after).is_some_and(|&c| !lex::is_blank(c)) {
             return Err("invalid metric name in a HELP or TYPE line");
         }
         if after == b.len() {
             // A name and nothing after it, not even a blank: `expfmt` ignores the line.
-            self.exp.strings.truncate(start);
+            self.exp.strings.truncate(mark);
             return Ok(());
         }
-        let name = self.exp.span_from(start);
-        let family = self.family_named(name);
+        let family = self.family_named(name, mark);
         let rest_at = lex::skip_blanks(b, after);
-        let rest = line.get(rest_at..).unwrap_or_default();
         let f = family as usize;
-        if keyword == "HELP" {
+        if keyword == b"HELP" {
             if self.exp.families[f].help.is_some() {
                 return Err("a second HELP line for a metric");
             }
-            let start = self.exp.strings.len();
-            lex::help(rest, &mut self.exp.strings);
-            self.exp.families[f].help = Some(self.exp.span_from(start));
+            let help = lex::help(line, rest_at, &mut self.exp);
+            self.exp.families[f].help = Some(help);
             return Ok(());
         }
+        let rest = line.get(rest_at..).unwrap_or_default();
         let kind = match rest.trim_end_matches([' ', '\t']) {
             "counter" => Kind::Counter,
             "gauge" => Kind::Gauge,
@@ -142,19 +148,18 @@ impl Parser<'_> {
         Ok(())
     }
 
-    /// The family called `name` (just appended to the strings: dropped again when the family
-    /// exists), created untyped when there is none.
-    fn family_named(&mut self, name: Span) -> u32 {
-        let text = self.exp.str(name);
-        let hash = self.hasher.hash_one(text);
-        let exp = &self.exp;
-        if let Some(&f) = self
-            .by_name
-            .find(hash, |&f| exp.str(exp.families[f as usize].name) == text)
-        {
-            self.exp.strings.truncate(name.start as usize);
+    /// The family called `name`, created untyped when there is none. When it exists, the
+    /// strings appended from `mark` on (the name, if it had escapes) are dropped again.
+    fn family_named(&mut self, name: Span, mark: usize) -> u32 {
+        let hash = self.hasher.hash_one(self.exp.bytes(name));
+        if let Some(f) = self.find_hashed(hash, self.exp.bytes(name)) {
+            self.exp.strings.truncate(mark);
             return f;
         }
+        self.new_family(name, hash)
+    }
+
+    fn new_family(&mut self, name: Span, hash: u64) -> u32 {
         let f = self.exp.families.len() as u32;
         self.exp.families.push(FamilyRec {
             name,
@@ -168,42 +173,69 @@ impl Parser<'_> {
         });
         let (exp, hasher) = (&self.exp, &self.hasher);
         self.by_name.insert_unique(hash, f, |&g| {
-            hasher.hash_one(exp.str(exp.families[g as usize].name))
+            hasher.hash_one(exp.bytes(exp.families[g as usize].name))
         });
         f
     }
 
-    fn find(&self, name: &str) -> Option<u32> {
-        let hash = self.hasher.hash_one(name);
+    fn find_hashed(&self, hash: u64, name: &[u8]) -> Option<u32> {
         self.by_name
             .find(hash, |&f| {
-                self.exp.str(self.exp.families[f as usize].name) == name
+                self.exp.bytes(self.exp.families[f as usize].name) == name
             })
             .copied()
+    }
+
+    fn find(&self, name: &[u8]) -> Option<u32> {
+        self.find_hashed(self.hasher.hash_one(name), name)
     }
 
     fn sample(&mut self, line: &str, pos: usize) -> Result<(), Fail> {
         let b = line.as_bytes();
         let labels_start = self.exp.labels.len();
-        let mut i = lex::metric_name_end(b, pos);
+        // Most lines have the previous line's name: one comparison then finds its end (and
+        // its family), instead of a name read byte by byte and looked up. Only a legacy name:
+        // a quoted one (`"my.metric"`) may not stand there unquoted.
+        let repeated = self.last.filter(|&(last, _)| {
+            let text = self.exp.bytes(last);
+            let end = pos + text.len();
+            self.last_legacy
+                && b.get(pos..end) == Some(text)
+                && !b.get(end).is_some_and(|&c| lex::continues_metric_name(c))
+        });
+        let mut i = match repeated {
+            Some((last, _)) => pos + (last.end - last.start) as usize,
+            None => lex::metric_name_end(b, pos),
+        };
+        let legacy = i > pos;
         let mut name = None;
-        if i > pos {
-            let text = &line[pos..i];
-            name = Some(self.exp.push_name(text, self.last.map(|(last, _)| last)));
+        if legacy {
+            name = Some(Span::of(pos, i));
             i = lex::skip_blanks(b, i);
         }
+        // Whether the label names are known to be distinct and none `__name__`.
+        let mut checked = true;
         if b.get(i) == Some(&b'{') {
-            let (end, quoted) =
-                lex::label_set(line, i, Dialect::Text, name.is_none(), &mut self.exp)?;
-            if quoted.is_some() {
-                name = quoted;
-            }
-            i = end;
+            checked = false;
+            i = match lex::plain_label_set(b, i, &mut self.exp.labels) {
+                Some((end, distinct)) => {
+                    checked = distinct;
+                    end
+                }
+                None => {
+                    let (end, quoted) =
+                        lex::label_set(line, i, Dialect::Text, name.is_none(), &mut self.exp)?;
+                    if quoted.is_some() {
+                        name = quoted;
+                    }
+                    end
+                }
+            };
         }
         let Some(name) = name else {
             return Err("a sample line without a metric name".into());
         };
-        if !self.exp.labels_valid(labels_start) {
+        if !checked && !self.exp.labels_valid(labels_start) {
             return Err("a repeated label name, or __name__ as a label".into());
         }
         let i = lex::skip_blanks(b, i);
@@ -211,12 +243,12 @@ impl Parser<'_> {
         if end == i {
             return Err("a sample without a value".into());
         }
-        let value = lex::value(&line[i..end])?;
+        let value = lex::value(line.get(i..end).unwrap_or_default())?;
         let i = lex::skip_blanks(b, end);
         let mut timestamp_ms = NO_TIMESTAMP;
         if i < b.len() {
             let end = lex::token_end(b, i, true);
-            timestamp_ms = match line[i..end].parse::<i64>() {
+            timestamp_ms = match line.get(i..end).unwrap_or_default().parse::<i64>() {
                 Ok(t) if t != NO_TIMESTAMP => t,
                 _ => return Err("invalid timestamp (integer milliseconds)".into()),
             };
@@ -224,32 +256,18 @@ impl Parser<'_> {
                 return Err("text after the timestamp".into());
             }
         }
-        let (name, family) = self.resolve(name);
+        let family = match repeated {
+            Some((_, family)) => family,
+            None => {
+                self.last_legacy = legacy;
+                self.resolve(name)
+            }
+        };
         let f = family as usize;
         self.state[f].has_samples = true;
         let kind = self.exp.families[f].kind;
-        let sample_name = self.exp.str(name);
-        let base_len = self.exp.families[f].name.end - self.exp.families[f].name.start;
-        let suffix = sample_name.get(base_len as usize..).unwrap_or("");
-        let labels = &self.exp.labels[labels_start..];
-        let label = |want: &str| {
-            labels
-                .iter()
-                .find(|l| self.exp.str(l.name) == want)
-                .map(|l| self.exp.str(l.value))
-        };
-        let numeric = |name: &str| label(name).and_then(|v| v.parse::<f64>().ok()).is_some();
-        let reason = match (kind, suffix) {
-            (Kind::Summary, "") if !numeric("quantile") => {
-                Some("a summary quantile without a numeric quantile label")
-            }
-            (Kind::Histogram, "_bucket") if !numeric("le") => {
-                Some("a histogram bucket without a numeric le label")
-            }
-            _ => None,
-        };
-        if let Some(reason) = reason {
-            return Err(reason.into());
+        if matches!(kind, Kind::Summary | Kind::Histogram) {
+            self.check_quantile_or_bucket(kind, name, f, labels_start)?;
         }
         if self.limits.sample_limit != 0 && self.exp.samples.len() >= self.limits.sample_limit {
             return Err(Fail::Limit(self.limits.sample_limit));
@@ -266,40 +284,67 @@ impl Parser<'_> {
         Ok(())
     }
 
-    /// The family of the sample name just appended (`name`), and the name's span, shared with
-    /// the previous sample's when equal.
-    fn resolve(&mut self, name: Span) -> (Span, u32) {
+    /// A summary's quantile needs a numeric `quantile` label, a histogram's bucket a numeric
+    /// `le`, as `expfmt` wants.
+    fn check_quantile_or_bucket(
+        &self,
+        kind: Kind,
+        name: Span,
+        family: usize,
+        labels_start: usize,
+    ) -> Result<(), Reason> {
+        let family_name = self.exp.families[family].name;
+        let base_len = (family_name.end - family_name.start) as usize;
+        let suffix = self.exp.bytes(name).get(base_len..).unwrap_or_default();
+        let (want, reason): (&[u8], _) = match (kind, suffix) {
+            (Kind::Summary, b"") => (
+                b"quantile",
+                "a summary quantile without a numeric quantile label",
+            ),
+            (Kind::Histogram, b"_bucket") => {
+                (b"le", "a histogram bucket without a numeric le label")
+            }
+            _ => return Ok(()),
+        };
+        let numeric = self.exp.labels[labels_start..]
+            .iter()
+            .find(|l| self.exp.bytes(l.name) == want)
+            .is_some_and(|l| self.exp.str(l.value).parse::<f64>().is_ok());
+        if numeric {
+            Ok(())
+        } else {
+            Err(reason)
+        }
+    }
+
+    /// The family of a sample's name: the previous sample's when the name is the same, else
+    /// the one of that name, or of the summary or histogram it is a `_sum`, `_count` or
+    /// `_bucket` of, else a new untyped family named like the sample.
+    fn resolve(&mut self, name: Span) -> u32 {
         if let Some((last, family)) = self.last {
-            if last == name || self.exp.str(last) == self.exp.str(name) {
-                return (name, family);
+            if last == name || self.exp.bytes(last) == self.exp.bytes(name) {
+                self.last = Some((name, family));
+                return family;
             }
         }
-        let text = self.exp.str(name);
-        let family = self.find(text).or_else(|| {
-            let typed = |base: Option<&str>, kinds: &[Kind]| {
+        let text = self.exp.bytes(name);
+        let hash = self.hasher.hash_one(text);
+        let family = self.find_hashed(hash, text).or_else(|| {
+            let typed = |base: Option<&[u8]>, kinds: &[Kind]| {
                 base.and_then(|b| self.find(b))
                     .filter(|&f| kinds.contains(&self.exp.families[f as usize].kind))
             };
             let sum_count = text
-                .strip_suffix("_sum")
-                .or_else(|| text.strip_suffix("_count"));
+                .strip_suffix(b"_sum")
+                .or_else(|| text.strip_suffix(b"_count"));
             typed(sum_count, &[Kind::Summary, Kind::Histogram])
-                .or_else(|| typed(text.strip_suffix("_bucket"), &[Kind::Histogram]))
+                .or_else(|| typed(text.strip_suffix(b"_bucket"), &[Kind::Histogram]))
         });
         let family = match family {
             Some(f) => f,
-            None => {
-                // A new family named like the sample: its name is the sample's bytes, copied
-                // so that the sample keeps its own span.
-                let copy = self.exp.strings.len();
-                self.exp
-                    .strings
-                    .extend_from_within(name.start as usize..name.end as usize);
-                let span = self.exp.span_from(copy);
-                self.family_named(span)
-            }
+            None => self.new_family(name, hash),
         };
         self.last = Some((name, family));
-        (name, family)
+        family
     }
 }
