@@ -11,6 +11,13 @@
 //! - `windows-exporter`: the real windows_exporter capture (long label values, `\\` escapes).
 //! - `kubelet-resource`: the kubelet's `/metrics/resource` (millisecond timestamps).
 //!
+//! - `scrape-node-exporter-10k`: `benches/scrape.py`'s 10 000-series node_exporter exposition
+//!   (`tests/fixtures/expositions/node_exporter_10k.prom`) through the scrape loop's real
+//!   conversion, `scrape::scraper::Scraper::ingest`: parse, the target's labels, series ids,
+//!   dedupe, the per-target series and staleness, as every scrape after the first does it
+//!   (series known, the values of the 4 700 counters new). Encoding and compression are
+//!   not in it (the kubelet path's `pipeline` bench has those).
+//!
 //! `cargo bench --bench exposition`.
 
 use std::hash::{BuildHasher, Hash, Hasher};
@@ -160,5 +167,48 @@ fn bench(c: &mut Criterion) {
     group(c, "kubelet-resource", Format::Text, &body, 283);
 }
 
-criterion_group!(benches, bench);
+/// The scrape loop's conversion of a whole exposition against the yardstick (see the module
+/// doc).
+fn scrape(c: &mut Criterion) {
+    use kubelet_push::scrape::scraper::{Answer, Labelling, Scraper};
+    let body = fixture("node_exporter_10k.prom").into_bytes();
+    let labelling = Labelling {
+        job: "node".into(),
+        instance: "127.0.0.1:9100".into(),
+        node: "node-1".into(),
+        extra: vec![("cluster".into(), "edge".into())],
+        honor_labels: false,
+        honor_timestamps: true,
+        limits: Limits::default(),
+    };
+    let answer = Answer {
+        body: &body,
+        content_type: "text/plain; version=0.0.4; charset=utf-8",
+    };
+    let mut scraper = Scraper::new(labelling, None);
+    let mut at = 1_700_000_000_000i64;
+    let first = scraper.ingest(Ok(answer), at, std::time::Duration::ZERO);
+    assert!(first.error.is_none());
+    assert_eq!(first.scraped, 10_000);
+    let mut group = c.benchmark_group("scrape-node-exporter-10k");
+    group.throughput(Throughput::Bytes(body.len() as u64));
+    group.bench_function("yardstick_split_lines_bytes", |b| {
+        b.iter(|| black_box(&body).split(|&c| c == b'\n').count())
+    });
+    group.bench_function("parse", |b| {
+        b.iter(|| parse(Format::Text, black_box(&body), &Limits::default()).expect("parses"))
+    });
+    group.bench_function("parse_convert", |b| {
+        b.iter(|| {
+            at += 1000;
+            let out = scraper.ingest(Ok(black_box(answer)), at, std::time::Duration::ZERO);
+            // Every series sent: the scrape's time is new for all of them.
+            assert_eq!(out.points.len(), 10_005);
+            out
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench, scrape);
 criterion_main!(benches);

@@ -18,7 +18,7 @@
 
 /// How a family's values behave over time: the types Remote Write 2.0's metadata names.
 /// The kubelet's families are counters and gauges; a scraped exporter may declare any.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum MetricType {
     /// Only grows, except when whatever counts restarts; names end in `_total`.
     Counter,
@@ -30,6 +30,7 @@ pub enum MetricType {
     Info,
     StateSet,
     /// Declared `untyped`/`unknown`, or not declared at all.
+    #[default]
     Unknown,
 }
 

@@ -680,17 +680,58 @@ fn part_matches(key: &[u8], at: &mut usize, s: &[u8]) -> bool {
         }
     };
     let end = start + s.len();
-    if key.get(start..end) != Some(s) {
+    match key.get(start..end) {
+        Some(part) if bytes_eq(part, s) => {
+            *at = end;
+            true
+        }
+        _ => false,
+    }
+}
+
+/// `a == b` for two slices of the same length, without a call to `memcmp` for the short ones
+/// label names and values mostly are (a library call per label costs more than the bytes).
+#[inline]
+fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
         return false;
     }
-    *at = end;
-    true
+    let word = |s: &[u8], at: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&s[at..at + 8]);
+        u64::from_ne_bytes(w)
+    };
+    match n {
+        0..8 => a.iter().zip(b).all(|(x, y)| x == y),
+        // Two words that overlap in the middle cover the whole of 8 to 16 bytes.
+        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        _ => a == b,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::rng::SplitMix64;
+
+    #[test]
+    fn bytes_eq_is_slice_equality() {
+        let text = b"0123456789abcdefghijklmnopqrstuvwxyz";
+        for n in 0..=24 {
+            for shift in 0..4 {
+                let a = &text[shift..shift + n];
+                let mut b = a.to_vec();
+                assert!(bytes_eq(a, &b), "{n}");
+                for i in 0..n {
+                    b[i] ^= 1;
+                    assert!(!bytes_eq(a, &b), "{n} {i}");
+                    b[i] ^= 1;
+                }
+                assert!(!bytes_eq(a, &text[..n + 1]));
+            }
+        }
+    }
 
     fn admit(t: &mut SeriesSet, name: &str, pod: &str, ts: i64) -> Admit {
         t.admit(name, &[("namespace", "ns"), ("pod", pod)], ts)

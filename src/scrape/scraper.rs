@@ -27,7 +27,6 @@
 //!   2.0; `_bucket`, `_sum`, `_count`, `_created`, `_total`, `_info` series carry their
 //!   family's.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::exposition::{self, Format, Kind, Limits, ParseError};
@@ -235,7 +234,7 @@ impl Scraper {
         match &parsed {
             Ok(exposition) => {
                 out.scraped = exposition.len();
-                self.catalog.refresh(exposition);
+                self.catalog.begin(exposition);
                 post_filter = self.admit_all(exposition, start_ms, &mut out);
             }
             Err(failure) => {
@@ -294,21 +293,21 @@ impl Scraper {
         let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(16);
         let mut owned: Vec<(String, String)> = Vec::new();
         let mut kept = 0;
-        // The samples of a family are together: the filter is asked once per run of a name.
-        let mut decided: Option<(&str, bool)> = None;
+        // The samples of a family are together, and the parser gives a run of one name one
+        // copy of it: the filter and the catalog are asked once per run, found by address.
+        let mut run: Option<(&str, bool)> = None;
         for sample in exposition.samples() {
-            if let Some(f) = &self.filter {
-                let allowed = match decided {
-                    Some((name, allowed)) if name == sample.name => allowed,
-                    _ => {
-                        let allowed = f.allows(sample.name);
-                        decided = Some((sample.name, allowed));
-                        allowed
-                    }
-                };
-                if !allowed {
-                    continue;
+            let allowed = match run {
+                Some((name, allowed)) if same_str(name, sample.name) => allowed,
+                _ => {
+                    self.catalog.note(sample.name, sample.family);
+                    let allowed = self.filter.as_ref().is_none_or(|f| f.allows(sample.name));
+                    run = Some((sample.name, allowed));
+                    allowed
                 }
+            };
+            if !allowed {
+                continue;
             }
             kept += 1;
             let explicit = sample.timestamp_ms.filter(|_| honor_timestamps);
@@ -329,10 +328,7 @@ impl Scraper {
                     timestamp_ms,
                     explicit.is_some(),
                 )
-            } else if pairs
-                .iter()
-                .any(|(n, _)| target.iter().any(|(t, _)| t == n))
-            {
+            } else if pairs.iter().any(|(n, _)| is_target_label(target, n)) {
                 exported(&pairs, target, &mut owned);
                 let renamed: Vec<(&str, &str)> = owned
                     .iter()
@@ -397,6 +393,21 @@ impl Scraper {
     }
 }
 
+/// Whether `a` and `b` are the same text: by address and length first (the parser shares one
+/// copy of a name among the lines that repeat it), by content otherwise.
+fn same_str(a: &str, b: &str) -> bool {
+    (a.as_ptr() == b.as_ptr() && a.len() == b.len()) || a == b
+}
+
+/// Whether `name` is one of the target's label names: compared by length and first byte
+/// before the bytes, since nearly every label of an exposition is not one (this runs for every
+/// label of every sample).
+fn is_target_label(target: &[(String, String)], name: &str) -> bool {
+    target.iter().any(|(t, _)| {
+        t.len() == name.len() && t.as_bytes().first() == name.as_bytes().first() && t == name
+    })
+}
+
 fn admit(
     series: &mut SeriesSet,
     name: &str,
@@ -417,7 +428,7 @@ fn admit(
 fn exported(labels: &[(&str, &str)], target: &[(String, String)], out: &mut Vec<(String, String)>) {
     out.clear();
     for &(n, v) in labels {
-        if !target.iter().any(|(t, _)| t == n) {
+        if !is_target_label(target, n) {
             out.push((n.to_owned(), v.to_owned()));
             continue;
         }
@@ -433,13 +444,20 @@ fn exported(labels: &[(&str, &str)], target: &[(String, String)], out: &mut Vec<
 
 /// The family metadata of the last exposition: which family each sample name belongs to,
 /// and its type, HELP and UNIT. Names the exposition did not have (the per-target series,
-/// and stale markers of vanished series) fall back to kubelet-push's own families.
+/// and stale markers of vanished series) fall back to kubelet-push's own families. Kept from
+/// scrape to scrape, so a steady exposition allocates nothing here: the metadata strings are
+/// rewritten in place, and a name is looked up once per run of its samples.
 #[derive(Default)]
 struct ScrapeCatalog {
-    names: HashMap<Box<str>, u32>,
+    names: hashbrown::HashMap<Box<str>, u32, foldhash::fast::RandomState>,
     metas: Vec<OwnedMeta>,
+    /// Families of the current exposition (the first `len` of `metas`).
+    len: usize,
+    /// Names noted in this scrape, to notice when `names` holds many gone ones.
+    noted: usize,
 }
 
+#[derive(Default)]
 struct OwnedMeta {
     kind: MetricType,
     help: String,
@@ -449,27 +467,39 @@ struct OwnedMeta {
 impl ScrapeCatalog {
     fn clear(&mut self) {
         self.names.clear();
-        self.metas.clear();
+        self.len = 0;
     }
 
-    fn refresh(&mut self, exposition: &exposition::Exposition) {
-        self.clear();
-        self.metas.extend(exposition.families().map(|f| OwnedMeta {
-            kind: metric_type(f.kind),
-            help: f.help.unwrap_or_default().to_owned(),
-            unit: f.unit.unwrap_or_default().to_owned(),
-        }));
-        let mut last: Option<&str> = None;
-        for sample in exposition.samples() {
-            if last == Some(sample.name) {
-                continue;
+    /// Takes the families of `exposition`; the names follow with [`ScrapeCatalog::note`].
+    fn begin(&mut self, exposition: &exposition::Exposition) {
+        // Names that vanished stay mapped until they are most of the map.
+        if self.names.len() > 2 * self.noted + 64 {
+            self.names.clear();
+        }
+        self.noted = 0;
+        self.len = 0;
+        for f in exposition.families() {
+            if self.metas.len() == self.len {
+                self.metas.push(OwnedMeta::default());
             }
-            last = Some(sample.name);
-            if !self.names.contains_key(sample.name) {
-                self.names.insert(
-                    sample.name.into(),
-                    u32::try_from(sample.family).unwrap_or(0),
-                );
+            let m = &mut self.metas[self.len];
+            m.kind = metric_type(f.kind);
+            m.help.clear();
+            m.help.push_str(f.help.unwrap_or_default());
+            m.unit.clear();
+            m.unit.push_str(f.unit.unwrap_or_default());
+            self.len += 1;
+        }
+    }
+
+    /// Sample name `name` belongs to family `family` of the current exposition.
+    fn note(&mut self, name: &str, family: usize) {
+        self.noted += 1;
+        let family = u32::try_from(family).unwrap_or(u32::MAX);
+        match self.names.get_mut(name) {
+            Some(f) => *f = family,
+            None => {
+                self.names.insert(name.into(), family);
             }
         }
     }
@@ -477,24 +507,24 @@ impl ScrapeCatalog {
 
 impl Catalog for ScrapeCatalog {
     fn len(&self) -> usize {
-        self.metas.len() + Kubelet.len()
+        self.len + Kubelet.len()
     }
 
     fn index(&self, name: &str) -> Option<usize> {
         match self.names.get(name) {
-            Some(&i) => Some(i as usize),
-            None => Kubelet.index(name).map(|i| self.metas.len() + i),
+            Some(&i) if (i as usize) < self.len => Some(i as usize),
+            _ => Kubelet.index(name).map(|i| self.len + i),
         }
     }
 
     fn meta(&self, index: usize) -> Meta<'_> {
-        match self.metas.get(index) {
+        match self.metas.get(index).filter(|_| index < self.len) {
             Some(m) => Meta {
                 kind: m.kind,
                 help: &m.help,
                 unit: &m.unit,
             },
-            None => Kubelet.meta(index - self.metas.len()),
+            None => Kubelet.meta(index - self.len),
         }
     }
 }
