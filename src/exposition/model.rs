@@ -91,7 +91,7 @@ pub fn line_text(body: &[u8], line: usize) -> String {
     String::from_utf8_lossy(&text[..text.len().min(200)]).into_owned()
 }
 
-/// A string in [`Exposition::strings`]. Offsets fit u32: bodies over 4 GiB are refused, and
+/// A string in [`Exposition::strings`]. Offsets fit u32: bodies over 2 GiB are refused, and
 /// what follows the body's copy (unescaped strings) is never longer than the body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(super) struct Span {
