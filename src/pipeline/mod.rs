@@ -37,9 +37,7 @@ use crate::episode::Episode;
 use crate::kubelet::client::{ClientError, KubeletClient, KubeletSettings};
 use crate::kubelet::{summary, ScrapeError};
 use crate::remote_write::proto::v1::TimeSeries;
-use crate::remote_write::v1::V1Encoder;
-use crate::remote_write::v2::V2Encoder;
-use crate::remote_write::{Encoder, Negotiated, Protocol, Request};
+use crate::remote_write::{Negotiated, Protocol, Request};
 use crate::series::{Admit, CommonLabels, Point, SeriesSet};
 use crate::telemetry::{DestinationMetrics, DropReason, InvalidValue, Metrics};
 use convert::FUTURE_ALLOWANCE_MS;
@@ -83,8 +81,7 @@ pub struct Poller {
     pods: Option<pods::PodSource>,
     kubelet_display: String,
     series: SeriesSet,
-    v1: V1Encoder,
-    v2: V2Encoder,
+    encoders: crate::remote_write::Encoders,
     /// `--metric-allow` / `--metric-deny`, when given.
     filter: Option<filter::CachedFilter>,
     job: String,
@@ -171,8 +168,7 @@ impl Poller {
             pods,
             kubelet_display,
             series: SeriesSet::new(common),
-            v1: V1Encoder::new(),
-            v2: V2Encoder::new(),
+            encoders: Default::default(),
             filter: settings
                 .metric_filter
                 .clone()
@@ -384,13 +380,9 @@ impl Poller {
         poll: &PollOutput,
         max_samples: usize,
     ) -> Result<Vec<Request>, snap::Error> {
-        let mut out = Vec::new();
-        let encoder: &mut dyn Encoder = match protocol {
-            Protocol::V1 => &mut self.v1,
-            Protocol::V2 => &mut self.v2,
-        };
-        encoder.encode(&self.series, &poll.points, max_samples, &mut out)?;
-        Ok(out)
+        let catalog = crate::metadata::Kubelet;
+        self.encoders
+            .encode(protocol, &self.series, &poll.points, &catalog, max_samples)
     }
 
     /// The `--dry-run` text of one poll.

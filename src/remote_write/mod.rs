@@ -2,6 +2,7 @@
 //! it leaves things to):
 //! - `request`: the [`Request`] every other module passes around (encoders make it, the buffer
 //!   stores it, the sender sends it) and the [`Encoder`] interface;
+//! - `encoders`: [`Encoders`], one encoder of each protocol for a source to keep;
 //! - `proto`: the prost-generated wire types;
 //! - `wire`: what both sides of the wire share: varints, bounded snappy decompression, the
 //!   1.0 and 2.0 decoders, reading 2.0 label refs;
@@ -21,6 +22,7 @@ pub mod access;
 #[cfg(test)]
 mod cases;
 pub mod client;
+mod encoders;
 pub mod proto;
 #[cfg(any(test, feature = "test-support"))]
 pub mod reference;
@@ -32,6 +34,7 @@ pub mod wire;
 
 pub use crate::series::{is_stale_marker, CommonLabels, STALE_NAN_BITS};
 pub use client::{Accepted, RemoteWriteClient, SendError, Written};
+pub use encoders::Encoders;
 pub use request::{Encoder, Request};
 
 /// `Content-Type` of a Remote Write 1.0 body.

@@ -32,9 +32,7 @@ use std::time::Duration;
 use crate::exposition::{self, Format, Kind, Limits, ParseError};
 use crate::metadata::{Catalog, Kubelet, Meta, MetricType};
 use crate::pipeline::filter::MetricFilter;
-use crate::remote_write::v1::V1Encoder;
-use crate::remote_write::v2::V2Encoder;
-use crate::remote_write::{Encoder, Protocol, Request};
+use crate::remote_write::{Protocol, Request};
 use crate::series::{Admit, CommonLabels, Point, SeriesSet};
 
 /// How far past the agent's clock an explicit timestamp may be (as for the kubelet's).
@@ -141,8 +139,7 @@ pub struct Scraper {
     /// `honor_labels`) added to each series where the exposition did not set them.
     target: Vec<(String, String)>,
     series: SeriesSet,
-    v1: V1Encoder,
-    v2: V2Encoder,
+    encoders: crate::remote_write::Encoders,
     catalog: ScrapeCatalog,
     filter: Option<MetricFilter>,
     capacity_hint: usize,
@@ -154,8 +151,7 @@ impl Scraper {
         let mut scraper = Scraper {
             target,
             series: SeriesSet::default(),
-            v1: V1Encoder::new(),
-            v2: V2Encoder::new(),
+            encoders: Default::default(),
             catalog: ScrapeCatalog::default(),
             filter,
             capacity_hint: 0,
@@ -314,42 +310,32 @@ impl Scraper {
             let timestamp_ms = explicit.unwrap_or(start_ms);
             pairs.clear();
             pairs.extend(sample.labels.iter().filter(|(_, v)| !v.is_empty()));
-            let admit = if honor_labels {
+            let renamed: Vec<(&str, &str)>;
+            let labels: &[(&str, &str)] = if honor_labels {
                 // The exposition's labels win; the target's fill in the rest.
                 for (n, v) in target {
                     if !pairs.iter().any(|(pn, _)| pn == n) {
                         pairs.push((n, v));
                     }
                 }
-                admit(
-                    series,
-                    sample.name,
-                    &pairs,
-                    timestamp_ms,
-                    explicit.is_some(),
-                )
+                &pairs
             } else if pairs.iter().any(|(n, _)| is_target_label(target, n)) {
                 exported(&pairs, target, &mut owned);
-                let renamed: Vec<(&str, &str)> = owned
+                renamed = owned
                     .iter()
                     .map(|(n, v)| (n.as_str(), v.as_str()))
                     .collect();
-                admit(
-                    series,
-                    sample.name,
-                    &renamed,
-                    timestamp_ms,
-                    explicit.is_some(),
-                )
+                &renamed
             } else {
-                admit(
-                    series,
-                    sample.name,
-                    &pairs,
-                    timestamp_ms,
-                    explicit.is_some(),
-                )
+                &pairs
             };
+            let admit = admit(
+                series,
+                sample.name,
+                labels,
+                timestamp_ms,
+                explicit.is_some(),
+            );
             match admit {
                 Admit::Send(id) => out.points.push(Point {
                     id,
@@ -372,19 +358,13 @@ impl Scraper {
         output: &ScrapeOutput,
         max_samples: usize,
     ) -> Result<Vec<Request>, snap::Error> {
-        let mut out = Vec::new();
-        let encoder: &mut dyn Encoder = match protocol {
-            Protocol::V1 => &mut self.v1,
-            Protocol::V2 => &mut self.v2,
-        };
-        encoder.encode_in(
+        self.encoders.encode(
+            protocol,
             &self.series,
             &output.points,
             &self.catalog,
             max_samples,
-            &mut out,
-        )?;
-        Ok(out)
+        )
     }
 
     /// The `--dry-run` text of one scrape.
