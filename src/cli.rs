@@ -388,7 +388,7 @@ pub struct AgentArgs {
 
     /// Longest wait between two attempts of a failed push: a receiver that stays down gets
     /// one attempt per this long, and one that returns is noticed within it
-    #[arg(long, global = true, env = "KUBELET_PUSH_MAX_BACKOFF", default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, global = true, env = "KUBELET_PUSH_MAX_BACKOFF", default_value = "3s", value_parser = parse_duration, value_name = "DURATION")]
     pub max_backoff: Duration,
 
     /// Most bytes of compressed requests the buffer holds, e.g. 64MiB; past it the oldest

@@ -1086,7 +1086,8 @@ async fn an_unanswered_merged_request_goes_again_in_halves() {
 }
 
 /// A receiver that refuses connections says nothing about the size of a request: once it is
-/// back, the backlog still goes merged, whole.
+/// back and has taken the probe (the oldest poll alone), the rest of the backlog goes merged,
+/// whole.
 #[tokio::test]
 async fn a_refused_connection_does_not_shrink_a_merged_request() {
     let port = crate::support::ReservedPort::new();
@@ -1104,7 +1105,74 @@ async fn a_refused_connection_does_not_shrink_a_merged_request() {
     wait_until("three refused attempts", || metrics.retries.get() >= 3).await;
     let rx = Receiver::start_on(port.listen()).unwrap();
     let metrics = running.drained().await;
-    assert_eq!(polls_per_request(&rx.requests()), [10]);
+    assert_eq!(polls_per_request(&rx.requests()), [1, 9]);
+    backlog.assert_delivered(&rx, "");
+    assert_eq!(metrics.samples_sent.get(), 40);
+}
+
+/// Polls in every request the receiver got, answered or not.
+fn polls_per_attempt(requests: &[ReceivedRequest]) -> Vec<(u16, usize)> {
+    requests
+        .iter()
+        .map(|r| {
+            let w = r.write_request.as_ref().unwrap();
+            let times: std::collections::BTreeSet<i64> = w
+                .timeseries
+                .iter()
+                .flat_map(|t| t.samples.iter().map(|s| s.timestamp))
+                .collect();
+            (r.status, times.len())
+        })
+        .collect()
+}
+
+/// A merged request that fails (503) is not retried as it is: while the receiver keeps
+/// failing, each attempt carries the oldest poll alone, so a receiver behind a load balancer
+/// that answers for it is not sent the whole backlog per attempt; once that poll is taken the
+/// rest goes merged again. Nothing lost, nothing twice, in order.
+#[tokio::test]
+async fn a_failing_receiver_is_probed_with_one_poll_not_the_backlog() {
+    for protocol in [Protocol::V1, Protocol::V2] {
+        let rx = Receiver::start().await.unwrap();
+        for _ in 0..3 {
+            rx.push_response(Response::status(503).with_body("ingesters unavailable"));
+        }
+        let backlog = Backlog::of(0..10, protocol);
+        let metrics = start_catching_up(&rx, backlog.queue(), Negotiated::new(protocol))
+            .drained()
+            .await;
+        let got = rx.requests();
+        assert_eq!(
+            polls_per_attempt(&got),
+            [(503, 10), (503, 1), (503, 1), (204, 1), (204, 9)],
+            "{protocol:?}"
+        );
+        backlog.assert_delivered(&rx, protocol);
+        assert_eq!(metrics.samples_sent.get(), 40);
+        assert_eq!(metrics.retries.get(), 3);
+        assert_nothing_dropped(&metrics, protocol);
+    }
+}
+
+/// A 429 to a merged request: the probe waits the receiver's `Retry-After` (1 s, against a
+/// `--max-backoff` of 20 ms here), as any retry of a 429 does. (Only a lower bound on the
+/// time, which load can only lengthen.)
+#[tokio::test]
+async fn a_429_to_a_merged_request_waits_its_retry_after_before_the_probe() {
+    let rx = Receiver::start().await.unwrap();
+    rx.push_response(Response::status(429).with_header("Retry-After", "1"));
+    let backlog = Backlog::of(0..10, Protocol::V1);
+    let started = std::time::Instant::now();
+    let metrics = start_catching_up(&rx, backlog.queue(), Negotiated::new(Protocol::V1))
+        .drained()
+        .await;
+    let got = rx.requests();
+    assert_eq!(polls_per_attempt(&got), [(429, 10), (204, 1), (204, 9)]);
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "the probe went {:?} after the start",
+        started.elapsed()
+    );
     backlog.assert_delivered(&rx, "");
     assert_eq!(metrics.samples_sent.get(), 40);
 }
