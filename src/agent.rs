@@ -202,7 +202,8 @@ fn build(config: &Config, metrics: &Metrics) -> Result<Vec<Destination>, RunErro
             &remote.headers,
             &remote.access,
         )
-        .map_err(|e| config_error("--remote-url", &e))?;
+        .map_err(|e| config_error("--remote-url", &e))?
+        .retry_auth_errors(remote.retry_auth_errors);
         let dest_metrics = metrics.destination(client.display_url());
         let dir = delivery
             .buffer_dir

@@ -253,6 +253,23 @@ pub struct AgentArgs {
     )]
     pub remote_write_version: Option<String>,
 
+    /// Retry a request the receiver (or a proxy) refuses with 401, 403 or 407, so that a
+    /// rotated credential that reaches the node late costs no data (the Remote Write spec
+    /// says never to retry a 4xx but 429: --remote-retry-auth-errors=false does that, and
+    /// drops the request) [default: true]
+    #[arg(
+        long,
+        global = true,
+        env = "KUBELET_PUSH_REMOTE_RETRY_AUTH_ERRORS",
+        value_parser = boolish("KUBELET_PUSH_REMOTE_RETRY_AUTH_ERRORS"),
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    pub remote_retry_auth_errors: Option<bool>,
+
     /// Timeout of one remote write request [default: 30s]
     #[arg(long, global = true, env = "KUBELET_PUSH_REMOTE_TIMEOUT", value_parser = parse_duration, value_name = "DURATION")]
     pub remote_timeout: Option<Duration>,

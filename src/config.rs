@@ -76,6 +76,9 @@ pub struct RemoteSettings {
     pub protocol: Protocol,
     /// Auth, TLS and proxy toward the receiver, files loaded and checked.
     pub access: crate::remote_write::access::Access,
+    /// Whether 401, 403 and 407 are retried (`--remote-retry-auth-errors`, the file's
+    /// `retry_auth_errors`; default true) or drop the request.
+    pub retry_auth_errors: bool,
 }
 
 /// `--remote-timeout` when not given.
@@ -90,6 +93,7 @@ impl RemoteSettings {
             headers: Vec::new(),
             protocol: Protocol::V1,
             access: crate::remote_write::access::Access::none(),
+            retry_auth_errors: true,
         }
     }
 
@@ -424,6 +428,14 @@ impl Config {
                 Protocol::V2 => "2 (1 if the receiver does not take 2)",
             };
             line(&format!("remote {n} version"), &version);
+            line(
+                &format!("remote {n} retry-auth-errors"),
+                &if r.retry_auth_errors {
+                    "true (401, 403 and 407 are retried until the credentials work)"
+                } else {
+                    "false (401, 403 and 407 drop the request)"
+                },
+            );
             for (field, value) in r.access.describe() {
                 line(&format!("remote {n} {}", field.key()), &value);
             }
@@ -562,6 +574,10 @@ fn remotes(
                 ("--remote-header", !args.remote_headers.is_empty()),
                 ("--remote-timeout", args.remote_timeout.is_some()),
                 (
+                    "--remote-retry-auth-errors",
+                    args.remote_retry_auth_errors.is_some(),
+                ),
+                (
                     "--remote-write-version",
                     args.remote_write_version.is_some(),
                 ),
@@ -610,6 +626,7 @@ fn remotes(
                         headers: headers.clone(),
                         protocol,
                         access,
+                        retry_auth_errors: args.remote_retry_auth_errors.unwrap_or(true),
                     })
                 })
                 .collect::<Result<Vec<_>, ConfigError>>()?
@@ -708,6 +725,7 @@ fn from_entry(
         headers,
         protocol,
         access,
+        retry_auth_errors: e.retry_auth_errors.as_ref().is_none_or(|b| **b),
     })
 }
 

@@ -65,6 +65,8 @@ pub struct Entry {
     pub tls_server_name: Option<Spanned<String>>,
     pub insecure_skip_verify: Option<Spanned<bool>>,
     pub proxy_url: Option<Spanned<String>>,
+    /// `--remote-retry-auth-errors` for this destination.
+    pub retry_auth_errors: Option<Spanned<bool>>,
 }
 
 impl Entry {

@@ -525,6 +525,36 @@ fn config_file_gives_each_destination_its_settings() {
     assert!(!c.describe().contains("tenant-1"));
 }
 
+/// Auth errors are retried unless the flag or the destination's file key says otherwise.
+#[test]
+fn retry_auth_errors_by_flag_and_file_key() {
+    let r = "--remote-url=http://r/w";
+    let c = config(&[r]).unwrap();
+    assert!(c.remotes[0].retry_auth_errors);
+    assert!(c
+        .describe()
+        .contains("remote 1 retry-auth-errors: true (401, 403 and 407 are retried"));
+    for (flag, want) in [
+        ("--remote-retry-auth-errors=false", false),
+        ("--remote-retry-auth-errors=no", false),
+        ("--remote-retry-auth-errors", true),
+        ("--remote-retry-auth-errors=true", true),
+    ] {
+        let c = config(&[r, flag]).unwrap();
+        assert_eq!(c.remotes[0].retry_auth_errors, want, "{flag}");
+    }
+    let c = config(&[r, "--remote-retry-auth-errors=false"]).unwrap();
+    assert!(c
+        .describe()
+        .contains("remote 1 retry-auth-errors: false (401, 403 and 407 drop the request)"));
+    let (_f, path) = config_file(
+        "remote-write:\n  - url: http://a/w\n    retry-auth-errors: false\n  - url: http://b/w\n",
+    );
+    let c = config(&["--config-file", &path]).unwrap();
+    assert!(!c.remotes[0].retry_auth_errors);
+    assert!(c.remotes[1].retry_auth_errors);
+}
+
 #[test]
 fn config_file_errors_name_file_line_and_key() {
     let cases: &[(&str, &str)] = &[
@@ -597,6 +627,7 @@ fn config_file_replaces_the_remote_flags() {
         &["--remote-url", "http://b/w"][..],
         &["--remote-header", "X-A=b"],
         &["--remote-timeout", "5s"],
+        &["--remote-retry-auth-errors=false"],
         &["--remote-write-version", "2"],
         &["--remote-bearer-token-file", "/t"],
         &["--remote-basic-auth-username", "u"],
@@ -612,9 +643,10 @@ fn config_file_replaces_the_remote_flags() {
         args.extend(extra);
         let e = config(&args).unwrap_err();
         assert_eq!(e.flag, "--config-file");
+        let flag = extra[0].split('=').next().unwrap();
         assert!(
             e.reason
-                .starts_with(&format!("{} cannot be given with --config-file", extra[0])),
+                .starts_with(&format!("{flag} cannot be given with --config-file")),
             "{e}"
         );
     }

@@ -100,6 +100,9 @@ pub struct RemoteWriteClient {
     display_url: String,
     /// `--remote-timeout`: how long one request may take, answer included.
     timeout: Duration,
+    /// `--remote-retry-auth-errors`: whether 401, 403 and 407 are retried (the default) or
+    /// drop the request, as the Remote Write spec has it for every 4xx but 429.
+    retry_auth_errors: bool,
 }
 
 impl RemoteWriteClient {
@@ -151,7 +154,17 @@ impl RemoteWriteClient {
             url,
             display_url,
             timeout,
+            retry_auth_errors: true,
         })
+    }
+
+    /// Whether refused credentials (401, 403, 407) are retried (`true`, the default: a
+    /// rotated credential that reaches the node late must not cost data) or drop the request
+    /// as any other 4xx but 429 does (`false`: the spec's behaviour,
+    /// `--remote-retry-auth-errors=false`).
+    pub fn retry_auth_errors(mut self, retry: bool) -> Self {
+        self.retry_auth_errors = retry;
+        self
     }
 
     pub fn display_url(&self) -> &str {
@@ -248,12 +261,14 @@ impl RemoteWriteClient {
         }
         // A prefix only: a proxy's 10 MB HTML page must not cost 10 MB.
         let message = error_message(response).await;
-        if matches!(
-            status,
-            StatusCode::UNAUTHORIZED
-                | StatusCode::FORBIDDEN
-                | StatusCode::PROXY_AUTHENTICATION_REQUIRED
-        ) {
+        if self.retry_auth_errors
+            && matches!(
+                status,
+                StatusCode::UNAUTHORIZED
+                    | StatusCode::FORBIDDEN
+                    | StatusCode::PROXY_AUTHENTICATION_REQUIRED
+            )
+        {
             // Credentials the receiver (or proxy) refuses are an operator's problem, not the
             // data's: retried, so that fixing the token or password file (re-read before
             // every attempt) delivers everything queued meanwhile. vmagent does the same;
