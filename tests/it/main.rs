@@ -4,6 +4,7 @@ mod access;
 mod alloc;
 mod cli;
 mod cli_scrape;
+mod conformance;
 mod delivery;
 mod disk;
 #[cfg(unix)]

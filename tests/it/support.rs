@@ -392,7 +392,11 @@ pub struct Agent {
 
 impl Agent {
     pub fn start(args: &[&str]) -> Agent {
-        let cfg = config(args);
+        Self::start_config(config(args))
+    }
+
+    /// Starts the agent with a configuration the test made or adjusted.
+    pub fn start_config(cfg: Config) -> Agent {
         let stop = CancellationToken::new();
         let metrics = Arc::new(Metrics::new());
         // The agent takes the same handles when it starts: one per redacted URL.
