@@ -21,6 +21,9 @@
 //! rendered table with the checked-in copy, so the document cannot go stale
 //! (`KUBELET_PUSH_BLESS=1 cargo test --test it conformance::the_table` rewrites it).
 
+// The harness serves every group of cases; not every group uses every helper.
+#![allow(dead_code)]
+
 mod cases;
 mod protocol;
 
@@ -34,9 +37,9 @@ use kubelet_push::remote_write::Protocol;
 use kubelet_push::testkit::receiver::{ReceivedRequest, Receiver};
 use kubelet_push::testkit::server::LocalServer;
 
-use crate::support::{Agent, PATIENCE};
+use crate::support::Agent;
 
-pub use cases::{Level, Row, Suite, Verdict};
+pub use cases::Verdict;
 
 /// The scrape interval of every run: short, so a case sees several scrapes quickly.
 pub const INTERVAL: Duration = Duration::from_millis(250);
@@ -157,7 +160,7 @@ impl Run {
         }
     }
 
-    /// Waits (at most [`PATIENCE`]) until the requests received so far satisfy `done`.
+    /// Waits (at most `support::PATIENCE`) until the requests received so far satisfy `done`.
     pub async fn until(&self, what: &str, mut done: impl FnMut(&[ReceivedRequest]) -> bool) {
         crate::support::wait_until(format_args!("{what} ({:?})", self.protocol), || {
             done(&self.rx.requests())
@@ -264,6 +267,3 @@ fn every_case_has_a_row() {
     want_sorted.sort();
     assert_eq!(sorted, want_sorted);
 }
-
-#[allow(dead_code)]
-pub const WAIT: Duration = PATIENCE;
