@@ -222,7 +222,11 @@ fn build(config: &Config, metrics: &Metrics) -> Result<Vec<Destination>, RunErro
                 metrics: dest_metrics,
                 dir,
             },
-            negotiated: Negotiated::new(remote.protocol),
+            negotiated: if remote.auto {
+                Negotiated::auto()
+            } else {
+                Negotiated::new(remote.protocol)
+            },
         });
     }
     Ok(destinations)
@@ -300,9 +304,10 @@ async fn run_tasks(
             kubelet = %kubelet,
             scrape_targets = sources.targets.len(),
             remote = b.metrics.url(),
-            remote_write = match remote.protocol {
-                crate::remote_write::Protocol::V1 => "1.0",
-                crate::remote_write::Protocol::V2 => "2.0 (1.0 if the receiver does not take it)",
+            remote_write = match (remote.protocol, remote.auto) {
+                (_, true) => "auto (2.0 first)",
+                (crate::remote_write::Protocol::V1, false) => "1.0",
+                (crate::remote_write::Protocol::V2, false) => "2.0 (1.0 if the receiver does not take it)",
             },
             interval = ?config.poll.interval,
             buffer = %b.dir.as_ref().map_or_else(|| "memory".to_owned(), |d| d.display().to_string()),

@@ -242,14 +242,15 @@ pub struct AgentArgs {
     #[arg(long, global = true, env = "KUBELET_PUSH_MAX_CATCH_UP_SIZE", default_value = "2MiB", value_parser = parse_size, value_name = "SIZE")]
     pub max_catch_up_size: u64,
 
-    /// Remote Write protocol version: 1 (every receiver), or 2 (smaller requests, with
-    /// metric type, help, unit and counter start times; falls back to 1 for a receiver that
-    /// does not take it) [default: 1]
+    /// Remote Write protocol version: 1 (every receiver); 2 (smaller requests, with metric
+    /// type, help, unit and counter start times; falls back to 1 for a receiver that does
+    /// not take it); or auto (2 first, falling back to 1, and switching to 2 for a receiver
+    /// that refuses 1) [default: 1]
     #[arg(
         long,
         global = true,
         env = "KUBELET_PUSH_REMOTE_WRITE_VERSION",
-        value_name = "1|2"
+        value_name = "1|2|auto"
     )]
     pub remote_write_version: Option<String>,
 

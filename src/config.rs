@@ -74,6 +74,9 @@ pub struct RemoteSettings {
     /// The protocol new requests are encoded in until the receiver shows it does not speak
     /// it (see [`crate::remote_write::Negotiated`]).
     pub protocol: Protocol,
+    /// `--remote-write-version auto`: 2.0 first, and switches either way as the receiver
+    /// shows what it takes ([`crate::remote_write::Negotiated::auto`]).
+    pub auto: bool,
     /// Auth, TLS and proxy toward the receiver, files loaded and checked.
     pub access: crate::remote_write::access::Access,
     /// Whether 401, 403 and 407 are retried (`--remote-retry-auth-errors`, the file's
@@ -92,6 +95,7 @@ impl RemoteSettings {
             timeout: DEFAULT_REMOTE_TIMEOUT,
             headers: Vec::new(),
             protocol: Protocol::V1,
+            auto: false,
             access: crate::remote_write::access::Access::none(),
             retry_auth_errors: true,
         }
@@ -222,12 +226,13 @@ impl Config {
         };
         if let (true, Some(d), false) = (remotes.is_empty(), &demo, mode == Mode::DryRun) {
             // The built-in receiver speaks both protocols: `--remote-write-version` applies.
-            let protocol = match &args.remote_write_version {
+            let (protocol, auto) = match &args.remote_write_version {
                 Some(v) => parse_protocol(v).map_err(|r| err("--remote-write-version", r))?,
-                None => d.receiver.protocol,
+                None => (d.receiver.protocol, d.receiver.auto),
             };
             remotes.push(RemoteSettings {
                 protocol,
+                auto,
                 ..d.receiver.clone()
             });
         }
@@ -423,9 +428,12 @@ impl Config {
                 &format!("remote {n} timeout"),
                 &humantime::format_duration(r.timeout),
             );
-            let version = match r.protocol {
-                Protocol::V1 => "1",
-                Protocol::V2 => "2 (1 if the receiver does not take 2)",
+            let version = match (r.protocol, r.auto) {
+                (_, true) => {
+                    "auto (2, then 1 if the receiver does not take 2; 2 again if it refuses 1)"
+                }
+                (Protocol::V1, false) => "1",
+                (Protocol::V2, false) => "2 (1 if the receiver does not take 2)",
             };
             line(&format!("remote {n} version"), &version);
             line(
@@ -605,9 +613,9 @@ fn remotes(
                 .collect::<Result<Vec<_>, _>>()?
         }
         None => {
-            let protocol = match &args.remote_write_version {
+            let (protocol, auto) = match &args.remote_write_version {
                 Some(v) => parse_protocol(v).map_err(|r| err("--remote-write-version", r))?,
-                None => Protocol::V1,
+                None => (Protocol::V1, false),
             };
             let headers = parse_headers(&args.remote_headers)?;
             let spec = access_in_sandbox(args.remote_access.spec(), sandbox);
@@ -625,6 +633,7 @@ fn remotes(
                         timeout: args.remote_timeout.unwrap_or(DEFAULT_REMOTE_TIMEOUT),
                         headers: headers.clone(),
                         protocol,
+                        auto,
                         access,
                         retry_auth_errors: args.remote_retry_auth_errors.unwrap_or(true),
                     })
@@ -674,9 +683,9 @@ fn from_entry(
         }
         None => DEFAULT_REMOTE_TIMEOUT,
     };
-    let protocol = match &e.version {
+    let (protocol, auto) = match &e.version {
         Some(v) => parse_protocol(v).map_err(|r| fail(at(path, v, &key("version"), &r)))?,
-        None => Protocol::V1,
+        None => (Protocol::V1, false),
     };
     let mut named: Vec<_> = e.headers.iter().collect();
     named.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
@@ -724,17 +733,20 @@ fn from_entry(
         timeout,
         headers,
         protocol,
+        auto,
         access,
         retry_auth_errors: e.retry_auth_errors.as_ref().is_none_or(|b| **b),
     })
 }
 
-fn parse_protocol(s: &str) -> Result<Protocol, String> {
+/// `--remote-write-version`: the protocol to start with, and whether it is `auto`.
+fn parse_protocol(s: &str) -> Result<(Protocol, bool), String> {
     match s.trim() {
-        "1" => Ok(Protocol::V1),
-        "2" => Ok(Protocol::V2),
+        "1" => Ok((Protocol::V1, false)),
+        "2" => Ok((Protocol::V2, false)),
+        "auto" => Ok((Protocol::V2, true)),
         other => Err(format!(
-            "must be 1 (Remote Write 1.0) or 2 (Remote Write 2.0), not {other:?}"
+            "must be auto (2.0, or 1.0 for a receiver that does not take 2.0), 1 (Remote Write 1.0) or 2 (Remote Write 2.0, falling back to 1.0), not {other:?}"
         )),
     }
 }

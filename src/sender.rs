@@ -46,7 +46,7 @@ use crate::buffer::Queue;
 use crate::clock::now_ms;
 use crate::episode::Episode;
 use crate::remote_write::{
-    rewrite, Negotiated, Protocol, RemoteWriteClient, Request, SendError, Written,
+    rewrite, Negotiated, Protocol, RemoteWriteClient, Request, SendError, Switch, Written,
 };
 use crate::rng::SplitMix64;
 use crate::telemetry::{DestinationMetrics, DropReason};
@@ -180,7 +180,7 @@ pub async fn run(
             return;
         };
         let Prepared { parts, mut bodies } =
-            prepare(run, sender.negotiated.get(), sender.settings.max_sample_age);
+            prepare(run, &sender.negotiated, sender.settings.max_sample_age);
         let merged = bodies.len() > 1;
         let batch = match bodies.len() {
             0 => {
@@ -316,10 +316,18 @@ impl Cut {
     }
 }
 
-/// Makes each batch of `run` ready to go with `protocol`, the destination's: a 2.0 batch
-/// buffered before the fallback (or by an earlier run, from disk) is converted to 1.0, and
-/// each is cut by age. One protocol per request: the run ends before a batch of another.
-fn prepare(run: Vec<(u64, Request)>, protocol: Protocol, max_age: Option<Duration>) -> Prepared {
+/// Makes each batch of `run` ready to go in the destination's protocol: a 2.0 batch buffered
+/// before a fall back to 1.0 (or by an earlier run, from disk) is converted to 1.0; with
+/// `auto` on 2.0, a 1.0 batch (buffered before a switch to 2.0, or by an earlier run that had
+/// fallen back) is converted to 2.0; and each is cut by age. One protocol per request: the
+/// run ends before a batch of another.
+fn prepare(
+    run: Vec<(u64, Request)>,
+    negotiated: &Negotiated,
+    max_age: Option<Duration>,
+) -> Prepared {
+    let protocol = negotiated.get();
+    let up = protocol == Protocol::V2 && negotiated.is_auto();
     let mut prepared = Prepared {
         parts: Vec::with_capacity(run.len()),
         bodies: Vec::with_capacity(run.len()),
@@ -329,6 +337,11 @@ fn prepare(run: Vec<(u64, Request)>, protocol: Protocol, max_age: Option<Duratio
         let batch = if batch.protocol == Protocol::V2 && protocol == Protocol::V1 {
             to_v1(&batch)
                 .map_err(|samples| cut.unconvertible = samples)
+                .ok()
+        } else if batch.protocol == Protocol::V1 && up {
+            let samples = u64::from(batch.samples);
+            rewrite::to_v2(&batch.body)
+                .map_err(|_| cut.unconvertible = samples)
                 .ok()
         } else {
             Some(batch)
@@ -437,9 +450,10 @@ impl Sender {
     }
 
     /// Sends `batch` (the run starting at `seq`, `merged` if it holds several) until it is
-    /// delivered or given up, and gives it back as it went last with the outcome. At most two
-    /// rounds: the batch as it is, and, when a 2.0 batch shows the receiver does not take 2.0,
-    /// the same samples as 1.0. `None` once `stop` is cancelled.
+    /// delivered or given up, and gives it back as it went last with the outcome. At most three
+    /// rounds: the batch as it is; when a 2.0 batch shows the receiver does not take 2.0, the
+    /// same samples as 1.0; and, with `auto`, when the receiver answers 415 to 1.0, the same
+    /// samples as 2.0 again (see [`Negotiated`]). `None` once `stop` is cancelled.
     async fn send(
         &mut self,
         mut batch: Request,
@@ -456,15 +470,55 @@ impl Sender {
                 Err(Failure::Send(SendError::NotV2 { status }))
                     if batch.protocol == Protocol::V2 =>
                 {
-                    if self.negotiated.fall_back_to_v1() {
-                        self.metrics.remote_write_protocol(Protocol::V1);
-                        info!(
-                            remote = self.client.display_url(),
-                            status = status.as_u16(),
-                            "the receiver does not take Remote Write 2.0; sending this request and every later one as 1.0"
-                        );
+                    match self.negotiated.fall_back_to_v1() {
+                        Switch::Switched => {
+                            self.metrics.remote_write_protocol(Protocol::V1);
+                            info!(
+                                remote = self.client.display_url(),
+                                status = status.as_u16(),
+                                "the receiver does not take Remote Write 2.0; sending this request and every later one as 1.0"
+                            );
+                        }
+                        Switch::Already => {}
+                        // `auto` switched to 2.0 because the receiver refused 1.0: a 2xx
+                        // without the written-samples header is its answer to 2.0 (taken as
+                        // written), and a 415 means it takes neither.
+                        Switch::Refused if status.is_success() => {
+                            return Some((batch, Ok(None)));
+                        }
+                        Switch::Refused => {
+                            let error = SendError::Permanent {
+                                status,
+                                message: "the receiver refuses Remote Write 1.0 and 2.0 alike"
+                                    .into(),
+                            };
+                            return Some((batch, Err(Failure::Send(error))));
+                        }
                     }
                     match to_v1(&batch) {
+                        Ok(b) => batch = b,
+                        Err(_) => return Some((batch, Err(Failure::Unconvertible))),
+                    }
+                }
+                Err(Failure::Send(SendError::Permanent { status, message }))
+                    if batch.protocol == Protocol::V1
+                        && status == reqwest::StatusCode::UNSUPPORTED_MEDIA_TYPE =>
+                {
+                    match self.negotiated.switch_to_v2() {
+                        Switch::Switched => {
+                            self.metrics.remote_write_protocol(Protocol::V2);
+                            info!(
+                                remote = self.client.display_url(),
+                                "the receiver does not take Remote Write 1.0 (415); sending this request and every later one as 2.0"
+                            );
+                        }
+                        Switch::Already => {}
+                        Switch::Refused => {
+                            let error = SendError::Permanent { status, message };
+                            return Some((batch, Err(Failure::Send(error))));
+                        }
+                    }
+                    match rewrite::to_v2(&batch.body) {
                         Ok(b) => batch = b,
                         Err(_) => return Some((batch, Err(Failure::Unconvertible))),
                     }

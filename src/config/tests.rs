@@ -368,20 +368,30 @@ fn describe_names_every_setting_and_hides_secrets() {
 }
 
 #[test]
-fn remote_write_version_is_1_or_2() {
+fn remote_write_version_is_1_2_or_auto() {
     let r = "--remote-url=http://r/w";
     let c = config(&[r, "--remote-write-version", "2"]).unwrap();
     assert_eq!(c.remotes[0].protocol, Protocol::V2);
     assert!(c
         .describe()
         .contains("remote 1 version: 2 (1 if the receiver does not take 2)\n"));
+    assert!(!c.remotes[0].auto);
     let c = config(&[r, "--remote-write-version=1"]).unwrap();
     assert_eq!(c.remotes[0].protocol, Protocol::V1);
-    for bad in ["3", "2.0", "v2", ""] {
+    let c = config(&[r, "--remote-write-version=auto"]).unwrap();
+    assert_eq!(
+        (c.remotes[0].protocol, c.remotes[0].auto),
+        (Protocol::V2, true)
+    );
+    assert!(c.describe().contains(
+        "remote 1 version: auto (2, then 1 if the receiver does not take 2; 2 again if it refuses 1)\n"
+    ));
+    for bad in ["3", "2.0", "v2", "", "Auto"] {
         let e = config(&[r, "--remote-write-version", bad]).unwrap_err();
         assert_eq!(e.flag, "--remote-write-version", "{bad}");
         assert!(
-            e.to_string().contains("must be 1 (Remote Write 1.0) or 2"),
+            e.to_string()
+                .contains("must be auto (2.0, or 1.0 for a receiver that does not take 2.0), 1"),
             "{bad}: {e}"
         );
     }
@@ -564,7 +574,7 @@ fn config_file_errors_name_file_line_and_key() {
             ),
             (
                 "remote-write:\n  - url: http://a/w\n    version: 3\n",
-                ":3:14: remote-write[0].version: must be 1",
+                ":3:14: remote-write[0].version: must be auto",
             ),
             (
                 "remote-write:\n  - url: http://a/w\n    timeout: soon\n",

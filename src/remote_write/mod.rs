@@ -103,28 +103,105 @@ impl Protocol {
 }
 
 /// The protocol a destination is sent, shared by the poller (which encodes new requests in it)
-/// and the sender (which falls back from 2.0 to 1.0 when the receiver shows it does not speak
-/// 2.0, for the rest of the process). Cloning shares it.
+/// and the sender (which switches it when the receiver shows it does not take it), and which
+/// switches are allowed (`--remote-write-version`):
+/// - `1` ([`Negotiated::new`] with 1.0): 1.0 only;
+/// - `2` ([`Negotiated::new`] with 2.0): 2.0, falling back to 1.0 for good when the receiver
+///   shows it does not speak 2.0 (415, or a 2xx without the written-samples header);
+/// - `auto` ([`Negotiated::auto`]): 2.0 first, falling back as `2` does; then, if the
+///   receiver answers 415 to 1.0 (one that takes only 2.0 but answered without the
+///   written-samples header, like some OpenTelemetry Collector versions), switching to 2.0 for
+///   good. So at most one switch each way, and never a loop: a receiver that refuses both
+///   gets its requests dropped. A restart probes 2.0 again, so a receiver upgraded meanwhile
+///   is noticed.
+///
+/// Cloning shares it.
 #[derive(Debug, Clone)]
 pub struct Negotiated(std::sync::Arc<std::sync::atomic::AtomicU8>);
 
+/// What a switch request did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Switch {
+    /// Switched now: log it once.
+    Switched,
+    /// Already on the protocol asked for.
+    Already,
+    /// Not allowed: a pinned version, or that switch made already.
+    Refused,
+}
+
+/// State bits beside the protocol code (bits 0-1).
+const CODE: u8 = 0b11;
+const AUTO: u8 = 1 << 2;
+const FELL_BACK: u8 = 1 << 3;
+const SWITCHED_UP: u8 = 1 << 4;
+
 impl Negotiated {
+    /// `--remote-write-version 1` or `2`.
     pub fn new(protocol: Protocol) -> Self {
-        Negotiated(std::sync::Arc::new(std::sync::atomic::AtomicU8::new(
-            protocol.code(),
-        )))
+        Self::with(protocol.code())
+    }
+
+    /// `--remote-write-version auto`.
+    pub fn auto() -> Self {
+        Self::with(Protocol::V2.code() | AUTO)
+    }
+
+    fn with(bits: u8) -> Self {
+        Negotiated(std::sync::Arc::new(std::sync::atomic::AtomicU8::new(bits)))
+    }
+
+    fn bits(&self) -> u8 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn get(&self) -> Protocol {
-        Protocol::from_code(self.0.load(std::sync::atomic::Ordering::Relaxed))
-            .unwrap_or(Protocol::V1)
+        Protocol::from_code(self.bits() & CODE).unwrap_or(Protocol::V1)
     }
 
-    /// Switches to 1.0 for good. Returns whether this call changed it (log it once).
-    pub fn fall_back_to_v1(&self) -> bool {
-        self.0
-            .swap(Protocol::V1.code(), std::sync::atomic::Ordering::Relaxed)
-            != Protocol::V1.code()
+    /// Whether this destination negotiates both ways (`auto`).
+    pub fn is_auto(&self) -> bool {
+        self.bits() & AUTO != 0
+    }
+
+    /// Whether `auto` switched from 1.0 to 2.0: the receiver refuses 1.0, so a 2xx without
+    /// the written-samples header is its way of answering 2.0, not a sign it predates it.
+    pub fn switched_to_v2(&self) -> bool {
+        self.bits() & SWITCHED_UP != 0
+    }
+
+    /// Switches to 1.0 for good: `2` and `auto`, once, and not after a switch to 2.0.
+    pub fn fall_back_to_v1(&self) -> Switch {
+        self.switch(
+            Protocol::V1,
+            |bits| bits & (FELL_BACK | SWITCHED_UP) == 0,
+            FELL_BACK,
+        )
+    }
+
+    /// Switches to 2.0 for good: `auto` only, once.
+    pub fn switch_to_v2(&self) -> Switch {
+        self.switch(
+            Protocol::V2,
+            |bits| bits & AUTO != 0 && bits & SWITCHED_UP == 0,
+            SWITCHED_UP,
+        )
+    }
+
+    fn switch(&self, to: Protocol, allowed: impl Fn(u8) -> bool, mark: u8) -> Switch {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut outcome = Switch::Refused;
+        let _ = self.0.fetch_update(Relaxed, Relaxed, |bits| {
+            outcome = if bits & CODE == to.code() {
+                Switch::Already
+            } else if allowed(bits) {
+                Switch::Switched
+            } else {
+                Switch::Refused
+            };
+            (outcome == Switch::Switched).then_some((bits & !CODE) | to.code() | mark)
+        });
+        outcome
     }
 }
 
@@ -132,7 +209,38 @@ impl Negotiated {
 mod tests {
     use super::*;
 
-    /// The 2.0 content type is the 1.0 one naming the 2.0 message, as the spec writes it.
+    /// The switches each `--remote-write-version` allows: `1` none, `2` one fall back,
+    /// `auto` a fall back and then one switch to 2.0, never back again.
+    #[test]
+    fn negotiation_switches_at_most_once_each_way() {
+        let one = Negotiated::new(Protocol::V1);
+        assert_eq!(one.switch_to_v2(), Switch::Refused);
+        assert_eq!(one.fall_back_to_v1(), Switch::Already);
+        assert_eq!(one.get(), Protocol::V1);
+
+        let two = Negotiated::new(Protocol::V2);
+        assert!(!two.is_auto());
+        assert_eq!(two.switch_to_v2(), Switch::Already);
+        assert_eq!(two.fall_back_to_v1(), Switch::Switched);
+        assert_eq!(two.fall_back_to_v1(), Switch::Already);
+        assert_eq!(two.switch_to_v2(), Switch::Refused);
+        assert_eq!(two.get(), Protocol::V1);
+
+        let auto = Negotiated::auto();
+        let poller = auto.clone();
+        assert!(auto.is_auto());
+        assert_eq!(auto.get(), Protocol::V2);
+        assert_eq!(auto.fall_back_to_v1(), Switch::Switched);
+        assert_eq!(poller.get(), Protocol::V1, "the clone sees it");
+        assert!(!auto.switched_to_v2());
+        assert_eq!(auto.switch_to_v2(), Switch::Switched);
+        assert!(poller.switched_to_v2());
+        assert_eq!(poller.get(), Protocol::V2);
+        assert_eq!(auto.fall_back_to_v1(), Switch::Refused, "never back");
+        assert_eq!(auto.switch_to_v2(), Switch::Already);
+        assert_eq!(auto.get(), Protocol::V2);
+    }
+
     #[test]
     fn content_types_name_their_messages() {
         assert_eq!(

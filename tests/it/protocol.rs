@@ -11,7 +11,7 @@ use kubelet_push::buffer::memory::MemoryBuffer;
 use kubelet_push::buffer::Queue;
 use kubelet_push::pipeline::{fan_out, Outlet, Poller};
 use kubelet_push::remote_write::wire::{decode_v1, decode_v2, labels_of};
-use kubelet_push::remote_write::{Negotiated, Protocol, Request};
+use kubelet_push::remote_write::{Negotiated, Protocol, Request, Switch};
 use kubelet_push::telemetry::Metrics;
 
 use crate::support::config;
@@ -99,11 +99,16 @@ fn polls_follow_each_destinations_negotiated_protocol() {
 
     // The first destination's sender sees a receiver that does not take 2.0: from the next
     // poll on, 1.0 for it.
-    assert!(
+    assert_eq!(
         negotiated.fall_back_to_v1(),
+        Switch::Switched,
         "the first fallback changes it"
     );
-    assert!(!outlets[0].negotiated.fall_back_to_v1(), "once");
+    assert_eq!(
+        outlets[0].negotiated.fall_back_to_v1(),
+        Switch::Already,
+        "once"
+    );
     let second = poller.ingest(Ok(&bytes), 1_800_000_010_000, Instant::now());
     assert!(fan_out(&mut poller, &second, &mut outlets, 2000));
     let two = drain(&outlets[0].queue);

@@ -267,6 +267,8 @@ async fn handle(
         return queued.answer().await;
     }
     let mut response = (status, text).into_response();
+    #[cfg(any(test, feature = "test-support"))]
+    let accepted = accepted && !Receiver::omits_written(shared);
     if protocol == Protocol::V2 && accepted {
         // Only samples travel here; the spec wants all three counts on a 2.0 answer.
         for (name, count) in [

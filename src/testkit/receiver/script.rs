@@ -98,6 +98,9 @@ pub enum OldReceiver {
 pub(super) struct Script {
     pub(super) queue: VecDeque<Response>,
     pub(super) old: Option<OldReceiver>,
+    /// Answering like a receiver that takes only 2.0 (415 to 1.0), `Some(false)` also
+    /// leaving the written headers out of its 2.0 answers.
+    pub(super) only_v2: Option<bool>,
     /// The `Authorization` value a request must carry, as a receiver behind auth wants it.
     pub(super) authorization: Option<String>,
 }
@@ -136,6 +139,14 @@ pub(super) fn as_old_receiver(
     text: String,
     rejection: Option<String>,
 ) -> (StatusCode, String, Option<String>) {
+    if protocol == Protocol::V1 && shared.lock().script.only_v2.is_some() {
+        let message = "Remote Write 1.0 is not supported here (scripted 2.0-only receiver)";
+        return (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("{message}\n"),
+            Some(message.to_owned()),
+        );
+    }
     if protocol != Protocol::V2 {
         return (status, text, rejection);
     }
@@ -249,6 +260,18 @@ impl Receiver {
     /// 2.0 again).
     pub fn answer_v2_like(&self, old: Option<OldReceiver>) {
         self.shared.lock().script.old = old;
+    }
+
+    /// From now on, answers like a receiver that takes only 2.0 (`None`: both again): 415 to
+    /// 1.0, and 2.0 as usual, with the written headers when `written` (else without them, as
+    /// a 2.0-only receiver that does not send them would).
+    pub fn answer_only_v2(&self, written: Option<bool>) {
+        self.shared.lock().script.only_v2 = written;
+    }
+
+    /// Whether 2.0 answers leave the written headers out.
+    pub(super) fn omits_written(shared: &Shared) -> bool {
+        shared.lock().script.only_v2 == Some(false)
     }
 
     /// From now on, answers 401 to requests whose `Authorization` header is not `value`
