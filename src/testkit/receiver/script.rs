@@ -103,6 +103,9 @@ pub(super) struct Script {
     pub(super) only_v2: Option<bool>,
     /// The `Authorization` value a request must carry, as a receiver behind auth wants it.
     pub(super) authorization: Option<String>,
+    /// A header (name lowercased, value) a request must carry, as a multi-tenant receiver
+    /// wants its tenant header; answered 401 otherwise, as Mimir answers "no org id".
+    pub(super) tenant: Option<(String, String)>,
 }
 
 /// 401 for a request without the `Authorization` value the test asked for (see
@@ -112,6 +115,19 @@ pub(super) fn check_authorization(
     headers: &HeaderMap,
     verdict: (StatusCode, String, Option<String>),
 ) -> (StatusCode, String, Option<String>) {
+    let tenant = shared.lock().script.tenant.clone();
+    if let Some((name, value)) = tenant {
+        if headers.get(name.as_str()).map(|v| v.as_bytes()) != Some(value.as_bytes()) {
+            let message = format!(
+                "no org id: the {name} header must be {value:?} (scripted multi-tenant receiver)"
+            );
+            return (
+                StatusCode::UNAUTHORIZED,
+                format!("{message}\n"),
+                Some(message),
+            );
+        }
+    }
     let Some(wanted) = shared.lock().script.authorization.clone() else {
         return verdict;
     };
@@ -260,6 +276,13 @@ impl Receiver {
     /// 2.0 again).
     pub fn answer_v2_like(&self, old: Option<OldReceiver>) {
         self.shared.lock().script.old = old;
+    }
+
+    /// From now on, answers 401 to requests without header `name` set to `value` (`None`: no
+    /// tenant needed), as a multi-tenant receiver does.
+    pub fn require_tenant(&self, tenant: Option<(&str, &str)>) {
+        self.shared.lock().script.tenant =
+            tenant.map(|(n, v)| (n.to_ascii_lowercase(), v.to_owned()));
     }
 
     /// From now on, answers like a receiver that takes only 2.0 (`None`: both again): 415 to

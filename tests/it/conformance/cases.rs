@@ -141,6 +141,7 @@ pub fn render() -> String {
         }
         out.push('\n');
     }
+    out.push_str(&super::receivers::render());
     out
 }
 

@@ -26,6 +26,7 @@
 
 mod cases;
 mod protocol;
+mod receivers;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -122,6 +123,21 @@ impl Run {
         extra: &[&str],
         script: impl FnOnce(&Receiver),
     ) -> Run {
+        Self::start_version(version_flag(protocol), exposition, extra, script).await
+    }
+
+    /// As [`Run::start_with`], with `--remote-write-version` given as text (`auto`).
+    pub async fn start_version(
+        version: &str,
+        exposition: &str,
+        extra: &[&str],
+        script: impl FnOnce(&Receiver),
+    ) -> Run {
+        let protocol = if version == "1" {
+            Protocol::V1
+        } else {
+            Protocol::V2
+        };
         let target = Target::serve(exposition).await;
         let rx = Receiver::start().await.unwrap();
         script(&rx);
@@ -136,7 +152,7 @@ impl Run {
             "--remote-url",
             &url,
             "--remote-write-version",
-            version_flag(protocol),
+            version,
             "--min-backoff",
             "50ms",
             "--max-backoff",

@@ -88,14 +88,23 @@ pub const ONE_SECOND_POLLS: [&str; 6] = [
 pub enum Version {
     V1,
     V2,
+    /// `--remote-write-version auto`: starts on 2.0 like `V2`, and against these receivers
+    /// (which predate 2.0) falls back the same way.
+    Auto,
 }
 
 impl Version {
     pub fn args(self) -> &'static [&'static str] {
         match self {
-            Version::V1 => &[],
+            Version::V1 => &["--remote-write-version", "1"],
             Version::V2 => &["--remote-write-version", "2"],
+            Version::Auto => &["--remote-write-version", "auto"],
         }
+    }
+
+    /// Whether the agent starts on 2.0.
+    pub fn starts_v2(self) -> bool {
+        self != Version::V1
     }
 }
 

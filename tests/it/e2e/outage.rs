@@ -70,7 +70,7 @@ pub(super) async fn outage(kind: Kind, restart_agent: bool, version: Version) {
         .chain(version.args().iter().copied())
         .collect();
     let (kubelet_url, write_url) = (kubelet.url(), receiver.write_url());
-    let away_first = version == Version::V2 && !restart_agent;
+    let away_first = version.starts_v2() && !restart_agent;
     if away_first {
         receiver.kill().await;
     }
@@ -85,7 +85,7 @@ pub(super) async fn outage(kind: Kind, restart_agent: bool, version: Version) {
             |m| {
                 metric_value(m, "kubelet_push_polls_total{result=\"ok\"}") >= Some(3.0)
                     && metric_value(m, "kubelet_push_samples_sent_total") > Some(0.0)
-                    && (version == Version::V1 || metric_value(m, PROTOCOL_V1) == Some(1.0))
+                    && (!version.starts_v2() || metric_value(m, PROTOCOL_V1) == Some(1.0))
             },
         )
         .await;
@@ -106,7 +106,7 @@ pub(super) async fn outage(kind: Kind, restart_agent: bool, version: Version) {
         agent.child.start_kill().unwrap();
         let (_, killed_log) = agent.wait().await;
         kubelet.release();
-        if version == Version::V2 {
+        if version.starts_v2() {
             // It met the receiver before the outage.
             assert_eq!(
                 fallbacks(&killed_log),
@@ -126,7 +126,7 @@ pub(super) async fn outage(kind: Kind, restart_agent: bool, version: Version) {
     polled(&kubelet, outage_from + OUTAGE_POLLS).await;
     let outage_until = kubelet.requests();
     eprintln!("{kind:?}: documents {outage_from}..{outage_until} polled during the outage");
-    if version == Version::V2 {
+    if version.starts_v2() {
         // Every request this agent buffered is 2.0.
         assert_eq!(
             crate::support::self_metric(&listen, PROTOCOL_V2).await,
@@ -156,7 +156,7 @@ pub(super) async fn outage(kind: Kind, restart_agent: bool, version: Version) {
         "{kind:?}: the kubelet always answered: {log}"
     );
     assert_eq!(dropped(&metrics), Vec::<&str>::new(), "{kind:?}: {log}");
-    if version == Version::V2 {
+    if version.starts_v2() {
         assert_eq!(
             metric_value(&metrics, PROTOCOL_V1),
             Some(1.0),

@@ -22,14 +22,14 @@ use super::*;
 #[tokio::test]
 async fn prometheus_stores_what_the_kubelet_reported_after_falling_back() {
     if available(Kind::Prometheus) {
-        values_after_fallback(Kind::Prometheus).await;
+        values_after_fallback(Kind::Prometheus, Version::V2).await;
     }
 }
 
 #[tokio::test]
 async fn victoria_metrics_stores_what_the_kubelet_reported_after_falling_back() {
     if available(Kind::VictoriaMetrics) {
-        values_after_fallback(Kind::VictoriaMetrics).await;
+        values_after_fallback(Kind::VictoriaMetrics, Version::V2).await;
     }
 }
 
@@ -61,7 +61,30 @@ async fn victoria_metrics_outage_with_a_2_0_buffer_and_agent_restart_loses_nothi
     }
 }
 
-async fn values_after_fallback(kind: Kind) {
+/// `--remote-write-version auto` against the real receivers (part of issue 22's receiver
+/// matrix): both predate 2.0, so it ends on 1.0 exactly as `2` does, nothing lost.
+#[tokio::test]
+async fn prometheus_with_auto_ends_on_1_0_and_stores_what_the_kubelet_reported() {
+    if available(Kind::Prometheus) {
+        values_after_fallback(Kind::Prometheus, Version::Auto).await;
+    }
+}
+
+#[tokio::test]
+async fn victoria_metrics_with_auto_ends_on_1_0_and_stores_what_the_kubelet_reported() {
+    if available(Kind::VictoriaMetrics) {
+        values_after_fallback(Kind::VictoriaMetrics, Version::Auto).await;
+    }
+}
+
+#[tokio::test]
+async fn victoria_metrics_outage_with_auto_and_agent_restart_loses_nothing() {
+    if available(Kind::VictoriaMetrics) {
+        outage(Kind::VictoriaMetrics, true, Version::Auto).await;
+    }
+}
+
+async fn values_after_fallback(kind: Kind, version: Version) {
     let dir = tempfile::tempdir().unwrap();
     let receiver = Real::launch(kind, dir.path()).await;
     let mut recorders = Vec::new();
@@ -73,7 +96,7 @@ async fn values_after_fallback(kind: Kind) {
     // served every document says nothing of how far it got. An agent that never falls back
     // fails the wait.
     let settled = |m: &str| metric_value(m, PROTOCOL_V1) == Some(1.0) && push_attempts(m) >= 2.0;
-    let pushed = push_fixtures(|i| recorders[i].url(), Version::V2.args(), settled).await;
+    let pushed = push_fixtures(|i| recorders[i].url(), version.args(), settled).await;
     for (p, recorder) in pushed.iter().zip(&recorders) {
         check_fallback(kind, p, &recorder.exchanges());
     }
