@@ -245,7 +245,7 @@ pub struct AgentArgs {
     /// Remote Write protocol version: 1 (every receiver); 2 (smaller requests, with metric
     /// type, help, unit and counter start times; falls back to 1 for a receiver that does
     /// not take it); or auto (2 first, falling back to 1, and switching to 2 for a receiver
-    /// that refuses 1) [default: 1]
+    /// that refuses 1) [default: auto]
     #[arg(
         long,
         global = true,

@@ -615,7 +615,7 @@ fn remotes(
         None => {
             let (protocol, auto) = match &args.remote_write_version {
                 Some(v) => parse_protocol(v).map_err(|r| err("--remote-write-version", r))?,
-                None => (Protocol::V1, false),
+                None => (Protocol::V2, true),
             };
             let headers = parse_headers(&args.remote_headers)?;
             let spec = access_in_sandbox(args.remote_access.spec(), sandbox);
@@ -685,7 +685,7 @@ fn from_entry(
     };
     let (protocol, auto) = match &e.version {
         Some(v) => parse_protocol(v).map_err(|r| fail(at(path, v, &key("version"), &r)))?,
-        None => (Protocol::V1, false),
+        None => (Protocol::V2, true),
     };
     let mut named: Vec<_> = e.headers.iter().collect();
     named.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));

@@ -67,7 +67,11 @@ fn defaults() {
     assert_eq!(c.poll.max_stats_age, Duration::from_secs(120));
     assert_eq!(c.poll.job, "kubelet");
     assert_eq!(c.mode, Mode::Run);
-    assert_eq!(c.remotes[0].protocol, Protocol::V1);
+    // `auto` (issue 22): 2.0 first, either way as the receiver shows.
+    assert_eq!(
+        (c.remotes[0].protocol, c.remotes[0].auto),
+        (Protocol::V2, true)
+    );
     assert_eq!(c.max_samples_per_send, 2000);
     // A receiver back from an outage is noticed within 3 s, so that the first write is
     // accepted within 5 s even over a 600 ms round trip with TLS (issue 20).
@@ -357,7 +361,7 @@ fn describe_names_every_setting_and_hides_secrets() {
         "mode: run\n",
         "remote 1 url: https://redacted@mimir.example/api/v1/push?redacted\n",
         "remote 1 header: [x-scope-orgid] (values hidden)\n",
-        "remote 1 version: 1\n",
+        "remote 1 version: auto (2, then 1 if the receiver does not take 2; 2 again if it refuses 1)\n",
         "label: [cluster=edge-7]\n",
         "buffer-dir: /var/lib/kubelet-push\n",
         "interval: 10s\n",
@@ -522,8 +526,8 @@ fn config_file_gives_each_destination_its_settings() {
     assert_eq!(c.remotes.len(), 2);
     let (a, b) = (&c.remotes[0], &c.remotes[1]);
     assert_eq!(
-        (a.protocol, a.timeout),
-        (Protocol::V1, DEFAULT_REMOTE_TIMEOUT)
+        (a.protocol, a.auto, a.timeout),
+        (Protocol::V2, true, DEFAULT_REMOTE_TIMEOUT)
     );
     assert!(a.headers.is_empty());
     assert_eq!(

@@ -601,7 +601,18 @@ async fn max_sample_age_trims_what_receivers_would_reject() {
     let rx = Receiver::start().await.unwrap();
     let seed = format!("file://{}", fixture("seed-windows-node.json").display());
     let ru = rx.url();
-    let agent = Agent::start(&args(&seed, &ru, &["--max-sample-age", "1h", "--once"]));
+    // 1.0: the order of the series in the request is 1.0's (2.0 keeps its own).
+    let agent = Agent::start(&args(
+        &seed,
+        &ru,
+        &[
+            "--max-sample-age",
+            "1h",
+            "--once",
+            "--remote-write-version",
+            "1",
+        ],
+    ));
     let outcome = tokio::time::timeout(PATIENCE, agent.task)
         .await
         .unwrap()

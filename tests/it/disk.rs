@@ -738,7 +738,15 @@ async fn a_small_volume_with_a_healthy_receiver_loses_nothing() {
         &rx.url(),
         mount.path(),
         // A summary held back until the agent drained must not time the poll out.
-        &["--max-samples-per-send", "100", "--kubelet-timeout", "10m"],
+        // 1.0: the scripted answers carry no 2.0 written counts.
+        &[
+            "--max-samples-per-send",
+            "100",
+            "--kubelet-timeout",
+            "10m",
+            "--remote-write-version",
+            "1",
+        ],
     ))
     .await;
     let metrics = SelfMetrics::at(&listen);
@@ -1019,6 +1027,9 @@ async fn an_agent_delivers_a_format_1_buffer_before_its_own_poll() {
     let buffer_dir = dir.path().to_str().unwrap();
     let cfg = config(&[
         "--once",
+        // The format-1 buffer holds 1.0 requests; with 1.0 pinned they go as they are.
+        "--remote-write-version",
+        "1",
         "--kubelet-url",
         &kubelet_url,
         "--remote-url",

@@ -242,6 +242,7 @@ async fn a_huge_error_body_from_the_receiver_is_not_read() {
     .await;
     let ku = kubelet.url();
     let ru = format!("{}/api/v1/write", rx.url);
+    // 1.0: the bodies are read back as 1.0 below.
     let child = agent(&[
         "--kubelet-url",
         &ku,
@@ -249,6 +250,8 @@ async fn a_huge_error_body_from_the_receiver_is_not_read() {
         &ru,
         "--interval",
         "1s",
+        "--remote-write-version",
+        "1",
     ]);
     rx.wait_for("/api/v1/write", 3).await;
     #[cfg(target_os = "linux")]

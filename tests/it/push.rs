@@ -105,8 +105,17 @@ fn seed_agent(remote: &str, extra: &[&str]) -> Agent {
 #[tokio::test]
 async fn once_pushes_the_fixture_exactly_with_protocol_headers() {
     let rx = Receiver::start().await.unwrap();
-    let (outcome, stats) =
-        seed_once(&rx.url(), &["--remote-header", "X-Scope-OrgID=tenant-a"]).await;
+    // The 1.0 protocol's headers (2.0's: `v2::the_agent_sends_v2_to_a_v2_receiver`).
+    let (outcome, stats) = seed_once(
+        &rx.url(),
+        &[
+            "--remote-header",
+            "X-Scope-OrgID=tenant-a",
+            "--remote-write-version",
+            "1",
+        ],
+    )
+    .await;
     assert_eq!(outcome, Outcome::Ok);
     let requests = rx.requests();
     assert_eq!(requests.len(), 1);
@@ -270,6 +279,9 @@ async fn run_loop_survives_a_failing_receiver() {
             "10ms",
             "--max-backoff",
             "50ms",
+            // The order of the series below is 1.0's.
+            "--remote-write-version",
+            "1",
         ],
     );
     assert!(
