@@ -25,7 +25,12 @@
 #![allow(dead_code)]
 
 mod cases;
+mod labels;
+mod metadata;
 mod protocol;
+mod samples;
+mod symbols;
+mod timestamps;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
