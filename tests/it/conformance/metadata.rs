@@ -43,7 +43,7 @@ fn said_of(m: &v2::Request, ts: &v2::TimeSeries) -> Said {
         .find(|p| m.symbols[p[0] as usize] == "__name__")
         .map(|p| symbol(p[1]))
         .unwrap_or_default();
-    let meta = ts.metadata.clone().unwrap_or_default();
+    let meta = ts.metadata.unwrap_or_default();
     Said {
         name,
         kind: MetricType::try_from(meta.r#type).expect("a known metric type"),
@@ -293,7 +293,7 @@ async fn n052_metadata_help_refs_valid() {
     .await;
     for m in messages(&requests) {
         for ts in &m.timeseries {
-            let meta = ts.metadata.clone().unwrap_or_default();
+            let meta = ts.metadata.unwrap_or_default();
             assert!((meta.help_ref as usize) < m.symbols.len(), "{ts:?}");
             assert!((meta.unit_ref as usize) < m.symbols.len(), "{ts:?}");
         }
