@@ -25,8 +25,13 @@
 #![allow(dead_code)]
 
 mod cases;
+mod labels;
+mod metadata;
 mod protocol;
 mod receivers;
+mod samples;
+mod symbols;
+mod timestamps;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
