@@ -485,26 +485,64 @@ impl ScrapeCatalog {
     }
 }
 
+/// The series a scrape adds of its own, with what they mean for a scrape target (the
+/// kubelet's families of the same names describe a poll of the summary).
+const REPORT: [(&str, &str, &str); 5] = [
+    (
+        "up",
+        "",
+        "1 when the target answered and its exposition parsed, 0 otherwise",
+    ),
+    (
+        "scrape_duration_seconds",
+        "seconds",
+        "Duration of the scrape: request, answer and parse",
+    ),
+    ("scrape_samples_scraped", "", "Samples the target exposed"),
+    (
+        "scrape_samples_post_metric_relabeling",
+        "",
+        "Samples left after --metric-allow and --metric-deny",
+    ),
+    (
+        "scrape_series_added",
+        "",
+        "Series this scrape had that the previous one did not",
+    ),
+];
+
+/// Families: the exposition's (`0..len`), then the scrape's own series ([`REPORT`]), then
+/// the kubelet's (for the kubelet endpoints' per-poll series).
 impl Catalog for ScrapeCatalog {
     fn len(&self) -> usize {
-        self.len + Kubelet.len()
+        self.len + REPORT.len() + Kubelet.len()
     }
 
     fn index(&self, name: &str) -> Option<usize> {
         match self.names.get(name) {
             Some(&i) if (i as usize) < self.len => Some(i as usize),
-            _ => Kubelet.index(name).map(|i| self.len + i),
+            _ => match REPORT.iter().position(|(n, ..)| *n == name) {
+                Some(i) => Some(self.len + i),
+                None => Kubelet.index(name).map(|i| self.len + REPORT.len() + i),
+            },
         }
     }
 
     fn meta(&self, index: usize) -> Meta<'_> {
-        match self.metas.get(index).filter(|_| index < self.len) {
-            Some(m) => Meta {
+        if let Some(m) = self.metas.get(index).filter(|_| index < self.len) {
+            return Meta {
                 kind: m.kind,
                 help: &m.help,
                 unit: &m.unit,
+            };
+        }
+        match REPORT.get(index - self.len) {
+            Some((_, unit, help)) => Meta {
+                kind: MetricType::Gauge,
+                help,
+                unit,
             },
-            None => Kubelet.meta(index - self.len),
+            None => Kubelet.meta(index - self.len - REPORT.len()),
         }
     }
 }

@@ -459,7 +459,35 @@ fn openmetrics_metadata_and_created_go_out_in_2_0() {
     let (kind, _, _, value, _) = row("temp");
     assert_eq!(kind, v2::metadata::MetricType::Gauge as i32);
     assert!(value.is_nan() && !is_stale_marker(value));
-    let (kind, help, ..) = row("up");
-    assert_eq!(kind, v2::metadata::MetricType::Gauge as i32);
-    assert!(!help.is_empty());
+    // The scrape's own series, described as a scrape's (not as the kubelet poll's).
+    for (name, unit, help) in [
+        (
+            "up",
+            "",
+            "1 when the target answered and its exposition parsed, 0 otherwise",
+        ),
+        (
+            "scrape_duration_seconds",
+            "seconds",
+            "Duration of the scrape: request, answer and parse",
+        ),
+        ("scrape_samples_scraped", "", "Samples the target exposed"),
+        (
+            "scrape_samples_post_metric_relabeling",
+            "",
+            "Samples left after --metric-allow and --metric-deny",
+        ),
+        (
+            "scrape_series_added",
+            "",
+            "Series this scrape had that the previous one did not",
+        ),
+    ] {
+        let (kind, got_help, got_unit, ..) = row(name);
+        assert_eq!(
+            (kind, got_help.as_str(), got_unit.as_str()),
+            (v2::metadata::MetricType::Gauge as i32, help, unit),
+            "{name}"
+        );
+    }
 }
