@@ -24,8 +24,16 @@
 // The harness serves every group of cases; not every group uses every helper.
 #![allow(dead_code)]
 
+mod backoff;
+mod batching;
 mod cases;
+mod error_handling;
+mod fallback;
 mod protocol;
+mod response;
+mod retry;
+mod rw1_compat;
+mod sending;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
