@@ -16,9 +16,10 @@ use super::{assert_all_valid, passing};
 use crate::support::wait_until;
 
 /// Every request of a run serving `exposition` until the series `name` arrived in at least
-/// four requests.
+/// four requests; a scrape a second, so the agent keeps up (one scrape per request) however
+/// loaded the machine.
 async fn requests(protocol: Protocol, exposition: &str, name: &str) -> Vec<ReceivedRequest> {
-    let run = start(protocol, exposition, &[], super::INTERVAL, |_| {}).await;
+    let run = start(protocol, exposition, &[], Duration::from_secs(1), |_| {}).await;
     run.until(&format!("{name} in four requests"), |reqs| {
         reqs.iter().filter(|r| !polls(r, name).is_empty()).count() >= 4
     })

@@ -67,8 +67,10 @@ async fn n113_handle_timeout() {
         let requests = run.stop().await;
         assert_all_valid(&requests, protocol);
         assert_eq!(samples(&requests[1]), samples(&requests[0]));
+        // The timeout runs from before the connection was made, the arrival is after it: a
+        // little less than the full second may separate the arrivals, never much less.
         let waited = requests[1].at - requests[0].at;
-        assert!(waited >= Duration::from_secs(1), "{waited:?}");
+        assert!(waited >= Duration::from_millis(900), "{waited:?}");
         assert_nothing_lost(&dest);
         let text = logs.text();
         assert_eq!(lines_with(&text, FAILED_LINE), 1, "{text}");

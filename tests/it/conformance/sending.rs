@@ -84,9 +84,13 @@ pub async fn start_at_interval(
     start(protocol, EXPOSITION, extra, INTERVAL, script).await
 }
 
-/// A request's samples as (labels, timestamp, value bits), sorted: two requests with the same
-/// samples carry the same data, whichever protocol each went in.
-pub fn samples(r: &ReceivedRequest) -> Vec<(Vec<(String, String)>, i64, u64)> {
+/// One sample as compared across requests: its series' labels (sorted), its timestamp and the
+/// bits of its value.
+pub type WireSample = (Vec<(String, String)>, i64, u64);
+
+/// A request's samples, sorted: two requests with the same samples carry the same data,
+/// whichever protocol each went in.
+pub fn samples(r: &ReceivedRequest) -> Vec<WireSample> {
     let mut out: Vec<_> = r
         .write_request
         .iter()
@@ -128,7 +132,7 @@ pub fn polls(r: &ReceivedRequest, name: &str) -> Vec<i64> {
 
 /// No request was sent again: every request holds samples, and no two hold the same ones.
 pub fn assert_none_sent_twice(requests: &[ReceivedRequest]) {
-    let mut seen: Vec<Vec<_>> = Vec::new();
+    let mut seen: Vec<Vec<WireSample>> = Vec::new();
     for (i, r) in requests.iter().enumerate() {
         let s = samples(r);
         assert!(!s.is_empty(), "request {i} holds nothing: {r:?}");
