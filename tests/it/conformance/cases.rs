@@ -1277,7 +1277,7 @@ pub const ROWS: &[Row] = &[
         case: "TestBatchingBehavior/metadata_batching",
         level: Level::Recommended,
         what: "each series carries its type and help beside its samples",
-        v1: Verdict::NotApplicable("1.0 requests carry no metadata (see N155)"),
+        v1: Verdict::NotApplicable("1.0 requests carry no metadata, see N155"),
         v2: Verdict::Pass,
     },
     Row {
