@@ -224,6 +224,7 @@ mod tests {
             write_request: Some(w),
             status: 204,
             rejection: None,
+            decoded_bytes: 0,
             at: tokio::time::Instant::now(),
         }
     }

@@ -67,6 +67,11 @@ pub struct ReceivedRequest {
     /// Names lowercased, in arrival order.
     #[cfg(any(test, feature = "test-support"))]
     pub headers: Vec<(String, String)>,
+    /// The body's length once snappy-decoded (0 if it was not): a body holding nothing but
+    /// what the message's known fields hold has the length of their encoding, so a test can
+    /// tell that no other field (a 1.0 histogram, metadata) travelled.
+    #[cfg(any(test, feature = "test-support"))]
+    pub decoded_bytes: usize,
     /// When the request arrived, on tokio's clock, so a test under paused time reads virtual
     /// time.
     #[cfg(any(test, feature = "test-support"))]
@@ -211,12 +216,12 @@ async fn handle(
     body: &[u8],
 ) -> axum::response::Response {
     let protocol = protocol_of(headers);
-    let (write_request, v2_request, verdict) = match decode(method, headers, body) {
-        Ok((w, v2)) => {
+    let (write_request, v2_request, decoded_bytes, verdict) = match decode(method, headers, body) {
+        Ok((w, v2, len)) => {
             let verdict = validate(&w);
-            (Some(w), v2, verdict)
+            (Some(w), v2, len, verdict)
         }
-        Err(e) => (None, None, Err(e)),
+        Err(e) => (None, None, 0, Err(e)),
     };
     let samples: usize = write_request
         .iter()
@@ -254,6 +259,8 @@ async fn handle(
         path: uri.path().to_string(),
         #[cfg(any(test, feature = "test-support"))]
         headers: script::lowercased(headers),
+        #[cfg(any(test, feature = "test-support"))]
+        decoded_bytes,
         #[cfg(any(test, feature = "test-support"))]
         at: tokio::time::Instant::now(),
     };
@@ -340,12 +347,13 @@ fn protocol_of(headers: &HeaderMap) -> Protocol {
     }
 }
 
-/// The request in its 1.0 form, and for a 2.0 body also as it decoded.
+/// The request in its 1.0 form, for a 2.0 body also as it decoded, and the length of the
+/// snappy-decoded body.
 fn decode(
     method: &Method,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<(WriteRequest, Option<v2::Request>), Invalid> {
+) -> Result<(WriteRequest, Option<v2::Request>, usize), Invalid> {
     if method != Method::POST {
         return Err(Invalid::Method(method.clone()));
     }
@@ -388,10 +396,10 @@ fn decode(
     }
     let raw = decompress(body)?;
     match protocol {
-        Protocol::V1 => Ok((WriteRequest::decode(raw.as_slice())?, None)),
+        Protocol::V1 => Ok((WriteRequest::decode(raw.as_slice())?, None, raw.len())),
         Protocol::V2 => {
             let request = v2::Request::decode(raw.as_slice()).map_err(Invalid::ProtobufV2)?;
-            Ok((v1_form(&request)?, Some(request)))
+            Ok((v1_form(&request)?, Some(request), raw.len()))
         }
     }
 }

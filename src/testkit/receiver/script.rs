@@ -97,6 +97,9 @@ pub enum OldReceiver {
 #[derive(Default)]
 pub(super) struct Script {
     pub(super) queue: VecDeque<Response>,
+    /// The answer to every valid request once the queue is empty (see
+    /// [`Receiver::answer_always`]).
+    pub(super) always: Option<Response>,
     pub(super) old: Option<OldReceiver>,
     /// Answering like a receiver that takes only 2.0 (415 to 1.0), `Some(false)` also
     /// leaving the written headers out of its 2.0 answers.
@@ -218,7 +221,8 @@ impl Default for Waiters {
 pub(super) fn keep(shared: &Shared, mut request: ReceivedRequest) -> Option<Response> {
     let mut state = shared.lock();
     let queued = if request.rejection.is_none() {
-        state.script.queue.pop_front()
+        let next = state.script.queue.pop_front();
+        next.or_else(|| state.script.always.clone())
     } else {
         None
     };
@@ -272,6 +276,13 @@ impl Receiver {
         self.shared.lock().script.queue.push_back(r);
     }
 
+    /// From now on, answers every valid request with `r` once the queued answers are used up
+    /// (`None`: 204 again), as a receiver stuck in one state does for as long as a test needs:
+    /// no count of requests to queue in advance, and a large body is held once.
+    pub fn answer_always(&self, r: Option<Response>) {
+        self.shared.lock().script.always = r;
+    }
+
     /// From now on, answers 2.0 requests like a receiver that predates 2.0 (`None`: speaks
     /// 2.0 again).
     pub fn answer_v2_like(&self, old: Option<OldReceiver>) {
@@ -308,9 +319,12 @@ impl Receiver {
         self.shared.gate.0.send_replace(true);
     }
 
-    /// Forgets the queued answers: from now on every valid request gets 204.
+    /// Forgets the queued answers and the standing one: from now on every valid request gets
+    /// 204.
     pub fn clear_responses(&self) {
-        self.shared.lock().script.queue.clear();
+        let mut state = self.shared.lock();
+        state.script.queue.clear();
+        state.script.always = None;
     }
 
     pub fn requests(&self) -> Vec<ReceivedRequest> {
@@ -375,5 +389,28 @@ mod tests {
         assert_eq!(got[1].write_request.as_ref(), Some(&w));
         // Only the 200 and the 204 count as accepted.
         assert_eq!(rx.accepted_series().len(), 2 * w.timeseries.len());
+    }
+
+    #[tokio::test]
+    async fn a_standing_answer_follows_the_queue_until_cleared() {
+        let rx = Receiver::start().await.unwrap();
+        rx.push_response(Response::status(429));
+        rx.answer_always(Some(Response::status(503).with_body("down")));
+        let b = body(&sample_request());
+        let mut statuses = Vec::new();
+        for _ in 0..3 {
+            statuses.push(post(&rx.url(), GOOD_HEADERS, &b).await.status);
+        }
+        let r = post(&rx.url(), GOOD_HEADERS, &b).await;
+        assert_eq!(r.body, "down");
+        statuses.push(r.status);
+        // An invalid request is still told why.
+        let bad = with_header("Content-Encoding", Some("gzip"));
+        statuses.push(post(&rx.url(), &bad, &b).await.status);
+        rx.clear_responses();
+        statuses.push(post(&rx.url(), GOOD_HEADERS, &b).await.status);
+        assert_eq!(statuses, [429, 503, 503, 503, 400, 204]);
+        let recorded: Vec<u16> = rx.requests().iter().map(|r| r.status).collect();
+        assert_eq!(recorded, statuses);
     }
 }

@@ -24,12 +24,20 @@
 // The harness serves every group of cases; not every group uses every helper.
 #![allow(dead_code)]
 
+mod backoff;
+mod batching;
 mod cases;
+mod error_handling;
+mod fallback;
 mod labels;
 mod metadata;
 mod protocol;
 mod receivers;
+mod response;
+mod retry;
+mod rw1_compat;
 mod samples;
+mod sending;
 mod symbols;
 mod timestamps;
 
