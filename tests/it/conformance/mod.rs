@@ -25,7 +25,13 @@
 #![allow(dead_code)]
 
 mod cases;
+mod combined;
+mod edge_cases;
+mod exemplars;
+mod histograms;
+mod inspect;
 mod protocol;
+mod suite_1_0;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
