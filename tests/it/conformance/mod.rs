@@ -27,8 +27,13 @@
 mod backoff;
 mod batching;
 mod cases;
+mod combined;
+mod edge_cases;
 mod error_handling;
+mod exemplars;
 mod fallback;
+mod histograms;
+mod inspect;
 mod labels;
 mod metadata;
 mod protocol;
@@ -38,6 +43,7 @@ mod retry;
 mod rw1_compat;
 mod samples;
 mod sending;
+mod suite_1_0;
 mod symbols;
 mod timestamps;
 
@@ -58,22 +64,48 @@ pub use cases::Verdict;
 /// The scrape interval of every run: short, so a case sees several scrapes quickly.
 pub const INTERVAL: Duration = Duration::from_millis(250);
 
-/// A scrape target serving fixed exposition text on every path, as the suites' mock target
-/// does: OpenMetrics when the text holds an exemplar (`# {`, with `# EOF` added if missing),
-/// the text format 0.0.4 otherwise; `Accept` is not looked at.
+/// What a [`Target`] answers: fixed text, or a page made per scrape (the 1.0 suite's
+/// client_golang handlers have state: a counter that counts its scrapes, a gauge unregistered
+/// after the first one).
+enum Page {
+    Fixed(String),
+    /// Called with the scrape's number (0 for the first).
+    PerScrape(Box<dyn Fn(usize) -> String + Send>),
+}
+
+/// A scrape target serving exposition text on every path, as the suites' mock target does:
+/// OpenMetrics when the text holds an exemplar (`# {`, with `# EOF` added if missing), the
+/// text format 0.0.4 otherwise; `Accept` is not looked at.
 pub struct Target {
     server: LocalServer,
-    text: Arc<Mutex<String>>,
+    page: Arc<Mutex<(Page, usize)>>,
 }
 
 impl Target {
     pub async fn serve(exposition: &str) -> Target {
-        let text = Arc::new(Mutex::new(exposition.to_owned()));
-        let t = text.clone();
+        Self::serve_page(Page::Fixed(exposition.to_owned())).await
+    }
+
+    /// A target answering scrape `n` (0, 1, ...) with `page(n)`.
+    pub async fn serve_per_scrape(page: impl Fn(usize) -> String + Send + 'static) -> Target {
+        Self::serve_page(Page::PerScrape(Box::new(page))).await
+    }
+
+    async fn serve_page(page: Page) -> Target {
+        let page = Arc::new(Mutex::new((page, 0)));
+        let p = page.clone();
         let app = axum::Router::new().fallback(move || {
-            let t = t.clone();
+            let p = p.clone();
             async move {
-                let mut body = t.lock().unwrap().clone();
+                let mut body = {
+                    let mut p = p.lock().unwrap();
+                    let n = p.1;
+                    p.1 += 1;
+                    match &p.0 {
+                        Page::Fixed(text) => text.clone(),
+                        Page::PerScrape(f) => f(n),
+                    }
+                };
                 let content_type = if body.contains("# {") {
                     if !body.ends_with("# EOF\n") {
                         body.push_str("# EOF\n");
@@ -86,7 +118,7 @@ impl Target {
             }
         });
         let server = LocalServer::start(app, "conformance target").await.unwrap();
-        Target { server, text }
+        Target { server, page }
     }
 
     /// `host:port`: the `instance` of what is scraped from it.
@@ -100,7 +132,12 @@ impl Target {
 
     /// Serves `exposition` from the next scrape on.
     pub fn set(&self, exposition: &str) {
-        *self.text.lock().unwrap() = exposition.to_owned();
+        self.page.lock().unwrap().0 = Page::Fixed(exposition.to_owned());
+    }
+
+    /// How many times it was scraped so far.
+    pub fn scrapes(&self) -> usize {
+        self.page.lock().unwrap().1
     }
 }
 
@@ -152,6 +189,38 @@ impl Run {
             Protocol::V2
         };
         let target = Target::serve(exposition).await;
+        Self::launch(version, protocol, target, extra, script, |_| {}).await
+    }
+
+    /// As [`Run::start_with`], scraping `target` (one made with
+    /// [`Target::serve_per_scrape`]), with `configure` called on the agent's config last (a
+    /// scrape timeout longer than the harness's, say).
+    pub async fn start_on(
+        protocol: Protocol,
+        target: Target,
+        extra: &[&str],
+        script: impl FnOnce(&Receiver),
+        configure: impl FnOnce(&mut kubelet_push::Config),
+    ) -> Run {
+        Self::launch(
+            version_flag(protocol),
+            protocol,
+            target,
+            extra,
+            script,
+            configure,
+        )
+        .await
+    }
+
+    async fn launch(
+        version: &str,
+        protocol: Protocol,
+        target: Target,
+        extra: &[&str],
+        script: impl FnOnce(&Receiver),
+        configure: impl FnOnce(&mut kubelet_push::Config),
+    ) -> Run {
         let rx = Receiver::start().await.unwrap();
         script(&rx);
         let scrape = format!("test={}", target.url());
@@ -180,6 +249,7 @@ impl Run {
             t.interval = INTERVAL;
             t.timeout = INTERVAL * 4 / 5;
         }
+        configure(&mut cfg);
         let agent = Agent::start_config(cfg);
         Run {
             target,
