@@ -441,6 +441,7 @@ pub(super) fn token_end(b: &[u8], pos: usize, tabs_too: bool) -> usize {
 
 /// A sample value: a decimal number, `NaN`, `+Inf`, `-Inf` (case does not matter, as in Go's
 /// `ParseFloat` and the OpenMetrics grammar).
+#[inline]
 pub(super) fn value(token: &str) -> Result<f64, Reason> {
     if let Some(v) = plain_decimal(token.as_bytes()) {
         return Ok(v);
@@ -461,6 +462,7 @@ const POW10: [f64; 23] = [
 /// nearest f64 just as parsing the decimal does (Clinger's fast path, which Rust's and Go's
 /// parsers also take). `None` for anything else (`NaN`, `+Inf`, more digits, a far exponent,
 /// a malformed token), which the full float parser then reads.
+#[inline]
 pub(super) fn plain_decimal(token: &[u8]) -> Option<f64> {
     let (negative, rest) = match token.split_first() {
         Some((b'-', rest)) => (true, rest),

@@ -229,9 +229,10 @@ impl Parser<'_> {
     /// and the line is then read as without a cache, which finds the error if there is one.
     #[inline]
     fn known_line(&mut self, body: &str, pos: usize) -> Option<usize> {
+        let cache = self.cache.as_deref()?;
         let b = body.as_bytes();
         let start = lex::skip_blanks(b, pos);
-        let known = self.cache.as_deref()?.predict(b, start)?;
+        let known = cache.predict(b, start)?;
         let mut i = start + known.len;
         if known.brace == 0 {
             // A name alone ends at a blank, and no label set may follow it.
@@ -387,6 +388,7 @@ impl Parser<'_> {
     /// The label a sample of family `family` called `name` must have with a numeric value,
     /// and the reason it fails without: a summary's quantile needs `quantile`, a histogram's
     /// bucket `le`, as `expfmt` wants.
+    #[inline]
     fn required_label(&self, name: Span, family: usize) -> Option<(&'static [u8], Reason)> {
         let f = &self.exp.families[family];
         if !matches!(f.kind, Kind::Summary | Kind::Histogram) {
