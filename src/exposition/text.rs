@@ -149,6 +149,10 @@ impl Parser<'_> {
             return Ok(());
         }
         let family = self.family_named(name, mark);
+        // The samples that follow are most likely this family's: the next one named like it
+        // needs no lookup either (a sample's family is the one of its name when there is one).
+        self.last = Some((self.exp.families[family as usize].name, family));
+        self.last_legacy = b.get(pos) != Some(&b'"');
         let rest_at = lex::skip_blanks(b, after);
         let f = family as usize;
         if keyword == b"HELP" {
@@ -183,6 +187,15 @@ impl Parser<'_> {
     /// The family called `name`, created untyped when there is none. When it exists, the
     /// strings appended from `mark` on (the name, if it had escapes) are dropped again.
     fn family_named(&mut self, name: Span, mark: usize) -> u32 {
+        // A TYPE line after the HELP line of the same family (or the family of the previous
+        // sample): no lookup.
+        if let Some((_, f)) = self.last {
+            let family = self.exp.families[f as usize].name;
+            if self.exp.bytes(family) == self.exp.bytes(name) {
+                self.exp.strings.truncate(mark);
+                return f;
+            }
+        }
         let hash = self.hasher.hash_one(self.exp.bytes(name));
         if let Some(f) = self.find_hashed(hash, self.exp.bytes(name)) {
             self.exp.strings.truncate(mark);
@@ -232,6 +245,9 @@ impl Parser<'_> {
         let cache = self.cache.as_deref()?;
         let b = body.as_bytes();
         let start = lex::skip_blanks(b, pos);
+        if b.get(start) == Some(&b'#') {
+            return None;
+        }
         let known = cache.predict(b, start)?;
         let mut i = start + known.len;
         if known.brace == 0 {
