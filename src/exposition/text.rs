@@ -494,13 +494,15 @@ fn value_to_newline(body: &str, i: usize) -> Option<(f64, i64, usize)> {
             .unwrap_or(b.len().saturating_sub(from))
     };
     let i = lex::skip_blanks(b, i);
-    let end = token_end(i);
-    if end == i {
-        return None;
-    }
-    let value = match lex::plain_decimal(b.get(i..end)?) {
-        Some(v) => v,
-        None => lex::value(body.get(i..end)?).ok()?,
+    let (value, end) = match lex::decimal_prefix(b, i) {
+        Some((v, end)) if matches!(b.get(end), Some(b' ' | b'\t' | b'\n')) => (v, end),
+        _ => {
+            let end = token_end(i);
+            if end == i {
+                return None;
+            }
+            (lex::value(body.get(i..end)?).ok()?, end)
+        }
     };
     let mut i = lex::skip_blanks(b, end);
     let mut timestamp_ms = NO_TIMESTAMP;
