@@ -476,6 +476,16 @@ pub(super) fn plain_decimal(token: &[u8]) -> Option<f64> {
 /// from the cache a pass to find the token's end first.
 #[inline]
 pub(super) fn decimal_prefix(b: &[u8], start: usize) -> Option<(f64, usize)> {
+    // Half the values of a node_exporter scrape are one digit (`0`, `1`): read at once.
+    if let Some(d) = b
+        .get(start)
+        .map(|c| c.wrapping_sub(b'0'))
+        .filter(|&d| d <= 9)
+    {
+        if !matches!(b.get(start + 1), Some(b'0'..=b'9' | b'.' | b'e' | b'E')) {
+            return Some((f64::from(d), start + 1));
+        }
+    }
     let mut i = start;
     let negative = match b.get(i) {
         Some(b'-') => {
