@@ -12,18 +12,29 @@
 //! - `kubelet-resource`: the kubelet's `/metrics/resource` (millisecond timestamps).
 //!
 //! - `scrape-node-exporter-10k`: `benches/scrape.py`'s 10 000-series node_exporter exposition
-//!   (`tests/fixtures/expositions/node_exporter_10k.prom`) through the scrape loop's real
-//!   conversion, `scrape::scraper::Scraper::ingest`: parse, the target's labels, series ids,
-//!   dedupe, the per-target series and staleness, as every scrape after the first does it
-//!   (series known, the values of the 4 700 counters new). Encoding and compression are
-//!   not in it (the kubelet path's `pipeline` bench has those).
+//!   (`tests/fixtures/expositions/node_exporter_10k.prom`, 952 KB) against its yardstick
+//!   (`yardstick_split_lines_bytes`):
+//!   - `parse`: the parser alone, without a cache: every line lexed.
+//!   - `parse_cached`: the parser with a warm series-text cache (`SeriesTexts`), as the scrape
+//!     loop calls it: every line was in the last exposition, so only values are read.
+//!   - `parse_convert`: the scrape loop's real conversion, `scrape::scraper::Scraper::ingest`
+//!     (parse with the target's cache, the target's labels, series ids, dedupe, the
+//!     per-target series and staleness), as every scrape after the first does it: series and
+//!     lines known, each sample sent (its time is new), the output handed back
+//!     (`Scraper::recycle`) as the scrape task does once it is encoded. The target
+//!     (within 3× of the yardstick) is read off this one.
+//!   - `parse_convert_cold`: the same for a target's first scrape: a new `Scraper` each time,
+//!     every line lexed, every series and series text new (the scraper's making and dropping
+//!     are not measured).
+//!
+//!   Encoding and compression are not in it (the kubelet path's `pipeline` bench has those).
 //!
 //! `cargo bench --bench exposition`.
 
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::hint::black_box;
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use kubelet_push::exposition::{parse, Exposition, Format, Limits};
 
 fn fixture(name: &str) -> String {
@@ -170,6 +181,7 @@ fn bench(c: &mut Criterion) {
 /// The scrape loop's conversion of a whole exposition against the yardstick (see the module
 /// doc).
 fn scrape(c: &mut Criterion) {
+    use kubelet_push::exposition::{parse_cached, SeriesTexts};
     use kubelet_push::scrape::scraper::{Answer, Labelling, Scraper};
     let body = fixture("node_exporter_10k.prom").into_bytes();
     let labelling = Labelling {
@@ -185,11 +197,15 @@ fn scrape(c: &mut Criterion) {
         body: &body,
         content_type: "text/plain; version=0.0.4; charset=utf-8",
     };
-    let mut scraper = Scraper::new(labelling, None);
+    let mut scraper = Scraper::new(labelling.clone(), None);
     let mut at = 1_700_000_000_000i64;
     let first = scraper.ingest(Ok(answer), at, std::time::Duration::ZERO);
     assert!(first.error.is_none());
     assert_eq!(first.scraped, 10_000);
+    scraper.recycle(first);
+    let mut texts = SeriesTexts::new();
+    let parsed = parse_cached(Format::Text, &body, &Limits::default(), &mut texts);
+    texts.recycle(parsed.expect("parses"));
     let mut group = c.benchmark_group("scrape-node-exporter-10k");
     group.throughput(Throughput::Bytes(body.len() as u64));
     group.bench_function("yardstick_split_lines_bytes", |b| {
@@ -198,14 +214,40 @@ fn scrape(c: &mut Criterion) {
     group.bench_function("parse", |b| {
         b.iter(|| parse(Format::Text, black_box(&body), &Limits::default()).expect("parses"))
     });
+    group.bench_function("parse_cached", |b| {
+        b.iter(|| {
+            let exposition = parse_cached(
+                Format::Text,
+                black_box(&body),
+                &Limits::default(),
+                &mut texts,
+            )
+            .expect("parses");
+            assert_eq!(exposition.len(), 10_000);
+            texts.recycle(exposition);
+        })
+    });
     group.bench_function("parse_convert", |b| {
         b.iter(|| {
             at += 1000;
             let out = scraper.ingest(Ok(black_box(answer)), at, std::time::Duration::ZERO);
             // Every series sent: the scrape's time is new for all of them.
             assert_eq!(out.points.len(), 10_005);
-            out
+            // As the scrape task does once the points are encoded.
+            scraper.recycle(out);
         })
+    });
+    group.bench_function("parse_convert_cold", |b| {
+        b.iter_batched(
+            || Scraper::new(labelling.clone(), None),
+            |mut cold| {
+                let out = cold.ingest(Ok(black_box(answer)), at, std::time::Duration::ZERO);
+                assert_eq!(out.points.len(), 10_005);
+                // Dropped after the measurement, with the scraper.
+                (cold, out)
+            },
+            BatchSize::LargeInput,
+        )
     });
     group.finish();
 }

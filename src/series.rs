@@ -56,6 +56,28 @@ impl SeriesId {
     }
 }
 
+/// A series as a caller may remember it between polls: its id, and which series had the id
+/// then ([`SeriesSet::birth`]), so that a reused id is not taken for the old series.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Handle {
+    pub id: SeriesId,
+    birth: u32,
+}
+
+impl Handle {
+    /// The handle as one number, for a cache that keeps a `u64` per entry.
+    pub fn to_bits(self) -> u64 {
+        u64::from(self.id.0) << 32 | u64::from(self.birth)
+    }
+
+    pub fn from_bits(bits: u64) -> Handle {
+        Handle {
+            id: SeriesId((bits >> 32) as u32),
+            birth: bits as u32,
+        }
+    }
+}
+
 /// One sample of one series, ready to encode.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Point {
@@ -300,6 +322,49 @@ impl SeriesSet {
         self.admit_tracked(name, None, labels, ts, false)
     }
 
+    /// [`SeriesSet::admit`] (`tracked`) or [`SeriesSet::admit_untracked`], which also gives
+    /// the series' [`Handle`] (whatever the answer), for a caller that remembers which series
+    /// an input names and admits it again with [`SeriesSet::admit_handle`].
+    pub fn admit_with_handle(
+        &mut self,
+        name: &str,
+        labels: &[(&str, &str)],
+        timestamp_ms: i64,
+        tracked: bool,
+    ) -> (Admit, Handle) {
+        let future = timestamp_ms > self.horizon_ms;
+        // A series first met with a sample from the future starts with nothing sent.
+        let remembered = if future { i64::MIN } else { timestamp_ms };
+        let (i, new) = match self.predict(name, labels) {
+            Some(i) => (i, false),
+            None => self.find_or_insert(name, None, labels, remembered),
+        };
+        let handle = Handle {
+            id: SeriesId(i),
+            birth: self.slots[i as usize].birth,
+        };
+        (self.admit_slot(i, new, timestamp_ms, tracked), handle)
+    }
+
+    /// Admits a sample of the series `handle` names, as [`SeriesSet::admit_with_handle`]
+    /// would for its name and labels, without looking them up; `None` when the handle no
+    /// longer names a live series (it vanished, and its id may be another series' now): then
+    /// the caller admits by name and labels.
+    #[inline]
+    pub fn admit_handle(
+        &mut self,
+        handle: Handle,
+        timestamp_ms: i64,
+        tracked: bool,
+    ) -> Option<Admit> {
+        let i = handle.id.0;
+        let slot = self.slots.get(i as usize)?;
+        if slot.state != State::Live || slot.birth != handle.birth {
+            return None;
+        }
+        Some(self.admit_slot(i, false, timestamp_ms, tracked))
+    }
+
     fn admit_tracked(
         &mut self,
         name: &str,
@@ -315,6 +380,13 @@ impl SeriesSet {
             Some(i) => (i, false),
             None => self.find_or_insert(name, family, labels, remembered),
         };
+        self.admit_slot(i, new, timestamp_ms, tracked)
+    }
+
+    /// The rest of an admission once the sample's slot `i` is found (`new`: made for it).
+    #[inline]
+    fn admit_slot(&mut self, i: u32, new: bool, timestamp_ms: i64, tracked: bool) -> Admit {
+        let future = timestamp_ms > self.horizon_ms;
         // Remember the order for the next poll's prediction.
         match self.cursor {
             NONE => self.first = i,

@@ -6,6 +6,14 @@
 //! or Remote Write: the scrape loop reads the body, calls [`parse`], and on an error fails the
 //! whole scrape (`up` 0, nothing sent) with [`ParseError`]'s line and reason in its log line.
 //!
+//! A target's exposition is parsed again every scrape, nearly the same each time: with
+//! [`parse_cached`] and the target's [`SeriesTexts`], a text-format line whose name and label
+//! set (its series text) were in the last exposition, byte for byte, is not lexed again; only
+//! its value and timestamp are read, and the checks that depend on the rest of the exposition
+//! (its family's TYPE, a TYPE after the samples, `sample_limit`) are made as for any line.
+//! The result is the same as [`parse`]'s, samples or error; each sample also names its series
+//! text, which the scrape loop maps to its series.
+//!
 //! What a parse gives ([`Exposition`]): per sample the metric name, labels (escapes resolved,
 //! in exposition order), value (`NaN`, `±Inf` included), the explicit timestamp in
 //! milliseconds if the line had one, and a start (created) timestamp; per family its type,
@@ -55,13 +63,16 @@
 //!   float parser, which does not take Go's hexadecimal floats (`0x1p-3`), never seen from a
 //!   real exporter.
 
+mod cache;
 mod lex;
 mod model;
 mod openmetrics;
 mod text;
 
+pub use cache::SeriesTexts;
 pub use model::{
-    line_text, Exposition, Family, Kind, Labels, Limits, ParseError, Sample, Strictness,
+    line_text, Exposition, Family, Kind, LabelIter, Labels, Limits, ParseError, Sample, SeriesText,
+    Strictness,
 };
 
 /// The `Accept` header Prometheus 3 sends with its default scrape protocols: OpenMetrics 1.0.0
@@ -116,6 +127,31 @@ pub fn parse_with(
     limits: &Limits,
     strictness: Strictness,
 ) -> Result<Exposition, ParseError> {
+    parse_inner(format, body, limits, strictness, None)
+}
+
+/// [`parse`] for a caller that parses the same target's exposition again and again (the
+/// scrape loop): the text format's sample lines are looked up in `cache` by their series text
+/// and those it knows are read without lexing their labels (see [`SeriesTexts`]). The result
+/// is the same as [`parse`]'s, the same samples or the same error, plus each sample's
+/// [`Sample::series_text`]. OpenMetrics is parsed as by [`parse`], without the cache: its
+/// checks span the lines of a metric point and are most of its cost.
+pub fn parse_cached(
+    format: Format,
+    body: &[u8],
+    limits: &Limits,
+    cache: &mut SeriesTexts,
+) -> Result<Exposition, ParseError> {
+    parse_inner(format, body, limits, Strictness::Prometheus, Some(cache))
+}
+
+fn parse_inner(
+    format: Format,
+    body: &[u8],
+    limits: &Limits,
+    strictness: Strictness,
+    cache: Option<&mut SeriesTexts>,
+) -> Result<Exposition, ParseError> {
     if limits.body_size_limit != 0 && body.len() > limits.body_size_limit {
         return Err(ParseError::BodyTooLarge {
             size: body.len(),
@@ -146,7 +182,7 @@ pub fn parse_with(
         }
     };
     match format {
-        Format::Text => text::parse(body, limits),
+        Format::Text => text::parse(body, limits, cache),
         Format::OpenMetrics => openmetrics::parse(body, limits, strictness),
     }
 }

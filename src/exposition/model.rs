@@ -122,16 +122,30 @@ pub(super) struct LabelRec {
 /// No timestamp; a saturated conversion lands one above.
 pub(super) const NO_TIMESTAMP: i64 = i64::MIN;
 
+/// No [`SeriesText`].
+pub(super) const NO_TEXT: u32 = u32::MAX;
+
 #[derive(Debug, Clone, Copy)]
 pub(super) struct SampleRec {
     pub name: Span,
+    /// The labels: `labels[labels_start..labels_end]`, or, for a line read from the cache
+    /// (which lexes no labels), the label set as written, between its braces.
     pub labels_start: u32,
     pub labels_end: u32,
+    pub raw_labels: Span,
+    /// The line's entry in the [`super::SeriesTexts`] it was parsed with, or [`NO_TEXT`].
+    pub text: u32,
     pub family: u32,
     pub value: f64,
     pub timestamp_ms: i64,
     pub start_ms: i64,
 }
+
+/// A line's entry in a [`super::SeriesTexts`]: the same series text (name and label set, as
+/// written) as every other line with this entry, in this parse and the earlier ones with the
+/// same cache, until the entry is dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SeriesText(pub(super) u32);
 
 #[derive(Debug, Clone, Copy)]
 pub(super) struct FamilyRec {
@@ -166,6 +180,9 @@ pub struct Sample<'a> {
     pub start_timestamp_ms: Option<i64>,
     /// Index of its family in [`Exposition::families`].
     pub family: usize,
+    /// Its line's series text in the cache it was parsed with ([`super::parse_cached`]);
+    /// `None` without a cache, and for lines the cache does not take (see `SeriesTexts`).
+    pub series_text: Option<SeriesText>,
 }
 
 /// A sample's labels, in the order the line had them (never `__name__`; names unique).
@@ -173,28 +190,69 @@ pub struct Sample<'a> {
 pub struct Labels<'a> {
     strings: &'a str,
     labels: &'a [LabelRec],
+    /// A cached line's label set as written, between its braces: `a="b",c="d"`, legacy names,
+    /// no escapes, no blanks (the only shape the cache takes). Read when iterated.
+    raw: Span,
 }
 
 impl<'a> Labels<'a> {
     pub fn len(&self) -> usize {
-        self.labels.len()
+        self.iter().len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.labels.is_empty()
+        self.labels.is_empty() && self.raw.is_empty()
     }
 
-    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&'a str, &'a str)> + 'a {
-        let strings = self.strings;
-        self.labels
-            .iter()
-            .map(move |l| (span_str(strings, l.name), span_str(strings, l.value)))
+    pub fn iter(&self) -> LabelIter<'a> {
+        LabelIter {
+            strings: self.strings,
+            labels: self.labels.iter(),
+            raw: span_str(self.strings, self.raw),
+        }
     }
 
     pub fn get(&self, name: &str) -> Option<&'a str> {
         self.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
     }
 }
+
+/// The labels of a sample as `(name, value)` pairs; see [`Labels`].
+#[derive(Debug, Clone)]
+pub struct LabelIter<'a> {
+    strings: &'a str,
+    labels: std::slice::Iter<'a, LabelRec>,
+    raw: &'a str,
+}
+
+impl<'a> Iterator for LabelIter<'a> {
+    type Item = (&'a str, &'a str);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if let Some(l) = self.labels.next() {
+            return Some((
+                span_str(self.strings, l.name),
+                span_str(self.strings, l.value),
+            ));
+        }
+        if self.raw.is_empty() {
+            return None;
+        }
+        // `name="value"` then `,` or the end: the value has no quote, the name no `=`.
+        let (name, rest) = self.raw.split_once("=\"")?;
+        let (value, rest) = rest.split_once('"').unwrap_or((rest, ""));
+        self.raw = rest.strip_prefix(',').unwrap_or(rest);
+        Some((name, value))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        // Two quotes per label in the raw form.
+        let n = self.labels.len() + self.raw.bytes().filter(|&c| c == b'"').count() / 2;
+        (n, Some(n))
+    }
+}
+
+impl ExactSizeIterator for LabelIter<'_> {}
 
 /// One family's metadata.
 #[derive(Debug, Clone, Copy)]
@@ -281,6 +339,7 @@ impl Exposition {
                 .labels
                 .get(s.labels_start as usize..s.labels_end as usize)
                 .unwrap_or_default(),
+            raw: s.raw_labels,
         }
     }
 
@@ -292,6 +351,7 @@ impl Exposition {
             timestamp_ms: timestamp(s.timestamp_ms),
             start_timestamp_ms: timestamp(s.start_ms),
             family: s.family as usize,
+            series_text: (s.text != NO_TEXT).then_some(SeriesText(s.text)),
         }
     }
 
@@ -348,5 +408,16 @@ impl Exposition {
             samples: Vec::with_capacity(body.len() / 64),
             families: Vec::new(),
         }
+    }
+
+    /// [`Exposition::with_body`] in the buffers of an exposition its caller is done with.
+    pub(super) fn refill(mut self, body: &str) -> Exposition {
+        self.strings.clear();
+        self.labels.clear();
+        self.samples.clear();
+        self.families.clear();
+        self.strings.reserve(body.len() + body.len() / 16);
+        self.strings.push_str(body);
+        self
     }
 }

@@ -14,7 +14,8 @@ use hashbrown::{HashSet, HashTable};
 
 use super::lex::{self, Dialect, Fail, Reason};
 use super::model::{
-    Exposition, FamilyRec, Kind, Limits, ParseError, SampleRec, Span, Strictness, NO_TIMESTAMP,
+    Exposition, FamilyRec, Kind, Limits, ParseError, SampleRec, Span, Strictness, NO_TEXT,
+    NO_TIMESTAMP,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -762,6 +763,8 @@ impl Parser<'_> {
             name,
             labels_start: labels_start as u32,
             labels_end: self.exp.labels.len() as u32,
+            raw_labels: Span::default(),
+            text: NO_TEXT,
             family,
             value,
             timestamp_ms: timestamp.map_or(NO_TIMESTAMP, lex::seconds_to_ms),

@@ -313,3 +313,191 @@ fn quote_search_finds_the_first_quote_or_backslash() {
     assert_eq!(lex::quote_or_backslash(b"abc", 3), None);
     assert_eq!(lex::quote_or_backslash(b"abc", 4), None);
 }
+
+/// Everything a parse gives, as text to compare: each sample (name, labels in order, value
+/// bits, timestamps, its family) and each family, or the error.
+fn outcome(parsed: &Result<Exposition, ParseError>) -> Result<Vec<String>, ParseError> {
+    let exp = parsed.as_ref().map_err(Clone::clone)?;
+    let mut out: Vec<String> = exp
+        .samples()
+        .map(|s| {
+            let labels: Vec<_> = s.labels.iter().collect();
+            assert_eq!(labels.len(), s.labels.len());
+            assert_eq!(labels.is_empty(), s.labels.is_empty());
+            format!(
+                "{} {labels:?} {:#x} {:?} {:?} {:?}",
+                s.name,
+                s.value.to_bits(),
+                s.timestamp_ms,
+                s.start_timestamp_ms,
+                exp.family(s.family)
+            )
+        })
+        .collect();
+    out.extend(exp.families().map(|f| format!("{f:?}")));
+    out.push(format!("first duplicate {:?}", exp.first_duplicate()));
+    Ok(out)
+}
+
+/// Parses `bodies` in turn with one cache, each compared with a parse without one; returns
+/// the cached parses' outcomes.
+fn cached_as_cold(bodies: &[&str], limits: &[Limits]) -> Vec<Result<Vec<String>, ParseError>> {
+    let mut cache = SeriesTexts::new();
+    let mut outcomes = Vec::new();
+    for (i, body) in bodies.iter().enumerate() {
+        let limits = limits.get(i).copied().unwrap_or_default();
+        let cold = parse(Format::Text, body.as_bytes(), &limits);
+        let cached = parse_cached(Format::Text, body.as_bytes(), &limits, &mut cache);
+        let got = outcome(&cached);
+        assert_eq!(got, outcome(&cold), "body {i}:\n{body}");
+        if let Ok(exp) = cached {
+            cache.recycle(exp);
+        }
+        outcomes.push(got);
+    }
+    outcomes
+}
+
+#[test]
+fn a_cached_parse_gives_what_a_cold_one_does() {
+    let bodies = [
+        "# HELP a_total A.\n# TYPE a_total counter\na_total 1\nb{x=\"1\",y=\"2\"} 2\n\
+         c{q=\"0.5\"} 3\nd{} 4\n",
+        // The same lines: other values, timestamps, blanks and tabs around them.
+        "# HELP a_total A.\n# TYPE a_total counter\na_total   7 1700000000000\n\
+         b{x=\"1\",y=\"2\"}\t+Inf\n  c{q=\"0.5\"} NaN  \nd{} -0.0 -5\n",
+        // Labels reordered, a line gone, a new one, escapes, a line twice.
+        "b{y=\"2\",x=\"1\"} 2\nb{x=\"1\",y=\"2\"} 3\nb{x=\"1\",y=\"2\"} 4\n\
+         e{p=\"a\\\\b\\\"c\\nd\"} 1\ne{p=\"a\\\\b\\\"c\\nd\"} 2\nc{q=\"0.5\"} 1\n",
+        // Back again, and shapes the cache does not take.
+        "a_total 1\nb{x=\"1\",y=\"2\"} 2\nc { q = \"0.5\" , } 3\n{\"f.g\", h=\"i\"} 4\n\
+         c{q=\"0.5\"} 5\n",
+        // A name cached alone, now with labels; a set cached, now with more after it.
+        "a_total {x=\"1\"} 1\na_total{} 2\na_totally 3\nb{x=\"1\",y=\"2\"}9\n",
+        "a_total 1\na_total{x=\"1\"} 2\nb{x=\"1\",y=\"2\"}{z=\"3\"} 3\n",
+        "a_total 1\nb{x=\"1\",y=\"2\"}x 3\n",
+        "a_total\nb{x=\"1\",y=\"2\"} 3\n",
+        "a_total 1\nb{x=\"1\",y=\"2\"} 3 4 5\n",
+        "a_total 1\nb{x=\"1\",y=\"2\"} 3 4.5\n",
+        "a_total 1\nb{x=\"1\",y=\"2\"} 3",
+        "a_total 1\nb{x=\"1\",y=\"2\"} 3\r\n",
+        "a_total 1\nb{x=\"1\",y=\"2\"} 3\n",
+    ];
+    let outcomes = cached_as_cold(&bodies, &[]);
+    // Not compared with each other only: the cache's verdicts, written out.
+    assert!(outcomes[..5].iter().all(Result::is_ok), "{outcomes:?}");
+    let reasons: Vec<_> = outcomes[5..12]
+        .iter()
+        .map(|o| o.as_ref().err().map(|e| e.to_string()))
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            Some("line 3: invalid value".into()),
+            Some("line 2: invalid value".into()),
+            Some("line 1: a sample without a value".into()),
+            Some("line 2: text after the timestamp".into()),
+            Some("line 2: invalid timestamp (integer milliseconds)".into()),
+            Some("line 2: the last line has no newline".into()),
+            Some("line 2: invalid value".into()),
+        ]
+    );
+    assert!(outcomes[12].is_ok());
+}
+
+#[test]
+fn a_cached_line_is_checked_against_the_types_of_this_exposition() {
+    let err = |line, reason| Err(ParseError::Malformed { line, reason });
+    // Untyped first, then a summary: its quantile label must be a number.
+    let got = cached_as_cold(
+        &[
+            "c{quantile=\"x\"} 1\n",
+            "# TYPE c summary\nc{quantile=\"x\"} 1\n",
+        ],
+        &[],
+    );
+    assert_eq!(
+        got[1],
+        err(2, "a summary quantile without a numeric quantile label")
+    );
+    // The same for a histogram's le.
+    let got = cached_as_cold(
+        &[
+            "h_bucket{le=\"x\"} 1\nh_count 1\n",
+            "# TYPE h histogram\nh_bucket{le=\"x\"} 1\nh_count 1\n",
+            "# TYPE h histogram\nh_bucket{le=\"+Inf\"} 1\nh_count 1\n",
+            "h_bucket{le=\"+Inf\"} 1\nh_count 1\n",
+        ],
+        &[],
+    );
+    assert_eq!(
+        got[1],
+        err(2, "a histogram bucket without a numeric le label")
+    );
+    assert!(got[2].is_ok() && got[3].is_ok());
+    // A TYPE that came first, then after the samples it types.
+    let got = cached_as_cold(&["# TYPE g gauge\ng 1\n", "g 1\n# TYPE g gauge\n"], &[]);
+    assert_eq!(got[1], err(2, "a TYPE line after the metric's samples"));
+    // A summary's samples under a new TYPE of their own.
+    let got = cached_as_cold(
+        &[
+            "# TYPE s summary\ns{quantile=\"0.5\"} 1\ns_sum 2\n",
+            "# TYPE s_sum gauge\n# TYPE s summary\ns{quantile=\"0.5\"} 1\ns_sum 2\n",
+        ],
+        &[],
+    );
+    assert!(got[1].is_ok());
+    // sample_limit, reached on a cached line.
+    let limit = Limits {
+        sample_limit: 2,
+        ..Limits::default()
+    };
+    let got = cached_as_cold(
+        &["a 1\nb 1\nc 1\n", "a 1\nb 1\nc 1\n"],
+        &[Limits::default(), limit],
+    );
+    assert_eq!(got[1], Err(ParseError::SampleLimit { limit: 2, line: 3 }));
+}
+
+#[test]
+fn the_cache_names_each_series_text_and_keeps_only_the_last_exposition() {
+    let mut cache = SeriesTexts::new();
+    let parse_texts = |cache: &mut SeriesTexts, body: &str| {
+        let exp = parse_cached(Format::Text, body.as_bytes(), &Limits::default(), cache).unwrap();
+        let texts: Vec<_> = exp.samples().map(|s| s.series_text).collect();
+        cache.recycle(exp);
+        texts
+    };
+    let first = parse_texts(
+        &mut cache,
+        "a 1\nb{x=\"1\"} 2\nb{x=\"1\"} 3\nc{x=\"\\\\\"} 4\n",
+    );
+    assert!(first[0].is_some() && first[1].is_some());
+    assert_eq!(first[1], first[2], "the same text, the same entry");
+    assert_ne!(first[0], first[1]);
+    assert_eq!(first[3], None, "escapes are lexed every time");
+    let second = parse_texts(&mut cache, "b{x=\"1\"} 5\na 6\n");
+    assert_eq!(second, [first[1], first[0]]);
+    assert_eq!(cache.len(), 2);
+    let third = parse_texts(&mut cache, "b{x=\"2\"} 5\n");
+    assert_eq!(cache.len(), 1, "the lines of the last exposition only");
+    assert!(third[0].is_some());
+    // A failed parse keeps those of the last good one too.
+    assert!(parse_cached(
+        Format::Text,
+        b"a 1\nb 1\n!\n",
+        &Limits::default(),
+        &mut cache
+    )
+    .is_err());
+    assert_eq!(cache.len(), 3);
+    // OpenMetrics is not cached.
+    let om = parse_cached(
+        Format::OpenMetrics,
+        b"a 1\n# EOF\n",
+        &Limits::default(),
+        &mut cache,
+    )
+    .unwrap();
+    assert_eq!(om.sample(0).unwrap().series_text, None);
+}

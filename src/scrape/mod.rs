@@ -269,6 +269,11 @@ impl Target {
     pub fn render_text(&self, output: &ScrapeOutput) -> String {
         self.scraper.render_text(output)
     }
+
+    /// Hands a scrape's output back once it is encoded (see [`Scraper::recycle`]).
+    pub fn recycle(&mut self, output: ScrapeOutput) {
+        self.scraper.recycle(output);
+    }
 }
 
 /// A target's task: scrapes every `scrape_interval` (the first at once; one time for
@@ -298,6 +303,7 @@ pub async fn run(
             &mut |protocol| target.encode_as(protocol, &output, max),
             &mut lock_outlets(&outlets),
         );
+        target.recycle(output);
         if scraping.once {
             break;
         }

@@ -26,14 +26,20 @@
 //! - **Metadata.** Each family's TYPE, HELP and UNIT go out with its series in Remote Write
 //!   2.0; `_bucket`, `_sum`, `_count`, `_created`, `_total`, `_info` series carry their
 //!   family's.
+//!
+//! Cost: a scraper keeps its target's series texts (`exposition::SeriesTexts`), each tagged
+//! with the series it became, so a line of the last scrape goes to its series without its
+//! labels being lexed, merged with the target's, renamed or hashed: the work Prometheus's
+//! scrape cache saves too. The first scrape, and every new line, takes the long way and
+//! fills the cache.
 
 use std::time::Duration;
 
-use crate::exposition::{self, Format, Kind, Limits, ParseError};
+use crate::exposition::{self, Format, Kind, Limits, ParseError, SeriesTexts};
 use crate::metadata::{Catalog, Kubelet, Meta, MetricType};
 use crate::pipeline::filter::MetricFilter;
 use crate::remote_write::{Protocol, Request};
-use crate::series::{Admit, CommonLabels, Point, SeriesSet};
+use crate::series::{Admit, CommonLabels, Handle, Point, SeriesSet};
 
 /// How far past the agent's clock an explicit timestamp may be (as for the kubelet's).
 const FUTURE_ALLOWANCE_MS: i64 = crate::pipeline::convert::FUTURE_ALLOWANCE_MS;
@@ -143,6 +149,16 @@ pub struct Scraper {
     catalog: ScrapeCatalog,
     filter: Option<MetricFilter>,
     capacity_hint: usize,
+    /// The series texts of the target's lines, each tagged with the [`Handle`] of the series
+    /// it became (after the target's labels, `exported_` renaming and `honor_labels`, which
+    /// do not change for the scraper's life but with the node name, and then every series
+    /// starts afresh): a line seen in the last scrape is admitted by its handle, without its
+    /// labels being lexed, merged, renamed or hashed. `None` when switched off
+    /// (`Scraper::without_cache`, the tests' reference).
+    texts: Option<SeriesTexts>,
+    /// The points vector of the last scrape, once its caller is done with it
+    /// ([`Scraper::recycle`]).
+    spare_points: Vec<Point>,
 }
 
 impl Scraper {
@@ -156,9 +172,25 @@ impl Scraper {
             filter,
             capacity_hint: 0,
             labelling,
+            texts: Some(SeriesTexts::new()),
+            spare_points: Vec::new(),
         };
         scraper.series.set_common(scraper.common());
         scraper
+    }
+
+    /// A scraper that lexes every line of every scrape, as one without the series-text cache
+    /// did: the reference the cached one is tested against.
+    #[cfg(any(test, feature = "test-support"))]
+    pub fn without_cache(labelling: Labelling, filter: Option<MetricFilter>) -> Self {
+        let mut scraper = Scraper::new(labelling, filter);
+        scraper.texts = None;
+        scraper
+    }
+
+    /// The series texts the scraper remembers (`None` without the cache).
+    pub fn series_texts(&self) -> Option<&SeriesTexts> {
+        self.texts.as_ref()
     }
 
     fn common(&self) -> CommonLabels {
@@ -195,6 +227,10 @@ impl Scraper {
         }
         self.target = self.labelling.target_labels();
         self.series.clear();
+        if let Some(texts) = &mut self.texts {
+            // Their handles name nothing any more.
+            texts.clear();
+        }
         let common = self.common();
         self.series.set_common(common);
     }
@@ -209,8 +245,11 @@ impl Scraper {
     ) -> ScrapeOutput {
         let start_ms = self.series.start_poll(start_ms, FUTURE_ALLOWANCE_MS);
         let live_before = self.series.len();
+        let mut points = std::mem::take(&mut self.spare_points);
+        points.clear();
+        points.reserve(self.capacity_hint);
         let mut out = ScrapeOutput {
-            points: Vec::with_capacity(self.capacity_hint),
+            points,
             error: None,
             scraped: 0,
             duplicates: 0,
@@ -218,7 +257,12 @@ impl Scraper {
         };
         let parsed = answer.and_then(|a| {
             let format = Format::from_content_type(a.content_type);
-            exposition::parse(format, a.body, &self.labelling.limits).map_err(|error| {
+            let limits = &self.labelling.limits;
+            match &mut self.texts {
+                Some(texts) => exposition::parse_cached(format, a.body, limits, texts),
+                None => exposition::parse(format, a.body, limits),
+            }
+            .map_err(|error| {
                 let text = error
                     .line()
                     .map(|line| exposition::line_text(a.body, line))
@@ -230,6 +274,10 @@ impl Scraper {
         match &parsed {
             Ok(exposition) => {
                 out.scraped = exposition.len();
+                if self.series.is_empty() {
+                    // A first scrape: room for every series at once.
+                    self.series.reserve(exposition.len());
+                }
                 self.catalog.begin(exposition);
                 post_filter = self.admit_all(exposition, start_ms, &mut out);
             }
@@ -237,6 +285,9 @@ impl Scraper {
                 out.error = Some(failure.clone());
                 self.catalog.clear();
             }
+        }
+        if let (Ok(exposition), Some(texts)) = (parsed, &mut self.texts) {
+            texts.recycle(exposition);
         }
         let added = self.series.len().saturating_sub(live_before);
         let up = if out.error.is_none() { 1.0 } else { 0.0 };
@@ -286,6 +337,7 @@ impl Scraper {
         } = self.labelling;
         let target = &self.target;
         let series = &mut self.series;
+        let mut texts = self.texts.as_mut();
         let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(16);
         let mut owned: Vec<(String, String)> = Vec::new();
         let mut kept = 0;
@@ -308,6 +360,17 @@ impl Scraper {
             kept += 1;
             let explicit = sample.timestamp_ms.filter(|_| honor_timestamps);
             let timestamp_ms = explicit.unwrap_or(start_ms);
+            let tracked = explicit.is_none();
+            // A line of a series met before: admitted by its handle.
+            let text = sample.series_text.zip(texts.as_deref_mut());
+            let known = text
+                .as_ref()
+                .and_then(|(text, texts)| texts.tag(*text))
+                .and_then(|tag| series.admit_handle(Handle::from_bits(tag), timestamp_ms, tracked));
+            if let Some(admit) = known {
+                out.take(admit, sample.value, timestamp_ms, sample.start_timestamp_ms);
+                continue;
+            }
             pairs.clear();
             pairs.extend(sample.labels.iter().filter(|(_, v)| !v.is_empty()));
             let renamed: Vec<(&str, &str)>;
@@ -329,26 +392,21 @@ impl Scraper {
             } else {
                 &pairs
             };
-            let admit = admit(
-                series,
-                sample.name,
-                labels,
-                timestamp_ms,
-                explicit.is_some(),
-            );
-            match admit {
-                Admit::Send(id) => out.points.push(Point {
-                    id,
-                    value: sample.value,
-                    timestamp_ms,
-                    start_ms: sample.start_timestamp_ms.unwrap_or(0),
-                }),
-                Admit::Duplicate => out.duplicates += 1,
-                Admit::Future => out.future += 1,
-                Admit::NotNewer => {}
+            let (admit, handle) =
+                series.admit_with_handle(sample.name, labels, timestamp_ms, tracked);
+            if let Some((text, texts)) = text {
+                texts.set_tag(text, handle.to_bits());
             }
+            out.take(admit, sample.value, timestamp_ms, sample.start_timestamp_ms);
         }
         kept
+    }
+
+    /// Takes back the output of a scrape once it is encoded: its vector holds the next
+    /// scrape's points, so a large target does not allocate (and fault in) a fresh one every
+    /// scrape.
+    pub fn recycle(&mut self, output: ScrapeOutput) {
+        self.spare_points = output.points;
     }
 
     /// The requests of one scrape in `protocol`, at most `max_samples` samples each.
@@ -388,17 +446,21 @@ fn is_target_label(target: &[(String, String)], name: &str) -> bool {
     })
 }
 
-fn admit(
-    series: &mut SeriesSet,
-    name: &str,
-    labels: &[(&str, &str)],
-    timestamp_ms: i64,
-    explicit: bool,
-) -> Admit {
-    if explicit {
-        series.admit_untracked(name, labels, timestamp_ms)
-    } else {
-        series.admit(name, labels, timestamp_ms)
+impl ScrapeOutput {
+    /// Records what admitting a sample decided.
+    #[inline]
+    fn take(&mut self, admit: Admit, value: f64, timestamp_ms: i64, start_ms: Option<i64>) {
+        match admit {
+            Admit::Send(id) => self.points.push(Point {
+                id,
+                value,
+                timestamp_ms,
+                start_ms: start_ms.unwrap_or(0),
+            }),
+            Admit::Duplicate => self.duplicates += 1,
+            Admit::Future => self.future += 1,
+            Admit::NotNewer => {}
+        }
     }
 }
 

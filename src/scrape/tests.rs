@@ -491,3 +491,134 @@ fn openmetrics_metadata_and_created_go_out_in_2_0() {
         );
     }
 }
+
+/// Everything a scrape gave, to compare two scrapers: the points (series ids included), the
+/// counts, the error, the `--dry-run` text and the bytes of the 1.0 and 2.0 bodies.
+fn everything(s: &mut Scraper, out: &ScrapeOutput) -> String {
+    let points: Vec<_> = out
+        .points
+        .iter()
+        .map(|p| (p.id, p.value.to_bits(), p.timestamp_ms, p.start_ms))
+        .collect();
+    let mut all = format!(
+        "{points:?}\nscraped {} duplicates {} future {} error {:?}\n{}",
+        out.scraped,
+        out.duplicates,
+        out.future,
+        out.error,
+        s.render_text(out)
+    );
+    for protocol in [Protocol::V1, Protocol::V2] {
+        for r in s.encode_as(protocol, out, 7).unwrap() {
+            all.push_str(&format!("{:?}\n", r.body));
+        }
+    }
+    all
+}
+
+/// Series appear, vanish and come back, labels change order, escapes, repeats, collisions
+/// with the target's labels, explicit and future timestamps, a failed scrape, types that
+/// change: every scrape of a scraper with the series-text cache gives exactly what one
+/// without it gives, whatever the labelling.
+#[test]
+fn the_series_text_cache_changes_nothing_a_scrape_sends() {
+    let future = T0 + 3_600_000;
+    let base = "# HELP node_cpu_seconds_total Seconds.\n# TYPE node_cpu_seconds_total counter\n\
+        node_cpu_seconds_total{cpu=\"0\",mode=\"idle\"} 10\n\
+        node_cpu_seconds_total{cpu=\"0\",mode=\"user\"} 3\n\
+        # TYPE up_like gauge\nup_like{job=\"other\",instance=\"x\",exported_job=\"y\"} 1\n\
+        empty{a=\"\",b=\"1\"} 2\n\
+        stamped{s=\"1\"} 5 1700000000000\n\
+        # TYPE rpc summary\nrpc{quantile=\"0.5\"} 1\nrpc_sum 2\nrpc_count 3\n\
+        # TYPE lat histogram\nlat_bucket{le=\"1\"} 1\nlat_bucket{le=\"+Inf\"} 2\nlat_count 2\n\
+        plain 7\n";
+    let bodies = [
+        base.to_owned(),
+        // Values move on; a series and the stamped one vanish.
+        base.replace("} 10\n", "} 11\n")
+            .replace("stamped{s=\"1\"} 5 1700000000000\n", "")
+            .replace("plain 7\n", ""),
+        // They come back, with labels reordered, escapes, a repeat and one from the future.
+        format!(
+            "{}node_cpu_seconds_total{{mode=\"idle\",cpu=\"0\"}} 12\nplain 8\nplain 9\n\
+             esc{{p=\"a\\\\b\\\"c\"}} 1\nahead 1 {future}\nstamped{{s=\"1\"}} 6 1700000000001\n",
+            base.replace("node_cpu_seconds_total{cpu=\"0\",mode=\"idle\"} 10\n", "")
+                .replace("plain 7\n", "")
+                .replace("stamped{s=\"1\"} 5 1700000000000\n", "")
+        ),
+        // Malformed at the end: nothing sent, everything stale.
+        format!("{base}broken{{\n"),
+        base.to_owned(),
+        base.to_owned(),
+        // A type that changes (the histogram's buckets become plain gauges); the stamped
+        // series, admitted by its cached line last time, vanishes.
+        base.replace("# TYPE lat histogram\n", "# TYPE lat_bucket gauge\n")
+            .replace("stamped{s=\"1\"} 5 1700000000000\n", ""),
+        // A series of the scrape's time now with a timestamp of its own, then gone.
+        base.replace("plain 7\n", "plain 7 1700000000005\n"),
+        base.replace("plain 7\n", ""),
+    ];
+    let filter = || {
+        crate::pipeline::filter::MetricFilter::new(&[], &["rpc.*".into()])
+            .unwrap()
+            .unwrap()
+    };
+    for (honor_labels, honor_timestamps, filtered) in [
+        (false, true, false),
+        (true, true, false),
+        (false, false, false),
+        (false, true, true),
+    ] {
+        let labelling = Labelling {
+            honor_labels,
+            honor_timestamps,
+            ..labelling()
+        };
+        let mut cached = Scraper::new(labelling.clone(), filtered.then(filter));
+        let mut reference = Scraper::without_cache(labelling, filtered.then(filter));
+        for (i, body) in bodies.iter().enumerate() {
+            let at = T0 + 1000 * i as i64;
+            let got = scrape(&mut cached, body, TEXT, at);
+            let want = scrape(&mut reference, body, TEXT, at);
+            let (got_all, want_all) = (
+                everything(&mut cached, &got),
+                everything(&mut reference, &want),
+            );
+            assert_eq!(
+                got_all, want_all,
+                "scrape {i}, honor_labels {honor_labels}, honor_timestamps {honor_timestamps}, filtered {filtered}"
+            );
+            if i == 3 {
+                assert!(got.error.is_some());
+            } else {
+                assert!(got.error.is_none(), "{:?}", got.error);
+            }
+            cached.recycle(got);
+        }
+        assert!(cached.series_texts().is_some_and(|t| !t.is_empty()));
+        assert!(reference.series_texts().is_none());
+    }
+}
+
+/// A node name that changes starts every series afresh: the cached lines must not bring back
+/// series of the old name.
+#[test]
+fn a_new_node_name_is_not_undone_by_cached_lines() {
+    let mut cached = Scraper::new(labelling(), None);
+    let mut reference = Scraper::without_cache(labelling(), None);
+    let body = "a{x=\"1\"} 1\nb 2\n";
+    for (i, node) in ["n1", "n1", "n2", "n2"].iter().enumerate() {
+        cached.set_node(node, false);
+        reference.set_node(node, false);
+        let at = T0 + 1000 * i as i64;
+        let got = scrape(&mut cached, body, TEXT, at);
+        let want = scrape(&mut reference, body, TEXT, at);
+        let rendered = cached.render_text(&got);
+        assert_eq!(rendered, reference.render_text(&want));
+        assert!(rendered.contains(&format!("node=\"{node}\"")), "{rendered}");
+        assert_eq!(
+            everything(&mut cached, &got),
+            everything(&mut reference, &want)
+        );
+    }
+}

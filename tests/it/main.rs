@@ -19,6 +19,7 @@ mod pods;
 mod prop_bodies;
 mod prop_buffer;
 mod prop_exposition;
+mod prop_series_texts;
 mod protocol;
 mod push;
 mod scrape;
