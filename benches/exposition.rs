@@ -30,6 +30,15 @@
 //!   Encoding and compression are not in it (the kubelet path's `pipeline` bench has those).
 //!
 //! `cargo bench --bench exposition`.
+//!
+//! Reading a ratio: the yardstick is one loop of 22 bytes of machine code, and its time
+//! depends on where the linker puts it. On the AMD EPYC these figures come from, the same
+//! instructions took 0.38–0.43 ms where the loop sat within one 64-byte line and 0.67–0.79 ms
+//! where it straddled two (the release profile optimises for size and does not align loops),
+//! so a change anywhere in the bench binary can move the yardstick by 1.7× and every ratio
+//! with it. Before reading a ratio off a new build, look at where the loop is:
+//! `perf record -- <bench binary> --bench --profile-time 2 scrape-node-exporter-10k/yardstick`,
+//! then `perf annotate` shows the `cmpb $0xa` loop's addresses.
 
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::hint::black_box;
