@@ -5,6 +5,19 @@
 
 log() { printf '\n==> %s\n' "$*"; }
 
+# Disk. CI machines can have little of it (one run died of "No space left on device" while
+# compiling), and every build here lands in one target directory: Linux and Windows, debug and
+# release. A fresh clone gains nothing from incremental caches, and line tables are all the
+# debug information a test failure's backtrace needs (file and line), so both are dropped;
+# both shrink the target directory. `disk` says what is free, at the
+# start and after the builds, so a full disk shows as what it is.
+export CARGO_INCREMENTAL=0
+export CARGO_PROFILE_DEV_DEBUG=line-tables-only
+disk() {
+  local target="${CARGO_TARGET_DIR:-$PWD/target}"
+  log "disk: $(df -h --output=avail "$PWD" | tail -1 | tr -d ' ') free; target directory $(du -sh "$target" 2>/dev/null | cut -f1 || echo 0)"
+}
+
 as_root() {
   if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
     echo "need root to run: $*" >&2; return 1; fi

@@ -299,21 +299,32 @@ async fn run_tasks(
         .as_ref()
         .map_or("off (--kubelet-summary=false)", |p| p.kubelet_display())
         .to_owned();
-    for (remote, b) in config.remotes.iter().zip(&buffers) {
-        info!(
-            kubelet = %kubelet,
-            scrape_targets = sources.targets.len(),
-            remote = b.metrics.url(),
-            remote_write = match (remote.protocol, remote.auto) {
-                (_, true) => "auto (2.0 first)",
+    // One line for the whole agent; each destination as `URL (protocol, buffer)`.
+    let remotes = config
+        .remotes
+        .iter()
+        .zip(&buffers)
+        .map(|(remote, b)| {
+            let protocol = match (remote.protocol, remote.auto) {
+                (_, true) => "auto: 2.0 first",
                 (crate::remote_write::Protocol::V1, false) => "1.0",
-                (crate::remote_write::Protocol::V2, false) => "2.0 (1.0 if the receiver does not take it)",
-            },
-            interval = ?config.poll.interval,
-            buffer = %b.dir.as_ref().map_or_else(|| "memory".to_owned(), |d| d.display().to_string()),
-            "kubelet-push started"
-        );
-    }
+                (crate::remote_write::Protocol::V2, false) => "2.0, 1.0 if refused",
+            };
+            let buffer = b
+                .dir
+                .as_ref()
+                .map_or_else(|| "memory".to_owned(), |d| d.display().to_string());
+            format!("{} ({protocol}; buffer {buffer})", b.metrics.url())
+        })
+        .collect::<Vec<_>>();
+    info!(
+        kubelet = %kubelet,
+        scrape_targets = sources.targets.len(),
+        destinations = remotes.len(),
+        remotes = %remotes.join(", "),
+        interval = ?config.poll.interval,
+        "kubelet-push started"
+    );
     let polling = Polling {
         interval: config.poll.interval,
         once: config.mode == Mode::Once,

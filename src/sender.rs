@@ -40,7 +40,7 @@ use std::time::{Duration, SystemTime};
 
 use backon::Retryable;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, info, warn, Instrument as _};
 
 use crate::buffer::Queue;
 use crate::clock::now_ms;
@@ -115,6 +115,18 @@ impl Backoff {
         retry_after.clamp(self.min, self.max.max(MAX_RETRY_AFTER))
     }
 
+    /// The delay before retrying after `error`: the receiver's `Retry-After`, clamped, when
+    /// it gave one; otherwise `drawn`, the backoff's own.
+    pub fn after(&self, error: &SendError, drawn: Duration) -> Duration {
+        match error {
+            SendError::Retryable {
+                retry_after: Some(after),
+                ..
+            } => self.clamp(*after),
+            _ => drawn,
+        }
+    }
+
     pub fn reset(&mut self) {
         self.attempt = 0;
     }
@@ -164,7 +176,26 @@ enum Failure {
 /// same request is converted to 1.0 and sent again, `negotiated` falls back to 1.0 for the life
 /// of the process (the poller encodes 1.0 from then on), and every 2.0 request still in the
 /// buffer is converted when its turn comes: nothing is dropped, the order is kept.
+///
+/// Everything logged while delivering (here, by the client or by the buffer) is inside a
+/// `destination` span whose `url` field is the redacted URL: text logs show
+/// `destination{url=…}:` before the message, JSON logs a `span` object with `url`.
 pub async fn run(
+    client: RemoteWriteClient,
+    queue: Arc<Queue>,
+    metrics: Arc<DestinationMetrics>,
+    settings: SenderSettings,
+    negotiated: Negotiated,
+    drain: CancellationToken,
+    stop: CancellationToken,
+) {
+    let span = tracing::info_span!("destination", url = metrics.url());
+    deliver_all(client, queue, metrics, settings, negotiated, drain, stop)
+        .instrument(span)
+        .await;
+}
+
+async fn deliver_all(
     client: RemoteWriteClient,
     queue: Arc<Queue>,
     metrics: Arc<DestinationMetrics>,
@@ -585,18 +616,13 @@ impl Sender {
         seq: u64,
         stop: &CancellationToken,
     ) {
-        let backoff = Backoff::new(
+        let mut backoff = Backoff::new(
             self.settings.min_backoff,
             self.settings.max_backoff,
             self.seed ^ seq,
         );
-        let delay = match error {
-            SendError::Retryable {
-                retry_after: Some(after),
-                ..
-            } => backoff.clamp(*after),
-            _ => backoff.clone().next_delay(),
-        };
+        let drawn = backoff.next_delay();
+        let delay = backoff.after(error, drawn);
         self.singles = 1;
         self.metrics.retries.inc();
         tell(&mut self.failing, error, delay, batch.samples);
@@ -690,6 +716,9 @@ impl Sender {
             }
             Err(Failure::Send(error @ SendError::Permanent { .. })) => {
                 self.metrics.dropped(DropReason::Rejected, ours(samples));
+                if let Some(status) = error.status() {
+                    self.metrics.rejected(status);
+                }
                 let first = self.rejecting.fail();
                 if first || self.rejected_status != error.status() {
                     self.rejected_status = error.status();
@@ -735,7 +764,7 @@ async fn deliver(
     failing: &mut Failing,
 ) -> Result<Option<Written>, Failure> {
     let backoff = Backoff::new(settings.min_backoff, settings.max_backoff, seed ^ seq);
-    let clamp = backoff.clone();
+    let limits = backoff.clone();
     let max_age = settings.max_sample_age;
     let attempt = || {
         let body = batch.body.clone();
@@ -769,10 +798,7 @@ async fn deliver(
         // unanswered, replaced by the oldest poll's request alone otherwise.
         .when(|f| matches!(f, Failure::Send(SendError::Retryable { .. })) && !merged)
         .adjust(|f, delay| match f {
-            Failure::Send(SendError::Retryable {
-                retry_after: Some(after),
-                ..
-            }) => Some(clamp.clamp(*after)),
+            Failure::Send(error) => delay.map(|drawn| limits.after(error, drawn)),
             _ => delay,
         })
         .notify(|f, delay| {

@@ -379,6 +379,7 @@ impl Metrics {
             last_send: f.last_send.get_or_create(&label).clone(),
             last_send_at: std::sync::Mutex::new(None),
             started: self.started,
+            rejecting: std::sync::Mutex::new(None),
         });
         all.push(d.clone());
         d
@@ -531,6 +532,23 @@ pub struct DestinationMetrics {
     last_send: FloatGauge,
     last_send_at: std::sync::Mutex<Option<Instant>>,
     started: Instant,
+    /// Requests rejected in a row since the last one accepted: `/readyz` names the
+    /// destination once the streak is [`REJECTED_IN_A_ROW`] long.
+    rejecting: std::sync::Mutex<Option<Rejecting>>,
+}
+
+/// How many rejected requests in a row, with none accepted between them, make a destination
+/// (and so the agent) unready: one rejected request among accepted ones (a sample out of
+/// order, say) is the receiver judging that request; a run of them is a wrong path, tenant or
+/// credential that loses everything.
+pub const REJECTED_IN_A_ROW: u64 = 3;
+
+/// A destination's current run of rejected requests.
+struct Rejecting {
+    requests: u64,
+    /// The last rejection's status, as `/readyz` shows it (`404 Not Found`).
+    status: String,
+    since: Instant,
 }
 
 impl DestinationMetrics {
@@ -608,6 +626,36 @@ impl DestinationMetrics {
         self.samples_sent.inc_by(samples);
         self.last_send.set(unix_secs());
         *lock(&self.last_send_at) = Some(Instant::now());
+        *lock(&self.rejecting) = None;
+    }
+
+    /// A request the receiver will never take (`status`): one more in this destination's
+    /// run of rejections. An accepted request ([`sent`](Self::sent)) ends the run.
+    pub fn rejected(&self, status: impl std::fmt::Display) {
+        let mut rejecting = lock(&self.rejecting);
+        let run = rejecting.get_or_insert_with(|| Rejecting {
+            requests: 0,
+            status: String::new(),
+            since: Instant::now(),
+        });
+        run.requests += 1;
+        run.status = status.to_string();
+    }
+
+    /// Why this destination makes the agent unready, if it does: its last
+    /// [`REJECTED_IN_A_ROW`] or more requests were all rejected.
+    fn rejecting(&self) -> Option<String> {
+        let rejecting = lock(&self.rejecting);
+        let run = rejecting
+            .as_ref()
+            .filter(|r| r.requests >= REJECTED_IN_A_ROW)?;
+        Some(format!(
+            "{}: the receiver rejected the last {} requests ({}) over {}s and none since; their samples were dropped",
+            self.url,
+            run.requests,
+            run.status,
+            run.since.elapsed().as_secs()
+        ))
     }
 
     pub fn since_last_send(&self) -> Option<Duration> {
@@ -653,9 +701,11 @@ pub struct Health {
 }
 
 impl Health {
-    /// Ready when a poll succeeded within three intervals (if the summary is polled) and, for
-    /// every destination with requests waiting, a send succeeded within three intervals plus
-    /// the longest backoff. A scrape target that is down does not make the agent unready:
+    /// Ready when a poll succeeded within three intervals (if the summary is polled), no
+    /// destination rejected its last [`REJECTED_IN_A_ROW`] requests in a row (a wrong path,
+    /// tenant or credential: everything sent there is dropped, so nothing waits in the
+    /// buffer to show it), and, for every destination with requests waiting, a send succeeded
+    /// within three intervals plus the longest backoff. A scrape target that is down does not make the agent unready:
     /// its `up` says so, as Prometheus's would.
     pub fn ready(&self) -> Result<(), String> {
         let poll_limit = self.interval * 3;
@@ -672,6 +722,9 @@ impl Health {
         }
         let send_limit = poll_limit + self.max_backoff;
         for (queue, metrics) in &self.destinations {
+            if let Some(why) = metrics.rejecting() {
+                return Err(why);
+            }
             let waiting = queue.len();
             if waiting == 0 {
                 continue;
@@ -804,5 +857,43 @@ mod tests {
         )));
         assert!(a.since_last_send().is_some() && m.since_last_poll().is_some());
         assert_eq!(m.destinations().len(), 2);
+    }
+
+    /// Unready after [`REJECTED_IN_A_ROW`] rejected requests with none accepted between them,
+    /// not before; an accepted one ends the run and starts the count afresh.
+    #[tokio::test(start_paused = true)]
+    async fn a_run_of_rejected_requests_makes_the_agent_unready() {
+        let m = std::sync::Arc::new(Metrics::new());
+        m.poll_finished(true, Duration::from_millis(1));
+        let d = m.destination("http://mimir:8080/wrong");
+        let health = Health {
+            metrics: m.clone(),
+            destinations: vec![(
+                std::sync::Arc::new(crate::buffer::Queue::new(Box::new(
+                    crate::buffer::memory::MemoryBuffer::new(1 << 20),
+                ))),
+                d.clone(),
+            )],
+            interval: Duration::from_secs(10),
+            max_backoff: Duration::from_secs(3),
+            summary: true,
+        };
+        let not_found = reqwest::StatusCode::NOT_FOUND;
+        for _ in 1..REJECTED_IN_A_ROW {
+            d.rejected(not_found);
+            assert_eq!(health.ready(), Ok(()));
+        }
+        tokio::time::advance(Duration::from_secs(2)).await;
+        d.rejected(not_found);
+        assert_eq!(
+            health.ready(),
+            Err("http://mimir:8080/wrong: the receiver rejected the last 3 requests (404 Not Found) over 2s and none since; their samples were dropped".to_owned())
+        );
+        d.sent(1);
+        assert_eq!(health.ready(), Ok(()));
+        for _ in 1..REJECTED_IN_A_ROW {
+            d.rejected(not_found);
+        }
+        assert_eq!(health.ready(), Ok(()), "the count starts afresh");
     }
 }

@@ -757,6 +757,111 @@ async fn health_endpoints_follow_the_receiver() {
     stop_agent(agent).await;
 }
 
+/// A destination that rejects every request (here a wrong path: 404) loses everything while
+/// nothing waits in its buffer. `/readyz` turns 503 once three requests in a row were rejected,
+/// naming the destination and the status, and ready again after the next accepted one. The
+/// rejection is logged once for the episode, in JSON, with the destination's URL in its span;
+/// the drop counter carries it too. A healthy second destination keeps delivering meanwhile.
+///
+/// Waits for counted events (requests answered), never for time.
+#[tokio::test]
+async fn a_destination_that_rejects_everything_is_unready_and_named() {
+    kubelet_push::http::install_crypto_provider();
+    let k = kubelet(1).await;
+    let wrong = Receiver::start().await.unwrap();
+    let good = Receiver::start().await.unwrap();
+    wrong.answer_always(Some(Response::status(404).with_body("404 page not found")));
+    let (ku, wu, gu) = (k.url(), wrong.url(), good.url());
+    let mut cmd = agent_command(&args(
+        &ku,
+        &wu,
+        &[
+            "--remote-url",
+            &gu,
+            "--log-format",
+            "json",
+            "--interval",
+            "200ms",
+        ],
+    ));
+    let (agent, listen) = AgentProcess::listening(&mut cmd).await;
+    let get = |path: &str| http_get(format!("http://{listen}{path}"));
+    let url = kubelet_push::http::redact(&wu.parse().unwrap());
+
+    // Two rejected requests are the receiver judging them; the third in a row makes the agent
+    // unready. The agent counts a rejection after the receiver answered, so wait for the count.
+    assert!(wrong.wait_for_requests(3, PATIENCE).await);
+    wait_for_metrics(&listen, "three requests rejected", |m| {
+        metric_in(
+            m,
+            &format!("kubelet_push_requests_total{{url=\"{url}\",code=\"404\"}}"),
+        )
+        .is_some_and(|n| n >= 3.0)
+    })
+    .await;
+    let (status, body) = get("/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains(&url), "names the destination: {body}");
+    assert!(body.contains("404 Not Found"), "names the status: {body}");
+    assert!(body.contains("rejected the last"), "{body}");
+    let metrics = get("/metrics").await.1;
+    let dropped = metric_in(
+        &metrics,
+        &format!("kubelet_push_samples_dropped_total{{url=\"{url}\",reason=\"rejected\"}}"),
+    )
+    .expect(&metrics);
+    assert!(dropped > 0.0, "{metrics}");
+    // The healthy destination is not held up by the other one.
+    let before = good.requests().len();
+    assert!(good.wait_for_requests(before + 2, PATIENCE).await);
+
+    // The receiver is mended: the next accepted request makes the agent ready again.
+    wrong.answer_always(None);
+    let answered = wrong.requests().len();
+    wait_until("an accepted request after the 404s", || {
+        wrong.requests()[answered..].iter().any(|r| r.status == 204)
+    })
+    .await;
+    wait_for_metrics(&listen, "a send counted after the 404s", |m| {
+        metric_in(
+            m,
+            &format!("kubelet_push_requests_total{{url=\"{url}\",code=\"204\"}}"),
+        )
+        .is_some_and(|n| n >= 1.0)
+    })
+    .await;
+    assert_eq!(get("/readyz").await, (200, "ready\n".to_owned()));
+
+    let log = stop_agent(agent).await;
+    let rejected: Vec<serde_json::Value> = log
+        .lines()
+        .filter(|l| l.contains("rejected by the receiver"))
+        .map(|l| serde_json::from_str(l).expect(l))
+        .collect();
+    assert_eq!(rejected.len(), 1, "one line for the episode: {log}");
+    assert_eq!(rejected[0]["span"]["url"], url.as_str(), "{log}");
+    let recovered: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("receiver accepts requests again"))
+        .collect();
+    assert_eq!(recovered.len(), 1, "{log}");
+    assert!(
+        recovered[0].contains(&format!("\"url\":\"{url}\"")),
+        "{log}"
+    );
+    let started: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("kubelet-push started"))
+        .collect();
+    assert_eq!(started.len(), 1, "one start line: {log}");
+    assert!(
+        started[0].contains(&url)
+            && started[0].contains(&kubelet_push::http::redact(&gu.parse().unwrap())),
+        "lists every destination: {}",
+        started[0]
+    );
+}
+
 /// A stop drains the buffer for at most `--shutdown-timeout`: at once when the receiver takes
 /// everything, the whole timeout when it answers 503 forever, retrying meanwhile, and then
 /// what is left is counted as dropped.

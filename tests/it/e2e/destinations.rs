@@ -198,9 +198,15 @@ async fn a_dead_destination_never_delays_the_other_and_gets_its_backlog() {
         })
         .await;
     assert_eq!(dropped(&text), Vec::<&str>::new(), "{log}");
+    let started: Vec<&str> = first_log
+        .lines()
+        .filter(|l| l.contains("kubelet-push started"))
+        .collect();
+    assert_eq!(started.len(), 1, "one start line: {first_log}");
     assert!(
-        first_log.matches("kubelet-push started").count() == 2,
-        "one start line per destination: {first_log}"
+        started[0].contains("destinations=2") && started[0].contains(&vurl),
+        "the start line lists both destinations: {}",
+        started[0]
     );
 
     let backlog = cpu(&victoria, test_started).await;

@@ -4,18 +4,25 @@
 
 use super::*;
 
+/// Three polls of three pods: their 2.0 requests, and every series a receiver must end up
+/// with.
+fn three_polls() -> (Vec<Request>, Vec<TimeSeries>) {
+    let polls: Vec<_> = (0..3).map(|p| poll(p, 3)).collect();
+    let batches = polls.iter().map(|(b, _)| b.clone()).collect();
+    let want = polls.into_iter().flat_map(|(_, e)| e).collect();
+    (batches, want)
+}
+
 /// `auto` with a receiver that takes 2.0: 2.0 throughout, nothing switched, nothing lost.
 #[tokio::test]
 async fn auto_stays_on_2_0_with_a_2_0_receiver() {
     let rx = Receiver::start().await.unwrap();
-    let polls: Vec<_> = (0..3).map(|p| poll(p, 3)).collect();
-    let batches: Vec<Request> = polls.iter().map(|(b, _)| b.clone()).collect();
+    let (batches, want) = three_polls();
     let negotiated = Negotiated::auto();
     let metrics = start_sender(&rx, memory_queue(&batches), negotiated.clone())
         .drained()
         .await;
     assert_eq!(wire(&rx.requests()), vec![v2_wire(204); 3]);
-    let want: Vec<TimeSeries> = polls.iter().flat_map(|(_, e)| e.clone()).collect();
     assert_eq!(bytes(&rx.accepted_series()), bytes(&want));
     assert_eq!(negotiated.get(), Protocol::V2);
     assert_eq!(protocol_gauge(&metrics), ("0".into(), "1".into()));
@@ -33,8 +40,7 @@ async fn auto_falls_back_to_1_0_for_an_old_receiver() {
         let (logs, _guard) = Logs::capture();
         let rx = Receiver::start().await.unwrap();
         rx.answer_v2_like(Some(old));
-        let polls: Vec<_> = (0..3).map(|p| poll(p, 3)).collect();
-        let batches: Vec<Request> = polls.iter().map(|(b, _)| b.clone()).collect();
+        let (batches, want) = three_polls();
         let negotiated = Negotiated::auto();
         let metrics = start_sender(&rx, memory_queue(&batches), negotiated.clone())
             .drained()
@@ -42,7 +48,6 @@ async fn auto_falls_back_to_1_0_for_an_old_receiver() {
         let mut want_wire = vec![v2_wire(status)];
         want_wire.extend(vec![v1_wire(204); 3]);
         assert_eq!(wire(&rx.requests()), want_wire, "{old:?}");
-        let want: Vec<TimeSeries> = polls.iter().flat_map(|(_, e)| e.clone()).collect();
         assert_eq!(bytes(&rx.accepted_series()), bytes(&want));
         assert_eq!(negotiated.get(), Protocol::V1);
         assert_eq!(metrics.samples_sent.get(), 9);
@@ -61,8 +66,7 @@ async fn auto_switches_to_2_0_for_a_receiver_that_refuses_1_0() {
     let (logs, _guard) = Logs::capture();
     let rx = Receiver::start().await.unwrap();
     rx.answer_only_v2(Some(false));
-    let polls: Vec<_> = (0..3).map(|p| poll(p, 3)).collect();
-    let batches: Vec<Request> = polls.iter().map(|(b, _)| b.clone()).collect();
+    let (batches, want) = three_polls();
     let negotiated = Negotiated::auto();
     let metrics = start_sender(&rx, memory_queue(&batches), negotiated.clone())
         .drained()
@@ -77,7 +81,6 @@ async fn auto_switches_to_2_0_for_a_receiver_that_refuses_1_0() {
             v2_wire(204)
         ]
     );
-    let want: Vec<TimeSeries> = polls.iter().flat_map(|(_, e)| e.clone()).collect();
     let stored: Vec<TimeSeries> = rx.requests()[2..]
         .iter()
         .filter_map(|r| r.write_request.as_ref())
@@ -106,7 +109,7 @@ async fn auto_drops_for_a_receiver_refusing_both_without_a_loop() {
     let rx = Receiver::start().await.unwrap();
     rx.answer_only_v2(Some(true));
     rx.answer_v2_like(Some(OldReceiver::Unsupported));
-    let batches: Vec<Request> = (0..3).map(|p| poll(p, 3).0).collect();
+    let (batches, _) = three_polls();
     let negotiated = Negotiated::auto();
     let metrics = start_sender(&rx, memory_queue(&batches), negotiated.clone())
         .drained()
@@ -130,17 +133,16 @@ async fn auto_drops_for_a_receiver_refusing_both_without_a_loop() {
 #[tokio::test]
 async fn auto_sends_buffered_1_0_requests_as_2_0() {
     let rx = Receiver::start().await.unwrap();
-    let polls: Vec<_> = (0..3).map(|p| poll(p, 3)).collect();
-    let batches: Vec<Request> = polls
+    let (v2, want) = three_polls();
+    let batches: Vec<Request> = v2
         .iter()
-        .map(|(b, _)| kubelet_push::remote_write::rewrite::to_v1(&b.body).unwrap())
+        .map(|b| kubelet_push::remote_write::rewrite::to_v1(&b.body).unwrap())
         .collect();
     assert!(batches.iter().all(|b| b.protocol == Protocol::V1));
     let metrics = start_sender(&rx, memory_queue(&batches), Negotiated::auto())
         .drained()
         .await;
     assert_eq!(wire(&rx.requests()), vec![v2_wire(204); 3]);
-    let want: Vec<TimeSeries> = polls.iter().flat_map(|(_, e)| e.clone()).collect();
     assert_eq!(bytes(&rx.accepted_series()), bytes(&want));
     assert_eq!(metrics.samples_sent.get(), 9);
     assert_nothing_dropped(&metrics, "");
