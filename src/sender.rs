@@ -189,7 +189,7 @@ pub async fn run(
     drain: CancellationToken,
     stop: CancellationToken,
 ) {
-    let span = tracing::info_span!("destination", url = metrics.url());
+    let span = tracing::info_span!("destination", url = client.display_url());
     deliver_all(client, queue, metrics, settings, negotiated, drain, stop)
         .instrument(span)
         .await;

@@ -92,6 +92,21 @@ pub struct Point {
     pub start_ms: i64,
 }
 
+/// An exemplar of one point (an OpenMetrics `# {trace_id="…"} value timestamp`), sent by
+/// Remote Write 2.0 only, as Prometheus sends them: in the point's series, after its sample.
+/// Rare (a few per scrape at most), so it owns its labels.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Exemplar {
+    /// The index of its point in the points it is encoded with; a poll's exemplars are in
+    /// ascending order of it.
+    pub point: u32,
+    pub labels: Vec<(String, String)>,
+    pub value: f64,
+    /// Milliseconds since the Unix epoch: the exemplar's own, or its scrape's when it has
+    /// none (as Prometheus stamps it).
+    pub timestamp_ms: i64,
+}
+
 /// What to do with one converted sample.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admit {
@@ -344,6 +359,13 @@ impl SeriesSet {
             birth: self.slots[i as usize].birth,
         };
         (self.admit_slot(i, new, timestamp_ms, tracked), handle)
+    }
+
+    /// Whether `handle` still names a live series (not vanished, its id not reused).
+    pub fn is_live(&self, handle: Handle) -> bool {
+        self.slots
+            .get(handle.id.0 as usize)
+            .is_some_and(|slot| slot.state == State::Live && slot.birth == handle.birth)
     }
 
     /// Admits a sample of the series `handle` names, as [`SeriesSet::admit_with_handle`]

@@ -33,7 +33,8 @@
 //!   (`seconds × 1000`, truncated toward zero, saturating); text timestamps are integer
 //!   milliseconds.
 //! - **Exemplars** are parsed and validated (where they may appear, their label length, value
-//!   and timestamp) and then dropped.
+//!   and timestamp) and kept beside the samples ([`Exposition::exemplars`]): Remote Write 2.0
+//!   sends them.
 //! - **Quoted names, as Prometheus 3 reads them** (`model/textparse`: `promlex.l`,
 //!   `openmetricslex.l` and their parsers). Inside the braces, a quoted string followed by `,`
 //!   or `}` instead of `=` is the metric name, wherever it stands in the set
@@ -71,8 +72,8 @@ mod text;
 
 pub use cache::SeriesTexts;
 pub use model::{
-    line_text, Exposition, Family, Kind, LabelIter, Labels, Limits, ParseError, Sample, SeriesText,
-    Strictness,
+    line_text, Exemplar, Exposition, Family, Kind, LabelIter, Labels, Limits, ParseError, Sample,
+    SeriesText, Strictness,
 };
 
 /// The `Accept` header Prometheus 3 sends with its default scrape protocols: OpenMetrics 1.0.0

@@ -147,6 +147,16 @@ pub(super) struct SampleRec {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SeriesText(pub(super) u32);
 
+/// An exemplar of sample `sample`: its labels are `exemplar_labels[labels_start..labels_end]`.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ExemplarRec {
+    pub sample: u32,
+    pub labels_start: u32,
+    pub labels_end: u32,
+    pub value: f64,
+    pub timestamp_ms: i64,
+}
+
 #[derive(Debug, Clone, Copy)]
 pub(super) struct FamilyRec {
     pub name: Span,
@@ -166,6 +176,10 @@ pub struct Exposition {
     pub(super) labels: Vec<LabelRec>,
     pub(super) samples: Vec<SampleRec>,
     pub(super) families: Vec<FamilyRec>,
+    /// OpenMetrics exemplars, by sample index (ascending), and their labels: kept apart from
+    /// the samples' so that the (rare) exemplar costs a sample nothing.
+    pub(super) exemplars: Vec<ExemplarRec>,
+    pub(super) exemplar_labels: Vec<LabelRec>,
 }
 
 /// One sample.
@@ -183,6 +197,19 @@ pub struct Sample<'a> {
     /// Its line's series text in the cache it was parsed with ([`super::parse_cached`]);
     /// `None` without a cache, and for lines the cache does not take (see `SeriesTexts`).
     pub series_text: Option<SeriesText>,
+}
+
+/// An OpenMetrics exemplar (`# {trace_id="…"} 0.05 1700000000.123` after a counter's `_total`
+/// or a histogram bucket's value).
+#[derive(Debug, Clone, Copy)]
+pub struct Exemplar<'a> {
+    /// The index of the sample it follows ([`Exposition::sample`]).
+    pub sample: usize,
+    /// Its labels, as written (names unique, never `__name__`); may be empty.
+    pub labels: Labels<'a>,
+    pub value: f64,
+    /// Its own timestamp, in milliseconds since the Unix epoch; it is optional.
+    pub timestamp_ms: Option<i64>,
 }
 
 /// A sample's labels, in the order the line had them (never `__name__`; names unique).
@@ -289,6 +316,23 @@ impl Exposition {
 
     pub fn samples(&self) -> impl ExactSizeIterator<Item = Sample<'_>> + '_ {
         self.samples.iter().map(|s| self.view(s))
+    }
+
+    /// The exemplars, in the order of their samples (at most one per sample).
+    pub fn exemplars(&self) -> impl ExactSizeIterator<Item = Exemplar<'_>> + '_ {
+        self.exemplars.iter().map(|e| Exemplar {
+            sample: e.sample as usize,
+            labels: Labels {
+                strings: &self.strings,
+                labels: self
+                    .exemplar_labels
+                    .get(e.labels_start as usize..e.labels_end as usize)
+                    .unwrap_or_default(),
+                raw: Span::default(),
+            },
+            value: e.value,
+            timestamp_ms: timestamp(e.timestamp_ms),
+        })
     }
 
     pub fn families(&self) -> impl ExactSizeIterator<Item = Family<'_>> + '_ {
@@ -407,6 +451,8 @@ impl Exposition {
             labels: Vec::with_capacity(body.len() / 32),
             samples: Vec::with_capacity(body.len() / 64),
             families: Vec::new(),
+            exemplars: Vec::new(),
+            exemplar_labels: Vec::new(),
         }
     }
 
@@ -416,6 +462,8 @@ impl Exposition {
         self.labels.clear();
         self.samples.clear();
         self.families.clear();
+        self.exemplars.clear();
+        self.exemplar_labels.clear();
         self.strings.reserve(body.len() + body.len() / 16);
         self.strings.push_str(body);
         self

@@ -14,8 +14,8 @@ use hashbrown::{HashSet, HashTable};
 
 use super::lex::{self, Dialect, Fail, Reason};
 use super::model::{
-    Exposition, FamilyRec, Kind, Limits, ParseError, SampleRec, Span, Strictness, NO_TEXT,
-    NO_TIMESTAMP,
+    ExemplarRec, Exposition, FamilyRec, Kind, Limits, ParseError, SampleRec, Span, Strictness,
+    NO_TEXT, NO_TIMESTAMP,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -555,12 +555,11 @@ impl Parser<'_> {
         let value = lex::value(line.get(i + 1..end).unwrap_or_default())?;
         let mut i = end;
         let mut timestamp = None;
-        let mut exemplar = false;
+        let mut exemplar = None;
         if i < b.len() {
             i += 1;
             if b.get(i) == Some(&b'#') {
-                exemplar = true;
-                self.exemplar(line, i)?;
+                exemplar = Some(self.exemplar(line, i)?);
             } else {
                 let end = lex::token_end(b, i, false);
                 timestamp = Some(lex::om_timestamp(line.get(i..end).unwrap_or_default())?);
@@ -568,8 +567,7 @@ impl Parser<'_> {
                     if b.get(end + 1) != Some(&b'#') {
                         return Err("text after the timestamp".into());
                     }
-                    exemplar = true;
-                    self.exemplar(line, end + 1)?;
+                    exemplar = Some(self.exemplar(line, end + 1)?);
                 }
             }
         }
@@ -583,22 +581,26 @@ impl Parser<'_> {
         )
     }
 
-    /// Checks the exemplar whose `#` is at `pos` and forgets it.
-    fn exemplar(&mut self, line: &str, pos: usize) -> Result<(), Reason> {
+    /// Reads and checks the exemplar whose `#` is at `pos`. Its labels move to
+    /// `exemplar_labels` (their strings stay where the lexer put them), so the sample's labels
+    /// end where they did; [`Self::place`] files it under the sample.
+    fn exemplar(&mut self, line: &str, pos: usize) -> Result<ExemplarRec, Reason> {
         const INVALID: Reason = "an invalid exemplar";
         let b = line.as_bytes();
         if line.get(pos..pos + 3) != Some("# {") {
             return Err(INVALID);
         }
-        let (labels, strings) = (self.exp.labels.len(), self.exp.strings.len());
+        let labels = self.exp.labels.len();
         let (end, _) = lex::label_set(line, pos + 2, Dialect::OpenMetrics, false, &mut self.exp)?;
         let valid = self.exp.labels_valid(labels);
         let length: usize = self.exp.labels[labels..]
             .iter()
             .map(|l| self.exp.str(l.name).chars().count() + self.exp.str(l.value).chars().count())
             .sum();
-        self.exp.labels.truncate(labels);
-        self.exp.strings.truncate(strings);
+        let labels_start = self.exp.exemplar_labels.len();
+        self.exp
+            .exemplar_labels
+            .extend(self.exp.labels.drain(labels..));
         if !valid {
             return Err(INVALID);
         }
@@ -609,15 +611,24 @@ impl Parser<'_> {
             return Err(INVALID);
         }
         let value_end = lex::token_end(b, end + 1, false);
-        lex::value(line.get(end + 1..value_end).unwrap_or_default()).map_err(|_| INVALID)?;
+        let value =
+            lex::value(line.get(end + 1..value_end).unwrap_or_default()).map_err(|_| INVALID)?;
+        let mut timestamp_ms = NO_TIMESTAMP;
         if value_end < b.len() {
             let rest = line.get(value_end + 1..).unwrap_or_default();
             if rest.contains(' ') {
                 return Err(INVALID);
             }
-            lex::om_timestamp(rest).map_err(|_| "an invalid exemplar timestamp")?;
+            let seconds = lex::om_timestamp(rest).map_err(|_| "an invalid exemplar timestamp")?;
+            timestamp_ms = lex::seconds_to_ms(seconds);
         }
-        Ok(())
+        Ok(ExemplarRec {
+            sample: 0,
+            labels_start: labels_start as u32,
+            labels_end: self.exp.exemplar_labels.len() as u32,
+            value,
+            timestamp_ms,
+        })
     }
 
     /// Puts a parsed sample line in its family, checks it there, and keeps it (a `_created`
@@ -629,7 +640,7 @@ impl Parser<'_> {
         strings_start: usize,
         value: f64,
         timestamp: Option<f64>,
-        exemplar: bool,
+        exemplar: Option<ExemplarRec>,
     ) -> Result<(), Fail> {
         let text = self.exp.str(name);
         let suffix = self.head.as_ref().and_then(|h| {
@@ -727,7 +738,7 @@ impl Parser<'_> {
             Some(Kind::Counter) => suffix == Total,
             _ => false,
         };
-        if exemplar && !exemplar_allowed {
+        if exemplar.is_some() && !exemplar_allowed {
             return Err("an exemplar where none may be".into());
         }
         if suffix == Created {
@@ -770,6 +781,12 @@ impl Parser<'_> {
             timestamp_ms: timestamp.map_or(NO_TIMESTAMP, lex::seconds_to_ms),
             start_ms: self.groups.groups[group as usize].created_ms,
         });
+        if let Some(exemplar) = exemplar {
+            self.exp.exemplars.push(ExemplarRec {
+                sample: (self.exp.samples.len() - 1) as u32,
+                ..exemplar
+            });
+        }
         Ok(())
     }
 }

@@ -23,6 +23,52 @@ fn content_type_chooses_the_parser() {
     assert!(ACCEPT.starts_with("application/openmetrics-text;version=1.0.0"));
 }
 
+/// Exemplars are kept beside their samples: labels (quoted names and escapes read as in a
+/// label set), value, timestamp in ms when given; the sample's own labels do not change.
+#[test]
+fn exemplars_are_kept_with_their_sample() {
+    let exp = om("# TYPE a counter\n\
+         a_total{x=\"1\"} 3 # {trace_id=\"abc\",\"span.id\"=\"d\\\"e\"} 2.5 1700000000.123\n\
+         a_total{x=\"2\"} 4\n\
+         # TYPE h histogram\n\
+         h_bucket{le=\"1\"} 1 123 # {} 0.5\n\
+         h_bucket{le=\"+Inf\"} 2 123\n\
+         h_count 2 123\n\
+         h_sum 3 123\n\
+         # EOF\n")
+    .unwrap();
+    let got: Vec<_> = exp
+        .exemplars()
+        .map(|e| {
+            let labels: Vec<_> = e.labels.iter().collect();
+            (e.sample, labels, e.value, e.timestamp_ms)
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                0,
+                vec![("trace_id", "abc"), ("span.id", "d\"e")],
+                2.5,
+                Some(1_700_000_000_123)
+            ),
+            (2, vec![], 0.5, None),
+        ]
+    );
+    let first: Vec<_> = exp.sample(0).unwrap().labels.iter().collect();
+    assert_eq!(first, [("x", "1")]);
+    let bucket: Vec<_> = exp.sample(2).unwrap().labels.iter().collect();
+    assert_eq!(bucket, [("le", "1")]);
+    assert_eq!(exp.sample(2).unwrap().timestamp_ms, Some(123_000));
+    // An exposition's buffers used again start without the last one's exemplars.
+    let mut cache = SeriesTexts::default();
+    cache.recycle(exp);
+    let body = b"# TYPE b gauge\nb 1\n# EOF\n";
+    let again = parse_cached(Format::OpenMetrics, body, &Limits::default(), &mut cache);
+    assert_eq!(again.unwrap().exemplars().len(), 0);
+}
+
 #[test]
 fn created_lines_become_start_timestamps() {
     let exp = om(

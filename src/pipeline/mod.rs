@@ -381,8 +381,14 @@ impl Poller {
         max_samples: usize,
     ) -> Result<Vec<Request>, snap::Error> {
         let catalog = crate::metadata::Kubelet;
-        self.encoders
-            .encode(protocol, &self.series, &poll.points, &catalog, max_samples)
+        self.encoders.encode(
+            protocol,
+            &self.series,
+            &poll.points,
+            &[],
+            &catalog,
+            max_samples,
+        )
     }
 
     /// The `--dry-run` text of one poll.

@@ -9,10 +9,13 @@
 //!   label with an empty value is left out: Prometheus treats it as no label, 1.0 receivers
 //!   reject it on the wire);
 //! - samples keep value bits (stale markers stay the stale NaN) and timestamps;
-//! - metadata (type, help, unit) and start (created) timestamps have no 1.0 form: dropped;
-//! - histograms and exemplars have no form in the 1.0 messages this agent knows, and the agent
-//!   never sends them: a body holding them is refused ([`ConvertError::Unconvertible`]) rather
-//!   than silently thinned;
+//! - metadata (type, help, unit), start (created) timestamps and exemplars are dropped: 1.0
+//!   as this agent sends it has no place for them (Prometheus sends 1.0 exemplars only with
+//!   `send_exemplars`), and a scraped exemplar is an example, not data; the samples it was
+//!   attached to are all kept;
+//! - histograms have no form in the 1.0 messages this agent knows, and the agent never sends
+//!   them: a body holding them is refused ([`ConvertError::Unconvertible`]) rather than
+//!   silently thinned;
 //! - a series left without samples is left out.
 //!
 //! Bodies are snappy block format (`snap::raw`) on both sides; encoding goes through the
@@ -53,12 +56,6 @@ pub fn v2_to_v1(request: &v2::Request) -> Result<v1::WriteRequest, ConvertError>
             return Err(ConvertError::Unconvertible {
                 series: i,
                 what: "histograms",
-            });
-        }
-        if !ts.exemplars.is_empty() {
-            return Err(ConvertError::Unconvertible {
-                series: i,
-                what: "exemplars",
             });
         }
         if ts.labels_refs.len() % 2 != 0 {
@@ -583,6 +580,7 @@ mod tests {
         let request = v2::Request {
             symbols: [
                 "", "__name__", "up", "pod", "web", "job", "kubelet", "help", "seconds",
+                "trace_id", "abc",
             ]
             .map(String::from)
             .to_vec(),
@@ -606,10 +604,17 @@ mod tests {
                     help_ref: 7,
                     unit_ref: 8,
                 }),
+                // Dropped; the samples stay.
+                exemplars: vec![v2::Exemplar {
+                    labels_refs: vec![9, 10],
+                    value: 0.5,
+                    timestamp: 10,
+                }],
                 ..Default::default()
             }],
         };
         let v1 = v2_to_v1(&request).unwrap();
+        assert_eq!(v1.timeseries.len(), 1);
         let labels: Vec<(&str, &str)> = v1.timeseries[0]
             .labels
             .iter()

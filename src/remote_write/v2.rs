@@ -6,8 +6,10 @@
 //! Request     := { 4: symbol (string) }* { 5: TimeSeries }*   symbols[0] = "", each string once
 //! TimeSeries  := { 1: labels_refs (packed uint32) }           name/value refs, sorted by name
 //!                { 2: Sample }                                one per point
+//!                { 4: Exemplar }*                             the point's (scraped OpenMetrics)
 //!                { 5: Metadata }                              always written, as Prometheus does
 //! Sample      := { 1: value (double) }? { 2: timestamp (int64) }? { 3: start_timestamp (int64) }?
+//! Exemplar    := { 1: labels_refs (packed uint32) }? { 2: value (double) }? { 3: timestamp }?
 //! Metadata    := { 1: type (enum) }? { 3: help_ref }? { 4: unit_ref }?
 //! ```
 //!
@@ -53,7 +55,7 @@ use super::request::{Encoder, Request};
 use super::wire::{metric_type, put_varint, varint_len};
 use super::{Protocol, METRIC_NAME_LABEL};
 use crate::metadata::Catalog;
-use crate::series::{Point, SeriesId, SeriesSet};
+use crate::series::{Exemplar, Point, SeriesId, SeriesSet};
 
 /// `Request` fields.
 const TAG_SYMBOL: u8 = 4 << 3 | 2;
@@ -61,11 +63,16 @@ const TAG_TIMESERIES: u8 = 5 << 3 | 2;
 /// `TimeSeries` fields.
 const TAG_LABELS_REFS: u8 = 1 << 3 | 2;
 const TAG_SAMPLE: u8 = 2 << 3 | 2;
+const TAG_EXEMPLAR: u8 = 4 << 3 | 2;
 const TAG_METADATA: u8 = 5 << 3 | 2;
 /// `Sample` fields.
 const TAG_SAMPLE_VALUE: u8 = 1 << 3 | 1;
 const TAG_SAMPLE_TIMESTAMP: u8 = 2 << 3;
 const TAG_SAMPLE_START: u8 = 3 << 3;
+/// `Exemplar` fields.
+const TAG_EXEMPLAR_LABELS_REFS: u8 = 1 << 3 | 2;
+const TAG_EXEMPLAR_VALUE: u8 = 2 << 3 | 1;
+const TAG_EXEMPLAR_TIMESTAMP: u8 = 3 << 3;
 /// `Metadata` fields.
 const TAG_METADATA_TYPE: u8 = 1 << 3;
 const TAG_METADATA_HELP: u8 = 3 << 3;
@@ -90,6 +97,8 @@ pub struct V2Encoder {
     series_bytes: usize,
     /// Scratch: the points of one request as (family index, position), in sending order.
     order: Vec<(u32, u32)>,
+    /// Scratch: the `Exemplar` messages of one series, tagged, as written in it.
+    exemplars: Vec<u8>,
     snappy: snap::raw::Encoder,
 }
 
@@ -107,6 +116,7 @@ impl Default for V2Encoder {
             family_refs: Vec::new(),
             series_bytes: 64,
             order: Vec::new(),
+            exemplars: Vec::new(),
             snappy: snap::raw::Encoder::new(),
         }
     }
@@ -159,6 +169,22 @@ impl Encoder for V2Encoder {
         max_samples: usize,
         out: &mut Vec<Request>,
     ) -> Result<(), snap::Error> {
+        self.encode_with_exemplars(set, points, &[], catalog, max_samples, out)
+    }
+}
+
+impl V2Encoder {
+    /// [`Encoder::encode_in`] with `exemplars` of some of the points (in the order of their
+    /// points), each written in its point's series after the sample.
+    pub fn encode_with_exemplars(
+        &mut self,
+        set: &SeriesSet,
+        points: &[Point],
+        exemplars: &[Exemplar],
+        catalog: &dyn Catalog,
+        max_samples: usize,
+        out: &mut Vec<Request>,
+    ) -> Result<(), snap::Error> {
         let max_samples = max_samples.max(1);
         let common: Vec<(&str, &str)> = set
             .common()
@@ -168,7 +194,9 @@ impl Encoder for V2Encoder {
             .collect();
         let mut own: Vec<(&str, &str)> = Vec::with_capacity(16);
         let mut pairs: Vec<Pair<'_>> = Vec::with_capacity(16 + common.len());
-        for chunk in points.chunks(max_samples) {
+        for (c, chunk) in points.chunks(max_samples).enumerate() {
+            // The index in `points` of the chunk's first point.
+            let first = c.saturating_mul(max_samples);
             self.symbols.clear();
             self.common_refs.clear();
             self.common_refs.resize(common.len(), (0, 0));
@@ -220,7 +248,18 @@ impl Encoder for V2Encoder {
                     }
                     None => (0, 0, 0),
                 };
-                write_series(&mut self.series, &self.refs, p, meta);
+                self.exemplars.clear();
+                if !exemplars.is_empty() {
+                    let point = first + at as usize;
+                    let from = exemplars.partition_point(|e| (e.point as usize) < point);
+                    for e in exemplars[from..]
+                        .iter()
+                        .take_while(|e| e.point as usize == point)
+                    {
+                        write_exemplar(&mut self.exemplars, &mut self.symbols, &mut self.refs, e);
+                    }
+                }
+                write_series(&mut self.series, &self.refs, p, &self.exemplars, meta);
             }
             self.series_bytes = self.series.len() / chunk.len();
             out.push(self.finish(chunk.len(), oldest, newest)?);
@@ -234,6 +273,48 @@ impl Encoder for V2Encoder {
         self.symbols.shrink(KEEP_BUF);
         Ok(())
     }
+}
+
+/// Appends exemplar `e` to `out` as a tagged `TimeSeries.exemplars` message, its label names
+/// and values interned (after the series' own strings); `refs` is scratch.
+fn write_exemplar(out: &mut Vec<u8>, symbols: &mut Symbols, refs: &mut Vec<u32>, e: &Exemplar) {
+    let mut labels: Vec<&(String, String)> = e.labels.iter().collect();
+    labels.sort_unstable();
+    let at = refs.len();
+    for (n, v) in labels {
+        refs.push(symbols.intern(n));
+        refs.push(symbols.intern(v));
+    }
+    let own = &refs[at..];
+    let refs_len: usize = own.iter().map(|&r| varint_len(u64::from(r))).sum();
+    let mut len = 0;
+    if !own.is_empty() {
+        len += 1 + varint_len(refs_len as u64) + refs_len;
+    }
+    if e.value != 0.0 {
+        len += 9;
+    }
+    if e.timestamp_ms != 0 {
+        len += 1 + varint_len(e.timestamp_ms as u64);
+    }
+    out.push(TAG_EXEMPLAR);
+    put_varint(out, len as u64);
+    if !own.is_empty() {
+        out.push(TAG_EXEMPLAR_LABELS_REFS);
+        put_varint(out, refs_len as u64);
+        for &r in own {
+            put_varint(out, u64::from(r));
+        }
+    }
+    if e.value != 0.0 {
+        out.push(TAG_EXEMPLAR_VALUE);
+        out.extend_from_slice(&e.value.to_le_bytes());
+    }
+    if e.timestamp_ms != 0 {
+        out.push(TAG_EXEMPLAR_TIMESTAMP);
+        put_varint(out, e.timestamp_ms as u64);
+    }
+    refs.truncate(at);
 }
 
 /// The strings of one request, each once, in first-use order; `""` is always symbol 0. Kept
@@ -353,7 +434,13 @@ fn sorted_labels<'a>(
 }
 
 /// One `TimeSeries` with one sample and its metadata (type, help ref, unit ref).
-fn write_series(buf: &mut Vec<u8>, refs: &[u32], p: &Point, (kind, help, unit): (i32, u32, u32)) {
+fn write_series(
+    buf: &mut Vec<u8>,
+    refs: &[u32],
+    p: &Point,
+    exemplars: &[u8],
+    (kind, help, unit): (i32, u32, u32),
+) {
     let refs_len: usize = refs.iter().map(|&r| varint_len(u64::from(r))).sum();
     let mut sample_len = 0;
     if p.value != 0.0 {
@@ -377,6 +464,7 @@ fn write_series(buf: &mut Vec<u8>, refs: &[u32], p: &Point, (kind, help, unit): 
         meta_len += 1 + varint_len(u64::from(unit));
     }
     let mut series_len = 1 + varint_len(sample_len as u64) + sample_len;
+    series_len += exemplars.len();
     series_len += 1 + varint_len(meta_len as u64) + meta_len;
     if !refs.is_empty() {
         series_len += 1 + varint_len(refs_len as u64) + refs_len;
@@ -404,6 +492,7 @@ fn write_series(buf: &mut Vec<u8>, refs: &[u32], p: &Point, (kind, help, unit): 
         buf.push(TAG_SAMPLE_START);
         put_varint(buf, p.start_ms as u64);
     }
+    buf.extend_from_slice(exemplars);
     buf.push(TAG_METADATA);
     put_varint(buf, meta_len as u64);
     if kind != 0 {

@@ -33,13 +33,14 @@
 //! scrape cache saves too. The first scrape, and every new line, takes the long way and
 //! fills the cache.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::exposition::{self, Format, Kind, Limits, ParseError, SeriesTexts};
 use crate::metadata::{Catalog, Kubelet, Meta, MetricType};
 use crate::pipeline::filter::MetricFilter;
 use crate::remote_write::{Protocol, Request};
-use crate::series::{Admit, CommonLabels, Handle, Point, SeriesSet};
+use crate::series::{Admit, CommonLabels, Exemplar, Handle, Point, SeriesSet};
 
 /// How far past the agent's clock an explicit timestamp may be (as for the kubelet's).
 const FUTURE_ALLOWANCE_MS: i64 = crate::pipeline::convert::FUTURE_ALLOWANCE_MS;
@@ -102,6 +103,9 @@ pub struct Answer<'a> {
 #[derive(Debug)]
 pub struct ScrapeOutput {
     pub points: Vec<Point>,
+    /// The exemplars of some of the points (OpenMetrics), in the order of their points: only
+    /// those new for their series (see [`Scraper`]'s `exemplars`).
+    pub exemplars: Vec<Exemplar>,
     pub error: Option<Failure>,
     /// Samples the exposition had (`scrape_samples_scraped`).
     pub scraped: usize,
@@ -159,6 +163,21 @@ pub struct Scraper {
     /// The points vector of the last scrape, once its caller is done with it
     /// ([`Scraper::recycle`]).
     spare_points: Vec<Point>,
+    /// The last exemplar sent of each live series that had one, by [`Handle`] bits: an
+    /// exemplar is sent once, when it first appears, not with every scrape that repeats it
+    /// (Prometheus's exemplar storage keeps a series' newest and refuses the same one again,
+    /// so its remote write sends each once).
+    exemplars: HashMap<u64, SentExemplar>,
+}
+
+/// What makes an exemplar the same as the last one of its series, as Prometheus compares
+/// them: labels and value, and the timestamp only when the exposition gave one (one without
+/// is stamped with each scrape's time, and is still the same exemplar).
+#[derive(Debug, PartialEq)]
+struct SentExemplar {
+    labels: Vec<(String, String)>,
+    value_bits: u64,
+    own_timestamp_ms: Option<i64>,
 }
 
 impl Scraper {
@@ -174,6 +193,7 @@ impl Scraper {
             labelling,
             texts: Some(SeriesTexts::new()),
             spare_points: Vec::new(),
+            exemplars: HashMap::new(),
         };
         scraper.series.set_common(scraper.common());
         scraper
@@ -227,6 +247,7 @@ impl Scraper {
         }
         self.target = self.labelling.target_labels();
         self.series.clear();
+        self.exemplars.clear();
         if let Some(texts) = &mut self.texts {
             // Their handles name nothing any more.
             texts.clear();
@@ -250,6 +271,7 @@ impl Scraper {
         points.reserve(self.capacity_hint);
         let mut out = ScrapeOutput {
             points,
+            exemplars: Vec::new(),
             error: None,
             scraped: 0,
             duplicates: 0,
@@ -319,6 +341,11 @@ impl Scraper {
         // stale (the per-target series were just admitted, so they stay).
         self.series
             .finish_poll(start_ms, |point| out.points.push(point));
+        if !self.exemplars.is_empty() {
+            let series = &self.series;
+            self.exemplars
+                .retain(|&bits, _| series.is_live(Handle::from_bits(bits)));
+        }
         self.capacity_hint = self.capacity_hint.max(out.points.len());
         out
     }
@@ -344,7 +371,9 @@ impl Scraper {
         // The samples of a family are together, and the parser gives a run of one name one
         // copy of it: the filter and the catalog are asked once per run, found by address.
         let mut run: Option<(&str, bool)> = None;
-        for sample in exposition.samples() {
+        let mut exemplars = exposition.exemplars().peekable();
+        let last_exemplars = &mut self.exemplars;
+        for (index, sample) in exposition.samples().enumerate() {
             let allowed = match run {
                 Some((name, allowed)) if same_str(name, sample.name) => allowed,
                 _ => {
@@ -371,6 +400,17 @@ impl Scraper {
                 out.take(admit, sample.value, timestamp_ms, sample.start_timestamp_ms);
                 continue;
             }
+            // Only OpenMetrics has exemplars, and the cache above only takes the text
+            // format's lines: a sample with an exemplar is always admitted here.
+            let exemplar = match exemplars.peek() {
+                Some(e) if e.sample == index => exemplars.next(),
+                Some(e) if e.sample < index => {
+                    // Its sample was filtered out.
+                    while exemplars.next_if(|e| e.sample < index).is_some() {}
+                    exemplars.next_if(|e| e.sample == index)
+                }
+                _ => None,
+            };
             pairs.clear();
             pairs.extend(sample.labels.iter().filter(|(_, v)| !v.is_empty()));
             let renamed: Vec<(&str, &str)>;
@@ -398,6 +438,9 @@ impl Scraper {
                 texts.set_tag(text, handle.to_bits());
             }
             out.take(admit, sample.value, timestamp_ms, sample.start_timestamp_ms);
+            if let (Some(e), Admit::Send(_)) = (exemplar, admit) {
+                out.take_exemplar(&e, timestamp_ms, handle, last_exemplars);
+            }
         }
         kept
     }
@@ -420,6 +463,7 @@ impl Scraper {
             protocol,
             &self.series,
             &output.points,
+            &output.exemplars,
             &self.catalog,
             max_samples,
         )
@@ -447,6 +491,36 @@ fn is_target_label(target: &[(String, String)], name: &str) -> bool {
 }
 
 impl ScrapeOutput {
+    /// Sends exemplar `e` of the point just taken (stamped `timestamp_ms` when it has no
+    /// timestamp of its own), unless it is the one last sent for its series `handle`.
+    fn take_exemplar(
+        &mut self,
+        e: &exposition::Exemplar<'_>,
+        timestamp_ms: i64,
+        handle: Handle,
+        last: &mut HashMap<u64, SentExemplar>,
+    ) {
+        let seen = SentExemplar {
+            labels: e
+                .labels
+                .iter()
+                .map(|(n, v)| (n.to_owned(), v.to_owned()))
+                .collect(),
+            value_bits: e.value.to_bits(),
+            own_timestamp_ms: e.timestamp_ms,
+        };
+        if last.get(&handle.to_bits()) == Some(&seen) {
+            return;
+        }
+        self.exemplars.push(Exemplar {
+            point: (self.points.len() - 1) as u32,
+            labels: seen.labels.clone(),
+            value: e.value,
+            timestamp_ms: e.timestamp_ms.unwrap_or(timestamp_ms),
+        });
+        last.insert(handle.to_bits(), seen);
+    }
+
     /// Records what admitting a sample decided.
     #[inline]
     fn take(&mut self, admit: Admit, value: f64, timestamp_ms: i64, start_ms: Option<i64>) {

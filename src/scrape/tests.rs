@@ -622,3 +622,131 @@ fn a_new_node_name_is_not_undone_by_cached_lines() {
         );
     }
 }
+
+/// One exemplar as a 2.0 body carries it: its series (as [`key`] writes it), its labels
+/// (sorted), value and timestamp.
+type SentExemplar = (String, Vec<(String, String)>, f64, i64);
+
+/// The exemplars the 2.0 bodies of `out` carry, `max` samples a request; every ref is checked
+/// to be inside its request's symbols and in pairs.
+fn exemplars_sent(s: &mut Scraper, out: &ScrapeOutput, max: usize) -> Vec<SentExemplar> {
+    let mut got = Vec::new();
+    for r in s.encode_as(Protocol::V2, out, max).unwrap() {
+        let req: v2::Request = decode_v2(&r.body).unwrap();
+        let sym = |i: u32| {
+            assert!(
+                (i as usize) < req.symbols.len(),
+                "ref {i} outside the symbols"
+            );
+            req.symbols[i as usize].clone()
+        };
+        for ts in &req.timeseries {
+            let labels: Vec<(String, String)> = ts
+                .labels_refs
+                .chunks(2)
+                .map(|p| (sym(p[0]), sym(p[1])))
+                .collect();
+            for e in &ts.exemplars {
+                assert_eq!(e.labels_refs.len() % 2, 0, "{e:?}");
+                let mut pairs: Vec<(String, String)> = e
+                    .labels_refs
+                    .chunks(2)
+                    .map(|p| (sym(p[0]), sym(p[1])))
+                    .collect();
+                pairs.sort();
+                got.push((key(&labels), pairs, e.value, e.timestamp));
+            }
+        }
+    }
+    got.sort_by(|a, b| a.0.cmp(&b.0));
+    got
+}
+
+fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
+    p.iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect()
+}
+
+/// OpenMetrics exemplars go out in 2.0, in their sample's series, with their labels, value and
+/// timestamp (the scrape's when they have none), whatever the request size; once each: a
+/// scrape that repeats the series' last exemplar sends none, one that changes it sends the new
+/// one. 1.0 carries the same samples without them.
+#[test]
+fn exemplars_go_out_in_2_0_once_each() {
+    let body = |trace: &str, ts: &str| {
+        format!(
+            "# TYPE rpc counter\n\
+             rpc_total{{code=\"200\"}} 5 # {{trace_id=\"{trace}\"}} 0.5{ts}\n\
+             rpc_total{{code=\"500\"}} 1\n\
+             # TYPE lat histogram\n\
+             lat_bucket{{le=\"0.1\"}} 1 # {{trace_id=\"t9\",span_id=\"s1\"}} 0.07 1700000000.5\n\
+             lat_bucket{{le=\"+Inf\"}} 2\n\
+             lat_count 2\n\
+             lat_sum 0.3\n\
+             # EOF\n"
+        )
+    };
+    let rpc = format!(
+        "rpc_total{{{}}}",
+        TARGET.replace("cluster=\"c1\"", "cluster=\"c1\",code=\"200\"")
+    );
+    let bucket = format!(
+        "lat_bucket{{{}}}",
+        TARGET.replace("job=\"node\"", "job=\"node\",le=\"0.1\"")
+    );
+    let mut s = Scraper::new(labelling(), None);
+    let out = scrape(&mut s, &body("a", " 1699999999.25"), OM, T0);
+    assert!(out.error.is_none(), "{:?}", out.error);
+    let want = vec![
+        (
+            bucket.clone(),
+            pairs(&[("span_id", "s1"), ("trace_id", "t9")]),
+            0.07,
+            1_700_000_000_500,
+        ),
+        (
+            rpc.clone(),
+            pairs(&[("trace_id", "a")]),
+            0.5,
+            1_699_999_999_250,
+        ),
+    ];
+    assert_eq!(exemplars_sent(&mut s, &out, 10_000), want);
+    // One sample a request: each exemplar still in its own point's series.
+    assert_eq!(exemplars_sent(&mut s, &out, 1), want);
+    // 1.0: the samples, without exemplars.
+    let rows = sent(&mut s, &out);
+    assert!(rows.contains(&(rpc.clone(), 5.0, T0)), "{rows:?}");
+    assert!(rows.contains(&(bucket.clone(), 1.0, T0)), "{rows:?}");
+    s.recycle(out);
+
+    let out = scrape(&mut s, &body("a", " 1699999999.25"), OM, T0 + 1_000);
+    assert_eq!(
+        exemplars_sent(&mut s, &out, 10_000),
+        vec![],
+        "repeated: none"
+    );
+    s.recycle(out);
+    let out = scrape(&mut s, &body("b", " 1700000001"), OM, T0 + 2_000);
+    assert_eq!(
+        exemplars_sent(&mut s, &out, 10_000),
+        vec![(
+            rpc.clone(),
+            pairs(&[("trace_id", "b")]),
+            0.5,
+            1_700_000_001_000
+        )]
+    );
+    s.recycle(out);
+    // Without a timestamp of its own: stamped with the scrape's time, and the same exemplar in
+    // the next scrape although its stamp would differ.
+    let out = scrape(&mut s, &body("c", ""), OM, T0 + 3_000);
+    assert_eq!(
+        exemplars_sent(&mut s, &out, 10_000),
+        vec![(rpc.clone(), pairs(&[("trace_id", "c")]), 0.5, T0 + 3_000)]
+    );
+    s.recycle(out);
+    let out = scrape(&mut s, &body("c", ""), OM, T0 + 4_000);
+    assert_eq!(exemplars_sent(&mut s, &out, 10_000), vec![]);
+}

@@ -228,6 +228,11 @@ async fn handle(
         .flat_map(|w| &w.timeseries)
         .map(|ts| ts.samples.len())
         .sum();
+    let exemplars: usize = v2_request
+        .iter()
+        .flat_map(|r| &r.timeseries)
+        .map(|ts| ts.exemplars.len())
+        .sum();
     let (status, text, rejection) = match verdict {
         Ok(()) => (StatusCode::NO_CONTENT, String::new(), None),
         Err(e) => {
@@ -277,11 +282,12 @@ async fn handle(
     #[cfg(any(test, feature = "test-support"))]
     let accepted = accepted && !Receiver::omits_written(shared);
     if protocol == Protocol::V2 && accepted {
-        // Only samples travel here; the spec wants all three counts on a 2.0 answer.
+        // Samples and exemplars travel here, no histograms; the spec wants all three counts
+        // on a 2.0 answer.
         for (name, count) in [
             (SAMPLES_WRITTEN_HEADER, samples),
             (HISTOGRAMS_WRITTEN_HEADER, 0),
-            (EXEMPLARS_WRITTEN_HEADER, 0),
+            (EXEMPLARS_WRITTEN_HEADER, exemplars),
         ] {
             if let Ok(name) = HeaderName::from_bytes(name.as_bytes()) {
                 response.headers_mut().insert(name, count.into());
@@ -424,8 +430,22 @@ fn v1_form(request: &v2::Request) -> Result<WriteRequest, Invalid> {
                 value: value.to_owned(),
             })
             .collect();
+        let symbols = request.symbols.len();
+        for e in &ts.exemplars {
+            if e.labels_refs.len() % 2 != 0 {
+                return Err(Invalid::Refs {
+                    index,
+                    problem: format!(
+                        "an exemplar with an odd number of label refs ({})",
+                        e.labels_refs.len()
+                    ),
+                });
+            }
+            if let Some(&reference) = e.labels_refs.iter().find(|r| **r as usize >= symbols) {
+                return Err(refs_problem(RefError::OutOfRange { reference, symbols }));
+            }
+        }
         if let Some(m) = &ts.metadata {
-            let symbols = request.symbols.len();
             if let Some(reference) = [m.help_ref, m.unit_ref]
                 .into_iter()
                 .find(|r| *r as usize >= symbols)
@@ -977,6 +997,15 @@ mod tests {
         no_empty_first.symbols[0] = "x".into();
         let mut odd = v2_sample_request();
         odd.timeseries[0].labels_refs.pop();
+        let exemplar = |labels_refs: Vec<u32>| {
+            let mut w = v2_sample_request();
+            w.timeseries[0].exemplars = vec![v2::Exemplar {
+                labels_refs,
+                value: 1.0,
+                timestamp: 1,
+            }];
+            w
+        };
         let cases = [
             (
                 unsorted,
@@ -989,6 +1018,14 @@ mod tests {
                 "symbols table must start with \"\", starts with \"x\"",
             ),
             (odd, "series 0: an odd number of label refs (3)"),
+            (
+                exemplar(vec![1]),
+                "series 0: an exemplar with an odd number of label refs (1)",
+            ),
+            (
+                exemplar(vec![1, 70]),
+                "series 0: label ref 70 is outside the 7 symbols",
+            ),
         ];
         for (i, (w, want)) in cases.iter().enumerate() {
             let r = post(&rx.url(), V2_HEADERS, &v2_body(w)).await;

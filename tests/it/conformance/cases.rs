@@ -149,12 +149,8 @@ pub fn render() -> String {
 const NATIVE_HISTOGRAMS: &str =
     "native histograms need the protobuf exposition format, which the agent does not scrape";
 
-/// Why the exemplar cases are not supported.
-const EXEMPLARS: &str = "exemplars are read and dropped, never sent; the exposition is scraped whole and its samples go out without them";
-
-/// As [`EXEMPLARS`], for the cases whose exposition puts an exemplar on a counter sample
-/// without `_total`.
-const EXEMPLARS_ON_COUNTER_WITHOUT_TOTAL: &str = "exemplars are read and dropped, never sent; this exposition (an exemplar on a counter sample without `_total`, not valid OpenMetrics) is refused whole, `up` 0, where Prometheus takes it";
+/// Why N075 is not supported.
+const ONE_EXEMPLAR_PER_SERIES: &str = "an OpenMetrics sample line carries one exemplar and each scrape goes as its own request, so a series carries at most one; each bucket's exemplar goes in its own series, once";
 
 /// The deviation of N136.
 const FUTURE: &str = "a sample more than 2 minutes ahead of the agent's clock is left out and counted (`kubelet_push_scrape_samples_invalid_total{reason=\"future_timestamp\"}`); Prometheus keeps it";
@@ -252,15 +248,15 @@ pub const ROWS: &[Row] = &rows! {
     N064 Main2026 Must "TestHistogramEncoding/histogram_no_mixed_with_samples" "no 2.0 series carries both samples and histograms (none carries histograms)" (NotApplicable "a Remote Write 2.0 feature") Pass;
     N065 Main2026 Should "TestHistogramEncoding/histogram_empty_buckets" "a histogram with no observations: its zeros go out" (NotApplicable "a Remote Write 2.0 feature") Pass;
     N066 Main2026 Must "TestHistogramEncoding/histogram_large_counts" "count and `+Inf` bucket 1e9, sum 5e9, exactly" (NotApplicable "a Remote Write 2.0 feature") Pass;
-    N067 Main2026 May "TestExemplarEncoding/exemplar_with_trace_id" "first exemplar has `trace_id`; EH" (NotApplicable "a Remote Write 2.0 feature") (NotSupported EXEMPLARS);
-    N068 Main2026 May "TestExemplarEncoding/exemplar_with_span_id" "`span_id` non-empty if present; EH" (NotApplicable "a Remote Write 2.0 feature") (NotSupported EXEMPLARS_ON_COUNTER_WITHOUT_TOTAL);
-    N069 Main2026 Must "TestExemplarEncoding/exemplar_value_valid" "(NotNil float)" (NotApplicable "a Remote Write 2.0 feature") (NotSupported EXEMPLARS_ON_COUNTER_WITHOUT_TOTAL);
-    N070 Main2026 Must "TestExemplarEncoding/exemplar_timestamp_valid" "exemplar ts > 1e12 (ms)" (NotApplicable "a Remote Write 2.0 feature") (NotSupported EXEMPLARS_ON_COUNTER_WITHOUT_TOTAL);
-    N071 Main2026 Must "TestExemplarEncoding/exemplar_labels_valid_refs" "exemplar refs < len(symbols)" (NotApplicable "a Remote Write 2.0 feature") (NotSupported EXEMPLARS_ON_COUNTER_WITHOUT_TOTAL);
-    N072 Main2026 May "TestExemplarEncoding/exemplar_custom_labels" "custom exemplar label non-empty; EH" (NotApplicable "a Remote Write 2.0 feature") (NotSupported EXEMPLARS_ON_COUNTER_WITHOUT_TOTAL);
-    N073 Main2026 May "TestExemplarEncoding/exemplar_on_histogram" "bucket series has exemplars; EH" (NotApplicable "a Remote Write 2.0 feature") (NotSupported EXEMPLARS);
-    N074 Main2026 Must "TestExemplarEncoding/exemplar_labels_even_length" "exemplar refs even" (NotApplicable "a Remote Write 2.0 feature") (NotSupported EXEMPLARS_ON_COUNTER_WITHOUT_TOTAL);
-    N075 Main2026 May "TestExemplarEncoding/multiple_exemplars_per_series" "> 1 exemplar on a series; EH" (NotApplicable "a Remote Write 2.0 feature") (NotSupported EXEMPLARS);
+    N067 Main2026 May "TestExemplarEncoding/exemplar_with_trace_id" "first exemplar has `trace_id`: on its bucket, value and ms timestamp exact, sent once" (NotApplicable "a Remote Write 2.0 feature") Pass;
+    N068 Main2026 May "TestExemplarEncoding/exemplar_with_span_id" "`span_id` non-empty if present; the suite's line (a counter sample without `_total`, not OpenMetrics) is refused whole, `up` 0; checked on it named `_total`" (NotApplicable "a Remote Write 2.0 feature") Pass;
+    N069 Main2026 Must "TestExemplarEncoding/exemplar_value_valid" "the exemplar's value exactly; the suite's line (a counter sample without `_total`) is refused whole, `up` 0; checked on it named `_total`" (NotApplicable "a Remote Write 2.0 feature") Pass;
+    N070 Main2026 Must "TestExemplarEncoding/exemplar_timestamp_valid" "exemplar timestamp in ms, exactly the exposition's seconds x 1000 (every exemplar: > 1e12); the suite's line is refused whole, checked on it named `_total`" (NotApplicable "a Remote Write 2.0 feature") Pass;
+    N071 Main2026 Must "TestExemplarEncoding/exemplar_labels_valid_refs" "exemplar refs < len(symbols) (every exemplar), naming its labels; the suite's line is refused whole, checked on it named `_total`" (NotApplicable "a Remote Write 2.0 feature") Pass;
+    N072 Main2026 May "TestExemplarEncoding/exemplar_custom_labels" "custom exemplar labels sent as written; the suite's line is refused whole, checked on it named `_total`" (NotApplicable "a Remote Write 2.0 feature") Pass;
+    N073 Main2026 May "TestExemplarEncoding/exemplar_on_histogram" "the bucket series carries its exemplar, once; the histogram scraped whole" (NotApplicable "a Remote Write 2.0 feature") Pass;
+    N074 Main2026 Must "TestExemplarEncoding/exemplar_labels_even_length" "exemplar refs in pairs (every exemplar); the suite's line is refused whole, checked on it named `_total`" (NotApplicable "a Remote Write 2.0 feature") Pass;
+    N075 Main2026 May "TestExemplarEncoding/multiple_exemplars_per_series" "> 1 exemplar on a series; EH" (NotApplicable "a Remote Write 2.0 feature") (NotSupported ONE_EXEMPLAR_PER_SERIES);
     N076 Main2026 Must "TestTimestampEncoding/timestamp_int64_milliseconds" "every sample of every series is in ms: between the test's clock before the start and after the stop (suite: the first series, 1e12 < ts < 1e16)" Pass Pass;
     N077 Main2026 Must "TestTimestampEncoding/timestamp_ordering_within_series" "as N025: each sample of every series newer than the one sent before it, over three scrapes or more (no histograms here)" Pass Pass;
     N078 Main2026 May "TestTimestampEncoding/start_timestamp_for_counters" "the text format has no start time: every start timestamp 0 (unset) for the suite's bytes; with OpenMetrics `_created`, every sample of the counter carries it in ms" (NotApplicable "a Remote Write 2.0 feature") Pass;
@@ -327,8 +323,8 @@ pub const ROWS: &[Row] = &rows! {
     N139 Main2026 Must "TestEdgeCases/mixed_sample_and_histogram_families" "all four families (the suite wants two) with their values, a scrape's in one request" Pass Pass;
     N140 Main2026 Should "TestRobustnessUnderLoad" "the 200 series with their values, a scrape's in one request (the suite wants ≥ 50 in the last)" Pass Pass;
     N141 Main2026 Should "TestCombinedFeatures/samples_with_metadata" "both `http_requests_total` series, typed counter, with their HELP" (NotApplicable "a Remote Write 2.0 feature") Pass;
-    N142 Main2026 May "TestCombinedFeatures/samples_with_exemplars" "`request_count` present (Fatal) + exemplar" (NotApplicable "a Remote Write 2.0 feature") (NotSupported EXEMPLARS_ON_COUNTER_WITHOUT_TOTAL);
-    N143 Main2026 May "TestCombinedFeatures/histogram_with_metadata_and_exemplars" "histogram series present (Fatal) + metadata + exemplar; we check the parts with their values and metadata" (NotApplicable "a Remote Write 2.0 feature") (NotSupported EXEMPLARS);
+    N142 Main2026 May "TestCombinedFeatures/samples_with_exemplars" "`request_count` present (Fatal) + exemplar; the suite's line (a counter sample without `_total`) is refused whole, `up` 0; checked on it named `_total`: the sample and its exemplar" (NotApplicable "a Remote Write 2.0 feature") Pass;
+    N143 Main2026 May "TestCombinedFeatures/histogram_with_metadata_and_exemplars" "histogram series present (Fatal) + metadata + exemplar; we check the parts with their values and metadata, and the bucket's exemplar" (NotApplicable "a Remote Write 2.0 feature") Pass;
     N144 Main2026 Must "TestCombinedFeatures/multiple_metric_types" "counter, gauge and histogram, each typed, in one request per scrape (the suite wants one)" (NotApplicable "a Remote Write 2.0 feature") Pass;
     N145 Main2026 Recommended "TestCombinedFeatures/high_cardinality_labels" "all six `http_requests_total` series with their labels, in one request per scrape" (NotApplicable "a Remote Write 2.0 feature") Pass;
     N146 Main2026 Must "TestCombinedFeatures/complete_metric_family" "every request with a part of the histogram has all six parts, with their values" (NotApplicable "a Remote Write 2.0 feature") Pass;

@@ -8,8 +8,8 @@ use kubelet_push::testkit::receiver::ReceivedRequest;
 
 use super::cases::row;
 use super::inspect::{
-    accepted, all_series, assert_samples_only, label, refused, requests_with, scraped, steady,
-    v2_metadata, v2_requests, v2_series,
+    accepted, all_series, assert_no_histograms, assert_samples_only, label, owned_labels, refused,
+    requests_with, scraped, steady, v2_exemplars, v2_metadata, v2_requests, v2_series,
 };
 use super::{passing, Verdict};
 
@@ -67,23 +67,43 @@ http_requests_total{method=\"POST\",status=\"201\"} 500
     }
 }
 
-/// MAY send samples with exemplars: exemplars are not sent, and this exposition (an exemplar
-/// on the counter sample `request_count`, which OpenMetrics names `request_count_total`) is
-/// refused whole, as for N068-N074; Prometheus takes it.
+/// MAY send samples with exemplars. The suite's exposition (an exemplar on the counter sample
+/// `request_count`, which OpenMetrics names `request_count_total`) is refused whole, as for
+/// N068-N074 (Prometheus takes it); named `_total`, the sample and its exemplar go out.
 #[tokio::test]
 async fn n142_samples_with_exemplars() {
-    assert!(matches!(row("N142").v2, Verdict::NotSupported(_)));
+    assert!(matches!(row("N142").v2, Verdict::Pass));
+    let protocol = kubelet_push::remote_write::Protocol::V2;
     refused(
-        kubelet_push::remote_write::Protocol::V2,
+        protocol,
         "# TYPE request_count counter
 request_count 1000 # {trace_id=\"abc123\",span_id=\"def456\"} 999 1234567890.123
 ",
     )
     .await;
+    let name = "request_count_total";
+    let requests = scraped(
+        protocol,
+        "# TYPE request_count counter
+request_count_total 1000 # {trace_id=\"abc123\",span_id=\"def456\"} 999 1234567890.123
+",
+        name,
+    )
+    .await;
+    assert_no_histograms(&requests);
+    assert_eq!(steady(&requests, name, &[]), 1000.0);
+    assert_eq!(
+        v2_exemplars(&requests, name, &[]),
+        vec![(
+            owned_labels(&[("trace_id", "abc123"), ("span_id", "def456")]),
+            999.0,
+            1_234_567_890_123
+        )]
+    );
 }
 
 /// MAY send a histogram with metadata and exemplars: the metadata goes with every part
-/// (typed a histogram, with its HELP); the exemplar does not.
+/// (typed a histogram, with its HELP), and the bucket's exemplar goes with the bucket.
 #[tokio::test]
 async fn n143_histogram_with_metadata_and_exemplars() {
     const EXPOSITION: &str = "# HELP request_duration_seconds Request duration in seconds
@@ -95,11 +115,19 @@ request_duration_seconds_bucket{le=\"+Inf\"} 1000
 request_duration_seconds_sum 450.5
 request_duration_seconds_count 1000
 ";
-    assert!(matches!(row("N143").v2, Verdict::NotSupported(_)));
+    assert!(matches!(row("N143").v2, Verdict::Pass));
     let protocol = kubelet_push::remote_write::Protocol::V2;
     let requests = scraped(protocol, EXPOSITION, "request_duration_seconds_count").await;
-    assert_samples_only(&requests);
+    assert_no_histograms(&requests);
     let base = "request_duration_seconds";
+    assert_eq!(
+        v2_exemplars(&requests, &format!("{base}_bucket"), &[("le", "0.1")]),
+        vec![(
+            owned_labels(&[("trace_id", "hist123")]),
+            0.05,
+            1_234_567_890_000
+        )]
+    );
     for (le, value) in [
         ("0.1", 100.0),
         ("0.5", 250.0),

@@ -132,18 +132,79 @@ pub fn v2_metadata<'a>(
 }
 
 /// No series of any 2.0 request carries a native histogram or an exemplar, and every one
-/// carries samples: what the agent sends, since it parses text formats only and drops
-/// exemplars.
+/// carries samples: what the agent sends for an exposition without exemplars, since it parses
+/// text formats only.
 pub fn assert_samples_only(requests: &[ReceivedRequest]) {
+    assert_no_histograms(requests);
+    for req in v2_requests(requests) {
+        for ts in &req.timeseries {
+            assert!(ts.exemplars.is_empty(), "{ts:?}");
+        }
+    }
+}
+
+/// No series of any 2.0 request carries a native histogram, and every one carries samples
+/// (an exemplar goes with its sample, never alone).
+pub fn assert_no_histograms(requests: &[ReceivedRequest]) {
     let v2 = v2_requests(requests);
     assert!(!v2.is_empty(), "no accepted 2.0 request");
     for req in v2 {
         for ts in &req.timeseries {
             assert!(ts.histograms.is_empty(), "{ts:?}");
-            assert!(ts.exemplars.is_empty(), "{ts:?}");
             assert!(!ts.samples.is_empty(), "{ts:?}");
         }
     }
+}
+
+/// One exemplar as a 2.0 request carried it: its labels, resolved and sorted, its value and
+/// its timestamp.
+pub type SentExemplar = (Vec<(String, String)>, f64, i64);
+
+/// The exemplars of every accepted 2.0 series named `name` with the labels `want`, in arrival
+/// order. Each is held to the specification's MUSTs on the way: label refs in pairs (N074),
+/// every ref inside its request's symbols (N071), a timestamp in milliseconds (N070: after
+/// 2001-09-09, 1e12), a label name never empty; the value is a double by the schema (N069),
+/// so the caller compares it.
+pub fn v2_exemplars(
+    requests: &[ReceivedRequest],
+    name: &str,
+    want: &[(&str, &str)],
+) -> Vec<SentExemplar> {
+    let mut out = Vec::new();
+    for (req, ts) in v2_series(requests, name) {
+        if !want.iter().all(|(n, v)| v2_label(req, ts, n) == Some(*v)) {
+            continue;
+        }
+        for e in &ts.exemplars {
+            assert_eq!(e.labels_refs.len() % 2, 0, "refs in pairs: {e:?}");
+            let symbol = |r: u32| -> String {
+                req.symbols
+                    .get(r as usize)
+                    .unwrap_or_else(|| panic!("ref {r} outside {} symbols", req.symbols.len()))
+                    .clone()
+            };
+            let mut labels: Vec<(String, String)> = e
+                .labels_refs
+                .chunks(2)
+                .map(|p| (symbol(p[0]), symbol(p[1])))
+                .collect();
+            assert!(labels.iter().all(|(n, _)| !n.is_empty()), "{labels:?}");
+            labels.sort();
+            assert!(e.timestamp > 1_000_000_000_000, "ms: {e:?}");
+            out.push((labels, e.value, e.timestamp));
+        }
+    }
+    out
+}
+
+/// `(name, value)` pairs as owned strings, sorted, as [`SentExemplar`] has them.
+pub fn owned_labels(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = pairs
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
+    v.sort();
+    v
 }
 
 /// Scrapes may take as long as they need here: a scrape that timed out on a loaded machine
