@@ -40,7 +40,7 @@ use std::time::{Duration, SystemTime};
 
 use backon::Retryable;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn, Instrument as _};
+use tracing::{debug, info, warn};
 
 use crate::buffer::Queue;
 use crate::clock::now_ms;
@@ -180,22 +180,8 @@ enum Failure {
 /// Everything logged while delivering (here, by the client or by the buffer) is inside a
 /// `destination` span whose `url` field is the redacted URL: text logs show
 /// `destination{url=…}:` before the message, JSON logs a `span` object with `url`.
+#[tracing::instrument(name = "destination", skip_all, fields(url = client.display_url()))]
 pub async fn run(
-    client: RemoteWriteClient,
-    queue: Arc<Queue>,
-    metrics: Arc<DestinationMetrics>,
-    settings: SenderSettings,
-    negotiated: Negotiated,
-    drain: CancellationToken,
-    stop: CancellationToken,
-) {
-    let span = tracing::info_span!("destination", url = client.display_url());
-    deliver_all(client, queue, metrics, settings, negotiated, drain, stop)
-        .instrument(span)
-        .await;
-}
-
-async fn deliver_all(
     client: RemoteWriteClient,
     queue: Arc<Queue>,
     metrics: Arc<DestinationMetrics>,

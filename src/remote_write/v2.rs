@@ -275,6 +275,32 @@ impl V2Encoder {
     }
 }
 
+/// The payload of `refs` as a packed repeated `uint32`: their varints.
+fn packed_payload(refs: &[u32]) -> usize {
+    refs.iter().map(|&r| varint_len(u64::from(r))).sum()
+}
+
+/// The bytes [`put_packed`] writes for a payload of `payload` bytes: none when empty (proto3).
+fn packed_len(payload: usize) -> usize {
+    if payload == 0 {
+        return 0;
+    }
+    1 + varint_len(payload as u64) + payload
+}
+
+/// Writes `refs` (whose [`packed_payload`] is `payload`) as the packed repeated `uint32` field
+/// `tag`; nothing when empty.
+fn put_packed(buf: &mut Vec<u8>, tag: u8, refs: &[u32], payload: usize) {
+    if refs.is_empty() {
+        return;
+    }
+    buf.push(tag);
+    put_varint(buf, payload as u64);
+    for &r in refs {
+        put_varint(buf, u64::from(r));
+    }
+}
+
 /// Appends exemplar `e` to `out` as a tagged `TimeSeries.exemplars` message, its label names
 /// and values interned (after the series' own strings); `refs` is scratch.
 fn write_exemplar(out: &mut Vec<u8>, symbols: &mut Symbols, refs: &mut Vec<u32>, e: &Exemplar) {
@@ -286,11 +312,8 @@ fn write_exemplar(out: &mut Vec<u8>, symbols: &mut Symbols, refs: &mut Vec<u32>,
         refs.push(symbols.intern(v));
     }
     let own = &refs[at..];
-    let refs_len: usize = own.iter().map(|&r| varint_len(u64::from(r))).sum();
-    let mut len = 0;
-    if !own.is_empty() {
-        len += 1 + varint_len(refs_len as u64) + refs_len;
-    }
+    let payload = packed_payload(own);
+    let mut len = packed_len(payload);
     if e.value != 0.0 {
         len += 9;
     }
@@ -299,13 +322,7 @@ fn write_exemplar(out: &mut Vec<u8>, symbols: &mut Symbols, refs: &mut Vec<u32>,
     }
     out.push(TAG_EXEMPLAR);
     put_varint(out, len as u64);
-    if !own.is_empty() {
-        out.push(TAG_EXEMPLAR_LABELS_REFS);
-        put_varint(out, refs_len as u64);
-        for &r in own {
-            put_varint(out, u64::from(r));
-        }
-    }
+    put_packed(out, TAG_EXEMPLAR_LABELS_REFS, own, payload);
     if e.value != 0.0 {
         out.push(TAG_EXEMPLAR_VALUE);
         out.extend_from_slice(&e.value.to_le_bytes());
@@ -441,7 +458,7 @@ fn write_series(
     exemplars: &[u8],
     (kind, help, unit): (i32, u32, u32),
 ) {
-    let refs_len: usize = refs.iter().map(|&r| varint_len(u64::from(r))).sum();
+    let refs_len = packed_payload(refs);
     let mut sample_len = 0;
     if p.value != 0.0 {
         sample_len += 9;
@@ -466,18 +483,10 @@ fn write_series(
     let mut series_len = 1 + varint_len(sample_len as u64) + sample_len;
     series_len += exemplars.len();
     series_len += 1 + varint_len(meta_len as u64) + meta_len;
-    if !refs.is_empty() {
-        series_len += 1 + varint_len(refs_len as u64) + refs_len;
-    }
+    series_len += packed_len(refs_len);
     buf.push(TAG_TIMESERIES);
     put_varint(buf, series_len as u64);
-    if !refs.is_empty() {
-        buf.push(TAG_LABELS_REFS);
-        put_varint(buf, refs_len as u64);
-        for &r in refs {
-            put_varint(buf, u64::from(r));
-        }
-    }
+    put_packed(buf, TAG_LABELS_REFS, refs, refs_len);
     buf.push(TAG_SAMPLE);
     put_varint(buf, sample_len as u64);
     if p.value != 0.0 {
