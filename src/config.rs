@@ -21,11 +21,13 @@ use crate::remote_write::client::PROTOCOL_HEADERS;
 use crate::remote_write::Protocol;
 
 mod error;
+mod layered;
 mod sandbox;
 mod scrape;
 
 use error::err;
 pub use error::ConfigError;
+pub use layered::{settle, SettleError, Settled};
 #[cfg(test)]
 use sandbox::SA_DIR;
 use sandbox::{
@@ -82,6 +84,14 @@ pub struct RemoteSettings {
     /// Whether 401, 403 and 407 are retried (`--remote-retry-auth-errors`, the file's
     /// `retry_auth_errors`; default true) or drop the request.
     pub retry_auth_errors: bool,
+    /// The config file's `buffer-max-size` for this destination; `--buffer-max-size` when
+    /// `None`.
+    pub buffer_max_bytes: Option<u64>,
+    /// The config file's `metric-allow` / `metric-deny` for this destination: applied after
+    /// `--metric-allow` / `--metric-deny`, which every destination shares.
+    pub metric_filter: Option<crate::pipeline::filter::MetricFilter>,
+    /// The config file's `labels` (and `label`) for this destination, beside `--label`.
+    pub labels: Vec<(String, String)>,
 }
 
 /// `--remote-timeout` when not given.
@@ -98,6 +108,9 @@ impl RemoteSettings {
             auto: false,
             access: crate::remote_write::access::Access::none(),
             retry_auth_errors: true,
+            buffer_max_bytes: None,
+            metric_filter: None,
+            labels: Vec::new(),
         }
     }
 
@@ -609,7 +622,7 @@ fn remotes(
             entries
                 .iter()
                 .enumerate()
-                .map(|(i, e)| from_entry(path, i, e, sandbox))
+                .map(|(i, e)| from_entry(path, i, e, sandbox, &args.labels))
                 .collect::<Result<Vec<_>, _>>()?
         }
         None => {
@@ -636,6 +649,9 @@ fn remotes(
                         auto,
                         access,
                         retry_auth_errors: args.remote_retry_auth_errors.unwrap_or(true),
+                        buffer_max_bytes: None,
+                        metric_filter: None,
+                        labels: Vec::new(),
                     })
                 })
                 .collect::<Result<Vec<_>, ConfigError>>()?
@@ -672,6 +688,7 @@ fn from_entry(
     i: usize,
     e: &crate::config_file::Entry,
     sandbox: Option<&Path>,
+    shared_labels: &[String],
 ) -> Result<RemoteSettings, ConfigError> {
     use crate::config_file::at;
     let fail = |reason: String| err("--config-file", reason);
@@ -728,6 +745,36 @@ fn from_entry(
                 &ae.reason,
             ))
         })?;
+    let buffer_max_bytes = match &e.buffer_max_size {
+        Some(size) => {
+            let bytes = crate::cli::parse_size(size)
+                .map_err(|r| fail(at(path, size, &key("buffer-max-size"), &r)))?;
+            if bytes < MIN_BUFFER_BYTES {
+                let r = "must be at least 64KiB";
+                return Err(fail(at(path, size, &key("buffer-max-size"), r)));
+            }
+            Some(bytes)
+        }
+        None => None,
+    };
+    let texts = |list: &[marked_yaml::Spanned<String>]| -> Vec<String> {
+        list.iter().map(|v| v.to_string()).collect()
+    };
+    let metric_filter = crate::pipeline::filter::MetricFilter::new(
+        &texts(&e.metric_allow),
+        &texts(&e.metric_deny),
+    )
+    .map_err(|(flag, reason)| {
+        let name = flag.trim_start_matches('-');
+        let list = if name == "metric-allow" {
+            &e.metric_allow
+        } else {
+            &e.metric_deny
+        };
+        let span = list.first().map_or_else(|| e.url.span(), |v| v.span());
+        fail(crate::config_file::at_span(path, span, &key(name), &reason))
+    })?;
+    let labels = entry_labels(path, i, e, shared_labels)?;
     Ok(RemoteSettings {
         url,
         timeout,
@@ -736,7 +783,46 @@ fn from_entry(
         auto,
         access,
         retry_auth_errors: e.retry_auth_errors.as_ref().is_none_or(|b| **b),
+        buffer_max_bytes,
+        metric_filter,
+        labels,
     })
+}
+
+/// A `remote-write` entry's extra labels, from `labels` (a map) and `label` (`NAME=VALUE`
+/// texts), checked as `--label` is; one that `--label` sets for every destination is refused.
+fn entry_labels(
+    path: &Path,
+    i: usize,
+    e: &crate::config_file::Entry,
+    shared: &[String],
+) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut named: Vec<_> = e.labels.iter().collect();
+    named.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+    let mut written: Vec<(String, &marked_yaml::Span, &str)> = named
+        .into_iter()
+        .map(|(n, v)| (format!("{}={}", n.as_str(), v.as_str()), n.span(), "labels"))
+        .collect();
+    written.extend(e.label.iter().map(|l| (l.to_string(), l.span(), "label")));
+    let mut labels = Vec::with_capacity(written.len());
+    for (text, span, name) in &written {
+        let place = |reason: &str| {
+            err(
+                "--config-file",
+                crate::config_file::at_span(path, span, &format!("remote-write[{i}].{name}"), reason),
+            )
+        };
+        let mut one = parse_labels(std::slice::from_ref(text)).map_err(|e| place(&e.reason))?;
+        let Some((n, v)) = one.pop() else { continue };
+        if shared.iter().any(|s| s.split_once('=').is_some_and(|(s, _)| s == n)) {
+            return Err(place(&format!("{n:?} is set by label (--label) for every destination already")));
+        }
+        if labels.iter().any(|(o, _): &(String, String)| *o == n) {
+            return Err(place(&format!("{n:?} is given twice")));
+        }
+        labels.push((n, v));
+    }
+    Ok(labels)
 }
 
 /// `--remote-write-version`: the protocol to start with, and whether it is `auto`.
