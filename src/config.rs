@@ -180,6 +180,10 @@ pub struct Config {
     /// The exporters and kubelet endpoints scraped beside the summary poll: `--scrape`, then
     /// `--kubelet-scrape`, then the config file's `scrape` list, each in the order given.
     pub scrape_targets: Vec<crate::scrape::TargetSettings>,
+    /// What is valid but likely not meant (a remote URL without a path, a destination that
+    /// `--dry-run` leaves unused), one line each: logged at start, printed by
+    /// `check-config`.
+    pub warnings: Vec<String>,
 }
 
 /// What the demo brings in place of the agent's kubelet and destination flags
@@ -233,6 +237,13 @@ impl Config {
             None => None,
         };
         let file = file.as_ref().map(|(p, f)| (p.as_path(), f));
+        let mut warnings = Vec::new();
+        let file_remotes = file.is_some_and(|(_, f)| f.remote_write.is_some());
+        if mode == Mode::DryRun && (!args.remote_urls.is_empty() || file_remotes) {
+            warnings.push(
+                "--dry-run prints one poll and pushes nothing: the destinations given (--remote-url, the config file's remote-write) are not used".to_owned(),
+            );
+        }
         let mut remotes = match mode {
             Mode::DryRun => Vec::new(),
             Mode::Run | Mode::Once => remotes(args, file, sandbox)?,
@@ -307,6 +318,17 @@ impl Config {
         if args.buffer_max_size < MIN_BUFFER_BYTES {
             return Err(err("--buffer-max-size", "must be at least 64KiB"));
         }
+        if let (Some(dir), Mode::Run | Mode::Once) = (&args.buffer_dir, mode) {
+            writable_dir(dir).map_err(|r| err("--buffer-dir", r))?;
+        }
+        for r in &remotes {
+            if matches!(r.url.path(), "" | "/") {
+                warnings.push(format!(
+                    "remote URL {} has no path: receivers take writes at a path such as /api/v1/write (Prometheus, VictoriaMetrics), /api/v1/push (Mimir, Cortex, Loki) or /api/v1/receive (Thanos)",
+                    crate::http::redact(&r.url)
+                ));
+            }
+        }
         let external_labels = parse_labels(&args.labels)?;
         let pod_labels = parse_pod_labels(&args.pod_labels, &external_labels)?;
         if !pod_labels.is_empty() && !args.kubelet_pods {
@@ -377,6 +399,7 @@ impl Config {
             },
             listen_address: args.listen_address,
             scrape_targets,
+            warnings,
         })
     }
 }
@@ -432,11 +455,29 @@ impl Config {
         for (i, r) in self.remotes.iter().enumerate() {
             let n = i + 1;
             line(&format!("remote {n} url"), &crate::http::redact(&r.url));
-            let names: Vec<&str> = r.headers.iter().map(|(n, _)| n.as_str()).collect();
+            let headers: Vec<String> = r
+                .headers
+                .iter()
+                .map(|(name, value)| match (credential_header(name.as_str()), value.to_str()) {
+                    (false, Ok(v)) => format!("{name}={v}"),
+                    _ => format!("{name}=(hidden)"),
+                })
+                .collect();
             line(
                 &format!("remote {n} header"),
-                &format!("[{}] (values hidden)", names.join(", ")),
+                &format!("[{}]", headers.join(", ")),
             );
+            if let Some(bytes) = r.buffer_max_bytes {
+                line(&format!("remote {n} buffer-max-size"), &format!("{bytes} bytes"));
+            }
+            if let Some(f) = &r.metric_filter {
+                line(&format!("remote {n} metric filter"), f);
+            }
+            if !r.labels.is_empty() {
+                let labels: Vec<String> =
+                    r.labels.iter().map(|(n, v)| format!("{n}={v}")).collect();
+                line(&format!("remote {n} label"), &format!("[{}]", labels.join(", ")));
+            }
             line(
                 &format!("remote {n} timeout"),
                 &humantime::format_duration(r.timeout),
@@ -535,6 +576,52 @@ impl Config {
     }
 }
 
+/// Whether `check-config` shows a header's value: not for `Authorization`,
+/// `Proxy-Authorization`, or a name holding `key`, `token` or `secret` (any case).
+fn credential_header(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    matches!(name.as_str(), "authorization" | "proxy-authorization")
+        || ["key", "token", "secret"].iter().any(|w| name.contains(w))
+}
+
+/// `--buffer-dir`, checked as the start needs it: an existing directory the agent can create
+/// files in, or one it can create (its nearest existing parent is a directory it can write
+/// to). Checked by creating and removing a probe file, the only test every platform answers
+/// truly (permission bits say nothing of ACLs, read-only mounts or quotas); nothing else is
+/// left behind, and a missing directory is not created here.
+fn writable_dir(dir: &Path) -> Result<(), String> {
+    let mut existing = dir;
+    while !existing.exists() {
+        match existing.parent() {
+            Some(p) if !p.as_os_str().is_empty() => existing = p,
+            _ => {
+                existing = Path::new(".");
+                break;
+            }
+        }
+    }
+    if !existing.is_dir() {
+        return Err(format!("{} is not a directory", existing.display()));
+    }
+    let probe = existing.join(format!(".kubelet-push-probe-{}", std::process::id()));
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+    {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) if existing == dir => Err(format!("cannot write in {}: {e}", dir.display())),
+        Err(e) => Err(format!(
+            "{} does not exist and cannot be created in {}: {e}",
+            dir.display(),
+            existing.display()
+        )),
+    }
+}
+
 fn readable(flag: &'static str, path: &Path) -> Result<PathBuf, ConfigError> {
     std::fs::File::open(path)
         .map_err(|e| err(flag, format!("cannot read {}: {e}", path.display())))?;
@@ -551,8 +638,17 @@ fn parse_kubelet_url(s: &str) -> Result<Source, ConfigError> {
     }
     // Quoted redacted: a URL that does not parse may still hold a password or a key.
     let shown = crate::http::redact_str(s);
-    let url =
-        reqwest::Url::parse(s).map_err(|e| err(FLAG, format!("{shown:?} is not a URL: {e}")))?;
+    let url = reqwest::Url::parse(s).map_err(|e| {
+        // A path typed without its scheme parses as a relative URL.
+        let hint = match (s.contains("://"), s.starts_with('/')) {
+            (true, _) => String::new(),
+            (false, true) => format!("; for a captured summary, write file://{shown}"),
+            (false, false) => format!(
+                "; for a captured summary, write file://{shown}, or give http(s)://HOST:PORT"
+            ),
+        };
+        err(FLAG, format!("{shown:?} is not a URL: {e}{hint}"))
+    })?;
     match url.scheme() {
         "http" | "https" if url.host().is_some() => Ok(Source::Http(url)),
         "http" | "https" => Err(err(FLAG, format!("{shown:?} has no host"))),

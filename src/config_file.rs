@@ -330,6 +330,30 @@ fn split_settings(
     let mut sections = Vec::new();
     let mut settings = Vec::new();
     for (key, value) in map.iter() {
+        // `scrape` is a section (scrape_config entries) and a flag (`JOB=URL` texts): the
+        // texts of its list, or a text alone, are the flag's.
+        if key.as_str() == "scrape" {
+            let (texts, entries): (Vec<&Node>, Vec<&Node>) = match value {
+                Node::Scalar(_) => (vec![value], Vec::new()),
+                Node::Sequence(list) => list.iter().partition(|n| n.as_scalar().is_some()),
+                Node::Mapping(_) => (Vec::new(), vec![value]),
+            };
+            if !texts.is_empty() {
+                let values = texts
+                    .iter()
+                    .filter_map(|n| n.as_scalar())
+                    .map(|s| Spanned::new(*s.span(), s.as_str().to_owned()))
+                    .collect();
+                let name = Spanned::new(*key.span(), "scrape".to_owned());
+                settings.push(Setting { key: name, values });
+                if entries.is_empty() {
+                    continue;
+                }
+                let list = MarkedSequenceNode::new(*value.span(), entries.into_iter().cloned().collect());
+                sections.push((key.clone(), Node::Sequence(list)));
+                continue;
+            }
+        }
         if SECTIONS.contains(&key.as_str()) {
             let mut value = value.clone();
             if let (true, Some(list)) = (key.as_str() == "remote-write", value.as_sequence_mut()) {

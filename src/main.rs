@@ -64,8 +64,14 @@ fn main() -> ExitCode {
                 }
             };
             if matches!(command, Some(Command::CheckConfig)) {
+                for warning in &config.warnings {
+                    eprintln!("warning: {warning}");
+                }
                 print!("{}", config.describe());
                 return ExitCode::SUCCESS;
+            }
+            for warning in &config.warnings {
+                tracing::warn!("{warning}");
             }
             Run::Agent(Box::new(config))
         }

@@ -22,6 +22,7 @@ use crate::cli::Cli;
 use crate::config_file::{at, at_span, Setting};
 
 /// The command line after the file's settings were applied under it.
+#[derive(Debug)]
 pub struct Settled {
     pub matches: ArgMatches,
     pub cli: Cli,
