@@ -487,8 +487,8 @@ fn open_buffer(
     let Some(dir) = dir else {
         return Ok(Box::new(MemoryBuffer::new(max_bytes)));
     };
-    let (disk, recovery) = DiskBuffer::open(dir, max_bytes)
-        .map_err(|e| config_error("--buffer-dir", &e))?;
+    let (disk, recovery) =
+        DiskBuffer::open(dir, max_bytes).map_err(|e| config_error("--buffer-dir", &e))?;
     if recovery.batches > 0 || recovery.truncated_bytes > 0 {
         info!(
             url = metrics.url(),

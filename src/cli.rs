@@ -8,8 +8,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Polls the kubelet Summary API and pushes it as Prometheus Remote Write.
 ///
-/// Every flag can also be set through the environment variable shown with it; the flag wins
-/// when both are given. Repeatable flags take a comma-separated list from the environment.
+/// Every flag can also be set through the environment variable shown with it, and as a
+/// --config-file key (its name without --); the flag wins over the variable, the variable over
+/// the file. Repeatable flags take a comma-separated list from the environment. An unknown
+/// KUBELET_PUSH_* variable exits 64.
 #[derive(Debug, Parser)]
 #[command(name = "kubelet-push", version, about, long_about = None, max_term_width = 100)]
 pub struct Cli {
@@ -26,9 +28,10 @@ pub enum Command {
     /// decodes each request and prints a summary per interval.
     #[cfg(feature = "demo")]
     Demo(DemoArgs),
-    /// Check the flags and KUBELET_PUSH_* environment exactly as a start would, print the
-    /// settings they give (secrets redacted) and exit: 0 when valid, 64 naming the first bad
-    /// flag. Touches no network and no buffer directory.
+    /// Check the flags, KUBELET_PUSH_* environment and --config-file exactly as a start
+    /// would, print the settings they give (credentials hidden) and warnings, and exit: 0
+    /// when valid, 64 naming the first bad flag, variable or key. Touches no network;
+    /// --buffer-dir is checked as a start checks it, and not created.
     CheckConfig,
 }
 
@@ -135,7 +138,8 @@ pub struct AgentArgs {
 
     /// YAML file with a remote-write list (one entry per destination, with the --remote-*
     /// settings as keys; instead of --remote-url and the other --remote-* flags, not beside
-    /// them) and/or a scrape list (Prometheus scrape_config entries); see the README
+    /// them), a scrape list (Prometheus scrape_config entries), and any other flag as a
+    /// top-level key (flags and environment win over it); see the README
     #[arg(
         long,
         global = true,
@@ -654,7 +658,13 @@ pub fn unknown_env<'a>(names: impl IntoIterator<Item = &'a str>) -> Option<Strin
 pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let norm = |s: &str| -> Vec<char> {
         s.chars()
-            .map(|c| if c == '_' { '-' } else { c.to_ascii_lowercase() })
+            .map(|c| {
+                if c == '_' {
+                    '-'
+                } else {
+                    c.to_ascii_lowercase()
+                }
+            })
             .collect()
     };
     let w = norm(word);
@@ -782,9 +792,8 @@ fn boolish(
     env: &'static str,
 ) -> impl Fn(&str) -> Result<bool, String> + Clone + Send + Sync + 'static {
     move |s: &str| {
-        parse_bool(s).ok_or_else(|| {
-            format!("{env} (or the flag) takes 1/0, true/false, yes/no or on/off")
-        })
+        parse_bool(s)
+            .ok_or_else(|| format!("{env} (or the flag) takes 1/0, true/false, yes/no or on/off"))
     }
 }
 

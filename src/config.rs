@@ -458,17 +458,22 @@ impl Config {
             let headers: Vec<String> = r
                 .headers
                 .iter()
-                .map(|(name, value)| match (credential_header(name.as_str()), value.to_str()) {
-                    (false, Ok(v)) => format!("{name}={v}"),
-                    _ => format!("{name}=(hidden)"),
-                })
+                .map(
+                    |(name, value)| match (credential_header(name.as_str()), value.to_str()) {
+                        (false, Ok(v)) => format!("{name}={v}"),
+                        _ => format!("{name}=(hidden)"),
+                    },
+                )
                 .collect();
             line(
                 &format!("remote {n} header"),
                 &format!("[{}]", headers.join(", ")),
             );
             if let Some(bytes) = r.buffer_max_bytes {
-                line(&format!("remote {n} buffer-max-size"), &format!("{bytes} bytes"));
+                line(
+                    &format!("remote {n} buffer-max-size"),
+                    &format!("{bytes} bytes"),
+                );
             }
             if let Some(f) = &r.metric_filter {
                 line(&format!("remote {n} metric filter"), f);
@@ -476,7 +481,10 @@ impl Config {
             if !r.labels.is_empty() {
                 let labels: Vec<String> =
                     r.labels.iter().map(|(n, v)| format!("{n}={v}")).collect();
-                line(&format!("remote {n} label"), &format!("[{}]", labels.join(", ")));
+                line(
+                    &format!("remote {n} label"),
+                    &format!("[{}]", labels.join(", ")),
+                );
             }
             line(
                 &format!("remote {n} timeout"),
@@ -856,20 +864,18 @@ fn from_entry(
     let texts = |list: &[marked_yaml::Spanned<String>]| -> Vec<String> {
         list.iter().map(|v| v.to_string()).collect()
     };
-    let metric_filter = crate::pipeline::filter::MetricFilter::new(
-        &texts(&e.metric_allow),
-        &texts(&e.metric_deny),
-    )
-    .map_err(|(flag, reason)| {
-        let name = flag.trim_start_matches('-');
-        let list = if name == "metric-allow" {
-            &e.metric_allow
-        } else {
-            &e.metric_deny
-        };
-        let span = list.first().map_or_else(|| e.url.span(), |v| v.span());
-        fail(crate::config_file::at_span(path, span, &key(name), &reason))
-    })?;
+    let metric_filter =
+        crate::pipeline::filter::MetricFilter::new(&texts(&e.metric_allow), &texts(&e.metric_deny))
+            .map_err(|(flag, reason)| {
+                let name = flag.trim_start_matches('-');
+                let list = if name == "metric-allow" {
+                    &e.metric_allow
+                } else {
+                    &e.metric_deny
+                };
+                let span = list.first().map_or_else(|| e.url.span(), |v| v.span());
+                fail(crate::config_file::at_span(path, span, &key(name), &reason))
+            })?;
     let labels = entry_labels(path, i, e, shared_labels)?;
     Ok(RemoteSettings {
         url,
@@ -905,13 +911,23 @@ fn entry_labels(
         let place = |reason: &str| {
             err(
                 "--config-file",
-                crate::config_file::at_span(path, span, &format!("remote-write[{i}].{name}"), reason),
+                crate::config_file::at_span(
+                    path,
+                    span,
+                    &format!("remote-write[{i}].{name}"),
+                    reason,
+                ),
             )
         };
         let mut one = parse_labels(std::slice::from_ref(text)).map_err(|e| place(&e.reason))?;
         let Some((n, v)) = one.pop() else { continue };
-        if shared.iter().any(|s| s.split_once('=').is_some_and(|(s, _)| s == n)) {
-            return Err(place(&format!("{n:?} is set by label (--label) for every destination already")));
+        if shared
+            .iter()
+            .any(|s| s.split_once('=').is_some_and(|(s, _)| s == n))
+        {
+            return Err(place(&format!(
+                "{n:?} is set by label (--label) for every destination already"
+            )));
         }
         if labels.iter().any(|(o, _): &(String, String)| *o == n) {
             return Err(place(&format!("{n:?} is given twice")));

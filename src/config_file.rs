@@ -1,10 +1,17 @@
-//! `--config-file`: the settings of several Remote Write destinations, and the exporters to
-//! scrape, in YAML, for what flags cannot say readably (each destination or target with its own
+//! `--config-file`: every flag as a top-level key (its long name without `--`; a list for a
+//! repeatable one), and, for what flags cannot say readably, the settings of several Remote
+//! Write destinations and the exporters to scrape (each destination or target with its own
 //! headers, credentials and version). The `remote-write` keys mirror the `--remote-*` flags
-//! without the `remote-` prefix; the `scrape` keys are those of Prometheus's `scrape_config`
-//! (snake_case), so an entry can be pasted from a Prometheus configuration:
+//! without the `remote-` prefix, plus `buffer-max-size`, `metric-allow`, `metric-deny` and
+//! `labels`/`label` per destination; the `scrape` keys are those of Prometheus's
+//! `scrape_config` (snake_case), so an entry can be pasted from a Prometheus configuration
+//! (a text in the `scrape` list is a `--scrape` `JOB=URL`). Flags and `KUBELET_PUSH_*`
+//! variables win over the top-level keys (`config::layered` applies them):
 //!
 //! ```yaml
+//! interval: 15s
+//! label: [cluster=edge-7]
+//! listen-address: :9842
 //! remote-write:
 //!   - url: https://mimir.example.com/api/v1/push
 //!     headers:
@@ -15,6 +22,9 @@
 //!   - url: https://thanos-receive.example.com/api/v1/receive
 //!     bearer-token-file: /etc/kubelet-push/thanos-token
 //!     ca-file: /etc/kubelet-push/private-ca.pem
+//!     metric-allow: [container_.*]
+//!     labels:
+//!       site: edge-7
 //! scrape:
 //!   - job_name: node
 //!     static_configs:
@@ -349,7 +359,8 @@ fn split_settings(
                 if entries.is_empty() {
                     continue;
                 }
-                let list = MarkedSequenceNode::new(*value.span(), entries.into_iter().cloned().collect());
+                let list =
+                    MarkedSequenceNode::new(*value.span(), entries.into_iter().cloned().collect());
                 sections.push((key.clone(), Node::Sequence(list)));
                 continue;
             }
@@ -372,8 +383,11 @@ fn split_settings(
         }
         let known = crate::cli::file_keys();
         if !known.iter().any(|k| k == key.as_str()) {
-            let hint = crate::cli::closest(key.as_str(), known.iter().map(String::as_str).chain(SECTIONS))
-                .map_or_else(String::new, |k| format!("; did you mean {k}?"));
+            let hint = crate::cli::closest(
+                key.as_str(),
+                known.iter().map(String::as_str).chain(SECTIONS),
+            )
+            .map_or_else(String::new, |k| format!("; did you mean {k}?"));
             return Err(FileError(at_span(
                 path,
                 key.span(),
@@ -382,7 +396,12 @@ fn split_settings(
             )));
         }
         if key.as_str() == "config-file" {
-            return Err(FileError(at_span(path, key.span(), "config-file", "a config file cannot name another")));
+            return Err(FileError(at_span(
+                path,
+                key.span(),
+                "config-file",
+                "a config file cannot name another",
+            )));
         }
         let name = Spanned::new(*key.span(), key.as_str().to_owned());
         let text = |n: &Node| {
@@ -391,17 +410,24 @@ fn split_settings(
         };
         let values = match value {
             Node::Scalar(_) => text(value).into_iter().collect(),
-            Node::Sequence(list) => list.iter().map(text).collect::<Option<Vec<_>>>().ok_or_else(|| {
-                FileError(at_span(path, value.span(), key.as_str(), "a list of texts is expected (one per value, as the flag is repeated)"))
-            })?,
-            Node::Mapping(_) => {
-                return Err(FileError(at_span(
-                    path,
-                    value.span(),
-                    key.as_str(),
-                    "a text or a list of texts is expected, as the flag takes (e.g. label: [team=a])",
-                )))
-            }
+            Node::Sequence(list) => list
+                .iter()
+                .map(text)
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| {
+                    FileError(at_span(
+                        path,
+                        value.span(),
+                        key.as_str(),
+                        "a list of texts is expected (one per value, as the flag is repeated)",
+                    ))
+                })?,
+            Node::Mapping(_) => return Err(FileError(at_span(
+                path,
+                value.span(),
+                key.as_str(),
+                "a text or a list of texts is expected, as the flag takes (e.g. label: [team=a])",
+            ))),
         };
         settings.push(Setting { key: name, values });
     }
@@ -453,7 +479,10 @@ pub fn parse(path: &Path, text: &str) -> Result<File, FileError> {
                 marked_yaml::Error::UnknownFieldError(name, expected, _) => {
                     let hint = crate::cli::closest(name, expected.iter().copied())
                         .map_or_else(String::new, |k| format!("; did you mean {k}?"));
-                    format!("unknown key {name:?}{hint} (known: {})", expected.join(", "))
+                    format!(
+                        "unknown key {name:?}{hint} (known: {})",
+                        expected.join(", ")
+                    )
                 }
                 other => other.to_string(),
             };
@@ -524,7 +553,10 @@ mod tests {
         let e = errors("remote-write:\n  - headers: {}\n");
         assert!(e.contains("url"), "{e}");
         let e = errors("remote_write:\n  - url: x\n");
-        assert!(e.starts_with("kp.yaml:1:1: remote_write: unknown key; did you mean remote-write?"), "{e}");
+        assert!(
+            e.starts_with("kp.yaml:1:1: remote_write: unknown key; did you mean remote-write?"),
+            "{e}"
+        );
         let e = errors("intervl: 5s\n");
         assert!(e.contains("did you mean interval?"), "{e}");
         let e = errors("remote-write:\n  - url: http://a\n    versoin: 2\n");

@@ -41,11 +41,12 @@ pub enum SettleError {
 /// The command line `argv` (the program's name first) with the file's settings applied under
 /// the flags and the environment, as `main` runs the agent.
 pub fn settle(argv: Vec<OsString>) -> Result<Settled, SettleError> {
-    let matches = Cli::command()
-        .try_get_matches_from(&argv)
-        .map_err(|e| match from_environment(&e, &argv) {
-            Some(message) => SettleError::Usage(message),
-            None => SettleError::Clap(e),
+    let matches =
+        Cli::command().try_get_matches_from(&argv).map_err(|e| {
+            match from_environment(&e, &argv) {
+                Some(message) => SettleError::Usage(message),
+                None => SettleError::Clap(e),
+            }
         })?;
     let names: Vec<OsString> = std::env::vars_os().map(|(k, _)| k).collect();
     if let Some(e) = crate::cli::unknown_env(names.iter().filter_map(|n| n.to_str())) {
@@ -107,7 +108,10 @@ fn synthesize(
         return Ok(Vec::new());
     }
     let fail = |span: &marked_yaml::Span, reason: &str| {
-        SettleError::Usage(format!("--config-file: {}", at_span(path, span, key, reason)))
+        SettleError::Usage(format!(
+            "--config-file: {}",
+            at_span(path, span, key, reason)
+        ))
     };
     let switch = matches!(arg.get_action(), clap::ArgAction::SetTrue);
     let mut out = Vec::new();
@@ -128,7 +132,12 @@ fn synthesize(
         };
         Cli::command()
             .try_get_matches_from(["kubelet-push", flag.as_str()])
-            .map_err(|e| SettleError::Usage(format!("--config-file: {}", at(path, value, key, &reason(&e)))))?;
+            .map_err(|e| {
+                SettleError::Usage(format!(
+                    "--config-file: {}",
+                    at(path, value, key, &reason(&e))
+                ))
+            })?;
         out.push(OsString::from(flag));
     }
     if out.len() > 1 {

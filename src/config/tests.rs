@@ -540,7 +540,9 @@ fn config_file_gives_each_destination_its_settings() {
     );
     assert_eq!(b.headers[0].0.as_str(), "x-scope-orgid");
     assert_eq!(b.headers[0].1.to_str().unwrap(), "tenant-1");
-    assert!(c.describe().contains("remote 2 header: [x-scope-orgid=tenant-1]\n"));
+    assert!(c
+        .describe()
+        .contains("remote 2 header: [x-scope-orgid=tenant-1]\n"));
 }
 
 /// Auth errors are retried unless the flag or the destination's file key says otherwise.

@@ -87,7 +87,11 @@ fn flags_win_over_the_file_and_the_file_over_defaults() {
     assert!(!s.cli.agent.kubelet_pods);
     let s = settle_with(file, &["--interval=3s", "--label", "x=y"]).unwrap();
     assert_eq!(s.cli.agent.interval, Some(Duration::from_secs(3)));
-    assert_eq!(s.cli.agent.labels, ["x=y"], "a repeatable flag replaces the list");
+    assert_eq!(
+        s.cli.agent.labels,
+        ["x=y"],
+        "a repeatable flag replaces the list"
+    );
     assert_eq!(s.cli.agent.job, "filejob");
     // One text for a repeatable key is a list of one; a switch takes a boolean.
     let s = settle_with("label: team=a\nonce: yes\ndry-run: off\n", &[]).unwrap();
@@ -98,17 +102,29 @@ fn flags_win_over_the_file_and_the_file_over_defaults() {
 #[test]
 fn file_settings_errors_name_file_line_and_key() {
     let e = settle_with("job: j\ninterval: 5\n", &[]).unwrap_err();
-    assert!(e.contains(":2:11: interval: invalid value \"5\": not a duration"), "{e}");
+    assert!(
+        e.contains(":2:11: interval: invalid value \"5\": not a duration"),
+        "{e}"
+    );
     let e = settle_with("intervl: 5s\n", &[]).unwrap_err();
-    assert!(e.contains(":1:1: intervl: unknown key; did you mean interval?"), "{e}");
+    assert!(
+        e.contains(":1:1: intervl: unknown key; did you mean interval?"),
+        "{e}"
+    );
     let e = settle_with("interval: [5s, 6s]\n", &[]).unwrap_err();
-    assert!(e.contains(":1:1: interval: takes one value, not a list"), "{e}");
+    assert!(
+        e.contains(":1:1: interval: takes one value, not a list"),
+        "{e}"
+    );
     let e = settle_with("once: maybe\n", &[]).unwrap_err();
     assert!(e.contains(":1:7: once: takes true or false"), "{e}");
     let e = settle_with("label: {team: a}\n", &[]).unwrap_err();
     assert!(e.contains(":1:8: label: a text or a list of texts"), "{e}");
     let e = settle_with("config-file: other.yaml\n", &[]).unwrap_err();
-    assert!(e.contains("config-file: a config file cannot name another"), "{e}");
+    assert!(
+        e.contains("config-file: a config file cannot name another"),
+        "{e}"
+    );
     // A bad value the command line overrides is never read.
     settle_with("interval: 5\n", &["--interval=5s"]).unwrap();
 }
@@ -116,9 +132,17 @@ fn file_settings_errors_name_file_line_and_key() {
 #[test]
 fn unknown_environment_variables_are_named_with_the_closest() {
     use crate::cli::unknown_env;
-    assert_eq!(unknown_env(["PATH", "KUBELET_PUSH_INTERVAL", "KUBELET_PUSH_BLESS"]), None);
+    assert_eq!(
+        unknown_env(["PATH", "KUBELET_PUSH_INTERVAL", "KUBELET_PUSH_BLESS"]),
+        None
+    );
     let e = unknown_env(["KUBELET_PUSH_INTERVL"]).unwrap();
-    assert!(e.starts_with("KUBELET_PUSH_INTERVL: not a kubelet-push setting; did you mean KUBELET_PUSH_INTERVAL?"), "{e}");
+    assert!(
+        e.starts_with(
+            "KUBELET_PUSH_INTERVL: not a kubelet-push setting; did you mean KUBELET_PUSH_INTERVAL?"
+        ),
+        "{e}"
+    );
     let e = unknown_env(["KUBELET_PUSH_REMOTE_ULR"]).unwrap();
     assert!(e.contains("did you mean KUBELET_PUSH_REMOTE_URL?"), "{e}");
     let e = unknown_env(["KUBELET_PUSH_SOMETHING_ELSE_ENTIRELY"]).unwrap();
@@ -139,29 +163,60 @@ fn destinations_have_their_own_buffer_size_filter_and_labels() {
     let f = a.metric_filter.as_ref().unwrap();
     assert!(f.allows("container_cpu_usage_seconds_total"));
     assert!(!f.allows("container_fs_usage_bytes") && !f.allows("node_cpu_usage_seconds_total"));
-    assert_eq!(a.labels, [("team".to_owned(), "a".to_owned()), ("zone".into(), "z".into())]);
+    assert_eq!(
+        a.labels,
+        [
+            ("team".to_owned(), "a".to_owned()),
+            ("zone".into(), "z".into())
+        ]
+    );
     assert!(b.buffer_max_bytes.is_none() && b.metric_filter.is_none() && b.labels.is_empty());
     let text = c.describe();
-    assert!(text.contains("remote 1 buffer-max-size: 131072 bytes\n"), "{text}");
-    assert!(text.contains("remote 1 label: [team=a, zone=z]\n"), "{text}");
-    assert!(text.contains("remote 1 metric filter: allow [container_.*], deny [container_fs_.*]\n"), "{text}");
+    assert!(
+        text.contains("remote 1 buffer-max-size: 131072 bytes\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("remote 1 label: [team=a, zone=z]\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("remote 1 metric filter: allow [container_.*], deny [container_fs_.*]\n"),
+        "{text}"
+    );
 
     let refused = |entry: &str, want: &str| {
         let (_f, path) = config_file(&format!("remote-write:\n  - url: http://a/w\n{entry}"));
-        let e = config(&["--config-file", &path, "--label=cluster=c1"]).unwrap_err().to_string();
+        let e = config(&["--config-file", &path, "--label=cluster=c1"])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains(want), "{entry}: {e}");
     };
-    refused("    buffer-max-size: 1KiB\n", ":3:22: remote-write[0].buffer-max-size: must be at least 64KiB");
-    refused("    metric-allow: \"(\"\n", ":3:19: remote-write[0].metric-allow: \"(\" is not a regular expression");
-    refused("    labels: {job: x}\n", "remote-write[0].labels: \"job\" is set by kubelet-push itself");
-    refused("    label: cluster=c2\n", "\"cluster\" is set by label (--label) for every destination already");
+    refused(
+        "    buffer-max-size: 1KiB\n",
+        ":3:22: remote-write[0].buffer-max-size: must be at least 64KiB",
+    );
+    refused(
+        "    metric-allow: \"(\"\n",
+        ":3:19: remote-write[0].metric-allow: \"(\" is not a regular expression",
+    );
+    refused(
+        "    labels: {job: x}\n",
+        "remote-write[0].labels: \"job\" is set by kubelet-push itself",
+    );
+    refused(
+        "    label: cluster=c2\n",
+        "\"cluster\" is set by label (--label) for every destination already",
+    );
     refused("    label: [a=1, a=2]\n", "\"a\" is given twice");
 }
 
 #[test]
 fn papercuts() {
     // A path given as the kubelet URL says how to write it.
-    let e = config(&["--dry-run", "--kubelet-url", "/abs/path.json"]).unwrap_err().to_string();
+    let e = config(&["--dry-run", "--kubelet-url", "/abs/path.json"])
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("write file:///abs/path.json"), "{e}");
     // Go's :PORT listens on every IPv4 interface.
     let c = config(&["--dry-run", "--listen-address", ":9842"]).unwrap();
@@ -169,11 +224,22 @@ fn papercuts() {
     // A URL without a path works, with a warning; one with a path has none.
     let c = config(&["--remote-url", "http://mimir:8080"]).unwrap();
     assert_eq!(c.warnings.len(), 1);
-    assert!(c.warnings[0].contains("http://mimir:8080/ has no path"), "{:?}", c.warnings);
-    assert!(config(&["--remote-url", "http://mimir:8080/api/v1/push"]).unwrap().warnings.is_empty());
+    assert!(
+        c.warnings[0].contains("http://mimir:8080/ has no path"),
+        "{:?}",
+        c.warnings
+    );
+    assert!(config(&["--remote-url", "http://mimir:8080/api/v1/push"])
+        .unwrap()
+        .warnings
+        .is_empty());
     // --dry-run with a destination says the destination is not used.
     let c = config(&["--dry-run", "--once", "--remote-url", "http://r/w"]).unwrap();
-    assert!(c.warnings.iter().any(|w| w.contains("pushes nothing")), "{:?}", c.warnings);
+    assert!(
+        c.warnings.iter().any(|w| w.contains("pushes nothing")),
+        "{:?}",
+        c.warnings
+    );
     // Header values are shown, credentials' not.
     let c = config(&[
         "--remote-url=http://r/w",
@@ -194,16 +260,36 @@ fn papercuts() {
     let file = dir.path().join("a-file");
     std::fs::write(&file, "").unwrap();
     let under_file = file.join("buffer");
-    let e = config(&["--remote-url=http://r/w", "--buffer-dir", under_file.to_str().unwrap()])
-        .unwrap_err()
-        .to_string();
-    assert!(e.starts_with("--buffer-dir: ") && e.contains("is not a directory"), "{e}");
-    let e = config(&["--remote-url=http://r/w", "--buffer-dir", file.to_str().unwrap()])
-        .unwrap_err()
-        .to_string();
+    let e = config(&[
+        "--remote-url=http://r/w",
+        "--buffer-dir",
+        under_file.to_str().unwrap(),
+    ])
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.starts_with("--buffer-dir: ") && e.contains("is not a directory"),
+        "{e}"
+    );
+    let e = config(&[
+        "--remote-url=http://r/w",
+        "--buffer-dir",
+        file.to_str().unwrap(),
+    ])
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("is not a directory"), "{e}");
     let fresh = dir.path().join("new/buffer");
-    config(&["--remote-url=http://r/w", "--buffer-dir", fresh.to_str().unwrap()]).unwrap();
+    config(&[
+        "--remote-url=http://r/w",
+        "--buffer-dir",
+        fresh.to_str().unwrap(),
+    ])
+    .unwrap();
     assert!(!fresh.exists(), "the check creates nothing");
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no probe left behind");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "no probe left behind"
+    );
 }

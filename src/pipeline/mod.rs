@@ -655,7 +655,10 @@ impl Narrow {
                 Ok(narrowed) => {
                     out.extend(narrowed);
                     if failing.recover().is_some() {
-                        info!(url = metrics.url(), "requests narrowed for the destination again");
+                        info!(
+                            url = metrics.url(),
+                            "requests narrowed for the destination again"
+                        );
                     }
                 }
                 Err(error) => {

@@ -64,8 +64,7 @@ pub fn narrow(
             }
             let mut refs = Vec::with_capacity(labels.len());
             for (name, value) in labels {
-                let mut intern = |text: &str| match request.symbols.iter().position(|s| s == text)
-                {
+                let mut intern = |text: &str| match request.symbols.iter().position(|s| s == text) {
                     Some(at) => u32::try_from(at).unwrap_or(u32::MAX),
                     None => {
                         request.symbols.push(text.to_owned());
@@ -75,8 +74,11 @@ pub fn narrow(
                 refs.push((intern(name), intern(value)));
             }
             for ts in &mut kept {
-                let mut pairs: Vec<(u32, u32)> =
-                    ts.labels_refs.chunks_exact(2).map(|p| (p[0], p[1])).collect();
+                let mut pairs: Vec<(u32, u32)> = ts
+                    .labels_refs
+                    .chunks_exact(2)
+                    .map(|p| (p[0], p[1]))
+                    .collect();
                 for (name, value) in &refs {
                     let own = pairs
                         .iter()
@@ -103,8 +105,8 @@ pub fn narrow(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use prost::Message;
     use crate::remote_write::proto::{v1, v2};
+    use prost::Message;
 
     fn v1_body() -> Vec<u8> {
         let series = |name: &str, v: f64| v1::TimeSeries {
@@ -133,7 +135,10 @@ mod tests {
 
     #[test]
     fn v1_keeps_named_series_and_adds_labels_sorted() {
-        let labels = vec![("aa".to_owned(), "x".to_owned()), ("node".to_owned(), "no".to_owned())];
+        let labels = vec![
+            ("aa".to_owned(), "x".to_owned()),
+            ("node".to_owned(), "no".to_owned()),
+        ];
         let out = narrow(Protocol::V1, &v1_body(), &mut |n| n == "keep_me", &labels)
             .unwrap()
             .unwrap();
@@ -146,7 +151,10 @@ mod tests {
             .map(|l| (l.name.as_str(), l.value.as_str()))
             .collect();
         // `node` is the series' own: it wins.
-        assert_eq!(names, [("__name__", "keep_me"), ("aa", "x"), ("node", "n1")]);
+        assert_eq!(
+            names,
+            [("__name__", "keep_me"), ("aa", "x"), ("node", "n1")]
+        );
         assert!(narrow(Protocol::V1, &v1_body(), &mut |_| false, &[])
             .unwrap()
             .is_none());
@@ -174,7 +182,10 @@ mod tests {
                 )
             })
             .collect();
-        assert_eq!(pairs, [("__name__", "drop_me"), ("node", "n1"), ("zone", "b")]);
+        assert_eq!(
+            pairs,
+            [("__name__", "drop_me"), ("node", "n1"), ("zone", "b")]
+        );
         assert_eq!(decoded.timeseries[0].samples[0].value, 2.0);
     }
 }

@@ -990,13 +990,29 @@ fn listen_port_alone_path_warning_and_file_url_hint() {
     let out = kubelet_push(&["check-config", "--remote-url", "http://mimir:8080"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(
-        stderr(&out).lines().filter(|l| l.starts_with("warning: ")).count(),
+        stderr(&out)
+            .lines()
+            .filter(|l| l.starts_with("warning: "))
+            .count(),
         1,
         "{}",
         stderr(&out)
     );
-    assert!(stderr(&out).contains("http://mimir:8080/ has no path"), "{}", stderr(&out));
-    let out = kubelet_push(&["check-config", "--dry-run", "--kubelet-url", "/abs/path.json"]);
+    assert!(
+        stderr(&out).contains("http://mimir:8080/ has no path"),
+        "{}",
+        stderr(&out)
+    );
+    let out = kubelet_push(&[
+        "check-config",
+        "--dry-run",
+        "--kubelet-url",
+        "/abs/path.json",
+    ]);
     assert_eq!(out.status.code(), Some(64));
-    assert!(stderr(&out).contains("write file:///abs/path.json"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("write file:///abs/path.json"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -26,7 +26,10 @@ fn names(series: &[TimeSeries]) -> Vec<String> {
 /// Both carry `--label cluster=c1`; the series both get have the same samples.
 #[tokio::test]
 async fn each_destination_gets_its_own_filter_labels_and_buffer_size() {
-    let (a, b) = (Receiver::start().await.unwrap(), Receiver::start().await.unwrap());
+    let (a, b) = (
+        Receiver::start().await.unwrap(),
+        Receiver::start().await.unwrap(),
+    );
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("kp.yaml");
     std::fs::write(
@@ -50,11 +53,20 @@ async fn each_destination_gets_its_own_filter_labels_and_buffer_size() {
     ];
     let metrics = Arc::new(Metrics::new());
     let mut sink = Vec::new();
-    let outcome = kubelet_push::run(config(&args), CancellationToken::new(), metrics.clone(), &mut sink)
-        .await
-        .expect("run");
+    let outcome = kubelet_push::run(
+        config(&args),
+        CancellationToken::new(),
+        metrics.clone(),
+        &mut sink,
+    )
+    .await
+    .expect("run");
     assert_eq!(outcome, Outcome::Ok);
-    assert!(a.requests().iter().all(|r| r.header("content-type") == Some("application/x-protobuf;proto=io.prometheus.write.v2.Request")), "destination 1 speaks 2.0");
+    assert!(
+        a.requests().iter().all(|r| r.header("content-type")
+            == Some("application/x-protobuf;proto=io.prometheus.write.v2.Request")),
+        "destination 1 speaks 2.0"
+    );
     let (to_a, to_b) = (a.accepted_series(), b.accepted_series());
     let expected: Vec<String> = names(&to_b)
         .into_iter()
@@ -95,7 +107,11 @@ async fn each_destination_gets_its_own_filter_labels_and_buffer_size() {
         assert_eq!(twin.samples, ts.samples);
     }
     for ts in &to_b {
-        assert_eq!((label(ts, "team"), label(ts, "zone")), (None, Some("b")), "{ts:?}");
+        assert_eq!(
+            (label(ts, "team"), label(ts, "zone")),
+            (None, Some("b")),
+            "{ts:?}"
+        );
     }
     let dests = metrics.destinations();
     assert_eq!(dests.len(), 2);
@@ -106,12 +122,14 @@ async fn each_destination_gets_its_own_filter_labels_and_buffer_size() {
 }
 
 /// `check-config` from the binary with `args`, `env` for the child only, and no
-/// `KUBELET_PUSH_*` of the test's own environment but the ones CI sets for itself.
+/// `KUBELET_PUSH_*` of the test's own environment but the ones CI sets for itself (the Wine
+/// run's marker among them, which finds leftover processes).
 fn check_config(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_kubelet-push"));
     cmd.arg("check-config").args(args);
     for (k, _) in std::env::vars() {
-        if k.starts_with("KUBELET_PUSH_") {
+        if k.starts_with("KUBELET_PUSH_") && !kubelet_push::cli::NOT_SETTINGS.contains(&k.as_str())
+        {
             cmd.env_remove(k);
         }
     }
@@ -119,7 +137,7 @@ fn check_config(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     cmd.output().expect("run kubelet-push")
 }
 
-fn setting<'a>(out: &'a std::process::Output, name: &str) -> String {
+fn setting(out: &std::process::Output, name: &str) -> String {
     let text = String::from_utf8_lossy(&out.stdout);
     let prefix = format!("{name}: ");
     text.lines()
@@ -134,19 +152,34 @@ fn setting<'a>(out: &'a std::process::Output, name: &str) -> String {
 fn flags_beat_the_environment_which_beats_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("kp.yaml");
-    std::fs::write(&file, "interval: 5s\nlabel: [team=a, zone=b]\njob: filejob\ndry-run: true\n").unwrap();
+    std::fs::write(
+        &file,
+        "interval: 5s\nlabel: [team=a, zone=b]\njob: filejob\ndry-run: true\n",
+    )
+    .unwrap();
     let path = file.to_str().unwrap();
     let out = check_config(&["--config-file", path], &[]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(setting(&out, "interval"), "5s");
     assert_eq!(setting(&out, "label"), "[team=a, zone=b]");
     assert_eq!(setting(&out, "mode"), "dry-run");
-    let env = [("KUBELET_PUSH_INTERVAL", "7s"), ("KUBELET_PUSH_LABEL", "env=1")];
+    let env = [
+        ("KUBELET_PUSH_INTERVAL", "7s"),
+        ("KUBELET_PUSH_LABEL", "env=1"),
+    ];
     let out = check_config(&["--config-file", path], &env);
     assert_eq!(setting(&out, "interval"), "7s");
     assert_eq!(setting(&out, "label"), "[env=1]");
     assert_eq!(setting(&out, "job"), "filejob");
-    let out = check_config(&["--config-file", path, "--interval=9s", "--label=flag=1"], &env);
+    let out = check_config(
+        &["--config-file", path, "--interval=9s", "--label=flag=1"],
+        &env,
+    );
     assert_eq!(setting(&out, "interval"), "9s");
     assert_eq!(setting(&out, "label"), "[flag=1]");
 }
@@ -159,7 +192,9 @@ fn unknown_names_and_bad_values_exit_64_saying_where() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("kp.yaml");
     let path = file.to_str().unwrap();
-    let cases: &[(&str, &[&str], &[(&str, &str)], &str)] = &[
+    /// The file, the arguments, the environment, and what the error says.
+    type Case<'a> = (&'a str, &'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
         ("", &["--dry-run"], &[("KUBELET_PUSH_INTERVL", "5s")], "error: KUBELET_PUSH_INTERVL: not a kubelet-push setting; did you mean KUBELET_PUSH_INTERVAL?"),
         ("", &["--dry-run"], &[("KUBELET_PUSH_INTERVAL", "5")], "error: KUBELET_PUSH_INTERVAL (--interval from the environment): invalid value \"5\": not a duration: give a number with a unit, such as 10s, 1m30s or 500ms\n"),
         ("dry-run: true\nintervall: 5s\n", &["--config-file", path], &[], ":2:1: intervall: unknown key; did you mean interval?"),
@@ -171,7 +206,9 @@ fn unknown_names_and_bad_values_exit_64_saying_where() {
             let out = if start {
                 let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_kubelet-push"));
                 for (k, _) in std::env::vars() {
-                    if k.starts_with("KUBELET_PUSH_") {
+                    if k.starts_with("KUBELET_PUSH_")
+                        && !kubelet_push::cli::NOT_SETTINGS.contains(&k.as_str())
+                    {
                         cmd.env_remove(k);
                     }
                 }
@@ -185,8 +222,16 @@ fn unknown_names_and_bad_values_exit_64_saying_where() {
         }
     }
     // The variables CI and the tests set for themselves are not settings, and not refused.
-    let out = check_config(&["--dry-run"], &[("KUBELET_PUSH_BLESS", "1"), ("KUBELET_PUSH_IMAGE", "x")]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = check_config(
+        &["--dry-run"],
+        &[("KUBELET_PUSH_BLESS", "1"), ("KUBELET_PUSH_IMAGE", "x")],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// The README's top-level example is valid as printed, and gives what it says.
@@ -201,11 +246,19 @@ fn the_readme_top_level_example_is_valid() {
     let file = dir.path().join("kp.yaml");
     std::fs::write(&file, example).unwrap();
     let out = check_config(&["--config-file", file.to_str().unwrap()], &[]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(setting(&out, "interval"), "15s");
     assert_eq!(setting(&out, "label"), "[cluster=edge-7, region=eu]");
     assert_eq!(setting(&out, "listen-address"), "0.0.0.0:9842");
     assert_eq!(setting(&out, "kubelet-insecure-skip-verify"), "true");
-    let out = check_config(&["--config-file", file.to_str().unwrap()], &[("KUBELET_PUSH_INTERVAL", "5s")]);
+    let out = check_config(
+        &["--config-file", file.to_str().unwrap()],
+        &[("KUBELET_PUSH_INTERVAL", "5s")],
+    );
     assert_eq!(setting(&out, "interval"), "5s");
 }
