@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 #[cfg(feature = "demo")]
 use clap::CommandFactory;
-use kubelet_push::cli::{Cli, Command, LogFormat};
+#[cfg(feature = "demo")]
+use kubelet_push::cli::Cli;
+use kubelet_push::cli::{Command, LogFormat};
 use kubelet_push::config::SettleError;
 use kubelet_push::{Config, Outcome, RunError};
 use tokio_util::sync::CancellationToken;
