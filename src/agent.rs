@@ -212,7 +212,8 @@ fn build(config: &Config, metrics: &Metrics) -> Result<Vec<Destination>, RunErro
         if let (0, Some(Some(old)), Some(dir)) = (i, &legacy, &dir) {
             move_legacy_buffer(old, dir).map_err(|e| config_error("--buffer-dir", &e))?;
         }
-        let buffer = open_buffer(dir.as_deref(), delivery, &dest_metrics)?;
+        let max_bytes = remote.buffer_max_bytes.unwrap_or(delivery.buffer_max_bytes);
+        let buffer = open_buffer(dir.as_deref(), max_bytes, &dest_metrics)?;
         let queue = Arc::new(Queue::new(buffer));
         dest_metrics.buffer_levels(queue.levels());
         destinations.push(Destination {
@@ -259,11 +260,14 @@ async fn run_tasks(
     let mut outlets = Vec::with_capacity(destinations.len());
     let mut senders = Vec::with_capacity(destinations.len());
     let mut buffers = Vec::with_capacity(destinations.len());
-    for Destination {
-        client,
-        buffered,
-        negotiated,
-    } in destinations
+    for (
+        Destination {
+            client,
+            buffered,
+            negotiated,
+        },
+        remote,
+    ) in destinations.into_iter().zip(&config.remotes)
     {
         let queue = buffered.queue.clone();
         let dest_metrics = buffered.metrics.clone();
@@ -277,7 +281,10 @@ async fn run_tasks(
             drain.clone(),
             root.child_token(),
         )));
-        outlets.push(Outlet::new(queue, negotiated, dest_metrics));
+        outlets.push(
+            Outlet::new(queue, negotiated, dest_metrics)
+                .narrowed(remote.metric_filter.clone(), remote.labels.clone()),
+        );
     }
     if let Some(addr) = config.listen_address {
         let health = crate::telemetry::Health {
@@ -482,17 +489,17 @@ fn move_legacy_buffer(old: &std::path::Path, new: &std::path::Path) -> std::io::
 /// reporting what start-up recovery cut or dropped), or in memory when `dir` is `None`.
 fn open_buffer(
     dir: Option<&std::path::Path>,
-    delivery: &crate::config::Delivery,
+    max_bytes: u64,
     metrics: &DestinationMetrics,
 ) -> Result<Box<dyn Buffer>, ConfigError> {
     metrics
         .buffer_max_bytes
-        .set(i64::try_from(delivery.buffer_max_bytes).unwrap_or(i64::MAX));
+        .set(i64::try_from(max_bytes).unwrap_or(i64::MAX));
     let Some(dir) = dir else {
-        return Ok(Box::new(MemoryBuffer::new(delivery.buffer_max_bytes)));
+        return Ok(Box::new(MemoryBuffer::new(max_bytes)));
     };
-    let (disk, recovery) = DiskBuffer::open(dir, delivery.buffer_max_bytes)
-        .map_err(|e| config_error("--buffer-dir", &e))?;
+    let (disk, recovery) =
+        DiskBuffer::open(dir, max_bytes).map_err(|e| config_error("--buffer-dir", &e))?;
     if recovery.batches > 0 || recovery.truncated_bytes > 0 {
         info!(
             url = metrics.url(),

@@ -8,8 +8,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Polls the kubelet Summary API and pushes it as Prometheus Remote Write.
 ///
-/// Every flag can also be set through the environment variable shown with it; the flag wins
-/// when both are given. Repeatable flags take a comma-separated list from the environment.
+/// Every flag can also be set through the environment variable shown with it, and as a
+/// --config-file key (its name without --); the flag wins over the variable, the variable over
+/// the file. Repeatable flags take a comma-separated list from the environment. An unknown
+/// KUBELET_PUSH_* variable exits 64.
 #[derive(Debug, Parser)]
 #[command(name = "kubelet-push", version, about, long_about = None, max_term_width = 100)]
 pub struct Cli {
@@ -26,9 +28,10 @@ pub enum Command {
     /// decodes each request and prints a summary per interval.
     #[cfg(feature = "demo")]
     Demo(DemoArgs),
-    /// Check the flags and KUBELET_PUSH_* environment exactly as a start would, print the
-    /// settings they give (secrets redacted) and exit: 0 when valid, 64 naming the first bad
-    /// flag. Touches no network and no buffer directory.
+    /// Check the flags, KUBELET_PUSH_* environment and --config-file exactly as a start
+    /// would, print the settings they give (credentials hidden) and warnings, and exit: 0
+    /// when valid, 64 naming the first bad flag, variable or key. Touches no network;
+    /// --buffer-dir is checked as a start checks it, and not created.
     CheckConfig,
 }
 
@@ -135,7 +138,8 @@ pub struct AgentArgs {
 
     /// YAML file with a remote-write list (one entry per destination, with the --remote-*
     /// settings as keys; instead of --remote-url and the other --remote-* flags, not beside
-    /// them) and/or a scrape list (Prometheus scrape_config entries); see the README
+    /// them), a scrape list (Prometheus scrape_config entries), and any other flag as a
+    /// top-level key (flags and environment win over it); see the README
     #[arg(
         long,
         global = true,
@@ -432,11 +436,13 @@ pub struct AgentArgs {
     #[arg(long, global = true, env = "KUBELET_PUSH_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
     pub shutdown_timeout: Duration,
 
-    /// Serve /metrics, /healthz and /readyz on this address, e.g. 0.0.0.0:9842 [default: off]
+    /// Serve /metrics, /healthz and /readyz on this address, e.g. 0.0.0.0:9842, or :9842
+    /// for every IPv4 interface (0.0.0.0; give [::]:9842 for IPv6) [default: off]
     #[arg(
         long,
         global = true,
         env = "KUBELET_PUSH_LISTEN_ADDRESS",
+        value_parser = parse_listen_address,
         value_name = "ADDR:PORT"
     )]
     pub listen_address: Option<std::net::SocketAddr>,
@@ -571,6 +577,123 @@ impl RemoteAccessArgs {
     }
 }
 
+/// `--listen-address`: `ADDR:PORT`, or Go's `:PORT` for every IPv4 interface (`0.0.0.0`; an
+/// IPv6 socket does not take IPv4 everywhere, Windows' included, so `[::]:PORT` is asked for
+/// by name).
+fn parse_listen_address(s: &str) -> Result<std::net::SocketAddr, String> {
+    let s = s.trim();
+    let full = match s.strip_prefix(':') {
+        Some(port) => format!("0.0.0.0:{port}"),
+        None => s.to_owned(),
+    };
+    full.parse().map_err(|_| {
+        format!("{s:?} is not ADDR:PORT (examples: 0.0.0.0:9842, 127.0.0.1:9842, [::]:9842, :9842)")
+    })
+}
+
+/// The top-level keys a `--config-file` may set: the long name of every agent flag
+/// (`config-file` among them, which the file refuses with a reason of its own).
+pub fn file_keys() -> Vec<String> {
+    use clap::CommandFactory;
+    Cli::command()
+        .get_arguments()
+        .filter(|a| !matches!(a.get_id().as_str(), "help" | "version"))
+        .filter_map(|a| a.get_long().map(str::to_owned))
+        .collect()
+}
+
+/// Every `KUBELET_PUSH_*` variable the binary reads as a setting: the flags' twins, the
+/// demo's included.
+pub fn env_names() -> Vec<String> {
+    use clap::CommandFactory;
+    let command = Cli::command();
+    let mut names: Vec<String> = std::iter::once(&command)
+        .chain(command.get_subcommands())
+        .flat_map(clap::Command::get_arguments)
+        .filter_map(|a| a.get_env().and_then(|e| e.to_str()).map(str::to_owned))
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// `KUBELET_PUSH_*` variables that are not settings but may be in an agent's environment: the
+/// test suite's and CI's own (a golden-file rewrite, the binaries and the image under test,
+/// the Wine run's marker, the manifests check's venv), which the tests' agents inherit. The
+/// binary ignores them instead of refusing them as unknown.
+pub const NOT_SETTINGS: [&str; 8] = [
+    "KUBELET_PUSH_BLESS",
+    "KUBELET_PUSH_BIN",
+    "KUBELET_PUSH_IMAGE",
+    "KUBELET_PUSH_WINDOWS_EXE",
+    "KUBELET_PUSH_CTRL_EVENT_EXE",
+    "KUBELET_PUSH_WINE_RUN",
+    "KUBELET_PUSH_MANIFESTS_VENV",
+    SHORT_INTERVALS_FOR_TESTS,
+];
+
+/// The first of `names` (the environment's variable names) that starts with
+/// `KUBELET_PUSH_` but is neither a setting ([`env_names`]) nor one of [`NOT_SETTINGS`],
+/// worded as an error with the closest setting's name: a typo such as
+/// `KUBELET_PUSH_INTERVL` would otherwise leave the setting at its default unnoticed.
+pub fn unknown_env<'a>(names: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    let known = env_names();
+    let mut unknown: Vec<&str> = names
+        .into_iter()
+        .filter(|n| n.starts_with("KUBELET_PUSH_"))
+        .filter(|n| !known.iter().any(|k| k == n) && !NOT_SETTINGS.contains(n))
+        .collect();
+    unknown.sort_unstable();
+    let name = unknown.first()?;
+    let hint = closest(name, known.iter().map(String::as_str))
+        .map_or_else(String::new, |k| format!("; did you mean {k}?"));
+    Some(format!(
+        "{name}: not a kubelet-push setting{hint} (every flag's variable is KUBELET_PUSH_ and its long name in capitals with _ for -; see --help)"
+    ))
+}
+
+/// The candidate closest to `word` by edit distance (insertions, deletions, substitutions,
+/// ignoring case and `-`/`_`), when close enough to be a typo of it: at most a third of
+/// its length, and at least 1 or 2 for short words.
+pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let norm = |s: &str| -> Vec<char> {
+        s.chars()
+            .map(|c| {
+                if c == '_' {
+                    '-'
+                } else {
+                    c.to_ascii_lowercase()
+                }
+            })
+            .collect()
+    };
+    let w = norm(word);
+    let limit = (w.len() / 3).max(2);
+    candidates
+        .into_iter()
+        .map(|c| (distance(&w, &norm(c)), c))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+/// Levenshtein distance.
+fn distance(a: &[char], b: &[char]) -> usize {
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (diagonal + usize::from(ca != cb))
+                .min(row[j] + 1)
+                .min(above + 1);
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
 /// The `--log-level` filter: a level (`off`, `error`, `warn`, `info`, `debug`, `trace`), or
 /// comma-separated directives that are a level or `target=level`. Anything else is an error,
 /// so a typo such as `warning` is refused instead of silencing every log line.
@@ -668,18 +791,25 @@ fn at_least(d: Duration, floor: Duration, why: &str) -> Result<Duration, String>
 fn boolish(
     env: &'static str,
 ) -> impl Fn(&str) -> Result<bool, String> + Clone + Send + Sync + 'static {
-    move |s: &str| match s.trim().to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" => Ok(true),
-        "0" | "false" | "no" | "off" => Ok(false),
-        _ => Err(format!(
-            "{env} (or the flag) takes 1/0, true/false, yes/no or on/off"
-        )),
+    move |s: &str| {
+        parse_bool(s)
+            .ok_or_else(|| format!("{env} (or the flag) takes 1/0, true/false, yes/no or on/off"))
+    }
+}
+
+/// The boolean spellings of [`boolish`]: 1/0, true/false, yes/no, on/off, any case.
+pub fn parse_bool(s: &str) -> Option<bool> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" => Some(false),
+        _ => None,
     }
 }
 
 pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
-    let d =
-        humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 10s, 1m30s, 500ms)"))?;
+    let d = humantime::parse_duration(s).map_err(|_| {
+        "not a duration: give a number with a unit, such as 10s, 1m30s or 500ms".to_owned()
+    })?;
     if d.is_zero() {
         return Err("must be greater than zero".into());
     }

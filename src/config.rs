@@ -21,11 +21,13 @@ use crate::remote_write::client::PROTOCOL_HEADERS;
 use crate::remote_write::Protocol;
 
 mod error;
+mod layered;
 mod sandbox;
 mod scrape;
 
 use error::err;
 pub use error::ConfigError;
+pub use layered::{settle, SettleError, Settled};
 #[cfg(test)]
 use sandbox::SA_DIR;
 use sandbox::{
@@ -82,6 +84,14 @@ pub struct RemoteSettings {
     /// Whether 401, 403 and 407 are retried (`--remote-retry-auth-errors`, the file's
     /// `retry_auth_errors`; default true) or drop the request.
     pub retry_auth_errors: bool,
+    /// The config file's `buffer-max-size` for this destination; `--buffer-max-size` when
+    /// `None`.
+    pub buffer_max_bytes: Option<u64>,
+    /// The config file's `metric-allow` / `metric-deny` for this destination: applied after
+    /// `--metric-allow` / `--metric-deny`, which every destination shares.
+    pub metric_filter: Option<crate::pipeline::filter::MetricFilter>,
+    /// The config file's `labels` (and `label`) for this destination, beside `--label`.
+    pub labels: Vec<(String, String)>,
 }
 
 /// `--remote-timeout` when not given.
@@ -98,6 +108,9 @@ impl RemoteSettings {
             auto: false,
             access: crate::remote_write::access::Access::none(),
             retry_auth_errors: true,
+            buffer_max_bytes: None,
+            metric_filter: None,
+            labels: Vec::new(),
         }
     }
 
@@ -167,6 +180,10 @@ pub struct Config {
     /// The exporters and kubelet endpoints scraped beside the summary poll: `--scrape`, then
     /// `--kubelet-scrape`, then the config file's `scrape` list, each in the order given.
     pub scrape_targets: Vec<crate::scrape::TargetSettings>,
+    /// What is valid but likely not meant (a remote URL without a path, a destination that
+    /// `--dry-run` leaves unused), one line each: logged at start, printed by
+    /// `check-config`.
+    pub warnings: Vec<String>,
 }
 
 /// What the demo brings in place of the agent's kubelet and destination flags
@@ -220,6 +237,13 @@ impl Config {
             None => None,
         };
         let file = file.as_ref().map(|(p, f)| (p.as_path(), f));
+        let mut warnings = Vec::new();
+        let file_remotes = file.is_some_and(|(_, f)| f.remote_write.is_some());
+        if mode == Mode::DryRun && (!args.remote_urls.is_empty() || file_remotes) {
+            warnings.push(
+                "--dry-run prints one poll and pushes nothing: the destinations given (--remote-url, the config file's remote-write) are not used".to_owned(),
+            );
+        }
         let mut remotes = match mode {
             Mode::DryRun => Vec::new(),
             Mode::Run | Mode::Once => remotes(args, file, sandbox)?,
@@ -294,6 +318,17 @@ impl Config {
         if args.buffer_max_size < MIN_BUFFER_BYTES {
             return Err(err("--buffer-max-size", "must be at least 64KiB"));
         }
+        if let (Some(dir), Mode::Run | Mode::Once) = (&args.buffer_dir, mode) {
+            writable_dir(dir).map_err(|r| err("--buffer-dir", r))?;
+        }
+        for r in &remotes {
+            if matches!(r.url.path(), "" | "/") {
+                warnings.push(format!(
+                    "remote URL {} has no path: receivers take writes at a path such as /api/v1/write (Prometheus, VictoriaMetrics), /api/v1/push (Mimir, Cortex, Loki) or /api/v1/receive (Thanos)",
+                    crate::http::redact(&r.url)
+                ));
+            }
+        }
         let external_labels = parse_labels(&args.labels)?;
         let pod_labels = parse_pod_labels(&args.pod_labels, &external_labels)?;
         if !pod_labels.is_empty() && !args.kubelet_pods {
@@ -364,6 +399,7 @@ impl Config {
             },
             listen_address: args.listen_address,
             scrape_targets,
+            warnings,
         })
     }
 }
@@ -419,11 +455,37 @@ impl Config {
         for (i, r) in self.remotes.iter().enumerate() {
             let n = i + 1;
             line(&format!("remote {n} url"), &crate::http::redact(&r.url));
-            let names: Vec<&str> = r.headers.iter().map(|(n, _)| n.as_str()).collect();
+            let headers: Vec<String> = r
+                .headers
+                .iter()
+                .map(
+                    |(name, value)| match (credential_header(name.as_str()), value.to_str()) {
+                        (false, Ok(v)) => format!("{name}={v}"),
+                        _ => format!("{name}=(hidden)"),
+                    },
+                )
+                .collect();
             line(
                 &format!("remote {n} header"),
-                &format!("[{}] (values hidden)", names.join(", ")),
+                &format!("[{}]", headers.join(", ")),
             );
+            if let Some(bytes) = r.buffer_max_bytes {
+                line(
+                    &format!("remote {n} buffer-max-size"),
+                    &format!("{bytes} bytes"),
+                );
+            }
+            if let Some(f) = &r.metric_filter {
+                line(&format!("remote {n} metric filter"), f);
+            }
+            if !r.labels.is_empty() {
+                let labels: Vec<String> =
+                    r.labels.iter().map(|(n, v)| format!("{n}={v}")).collect();
+                line(
+                    &format!("remote {n} label"),
+                    &format!("[{}]", labels.join(", ")),
+                );
+            }
             line(
                 &format!("remote {n} timeout"),
                 &humantime::format_duration(r.timeout),
@@ -522,6 +584,52 @@ impl Config {
     }
 }
 
+/// Whether `check-config` shows a header's value: not for `Authorization`,
+/// `Proxy-Authorization`, or a name holding `key`, `token` or `secret` (any case).
+fn credential_header(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    matches!(name.as_str(), "authorization" | "proxy-authorization")
+        || ["key", "token", "secret"].iter().any(|w| name.contains(w))
+}
+
+/// `--buffer-dir`, checked as the start needs it: an existing directory the agent can create
+/// files in, or one it can create (its nearest existing parent is a directory it can write
+/// to). Checked by creating and removing a probe file, the only test every platform answers
+/// truly (permission bits say nothing of ACLs, read-only mounts or quotas); nothing else is
+/// left behind, and a missing directory is not created here.
+fn writable_dir(dir: &Path) -> Result<(), String> {
+    let mut existing = dir;
+    while !existing.exists() {
+        match existing.parent() {
+            Some(p) if !p.as_os_str().is_empty() => existing = p,
+            _ => {
+                existing = Path::new(".");
+                break;
+            }
+        }
+    }
+    if !existing.is_dir() {
+        return Err(format!("{} is not a directory", existing.display()));
+    }
+    let probe = existing.join(format!(".kubelet-push-probe-{}", std::process::id()));
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+    {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) if existing == dir => Err(format!("cannot write in {}: {e}", dir.display())),
+        Err(e) => Err(format!(
+            "{} does not exist and cannot be created in {}: {e}",
+            dir.display(),
+            existing.display()
+        )),
+    }
+}
+
 fn readable(flag: &'static str, path: &Path) -> Result<PathBuf, ConfigError> {
     std::fs::File::open(path)
         .map_err(|e| err(flag, format!("cannot read {}: {e}", path.display())))?;
@@ -538,8 +646,17 @@ fn parse_kubelet_url(s: &str) -> Result<Source, ConfigError> {
     }
     // Quoted redacted: a URL that does not parse may still hold a password or a key.
     let shown = crate::http::redact_str(s);
-    let url =
-        reqwest::Url::parse(s).map_err(|e| err(FLAG, format!("{shown:?} is not a URL: {e}")))?;
+    let url = reqwest::Url::parse(s).map_err(|e| {
+        // A path typed without its scheme parses as a relative URL.
+        let hint = match (s.contains("://"), s.starts_with('/')) {
+            (true, _) => String::new(),
+            (false, true) => format!("; for a captured summary, write file://{shown}"),
+            (false, false) => format!(
+                "; for a captured summary, write file://{shown}, or give http(s)://HOST:PORT"
+            ),
+        };
+        err(FLAG, format!("{shown:?} is not a URL: {e}{hint}"))
+    })?;
     match url.scheme() {
         "http" | "https" if url.host().is_some() => Ok(Source::Http(url)),
         "http" | "https" => Err(err(FLAG, format!("{shown:?} has no host"))),
@@ -609,7 +726,7 @@ fn remotes(
             entries
                 .iter()
                 .enumerate()
-                .map(|(i, e)| from_entry(path, i, e, sandbox))
+                .map(|(i, e)| from_entry(path, i, e, sandbox, &args.labels))
                 .collect::<Result<Vec<_>, _>>()?
         }
         None => {
@@ -636,6 +753,9 @@ fn remotes(
                         auto,
                         access,
                         retry_auth_errors: args.remote_retry_auth_errors.unwrap_or(true),
+                        buffer_max_bytes: None,
+                        metric_filter: None,
+                        labels: Vec::new(),
                     })
                 })
                 .collect::<Result<Vec<_>, ConfigError>>()?
@@ -672,6 +792,7 @@ fn from_entry(
     i: usize,
     e: &crate::config_file::Entry,
     sandbox: Option<&Path>,
+    shared_labels: &[String],
 ) -> Result<RemoteSettings, ConfigError> {
     use crate::config_file::at;
     let fail = |reason: String| err("--config-file", reason);
@@ -728,6 +849,34 @@ fn from_entry(
                 &ae.reason,
             ))
         })?;
+    let buffer_max_bytes = match &e.buffer_max_size {
+        Some(size) => {
+            let bytes = crate::cli::parse_size(size)
+                .map_err(|r| fail(at(path, size, &key("buffer-max-size"), &r)))?;
+            if bytes < MIN_BUFFER_BYTES {
+                let r = "must be at least 64KiB";
+                return Err(fail(at(path, size, &key("buffer-max-size"), r)));
+            }
+            Some(bytes)
+        }
+        None => None,
+    };
+    let texts = |list: &[marked_yaml::Spanned<String>]| -> Vec<String> {
+        list.iter().map(|v| v.to_string()).collect()
+    };
+    let metric_filter =
+        crate::pipeline::filter::MetricFilter::new(&texts(&e.metric_allow), &texts(&e.metric_deny))
+            .map_err(|(flag, reason)| {
+                let name = flag.trim_start_matches('-');
+                let list = if name == "metric-allow" {
+                    &e.metric_allow
+                } else {
+                    &e.metric_deny
+                };
+                let span = list.first().map_or_else(|| e.url.span(), |v| v.span());
+                fail(crate::config_file::at_span(path, span, &key(name), &reason))
+            })?;
+    let labels = entry_labels(path, i, e, shared_labels)?;
     Ok(RemoteSettings {
         url,
         timeout,
@@ -736,7 +885,56 @@ fn from_entry(
         auto,
         access,
         retry_auth_errors: e.retry_auth_errors.as_ref().is_none_or(|b| **b),
+        buffer_max_bytes,
+        metric_filter,
+        labels,
     })
+}
+
+/// A `remote-write` entry's extra labels, from `labels` (a map) and `label` (`NAME=VALUE`
+/// texts), checked as `--label` is; one that `--label` sets for every destination is refused.
+fn entry_labels(
+    path: &Path,
+    i: usize,
+    e: &crate::config_file::Entry,
+    shared: &[String],
+) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut named: Vec<_> = e.labels.iter().collect();
+    named.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+    let mut written: Vec<(String, &marked_yaml::Span, &str)> = named
+        .into_iter()
+        .map(|(n, v)| (format!("{}={}", n.as_str(), v.as_str()), n.span(), "labels"))
+        .collect();
+    written.extend(e.label.iter().map(|l| (l.to_string(), l.span(), "label")));
+    let mut labels = Vec::with_capacity(written.len());
+    for (text, span, name) in &written {
+        let place = |reason: &str| {
+            err(
+                "--config-file",
+                crate::config_file::at_span(
+                    path,
+                    span,
+                    &format!("remote-write[{i}].{name}"),
+                    reason,
+                ),
+            )
+        };
+        let mut one = parse_labels(std::slice::from_ref(text)).map_err(|e| place(&e.reason))?;
+        let Some((n, v)) = one.pop() else { continue };
+        if shared
+            .iter()
+            .any(|s| s.split_once('=').is_some_and(|(s, _)| s == n))
+        {
+            return Err(place(&format!(
+                "{n:?} is set by label (--label) for every destination already"
+            )));
+        }
+        if labels.iter().any(|(o, _): &(String, String)| *o == n) {
+            return Err(place(&format!("{n:?} is given twice")));
+        }
+        labels.push((n, v));
+    }
+    Ok(labels)
 }
 
 /// `--remote-write-version`: the protocol to start with, and whether it is `auto`.

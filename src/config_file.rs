@@ -1,10 +1,17 @@
-//! `--config-file`: the settings of several Remote Write destinations, and the exporters to
-//! scrape, in YAML, for what flags cannot say readably (each destination or target with its own
+//! `--config-file`: every flag as a top-level key (its long name without `--`; a list for a
+//! repeatable one), and, for what flags cannot say readably, the settings of several Remote
+//! Write destinations and the exporters to scrape (each destination or target with its own
 //! headers, credentials and version). The `remote-write` keys mirror the `--remote-*` flags
-//! without the `remote-` prefix; the `scrape` keys are those of Prometheus's `scrape_config`
-//! (snake_case), so an entry can be pasted from a Prometheus configuration:
+//! without the `remote-` prefix, plus `buffer-max-size`, `metric-allow`, `metric-deny` and
+//! `labels`/`label` per destination; the `scrape` keys are those of Prometheus's
+//! `scrape_config` (snake_case), so an entry can be pasted from a Prometheus configuration
+//! (a text in the `scrape` list is a `--scrape` `JOB=URL`). Flags and `KUBELET_PUSH_*`
+//! variables win over the top-level keys (`config::layered` applies them):
 //!
 //! ```yaml
+//! interval: 15s
+//! label: [cluster=edge-7]
+//! listen-address: :9842
 //! remote-write:
 //!   - url: https://mimir.example.com/api/v1/push
 //!     headers:
@@ -15,6 +22,9 @@
 //!   - url: https://thanos-receive.example.com/api/v1/receive
 //!     bearer-token-file: /etc/kubelet-push/thanos-token
 //!     ca-file: /etc/kubelet-push/private-ca.pem
+//!     metric-allow: [container_.*]
+//!     labels:
+//!       site: edge-7
 //! scrape:
 //!   - job_name: node
 //!     static_configs:
@@ -44,7 +54,26 @@ pub struct File {
     pub remote_write: Option<Vec<Entry>>,
     /// `None` when the file has no `scrape` key.
     pub scrape: Option<Vec<ScrapeEntry>>,
+    /// Every other top-level key, in the order written: an agent flag's long name and its
+    /// value(s). Which names are flags is the command line's business (`config::layered`
+    /// checks them against the flags and applies them under the flags and the environment).
+    #[serde(skip)]
+    pub settings: Vec<Setting>,
 }
+
+/// A top-level setting as written: `interval: 5s` (one value) or `label: [a=b, c=d]` (a
+/// list, for a repeatable flag). Scalars stay text, as on a command line.
+#[derive(Debug, Clone)]
+pub struct Setting {
+    pub key: Spanned<String>,
+    pub values: Vec<Spanned<String>>,
+}
+
+/// The top-level keys that are the file's own, not flags.
+pub const SECTIONS: [&str; 2] = ["remote-write", "scrape"];
+
+/// The `remote-write` entry keys that take one text or a list of them.
+const ENTRY_LISTS: [&str; 3] = ["metric-allow", "metric-deny", "label"];
 
 /// One `remote-write` entry, as written. Scalars stay strings here (YAML 1.1's `yes`/`on`
 /// are not booleans to us), except `insecure-skip-verify`.
@@ -67,6 +96,21 @@ pub struct Entry {
     pub proxy_url: Option<Spanned<String>>,
     /// `--remote-retry-auth-errors` for this destination.
     pub retry_auth_errors: Option<Spanned<bool>>,
+    /// `--buffer-max-size` for this destination's buffer.
+    pub buffer_max_size: Option<Spanned<String>>,
+    /// Metric names this destination is sent (beyond what `--metric-allow` lets through at
+    /// all); one expression or a list.
+    #[serde(default)]
+    pub metric_allow: Vec<Spanned<String>>,
+    /// Metric names this destination is never sent; one expression or a list.
+    #[serde(default)]
+    pub metric_deny: Vec<Spanned<String>>,
+    /// Extra labels on what this destination is sent, as a map.
+    #[serde(default)]
+    pub labels: HashMap<Spanned<String>, Spanned<String>>,
+    /// The same as `NAME=VALUE` texts, as `--label` takes them; one or a list.
+    #[serde(default)]
+    pub label: Vec<Spanned<String>>,
 }
 
 impl Entry {
@@ -280,6 +324,118 @@ fn refuse_unsupported(path: &Path, root: &marked_yaml::Node) -> Result<(), FileE
     Ok(())
 }
 
+/// The root with only its [`SECTIONS`] (each `remote-write` entry's [`ENTRY_LISTS`] keys
+/// made lists when written as one text), and the other top-level keys as settings. A
+/// setting's value must be a text or a list of texts.
+fn split_settings(
+    path: &Path,
+    root: marked_yaml::Node,
+) -> Result<(marked_yaml::Node, Vec<Setting>), FileError> {
+    use marked_yaml::types::{MarkedMappingNode, MarkedSequenceNode};
+    use marked_yaml::Node;
+    let Node::Mapping(map) = root else {
+        return Ok((root, Vec::new())); // serde says what is wrong with it
+    };
+    let span = *map.span();
+    let mut sections = Vec::new();
+    let mut settings = Vec::new();
+    for (key, value) in map.iter() {
+        // `scrape` is a section (scrape_config entries) and a flag (`JOB=URL` texts): the
+        // texts of its list, or a text alone, are the flag's.
+        if key.as_str() == "scrape" {
+            let (texts, entries): (Vec<&Node>, Vec<&Node>) = match value {
+                Node::Scalar(_) => (vec![value], Vec::new()),
+                Node::Sequence(list) => list.iter().partition(|n| n.as_scalar().is_some()),
+                Node::Mapping(_) => (Vec::new(), vec![value]),
+            };
+            if !texts.is_empty() {
+                let values = texts
+                    .iter()
+                    .filter_map(|n| n.as_scalar())
+                    .map(|s| Spanned::new(*s.span(), s.as_str().to_owned()))
+                    .collect();
+                let name = Spanned::new(*key.span(), "scrape".to_owned());
+                settings.push(Setting { key: name, values });
+                if entries.is_empty() {
+                    continue;
+                }
+                let list =
+                    MarkedSequenceNode::new(*value.span(), entries.into_iter().cloned().collect());
+                sections.push((key.clone(), Node::Sequence(list)));
+                continue;
+            }
+        }
+        if SECTIONS.contains(&key.as_str()) {
+            let mut value = value.clone();
+            if let (true, Some(list)) = (key.as_str() == "remote-write", value.as_sequence_mut()) {
+                for entry in list.iter_mut().filter_map(Node::as_mapping_mut) {
+                    for name in ENTRY_LISTS {
+                        if let Some(one @ Node::Scalar(_)) = entry.get_mut(name) {
+                            let span = *one.span();
+                            let text = std::mem::replace(one, Node::from(""));
+                            *one = Node::Sequence(MarkedSequenceNode::new(span, vec![text]));
+                        }
+                    }
+                }
+            }
+            sections.push((key.clone(), value));
+            continue;
+        }
+        let known = crate::cli::file_keys();
+        if !known.iter().any(|k| k == key.as_str()) {
+            let hint = crate::cli::closest(
+                key.as_str(),
+                known.iter().map(String::as_str).chain(SECTIONS),
+            )
+            .map_or_else(String::new, |k| format!("; did you mean {k}?"));
+            return Err(FileError(at_span(
+                path,
+                key.span(),
+                key.as_str(),
+                &format!("unknown key{hint} (the top-level keys are remote-write, scrape and every flag's long name without --)"),
+            )));
+        }
+        if key.as_str() == "config-file" {
+            return Err(FileError(at_span(
+                path,
+                key.span(),
+                "config-file",
+                "a config file cannot name another",
+            )));
+        }
+        let name = Spanned::new(*key.span(), key.as_str().to_owned());
+        let text = |n: &Node| {
+            n.as_scalar()
+                .map(|s| Spanned::new(*s.span(), s.as_str().to_owned()))
+        };
+        let values = match value {
+            Node::Scalar(_) => text(value).into_iter().collect(),
+            Node::Sequence(list) => list
+                .iter()
+                .map(text)
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| {
+                    FileError(at_span(
+                        path,
+                        value.span(),
+                        key.as_str(),
+                        "a list of texts is expected (one per value, as the flag is repeated)",
+                    ))
+                })?,
+            Node::Mapping(_) => return Err(FileError(at_span(
+                path,
+                value.span(),
+                key.as_str(),
+                "a text or a list of texts is expected, as the flag takes (e.g. label: [team=a])",
+            ))),
+        };
+        settings.push(Setting { key: name, values });
+    }
+    let mut kept: MarkedMappingNode = sections.into_iter().collect();
+    *kept.span_mut() = span;
+    Ok((Node::Mapping(kept), settings))
+}
+
 /// A problem in the file, already worded as `FILE:LINE:COLUMN: KEY: what is wrong` (or
 /// without the position when the problem has none, such as an unreadable file).
 #[derive(Debug, thiserror::Error)]
@@ -306,12 +462,14 @@ pub fn parse(path: &Path, text: &str) -> Result<File, FileError> {
     let root = marked_yaml::parse_yaml(0, text)
         .map_err(|e| FileError(format!("{file}: not YAML: {e}")))?;
     refuse_unsupported(path, &root)?;
+    let (root, settings) = split_settings(path, root)?;
     match marked_yaml::from_node::<File>(&root) {
         Ok(File {
             remote_write: None,
             scrape: None,
-        }) => Err(empty()),
-        Ok(f) => Ok(f),
+            ..
+        }) if settings.is_empty() => Err(empty()),
+        Ok(f) => Ok(File { settings, ..f }),
         Err(e) => {
             let place = e
                 .start_mark()
@@ -319,7 +477,12 @@ pub fn parse(path: &Path, text: &str) -> Result<File, FileError> {
             let key = e.path().map_or_else(String::new, |p| format!(" {p}:"));
             let what = match &*e {
                 marked_yaml::Error::UnknownFieldError(name, expected, _) => {
-                    format!("unknown key {name:?} (known: {})", expected.join(", "))
+                    let hint = crate::cli::closest(name, expected.iter().copied())
+                        .map_or_else(String::new, |k| format!("; did you mean {k}?"));
+                    format!(
+                        "unknown key {name:?}{hint} (known: {})",
+                        expected.join(", ")
+                    )
                 }
                 other => other.to_string(),
             };
@@ -390,7 +553,14 @@ mod tests {
         let e = errors("remote-write:\n  - headers: {}\n");
         assert!(e.contains("url"), "{e}");
         let e = errors("remote_write:\n  - url: x\n");
-        assert!(e.contains("unknown key \"remote_write\""), "{e}");
+        assert!(
+            e.starts_with("kp.yaml:1:1: remote_write: unknown key; did you mean remote-write?"),
+            "{e}"
+        );
+        let e = errors("intervl: 5s\n");
+        assert!(e.contains("did you mean interval?"), "{e}");
+        let e = errors("remote-write:\n  - url: http://a\n    versoin: 2\n");
+        assert!(e.contains("did you mean version?"), "{e}");
         let e = errors("remote-write:\n - url: a\n   bad: : :\n");
         assert!(
             e.starts_with("kp.yaml: not YAML:") && e.contains("3:"),

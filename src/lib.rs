@@ -27,7 +27,7 @@
 //!
 //! ```text
 //! demo ─► testkit (simulator, receiver) ─► remote_write, kubelet, rng
-//!   └──► agent ─► config ─► cli, config_file
+//!   └──► agent ─► config ─► cli, config_file (─► cli: the flags a file key may name)
 //!           │        └─────► the settings it builds: kubelet, pipeline (filter), remote_write (access), scrape (targets)
 //!           ├─► scrape ───► pipeline (outlets, filter), exposition, kubelet (client), remote_write, telemetry
 //!           ├─► pipeline ─► kubelet, text, remote_write, buffer, telemetry

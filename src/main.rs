@@ -4,8 +4,12 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::{CommandFactory, FromArgMatches};
-use kubelet_push::cli::{Cli, Command, LogFormat};
+#[cfg(feature = "demo")]
+use clap::CommandFactory;
+#[cfg(feature = "demo")]
+use kubelet_push::cli::Cli;
+use kubelet_push::cli::{Command, LogFormat};
+use kubelet_push::config::SettleError;
 use kubelet_push::{Config, Outcome, RunError};
 use tokio_util::sync::CancellationToken;
 
@@ -13,13 +17,24 @@ use tokio_util::sync::CancellationToken;
 const EXIT_USAGE: u8 = 64;
 
 fn main() -> ExitCode {
-    // Matches first, then the typed flags: the demo's check needs to know where a value came from.
-    let parsed = Cli::command()
-        .try_get_matches()
-        .and_then(|m| Cli::from_arg_matches(&m).map(|cli| (m, cli)));
-    let (matches, cli) = match parsed {
-        Ok(parsed) => parsed,
-        Err(e) => {
+    // Matches first, then the typed flags: the demo's check needs to know where a value came
+    // from. The demo's check runs on the command line alone, before the config file's
+    // settings are applied under it (which the demo's own kubelet flags never take).
+    #[cfg(feature = "demo")]
+    if let Ok(matches) = Cli::command().try_get_matches() {
+        if let Some(("demo", demo)) = matches.subcommand() {
+            if let Some(flag) = kubelet_push::cli::not_for_demo(demo) {
+                eprintln!(
+                    "error: {flag}: does not apply to demo, which polls its own simulated kubelet; \
+                     to see what a real kubelet gives, run without demo and with --dry-run"
+                );
+                return ExitCode::from(EXIT_USAGE);
+            }
+        }
+    }
+    let (matches, cli) = match kubelet_push::config::settle(std::env::args_os().collect()) {
+        Ok(settled) => (settled.matches, settled.cli),
+        Err(SettleError::Clap(e)) => {
             let _ = e.print();
             return if e.use_stderr() {
                 ExitCode::from(EXIT_USAGE)
@@ -27,22 +42,15 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             };
         }
-    };
-    #[cfg(feature = "demo")]
-    if let Some(("demo", demo)) = matches.subcommand() {
-        if let Some(flag) = kubelet_push::cli::not_for_demo(demo) {
-            eprintln!(
-                "error: {flag}: does not apply to demo, which polls its own simulated kubelet; \
-                 to see what a real kubelet gives, run without demo and with --dry-run"
-            );
+        Err(SettleError::Usage(e)) => {
+            eprintln!("error: {e}");
             return ExitCode::from(EXIT_USAGE);
         }
-    }
+    };
     if let Err(e) = init_logging(cli.agent.log_format, &cli.agent.log_level) {
         eprintln!("error: --log-level: {e}");
         return ExitCode::from(EXIT_USAGE);
     }
-    #[cfg(not(feature = "demo"))]
     let _ = &matches;
     let agent = cli.agent;
     let run = match cli.command {
@@ -58,8 +66,14 @@ fn main() -> ExitCode {
                 }
             };
             if matches!(command, Some(Command::CheckConfig)) {
+                for warning in &config.warnings {
+                    eprintln!("warning: {warning}");
+                }
                 print!("{}", config.describe());
                 return ExitCode::SUCCESS;
+            }
+            for warning in &config.warnings {
+                tracing::warn!("{warning}");
             }
             Run::Agent(Box::new(config))
         }

@@ -600,6 +600,83 @@ pub struct Outlet {
     buffer_full: Evicting,
     /// Pushes that evicted older requests because the disk buffer's file system was full.
     disk_full: Evicting,
+    /// This destination's own metric filter and labels, when it has any.
+    narrow: Option<Narrow>,
+}
+
+/// A destination's own `metric-allow`, `metric-deny` and labels (the config file's
+/// `remote-write` entry): its requests are rewritten from the shared ones
+/// ([`crate::remote_write::narrow::narrow`]). The per-poll series (`up`, `scrape_*`) always
+/// pass, as they pass `--metric-allow`.
+struct Narrow {
+    filter: Option<filter::MetricFilter>,
+    labels: Vec<(String, String)>,
+    /// The filter's decision per metric name seen.
+    decided: std::collections::HashMap<String, bool>,
+    /// Requests that could not be rewritten, logged when it starts and when it ends.
+    failing: Episode,
+}
+
+/// The series every poll and scrape adds of its own, which no metric filter drops.
+const PER_POLL_SERIES: [&str; 5] = [
+    "up",
+    "scrape_duration_seconds",
+    "scrape_samples_scraped",
+    "scrape_samples_post_metric_relabeling",
+    "scrape_series_added",
+];
+
+impl Narrow {
+    /// `requests` as this destination is sent them; a request left with no sample is left
+    /// out.
+    fn apply(&mut self, requests: &[Request], metrics: &DestinationMetrics) -> Vec<Request> {
+        let mut out = Vec::with_capacity(requests.len());
+        let Narrow {
+            filter,
+            labels,
+            decided,
+            failing,
+        } = self;
+        let mut keep = |name: &str| -> bool {
+            let Some(f) = filter.as_ref() else {
+                return true;
+            };
+            if PER_POLL_SERIES.contains(&name) {
+                return true;
+            }
+            if let Some(known) = decided.get(name) {
+                return *known;
+            }
+            let allowed = f.allows(name);
+            decided.insert(name.to_owned(), allowed);
+            allowed
+        };
+        for request in requests {
+            match crate::remote_write::narrow::narrow(
+                request.protocol,
+                &request.body,
+                &mut keep,
+                labels,
+            ) {
+                Ok(narrowed) => {
+                    out.extend(narrowed);
+                    if failing.recover().is_some() {
+                        info!(
+                            url = metrics.url(),
+                            "requests narrowed for the destination again"
+                        );
+                    }
+                }
+                Err(error) => {
+                    metrics.dropped(DropReason::BufferWrite, u64::from(request.samples));
+                    if failing.fail() {
+                        warn!(url = metrics.url(), %error, "cannot narrow a request to the destination's metric-allow, metric-deny and labels; dropped");
+                    }
+                }
+            }
+        }
+        out
+    }
 }
 
 /// Pushes that evicted older requests for one cause, logged when they start and when they
@@ -659,7 +736,26 @@ impl Outlet {
             store_failing: Episode::default(),
             buffer_full: Evicting::default(),
             disk_full: Evicting::default(),
+            narrow: None,
         }
+    }
+
+    /// This outlet with a metric filter and extra labels of its own (the config file's
+    /// per-destination `metric-allow`, `metric-deny` and labels), applied after
+    /// `--metric-allow`, `--metric-deny` and `--label`, which every destination shares.
+    #[must_use]
+    pub fn narrowed(
+        mut self,
+        filter: Option<filter::MetricFilter>,
+        labels: Vec<(String, String)>,
+    ) -> Self {
+        self.narrow = (filter.is_some() || !labels.is_empty()).then(|| Narrow {
+            filter,
+            labels,
+            decided: std::collections::HashMap::new(),
+            failing: Episode::default(),
+        });
+        self
     }
 }
 
@@ -762,6 +858,14 @@ pub fn fan_out_with(
 /// disk evicts, each cause under its own reason; each is logged when it starts and when it
 /// ends, never per request.
 fn enqueue(requests: &[Request], outlet: &mut Outlet) {
+    let narrowed;
+    let requests = match &mut outlet.narrow {
+        Some(narrow) => {
+            narrowed = narrow.apply(requests, &outlet.metrics);
+            &narrowed[..]
+        }
+        None => requests,
+    };
     let metrics = &outlet.metrics;
     let mut evicted = Dropped::default();
     let mut buffered = 0;

@@ -23,6 +23,7 @@ pub mod access;
 mod cases;
 pub mod client;
 mod encoders;
+pub mod narrow;
 pub mod proto;
 #[cfg(any(test, feature = "test-support"))]
 pub mod reference;

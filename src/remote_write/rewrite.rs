@@ -309,7 +309,7 @@ pub fn merge(protocol: Protocol, requests: &[Request]) -> Result<Request, Conver
 }
 
 /// Encodes and compresses `message`, with the sample count and time bounds of `times`.
-fn finish(
+pub(super) fn finish(
     protocol: Protocol,
     message: &impl Message,
     times: impl Iterator<Item = i64>,

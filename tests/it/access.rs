@@ -862,9 +862,14 @@ fn help_and_check_config_hide_secrets() {
         assert!(!text.contains(secret), "{secret} in --help");
     }
     let text = check_config(&["--remote-url", "https://receiver.example/w"], &env);
-    for secret in ["proxy-secret-pw", "tenant-secret-id", "pw-file-secret"] {
+    for secret in ["proxy-secret-pw", "pw-file-secret"] {
         assert!(!text.contains(secret), "{secret} in check-config: {text}");
     }
+    // A tenant is no secret: check-config shows it (credential headers stay hidden).
+    assert!(
+        text.contains("remote 1 header: [x-scope-orgid=tenant-secret-id]\n"),
+        "{text}"
+    );
     assert!(
         text.contains("remote 1 proxy-url: http://proxyuser:redacted@127.0.0.1:3128/"),
         "{text}"

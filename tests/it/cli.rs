@@ -588,11 +588,10 @@ fn the_readme_config_file_example_is_valid() {
         "remote 2 url: https://mimir.example.com/api/v1/push\n",
         "remote 2 version: 2 (1 if the receiver does not take 2)\n",
         "remote 2 timeout: 10s\n",
-        "remote 2 header: [x-scope-orgid] (values hidden)\n",
+        "remote 2 header: [x-scope-orgid=edge]\n",
     ] {
         assert!(text.contains(line), "{line:?} missing:\n{text}");
     }
-    assert!(!text.contains("edge"), "header values stay hidden:\n{text}");
 
     std::fs::write(
         &path,
@@ -979,4 +978,41 @@ fn dry_run_logs_do_not_say_pushing() {
     let err = stderr(&out);
     assert!(err.contains("kubelet poll failed"), "{err}");
     assert!(!err.contains("pushing"), "{err}");
+}
+
+/// Go's `:PORT` listens on every IPv4 interface; a URL without a path works, with a warning on
+/// stderr; a path given as the kubelet URL says how to write it.
+#[test]
+fn listen_port_alone_path_warning_and_file_url_hint() {
+    let out = kubelet_push(&["check-config", "--dry-run", "--listen-address", ":9842"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("listen-address: 0.0.0.0:9842\n"));
+    let out = kubelet_push(&["check-config", "--remote-url", "http://mimir:8080"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out)
+            .lines()
+            .filter(|l| l.starts_with("warning: "))
+            .count(),
+        1,
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("http://mimir:8080/ has no path"),
+        "{}",
+        stderr(&out)
+    );
+    let out = kubelet_push(&[
+        "check-config",
+        "--dry-run",
+        "--kubelet-url",
+        "/abs/path.json",
+    ]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(
+        stderr(&out).contains("write file:///abs/path.json"),
+        "{}",
+        stderr(&out)
+    );
 }

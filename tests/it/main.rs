@@ -4,6 +4,7 @@ mod access;
 mod alloc;
 mod cli;
 mod cli_scrape;
+mod config_file;
 mod conformance;
 mod delivery;
 mod disk;

@@ -370,7 +370,7 @@ fn scrape_entry_errors_name_file_line_and_key() {
         // Keys: unknown, and Prometheus's that kubelet-push does not implement.
         (
             "    url: http://a:1/m\n    scrape_intervl: 5s\n",
-            ":4:5: scrape[0].scrape_intervl: unknown key \"scrape_intervl\" (known: job_name, url, static_configs, scheme,",
+            ":4:5: scrape[0].scrape_intervl: unknown key \"scrape_intervl\"; did you mean scrape_interval? (known: job_name, url, static_configs, scheme,",
         ),
         (
             "    url: http://a:1/m\n    metric_relabel_configs: []\n",
@@ -427,7 +427,7 @@ fn scrape_entry_errors_name_file_line_and_key() {
         (
             "    url: http://a:1/m\n    static_configs:\n      - targets: [b:1]\n        lables: {}\n",
             // Inside a list entry, at the entry (marked_yaml's position for it).
-            ":5:7: scrape[0].static_configs[0].lables: unknown key \"lables\" (known: targets, labels)",
+            ":5:7: scrape[0].static_configs[0].lables: unknown key \"lables\"; did you mean labels? (known: targets, labels)",
         ),
         // Targets.
         (
