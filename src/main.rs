@@ -84,8 +84,14 @@ fn main() -> ExitCode {
             Run::Agent(config) => {
                 let metrics = Arc::new(kubelet_push::telemetry::Metrics::new());
                 let mut stdout = std::io::stdout();
-                kubelet_push::agent::run_reloadable(*config, shutdown, metrics, &mut stdout, reloads)
-                    .await
+                kubelet_push::agent::run_reloadable(
+                    *config,
+                    shutdown,
+                    metrics,
+                    &mut stdout,
+                    reloads,
+                )
+                .await
             }
             #[cfg(feature = "demo")]
             Run::Demo(args) => {

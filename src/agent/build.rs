@@ -15,13 +15,15 @@ use crate::http::error_chain;
 use crate::remote_write::{Negotiated, RemoteWriteClient};
 use crate::telemetry::{DestinationMetrics, DropReason, Metrics};
 
-pub(super) fn config_error(flag: &'static str, e: &(dyn std::error::Error + 'static)) -> ConfigError {
+pub(super) fn config_error(
+    flag: &'static str,
+    e: &(dyn std::error::Error + 'static),
+) -> ConfigError {
     ConfigError {
         flag,
         reason: error_chain(e),
     }
 }
-
 
 /// One destination as `build` leaves it: what its sender task needs, and what the report
 /// reads after the tasks ended.

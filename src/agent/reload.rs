@@ -112,7 +112,6 @@ impl Fleet {
         fleet.publish(Vec::new());
         fleet
     }
-
 }
 
 impl Running {
@@ -128,7 +127,10 @@ impl Running {
             .dir
             .as_ref()
             .map_or_else(|| "memory".to_owned(), |d| d.display().to_string());
-        format!("{} ({protocol}; buffer {buffer})", self.buffered.metrics.url())
+        format!(
+            "{} ({protocol}; buffer {buffer})",
+            self.buffered.metrics.url()
+        )
     }
 }
 

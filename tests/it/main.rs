@@ -22,6 +22,7 @@ mod prop_exposition;
 mod prop_series_texts;
 mod protocol;
 mod push;
+mod reload;
 mod scrape;
 mod summary_props;
 mod support;
