@@ -206,6 +206,11 @@ async fn a_removed_destination_keeps_its_disk_buffer_for_a_later_start() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no samples in {line}"));
     assert!(samples > 0, "{line}");
+    // Its sender stopped with the answer: no retry reaches A any more.
+    let a_requests = a.requests().len();
+    let b_before = ups(&b).len();
+    wait_for_ups(&b, b_before + 3).await;
+    assert_eq!(a.requests().len(), a_requests, "the removed sender still retries");
     // Every poll A was offered (and refused) before its removal.
     let offered: BTreeSet<i64> = a
         .requests()
