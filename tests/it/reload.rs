@@ -210,7 +210,11 @@ async fn a_removed_destination_keeps_its_disk_buffer_for_a_later_start() {
     let a_requests = a.requests().len();
     let b_before = ups(&b).len();
     wait_for_ups(&b, b_before + 3).await;
-    assert_eq!(a.requests().len(), a_requests, "the removed sender still retries");
+    assert_eq!(
+        a.requests().len(),
+        a_requests,
+        "the removed sender still retries"
+    );
     // Every poll A was offered (and refused) before its removal.
     let offered: BTreeSet<i64> = a
         .requests()
@@ -395,4 +399,48 @@ fn hangup(agent: &AgentProcess) {
         .status()
         .unwrap()
         .success());
+}
+
+/// A removed destination with the memory buffer and its receiver down drains for at most
+/// `--shutdown-timeout`; then what it held is counted as dropped (reason `shutdown`) with one
+/// warning, and the other destination delivers on.
+#[tokio::test]
+async fn a_removed_memory_destination_drains_then_counts_what_is_left_as_dropped() {
+    let k = simulated_kubelet(2, 12).await;
+    let a = Receiver::start().await.unwrap();
+    let b = Receiver::start().await.unwrap();
+    a.answer_always(Some(Response::status(503)));
+    let work = tempfile::tempdir().unwrap();
+    let config = work.path().join("config.yaml");
+    write_config(&config, &[&a.url(), &b.url()], "");
+    let (agent, listen) = AgentProcess::listening(&mut command(
+        &k.url(),
+        &config,
+        &["--enable-reload", "--shutdown-timeout", "300ms"],
+    ))
+    .await;
+    wait_for_ups(&b, 3).await;
+    wait_until("A refused a request", || !a.requests().is_empty()).await;
+    write_config(&config, &[&b.url()], "");
+    let (status, body) = post_reload(&listen).await;
+    assert_eq!(status, 200, "{body}");
+    let dropped = format!(
+        "kubelet_push_samples_dropped_total{{url=\"{}\",reason=\"shutdown\"}}",
+        a.url()
+    );
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while self_value(&listen, &dropped).await == 0.0 {
+        assert!(tokio::time::Instant::now() < deadline, "{}", agent.log());
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let before = ups(&b).len();
+    wait_for_ups(&b, before + 3).await;
+    let log = stop_agent(agent).await;
+    assert_eq!(
+        log.matches("samples in its memory buffer are dropped")
+            .count(),
+        1,
+        "{log}"
+    );
+    assert_once_in_order("the destination kept", &ups(&b));
 }
