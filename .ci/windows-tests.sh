@@ -32,6 +32,9 @@ UNIX_ONLY=(
   'it cli::a_signal_stops_the_demo_cleanly'
   'it delivery::sigterm_flushes_within_the_shutdown_timeout'
   'it disk::a_stopped_agent_keeps_what_it_could_not_send'
+  # SIGHUP (Windows has none; POST /-/reload is tested on both) and the stopped line after SIGTERM.
+  'it reload::sighup_reloads_and_the_memory_buffer_loses_nothing'
+  'it reload::sighup_without_a_config_file_does_not_exit'
   # Mount a tmpfs (256 KiB: to fill the disk, through the agent and through the buffer; and
   # for a small volume).
   'it disk::a_full_disk_evicts_the_oldest_and_keeps_polling'

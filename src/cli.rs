@@ -110,7 +110,7 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct AgentArgs {
     /// Kubelet base URL; /stats/summary is appended. file://PATH reads a captured summary
     #[arg(
@@ -446,6 +446,22 @@ pub struct AgentArgs {
         value_name = "ADDR:PORT"
     )]
     pub listen_address: Option<std::net::SocketAddr>,
+
+    /// Answer POST /-/reload on --listen-address by re-reading --config-file and applying it,
+    /// as SIGHUP does (Windows has no SIGHUP); needs --listen-address [default: false]
+    #[arg(
+        long,
+        global = true,
+        env = "KUBELET_PUSH_ENABLE_RELOAD",
+        value_parser = boolish("KUBELET_PUSH_ENABLE_RELOAD"),
+        value_name = "BOOL",
+        default_value_t = false,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    pub enable_reload: bool,
 
     /// Log format
     #[arg(

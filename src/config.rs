@@ -184,6 +184,21 @@ pub struct Config {
     /// `--dry-run` leaves unused), one line each: logged at start, printed by
     /// `check-config`.
     pub warnings: Vec<String>,
+    /// `--enable-reload`: `POST /-/reload` on the listen address reloads.
+    pub enable_reload: bool,
+    /// `--config-file`, as given: what a reload re-reads (`None`: nothing to reload).
+    pub config_file: Option<PathBuf>,
+    /// What this configuration was validated from, so that a reload validates the same flags
+    /// with the file as it is now ([`Config::reread`]).
+    origin: std::sync::Arc<Origin>,
+}
+
+/// The flags (and the demo's setup) a [`Config`] was made from.
+#[derive(Debug)]
+struct Origin {
+    args: AgentArgs,
+    sandbox: Option<PathBuf>,
+    demo: Option<DemoSetup>,
 }
 
 /// What the demo brings in place of the agent's kubelet and destination flags
@@ -209,6 +224,14 @@ impl Config {
     #[cfg(feature = "demo")]
     pub fn for_demo(args: &AgentArgs, demo: DemoSetup) -> Result<Self, ConfigError> {
         Self::from_args_in(args, sandbox_mount_point().as_deref(), Some(demo))
+    }
+
+    /// The configuration the same flags give with `--config-file` as it is now: what a reload
+    /// applies. The same validation as at start-up, so a bad file fails with the same error
+    /// (file, line and key).
+    pub fn reread(&self) -> Result<Self, ConfigError> {
+        let o = &self.origin;
+        Self::from_args_in(&o.args, o.sandbox.as_deref(), o.demo.clone())
     }
 
     /// [`Config::from_args`] with every file looked up [`in_sandbox`] `sandbox`, or
@@ -359,6 +382,12 @@ impl Config {
             kubelet_is_file: matches!(source, Source::File(_)),
             sandbox,
         })?;
+        if args.enable_reload && args.listen_address.is_none() {
+            return Err(err(
+                "--enable-reload",
+                "needs --listen-address: POST /-/reload is served there (SIGHUP reloads without it)",
+            ));
+        }
         if !kubelet_summary && scrape_targets.is_empty() {
             return Err(err(
                 "--kubelet-summary",
@@ -400,6 +429,13 @@ impl Config {
             listen_address: args.listen_address,
             scrape_targets,
             warnings,
+            enable_reload: args.enable_reload,
+            config_file: args.config_file.clone(),
+            origin: std::sync::Arc::new(Origin {
+                args: args.clone(),
+                sandbox: sandbox.map(Path::to_path_buf),
+                demo,
+            }),
         })
     }
 }

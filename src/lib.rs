@@ -17,7 +17,7 @@
 //! `series` is the neutral series model every encoder reads; `metadata` is the type, help and
 //! unit of every family (sent by the 2.0 encoder). `pipeline::convert`, `series` and
 //! the encoders are pure; I/O lives in `kubelet::client`, `remote_write::client`, `buffer` and
-//! the tasks. `agent` only wires the tasks and stops them in order. `config` validates flags once at start-up, `demo` runs
+//! the tasks. `agent` only wires the tasks, swaps destinations and scrape targets on a reload (`agent::reload`), and stops them in order. `config` validates flags once at start-up, `demo` runs
 //! the whole pipeline against `testkit`'s simulated kubelet and decoding receiver (the fakes
 //! the tests use too). Both are left out of a build without the default `demo` feature
 //! (`cargo build --release --no-default-features`); nothing else imports them.

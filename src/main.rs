@@ -91,14 +91,28 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         let shutdown = CancellationToken::new();
         kubelet_push::signal::cancel_on_shutdown(shutdown.clone());
+        // In every mode: a SIGHUP must never end the process (its default action).
+        let reloads = kubelet_push::signal::reload_channel();
+        kubelet_push::signal::reload_on_hangup(reloads.requests.clone());
         match run {
             Run::Agent(config) => {
                 let metrics = Arc::new(kubelet_push::telemetry::Metrics::new());
                 let mut stdout = std::io::stdout();
-                kubelet_push::run(*config, shutdown, metrics, &mut stdout).await
+                kubelet_push::agent::run_reloadable(
+                    *config,
+                    shutdown,
+                    metrics,
+                    &mut stdout,
+                    reloads,
+                )
+                .await
             }
             #[cfg(feature = "demo")]
-            Run::Demo(args) => kubelet_push::demo::run(&agent, args, shutdown).await,
+            Run::Demo(args) => {
+                // The demo does not reload: a SIGHUP says so.
+                drop(reloads);
+                kubelet_push::demo::run(&agent, args, shutdown).await
+            }
         }
     });
     match result {

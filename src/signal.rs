@@ -133,3 +133,80 @@ impl StopRequests {
         }
     }
 }
+
+/// A request to re-read `--config-file` and apply it: from SIGHUP, or from `POST /-/reload`
+/// (`--enable-reload`), which waits for the answer.
+#[derive(Debug)]
+pub struct ReloadRequest {
+    /// What asked, for the log line: `SIGHUP` or `POST /-/reload`.
+    pub source: &'static str,
+    /// Where the outcome goes; `None` when nobody waits (a signal).
+    pub answer: Option<tokio::sync::oneshot::Sender<Reloaded>>,
+}
+
+/// How a reload ended, as the one log line and the HTTP answer say it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reloaded {
+    /// Applied (or nothing had changed): what changed.
+    Applied(String),
+    /// The file (or a flag's validation with it) failed: the running configuration stays.
+    Invalid(String),
+    /// There is nothing to re-read: no `--config-file`.
+    NothingToReload(String),
+}
+
+/// How many reload requests may wait while one is being applied; more are refused (a burst
+/// of SIGHUPs needs one reload after the last edit, not one each).
+pub const RELOAD_QUEUE: usize = 4;
+
+/// The channel reload requests travel in: SIGHUP's listener and `POST /-/reload` send on
+/// `requests`; the agent takes them from `incoming` while it runs.
+pub struct Reloads {
+    pub requests: tokio::sync::mpsc::Sender<ReloadRequest>,
+    pub incoming: tokio::sync::mpsc::Receiver<ReloadRequest>,
+}
+
+pub fn reload_channel() -> Reloads {
+    let (requests, incoming) = tokio::sync::mpsc::channel(RELOAD_QUEUE);
+    Reloads { requests, incoming }
+}
+
+/// Listens for SIGHUP, for the whole run, and turns each into a [`ReloadRequest`] on
+/// `requests`. SIGHUP's default action ends the process (exit 129, no drain): listening
+/// replaces it, so a SIGHUP never stops the agent, in any mode. When no agent takes requests
+/// (`--once`, `--dry-run`, the demo) or a reload is already waiting, one line says so.
+/// Windows has no SIGHUP: there only `POST /-/reload` reloads.
+#[cfg(unix)]
+pub fn reload_on_hangup(requests: tokio::sync::mpsc::Sender<ReloadRequest>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(error = %e, "cannot listen for SIGHUP; a SIGHUP would end the process");
+            return;
+        }
+    };
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            let request = ReloadRequest {
+                source: "SIGHUP",
+                answer: None,
+            };
+            match requests.try_send(request) {
+                Ok(()) => {}
+                Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
+                    info!("SIGHUP: reloads are waiting already; this one is left out");
+                }
+                Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => {
+                    info!("SIGHUP: nothing to reload (not running as an agent); ignored");
+                }
+            }
+        }
+    });
+}
+
+/// Windows has no SIGHUP: `POST /-/reload` (`--enable-reload`) is the way to reload.
+#[cfg(not(unix))]
+pub fn reload_on_hangup(requests: tokio::sync::mpsc::Sender<ReloadRequest>) {
+    drop(requests);
+}

@@ -191,6 +191,8 @@ pub struct Metrics {
     last_poll_at: std::sync::Mutex<Option<Instant>>,
     /// When the agent started, for readiness before the first send.
     pub started: Instant,
+    /// Reloads of `--config-file` (SIGHUP, `POST /-/reload`).
+    pub reloads: ReloadMetrics,
 }
 
 impl Default for Metrics {
@@ -220,7 +222,9 @@ impl Metrics {
             last_poll_at: std::sync::Mutex::new(None),
             started: Instant::now(),
             registry: Registry::default(),
+            reloads: ReloadMetrics::default(),
         };
+        m.reloads.register(&mut registry);
         registry.register(
             "polls",
             "Kubelet polls by result (ok, error)",
@@ -685,14 +689,64 @@ fn unix_secs() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
+/// Reloads of the configuration, as Prometheus counts its own: how many by result, and
+/// when the configuration in use was last loaded (at start-up, then by each reload that
+/// applied).
+#[derive(Debug, Default)]
+pub struct ReloadMetrics {
+    reloads: Family<ResultLabel, Counter>,
+    last_success: FloatGauge,
+}
+
+impl ReloadMetrics {
+    fn register(&self, registry: &mut Registry) {
+        for result in ["success", "failure"] {
+            let _ = self.reloads.get_or_create(&ResultLabel { result });
+        }
+        self.last_success.set(unix_secs());
+        registry.register(
+            "config_reloads",
+            "Reloads of --config-file (SIGHUP, POST /-/reload) by result (success, failure)",
+            self.reloads.clone(),
+        );
+        registry.register(
+            "config_last_reload_success_timestamp_seconds",
+            "When the configuration in use was loaded: at start-up, then by the last reload that succeeded",
+            self.last_success.clone(),
+        );
+    }
+
+    /// A reload that applied its file (or found nothing changed).
+    pub fn succeeded(&self) {
+        self.reloads
+            .get_or_create(&ResultLabel { result: "success" })
+            .inc();
+        self.last_success.set(unix_secs());
+    }
+
+    /// A reload refused: the running configuration stays.
+    pub fn failed(&self) {
+        self.reloads
+            .get_or_create(&ResultLabel { result: "failure" })
+            .inc();
+    }
+}
+
+/// Each destination's buffer and metrics, as `/readyz` reads them; a reload swaps them.
+pub type HealthDestinations = std::sync::Arc<
+    std::sync::Mutex<
+        Vec<(
+            std::sync::Arc<crate::buffer::Queue>,
+            std::sync::Arc<DestinationMetrics>,
+        )>,
+    >,
+>;
+
 /// What `/readyz` judges by.
 pub struct Health {
     pub metrics: std::sync::Arc<Metrics>,
     /// Each destination's buffer and metrics.
-    pub destinations: Vec<(
-        std::sync::Arc<crate::buffer::Queue>,
-        std::sync::Arc<DestinationMetrics>,
-    )>,
+    pub destinations: HealthDestinations,
     pub interval: Duration,
     pub max_backoff: Duration,
     /// Whether the kubelet's summary is polled (`--kubelet-summary`); when it is not, no
@@ -721,7 +775,7 @@ impl Health {
             Some(_) => {}
         }
         let send_limit = poll_limit + self.max_backoff;
-        for (queue, metrics) in &self.destinations {
+        for (queue, metrics) in lock(&self.destinations).iter() {
             if let Some(why) = metrics.rejecting() {
                 return Err(why);
             }
@@ -758,6 +812,7 @@ impl Health {
 pub async fn serve(
     addr: std::net::SocketAddr,
     health: Health,
+    reload: Option<ReloadSender>,
     stop: tokio_util::sync::CancellationToken,
     tasks: &tokio_util::task::TaskTracker,
 ) -> std::io::Result<std::net::SocketAddr> {
@@ -787,6 +842,10 @@ pub async fn serve(
         )
         .route("/healthz", get(|| async { "ok\n" }))
         .route(
+            "/-/reload",
+            axum::routing::post(move || reload_answer(reload.clone())),
+        )
+        .route(
             "/readyz",
             get(move || {
                 let health = health.clone();
@@ -810,6 +869,44 @@ pub async fn serve(
         }
     });
     Ok(bound)
+}
+
+/// Where `POST /-/reload` hands its request (`None`: `--enable-reload` is off).
+pub type ReloadSender = tokio::sync::mpsc::Sender<crate::signal::ReloadRequest>;
+
+/// `POST /-/reload`: 200 once applied, 400 with the error when the file is refused, 403 when
+/// `--enable-reload` is off (as Prometheus answers without `--web.enable-lifecycle`), 503
+/// while the agent is stopping. Other methods get axum's 405.
+async fn reload_answer(reload: Option<ReloadSender>) -> (axum::http::StatusCode, String) {
+    use crate::signal::{ReloadRequest, Reloaded};
+    use axum::http::StatusCode;
+    let Some(reload) = reload else {
+        return (
+            StatusCode::FORBIDDEN,
+            "reload is off: start with --enable-reload (or send SIGHUP)\n".to_owned(),
+        );
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let request = ReloadRequest {
+        source: "POST /-/reload",
+        answer: Some(tx),
+    };
+    let stopping = || {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the agent is stopping\n".to_owned(),
+        )
+    };
+    if reload.send(request).await.is_err() {
+        return stopping();
+    }
+    match rx.await {
+        Ok(Reloaded::Applied(what)) => (StatusCode::OK, format!("{what}\n")),
+        Ok(Reloaded::Invalid(why) | Reloaded::NothingToReload(why)) => {
+            (StatusCode::BAD_REQUEST, format!("{why}\n"))
+        }
+        Err(_) => stopping(),
+    }
 }
 
 /// The message of the log line that gives the address `serve` bound (its `address` field).
@@ -868,12 +965,12 @@ mod tests {
         let d = m.destination("http://mimir:8080/wrong");
         let health = Health {
             metrics: m.clone(),
-            destinations: vec![(
+            destinations: std::sync::Arc::new(std::sync::Mutex::new(vec![(
                 std::sync::Arc::new(crate::buffer::Queue::new(Box::new(
                     crate::buffer::memory::MemoryBuffer::new(1 << 20),
                 ))),
                 d.clone(),
-            )],
+            )])),
             interval: Duration::from_secs(10),
             max_backoff: Duration::from_secs(3),
             summary: true,

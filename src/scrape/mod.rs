@@ -191,6 +191,11 @@ impl Target {
         self.scraper.job()
     }
 
+    /// The target's settings, as validated.
+    pub fn settings(&self) -> &TargetSettings {
+        &self.settings
+    }
+
     /// Scrapes once: fetch (bounded by the target's timeout), then everything after.
     pub async fn scrape(&mut self, scraping: &Scraping) -> ScrapeOutput {
         if !self.named {

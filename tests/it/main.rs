@@ -24,6 +24,7 @@ mod prop_series_texts;
 mod protocol;
 mod push;
 mod readme;
+mod reload;
 mod scrape;
 mod summary_props;
 mod support;

@@ -15,6 +15,7 @@ mod kube_prometheus;
 mod kube_prometheus_dashboards;
 mod network;
 mod outage;
+mod reload;
 mod scrape;
 mod v2;
 mod values;
