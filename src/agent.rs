@@ -35,7 +35,7 @@ use crate::http::error_chain;
 use crate::kubelet::client::ClientError;
 use crate::pipeline::{Outlet, Outlets, Poller, Polling};
 use crate::remote_write::{Negotiated, RemoteWriteClient};
-use crate::scrape::{Endpoint, Scraping, Target};
+use crate::scrape::{Endpoint, Scraping, Target, TargetSettings};
 use crate::sender::{self, SenderSettings};
 use crate::telemetry::{DestinationMetrics, DropReason, Metrics};
 
@@ -92,12 +92,21 @@ pub async fn run(
         node_wait: config.poll.kubelet.timeout,
         metrics: metrics.clone(),
     };
-    let targets = config
+    let mut targets = config
         .scrape_targets
         .iter()
         .map(|t| Target::new(t.clone(), poller.kubelet_client(), &scraping))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| config_error("--scrape", &e))?;
+    // The agent's own metrics go out beside the node's, every interval, while it runs (a
+    // `--once` or `--dry-run` run has no health worth pushing).
+    if config.self_metrics && config.mode == Mode::Run {
+        let own = TargetSettings::agent(config.poll.interval);
+        targets.push(
+            Target::new(own, poller.kubelet_client(), &scraping)
+                .map_err(|e| config_error("--self-metrics", &e))?,
+        );
+    }
     let summary = config.poll.kubelet_summary.then_some(poller);
     if config.mode == Mode::DryRun {
         return Ok(dry_run(summary, targets, &scraping, out).await);

@@ -167,6 +167,9 @@ pub struct Config {
     /// The exporters and kubelet endpoints scraped beside the summary poll: `--scrape`, then
     /// `--kubelet-scrape`, then the config file's `scrape` list, each in the order given.
     pub scrape_targets: Vec<crate::scrape::TargetSettings>,
+    /// `--self-metrics`: push the agent's own metrics every interval (never in the demo,
+    /// whose printer shows the node's).
+    pub self_metrics: bool,
 }
 
 /// What the demo brings in place of the agent's kubelet and destination flags
@@ -363,6 +366,7 @@ impl Config {
                 max_catch_up_bytes: args.max_catch_up_size,
             },
             listen_address: args.listen_address,
+            self_metrics: args.self_metrics && demo.is_none(),
             scrape_targets,
         })
     }
@@ -475,6 +479,7 @@ impl Config {
         line("label", &format!("[{}]", labels.join(", ")));
         line("kubelet-summary", &self.poll.kubelet_summary);
         line("kubelet-pods", &self.poll.kubelet_pods);
+        line("self-metrics", &self.self_metrics);
         let pod_labels: Vec<String> = self
             .poll
             .pod_labels

@@ -23,6 +23,7 @@ mod prop_series_texts;
 mod protocol;
 mod push;
 mod scrape;
+mod selfmetrics;
 mod summary_props;
 mod support;
 mod tls;
