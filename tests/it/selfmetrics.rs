@@ -196,9 +196,12 @@ async fn the_pushed_self_metrics_are_what_metrics_serves() {
         "kubelet_push_build_info",
         "process_cpu_seconds_total",
         "process_resident_memory_bytes",
-        "process_open_fds",
         "process_start_time_seconds",
-    ] {
+    ]
+    .into_iter()
+    // Under Wine (the Windows test run) the handle count is a stub and left out.
+    .chain(cfg!(unix).then_some("process_open_fds"))
+    {
         assert!(
             got.keys().any(|s| s["__name__"] == name),
             "{name} not pushed"
@@ -315,7 +318,10 @@ async fn self_metrics_reach_every_destination_and_bytes_add_up() {
         assert_eq!(support::label(&build, "node"), Some("node-a"));
         assert_eq!(one("up").samples[0].value, 1.0);
         assert!(one("process_resident_memory_bytes").samples[0].value > 1e6);
-        assert!(one("process_open_fds").samples[0].value > 0.0);
+        // Under Wine (the Windows test run) the handle count is a stub and left out.
+        if cfg!(unix) {
+            assert!(one("process_open_fds").samples[0].value > 0.0);
+        }
         let started = one("process_start_time_seconds").samples[0].value;
         let now = support::now_ms() as f64 / 1000.0;
         assert!(started <= now && started > now - 3600.0, "{started}");
