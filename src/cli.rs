@@ -328,6 +328,24 @@ pub struct AgentArgs {
     )]
     pub kubelet_summary: bool,
 
+    /// Push the agent's own metrics (kubelet_push_*, process_*: what /metrics serves) every
+    /// --interval to every destination, with job="kubelet-push" and the node's labels, for
+    /// nodes nothing can scrape; --self-metrics=false turns it off (not with --once or
+    /// --dry-run)
+    #[arg(
+        long,
+        global = true,
+        env = "KUBELET_PUSH_SELF_METRICS",
+        value_parser = boolish("KUBELET_PUSH_SELF_METRICS"),
+        value_name = "BOOL",
+        default_value_t = true,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    pub self_metrics: bool,
+
     /// Scrape this path of the kubelet too, through --kubelet-url with its token, CA and
     /// proxy: /metrics, /metrics/probes, /metrics/resource or /metrics/cadvisor (repeatable).
     /// Labelled job=--job, metrics_path=PATH, as kube-prometheus labels them; needs

@@ -188,6 +188,9 @@ pub struct Config {
     pub enable_reload: bool,
     /// `--config-file`, as given: what a reload re-reads (`None`: nothing to reload).
     pub config_file: Option<PathBuf>,
+    /// `--self-metrics`: push the agent's own metrics every interval (never in the demo,
+    /// whose printer shows the node's).
+    pub self_metrics: bool,
     /// What this configuration was validated from, so that a reload validates the same flags
     /// with the file as it is now ([`Config::reread`]).
     origin: std::sync::Arc<Origin>,
@@ -427,6 +430,7 @@ impl Config {
                 max_catch_up_bytes: args.max_catch_up_size,
             },
             listen_address: args.listen_address,
+            self_metrics: args.self_metrics && demo.is_none(),
             scrape_targets,
             warnings,
             enable_reload: args.enable_reload,
@@ -437,6 +441,19 @@ impl Config {
                 demo,
             }),
         })
+    }
+}
+
+impl Config {
+    /// What the agent scrapes while it runs: the scrape targets, then the agent's own
+    /// metrics when `--self-metrics` is on (a `--once` or `--dry-run` run has no health worth
+    /// pushing). Start-up and a reload both read it, so a reload keeps the agent's own target.
+    pub fn running_targets(&self) -> Vec<crate::scrape::TargetSettings> {
+        let mut targets = self.scrape_targets.clone();
+        if self.self_metrics && self.mode == Mode::Run {
+            targets.push(crate::scrape::TargetSettings::agent(self.poll.interval));
+        }
+        targets
     }
 }
 
@@ -573,6 +590,7 @@ impl Config {
         line("label", &format!("[{}]", labels.join(", ")));
         line("kubelet-summary", &self.poll.kubelet_summary);
         line("kubelet-pods", &self.poll.kubelet_pods);
+        line("self-metrics", &self.self_metrics);
         let pod_labels: Vec<String> = self
             .poll
             .pod_labels

@@ -765,7 +765,11 @@ async fn deliver(
             if !matches!(queue.front(), Ok(Some((front, _))) if front == seq) {
                 return Err(Failure::Evicted);
             }
-            match client.send(protocol, body).await {
+            let bytes = body.len();
+            let started = std::time::Instant::now();
+            let answer = client.send(protocol, body).await;
+            metrics.attempted(bytes, started.elapsed());
+            match answer {
                 Ok(accepted) => {
                     metrics.request(Some(accepted.status.as_u16()));
                     Ok(accepted.written)

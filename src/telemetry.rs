@@ -19,6 +19,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+pub mod process;
+
 /// Why samples were dropped instead of delivered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DropReason {
@@ -151,7 +153,7 @@ struct BuildLabels {
 type FloatGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
 
 /// The families every destination has a member of, by its `url` label.
-#[derive(Default, Clone)]
+#[derive(Clone)]
 struct DestinationFamilies {
     samples_queued: Family<UrlLabel, Counter>,
     samples_sent: Family<UrlLabel, Counter>,
@@ -164,6 +166,36 @@ struct DestinationFamilies {
     protocol: Family<UrlVersionLabels, Gauge>,
     retries: Family<UrlLabel, Counter>,
     last_send: Family<UrlLabel, FloatGauge>,
+    sent_bytes: Family<UrlLabel, Counter>,
+    request_duration: Family<UrlLabel, Histogram, fn() -> Histogram>,
+}
+
+/// Buckets of `kubelet_push_remote_request_duration_seconds`: a LAN round trip to
+/// `--remote-timeout`'s default.
+fn request_duration_histogram() -> Histogram {
+    Histogram::new([
+        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    ])
+}
+
+impl Default for DestinationFamilies {
+    fn default() -> Self {
+        DestinationFamilies {
+            samples_queued: Family::default(),
+            samples_sent: Family::default(),
+            samples_dropped: Family::default(),
+            samples_pending: Family::default(),
+            buffer_bytes: Family::default(),
+            buffer_max_bytes: Family::default(),
+            buffer_requests: Family::default(),
+            requests: Family::default(),
+            protocol: Family::default(),
+            retries: Family::default(),
+            last_send: Family::default(),
+            sent_bytes: Family::default(),
+            request_duration: Family::new_with_constructor(request_duration_histogram),
+        }
+    }
 }
 
 /// The agent's metrics: the polls' own, and one [`DestinationMetrics`] per destination.
@@ -203,7 +235,10 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("kubelet_push");
+        // `process_*` unprefixed at the root, everything else under `kubelet_push_`.
+        let mut root = Registry::default();
+        root.register_collector(Box::new(process::ProcessCollector));
+        let registry = root.sub_registry_with_prefix("kubelet_push");
         let m = Metrics {
             polls: Family::default(),
             pod_list_requests: Family::default(),
@@ -224,7 +259,7 @@ impl Metrics {
             registry: Registry::default(),
             reloads: ReloadMetrics::default(),
         };
-        m.reloads.register(&mut registry);
+        m.reloads.register(registry);
         registry.register(
             "polls",
             "Kubelet polls by result (ok, error)",
@@ -312,6 +347,16 @@ impl Metrics {
             f.buffer_requests.clone(),
         );
         registry.register(
+            "sent_bytes",
+            "Compressed bytes of the request bodies POSTed to a destination, every attempt counted (retries too), whatever the answer",
+            f.sent_bytes.clone(),
+        );
+        registry.register(
+            "remote_request_duration_seconds",
+            "Wall time of one POST to a destination, from sending to the answer's status (or the failure), every attempt",
+            f.request_duration.clone(),
+        );
+        registry.register(
             "requests",
             "Remote write attempts by destination and HTTP status code (\"error\" when no answer came)",
             f.requests.clone(),
@@ -347,7 +392,10 @@ impl Metrics {
             })
             .set(1);
         registry.register("build_info", "Always 1; the version in a label", build);
-        Metrics { registry, ..m }
+        Metrics {
+            registry: root,
+            ..m
+        }
     }
 
     /// The metrics of the destination whose redacted URL is `url`, created with every drop
@@ -381,6 +429,8 @@ impl Metrics {
             protocol: f.protocol.clone(),
             retries: f.retries.get_or_create(&label).clone(),
             last_send: f.last_send.get_or_create(&label).clone(),
+            sent_bytes: f.sent_bytes.get_or_create(&label).clone(),
+            request_duration: f.request_duration.get_or_create(&label).clone(),
             last_send_at: std::sync::Mutex::new(None),
             started: self.started,
             rejecting: std::sync::Mutex::new(None),
@@ -534,6 +584,10 @@ pub struct DestinationMetrics {
     protocol: Family<UrlVersionLabels, Gauge>,
     pub retries: Counter,
     last_send: FloatGauge,
+    /// `kubelet_push_sent_bytes_total`: body bytes of every attempt.
+    pub sent_bytes: Counter,
+    /// `kubelet_push_remote_request_duration_seconds`: every attempt's wall time.
+    pub request_duration: Histogram,
     last_send_at: std::sync::Mutex<Option<Instant>>,
     started: Instant,
     /// Requests rejected in a row since the last one accepted: `/readyz` names the
@@ -583,6 +637,14 @@ impl DestinationMetrics {
 
     pub fn dropped_total(&self, reason: DropReason) -> u64 {
         self.drop_counter(reason).get()
+    }
+
+    /// One remote write attempt made: its body's (compressed) size and how long it took,
+    /// whatever the answer.
+    pub fn attempted(&self, body_bytes: usize, took: Duration) {
+        self.sent_bytes
+            .inc_by(u64::try_from(body_bytes).unwrap_or(u64::MAX));
+        self.request_duration.observe(took.as_secs_f64());
     }
 
     /// One remote write attempt's outcome: a status code, or none for network errors.
@@ -829,16 +891,12 @@ pub async fn serve(
             "/metrics",
             get(move || {
                 let metrics = metrics.clone();
-                async move {
-                    (
-                        [(
-                            header::CONTENT_TYPE,
-                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                        )],
-                        metrics.encode(),
-                    )
-                }
+                async move { ([(header::CONTENT_TYPE, CONTENT_TYPE)], metrics.encode()) }
             }),
+        )
+        .route(
+            "/",
+            get(|| async { ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], INDEX) }),
         )
         .route("/healthz", get(|| async { "ok\n" }))
         .route(
@@ -908,6 +966,23 @@ async fn reload_answer(reload: Option<ReloadSender>) -> (axum::http::StatusCode,
         Err(_) => stopping(),
     }
 }
+
+/// The `Content-Type` of [`Metrics::encode`]'s text (what `/metrics` answers with, and what
+/// the pushed self-metrics are parsed as).
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// What `/` answers: the endpoints, linked.
+pub const INDEX: &str = "<!DOCTYPE html>
+<html><head><title>kubelet-push</title></head><body>
+<h1>kubelet-push</h1>
+<ul>
+<li><a href=\"metrics\">/metrics</a>: the agent's own metrics (kubelet_push_*, process_*)</li>
+<li><a href=\"healthz\">/healthz</a>: the process is alive</li>
+<li><a href=\"readyz\">/readyz</a>: polls and sends are keeping up</li>
+<li>/-/reload (POST, when --enable-reload): re-read the configuration</li>
+</ul>
+</body></html>
+";
 
 /// The message of the log line that gives the address `serve` bound (its `address` field).
 pub const SERVING: &str = "serving /metrics, /healthz and /readyz";

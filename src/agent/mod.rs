@@ -104,9 +104,9 @@ pub async fn run_reloadable(
         metrics: metrics.clone(),
     };
     let targets = config
-        .scrape_targets
-        .iter()
-        .map(|t| Target::new(t.clone(), poller.kubelet_client(), &scraping))
+        .running_targets()
+        .into_iter()
+        .map(|t| Target::new(t, poller.kubelet_client(), &scraping))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| config_error("--scrape", &e))?;
     let kubelet = poller.kubelet_client().clone();

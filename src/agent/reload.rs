@@ -298,7 +298,8 @@ impl Fleet {
                 )?),
             });
         }
-        let new_targets = diff_targets(&self.targets, &next.scrape_targets);
+        let next_targets = next.running_targets();
+        let new_targets = diff_targets(&self.targets, &next_targets);
         let targets = new_targets
             .added
             .iter()

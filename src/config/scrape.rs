@@ -265,7 +265,7 @@ fn instance(t: &TargetSettings) -> Option<String> {
             url.host_str().unwrap_or(""),
             url.port_or_known_default().unwrap_or(0)
         )),
-        Endpoint::Kubelet { .. } => None,
+        Endpoint::Kubelet { .. } | Endpoint::Agent => None,
     }
 }
 
@@ -788,6 +788,8 @@ pub(super) fn describe(targets: &[TargetSettings], line: &mut dyn FnMut(&str, &d
                 );
                 put("instance", &"(the node name)");
             }
+            // Never in the list: `--self-metrics` is printed on its own line.
+            Endpoint::Agent => put("agent", &"its own metrics"),
         }
         put("interval", &humantime::format_duration(t.interval));
         put("timeout", &humantime::format_duration(t.timeout));

@@ -32,6 +32,8 @@ pub enum Fetcher {
         client: Arc<KubeletClient>,
         path: String,
     },
+    /// The agent's own registry, encoded in process as `/metrics` encodes it.
+    Agent(Arc<crate::telemetry::Metrics>),
 }
 
 impl Fetcher {
@@ -62,6 +64,10 @@ impl Fetcher {
         };
         match self {
             Fetcher::Exporter { live, url } => get(live, url, timeout, limit).await,
+            Fetcher::Agent(metrics) => Ok((
+                metrics.encode().into_bytes(),
+                crate::telemetry::CONTENT_TYPE.to_owned(),
+            )),
             Fetcher::Kubelet { client, path } => {
                 match client
                     .fetch_metrics(path, crate::exposition::ACCEPT, timeout, limit)

@@ -79,6 +79,31 @@ pub enum Endpoint {
     /// `--job` value, `metrics_path` the path (in `labels`), `instance` and `node` the node
     /// name, as for the summary's series.
     Kubelet { path: String },
+    /// The agent's own metrics (`--self-metrics`): what `/metrics` serves, encoded from the
+    /// same registry at each scrape and read back with the same parser as any target, so the
+    /// pushed series are the ones a scrape of `/metrics` would give. `job` is
+    /// [`SELF_JOB`], `instance` and `node` the node name.
+    Agent,
+}
+
+/// The `job` of the agent's own metrics when they are pushed (`--self-metrics`): the job
+/// `deploy/monitoring/` selects on, as its PodMonitor names a scrape of the agents.
+pub const SELF_JOB: &str = "kubelet-push";
+
+impl TargetSettings {
+    /// The agent's own metrics as a target, scraped every `interval`.
+    pub fn agent(interval: Duration) -> Self {
+        TargetSettings {
+            job: SELF_JOB.to_owned(),
+            endpoint: Endpoint::Agent,
+            interval,
+            timeout: interval,
+            honor_labels: false,
+            honor_timestamps: true,
+            limits: Limits::default(),
+            labels: Vec::new(),
+        }
+    }
 }
 
 impl TargetSettings {
@@ -88,7 +113,7 @@ impl TargetSettings {
     pub fn exporter_instance(&self) -> Option<String> {
         match &self.endpoint {
             Endpoint::Exporter { url, .. } => Some(instance_of(url)),
-            Endpoint::Kubelet { .. } => None,
+            Endpoint::Kubelet { .. } | Endpoint::Agent => None,
         }
     }
 }
@@ -152,6 +177,7 @@ impl Target {
                 client: kubelet.clone(),
                 path: path.clone(),
             },
+            Endpoint::Agent => Fetcher::Agent(scraping.metrics.clone()),
         };
         let mut extra = scraping.external_labels.clone();
         extra.extend(settings.labels.iter().cloned());
@@ -164,14 +190,25 @@ impl Target {
             honor_timestamps: settings.honor_timestamps,
             limits: settings.limits,
         };
-        let scraper = Scraper::new(labelling, scraping.metric_filter.clone());
-        scraping
-            .metrics
-            .scrape_target(scraper.job(), scraper.instance());
+        let agent = matches!(settings.endpoint, Endpoint::Agent);
+        // --metric-allow and --metric-deny choose among what the node exposes; the agent's
+        // own health is not theirs to leave out (`--self-metrics=false` is).
+        let filter = if agent {
+            None
+        } else {
+            scraping.metric_filter.clone()
+        };
+        let scraper = Scraper::new(labelling, filter);
+        if !agent {
+            scraping
+                .metrics
+                .scrape_target(scraper.job(), scraper.instance());
+        }
         Ok(Target {
             display: match &settings.endpoint {
                 Endpoint::Exporter { url, .. } => crate::http::redact(url),
                 Endpoint::Kubelet { path } => format!("kubelet {path}"),
+                Endpoint::Agent => "the agent's own metrics".to_owned(),
             },
             settings,
             fetcher,
@@ -204,7 +241,10 @@ impl Target {
             self.named = true;
         }
         let node = scraping.node.borrow().name.clone();
-        let kubelet = matches!(self.settings.endpoint, Endpoint::Kubelet { .. });
+        let kubelet = matches!(
+            self.settings.endpoint,
+            Endpoint::Kubelet { .. } | Endpoint::Agent
+        );
         self.scraper.set_node(&node, kubelet);
         let started = Instant::now();
         let start_ms = unix_ms(SystemTime::now());
@@ -218,7 +258,10 @@ impl Target {
         let output = self
             .scraper
             .ingest(answer.map_err(Clone::clone), start_ms, started.elapsed());
-        self.report(&output, &scraping.metrics);
+        // The agent's own metrics are not a target of the node's: not counted among them.
+        if !matches!(self.settings.endpoint, Endpoint::Agent) {
+            self.report(&output, &scraping.metrics);
+        }
         output
     }
 

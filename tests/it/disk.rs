@@ -22,7 +22,9 @@ async fn kubelet(pods: usize) -> KubeletServer {
     simulated_kubelet(pods, 5).await
 }
 
-/// The agent binary on `kubelet`, `remote` and `--buffer-dir dir`, polling every 100 ms.
+/// The agent binary on `kubelet`, `remote` and `--buffer-dir dir`, polling every 100 ms. Its
+/// own metrics are not pushed: these tests count the polls' requests and `up`s, and wait for
+/// an empty buffer (`selfmetrics.rs` tests what the self-metrics add).
 fn command(kubelet: &str, remote: &str, dir: &Path, extra: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kubelet-push"));
     cmd.env(SHORT_INTERVALS.0, SHORT_INTERVALS.1)
@@ -41,6 +43,7 @@ fn command(kubelet: &str, remote: &str, dir: &Path, extra: &[&str]) -> Command {
             "10ms",
             "--max-backoff",
             "50ms",
+            "--self-metrics=false",
         ])
         .args(extra)
         .kill_on_drop(true);

@@ -134,10 +134,12 @@ async fn serve(
     }
 }
 
-/// The agent binary with `args`.
+/// The agent binary with `args`. Its own metrics are not pushed: these tests count the polls'
+/// `up`s and requests (`selfmetrics.rs` tests what the self-metrics add).
 fn command(args: &[&str]) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubelet-push"));
     cmd.args(args)
+        .arg("--self-metrics=false")
         .env_remove("KUBELET_PUSH_REMOTE_URL")
         .kill_on_drop(true);
     cmd
@@ -561,6 +563,7 @@ fn help_shows_no_secret_from_the_environment() {
         "KUBELET_PUSH_REMOTE_TLS_SERVER_NAME",
         "KUBELET_PUSH_REMOTE_WRITE_VERSION",
         "KUBELET_PUSH_SCRAPE_TIMEOUT",
+        "KUBELET_PUSH_SELF_METRICS",
         "KUBELET_PUSH_SHUTDOWN_TIMEOUT",
         "KUBELET_PUSH_DEMO_PODS",
         "KUBELET_PUSH_DEMO_DURATION",

@@ -26,6 +26,7 @@ mod push;
 mod readme;
 mod reload;
 mod scrape;
+mod selfmetrics;
 mod summary_props;
 mod support;
 mod tls;

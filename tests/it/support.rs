@@ -31,8 +31,11 @@ pub fn fixture(name: &str) -> PathBuf {
 /// A validated config from command-line style arguments.
 ///
 /// `--interval` is applied after validation, so in-process tests may poll faster than the
-/// agent's 1 s floor allows an operator to.
+/// agent's 1 s floor allows an operator to. The agent's own metrics are not pushed unless the
+/// arguments say `--self-metrics`: a test counts what the node's sources sent, and
+/// `selfmetrics.rs` tests what the self-metrics add.
 pub fn config(args: &[&str]) -> Config {
+    let self_metrics = args.iter().any(|a| a.starts_with("--self-metrics"));
     let mut interval = None;
     let mut rest = Vec::new();
     let mut args = args.iter().copied();
@@ -49,6 +52,7 @@ pub fn config(args: &[&str]) -> Config {
     if let Some(i) = interval {
         config.poll.interval = humantime::parse_duration(i).expect("an --interval");
     }
+    config.self_metrics &= self_metrics;
     config
 }
 

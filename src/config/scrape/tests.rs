@@ -30,6 +30,7 @@ fn url_of(t: &TargetSettings) -> &str {
     match &t.endpoint {
         Endpoint::Exporter { url, .. } => url.as_str(),
         Endpoint::Kubelet { path } => panic!("kubelet target {path}"),
+        Endpoint::Agent => panic!("the agent's own metrics"),
     }
 }
 
@@ -150,6 +151,7 @@ fn kubelet_paths_are_scraped_as_kube_prometheus_labels_them() {
         .map(|t| match &t.endpoint {
             Endpoint::Kubelet { path } => format!("{} {path} {:?}", t.job, t.labels),
             Endpoint::Exporter { url, .. } => panic!("{url}"),
+            Endpoint::Agent => panic!("the agent's own metrics"),
         })
         .collect();
     assert_eq!(

@@ -1,6 +1,8 @@
 //! The operator dashboard and alerting rules in `deploy/monitoring/`, against a real
 //! Prometheus that scrapes two real `kubelet-push` processes (as the PodMonitor would) and
-//! receives one's remote write. Every PromQL expression of the dashboard and every rule must
+//! receives one's remote write; and again with nothing scraped, both agents pushing their own
+//! metrics (`--self-metrics`) to it, one of them also to a receiver of its own that fails, as
+//! an outbound-only node would. Every PromQL expression of the dashboard and every rule must
 //! return data, each because the test made its condition happen for real: a kubelet answering
 //! 500, a receiver rejecting requests (400) and then refusing them (503), an agent killed. The
 //! rules stay silent while all is well, and exactly the right ones fire during the outage.
@@ -499,8 +501,29 @@ async fn rules_evaluated_at(prom: &Real) -> f64 {
         .unwrap_or_else(|| panic!("no rule group evaluation times:\n{text}"))
 }
 
+/// How the agents' own metrics reach the Prometheus the dashboard and rules read.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Mode {
+    /// It scrapes their `/metrics` as the PodMonitor would; they push the node's data only
+    /// (`--self-metrics=false`).
+    Scraped,
+    /// They push them with the node's data (`--self-metrics`) and nothing is scraped: the
+    /// outbound-only node. B pushes to its failing receiver and to the Prometheus, which
+    /// carries B's alarms about the other destination.
+    Pushed,
+}
+
 #[tokio::test]
 async fn every_panel_and_rule_has_data_and_the_outage_fires_send_stalled() {
+    the_dashboard_and_rules_work(Mode::Scraped).await;
+}
+
+#[tokio::test]
+async fn every_panel_and_rule_has_data_when_the_agents_push_their_own_metrics() {
+    the_dashboard_and_rules_work(Mode::Pushed).await;
+}
+
+async fn the_dashboard_and_rules_work(mode: Mode) {
     if !available(Kind::Prometheus) {
         return;
     }
@@ -540,18 +563,29 @@ async fn every_panel_and_rule_has_data_and_the_outage_fires_send_stalled() {
             (&format!("127.0.0.1:{}", absent_b.port()), NODE_B),
         ],
     );
-    let config = serde_json::json!({
+    let mut config = serde_json::json!({
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": [rules_copy],
-        "scrape_configs": [{
-            "job_name": SCRAPE_JOB,
-            // The most a 1 s interval allows; a scrape that a loaded machine makes slower is
-            // `up` 0 for once, which the healthy phase below allows for.
-            "scrape_timeout": "1s",
-            "file_sd_configs": [{"files": [&targets_file], "refresh_interval": "1s"}],
-        }],
     });
-    let prom = Real::launch_prometheus_with(dir.path(), config).await;
+    let prom = match mode {
+        Mode::Scraped => {
+            config["scrape_configs"] = serde_json::json!([{
+                "job_name": SCRAPE_JOB,
+                // The most a 1 s interval allows; a scrape that a loaded machine makes slower
+                // is `up` 0 for once, which the healthy phase below allows for.
+                "scrape_timeout": "1s",
+                "file_sd_configs": [{"files": [&targets_file], "refresh_interval": "1s"}],
+            }]);
+            Real::launch_prometheus_with(dir.path(), config).await
+        }
+        // A pushed series that stops gets no stale marker (a scrape that fails writes one):
+        // it is seen for the lookback, 5 minutes by default, 10 s here, as the rules' `for:`
+        // minutes are seconds.
+        Mode::Pushed => {
+            Real::launch_prometheus_with_flags(dir.path(), config, &["--query.lookback-delta=10s"])
+                .await
+        }
+    };
     let p = &prom;
     let t0 = now_ms();
 
@@ -573,6 +607,7 @@ async fn every_panel_and_rule_has_data_and_the_outage_fires_send_stalled() {
         BTreeSet::from([
             "KubeletPushAbsent",
             "KubeletPushAgentDown",
+            "KubeletPushAgentSilent",
             "KubeletPushKubeletDown",
             "KubeletPushPollsFailing",
             "KubeletPushSamplesDropped",
@@ -582,13 +617,15 @@ async fn every_panel_and_rule_has_data_and_the_outage_fires_send_stalled() {
     );
 
     // Before the agents run: both targets down, no agent metrics at all.
-    wait_for("both targets scraped as down", PATIENCE, || async move {
-        p.query(&format!("up{{job=\"{SCRAPE_JOB}\"}} == 0"), now_ms())
-            .await
-            .len()
-            == 2
-    })
-    .await;
+    if mode == Mode::Scraped {
+        wait_for("both targets scraped as down", PATIENCE, || async move {
+            p.query(&format!("up{{job=\"{SCRAPE_JOB}\"}} == 0"), now_ms())
+                .await
+                .len()
+                == 2
+        })
+        .await;
+    }
     assert_eq!(
         prom.query("absent(kubelet_push_build_info)", now_ms())
             .await
@@ -597,8 +634,22 @@ async fn every_panel_and_rule_has_data_and_the_outage_fires_send_stalled() {
     );
 
     let common = ONE_SECOND_POLLS;
-    let args_a: Vec<&str> = ["--node-name", NODE_A].into_iter().chain(common).collect();
-    let args_b: Vec<&str> = ["--node-name", NODE_B].into_iter().chain(common).collect();
+    let own = match mode {
+        Mode::Scraped => "--self-metrics=false",
+        Mode::Pushed => "--self-metrics",
+    };
+    let prom_url = prom.write_url();
+    let args_a: Vec<&str> = ["--node-name", NODE_A, own]
+        .into_iter()
+        .chain(common)
+        .collect();
+    let mut args_b: Vec<&str> = ["--node-name", NODE_B, own]
+        .into_iter()
+        .chain(common)
+        .collect();
+    if mode == Mode::Pushed {
+        args_b.extend(["--remote-url", prom_url.as_str()]);
+    }
     let (child_a, listen_a) = AgentProcess::listening(&mut agent_command(
         &kubelet_a.url(),
         &prom.write_url(),
@@ -627,9 +678,12 @@ async fn every_panel_and_rule_has_data_and_the_outage_fires_send_stalled() {
         "both agents delivering and scraped",
         PATIENCE,
         || async move {
-            p.query("kubelet_push_samples_sent_total > 0", now_ms())
-                .await
-                .len()
+            p.query(
+                "sum by (node) (kubelet_push_samples_sent_total) > 0",
+                now_ms(),
+            )
+            .await
+            .len()
                 == 2
                 && p.query(
                     &format!("up{{job=\"kubelet\",node=\"{NODE_A}\"}} == 1"),
@@ -733,7 +787,10 @@ async fn every_panel_and_rule_has_data_and_the_outage_fires_send_stalled() {
         .find(|a| a["labels"]["alertname"] == "KubeletPushSendStalled")
         .unwrap();
     assert_eq!(stalled["labels"]["severity"], "warning");
-    assert_eq!(stalled["labels"]["pod"], format!("kubelet-push-{NODE_B}"));
+    assert_eq!(stalled["labels"]["url"], receiver.url());
+    if mode == Mode::Scraped {
+        assert_eq!(stalled["labels"]["pod"], format!("kubelet-push-{NODE_B}"));
+    }
     let summary = stalled["annotations"]["summary"].as_str().unwrap();
     assert!(
         summary.starts_with(&format!(
@@ -760,22 +817,27 @@ async fn every_panel_and_rule_has_data_and_the_outage_fires_send_stalled() {
     })
     .await;
 
-    // B is killed: its target is down and KubeletPushAgentDown fires for it alone.
+    // B is killed: it falls silent, and, scraped, its target is down; those fire for it alone.
     child_b.child.start_kill().unwrap();
     child_b.child.wait().await.unwrap();
-    let down = named(&[
+    let mut down = vec![
         ("KubeletPushSamplesDropped", NODE_B),
-        ("KubeletPushAgentDown", NODE_B),
-    ]);
+        ("KubeletPushAgentSilent", NODE_B),
+    ];
+    if mode == Mode::Scraped {
+        down.push(("KubeletPushAgentDown", NODE_B));
+    }
+    let down = named(&down);
     let want = &down;
-    wait_for_alerts(p, "KubeletPushAgentDown firing for B", PATIENCE, |a| {
-        firing(a) == *want
-    })
-    .await;
+    wait_for_alerts(p, "B's silence firing", PATIENCE, |a| firing(a) == *want).await;
     let end = now_ms();
 
-    // Every rule's expression had a value at some point of the run.
+    // Every rule's expression had a value at some point of the run; but a pushed `up` is
+    // never 0: KubeletPushAgentDown is the scrape's (KubeletPushAgentSilent stands for it).
     for (name, query) in &rules {
+        if mode == Mode::Pushed && name == "KubeletPushAgentDown" {
+            continue;
+        }
         let result = prom.query_range(query, t0, end, 0.5).await;
         assert!(!result.is_empty(), "rule {name} never had a value: {query}");
     }
@@ -824,9 +886,10 @@ async fn every_panel_and_rule_has_data_and_the_outage_fires_send_stalled() {
     assert!(retries.iter().any(|v| *v > 0.0), "{retries:?}");
     let lag_b = values_where(panel("Lag of the last successful send"), "node", NODE_B);
     assert!(lag_b.iter().any(|v| *v > 6.0), "{lag_b:?}");
+    // Scraped, targets that are down count 0; pushed, an agent is there or not.
     let agents_up: Vec<f64> = panel("Agents scraped").iter().flat_map(numbers).collect();
     assert!(
-        agents_up.contains(&0.0) && agents_up.contains(&2.0),
+        agents_up.contains(&2.0) && (mode == Mode::Pushed || agents_up.contains(&0.0)),
         "{agents_up:?}"
     );
     let versions = panel("Agents by node");
@@ -868,7 +931,7 @@ async fn every_panel_and_rule_has_data_and_the_outage_fires_send_stalled() {
     let (code, log) = stop_agent(child_a).await;
     assert_eq!(code, Some(0), "{log}");
     eprintln!(
-        "dashboard e2e: alerts fired {:.1} s into the outage; whole test {:.1} s",
+        "dashboard e2e ({mode:?}): alerts fired {:.1} s into the outage; whole test {:.1} s",
         fired_after.as_secs_f64(),
         began.elapsed().as_secs_f64()
     );

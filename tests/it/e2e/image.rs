@@ -381,6 +381,7 @@ async fn container_pushes_what_the_kubelet_served_to_prometheus_and_stops_cleanl
                 "1s",
                 "--buffer-dir",
                 "/var/lib/kubelet-push",
+                "--self-metrics=false",
             ],
         )
         // Nothing on stdout without --dry-run; not piped, so nothing can fill a pipe no one reads.

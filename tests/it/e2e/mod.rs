@@ -162,6 +162,8 @@ pub struct Real {
     http: reqwest::Client,
     /// Prometheus's whole configuration file; `None` for the default that scrapes nothing.
     config: Option<Value>,
+    /// More command-line flags for Prometheus (`--query.lookback-delta=5s`).
+    flags: Vec<String>,
     /// The port, held as the struct's doc says.
     _held: ReservedPort,
 }
@@ -169,17 +171,22 @@ pub struct Real {
 impl Real {
     /// A receiver of `kind` with its data in `dir`, on a port the test holds (see [`Real`]).
     pub async fn launch(kind: Kind, dir: &Path) -> Real {
-        Self::launch_with(kind, dir, None).await
+        Self::launch_with(kind, dir, None, &[]).await
     }
 
     /// Prometheus with `config` as its configuration file (scrape configs, rule files, scrape
     /// and evaluation intervals), written as JSON, which YAML reads as it is. It still
     /// receives remote write.
     pub async fn launch_prometheus_with(dir: &Path, config: Value) -> Real {
-        Self::launch_with(Kind::Prometheus, dir, Some(config)).await
+        Self::launch_with(Kind::Prometheus, dir, Some(config), &[]).await
     }
 
-    async fn launch_with(kind: Kind, dir: &Path, config: Option<Value>) -> Real {
+    /// [`Real::launch_prometheus_with`], with more flags.
+    pub async fn launch_prometheus_with_flags(dir: &Path, config: Value, flags: &[&str]) -> Real {
+        Self::launch_with(Kind::Prometheus, dir, Some(config), flags).await
+    }
+
+    async fn launch_with(kind: Kind, dir: &Path, config: Option<Value>, flags: &[&str]) -> Real {
         kubelet_push::http::install_crypto_provider();
         let held = ReservedPort::new();
         let mut real = Real {
@@ -189,6 +196,7 @@ impl Real {
             child: None,
             http: reqwest::Client::new(),
             config,
+            flags: flags.iter().map(|f| (*f).to_owned()).collect(),
             _held: held,
         };
         real.spawn().await;
@@ -215,7 +223,8 @@ impl Real {
                 cmd.arg(format!("--config.file={}", config.display()))
                     .arg(format!("--storage.tsdb.path={}", self.data_dir().display()))
                     .arg(format!("--web.listen-address={addr}"))
-                    .arg("--web.enable-remote-write-receiver");
+                    .arg("--web.enable-remote-write-receiver")
+                    .args(&self.flags);
             }
             Kind::VictoriaMetrics => {
                 cmd.arg(format!("-httpListenAddr={addr}"))
@@ -891,15 +900,20 @@ pub fn now_s() -> i64 {
 }
 
 /// The agent binary with its kubelet, receiver and `extra` flags (as [`agent`] starts it), not
-/// started yet: [`AgentProcess::spawn`] or [`AgentProcess::listening`] starts it.
+/// started yet: [`AgentProcess::spawn`] or [`AgentProcess::listening`] starts it. Its own
+/// metrics are not pushed unless `extra` says `--self-metrics`: these tests read what the
+/// node's sources stored (the dashboard test turns them on for its push mode).
 pub fn agent_command(kubelet: &str, remote: &str, extra: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kubelet-push"));
     cmd.env(
         crate::support::SHORT_INTERVALS.0,
         crate::support::SHORT_INTERVALS.1,
     )
-    .args(["--kubelet-url", kubelet, "--remote-url", remote])
-    .args(extra);
+    .args(["--kubelet-url", kubelet, "--remote-url", remote]);
+    if !extra.iter().any(|a| a.starts_with("--self-metrics")) {
+        cmd.arg("--self-metrics=false");
+    }
+    cmd.args(extra);
     cmd
 }
 

@@ -254,6 +254,9 @@ impl WindowsAgent {
         let mut child = Command::new("wine")
             .arg(&exe)
             .args(["--listen-address", "127.0.0.1:0"])
+            // These tests count what the node's sources stored; the agent's own metrics are
+            // tested by `selfmetrics` (which the Windows test build runs under Wine too).
+            .arg("--self-metrics=false")
             .args(args)
             .env("WINEPREFIX", &wine.prefix)
             .env("WINEDEBUG", "-all")
