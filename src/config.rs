@@ -663,7 +663,15 @@ fn writable_dir(dir: &Path) -> Result<(), String> {
         }
     }
     if !existing.is_dir() {
-        return Err(format!("{} is not a directory", existing.display()));
+        return Err(if existing == dir {
+            format!("{} is not a directory", dir.display())
+        } else {
+            format!(
+                "{} cannot be created: {} is not a directory",
+                dir.display(),
+                existing.display()
+            )
+        });
     }
     let probe = existing.join(format!(".kubelet-push-probe-{}", std::process::id()));
     match std::fs::OpenOptions::new()

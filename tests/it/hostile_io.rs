@@ -564,6 +564,7 @@ fn help_shows_no_secret_from_the_environment() {
         "KUBELET_PUSH_REMOTE_WRITE_VERSION",
         "KUBELET_PUSH_SCRAPE_TIMEOUT",
         "KUBELET_PUSH_SELF_METRICS",
+        "KUBELET_PUSH_ENABLE_RELOAD",
         "KUBELET_PUSH_SHUTDOWN_TIMEOUT",
         "KUBELET_PUSH_DEMO_PODS",
         "KUBELET_PUSH_DEMO_DURATION",
