@@ -235,7 +235,10 @@ fn every_poll_new(c: &mut Criterion) {
     ))
     .expect("fixture");
     let stamped = Restamp::new(doc);
-    assert!(stamped.at(0).0 == stamped.doc, "restamping changed the fixture's own time");
+    assert!(
+        stamped.at(0).0 == stamped.doc,
+        "restamping changed the fixture's own time"
+    );
     let mut group = c.benchmark_group("windows-harness-110pods-every-poll-new");
     group.throughput(Throughput::Bytes(stamped.doc.len() as u64));
     for (version, protocol) in [("v1", V1), ("v2", V2)] {

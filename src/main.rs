@@ -9,12 +9,6 @@ use kubelet_push::cli::{Cli, Command, LogFormat};
 use kubelet_push::{Config, Outcome, RunError};
 use tokio_util::sync::CancellationToken;
 
-/// The static musl build (the Linux image) allocates through mimalloc: musl's own allocator
-/// made every poll cost 1.6x the glibc build's CPU (docs/performance.md, issue 24).
-#[cfg(target_env = "musl")]
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// EX_USAGE from sysexits.h.
 const EXIT_USAGE: u8 = 64;
 

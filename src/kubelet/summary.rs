@@ -421,7 +421,9 @@ pub mod lenient {
         /// Remembers `text` (when short enough; otherwise nothing).
         fn new(text: &str, ms: i64) -> LastTime {
             let mut last = LastTime::EMPTY;
-            if let (Some(slot), Ok(len)) = (last.text.get_mut(..text.len()), u8::try_from(text.len())) {
+            if let (Some(slot), Ok(len)) =
+                (last.text.get_mut(..text.len()), u8::try_from(text.len()))
+            {
                 slot.copy_from_slice(text.as_bytes());
                 last.len = len;
                 last.ms = ms;
