@@ -3,6 +3,11 @@
 //! everywhere) and a simulated Windows node at the kubelet's default maximum of 110 pods.
 //!
 //! `cargo bench --bench pipeline`; results and their reading are in docs/performance.md.
+//!
+//! `windows-harness-110pods-every-poll-new` is the case of issue 24: the harness's Windows node
+//! (`fake_kubelet.py --os windows --pods 110`, dumped once into `benches/fixtures/`), where the
+//! kubelet asks the runtime on every call, so every poll is a new summary and every sample of
+//! it goes out. Each iteration gets the same document with its `time`s moved one second on.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -220,5 +225,103 @@ fn encode_only(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench, encode_only, trim);
+/// One poll of the harness's Windows node when every poll is new: the series are known (a
+/// steady poller), every `time` moved on, so every sample is sent. Parse, convert, admit,
+/// encode and compress, as the agent does between the fetched bytes and the queued body.
+fn every_poll_new(c: &mut Criterion) {
+    let doc = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/benches/fixtures/fake-kubelet-windows-110pods.json"
+    ))
+    .expect("fixture");
+    let stamped = Restamp::new(doc);
+    assert!(
+        stamped.at(0).0 == stamped.doc,
+        "restamping changed the fixture's own time"
+    );
+    let mut group = c.benchmark_group("windows-harness-110pods-every-poll-new");
+    group.throughput(Throughput::Bytes(stamped.doc.len() as u64));
+    for (version, protocol) in [("v1", V1), ("v2", V2)] {
+        let mut p = poller();
+        let mut second = 0u32;
+        let (first, t) = stamped.at(second);
+        let warm = p.ingest(Ok(&first), t, Instant::now());
+        let sent = warm.points.len();
+        group.bench_function(format!("ingest_encode_{version}"), |b| {
+            b.iter_batched(
+                || {
+                    second += 1;
+                    stamped.at(second)
+                },
+                |(doc, t)| {
+                    let out = p.ingest(Ok(&doc), t, Instant::now());
+                    // Every sample new, or this measures the cheap path.
+                    assert!(out.points.len() + 10 >= sent, "a poll repeated timestamps");
+                    let requests = p.encode_as(protocol, &out, 2000).expect("encode");
+                    (requests, doc)
+                },
+                BatchSize::LargeInput,
+            )
+        });
+    }
+    group.finish();
+}
+
+/// A summary whose every `"time"` is one instant (as the fake kubelet writes them), made again
+/// with that instant moved on by whole seconds.
+struct Restamp {
+    doc: Vec<u8>,
+    /// Where each `time` value's 20 bytes (`2026-12-07T20:32:22Z`) start.
+    at: Vec<usize>,
+    /// The fixture's instant in Unix milliseconds.
+    base_ms: i64,
+}
+
+impl Restamp {
+    fn new(doc: Vec<u8>) -> Self {
+        let key = b"\"time\": \"";
+        let at: Vec<usize> = doc
+            .windows(key.len())
+            .enumerate()
+            .filter(|(_, w)| *w == key)
+            .map(|(i, _)| i + key.len())
+            .collect();
+        let first = std::str::from_utf8(&doc[at[0]..at[0] + 20]).expect("time");
+        let base_ms = kubelet_push::kubelet::time::parse_rfc3339_ms(first).expect("time");
+        Restamp { doc, at, base_ms }
+    }
+
+    /// The document stamped `seconds` after the fixture's instant, and that time in ms.
+    fn at(&self, seconds: u32) -> (Vec<u8>, i64) {
+        let ms = self.base_ms + i64::from(seconds) * 1000;
+        let stamp = rfc3339(ms / 1000);
+        let mut doc = self.doc.clone();
+        for &i in &self.at {
+            doc[i..i + 20].copy_from_slice(stamp.as_bytes());
+        }
+        (doc, ms)
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` of Unix seconds (the civil-from-days algorithm, proleptic Gregorian).
+fn rfc3339(secs: i64) -> String {
+    let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        sod / 3600,
+        sod / 60 % 60,
+        sod % 60
+    )
+}
+
+criterion_group!(benches, bench, encode_only, trim, every_poll_new);
 criterion_main!(benches);

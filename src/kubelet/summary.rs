@@ -44,7 +44,14 @@ pub fn parse(bytes: &[u8]) -> Result<Summary<'_>, serde_json::Error> {
         }
     }
     lenient::reset();
-    let parsed = serde_json::from_slice::<Summary<'_>>(bytes);
+    // A document that is UTF-8 throughout (every kubelet's) is checked once here and read as
+    // a `str`, so serde_json does not check each string again as it reads it (6 % of a
+    // poll's instructions: docs/performance.md, issue 24). Anything else is read as bytes, as
+    // before: a bad byte inside a string nobody reads still fails nothing.
+    let parsed = match std::str::from_utf8(bytes) {
+        Ok(text) => serde_json::from_str::<Summary<'_>>(text),
+        Err(_) => serde_json::from_slice::<Summary<'_>>(bytes),
+    };
     let invalid = lenient::take();
     parsed.map(|mut summary| {
         summary.invalid = invalid;
@@ -391,6 +398,45 @@ pub mod lenient {
         static FOUND: Cell<Invalid> = const { Cell::new(Invalid { count: 0, first: None }) };
     }
 
+    thread_local! {
+        static LAST_TIME: Cell<LastTime> = const { Cell::new(LastTime::EMPTY) };
+    }
+
+    /// The last time string read and its value: a summary repeats a few `time`s hundreds of
+    /// times (every section the kubelet refreshed together), so most are a comparison.
+    #[derive(Clone, Copy)]
+    struct LastTime {
+        text: [u8; 32],
+        len: u8,
+        ms: i64,
+    }
+
+    impl LastTime {
+        const EMPTY: LastTime = LastTime {
+            text: [0; 32],
+            len: 0,
+            ms: 0,
+        };
+
+        /// Remembers `text` (when short enough; otherwise nothing).
+        fn new(text: &str, ms: i64) -> LastTime {
+            let mut last = LastTime::EMPTY;
+            if let (Some(slot), Ok(len)) =
+                (last.text.get_mut(..text.len()), u8::try_from(text.len()))
+            {
+                slot.copy_from_slice(text.as_bytes());
+                last.len = len;
+                last.ms = ms;
+            }
+            last
+        }
+
+        fn read(&self, text: &str) -> Option<i64> {
+            let len = usize::from(self.len);
+            (len > 0 && self.text.get(..len) == Some(text.as_bytes())).then_some(self.ms)
+        }
+    }
+
     pub(super) fn reset() {
         FOUND.with(|f| f.set(Invalid::default()));
     }
@@ -464,6 +510,9 @@ pub mod lenient {
     pub fn number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
         let raw = <&'de RawValue>::deserialize(d)?;
         let text = raw.get();
+        if let Some(v) = integer(text) {
+            return Ok(Some(v));
+        }
         match text.as_bytes().first() {
             Some(b'-' | b'0'..=b'9') => match text.parse::<f64>() {
                 Ok(v) if v.is_finite() => Ok(Some(v)),
@@ -484,6 +533,29 @@ pub mod lenient {
         }
     }
 
+    /// A JSON integer of at most 19 digits (almost every summary value: bytes, nanoseconds,
+    /// counts), converted without the general float parser: the `u64` it fits in converts to
+    /// the nearest `f64`, ties to even, which is what parsing the decimal text gives.
+    #[inline]
+    pub(super) fn integer(text: &str) -> Option<f64> {
+        let (negative, digits) = match text.as_bytes() {
+            [b'-', rest @ ..] => (true, rest),
+            all => (false, all),
+        };
+        if digits.is_empty() || digits.len() > 19 {
+            return None;
+        }
+        let mut n = 0u64;
+        for &d in digits {
+            if !d.is_ascii_digit() {
+                return None;
+            }
+            n = n * 10 + u64::from(d - b'0');
+        }
+        let v = n as f64;
+        Some(if negative { -v } else { v })
+    }
+
     /// An RFC 3339 time string.
     pub fn time<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Time>, D::Error> {
         struct V;
@@ -493,8 +565,14 @@ pub mod lenient {
                 f.write_str("an RFC 3339 time string")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                if let Some(ms) = LAST_TIME.with(|last| last.get().read(v)) {
+                    return Ok(Some(Time(ms)));
+                }
                 match parse_rfc3339_ms(v) {
-                    Ok(ms) => Ok(Some(Time(ms))),
+                    Ok(ms) => {
+                        LAST_TIME.with(|last| last.set(LastTime::new(v, ms)));
+                        Ok(Some(Time(ms)))
+                    }
                     Err(_) => {
                         note("a time that is not RFC 3339");
                         Ok(None)
@@ -620,6 +698,78 @@ mod tests {
         assert_eq!(fs.time, Some(Time(1_577_836_800_000)));
         assert!(fs.used_bytes.is_none());
         assert!(s.pods.is_none());
+    }
+
+    /// The UTF-8 check before the parse changes nothing: a byte that is not UTF-8 inside a
+    /// string no field reads is still ignored, one inside a name still fails the document,
+    /// and an escaped name is still read (owned).
+    #[test]
+    fn bytes_that_are_not_utf8_are_judged_as_before() {
+        let doc = b"{\"node\":{\"nodeName\":\"n\",\"futureField\":\"\xff\"},\"pods\":[]}";
+        let s = parse(doc).unwrap();
+        assert_eq!(s.node.unwrap().node_name.as_deref(), Some("n"));
+        assert_eq!(s.pods.map(|p| p.len()), Some(0));
+        let err = parse(b"{\"node\":{\"nodeName\":\"\xffn\"}}").unwrap_err();
+        assert!(err.to_string().contains("line 1"), "{err}");
+        let s = parse(br#"{"node":{"nodeName":"a\u00e9b"}}"#).unwrap();
+        assert_eq!(s.node.unwrap().node_name.as_deref(), Some("a\u{e9}b"));
+    }
+
+    /// Times repeated, alternating and of every length each read as themselves (the last
+    /// one read is remembered).
+    #[test]
+    fn repeated_times_read_as_themselves() {
+        let doc = br#"{"node":{
+            "cpu":{"time":"2020-01-01T00:00:01Z"},
+            "memory":{"time":"2020-01-01T00:00:02Z"},
+            "fs":{"time":"2020-01-01T00:00:01Z"},
+            "network":{"time":"2020-01-01T00:00:01.123456789+00:00"},
+            "swap":{"time":"2020-01-01T00:00:01.123456789+00:00 "},
+            "io":{"time":"2020-01-01T00:00:01.1234567891234567891234567+00:00"},
+            "rlimit":{"time":"2020-01-01T00:00:01.1234567891234567891234567+00:00"}}}"#;
+        let node = parse(doc).unwrap().node.unwrap();
+        assert_eq!(node.cpu.unwrap().time, Some(Time(1_577_836_801_000)));
+        assert_eq!(node.memory.unwrap().time, Some(Time(1_577_836_802_000)));
+        assert_eq!(node.fs.unwrap().time, Some(Time(1_577_836_801_000)));
+        assert_eq!(node.network.unwrap().time, Some(Time(1_577_836_801_123)));
+        assert_eq!(node.swap.unwrap().time, None);
+        assert_eq!(node.io.unwrap().time, Some(Time(1_577_836_801_123)));
+        assert_eq!(node.rlimit.unwrap().time, Some(Time(1_577_836_801_123)));
+    }
+
+    /// The integer path gives exactly what the float parser gives, rounding included.
+    #[test]
+    fn integers_convert_as_the_float_parser_reads_them() {
+        let mut rng = crate::rng::SplitMix64::new(24);
+        let mut texts: Vec<String> = [
+            "0",
+            "-0",
+            "1",
+            "9007199254740993",
+            "18014398509481985",
+            "9999999999999999999",
+            "-9999999999999999999",
+            "18446744073709551615",
+            "12345678901234567890123",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        for _ in 0..20_000 {
+            let v = rng.next_u64() >> (rng.next_u64() % 64);
+            texts.push(v.to_string());
+            texts.push(format!("-{v}"));
+        }
+        for text in &texts {
+            let parsed: f64 = text.parse().unwrap();
+            match lenient::integer(text) {
+                Some(v) => assert_eq!(v.to_bits(), parsed.to_bits(), "{text}"),
+                None => assert!(text.trim_start_matches('-').len() > 19, "{text}"),
+            }
+        }
+        for text in ["1.5", "1e3", "-", "", "1-2"] {
+            assert_eq!(lenient::integer(text), None, "{text}");
+        }
     }
 
     #[test]

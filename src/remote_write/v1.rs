@@ -100,11 +100,27 @@ impl Encoder for V1Encoder {
         out: &mut Vec<Request>,
     ) -> Result<(), snap::Error> {
         let max_samples = max_samples.max(1);
+        // The common labels are the same on every series: written once here, copied whole.
+        let mut common_wire = Vec::new();
+        let spans: Vec<std::ops::Range<usize>> = set
+            .common()
+            .as_slice()
+            .iter()
+            .map(|(n, v)| {
+                let start = common_wire.len();
+                write_label(&mut common_wire, &Label::new(n, v));
+                start..common_wire.len()
+            })
+            .collect();
         let common: Vec<Label<'_>> = set
             .common()
             .as_slice()
             .iter()
-            .map(|(n, v)| Label::new(n, v))
+            .zip(spans)
+            .map(|((n, v), span)| Label {
+                wire: &common_wire[span],
+                ..Label::new(n, v)
+            })
             .collect();
         // Scratch lists for the whole call: ordering a series' labels allocates nothing.
         let mut own: Vec<Label<'_>> = Vec::with_capacity(16);
@@ -136,6 +152,8 @@ struct Label<'a> {
     name: &'a str,
     value: &'a str,
     len: usize,
+    /// The whole `Label` field (tag, length, message) when written already: a common label.
+    wire: &'a [u8],
 }
 
 impl<'a> Label<'a> {
@@ -148,7 +166,12 @@ impl<'a> Label<'a> {
         if !value.is_empty() {
             len += 1 + varint_len(value.len() as u64) + value.len();
         }
-        Label { name, value, len }
+        Label {
+            name,
+            value,
+            len,
+            wire: &[],
+        }
     }
 }
 
@@ -169,11 +192,11 @@ fn sorted_labels<'a>(
             .filter(|(_, v)| !v.is_empty())
             .map(|(n, v)| Label::new(n, v)),
     );
-    own.sort_unstable_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
+    own.sort_unstable_by(|a, b| name_order(a.name, b.name));
     out.clear();
     let (mut i, mut j) = (0, 0);
     while i < own.len() && j < common.len() {
-        if own[i].name.as_bytes() <= common[j].name.as_bytes() {
+        if name_order(own[i].name, common[j].name).is_le() {
             out.push(own[i]);
             i += 1;
         } else {
@@ -183,6 +206,34 @@ fn sorted_labels<'a>(
     }
     out.extend_from_slice(&own[i..]);
     out.extend_from_slice(&common[j..]);
+}
+
+/// One `Label` field of a `TimeSeries`: tag, length, name and value.
+#[inline]
+fn write_label(buf: &mut Vec<u8>, l: &Label<'_>) {
+    buf.push(TAG_LABEL);
+    put_varint(buf, l.len as u64);
+    if !l.name.is_empty() {
+        buf.push(TAG_LABEL_NAME);
+        put_varint(buf, l.name.len() as u64);
+        buf.extend_from_slice(l.name.as_bytes());
+    }
+    if !l.value.is_empty() {
+        buf.push(TAG_LABEL_VALUE);
+        put_varint(buf, l.value.len() as u64);
+        buf.extend_from_slice(l.value.as_bytes());
+    }
+}
+
+/// Byte-wise order of two label names, as receivers require (`str::cmp`). Names mostly differ
+/// in their first byte, so that decides first, without the `memcmp` call a slice comparison
+/// makes: ordering labels was a tenth of encoding (docs/performance.md, issue 24).
+#[inline]
+pub(super) fn name_order(a: &str, b: &str) -> std::cmp::Ordering {
+    match (a.as_bytes().first(), b.as_bytes().first()) {
+        (Some(x), Some(y)) if x != y => x.cmp(y),
+        _ => a.as_bytes().cmp(b.as_bytes()),
+    }
 }
 
 /// One `TimeSeries` with one sample.
@@ -202,17 +253,10 @@ fn write_series(buf: &mut Vec<u8>, labels: &[Label<'_>], value: f64, timestamp_m
     buf.push(TAG_TIMESERIES);
     put_varint(buf, series_len as u64);
     for l in labels {
-        buf.push(TAG_LABEL);
-        put_varint(buf, l.len as u64);
-        if !l.name.is_empty() {
-            buf.push(TAG_LABEL_NAME);
-            put_varint(buf, l.name.len() as u64);
-            buf.extend_from_slice(l.name.as_bytes());
-        }
-        if !l.value.is_empty() {
-            buf.push(TAG_LABEL_VALUE);
-            put_varint(buf, l.value.len() as u64);
-            buf.extend_from_slice(l.value.as_bytes());
+        if l.wire.is_empty() {
+            write_label(buf, l);
+        } else {
+            buf.extend_from_slice(l.wire);
         }
     }
     buf.push(TAG_SAMPLE);
@@ -387,6 +431,40 @@ mod tests {
         let ts = &decode_v1(&out[0].body).unwrap().timeseries[0];
         let pod = ts.labels.iter().find(|l| l.name == "pod").unwrap();
         assert_eq!(pod.value, "b");
+    }
+
+    #[test]
+    fn name_order_is_byte_order() {
+        let names = [
+            "",
+            "a",
+            "b",
+            "__name__",
+            "_",
+            "instance",
+            "interface",
+            "image",
+            "i",
+            "job",
+            "node",
+            "name",
+            "namespace",
+            "pod",
+            "metrics_path",
+            "container",
+            "\u{e9}",
+            "Z",
+            "zz",
+        ];
+        for a in names {
+            for b in names {
+                assert_eq!(
+                    name_order(a, b),
+                    a.as_bytes().cmp(b.as_bytes()),
+                    "{a:?} {b:?}"
+                );
+            }
+        }
     }
 
     #[test]

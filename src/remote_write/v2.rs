@@ -429,11 +429,11 @@ fn sorted_labels<'a>(
     own.clear();
     own.push((METRIC_NAME_LABEL, set.name(id)));
     own.extend(set.labels(id).filter(|(_, v)| !v.is_empty()));
-    own.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    own.sort_unstable_by(|a, b| super::v1::name_order(a.0, b.0));
     out.clear();
     let (mut i, mut j) = (0, 0);
     while i < own.len() && j < common.len() {
-        if own[i].0.as_bytes() <= common[j].0.as_bytes() {
+        if super::v1::name_order(own[i].0, common[j].0).is_le() {
             out.push((own[i].0, own[i].1, usize::MAX));
             i += 1;
         } else {
