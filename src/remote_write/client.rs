@@ -176,35 +176,29 @@ impl RemoteWriteClient {
         self.timeout
     }
 
-    /// Sends one body of `protocol` once, with that protocol's `Content-Type` and version
-    /// header.
+    /// Sends one body of `protocol`, with that protocol's `Content-Type` and version header.
+    ///
+    /// A request written to a pooled keep-alive connection that the peer closed at the same
+    /// moment (tinyproxy closes after each answer; a receiver's idle timeout may beat ours)
+    /// fails before any answer. That says nothing about the receiver, so such a failure is
+    /// tried once more at once (the closed connection has left the pool) before it is
+    /// reported: otherwise each such race would cost a backoff and a warning.
     pub async fn send(
         &self,
         protocol: Protocol,
         body: bytes::Bytes,
     ) -> Result<Accepted, SendError> {
-        let current = self.live.current();
-        let mut request = current.http.post(self.url.clone());
-        if let Some(value) = current.authorization {
-            request = request.header(AUTHORIZATION, value);
+        let response = match self.post(protocol, body.clone()).await {
+            Err(Attempt::Stale(_)) => {
+                tracing::debug!(
+                    url = %self.display_url,
+                    "the connection closed before an answer came; sending again on a new one"
+                );
+                self.post(protocol, body).await
+            }
+            other => other,
         }
-        let response = request
-            // Set per request too, so a default header can never shadow it.
-            .header(USER_AGENT, crate::http::user_agent())
-            .header(
-                CONTENT_TYPE,
-                HeaderValue::from_static(protocol.content_type()),
-            )
-            .header(VERSION_HEADER, HeaderValue::from_static(protocol.version()))
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| SendError::Retryable {
-                reason: describe(&e, &self.display_url, &self.url, self.live.hints()),
-                status: None,
-                retry_after: None,
-                unanswered: !e.is_connect(),
-            })?;
+        .map_err(Attempt::into_error)?;
         let status = response.status();
         if status.is_success() {
             if protocol == Protocol::V1 {
@@ -293,6 +287,79 @@ impl RemoteWriteClient {
             Err(SendError::Permanent { status, message })
         }
     }
+}
+
+impl RemoteWriteClient {
+    /// One POST of `body`, up to the answer's head.
+    async fn post(
+        &self,
+        protocol: Protocol,
+        body: bytes::Bytes,
+    ) -> Result<reqwest::Response, Attempt> {
+        let current = self.live.current();
+        let mut request = current.http.post(self.url.clone());
+        if let Some(value) = current.authorization {
+            request = request.header(AUTHORIZATION, value);
+        }
+        request
+            // Set per request too, so a default header can never shadow it.
+            .header(USER_AGENT, crate::http::user_agent())
+            .header(
+                CONTENT_TYPE,
+                HeaderValue::from_static(protocol.content_type()),
+            )
+            .header(VERSION_HEADER, HeaderValue::from_static(protocol.version()))
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| {
+                let error = SendError::Retryable {
+                    reason: describe(&e, &self.display_url, &self.url, self.live.hints()),
+                    status: None,
+                    retry_after: None,
+                    unanswered: !e.is_connect(),
+                };
+                if closed_before_answer(&e) {
+                    Attempt::Stale(error)
+                } else {
+                    Attempt::Failed(error)
+                }
+            })
+    }
+}
+
+/// How one attempt ended when it did not succeed.
+enum Attempt {
+    /// The connection closed before any answer: worth one more try at once.
+    Stale(SendError),
+    Failed(SendError),
+}
+
+impl Attempt {
+    fn into_error(self) -> SendError {
+        match self {
+            Attempt::Stale(e) | Attempt::Failed(e) => e,
+        }
+    }
+}
+
+/// Whether the request failed because the connection closed before the answer began (hyper's
+/// "connection closed before message completed"), not because of a timeout, a refused
+/// connection or a failed handshake.
+fn closed_before_answer(e: &reqwest::Error) -> bool {
+    if e.is_timeout() || e.is_connect() {
+        return false;
+    }
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if c.downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_incomplete_message)
+        {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 /// A reqwest error in one line, with the cause that matters (refused, timed out, TLS). A TLS

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use kubelet_push::remote_write::proto::v1::WriteRequest;
 use kubelet_push::testkit::receiver::{Receiver, Response};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use crate::support::*;
 
@@ -79,37 +79,7 @@ async fn serve(
     requests: Requests,
 ) {
     let mut buf = Vec::new();
-    loop {
-        let head_end = loop {
-            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
-            }
-            let mut chunk = [0u8; 4096];
-            match conn.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-            assert!(buf.len() < 1 << 20, "request head too large");
-        };
-        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-        let path = head.split(' ').nth(1).unwrap_or("").to_owned();
-        let length: usize = head
-            .lines()
-            .find_map(|l| {
-                let (name, value) = l.split_once(':')?;
-                name.eq_ignore_ascii_case("content-length")
-                    .then(|| value.trim().parse().ok())?
-            })
-            .unwrap_or(0);
-        while buf.len() < head_end + length {
-            let mut chunk = [0u8; 65536];
-            match conn.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-        let body = buf[head_end..head_end + length].to_vec();
-        buf.drain(..head_end + length);
+    while let Some((path, body)) = read_request(&mut conn, &mut buf).await {
         requests.lock().unwrap().push((path, body));
         let answer = format!(
             "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {HUGE}\r\n\r\n"

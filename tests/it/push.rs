@@ -433,6 +433,71 @@ async fn remote_timeout_bounds_a_receiver_that_never_answers() {
     silent.abort();
 }
 
+/// A keep-alive connection the peer closes just as the next request goes out on it (tinyproxy
+/// closes after each answer) fails before any answer: the client sends again at once, on a
+/// new connection, and the caller sees the receiver's answer, not an error to back off from.
+/// The peer here reads the second request whole before closing, so the race is always lost.
+#[tokio::test]
+async fn a_pooled_connection_closed_under_a_request_is_sent_again_at_once() {
+    use kubelet_push::remote_write::{Protocol, RemoteWriteClient};
+    use tokio::io::AsyncWriteExt;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    // (connection number, body) of every request read.
+    type Seen = Arc<std::sync::Mutex<Vec<(usize, Vec<u8>)>>>;
+    let seen: Seen = Arc::default();
+    let log = seen.clone();
+    let server = tokio::spawn(async move {
+        let mut n = 0;
+        while let Ok((mut conn, _)) = listener.accept().await {
+            n += 1;
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut answered = 0;
+                while let Some((_, body)) = read_request(&mut conn, &mut buf).await {
+                    log.lock().unwrap().push((n, body));
+                    // The first connection answers once, then drops the next request.
+                    if n == 1 && answered == 1 {
+                        return;
+                    }
+                    let ok = b"HTTP/1.1 204 No Content\r\n\r\n";
+                    if conn.write_all(ok).await.is_err() {
+                        return;
+                    }
+                    answered += 1;
+                }
+            });
+        }
+    });
+    let url = format!("http://{addr}/api/v1/write").parse().unwrap();
+    let client = RemoteWriteClient::new(
+        url,
+        PATIENCE,
+        &[],
+        &kubelet_push::remote_write::access::Access::none(),
+    )
+    .unwrap();
+    for body in [&b"first"[..], b"second"] {
+        let accepted = client
+            .send(Protocol::V1, bytes::Bytes::from_static(body))
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", String::from_utf8_lossy(body)));
+        assert_eq!(accepted.status, 204);
+    }
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        [
+            (1, b"first".to_vec()),
+            (1, b"second".to_vec()),
+            (2, b"second".to_vec())
+        ]
+    );
+    server.abort();
+}
+
 /// A receiver that refuses the connection never saw the request: not "unanswered" (the sender
 /// makes a merged request smaller only when it may have been too large to go through).
 #[tokio::test]

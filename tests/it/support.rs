@@ -483,3 +483,44 @@ pub fn dest_buffer(dir: &std::path::Path, url: &str) -> std::path::PathBuf {
     let settings = kubelet_push::config::RemoteSettings::new(url.parse().expect("a URL"));
     dir.join(settings.buffer_subdir())
 }
+
+/// Reads one HTTP/1.1 request from a raw connection (its head, then a `Content-Length` body)
+/// into its path and body, keeping what follows in `buf` for the next one. `None` when the
+/// peer closed first. For the tests' hand-written servers, which answer as a case needs.
+pub async fn read_request(
+    conn: &mut tokio::net::TcpStream,
+    buf: &mut Vec<u8>,
+) -> Option<(String, Vec<u8>)> {
+    use tokio::io::AsyncReadExt;
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let mut chunk = [0u8; 4096];
+        match conn.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+        assert!(buf.len() < 1 << 20, "request head too large");
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let path = head.split(' ').nth(1).unwrap_or("").to_owned();
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse().ok())?
+        })
+        .unwrap_or(0);
+    while buf.len() < head_end + length {
+        let mut chunk = [0u8; 65536];
+        match conn.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let body = buf[head_end..head_end + length].to_vec();
+    buf.drain(..head_end + length);
+    Some((path, body))
+}
