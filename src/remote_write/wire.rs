@@ -95,6 +95,43 @@ pub fn decompressed_len(body: &[u8]) -> Result<usize, snap::Error> {
     Ok(claimed)
 }
 
+/// One snappy block that decompresses to the concatenation of what `bodies` decompress to,
+/// without decompressing them. A block is its decompressed length (a varint) followed by
+/// elements, each a literal or a copy of output at most its offset back; a body's copies
+/// reach back only into its own output, which stays just as far back when bodies are laid
+/// end to end. So the result is the total length followed by every body's elements. Each
+/// body's length is checked as [`decompressed_len`] does; a total over the format's 4 GiB
+/// limit is refused.
+pub fn concat_snappy<'b>(
+    bodies: impl Iterator<Item = &'b [u8]> + Clone,
+) -> Result<Vec<u8>, snap::Error> {
+    let mut total = 0u64;
+    let mut elements = 0usize;
+    for body in bodies.clone() {
+        total += decompressed_len(body)? as u64;
+        elements += body.len() - snappy_header_len(body)?;
+    }
+    let total_u32 = u32::try_from(total).map_err(|_| snap::Error::TooBig {
+        given: total,
+        max: u64::from(u32::MAX),
+    })?;
+    let mut out = Vec::with_capacity(varint_len(total) + elements);
+    put_varint(&mut out, u64::from(total_u32));
+    for body in bodies {
+        out.extend_from_slice(&body[snappy_header_len(body)?..]);
+    }
+    Ok(out)
+}
+
+/// The bytes of a snappy block's length header (a varint of at most 5 bytes).
+fn snappy_header_len(body: &[u8]) -> Result<usize, snap::Error> {
+    body.iter()
+        .take(5)
+        .position(|b| b & 0x80 == 0)
+        .map(|i| i + 1)
+        .ok_or(snap::Error::Header)
+}
+
 /// Why a 2.0 series' label refs cannot be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum RefError {
@@ -133,6 +170,61 @@ pub fn labels_of<'r>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Bodies with repeats near and far (copies with 1-, 2- and 4-byte offsets), literals, an
+    /// empty body and length headers of one to three bytes, laid end to end in every order of
+    /// a few: what the one block decompresses to is exactly their concatenation.
+    #[test]
+    fn concatenated_snappy_blocks_decompress_to_the_concatenation() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut bodies: Vec<Vec<u8>> = vec![Vec::new(), b"x".to_vec()];
+        for len in [100, 5_000, 70_000, 300_000] {
+            // Runs drawn from a small alphabet with repeats of earlier stretches, so the
+            // compressor emits copies, some of them more than 64 KiB back.
+            let mut raw = Vec::with_capacity(len);
+            while raw.len() < len {
+                if raw.len() > 1000 && next() % 3 == 0 {
+                    let from = (next() as usize) % (raw.len() - 500);
+                    let n = 16 + (next() as usize) % 400;
+                    raw.extend_from_within(from..from + n);
+                } else {
+                    raw.push(b'a' + (next() % 7) as u8);
+                }
+            }
+            raw.truncate(len);
+            bodies.push(raw);
+        }
+        let compressed: Vec<Vec<u8>> = bodies
+            .iter()
+            .map(|b| snap::raw::Encoder::new().compress_vec(b).unwrap())
+            .collect();
+        for round in 0..20 {
+            let picks: Vec<usize> = (0..1 + round % 5)
+                .map(|_| (next() as usize) % bodies.len())
+                .collect();
+            let merged = concat_snappy(picks.iter().map(|&i| &compressed[i][..])).unwrap();
+            let want: Vec<u8> = picks.iter().flat_map(|&i| bodies[i].clone()).collect();
+            assert_eq!(decompressed_len(&merged).unwrap(), want.len(), "{picks:?}");
+            assert!(decompress(&merged).unwrap() == want, "{picks:?}");
+        }
+    }
+
+    #[test]
+    fn concatenating_a_body_without_a_length_header_is_an_error() {
+        let good = snap::raw::Encoder::new().compress_vec(b"abc").unwrap();
+        for bad in [&[][..], &[0xff; 5][..], &[0x80, 0x80][..]] {
+            assert!(
+                concat_snappy([&good[..], bad].into_iter()).is_err(),
+                "{bad:?}"
+            );
+        }
+    }
 
     #[test]
     fn varint_lengths_match_prost() {
