@@ -8,7 +8,7 @@
 //! themselves (`request`), reading a body (`wire`).
 
 use super::request::Request;
-use super::rewrite::{finish, ConvertError};
+use super::rewrite::{finish_v1, finish_v2, ConvertError};
 use super::wire::{decode_v1, decode_v2};
 use super::Protocol;
 
@@ -39,12 +39,7 @@ pub fn narrow(
                 }
                 ts.labels.sort_by(|a, b| a.name.cmp(&b.name));
             }
-            let times = request
-                .timeseries
-                .iter()
-                .flat_map(|ts| &ts.samples)
-                .map(|s| s.timestamp);
-            finish(protocol, &request, times)?
+            finish_v1(&request)?
         }
         Protocol::V2 => {
             let mut request = decode_v2(body)?;
@@ -91,12 +86,7 @@ pub fn narrow(
                 ts.labels_refs = pairs.into_iter().flat_map(|(n, v)| [n, v]).collect();
             }
             request.timeseries = kept;
-            let times = request
-                .timeseries
-                .iter()
-                .flat_map(|ts| &ts.samples)
-                .map(|s| s.timestamp);
-            finish(protocol, &request, times)?
+            finish_v2(&request)?
         }
     };
     Ok((request.samples > 0).then_some(request))

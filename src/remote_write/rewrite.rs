@@ -101,12 +101,7 @@ pub fn v2_to_v1(request: &v2::Request) -> Result<v1::WriteRequest, ConvertError>
 /// the body was empty): there is then nothing to send.
 pub fn to_v1(body: &[u8]) -> Result<Request, ConvertError> {
     let request = v2_to_v1(&decode_v2(body)?)?;
-    let times = request
-        .timeseries
-        .iter()
-        .flat_map(|ts| &ts.samples)
-        .map(|s| s.timestamp);
-    finish(Protocol::V1, &request, times)
+    finish_v1(&request)
 }
 
 /// The 2.0 request holding exactly the series and samples of `request`: labels interned into
@@ -157,12 +152,7 @@ pub fn v1_to_v2(request: &v1::WriteRequest) -> v2::Request {
 /// take only 2.0 (it answered 415 to 1.0), including requests buffered before that was known.
 pub fn to_v2(body: &[u8]) -> Result<Request, ConvertError> {
     let request = v1_to_v2(&decode_v1(body)?);
-    let times = request
-        .timeseries
-        .iter()
-        .flat_map(|ts| &ts.samples)
-        .map(|s| s.timestamp);
-    finish(Protocol::V2, &request, times)
+    finish_v2(&request)
 }
 
 /// `body` (of `protocol`) with only the samples whose timestamp `keep` accepts, and the number
@@ -184,12 +174,7 @@ pub fn retain(
                 cut += (before - ts.samples.len()) as u64;
             }
             request.timeseries.retain(|ts| !ts.samples.is_empty());
-            let times = request
-                .timeseries
-                .iter()
-                .flat_map(|ts| &ts.samples)
-                .map(|s| s.timestamp);
-            finish(protocol, &request, times)?
+            finish_v1(&request)?
         }
         Protocol::V2 => {
             let mut request = decode_v2(body)?;
@@ -201,12 +186,7 @@ pub fn retain(
             request
                 .timeseries
                 .retain(|ts| !ts.samples.is_empty() || !ts.histograms.is_empty());
-            let times = request
-                .timeseries
-                .iter()
-                .flat_map(|ts| &ts.samples)
-                .map(|s| s.timestamp);
-            finish(protocol, &request, times)?
+            finish_v2(&request)?
         }
     };
     Ok(((kept.samples > 0).then_some(kept), cut))
@@ -292,8 +272,20 @@ pub fn merge(protocol: Protocol, requests: &[Request]) -> Result<Request, Conver
     })
 }
 
+/// A 1.0 request encoded and compressed, with its samples' count and time bounds.
+pub(super) fn finish_v1(request: &v1::WriteRequest) -> Result<Request, ConvertError> {
+    let times = request.timeseries.iter().flat_map(|ts| &ts.samples);
+    finish(Protocol::V1, request, times.map(|s| s.timestamp))
+}
+
+/// A 2.0 request encoded and compressed, with its float samples' count and time bounds.
+pub(super) fn finish_v2(request: &v2::Request) -> Result<Request, ConvertError> {
+    let times = request.timeseries.iter().flat_map(|ts| &ts.samples);
+    finish(Protocol::V2, request, times.map(|s| s.timestamp))
+}
+
 /// Encodes and compresses `message`, with the sample count and time bounds of `times`.
-pub(super) fn finish(
+fn finish(
     protocol: Protocol,
     message: &impl Message,
     times: impl Iterator<Item = i64>,
