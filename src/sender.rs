@@ -166,10 +166,37 @@ enum Failure {
     Evicted,
     /// A 2.0 batch that had to go as 1.0 could not be converted (already counted).
     Unconvertible,
+    /// The sender is retired ([`Ending::retire`]) and starts no attempt: the batch stays.
+    Retired,
 }
 
-/// Sends batches from `queue` until `stop` is cancelled, or, once `drain` is cancelled, until
-/// the queue is empty.
+/// How a sender is told to end.
+#[derive(Debug, Clone, Default)]
+pub struct Ending {
+    /// Deliver what is buffered, then end (shutdown).
+    pub drain: CancellationToken,
+    /// End now, even in the middle of an attempt: the batch stays in the buffer, and a
+    /// receiver that stored it but whose answer was cut will get it again.
+    pub stop: CancellationToken,
+    /// End before the next attempt: one in flight is answered and acknowledged first (at most
+    /// `--remote-timeout`), so the sender that takes over never repeats a request the
+    /// receiver has (a reload that changes a destination's settings). A child of `stop`.
+    pub retire: CancellationToken,
+}
+
+impl Ending {
+    pub fn new(drain: CancellationToken, stop: CancellationToken) -> Self {
+        let retire = stop.child_token();
+        Ending {
+            drain,
+            stop,
+            retire,
+        }
+    }
+}
+
+/// Sends batches from `queue` until `ending` says so: at once on `stop`, between two attempts
+/// on `retire`, once the queue is empty on `drain`.
 ///
 /// `negotiated` is the destination's protocol, shared with the poller. When a 2.0 request is
 /// answered in a way that shows the receiver does not speak 2.0 ([`SendError::NotV2`]), the
@@ -187,13 +214,17 @@ pub async fn run(
     metrics: Arc<DestinationMetrics>,
     settings: SenderSettings,
     negotiated: Negotiated,
-    drain: CancellationToken,
-    stop: CancellationToken,
+    ending: Ending,
 ) {
+    let Ending {
+        drain,
+        stop,
+        retire,
+    } = ending;
     metrics.remote_write_protocol(negotiated.get());
     let mut sender = Sender::new(client, queue, metrics, settings, negotiated);
     loop {
-        let Some(run) = sender.next_run(&drain, &stop).await else {
+        let Some(run) = sender.next_run(&drain, &retire).await else {
             return;
         };
         let Prepared { parts, mut bodies } =
@@ -217,7 +248,10 @@ pub async fn run(
             },
         };
         let started = tokio::time::Instant::now();
-        let Some((batch, result)) = sender.send(batch, parts[0].seq, merged, &stop).await else {
+        let Some((batch, result)) = sender
+            .send(batch, parts[0].seq, merged, &stop, &retire)
+            .await
+        else {
             // The batch stays in the buffer: a disk buffer sends it after a restart.
             return;
         };
@@ -230,11 +264,11 @@ pub async fn run(
                     unanswered: true, ..
                 },
             )) if merged => {
-                sender.merged_unanswered(&error, &batch, &stop).await;
+                sender.merged_unanswered(&error, &batch, &retire).await;
             }
             Err(Failure::Send(error @ SendError::Retryable { .. })) if merged => {
                 sender
-                    .merged_failed(&error, &batch, parts[0].seq, &stop)
+                    .merged_failed(&error, &batch, parts[0].seq, &retire)
                     .await;
             }
             Err(Failure::Evicted) => {
@@ -417,13 +451,16 @@ impl Sender {
 
     /// The next run of batches to send: the oldest alone, or, when behind, the oldest merged
     /// up to the catch-up bound. Waits while the buffer is empty; `None` when the sender is
-    /// to end (`stop`, or `drain` with nothing left).
+    /// to end (`retire`, or `drain` with nothing left).
     async fn next_run(
         &mut self,
         drain: &CancellationToken,
-        stop: &CancellationToken,
+        retire: &CancellationToken,
     ) -> Option<Vec<(u64, Request)>> {
         loop {
+            if retire.is_cancelled() {
+                return None;
+            }
             if self.waiting_since.is_none() && !self.queue.is_empty() {
                 self.waiting_since = Some(tokio::time::Instant::now());
             }
@@ -450,7 +487,7 @@ impl Sender {
                     tokio::select! {
                         _ = self.queue.changed() => {}
                         _ = drain.cancelled() => {}
-                        _ = stop.cancelled() => return None,
+                        _ = retire.cancelled() => return None,
                     }
                 }
                 Err(error) => {
@@ -459,7 +496,7 @@ impl Sender {
                     }
                     tokio::select! {
                         _ = tokio::time::sleep(self.settings.max_backoff) => {}
-                        _ = stop.cancelled() => return None,
+                        _ = retire.cancelled() => return None,
                     }
                 }
             }
@@ -470,20 +507,23 @@ impl Sender {
     /// delivered or given up, and gives it back as it went last with the outcome. At most three
     /// rounds: the batch as it is; when a 2.0 batch shows the receiver does not take 2.0, the
     /// same samples as 1.0; and, with `auto`, when the receiver answers 415 to 1.0, the same
-    /// samples as 2.0 again (see [`Negotiated`]). `None` once `stop` is cancelled.
+    /// samples as 2.0 again (see [`Negotiated`]). `None` once `stop` is cancelled, or
+    /// `retire` before an attempt.
     async fn send(
         &mut self,
         mut batch: Request,
         seq: u64,
         merged: bool,
         stop: &CancellationToken,
+        retire: &CancellationToken,
     ) -> Option<(Request, Result<Option<Written>, Failure>)> {
         loop {
             let result = tokio::select! {
-                r = deliver(&self.client, &self.queue, &self.metrics, &self.settings, self.seed, seq, merged, &batch, &mut self.failing) => r,
+                r = deliver(&self.client, &self.queue, &self.metrics, &self.settings, self.seed, seq, merged, &batch, &mut self.failing, retire) => r,
                 _ = stop.cancelled() => return None,
             };
             match result {
+                Err(Failure::Retired) => return None,
                 Err(Failure::Send(SendError::NotV2 { status }))
                     if batch.protocol == Protocol::V2 =>
                 {
@@ -568,7 +608,7 @@ impl Sender {
         &mut self,
         error: &SendError,
         batch: &Request,
-        stop: &CancellationToken,
+        retire: &CancellationToken,
     ) {
         self.bound = (batch.size() / 2).min(self.bound / 2);
         self.metrics.retries.inc();
@@ -581,7 +621,7 @@ impl Sender {
         debug!(%error, max_bytes = self.bound, "a catch-up request got no answer; sending smaller ones");
         tokio::select! {
             _ = tokio::time::sleep(self.settings.min_backoff) => {}
-            _ = stop.cancelled() => {}
+            _ = retire.cancelled() => {}
         }
     }
 
@@ -600,7 +640,7 @@ impl Sender {
         error: &SendError,
         batch: &Request,
         seq: u64,
-        stop: &CancellationToken,
+        retire: &CancellationToken,
     ) {
         let mut backoff = Backoff::new(
             self.settings.min_backoff,
@@ -615,7 +655,7 @@ impl Sender {
         debug!(%error, "a catch-up request failed; probing with the oldest poll's request alone");
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
-            _ = stop.cancelled() => {}
+            _ = retire.cancelled() => {}
         }
     }
 
@@ -716,7 +756,9 @@ impl Sender {
             Err(Failure::Unconvertible) => {
                 self.metrics.dropped(DropReason::Rejected, ours(samples));
             }
-            Err(Failure::Evicted) => {}
+            // `send` gives neither back: an evicted batch is not acknowledged, and a retired
+            // sender ends with its batch in the buffer.
+            Err(Failure::Evicted | Failure::Retired) => {}
             Err(Failure::TooOld) => {
                 self.metrics.dropped(DropReason::TooOld, ours(samples));
                 debug!(
@@ -748,15 +790,20 @@ async fn deliver(
     merged: bool,
     batch: &Request,
     failing: &mut Failing,
+    retire: &CancellationToken,
 ) -> Result<Option<Written>, Failure> {
     let backoff = Backoff::new(settings.min_backoff, settings.max_backoff, seed ^ seq);
     let limits = backoff.clone();
+    let retired = retire.clone();
     let max_age = settings.max_sample_age;
     let attempt = || {
         let body = batch.body.clone();
         let protocol = batch.protocol;
         let newest = batch.newest_ms;
         async move {
+            if retire.is_cancelled() {
+                return Err(Failure::Retired);
+            }
             if max_age.is_some_and(|age| too_old(newest, age)) {
                 return Err(Failure::TooOld);
             }
@@ -783,7 +830,16 @@ async fn deliver(
     };
     attempt
         .retry(backoff)
-        .sleep(tokio::time::sleep)
+        // A retired sender does not wait out its backoff: the next attempt finds it retired.
+        .sleep(move |delay| {
+            let retire = retired.clone();
+            async move {
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = retire.cancelled() => {}
+                }
+            }
+        })
         // A merged request that failed goes back to the caller: made smaller when it was left
         // unanswered, replaced by the oldest poll's request alone otherwise.
         .when(|f| matches!(f, Failure::Send(SendError::Retryable { .. })) && !merged)

@@ -6,11 +6,13 @@
 //! - a destination is known by its buffer subdirectory ([`RemoteSettings::buffer_subdir`]:
 //!   the URL without userinfo), so the same URL with other headers, credentials, timeout or
 //!   version is *changed*, not new: its buffer (queue position, disk segments) stays, and
-//!   only its sender is stopped and started again with the new client. What the old sender
-//!   had in flight goes back to the buffer and is sent by the new one.
+//!   only its sender is replaced, between two attempts: a request in flight is answered and
+//!   acknowledged first (within `--remote-timeout`), so the new sender never repeats what the
+//!   receiver holds; a request waiting for its next attempt is the new sender's first.
 //! - unchanged destinations are not touched: same buffer, same sender, same queue position.
-//! - a removed destination with a disk buffer stops at once; its directory stays as it is,
-//!   replayed when a later start (or reload) lists the URL again. One with a memory buffer
+//! - a removed destination with a disk buffer stops after its request in flight, if any; its
+//!   directory stays as it is, replayed when a later start (or reload) lists the URL again.
+//!   One with a memory buffer
 //!   drains for at most `--shutdown-timeout` beside the others; what is left then is counted
 //!   as dropped (reason `shutdown`) with one warning.
 //! - scrape targets of the file are started and stopped likewise (one identical to a running
@@ -30,7 +32,7 @@ use super::build::{self, Buffered, Destination};
 use crate::config::{Config, ConfigError, RemoteSettings};
 use crate::pipeline::{lock_outlets, Outlet, Outlets};
 use crate::scrape::{Scraping, Target, TargetSettings};
-use crate::sender::{self, SenderSettings};
+use crate::sender::{self, Ending, SenderSettings};
 use crate::signal::{ReloadRequest, Reloaded};
 use crate::telemetry::{DropReason, HealthDestinations, Metrics};
 
@@ -40,11 +42,9 @@ pub(super) struct Running {
     remote: RemoteSettings,
     pub buffered: Buffered,
     negotiated: crate::remote_write::Negotiated,
-    /// Stops this sender alone (a child of the agent's root token).
-    stop: CancellationToken,
-    /// Tells this sender to deliver what is buffered and return (a child of the agent-wide
-    /// drain token).
-    drain: CancellationToken,
+    /// Ends this sender alone: its `stop` is a child of the agent's root token, its `drain`
+    /// of the agent-wide drain token.
+    ending: Ending,
     sender: JoinHandle<()>,
 }
 
@@ -136,23 +136,20 @@ impl Running {
 
 impl Fleet {
     fn spawn_sender(&self, remote: RemoteSettings, d: Destination) -> Running {
-        let stop = self.root.child_token();
-        let drain = self.drain.child_token();
+        let ending = Ending::new(self.drain.child_token(), self.root.child_token());
         let sender = self.tasks.spawn(sender::run(
             d.client,
             d.buffered.queue.clone(),
             d.buffered.metrics.clone(),
             self.settings.clone(),
             d.negotiated.clone(),
-            drain.clone(),
-            stop.clone(),
+            ending.clone(),
         ));
         Running {
             remote,
             buffered: d.buffered,
             negotiated: d.negotiated,
-            stop,
-            drain,
+            ending,
             sender,
         }
     }
@@ -238,19 +235,24 @@ impl Fleet {
                 );
                 Reloaded::NothingToReload("no --config-file was given: nothing to reload".into())
             }
-            Some(_) => match current.reread() {
-                Err(e) => self.refuse(request.source, &e),
-                Ok(next) => match self.apply(current, &next).await {
+            Some(file) => {
+                // Said first: a changed destination's request in flight is answered before
+                // the reload ends (at most --remote-timeout).
+                info!(source = request.source, file = %file.display(), "reloading the configuration file");
+                match current.reread() {
                     Err(e) => self.refuse(request.source, &e),
-                    Ok(changes) => {
-                        self.metrics.reloads.succeeded();
-                        let what = changes.describe();
-                        info!(source = request.source, changes = %what, "configuration reloaded");
-                        *current = next;
-                        Reloaded::Applied(format!("configuration reloaded: {what}"))
-                    }
-                },
-            },
+                    Ok(next) => match self.apply(current, &next).await {
+                        Err(e) => self.refuse(request.source, &e),
+                        Ok(changes) => {
+                            self.metrics.reloads.succeeded();
+                            let what = changes.describe();
+                            info!(source = request.source, changes = %what, "configuration reloaded");
+                            *current = next;
+                            Reloaded::Applied(format!("configuration reloaded: {what}"))
+                        }
+                    },
+                }
+            }
         };
         if let Some(answer) = request.answer {
             let _ = answer.send(outcome);
@@ -321,11 +323,10 @@ impl Fleet {
             let running = match plan {
                 Plan::Keep(i) => old[i].take(),
                 Plan::Change(i, client) => match old[i].take() {
-                    Some(r) => {
+                    Some(mut r) => {
                         changes.changed.push(r.buffered.metrics.url().to_owned());
-                        // In flight goes back to the buffer: the new sender sends it.
-                        r.stop.cancel();
-                        let _ = r.sender.await;
+                        // The new sender goes on where the old one ended.
+                        self.end_between_attempts(&r.ending, &mut r.sender).await;
                         let d = Destination {
                             client,
                             buffered: r.buffered,
@@ -355,20 +356,32 @@ impl Fleet {
         Ok(changes)
     }
 
+    /// Ends a sender before its next attempt and waits for it: one in flight is answered and
+    /// acknowledged first (within `--remote-timeout`), so that nothing the receiver holds is
+    /// sent again, by the sender that takes over or after a later start. If the agent is shut
+    /// down meanwhile, the sender stops at once.
+    async fn end_between_attempts(&self, ending: &Ending, sender: &mut JoinHandle<()>) {
+        ending.retire.cancel();
+        tokio::select! {
+            _ = &mut *sender => return,
+            () = self.shutdown.cancelled() => {}
+        }
+        ending.stop.cancel();
+        let _ = sender.await;
+    }
+
     /// Stops a destination no longer listed. A disk buffer stops at once and is closed
     /// before this returns (its directory lock released, for a later start or reload); a
     /// memory buffer drains for at most `--shutdown-timeout` in a task of its own.
     async fn retire(&self, r: Running, delivery: &crate::config::Delivery) {
         let Running {
             buffered,
-            stop,
-            drain,
-            sender,
+            ending,
+            mut sender,
             ..
         } = r;
         if let Some(dir) = &buffered.dir {
-            stop.cancel();
-            let _ = sender.await;
+            self.end_between_attempts(&ending, &mut sender).await;
             info!(
                 url = buffered.metrics.url(),
                 dir = %dir.display(),
@@ -378,11 +391,10 @@ impl Fleet {
             return;
         }
         let timeout = delivery.shutdown_timeout;
-        drain.cancel();
+        ending.drain.cancel();
         self.tasks.spawn(async move {
-            let mut sender = sender;
             if tokio::time::timeout(timeout, &mut sender).await.is_err() {
-                stop.cancel();
+                ending.stop.cancel();
                 let _ = sender.await;
             }
             let left = buffered.queue.samples();

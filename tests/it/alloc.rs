@@ -138,3 +138,59 @@ fn a_repeated_poll_allocates_nothing_per_series() {
         );
     }
 }
+
+/// Catching up on a 1.0 destination merges about 2 MiB of buffered requests into one; the
+/// merge holds the merged body and nothing more. Decompressing the parts to join them would
+/// hold several times that: this data compresses about 9×, so 18 MB or more for 2 MiB.
+#[test]
+fn a_v1_catch_up_merge_holds_only_the_merged_body() {
+    use kubelet_push::remote_write::{rewrite, Protocol};
+    let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000 - 600);
+    let mut kubelet = SimulatedKubelet::new(110, 7, at - Duration::from_secs(3600));
+    let mut poller = Poller::new(
+        &config(&["--dry-run", "--kubelet-url", "file://unused.json"]).poll,
+        std::sync::Arc::new(kubelet_push::telemetry::Metrics::new()),
+    )
+    .unwrap();
+    // Polls 10 s apart, every one new, as buffered during an outage, up to 2 MiB of bodies.
+    let mut parts = Vec::new();
+    let mut compressed = 0;
+    let mut polls = 0u64;
+    while compressed < 2 << 20 {
+        let now = at + Duration::from_secs(10 * polls);
+        let bytes = kubelet.summary_json(now).into_bytes();
+        let ms = 1_800_000_000_000 - 600_000 + 10_000 * polls as i64;
+        let poll = poller.ingest(Ok(&bytes), ms, Instant::now());
+        assert!(poll.error.is_none());
+        for request in poller.encode_as(Protocol::V1, &poll, 2000).unwrap() {
+            compressed += request.body.len();
+            parts.push(request);
+        }
+        polls += 1;
+    }
+    let decompressed: usize = parts
+        .iter()
+        .map(|p| snap::raw::decompress_len(&p.body).unwrap())
+        .sum();
+    let (peak, merged) = peak_bytes(|| rewrite::merge(Protocol::V1, &parts).unwrap());
+    // The parts' bytes, less their length headers but for one.
+    assert!(merged.body.len() < compressed && merged.body.len() > compressed - 5 * parts.len());
+    assert!(
+        peak <= merged.body.len() + (64 << 10),
+        "{polls} polls, {} requests: {compressed} B compressed, {decompressed} B decompressed; \
+         the merge held {peak} B at its peak for a {} B body",
+        parts.len(),
+        merged.body.len()
+    );
+    let want: Vec<u8> = parts
+        .iter()
+        .flat_map(|p| snap::raw::Decoder::new().decompress_vec(&p.body).unwrap())
+        .collect();
+    assert!(
+        snap::raw::Decoder::new()
+            .decompress_vec(&merged.body)
+            .unwrap()
+            == want
+    );
+    assert_eq!(merged.samples, parts.iter().map(|p| p.samples).sum::<u32>());
+}

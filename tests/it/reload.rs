@@ -447,3 +447,54 @@ async fn a_removed_memory_destination_drains_then_counts_what_is_left_as_dropped
     );
     assert_once_in_order("the destination kept", &ups(&b));
 }
+
+/// A reload that changes a destination replaces its sender between two attempts, never in the
+/// middle of one: the request the receiver holds (stored, its answer not yet sent) is answered
+/// and acknowledged first, and the new sender goes on with the next one. Cutting it off would
+/// leave it in the buffer for the new sender to send again: a duplicate for a receiver that
+/// stored the first copy.
+#[tokio::test]
+async fn a_changed_destination_is_never_sent_a_request_twice() {
+    let k = simulated_kubelet(2, 12).await;
+    let a = Receiver::start().await.unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let config = work.path().join("config.yaml");
+    // 1.0: a scripted 204 carries no written-samples header, which `auto` would take for a
+    // receiver that stored nothing of a 2.0 request.
+    write_config(&config, &[&a.url()], "    version: \"1\"\n");
+    let (agent, listen) =
+        AgentProcess::listening(&mut command(&k.url(), &config, &["--enable-reload"])).await;
+    wait_for_ups(&a, 2).await;
+
+    a.push_response(Response::status(204).held());
+    let before = a.requests().len();
+    wait_until("a request held", || a.requests().len() > before).await;
+    write_config(
+        &config,
+        &[&a.url()],
+        "    version: \"1\"\n    headers:\n      X-Scope-OrgID: tenant-3\n",
+    );
+    let reload = tokio::spawn({
+        let listen = listen.clone();
+        async move { post_reload(&listen).await }
+    });
+    wait_until("the reload began", || {
+        agent.log().contains("reloading the configuration file")
+    })
+    .await;
+    a.release();
+    let (status, body) = reload.await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("destinations changed"), "{body}");
+    let before = ups(&a).len();
+    wait_for_ups(&a, before + 3).await;
+    assert!(
+        a.requests()
+            .last()
+            .is_some_and(|r| r.header("x-scope-orgid") == Some("tenant-3")),
+        "the new header is sent"
+    );
+    let (code, log) = sigterm(agent).await;
+    assert_eq!(code, Some(0), "{log}");
+    assert_once_in_order(&format!("across the reload\n{log}"), &ups(&a));
+}

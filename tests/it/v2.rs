@@ -195,8 +195,7 @@ fn spawn_sender(
         metrics.clone(),
         settings,
         negotiated,
-        drain.clone(),
-        stop.clone(),
+        sender::Ending::new(drain.clone(), stop.clone()),
     ));
     Running {
         task,
