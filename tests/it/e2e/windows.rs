@@ -419,7 +419,7 @@ impl WindowsAgent {
         match last {
             Some(line) => {
                 let what = format!(
-                    "{}: exited ({}), {line:?}",
+                    "{}: exited ({}), {line:?} in its log",
                     self.image,
                     exit_hint(status.code())
                 );
