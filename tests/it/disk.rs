@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::Stdio;
+#[cfg(unix)]
 use std::time::Duration;
 
 use kubelet_push::remote_write::proto::v1::TimeSeries;
