@@ -12,7 +12,6 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use kubelet_push::telemetry::DropReason;
 use kubelet_push::testkit::receiver::Receiver;
@@ -186,15 +185,13 @@ impl Front {
     /// counted, not timed, since back-offs under Wine take longer than on Linux. With
     /// `more` failed attempts seen here, the agent has finished at least `more - 1` of them.
     pub async fn wait_failed_handshakes(&self, since: usize, more: usize) {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        while self.failed_handshakes() < since + more {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the agent stopped retrying: {} of {more} handshakes failed",
-                self.failed_handshakes() - since
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        eventually(format!("{more} handshakes failed"), PATIENCE, async || {
+            let failed = self.failed_handshakes() - since;
+            (failed >= more).then_some(()).ok_or_else(|| {
+                format!("the agent stopped retrying: {failed} of {more} handshakes failed")
+            })
+        })
+        .await;
     }
 
     pub fn url(&self) -> String {
@@ -335,16 +332,13 @@ async fn token_rotation(seed: u64, token: &Path, rotate: impl FnOnce()) -> Strin
     );
 
     rx.require_authorization(Some("Bearer token-two"));
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    let refused = |rx: &Receiver| rx.requests().iter().filter(|r| r.status == 401).count();
-    while refused(&rx) < 3 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the agent stopped retrying: {} refused",
-            refused(&rx)
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("three requests refused", PATIENCE, async || {
+        let refused = rx.requests().iter().filter(|r| r.status == 401).count();
+        (refused >= 3)
+            .then_some(())
+            .ok_or_else(|| format!("the agent stopped retrying: {refused} refused"))
+    })
+    .await;
     assert!(rx
         .requests()
         .iter()

@@ -313,16 +313,12 @@ impl Demo {
 
     /// Waits until `done` holds, at most [`PATIENCE`].
     async fn wait_for(&self, what: &str, done: impl Fn(&Demo) -> bool) {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        while !done(self) {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "not within {PATIENCE:?}: {what}\n{}\n{}",
-                self.stdout(),
-                self.log()
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
+        eventually(what, PATIENCE, async || {
+            done(self)
+                .then_some(())
+                .ok_or_else(|| format!("{}\n{}", self.stdout(), self.log()))
+        })
+        .await;
     }
 
     /// Ends the demo (unix: SIGTERM; Windows: the end of its `--duration`): its exit code,

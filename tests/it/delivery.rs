@@ -649,18 +649,11 @@ async fn http_get(url: String) -> (u16, String) {
 
 /// Waits until the agent serving on `listen` reports `done` in its `/metrics`.
 async fn wait_for_metrics(listen: &str, what: &str, done: impl Fn(&str) -> bool) {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
+    eventually(what, PATIENCE, async || {
         let text = http_get(format!("http://{listen}/metrics")).await.1;
-        if done(&text) {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not within {PATIENCE:?}: {what}\n{text}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+        done(&text).then_some(()).ok_or(text)
+    })
+    .await;
 }
 
 /// The age in whole seconds a `/readyz` refusal gives after `reason`, if it gives that reason.

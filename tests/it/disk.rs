@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::Stdio;
+#[cfg(unix)]
 use std::time::Duration;
 
 use kubelet_push::remote_write::proto::v1::TimeSeries;
@@ -249,20 +250,21 @@ async fn a_second_agent_on_one_buffer_dir_exits_64_and_the_first_delivers_everyt
 
     let mut a = spawn(&k.url(), &rx.url(), dir.path(), &[]);
     let mut b = spawn(&k.url(), &rx.url(), dir.path(), &[]);
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    let (first, loser) = loop {
-        if a.try_wait().unwrap().is_some() {
-            break (b, a);
-        }
-        if b.try_wait().unwrap().is_some() {
-            break (a, b);
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "both agents run on one buffer directory"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let a_lost = eventually(
+        "one of two agents on one buffer directory exits",
+        PATIENCE,
+        async || {
+            if a.try_wait().unwrap().is_some() {
+                return Ok(true);
+            }
+            if b.try_wait().unwrap().is_some() {
+                return Ok(false);
+            }
+            Err("both agents run on one buffer directory".to_owned())
+        },
+    )
+    .await;
+    let (first, loser) = if a_lost { (b, a) } else { (a, b) };
     let first_pid = first.id().expect("the first agent runs").to_string();
     // Started together, the loser may read the pid file before the winner wrote it.
     let out = loser.wait_with_output().await.unwrap();
@@ -345,18 +347,14 @@ async fn a_buffer_file_held_by_another_process_does_not_stop_delivery() {
     wait_for_up_count(&rx, 2).await;
     // The agent replaces read.pos after every delivery: open it between two replacements.
     let read_pos = dest_buffer(dir.path(), &rx.url()).join("read.pos");
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    let held = loop {
-        match std::fs::OpenOptions::new()
+    let held = eventually("read.pos opened unshared", PATIENCE, async || {
+        std::fs::OpenOptions::new()
             .read(true)
             .share_mode(0)
             .open(&read_pos)
-        {
-            Ok(f) => break f,
-            Err(e) => assert!(tokio::time::Instant::now() < deadline, "{e}"),
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    };
+            .map_err(|e| e.to_string())
+    })
+    .await;
     let delivered = ups(&rx).len();
     wait_for_up_count(&rx, delivered + 5).await;
     drop(held);
@@ -444,18 +442,12 @@ impl SelfMetrics {
     /// The value `pattern` names, waiting (bounded) while the agent does not answer: a failed
     /// read is never taken for a value.
     async fn read(&self, pattern: &str) -> f64 {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        loop {
-            if let Some(v) = self.get(pattern).await {
-                return v;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "no {pattern} at {}",
-                self.url
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        eventually(
+            format!("a {pattern} value at {}", self.url),
+            PATIENCE,
+            async || self.get(pattern).await.ok_or_else(String::new),
+        )
+        .await
     }
 }
 
@@ -573,13 +565,14 @@ async fn a_full_disk_evicts_the_oldest_and_keeps_polling() {
         }
     }
     rx.clear_responses();
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while read("kubelet_push_samples_pending").await > 0.0
-        || read("kubelet_push_samples_sent_total").await == 0.0
-    {
-        assert!(tokio::time::Instant::now() < deadline, "never drained");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually("drained", PATIENCE, async || {
+        let pending = read("kubelet_push_samples_pending").await;
+        let sent = read("kubelet_push_samples_sent_total").await;
+        (pending == 0.0 && sent > 0.0)
+            .then_some(())
+            .ok_or_else(|| format!("{pending} samples pending, {sent} sent"))
+    })
+    .await;
     // With the receiver back and the buffer drained, nothing is evicted any more.
     let evicted = read(disk_full).await;
     let (code, log) = sigterm(agent).await;

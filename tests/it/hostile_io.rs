@@ -5,6 +5,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+#[cfg(unix)]
 use std::time::Duration;
 
 use kubelet_push::remote_write::proto::v1::WriteRequest;
@@ -58,15 +59,12 @@ impl HugeBody {
     }
 
     async fn wait_for(&self, path: &str, n: usize) {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        while self.requests().iter().filter(|(p, _)| p == path).count() < n {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{n} requests for {path}: {:?}",
-                self.requests().iter().map(|r| &r.0).collect::<Vec<_>>()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        eventually(format!("{n} requests for {path}"), PATIENCE, async || {
+            let paths: Vec<_> = self.requests().into_iter().map(|r| r.0).collect();
+            let done = paths.iter().filter(|p| *p == path).count() >= n;
+            done.then_some(()).ok_or_else(|| format!("{paths:?}"))
+        })
+        .await;
     }
 }
 
@@ -632,15 +630,12 @@ async fn a_redirect_to_another_host_is_not_followed_and_loses_nothing() {
         "30s",
     ]);
     // Three refused redirects, two followed ones, then at least three polls delivered.
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while first.requests().iter().filter(|r| r.accepted()).count() < 3 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{:?}",
-            first.requests()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually("three requests accepted", PATIENCE, async || {
+        let requests = first.requests();
+        let done = requests.iter().filter(|r| r.accepted()).count() >= 3;
+        done.then_some(()).ok_or_else(|| format!("{requests:?}"))
+    })
+    .await;
     let log = stop_agent(child).await;
 
     assert!(

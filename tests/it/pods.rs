@@ -313,7 +313,8 @@ fn pods_without(name: &str) -> Vec<u8> {
 }
 
 use crate::support::{
-    current_thread_runtime, label, metric_in, named, only_value, wait_until, Logs, Polled, PATIENCE,
+    current_thread_runtime, eventually, label, metric_in, named, only_value, wait_until, Logs,
+    Polled, PATIENCE,
 };
 
 /// Container CPU series of one poll: (pod, image) for each, image `None` when unlabelled.
@@ -422,17 +423,12 @@ fn pod_metadata_failures_never_cost_stats_and_labels_come_later() {
 
         // /pods answers, without one pod the summary shows: the others are labelled.
         kubelet.set(PodsAnswer::List(pods_without(LATE_POD)));
-        let deadline = Instant::now() + PATIENCE;
-        let polled = loop {
+        let polled = eventually("labels after /pods answered", PATIENCE, async || {
             let polled = poll(&mut p).await;
-            if container_cpu(&polled).iter().any(|(_, image)| image.is_some()) {
-                break polled;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no labels within {PATIENCE:?} of /pods answering"
-            );
-        };
+            let labelled = container_cpu(&polled).iter().any(|(_, image)| image.is_some());
+            labelled.then_some(polled).ok_or_else(String::new)
+        })
+        .await;
         let cpu = container_cpu(&polled);
         assert_eq!(cpu.len(), 17, "every container but the late pod's, now labelled");
         assert!(cpu.iter().all(|(pod, image)| pod != LATE_POD && image.is_some()));
@@ -496,17 +492,11 @@ fn pod_metadata_failures_never_cost_stats_and_labels_come_later() {
             "pods/nri-kubernetes-testutil-1_34__pods.json",
         )));
         // Failures in a row have doubled the gap between requests (10 ms at first).
-        let deadline = Instant::now() + PATIENCE;
-        let polled = loop {
+        let polled = eventually("the late pod labelled", PATIENCE, async || {
             let polled = poll(&mut p).await;
-            if !quiet(&polled) {
-                break polled;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the late pod not labelled within {PATIENCE:?}"
-            );
-        };
+            (!quiet(&polled)).then_some(polled).ok_or_else(String::new)
+        })
+        .await;
         assert_eq!(
             container_cpu(&polled),
             vec![(

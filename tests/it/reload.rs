@@ -436,11 +436,11 @@ async fn a_removed_memory_destination_drains_then_counts_what_is_left_as_dropped
         "kubelet_push_samples_dropped_total{{url=\"{}\",reason=\"shutdown\"}}",
         a.url()
     );
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while self_value(&listen, &dropped).await == 0.0 {
-        assert!(tokio::time::Instant::now() < deadline, "{}", agent.log());
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    eventually(format!("{dropped} counted"), PATIENCE, async || {
+        let counted = self_value(&listen, &dropped).await != 0.0;
+        counted.then_some(()).ok_or_else(|| agent.log())
+    })
+    .await;
     let before = ups(&b).len();
     wait_for_ups(&b, before + 3).await;
     let log = stop_agent(agent).await;

@@ -247,23 +247,14 @@ async fn get_text(listen: &str, path: &str) -> Option<(u16, String)> {
 
 /// Fetches `/metrics` until `done` holds for it (up to [`PATIENCE`]); the last text.
 async fn metrics_until(listen: &str, what: &str, done: impl Fn(&str) -> bool) -> String {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        if let Some((_, text)) = get_text(listen, "/metrics").await {
-            if done(&text) {
-                return text;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{what}: not within {PATIENCE:?}:\n{text}"
-            );
+    support::eventually(what, PATIENCE, async || {
+        match get_text(listen, "/metrics").await {
+            Some((_, text)) if done(&text) => Ok(text),
+            Some((_, text)) => Err(text),
+            None => Err("no /metrics".to_owned()),
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what}: no /metrics"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    })
+    .await
 }
 
 /// The accepted series of `rx` named `name` with `job`.

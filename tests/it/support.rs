@@ -96,19 +96,47 @@ pub fn only_value(series: &[TimeSeries], metric: &str) -> f64 {
 /// How long a test waits for something a correct agent does in well under a second: long
 /// enough that a loaded machine (two busy cores, Wine) never fails a correct run, bounded so
 /// that a broken agent fails the test instead of hanging it. Tests wait for counted events
-/// with it ([`wait_until`]) and assert on what happened, never on what fits in a window.
+/// with it ([`eventually`]) and assert on what happened, never on what fits in a window.
 pub const PATIENCE: Duration = Duration::from_secs(60);
 
-/// Waits until `done` holds, checking every 10 ms; fails with `what` after [`PATIENCE`].
-pub async fn wait_until(what: impl std::fmt::Display, mut done: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while !done() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not within {PATIENCE:?}: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
+/// The first pause between two tries of [`eventually`]'s probe; each pause doubles, up to
+/// [`PROBE_EVERY_AT_MOST`]. What is quick is seen quickly; a long wait on a real server
+/// (Prometheus, an agent under Wine) asks it ten times a second, not a hundred.
+const PROBE_EVERY_AT_FIRST: Duration = Duration::from_millis(10);
+const PROBE_EVERY_AT_MOST: Duration = Duration::from_millis(100);
+
+/// Tries `probe` until it answers `Ok`, and returns that; fails past `limit` with `what` and
+/// the text of the probe's last `Err`, the latest state it saw. The bounded wait every test
+/// uses: the limit bounds a broken agent, never a correct one's pace. A probe may panic itself
+/// to fail at once (a process that exited will never get there). Pauses on tokio's clock, so
+/// it works under paused time.
+pub async fn eventually<T>(
+    what: impl std::fmt::Display,
+    limit: Duration,
+    mut probe: impl AsyncFnMut() -> Result<T, String>,
+) -> T {
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut pause = PROBE_EVERY_AT_FIRST;
+    loop {
+        match probe().await {
+            Ok(done) => return done,
+            Err(last) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "not within {limit:?}: {what}{}{last}",
+                if last.is_empty() { "" } else { "\n" }
+            ),
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(PROBE_EVERY_AT_MOST);
     }
+}
+
+/// Waits until `done` holds, at most [`PATIENCE`]; fails with `what`.
+pub async fn wait_until(what: impl std::fmt::Display, mut done: impl FnMut() -> bool) {
+    eventually(what, PATIENCE, async || {
+        done().then_some(()).ok_or_else(String::new)
+    })
+    .await
 }
 
 /// Log lines captured from the current thread.
@@ -300,10 +328,9 @@ impl AgentProcess {
     /// (or process) can take it in between. Returns `host:port`.
     pub async fn listening(cmd: &mut tokio::process::Command) -> (AgentProcess, String) {
         let mut agent = Self::spawn(cmd.args(["--listen-address", "127.0.0.1:0"]));
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        loop {
+        let addr = eventually("the agent serves", PATIENCE, async || {
             if let Some(addr) = listening_address(&agent.log()) {
-                return (agent, addr);
+                return Ok(addr);
             }
             if let Ok(Some(status)) = agent.child.try_wait() {
                 panic!(
@@ -311,13 +338,10 @@ impl AgentProcess {
                     agent.log()
                 );
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the agent did not serve within {PATIENCE:?}: {}",
-                agent.log()
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+            Err(agent.log())
+        })
+        .await;
+        (agent, addr)
     }
 
     /// What the agent has logged so far.
@@ -432,16 +456,12 @@ impl Agent {
     /// Waits (up to [`PATIENCE`]) until the buffer is empty after at least `min_sent`
     /// samples were delivered.
     pub async fn wait_drained(&self, min_sent: u64) {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
         let d = self.dest();
-        while d.samples_sent.get() < min_sent || d.samples_pending.get() > 0 {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "not drained: {}",
-                self.metrics.encode()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        eventually("drained", PATIENCE, async || {
+            let drained = d.samples_sent.get() >= min_sent && d.samples_pending.get() == 0;
+            drained.then_some(()).ok_or_else(|| self.metrics.encode())
+        })
+        .await;
     }
 
     /// Stops the agent; its outcome and its first destination's metrics.

@@ -14,7 +14,6 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tokio::process::{Child, Command};
@@ -25,7 +24,7 @@ use super::{
     wait_metrics_and_stop, Kind, Real,
 };
 use crate::access::{ca, leaf, Ca, Leaf};
-use crate::support::{AgentProcess, PATIENCE};
+use crate::support::{eventually, AgentProcess, PATIENCE};
 
 /// bcrypt (cost 10) of [`PASSWORD`], made once with libxcrypt:
 /// `perl -e 'print crypt("e2e-pw-41d9", "\$2b\$10\$kubeletpushtestsaltsa.u")'`.
@@ -60,15 +59,12 @@ fn client_tls(ca: &Ca, client: Option<&Leaf>) -> rustls::ClientConfig {
 /// Waits (up to [`PATIENCE`]) until the running agent's log has `line`; `case` names the
 /// agent in the failure.
 async fn wait_for_log(agent: &AgentProcess, line: &str, case: &str) {
-    let deadline = Instant::now() + PATIENCE;
-    while !agent.log().contains(line) {
-        assert!(
-            Instant::now() < deadline,
-            "{case}: no `{line}` in the agent's log within {PATIENCE:?}:\n{}",
-            agent.log()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let what = format!("{case}: `{line}` in the agent's log");
+    eventually(what, PATIENCE, async || {
+        let log = agent.log();
+        log.contains(line).then_some(()).ok_or(log)
+    })
+    .await;
 }
 
 /// The TCP port the process `pid` listens on: its one listening socket, found from its file
@@ -103,21 +99,16 @@ async fn bound_port(child: &mut Child, what: &str, log: impl Fn() -> String) -> 
     let pid = child
         .id()
         .unwrap_or_else(|| panic!("{what} exited at once: {}", log()));
-    let deadline = Instant::now() + PATIENCE;
-    loop {
+    eventually(format!("{what} listens"), PATIENCE, async || {
         if let Some(port) = listening_port(pid) {
-            return port;
+            return Ok(port);
         }
         if let Ok(Some(status)) = child.try_wait() {
             panic!("{what} exited ({status}) before listening:\n{}", log());
         }
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not listen within {PATIENCE:?}:\n{}",
-            log()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        Err(log())
+    })
+    .await
 }
 
 impl Secured {
@@ -165,19 +156,14 @@ impl Secured {
             http,
             dir: dir.to_owned(),
         };
-        let deadline = Instant::now() + PATIENCE;
-        loop {
+        eventually("prometheus ready", PATIENCE, async || {
             let r = secured.get("/-/ready", &[]).await;
-            if r.as_ref().is_ok_and(|r| r.status().is_success()) {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "prometheus not ready: {r:?}\n{}",
-                secured.log()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+            let ready = r.as_ref().is_ok_and(|r| r.status().is_success());
+            ready
+                .then_some(())
+                .ok_or_else(|| format!("{r:?}\n{}", secured.log()))
+        })
+        .await;
         secured
     }
 
@@ -477,14 +463,12 @@ async fn victoria_metrics_behind_tls_and_basic_auth() {
             .basic_auth(USER, Some(PASSWORD))
             .send()
     };
-    let deadline = Instant::now() + PATIENCE;
-    while !get("/health".into())
-        .await
-        .is_ok_and(|r| r.status().is_success())
-    {
-        assert!(Instant::now() < deadline, "victoria-metrics not ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually("victoria-metrics ready", PATIENCE, async || {
+        let r = get("/health".into()).await;
+        let ready = r.as_ref().is_ok_and(|r| r.status().is_success());
+        ready.then_some(()).ok_or_else(|| format!("{r:?}"))
+    })
+    .await;
     // Without credentials VictoriaMetrics refuses: the auth is real.
     let anonymous = http
         .get(format!("{base}/api/v1/query?query=1"))
@@ -624,12 +608,11 @@ impl Tinyproxy {
                 .spawn()
                 .expect("start tinyproxy");
             // tinyproxy logs this once it listens: it, not another process that happens to
-            // hold the port, is the one answering there.
-            let deadline = Instant::now() + PATIENCE;
-            loop {
+            // hold the port, is the one answering there. `false`: it exited, its port taken.
+            let listens = eventually("tinyproxy starts", PATIENCE, async || {
                 let text = std::fs::read_to_string(&log).unwrap_or_default();
                 if text.contains("Accepting connections") {
-                    return Some(Tinyproxy { child, port, log });
+                    return Ok(true);
                 }
                 if let Ok(Some(status)) = child.try_wait() {
                     let mut stderr = String::new();
@@ -644,13 +627,13 @@ impl Tinyproxy {
                         stderr.contains(PORT_TAKEN),
                         "tinyproxy exited ({status}): {stderr}\n{text}"
                     );
-                    break;
+                    return Ok(false);
                 }
-                assert!(
-                    Instant::now() < deadline,
-                    "tinyproxy did not start within {PATIENCE:?}:\n{text}"
-                );
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                Err(text)
+            })
+            .await;
+            if listens {
+                return Some(Tinyproxy { child, port, log });
             }
         }
         panic!("tinyproxy found its port taken ten times in a row");

@@ -371,17 +371,16 @@ fn minutes_as_seconds(rules: &str) -> (String, usize) {
 // ---------------------------------------------------------------------------------------
 // Against the real Prometheus.
 
-/// Polls `check` every 200 ms until it holds; fails after `timeout`.
+/// Polls `check` until it holds; fails after `timeout`.
 async fn wait_for<F, Fut>(what: &str, timeout: Duration, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    let deadline = Instant::now() + timeout;
-    while !check().await {
-        assert!(Instant::now() < deadline, "not within {timeout:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually(what, timeout, async || {
+        check().await.then_some(()).ok_or_else(String::new)
+    })
+    .await;
 }
 
 /// Polls the active alerts until `want` holds of them; fails after `timeout`, showing them.
@@ -391,18 +390,13 @@ async fn wait_for_alerts(
     timeout: Duration,
     want: impl Fn(&BTreeSet<(String, String, String)>) -> bool,
 ) {
-    let deadline = Instant::now() + timeout;
-    loop {
+    eventually(what, timeout, async || {
         let active = alerts(prom).await;
-        if want(&active) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not within {timeout:?}: {what}; active alerts: {active:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        want(&active)
+            .then_some(())
+            .ok_or_else(|| format!("active alerts: {active:?}"))
+    })
+    .await;
 }
 
 /// Active alerts as (name, node or "", state).

@@ -62,19 +62,18 @@ fn assert_every_poll(what: &str, cpu: &[(i64, f64)], restarts: usize) {
 /// Waits (up to [`PATIENCE`]) until `receiver` holds at least `at_least` node CPU samples since
 /// `since_ms`; them.
 async fn wait_held(what: &str, receiver: &Real, since_ms: i64, at_least: usize) -> Vec<(i64, f64)> {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let held = cpu(receiver, since_ms).await;
-        if held.len() >= at_least {
-            return held;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: {} polls held of {at_least} within {PATIENCE:?}",
-            held.len()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually(
+        format!("{what}: {at_least} polls held"),
+        PATIENCE,
+        async || {
+            let held = cpu(receiver, since_ms).await;
+            let n = held.len();
+            (n >= at_least)
+                .then_some(held)
+                .ok_or_else(|| format!("{n} polls held"))
+        },
+    )
+    .await
 }
 
 #[tokio::test]

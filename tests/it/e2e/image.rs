@@ -391,23 +391,16 @@ async fn container_pushes_what_the_kubelet_served_to_prometheus_and_stops_cleanl
 
     // Ready (a poll and a send succeeded), as a kubelet's readiness probe would see it.
     let http = reqwest::Client::new();
-    let deadline = Instant::now() + PATIENCE;
-    loop {
+    eventually("the container's agent ready", PATIENCE, async || {
         let ready = http
             .get(format!("http://{listen}/readyz"))
             .timeout(Duration::from_secs(2))
             .send()
             .await;
-        if ready.is_ok_and(|r| r.status().is_success()) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the container's agent not ready within {PATIENCE:?}: {}",
-            agent.log()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        let ready = ready.is_ok_and(|r| r.status().is_success());
+        ready.then_some(()).ok_or_else(|| agent.log())
+    })
+    .await;
     let ready_after = started.elapsed();
 
     // The process in the container, as the kernel sees it: uid and gid 65532 in all four
@@ -428,18 +421,12 @@ async fn container_pushes_what_the_kubelet_served_to_prometheus_and_stops_cleanl
     // Prometheus holds nothing older.
     let since_start = || ((now_ms() - started_ms) / 1000 + 120) as u64;
     let cpu_selector = format!("node_cpu_usage_seconds_total{{node=\"{NODE}\"}}");
-    let deadline = Instant::now() + PATIENCE;
-    loop {
+    eventually("4 node CPU samples", PATIENCE, async || {
         let raw = prometheus.raw(&cpu_selector, now_ms(), since_start()).await;
-        if raw.values().next().is_some_and(|s| s.len() >= 4) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "fewer than 4 node CPU samples within {PATIENCE:?}: {raw:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+        let enough = raw.values().next().is_some_and(|s| s.len() >= 4);
+        enough.then_some(()).ok_or_else(|| format!("{raw:?}"))
+    })
+    .await;
 
     // `podman stop` sends the image's stop signal (SIGTERM) to the agent, PID 1 in the
     // container, where only a signal with a handler does anything; then SIGKILL after 30 s.

@@ -484,10 +484,14 @@ pub(super) async fn evaluated_after(
     names: &[&str],
     caught_up_ms: i64,
 ) -> BTreeMap<String, i64> {
-    let deadline = Instant::now() + PATIENCE;
     let mut newest = BTreeMap::new();
-    for name in names {
-        loop {
+    let what = format!("every rule evaluated a second after {caught_up_ms}");
+    eventually(what, PATIENCE, async || {
+        // In order, each one queried until its evaluation is seen.
+        for name in names {
+            if newest.contains_key(*name) {
+                continue;
+            }
             let result = prom
                 .query(&format!("max(timestamp({name}))"), now_ms())
                 .await;
@@ -496,18 +500,14 @@ pub(super) async fn evaluated_after(
                 .and_then(|s| s["value"][1].as_str())
                 .and_then(|v| v.parse::<f64>().ok())
                 .map(|t| (t * 1000.0).round() as i64);
-            if let Some(t) = t.filter(|t| *t >= caught_up_ms + 1000) {
-                newest.insert((*name).to_owned(), t);
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{name}: no evaluation a second after {caught_up_ms} within {PATIENCE:?} \
-                 (newest {t:?})"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            match t.filter(|t| *t >= caught_up_ms + 1000) {
+                Some(t) => newest.insert((*name).to_owned(), t),
+                None => return Err(format!("{name}: newest {t:?}")),
+            };
         }
-    }
+        Ok(())
+    })
+    .await;
     newest
 }
 

@@ -71,7 +71,7 @@ pub use crate::support::{now_ms, sigterm as stop_agent};
 /// In a configuration given to [`Real::launch_prometheus_with`], stands for the `host:port`
 /// the Prometheus being launched listens on (for a scrape of its own `/metrics`).
 pub const SELF_ADDRESS: &str = "__SELF_ADDRESS__";
-use crate::support::{AgentProcess, ReservedPort, PATIENCE};
+use crate::support::{eventually, AgentProcess, ReservedPort, PATIENCE};
 
 /// The agent's flags for a test timeline: a poll a second, and retries quick enough that a
 /// receiver coming back is seen within a poll.
@@ -247,8 +247,8 @@ impl Real {
                 .spawn()
                 .unwrap_or_else(|e| panic!("start {}: {e}", self.kind.binary())),
         );
-        let deadline = Instant::now() + PATIENCE;
-        loop {
+        let what = format!("{:?} ready on {addr}", self.kind);
+        eventually(what, PATIENCE, async || {
             // A receiver that cannot start (its port taken after all, or anything else) says
             // so at once, with its log, instead of at the deadline.
             let exited = self
@@ -263,17 +263,10 @@ impl Real {
                     self.log()
                 );
             }
-            if self.answers_as_ours(&addr).await {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{:?} not ready on {addr} within {PATIENCE:?}: {}",
-                self.kind,
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+            let ready = self.answers_as_ours(&addr).await;
+            ready.then_some(()).ok_or_else(|| self.log())
+        })
+        .await;
     }
 
     /// Whether the server at `addr` is ready and is this receiver: it reports this receiver's
@@ -707,17 +700,12 @@ impl FixtureKubelet {
     /// Waits (up to [`PATIENCE`]) for a held request: the agent is then in the middle of that
     /// poll, and stays there until [`FixtureKubelet::release`].
     pub async fn wait_held(&self) -> Served {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            if let Some(s) = self.served().into_iter().find(|s| s.held) {
-                return s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no poll reached the held kubelet within {PATIENCE:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        eventually("a poll reaches the held kubelet", PATIENCE, async || {
+            let served = self.served();
+            let held = served.iter().find(|s| s.held).copied();
+            held.ok_or_else(|| format!("served: {served:?}"))
+        })
+        .await
     }
 
     /// How many times `/pods` was asked for.
@@ -958,25 +946,20 @@ pub async fn wait_metrics(
     what: impl std::fmt::Display,
     done: impl Fn(&str) -> bool,
 ) -> String {
-    let deadline = Instant::now() + PATIENCE;
     let mut last = String::new();
-    loop {
+    eventually(&what, PATIENCE, async || {
         if let Some(text) = read_metrics(listen).await {
             if done(&text) {
-                return text;
+                return Ok(text);
             }
             last = text;
         }
         if let Ok(Some(status)) = agent.child.try_wait() {
             panic!("the agent exited ({status}) before {what}: {}", agent.log());
         }
-        assert!(
-            Instant::now() < deadline,
-            "not within {PATIENCE:?}: {what}\n{last}\n{}",
-            agent.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        Err(format!("{last}\n{}", agent.log()))
+    })
+    .await
 }
 
 /// How a test ends an agent whose run it has checked: waits (as [`wait_metrics`]) until its

@@ -67,19 +67,11 @@ async fn a_reload_adds_prometheus_and_it_stores_the_kubelets_samples() {
 
     // Prometheus stores the node's CPU counter with the node's name, a value the first
     // destination received as well (each poll is encoded once for every destination).
-    let deadline = tokio::time::Instant::now() + crate::support::PATIENCE;
-    let stored = loop {
+    let stored = eventually("Prometheus stores the CPU counter", PATIENCE, async || {
         let result = prometheus.query(CPU, now_ms()).await;
-        if let Some(r) = result.first() {
-            break r.clone();
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "Prometheus stored nothing: {}",
-            prometheus.log()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+        result.first().cloned().ok_or_else(|| prometheus.log())
+    })
+    .await;
     let node = stored["metric"]["node"].as_str().unwrap().to_owned();
     let value: f64 = stored["value"][1].as_str().unwrap().parse().unwrap();
     assert!(value > 0.0, "{stored}");

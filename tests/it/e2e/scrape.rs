@@ -135,9 +135,8 @@ async fn exporters_scraped_by_the_agent_match_prometheus_scraping_them_itself() 
     )
     .await;
     // Five scrapes of each target by each side, stored.
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let mut ready = true;
+    eventually("five scrapes each", PATIENCE, async || {
+        let mut counts = Vec::new();
         for job in ["direct-node", "direct-prom", "pushed-node", "pushed-prom"] {
             let n = prom
                 .query(
@@ -150,19 +149,14 @@ async fn exporters_scraped_by_the_agent_match_prometheus_scraping_them_itself() 
                 .and_then(|s| s["value"][1].as_str())
                 .and_then(|v| v.parse::<f64>().ok())
                 .unwrap_or(0.0);
-            ready &= count >= 5.0;
+            counts.push((job, count));
         }
-        if ready {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not five scrapes each within {PATIENCE:?}:\n{}\n{}",
-            agent.log(),
-            prom.log()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        let ready = counts.iter().all(|(_, count)| *count >= 5.0);
+        ready
+            .then_some(())
+            .ok_or_else(|| format!("{counts:?}\n{}\n{}", agent.log(), prom.log()))
+    })
+    .await;
     let at = now_ms();
     let direct = series_of(&prom, "direct-node", at).await;
     let pushed = series_of(&prom, "pushed-node", at).await;

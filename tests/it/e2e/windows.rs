@@ -283,11 +283,10 @@ impl WindowsAgent {
             log,
             reader,
         };
-        let deadline = Instant::now() + WAIT;
-        loop {
+        let what = format!("{}: serving", agent.image);
+        agent.listen = eventually(what, WAIT, async || {
             if let Some(address) = listening_address(&agent.log()) {
-                agent.listen = address;
-                return agent;
+                return Ok(address);
             }
             if let Ok(Some(status)) = agent.child.try_wait() {
                 panic!(
@@ -297,14 +296,10 @@ impl WindowsAgent {
                     agent.log()
                 );
             }
-            assert!(
-                Instant::now() < deadline,
-                "{}: not serving within {WAIT:?}:\n{}",
-                agent.image,
-                agent.log()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+            Err(agent.log())
+        })
+        .await;
+        agent
     }
 
     fn log(&self) -> String {
@@ -318,14 +313,13 @@ impl WindowsAgent {
 
     /// Waits until `done` holds for the agent's metrics; fails early if the agent exited.
     async fn wait_until(&mut self, what: &str, done: impl Fn(f64, f64, f64) -> bool) {
-        let deadline = Instant::now() + WAIT;
-        loop {
+        eventually(format!("{}: {what}", self.image), WAIT, async || {
             let polls = self.metric("kubelet_push_polls_total{result=\"ok\"}").await;
             let sent = self.metric("kubelet_push_samples_sent_total").await;
             let pending = self.metric("kubelet_push_samples_pending").await;
             if let (Some(p), Some(s), Some(q)) = (polls, sent, pending) {
                 if done(p, s, q) {
-                    return;
+                    return Ok(());
                 }
             }
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -336,14 +330,10 @@ impl WindowsAgent {
                     self.log()
                 );
             }
-            assert!(
-                Instant::now() < deadline,
-                "{}: not {what} within {WAIT:?}:\n{}",
-                self.image,
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            let counts = format!("polls {polls:?}, sent {sent:?}, pending {pending:?}");
+            Err(format!("{counts}\n{}", self.log()))
+        })
+        .await;
     }
 
     async fn polls_ok(&self) -> f64 {
@@ -428,17 +418,17 @@ impl WindowsAgent {
         };
         match last {
             Some(line) => {
-                let deadline = Instant::now() + WAIT;
-                while !self.log().contains(line) && !self.reader.is_finished() {
-                    assert!(
-                        Instant::now() < deadline,
-                        "{}: exited ({}) without {line:?} within {WAIT:?}:\n{}",
-                        self.image,
-                        exit_hint(status.code()),
-                        self.log()
-                    );
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
+                let what = format!(
+                    "{}: exited ({}), {line:?} in its log",
+                    self.image,
+                    exit_hint(status.code())
+                );
+                eventually(what, WAIT, async || {
+                    let log = self.log();
+                    let done = log.contains(line) || self.reader.is_finished();
+                    done.then_some(()).ok_or(log)
+                })
+                .await;
             }
             None => {
                 let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.reader).await;
@@ -726,14 +716,10 @@ async fn windows_exe_keeps_every_poll_across_an_outage_and_two_stops() {
         .wait_until("polling again", |polls, _, _| polls >= 3.0)
         .await;
     kubelet.hold();
-    let deadline = Instant::now() + WAIT;
-    let interrupted = loop {
-        if let Some(second) = kubelet.first_held() {
-            break second;
-        }
-        assert!(Instant::now() < deadline, "no poll within {WAIT:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let interrupted = eventually("a held poll", WAIT, async || {
+        kubelet.first_held().ok_or_else(String::new)
+    })
+    .await;
     // The agent sits in the held poll: its counts are final, every earlier poll completed.
     let polls_ok = agent
         .metric("kubelet_push_polls_total{result=\"ok\"}")
@@ -869,14 +855,13 @@ async fn windows_exe_scrapes_an_exporter_and_the_kubelets_probes() {
         ])
         .collect();
     let agent = WindowsAgent::start(&wine, dir.path(), None, &args).await;
-    let deadline = Instant::now() + WAIT;
     let count = |v: &[Value]| {
         v.first()
             .and_then(|s| s["value"][1].as_str())
             .and_then(|v| v.parse::<f64>().ok())
             .unwrap_or(0.0)
     };
-    loop {
+    eventually("exporter and probe metrics stored", WAIT, async || {
         let ups = prometheus
             .query(
                 "count_over_time(up{job=\"windows-exporter\"}[1m])",
@@ -889,16 +874,15 @@ async fn windows_exe_scrapes_an_exporter_and_the_kubelets_probes() {
                 now_ms(),
             )
             .await;
-        if count(&ups) >= 3.0 && count(&probes) > 0.0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not stored within {WAIT:?}:\n{}",
-            agent.log()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        let (ups, probes) = (count(&ups), count(&probes));
+        (ups >= 3.0 && probes > 0.0).then_some(()).ok_or_else(|| {
+            format!(
+                "{ups} exporter scrapes, {probes} probe series\n{}",
+                agent.log()
+            )
+        })
+    })
+    .await;
     let at = now_ms();
     let stored = prometheus
         .query(
