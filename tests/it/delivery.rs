@@ -181,7 +181,7 @@ fn gaps(requests: &[ReceivedRequest]) -> Vec<Duration> {
 
 /// A 429's `Retry-After` is waited: raised to `--min-backoff`, so a zero cannot become a busy
 /// loop, and honoured past `--max-backoff`, since the receiver said how long it needs. (The cap
-/// that keeps an hour from stalling delivery, five minutes, is unit-tested in `sender.rs`.)
+/// that keeps an hour from stalling delivery, five minutes, is unit-tested in `src/sender/tests.rs`.)
 ///
 /// Real time, and nothing in it depends on how fast the machine is. The agent runs as its own
 /// process and logs the delay it chose before each retry; those delays are asserted exactly.
@@ -237,7 +237,7 @@ async fn retry_after_is_honoured_past_the_backoff_and_raised_to_its_minimum() {
 
 /// 5xx retries wait with full jitter under a ceiling that doubles from `--min-backoff` up to
 /// `--max-backoff`: each wait is within its attempt's ceiling. (Jitter makes any lower bound
-/// zero; the delay sequence itself is unit-tested in `sender.rs`.)
+/// zero; the delay sequence itself is unit-tested in `src/sender/tests.rs`.)
 ///
 /// As above, the delays are the ones the agent logged, checked exactly against the ceilings,
 /// and each gap between two attempts is at least the delay logged before the second: sound on
