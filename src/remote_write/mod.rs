@@ -29,6 +29,7 @@ pub mod proto;
 pub mod reference;
 pub mod request;
 pub mod rewrite;
+mod splice;
 pub mod v1;
 pub mod v2;
 pub mod wire;

@@ -194,3 +194,67 @@ fn a_v1_catch_up_merge_holds_only_the_merged_body() {
     );
     assert_eq!(merged.samples, parts.iter().map(|p| p.samples).sum::<u32>());
 }
+
+/// Catching up on a 2.0 destination merges the same 2 MiB on the wire: each part's symbols
+/// are interned into one table and its series' refs mapped, one part decompressed at a time.
+/// The merge holds the parts' rewritten series compressed, the merged body, one part
+/// decompressed and the symbols; decoding every part into the prost types, as it used to,
+/// held several times the decompressed size.
+#[test]
+fn a_v2_catch_up_merge_holds_twice_the_merged_body_and_one_part() {
+    use kubelet_push::remote_write::{rewrite, wire, Protocol};
+    let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000 - 600);
+    let mut kubelet = SimulatedKubelet::new(110, 7, at - Duration::from_secs(3600));
+    let mut poller = Poller::new(
+        &config(&["--dry-run", "--kubelet-url", "file://unused.json"]).poll,
+        std::sync::Arc::new(kubelet_push::telemetry::Metrics::new()),
+    )
+    .unwrap();
+    let mut parts = Vec::new();
+    let mut compressed = 0;
+    let mut polls = 0u64;
+    while compressed < 2 << 20 {
+        let now = at + Duration::from_secs(10 * polls);
+        let bytes = kubelet.summary_json(now).into_bytes();
+        let ms = 1_800_000_000_000 - 600_000 + 10_000 * polls as i64;
+        let poll = poller.ingest(Ok(&bytes), ms, Instant::now());
+        assert!(poll.error.is_none());
+        for request in poller.encode_as(Protocol::V2, &poll, 2000).unwrap() {
+            compressed += request.body.len();
+            parts.push(request);
+        }
+        polls += 1;
+    }
+    let decompressed: usize = parts
+        .iter()
+        .map(|p| snap::raw::decompress_len(&p.body).unwrap())
+        .sum();
+    let largest = parts
+        .iter()
+        .map(|p| snap::raw::decompress_len(&p.body).unwrap())
+        .max()
+        .unwrap();
+    let (peak, merged) = peak_bytes(|| rewrite::merge(Protocol::V2, &parts).unwrap());
+    assert!(
+        peak <= 2 * merged.body.len() + largest + (256 << 10),
+        "{polls} polls, {} requests: {compressed} B compressed, {decompressed} B decompressed, \
+         the largest {largest} B; the merge held {peak} B at its peak for a {} B body",
+        parts.len(),
+        merged.body.len()
+    );
+    // Every part's series, in order, with its labels and samples.
+    let series = |r: &kubelet_push::remote_write::proto::v2::Request| -> Vec<String> {
+        r.timeseries
+            .iter()
+            .map(|ts| format!("{:?} {:?}", wire::labels_of(r, ts).unwrap(), ts.samples))
+            .collect()
+    };
+    let want: Vec<String> = parts
+        .iter()
+        .flat_map(|p| series(&wire::decode_v2(&p.body).unwrap()))
+        .collect();
+    let have = series(&wire::decode_v2(&merged.body).unwrap());
+    assert_eq!(have.len(), want.len());
+    assert!(have == want, "the merged series differ from the parts'");
+    assert_eq!(merged.samples, parts.iter().map(|p| p.samples).sum::<u32>());
+}
