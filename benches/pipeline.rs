@@ -294,7 +294,9 @@ impl Restamp {
     /// The document stamped `seconds` after the fixture's instant, and that time in ms.
     fn at(&self, seconds: u32) -> (Vec<u8>, i64) {
         let ms = self.base_ms + i64::from(seconds) * 1000;
-        let stamp = kubelet_push::testkit::simulator::rfc3339(u64::try_from(ms / 1000).expect("after 1970"));
+        let stamp = kubelet_push::testkit::simulator::rfc3339(
+            u64::try_from(ms / 1000).expect("after 1970"),
+        );
         let mut doc = self.doc.clone();
         for &i in &self.at {
             doc[i..i + 20].copy_from_slice(stamp.as_bytes());
