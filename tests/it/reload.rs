@@ -302,7 +302,9 @@ async fn a_removed_destination_keeps_its_disk_buffer_for_a_later_start() {
 async fn an_invalid_file_is_refused_and_the_running_configuration_stays() {
     let r = rig(9).await;
     let (a, config) = (&r.a, &r.config);
-    let (agent, listen) = r.start(&[&a.url()], "", &["--enable-reload"], Some(a)).await;
+    let (agent, listen) = r
+        .start(&[&a.url()], "", &["--enable-reload"], Some(a))
+        .await;
 
     write_config(config, &[&a.url()], "    timeot: 5s\n");
     let (status, body) = post_reload(&listen).await;
@@ -473,7 +475,9 @@ async fn a_changed_destination_is_never_sent_a_request_twice() {
     // 1.0: a scripted 204 carries no written-samples header, which `auto` would take for a
     // receiver that stored nothing of a 2.0 request.
     let v1 = "    version: \"1\"\n";
-    let (agent, listen) = r.start(&[&a.url()], v1, &["--enable-reload"], Some(a)).await;
+    let (agent, listen) = r
+        .start(&[&a.url()], v1, &["--enable-reload"], Some(a))
+        .await;
 
     a.push_response(Response::status(204).held());
     let before = a.requests().len();
