@@ -294,33 +294,15 @@ impl Restamp {
     /// The document stamped `seconds` after the fixture's instant, and that time in ms.
     fn at(&self, seconds: u32) -> (Vec<u8>, i64) {
         let ms = self.base_ms + i64::from(seconds) * 1000;
-        let stamp = rfc3339(ms / 1000);
+        let stamp = kubelet_push::testkit::simulator::rfc3339(
+            u64::try_from(ms / 1000).expect("after 1970"),
+        );
         let mut doc = self.doc.clone();
         for &i in &self.at {
             doc[i..i + 20].copy_from_slice(stamp.as_bytes());
         }
         (doc, ms)
     }
-}
-
-/// `YYYY-MM-DDTHH:MM:SSZ` of Unix seconds (the civil-from-days algorithm, proleptic Gregorian).
-fn rfc3339(secs: i64) -> String {
-    let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        sod / 3600,
-        sod / 60 % 60,
-        sod % 60
-    )
 }
 
 criterion_group!(benches, bench, encode_only, trim, every_poll_new);

@@ -189,7 +189,7 @@ impl RemoteWriteClient {
         body: bytes::Bytes,
     ) -> Result<Accepted, SendError> {
         let response = match self.post(protocol, body.clone()).await {
-            Err(Attempt::Stale(_)) => {
+            Err(e) if closed_before_answer(&e) => {
                 tracing::debug!(
                     url = %self.display_url,
                     "the connection closed before an answer came; sending again on a new one"
@@ -198,7 +198,7 @@ impl RemoteWriteClient {
             }
             other => other,
         }
-        .map_err(Attempt::into_error)?;
+        .map_err(|e| self.unanswered(&e))?;
         let status = response.status();
         if status.is_success() {
             if protocol == Protocol::V1 {
@@ -295,7 +295,7 @@ impl RemoteWriteClient {
         &self,
         protocol: Protocol,
         body: bytes::Bytes,
-    ) -> Result<reqwest::Response, Attempt> {
+    ) -> reqwest::Result<reqwest::Response> {
         let current = self.live.current();
         let mut request = current.http.post(self.url.clone());
         if let Some(value) = current.authorization {
@@ -312,33 +312,15 @@ impl RemoteWriteClient {
             .body(body)
             .send()
             .await
-            .map_err(|e| {
-                let error = SendError::Retryable {
-                    reason: describe(&e, &self.display_url, &self.url, self.live.hints()),
-                    status: None,
-                    retry_after: None,
-                    unanswered: !e.is_connect(),
-                };
-                if closed_before_answer(&e) {
-                    Attempt::Stale(error)
-                } else {
-                    Attempt::Failed(error)
-                }
-            })
     }
-}
 
-/// How one attempt ended when it did not succeed.
-enum Attempt {
-    /// The connection closed before any answer: worth one more try at once.
-    Stale(SendError),
-    Failed(SendError),
-}
-
-impl Attempt {
-    fn into_error(self) -> SendError {
-        match self {
-            Attempt::Stale(e) | Attempt::Failed(e) => e,
+    /// A request that got no answer (refused, timed out, cut off): always worth trying again.
+    fn unanswered(&self, e: &reqwest::Error) -> SendError {
+        SendError::Retryable {
+            reason: describe(e, &self.display_url, &self.url, self.live.hints()),
+            status: None,
+            retry_after: None,
+            unanswered: !e.is_connect(),
         }
     }
 }

@@ -6,7 +6,7 @@
 //! | `process_cpu_seconds_total` | utime + stime of `/proc/self/stat` | user + kernel time (`GetProcessTimes`) |
 //! | `process_resident_memory_bytes` | `VmRSS` of `/proc/self/status` | the working set (`GetProcessMemoryInfo`) |
 //! | `process_open_fds` | the entries of `/proc/self/fd` | open handles (`GetProcessHandleCount`): files, sockets, events, threads; left out when it says 0, as Wine's stub does |
-//! | `process_start_time_seconds` | `starttime` of `/proc/self/stat` + `btime` of `/proc/stat` | creation time (`GetProcessTimes`) |
+//! | `process_start_time_seconds` | `starttime` of `/proc/self/stat` + `btime` of `/proc/stat` (read once) | creation time (`GetProcessTimes`) |
 //!
 //! A value the system does not give is left out (never sent as 0); elsewhere (macOS, the BSDs)
 //! there are none.
@@ -92,7 +92,7 @@ mod imp {
     const USER_HZ: f64 = 100.0;
 
     pub fn read() -> ProcessStats {
-        let stat = std::fs::read_to_string("/proc/self/stat").ok();
+        let stat = read_small("/proc/self/stat");
         let fields = stat.as_deref().and_then(stat_fields);
         let tick = |i: usize| -> Option<f64> {
             fields
@@ -116,16 +116,43 @@ mod imp {
         }
     }
 
+    /// The boot time, read once: `/proc/stat` is the largest of the files read here (a line
+    /// per CPU, a count per interrupt) and the kernel writes all of it for each read, while
+    /// `btime` never changes in the life of the process.
     fn boot_time() -> Option<f64> {
-        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        static BOOT: std::sync::OnceLock<Option<f64>> = std::sync::OnceLock::new();
+        *BOOT.get_or_init(read_boot_time)
+    }
+
+    fn read_boot_time() -> Option<f64> {
+        let stat = read_small("/proc/stat")?;
         stat.lines()
             .find_map(|l| l.strip_prefix("btime "))
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(|v| v as f64)
     }
 
+    /// A `/proc` file read whole with `read` calls only: `std::fs::read_to_string` first
+    /// asks the file's size (a `statx`), which a `/proc` file reports as 0 anyway. These are
+    /// read on every push of the self-metrics.
+    fn read_small(path: &str) -> Option<String> {
+        use std::io::Read;
+        let mut file = std::fs::File::open(path).ok()?;
+        let mut bytes = Vec::with_capacity(4096);
+        let mut chunk = [0u8; 4096];
+        loop {
+            match file.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => bytes.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return None,
+            }
+        }
+        String::from_utf8(bytes).ok()
+    }
+
     fn resident_bytes() -> Option<f64> {
-        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let status = read_small("/proc/self/status")?;
         let kib = status
             .lines()
             .find_map(|l| l.strip_prefix("VmRSS:"))?

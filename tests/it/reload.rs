@@ -5,9 +5,10 @@
 //! and no SIGHUP ever ends the process.
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use kubelet_push::testkit::receiver::{Receiver, Response};
+use kubelet_push::testkit::simulator::KubeletServer;
 use tokio::process::Command;
 
 use crate::support::*;
@@ -39,6 +40,55 @@ fn command(kubelet: &str, config: &Path, extra: &[&str]) -> Command {
         ])
         .args(extra);
     cmd
+}
+
+/// What every test here starts from: a simulated kubelet (2 pods), receivers A and B, and a
+/// work directory holding the config file and the disk buffers.
+struct Rig {
+    kubelet: KubeletServer,
+    a: Receiver,
+    b: Receiver,
+    /// Kept for its lifetime: the directory is removed when the rig is dropped.
+    _work: tempfile::TempDir,
+    config: PathBuf,
+    buffers: PathBuf,
+}
+
+async fn rig(seed: u64) -> Rig {
+    let work = tempfile::tempdir().unwrap();
+    Rig {
+        kubelet: simulated_kubelet(2, seed).await,
+        a: Receiver::start().await.unwrap(),
+        b: Receiver::start().await.unwrap(),
+        config: work.path().join("config.yaml"),
+        buffers: work.path().join("buffer"),
+        _work: work,
+    }
+}
+
+impl Rig {
+    /// `--buffer-dir` and the rig's buffer directory.
+    fn disk_buffer(&self) -> [&str; 2] {
+        ["--buffer-dir", self.buffers.to_str().unwrap()]
+    }
+
+    /// Writes the config file listing `urls` (each with `yaml`), starts the agent on it with
+    /// `flags`, and waits until `ready` (when given) has accepted two polls.
+    async fn start(
+        &self,
+        urls: &[&str],
+        yaml: &str,
+        flags: &[&str],
+        ready: Option<&Receiver>,
+    ) -> (AgentProcess, String) {
+        write_config(&self.config, urls, yaml);
+        let started =
+            AgentProcess::listening(&mut command(&self.kubelet.url(), &self.config, flags)).await;
+        if let Some(rx) = ready {
+            wait_for_ups(rx, 2).await;
+        }
+        started
+    }
 }
 
 /// `POST /-/reload` (or another method): the status and the body.
@@ -98,32 +148,23 @@ async fn self_value(listen: &str, pattern: &str) -> f64 {
 /// removing the first one: it receives nothing more, and its disk buffer stays.
 #[tokio::test]
 async fn post_reload_adds_a_destination_and_removes_one() {
-    let k = simulated_kubelet(2, 7).await;
-    let a = Receiver::start().await.unwrap();
-    let b = Receiver::start().await.unwrap();
-    let work = tempfile::tempdir().unwrap();
-    let config = work.path().join("config.yaml");
-    let buffers = work.path().join("buffer");
-    write_config(&config, &[&a.url()], "");
-    let (agent, listen) = AgentProcess::listening(
-        command(&k.url(), &config, &["--enable-reload"])
-            .arg("--buffer-dir")
-            .arg(&buffers),
-    )
-    .await;
-    wait_for_ups(&a, 3).await;
+    let r = rig(7).await;
+    let (a, b, config) = (&r.a, &r.b, &r.config);
+    let flags = [&["--enable-reload"][..], &r.disk_buffer()].concat();
+    let (agent, listen) = r.start(&[&a.url()], "", &flags, Some(a)).await;
+    wait_for_ups(a, 3).await;
 
     // GET is not how a reload is asked for.
     assert_eq!(reload(&listen, reqwest::Method::GET).await.0, 405);
 
-    write_config(&config, &[&a.url(), &b.url()], "");
+    write_config(config, &[&a.url(), &b.url()], "");
     let (status, body) = post_reload(&listen).await;
     assert_eq!(status, 200, "{body}");
     assert!(
         body.contains(&format!("destinations added: {}", b.url())),
         "{body}"
     );
-    wait_for_ups(&b, 3).await;
+    wait_for_ups(b, 3).await;
     // What B gets is the kubelet's samples, decoded from the wire: the node's series (sent
     // when the kubelet's stats next change, as to every destination).
     wait_until("the node's series at the added destination", || {
@@ -143,7 +184,7 @@ async fn post_reload_adds_a_destination_and_removes_one() {
         1.0
     );
 
-    write_config(&config, &[&b.url()], "");
+    write_config(config, &[&b.url()], "");
     let (status, body) = post_reload(&listen).await;
     assert_eq!(status, 200, "{body}");
     assert!(
@@ -152,23 +193,23 @@ async fn post_reload_adds_a_destination_and_removes_one() {
     );
     // The removed sender has stopped by the time the answer came: nothing more arrives.
     let a_requests = a.requests().len();
-    let b_before = ups(&b).len();
-    wait_for_ups(&b, b_before + 5).await;
+    let b_before = ups(b).len();
+    wait_for_ups(b, b_before + 5).await;
     assert_eq!(
         a.requests().len(),
         a_requests,
         "the removed destination still receives"
     );
     assert!(
-        dest_buffer(&buffers, &a.url()).is_dir(),
+        dest_buffer(&r.buffers, &a.url()).is_dir(),
         "the removed disk buffer is kept"
     );
 
     let log = stop_agent(agent).await;
-    assert_once_in_order("the destination there from the start", &ups(&a));
+    assert_once_in_order("the destination there from the start", &ups(a));
     // B from its first poll to the last: once each, in order, and no poll missing from
     // when it was added (it never waited behind A).
-    assert_once_in_order("the added destination", &ups(&b));
+    assert_once_in_order("the added destination", &ups(b));
     assert!(log.contains("configuration reloaded"), "{log}");
     assert!(!log.contains("reload refused"), "{log}");
 }
@@ -177,23 +218,14 @@ async fn post_reload_adds_a_destination_and_removes_one() {
 /// lists it again delivers every request that was buffered, in order, nothing lost.
 #[tokio::test]
 async fn a_removed_destination_keeps_its_disk_buffer_for_a_later_start() {
-    let k = simulated_kubelet(2, 8).await;
-    let a = Receiver::start().await.unwrap();
-    let b = Receiver::start().await.unwrap();
+    let r = rig(8).await;
+    let (a, b, config) = (&r.a, &r.b, &r.config);
     a.answer_always(Some(Response::status(503)));
-    let work = tempfile::tempdir().unwrap();
-    let config = work.path().join("config.yaml");
-    let buffers = work.path().join("buffer");
-    write_config(&config, &[&a.url(), &b.url()], "");
-    let (agent, listen) = AgentProcess::listening(
-        command(&k.url(), &config, &["--enable-reload"])
-            .arg("--buffer-dir")
-            .arg(&buffers),
-    )
-    .await;
+    let flags = [&["--enable-reload"][..], &r.disk_buffer()].concat();
+    let (agent, listen) = r.start(&[&a.url(), &b.url()], "", &flags, Some(b)).await;
     // A refuses while B takes polls: A's buffer fills.
-    wait_for_ups(&b, 5).await;
-    write_config(&config, &[&b.url()], "");
+    wait_for_ups(b, 5).await;
+    write_config(config, &[&b.url()], "");
     let (status, body) = post_reload(&listen).await;
     assert_eq!(status, 200, "{body}");
     // Logged before the answer, but read from the agent's stderr by another task: waited for.
@@ -215,8 +247,8 @@ async fn a_removed_destination_keeps_its_disk_buffer_for_a_later_start() {
     assert!(samples > 0, "{line}");
     // Its sender stopped with the answer: no retry reaches A any more.
     let a_requests = a.requests().len();
-    let b_before = ups(&b).len();
-    wait_for_ups(&b, b_before + 3).await;
+    let b_before = ups(b).len();
+    wait_for_ups(b, b_before + 3).await;
     assert_eq!(
         a.requests().len(),
         a_requests,
@@ -238,13 +270,7 @@ async fn a_removed_destination_keeps_its_disk_buffer_for_a_later_start() {
 
     // A is back, and a new agent lists it again.
     a.answer_always(None);
-    write_config(&config, &[&a.url()], "");
-    let (again, _) = AgentProcess::listening(
-        command(&k.url(), &config, &[])
-            .arg("--buffer-dir")
-            .arg(&buffers),
-    )
-    .await;
+    let (again, _) = r.start(&[&a.url()], "", &r.disk_buffer(), None).await;
     wait_until("the kept buffer is replayed", || {
         again.log().contains("disk buffer replayed")
     })
@@ -254,15 +280,15 @@ async fn a_removed_destination_keeps_its_disk_buffer_for_a_later_start() {
         replay.contains(&format!("samples={samples}")),
         "replayed what was kept ({samples} samples): {replay}"
     );
-    let delivered: BTreeSet<i64> = ups(&a).into_iter().collect();
+    let delivered: BTreeSet<i64> = ups(a).into_iter().collect();
     wait_until("every offered poll arrives", || {
-        let got: BTreeSet<i64> = ups(&a).into_iter().collect();
+        let got: BTreeSet<i64> = ups(a).into_iter().collect();
         offered.is_subset(&got)
     })
     .await;
     let _ = delivered;
     let log = stop_agent(again).await;
-    let order = ups(&a);
+    let order = ups(a);
     assert!(
         order.windows(2).all(|w| w[0] <= w[1]),
         "out of order: {order:?} {log}"
@@ -274,16 +300,13 @@ async fn a_removed_destination_keeps_its_disk_buffer_for_a_later_start() {
 /// `--enable-reload` the endpoint answers 403.
 #[tokio::test]
 async fn an_invalid_file_is_refused_and_the_running_configuration_stays() {
-    let k = simulated_kubelet(2, 9).await;
-    let a = Receiver::start().await.unwrap();
-    let work = tempfile::tempdir().unwrap();
-    let config = work.path().join("config.yaml");
-    write_config(&config, &[&a.url()], "");
-    let (agent, listen) =
-        AgentProcess::listening(&mut command(&k.url(), &config, &["--enable-reload"])).await;
-    wait_for_ups(&a, 2).await;
+    let r = rig(9).await;
+    let (a, config) = (&r.a, &r.config);
+    let (agent, listen) = r
+        .start(&[&a.url()], "", &["--enable-reload"], Some(a))
+        .await;
 
-    write_config(&config, &[&a.url()], "    timeot: 5s\n");
+    write_config(config, &[&a.url()], "    timeot: 5s\n");
     let (status, body) = post_reload(&listen).await;
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("config.yaml:3"), "file and line: {body}");
@@ -296,15 +319,14 @@ async fn an_invalid_file_is_refused_and_the_running_configuration_stays() {
         .await,
         1.0
     );
-    let before = ups(&a).len();
-    wait_for_ups(&a, before + 3).await;
+    let before = ups(a).len();
+    wait_for_ups(a, before + 3).await;
     assert!(agent.child.id().is_some());
     let log = stop_agent(agent).await;
     assert_eq!(log.matches("reload refused").count(), 1, "{log}");
-    assert_once_in_order("the running destination", &ups(&a));
+    assert_once_in_order("the running destination", &ups(a));
 
-    write_config(&config, &[&a.url()], "");
-    let (off, listen) = AgentProcess::listening(&mut command(&k.url(), &config, &[])).await;
+    let (off, listen) = r.start(&[&a.url()], "", &[], None).await;
     let (status, body) = post_reload(&listen).await;
     assert_eq!(status, 403, "{body}");
     stop_agent(off).await;
@@ -316,13 +338,9 @@ async fn an_invalid_file_is_refused_and_the_running_configuration_stays() {
 #[cfg(unix)]
 #[tokio::test]
 async fn sighup_reloads_and_the_memory_buffer_loses_nothing() {
-    let k = simulated_kubelet(2, 10).await;
-    let a = Receiver::start().await.unwrap();
-    let work = tempfile::tempdir().unwrap();
-    let config = work.path().join("config.yaml");
-    write_config(&config, &[&a.url()], "");
-    let (agent, listen) = AgentProcess::listening(&mut command(&k.url(), &config, &[])).await;
-    wait_for_ups(&a, 2).await;
+    let r = rig(10).await;
+    let (a, config) = (&r.a, &r.config);
+    let (agent, listen) = r.start(&[&a.url()], "", &[], Some(a)).await;
 
     hangup(&agent);
     wait_until("the reload with nothing changed", || {
@@ -330,7 +348,7 @@ async fn sighup_reloads_and_the_memory_buffer_loses_nothing() {
     })
     .await;
     write_config(
-        &config,
+        config,
         &[&a.url()],
         "    headers:\n      X-Scope-OrgID: tenant-2\n",
     );
@@ -339,8 +357,8 @@ async fn sighup_reloads_and_the_memory_buffer_loses_nothing() {
         agent.log().contains("destinations changed")
     })
     .await;
-    let before = ups(&a).len();
-    wait_for_ups(&a, before + 3).await;
+    let before = ups(a).len();
+    wait_for_ups(a, before + 3).await;
     assert!(
         a.requests()
             .last()
@@ -367,7 +385,7 @@ async fn sighup_reloads_and_the_memory_buffer_loses_nothing() {
         .map(|ts| ts.samples.len() as u64)
         .sum();
     assert_eq!(received, field("samples_sent"), "{log}");
-    assert_once_in_order("across two reloads", &ups(&a));
+    assert_once_in_order("across two reloads", &ups(a));
 }
 
 /// Without `--config-file`, SIGHUP reloads nothing and says so; the agent runs on.
@@ -414,22 +432,14 @@ fn hangup(agent: &AgentProcess) {
 /// warning, and the other destination delivers on.
 #[tokio::test]
 async fn a_removed_memory_destination_drains_then_counts_what_is_left_as_dropped() {
-    let k = simulated_kubelet(2, 12).await;
-    let a = Receiver::start().await.unwrap();
-    let b = Receiver::start().await.unwrap();
+    let r = rig(12).await;
+    let (a, b, config) = (&r.a, &r.b, &r.config);
     a.answer_always(Some(Response::status(503)));
-    let work = tempfile::tempdir().unwrap();
-    let config = work.path().join("config.yaml");
-    write_config(&config, &[&a.url(), &b.url()], "");
-    let (agent, listen) = AgentProcess::listening(&mut command(
-        &k.url(),
-        &config,
-        &["--enable-reload", "--shutdown-timeout", "300ms"],
-    ))
-    .await;
-    wait_for_ups(&b, 3).await;
+    let flags = ["--enable-reload", "--shutdown-timeout", "300ms"];
+    let (agent, listen) = r.start(&[&a.url(), &b.url()], "", &flags, Some(b)).await;
+    wait_for_ups(b, 3).await;
     wait_until("A refused a request", || !a.requests().is_empty()).await;
-    write_config(&config, &[&b.url()], "");
+    write_config(config, &[&b.url()], "");
     let (status, body) = post_reload(&listen).await;
     assert_eq!(status, 200, "{body}");
     let dropped = format!(
@@ -441,8 +451,8 @@ async fn a_removed_memory_destination_drains_then_counts_what_is_left_as_dropped
         counted.then_some(()).ok_or_else(|| agent.log())
     })
     .await;
-    let before = ups(&b).len();
-    wait_for_ups(&b, before + 3).await;
+    let before = ups(b).len();
+    wait_for_ups(b, before + 3).await;
     let log = stop_agent(agent).await;
     assert_eq!(
         log.matches("samples in its memory buffer are dropped")
@@ -450,7 +460,7 @@ async fn a_removed_memory_destination_drains_then_counts_what_is_left_as_dropped
         1,
         "{log}"
     );
-    assert_once_in_order("the destination kept", &ups(&b));
+    assert_once_in_order("the destination kept", &ups(b));
 }
 
 /// A reload that changes a destination replaces its sender between two attempts, never in the
@@ -460,22 +470,20 @@ async fn a_removed_memory_destination_drains_then_counts_what_is_left_as_dropped
 /// stored the first copy.
 #[tokio::test]
 async fn a_changed_destination_is_never_sent_a_request_twice() {
-    let k = simulated_kubelet(2, 12).await;
-    let a = Receiver::start().await.unwrap();
-    let work = tempfile::tempdir().unwrap();
-    let config = work.path().join("config.yaml");
+    let r = rig(12).await;
+    let (a, config) = (&r.a, &r.config);
     // 1.0: a scripted 204 carries no written-samples header, which `auto` would take for a
     // receiver that stored nothing of a 2.0 request.
-    write_config(&config, &[&a.url()], "    version: \"1\"\n");
-    let (agent, listen) =
-        AgentProcess::listening(&mut command(&k.url(), &config, &["--enable-reload"])).await;
-    wait_for_ups(&a, 2).await;
+    let v1 = "    version: \"1\"\n";
+    let (agent, listen) = r
+        .start(&[&a.url()], v1, &["--enable-reload"], Some(a))
+        .await;
 
     a.push_response(Response::status(204).held());
     let before = a.requests().len();
     wait_until("a request held", || a.requests().len() > before).await;
     write_config(
-        &config,
+        config,
         &[&a.url()],
         "    version: \"1\"\n    headers:\n      X-Scope-OrgID: tenant-3\n",
     );
@@ -491,8 +499,8 @@ async fn a_changed_destination_is_never_sent_a_request_twice() {
     let (status, body) = reload.await.unwrap();
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("destinations changed"), "{body}");
-    let before = ups(&a).len();
-    wait_for_ups(&a, before + 3).await;
+    let before = ups(a).len();
+    wait_for_ups(a, before + 3).await;
     assert!(
         a.requests()
             .last()
@@ -500,5 +508,5 @@ async fn a_changed_destination_is_never_sent_a_request_twice() {
         "the new header is sent"
     );
     let log = stop_agent(agent).await;
-    assert_once_in_order(&format!("across the reload\n{log}"), &ups(&a));
+    assert_once_in_order(&format!("across the reload\n{log}"), &ups(a));
 }

@@ -19,3 +19,4 @@ pub use model::SimulatedKubelet;
 #[cfg(any(test, feature = "test-support"))]
 pub use server::Fault;
 pub use server::KubeletServer;
+pub use wire::rfc3339;

@@ -22,8 +22,9 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
-/// Formats like Go's `metav1.Time` marshals: RFC 3339, UTC, whole seconds.
-pub(super) fn rfc3339(secs: u64) -> String {
+/// Formats Unix seconds like Go's `metav1.Time` marshals: RFC 3339, UTC, whole seconds
+/// (`2026-11-25T10:00:07Z`). Public for the tests and benches that restamp a document.
+pub fn rfc3339(secs: u64) -> String {
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     let (y, m, d) = civil_from_days(days);
@@ -184,5 +185,18 @@ mod tests {
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(rfc3339(1_795_600_807), "2026-11-25T10:00:07Z");
         assert_eq!(rfc3339(4_102_444_799), "2099-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn rfc3339_round_trips_through_the_agents_parser() {
+        for t in [0, 951_825_600, 1_536_543_892, 1_795_570_680, 4_102_444_800] {
+            let s = rfc3339(t);
+            assert_eq!(
+                crate::kubelet::time::parse_rfc3339_ms(&s),
+                Ok(t as i64 * 1000),
+                "{s}"
+            );
+        }
+        assert_eq!(rfc3339(1_536_543_892), "2018-09-10T01:44:52Z");
     }
 }

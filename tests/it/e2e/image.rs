@@ -492,7 +492,11 @@ async fn container_pushes_what_the_kubelet_served_to_prometheus_and_stops_cleanl
             assert_eq!(t % 1000, 0, "{metric}: the kubelet's whole-second time");
             let doc = served_at(&mut reference, t / 1000);
             let section = &doc["node"][field[0]];
-            assert_eq!(section["time"], format_rfc3339(t / 1000), "{metric} at {t}");
+            assert_eq!(
+                section["time"],
+                rfc3339(u64::try_from(t / 1000).unwrap()),
+                "{metric} at {t}"
+            );
             let mut expected = json_f64(&section[field[1]]);
             if metric.ends_with("_seconds_total") {
                 expected /= 1e9;
@@ -526,7 +530,8 @@ async fn container_pushes_what_the_kubelet_served_to_prometheus_and_stops_cleanl
                     .unwrap()
                     .iter()
                     .find(|p| {
-                        p["podRef"]["name"] == pod && p["memory"]["time"] == format_rfc3339(t_s)
+                        p["podRef"]["name"] == pod
+                            && p["memory"]["time"] == rfc3339(u64::try_from(t_s).unwrap())
                     })
                     .map(|p| json_f64(&p["memory"]["workingSetBytes"]))
             });
