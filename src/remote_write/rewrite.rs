@@ -28,6 +28,7 @@ use prost::Message;
 
 use super::proto::{v1, v2};
 use super::request::Request;
+use super::splice::SpliceError;
 use super::wire::{decode_v1, decode_v2, labels_of, RefError, WireError};
 use super::Protocol;
 
@@ -49,6 +50,24 @@ pub enum ConvertError {
     OddRefs { series: usize, refs: usize },
     #[error("series {series} holds {what}, which Remote Write 1.0 as sent here cannot carry")]
     Unconvertible { series: usize, what: &'static str },
+}
+
+impl From<SpliceError> for ConvertError {
+    fn from(error: SpliceError) -> Self {
+        match error {
+            SpliceError::Wire(e) => ConvertError::Wire(e),
+            SpliceError::Ref {
+                series,
+                reference,
+                symbols,
+            } => ConvertError::Ref {
+                series,
+                reference,
+                symbols,
+            },
+            SpliceError::Malformed(what) => ConvertError::Malformed(what),
+        }
+    }
 }
 
 /// The 1.0 request holding exactly the series and samples of `request`.

@@ -18,8 +18,22 @@
 
 use std::collections::HashMap;
 
-use super::rewrite::ConvertError;
 use super::wire::{decompress, put_varint, varint_len, WireError};
+
+/// Why bodies cannot be merged; `rewrite::ConvertError` carries each kind as its own.
+#[derive(Debug, thiserror::Error)]
+pub enum SpliceError {
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    #[error("series {series}: label ref {reference} is outside the {symbols} symbols")]
+    Ref {
+        series: usize,
+        reference: u32,
+        symbols: usize,
+    },
+    #[error("malformed Remote Write 2.0 body: {0}")]
+    Malformed(&'static str),
+}
 
 /// Protobuf wire types.
 const VARINT: u8 = 0;
@@ -58,8 +72,8 @@ struct Fields<'a> {
     at: usize,
 }
 
-fn malformed(what: &'static str) -> ConvertError {
-    ConvertError::Malformed(what)
+fn malformed(what: &'static str) -> SpliceError {
+    SpliceError::Malformed(what)
 }
 
 impl<'a> Fields<'a> {
@@ -67,7 +81,7 @@ impl<'a> Fields<'a> {
         Fields { buf, at: 0 }
     }
 
-    fn varint(&mut self) -> Result<u64, ConvertError> {
+    fn varint(&mut self) -> Result<u64, SpliceError> {
         let mut value = 0u64;
         for shift in (0..64).step_by(7) {
             let byte = *self
@@ -83,7 +97,7 @@ impl<'a> Fields<'a> {
         Err(malformed("a varint is longer than 10 bytes"))
     }
 
-    fn take(&mut self, n: usize) -> Result<&'a [u8], ConvertError> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], SpliceError> {
         let end = self
             .at
             .checked_add(n)
@@ -94,7 +108,7 @@ impl<'a> Fields<'a> {
         Ok(bytes)
     }
 
-    fn read(&mut self) -> Result<Field<'a>, ConvertError> {
+    fn read(&mut self) -> Result<Field<'a>, SpliceError> {
         let start = self.at;
         let key = self.varint()?;
         let number = u32::try_from(key >> 3)
@@ -124,7 +138,7 @@ impl<'a> Fields<'a> {
 }
 
 impl<'a> Iterator for Fields<'a> {
-    type Item = Result<Field<'a>, ConvertError>;
+    type Item = Result<Field<'a>, SpliceError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         (self.at < self.buf.len()).then(|| {
@@ -149,7 +163,7 @@ fn put_len(out: &mut Vec<u8>, number: u32, bytes: &[u8]) {
 }
 
 /// The refs of a repeated `uint32` field, packed or not, appended to `refs`.
-fn push_refs(field: &Field<'_>, refs: &mut Vec<u32>) -> Result<(), ConvertError> {
+fn push_refs(field: &Field<'_>, refs: &mut Vec<u32>) -> Result<(), SpliceError> {
     let to_u32 = |v: u64| u32::try_from(v).map_err(|_| malformed("a ref out of range"));
     match field.wire_type {
         VARINT => refs.push(to_u32(field.varint)?),
@@ -171,11 +185,11 @@ struct Mapping<'m> {
 }
 
 impl Mapping<'_> {
-    fn get(&self, reference: u32) -> Result<u32, ConvertError> {
+    fn get(&self, reference: u32) -> Result<u32, SpliceError> {
         self.map
             .get(reference as usize)
             .copied()
-            .ok_or(ConvertError::Ref {
+            .ok_or(SpliceError::Ref {
                 series: self.series,
                 reference,
                 symbols: self.map.len(),
@@ -189,7 +203,7 @@ impl Mapping<'_> {
         number: u32,
         refs: &[u32],
         scratch: &mut Vec<u8>,
-    ) -> Result<(), ConvertError> {
+    ) -> Result<(), SpliceError> {
         if refs.is_empty() {
             return Ok(());
         }
@@ -217,7 +231,7 @@ fn rewrite_series(
     bytes: &[u8],
     mapping: &Mapping<'_>,
     scratch: &mut Scratch,
-) -> Result<(), ConvertError> {
+) -> Result<(), SpliceError> {
     let Scratch {
         refs,
         packed,
@@ -330,7 +344,7 @@ impl Default for Blocks {
 }
 
 impl Blocks {
-    fn push(&mut self, raw: &[u8]) -> Result<(), ConvertError> {
+    fn push(&mut self, raw: &[u8]) -> Result<(), SpliceError> {
         self.block.resize(snap::raw::max_compress_len(raw.len()), 0);
         let n = self
             .encoder
@@ -343,7 +357,7 @@ impl Blocks {
     }
 
     /// `first`'s block, then every pushed one, as one block.
-    fn finish(mut self, first: &[u8]) -> Result<Vec<u8>, ConvertError> {
+    fn finish(mut self, first: &[u8]) -> Result<Vec<u8>, SpliceError> {
         let mut head = Blocks::default();
         head.push(first)?;
         self.block = Vec::new();
@@ -362,9 +376,7 @@ impl Blocks {
 }
 
 /// One 2.0 body (compressed) holding every symbol, series and sample of `bodies`, in order.
-pub(super) fn merge_v2<'b>(
-    bodies: impl Iterator<Item = &'b [u8]>,
-) -> Result<Vec<u8>, ConvertError> {
+pub(super) fn merge_v2<'b>(bodies: impl Iterator<Item = &'b [u8]>) -> Result<Vec<u8>, SpliceError> {
     let mut symbols = Vec::new();
     put_len(&mut symbols, field::REQUEST_SYMBOLS, b"");
     let mut index: HashMap<Vec<u8>, u32> = HashMap::from([(Vec::new(), 0)]);
